@@ -1,0 +1,3 @@
+from autoglm.cli import main
+
+main()

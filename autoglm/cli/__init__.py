@@ -1,0 +1,27 @@
+"""``autoglm``: sub-commands grouped by side.
+
+Each side's commands live in their own module and register themselves on the root app. No
+module here imports torch, onnx or a wing at import time; commands import inside their body.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from autoglm.cli import bench_cmd, bundle_cmd, cloud_cmd, demo_cmd, edge_cmd, export_cmd, train_cmd
+from autoglm.cli.common import run_cli
+
+app = typer.Typer(
+    name="autoglm",
+    help="Open-AutoGLM Edge: train adapters, export bundles, run the cloud controller and edge agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (train_cmd, export_cmd, bundle_cmd, cloud_cmd, edge_cmd, demo_cmd, bench_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    run_cli(app)

@@ -1,0 +1,1 @@
+"""Cloud side: trainer, model registry, fleet, rollouts, tool service (PyTorch lives here)."""

@@ -1,0 +1,1 @@
+"""Edge agent: ONNX Runtime inference server, MQTT sync, reasoning agent. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Export pipeline: checkpoint -> ONNX / TensorRT bundle (quantised, signed, verified)."""
