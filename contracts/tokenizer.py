@@ -2,6 +2,13 @@
 
 Both sides must produce identical ids for the same text, so both use this wrapper (the edge
 has no ``transformers``). Returns int64 numpy arrays padded to the batch's longest sequence.
+
+Out-of-vocabulary characters (``oov_char_fallback``, on by default): English BERT vocabularies
+such as all-MiniLM-L6-v2 hold only ~240 CJK characters, so most Chinese text would become a
+row of identical ``[UNK]``. A ``[UNK]`` that covers exactly one character is replaced by the
+reserved token ``[unused{ord(char) % n}]`` (``n`` = number of ``[unusedN]`` tokens, 994 for
+BERT-uncased): distinct characters get (mostly) distinct ids the adapters can learn from, and
+trainer and edge compute the same ids because both call this class.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from tokenizers import Tokenizer
 class TokenizerSettings:
     max_length: int = 128
     lowercase: bool = True
+    oov_char_fallback: bool = True
 
 
 class TextTokenizer:
@@ -29,12 +37,36 @@ class TextTokenizer:
         self.settings = settings or TokenizerSettings()
         self._tok = Tokenizer.from_file(str(path))
         self._tok.no_padding()
-        self._tok.enable_truncation(max_length=self.settings.max_length)
         self.pad_id = 0
+        self.unk_id = self._tok.token_to_id("[UNK]")
+        vocab = self._tok.get_vocab()
+        unused = sorted(
+            (int(t[7:-1]), i) for t, i in vocab.items() if t.startswith("[unused") and t[7:-1].isdigit()
+        )
+        self.fallback_ids = [i for _, i in unused] if self.settings.oov_char_fallback else []
+        if self.fallback_ids:
+            self._tok.no_truncation()  # truncate after the fallback (it keeps the token count)
+        else:
+            self._tok.enable_truncation(max_length=self.settings.max_length)
+
+    def _fallback(self, text: str, ids: list[int], offsets: list[tuple[int, int]]) -> list[int]:
+        n = len(self.fallback_ids)
+        out = [
+            self.fallback_ids[ord(text[s]) % n] if tid == self.unk_id and e - s == 1 else tid
+            for tid, (s, e) in zip(ids, offsets, strict=True)
+        ]
+        limit = self.settings.max_length
+        if len(out) > limit:
+            out = [*out[: limit - 1], out[-1]]  # keep [SEP]
+        return out
 
     def encode_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text (with [CLS]/[SEP], truncated), unpadded."""
-        return [e.ids for e in self._tok.encode_batch(list(texts))]
+        texts = list(texts)
+        encs = self._tok.encode_batch(texts)
+        if not self.fallback_ids:
+            return [e.ids for e in encs]
+        return [self._fallback(t, e.ids, e.offsets) for t, e in zip(texts, encs, strict=True)]
 
     @staticmethod
     def pad(ids: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
