@@ -1,0 +1,257 @@
+"""FastAPI app: the Open Inference Protocol v2 REST API over :class:`InferenceService`.
+
+Routes (KServe / Triton compatible):
+
+* ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2`` (server metadata)
+* ``GET /v2/models/{name}[/versions/{version}]`` (metadata), ``…/ready``
+* ``POST /v2/models/{name}[/versions/{version}]/infer`` (JSON or binary tensor data)
+* ``POST /v2/repository/index``, ``POST /v2/repository/models/{name}/load`` (hot swap; body
+  ``{"parameters": {"bundle": "/path", "adapter_set": "name"}}``, bearer token when configured)
+* ``GET /metrics`` (Prometheus), ``GET /v2/edge/status`` (slot states, last load)
+
+The infer route is a plain Starlette endpoint (no FastAPI body model: the codec validates), and
+it watches for the client going away: a request cancelled before its batch starts costs no
+forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+from starlette.routing import Route
+
+import contracts
+from contracts.defaults import EDGE_LIVE_PATH, EDGE_READY_PATH, METRICS_PATH
+from contracts.errors import BadRequest, PayloadTooLarge, Unauthorized, Unavailable
+from contracts.logging import get_logger
+from edge.http.errors import install_error_handlers
+from edge.http.oip_codec import (
+    HEADER_LENGTH,
+    INPUT_NAME,
+    OUTPUT_DTYPES,
+    encode_infer_response,
+    parse_infer_request,
+)
+from edge.serving.loaded_model import LoadedModel
+from edge.serving.service import InferenceResult, InferenceService
+from edge.settings import ServeSettings
+
+log = get_logger("autoglm.edge.http")
+SERVER_NAME = "autoglm-edge"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request waited."""
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def model_metadata(m: LoadedModel) -> dict[str, Any]:
+    n_routes = len(m.routes)
+    dims = {
+        "embedding": [-1, m.embedding_dim or -1],
+        "route_logits": [-1, n_routes],
+        "route_probabilities": [-1, n_routes],
+        "route_index": [-1],
+        "route_label": [-1],
+    }
+    return {
+        "name": m.name,
+        "versions": [m.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [{"name": k, "datatype": v, "shape": dims[k]} for k, v in OUTPUT_DTYPES.items()],
+        "parameters": {
+            "adapter_set": m.adapter_set,
+            "routes": list(m.routes),
+            "temperature": m.temperature,
+            "providers": list(m.providers),
+            **{k: v for k, v in m.extra.items() if isinstance(v, str | int | float | bool)},
+        },
+    }
+
+
+async def _until_disconnect(request: Request, work: asyncio.Future[list[InferenceResult]]) -> list[InferenceResult]:
+    """Await ``work`` unless the client disconnects first (then cancel it: no forward pass)."""
+
+    async def watch() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await work
+    raise ClientGone()
+
+
+def create_app(service: InferenceService, settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    max_body = settings.http_max_body_bytes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        if settings.bundle_dir is not None and service.manager.active is None:
+            try:
+                await service.manager.load(Path(settings.bundle_dir), settings.serve_adapter_set)
+            except Exception as exc:  # keep serving health/metrics; ready stays false
+                log.error("initial bundle %s did not load: %s", settings.bundle_dir, exc)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.state.service = service
+
+    def require_admin(request: Request) -> None:
+        token = settings.http_admin_token
+        if not token:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("the model repository API needs 'Authorization: Bearer <token>'")
+
+    @app.get(EDGE_LIVE_PATH)
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get(EDGE_READY_PATH)
+    async def ready() -> Response:
+        if not service.ready:
+            service.manager.resolve()  # raises Unavailable with the reason
+        return _json({"ready": True})
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json({"name": SERVER_NAME, "version": contracts.__version__, "extensions": EXTENSIONS})
+
+    @app.get("/v2/models/{name}")
+    async def metadata(name: str) -> Response:
+        return _json(model_metadata(service.manager.resolve(name)))
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def metadata_version(name: str, version: str) -> Response:
+        return _json(model_metadata(service.manager.resolve(name, version)))
+
+    @app.get("/v2/models/{name}/ready")
+    async def model_ready(name: str) -> Response:
+        m = service.manager.resolve(name)
+        return _json({"name": m.name, "version": m.version, "ready": True})
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_version_ready(name: str, version: str) -> Response:
+        m = service.manager.resolve(name, version)
+        return _json({"name": m.name, "version": m.version, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        params = request.path_params
+        model = service.manager.resolve(params["name"], params.get("version"))
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {max_body}")
+        body = await request.body()
+        if len(body) > max_body:
+            raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {max_body}")
+        req = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
+        work = asyncio.ensure_future(
+            service.infer(
+                req.texts, priority=req.priority, deadline_s=req.deadline_s, model=model.name, version=params.get("version")
+            )
+        )
+        try:
+            results = await _until_disconnect(request, work)
+        except ClientGone:
+            return Response(status_code=499)
+        served = results[0]
+        content, headers = encode_infer_response(req, results, served.model_name, served.model_version)
+        return Response(content, headers=headers)
+
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        app.router.routes.append(Route(path, infer, methods=["POST"]))
+
+    @app.post("/v2/repository/index")
+    async def repository_index(request: Request) -> Response:
+        require_admin(request)
+        rows = []
+        st = service.manager.status()
+        if st["active"]:
+            a = st["active"]
+            rows.append({"name": a["name"], "version": a["version"], "state": "READY", "reason": ""})
+        for d in st["draining"]:
+            rows.append({"name": d["name"], "version": d["version"], "state": "UNAVAILABLE", "reason": "draining"})
+        last = st["last_load"]
+        if last and last["state"] == "failed":
+            rows.append({"name": last["model"] or last["source"], "version": "", "state": "UNAVAILABLE", "reason": last["error"]})
+        return _json(rows)
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def repository_load(name: str, request: Request) -> Response:
+        require_admin(request)
+        body = await request.body()
+        try:
+            doc = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"load request is not valid JSON: {exc}") from None
+        params = doc.get("parameters") if isinstance(doc, dict) else None
+        if not isinstance(params, dict):
+            raise BadRequest('load request needs {"parameters": {"bundle": "<bundle dir>"}}')
+        bundle = params.get("bundle") or (str(settings.bundle_dir) if settings.bundle_dir else None)
+        adapter_set = params.get("adapter_set")
+        if not isinstance(bundle, str) or not bundle:
+            raise BadRequest("parameter 'bundle' (a bundle directory on this node) is required")
+        if adapter_set is not None and not isinstance(adapter_set, str):
+            raise BadRequest("parameter 'adapter_set' must be a string")
+        m = await service.manager.load(Path(bundle), adapter_set, expected_name=name)
+        return _json({"name": m.name, "version": m.version, "adapter_set": m.adapter_set, "state": m.state.value})
+
+    @app.post("/v2/repository/models/{name}/unload")
+    async def repository_unload(name: str, request: Request) -> Response:
+        require_admin(request)
+        raise Unavailable("unloading the only served model is not supported; load another bundle instead")
+
+    @app.get("/v2/edge/status")
+    async def edge_status() -> Response:
+        st = service.manager.status()
+        cache = service.cache
+        st["cache"] = {
+            "entries": len(cache),
+            "bytes": cache.used_bytes,
+            "max_bytes": cache.max_bytes,
+            "hits": cache.stats.hits,
+            "misses": cache.stats.misses,
+            "compression_ratio": round(cache.stats.compression_ratio, 3),
+        }
+        st["queue_depth"] = service.batcher.depth
+        st["node_id"] = settings.node_id
+        return _json(st)
+
+    @app.get(METRICS_PATH)
+    async def metrics() -> Response:
+        service.metrics.cache_bytes.set(service.cache.used_bytes)
+        service.metrics.queue_depth.set(service.batcher.depth)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

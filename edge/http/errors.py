@@ -1,0 +1,48 @@
+"""The one place where errors become HTTP responses: ``{"error": "...", "code": "..."}``.
+
+Domain errors (``contracts.errors``) carry their status and headers (429 → ``Retry-After``);
+FastAPI/Starlette's own errors (unknown route, validation) are mapped to the same shape;
+anything else is a 500 with a generic message (details go to the log, not to the client).
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from contracts.errors import AutoGLMError
+from contracts.logging import get_logger
+
+log = get_logger("autoglm.edge.http")
+
+
+def error_response(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"error": message, "code": code}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def handle_exception(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, AutoGLMError):
+        if exc.status >= 500:
+            log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+        return error_response(exc.status, exc.message, exc.code, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return error_response(400, f"invalid request: {problems}", "bad_request")
+    if isinstance(exc, StarletteHTTPException):
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return error_response(exc.status_code, str(exc.detail), code, dict(exc.headers or {}))
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, f"internal error ({type(exc).__name__})", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exc_type in (AutoGLMError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, handle_exception)

@@ -1,0 +1,1 @@
+"""Edge inference runtime: execution providers, sessions over exported bundles, TensorRT engines."""

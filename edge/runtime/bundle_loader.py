@@ -1,0 +1,103 @@
+"""Bundle directory → :class:`LoadedModel`: verify, pick the engine, build the tokenizer.
+
+Verification (schema, hashes, optional ed25519 signature) is ``contracts.bundle.open_bundle``;
+any failure is a :class:`BundleError` naming the problem, and the caller keeps serving what it
+had. The engine is the native TensorRT runtime when the bundle carries an engine built for this
+GPU and TensorRT version, otherwise an ONNX Runtime :class:`BundleSession` on the providers
+chosen by :func:`select_providers` (TensorRT EP → CUDA EP → CPU).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from contracts.bundle import Bundle, open_bundle
+from contracts.errors import BundleError
+from contracts.logging import get_logger
+from contracts.tokenizer import TextTokenizer, TokenizerSettings
+from edge.runtime.bundle_session import BundleSession
+from edge.runtime.engine import Engine
+from edge.runtime.providers import make_session_options, select_providers
+from edge.runtime.tensorrt_engine import TensorRTEngineRuntime, detect_gpu, matching_engine
+from edge.serving.loaded_model import LoadedModel
+from edge.settings import ServeSettings
+
+log = get_logger("autoglm.edge.runtime.loader")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def public_key_arg(value: str) -> bytes | Path | None:
+    """``bundle_public_key`` as hex text or a path to a key file."""
+    value = value.strip()
+    if not value:
+        return None
+    return value.encode() if _HEX64.match(value) else Path(value)
+
+
+class BundleModelLoader:
+    """Callable ``(bundle_dir, adapter_set) -> LoadedModel`` (runs in a worker thread)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+
+    def open(self, source: Path) -> Bundle:
+        return open_bundle(source, public_key=public_key_arg(self.settings.bundle_public_key), verify=True)
+
+    def __call__(self, source: Path, adapter_set: str | None = None) -> LoadedModel:
+        s = self.settings
+        bundle = self.open(Path(source))
+        m = bundle.manifest
+        if bundle.is_adapter_update:
+            raise BundleError(
+                f"{source} is an adapter-only update of {m.parent.name if m.parent else '?'}; "
+                "materialise it with its parent bundle before loading"
+            )
+        set_name = adapter_set or s.serve_adapter_set or m.default_adapter_set
+        if set_name not in m.adapter_sets:
+            raise BundleError(f"bundle {m.name}@{m.version}: no adapter set {set_name!r} (has {sorted(m.adapter_sets)})")
+        entry = m.adapter_sets[set_name]
+        tok = m.tokenizer
+        tokenizer = TextTokenizer(
+            bundle.tokenizer_file(),
+            TokenizerSettings(max_length=tok.max_length, lowercase=tok.lowercase, oov_char_fallback=tok.oov_char_fallback),
+        )
+        engine, providers, close = self._engine(bundle, set_name)
+        log.info("loaded %s@%s adapter set %s on %s", m.name, m.version, set_name, providers)
+        return LoadedModel(
+            name=m.name,
+            version=m.version,
+            adapter_set=set_name,
+            routes=list(entry.routes),
+            temperature=float(entry.temperature),
+            engine=engine,
+            tokenizer=tokenizer,
+            lowercase=tok.lowercase,
+            length_buckets=tuple(s.serve_length_buckets),
+            embedding_dim=m.base_encoder.hidden_size,
+            source=Path(source),
+            providers=providers,
+            extra={"precision": m.precision, "base_encoder": m.base_encoder.id, "created_at": m.created_at},
+            close_fn=close,
+        )
+
+    def _engine(self, bundle: Bundle, set_name: str) -> tuple[Engine, list[str], Callable[[], None] | None]:
+        s = self.settings
+        m = bundle.manifest
+        wants_trt = "tensorrt" in s.providers and bool(m.tensorrt)
+        if wants_trt and set_name == m.default_adapter_set:
+            gpu, why = detect_gpu(s.cuda_device_id)
+            spec = matching_engine(m.tensorrt, gpu)
+            if spec is not None:  # pragma: no cover - needs a GPU
+                runtime = TensorRTEngineRuntime(bundle.root / spec.file, spec, s.cuda_device_id)
+                return runtime, [f"TensorRT-native({spec.gpu_arch}, {spec.precision})"], runtime.close
+            log.info("bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU")
+        choice = select_providers(s)
+        session = BundleSession(
+            bundle,
+            adapter_set=set_name,
+            providers=list(zip(choice.providers, choice.provider_options, strict=True)),
+            session_options=make_session_options(s),
+        )
+        return session.run, session.providers, None

@@ -1,0 +1,191 @@
+"""Model slots and hot swap.
+
+``load`` verifies and loads a bundle (or another adapter set of one) in a worker thread while
+the current model keeps serving, warms it, then switches ``active`` in one assignment on the
+event loop. The previous slot goes to ``DRAINING``: requests it admitted finish on it, and it is
+released when its in-flight count reaches zero (or after ``drain_timeout_s``). A bundle that
+fails verification or loading never becomes active; the failure is recorded with its reason
+and raised as :class:`BundleError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contracts.errors import AutoGLMError, BundleError, Conflict, NotFound, Unavailable
+from contracts.logging import get_logger
+from edge.serving.loaded_model import LoadedModel, SlotState
+
+log = get_logger("autoglm.edge.model_manager")
+
+ModelLoader = Callable[[Path, "str | None"], LoadedModel]
+SwapListener = Callable[["LoadedModel | None", LoadedModel], None]
+
+
+@dataclass
+class LoadRecord:
+    source: str
+    adapter_set: str | None
+    state: SlotState
+    started_at: float
+    finished_at: float | None = None
+    error: str | None = None
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "adapter_set": self.adapter_set,
+            "state": self.state.value,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "model": self.model,
+        }
+
+
+class ModelManager:
+    def __init__(
+        self,
+        loader: ModelLoader,
+        *,
+        warmup_batches: int = 2,
+        max_batch_size: int = 32,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        self._loader = loader
+        self.warmup_batches = warmup_batches
+        self.max_batch_size = max_batch_size
+        self.drain_timeout_s = drain_timeout_s
+        self.active: LoadedModel | None = None
+        self.draining: list[LoadedModel] = []
+        self.last_load: LoadRecord | None = None
+        self._loading = False
+        self._listeners: list[SwapListener] = []
+        self._drain_tasks: set[asyncio.Task[None]] = set()
+
+    def on_swap(self, listener: SwapListener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def loading(self) -> bool:
+        return self._loading
+
+    # --- lookup ---------------------------------------------------------------------------------
+    def resolve(self, name: str | None = None, version: str | None = None) -> LoadedModel:
+        model = self.active
+        if model is None:
+            why = f" (last load failed: {self.last_load.error})" if self.last_load and self.last_load.error else ""
+            raise Unavailable(f"no model is ready{why}")
+        if name is not None and name != model.name:
+            raise NotFound(f"unknown model {name!r}; this node serves {model.name!r}")
+        if version is not None and version != "" and version != model.version:
+            raise NotFound(f"model {model.name!r} has no version {version!r}; serving version {model.version!r}")
+        return model
+
+    # --- loading and swapping -------------------------------------------------------------------
+    def _load_and_warm(self, source: Path, adapter_set: str | None, record: LoadRecord) -> LoadedModel:
+        record.state = SlotState.LOADING
+        model = self._loader(source, adapter_set)
+        try:
+            record.state = model.state = SlotState.WARMING
+            record.model = model.label
+            model.warm_up(self.warmup_batches, self.max_batch_size)
+        except BaseException:
+            model.close()
+            raise
+        return model
+
+    async def load(self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None) -> LoadedModel:
+        """Load, warm and activate; the current model serves until the switch."""
+        if self._loading:
+            raise Conflict("a model load is already in progress")
+        self._loading = True
+        record = LoadRecord(str(source), adapter_set, SlotState.LOADING, time.time())
+        self.last_load = record
+        try:
+            try:
+                model = await asyncio.to_thread(self._load_and_warm, Path(source), adapter_set, record)
+            except AutoGLMError as exc:
+                raise self._failed(record, exc.message, exc) from exc
+            except Exception as exc:
+                raise self._failed(record, f"loading {source} failed: {exc}", exc) from exc
+            if expected_name is not None and model.name != expected_name:
+                model.close()
+                raise self._failed(
+                    record, f"bundle {source} holds model {model.name!r}, not {expected_name!r}", None
+                )
+            self._activate(model)
+            record.state = SlotState.READY
+            record.finished_at = time.time()
+            return model
+        finally:
+            self._loading = False
+
+    def _failed(self, record: LoadRecord, message: str, exc: Exception | None) -> AutoGLMError:
+        record.state = SlotState.FAILED
+        record.error = message
+        record.finished_at = time.time()
+        current = self.active.label if self.active else "nothing"
+        log.warning("model load failed, still serving %s: %s", current, message)
+        if isinstance(exc, AutoGLMError) and not isinstance(exc, BundleError) and exc.status < 500:
+            return exc
+        return BundleError(message)
+
+    def activate(self, model: LoadedModel) -> None:
+        """Make an already loaded (and warmed) model the active one."""
+        self._activate(model)
+
+    def _activate(self, model: LoadedModel) -> None:
+        old = self.active
+        model.state = SlotState.READY
+        self.active = model  # the switch: one assignment on the event loop thread
+        for listener in self._listeners:
+            listener(old, model)
+        log.info("serving %s (was %s)", model.label, old.label if old else "nothing")
+        if old is not None:
+            old.state = SlotState.DRAINING
+            self.draining.append(old)
+            task = asyncio.get_running_loop().create_task(self._drain(old))
+            self._drain_tasks.add(task)
+            task.add_done_callback(self._drain_tasks.discard)
+
+    async def _drain(self, old: LoadedModel) -> None:
+        finished = await asyncio.to_thread(old.wait_idle, self.drain_timeout_s)
+        if not finished:
+            log.warning("%s still had %d requests after %.0fs; releasing it", old.label, old.inflight, self.drain_timeout_s)
+        old.close()
+        if old in self.draining:
+            self.draining.remove(old)
+
+    async def close(self) -> None:
+        for task in list(self._drain_tasks):
+            task.cancel()
+        for m in [*self.draining, *([self.active] if self.active else [])]:
+            m.close()
+        self.draining.clear()
+        self.active = None
+
+    def status(self) -> dict[str, Any]:
+        a = self.active
+        return {
+            "active": None
+            if a is None
+            else {
+                "name": a.name,
+                "version": a.version,
+                "adapter_set": a.adapter_set,
+                "state": a.state.value,
+                "source": str(a.source) if a.source else None,
+                "providers": a.providers,
+                "inflight": a.inflight,
+            },
+            "draining": [{"name": m.name, "version": m.version, "inflight": m.inflight} for m in self.draining],
+            "loading": self._loading,
+            "last_load": self.last_load.to_dict() if self.last_load else None,
+        }

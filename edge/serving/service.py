@@ -1,0 +1,243 @@
+"""``InferenceService``: the one entry point HTTP handlers and the reasoning agent call.
+
+``await service.infer(texts, priority=, deadline_s=, model=, version=)`` returns one
+:class:`InferenceResult` per text: the L2-normalised embedding, route logits, the chosen route
+(index and label), probabilities calibrated with the bundle's temperature, the model version
+that computed it and whether it came from the result cache.
+
+Flow: resolve the active model (404 / 503) → normalise texts → cache look-up → queue the misses
+in the dynamic batcher (429 when full) → await → fill the cache. The model slot is held
+(in-flight count) until the call returns, so a swap never pulls a model from under a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from contracts.errors import AutoGLMError, BadRequest, GatewayTimeout
+from contracts.logging import get_logger
+from edge.serving.batcher import DynamicBatcher
+from edge.serving.loaded_model import LoadedModel
+from edge.serving.metrics import ServingMetrics
+from edge.serving.model_manager import ModelManager
+from edge.serving.result_cache import ResultCache
+from edge.serving.text_batching import normalise_text
+from edge.settings import ServeSettings
+
+log = get_logger("autoglm.edge.service")
+
+MAX_TEXT_CHARS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    embedding: np.ndarray  # float32 [hidden], L2-normalised
+    route_logits: np.ndarray  # float32 [routes]
+    route_index: int
+    route: str
+    probabilities: np.ndarray  # float32 [routes], softmax(logits / temperature)
+    model_name: str
+    model_version: str
+    adapter_set: str
+    cached: bool
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.route_index])
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits.astype(np.float32) / np.float32(max(temperature, 1e-6))
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out.astype(np.float32, copy=False)
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, AutoGLMError):
+        return exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
+class InferenceService:
+    def __init__(
+        self,
+        manager: ModelManager,
+        batcher: DynamicBatcher,
+        cache: ResultCache,
+        metrics: ServingMetrics,
+        *,
+        default_deadline_s: float | None = None,
+    ) -> None:
+        self.manager = manager
+        self.batcher = batcher
+        self.cache = cache
+        self.metrics = metrics
+        self.default_deadline_s = default_deadline_s
+        manager.on_swap(self._on_swap)
+
+    @classmethod
+    def from_settings(cls, settings: ServeSettings, loader: object | None = None) -> InferenceService:
+        """Wire the parts from settings. ``loader`` defaults to the ONNX Runtime bundle loader."""
+        from edge.runtime.bundle_loader import BundleModelLoader
+
+        metrics = ServingMetrics(settings.node_id)
+        manager = ModelManager(
+            loader if callable(loader) else BundleModelLoader(settings),
+            warmup_batches=settings.serve_warmup_batches,
+            max_batch_size=settings.serve_max_batch_size,
+            drain_timeout_s=settings.serve_drain_timeout_s,
+        )
+        batcher = DynamicBatcher(
+            max_batch_size=settings.serve_max_batch_size,
+            max_queue_delay_s=settings.serve_max_queue_delay_ms / 1000.0,
+            arrival_gap_s=settings.serve_arrival_gap_ms / 1000.0,
+            capacity=settings.serve_queue_capacity,
+            priority_levels=settings.serve_priority_levels,
+            metrics=metrics,
+        )
+        default_deadline = settings.serve_default_deadline_ms
+        return cls(
+            manager,
+            batcher,
+            ResultCache(settings.cache_max_bytes),
+            metrics,
+            default_deadline_s=default_deadline / 1000.0 if default_deadline else None,
+        )
+
+    # --- life cycle -----------------------------------------------------------------------------
+    async def start(self, bundle: str | None = None, adapter_set: str | None = None) -> None:
+        self.batcher.start()
+        if bundle:
+            from pathlib import Path
+
+            await self.manager.load(Path(bundle), adapter_set)
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        await self.manager.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.manager.active is not None
+
+    def _on_swap(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        self.cache.clear()
+        self.metrics.cache_bytes.set(0)
+        self.metrics.set_active(new.name, new.version, new.adapter_set, old.key if old else None)
+
+    # --- inference ------------------------------------------------------------------------------
+    async def infer(
+        self,
+        texts: list[str],
+        *,
+        priority: int = 0,
+        deadline_s: float | None = None,
+        model: str | None = None,
+        version: str | None = None,
+    ) -> list[InferenceResult]:
+        """One result per text, in order. ``deadline_s``: seconds from now (504 when exceeded)."""
+        started = time.perf_counter()
+        m = self.manager.resolve(model, version)
+        labels = (m.name, m.version)
+        m.acquire()
+        try:
+            results = await self._infer(m, texts, priority, deadline_s if deadline_s is not None else self.default_deadline_s)
+        except BaseException as exc:
+            self.metrics.requests.labels(*labels, _outcome(exc)).inc()
+            raise
+        finally:
+            m.release()
+        self.metrics.requests.labels(*labels, "success").inc()
+        self.metrics.request_time.labels(*labels).observe(time.perf_counter() - started)
+        return results
+
+    def _validate(self, texts: list[str]) -> None:
+        if not isinstance(texts, list | tuple) or not texts:
+            raise BadRequest("texts must be a non-empty list of strings")
+        if len(texts) > self.batcher.capacity:
+            raise BadRequest(f"{len(texts)} texts in one request; at most {self.batcher.capacity}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise BadRequest(f"text {i} is {type(t).__name__}, not a string")
+            if len(t) > MAX_TEXT_CHARS:
+                raise BadRequest(f"text {i} has {len(t)} characters; at most {MAX_TEXT_CHARS}")
+
+    async def _infer(
+        self, m: LoadedModel, texts: list[str], priority: int, deadline_s: float | None
+    ) -> list[InferenceResult]:
+        self._validate(texts)
+        norm = [normalise_text(t, m.lowercase) for t in texts]
+        rows: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(norm)
+        cached = [False] * len(norm)
+        cache = self.cache
+        todo: dict[str, list[int]] = {}
+        for i, t in enumerate(norm):
+            hit = cache.get((m.name, m.version, m.adapter_set, t)) if cache.enabled else None
+            if hit is not None:
+                rows[i] = hit
+                cached[i] = True
+            else:
+                todo.setdefault(t, []).append(i)
+        n_hits = len(norm) - sum(len(v) for v in todo.values())
+        if cache.enabled:
+            if n_hits:
+                self.metrics.cache_hits.labels(m.name, m.version).inc(n_hits)
+            if len(norm) - n_hits:
+                self.metrics.cache_misses.labels(m.name, m.version).inc(len(norm) - n_hits)
+        if todo:
+            pending = list(todo)
+            deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+            futures = self.batcher.submit(m, pending, priority=priority, deadline=deadline)
+            gathered = asyncio.gather(*futures)
+            try:
+                if deadline_s is None:
+                    computed = await gathered
+                else:
+                    computed = await asyncio.wait_for(gathered, max(deadline_s, 0.0) + 1.0)
+            except TimeoutError as exc:
+                raise GatewayTimeout(f"no result within the deadline of {deadline_s:.3f}s") from exc
+            store = cache.enabled and self.manager.active is m
+            for text, row in zip(pending, computed, strict=True):
+                for i in todo[text]:
+                    rows[i] = row
+                if store:
+                    cache.put((m.name, m.version, m.adapter_set, text), row[0], row[1])
+            if store:
+                self.metrics.cache_bytes.set(cache.used_bytes)
+                self.metrics.cache_compression_ratio.set(cache.stats.compression_ratio)
+        self.metrics.texts.labels(m.name, m.version).inc(len(norm))
+        return self._results(m, rows, cached)
+
+    @staticmethod
+    def _results(
+        m: LoadedModel, rows: list[tuple[np.ndarray, np.ndarray] | None], cached: list[bool]
+    ) -> list[InferenceResult]:
+        logits = np.stack([r[1] for r in rows if r is not None]).astype(np.float32, copy=False)
+        probs = calibrated_probabilities(logits, m.temperature)
+        idx = logits.argmax(axis=-1)
+        out = []
+        for i, r in enumerate(rows):
+            assert r is not None
+            k = int(idx[i])
+            out.append(
+                InferenceResult(
+                    embedding=r[0],
+                    route_logits=logits[i],
+                    route_index=k,
+                    route=m.routes[k] if k < len(m.routes) else str(k),
+                    probabilities=probs[i],
+                    model_name=m.name,
+                    model_version=m.version,
+                    adapter_set=m.adapter_set,
+                    cached=cached[i],
+                )
+            )
+        return out

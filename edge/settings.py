@@ -1,0 +1,96 @@
+"""Edge serving settings (env prefix ``AUTOGLM_EDGE_``, YAML section ``edge``).
+
+One class per concern: this one configures the inference server (``autoglm edge serve``):
+where the bundle comes from, the HTTP listener, the dynamic batcher, the result cache and the
+ONNX Runtime execution providers. Other edge concerns (sync, agent) keep their own classes with
+their own field-name prefixes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.defaults import EDGE_HTTP_PORT
+from contracts.settings import AutoGLMSettings, data_dir
+
+ProviderName = Literal["tensorrt", "cuda", "cpu"]
+DEFAULT_PROVIDER_ORDER: tuple[ProviderName, ...] = ("tensorrt", "cuda", "cpu")
+
+
+class ServeSettings(AutoGLMSettings):
+    """Everything the edge inference server needs."""
+
+    yaml_section: ClassVar[str] = "edge"
+    model_config = SettingsConfigDict(env_prefix="AUTOGLM_EDGE_", extra="ignore", validate_default=True)
+
+    node_id: str = Field(default="edge-local", description="This edge node's id (logs, metrics labels, sync).")
+    http_host: str = Field(default="0.0.0.0", description="Address the inference HTTP server listens on.")
+    http_port: int = Field(default=EDGE_HTTP_PORT, ge=0, le=65535, description="Port of the inference HTTP server.")
+    http_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest accepted inference request body (413 above it)."
+    )
+    http_admin_token: str = Field(
+        default="",
+        description="Bearer token required by the model repository endpoints (load/index); empty: no token needed.",
+    )
+    bundle_dir: Path | None = Field(default=None, description="Bundle directory served at start-up (None: wait for a load).")
+    bundle_public_key: str = Field(
+        default="", description="Hex Ed25519 public key; when set, bundles must carry a valid signature to load."
+    )
+    serve_adapter_set: str | None = Field(
+        default=None, description="Adapter set of the bundle to serve (None: the bundle's default)."
+    )
+    model_cache_dir: Path = Field(
+        default_factory=lambda: data_dir() / "edge" / "model-cache",
+        description="Where TensorRT engine caches and other per-device artefacts are kept.",
+    )
+    serve_max_batch_size: int = Field(default=32, ge=1, le=1024, description="Most texts in one forward pass.")
+    serve_max_queue_delay_ms: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="Longest a queued text waits for batch-mates while more are still arriving. A batch starts "
+        "at once when full, and as soon as the engine is idle and no more requests are arriving.",
+    )
+    serve_arrival_gap_ms: float = Field(
+        default=0.3,
+        ge=0.0,
+        description="When the engine is idle, a partly filled batch starts once no new text arrived for this long.",
+    )
+    serve_queue_capacity: int = Field(
+        default=256, ge=1, description="Most texts waiting in the queue; beyond it requests get 429 at once."
+    )
+    serve_priority_levels: int = Field(
+        default=2, ge=2, le=16, description="Priority levels (0 = normal … levels-1 = most critical, served first)."
+    )
+    serve_default_deadline_ms: float | None = Field(
+        default=None, description="Deadline applied to requests that give none (None: no deadline)."
+    )
+    serve_length_buckets: list[int] = Field(
+        default_factory=lambda: [16, 32, 64, 128],
+        description="Token-length bucket edges: a batch is split so short texts are not padded to long ones.",
+    )
+    serve_warmup_batches: int = Field(default=2, ge=0, description="Warm-up forward passes before a model serves.")
+    serve_drain_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest an old model is kept for its in-flight requests after a swap."
+    )
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="Byte budget of the LZ4 result cache (0 disables it)."
+    )
+    providers: list[ProviderName] = Field(
+        default_factory=lambda: list(DEFAULT_PROVIDER_ORDER),
+        description="Execution providers in order of preference; unavailable ones are skipped (cpu always works).",
+    )
+    ort_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads (0: cores available).")
+    ort_inter_op_threads: int = Field(default=1, ge=0, description="ONNX Runtime inter-op threads.")
+    ort_allow_spinning: bool = Field(
+        default=False,
+        description="Let ORT worker threads spin after a run (faster on idle machines, steals CPU from the HTTP loop).",
+    )
+    trt_fp16: bool = Field(default=True, description="TensorRT EP: allow fp16 kernels.")
+    trt_int8: bool = Field(default=False, description="TensorRT EP: allow int8 kernels (needs a Q/DQ graph).")
+    trt_workspace_mb: int = Field(default=2048, ge=64, description="TensorRT EP: builder workspace in MiB.")
+    cuda_device_id: int = Field(default=0, ge=0, description="GPU used by the CUDA / TensorRT providers.")
