@@ -1,0 +1,1 @@
+"""Data files shipped with the skill pack (climate normals, knowledge graph)."""

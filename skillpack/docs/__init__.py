@@ -1,0 +1,1 @@
+"""The document collection the project ships (procedures, troubleshooting, safety, definitions)."""
