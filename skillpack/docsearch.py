@@ -136,11 +136,13 @@ class DocIndex:
             qv = qv / max(float(np.linalg.norm(qv)), 1e-9)
             dense = self._doc_embeddings() @ qv
             # reciprocal-rank fusion of the two rankings
+            # (documents without any lexical match take part in the dense ranking only)
             fused = np.zeros(len(self.docs))
-            for ranking in (np.argsort(-lexical), np.argsort(-dense)):
+            lexical_ranking = [i for i in np.argsort(-lexical, kind="stable") if lexical[i] > 0]
+            for ranking in (lexical_ranking, list(np.argsort(-dense, kind="stable"))):
                 for rank, i in enumerate(ranking):
                     fused[i] += 1.0 / (60 + rank)
-            scores = fused * (lexical > 0) + fused * 0.5 * (lexical == 0)
+            scores = fused
         else:
             scores = lexical
         order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
