@@ -1,0 +1,119 @@
+"""An ONNX Runtime session for one bundle + one adapter set (no torch, no onnx).
+
+The bundle's encoder graph carries its default adapter set as ordinary initializers. Binding
+another set (or a newer version of the same set) replaces those initializers *at session
+creation* with the tensors of the set's small safetensors file
+(``SessionOptions.add_initializer``), before ONNX Runtime optimises the graph — so a new
+adapter version ships without re-shipping the encoder, and the bound session computes exactly
+what a full export of that adapter set computes (``tests/export/test_adapter_binding.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from safetensors.numpy import load_file
+
+from contracts.bundle import Bundle
+from contracts.errors import BundleError
+from contracts.manifest import AdapterSetEntry
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def load_adapter_tensors(path: Path, entry: AdapterSetEntry, set_name: str) -> dict[str, np.ndarray]:
+    """Read an adapter file and check it against the manifest's tensor list (names, shapes, dtype)."""
+    if not path.is_file():
+        raise BundleError(f"adapter set {set_name!r}: file {path} not found")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise BundleError(f"adapter set {set_name!r}: {path.name} is not a readable safetensors file ({exc})") from exc
+    want, have = set(entry.tensors), set(tensors)
+    if want != have:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise BundleError(f"adapter set {set_name!r}: tensors differ from the manifest (missing {missing[:3]}, extra {extra[:3]})")
+    for name, spec in entry.tensors.items():
+        arr = tensors[name]
+        if list(arr.shape) != spec.shape or arr.dtype != np.float32:
+            raise BundleError(
+                f"adapter set {set_name!r}: tensor {name!r} is {arr.dtype}{list(arr.shape)}, manifest says float32{spec.shape}"
+            )
+    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+
+
+class BundleSession:
+    """``run(input_ids, attention_mask) -> (embedding, route_logits)`` for one adapter set.
+
+    ``providers``: ORT provider names (default CPU), or ``(name, options)`` pairs as ORT takes
+    them. ``session_options``: an ``ort.SessionOptions`` to start from (it gains the adapter
+    initializers, so do not share one between sessions of different adapter sets).
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        adapter_set: str | None = None,
+        providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
+        session_options: ort.SessionOptions | None = None,
+        graph: str = "encoder",
+    ) -> None:
+        manifest = bundle.manifest
+        self.bundle = bundle
+        self.adapter_set = adapter_set or manifest.default_adapter_set
+        entry = manifest.adapter_sets.get(self.adapter_set)
+        if entry is None:
+            raise BundleError(
+                f"bundle {manifest.name}@{manifest.version}: no adapter set {self.adapter_set!r} "
+                f"(has {sorted(manifest.adapter_sets)})"
+            )
+        self.entry = entry
+        self.graph_entry = bundle.graph(graph)
+        graph_path = bundle.graph_file(graph)
+        so = session_options or ort.SessionOptions()
+        # Keep the OrtValues alive for the session's lifetime: ORT does not copy them.
+        self._bound: list[ort.OrtValue] = []
+        for name, arr in load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set).items():
+            value = ort.OrtValue.ortvalue_from_numpy(arr)
+            self._bound.append(value)
+            so.add_initializer(name, value)
+        try:
+            self.session = ort.InferenceSession(
+                str(graph_path), sess_options=so, providers=list(providers or DEFAULT_PROVIDERS)
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BundleError(f"bundle {manifest.name}@{manifest.version}: ONNX Runtime cannot load {graph_path.name}: {exc}") from exc
+        sig = self.graph_entry.signature
+        self.input_names = sig.input_names()
+        self.output_names = sig.output_names()
+        have_in = [i.name for i in self.session.get_inputs()]
+        if have_in != self.input_names:
+            raise BundleError(f"{graph_path.name}: graph inputs {have_in} differ from the manifest's {self.input_names}")
+
+    @property
+    def routes(self) -> list[str]:
+        return list(self.entry.routes)
+
+    @property
+    def temperature(self) -> float:
+        return self.entry.temperature
+
+    @property
+    def version(self) -> str:
+        return self.bundle.manifest.version
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feeds = {
+            self.input_names[0]: np.asarray(input_ids, dtype=np.int64),
+            self.input_names[1]: np.asarray(attention_mask, dtype=np.int64),
+        }
+        embedding, logits = self.session.run(self.output_names[:2], feeds)
+        return np.asarray(embedding, dtype=np.float32), np.asarray(logits, dtype=np.float32)

@@ -1,0 +1,126 @@
+"""int8 for CPUs: ONNX Runtime dynamic quantization, per-channel weights, adapters kept in float,
+and a sensitivity search that keeps the nodes that hurt most in float.
+
+Measured defaults (see the issue): per-tensor dynamic quantization loses too much (cosine p1
+0.875 on MiniLM); per-channel is much better. On top of per-channel, :func:`search_int8`
+quantizes each candidate node *alone*, ranks nodes by the cosine loss that alone causes, then
+keeps the worst ones in float one by one until the goal (mean / p1 cosine) is met or
+``max_float_nodes`` is reached. Adapter and head nodes are always left in float so their
+initializers stay bindable.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from contracts.logging import get_logger
+
+log = get_logger("autoglm.export.quantize")
+
+QUANTIZABLE_OPS = ("MatMul", "Attention")
+
+# (path of a graph) -> mean cosine and p1 cosine vs fp32 on the sensitivity set
+ScoreFn = Callable[[Path], tuple[float, float]]
+
+
+def quantize_int8(src: Path, dst: Path, *, keep_float: list[str], per_channel: bool = True) -> None:
+    """Dynamic int8 (weights int8 per channel, activations uint8 per tensor at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        per_channel=per_channel,
+        reduce_range=False,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(QUANTIZABLE_OPS),
+        nodes_to_exclude=list(keep_float),
+        extra_options={"MatMulConstBOnly": True},
+    )
+
+
+def quantizable_nodes(path: Path) -> list[str]:
+    """MatMul nodes with a constant weight and fused Attention nodes, in graph order."""
+    proto = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in proto.graph.initializer}
+    out = []
+    for node in proto.graph.node:
+        if node.op_type == "Attention" or (node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in inits):
+            out.append(node.name)
+    return out
+
+
+def weight_params(path: Path) -> int:
+    proto = onnx.load(str(path), load_external_data=False)
+    return int(sum(int(np.prod(numpy_helper.to_array(i).shape)) for i in proto.graph.initializer))
+
+
+@dataclass
+class Int8Result:
+    path: Path
+    kept_float: list[str]
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    per_channel: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        top = sorted(self.sensitivity.items(), key=lambda kv: -kv[1])[:8]
+        return {
+            "method": "onnxruntime dynamic int8, " + ("per-channel" if self.per_channel else "per-tensor") + " weights",
+            "kept_float_nodes": self.kept_float,
+            "sensitivity_top": [{"node": n, "cosine_loss": round(v, 6)} for n, v in top],
+            "trials": self.trials,
+        }
+
+
+def search_int8(
+    fp32: Path,
+    dst: Path,
+    *,
+    always_float: list[str],
+    score: ScoreFn,
+    target_mean: float,
+    target_p1: float,
+    max_float_nodes: int,
+    per_channel: bool = True,
+) -> Int8Result:
+    """Quantize ``fp32`` into ``dst``, keeping the most sensitive nodes in float until the goal is met."""
+    with tempfile.TemporaryDirectory(prefix="autoglm-int8-") as tmp:
+        work = Path(tmp)
+        trial_path = work / "trial.onnx"
+        quantize_int8(fp32, trial_path, keep_float=always_float, per_channel=per_channel)
+        mean, p1 = score(trial_path)
+        result = Int8Result(dst, [], per_channel=per_channel)
+        result.trials.append({"kept_float": 0, "cosine_mean": round(mean, 6), "cosine_p1": round(p1, 6)})
+        best = trial_path
+        if (mean < target_mean or p1 < target_p1) and max_float_nodes > 0:
+            candidates = [n for n in quantizable_nodes(fp32) if n not in set(always_float)]
+            for i, node in enumerate(candidates):
+                single = work / f"single_{i}.onnx"
+                others = [n for n in candidates if n != node]
+                quantize_int8(fp32, single, keep_float=always_float + others, per_channel=per_channel)
+                m1, _ = score(single)
+                result.sensitivity[node] = max(0.0, 1.0 - m1)
+                single.unlink()
+            ranked = sorted(candidates, key=lambda n: -result.sensitivity[n])
+            for k in range(1, min(max_float_nodes, len(ranked)) + 1):
+                kept = ranked[:k]
+                path_k = work / f"keep_{k}.onnx"
+                quantize_int8(fp32, path_k, keep_float=always_float + kept, per_channel=per_channel)
+                mean, p1 = score(path_k)
+                result.trials.append({"kept_float": k, "cosine_mean": round(mean, 6), "cosine_p1": round(p1, 6)})
+                best, result.kept_float = path_k, kept
+                log.info("int8 search", extra={"kept_float": k, "cosine_mean": mean, "cosine_p1": p1})
+                if mean >= target_mean and p1 >= target_p1:
+                    break
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        best.replace(dst)
+    return result

@@ -1,0 +1,48 @@
+"""Export settings (env prefix ``AUTOGLM_EXPORT_``, YAML section ``export``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.settings import AutoGLMSettings
+
+
+class ExportSettings(AutoGLMSettings):
+    """Defaults of ``autoglm export``: ONNX opset, parity limits and the int8 accuracy guard."""
+
+    yaml_section: ClassVar[str] = "export"
+    model_config = SettingsConfigDict(env_prefix="AUTOGLM_EXPORT_", extra="ignore")
+
+    onnx_opset: int = Field(default=17, ge=14, description="ONNX opset of the exported graphs.")
+    parity_max_abs_diff: float = Field(
+        default=1e-4, gt=0, description="fp32 graph vs PyTorch: largest allowed absolute embedding difference."
+    )
+    guard_min_route_agreement: float = Field(
+        default=0.99, ge=0, le=1, description="int8 guard: share of route decisions that must equal fp32's."
+    )
+    guard_max_accuracy_drop: float = Field(
+        default=0.005, ge=0, le=1, description="int8 guard: largest allowed drop in route accuracy vs fp32 (0.005 = 0.5 pt)."
+    )
+    guard_min_cosine_p1: float = Field(
+        default=0.97, ge=-1, le=1, description="int8 guard: 1st percentile of int8-vs-fp32 embedding cosine must reach this."
+    )
+    guard_min_eval_size: int = Field(
+        default=200, ge=1, description="int8 guard: smallest evaluation set the guard accepts."
+    )
+    int8_target_mean_cosine: float = Field(
+        default=0.995, ge=-1, le=1, description="int8 search goal: mean cosine to fp32 (keeps sensitive nodes in float until met)."
+    )
+    int8_target_cosine_p1: float = Field(
+        default=0.98, ge=-1, le=1, description="int8 search goal: 1st-percentile cosine to fp32."
+    )
+    int8_max_float_nodes: int = Field(
+        default=6, ge=0, description="int8 search: at most this many quantizable nodes are kept in float."
+    )
+    int8_sensitivity_samples: int = Field(
+        default=96, ge=8, description="int8 search: queries used to measure each node's quantization sensitivity."
+    )
+    tensorrt_workspace_mb: int = Field(default=2048, ge=64, description="TensorRT builder workspace limit (MiB).")
+    tensorrt_max_batch: int = Field(default=32, ge=1, description="TensorRT optimisation profile: largest batch.")
