@@ -1,0 +1,468 @@
+"""CloudSync: the cloud's side of edge <-> cloud sync.
+
+One MQTT connection subscribed to ``{p}/up/+/#`` feeds a queue; one worker thread decodes and
+validates each message (rejects are counted by reason and logged, never raised), checks that the
+envelope's node is the topic's node, and applies the node's ordered stream (memory, session
+state, hard examples, events; sequence numbers 1, 2, ...) strictly in order: a message ahead of
+a gap waits in a small reorder buffer, one behind the cursor (or already applied) is a duplicate
+and is only re-acked. Each message is applied and remembered in one SQLite transaction
+(:class:`SyncRepository`), then acked on ``{p}/down/{node}/ack`` — so it is applied exactly once
+however often the node resends it.
+
+Knowledge that changed the merged state is rebroadcast (fleet / the sender's group / none);
+``broadcast_memory`` sends cloud-authored knowledge; a resync request is answered with the
+shared knowledge merged after the node's cursor (everything, for a snapshot) in chunks.
+
+Hooks for the controller: ``on_heartbeat(node_id, payload)``, ``on_status(node_id, online)``,
+``on_command_ack(node_id, command_id, ack)``, ``on_memory_merged(node_id, records)``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from cloud.sync import metrics
+from cloud.sync.repository import SyncRepository
+from cloud.sync.settings import CloudSyncSettings
+from contracts.envelope import (
+    ContentType,
+    Encoding,
+    Envelope,
+    EnvelopeRejected,
+    RejectReason,
+    decode,
+    new_message_id,
+    pack,
+    records_body,
+)
+from contracts.heartbeat import STATUS_ONLINE, Heartbeat, NodeStatus
+from contracts.logging import get_logger
+from contracts.memory import KnowledgeRecord, SessionState
+from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions
+from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
+
+log = get_logger("autoglm.cloud.sync")
+
+_TOPIC_CT = {
+    UpKind.MEMORY.value: ContentType.MEMORY,
+    UpKind.SESSION.value: ContentType.SESSION,
+    UpKind.HARD_EXAMPLES.value: ContentType.HARD_EXAMPLE,
+    UpKind.EVENTS.value: ContentType.EVENT,
+    UpKind.HEARTBEAT.value: ContentType.HEARTBEAT,
+    UpKind.STATUS.value: ContentType.STATUS,
+    UpKind.ACK.value: ContentType.ACK,
+    UpKind.RESYNC.value: ContentType.RESYNC_REQUEST,
+}
+ORDERED = frozenset({ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_EXAMPLE, ContentType.EVENT})
+ACKS_PER_FRAME = 2000
+
+HeartbeatHook = Callable[[str, dict[str, Any]], None]
+StatusHook = Callable[[str, bool], None]
+CommandAckHook = Callable[[str, str, dict[str, Any]], None]
+MemoryHook = Callable[[str, list[KnowledgeRecord]], None]
+
+
+class CloudSync:
+    def __init__(
+        self,
+        settings: CloudSyncSettings | None = None,
+        db_path: Path | str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        repository: SyncRepository | None = None,
+    ) -> None:
+        self.settings = s = settings or CloudSyncSettings()
+        self._own_repo = repository is None
+        self.repo = repository or SyncRepository(db_path or s.sync_db_path)
+        self.clock = self.repo.clock
+        self.topics = Topics(s.sync_topic_prefix)
+        self._queue: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
+        self._expected: dict[str, int] = {}
+        self._buffers: dict[str, dict[int, Envelope]] = defaultdict(dict)
+        self.rejected: Counter[str] = Counter()
+        self.applied_records: Counter[str] = Counter()
+        self.duplicates = 0
+        self._heartbeat_hooks: list[HeartbeatHook] = []
+        self._status_hooks: list[StatusHook] = []
+        self._command_ack_hooks: list[CommandAckHook] = []
+        self._memory_hooks: list[MemoryHook] = []
+        self._broadcast_acks: dict[str, set[str]] = defaultdict(set)
+        self._ack_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._online: set[str] = set()
+        self._conn = MqttConnection(
+            MqttOptions(
+                host=host or s.sync_mqtt_host,
+                port=port or s.sync_mqtt_port,
+                client_id=s.sync_mqtt_client_id,
+                username=s.sync_mqtt_username,
+                password=s.sync_mqtt_password,
+                tls=s.sync_mqtt_tls,
+                tls_ca_file=str(s.sync_mqtt_tls_ca_file) if s.sync_mqtt_tls_ca_file else None,
+                subscriptions=tuple(self.topics.cloud_subscriptions()),
+            ),
+            on_message=lambda t, p, r: self._queue.put((t, p, r)),
+            on_connected=self._on_connected,
+            name="cloud-sync",
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> CloudSync:
+        self._stop.clear()
+        self._conn.start()
+        for target, name in ((self._work_loop, "worker"), (self._retry_loop, "retry")):
+            t = threading.Thread(target=target, name=f"cloud-sync-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        for t in self._threads:
+            t.join(10)
+        self._threads.clear()
+        self._conn.stop()
+        if self._own_repo:
+            self.repo.close()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._conn.state
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self._conn.wait_connected(timeout)
+
+    def idle(self) -> bool:
+        """No received message waits to be processed (for tests and graceful shutdown)."""
+        return self._queue.unfinished_tasks == 0
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def on_heartbeat(self, hook: HeartbeatHook) -> None:
+        self._heartbeat_hooks.append(hook)
+
+    def on_status(self, hook: StatusHook) -> None:
+        self._status_hooks.append(hook)
+
+    def on_command_ack(self, hook: CommandAckHook) -> None:
+        self._command_ack_hooks.append(hook)
+
+    def on_memory_merged(self, hook: MemoryHook) -> None:
+        self._memory_hooks.append(hook)
+
+    def rejected_counts(self) -> dict[str, int]:
+        return dict(self.rejected)
+
+    # -- downlink ------------------------------------------------------------------------------
+    def _frame(self, ct: ContentType, records: list[dict[str, Any]], meta: dict[str, Any] | None = None,
+               message_id: str | None = None) -> bytes:
+        return pack(
+            message_id=message_id or new_message_id(),
+            node_id=CLOUD_SENDER,
+            seq=0,
+            hlc=self.clock.now().pack(),
+            content_type=ct,
+            body=records_body(records),
+            n_records=len(records),
+            encoding=Encoding.LZ4 if self.settings.sync_compress else Encoding.NONE,
+            meta=meta,
+            max_bytes=self.settings.sync_max_message_bytes,
+        )
+
+    def send_command(self, node_id: str, command: dict[str, Any]) -> str:
+        """Persist and send a command; returns its id (``command["command_id"]`` when given).
+        Resent until the node acks it (the node runs it once and re-acks duplicates)."""
+        check_segment(node_id)
+        cid = str(command.get("command_id") or uuid.uuid4().hex)
+        body = {k: v for k, v in command.items() if k != "command_id"}
+        self.repo.add_command(cid, node_id, body)
+        self._publish_command(cid, node_id, body)
+        metrics.COMMANDS.labels(outcome="sent").inc()
+        return cid
+
+    def _publish_command(self, cid: str, node_id: str, body: dict[str, Any]) -> None:
+        frame = self._frame(ContentType.COMMAND, [{"command_id": cid, "command": body}])
+        if self._conn.publish(self.topics.commands(node_id), frame, qos=1):
+            self.repo.mark_command_sent(cid)
+
+    def command_status(self, command_id: str) -> dict[str, Any] | None:
+        return self.repo.command(command_id)
+
+    def wait_command_ack(self, command_id: str, timeout: float) -> dict[str, Any] | None:
+        """Block until the node acked ``command_id`` (returns the ack) or ``timeout``."""
+        with self._ack_cv:
+            self._ack_cv.wait_for(lambda: (self.repo.command(command_id) or {}).get("ack") is not None, timeout)
+        return (self.repo.command(command_id) or {}).get("ack")
+
+    def broadcast_memory(self, records: Iterable[KnowledgeRecord], group: str | None = None) -> list[str]:
+        """Merge cloud-authored knowledge and send it to the fleet (or one node group).
+        Returns the message ids (see :meth:`broadcast_acked_by`)."""
+        recs = list(records)
+        self.repo.merge_knowledge(recs, CLOUD_SENDER)
+        return self._send_memory(recs, group=group, scope="group" if group else "fleet")
+
+    def broadcast_acked_by(self, message_id: str) -> set[str]:
+        with self._ack_cv:
+            return set(self._broadcast_acks.get(message_id, set()))
+
+    def _send_memory(self, recs: list[KnowledgeRecord], *, group: str | None = None, node: str | None = None,
+                     scope: str = "fleet") -> list[str]:
+        if node is not None:
+            topic = self.topics.memory_down(node)
+        elif group is not None:
+            topic = self.topics.group(group, DownKind.MEMORY)
+        else:
+            topic = self.topics.fleet(DownKind.MEMORY)
+        ids = []
+        step = self.settings.sync_batch_max_records
+        for i in range(0, len(recs), step):
+            mid = new_message_id()
+            frame = self._frame(ContentType.MEMORY, [r.model_dump() for r in recs[i : i + step]], message_id=mid)
+            self._conn.publish(topic, frame, qos=1)
+            ids.append(mid)
+        metrics.BROADCAST_RECORDS.labels(scope=scope).inc(len(recs))
+        return ids
+
+    def _send_resync(self, node_id: str, since: str | None) -> None:
+        cursor = since
+        part = 0
+        rid = uuid.uuid4().hex
+        limit = self.settings.sync_batch_max_records
+        while True:
+            rows = self.repo.knowledge_since(cursor, node_id, limit)
+            final = len(rows) < limit
+            if rows:
+                cursor = rows[-1][0]
+            meta = {"resync": rid, "part": part, "final": final, "cursor": cursor, "snapshot": since is None}
+            frame = self._frame(ContentType.RESYNC_RESPONSE, [r.model_dump() for _, r in rows], meta=meta)
+            self._conn.publish(self.topics.resync_response(node_id), frame, qos=1)
+            part += 1
+            if final:
+                break
+        log.info("resync for %s since %s: %d part(s)", node_id, since, part)
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _on_connected(self, session_present: bool) -> None:
+        for cid, node, body in self.repo.unacked_commands():
+            if node in self._online:
+                self._publish_command(cid, node, body)
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(self.settings.sync_command_retry_s):
+            if not self._conn.connected:
+                continue
+            for cid, node, body in self.repo.unacked_commands():
+                self._publish_command(cid, node, body)
+
+    def _work_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while len(batch) < 256:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            acks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            stop = False
+            for entry in batch:
+                if entry is None:
+                    stop = True
+                    continue
+                try:
+                    self._process(*entry, acks=acks)
+                except Exception:
+                    log.exception("sync worker failed on %s", entry[0])
+            try:
+                self._send_acks(acks)
+            except Exception:
+                log.exception("sending acks failed")
+            for _ in batch:
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _send_acks(self, acks: dict[str, list[dict[str, Any]]]) -> None:
+        for node, recs in acks.items():
+            for i in range(0, len(recs), ACKS_PER_FRAME):
+                self._conn.publish(self.topics.down_ack(node), self._frame(ContentType.ACK, recs[i : i + ACKS_PER_FRAME]))
+
+    def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:
+        self.rejected[reason.value] += 1
+        metrics.REJECTED.labels(reason=reason.value).inc()
+        log.warning("rejected sync message on %s: %s", topic, detail, extra={"reason": reason.value})
+
+    def _process(self, topic: str, payload: bytes, retained: bool, *, acks: dict[str, list[dict[str, Any]]]) -> None:
+        parsed = self.topics.parse(topic)
+        if parsed is None or parsed.direction != "up" or parsed.kind not in _TOPIC_CT:
+            self._reject(RejectReason.UNKNOWN_CONTENT_TYPE, topic, "not a known sync topic")
+            return
+        try:
+            env = decode(payload, max_bytes=self.settings.sync_max_message_bytes)
+        except EnvelopeRejected as err:
+            self._reject(err.reason, topic, str(err))
+            return
+        if env.node_id != parsed.target or env.node_id == CLOUD_SENDER:
+            self._reject(RejectReason.WRONG_SENDER, topic, f"envelope node {env.node_id!r} on {parsed.target!r}'s topic")
+            return
+        if env.content_type is not _TOPIC_CT[parsed.kind]:
+            self._reject(RejectReason.MALFORMED, topic, f"content type {env.content_type} on a {parsed.kind} topic")
+            return
+        node = env.node_id
+        ct = env.content_type
+        if ct in ORDERED:
+            if env.seq < 1:
+                self._reject(RejectReason.MALFORMED, topic, "ordered message without a sequence number")
+                return
+            self._ordered(env, acks)
+        elif ct is ContentType.HEARTBEAT:
+            self._heartbeat(node, env, topic)
+        elif ct is ContentType.STATUS:
+            self._status(node, env, topic)
+        elif ct is ContentType.ACK:
+            self._acks_from_node(node, env)
+        elif ct is ContentType.RESYNC_REQUEST:
+            since = env.records[0].get("since") if env.records else None
+            self._send_resync(node, since if isinstance(since, str) and since else None)
+
+    def _ordered(self, env: Envelope, acks: dict[str, list[dict[str, Any]]]) -> None:
+        node = env.node_id
+        expected = self._expected.get(node) or self.repo.next_seq(node)
+        low = env.meta.get("low")
+        if isinstance(low, int) and not isinstance(low, bool) and low > expected:
+            # Everything below `low` was acked by us before (e.g. this database is newer).
+            self.repo.skip_to(node, low)
+            expected = low
+            buf = self._buffers[node]
+            for s in [s for s in buf if s < low]:
+                del buf[s]
+        if env.seq < expected:
+            self.duplicates += 1
+            metrics.DUPLICATES.inc()
+            acks[node].append({"id": env.message_id, "status": "duplicate"})
+            self._expected[node] = expected
+            return
+        buf = self._buffers[node]
+        if env.seq > expected:
+            if env.seq in buf or len(buf) < self.settings.sync_reorder_buffer_messages:
+                buf[env.seq] = env
+                metrics.REORDERED.inc()
+        else:
+            self._apply(env, acks)
+            expected += 1
+        while expected in buf:
+            self._apply(buf.pop(expected), acks)
+            expected += 1
+        self._expected[node] = expected
+
+    def _validate(self, env: Envelope) -> list[Any]:
+        ct = env.content_type
+        try:
+            if ct is ContentType.MEMORY:
+                return [KnowledgeRecord.model_validate(r) for r in env.records]
+            if ct is ContentType.SESSION:
+                return [SessionState.model_validate(r) for r in env.records]
+        except ValueError as err:
+            raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"{ct.value} record: {err}") from None
+        if ct is ContentType.HARD_EXAMPLE and not all(isinstance(r.get("id"), str) for r in env.records):
+            raise EnvelopeRejected(RejectReason.INVALID_RECORD, "hard example without a string id")
+        return env.records
+
+    def _apply(self, env: Envelope, acks: dict[str, list[dict[str, Any]]]) -> None:
+        node = env.node_id
+        try:
+            records = self._validate(env)
+            reason = None
+        except EnvelopeRejected as err:
+            self._reject(err.reason, f"{node}#{env.seq}", str(err))
+            records, reason = [], str(err)
+        result = self.repo.apply_message(
+            node_id=node, seq=env.seq, msg_id=env.message_id, kind=env.content_type, records=records,
+            rejected_reason=reason,
+        )
+        entry: dict[str, Any] = {"id": env.message_id, "status": result.status}
+        if reason:
+            entry["reason"] = reason
+        acks[node].append(entry)
+        if result.status == "duplicate":
+            self.duplicates += 1
+            metrics.DUPLICATES.inc()
+            return
+        if result.records:
+            self.applied_records[env.content_type.value] += result.records
+            metrics.APPLIED_RECORDS.labels(kind=env.content_type.value).inc(result.records)
+        if result.changed:
+            for hook in list(self._memory_hooks):
+                try:
+                    hook(node, result.changed)
+                except Exception:
+                    log.exception("memory hook failed")
+            shared = [r for r in result.changed if r.shared]
+            scope = self.settings.sync_rebroadcast
+            if shared and scope != "none":
+                group = self.repo.node_group(node) if scope == "group" else None
+                self._send_memory(shared, group=group, scope="group" if group else "fleet")
+
+    def _heartbeat(self, node: str, env: Envelope, topic: str) -> None:
+        for rec in env.records:
+            try:
+                hb = Heartbeat.model_validate(rec)
+            except ValueError as err:
+                self._reject(RejectReason.INVALID_RECORD, topic, f"heartbeat: {err}")
+                continue
+            if hb.node_id != node:
+                self._reject(RejectReason.WRONG_SENDER, topic, f"heartbeat for {hb.node_id!r}")
+                continue
+            payload = hb.model_dump()
+            for hook in list(self._heartbeat_hooks):
+                try:
+                    hook(node, payload)
+                except Exception:
+                    log.exception("heartbeat hook failed")
+
+    def _status(self, node: str, env: Envelope, topic: str) -> None:
+        for rec in env.records:
+            try:
+                st = NodeStatus.model_validate(rec)
+            except ValueError as err:
+                self._reject(RejectReason.INVALID_RECORD, topic, f"status: {err}")
+                continue
+            online = st.status == STATUS_ONLINE
+            self.repo.set_status(node, online, st.group)
+            (self._online.add if online else self._online.discard)(node)
+            metrics.NODES_ONLINE.set(len(self._online))
+            for hook in list(self._status_hooks):
+                try:
+                    hook(node, online)
+                except Exception:
+                    log.exception("status hook failed")
+            if online:
+                for cid, _, body in self.repo.unacked_commands(node):
+                    self._publish_command(cid, node, body)
+
+    def _acks_from_node(self, node: str, env: Envelope) -> None:
+        for rec in env.records:
+            rid = rec.get("id")
+            if not isinstance(rid, str):
+                continue
+            if rec.get("kind") == "command":
+                if self.repo.ack_command(rid, node, rec):
+                    metrics.COMMANDS.labels(outcome="acked" if rec.get("ok") else "failed").inc()
+                    for hook in list(self._command_ack_hooks):
+                        try:
+                            hook(node, rid, rec)
+                        except Exception:
+                            log.exception("command ack hook failed")
+            else:
+                with self._ack_cv:
+                    self._broadcast_acks[rid].add(node)
+        with self._ack_cv:
+            self._ack_cv.notify_all()

@@ -1,0 +1,17 @@
+"""Prometheus metrics of the cloud sync hub."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+REJECTED = Counter(
+    "autoglm_cloud_sync_rejected_messages_total",
+    "Node messages rejected (malformed, oversized, unknown version, wrong sender ...).",
+    ["reason"],
+)
+APPLIED_RECORDS = Counter("autoglm_cloud_sync_applied_records_total", "Records applied, by kind.", ["kind"])
+DUPLICATES = Counter("autoglm_cloud_sync_duplicate_messages_total", "Messages already applied (re-acked).")
+REORDERED = Counter("autoglm_cloud_sync_reordered_messages_total", "Messages held until a sequence gap filled.")
+NODES_ONLINE = Gauge("autoglm_cloud_sync_nodes_online", "Nodes whose retained status is online.")
+COMMANDS = Counter("autoglm_cloud_sync_commands_total", "Commands by outcome.", ["outcome"])
+BROADCAST_RECORDS = Counter("autoglm_cloud_sync_broadcast_records_total", "Knowledge records sent down.", ["scope"])

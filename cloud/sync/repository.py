@@ -1,0 +1,351 @@
+"""Persistence of the cloud sync hub, behind one small class (SQLite via ``sqlite3``).
+
+The controller can later point it at its own database by implementing the same methods; the
+hub only calls what is public here. Every node message is applied in ONE transaction together
+with its message id and the node's next expected sequence number, so a crash between "applied"
+and "remembered as applied" cannot happen: a message is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from contracts.envelope import ContentType
+from contracts.hlc import HLC, HybridClock
+from contracts.memory import KnowledgeRecord, lww_wins
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL DEFAULT 1,
+    group_name TEXT,
+    online INTEGER NOT NULL DEFAULT 0,
+    last_seen_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS applied (
+    msg_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS applied_node ON applied(node_id, seq);
+CREATE TABLE IF NOT EXISTS knowledge (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    embedding TEXT,
+    source TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    shared INTEGER NOT NULL,
+    from_node TEXT NOT NULL,
+    merged TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS knowledge_merged ON knowledge(merged);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hard_examples (
+    id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    hlc TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    sent_ms INTEGER,
+    acked_ms INTEGER,
+    ack TEXT
+);
+"""
+_KCOLS = "key, text, embedding, source, confidence, created, updated, deleted, shared, from_node, merged"
+APPLIED_KEEP_PER_NODE = 100_000  # message ids remembered per node (older ones are below next_seq anyway)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _krow(rec: KnowledgeRecord, from_node: str, merged: str) -> tuple[object, ...]:
+    emb = json.dumps(rec.embedding) if rec.embedding is not None else None
+    return (rec.key, rec.text, emb, rec.source, rec.confidence, rec.created, rec.updated, int(rec.deleted),
+            int(rec.shared), from_node, merged)
+
+
+def _krecord(row: tuple[Any, ...]) -> KnowledgeRecord:
+    return KnowledgeRecord(
+        key=row[0], text=row[1], embedding=json.loads(row[2]) if row[2] is not None else None, source=row[3],
+        confidence=row[4], created=row[5], updated=row[6], deleted=bool(row[7]), shared=bool(row[8]),
+    )
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    status: str  # "applied" | "duplicate" | "rejected"
+    changed: list[KnowledgeRecord]
+    records: int
+
+
+class SyncRepository:
+    def __init__(self, path: Path | str, clock: HybridClock | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        newest = self._db.execute("SELECT MAX(merged) FROM knowledge").fetchone()[0]
+        self.clock = clock or HybridClock("cloud", last=HLC.parse(newest) if newest else None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- per-node ordering state --------------------------------------------------------------
+    def next_seq(self, node_id: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT next_seq FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        return int(row[0]) if row else 1
+
+    def is_applied(self, msg_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM applied WHERE msg_id = ?", (msg_id,)).fetchone() is not None
+
+    def _ensure_node(self, node_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO nodes(node_id) VALUES (?)", (node_id,))
+
+    def apply_message(
+        self,
+        *,
+        node_id: str,
+        seq: int,
+        msg_id: str,
+        kind: ContentType,
+        records: list[Any],
+        rejected_reason: str | None = None,
+    ) -> ApplyResult:
+        """Apply one node message exactly once (idempotent on ``msg_id``), advancing the cursor.
+
+        ``records`` are validated models for memory/session, plain dicts otherwise. With
+        ``rejected_reason`` the message is only recorded (dead letter) and the cursor advanced.
+        """
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM applied WHERE msg_id = ?", (msg_id,)).fetchone():
+                return ApplyResult("duplicate", [], 0)
+            changed: list[KnowledgeRecord] = []
+            now = _now_ms()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if rejected_reason is None:
+                    changed = self._apply_records(node_id, kind, records, now)
+                self._db.execute(
+                    "INSERT INTO applied(msg_id, node_id, seq, status, at_ms) VALUES (?, ?, ?, ?, ?)",
+                    (msg_id, node_id, seq, "rejected:" + rejected_reason if rejected_reason else "applied", now),
+                )
+                if seq > 0:
+                    self._ensure_node(node_id)
+                    self._db.execute(
+                        "UPDATE nodes SET next_seq = MAX(next_seq, ?), last_seen_ms = ? WHERE node_id = ?",
+                        (seq + 1, now, node_id),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if seq > 0 and seq % 1000 == 0:
+                self._prune_applied(node_id, seq)
+            status = "rejected" if rejected_reason else "applied"
+            return ApplyResult(status, changed, 0 if rejected_reason else len(records))
+
+    def skip_to(self, node_id: str, seq: int) -> None:
+        """The node says everything below ``seq`` was acked already (e.g. this DB is newer)."""
+        with self._lock:
+            self._ensure_node(node_id)
+            self._db.execute("UPDATE nodes SET next_seq = MAX(next_seq, ?) WHERE node_id = ?", (seq, node_id))
+
+    def _prune_applied(self, node_id: str, seq: int) -> None:
+        self._db.execute("DELETE FROM applied WHERE node_id = ? AND seq > 0 AND seq < ?",
+                         (node_id, seq - APPLIED_KEEP_PER_NODE))
+
+    def _apply_records(self, node_id: str, kind: ContentType, records: list[Any], now: int) -> list[KnowledgeRecord]:
+        if kind is ContentType.MEMORY:
+            return self._merge_knowledge(records, node_id)
+        if kind is ContentType.SESSION:
+            self._db.executemany(
+                "INSERT INTO sessions(session_id, node_id, updated, body) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(session_id) DO UPDATE SET node_id = excluded.node_id, updated = excluded.updated, "
+                "body = excluded.body WHERE excluded.updated > sessions.updated",
+                [(r.session_id, node_id, r.updated, r.model_dump_json()) for r in records],
+            )
+        elif kind is ContentType.HARD_EXAMPLE:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO hard_examples(id, node_id, hlc, body, at_ms) VALUES (?, ?, ?, ?, ?)",
+                [(str(r["id"]), node_id, str(r.get("hlc", "")), json.dumps(r), now) for r in records],
+            )
+        elif kind is ContentType.EVENT:
+            self._db.executemany(
+                "INSERT INTO events(node_id, name, body, at_ms) VALUES (?, ?, ?, ?)",
+                [(node_id, str(r.get("name", "")), json.dumps(r), now) for r in records],
+            )
+        return []
+
+    def _merge_knowledge(self, records: Iterable[KnowledgeRecord], from_node: str) -> list[KnowledgeRecord]:
+        incoming: dict[str, KnowledgeRecord] = {}
+        for rec in records:  # LWW inside the batch first
+            if lww_wins(rec, incoming.get(rec.key)):
+                incoming[rec.key] = rec
+        if not incoming:
+            return []
+        keys = list(incoming)
+        current: dict[str, KnowledgeRecord] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(f"SELECT {_KCOLS} FROM knowledge WHERE key IN ({marks})", chunk):
+                current[row[0]] = _krecord(row)
+        winners = [r for k, r in incoming.items() if lww_wins(r, current.get(k))]
+        rows = []
+        for rec in winners:
+            with contextlib.suppress(ValueError):
+                self.clock.observe(HLC.parse(rec.updated))
+            rows.append(_krow(rec, from_node, self.clock.now().pack()))
+        self._db.executemany(f"INSERT OR REPLACE INTO knowledge({_KCOLS}) VALUES ({','.join('?' * 11)})", rows)
+        return winners
+
+    def merge_knowledge(self, records: list[KnowledgeRecord], from_node: str = "cloud") -> list[KnowledgeRecord]:
+        """Cloud-side write (e.g. knowledge authored in the cloud); returns what changed."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                changed = self._merge_knowledge(records, from_node)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return changed
+
+    # -- reads -------------------------------------------------------------------------------
+    def knowledge(self, key: str) -> KnowledgeRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_KCOLS} FROM knowledge WHERE key = ?", (key,)).fetchone()
+        return _krecord(row) if row else None
+
+    def knowledge_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM knowledge").fetchone()[0])
+
+    def knowledge_since(self, cursor: str | None, for_node: str, limit: int) -> list[tuple[str, KnowledgeRecord]]:
+        """(merged HLC, record) after ``cursor`` in merge order: shared ones and the node's own."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_KCOLS} FROM knowledge WHERE merged > ? AND (shared = 1 OR from_node = ?) "
+                "ORDER BY merged LIMIT ?",
+                (cursor or "", for_node, limit),
+            ).fetchall()
+        return [(r[10], _krecord(r)) for r in rows]
+
+    def hard_example_count(self, node_id: str | None = None) -> int:
+        q, a = "SELECT COUNT(*) FROM hard_examples", cast(tuple[str, ...], ())
+        if node_id:
+            q, a = q + " WHERE node_id = ?", (node_id,)
+        with self._lock:
+            return int(self._db.execute(q, a).fetchone()[0])
+
+    def hard_examples(self, node_id: str | None = None) -> list[dict[str, Any]]:
+        q, a = "SELECT body FROM hard_examples", cast(tuple[str, ...], ())
+        if node_id:
+            q, a = q + " WHERE node_id = ?", (node_id,)
+        with self._lock:
+            return [json.loads(r[0]) for r in self._db.execute(q + " ORDER BY at_ms", a)]
+
+    def event_count(self, node_id: str | None = None) -> int:
+        q, a = "SELECT COUNT(*) FROM events", cast(tuple[str, ...], ())
+        if node_id:
+            q, a = q + " WHERE node_id = ?", (node_id,)
+        with self._lock:
+            return int(self._db.execute(q, a).fetchone()[0])
+
+    # -- nodes -------------------------------------------------------------------------------
+    def set_status(self, node_id: str, online: bool, group: str | None) -> None:
+        with self._lock:
+            self._ensure_node(node_id)
+            self._db.execute(
+                "UPDATE nodes SET online = ?, group_name = COALESCE(?, group_name), last_seen_ms = ? "
+                "WHERE node_id = ?",
+                (int(online), group, _now_ms(), node_id),
+            )
+
+    def node_group(self, node_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT group_name FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        return row[0] if row else None
+
+    def online_nodes(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT node_id FROM nodes WHERE online = 1 ORDER BY node_id")]
+
+    # -- commands ----------------------------------------------------------------------------
+    def add_command(self, command_id: str, node_id: str, command: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO commands(command_id, node_id, body, created_ms) VALUES (?, ?, ?, ?)",
+                (command_id, node_id, json.dumps(command), _now_ms()),
+            )
+
+    def mark_command_sent(self, command_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE commands SET sent_ms = ? WHERE command_id = ?", (_now_ms(), command_id))
+
+    def ack_command(self, command_id: str, node_id: str, ack: dict[str, Any]) -> bool:
+        """Record the node's ack; False when unknown, from another node, or already acked."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE commands SET acked_ms = ?, ack = ? WHERE command_id = ? AND node_id = ? AND acked_ms IS NULL",
+                (_now_ms(), json.dumps(ack), command_id, node_id),
+            )
+            return cur.rowcount == 1
+
+    def command(self, command_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT node_id, body, created_ms, sent_ms, acked_ms, ack FROM commands WHERE command_id = ?",
+                (command_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return {
+            "command_id": command_id, "node_id": row[0], "command": json.loads(row[1]), "created_ms": row[2],
+            "sent_ms": row[3], "acked_ms": row[4], "ack": json.loads(row[5]) if row[5] else None,
+        }
+
+    def unacked_commands(self, node_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+        q, a = "SELECT command_id, node_id, body FROM commands WHERE acked_ms IS NULL", cast(tuple[str, ...], ())
+        if node_id:
+            q, a = q + " AND node_id = ?", (node_id,)
+        with self._lock:
+            return [(r[0], r[1], json.loads(r[2])) for r in self._db.execute(q + " ORDER BY created_ms", a)]

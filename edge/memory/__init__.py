@@ -1,0 +1,1 @@
+"""The node's memory pool: long-term knowledge store (``store``), LWW-merged by HLC."""

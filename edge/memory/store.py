@@ -1,0 +1,179 @@
+"""The node's long-term memory (knowledge cache) in SQLite, merged last-writer-wins by HLC.
+
+Clean API for the rest of the edge (the reasoning agent adds embedding search and session
+state on top of it):
+
+* ``put(key, text, ...)`` / ``get(key)`` / ``delete(key)`` — local writes stamp a fresh HLC;
+  ``delete`` writes a tombstone (so the delete wins over older writes everywhere);
+* ``apply_remote(records)`` — idempotent LWW merge of records from the cloud; returns the ones
+  that changed this store;
+* ``since(hlc)`` — every record (tombstones included) updated after an HLC, in HLC order;
+* ``snapshot()`` — every record, tombstones included.
+
+The clock is restored from the newest stored HLC on open, so timestamps never go backwards
+across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from contracts.hlc import HLC, HybridClock
+from contracts.memory import KnowledgeRecord, lww_wins
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS knowledge (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    embedding TEXT,
+    source TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    shared INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS knowledge_updated ON knowledge(updated);
+"""
+_COLS = "key, text, embedding, source, confidence, created, updated, deleted, shared"
+
+
+def _row(rec: KnowledgeRecord) -> tuple[object, ...]:
+    emb = json.dumps(rec.embedding) if rec.embedding is not None else None
+    return (rec.key, rec.text, emb, rec.source, rec.confidence, rec.created, rec.updated, int(rec.deleted),
+            int(rec.shared))
+
+
+def _record(row: tuple[object, ...]) -> KnowledgeRecord:
+    return KnowledgeRecord(
+        key=str(row[0]),
+        text=str(row[1]),
+        embedding=json.loads(str(row[2])) if row[2] is not None else None,
+        source=str(row[3]),
+        confidence=float(row[4]),  # type: ignore[arg-type]
+        created=str(row[5]),
+        updated=str(row[6]),
+        deleted=bool(row[7]),
+        shared=bool(row[8]),
+    )
+
+
+class MemoryStore:
+    def __init__(self, path: Path | str, node_id: str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.node_id = node_id
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        newest = self._db.execute("SELECT MAX(updated) FROM knowledge").fetchone()[0]
+        self.clock = HybridClock(node_id, last=HLC.parse(newest) if newest else None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _get_any(self, key: str) -> KnowledgeRecord | None:
+        row = self._db.execute(f"SELECT {_COLS} FROM knowledge WHERE key = ?", (key,)).fetchone()
+        return _record(row) if row else None
+
+    def get(self, key: str, *, include_deleted: bool = False) -> KnowledgeRecord | None:
+        with self._lock:
+            rec = self._get_any(key)
+        if rec is None or (rec.deleted and not include_deleted):
+            return None
+        return rec
+
+    def put(
+        self,
+        key: str,
+        text: str,
+        *,
+        embedding: list[float] | None = None,
+        source: str = "",
+        confidence: float = 1.0,
+        shared: bool = True,
+    ) -> KnowledgeRecord:
+        """Local write; returns the stored record (publish it with ``EdgeSync.publish_memory``)."""
+        with self._lock:
+            now = self.clock.now().pack()
+            old = self._get_any(key)
+            rec = KnowledgeRecord(
+                key=key,
+                text=text,
+                embedding=embedding,
+                source=source or self.node_id,
+                confidence=confidence,
+                created=old.created if old and not old.deleted else now,
+                updated=now,
+                shared=shared,
+            )
+            self._write([rec])
+            return rec
+
+    def delete(self, key: str) -> KnowledgeRecord | None:
+        """Tombstone ``key``; returns the tombstone (None when the key never existed)."""
+        with self._lock:
+            old = self._get_any(key)
+            if old is None:
+                return None
+            tomb = old.model_copy(update={"text": "", "embedding": None, "deleted": True,
+                                          "updated": self.clock.now().pack()})
+            self._write([tomb])
+            return tomb
+
+    def apply_remote(self, records: Iterable[KnowledgeRecord]) -> list[KnowledgeRecord]:
+        """LWW-merge records from elsewhere; idempotent. Returns those that changed the store."""
+        changed: list[KnowledgeRecord] = []
+        with self._lock:
+            for rec in records:
+                try:
+                    self.clock.observe(HLC.parse(rec.updated))
+                except ValueError:
+                    continue  # too far in the future: refuse rather than drag our clock along
+                if lww_wins(rec, self._get_any(rec.key)):
+                    changed.append(rec)
+            if changed:
+                self._write(changed)
+        return changed
+
+    def _write(self, records: list[KnowledgeRecord]) -> None:
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO knowledge({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_row(r) for r in records],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def since(self, hlc: str | None, *, limit: int | None = None) -> list[KnowledgeRecord]:
+        """Records (tombstones included) with ``updated > hlc``, oldest first."""
+        q = f"SELECT {_COLS} FROM knowledge WHERE updated > ? ORDER BY updated"
+        args: tuple[object, ...] = (hlc or "",)
+        if limit is not None:
+            q += " LIMIT ?"
+            args += (limit,)
+        with self._lock:
+            return [_record(r) for r in self._db.execute(q, args).fetchall()]
+
+    def snapshot(self) -> list[KnowledgeRecord]:
+        return self.since(None)
+
+    def newest_hlc(self) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(updated) FROM knowledge").fetchone()
+        return row[0] if row and row[0] else None
+
+    def count(self, *, include_deleted: bool = False) -> int:
+        q = "SELECT COUNT(*) FROM knowledge" + ("" if include_deleted else " WHERE deleted = 0")
+        with self._lock:
+            return int(self._db.execute(q).fetchone()[0])

@@ -1,0 +1,476 @@
+"""EdgeSync: the node's side of edge <-> cloud sync.
+
+Up (node -> cloud): ``publish_memory`` / ``publish_session`` / ``publish_hard_example`` /
+``publish_event`` put records into the SQLite outbox and return at once; a sender thread seals
+them into batched, LZ4-compressed envelopes (per-node sequence numbers) and publishes them at
+QoS 1 within a window of unacked messages. Only the cloud's ack (``{p}/down/{node}/ack``)
+removes them; unacked messages are sent again after a reconnect or ``mqtt_ack_timeout_s``.
+
+Down (cloud -> node): commands (de-duplicated by id, handler's answer sent back as an ack, the
+same answer re-sent for a duplicate), memory deltas / broadcasts / resync responses (applied to
+the attached :class:`MemoryStore` idempotently, then given to ``on_memory`` handlers, acked).
+
+Also: retained status ``online`` on connect and a Last Will ``offline``; periodic heartbeats
+from ``set_heartbeat_provider``; optional KubeEdge device twin reporting and delta following.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from contracts.envelope import (
+    ContentType,
+    Encoding,
+    Envelope,
+    EnvelopeRejected,
+    EnvelopeTooLarge,
+    RejectReason,
+    decode,
+    join_record_bodies,
+    new_message_id,
+    pack,
+    records_body,
+)
+from contracts.errors import BadRequest, PayloadTooLarge
+from contracts.heartbeat import STATUS_OFFLINE, STATUS_ONLINE, Heartbeat, NodeStatus
+from contracts.hlc import HLC, HybridClock
+from contracts.logging import get_logger
+from contracts.memory import KnowledgeRecord, SessionState
+from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions, Will
+from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
+from edge.memory.store import MemoryStore
+from edge.sync import metrics
+from edge.sync.outbox import Outbox, OutMessage
+from edge.sync.settings import SyncSettings
+from edge.sync.twin import TwinReporter
+
+log = get_logger("autoglm.edge.sync")
+
+CommandHandler = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+MemoryHandler = Callable[[list[KnowledgeRecord]], None]
+HeartbeatProvider = Callable[[], Mapping[str, Any]]
+
+_UP_KIND = {
+    ContentType.MEMORY: UpKind.MEMORY,
+    ContentType.SESSION: UpKind.SESSION,
+    ContentType.HARD_EXAMPLE: UpKind.HARD_EXAMPLES,
+    ContentType.EVENT: UpKind.EVENTS,
+}
+WATERMARK_KEY = "resync_cursor"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+class EdgeSync:
+    def __init__(
+        self,
+        settings: SyncSettings | None = None,
+        outbox_path: Path | str | None = None,
+        node_id: str = "edge-local",
+        *,
+        store: MemoryStore | None = None,
+    ) -> None:
+        self.settings = s = settings or SyncSettings()
+        check_segment(node_id)
+        if node_id == CLOUD_SENDER:
+            raise BadRequest(f"node id {CLOUD_SENDER!r} is reserved for the cloud")
+        self.node_id = node_id
+        self.topics = Topics(s.mqtt_topic_prefix)
+        self.outbox = Outbox(outbox_path or s.mqtt_outbox_path, max_bytes=s.mqtt_outbox_max_bytes)
+        self.store = store
+        self.clock = store.clock if store is not None else HybridClock(node_id)
+        self._command_handlers: list[CommandHandler] = []
+        self._memory_handlers: list[MemoryHandler] = []
+        self._heartbeat_provider: HeartbeatProvider | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._resync_wanted = threading.Event()
+        self._resync_since: str | None = None
+        self.rejected: dict[str, int] = {}
+        self.resyncs_completed = 0
+        self._dropped_seen: dict[str, int] = {}
+        self._conn = MqttConnection(
+            self._options(),
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            on_disconnected=lambda: metrics.CONNECTED.set(0),
+            name=f"edge-sync-{node_id}",
+        )
+        self.twin: TwinReporter | None = None
+        if s.mqtt_kubeedge_enabled:
+            self.twin = TwinReporter(
+                MqttOptions(
+                    host=s.mqtt_kubeedge_host,
+                    port=s.mqtt_kubeedge_port,
+                    client_id=f"autoglm-twin-{node_id}",
+                    reconnect_min_s=s.mqtt_reconnect_min_s,
+                    reconnect_max_s=s.mqtt_reconnect_max_s,
+                ),
+                s.mqtt_kubeedge_namespace,
+                s.mqtt_kubeedge_device or node_id,
+            )
+
+    def _status_frame(self, status: str) -> bytes:
+        rec = NodeStatus(node_id=self.node_id, status=status, ts_ms=_now_ms(), group=self.settings.mqtt_node_group)
+        return self._frame(ContentType.STATUS, [rec.model_dump()])
+
+    def _options(self) -> MqttOptions:
+        s = self.settings
+        return MqttOptions(
+            host=s.mqtt_host,
+            port=s.mqtt_port,
+            client_id=f"autoglm-edge-{self.node_id}",
+            username=s.mqtt_username,
+            password=s.mqtt_password,
+            tls=s.mqtt_tls,
+            tls_ca_file=str(s.mqtt_tls_ca_file) if s.mqtt_tls_ca_file else None,
+            tls_cert_file=str(s.mqtt_tls_cert_file) if s.mqtt_tls_cert_file else None,
+            tls_key_file=str(s.mqtt_tls_key_file) if s.mqtt_tls_key_file else None,
+            keepalive_s=s.mqtt_keepalive_s,
+            session_expiry_s=s.mqtt_session_expiry_s,
+            reconnect_min_s=s.mqtt_reconnect_min_s,
+            reconnect_max_s=s.mqtt_reconnect_max_s,
+            will=Will(self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), qos=1, retain=True),
+            subscriptions=tuple(self.topics.node_subscriptions(self.node_id, s.mqtt_node_group)),
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> EdgeSync:
+        self._stopping.clear()
+        self._conn.start()
+        if self.twin is not None:
+            self.twin.start()
+        for target, name in ((self._send_loop, "sender"), (self._heartbeat_loop, "heartbeat")):
+            t = threading.Thread(target=target, name=f"edge-sync-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop threads and disconnect (publishing ``offline`` first when ``graceful``)."""
+        if graceful and self._conn.connected:
+            self._conn.publish(self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), retain=True)
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(5)
+        self._threads.clear()
+        self._conn.stop(graceful=graceful)
+        if self.twin is not None:
+            self.twin.stop()
+        self.outbox.close()
+        metrics.CONNECTED.set(0)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._conn.state
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self._conn.wait_connected(timeout)
+
+    # -- registration --------------------------------------------------------------------------
+    def set_heartbeat_provider(self, provider: HeartbeatProvider) -> None:
+        self._heartbeat_provider = provider
+
+    def on_command(self, handler: CommandHandler) -> None:
+        self._command_handlers.append(handler)
+
+    def on_memory(self, handler: MemoryHandler) -> None:
+        self._memory_handlers.append(handler)
+
+    # -- producer API --------------------------------------------------------------------------
+    def publish_memory(self, records: Iterable[KnowledgeRecord | Mapping[str, Any]]) -> int:
+        """Queue knowledge records for the cloud. Raises ``OutboxFull`` / ``BadRequest``."""
+        bodies = []
+        for rec in records:
+            try:
+                model = rec if isinstance(rec, KnowledgeRecord) else KnowledgeRecord.model_validate(rec)
+            except ValueError as err:
+                raise BadRequest(f"invalid memory record: {err}") from None
+            bodies.append(model.model_dump_json().encode("utf-8"))
+        return self._put(ContentType.MEMORY, bodies)
+
+    def publish_session(self, states: Iterable[SessionState]) -> int:
+        """Queue shared session state (non-shared state never leaves the node)."""
+        return self._put(
+            ContentType.SESSION, [st.model_dump_json().encode("utf-8") for st in states if st.shared]
+        )
+
+    def publish_hard_example(self, example: Mapping[str, Any]) -> str:
+        """Queue one hard example (an input the edge was unsure of); returns its id."""
+        doc = dict(example)
+        doc.setdefault("id", uuid.uuid4().hex)
+        doc.setdefault("node_id", self.node_id)
+        doc.setdefault("hlc", self.clock.now().pack())
+        self._put(ContentType.HARD_EXAMPLE, [_dump(doc)])
+        return str(doc["id"])
+
+    def publish_event(self, name: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        """Queue a telemetry event (may be shed oldest-first when the outbox is over budget)."""
+        doc = {"name": name, "ts_ms": _now_ms(), "hlc": self.clock.now().pack(), "data": dict(data or {}), **fields}
+        self._put(ContentType.EVENT, [_dump(doc)])
+
+    def _put(self, kind: ContentType, bodies: list[bytes]) -> int:
+        limit = self.settings.mqtt_max_message_bytes - 1024
+        for b in bodies:
+            if len(b) > limit:
+                raise PayloadTooLarge(f"one {kind.value} record of {len(b)} bytes exceeds the {limit}-byte limit")
+        try:
+            n = self.outbox.put(kind, bodies)
+        except Exception:
+            self._sync_outbox_metrics()
+            raise
+        self._sync_outbox_metrics()
+        self._wake.set()
+        return n
+
+    def _sync_outbox_metrics(self) -> None:
+        for kind, count in self.outbox.dropped.items():
+            delta = count - self._dropped_seen.get("d" + kind, 0)
+            if delta:
+                metrics.OUTBOX_DROPPED.labels(kind=kind).inc(delta)
+                self._dropped_seen["d" + kind] = count
+        for kind, count in self.outbox.refused.items():
+            delta = count - self._dropped_seen.get("r" + kind, 0)
+            if delta:
+                metrics.OUTBOX_REFUSED.labels(kind=kind).inc(delta)
+                self._dropped_seen["r" + kind] = count
+
+    def request_resync(self, since: str | None = None, *, full: bool = False) -> None:
+        """Ask the cloud for memory changed since ``since`` (default: our last cursor);
+        ``full=True`` asks for a whole snapshot. Sent now, or on the next connect."""
+        self._resync_since = None if full else (since or self.outbox.get_state(WATERMARK_KEY))
+        self._resync_wanted.set()
+        if self._conn.connected:
+            self._send_resync_request()
+
+    def _send_resync_request(self) -> None:
+        if not self._resync_wanted.is_set():
+            return
+        frame = self._frame(ContentType.RESYNC_REQUEST, [{"since": self._resync_since}])
+        if self._conn.publish(self.topics.resync_request(self.node_id), frame, qos=1):
+            self._resync_wanted.clear()
+
+    # -- framing -------------------------------------------------------------------------------
+    def _frame(self, ct: ContentType, records: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> bytes:
+        return pack(
+            message_id=new_message_id(),
+            node_id=self.node_id,
+            seq=0,
+            hlc=self.clock.now().pack(),
+            content_type=ct,
+            body=records_body(records),
+            n_records=len(records),
+            encoding=Encoding.LZ4 if self.settings.mqtt_compress else Encoding.NONE,
+            meta=meta,
+            max_bytes=self.settings.mqtt_max_message_bytes,
+        )
+
+    def _build_outbox_frame(self, seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], low: int) -> bytes:
+        return pack(
+            message_id=msg_id,
+            node_id=self.node_id,
+            seq=seq,
+            hlc=self.clock.now().pack(),
+            content_type=kind,
+            body=join_record_bodies(bodies),
+            n_records=len(bodies),
+            encoding=Encoding.LZ4 if self.settings.mqtt_compress else Encoding.NONE,
+            meta={"low": low},
+            max_bytes=self.settings.mqtt_max_message_bytes,
+        )
+
+    # -- sender --------------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(0.25)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            if not self._conn.connected:
+                continue
+            try:
+                self._pump()
+            except Exception:
+                log.exception("sync sender failed; retrying")
+
+    def _seal_one(self) -> OutMessage | None:
+        s = self.settings
+        max_records = s.mqtt_batch_max_records
+        while True:
+            try:
+                return self.outbox.seal(
+                    self._build_outbox_frame, max_records=max_records, max_bytes=s.mqtt_batch_max_bytes
+                )
+            except EnvelopeTooLarge:
+                if max_records == 1:
+                    raise
+                max_records = max(1, max_records // 2)
+
+    def _pump(self) -> None:
+        s = self.settings
+        while self.outbox.inflight_messages() < s.mqtt_window_messages:
+            if self._seal_one() is None:
+                break
+        due = self.outbox.due(ack_timeout_s=s.mqtt_ack_timeout_s, limit=s.mqtt_window_messages)
+        sent: list[int] = []
+        for msg in due:
+            if not self._conn.publish(self.topics.up(self.node_id, _UP_KIND[msg.kind]), msg.frame, qos=1):
+                break
+            sent.append(msg.seq)
+            metrics.SENT_MESSAGES.labels(kind=msg.kind.value).inc()
+        self.outbox.mark_sent(sent)
+
+    # -- heartbeat -----------------------------------------------------------------------------
+    def heartbeat(self) -> Heartbeat:
+        base: dict[str, Any] = dict(self._heartbeat_provider() if self._heartbeat_provider else {})
+        base.update(node_id=self.node_id, ts_ms=_now_ms(), outbox_records=self.outbox.pending_records())
+        return Heartbeat.model_validate(base)
+
+    def send_heartbeat(self) -> bool:
+        try:
+            hb = self.heartbeat()
+        except Exception:
+            log.exception("heartbeat provider failed")
+            return False
+        metrics.OUTBOX_RECORDS.set(hb.outbox_records)
+        metrics.OUTBOX_BYTES.set(self.outbox.used_bytes)
+        ok = self._conn.publish(
+            self.topics.heartbeat(self.node_id), self._frame(ContentType.HEARTBEAT, [hb.model_dump()]), qos=0
+        )
+        if self.twin is not None:
+            self.twin.report(hb.model_dump(exclude={"node_id"}))
+        return ok
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(self.settings.mqtt_heartbeat_interval_s):
+            self.send_heartbeat()
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _on_connected(self, session_present: bool) -> None:
+        metrics.CONNECTED.set(1)
+        self._conn.publish(self.topics.status(self.node_id), self._status_frame(STATUS_ONLINE), retain=True)
+        self.outbox.mark_all_unsent()
+        if not session_present and self.store is not None and not self._resync_wanted.is_set():
+            # The broker forgot us (first start, or session expired): catch up on memory.
+            self._resync_since = self.outbox.get_state(WATERMARK_KEY)
+            self._resync_wanted.set()
+        self._send_resync_request()
+        self._wake.set()
+
+    def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:
+        self.rejected[reason.value] = self.rejected.get(reason.value, 0) + 1
+        metrics.REJECTED.labels(reason=reason.value).inc()
+        log.warning("rejected downlink message on %s: %s", topic, detail)
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        parsed = self.topics.parse(topic)
+        if parsed is None:
+            return
+        try:
+            env = decode(payload, max_bytes=self.settings.mqtt_max_message_bytes)
+        except EnvelopeRejected as err:
+            self._reject(err.reason, topic, str(err))
+            return
+        if env.node_id != CLOUD_SENDER:
+            self._reject(RejectReason.WRONG_SENDER, topic, f"sender {env.node_id!r} is not the cloud")
+            return
+        try:
+            if parsed.kind == DownKind.ACK and parsed.direction == "down":
+                self._handle_acks(env)
+            elif parsed.kind == DownKind.COMMANDS:
+                self._handle_commands(env)
+            elif parsed.kind in (DownKind.MEMORY, DownKind.RESYNC):
+                self._handle_memory(env)
+        except EnvelopeRejected as err:
+            self._reject(err.reason, topic, str(err))
+
+    def _handle_acks(self, env: Envelope) -> None:
+        applied: list[str] = []
+        for rec in env.records:
+            mid, status = rec.get("id"), rec.get("status")
+            if not isinstance(mid, str):
+                continue
+            if status == "rejected":
+                reason = str(rec.get("reason", "unknown"))
+                self.outbox.dead_letter(mid, reason)
+                metrics.DEAD_LETTERS.labels(reason=reason.split(":")[0]).inc()
+                log.error("cloud refused sync message %s for good: %s (parked in dead_letters)", mid, reason)
+            else:
+                applied.append(mid)
+        released = self.outbox.ack(applied)
+        if released:
+            metrics.ACKED_RECORDS.inc(released)
+        self._wake.set()
+
+    def _ack_up(self, records: list[dict[str, Any]]) -> bytes:
+        frame = self._frame(ContentType.ACK, records)
+        self._conn.publish(self.topics.up_ack(self.node_id), frame, qos=1)
+        return frame
+
+    def _handle_commands(self, env: Envelope) -> None:
+        for rec in env.records:
+            cid = rec.get("command_id")
+            command = rec.get("command")
+            if not isinstance(cid, str) or not isinstance(command, dict):
+                raise EnvelopeRejected(RejectReason.INVALID_RECORD, "command without command_id/command")
+            if not self._command_handlers:
+                log.warning("command %s received before any on_command handler; left for the cloud's retry", cid)
+                continue
+            seen, stored_ack = self.outbox.seen("cmd:" + cid)
+            if seen:
+                metrics.COMMANDS.labels(outcome="duplicate").inc()
+                if stored_ack:
+                    self._conn.publish(self.topics.up_ack(self.node_id), stored_ack, qos=1)
+                continue
+            result: dict[str, Any]
+            try:
+                answers = [h({**command, "command_id": cid}) for h in self._command_handlers]
+                result = {"ok": True, "result": dict(next((a for a in answers if a is not None), {}))}
+                metrics.COMMANDS.labels(outcome="ok").inc()
+            except Exception as err:
+                log.exception("command %s failed", cid)
+                result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+                metrics.COMMANDS.labels(outcome="error").inc()
+            frame = self._ack_up([{"kind": "command", "id": cid, **result}])
+            self.outbox.remember("cmd:" + cid, frame)
+
+    def _handle_memory(self, env: Envelope) -> None:
+        seen, _ = self.outbox.seen(env.message_id)
+        if not seen:
+            try:
+                records = [KnowledgeRecord.model_validate(r) for r in env.records]
+            except ValueError as err:
+                raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"memory record: {err}") from None
+            if self.store is not None:
+                self.store.apply_remote(records)
+            else:
+                for rec in records:
+                    with contextlib.suppress(ValueError):
+                        self.clock.observe(HLC.parse(rec.updated))
+            for handler in list(self._memory_handlers):
+                try:
+                    handler(records)
+                except Exception:
+                    log.exception("memory handler failed")
+            if env.content_type is ContentType.RESYNC_RESPONSE and env.meta.get("final"):
+                cursor = env.meta.get("cursor")
+                if isinstance(cursor, str) and cursor:
+                    self.outbox.set_state(WATERMARK_KEY, cursor)
+                self.resyncs_completed += 1
+            self.outbox.remember(env.message_id)
+        self._ack_up([{"kind": "message", "id": env.message_id}])
