@@ -1,0 +1,101 @@
+"""The FastAPI app factory of the cloud controller.
+
+``create_app`` wires the services (or takes prepared ones), installs the single error mapping,
+the request metrics and the routers. Its lifespan runs the controller loops: rollout ticks,
+offline sweeps and heartbeat flushes (each in a worker thread: they touch the database), and
+starts / stops the MQTT link when one is attached (``services.extra['sync']``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import Counter, Histogram
+
+from cloud.api.auth import parse_admin_tokens
+from cloud.api.container import CloudServices
+from cloud.api.errors import install_error_handlers
+from cloud.api.routers import fleet, health, registry, rollouts, tools
+from cloud.settings import CloudSettings
+from contracts.logging import get_logger
+
+log = get_logger("autoglm.cloud.api")
+
+HTTP_REQUESTS = Counter(
+    "autoglm_cloud_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram("autoglm_cloud_http_request_seconds", "HTTP request duration", ["method", "route"])
+
+
+async def _loop(name: str, interval_s: float, fn: Callable[[], object]) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(fn)
+        except Exception:
+            log.exception("background loop failed", extra={"loop": name})
+        await asyncio.sleep(interval_s)
+
+
+def create_app(
+    settings: CloudSettings | None = None,
+    *,
+    services: CloudServices | None = None,
+    run_loops: bool = True,
+) -> FastAPI:
+    settings = settings or (services.settings if services else CloudSettings())
+    svc = services or CloudServices.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        sync = svc.extra.get("sync")
+        if sync is not None and hasattr(sync, "start"):
+            await asyncio.to_thread(sync.start)
+        if run_loops:
+            tasks = [
+                asyncio.create_task(_loop("rollout", settings.rollout_tick_s, svc.rollouts.tick)),
+                asyncio.create_task(_loop("sweep", min(settings.heartbeat_timeout_s / 3, 5.0), svc.fleet.sweep)),
+                asyncio.create_task(_loop("flush", settings.fleet_flush_interval_s, svc.fleet.flush)),
+            ]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            if sync is not None and hasattr(sync, "stop"):
+                await asyncio.to_thread(sync.stop)
+            svc.fleet.flush()
+
+    app = FastAPI(
+        title="Open-AutoGLM Edge cloud controller",
+        version="1",
+        description="Model registry, artifact downloads, fleet, gray-release rollouts and the tool service.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.state.admin_tokens = parse_admin_tokens(settings.all_admin_tokens())
+    if not app.state.admin_tokens:
+        log.warning("no admin token configured: management endpoints will refuse every request")
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(method=request.method, route=label, status=str(response.status_code)).inc()
+        HTTP_SECONDS.labels(method=request.method, route=label).observe(time.perf_counter() - t0)
+        return response
+
+    for r in (health.router, registry.router, fleet.router, rollouts.router, tools.router):
+        app.include_router(r)
+    return app

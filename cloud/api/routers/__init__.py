@@ -1,0 +1,1 @@
+"""Thin routers: parse, authorize, call one service method, return its result."""

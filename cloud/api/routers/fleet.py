@@ -1,0 +1,124 @@
+"""Nodes: registration with the bootstrap token, listing, labels, drain, commands, reports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from cloud.api.auth import Principal, require_admin, require_bootstrap, require_node_self, require_reader
+from cloud.api.container import CloudServices
+from cloud.api.deps import services
+from cloud.fleet.schemas import (
+    CMD_TRAFFIC_SPLIT,
+    CommandAck,
+    CommandOut,
+    DrainRequest,
+    LabelPatch,
+    NodeOut,
+    NodeRegister,
+    NodeRegistered,
+    TrafficSplit,
+)
+from cloud.fleet.service import parse_selector
+from cloud.rollout.service import version_command
+from contracts.errors import BadRequest
+
+router = APIRouter(prefix="/api/v1/nodes", tags=["fleet"])
+Svc = Annotated[CloudServices, Depends(services)]
+Admin = Annotated[Principal, Depends(require_admin)]
+Reader = Annotated[Principal, Depends(require_reader)]
+
+
+class DesiredVersion(BaseModel):
+    model: str
+    version: str
+
+
+class CommandSent(BaseModel):
+    command_id: str
+
+
+def _self(request: Request, node_id: str) -> Principal:
+    return require_node_self(request, node_id)
+
+
+NodeSelf = Annotated[Principal, Depends(_self)]
+
+
+@router.post("/register", response_model=NodeRegistered, status_code=201)
+def register(body: NodeRegister, svc: Svc, _: Annotated[Principal, Depends(require_bootstrap)]) -> NodeRegistered:
+    token = svc.fleet.register(body.node_id, body.labels)
+    return NodeRegistered(node_id=body.node_id, token=token)
+
+
+@router.get("", response_model=list[NodeOut])
+def list_nodes(
+    svc: Svc, _: Reader, selector: str | None = None, online: bool | None = None, drained: bool | None = None
+) -> list[NodeOut]:
+    return svc.fleet.list_nodes(parse_selector(selector), online=online, drained=drained)
+
+
+@router.get("/{node_id}", response_model=NodeOut)
+def get_node(node_id: str, svc: Svc, _: Reader) -> NodeOut:
+    return svc.fleet.get(node_id)
+
+
+@router.patch("/{node_id}/labels", response_model=NodeOut)
+def patch_labels(node_id: str, body: LabelPatch, svc: Svc, _: Admin) -> NodeOut:
+    return svc.fleet.set_labels(node_id, body.set, body.remove)
+
+
+@router.post("/{node_id}/drain", response_model=NodeOut)
+def drain(node_id: str, body: DrainRequest, svc: Svc, _: Admin) -> NodeOut:
+    return svc.fleet.set_drained(node_id, body.drained)
+
+
+@router.delete("/{node_id}", status_code=204)
+def delete_node(node_id: str, svc: Svc, _: Admin) -> None:
+    svc.fleet.delete(node_id)
+
+
+@router.post("/{node_id}/desired-version", response_model=CommandSent, status_code=202)
+def set_desired(node_id: str, body: DesiredVersion, svc: Svc, _: Admin) -> CommandSent:
+    v = svc.registry.get_version(body.model, body.version)
+    cid = svc.fleet.send_command(node_id, version_command(v.model, v.version, v.manifest_sha256))
+    return CommandSent(command_id=cid)
+
+
+@router.post("/{node_id}/traffic-split", response_model=CommandSent, status_code=202)
+def traffic_split(node_id: str, body: TrafficSplit, svc: Svc, _: Admin) -> CommandSent:
+    """Second gray mode: the node keeps both versions loaded and splits requests by weight."""
+    if body.stable_version == body.canary_version:
+        raise BadRequest("stable and canary versions must differ")
+    versions = {}
+    for ver in (body.stable_version, body.canary_version):
+        v = svc.registry.get_version(body.model, ver)
+        versions[v.version] = v.manifest_sha256
+    command: dict[str, Any] = {
+        "type": CMD_TRAFFIC_SPLIT,
+        "model": body.model,
+        "weights": {body.stable_version: round(1.0 - body.canary_weight, 6), body.canary_version: body.canary_weight},
+        "manifests": {
+            ver: {"manifest_sha256": sha, "manifest_url": f"/api/v1/models/{body.model}/versions/{ver}/manifest"}
+            for ver, sha in versions.items()
+        },
+    }
+    return CommandSent(command_id=svc.fleet.send_command(node_id, command))
+
+
+@router.get("/{node_id}/commands", response_model=list[CommandOut])
+def list_commands(node_id: str, svc: Svc, _: Reader) -> list[CommandOut]:
+    return svc.fleet.commands(node_id)
+
+
+@router.post("/{node_id}/heartbeat", status_code=204)
+def heartbeat(node_id: str, body: dict[str, Any], svc: Svc, _: NodeSelf) -> None:
+    """HTTP fallback for a node whose MQTT link is down (same payload as the MQTT heartbeat)."""
+    svc.fleet.on_heartbeat(node_id, body)
+
+
+@router.post("/{node_id}/acks", status_code=204)
+def ack(node_id: str, body: CommandAck, svc: Svc, _: NodeSelf) -> None:
+    svc.fleet.on_ack(node_id, body)

@@ -1,0 +1,1 @@
+"""The cloud's relational store: ORM tables, engine/session factory and migrations."""

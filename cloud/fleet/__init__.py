@@ -1,0 +1,1 @@
+"""Fleet: node registry, credentials, live heartbeat state, commands to nodes."""

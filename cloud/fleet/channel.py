@@ -1,0 +1,31 @@
+"""How commands reach nodes. The rollout and fleet services depend only on this protocol.
+
+The MQTT implementation wraps ``cloud.sync.hub.CloudSync``; tests use :class:`RecordingChannel`
+or an in-process fleet.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Protocol
+
+
+class CommandChannel(Protocol):
+    def send(self, node_id: str, command: dict[str, Any]) -> str:
+        """Deliver ``command`` to ``node_id``; return its command id. Must not block long."""
+        ...
+
+
+class RecordingChannel:
+    """Keeps what was sent (for tests and dry runs)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def send(self, node_id: str, command: dict[str, Any]) -> str:
+        cid = str(command.get("command_id") or uuid.uuid4().hex)
+        with self._lock:
+            self.sent.append((cid, node_id, dict(command)))
+        return cid

@@ -1,0 +1,83 @@
+"""Wire shapes of the fleet API and the commands the cloud sends to nodes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Command types (the ``type`` field of a command's payload).
+CMD_SET_VERSION = "set_desired_version"
+CMD_TRAFFIC_SPLIT = "set_traffic_split"
+
+
+class NodeRegister(BaseModel):
+    node_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    labels: dict[str, str] = Field(default_factory=dict, description="site, group, hardware (gpu) ...")
+
+
+class NodeRegistered(BaseModel):
+    node_id: str
+    token: str = Field(description="The node's own bearer credential (shown once).")
+
+
+class NodeOut(BaseModel):
+    node_id: str
+    labels: dict[str, str]
+    online: bool
+    drained: bool
+    current_version: str
+    desired_version: str
+    last_seen: datetime | None
+    metrics: dict[str, Any]
+    last_error: str
+    registered_via: str
+
+
+class LabelPatch(BaseModel):
+    set: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class DrainRequest(BaseModel):
+    drained: bool = True
+    reason: str = ""
+
+
+class TrafficSplit(BaseModel):
+    """The second gray mode: one node keeps two versions loaded and splits requests by weight."""
+
+    model: str
+    stable_version: str
+    canary_version: str
+    canary_weight: float = Field(ge=0.0, le=1.0, description="Share of requests served by the canary")
+
+
+class CommandAck(BaseModel):
+    command_id: str
+    ok: bool
+    detail: str = ""
+    version: str = Field(default="", description="Version the node runs after handling the command")
+
+
+class CommandOut(BaseModel):
+    id: str
+    node_id: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    detail: str
+    sent_at: datetime
+    acked_at: datetime | None
+
+
+class NodeSample(BaseModel):
+    """One heartbeat's traffic summary, kept in memory for rollout analysis."""
+
+    ts: float
+    version: str
+    requests: int
+    error_rate: float
+    p99_ms: float
+    fallback_rate: float

@@ -1,0 +1,393 @@
+"""Fleet service: nodes, their credentials, live state from heartbeats / status, commands.
+
+Live state (online, last heartbeat, reported version and metrics) changes with every heartbeat,
+so it is kept in memory and written to the database in batches (``flush``); registrations,
+labels, drain flags and desired versions are written through at once. One controller process
+owns a database (documented in docs/arch/cloud.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import select
+
+from cloud.db.engine import Database
+from cloud.db.models import Command, Node, utcnow
+from cloud.fleet.channel import CommandChannel
+from cloud.fleet.schemas import CommandAck, CommandOut, NodeOut, NodeSample
+from contracts.errors import BadRequest, NotFound
+from contracts.logging import get_logger
+
+log = get_logger("autoglm.cloud.fleet")
+
+HEARTBEATS = Counter("autoglm_cloud_heartbeats_total", "Heartbeats ingested from edge nodes")
+NODES = Gauge("autoglm_cloud_nodes", "Known nodes by state", ["state"])
+COMMANDS = Counter("autoglm_cloud_commands_total", "Commands sent to nodes", ["kind", "outcome"])
+
+SAMPLES_PER_NODE = 512
+AckListener = Callable[[str, CommandAck], None]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class LiveNode:
+    node_id: str
+    labels: dict[str, str]
+    token_hash: str = ""
+    registered_via: str = "bootstrap"
+    current_version: str = ""
+    desired_version: str = ""
+    online: bool = False
+    drained: bool = False
+    last_seen: float | None = None  # epoch seconds
+    metrics: dict[str, Any] = field(default_factory=dict)
+    last_error: str = ""
+    samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=SAMPLES_PER_NODE))
+    dirty: bool = False
+
+    def out(self) -> NodeOut:
+        return NodeOut(
+            node_id=self.node_id, labels=dict(self.labels), online=self.online, drained=self.drained,
+            current_version=self.current_version, desired_version=self.desired_version,
+            last_seen=datetime.fromtimestamp(self.last_seen, UTC) if self.last_seen else None,
+            metrics=dict(self.metrics), last_error=self.last_error, registered_via=self.registered_via,
+        )
+
+
+def matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def parse_selector(text: str | None) -> dict[str, str]:
+    """``site=a,group=b`` -> {"site": "a", "group": "b"}."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise BadRequest(f"label selector {part!r} must be key=value")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+class FleetService:
+    def __init__(
+        self,
+        db: Database,
+        channel: CommandChannel | None = None,
+        *,
+        heartbeat_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.channel = channel
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._nodes: dict[str, LiveNode] = {}
+        self._by_token: dict[str, str] = {}
+        self._ack_listeners: list[AckListener] = []
+        self._pending_cmds: dict[str, tuple[str, str]] = {}  # command id -> (node, kind)
+        self._load()
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        with self.db.session() as s:
+            for n in s.scalars(select(Node)):
+                live = LiveNode(
+                    node_id=n.id, labels=dict(n.labels), token_hash=n.token_hash, registered_via=n.registered_via,
+                    current_version=n.current_version, desired_version=n.desired_version,
+                    online=False, drained=n.drained,
+                    last_seen=n.last_seen.timestamp() if n.last_seen else None,
+                    metrics=dict(n.metrics), last_error=n.last_error,
+                )
+                self._nodes[n.id] = live
+                if n.token_hash:
+                    self._by_token[n.token_hash] = n.id
+
+    def _write(self, live: LiveNode) -> None:
+        with self.db.session() as s:
+            self._write_row(s, live)
+
+    @staticmethod
+    def _write_row(s: Any, live: LiveNode) -> None:
+        row = s.get(Node, live.node_id)
+        if row is None:
+            row = Node(id=live.node_id)
+            s.add(row)
+        row.labels = dict(live.labels)
+        row.token_hash = live.token_hash
+        row.registered_via = live.registered_via
+        row.current_version = live.current_version
+        row.desired_version = live.desired_version
+        row.online = live.online
+        row.drained = live.drained
+        row.last_seen = datetime.fromtimestamp(live.last_seen, UTC) if live.last_seen else None
+        row.metrics = dict(live.metrics)
+        row.last_error = live.last_error
+        live.dirty = False
+
+    def flush(self) -> int:
+        """Write heartbeat-driven changes to the database; returns how many nodes were written."""
+        with self._lock:
+            dirty = [n for n in self._nodes.values() if n.dirty]
+            snapshot = [
+                LiveNode(**{**n.__dict__, "samples": deque(maxlen=1)}) for n in dirty
+            ]
+            for n in dirty:
+                n.dirty = False
+        if snapshot:
+            with self.db.session() as s:
+                for live in snapshot:
+                    self._write_row(s, live)
+        self._update_gauges()
+        return len(snapshot)
+
+    def _update_gauges(self) -> None:
+        with self._lock:
+            online = sum(1 for n in self._nodes.values() if n.online)
+            total = len(self._nodes)
+        NODES.labels(state="online").set(online)
+        NODES.labels(state="offline").set(total - online)
+
+    # -- registration and credentials ---------------------------------------------------------
+
+    def register(self, node_id: str, labels: dict[str, str]) -> str:
+        """Register (or re-register) a node; returns its new bearer token (old ones stop working)."""
+        token = secrets.token_urlsafe(32)
+        th = hash_token(token)
+        with self._lock:
+            live = self._nodes.get(node_id)
+            if live is None:
+                live = LiveNode(node_id=node_id, labels=dict(labels))
+                self._nodes[node_id] = live
+            else:
+                live.labels.update(labels)
+                if live.token_hash:
+                    self._by_token.pop(live.token_hash, None)
+            live.token_hash = th
+            live.registered_via = "bootstrap"
+            self._by_token[th] = node_id
+            self._write(live)
+        log.info("node registered", extra={"node_id": node_id})
+        return token
+
+    def authenticate(self, token: str) -> str | None:
+        with self._lock:
+            return self._by_token.get(hash_token(token))
+
+    # -- observations from the sync layer -----------------------------------------------------
+
+    def _ensure(self, node_id: str) -> LiveNode:
+        live = self._nodes.get(node_id)
+        if live is None:  # appeared through MQTT without registering over HTTP
+            live = LiveNode(node_id=node_id, labels={}, registered_via="mqtt", dirty=True)
+            self._nodes[node_id] = live
+            log.info("node appeared over MQTT", extra={"node_id": node_id})
+        return live
+
+    def on_status(self, node_id: str, online: bool, info: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            live = self._ensure(node_id)
+            live.online = online
+            if online:
+                live.last_seen = self.clock()
+            group = (info or {}).get("group")
+            if group and "group" not in live.labels:
+                live.labels["group"] = str(group)
+            live.dirty = True
+
+    def on_heartbeat(self, node_id: str, payload: dict[str, Any]) -> None:
+        HEARTBEATS.inc()
+        now = self.clock()
+        version = str(payload.get("model_version") or "")
+        sample = NodeSample(
+            ts=now,
+            version=version,
+            requests=int(payload.get("requests", payload.get("window_requests", 0)) or 0),
+            error_rate=float(payload.get("error_rate", 0.0) or 0.0),
+            p99_ms=float(payload.get("latency_p99_ms", 0.0) or 0.0),
+            fallback_rate=float(payload.get("fallback_rate", 0.0) or 0.0),
+        )
+        with self._lock:
+            live = self._ensure(node_id)
+            live.online = True
+            live.last_seen = now
+            if version:
+                live.current_version = version
+            live.metrics = {k: v for k, v in payload.items() if k not in ("node_id",)}
+            live.samples.append(sample)
+            live.dirty = True
+
+    def sweep(self) -> list[str]:
+        """Mark nodes without a heartbeat for ``heartbeat_timeout_s`` offline; returns them."""
+        now = self.clock()
+        gone = []
+        with self._lock:
+            for live in self._nodes.values():
+                if live.online and live.last_seen is not None and now - live.last_seen > self.heartbeat_timeout_s:
+                    live.online = False
+                    live.dirty = True
+                    gone.append(live.node_id)
+        return gone
+
+    # -- queries and management ---------------------------------------------------------------
+
+    def get(self, node_id: str) -> NodeOut:
+        with self._lock:
+            live = self._nodes.get(node_id)
+            if live is None:
+                raise NotFound(f"node {node_id!r} is not known")
+            return live.out()
+
+    def list_nodes(
+        self, selector: dict[str, str] | None = None, *, online: bool | None = None, drained: bool | None = None
+    ) -> list[NodeOut]:
+        with self._lock:
+            out = [
+                n.out()
+                for n in self._nodes.values()
+                if matches(n.labels, selector or {})
+                and (online is None or n.online == online)
+                and (drained is None or n.drained == drained)
+            ]
+        return sorted(out, key=lambda n: n.node_id)
+
+    def node_ids(self, selector: dict[str, str], *, include_drained: bool = False) -> list[str]:
+        with self._lock:
+            return sorted(
+                n.node_id
+                for n in self._nodes.values()
+                if matches(n.labels, selector) and (include_drained or not n.drained)
+            )
+
+    def set_labels(self, node_id: str, set_: dict[str, str], remove: Iterable[str]) -> NodeOut:
+        with self._lock:
+            live = self._nodes.get(node_id)
+            if live is None:
+                raise NotFound(f"node {node_id!r} is not known")
+            live.labels.update(set_)
+            for k in remove:
+                live.labels.pop(k, None)
+            self._write(live)
+            return live.out()
+
+    def set_drained(self, node_id: str, drained: bool) -> NodeOut:
+        with self._lock:
+            live = self._nodes.get(node_id)
+            if live is None:
+                raise NotFound(f"node {node_id!r} is not known")
+            live.drained = drained
+            self._write(live)
+            return live.out()
+
+    def delete(self, node_id: str) -> None:
+        with self._lock:
+            live = self._nodes.pop(node_id, None)
+            if live is None:
+                raise NotFound(f"node {node_id!r} is not known")
+            self._by_token.pop(live.token_hash, None)
+        with self.db.session() as s:
+            row = s.get(Node, node_id)
+            if row is not None:
+                s.delete(row)
+
+    def live_view(self, node_id: str) -> tuple[str, str, bool, str] | None:
+        """(current_version, desired_version, online, last_error) without copying samples."""
+        with self._lock:
+            n = self._nodes.get(node_id)
+            return (n.current_version, n.desired_version, n.online, n.last_error) if n else None
+
+    def samples(self, node_ids: Iterable[str], since: float) -> list[NodeSample]:
+        with self._lock:
+            out: list[NodeSample] = []
+            for nid in node_ids:
+                n = self._nodes.get(nid)
+                if n is not None:
+                    out.extend(s for s in n.samples if s.ts >= since)
+            return out
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def add_ack_listener(self, listener: AckListener) -> None:
+        self._ack_listeners.append(listener)
+
+    def send_command(self, node_id: str, payload: dict[str, Any], *, rollout_id: int | None = None) -> str:
+        if self.channel is None:
+            raise BadRequest("no command channel is configured (MQTT disabled)")
+        kind = str(payload.get("type", "unknown"))
+        cid = uuid.uuid4().hex
+        payload = {**payload, "command_id": cid}
+        with self._lock:
+            live = self._nodes.get(node_id)
+            if live is None:
+                raise NotFound(f"node {node_id!r} is not known")
+            if kind == "set_desired_version":
+                live.desired_version = str(payload["version"])
+                live.last_error = ""
+                self._write(live)
+            self._pending_cmds[cid] = (node_id, kind)
+        with self.db.session() as s:
+            s.add(Command(id=cid, node_id=node_id, kind=kind, payload=payload, rollout_id=rollout_id))
+        sent_id = self.channel.send(node_id, payload)
+        if sent_id != cid:  # the channel assigned its own id: track that one
+            with self._lock:
+                self._pending_cmds[sent_id] = self._pending_cmds.pop(cid)
+            with self.db.session() as s:
+                row = s.get(Command, cid)
+                if row is not None:
+                    row.id = sent_id
+            cid = sent_id
+        COMMANDS.labels(kind=kind, outcome="sent").inc()
+        return cid
+
+    def on_ack(self, node_id: str, ack: CommandAck) -> None:
+        with self._lock:
+            pending = self._pending_cmds.pop(ack.command_id, None)
+            live = self._nodes.get(node_id)
+            if live is not None:
+                if ack.version:
+                    live.current_version = ack.version
+                live.last_error = "" if ack.ok else ack.detail
+                live.dirty = True
+        with self.db.session() as s:
+            row = s.get(Command, ack.command_id)
+            if row is not None:
+                row.status = "acked" if ack.ok else "failed"
+                row.detail = ack.detail
+                row.acked_at = utcnow()
+        kind = pending[1] if pending else "unknown"
+        COMMANDS.labels(kind=kind, outcome="ok" if ack.ok else "failed").inc()
+        if not ack.ok:
+            log.warning("node could not apply command", extra={"node_id": node_id, "detail": ack.detail})
+        for listener in list(self._ack_listeners):
+            listener(node_id, ack)
+
+    def commands(self, node_id: str | None = None, limit: int = 100) -> list[CommandOut]:
+        with self.db.session() as s:
+            q = select(Command).order_by(Command.sent_at.desc()).limit(limit)
+            if node_id:
+                q = q.where(Command.node_id == node_id)
+            return [
+                CommandOut(
+                    id=c.id, node_id=c.node_id, kind=c.kind, payload=c.payload, status=c.status,
+                    detail=c.detail, sent_at=c.sent_at, acked_at=c.acked_at,
+                )
+                for c in s.scalars(q)
+            ]

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the cloud schema (packaged with the code)."""

@@ -1,0 +1,1 @@
+"""Model registry: models, semantic versions, aliases with audit history, bundle registration."""

@@ -1,0 +1,1 @@
+"""Gray-release rollouts: an explicit state machine, step targets, analysis, rollback."""

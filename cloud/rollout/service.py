@@ -1,0 +1,408 @@
+"""Rollout controller: drives each rollout through its steps, one ``tick`` at a time.
+
+Every state change goes through :meth:`RolloutService._transition`, which checks it against
+:data:`cloud.rollout.states.TRANSITIONS` and stores a ``RolloutEvent`` with its reason. ``tick``
+is called periodically by the app (and directly by tests with a fake clock):
+
+- APPLYING: send the step's new target nodes the desired version, then wait until each runs it
+  (ack or heartbeat), failed to apply (ack with an error) or timed out. The fleet error budget
+  (``max_failed_nodes`` / ``max_failed_ratio``) aborts the rollout when exceeded.
+- BAKING: after ``pause_s``, analyse the canary nodes' metrics against the stable nodes' over the
+  bake window: pass -> next step (or success after the last), fail -> abort and roll back,
+  inconclusive (too little traffic) -> pause for a person.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.db.engine import Database
+from cloud.db.models import Model, ModelVersion, Rollout, RolloutEvent
+from cloud.fleet.schemas import CMD_SET_VERSION, CommandAck
+from cloud.fleet.service import FleetService
+from cloud.registry.service import RegistryService
+from cloud.rollout.analysis import analyze
+from cloud.rollout.schemas import (
+    AnalysisConfig,
+    RolloutCreate,
+    RolloutEventOut,
+    RolloutOut,
+    Verdict,
+)
+from cloud.rollout.states import TERMINAL, RolloutState, StepPhase, check_transition
+from contracts.errors import BadRequest, Conflict, NotFound
+from contracts.logging import get_logger
+
+log = get_logger("autoglm.cloud.rollout")
+
+TRANSITIONS_TOTAL = Counter(
+    "autoglm_cloud_rollout_transitions_total", "Rollout state transitions", ["from_state", "to_state"]
+)
+
+ACTIVE = (RolloutState.PENDING.value, RolloutState.PROGRESSING.value, RolloutState.PAUSED.value)
+
+
+def _ts(dt: datetime | None) -> float:
+    if dt is None:
+        return 0.0
+    if dt.tzinfo is None:  # SQLite hands back naive datetimes
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def version_command(model: str, version: str, manifest_sha256: str) -> dict[str, Any]:
+    base = f"/api/v1/models/{model}/versions/{version}"
+    return {
+        "type": CMD_SET_VERSION,
+        "model": model,
+        "version": version,
+        "manifest_sha256": manifest_sha256,
+        "manifest_url": f"{base}/manifest",
+        "files_url": f"{base}/files/",
+    }
+
+
+class RolloutService:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryService,
+        fleet: FleetService,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.fleet = fleet
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._cmd_rollout: dict[str, int] = {}
+        self._ack_failures: dict[int, dict[str, str]] = {}
+        fleet.add_ack_listener(self._on_ack)
+
+    def _now_dt(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # -- create and read ----------------------------------------------------------------------
+
+    def create(self, spec: RolloutCreate, *, actor: str) -> RolloutOut:
+        target = self.registry.get_version(spec.model, spec.version)
+        stable = self.registry.alias_target(spec.model, "stable")
+        if stable == target.version:
+            raise BadRequest(f"{spec.model}@{target.version} already is the stable version")
+        if not self.fleet.node_ids(spec.selector):
+            raise BadRequest(f"no nodes match selector {spec.selector}")
+        with self._lock, self.db.session() as s:
+            m = s.scalar(select(Model).where(Model.name == spec.model))
+            assert m is not None
+            busy = s.scalar(select(Rollout).where(Rollout.model_id == m.id, Rollout.state.in_(ACTIVE)))
+            if busy is not None:
+                raise Conflict(f"rollout #{busy.id} of {spec.model} is still {busy.state}; finish or abort it first")
+            v = s.scalar(select(ModelVersion).where(ModelVersion.model_id == m.id, ModelVersion.version == target.version))
+            sv = (
+                s.scalar(select(ModelVersion).where(ModelVersion.model_id == m.id, ModelVersion.version == stable))
+                if stable
+                else None
+            )
+            assert v is not None
+            now = self._now_dt()
+            r = Rollout(
+                model_id=m.id, version_id=v.id, stable_version_id=sv.id if sv else None, mode="nodes",
+                selector=dict(spec.selector), steps=list(spec.steps),
+                config=spec.model_dump(mode="json", exclude={"model", "version", "selector", "steps", "start"}),
+                state=RolloutState.PENDING.value, phase=StepPhase.APPLYING.value, step_index=0,
+                step_started_at=now, phase_started_at=now, targets=[], failed_nodes={},
+                baselines={"sent_step": -1}, last_analysis={}, created_by=actor, created_at=now, updated_at=now,
+            )
+            s.add(r)
+            s.flush()
+            self._event(s, r, RolloutState.PENDING, RolloutState.PENDING, f"created by {actor}", actor)
+            rid = r.id
+        self.registry.set_alias(spec.model, "canary", target.version, actor=actor, reason=f"rollout #{rid} created")
+        if spec.start:
+            self._act(rid, RolloutState.PROGRESSING, actor, "started")
+        return self.get(rid)
+
+    def get(self, rollout_id: int) -> RolloutOut:
+        with self.db.session() as s:
+            return self._out(s, self._row(s, rollout_id), with_events=True)
+
+    def list_rollouts(self, *, active_only: bool = False) -> list[RolloutOut]:
+        with self.db.session() as s:
+            q = select(Rollout).order_by(Rollout.id.desc())
+            if active_only:
+                q = q.where(Rollout.state.in_(ACTIVE))
+            return [self._out(s, r, with_events=False) for r in s.scalars(q)]
+
+    # -- manual actions -----------------------------------------------------------------------
+
+    def pause(self, rollout_id: int, *, actor: str, reason: str = "") -> RolloutOut:
+        self._act(rollout_id, RolloutState.PAUSED, actor, reason or "paused by hand")
+        return self.get(rollout_id)
+
+    def resume(self, rollout_id: int, *, actor: str, reason: str = "") -> RolloutOut:
+        self._act(rollout_id, RolloutState.PROGRESSING, actor, reason or "resumed by hand")
+        return self.get(rollout_id)
+
+    def promote(self, rollout_id: int, *, actor: str, reason: str = "") -> RolloutOut:
+        """Skip the remaining steps and analysis: send the version to every matching node."""
+        with self._lock, self.db.session() as s:
+            r = self._row(s, rollout_id)
+            state = RolloutState(r.state)
+            if state in TERMINAL:
+                raise Conflict(f"rollout #{r.id} is already {r.state}")
+            r.step_index = len(r.steps) - 1
+            r.phase = StepPhase.APPLYING.value
+            r.phase_started_at = self._now_dt()
+            r.baselines = {**r.baselines, "sent_step": -1, "promoted": True}
+            self._transition(s, r, RolloutState.PROGRESSING, reason or f"promoted by {actor}", actor)
+        self.tick()
+        return self.get(rollout_id)
+
+    def abort(self, rollout_id: int, *, actor: str, reason: str = "") -> RolloutOut:
+        self._act(rollout_id, RolloutState.ABORTED, actor, reason or f"aborted by {actor}")
+        return self.get(rollout_id)
+
+    def _act(self, rollout_id: int, dst: RolloutState, actor: str, reason: str) -> None:
+        with self._lock:
+            with self.db.session() as s:
+                r = self._row(s, rollout_id)
+                if dst == RolloutState.ABORTED:
+                    self._abort(s, r, reason, actor)
+                    return
+                if dst == RolloutState.PROGRESSING and r.state == RolloutState.PAUSED.value:
+                    r.phase_started_at = self._now_dt()  # a fresh bake window / apply timeout
+                self._transition(s, r, dst, reason, actor)
+            if dst == RolloutState.PROGRESSING:
+                self.tick()
+
+    # -- the controller -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance every progressing rollout by at most one phase."""
+        with self._lock, self.db.session() as s:
+            for r in list(s.scalars(select(Rollout).where(Rollout.state == RolloutState.PROGRESSING.value))):
+                try:
+                    if r.phase == StepPhase.APPLYING.value:
+                        self._tick_applying(s, r)
+                    else:
+                        self._tick_baking(s, r)
+                except Exception:  # one broken rollout must not stop the others
+                    log.exception("rollout tick failed", extra={"rollout_id": r.id})
+
+    def _names(self, s: Session, r: Rollout) -> tuple[str, str, str | None, str]:
+        m = s.get(Model, r.model_id)
+        v = s.get(ModelVersion, r.version_id)
+        sv = s.get(ModelVersion, r.stable_version_id) if r.stable_version_id else None
+        assert m is not None and v is not None
+        return m.name, v.version, sv.version if sv else None, v.manifest_sha256
+
+    def _step_targets(self, r: Rollout) -> list[str]:
+        pool = self.fleet.node_ids(r.selector)
+        prev = [n for n in r.targets if n in pool]
+        rest = sorted(
+            (n for n in pool if n not in set(prev)),
+            key=lambda n: hashlib.sha256(f"{r.id}:{n}".encode()).hexdigest(),
+        )
+        want = math.ceil(len(pool) * float(r.steps[r.step_index]) / 100.0)
+        return (prev + rest)[: max(want, len(prev))]
+
+    def _tick_applying(self, s: Session, r: Rollout) -> None:
+        model, version, _stable, msha = self._names(s, r)
+        now = self.clock()
+        if r.baselines.get("sent_step") != r.step_index:
+            targets = self._step_targets(r)
+            new = [n for n in targets if n not in r.targets]
+            for nid in new:
+                view = self.fleet.live_view(nid)
+                if view is not None and view[0] == version:
+                    continue  # already runs it
+                cid = self.fleet.send_command(nid, version_command(model, version, msha), rollout_id=r.id)
+                self._cmd_rollout[cid] = r.id
+            r.targets = targets
+            r.baselines = {**r.baselines, "sent_step": r.step_index}
+            r.phase_started_at = self._now_dt()
+            r.updated_at = self._now_dt()
+            log.info(
+                "rollout step sent",
+                extra={"rollout_id": r.id, "step": r.step_index, "targets": len(targets), "new": len(new)},
+            )
+            return
+        failed = dict(r.failed_nodes)
+        failed.update(self._ack_failures.pop(r.id, {}))
+        applied, waiting = [], []
+        for nid in r.targets:
+            view = self.fleet.live_view(nid)
+            if view is not None and view[0] == version:
+                applied.append(nid)
+                failed.pop(nid, None)
+            elif nid not in failed:
+                waiting.append(nid)
+        timed_out = now - _ts(r.phase_started_at) > float(r.config.get("apply_timeout_s", 120.0))
+        if timed_out:
+            for nid in waiting:
+                failed[nid] = "did not run the version before apply_timeout_s"
+            waiting = []
+        r.failed_nodes = failed
+        budget_n = int(r.config.get("max_failed_nodes", 2))
+        budget_ratio = float(r.config.get("max_failed_ratio", 0.2))
+        if failed and (len(failed) > budget_n or len(failed) / max(len(r.targets), 1) > budget_ratio):
+            self._abort(
+                s, r,
+                f"fleet error budget exceeded: {len(failed)} of {len(r.targets)} nodes failed to apply "
+                f"(budget {budget_n} nodes / {budget_ratio:.0%})",
+                "controller",
+                details={"failed": failed},
+            )
+            return
+        if waiting:
+            return
+        r.phase = StepPhase.BAKING.value
+        r.phase_started_at = self._now_dt()
+        r.updated_at = self._now_dt()
+
+    def _tick_baking(self, s: Session, r: Rollout) -> None:
+        model, version, stable, _ = self._names(s, r)
+        started = _ts(r.phase_started_at)
+        if self.clock() - started < float(r.config.get("pause_s", 60.0)):
+            return
+        last = r.step_index >= len(r.steps) - 1
+        canary_nodes = [n for n in r.targets if n not in r.failed_nodes]
+        stable_nodes = [n for n in self.fleet.node_ids(r.selector) if n not in set(r.targets)]
+        samples = self.fleet.samples(canary_nodes, started)
+        canary = [x for x in samples if x.version == version]
+        base = [x for x in self.fleet.samples(stable_nodes, started) if stable and x.version == stable]
+        cfg = AnalysisConfig.model_validate(r.config.get("analysis", {}))
+        if r.baselines.get("promoted"):
+            cfg = cfg.model_copy(update={"enabled": False})
+        result = analyze(canary, base, cfg)
+        r.last_analysis = {"step": r.step_index, **result.model_dump(mode="json")}
+        details = {"analysis": r.last_analysis}
+        if result.verdict == Verdict.FAIL:
+            self._abort(s, r, f"analysis failed at step {r.step_index + 1}: {result.reason}", "controller", details)
+        elif result.verdict == Verdict.INCONCLUSIVE:
+            self._transition(s, r, RolloutState.PAUSED, f"inconclusive at step {r.step_index + 1}: {result.reason}",
+                             "controller", details)
+        elif last:
+            self._transition(s, r, RolloutState.SUCCEEDED, f"all steps passed: {result.reason}", "controller", details)
+            self._finish_success(s, r, model, version)
+        else:
+            r.step_index += 1
+            r.phase = StepPhase.APPLYING.value
+            r.step_started_at = self._now_dt()
+            self._transition(
+                s, r, RolloutState.PROGRESSING,
+                f"step {r.step_index} passed ({result.reason}); next step {r.steps[r.step_index]:g}%",
+                "controller", details,
+            )
+
+    def _finish_success(self, s: Session, r: Rollout, model: str, version: str) -> None:
+        s.flush()
+        reason = f"rollout #{r.id} succeeded"
+        # Alias moves use their own transactions; the rollout row is committed first.
+        s.commit()
+        self.registry.set_alias(model, "stable", version, actor=f"rollout#{r.id}", reason=reason)
+        from cloud.registry.schemas import VersionStatus, VersionUpdate
+
+        self.registry.update_version(model, version, VersionUpdate(status=VersionStatus.PRODUCTION))
+        with contextlib.suppress(NotFound):
+            self.registry.delete_alias(model, "canary", actor=f"rollout#{r.id}", reason=reason)
+
+    def _abort(self, s: Session, r: Rollout, reason: str, actor: str, details: dict[str, Any] | None = None) -> None:
+        model, _version, stable, _ = self._names(s, r)
+        rolled_back: list[str] = []
+        if stable is not None:
+            sv = s.get(ModelVersion, r.stable_version_id)
+            assert sv is not None
+            for nid in r.targets:
+                view = self.fleet.live_view(nid)
+                if view is None:
+                    continue
+                current, desired, _online, _err = view
+                if current == stable and desired == stable:
+                    continue
+                self.fleet.send_command(nid, version_command(model, stable, sv.manifest_sha256), rollout_id=r.id)
+                rolled_back.append(nid)
+            note = f"; {len(rolled_back)} canary nodes sent back to {stable}"
+        else:
+            note = "; no stable version to roll back to (nodes keep their version)"
+        self._transition(
+            s, r, RolloutState.ABORTED, reason + note, actor, {**(details or {}), "rolled_back": rolled_back}
+        )
+        s.commit()
+        with contextlib.suppress(NotFound):
+            self.registry.delete_alias(model, "canary", actor=actor, reason=f"rollout #{r.id} aborted: {reason}")
+
+    # -- state machine plumbing ---------------------------------------------------------------
+
+    def _transition(
+        self, s: Session, r: Rollout, dst: RolloutState, reason: str, actor: str, details: dict[str, Any] | None = None
+    ) -> None:
+        src = RolloutState(r.state)
+        check_transition(src, dst)
+        r.state = dst.value
+        r.updated_at = self._now_dt()
+        self._event(s, r, src, dst, reason, actor, details)
+        TRANSITIONS_TOTAL.labels(from_state=src.value, to_state=dst.value).inc()
+        log.info(
+            "rollout transition",
+            extra={"rollout_id": r.id, "from": src.value, "to": dst.value, "reason": reason, "actor": actor},
+        )
+
+    def _event(
+        self, s: Session, r: Rollout, src: RolloutState, dst: RolloutState, reason: str, actor: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        s.add(
+            RolloutEvent(
+                rollout_id=r.id, from_state=src.value, to_state=dst.value, step_index=r.step_index,
+                actor=actor, reason=reason, details=details or {}, at=self._now_dt(),
+            )
+        )
+
+    def _on_ack(self, node_id: str, ack: CommandAck) -> None:
+        rid = self._cmd_rollout.pop(ack.command_id, None)
+        if rid is not None and not ack.ok:
+            self._ack_failures.setdefault(rid, {})[node_id] = ack.detail or "node could not apply the version"
+
+    @staticmethod
+    def _row(s: Session, rollout_id: int) -> Rollout:
+        r = s.get(Rollout, rollout_id)
+        if r is None:
+            raise NotFound(f"rollout #{rollout_id} does not exist")
+        return r
+
+    def _out(self, s: Session, r: Rollout, *, with_events: bool) -> RolloutOut:
+        model, version, stable, _ = self._names(s, r)
+        applied = []
+        for nid in r.targets:
+            view = self.fleet.live_view(nid)
+            if view is not None and view[0] == version:
+                applied.append(nid)
+        events = []
+        if with_events:
+            events = [
+                RolloutEventOut(
+                    from_state=e.from_state, to_state=e.to_state, step_index=e.step_index, actor=e.actor,
+                    reason=e.reason, details=e.details, at=e.at,
+                )
+                for e in s.scalars(select(RolloutEvent).where(RolloutEvent.rollout_id == r.id).order_by(RolloutEvent.id))
+            ]
+        return RolloutOut(
+            id=r.id, model=model, version=version, stable_version=stable, state=r.state, phase=r.phase,
+            step_index=r.step_index, steps=list(r.steps), selector=dict(r.selector), config=dict(r.config),
+            targets=list(r.targets), applied=applied, failed_nodes=dict(r.failed_nodes),
+            last_analysis=dict(r.last_analysis), created_by=r.created_by, created_at=r.created_at,
+            updated_at=r.updated_at, events=events,
+        )
