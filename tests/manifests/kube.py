@@ -7,6 +7,7 @@ the tests follow the applications as they change instead of hard-coding them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
@@ -27,6 +28,7 @@ OVERLAYS_DIR = KUBEEDGE / "overlays"
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 
 Obj = dict[str, Any]
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # API groups of core Kubernetes (validated by kubernetes-validate); everything else is a CRD.
 CORE_GROUPS = {"", "apps", "autoscaling", "policy", "batch", "networking.k8s.io", "rbac.authorization.k8s.io",
@@ -54,9 +56,14 @@ def _render_text(path: str) -> str:
     return proc.stdout
 
 
+@functools.lru_cache(maxsize=None)
+def _render_objects(path: str) -> tuple[Obj, ...]:
+    return tuple(d for d in yaml.load_all(_render_text(path), Loader=_LOADER) if d)
+
+
 def render(path: Path) -> list[Obj]:
-    """Rendered objects of one kustomization directory (a fresh copy each call)."""
-    return [d for d in yaml.safe_load_all(_render_text(str(path))) if d]
+    """Rendered objects of one kustomization directory (a fresh copy each call: tests may mutate)."""
+    return copy.deepcopy(list(_render_objects(str(path))))
 
 
 def overlay(name: str) -> list[Obj]:
