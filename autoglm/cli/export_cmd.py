@@ -1,9 +1,108 @@
-"""`autoglm export` commands (filled in by the issue that owns them)."""
+"""`autoglm export CHECKPOINT --out DIR`: a checkpoint becomes a verified (optionally signed) bundle."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from autoglm.cli.common import console, fail
+
+
+def _print_guard(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="int8 vs fp32")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("limit", justify="right")
+    th = report.get("thresholds", {})
+    rows = [
+        ("queries", report.get("n"), f">= {th.get('min_eval_size')}"),
+        ("route agreement", report.get("route_agreement"), f">= {th.get('min_route_agreement')}"),
+        ("accuracy fp32", report.get("accuracy_reference"), ""),
+        ("accuracy int8", report.get("accuracy"), ""),
+        ("accuracy drop", report.get("accuracy_drop"), f"<= {th.get('max_accuracy_drop')}"),
+        ("cosine mean", report.get("cosine_mean"), ""),
+        ("cosine p1", report.get("cosine_p1"), f">= {th.get('min_cosine_p1')}"),
+        ("cosine min", report.get("cosine_min"), ""),
+    ]
+    for name, value, limit in rows:
+        if value is not None:
+            table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value), limit)
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Attach this side's commands to the root app."""
+
+    @app.command("export")
+    def export(
+        checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (checkpoint.yaml + adapters.safetensors).")],
+        out: Annotated[Path, typer.Option("--out", help="Bundle directory to create (must be absent or empty).")],
+        precision: Annotated[str, typer.Option(help="fp32 | int8 | fp16")] = "fp32",
+        tensorrt: Annotated[bool, typer.Option("--tensorrt", help="Also build TensorRT engines (needs a GPU).")] = False,
+        sign_key: Annotated[Path | None, typer.Option("--sign-key", help="ed25519 key file (autoglm bundle keygen).")] = None,
+        archive: Annotated[bool, typer.Option("--archive", help="Also write OUT.tar (one file).")] = False,
+        allow_degraded: Annotated[
+            bool, typer.Option("--allow-degraded", help="Keep an int8 bundle that fails the accuracy guard.")
+        ] = False,
+        name: Annotated[str, typer.Option(help="Model name in the manifest.")] = "autoglm-router",
+        version: Annotated[str, typer.Option(help="Semantic version of this bundle.")] = "0.1.0",
+        eval_jsonl: Annotated[
+            Path | None, typer.Option("--eval-jsonl", help="Evaluation queries (JSONL text/route) for the int8 guard.")
+        ] = None,
+        parent: Annotated[
+            Path | None, typer.Option("--parent", help="Write an adapter-only update of this parent bundle instead.")
+        ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        """Export a checkpoint to an ONNX bundle (manifest, graph, adapters, tokenizer, signature)."""
+        from contracts.bundle import pack_bundle
+        from export.errors import ExportError, GuardFailed
+        from export.pipeline import bundle_size, export_adapter_update, export_checkpoint
+
+        texts = labels = None
+        if eval_jsonl is not None:
+            from cloud.data import load_jsonl
+
+            examples = load_jsonl(eval_jsonl)
+            texts, labels = [e.text for e in examples], [e.route for e in examples]
+        try:
+            if parent is not None:
+                result = export_adapter_update(
+                    checkpoint, out, parent_bundle=parent, version=version, sign_key=sign_key, progress=not quiet
+                )
+            else:
+                result = export_checkpoint(
+                    checkpoint,
+                    out,
+                    precision=precision,
+                    name=name,
+                    version=version,
+                    sign_key=sign_key,
+                    eval_texts=texts,
+                    eval_labels=labels,
+                    allow_degraded=allow_degraded,
+                    progress=not quiet,
+                    tensorrt=tensorrt,
+                )
+        except GuardFailed as exc:
+            _print_guard(exc.report)
+            fail(exc.message, code=3)
+        except ExportError as exc:
+            fail(exc.message)
+        from contracts.bundle import open_bundle
+
+        bundle = open_bundle(result, verify=False)
+        guard = bundle.manifest.metrics.parity.get("int8_vs_fp32")
+        if guard and not quiet:
+            _print_guard(guard)
+            if not guard.get("passed", True):
+                console.print("[yellow]warning:[/] int8 guard failed; kept because of --allow-degraded")
+        size = bundle_size(result)
+        console.print(f"bundle {bundle.manifest.name}@{bundle.manifest.version} ({bundle.manifest.precision}, {size / 1e6:.2f} MB) -> {result}")
+        if archive:
+            tar = pack_bundle(result, result.with_name(result.name + ".tar"))
+            console.print(f"archive -> {tar}")

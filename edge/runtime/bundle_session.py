@@ -21,6 +21,7 @@ from safetensors.numpy import load_file
 from contracts.bundle import Bundle
 from contracts.errors import BundleError
 from contracts.manifest import AdapterSetEntry
+from contracts.tokenizer import TextTokenizer, TokenizerSettings
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -117,3 +118,38 @@ class BundleSession:
         }
         embedding, logits = self.session.run(self.output_names[:2], feeds)
         return np.asarray(embedding, dtype=np.float32), np.asarray(logits, dtype=np.float32)
+
+
+SMOKE_TEXTS = ("what is 2 plus 2", "你好", "")
+
+
+def bundle_tokenizer(bundle: Bundle) -> TextTokenizer:
+    """The tokenizer exactly as the bundle's manifest configures it (same ids as at training)."""
+    spec = bundle.manifest.tokenizer
+    known = set(TokenizerSettings.__dataclass_fields__)
+    wanted: dict[str, Any] = {"max_length": spec.max_length, "lowercase": spec.lowercase, "oov_char_fallback": spec.oov_char_fallback}
+    return TextTokenizer(bundle.tokenizer_file(), TokenizerSettings(**{k: v for k, v in wanted.items() if k in known}))
+
+
+def smoke_test(bundle: Bundle, adapter_set: str | None = None, providers: Sequence[str] | None = None) -> dict[str, Any]:
+    """Load the bundle's graph with ``adapter_set`` bound and run a tiny batch; raise BundleError on
+    any sign of a broken bundle (wrong shapes, non-finite values, embeddings not unit length)."""
+    tokenizer = bundle_tokenizer(bundle)
+    session = BundleSession(bundle, adapter_set=adapter_set, providers=providers)
+    ids, mask = tokenizer(list(SMOKE_TEXTS))
+    emb, logits = session.run(ids, mask)
+    n = len(SMOKE_TEXTS)
+    where = f"bundle {bundle.manifest.name}@{bundle.manifest.version} adapter set {session.adapter_set!r}"
+    hidden = bundle.manifest.base_encoder.hidden_size
+    if emb.shape != (n, hidden) or logits.shape != (n, len(session.routes)):
+        raise BundleError(f"{where}: outputs {emb.shape}/{logits.shape}, expected ({n}, {hidden})/({n}, {len(session.routes)})")
+    if not (np.isfinite(emb).all() and np.isfinite(logits).all()):
+        raise BundleError(f"{where}: non-finite outputs")
+    norms = np.linalg.norm(emb, axis=1)
+    if np.abs(norms - 1.0).max() > 1e-2:
+        raise BundleError(f"{where}: embeddings are not L2-normalised (norms {norms.round(3).tolist()})")
+    return {
+        "adapter_set": session.adapter_set,
+        "providers": session.providers,
+        "routes": [session.routes[i] for i in logits.argmax(axis=1)],
+    }
