@@ -182,6 +182,11 @@ class EdgeSync:
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._conn.wait_connected(timeout)
 
+    @property
+    def connect_count(self) -> int:
+        """Successful connects so far (1 + reconnects)."""
+        return self._conn.connects
+
     # -- registration --------------------------------------------------------------------------
     def set_heartbeat_provider(self, provider: HeartbeatProvider) -> None:
         self._heartbeat_provider = provider
