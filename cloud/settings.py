@@ -53,6 +53,10 @@ class CloudSettings(AutoGLMSettings):
         default=1.0, description="How often live heartbeat state is written to the database."
     )
     rollout_tick_s: float = Field(default=0.5, description="How often the rollout controller advances.")
+    tool_doc_embeddings: bool = Field(
+        default=True,
+        description="doc_search fuses BM25 with base-encoder embeddings (loads PyTorch on first search).",
+    )
     tool_default_timeout_s: float = Field(default=5.0, description="Timeout for tools that set none.")
     log_level: str = Field(default="INFO", description="Log level of the cloud controller.")
 

@@ -53,7 +53,12 @@ class CloudServices:
         rollouts = RolloutService(db, registry, fleet, clock=clock)
         if tool_registry is None:
             tool_registry = ToolRegistry()
-            register_builtins(tool_registry)
+            embed = None
+            if settings.tool_doc_embeddings:
+                from cloud.tools.embedding import BaseEncoderEmbedder
+
+                embed = BaseEncoderEmbedder()
+            register_builtins(tool_registry, embed=embed)
             if load_plugins:
                 tool_registry.load_entry_points()
         tools = ToolService(tool_registry, default_timeout_s=settings.tool_default_timeout_s)

@@ -71,6 +71,7 @@ def make_settings(tmp_path: Path, url: str = "", **kw: object) -> CloudSettings:
         admin_tokens=[f"alice={ADMIN}"],
         bootstrap_token=BOOTSTRAP,
         mqtt_enabled=False,
+        tool_doc_embeddings=False,
         **kw,  # type: ignore[arg-type]
     )
 
