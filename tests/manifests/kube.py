@@ -45,7 +45,7 @@ def kubectl() -> str | None:
     return shutil.which("kubectl")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render_text(path: str) -> str:
     exe = kubectl()
     if exe is None:
@@ -56,7 +56,7 @@ def _render_text(path: str) -> str:
     return proc.stdout
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render_objects(path: str) -> tuple[Obj, ...]:
     return tuple(d for d in yaml.load_all(_render_text(path), Loader=_LOADER) if d)
 
@@ -203,7 +203,7 @@ def schema_name(obj: Obj) -> str:
     return f"{group}_{version}_{obj['kind']}.json"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_schema(name: str) -> Obj:
     loaded: Obj = json.loads((SCHEMAS_DIR / name).read_text(encoding="utf-8"))
     return loaded
