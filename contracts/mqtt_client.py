@@ -96,6 +96,8 @@ class MqttConnection:
         self._thread: threading.Thread | None = None
         self.connects = 0
         self._attempt = 0
+        self._sub_mid = -1
+        self._session_present = False
         self._client = self._build_client()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -122,6 +124,7 @@ class MqttConnection:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
 
     def start(self) -> None:
@@ -220,15 +223,28 @@ class MqttConnection:
         if getattr(reason_code, "is_failure", False):
             log.warning("%s: broker refused the connection: %s", self._name, reason_code)
             return
+        self._session_present = bool(flags.session_present)
         if self.options.subscriptions:
-            client.subscribe([(t, 1) for t in self.options.subscriptions])
+            # "Connected" only once the broker confirmed the subscriptions (SUBACK), so nothing
+            # published to us after wait_connected() returns can be missed.
+            _, self._sub_mid = client.subscribe([(t, 1) for t in self.options.subscriptions])
+        else:
+            self._ready()
+
+    def _handle_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: object, properties: object
+    ) -> None:
+        if mid == self._sub_mid:
+            self._ready()
+
+    def _ready(self) -> None:
         self.connects += 1
         self._attempt = 0
         self._set_state(ConnectionState.CONNECTED)
         log.info("%s: connected to %s:%s (session present: %s)", self._name, self.options.host,
-                 self.options.port, flags.session_present)
+                 self.options.port, self._session_present)
         if self._on_connected is not None:
-            self._on_connected(bool(flags.session_present))
+            self._on_connected(self._session_present)
 
     def _handle_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason_code: object, properties: object

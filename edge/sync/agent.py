@@ -197,6 +197,13 @@ class EdgeSync:
     def on_memory(self, handler: MemoryHandler) -> None:
         self._memory_handlers.append(handler)
 
+    def on_twin_delta(self, handler: Callable[[dict[str, str]], None]) -> None:
+        """Desired values set through KubeEdge (e.g. ``desired_model_version``); needs
+        ``mqtt_kubeedge_enabled``."""
+        if self.twin is None:
+            raise BadRequest("KubeEdge twin reporting is off (set AUTOGLM_EDGE_MQTT_KUBEEDGE_ENABLED=true)")
+        self.twin.on_delta(handler)
+
     # -- producer API --------------------------------------------------------------------------
     def publish_memory(self, records: Iterable[KnowledgeRecord | Mapping[str, Any]]) -> int:
         """Queue knowledge records for the cloud. Raises ``OutboxFull`` / ``BadRequest``."""

@@ -102,6 +102,9 @@ class MosquittoBroker:
             "log_type notice",
             "log_type information",
         ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # Started as root, Mosquitto drops to user "mosquitto", which cannot read our tmp dir.
+            lines.append("user root")
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.dir}/", "autosave_interval 1"]
         if self.passwords is not None:

@@ -86,3 +86,59 @@ def make_cloud(tmp_path: Path) -> Iterator[Callable[..., CloudSync]]:
     for h in made:
         with contextlib.suppress(Exception):
             h.stop()
+
+
+class RawClient:
+    """A bare paho MQTT 5 client for poking the broker (publishing hand-made frames, ACL checks)."""
+
+    def __init__(self, broker: MosquittoBroker, client_id: str, username: str | None = None,
+                 password: str | None = None) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self.messages: list[tuple[str, bytes]] = []
+        self.puback: dict[int, int] = {}
+        self._cv = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.connect_rc: Any = None
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._note(("sub", mid), rcs)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        wait_until(lambda: self.connect_rc is not None, 10, "CONNACK")
+
+    def _note(self, key: Any, value: Any) -> None:
+        with self._cv:
+            self.puback[key] = value
+
+    def _on_connect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connect_rc = rc
+
+    def _on_message(self, c: Any, u: Any, msg: Any) -> None:
+        with self._cv:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def _on_publish(self, c: Any, u: Any, mid: int, rc: Any, props: Any) -> None:
+        self._note(mid, rc)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Any:
+        """Publish and wait for the PUBACK; returns its reason code."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if qos == 0:
+            return None
+        return wait_until(lambda: self.puback.get(info.mid), 10, f"PUBACK for {topic}")
+
+    def subscribe(self, topic: str) -> Any:
+        _, mid = self.client.subscribe(topic, qos=1)
+        return wait_until(lambda: self.puback.get(("sub", mid)), 10, f"SUBACK for {topic}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
