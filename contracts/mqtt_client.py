@@ -63,6 +63,7 @@ class MqttOptions:
     reconnect_max_s: float = 30.0
     max_inflight: int = 1000
     will: Will | None = None
+    mqtt5: bool = True  # False: MQTT 3.1.1 (e.g. the embedded dev broker), clean_session=False
     subscriptions: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -103,11 +104,19 @@ class MqttConnection:
     # -- lifecycle ---------------------------------------------------------------------------
     def _build_client(self) -> mqtt.Client:
         o = self.options
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=o.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
+        if o.mqtt5:
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=o.client_id,
+                protocol=MQTTProtocolVersion.MQTTv5,
+            )
+        else:
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=o.client_id,
+                protocol=MQTTProtocolVersion.MQTTv311,
+                clean_session=o.clean_start,
+            )
         if o.username is not None:
             client.username_pw_set(o.username, o.password)
         if o.tls:
@@ -185,10 +194,13 @@ class MqttConnection:
         while not self._stop.is_set():
             self._set_state(ConnectionState.CONNECTING)
             try:
-                if first:
+                if first and o.mqtt5:
                     self._client.connect(
                         o.host, o.port, keepalive=o.keepalive_s, clean_start=o.clean_start, properties=props
                     )
+                    first = False
+                elif first:
+                    self._client.connect(o.host, o.port, keepalive=o.keepalive_s)
                     first = False
                 else:
                     self._client.reconnect()
@@ -227,7 +239,8 @@ class MqttConnection:
         if self.options.subscriptions:
             # "Connected" only once the broker confirmed the subscriptions (SUBACK), so nothing
             # published to us after wait_connected() returns can be missed.
-            _, self._sub_mid = client.subscribe([(t, 1) for t in self.options.subscriptions])
+            _, mid = client.subscribe([(t, 1) for t in self.options.subscriptions])
+            self._sub_mid = mid if mid is not None else -1
         else:
             self._ready()
 

@@ -103,6 +103,7 @@ class CloudSync:
                 host=host or s.sync_mqtt_host,
                 port=port or s.sync_mqtt_port,
                 client_id=s.sync_mqtt_client_id,
+                mqtt5=s.sync_mqtt_v5,
                 username=s.sync_mqtt_username,
                 password=s.sync_mqtt_password,
                 tls=s.sync_mqtt_tls,

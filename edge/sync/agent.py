@@ -17,6 +17,7 @@ from ``set_heartbeat_provider``; optional KubeEdge device twin reporting and del
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -47,6 +48,7 @@ from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions, 
 from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
 from edge.memory.store import MemoryStore
 from edge.sync import metrics
+from edge.sync.embedded_broker import EmbeddedBroker, broker_reachable
 from edge.sync.outbox import Outbox, OutMessage
 from edge.sync.settings import SyncSettings
 from edge.sync.twin import TwinReporter
@@ -103,13 +105,8 @@ class EdgeSync:
         self.rejected: dict[str, int] = {}
         self.resyncs_completed = 0
         self._dropped_seen: dict[str, int] = {}
-        self._conn = MqttConnection(
-            self._options(),
-            on_message=self._on_message,
-            on_connected=self._on_connected,
-            on_disconnected=lambda: metrics.CONNECTED.set(0),
-            name=f"edge-sync-{node_id}",
-        )
+        self._embedded: EmbeddedBroker | None = None
+        self._conn = self._make_connection(self._options())
         self.twin: TwinReporter | None = None
         if s.mqtt_kubeedge_enabled:
             self.twin = TwinReporter(
@@ -117,12 +114,22 @@ class EdgeSync:
                     host=s.mqtt_kubeedge_host,
                     port=s.mqtt_kubeedge_port,
                     client_id=f"autoglm-twin-{node_id}",
+                    mqtt5=False,  # KubeEdge's EventBus speaks MQTT 3.1.1
                     reconnect_min_s=s.mqtt_reconnect_min_s,
                     reconnect_max_s=s.mqtt_reconnect_max_s,
                 ),
                 s.mqtt_kubeedge_namespace,
                 s.mqtt_kubeedge_device or node_id,
             )
+
+    def _make_connection(self, options: MqttOptions) -> MqttConnection:
+        return MqttConnection(
+            options,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            on_disconnected=lambda: metrics.CONNECTED.set(0),
+            name=f"edge-sync-{self.node_id}",
+        )
 
     def _status_frame(self, status: str) -> bytes:
         rec = NodeStatus(node_id=self.node_id, status=status, ts_ms=_now_ms(), group=self.settings.mqtt_node_group)
@@ -141,6 +148,7 @@ class EdgeSync:
             tls_cert_file=str(s.mqtt_tls_cert_file) if s.mqtt_tls_cert_file else None,
             tls_key_file=str(s.mqtt_tls_key_file) if s.mqtt_tls_key_file else None,
             keepalive_s=s.mqtt_keepalive_s,
+            mqtt5=s.mqtt_v5,
             session_expiry_s=s.mqtt_session_expiry_s,
             reconnect_min_s=s.mqtt_reconnect_min_s,
             reconnect_max_s=s.mqtt_reconnect_max_s,
@@ -151,6 +159,11 @@ class EdgeSync:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> EdgeSync:
         self._stopping.clear()
+        s = self.settings
+        if s.mqtt_embedded_broker and self._embedded is None and not broker_reachable(s.mqtt_host, s.mqtt_port):
+            # DEV ONLY (zero-setup demo): no broker configured/reachable -> run one in-process.
+            self._embedded = EmbeddedBroker(s.mqtt_host, s.mqtt_port).start()
+            self._conn = self._make_connection(dataclasses.replace(self._options(), mqtt5=False))
         self._conn.start()
         if self.twin is not None:
             self.twin.start()
@@ -172,6 +185,9 @@ class EdgeSync:
         self._conn.stop(graceful=graceful)
         if self.twin is not None:
             self.twin.stop()
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
         self.outbox.close()
         metrics.CONNECTED.set(0)
 

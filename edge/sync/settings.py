@@ -31,6 +31,9 @@ class SyncSettings(AutoGLMSettings):
     mqtt_tls_key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
     mqtt_topic_prefix: str = Field(default=MQTT_TOPIC_PREFIX, description="Root of the sync topic tree.")
     mqtt_node_group: str | None = Field(default=None, description="Node group whose broadcasts this node follows.")
+    mqtt_v5: bool = Field(
+        default=True, description="Speak MQTT 5 (session expiry, reason codes); False for MQTT 3.1.1 brokers."
+    )
     mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive interval.")
     mqtt_session_expiry_s: int = Field(
         default=7 * 24 * 3600, ge=0, description="MQTT 5 session expiry: how long the broker keeps our session."

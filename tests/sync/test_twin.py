@@ -69,6 +69,7 @@ def test_twin_reported_and_delta_followed_over_mqtt(
     edge.send_heartbeat()
     wait_until(lambda: watcher.messages, what="twin update on the EventBus topic")
     topic, payload = watcher.messages[0]
+    assert topic == "$hw/events/device/factory/press-7/twin/update"
     doc = json.loads(payload)
     _check_kubeedge_update(doc)
     assert doc["twin"]["model_version"]["actual"]["value"] == "2.0.1"
