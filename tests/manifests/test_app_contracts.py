@@ -54,9 +54,14 @@ def test_cloud_ports_and_probes_match_contracts(name: str) -> None:
         assert _probe_path(c, "readinessProbe") == defaults.CLOUD_READY_PATH
         env = env_values(objs, dep, "controller")
         assert int(env["AUTOGLM_CLOUD_HTTP_PORT"]) == defaults.CLOUD_HTTP_PORT
-        assert int(env["AUTOGLM_CLOUD_MQTT_PORT"]) == defaults.MQTT_PORT
-        # The controller reaches the broker through its Service.
-        assert env["AUTOGLM_CLOUD_MQTT_HOST"].split(".")[0] == "autoglm-mqtt"
+        # The controller reaches the broker's TLS listener through its Service, as user autoglm-cloud.
+        assert int(env["AUTOGLM_CLOUD_MQTT_PORT"]) == _broker_listener_port()
+        assert env["AUTOGLM_CLOUD_MQTT_HOST"] == "autoglm-mqtt.autoglm.svc.cluster.local"
+        assert env["AUTOGLM_CLOUD_SYNC_MQTT_TLS"] == "true"
+        assert env["AUTOGLM_CLOUD_SYNC_MQTT_USERNAME"] in _acl_full_tree_users()
+        ca = env["AUTOGLM_CLOUD_SYNC_MQTT_TLS_CA_FILE"]
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert any(ca.startswith(m.rstrip("/") + "/") for m in mounts), f"{ca} is not mounted"
     svc = find(objs, "Service", "autoglm-cloud")
     assert [p["port"] for p in svc["spec"]["ports"]] == [defaults.CLOUD_HTTP_PORT]
 
@@ -80,13 +85,38 @@ def test_edge_ports_probes_and_broker_address_match_contracts(name: str) -> None
         assert ds["spec"]["template"]["spec"]["hostNetwork"] is True
 
 
+def _mosquitto_conf() -> str:
+    return (ROOT / "config" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
+
+
+def _broker_listener_port() -> int:
+    """The port of the production configuration's listener that is not bound to loopback."""
+    ports = [int(m.group(1)) for m in re.finditer(r"^listener\s+(\d+)(?:\s+(\S+))?\s*$", _mosquitto_conf(), re.M)
+             if m.group(2) in (None, "0.0.0.0", "::")]
+    assert len(ports) == 1, f"expected one external listener in config/mosquitto/mosquitto.conf, got {ports}"
+    return ports[0]
+
+
+def _acl_full_tree_users() -> set[str]:
+    acl = (ROOT / "config" / "mosquitto" / "acl").read_text(encoding="utf-8")
+    users: set[str] = set()
+    for block in re.split(r"^user\s+", acl, flags=re.M)[1:]:
+        name, *lines = block.splitlines()
+        if any(re.match(r"topic\s+readwrite\s+autoglm/#", ln.strip()) for ln in lines):
+            users.add(name.strip())
+    return users
+
+
 @pytest.mark.parametrize("name", RENDERED)
-def test_broker_port_matches_contracts(name: str) -> None:
+def test_broker_ports_match_its_configuration(name: str) -> None:
     objs = overlay(name)
     sts = find(objs, "StatefulSet", "autoglm-mqtt")
-    assert _port(sts["spec"]["template"]["spec"]["containers"][0], "mqtt") == defaults.MQTT_PORT
+    port = _broker_listener_port()
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert [p["containerPort"] for p in c["ports"]] == [port]
+    assert c["livenessProbe"]["tcpSocket"]["port"] in {port, *[p["name"] for p in c["ports"]]}
     for svc in ("autoglm-mqtt", "autoglm-mqtt-headless"):
-        assert [p["port"] for p in find(objs, "Service", svc)["spec"]["ports"]] == [defaults.MQTT_PORT]
+        assert [p["port"] for p in find(objs, "Service", svc)["spec"]["ports"]] == [port]
 
 
 def test_metrics_are_scraped_on_the_contract_path() -> None:
@@ -180,14 +210,26 @@ def test_broker_runs_the_projects_mosquitto_configuration() -> None:
     for key, content in data.items():
         assert (source / key).is_file(), f"ConfigMap key {key} has no file in config/mosquitto/"
         assert content == (source / key).read_text(encoding="utf-8"), f"{key} differs from config/mosquitto/{key}"
-    # Every file the configuration mentions under the mount is in the ConfigMap.
+    # Every file the configuration names is projected into the pod at exactly that path, and the
+    # persistence directory is the volume claim.
     conf = data["mosquitto.conf"]
-    for path in re.findall(r"^\s*(?:acl_file|password_file)\s+(\S+)", conf, re.M):
-        assert path.startswith("/mosquitto/config/"), f"{path} is not under the mounted directory"
-        assert path.rsplit("/", 1)[1] in data, f"{path} is not in the ConfigMap"
     sts = find(objs, "StatefulSet", "autoglm-mqtt")
-    mounts = {m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
-    assert "/mosquitto/config" in mounts
+    spec = sts["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert c["command"][-1] == "/etc/mosquitto/mosquitto.conf" or "/etc/mosquitto/mosquitto.conf" in c["command"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    provided: set[str] = set()
+    for m in c["volumeMounts"]:
+        for src in volumes.get(m["name"], {}).get("projected", {}).get("sources", []):
+            for kind in ("configMap", "secret"):
+                provided |= {f"{m['mountPath']}/{item['path']}" for item in src.get(kind, {}).get("items", [])}
+    files = re.findall(r"^\s*(?:acl_file|password_file|certfile|keyfile|cafile)\s+(\S+)", conf, re.M)
+    assert files
+    for path in [*files, "/etc/mosquitto/mosquitto.conf"]:
+        assert path in provided, f"{path} (named by mosquitto.conf) is not provided in the pod"
+    [persistence] = re.findall(r"^\s*persistence_location\s+(\S+)", conf, re.M)
+    claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert {m["name"]: m["mountPath"].rstrip("/") for m in c["volumeMounts"]}[claim] == persistence.rstrip("/")
 
 
 # --------------------------------------------------------------------------- alerts and runbooks

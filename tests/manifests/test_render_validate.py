@@ -74,7 +74,11 @@ def test_every_config_reference_resolves_in_the_render(name: str) -> None:
     objs = overlay(name)
     have = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
             for o in objs if o["kind"] in {"ConfigMap", "Secret", "PersistentVolumeClaim", "ServiceAccount"}}
-    out_of_band = {("Secret", "autoglm", "autoglm-cloud-secrets")} if name != "dev" else set()
+    # Provided out of band (docs/DEPLOY.md): the broker's TLS key pair everywhere (no private key in
+    # git), the credentials outside dev.
+    out_of_band = {("Secret", "autoglm", "autoglm-mqtt-tls")}
+    if name != "dev":
+        out_of_band |= {("Secret", "autoglm", "autoglm-cloud-secrets"), ("Secret", "autoglm", "autoglm-mqtt-passwd")}
     missing: set[tuple[str, str, str]] = set()
     for w in workloads(objs):
         ns = w["metadata"]["namespace"]
@@ -89,6 +93,11 @@ def test_every_config_reference_resolves_in_the_render(name: str) -> None:
                 refs.append(("Secret", vol["secret"]["secretName"]))
             if "persistentVolumeClaim" in vol:
                 refs.append(("PersistentVolumeClaim", vol["persistentVolumeClaim"]["claimName"]))
+            for src in vol.get("projected", {}).get("sources", []):
+                if "configMap" in src:
+                    refs.append(("ConfigMap", src["configMap"]["name"]))
+                if "secret" in src:
+                    refs.append(("Secret", src["secret"]["name"]))
         for c in [*spec.get("initContainers", []), *spec["containers"]]:
             for src in c.get("envFrom", []):
                 if "configMapRef" in src:
