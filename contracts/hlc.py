@@ -22,6 +22,8 @@ MAX_COUNTER = 10**COUNTER_DIGITS - 1
 # A remote timestamp further ahead of our wall clock than this is refused (a broken clock
 # would otherwise drag every node's clock into the future).
 DEFAULT_MAX_DRIFT_MS = 60_000
+# A packed timestamp (for validating wire fields without parsing them).
+HLC_PATTERN = rf"^[0-9]{{{WALL_DIGITS}}}-[0-9]{{{COUNTER_DIGITS}}}-.+$"
 
 
 class ClockDriftError(ValueError):
@@ -102,6 +104,24 @@ class HybridClock:
             else:
                 self._bump()
             return HLC(self._wall_ms, self._counter, self.node_id)
+
+    def now_many(self, n: int) -> list[str]:
+        """``n`` consecutive packed timestamps (one lock round trip; for batch merges)."""
+        with self._lock:
+            physical = self._wall()
+            if physical > self._wall_ms:
+                self._wall_ms, self._counter = physical, 0
+            else:
+                self._bump()
+            if self._counter + n - 1 > MAX_COUNTER:  # rare: fall back to one at a time
+                out = [f"{self._wall_ms:0{WALL_DIGITS}d}-{self._counter:0{COUNTER_DIGITS}d}-{self.node_id}"]
+                for _ in range(n - 1):
+                    self._bump()
+                    out.append(f"{self._wall_ms:0{WALL_DIGITS}d}-{self._counter:0{COUNTER_DIGITS}d}-{self.node_id}")
+                return out
+            head, tail, first = f"{self._wall_ms:0{WALL_DIGITS}d}-", f"-{self.node_id}", self._counter
+            self._counter += n - 1
+            return [f"{head}{c:0{COUNTER_DIGITS}d}{tail}" for c in range(first, first + n)]
 
     def observe(self, remote: HLC) -> HLC:
         """Merge a received timestamp; the returned (local) timestamp is after both."""

@@ -19,18 +19,13 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.hlc import HLC
+from contracts.hlc import HLC, HLC_PATTERN
 
 MAX_KEY_CHARS = 256
 MAX_TEXT_CHARS = 64 * 1024
 MAX_EMBEDDING_DIM = 4096
-
-
-def _check_hlc(value: str) -> str:
-    HLC.parse(value)
-    return value
 
 
 class KnowledgeRecord(BaseModel):
@@ -45,15 +40,10 @@ class KnowledgeRecord(BaseModel):
     )
     source: str = Field(default="", max_length=512, description="Where it came from (node, tool, user)")
     confidence: float = Field(default=1.0, ge=0.0, le=1.0, description="Confidence in [0, 1]")
-    created: str = Field(description="HLC of the first write")
-    updated: str = Field(description="HLC of this write; the LWW merge key")
+    created: str = Field(pattern=HLC_PATTERN, description="HLC of the first write")
+    updated: str = Field(pattern=HLC_PATTERN, description="HLC of this write; the LWW merge key")
     deleted: bool = Field(default=False, description="Tombstone: the entry was deleted at `updated`")
     shared: bool = Field(default=True, description="Rebroadcast to the fleet/group by the cloud")
-
-    @field_validator("created", "updated")
-    @classmethod
-    def _hlc(cls, value: str) -> str:
-        return _check_hlc(value)
 
     @property
     def origin(self) -> str:
@@ -76,13 +66,8 @@ class SessionState(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Dialogue state (turns, slots ...)")
     ttl_s: float = Field(default=1800.0, gt=0, description="Time to live after the last update")
     updated_ms: int = Field(ge=0, description="Wall-clock ms of the last update")
-    updated: str = Field(description="HLC of the last update")
+    updated: str = Field(pattern=HLC_PATTERN, description="HLC of the last update")
     shared: bool = Field(default=False, description="Only shared session state leaves the node")
-
-    @field_validator("updated")
-    @classmethod
-    def _hlc(cls, value: str) -> str:
-        return _check_hlc(value)
 
     def expires_at_ms(self) -> int:
         return self.updated_ms + int(self.ttl_s * 1000)

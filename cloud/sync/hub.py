@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from cloud.sync import metrics
 from cloud.sync.repository import SyncRepository
 from cloud.sync.settings import CloudSyncSettings
@@ -59,6 +61,7 @@ _TOPIC_CT = {
     UpKind.ACK.value: ContentType.ACK,
     UpKind.RESYNC.value: ContentType.RESYNC_REQUEST,
 }
+_KNOWLEDGE_LIST = TypeAdapter(list[KnowledgeRecord])
 ORDERED = frozenset({ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_EXAMPLE, ContentType.EVENT})
 ACKS_PER_FRAME = 2000
 
@@ -307,7 +310,10 @@ class CloudSync:
             self._reject(RejectReason.UNKNOWN_CONTENT_TYPE, topic, "not a known sync topic")
             return
         try:
-            env = decode(payload, max_bytes=self.settings.sync_max_message_bytes)
+            # Memory bodies are validated later straight from JSON into models (and not at all
+            # for duplicates); everything else is parsed here.
+            env = decode(payload, max_bytes=self.settings.sync_max_message_bytes,
+                         parse_records=parsed.kind != UpKind.MEMORY.value)
         except EnvelopeRejected as err:
             self._reject(err.reason, topic, str(err))
             return
@@ -368,7 +374,17 @@ class CloudSync:
         ct = env.content_type
         try:
             if ct is ContentType.MEMORY:
-                return [KnowledgeRecord.model_validate(r) for r in env.records]
+                if not env.body:
+                    return [KnowledgeRecord.model_validate(r) for r in env.records]
+                try:
+                    models = _KNOWLEDGE_LIST.validate_json(env.body)
+                except ValidationError as err:
+                    if any(e["type"] == "json_invalid" for e in err.errors()):
+                        raise EnvelopeRejected(RejectReason.MALFORMED, "body is not JSON") from None
+                    raise
+                if len(models) != env.n_records:
+                    raise EnvelopeRejected(RejectReason.MALFORMED, f"body has {len(models)} records, header {env.n_records}")
+                return models
             if ct is ContentType.SESSION:
                 return [SessionState.model_validate(r) for r in env.records]
         except ValueError as err:

@@ -229,11 +229,12 @@ class SyncRepository:
             for row in self._db.execute(f"SELECT {_KCOLS} FROM knowledge WHERE key IN ({marks})", chunk):
                 current[row[0]] = _krecord(row)
         winners = [r for k, r in incoming.items() if lww_wins(r, current.get(k))]
-        rows = []
-        for rec in winners:
-            with contextlib.suppress(ValueError):
-                self.clock.observe(HLC.parse(rec.updated))
-            rows.append(_krow(rec, from_node, self.clock.now().pack()))
+        if not winners:
+            return []
+        with contextlib.suppress(ValueError):  # a remote clock far ahead does not drag ours
+            self.clock.observe(HLC.parse(max(r.updated for r in winners)))
+        stamps = self.clock.now_many(len(winners))
+        rows = [_krow(rec, from_node, stamp) for rec, stamp in zip(winners, stamps, strict=True)]
         self._db.executemany(f"INSERT OR REPLACE INTO knowledge({_KCOLS}) VALUES ({','.join('?' * 11)})", rows)
         return winners
 

@@ -39,13 +39,12 @@ OUTBOX_KINDS = DURABLE_KINDS | TELEMETRY_KINDS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,  -- rowid: max+1, and the max row is always sealed last
     kind TEXT NOT NULL,
     body BLOB NOT NULL,
     size INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS pending_kind ON pending(kind, id);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     msg_id TEXT NOT NULL UNIQUE,
@@ -238,7 +237,8 @@ class Outbox:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (seq, msg_id, kind.value, frame, len(take), total, _now_ms()),
                 )
-                self._db.executemany("DELETE FROM pending WHERE id = ?", [(r[0],) for r in take])
+                # The taken rows are exactly this kind's oldest ones, up to the last id taken.
+                self._db.execute("DELETE FROM pending WHERE kind = ? AND id <= ?", (kind.value, take[-1][0]))
                 self._db.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('next_seq', ?)", (str(seq + 1),))
                 self._db.execute("COMMIT")
             except BaseException:

@@ -149,3 +149,14 @@ def test_knowledge_record_validation() -> None:
         KnowledgeRecord(key="k", created=HLC(1, 0, "a").pack(), updated="not-an-hlc")
     with pytest.raises(ValueError):
         KnowledgeRecord(key="k", created=HLC(1, 0, "a").pack(), updated=HLC(1, 0, "a").pack(), confidence=2.0)
+
+
+def test_now_many_is_consecutive_and_monotonic() -> None:
+    wall = [5]
+    clock = HybridClock("n", wall=lambda: wall[0])
+    a = clock.now()
+    many = clock.now_many(4)
+    assert many == sorted(many) and len(set(many)) == 4 and HLC.parse(many[0]) > a
+    assert clock.now() > HLC.parse(many[-1])
+    wall[0] = 6
+    assert HLC.parse(clock.now_many(1)[0]) == HLC(6, 0, "n")
