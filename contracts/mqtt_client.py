@@ -234,10 +234,10 @@ class MqttConnection:
 
     def _set_nodelay(self) -> None:
         """paho leaves Nagle on; with small acks/publishes that costs ~40 ms per round trip."""
-        sock = self._client.socket()
-        if sock is not None:
+        setsockopt = getattr(self._client.socket(), "setsockopt", None)
+        if setsockopt is not None:
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _handle_connect(
         self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: object, properties: object
