@@ -256,6 +256,30 @@ def test_alert_rules_use_metrics_the_applications_define() -> None:
     assert not unknown, f"alert rules use metrics no module defines: {unknown} (defined: {sorted(defined)})"
 
 
+def _metric_labels() -> dict[str, set[str]]:
+    """Metric name -> label names, from the prometheus_client constructors in cloud/ and edge/."""
+    found: dict[str, set[str]] = {}
+    ctor = re.compile(r"(?:Counter|Gauge|Histogram|Summary)\(\s*[\"'](autoglm_\w+)[\"']\s*,\s*(?:[\"'][^\"']*[\"']\s*)+,"
+                      r"\s*\[([^\]]*)\]", re.S)
+    for pkg in ("cloud", "edge"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            for name, labels in ctor.findall(path.read_text(encoding="utf-8")):
+                found[_base_metric(name)] = set(re.findall(r"[\"'](\w+)[\"']", labels))
+    return found
+
+
+def test_alert_selectors_use_labels_the_metrics_have() -> None:
+    rule = find(overlay("prod"), "PrometheusRule", "autoglm")
+    labels = _metric_labels()
+    for g in rule["spec"]["groups"]:
+        for r in g["rules"]:
+            for name, selector in re.findall(r"\b(autoglm_(?:cloud|edge)_[a-z0-9_]+)\{([^}]*)\}", str(r["expr"])):
+                used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector))
+                known = labels.get(_base_metric(name))
+                assert known is not None, f"{name}: constructor not found"
+                assert used <= known, f"{r.get('alert') or r.get('record')}: {name} has no label {used - known}"
+
+
 def test_required_alerts_exist_with_runbooks_that_resolve() -> None:
     rule = find(overlay("prod"), "PrometheusRule", "autoglm")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
