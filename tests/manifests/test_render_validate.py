@@ -106,7 +106,7 @@ def test_every_config_reference_resolves_in_the_render(name: str) -> None:
                     refs.append(("Secret", src["secretRef"]["name"]))
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {})
-                if "secretKeyRef" in ref:
+                if "secretKeyRef" in ref and not ref["secretKeyRef"].get("optional"):
                     refs.append(("Secret", ref["secretKeyRef"]["name"]))
                 if "configMapKeyRef" in ref:
                     refs.append(("ConfigMap", ref["configMapKeyRef"]["name"]))

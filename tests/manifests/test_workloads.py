@@ -40,7 +40,8 @@ def test_edge_state_lives_on_the_host_so_restarts_keep_the_last_good_bundle(name
         agent = next(c for c in containers(ds) if c["name"] == "agent")
         mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
         env = env_values(objs, ds, "agent")
-        for key in ("AUTOGLM_EDGE_BUNDLE_DIR", "AUTOGLM_EDGE_MODEL_CACHE_DIR", "AUTOGLM_EDGE_MQTT_OUTBOX_PATH"):
+        for key in ("AUTOGLM_EDGE_BUNDLE_DIR", "AUTOGLM_EDGE_MODEL_CACHE_DIR", "AUTOGLM_EDGE_MQTT_OUTBOX_PATH",
+                    "AUTOGLM_EDGE_AGENT_MEMORY_DB"):
             path = env[key]
             owner = [m for m in mounts if path == m or path.startswith(m.rstrip("/") + "/")]
             assert owner and mounts[owner[0]] in host_vols, f"{key}={path} is not on a hostPath volume"
