@@ -392,8 +392,8 @@ def solve(text: str) -> CalcResult:
             except UnsafeExpression as exc:
                 last_error = exc
                 continue
-            if node[0] == "num":
-                continue
+            if node[0] == "num" or (node[0] == "neg" and node[1][0] == "num"):
+                continue  # a lone (negative) number is not arithmetic: "PR-111", "-5"
             return CalcResult(eval_node(node), render(node))
     if last_error is not None and spans:
         raise NoExpressionFound(f"could not read an arithmetic expression in {text[:80]!r} ({last_error})")

@@ -93,7 +93,7 @@ class EntityLinker:
                 site = ent.id
                 break
             if ent.type in ("line", "machine", "person", "sensor") and site is None:
-                site = self._site_of(ent.id)
+                site = self.site_of(ent.id)
         for rx in (_LINE_EN, _LINE_ZH):
             for m in rx.finditer(norm):
                 if any(taken[m.start():m.end()]):
@@ -110,7 +110,7 @@ class EntityLinker:
             found.extend(self._embedding_mentions(norm))
         return sorted(found, key=lambda m: (m.start, -m.score))
 
-    def _site_of(self, eid: str) -> str | None:
+    def site_of(self, eid: str) -> str | None:
         ent = self.graph.entities[eid]
         path = {"line": ["line_of_site"], "machine": ["located_on_line", "line_of_site"], "person": ["works_at"],
                 "sensor": ["sensor_of", "located_on_line", "line_of_site"]}.get(ent.type)

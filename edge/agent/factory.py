@@ -1,0 +1,50 @@
+"""Wiring an :class:`~edge.agent.agent.Agent` from settings (dependency injection: every part
+can be replaced by passing it in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.agent.agent import Agent, HardExampleSink
+from edge.agent.cloud_client import CircuitBreaker, CloudClient
+from edge.agent.memory import KnowledgeMemory, SemanticCache, SessionStore
+from edge.agent.prompts import PromptEngine
+from edge.agent.routing import Encoder, HashingEncoder, KeywordRouter, ServiceEncoder
+from edge.agent.settings import DEFAULT_FRESHNESS_S, AgentSettings
+from edge.memory.store import MemoryStore
+from skillpack.devices import DeviceStore
+from skillpack.kg.graph import KnowledgeGraph
+from skillpack.kg.linking import EntityLinker
+
+
+def build_agent(settings: AgentSettings | None = None, *, service: Any = None, encoder: Encoder | None = None,
+                sync: Any = None, store: MemoryStore | None = None, node_id: str = "edge-local",
+                router: KeywordRouter | None = None, hard_examples: HardExampleSink | None = None,
+                cloud: CloudClient | None = None, graph: KnowledgeGraph | None = None) -> Agent:
+    """``service``: the edge InferenceService (bundle encoder + router head). Without one (or
+    an ``encoder``) the agent runs on the hashing encoder with the keyword router. ``sync``: an
+    ``EdgeSync`` whose store holds memory + cache and whose outbox takes memory deltas and hard
+    examples."""
+    s = settings or AgentSettings()
+    graph = graph or KnowledgeGraph.load(s.agent_kg_path)
+    if encoder is None:
+        encoder = ServiceEncoder(service) if service is not None else HashingEncoder(KeywordRouter(EntityLinker(graph)))
+    if store is None:
+        store = getattr(sync, "store", None) or MemoryStore(s.agent_memory_db, node_id)
+    publish = sync.publish_memory if sync is not None else None
+    if hard_examples is None and sync is not None:
+        hard_examples = sync.publish_hard_example
+    if cloud is None:
+        cloud = CloudClient(s.agent_cloud_url, s.agent_cloud_token, timeout_s=s.agent_cloud_timeout_s,
+                            retries=s.agent_cloud_retries, backoff_s=s.agent_cloud_backoff_s,
+                            total_budget_s=s.agent_cloud_total_budget_s,
+                            breaker=CircuitBreaker(s.agent_breaker_failures, s.agent_breaker_reset_s))
+    return Agent(
+        s, encoder, graph=graph,
+        devices=DeviceStore.from_graph(graph, s.agent_site or None, allow=set(s.agent_device_allow) or None),
+        sessions=SessionStore(s.agent_session_ttl_s, s.agent_session_max_turns),
+        memory=KnowledgeMemory(store, publish),
+        cache=SemanticCache(store, s.agent_cache_threshold, DEFAULT_FRESHNESS_S, publish),
+        cloud=cloud, prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
+        router=router, hard_examples=hard_examples, node_id=node_id,
+    )

@@ -1,0 +1,38 @@
+"""HTTP routes of the agent, mounted on the edge app: ``POST /v1/ask``, ``POST /v1/feedback``,
+``GET /v1/agent/status``. Errors go through the edge app's single error mapping
+(``edge.http.errors``); bad bodies are 400 there.
+
+    app = create_app(service, serve_settings)      # edge.http.app (OIP v2)
+    app.include_router(make_router(agent))         # + the agent
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from edge.agent.agent import Agent
+from edge.agent.types import AskRequest, AskResponse, FeedbackRequest
+
+
+def make_router(agent: Agent) -> APIRouter:
+    router = APIRouter(tags=["agent"])
+
+    @router.post("/v1/ask", response_model=AskResponse)
+    async def ask(body: AskRequest) -> AskResponse:
+        return await agent.ask(body)
+
+    @router.post("/v1/feedback")
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        return agent.feedback(body)
+
+    @router.get("/v1/agent/status")
+    async def status() -> dict[str, Any]:
+        return {"node_id": agent.node_id, "breaker": agent.cloud.breaker.state, "cloud": agent.cloud.base_url,
+                "sources": dict(agent.counters), "sessions": len(agent.sessions),
+                "path_cache_hits": agent.reasoner.cache_hits,
+                "confidence_threshold": agent.settings.agent_confidence_threshold,
+                "cache_threshold": agent.cache.threshold}
+
+    return router
