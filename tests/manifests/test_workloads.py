@@ -194,3 +194,16 @@ def test_canary_deployment_is_the_stable_one_but_for_track_replicas_and_image() 
             f"'replicas': {dep['spec']['replicas']}", "'replicas': N")
 
     assert normalised(stable) == normalised(canary)
+
+
+def test_dev_database_url_points_at_the_dev_postgres_service() -> None:
+    from urllib.parse import urlsplit
+
+    objs = overlay("dev")
+    env = env_values(objs, find(objs, "Deployment", "autoglm-cloud"), "controller")
+    url = urlsplit(env["AUTOGLM_CLOUD_DATABASE_URL"])
+    assert url.scheme == "postgresql+psycopg"
+    name, namespace = str(url.hostname).split(".")[:2]
+    svc = find(objs, "Service", name)
+    assert svc["metadata"]["namespace"] == namespace
+    assert url.port in {p["port"] for p in svc["spec"]["ports"]}
