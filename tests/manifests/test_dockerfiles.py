@@ -99,3 +99,19 @@ def test_hadolint_passes(name: str) -> None:
     proc = subprocess.run([exe, "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / name)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_image_env_sets_only_declared_settings(name: str) -> None:
+    import shlex
+
+    from tests.manifests.dockerfile import parse
+    from tests.manifests.kube import declared_env_names
+
+    declared = set(declared_env_names())
+    for stage in parse(read(DOCKER / name)):
+        for env in stage.all("ENV"):
+            for pair in shlex.split(env):
+                key = pair.split("=", 1)[0]
+                if key.startswith("AUTOGLM_"):
+                    assert key in declared, f"{name}: ENV {key} is not a declared setting"
