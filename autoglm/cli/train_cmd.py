@@ -33,6 +33,7 @@ def train(
     train_per_template: Annotated[int, typer.Option(min=1, help="Generator: training examples per template.")] = 30,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out (same options).")] = False,
     tiny: Annotated[bool, typer.Option("--tiny", help="Smoke test: a tiny random encoder and little data.")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads per process (default: CPU cores / processes).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of tables.")] = False,
 ) -> None:
@@ -49,7 +50,7 @@ def train(
         "base_path": base, "epochs": epochs, "batch_size": batch_size, "lr": lr, "bottleneck": bottleneck,
         "adapter_set": adapter_set, "seed": seed, "max_length": max_length, "patience": patience,
         "data_train": data_train, "data_val": data_val, "data_test": data_test,
-        "train_per_template": train_per_template, "resume": resume, "tiny": tiny,
+        "train_per_template": train_per_template, "resume": resume, "tiny": tiny, "num_threads": threads,
     }
     if out is not None:
         kwargs["out_dir"] = out
