@@ -133,3 +133,40 @@ def test_heartbeat_status_last_will_hard_examples_events(
     edge.stop(graceful=False)  # a crash: the broker publishes the Last Will
     wait_until(lambda: statuses[-1] == ("node-a", False), what="Last Will marks the node offline")
     assert hub.repo.online_nodes() == []
+
+
+def test_group_rebroadcast_and_shared_session_state(
+    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+) -> None:
+    from contracts.memory import SessionState
+
+    hub = make_cloud(mosquitto_broker, sync_rebroadcast="group").start()
+    a = make_edge(mosquitto_broker, "node-a", mqtt_node_group="line-1").start()
+    b = make_edge(mosquitto_broker, "node-b", mqtt_node_group="line-1").start()
+    c = make_edge(mosquitto_broker, "node-c", mqtt_node_group="line-2").start()
+    got_c: list[KnowledgeRecord] = []
+    c.on_memory(got_c.extend)
+    for e in (a, b, c):
+        assert e.wait_connected(10)
+    wait_until(lambda: hub.repo.node_group("node-a") == "line-1" and hub.repo.node_group("node-c") == "line-2",
+               what="groups learnt from status")
+    assert a.store is not None and b.store is not None and c.store is not None
+    wait_until(lambda: all(e.resyncs_completed >= 1 for e in (a, b, c)), what="initial resyncs")
+    a.publish_memory([a.store.put("jam-fix", "lower belt speed on line 1")])
+    wait_until(lambda: b.store.get("jam-fix") is not None, what="group member got it")
+    wait_until(lambda: hub.idle() and a.outbox.pending_records() == 0, what="quiet")
+    # node-c is in another group: the broadcast went to groups/line-1 only.
+    c_before = c.resyncs_completed
+    c.request_resync()
+    wait_until(lambda: c.resyncs_completed > c_before, what="node-c resync")
+    # The cloud sent the group broadcast before it answered the resync, so had node-c received
+    # the broadcast it would hold "jam-fix" twice; it got it once, from the resync.
+    assert [r.key for r in got_c].count("jam-fix") == 1
+    assert c.store.get("jam-fix") is not None
+
+    now = a.clock.now()
+    shared = SessionState(session_id="s-1", data={"turns": 3}, updated_ms=now.wall_ms, updated=now.pack(),
+                          shared=True)
+    local = SessionState(session_id="s-2", data={}, updated_ms=now.wall_ms, updated=now.pack())
+    assert a.publish_session([shared, local]) == 1  # non-shared state stays on the node
+    wait_until(lambda: hub.applied_records["session"] == 1, what="shared session state applied")
