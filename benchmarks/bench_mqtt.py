@@ -73,6 +73,17 @@ def make_records(node: str, n: int, seed: int = 7) -> list[KnowledgeRecord]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User+system CPU seconds of another process (Linux /proc), 0 when unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        import os
+
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -91,10 +102,13 @@ def _cloud_main(conn: Any, host: str, port: int, db: str, label: str, track: lis
             lambda node, recs: applied_at.update((r.key, time.monotonic()) for r in recs if r.key in tracked))
     hub.start()
     conn.send(hub.wait_connected(10))
+    conn.recv()  # "start"
+    cpu0 = time.process_time()
     conn.recv()  # "report"
     while not hub.idle():
         time.sleep(0.01)
-    conn.send({"applied": hub.applied_records["memory"], "applied_at": applied_at, "rejected": dict(hub.rejected)})
+    conn.send({"applied": hub.applied_records["memory"], "applied_at": applied_at, "rejected": dict(hub.rejected),
+               "cpu_s": time.process_time() - cpu0})
     hub.stop()
 
 
@@ -117,6 +131,10 @@ class CloudProcess:
             self._proc = ctx.Process(target=_cloud_main, args=(child, broker.host, broker.port, str(db), label, track))
             self._proc.start()
             assert self._conn.recv(), "cloud process did not connect"
+
+    def begin(self) -> None:
+        if not self.in_process:
+            self._conn.send("start")
 
     def report(self) -> dict[str, Any]:
         if self.in_process:
@@ -145,6 +163,9 @@ def run_pipeline(broker: MosquittoBroker, tmp: Path, records: list[KnowledgeReco
     edge.start()
     assert edge.wait_connected(10)
     sent_at: dict[str, float] = {}
+    cloud.begin()
+    broker_cpu0 = proc_cpu_s(broker.proc.pid if broker.proc else 0)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(0, len(records), chunk):
         part = records[i : i + chunk]
@@ -157,14 +178,22 @@ def run_pipeline(broker: MosquittoBroker, tmp: Path, records: list[KnowledgeReco
     while edge.outbox.pending_records() and time.monotonic() < deadline:
         time.sleep(0.005)
     elapsed = time.perf_counter() - t0
+    edge_cpu = time.process_time() - cpu0
+    broker_cpu = proc_cpu_s(broker.proc.pid if broker.proc else 0) - broker_cpu0
     assert edge.outbox.pending_records() == 0, "not everything was acknowledged"
     edge.stop()
     rep = cloud.report()
+    cpu: dict[str, Any] = {"edge_cpu_s": round(edge_cpu, 2), "broker_cpu_s": round(broker_cpu, 2)}
+    if "cpu_s" in rep:
+        cpu["cloud_cpu_s"] = round(rep["cpu_s"], 2)
+        # What the pipeline sustains when each side has one free core (the shared machine rarely
+        # gives us that): limited by the busiest of edge, broker and cloud.
+        cpu["records_per_cpu_s_bottleneck"] = round(len(records) / max(edge_cpu, broker_cpu, rep["cpu_s"]), 1)
     assert rep["applied"] == len(records), f"cloud applied {rep['applied']} of {len(records)}"
     lat = [(rep["applied_at"][k] - t) * 1000 for k, t in sent_at.items() if k in rep["applied_at"]]
     return {"records": len(records), "acked": rep["applied"], "seconds": round(elapsed, 3),
             "records_per_s": round(len(records) / elapsed, 1), "enqueue_s": round(t_put, 3),
-            "cloud": "in-process" if cloud_in_process else "separate process",
+            "cloud": "in-process" if cloud_in_process else "separate process", **cpu,
             "latency_ms_p50": round(pct(lat, 0.5), 1) if lat else None,
             "latency_ms_p99": round(pct(lat, 0.99), 1) if lat else None}
 
@@ -289,6 +318,9 @@ def main() -> None:
             print(f"batched+lz4      : {batched['records_per_s']:>10,.0f} records/s acked end to end "
                   f"({batched['records']} in {batched['seconds']} s; latency under load p50 "
                   f"{batched['latency_ms_p50']} ms p99 {batched['latency_ms_p99']} ms)", flush=True)
+            print(f"  CPU: edge {batched['edge_cpu_s']} s, broker {batched['broker_cpu_s']} s, cloud "
+                  f"{batched.get('cloud_cpu_s')} s -> {batched.get('records_per_cpu_s_bottleneck', 0):,.0f} records/s "
+                  "with one free core per side", flush=True)
             shared = run_pipeline(broker, tmp, make_records("bench-shared", args.records), batch=args.batch,
                                   compress=True, window=args.window, label="shared", track_latency=False,
                                   cloud_in_process=True)
