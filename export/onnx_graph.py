@@ -90,6 +90,8 @@ def export_adapter_set_graph(model: AutoGLMModel, set_name: str, out_path: Path,
         aset.load_state_dict(real)
     proto = onnx.load(str(out_path))
     layout = _name_adapter_initializers(proto, fingerprints, real)
+    gemm_to_matmul(proto, layout)
+    canonicalise_attention_mask(proto)
     onnx.save(proto, str(out_path))
     return AdapterLayout(layout)
 
@@ -148,3 +150,89 @@ def check_adapter_initializers(path: Path, tensors: dict[str, tuple[int, ...]], 
             raise ExportError(
                 f"{stage}: adapter tensor {name!r} became {onnx.TensorProto.DataType.Name(init.data_type)}{list(init.dims)}"
             )
+
+
+def canonicalise_attention_mask(proto: onnx.ModelProto) -> bool:
+    """Reorder the additive-mask subgraph into the order ONNX Runtime's attention fusion matches.
+
+    Our encoder computes ``(1 - float(mask))[:, None, None, :] * -10000`` (Cast, Sub, Unsqueeze,
+    Unsqueeze, Mul); the fusion looks for Unsqueeze, Unsqueeze, Cast, Sub, Mul — the same values
+    (the ops commute). Returns whether the pattern was found and rewritten.
+    """
+    nodes = list(proto.graph.node)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def only(tensor: str, op: str) -> onnx.NodeProto | None:
+        found = consumers.get(tensor, [])
+        return found[0] if len(found) == 1 and found[0].op_type == op else None
+
+    for cast in (n for n in nodes if n.op_type == "Cast" and n.input[0] == INPUT_NAMES[1]):
+        subs = [c for c in consumers.get(cast.output[0], []) if c.op_type == "Sub" and c.input[1] == cast.output[0]]
+        for sub in subs:
+            u1 = only(sub.output[0], "Unsqueeze")
+            u2 = only(u1.output[0], "Unsqueeze") if u1 is not None else None
+            users = consumers.get(u2.output[0], []) if u2 is not None else []
+            if u1 is None or u2 is None or not users or any(u.op_type != "Mul" for u in users):
+                continue
+            # mask -> Unsqueeze -> Unsqueeze -> Cast(new) -> Sub -> Mul
+            new_cast = onnx.helper.make_node(
+                "Cast", [u2.output[0]], [u2.output[0] + "_float"], name=(cast.name or "mask") + "_reordered",
+                to=onnx.TensorProto.FLOAT,
+            )
+            u1.input[0] = INPUT_NAMES[1]
+            sub.input[1] = new_cast.output[0]
+            for mul in users:
+                for i, name in enumerate(mul.input):
+                    if name == u2.output[0]:
+                        mul.input[i] = sub.output[0]
+            order = [n for n in nodes if n is not sub]
+            at = next(i for i, n in enumerate(order) if n is u2) + 1
+            order[at:at] = [new_cast, sub]
+            if len(consumers.get(cast.output[0], [])) == 1:
+                order = [n for n in order if n is not cast]
+            del proto.graph.node[:]
+            proto.graph.node.extend(order)
+            stale = {sub.output[0], u1.output[0], u2.output[0]}
+            keep = [v for v in proto.graph.value_info if v.name not in stale]
+            del proto.graph.value_info[:]
+            proto.graph.value_info.extend(keep)
+            return True
+    return False
+
+
+def gemm_to_matmul(proto: onnx.ModelProto, layout: dict[str, bool]) -> int:
+    """Rewrite ``Gemm(x, W, b, transB=1)`` on adapter/head weights as ``MatMul(x, W^T) + b``.
+
+    The quantizer and fp16 converter rewrite Gemm nodes themselves (renaming and transposing
+    the weight, which would break binding); as MatMul + Add every bindable tensor keeps its name
+    in all precisions. ``layout`` is updated for the weights now stored transposed.
+    """
+    inits = {i.name: i for i in proto.graph.initializer}
+    out_nodes: list[onnx.NodeProto] = []
+    count = 0
+    for node in proto.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        weight = node.input[1] if node.op_type == "Gemm" and len(node.input) >= 2 else ""
+        if (
+            weight in layout
+            and attrs.get("transA", 0) == 0
+            and attrs.get("alpha", 1.0) == 1.0
+            and attrs.get("beta", 1.0) == 1.0
+        ):
+            if attrs.get("transB", 0):
+                arr = numpy_helper.to_array(inits[weight])
+                inits[weight].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr.T), weight))
+                layout[weight] = not layout[weight]
+            mm_out = node.output[0] + "_mm" if len(node.input) > 2 else node.output[0]
+            out_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], weight], [mm_out], name=node.name + "_MatMul"))
+            if len(node.input) > 2:
+                out_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_Add"))
+            count += 1
+        else:
+            out_nodes.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(out_nodes)
+    return count

@@ -400,6 +400,7 @@ def _int8(
         target_mean=cfg.int8_target_mean_cosine,
         target_p1=cfg.int8_target_cosine_p1,
         max_float_nodes=cfg.int8_max_float_nodes,
+        embeddings=cfg.int8_quantize_embeddings,
     )
     ref = run_texts(_ort_runner(fp32), tokenizer, texts)
     got = run_texts(_ort_runner(dst), tokenizer, texts)

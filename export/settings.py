@@ -44,5 +44,8 @@ class ExportSettings(AutoGLMSettings):
     int8_sensitivity_samples: int = Field(
         default=96, ge=8, description="int8 search: queries used to measure each node's quantization sensitivity."
     )
+    int8_quantize_embeddings: bool = Field(
+        default=True, description="int8: store the word/position embedding tables as int8 too (about 4x smaller bundle)."
+    )
     tensorrt_workspace_mb: int = Field(default=2048, ge=64, description="TensorRT builder workspace limit (MiB).")
     tensorrt_max_batch: int = Field(default=32, ge=1, description="TensorRT optimisation profile: largest batch.")
