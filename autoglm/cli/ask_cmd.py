@@ -34,7 +34,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the whole response as JSON."),
 ) -> None:
     """Ask the edge agent: answer, route + confidence, source, the reasoning steps, latency."""
-    body = {"text": text, "session_id": session, "confirm": confirm, "priority": priority}
+    body: dict[str, Any] = {"text": text, "session_id": session, "confirm": confirm, "priority": priority}
     if url:
         import httpx
 
@@ -61,7 +61,7 @@ def ask(
             await service.start(str(bundle))
         try:
             agent = build_agent(service=service)
-            resp = await agent.ask(AskRequest(**body))
+            resp = await agent.ask(AskRequest(text=text, session_id=session, confirm=confirm, priority=priority))
             await agent.cloud.aclose()
             return resp.model_dump(mode="json")
         finally:
