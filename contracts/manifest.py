@@ -127,6 +127,7 @@ class AdapterSetEntry(_Strict):
     routes: list[str] = Field(min_length=2)
     temperature: float = Field(default=1.0, gt=0)
     bottleneck: int = Field(gt=0)
+    encoding: Literal["float32", "float16", "int8"] = "float32"  # storage in the file (contracts.adapter_codec)
     tensors: dict[str, AdapterTensor]
 
 

@@ -9,18 +9,24 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from contracts.adapter_codec import AdapterEncoding, encode_tensors
 from contracts.bundle import sha256_file, sign_bundle
 from contracts.manifest import MANIFEST_FILE, SIGNATURE_FILE, AdapterTensor, FileEntry, Manifest
 from export.errors import ExportError
 
 
 def write_adapter_file(
-    path: Path, tensors: dict[str, np.ndarray], set_name: str, transposed: dict[str, bool]
+    path: Path,
+    tensors: dict[str, np.ndarray],
+    set_name: str,
+    transposed: dict[str, bool],
+    encoding: AdapterEncoding = "float32",
 ) -> dict[str, AdapterTensor]:
-    """One safetensors file per adapter set (float32, graph layout); returns the manifest's tensor table."""
+    """One safetensors file per adapter set (graph layout, stored with ``encoding``); returns the
+    manifest's tensor table (always the float32 tensors the graph binds)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(tensors.items())}
-    save_file(clean, str(path), metadata={"adapter_set": set_name, "layout": "onnx"})
+    save_file(encode_tensors(clean, encoding), str(path), metadata={"adapter_set": set_name, "layout": "onnx", "encoding": encoding})
     return {k: AdapterTensor(shape=list(v.shape), transposed=transposed[k]) for k, v in clean.items()}
 
 

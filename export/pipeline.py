@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.adapter_codec import AdapterEncoding, decode_tensors, encode_tensors
 from contracts.bundle import open_bundle, sha256_file
 from contracts.logging import get_logger
 from contracts.manifest import (
@@ -145,6 +146,12 @@ def _torch_runner(model: Any, set_name: str) -> RunFn:
         return out.embedding.numpy(), out.route_logits.numpy()
 
     return run
+
+
+def _bundle_tokenizer(path: Path, spec: TokenizerSpec) -> TextTokenizer:
+    known = set(TokenizerSettings.__dataclass_fields__)
+    wanted: dict[str, Any] = {"max_length": spec.max_length, "lowercase": spec.lowercase, "oov_char_fallback": spec.oov_char_fallback}
+    return TextTokenizer(path, TokenizerSettings(**{k: v for k, v in wanted.items() if k in known}))
 
 
 def _validate_args(precision: str, name: str, version: str) -> None:
@@ -446,12 +453,15 @@ def export_adapter_update(
     sign_key: Path | None = None,
     public_key: Path | None = None,
     adapter_sets: Sequence[str] | None = None,
+    encoding: AdapterEncoding | None = None,
     progress: bool = False,
 ) -> Path:
     """An adapter-only bundle: the checkpoint's adapter sets bound into the parent's graph.
 
     The checkpoint must be trained on the same base encoder (sha256) and fit the parent's
-    adapter tensor table. Parity: the parent graph with the new adapters bound vs PyTorch.
+    adapter tensor table. Parity: the parent graph with the new adapters bound (decoded exactly as
+    the edge decodes them) vs PyTorch. ``encoding``: how the adapter files store the tensors
+    (default: int8 for an int8 parent — about a quarter of the size — else float32).
     """
     ctx = _Ctx(progress)
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
@@ -466,6 +476,7 @@ def export_adapter_update(
             f"checkpoint was trained on base {meta.base_sha256[:12]}…, parent bundle carries {pm.base_encoder.sha256[:12]}…"
         )
     set_names = list(adapter_sets or meta.adapter_sets)
+    enc: AdapterEncoding = encoding or ("int8" if pm.precision == "int8" else "float32")
     layout_entry = pm.adapter_sets[pm.default_adapter_set]
     staging = prepare_out_dir(out_dir)
     try:
@@ -482,22 +493,22 @@ def export_adapter_update(
                 if list(v.shape) != layout_entry.tensors[k].shape:
                     raise ExportError(f"adapter set {s!r}: tensor {k!r} {list(v.shape)} does not fit the parent graph")
             rel = f"adapters/{s}.safetensors"
-            table = write_adapter_file(staging / rel, tensors, s, layout.transposed)
+            table = write_adapter_file(staging / rel, tensors, s, layout.transposed, enc)
             info = meta.adapter_sets[s]
             entries[s] = AdapterSetEntry(
                 file=rel, sha256=sha256_file(staging / rel), routes=list(info.routes),
-                temperature=float(info.temperature), bottleneck=int(info.bottleneck), tensors=table,
+                temperature=float(info.temperature), bottleneck=int(info.bottleneck), encoding=enc, tensors=table,
             )
-            tensors_by_set[s] = tensors
+            tensors_by_set[s] = decode_tensors(encode_tensors(tensors, enc), enc, sorted(tensors))
         ctx.step("parity: parent graph + new adapters vs PyTorch")
-        tok = TextTokenizer(parent.tokenizer_file(), TokenizerSettings(max_length=pm.tokenizer.max_length, lowercase=pm.tokenizer.lowercase))
+        tok = _bundle_tokenizer(parent.tokenizer_file(), pm.tokenizer)
         parity = {}
         graph_file = parent.graph_file("encoder")
         for s in set_names:
             ref = run_texts(_torch_runner(model, s), tok, SAMPLE_TEXTS)
             got = run_texts(_ort_runner(graph_file, tensors_by_set[s]), tok, SAMPLE_TEXTS)
             parity[s] = parity_report(ref, got)
-        key = "fp32_vs_pytorch" if pm.precision == "fp32" else f"{pm.precision}_bound_vs_pytorch"
+        key = f"{pm.precision}_graph_bound_vs_pytorch"
         files = file_table(staging)
         graphs = {role: g.model_copy(update={"from_parent": True}) for role, g in pm.graphs.items()}
         default = set_names[0]

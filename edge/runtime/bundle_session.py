@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from safetensors.numpy import load_file
 
+from contracts.adapter_codec import decode_tensors, expected_stored_names
 from contracts.bundle import Bundle
 from contracts.errors import BundleError
 from contracts.manifest import AdapterSetEntry
@@ -34,17 +35,21 @@ def load_adapter_tensors(path: Path, entry: AdapterSetEntry, set_name: str) -> d
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise BundleError(f"adapter set {set_name!r}: {path.name} is not a readable safetensors file ({exc})") from exc
-    want, have = set(entry.tensors), set(tensors)
+    names = sorted(entry.tensors)
+    want = expected_stored_names(names, {k: v.shape for k, v in entry.tensors.items()}, entry.encoding)
+    have = set(tensors)
     if want != have:
         missing, extra = sorted(want - have), sorted(have - want)
         raise BundleError(f"adapter set {set_name!r}: tensors differ from the manifest (missing {missing[:3]}, extra {extra[:3]})")
+    try:
+        decoded = decode_tensors(tensors, entry.encoding, names)
+    except (KeyError, ValueError) as exc:
+        raise BundleError(f"adapter set {set_name!r}: cannot decode {entry.encoding} tensors ({exc})") from exc
     for name, spec in entry.tensors.items():
-        arr = tensors[name]
-        if list(arr.shape) != spec.shape or arr.dtype != np.float32:
-            raise BundleError(
-                f"adapter set {set_name!r}: tensor {name!r} is {arr.dtype}{list(arr.shape)}, manifest says float32{spec.shape}"
-            )
-    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        arr = decoded[name]
+        if list(arr.shape) != spec.shape:
+            raise BundleError(f"adapter set {set_name!r}: tensor {name!r} has shape {list(arr.shape)}, manifest says {spec.shape}")
+    return decoded
 
 
 class BundleSession:
