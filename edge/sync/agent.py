@@ -91,7 +91,13 @@ class EdgeSync:
             raise BadRequest(f"node id {CLOUD_SENDER!r} is reserved for the cloud")
         self.node_id = node_id
         self.topics = Topics(s.mqtt_topic_prefix)
-        self.outbox = Outbox(outbox_path or s.mqtt_outbox_path, max_bytes=s.mqtt_outbox_max_bytes)
+        # Records of one publish_* call are stored in chunks that always fit one message.
+        self.outbox = Outbox(
+            outbox_path or s.mqtt_outbox_path,
+            max_bytes=s.mqtt_outbox_max_bytes,
+            chunk_records=s.mqtt_batch_max_records,
+            chunk_bytes=min(s.mqtt_batch_max_bytes, int(s.mqtt_max_message_bytes * 0.9) - 4096),
+        )
         self.store = store
         self.clock = store.clock if store is not None else HybridClock(node_id)
         self._command_handlers: list[CommandHandler] = []
@@ -308,7 +314,9 @@ class EdgeSync:
             max_bytes=self.settings.mqtt_max_message_bytes,
         )
 
-    def _build_outbox_frame(self, seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], low: int) -> bytes:
+    def _build_outbox_frame(
+        self, seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], n_records: int, low: int
+    ) -> bytes:
         return pack(
             message_id=msg_id,
             node_id=self.node_id,
@@ -316,7 +324,7 @@ class EdgeSync:
             hlc=self.clock.now().pack(),
             content_type=kind,
             body=join_record_bodies(bodies),
-            n_records=len(bodies),
+            n_records=n_records,
             encoding=Encoding.LZ4 if self.settings.mqtt_compress else Encoding.NONE,
             meta={"low": low},
             max_bytes=self.settings.mqtt_max_message_bytes,
@@ -338,16 +346,16 @@ class EdgeSync:
 
     def _seal_one(self) -> OutMessage | None:
         s = self.settings
-        max_records = s.mqtt_batch_max_records
-        while True:
+        max_bytes = s.mqtt_batch_max_bytes
+        for _ in range(32):
             try:
                 return self.outbox.seal(
-                    self._build_outbox_frame, max_records=max_records, max_bytes=s.mqtt_batch_max_bytes
+                    self._build_outbox_frame, max_records=s.mqtt_batch_max_records, max_bytes=max_bytes
                 )
             except EnvelopeTooLarge:
-                if max_records == 1:
-                    raise
-                max_records = max(1, max_records // 2)
+                # Fewer chunks per message; one chunk alone always fits (see chunk_bytes).
+                max_bytes = max(1, max_bytes // 2)
+        raise EnvelopeTooLarge("cannot fit the oldest outbox chunk into one sync message")
 
     def _pump(self) -> None:
         s = self.settings

@@ -41,7 +41,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY,  -- rowid: max+1, and the max row is always sealed last
     kind TEXT NOT NULL,
-    body BLOB NOT NULL,
+    body BLOB NOT NULL,   -- one record, or several comma-joined (a chunk of one put)
+    n INTEGER NOT NULL DEFAULT 1,
     size INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
@@ -88,8 +89,8 @@ class OutMessage:
     n_records: int
 
 
-# (seq, msg_id, kind, record bodies, low_water) -> frame bytes
-FrameBuilder = Callable[[int, str, ContentType, list[bytes], int], bytes]
+# (seq, msg_id, kind, chunk bodies (comma-joined records), record count, low_water) -> frame bytes
+FrameBuilder = Callable[[int, str, ContentType, list[bytes], int, int], bytes]
 
 
 def _now_ms() -> int:
@@ -97,7 +98,16 @@ def _now_ms() -> int:
 
 
 class Outbox:
-    def __init__(self, path: Path | str, *, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        chunk_records: int = 1,
+        chunk_bytes: int = 192 * 1024,
+    ) -> None:
+        """``chunk_records``/``chunk_bytes``: records of one ``put`` are stored as rows of up to
+        that many records/bytes (one SQLite row per chunk, not per record: much cheaper)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -106,6 +116,11 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(pending)")}
+        if "n" not in cols:  # an outbox written before chunked rows
+            self._db.execute("ALTER TABLE pending ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
+        self.chunk_records = max(1, chunk_records)
+        self.chunk_bytes = max(1, chunk_bytes)
         self.dropped: Counter[str] = Counter()  # telemetry records shed over budget
         self.refused: Counter[str] = Counter()  # durable records refused over budget
         self._used = self._scan_used()
@@ -135,7 +150,7 @@ class Outbox:
 
     def pending_records(self) -> int:
         with self._lock:
-            a = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+            a = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM pending").fetchone()[0]
             b = self._db.execute("SELECT COALESCE(SUM(n_records), 0) FROM messages").fetchone()[0]
         return int(a) + int(b)
 
@@ -145,7 +160,7 @@ class Outbox:
 
     def unsealed_records(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+            return int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM pending").fetchone()[0])
 
     # -- producer side -------------------------------------------------------------------------
     def put(self, kind: ContentType, bodies: list[bytes]) -> int:
@@ -179,8 +194,8 @@ class Outbox:
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
-                    "INSERT INTO pending(kind, body, size, created_ms) VALUES (?, ?, ?, ?)",
-                    [(kind.value, b, len(b), now) for b in bodies],
+                    "INSERT INTO pending(kind, body, n, size, created_ms) VALUES (?, ?, ?, ?, ?)",
+                    [(kind.value, body, n, len(body), now) for body, n in self._chunks(bodies)],
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -189,19 +204,33 @@ class Outbox:
             self._used += size
         return len(bodies)
 
+    def _chunks(self, bodies: list[bytes]) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        part: list[bytes] = []
+        size = 0
+        for b in bodies:
+            if part and (len(part) >= self.chunk_records or size + len(b) + 1 > self.chunk_bytes):
+                out.append((b",".join(part), len(part)))
+                part, size = [], 0
+            part.append(b)
+            size += len(b) + 1
+        if part:
+            out.append((b",".join(part), len(part)))
+        return out
+
     def _shed_telemetry(self, need: int) -> None:
         """Delete the oldest unsealed telemetry records until ``need`` bytes are free."""
         kinds = [k.value for k in TELEMETRY_KINDS]
         marks = ",".join("?" * len(kinds))
         freed, ids, counts = 0, [], Counter[str]()
-        for rid, kind, size in self._db.execute(
-            f"SELECT id, kind, size FROM pending WHERE kind IN ({marks}) ORDER BY id", kinds
+        for rid, kind, size, n in self._db.execute(
+            f"SELECT id, kind, size, n FROM pending WHERE kind IN ({marks}) ORDER BY id", kinds
         ):
             if freed >= need:
                 break
             ids.append((rid,))
             freed += size
-            counts[kind] += 1
+            counts[kind] += n
         if ids:
             self._db.executemany("DELETE FROM pending WHERE id = ?", ids)
             self._used -= freed
@@ -217,25 +246,26 @@ class Outbox:
                 return None
             kind = ContentType(first[0])
             rows = self._db.execute(
-                "SELECT id, body, size FROM pending WHERE kind = ? ORDER BY id LIMIT ?", (first[0], max_records)
+                "SELECT id, body, size, n FROM pending WHERE kind = ? ORDER BY id LIMIT ?", (first[0], max_records)
             ).fetchall()
-            take: list[tuple[int, bytes, int]] = []
-            total = 0
-            for row in rows:
-                if take and total + row[2] > max_bytes:
+            take: list[tuple[int, bytes, int, int]] = []
+            total = count = 0
+            for row in rows:  # whole rows; at least one
+                if take and (total + row[2] > max_bytes or count + row[3] > max_records):
                     break
                 take.append(row)
                 total += row[2]
+                count += row[3]
             seq = int(self.get_state("next_seq", "1") or 1)
             low = self._low_water_locked(seq)
             msg_id = new_message_id()
-            frame = builder(seq, msg_id, kind, [r[1] for r in take], low)
+            frame = builder(seq, msg_id, kind, [r[1] for r in take], count, low)
             self._db.execute("BEGIN")
             try:
                 self._db.execute(
                     "INSERT INTO messages(seq, msg_id, kind, frame, n_records, raw_bytes, created_ms) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (seq, msg_id, kind.value, frame, len(take), total, _now_ms()),
+                    (seq, msg_id, kind.value, frame, count, total, _now_ms()),
                 )
                 # The taken rows are exactly this kind's oldest ones, up to the last id taken.
                 self._db.execute("DELETE FROM pending WHERE kind = ? AND id <= ?", (kind.value, take[-1][0]))
@@ -244,7 +274,7 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            return OutMessage(seq, msg_id, kind, frame, len(take))
+            return OutMessage(seq, msg_id, kind, frame, count)
 
     def _low_water_locked(self, next_seq: int) -> int:
         row = self._db.execute("SELECT MIN(seq) FROM messages").fetchone()

@@ -14,9 +14,9 @@ from edge.memory.store import MemoryStore
 from edge.sync.outbox import Outbox, OutboxFull
 
 
-def _builder(seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], low: int) -> bytes:
+def _builder(seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], n: int, low: int) -> bytes:
     return pack(message_id=msg_id, node_id="n", seq=seq, hlc=HLC(1, 0, "n").pack(), content_type=kind,
-                body=join_record_bodies(bodies), n_records=len(bodies), meta={"low": low})
+                body=join_record_bodies(bodies), n_records=n, meta={"low": low})
 
 
 def _bodies(n: int, size: int = 100, tag: str = "r") -> list[bytes]:
@@ -110,3 +110,21 @@ def test_memory_store_lww_tombstones_and_cursor(tmp_path: Path) -> None:
     st.close()
     st2 = MemoryStore(tmp_path / "m.db", "node-a")
     assert st2.clock.now() > HLC.parse(tomb.updated)  # clock restored from disk
+
+
+def test_chunked_rows_keep_order_limits_and_counts(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", chunk_records=4, chunk_bytes=10_000)
+    ob.put(ContentType.MEMORY, _bodies(10))  # rows of 4, 4, 2 records
+    ob.put(ContentType.MEMORY, _bodies(3, tag="s"))  # one more row of 3
+    assert ob.pending_records() == 13 and ob.unsealed_records() == 13
+    m1 = ob.seal(_builder, max_records=9, max_bytes=10**6)  # whole rows only: 4 + 4
+    m2 = ob.seal(_builder, max_records=9, max_bytes=10**6)  # 2 + 3
+    assert m1 is not None and m2 is not None and (m1.n_records, m2.n_records) == (8, 5)
+    assert [r["i"] for r in decode(m1.frame).records] == list(range(8))
+    assert [(r["pad"][0], r["i"]) for r in decode(m2.frame).records] == [("r", 8), ("r", 9)] + [
+        ("s", i) for i in range(3)]
+    assert ob.seal(_builder, max_records=9, max_bytes=10**6) is None
+    big = Outbox(tmp_path / "b.db", chunk_records=100, chunk_bytes=400)  # bytes limit splits too
+    big.put(ContentType.MEMORY, _bodies(10))  # ~120 B each -> 3 per row
+    first = big.seal(_builder, max_records=1, max_bytes=1)  # at least one whole row
+    assert first is not None and first.n_records == 3
