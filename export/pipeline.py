@@ -301,7 +301,9 @@ def export_checkpoint(
             ctx.step("fp16 conversion (adapters and heads stay float32)")
             from export.optimize import convert_fp16
 
-            export_info["fp16"] = convert_fp16(fp32, graph_path, adapter_nodes)
+            # From the unfused graph: standard ONNX ops only, so TensorRT (parser or EP) can take it.
+            export_info["fp16"] = convert_fp16(raw, graph_path, nodes_consuming(raw, adapter_names))
+            export_info["fp16"]["source"] = "unfused graph (standard ONNX ops; TensorRT-parsable)"
             check_adapter_initializers(graph_path, shapes, "fp16 conversion")
             parity["fp16_vs_fp32"] = _fp16_parity(fp32, graph_path, tokenizer, parity_texts)
 
@@ -315,6 +317,7 @@ def export_checkpoint(
                     raw, staging, precisions=("fp16",) if precision != "int8" else ("fp16", "int8"),
                     max_batch=cfg.tensorrt_max_batch, max_seq=tok_spec.max_length,
                     workspace_mb=cfg.tensorrt_workspace_mb, calib=(tokenizer, texts[:256]),
+                    keep_float=nodes_consuming(raw, adapter_names),
                 )
             except TensorRTUnavailable as exc:
                 export_info["tensorrt_skipped"] = str(exc)
