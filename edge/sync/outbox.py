@@ -245,21 +245,25 @@ class Outbox:
             if first is None:
                 return None
             kind = ContentType(first[0])
-            rows = self._db.execute(
-                "SELECT id, body, size, n FROM pending WHERE kind = ? ORDER BY id LIMIT ?", (first[0], max_records)
-            ).fetchall()
             take: list[tuple[int, bytes, int, int]] = []
             total = count = 0
-            for row in rows:  # whole rows; at least one
-                if take and (total + row[2] > max_bytes or count + row[3] > max_records):
+            # Sizes first (cheap), bodies only for the rows taken: rows can be whole chunks.
+            for rid, size, n in self._db.execute(
+                "SELECT id, size, n FROM pending WHERE kind = ? ORDER BY id LIMIT ?", (first[0], max_records)
+            ):
+                if take and (total + size > max_bytes or count + n > max_records):
                     break
-                take.append(row)
-                total += row[2]
-                count += row[3]
+                take.append((rid, b"", size, n))  # whole rows; at least one
+                total += size
+                count += n
+            lo, hi = take[0][0], take[-1][0]
+            bodies = [r[0] for r in self._db.execute(
+                "SELECT body FROM pending WHERE kind = ? AND id BETWEEN ? AND ? ORDER BY id", (first[0], lo, hi)
+            )]
             seq = int(self.get_state("next_seq", "1") or 1)
             low = self._low_water_locked(seq)
             msg_id = new_message_id()
-            frame = builder(seq, msg_id, kind, [r[1] for r in take], count, low)
+            frame = builder(seq, msg_id, kind, bodies, count, low)
             self._db.execute("BEGIN")
             try:
                 self._db.execute(
