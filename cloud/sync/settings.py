@@ -46,7 +46,9 @@ class CloudSyncSettings(AutoGLMSettings):
         "sender's node group (fleet when it has none), or nowhere.",
     )
     sync_reorder_buffer_messages: int = Field(
-        default=1024, ge=1, description="Out-of-order messages held per node while a gap is filled."
+        default=256,
+        ge=1,
+        description="Out-of-order messages held per node while a gap is filled (each up to sync_max_message_bytes).",
     )
     sync_command_retry_s: float = Field(default=10.0, gt=0, description="Resend unacked commands this often.")
     sync_compress: bool = Field(default=True, description="LZ4-compress downlink message bodies.")

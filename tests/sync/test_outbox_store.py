@@ -128,3 +128,34 @@ def test_chunked_rows_keep_order_limits_and_counts(tmp_path: Path) -> None:
     big.put(ContentType.MEMORY, _bodies(10))  # ~120 B each -> 3 per row
     first = big.seal(_builder, max_records=1, max_bytes=1)  # at least one whole row
     assert first is not None and first.n_records == 3
+
+
+def test_edge_sync_budget_errors_and_metrics(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    from contracts.errors import BadRequest, PayloadTooLarge
+    from edge.sync.agent import EdgeSync
+    from edge.sync.settings import SyncSettings
+
+    def metric(name: str, kind: str) -> float:
+        return REGISTRY.get_sample_value(name, {"kind": kind}) or 0.0
+
+    dropped0 = metric("autoglm_edge_sync_outbox_dropped_records_total", "event")
+    refused0 = metric("autoglm_edge_sync_outbox_refused_records_total", "memory")
+    edge = EdgeSync(SyncSettings(mqtt_outbox_max_bytes=8192, mqtt_max_message_bytes=4096), tmp_path / "o.db", "n1")
+    try:  # never started: no broker needed, everything stays in the outbox
+        for i in range(100):
+            edge.publish_event("tick", {"i": i, "pad": "x" * 100})
+        assert metric("autoglm_edge_sync_outbox_dropped_records_total", "event") - dropped0 > 0
+        assert edge.outbox.used_bytes <= 8192
+        h = edge.clock.now().pack()
+        recs = [KnowledgeRecord(key=f"k{i}", text="y" * 200, created=h, updated=h) for i in range(60)]
+        with pytest.raises(OutboxFull):
+            edge.publish_memory(recs)
+        assert metric("autoglm_edge_sync_outbox_refused_records_total", "memory") - refused0 == 60
+        with pytest.raises(PayloadTooLarge):
+            edge.publish_memory([KnowledgeRecord(key="huge", text="z" * 5000, created=h, updated=h)])
+        with pytest.raises(BadRequest):
+            edge.publish_memory([{"key": "bad"}])  # missing HLCs
+    finally:
+        edge.outbox.close()
