@@ -62,9 +62,29 @@ class CloudServices:
             if load_plugins:
                 tool_registry.load_entry_points()
         tools = ToolService(tool_registry, default_timeout_s=settings.tool_default_timeout_s)
-        return cls(settings, db, store, registry, fleet, rollouts, tools)
+        services = cls(settings, db, store, registry, fleet, rollouts, tools)
+        if channel is None and settings.mqtt_enabled:
+            services.extra["sync"] = attach_mqtt(settings, fleet)
+        return services
 
     def close(self) -> None:
+        sync = self.extra.get("sync")
+        if sync is not None:
+            sync.stop()  # type: ignore[attr-defined]
         self.fleet.flush()
         self.tools.close()
         self.db.dispose()
+
+
+def attach_mqtt(settings: CloudSettings, fleet: FleetService) -> object:
+    """Create the MQTT sync hub for ``settings`` and attach the fleet to it (started by the app)."""
+    from cloud.fleet.mqtt_link import MqttFleetLink
+    from cloud.sync.hub import CloudSync
+    from cloud.sync.settings import CloudSyncSettings
+
+    sync = CloudSync(
+        CloudSyncSettings(), settings.data_dir / "sync.sqlite3", host=settings.mqtt_host, port=settings.mqtt_port
+    )
+    link = MqttFleetLink(sync)
+    link.attach(fleet)
+    return link

@@ -332,7 +332,7 @@ class FleetService:
         if self.channel is None:
             raise BadRequest("no command channel is configured (MQTT disabled)")
         kind = str(payload.get("type", "unknown"))
-        cid = uuid.uuid4().hex
+        cid = str(payload.get("command_id") or uuid.uuid4().hex)
         payload = {**payload, "command_id": cid}
         with self._lock:
             live = self._nodes.get(node_id)
@@ -340,7 +340,6 @@ class FleetService:
                 raise NotFound(f"node {node_id!r} is not known")
             if kind == "set_desired_version":
                 live.desired_version = str(payload["version"])
-                live.last_error = ""
                 self._write(live)
             self._pending_cmds[cid] = (node_id, kind)
         with self.db.session() as s:

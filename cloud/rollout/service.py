@@ -19,6 +19,7 @@ import hashlib
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from cloud.db.engine import Database
 from cloud.db.models import Model, ModelVersion, Rollout, RolloutEvent
 from cloud.fleet.schemas import CMD_SET_VERSION, CommandAck
 from cloud.fleet.service import FleetService
+from cloud.registry.schemas import VersionStatus, VersionUpdate
 from cloud.registry.service import RegistryService
 from cloud.rollout.analysis import analyze
 from cloud.rollout.schemas import (
@@ -88,6 +90,9 @@ class RolloutService:
         self.clock = clock
         self._lock = threading.RLock()
         self._cmd_rollout: dict[str, int] = {}
+        # Commands decided inside a database transaction are sent after it commits (the fleet
+        # writes the node's desired version in its own transaction; SQLite allows one writer).
+        self._outbox: list[Callable[[], None]] = []  # effects to run after the transaction commits
         self._ack_failures: dict[int, dict[str, str]] = {}
         fleet.add_ack_listener(self._on_ack)
 
@@ -176,14 +181,20 @@ class RolloutService:
 
     def _act(self, rollout_id: int, dst: RolloutState, actor: str, reason: str) -> None:
         with self._lock:
-            with self.db.session() as s:
-                r = self._row(s, rollout_id)
-                if dst == RolloutState.ABORTED:
-                    self._abort(s, r, reason, actor)
-                    return
-                if dst == RolloutState.PROGRESSING and r.state == RolloutState.PAUSED.value:
-                    r.phase_started_at = self._now_dt()  # a fresh bake window / apply timeout
-                self._transition(s, r, dst, reason, actor)
+            mark = len(self._outbox)
+            try:
+                with self.db.session() as s:
+                    r = self._row(s, rollout_id)
+                    if dst == RolloutState.ABORTED:
+                        self._abort(s, r, reason, actor)
+                    else:
+                        if dst == RolloutState.PROGRESSING and r.state == RolloutState.PAUSED.value:
+                            r.phase_started_at = self._now_dt()  # a fresh bake window / apply timeout
+                        self._transition(s, r, dst, reason, actor)
+            except BaseException:
+                del self._outbox[mark:]  # nothing decided in a failed transaction is sent
+                raise
+            self._send_outbox()
             if dst == RolloutState.PROGRESSING:
                 self.tick()
 
@@ -191,15 +202,43 @@ class RolloutService:
 
     def tick(self) -> None:
         """Advance every progressing rollout by at most one phase."""
-        with self._lock, self.db.session() as s:
-            for r in list(s.scalars(select(Rollout).where(Rollout.state == RolloutState.PROGRESSING.value))):
+        with self._lock:
+            with self.db.session() as s:
+                ids = list(s.scalars(select(Rollout.id).where(Rollout.state == RolloutState.PROGRESSING.value)))
+            for rid in ids:
+                mark = len(self._outbox)
                 try:
-                    if r.phase == StepPhase.APPLYING.value:
-                        self._tick_applying(s, r)
-                    else:
-                        self._tick_baking(s, r)
+                    with self.db.session() as s:  # one transaction per rollout
+                        r = self._row(s, rid)
+                        if r.state != RolloutState.PROGRESSING.value:
+                            continue
+                        if r.phase == StepPhase.APPLYING.value:
+                            self._tick_applying(s, r)
+                        else:
+                            self._tick_baking(s, r)
                 except Exception:  # one broken rollout must not stop the others
-                    log.exception("rollout tick failed", extra={"rollout_id": r.id})
+                    del self._outbox[mark:]
+                    log.exception("rollout tick failed", extra={"rollout_id": rid})
+            self._send_outbox()
+
+    def _queue_command(self, node_id: str, payload: dict[str, Any], rollout_id: int) -> str:
+        cid = uuid.uuid4().hex
+        command = {**payload, "command_id": cid}
+
+        def send() -> None:
+            self._cmd_rollout[cid] = rollout_id
+            self.fleet.send_command(node_id, command, rollout_id=rollout_id)
+
+        self._outbox.append(send)
+        return cid
+
+    def _send_outbox(self) -> None:
+        todo, self._outbox = self._outbox, []
+        for effect in todo:
+            try:
+                effect()
+            except Exception:
+                log.exception("a rollout side effect failed")
 
     def _names(self, s: Session, r: Rollout) -> tuple[str, str, str | None, str]:
         m = s.get(Model, r.model_id)
@@ -228,8 +267,7 @@ class RolloutService:
                 view = self.fleet.live_view(nid)
                 if view is not None and view[0] == version:
                     continue  # already runs it
-                cid = self.fleet.send_command(nid, version_command(model, version, msha), rollout_id=r.id)
-                self._cmd_rollout[cid] = r.id
+                self._queue_command(nid, version_command(model, version, msha), r.id)
             r.targets = targets
             r.baselines = {**r.baselines, "sent_step": r.step_index}
             r.phase_started_at = self._now_dt()
@@ -275,7 +313,8 @@ class RolloutService:
     def _tick_baking(self, s: Session, r: Rollout) -> None:
         model, version, stable, _ = self._names(s, r)
         started = _ts(r.phase_started_at)
-        if self.clock() - started < float(r.config.get("pause_s", 60.0)):
+        promoted = bool(r.baselines.get("promoted"))
+        if not promoted and self.clock() - started < float(r.config.get("pause_s", 60.0)):
             return
         last = r.step_index >= len(r.steps) - 1
         canary_nodes = [n for n in r.targets if n not in r.failed_nodes]
@@ -284,7 +323,7 @@ class RolloutService:
         canary = [x for x in samples if x.version == version]
         base = [x for x in self.fleet.samples(stable_nodes, started) if stable and x.version == stable]
         cfg = AnalysisConfig.model_validate(r.config.get("analysis", {}))
-        if r.baselines.get("promoted"):
+        if promoted:
             cfg = cfg.model_copy(update={"enabled": False})
         result = analyze(canary, base, cfg)
         r.last_analysis = {"step": r.step_index, **result.model_dump(mode="json")}
@@ -308,18 +347,19 @@ class RolloutService:
             )
 
     def _finish_success(self, s: Session, r: Rollout, model: str, version: str) -> None:
-        s.flush()
         reason = f"rollout #{r.id} succeeded"
-        # Alias moves use their own transactions; the rollout row is committed first.
-        s.commit()
-        self.registry.set_alias(model, "stable", version, actor=f"rollout#{r.id}", reason=reason)
-        from cloud.registry.schemas import VersionStatus, VersionUpdate
+        actor = f"rollout#{r.id}"
 
-        self.registry.update_version(model, version, VersionUpdate(status=VersionStatus.PRODUCTION))
-        with contextlib.suppress(NotFound):
-            self.registry.delete_alias(model, "canary", actor=f"rollout#{r.id}", reason=reason)
+        def move_aliases() -> None:  # the registry uses its own transactions: after ours commits
+            self.registry.set_alias(model, "stable", version, actor=actor, reason=reason)
+            self.registry.update_version(model, version, VersionUpdate(status=VersionStatus.PRODUCTION))
+            with contextlib.suppress(NotFound):
+                self.registry.delete_alias(model, "canary", actor=actor, reason=reason)
+
+        self._outbox.append(move_aliases)
 
     def _abort(self, s: Session, r: Rollout, reason: str, actor: str, details: dict[str, Any] | None = None) -> None:
+        check_transition(RolloutState(r.state), RolloutState.ABORTED)
         model, _version, stable, _ = self._names(s, r)
         rolled_back: list[str] = []
         if stable is not None:
@@ -332,7 +372,7 @@ class RolloutService:
                 current, desired, _online, _err = view
                 if current == stable and desired == stable:
                     continue
-                self.fleet.send_command(nid, version_command(model, stable, sv.manifest_sha256), rollout_id=r.id)
+                self._queue_command(nid, version_command(model, stable, sv.manifest_sha256), r.id)
                 rolled_back.append(nid)
             note = f"; {len(rolled_back)} canary nodes sent back to {stable}"
         else:
@@ -340,9 +380,13 @@ class RolloutService:
         self._transition(
             s, r, RolloutState.ABORTED, reason + note, actor, {**(details or {}), "rolled_back": rolled_back}
         )
-        s.commit()
-        with contextlib.suppress(NotFound):
-            self.registry.delete_alias(model, "canary", actor=actor, reason=f"rollout #{r.id} aborted: {reason}")
+        rid = r.id
+
+        def drop_canary() -> None:
+            with contextlib.suppress(NotFound):
+                self.registry.delete_alias(model, "canary", actor=actor, reason=f"rollout #{rid} aborted: {reason}")
+
+        self._outbox.append(drop_canary)
 
     # -- state machine plumbing ---------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""Connects the fleet service to the MQTT sync hub (``cloud.sync.hub.CloudSync``).
+
+Heartbeats and online/offline status (including the Last Will the broker publishes for a node
+that vanished) feed :class:`FleetService`; commands go out through ``CloudSync.send_command``,
+which persists and resends them until the node acks; acks come back as :class:`CommandAck`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cloud.fleet.schemas import CommandAck
+from contracts.logging import get_logger
+
+if TYPE_CHECKING:
+    from cloud.fleet.service import FleetService
+    from cloud.sync.hub import CloudSync
+
+log = get_logger("autoglm.cloud.fleet")
+
+
+def ack_from_record(command_id: str, rec: dict[str, Any]) -> CommandAck:
+    """The edge acks ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error": "..."}``."""
+    result = rec.get("result") if isinstance(rec.get("result"), dict) else {}
+    assert isinstance(result, dict)
+    return CommandAck(
+        command_id=command_id,
+        ok=bool(rec.get("ok")),
+        detail=str(rec.get("error") or result.get("detail") or ""),
+        version=str(result.get("version") or ""),
+    )
+
+
+class MqttFleetLink:
+    """A :class:`~cloud.fleet.channel.CommandChannel` over MQTT plus the sync hooks."""
+
+    def __init__(self, sync: CloudSync) -> None:
+        self.sync = sync
+        self._fleet: FleetService | None = None
+        self._started = False
+
+    def attach(self, fleet: FleetService) -> None:
+        self._fleet = fleet
+        fleet.channel = self
+        self.sync.on_heartbeat(fleet.on_heartbeat)
+        self.sync.on_status(lambda node, online: fleet.on_status(node, online))
+        self.sync.on_command_ack(self._on_ack)
+
+    def _on_ack(self, node_id: str, command_id: str, rec: dict[str, Any]) -> None:
+        if self._fleet is not None:
+            self._fleet.on_ack(node_id, ack_from_record(command_id, rec))
+
+    def send(self, node_id: str, command: dict[str, Any]) -> str:
+        return self.sync.send_command(node_id, command)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.sync.wait_connected(0))
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.sync.start()
+        if not self.sync.wait_connected(10):
+            log.warning("MQTT broker not reachable yet; the link keeps retrying")
+
+    def stop(self) -> None:
+        if self._started:
+            self._started = False
+            self.sync.stop()
