@@ -1,0 +1,208 @@
+"""Export benchmark: PyTorch eager vs. ONNX Runtime fp32 vs. int8, side by side in one run.
+
+Exports one checkpoint to an fp32 and an int8 bundle (the int8 one with the sensitivity search
+and the guard; kept even if the guard fails so the numbers print), then times the three engines on
+the same real queries (route generator test split, padding per batch) at batch 1, 8 and 32 —
+rounds alternate between engines so load from other processes hits all alike. Also prints file
+sizes, the size of an adapter-only update relative to each full bundle, and the int8 parity
+numbers against the goal (mean cosine >= 0.995, p1 >= 0.98, >= 2x fp32 at batch 32).
+
+    python benchmarks/bench_export.py [--checkpoint DIR] [--tiny] [--threads 1] [--rounds 3]
+                                      [--seconds 1.5] [--json-out FILE]
+
+Without ``--checkpoint`` it uses ``.autoglm/demo/checkpoint`` when present, else all-MiniLM-L6-v2
+with random adapters (``--tiny``: a tiny random encoder, for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from cloud.data import default_splits
+from cloud.model.autoglm_model import AutoGLMModel
+from cloud.model.base import default_base_path, make_tiny_base
+from cloud.model.checkpoint import load_checkpoint, save_checkpoint
+from contracts.bundle import open_bundle
+from contracts.routes import DEFAULT_ROUTES
+from edge.runtime.bundle_session import bundle_tokenizer
+from export.pipeline import bundle_size, export_adapter_update, export_checkpoint
+
+BATCHES = (1, 8, 32)
+
+
+def random_checkpoint(root: Path, tiny: bool) -> Path:
+    base = make_tiny_base(root / "base") if tiny else default_base_path()
+    model = AutoGLMModel.from_pretrained(base)
+    model.add_adapter_set("default", list(DEFAULT_ROUTES))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.adapter_set("default").parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return save_checkpoint(model, root / "ckpt", base_path=base)
+
+
+def ort_runner(graph: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], Any]:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(str(graph), sess_options=so, providers=["CPUExecutionProvider"])
+    return lambda ids, mask: sess.run(None, {"input_ids": ids, "attention_mask": mask})
+
+
+def torch_runner(ckpt: Path) -> Callable[[np.ndarray, np.ndarray], Any]:
+    model, _ = load_checkpoint(ckpt)
+    model.eval()
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return model(torch.from_numpy(ids), torch.from_numpy(mask))
+
+    return run
+
+
+def measure(run: Callable[[np.ndarray, np.ndarray], Any], batches: list[tuple[np.ndarray, np.ndarray]], seconds: float) -> list[float]:
+    run(*batches[0])
+    times = []
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end or len(times) < 3:
+        ids, mask = batches[i % len(batches)]
+        t = time.perf_counter()
+        run(ids, mask)
+        times.append(time.perf_counter() - t)
+        i += 1
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="same for every engine (2-core shared machine: 1 avoids thread contention)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=1.5, help="per engine, batch size and round")
+    ap.add_argument("--json-out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    ckpt = args.checkpoint
+    demo = Path(os.environ.get("AUTOGLM_DATA_DIR", ".autoglm")) / "demo" / "checkpoint"
+    if ckpt is None and not args.tiny and (demo / "checkpoint.yaml").is_file():
+        ckpt = demo
+    source = str(ckpt) if ckpt else ("tiny random encoder" if args.tiny else "all-MiniLM-L6-v2 + random adapters")
+    if ckpt is None:
+        ckpt = random_checkpoint(work, args.tiny)
+    test = default_splits(0)["test"]
+    texts, labels = [e.text for e in test], [e.route for e in test]
+
+    t = time.perf_counter()
+    fp32 = export_checkpoint(ckpt, work / "fp32", precision="fp32")
+    t_fp32 = time.perf_counter() - t
+    t = time.perf_counter()
+    int8 = export_checkpoint(ckpt, work / "int8", precision="int8", eval_texts=texts, eval_labels=labels, allow_degraded=True)
+    t_int8 = time.perf_counter() - t
+    upd32 = export_adapter_update(ckpt, work / "upd32", parent_bundle=fp32, version="0.1.1")
+    upd8 = export_adapter_update(ckpt, work / "upd8", parent_bundle=int8, version="0.1.1")
+
+    b32, b8 = open_bundle(fp32), open_bundle(int8)
+    tok = bundle_tokenizer(b32)
+    rng = np.random.default_rng(0)
+    engines = {
+        "pytorch eager": torch_runner(ckpt),
+        "ort fp32": ort_runner(fp32 / b32.manifest.graphs["encoder"].file, args.threads),
+        "ort int8": ort_runner(int8 / b8.manifest.graphs["encoder"].file, args.threads),
+    }
+    inputs = {}
+    for bs in BATCHES:
+        picks = [rng.choice(len(texts), bs, replace=False) for _ in range(8)]
+        inputs[bs] = [tok([texts[i] for i in p]) for p in picks]
+    samples: dict[tuple[str, int], list[float]] = {(e, b): [] for e in engines for b in BATCHES}
+    for _ in range(args.rounds):
+        for bs in BATCHES:
+            for name, run in engines.items():
+                samples[(name, bs)] += measure(run, inputs[bs], args.seconds)
+
+    rows = []
+    for bs in BATCHES:
+        base_p50 = statistics.median(samples[("ort fp32", bs)])
+        for name in engines:
+            ts = samples[(name, bs)]
+            p50 = statistics.median(ts)
+            rows.append(
+                {
+                    "engine": name,
+                    "batch": bs,
+                    "p50_ms": round(p50 * 1000, 2),
+                    "p90_ms": round(float(np.percentile(ts, 90)) * 1000, 2),
+                    "seq_per_s": round(bs / p50, 1),
+                    "speedup_vs_ort_fp32": round(base_p50 / p50, 2),
+                }
+            )
+    guard = b8.manifest.metrics.parity["int8_vs_fp32"]
+    speed32 = next(r["speedup_vs_ort_fp32"] for r in rows if r["engine"] == "ort int8" and r["batch"] == 32)
+    sizes = {
+        "fp32_bundle_mb": round(bundle_size(fp32) / 1e6, 2),
+        "int8_bundle_mb": round(bundle_size(int8) / 1e6, 2),
+        "fp32_graph_mb": round((fp32 / b32.manifest.graphs["encoder"].file).stat().st_size / 1e6, 2),
+        "int8_graph_mb": round((int8 / b8.manifest.graphs["encoder"].file).stat().st_size / 1e6, 2),
+        "adapter_file_kb": round((fp32 / b32.manifest.adapter_sets["default"].file).stat().st_size / 1e3, 1),
+        "update_fp32_kb": round(bundle_size(upd32) / 1e3, 1),
+        "update_int8_kb": round(bundle_size(upd8) / 1e3, 1),
+        "update_fp32_share": round(bundle_size(upd32) / bundle_size(fp32), 4),
+        "update_int8_share": round(bundle_size(upd8) / bundle_size(int8), 4),
+    }
+
+    print(f"\nexport benchmark — {source}; {args.threads} threads; shared machine, numbers are noisy")
+    print(f"export time: fp32 {t_fp32:.1f} s, int8 (search + guard) {t_int8:.1f} s")
+    print(f"fusions: {b32.manifest.metrics.export.get('fusions')}")
+    print(f"\n{'engine':15s} {'batch':>5s} {'p50 ms':>9s} {'p90 ms':>9s} {'seq/s':>9s} {'vs ort fp32':>12s}")
+    for r in rows:
+        print(f"{r['engine']:15s} {r['batch']:5d} {r['p50_ms']:9.2f} {r['p90_ms']:9.2f} {r['seq_per_s']:9.1f} {r['speedup_vs_ort_fp32']:11.2f}x")
+    print("\nsizes:", ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    print(
+        f"\nint8 vs fp32 over {guard['n']} queries: cosine mean {guard['cosine_mean']:.4f} p1 {guard['cosine_p1']:.4f} "
+        f"min {guard['cosine_min']:.4f}; route agreement {guard['route_agreement']:.4f}; "
+        f"accuracy {guard.get('accuracy', float('nan')):.4f} vs fp32 {guard.get('accuracy_reference', float('nan')):.4f}; "
+        f"guard {'passed' if guard['passed'] else 'FAILED: ' + '; '.join(guard['failures'])}"
+    )
+    kept = b8.manifest.metrics.export["int8"]["kept_float_nodes"]
+    goal = guard["cosine_mean"] >= 0.995 and guard["cosine_p1"] >= 0.98 and speed32 >= 2.0
+    print(
+        f"goal (mean >= 0.995, p1 >= 0.98, >= 2x fp32 at batch 32): {'MET' if goal else 'not met'} — "
+        f"int8 at batch 32 is {speed32:.2f}x fp32, {len(kept)} node(s) kept in float: {kept}"
+    )
+    record = {
+        "bench": "export",
+        "source": source,
+        "threads": args.threads,
+        "host": platform.node(),
+        "rows": rows,
+        "sizes": sizes,
+        "int8_parity": {k: v for k, v in guard.items() if k != "thresholds"},
+        "int8_kept_float": kept,
+        "int8_trials": b8.manifest.metrics.export["int8"]["trials"],
+        "goal_met": goal,
+        "export_s": {"fp32": round(t_fp32, 1), "int8": round(t_int8, 1)},
+    }
+    print(json.dumps(record))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
