@@ -41,8 +41,8 @@ def init_distributed() -> DistContext:
         local = int(os.environ.get("LOCAL_RANK", rank))
         return DistContext(rank, world, local, _device(local, dist.get_backend() == "nccl"), owns_group=False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext()
+    if world <= 1:  # single process: the GPU when there is one
+        return DistContext(device=torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
     use_nccl = torch.cuda.is_available() and torch.cuda.device_count() > local

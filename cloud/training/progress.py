@@ -81,7 +81,9 @@ class RichReporter:
     def end_epoch(self, row: dict[str, Any]) -> None:
         self._progress.console.print(
             f"  epoch {row['epoch']}: train loss {row['train_loss']:.4f} · val loss {row['val_loss']:.4f} · "
-            f"val acc {row['val_accuracy']:.2%} · val macro-F1 {row['val_macro_f1']:.3f} · {row['seconds']:.0f}s"
+            f"val acc {row['val_accuracy']:.2%}"
+            + "".join(f" ({k[-2:].upper()} {v:.2%})" for k, v in row.items() if k.startswith("val_accuracy_"))
+            + f" · val macro-F1 {row['val_macro_f1']:.3f} · {row['seconds']:.0f}s"
             + ("  [green]best[/]" if row.get("best") else "")
         )
 

@@ -187,6 +187,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
                 "val_macro_f1": report["macro_f1"],
+                **{f"val_accuracy_{lang}": v["accuracy"] for lang, v in report["by_lang"].items()},
                 "seconds": time.perf_counter() - t0,
                 "train_samples_per_s": n_train / max(train_s, 1e-9),
                 "best": improved,
