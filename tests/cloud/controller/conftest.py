@@ -65,15 +65,16 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DbTarg
 
 
 def make_settings(tmp_path: Path, url: str = "", **kw: object) -> CloudSettings:
-    return CloudSettings(
-        data_dir=tmp_path / "cloud",
-        database_url=url,
-        admin_tokens=[f"alice={ADMIN}"],
-        bootstrap_token=BOOTSTRAP,
-        mqtt_enabled=False,
-        tool_doc_embeddings=False,
-        **kw,  # type: ignore[arg-type]
-    )
+    fields: dict[str, object] = {
+        "data_dir": tmp_path / "cloud",
+        "database_url": url,
+        "admin_tokens": [f"alice={ADMIN}"],
+        "bootstrap_token": BOOTSTRAP,
+        "mqtt_enabled": False,
+        "tool_doc_embeddings": False,
+        **kw,
+    }
+    return CloudSettings(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture
