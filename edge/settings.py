@@ -52,13 +52,14 @@ class ServeSettings(AutoGLMSettings):
     serve_max_queue_delay_ms: float = Field(
         default=10.0,
         ge=0.0,
-        description="Longest a queued text waits for batch-mates while more are still arriving. A batch starts "
-        "at once when full, and as soon as the engine is idle and no more requests are arriving.",
+        description="Longest a queued text waits for batch-mates while more keep arriving (with serve_arrival_gap_ms "
+        "> 0). A batch starts at once when full, and as soon as the engine is idle otherwise.",
     )
     serve_arrival_gap_ms: float = Field(
-        default=0.3,
+        default=0.0,
         ge=0.0,
-        description="When the engine is idle, a partly filled batch starts once no new text arrived for this long.",
+        description="0: an idle engine starts on what is queued (requests queue up while it runs). >0: wait while "
+        "texts arrive closer together than this, up to serve_max_queue_delay_ms.",
     )
     serve_queue_capacity: int = Field(
         default=256, ge=1, description="Most texts waiting in the queue; beyond it requests get 429 at once."
@@ -69,9 +70,11 @@ class ServeSettings(AutoGLMSettings):
     serve_default_deadline_ms: float | None = Field(
         default=None, description="Deadline applied to requests that give none (None: no deadline)."
     )
-    serve_length_buckets: list[int] = Field(
-        default_factory=lambda: [16, 32, 64, 128],
-        description="Token-length bucket edges: a batch is split so short texts are not padded to long ones.",
+    serve_bucket_overhead_tokens: int = Field(
+        default=32,
+        ge=0,
+        description="Length bucketing: a batch is split into groups of similar token length when the padding "
+        "saved exceeds this many tokens per extra forward call (0: one group per distinct length).",
     )
     serve_warmup_batches: int = Field(default=2, ge=0, description="Warm-up forward passes before a model serves.")
     serve_drain_timeout_s: float = Field(

@@ -9,17 +9,16 @@ Routes (KServe / Triton compatible):
   ``{"parameters": {"bundle": "/path", "adapter_set": "name"}}``, bearer token when configured)
 * ``GET /metrics`` (Prometheus), ``GET /v2/edge/status`` (slot states, last load)
 
-The infer route is a plain Starlette endpoint (no FastAPI body model: the codec validates), and
-it watches for the client going away: a request cancelled before its batch starts costs no
-forward pass.
+The infer route is a raw ASGI handler (:mod:`edge.http.infer_endpoint`) called before FastAPI's
+routing and middleware; it watches for the client going away, so a request cancelled before
+its batch starts costs no forward pass.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +26,22 @@ import orjson
 from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Send
 
 import contracts
 from contracts.defaults import EDGE_LIVE_PATH, EDGE_READY_PATH, METRICS_PATH
-from contracts.errors import BadRequest, PayloadTooLarge, Unauthorized, Unavailable
+from contracts.errors import BadRequest, Unauthorized, Unavailable
 from contracts.logging import get_logger
 from edge.http.errors import install_error_handlers
-from edge.http.oip_codec import (
-    HEADER_LENGTH,
-    INPUT_NAME,
-    OUTPUT_DTYPES,
-    encode_infer_response,
-    parse_infer_request,
-)
+from edge.http.infer_endpoint import InferEndpoint, match_infer_path
+from edge.http.oip_codec import INPUT_NAME, OUTPUT_DTYPES
 from edge.serving.loaded_model import LoadedModel
-from edge.serving.service import InferenceResult, InferenceService
+from edge.serving.service import InferenceService
 from edge.settings import ServeSettings
 
 log = get_logger("autoglm.edge.http")
 SERVER_NAME = "autoglm-edge"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-
-
-class ClientGone(Exception):
-    """The client disconnected while its request waited."""
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -83,26 +73,18 @@ def model_metadata(m: LoadedModel) -> dict[str, Any]:
     }
 
 
-async def _until_disconnect(request: Request, work: asyncio.Future[list[InferenceResult]]) -> list[InferenceResult]:
-    """Await ``work`` unless the client disconnects first (then cancel it: no forward pass)."""
+class EdgeApp(FastAPI):
+    """FastAPI app whose infer route is served by a raw ASGI handler before FastAPI's layers."""
 
-    async def watch() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
+    infer_endpoint: InferEndpoint | None = None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.infer_endpoint is not None:
+            matched = match_infer_path(scope["path"])
+            if matched is not None:
+                await self.infer_endpoint(dict(scope) if not isinstance(scope, dict) else scope, receive, send, *matched)
                 return
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if work.done():
-        return work.result()
-    work.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await work
-    raise ClientGone()
+        await super().__call__(scope, receive, send)
 
 
 def create_app(service: InferenceService, settings: ServeSettings | None = None) -> FastAPI:
@@ -122,7 +104,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         finally:
             await service.stop()
 
-    app = FastAPI(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan)
+    app = EdgeApp(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.state.service = service
 
@@ -166,31 +148,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         m = service.manager.resolve(name, version)
         return _json({"name": m.name, "version": m.version, "ready": True})
 
-    async def infer(request: Request) -> Response:
-        params = request.path_params
-        model = service.manager.resolve(params["name"], params.get("version"))
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {max_body}")
-        body = await request.body()
-        if len(body) > max_body:
-            raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {max_body}")
-        req = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
-        work = asyncio.ensure_future(
-            service.infer(
-                req.texts, priority=req.priority, deadline_s=req.deadline_s, model=model.name, version=params.get("version")
-            )
-        )
-        try:
-            results = await _until_disconnect(request, work)
-        except ClientGone:
-            return Response(status_code=499)
-        served = results[0]
-        content, headers = encode_infer_response(req, results, served.model_name, served.model_version)
-        return Response(content, headers=headers)
-
-    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
-        app.router.routes.append(Route(path, infer, methods=["POST"]))
+    app.infer_endpoint = InferEndpoint(service, max_body)
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request) -> Response:

@@ -28,10 +28,11 @@ def error_response(status: int, message: str, code: str, headers: dict[str, str]
     )
 
 
-async def handle_exception(request: Request, exc: Exception) -> Response:
+def exception_response(exc: BaseException, method: str = "", path: str = "") -> Response:
+    """The mapping itself (used by the FastAPI handlers and by the raw ASGI infer path)."""
     if isinstance(exc, AutoGLMError):
         if exc.status >= 500:
-            log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+            log.warning("%s %s -> %d: %s", method, path, exc.status, exc.message)
         return error_response(exc.status, exc.message, exc.code, exc.headers)
     if isinstance(exc, RequestValidationError):
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
@@ -39,8 +40,12 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, StarletteHTTPException):
         code = "not_found" if exc.status_code == 404 else "http_error"
         return error_response(exc.status_code, str(exc.detail), code, dict(exc.headers or {}))
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return error_response(500, f"internal error ({type(exc).__name__})", "internal_error")
+
+
+async def handle_exception(request: Request, exc: Exception) -> Response:
+    return exception_response(exc, request.method, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

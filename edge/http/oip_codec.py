@@ -205,15 +205,22 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     return InferRequest(texts, rid, outputs, priority, deadline_s, list(shape))
 
 
+def _rows(results: list[InferenceResult], attr: str) -> np.ndarray:
+    if len(results) == 1:
+        row: np.ndarray = getattr(results[0], attr)
+        return row.reshape(1, -1)
+    return np.stack([getattr(r, attr) for r in results])
+
+
 def _output_arrays(results: list[InferenceResult], names: list[str]) -> dict[str, np.ndarray | list[str]]:
     arrays: dict[str, np.ndarray | list[str]] = {}
     for name in names:
         if name == "embedding":
-            arrays[name] = np.stack([r.embedding for r in results]).astype(np.float32, copy=False)
+            arrays[name] = _rows(results, "embedding")
         elif name == "route_logits":
-            arrays[name] = np.stack([r.route_logits for r in results]).astype(np.float32, copy=False)
+            arrays[name] = _rows(results, "route_logits")
         elif name == "route_probabilities":
-            arrays[name] = np.stack([r.probabilities for r in results]).astype(np.float32, copy=False)
+            arrays[name] = _rows(results, "probabilities")
         elif name == "route_index":
             arrays[name] = np.fromiter((r.route_index for r in results), dtype=np.int64, count=len(results))
         elif name == "route_label":

@@ -74,7 +74,7 @@ class BundleModelLoader:
             engine=engine,
             tokenizer=tokenizer,
             lowercase=tok.lowercase,
-            length_buckets=tuple(s.serve_length_buckets),
+            bucket_overhead_tokens=s.serve_bucket_overhead_tokens,
             embedding_dim=m.base_encoder.hidden_size,
             source=Path(source),
             providers=providers,

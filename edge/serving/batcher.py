@@ -3,9 +3,11 @@
 Policy (the documents: at most 32 per batch, ~10 ms wait, a priority queue):
 
 * A batch starts **at once when full** (``max_batch_size`` texts).
-* Otherwise it starts when the engine is idle and arrivals have paused for ``arrival_gap``
-  (a lone client pays ~0.3 ms, not 10 ms), or at the latest when its oldest text has waited
-  ``max_queue_delay``. While a batch runs, new requests queue up and form the next batch.
+* Otherwise it starts as soon as the engine is idle (after one event-loop pass, so requests
+  that arrived in the same tick join), unless ``arrival_gap`` > 0: then it waits while texts
+  keep arriving closer together than that gap, at most until its oldest text has waited
+  ``max_queue_delay``. While a batch runs, new requests queue up and form the next batch, so
+  under load batches fill by themselves and a lone client never waits for batch-mates.
 * Higher ``priority`` levels are taken first; FIFO within a level.
 * The queue is bounded: a request that does not fit raises :class:`Overloaded` at once.
 * Texts whose future was cancelled (client gone) or whose deadline passed are dropped when the
@@ -45,13 +47,18 @@ class _Item:
     enqueued: float
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class DynamicBatcher:
     def __init__(
         self,
         *,
         max_batch_size: int = 32,
         max_queue_delay_s: float = 0.010,
-        arrival_gap_s: float = 0.0003,
+        arrival_gap_s: float = 0.0,
         capacity: int = 256,
         priority_levels: int = 2,
         metrics: ServingMetrics | None = None,
@@ -67,7 +74,7 @@ class DynamicBatcher:
         self._queues: list[deque[_Item]] = [deque() for _ in range(priority_levels)]
         self._size = 0
         self._last_arrival = 0.0
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # set while the worker sleeps
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoglm-engine")
         self.batches_run = 0
@@ -123,23 +130,34 @@ class DynamicBatcher:
         self._last_arrival = now
         if self.metrics is not None:
             self.metrics.queue_depth.set(self._size)
-        self._wakeup.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return futures
 
     # --- the worker -----------------------------------------------------------------------------
     def _oldest(self) -> float:
         return min((q[0].enqueued for q in self._queues if q), default=time.monotonic())
 
-    async def _wait(self, timeout: float) -> None:
-        self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+    async def _sleep(self, timeout: float | None) -> None:
+        """Until the next submit (or ``timeout`` seconds): one future and at most one timer."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _run(self) -> None:
         while True:
             if self._size == 0:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                await self._sleep(None)
+                # one event-loop pass: requests that arrived in the same tick join this batch
+                await asyncio.sleep(0)
                 continue
             while self._size < self.max_batch_size:
                 now = time.monotonic()
@@ -149,7 +167,7 @@ class DynamicBatcher:
                 )
                 if wait <= 0:
                     break
-                await self._wait(wait)
+                await self._sleep(wait)
             batch = self._take()
             if batch:
                 try:

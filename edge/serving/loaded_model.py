@@ -1,7 +1,8 @@
 """One loaded model version: engine + tokenizer + labels, with its slot state and in-flight count.
 
 ``forward`` is what the batcher runs in its worker thread: tokenise the whole batch in one
-call, split it by token-length bucket (so one long text does not pad thirty-one short ones),
+call, split it into groups of similar token length (so one long text does not pad thirty-one
+short ones),
 run the engine per bucket and scatter the rows back into input order.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.runtime.engine import Engine
-from edge.serving.text_batching import bucket_groups
+from edge.serving.text_batching import length_groups
 
 
 class SlotState(StrEnum):
@@ -49,7 +50,7 @@ class LoadedModel:
     engine: Engine
     tokenizer: TokenizerLike
     lowercase: bool = True
-    length_buckets: Sequence[int] = (16, 32, 64, 128)
+    bucket_overhead_tokens: int = 32
     embedding_dim: int = 0
     source: Path | None = None
     providers: list[str] = field(default_factory=list)
@@ -58,7 +59,6 @@ class LoadedModel:
     state: SlotState = SlotState.LOADING
     loaded_at: float = field(default_factory=time.time)
     _inflight: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _idle: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -73,17 +73,17 @@ class LoadedModel:
         return f"{self.name}:{self.version}/{self.adapter_set}"
 
     # --- in-flight accounting (a draining model is released when this reaches zero) -----------
+    # acquire/release run on the event loop thread only; the drain thread only waits on _idle.
     def acquire(self) -> None:
-        with self._lock:
-            self._inflight += 1
+        self._inflight += 1
+        if self._inflight == 1:
             self._idle.clear()
 
     def release(self) -> None:
-        with self._lock:
-            self._inflight -= 1
-            if self._inflight <= 0:
-                self._inflight = 0
-                self._idle.set()
+        self._inflight -= 1
+        if self._inflight <= 0:
+            self._inflight = 0
+            self._idle.set()
 
     @property
     def inflight(self) -> int:
@@ -102,7 +102,7 @@ class LoadedModel:
     def forward(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(embedding [n, H] float32, route_logits [n, R] float32)`` in input order."""
         ids = self.tokenizer.encode_ids(texts)
-        groups = bucket_groups([len(x) for x in ids], self.length_buckets)
+        groups = length_groups([len(x) for x in ids], self.bucket_overhead_tokens)
         if len(groups) == 1:
             emb, logits = self.engine(*self.tokenizer.pad(ids))
             return np.asarray(emb, dtype=np.float32), np.asarray(logits, dtype=np.float32)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,7 @@ class InferenceService:
         self.cache = cache
         self.metrics = metrics
         self.default_deadline_s = default_deadline_s
+        self._metric_children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         manager.on_swap(self._on_swap)
 
     @classmethod
@@ -146,18 +148,31 @@ class InferenceService:
         """One result per text, in order. ``deadline_s``: seconds from now (504 when exceeded)."""
         started = time.perf_counter()
         m = self.manager.resolve(model, version)
-        labels = (m.name, m.version)
         m.acquire()
         try:
             results = await self._infer(m, texts, priority, deadline_s if deadline_s is not None else self.default_deadline_s)
         except BaseException as exc:
-            self.metrics.requests.labels(*labels, _outcome(exc)).inc()
+            self.metrics.requests.labels(m.name, m.version, _outcome(exc)).inc()
             raise
         finally:
             m.release()
-        self.metrics.requests.labels(*labels, "success").inc()
-        self.metrics.request_time.labels(*labels).observe(time.perf_counter() - started)
+        success, request_time, _ = self._children(m)
+        success.inc()
+        request_time.observe(time.perf_counter() - started)
         return results
+
+    def _children(self, m: LoadedModel) -> tuple[Any, Any, Any]:
+        """Prometheus children of the hot-path series for this model (labels() is not free)."""
+        children = self._metric_children.get(m.key)
+        if children is None:
+            labels = (m.name, m.version)
+            children = (
+                self.metrics.requests.labels(*labels, "success"),
+                self.metrics.request_time.labels(*labels),
+                self.metrics.texts.labels(*labels),
+            )
+            self._metric_children[m.key] = children
+        return children
 
     def _validate(self, texts: list[str]) -> None:
         if not isinstance(texts, list | tuple) or not texts:
@@ -213,14 +228,17 @@ class InferenceService:
             if store:
                 self.metrics.cache_bytes.set(cache.used_bytes)
                 self.metrics.cache_compression_ratio.set(cache.stats.compression_ratio)
-        self.metrics.texts.labels(m.name, m.version).inc(len(norm))
+        self._children(m)[2].inc(len(norm))
         return self._results(m, rows, cached)
 
     @staticmethod
     def _results(
         m: LoadedModel, rows: list[tuple[np.ndarray, np.ndarray] | None], cached: list[bool]
     ) -> list[InferenceResult]:
-        logits = np.stack([r[1] for r in rows if r is not None]).astype(np.float32, copy=False)
+        if len(rows) == 1 and rows[0] is not None:
+            logits = rows[0][1].reshape(1, -1)
+        else:
+            logits = np.stack([r[1] for r in rows if r is not None])
         probs = calibrated_probabilities(logits, m.temperature)
         idx = logits.argmax(axis=-1)
         out = []

@@ -45,8 +45,8 @@ class RecordingEngine:
         return emb, np.zeros((ids.shape[0], 2), dtype=np.float32)
 
 
-def make_model(engine: RecordingEngine, buckets: tuple[int, ...] = (16, 32, 64, 128)) -> LoadedModel:
-    return LoadedModel("m", "1.0.0", "default", ["a", "b"], 1.0, engine, CharTokenizer(), length_buckets=buckets)
+def make_model(engine: RecordingEngine, overhead: int = 32) -> LoadedModel:
+    return LoadedModel("m", "1.0.0", "default", ["a", "b"], 1.0, engine, CharTokenizer(), bucket_overhead_tokens=overhead)
 
 
 def expected(text: str) -> tuple[float, float]:
@@ -145,7 +145,7 @@ def test_length_buckets_split_a_batch_and_keep_order() -> None:
     async def main() -> list[tuple[np.ndarray, np.ndarray]]:
         b = DynamicBatcher(max_batch_size=8, max_queue_delay_s=0.01, arrival_gap_s=0.01, capacity=10)
         b.start()
-        rows = await asyncio.gather(*b.submit(make_model(engine, (16, 64, 128)), texts))
+        rows = await asyncio.gather(*b.submit(make_model(engine), texts))
         await b.stop()
         return rows
 
@@ -168,3 +168,14 @@ def test_models_are_never_mixed_in_one_forward() -> None:
 
     run(main())
     assert e1.batches == [(2, 3)] and e2.batches == [(1, 3)]
+
+
+def test_length_groups_cost_model() -> None:
+    from edge.serving.text_batching import length_groups
+
+    assert length_groups([12] * 32) == [list(range(32))]
+    lengths = [5, 16, 5, 16, 9, 9]
+    assert length_groups(lengths, overhead_tokens=0) == [[0, 2], [4, 5], [1, 3]]
+    assert length_groups(lengths, overhead_tokens=1000) == [[0, 2, 4, 5, 1, 3]]
+    groups = length_groups([3, 120] + [10] * 30, overhead_tokens=32)
+    assert [sorted(g) for g in groups] == [[0, *range(2, 32)], [1]]  # the long one alone; 3 joins the 10s

@@ -1,0 +1,463 @@
+"""Edge serving: naive PyTorch server vs. ONNX Runtime without batching vs. the edge server.
+
+Side by side in one run, same model (all-MiniLM-L6-v2 + router adapters), same short queries
+(≤ 16 tokens, EN/ZH, from the route data generator), same OIP v2 JSON request:
+
+  (a) naive   PyTorch eager + FastAPI, one forward per request (sync endpoint, thread pool)
+  (b) ort     ONNX Runtime (the exported bundle) + FastAPI, one session.run per request
+  (c) edge    this server: ``edge.http`` + dynamic batching (result cache OFF, so every
+              request is computed; a cache-on run is reported separately)
+  raw         the engine's limit: ``session.run`` at batch 32 on the same inputs, no HTTP
+
+Each server runs in its own process; the load comes from another process: closed-loop
+clients (raw asyncio HTTP/1.1 keep-alive, negligible client overhead) at concurrency 1, 8, 32
+and 64, reporting p50/p99 latency and throughput. All servers get the same ONNX Runtime /
+PyTorch thread count (``--threads``, default 2). Prints a table, the target checks and one
+JSON record (also written to ``--out``).
+
+    python benchmarks/bench_serving.py [--duration 4] [--concurrency 1,8,32,64] [--servers naive,ort,edge]
+
+The bundle is exported with the export pipeline from ``.autoglm/demo/checkpoint`` when it
+exists, else from a checkpoint on the real base encoder with fresh adapters (cached under
+``.autoglm/bench/serving``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".autoglm" / "bench" / "serving"
+MODEL = "autoglm-router"
+
+
+# --- model and inputs ----------------------------------------------------------------------------
+def prepare_bundle(precision: str) -> tuple[Path, Path]:
+    """``(checkpoint_dir, bundle_dir)``; exported once and reused."""
+    from export.pipeline import export_checkpoint
+
+    demo = ROOT / ".autoglm" / "demo" / "checkpoint"
+    if (demo / "checkpoint.yaml").is_file():
+        ckpt = demo
+    else:
+        ckpt = WORK / "checkpoint"
+        if not (ckpt / "checkpoint.yaml").is_file():
+            import torch
+
+            from cloud.model import AutoGLMModel
+            from cloud.model.base import default_base_path
+            from cloud.model.checkpoint import save_checkpoint
+            from contracts.routes import DEFAULT_ROUTES
+
+            torch.manual_seed(0)
+            base = default_base_path()
+            model = AutoGLMModel.from_pretrained(base)
+            model.add_adapter_set("default", list(DEFAULT_ROUTES))
+            save_checkpoint(model, ckpt, base_path=base)
+    bundle = WORK / f"bundle-{precision}-{ckpt.parent.name}"
+    stamp = bundle / "manifest.yaml"
+    if not stamp.is_file() or stamp.stat().st_mtime < (ckpt / "checkpoint.yaml").stat().st_mtime:
+        import shutil
+
+        shutil.rmtree(bundle, ignore_errors=True)
+        export_checkpoint(ckpt, bundle, precision=precision, name=MODEL, version="1.0.0", allow_degraded=True)
+    return ckpt, bundle
+
+
+def short_queries(bundle: Path, n: int = 2000, max_tokens: int = 16) -> list[str]:
+    """Distinct realistic queries of at most ``max_tokens`` tokens ([CLS]/[SEP] included)."""
+    from cloud.data import default_splits
+    from contracts.tokenizer import TextTokenizer
+
+    tok = TextTokenizer(bundle / "tokenizer.json")
+    texts = sorted({ex.text for split in default_splits(seed=0).values() for ex in split})
+    random.Random(0).shuffle(texts)
+    lengths = [len(x) for x in tok.encode_ids(texts)]
+    keep = [t for t, k in zip(texts, lengths, strict=True) if k <= max_tokens]
+    return keep[:n]
+
+
+def request_body(text: str) -> bytes:
+    doc = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+# --- the servers (each runs in its own process) ----------------------------------------------------
+def _set_threads(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def serve_naive(ckpt: Path, port: int, threads: int) -> None:
+    """(a) PyTorch eager + FastAPI, one forward per request."""
+    _set_threads(threads)
+    import torch
+    import uvicorn
+    from fastapi import Body, FastAPI
+
+    from cloud.model.checkpoint import load_checkpoint
+    from contracts.tokenizer import TextTokenizer
+
+    torch.set_num_threads(threads)
+    model, meta = load_checkpoint(ckpt)
+    tok = TextTokenizer(Path(meta.base_path) / "tokenizer.json")
+    app = FastAPI()
+
+    @app.post("/v2/models/{name}/infer")
+    def infer(name: str, body: dict = Body(...)) -> dict[str, Any]:
+        texts = body["inputs"][0]["data"]
+        ids, mask = tok(texts)
+        with torch.inference_mode():
+            out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+        emb, logits = out.embedding.numpy(), out.route_logits.numpy()
+        return {
+            "model_name": name,
+            "model_version": "1.0.0",
+            "outputs": [
+                {"name": "embedding", "datatype": "FP32", "shape": list(emb.shape), "data": emb.ravel().tolist()},
+                {"name": "route_logits", "datatype": "FP32", "shape": list(logits.shape), "data": logits.ravel().tolist()},
+                {"name": "route_index", "datatype": "INT64", "shape": [len(texts)], "data": logits.argmax(-1).tolist()},
+            ],
+        }
+
+    @app.get("/v2/health/ready")
+    def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_ort(bundle: Path, port: int, threads: int) -> None:
+    """(b) ONNX Runtime + FastAPI, one session.run per request (no batching)."""
+    import uvicorn
+    from fastapi import Body, FastAPI
+
+    from contracts.bundle import open_bundle
+    from contracts.tokenizer import TextTokenizer
+    from edge.runtime.bundle_session import BundleSession
+    from edge.runtime.providers import make_session_options
+    from edge.settings import ServeSettings
+
+    b = open_bundle(bundle)
+    session = BundleSession(b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads)))
+    tok = TextTokenizer(b.tokenizer_file())
+    app = FastAPI()
+
+    @app.post("/v2/models/{name}/infer")
+    def infer(name: str, body: dict = Body(...)) -> dict[str, Any]:
+        texts = body["inputs"][0]["data"]
+        emb, logits = session.run(*tok(texts))
+        return {
+            "model_name": name,
+            "model_version": "1.0.0",
+            "outputs": [
+                {"name": "embedding", "datatype": "FP32", "shape": list(emb.shape), "data": emb.ravel().tolist()},
+                {"name": "route_logits", "datatype": "FP32", "shape": list(logits.shape), "data": logits.ravel().tolist()},
+                {"name": "route_index", "datatype": "INT64", "shape": [len(texts)], "data": logits.argmax(-1).tolist()},
+            ],
+        }
+
+    @app.get("/v2/health/ready")
+    def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_edge(bundle: Path, port: int, threads: int, cache: bool) -> None:
+    """(c) this server."""
+    from edge.http.server import serve
+    from edge.settings import ServeSettings
+
+    settings = ServeSettings(
+        bundle_dir=bundle,
+        http_host="127.0.0.1",
+        http_port=port,
+        ort_intra_op_threads=threads,
+        cache_max_bytes=(64 << 20) if cache else 0,
+        model_cache_dir=WORK / "model-cache",
+    )
+    serve(settings)
+
+
+# --- the load generator (its own process) --------------------------------------------------------
+async def _client(host: str, port: int, bodies: list[bytes], offset: int, until: float, warm_until: float, lat: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    heads = [
+        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(b)}\r\n\r\n".encode()
+        + b
+        for b in bodies
+    ]
+    i = offset
+    perf = time.perf_counter
+    try:
+        while True:
+            t0 = perf()
+            if t0 >= until:
+                break
+            writer.write(heads[i % len(heads)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            low = head.lower()
+            k = low.find(b"content-length:")
+            n = int(low[k + 15 : low.find(b"\r\n", k)]) if k >= 0 else 0
+            await reader.readexactly(n)
+            t1 = perf()
+            if t0 >= warm_until:
+                if head[9:12] == b"200":
+                    lat.append(t1 - t0)
+                else:
+                    errors.append(int(head[9:12]))
+    finally:
+        writer.close()
+
+
+def run_load(url: str, texts: list[str], concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [request_body(t) for t in texts]
+    lat: list[float] = []
+    errors: list[int] = []
+
+    async def main() -> float:
+        start = time.perf_counter()
+        warm_until, until = start + warmup, start + warmup + duration
+        step = max(1, len(bodies) // concurrency)
+        await asyncio.gather(
+            *(_client(host, int(port), bodies, c * step, until, warm_until, lat, errors) for c in range(concurrency))
+        )
+        return time.perf_counter() - warm_until
+
+    elapsed = asyncio.run(main())
+    arr = np.array(lat) * 1000.0
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": len(errors),
+        "throughput_rps": round(len(lat) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)), 2) if len(arr) else None,
+        "p99_ms": round(float(np.percentile(arr, 99)), 2) if len(arr) else None,
+        "mean_ms": round(float(arr.mean()), 2) if len(arr) else None,
+    }
+
+
+# --- raw engine limit ----------------------------------------------------------------------------
+def raw_engine(bundle: Path, texts: list[str], threads: int, seconds: float, batch: int = 32) -> dict[str, Any]:
+    from contracts.bundle import open_bundle
+    from contracts.tokenizer import TextTokenizer
+    from edge.runtime.bundle_session import BundleSession
+    from edge.runtime.providers import make_session_options
+    from edge.settings import ServeSettings
+
+    b = open_bundle(bundle)
+    session = BundleSession(b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads)))
+    tok = TextTokenizer(b.tokenizer_file())
+    batches = [tok(texts[i : i + batch]) for i in range(0, len(texts) - batch + 1, batch)]
+    for ids, mask in batches[:3]:
+        session.run(ids, mask)
+    done, start, i = 0, time.perf_counter(), 0
+    single: list[float] = []
+    while time.perf_counter() - start < seconds:
+        ids, mask = batches[i % len(batches)]
+        session.run(ids, mask)
+        done += ids.shape[0]
+        i += 1
+    elapsed = time.perf_counter() - start
+    for t in texts[:200]:
+        ids, mask = tok([t])
+        t0 = time.perf_counter()
+        session.run(ids, mask)
+        single.append((time.perf_counter() - t0) * 1000)
+    return {
+        "batch": batch,
+        "throughput_seq_s": round(done / elapsed, 1),
+        "batch_ms": round(elapsed / i * 1000, 2),
+        "batch1_p50_ms": round(float(np.percentile(single, 50)), 2),
+        "batch1_p99_ms": round(float(np.percentile(single, 99)), 2),
+    }
+
+
+# --- orchestration -------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _start(kind: str, args: argparse.Namespace, ckpt: Path, bundle: Path, port: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, __file__, "_serve", kind, "--port", str(port), "--threads", str(args.threads)]
+    cmd += ["--ckpt", str(ckpt), "--bundle", str(bundle)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(cmd, env=env, cwd=ROOT)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def _load_in_subprocess(url: str, concurrency: int, args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "_load", "--url", url, "--concurrency", str(concurrency)]
+    cmd += ["--duration", str(args.duration), "--warmup", str(args.warmup), "--texts", str(texts_file)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    ckpt, bundle = prepare_bundle(args.precision)
+    texts = short_queries(bundle)
+    texts_file = WORK / "queries.json"
+    texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    print(f"bundle {bundle} ({args.precision}), {len(texts)} distinct queries of ≤16 tokens; threads={args.threads}")
+    print(f"load average before: {os.getloadavg()}")
+    raw = raw_engine(bundle, texts, args.threads, seconds=max(3.0, args.duration))
+    print(f"raw engine: {raw}")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    kinds = args.servers.split(",")
+    for kind in kinds:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = _start(kind, args, ckpt, bundle, port)
+        try:
+            _wait_ready(url, proc)
+            rows = []
+            for c in concurrencies:
+                row = _load_in_subprocess(url, c, args, texts_file)
+                print(f"  {kind:10s} c={c:<3d} {row}")
+                rows.append(row)
+            results[kind] = rows
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    record = {
+        "benchmark": "serving",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_after": os.getloadavg()},
+        "precision": args.precision,
+        "threads": args.threads,
+        "duration_s": args.duration,
+        "queries": len(texts),
+        "raw_engine": raw,
+        "servers": results,
+    }
+    record["checks"] = checks(record)
+    return record
+
+
+def checks(record: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    servers = record["servers"]
+
+    def row(kind: str, c: int) -> dict[str, Any] | None:
+        return next((r for r in servers.get(kind, []) if r["concurrency"] == c), None)
+
+    edge1, edge32, naive32 = row("edge", 1), row("edge", 32), row("naive", 32)
+    if edge1:
+        out["edge_c1_p99_ms"] = edge1["p99_ms"]
+        out["edge_c1_p99_le_10ms"] = edge1["p99_ms"] is not None and edge1["p99_ms"] <= 10.0
+    if edge32 and naive32 and naive32["throughput_rps"]:
+        out["edge_vs_naive_c32"] = round(edge32["throughput_rps"] / naive32["throughput_rps"], 2)
+        out["edge_vs_naive_c32_ge_6x"] = out["edge_vs_naive_c32"] >= 6.0
+    if edge32:
+        out["edge_vs_raw_c32"] = round(edge32["throughput_rps"] / record["raw_engine"]["throughput_seq_s"], 3)
+        out["edge_vs_raw_c32_ge_80pct"] = out["edge_vs_raw_c32"] >= 0.8
+    ort32 = row("ort", 32)
+    if edge32 and ort32 and ort32["throughput_rps"]:
+        out["edge_vs_ort_c32"] = round(edge32["throughput_rps"] / ort32["throughput_rps"], 2)
+    return out
+
+
+def print_table(record: dict[str, Any]) -> None:
+    print()
+    print(f"{'server':12s} {'conc':>5s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
+    for kind, rows in record["servers"].items():
+        for r in rows:
+            print(f"{kind:12s} {r['concurrency']:5d} {r['throughput_rps']:9.1f} {r['p50_ms'] or 0:8.2f} {r['p99_ms'] or 0:8.2f} {r['errors']:7d}")
+    raw = record["raw_engine"]
+    print(f"{'raw engine':12s} {'b=32':>5s} {raw['throughput_seq_s']:9.1f}  (batch of 32: {raw['batch_ms']} ms; batch 1 p50/p99 {raw['batch1_p50_ms']}/{raw['batch1_p99_ms']} ms)")
+    print()
+    for k, v in record["checks"].items():
+        print(f"  {k}: {v}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd")
+    s = sub.add_parser("_serve")
+    s.add_argument("kind", choices=["naive", "ort", "edge", "edge-cache"])
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--ckpt", type=Path, required=True)
+    s.add_argument("--bundle", type=Path, required=True)
+    lg = sub.add_parser("_load")
+    lg.add_argument("--url", required=True)
+    lg.add_argument("--concurrency", type=int, required=True)
+    lg.add_argument("--duration", type=float, default=4.0)
+    lg.add_argument("--warmup", type=float, default=1.0)
+    lg.add_argument("--texts", type=Path, required=True)
+    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per (server, concurrency)")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
+    p.add_argument("--concurrency", default="1,8,32,64")
+    p.add_argument("--servers", default="naive,ort,edge", help="comma list of naive, ort, edge, edge-cache")
+    p.add_argument("--threads", type=int, default=2, help="ORT intra-op / torch threads for every server")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
+    args = p.parse_args()
+    if args.cmd == "_serve":
+        if args.kind == "naive":
+            serve_naive(args.ckpt, args.port, args.threads)
+        elif args.kind == "ort":
+            serve_ort(args.bundle, args.port, args.threads)
+        else:
+            serve_edge(args.bundle, args.port, args.threads, cache=args.kind == "edge-cache")
+        return
+    if args.cmd == "_load":
+        texts = json.loads(args.texts.read_text(encoding="utf-8"))
+        print(json.dumps(run_load(args.url, texts, args.concurrency, args.duration, args.warmup)))
+        return
+    record = orchestrate(args)
+    print_table(record)
+    print(json.dumps(record))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

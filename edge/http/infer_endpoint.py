@@ -1,0 +1,119 @@
+"""The OIP v2 infer route as a raw ASGI handler (the hot path).
+
+``POST /v2/models/{name}[/versions/{version}]/infer`` is answered here without FastAPI's
+routing, dependency and middleware layers (they cost more CPU per request than the whole
+batching machinery). Errors still go through the one mapping in :mod:`edge.http.errors`.
+
+While a request waits for its batch, the handler also waits for ``http.disconnect``: a client
+that goes away cancels its request, and a cancelled request still in the queue is dropped
+before its batch is formed, so it costs no forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from contracts.errors import PayloadTooLarge
+from edge.http.errors import exception_response
+from edge.http.oip_codec import encode_infer_response, parse_infer_request
+from edge.serving.service import InferenceResult, InferenceService
+
+PREFIX = "/v2/models/"
+SUFFIX = "/infer"
+Scope = dict[str, Any]
+
+
+def match_infer_path(path: str) -> tuple[str, str | None] | None:
+    """``(name, version)`` for an infer path, else ``None``."""
+    if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        return None
+    parts = path[len(PREFIX) : -len(SUFFIX)].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return parts[0], parts[2]
+    return None
+
+
+class ClientGone(Exception):
+    """The client disconnected before its result was ready."""
+
+
+class InferEndpoint:
+    def __init__(self, service: InferenceService, max_body_bytes: int) -> None:
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any, name: str, version: str | None) -> None:
+        try:
+            content, headers = await self._handle(scope, receive, name, version)
+        except ClientGone:
+            return
+        except Exception as exc:
+            response = exception_response(exc, "POST", scope.get("path", ""))
+            await response(scope, receive, send)
+            return
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw_headers.append((b"content-length", str(len(content)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _handle(self, scope: Scope, receive: Any, name: str, version: str | None) -> tuple[bytes, dict[str, str]]:
+        service = self.service
+        model = service.manager.resolve(name, version)  # 404 / 503 before reading the body
+        header_length: str | None = None
+        for key, value in scope["headers"]:
+            if key == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
+            elif key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body of {int(value)} bytes exceeds the limit of {self.max_body_bytes}")
+        body = await self._read_body(receive)
+        req = parse_infer_request(body, header_length)
+        work = asyncio.ensure_future(
+            service.infer(req.texts, priority=req.priority, deadline_s=req.deadline_s, model=model.name, version=version)
+        )
+        results = await self._until_disconnect(receive, work)
+        first = results[0]
+        return encode_infer_response(req, results, first.model_name, first.model_version)
+
+    async def _read_body(self, receive: Any) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    async def _until_disconnect(receive: Any, work: asyncio.Future[list[InferenceResult]]) -> list[InferenceResult]:
+        """Await ``work`` unless the client disconnects first (then cancel it)."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        watcher = asyncio.ensure_future(receive())  # after the body, receive() returns only on disconnect
+        work.add_done_callback(wake)
+        watcher.add_done_callback(wake)
+        try:
+            await woken
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+        if work.done():
+            return work.result()
+        work.cancel()
+        raise ClientGone()
