@@ -38,6 +38,10 @@ class CloudSettings(AutoGLMSettings):
         default="",
         description="Hex Ed25519 public key; when set, registered bundles must carry a valid signature.",
     )
+    api_url: str = Field(
+        default=f"http://127.0.0.1:{CLOUD_HTTP_PORT}",
+        description="Base URL of the controller's API that `autoglm cloud` commands talk to.",
+    )
     http_host: str = Field(default="0.0.0.0", description="Address the HTTP API binds to.")
     http_port: int = Field(default=CLOUD_HTTP_PORT, description="Port the HTTP API listens on.")
     upload_max_bytes: int = Field(

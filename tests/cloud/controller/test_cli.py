@@ -1,0 +1,59 @@
+"""`autoglm cloud ...` against a running controller: readable tables, actions, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from autoglm.cli import app
+from tests.cloud.controller.bundles import make_bundle
+from tests.cloud.controller.conftest import ADMIN, BOOTSTRAP, LiveServer
+
+runner = CliRunner()
+
+
+def cli(live: LiveServer, *args: str, token: str = ADMIN) -> tuple[int, str]:
+    result = runner.invoke(app, ["cloud", *args, "--url", live.url, "--token", token], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_cloud_cli_round_trip(live: LiveServer, tmp_path: Path) -> None:
+    code, out = cli(live, "register", str(make_bundle(tmp_path / "a", version="1.0.0")), "--tag", "team=edge")
+    assert code == 0 and "registered tiny@1.0.0 (full, 4 files)" in out
+    code, out = cli(live, "register", str(make_bundle(tmp_path / "b", version="1.1.0", encoder_seed=1)))
+    assert code == 0
+    code, out = cli(live, "alias", "tiny", "stable", "1.0.0", "--reason", "first release")
+    assert code == 0 and "tiny:stable - → 1.0.0 by admin:alice" in out
+    code, out = cli(live, "models")
+    assert code == 0 and "tiny" in out and "stable→1.0.0" in out
+    code, out = cli(live, "versions", "tiny")
+    assert code == 0 and out.index("1.1.0") < out.index("1.0.0")
+
+    for i in range(4):
+        httpx.post(f"{live.url}/api/v1/nodes/register", json={"node_id": f"e{i}", "labels": {"site": "x"}},
+                   headers={"Authorization": f"Bearer {BOOTSTRAP}"}).raise_for_status()
+    code, out = cli(live, "nodes", "-l", "site=x")
+    assert code == 0 and "e3" in out and "4 nodes, 0 online" in out
+
+    code, out = cli(live, "rollout", "create", "tiny", "1.1.0", "-l", "site=x", "--steps", "50,100", "--pause-s", "0")
+    assert code == 0 and "rollout #1" in out and "progressing" in out and "targets 2" in out
+    code, out = cli(live, "rollout", "pause", "1", "--reason", "lunch")
+    assert code == 0 and "paused" in out and "lunch" in out
+    code, out = cli(live, "rollout", "resume", "1")
+    assert code == 0 and "state progressing" in out and "resumed by" in out
+    code, out = cli(live, "rollout", "abort", "1", "--reason", "testing the CLI")
+    assert code == 0 and "state aborted" in out and "testing the" in out
+    code, out = cli(live, "rollout", "status")
+    assert code == 0 and "aborted" in out and "1.1.0" in out
+    code, out = cli(live, "rollout", "status", "1")
+    assert code == 0 and "transitions" in out
+
+    # Errors are one clear line and a non-zero exit.
+    code, out = cli(live, "rollout", "promote", "1")
+    assert code == 2 and "409" in out and "already aborted" in out
+    code, out = cli(live, "models", token="wrong")
+    assert code == 2 and "401: invalid bearer token" in out
+    code, out = cli(live, "versions", "nope")
+    assert code == 2 and "404" in out
