@@ -48,6 +48,7 @@ from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions, 
 from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
 from edge.memory.store import MemoryStore
 from edge.sync import metrics
+from edge.sync.client import edge_mqtt_options
 from edge.sync.embedded_broker import EmbeddedBroker, broker_reachable
 from edge.sync.outbox import Outbox, OutMessage
 from edge.sync.settings import SyncSettings
@@ -142,24 +143,11 @@ class EdgeSync:
         return self._frame(ContentType.STATUS, [rec.model_dump()])
 
     def _options(self) -> MqttOptions:
-        s = self.settings
-        return MqttOptions(
-            host=s.mqtt_host,
-            port=s.mqtt_port,
-            client_id=f"autoglm-edge-{self.node_id}",
-            username=s.mqtt_username,
-            password=s.mqtt_password,
-            tls=s.mqtt_tls,
-            tls_ca_file=str(s.mqtt_tls_ca_file) if s.mqtt_tls_ca_file else None,
-            tls_cert_file=str(s.mqtt_tls_cert_file) if s.mqtt_tls_cert_file else None,
-            tls_key_file=str(s.mqtt_tls_key_file) if s.mqtt_tls_key_file else None,
-            keepalive_s=s.mqtt_keepalive_s,
-            mqtt5=s.mqtt_v5,
-            session_expiry_s=s.mqtt_session_expiry_s,
-            reconnect_min_s=s.mqtt_reconnect_min_s,
-            reconnect_max_s=s.mqtt_reconnect_max_s,
+        return edge_mqtt_options(
+            self.settings,
+            self.node_id,
             will=Will(self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), qos=1, retain=True),
-            subscriptions=tuple(self.topics.node_subscriptions(self.node_id, s.mqtt_node_group)),
+            subscriptions=self.topics.node_subscriptions(self.node_id, self.settings.mqtt_node_group),
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
