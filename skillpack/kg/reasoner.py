@@ -161,6 +161,26 @@ class LexicalHopScorer:
         return np.array([*scores, stop], dtype=np.float64)
 
 
+class CombinedScorer:
+    """Product of experts: ``prod(scorer_i ** weight_i)`` renormalised over candidates + STOP —
+    e.g. the learned hop scorer with the lexical cue scorer as a prior."""
+
+    def __init__(self, parts: list[tuple[RelationScorer, float]]) -> None:
+        if not parts:
+            raise ValueError("CombinedScorer needs at least one scorer")
+        self.parts = parts
+
+    def __call__(self, state: HopState, candidates: list[str]) -> np.ndarray:
+        log = np.zeros(len(candidates) + 1)
+        for scorer, weight in self.parts:
+            p = np.asarray(scorer(state, candidates), dtype=np.float64)
+            p = p / max(float(p.sum()), 1e-12)
+            log += weight * np.log(np.maximum(p, 1e-9))
+        z = np.exp(log - log.max())
+        out: np.ndarray = z / z.sum()
+        return out
+
+
 # --------------------------------------------------------------------------- reasoning
 @dataclass(frozen=True)
 class HopStep:
