@@ -6,8 +6,11 @@ Side by side in one run, same model (all-MiniLM-L6-v2 + router adapters), same s
   (a) naive   PyTorch eager + FastAPI, one forward per request (sync endpoint, thread pool)
   (b) ort     ONNX Runtime (the exported bundle) + FastAPI, one session.run per request
   (c) edge    this server: ``edge.http`` + dynamic batching (result cache OFF, so every
-              request is computed; a cache-on run is reported separately)
+              request is computed; ``edge-cache`` runs it with the cache on)
+      edge-int8 the same server on the int8 bundle of the same checkpoint (export guard numbers
+              in its manifest)
   raw         the engine's limit: ``session.run`` at batch 32 on the same inputs, no HTTP
+              (padded to the batch's longest text; also for int8 when edge-int8 runs)
 
 Each server runs in its own process; the load comes from another process: closed-loop
 clients (raw asyncio HTTP/1.1 keep-alive, negligible client overhead) at concurrency 1, 8, 32
@@ -296,6 +299,36 @@ def raw_engine(bundle: Path, texts: list[str], threads: int, seconds: float, bat
     }
 
 
+# --- result cache: compression ratio and decompression time on real outputs ----------------------
+def cache_stats(bundle: Path, texts: list[str], threads: int, n: int = 512) -> dict[str, Any]:
+    from contracts.bundle import open_bundle
+    from contracts.tokenizer import TextTokenizer
+    from edge.runtime.bundle_session import BundleSession
+    from edge.runtime.providers import make_session_options
+    from edge.serving.result_cache import decode_value, encode_value
+    from edge.settings import ServeSettings
+
+    b = open_bundle(bundle)
+    session = BundleSession(b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads)))
+    tok = TextTokenizer(b.tokenizer_file())
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(0, min(n, len(texts)), 32):
+        emb, logits = session.run(*tok(texts[i : i + 32]))
+        rows += list(zip(emb, logits, strict=True))
+    out: dict[str, Any] = {"entries": len(rows), "raw_bytes_per_entry": int(4 * (rows[0][0].size + rows[0][1].size))}
+    for shuffle in (True, False):
+        blobs = [encode_value(e, lg, shuffle) for e, lg in rows]
+        t0 = time.perf_counter()
+        for _ in range(5):
+            for blob in blobs:
+                decode_value(blob, shuffle)
+        dt_us = (time.perf_counter() - t0) / (5 * len(blobs)) * 1e6
+        raw = sum(4 * (e.size + lg.size) for e, lg in rows)
+        key = "shuffled" if shuffle else "plain"
+        out[key] = {"ratio": round(raw / sum(len(x) for x in blobs), 3), "decode_us": round(dt_us, 2)}
+    return out
+
+
 # --- orchestration -------------------------------------------------------------------------------
 def _free_port() -> int:
     import socket
@@ -307,6 +340,8 @@ def _free_port() -> int:
 
 
 def _start(kind: str, args: argparse.Namespace, ckpt: Path, bundle: Path, port: int) -> subprocess.Popen[bytes]:
+    if kind == "edge-int8":
+        bundle = prepare_bundle("int8")[1]
     cmd = [sys.executable, __file__, "_serve", kind, "--port", str(port), "--threads", str(args.threads)]
     cmd += ["--ckpt", str(ckpt), "--bundle", str(bundle)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -347,6 +382,12 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     print(f"load average before: {os.getloadavg()}")
     raw = raw_engine(bundle, texts, args.threads, seconds=max(3.0, args.duration))
     print(f"raw engine: {raw}")
+    raw_int8 = None
+    if "edge-int8" in args.servers.split(","):
+        raw_int8 = raw_engine(prepare_bundle("int8")[1], texts, args.threads, seconds=max(3.0, args.duration))
+        print(f"raw engine int8: {raw_int8}")
+    cache = cache_stats(bundle, texts, args.threads)
+    print(f"result cache on real outputs: {cache}")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     results: dict[str, list[dict[str, Any]]] = {}
     kinds = args.servers.split(",")
@@ -374,6 +415,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "queries": len(texts),
         "raw_engine": raw,
+        "raw_engine_int8": raw_int8,
+        "result_cache": cache,
         "servers": results,
     }
     record["checks"] = checks(record)
@@ -397,6 +440,14 @@ def checks(record: dict[str, Any]) -> dict[str, Any]:
     if edge32:
         out["edge_vs_raw_c32"] = round(edge32["throughput_rps"] / record["raw_engine"]["throughput_seq_s"], 3)
         out["edge_vs_raw_c32_ge_80pct"] = out["edge_vs_raw_c32"] >= 0.8
+    int8_32 = row("edge-int8", 32)
+    if int8_32 and naive32 and naive32["throughput_rps"]:
+        out["edge_int8_vs_naive_c32"] = round(int8_32["throughput_rps"] / naive32["throughput_rps"], 2)
+    if int8_32 and record.get("raw_engine_int8"):
+        out["edge_int8_vs_raw_int8_c32"] = round(int8_32["throughput_rps"] / record["raw_engine_int8"]["throughput_seq_s"], 3)
+    int8_1 = row("edge-int8", 1)
+    if int8_1:
+        out["edge_int8_c1_p99_ms"] = int8_1["p99_ms"]
     ort32 = row("ort", 32)
     if edge32 and ort32 and ort32["throughput_rps"]:
         out["edge_vs_ort_c32"] = round(edge32["throughput_rps"] / ort32["throughput_rps"], 2)
@@ -410,7 +461,12 @@ def print_table(record: dict[str, Any]) -> None:
         for r in rows:
             print(f"{kind:12s} {r['concurrency']:5d} {r['throughput_rps']:9.1f} {r['p50_ms'] or 0:8.2f} {r['p99_ms'] or 0:8.2f} {r['errors']:7d}")
     raw = record["raw_engine"]
-    print(f"{'raw engine':12s} {'b=32':>5s} {raw['throughput_seq_s']:9.1f}  (batch of 32: {raw['batch_ms']} ms; batch 1 p50/p99 {raw['batch1_p50_ms']}/{raw['batch1_p99_ms']} ms)")
+    for name, raw in (("raw engine", record["raw_engine"]), ("raw int8", record.get("raw_engine_int8"))):
+        if raw:
+            print(
+                f"{name:12s} {'b=32':>5s} {raw['throughput_seq_s']:9.1f}  (batch of 32: {raw['batch_ms']} ms; "
+                f"batch 1 p50/p99 {raw['batch1_p50_ms']}/{raw['batch1_p99_ms']} ms)"
+            )
     print()
     for k, v in record["checks"].items():
         print(f"  {k}: {v}")
@@ -420,7 +476,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd")
     s = sub.add_parser("_serve")
-    s.add_argument("kind", choices=["naive", "ort", "edge", "edge-cache"])
+    s.add_argument("kind", choices=["naive", "ort", "edge", "edge-cache", "edge-int8"])
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--ckpt", type=Path, required=True)
@@ -434,9 +490,11 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per (server, concurrency)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
     p.add_argument("--concurrency", default="1,8,32,64")
-    p.add_argument("--servers", default="naive,ort,edge", help="comma list of naive, ort, edge, edge-cache")
+    p.add_argument(
+        "--servers", default="naive,ort,edge,edge-int8", help="comma list of naive, ort, edge, edge-int8, edge-cache"
+    )
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op / torch threads for every server")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="bundle of the ort/edge/raw rows")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
     args = p.parse_args()
     if args.cmd == "_serve":
