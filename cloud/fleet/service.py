@@ -99,10 +99,12 @@ class FleetService:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.clock = clock
         self._lock = threading.RLock()
+        self._db_lock = threading.Lock()
         self._nodes: dict[str, LiveNode] = {}
         self._by_token: dict[str, str] = {}
         self._ack_listeners: list[AckListener] = []
         self._pending_cmds: dict[str, tuple[str, str]] = {}  # command id -> (node, kind)
+        self.heartbeats_ingested = 0
         self._load()
 
     # -- persistence --------------------------------------------------------------------------
@@ -121,9 +123,26 @@ class FleetService:
                 if n.token_hash:
                     self._by_token[n.token_hash] = n.id
 
-    def _write(self, live: LiveNode) -> None:
-        with self.db.session() as s:
-            self._write_row(s, live)
+    def _persist(self, node_ids: Iterable[str] | None = None) -> int:
+        """Write nodes (default: every dirty one) to the database.
+
+        Writers are serialised by ``_db_lock`` and snapshot under it, so a later snapshot is
+        always written after an earlier one (lock order: ``_db_lock`` then ``_lock``).
+        """
+        with self._db_lock:
+            with self._lock:
+                if node_ids is None:
+                    nodes = [n for n in self._nodes.values() if n.dirty]
+                else:
+                    nodes = [self._nodes[n] for n in node_ids if n in self._nodes]
+                snapshot = [LiveNode(**{**n.__dict__, "samples": deque(maxlen=1)}) for n in nodes]
+                for n in nodes:
+                    n.dirty = False
+            if snapshot:
+                with self.db.session() as s:
+                    for live in snapshot:
+                        self._write_row(s, live)
+        return len(snapshot)
 
     @staticmethod
     def _write_row(s: Any, live: LiveNode) -> None:
@@ -141,23 +160,12 @@ class FleetService:
         row.last_seen = datetime.fromtimestamp(live.last_seen, UTC) if live.last_seen else None
         row.metrics = dict(live.metrics)
         row.last_error = live.last_error
-        live.dirty = False
 
     def flush(self) -> int:
         """Write heartbeat-driven changes to the database; returns how many nodes were written."""
-        with self._lock:
-            dirty = [n for n in self._nodes.values() if n.dirty]
-            snapshot = [
-                LiveNode(**{**n.__dict__, "samples": deque(maxlen=1)}) for n in dirty
-            ]
-            for n in dirty:
-                n.dirty = False
-        if snapshot:
-            with self.db.session() as s:
-                for live in snapshot:
-                    self._write_row(s, live)
+        written = self._persist()
         self._update_gauges()
-        return len(snapshot)
+        return written
 
     def _update_gauges(self) -> None:
         with self._lock:
@@ -184,7 +192,7 @@ class FleetService:
             live.token_hash = th
             live.registered_via = "bootstrap"
             self._by_token[th] = node_id
-            self._write(live)
+        self._persist([node_id])
         log.info("node registered", extra={"node_id": node_id})
         return token
 
@@ -215,6 +223,7 @@ class FleetService:
 
     def on_heartbeat(self, node_id: str, payload: dict[str, Any]) -> None:
         HEARTBEATS.inc()
+        self.heartbeats_ingested += 1
         now = self.clock()
         version = str(payload.get("model_version") or "")
         sample = NodeSample(
@@ -285,8 +294,8 @@ class FleetService:
             live.labels.update(set_)
             for k in remove:
                 live.labels.pop(k, None)
-            self._write(live)
-            return live.out()
+        self._persist([node_id])
+        return self.get(node_id)
 
     def set_drained(self, node_id: str, drained: bool) -> NodeOut:
         with self._lock:
@@ -294,8 +303,8 @@ class FleetService:
             if live is None:
                 raise NotFound(f"node {node_id!r} is not known")
             live.drained = drained
-            self._write(live)
-            return live.out()
+        self._persist([node_id])
+        return self.get(node_id)
 
     def delete(self, node_id: str) -> None:
         with self._lock:
@@ -303,7 +312,7 @@ class FleetService:
             if live is None:
                 raise NotFound(f"node {node_id!r} is not known")
             self._by_token.pop(live.token_hash, None)
-        with self.db.session() as s:
+        with self._db_lock, self.db.session() as s:
             row = s.get(Node, node_id)
             if row is not None:
                 s.delete(row)
@@ -340,8 +349,9 @@ class FleetService:
                 raise NotFound(f"node {node_id!r} is not known")
             if kind == "set_desired_version":
                 live.desired_version = str(payload["version"])
-                self._write(live)
             self._pending_cmds[cid] = (node_id, kind)
+        if kind == "set_desired_version":
+            self._persist([node_id])
         with self.db.session() as s:
             s.add(Command(id=cid, node_id=node_id, kind=kind, payload=payload, rollout_id=rollout_id))
         sent_id = self.channel.send(node_id, payload)
