@@ -289,6 +289,13 @@ def main() -> int:
     evals = generate_questions(graph, "eval", per_pattern=3 if args.quick else 8)
     record["graph_lexical"] = graph_hits(PathReasoner(graph), evals)
     print("graph hits@1 (lexical hop scorer):", {k: v for k, v in record["graph_lexical"].items() if k.endswith("hop")})
+    if args.bundle and (args.bundle / "hop_scorer.onnx").is_file():
+        from edge.agent.hop_scorer import OnnxHopScorer
+
+        t0 = time.perf_counter()
+        record["graph_learned"] = graph_hits(PathReasoner(graph, scorer=OnnxHopScorer.from_bundle(args.bundle)), evals)
+        record["graph_learned"]["seconds"] = round(time.perf_counter() - t0, 2)
+        print("graph hits@1 (learned hop scorer):", {k: v for k, v in record["graph_learned"].items() if k.endswith("hop")})
     record["cache"] = asyncio.run(cache_calibration(keyword, rng))
     print("semantic cache (hashing encoder):", record["cache"])
     if not args.no_latency:

@@ -60,7 +60,7 @@ def ask(
             service = InferenceService.from_settings(ServeSettings(bundle_dir=bundle))
             await service.start(str(bundle))
         try:
-            agent = build_agent(service=service)
+            agent = build_agent(service=service, bundle_dir=bundle)
             resp = await agent.ask(AskRequest(text=text, session_id=session, confirm=confirm, priority=priority))
             await agent.cloud.aclose()
             return resp.model_dump(mode="json")
@@ -107,7 +107,8 @@ def agent_serve(
 
         store = MemoryStore(AgentSettings().agent_memory_db, settings.node_id)
         edge_sync = EdgeSync(node_id=settings.node_id, store=store).start()
-    agent = build_agent(service=service if settings.bundle_dir else None, sync=edge_sync, node_id=settings.node_id)
+    agent = build_agent(service=service if settings.bundle_dir else None, sync=edge_sync, node_id=settings.node_id,
+                        bundle_dir=settings.bundle_dir)
     app = create_app(service, settings)
     app.include_router(make_router(agent))
     try:

@@ -227,7 +227,8 @@ class Agent:
             top = sorted(s.candidates.items(), key=lambda kv: -kv[1])[:3]
             steps.add("kg_hop", hop=s.hop, relation=s.relation, score=round(s.score, 4), **{"from": list(s.from_entities)},
                       to=list(s.to_entities), candidates=[{"relation": r, "score": round(p, 4)} for r, p in top])
-        steps.add("kg_answer", answers=ans.answers, path=list(ans.path), score=round(ans.score, 4), from_path_cache=ans.from_cache)
+        steps.add("kg_answer", answers=ans.answers, path=list(ans.path), score=round(ans.score, 4), from_path_cache=ans.from_cache,
+                  scorer=type(self.reasoner.scorer).__name__)
         key = ans.question.strip()
         self._paths[key] = (ent.type, ans.path)
         self._paths.move_to_end(key)

@@ -3,6 +3,7 @@ can be replaced by passing it in)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from edge.agent.agent import Agent, HardExampleSink
@@ -15,18 +16,27 @@ from edge.memory.store import MemoryStore
 from skillpack.devices import DeviceStore
 from skillpack.kg.graph import KnowledgeGraph
 from skillpack.kg.linking import EntityLinker
+from skillpack.kg.reasoner import PathReasoner
 
 
 def build_agent(settings: AgentSettings | None = None, *, service: Any = None, encoder: Encoder | None = None,
                 sync: Any = None, store: MemoryStore | None = None, node_id: str = "edge-local",
                 router: KeywordRouter | None = None, hard_examples: HardExampleSink | None = None,
-                cloud: CloudClient | None = None, graph: KnowledgeGraph | None = None) -> Agent:
+                cloud: CloudClient | None = None, graph: KnowledgeGraph | None = None,
+                bundle_dir: Path | None = None) -> Agent:
     """``service``: the edge InferenceService (bundle encoder + router head). Without one (or
     an ``encoder``) the agent runs on the hashing encoder with the keyword router. ``sync``: an
     ``EdgeSync`` whose store holds memory + cache and whose outbox takes memory deltas and hard
-    examples."""
+    examples. ``bundle_dir``: the served bundle, whose ``hop_scorer`` graph (if any) scores the
+    graph search's hops (``agent_kg_scorer``)."""
     s = settings or AgentSettings()
     graph = graph or KnowledgeGraph.load(s.agent_kg_path)
+    reasoner = None
+    if s.agent_kg_scorer != "lexical":
+        scorer = _learned_scorer(bundle_dir, required=s.agent_kg_scorer == "learned")
+        if scorer is not None:
+            reasoner = PathReasoner(graph, scorer=scorer, beam_width=s.agent_kg_beam_width,
+                                    min_hop_prob=s.agent_kg_min_hop_prob)
     if encoder is None:
         encoder = ServiceEncoder(service) if service is not None else HashingEncoder(KeywordRouter(EntityLinker(graph)))
     if store is None:
@@ -46,5 +56,23 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
         memory=KnowledgeMemory(store, publish),
         cache=SemanticCache(store, s.agent_cache_threshold, DEFAULT_FRESHNESS_S, publish),
         cloud=cloud, prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
-        router=router, hard_examples=hard_examples, node_id=node_id,
+        router=router, hard_examples=hard_examples, node_id=node_id, reasoner=reasoner,
     )
+
+
+def _learned_scorer(bundle_dir: Path | None, required: bool) -> Any:
+    from contracts.errors import BundleError
+
+    if bundle_dir is None:
+        if required:
+            raise BundleError("agent_kg_scorer=learned needs a bundle with a hop_scorer graph")
+        return None
+    from contracts.bundle import open_bundle
+
+    if "hop_scorer" not in open_bundle(bundle_dir).manifest.graphs:
+        if required:
+            raise BundleError(f"bundle {bundle_dir} carries no hop_scorer graph")
+        return None
+    from edge.agent.hop_scorer import OnnxHopScorer
+
+    return OnnxHopScorer.from_bundle(bundle_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -56,6 +56,10 @@ class AgentSettings(AutoGLMSettings):
         description="Allowed device commands as 'DEVICE:action' or 'kind:action' (empty: the per-kind defaults).")
     agent_kg_path: Path | None = Field(default=None, description="Knowledge-graph file (None: the shipped plant graph).")
     agent_kg_beam_width: int = Field(default=4, ge=1, le=32, description="Beam width of the multi-hop path search.")
+    agent_kg_scorer: Literal["auto", "lexical", "learned"] = Field(
+        default="auto",
+        description="Hop scorer of the graph search: the bundle's learned hop_scorer head ('auto': when the bundle "
+                    "carries one), or the lexical cue scorer.")
     agent_kg_min_hop_prob: float = Field(default=0.05, ge=0.0, le=1.0, description="Hop score below which a branch is pruned.")
     agent_prompt_file: Path | None = Field(default=None, description="YAML prompt templates (None: the shipped ones).")
     agent_prompt_max_chars: int = Field(default=2000, ge=200, description="Largest prompt sent to the cloud.")

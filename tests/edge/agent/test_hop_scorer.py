@@ -45,3 +45,16 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
     assert ans.answers == g.neighbors(tech, "supervised_by")
     assert all(STOP in s.candidates and np.isclose(sum(s.candidates.values()), 1.0) for s in ans.steps)
     assert scorer.calls >= 3 and set(RELATION_NAMES) >= set(ans.path)
+
+    # the agent picks the bundle's head up ("auto") and records which scorer decided
+    from edge.agent.factory import build_agent
+    from edge.agent.settings import AgentSettings
+
+    from .helpers import ask, step
+
+    agent = build_agent(AgentSettings(agent_memory_db=tmp_path / "m.sqlite3"), bundle_dir=bundle_dir)
+    r = ask(agent, "Who is the supervisor of the technician who maintains PR-111?")
+    assert step(r, "kg_answer")["scorer"] == "OnnxHopScorer" and r.data["answers"] == ans.answers
+    lexical = build_agent(AgentSettings(agent_memory_db=tmp_path / "m2.sqlite3", agent_kg_scorer="lexical"),
+                          bundle_dir=bundle_dir)
+    assert type(lexical.reasoner.scorer).__name__ == "LexicalHopScorer"
