@@ -22,7 +22,6 @@ import numpy as np
 from contracts.errors import AutoGLMError
 from contracts.routes import DEFAULT_ROUTES
 from skillpack import calculator, climate, units
-from skillpack.devices import ACTION_WORDS, READING_NAMES
 from skillpack.kg.linking import EntityLinker
 
 
@@ -60,16 +59,31 @@ class ServiceEncoder:
 
 
 _DEVICE_CODE = re.compile(r"(?<![A-Za-z])(?:PR|RB|CV|CP|OV|CH|CN)[\s_-]?\d{3}(?!\d)", re.IGNORECASE)
-_RECALL = re.compile(r"what did i (?:just )?ask|what was my (?:last|previous) question|what did you (?:just )?(?:say|answer)|"
-                     r"repeat (?:that|the last answer)|我刚才问|我上一个问题|你刚才说|刚才的答案|上一个答案", re.IGNORECASE)
-_DOC = re.compile(r"\bhow (?:do|to|should)\b|procedure|alarm|\bsafety\b|\bppe\b|lockout|tagout|\bloto\b|calibrat|"
-                  r"troubleshoot|what does .* mean|definition|\bdefine\b|\boee\b|mtbf|permit|spill|maintenance of|"
-                  r"怎么|如何|程序|报警|安全|校准|定义|规定|故障", re.IGNORECASE)
-_CHAT = re.compile(r"^\s*(?:hi|hello|hey|thanks|thank you|good (?:morning|evening|night)|who are you|你好|谢谢|您好|早上好|你是谁)\b",
-                   re.IGNORECASE)
-_WEATHER = re.compile(r"weather|climate|temperature in|rain|snow|hot|cold|warm|气候|天气|气温|降水|下雨|冷|热", re.IGNORECASE)
-_STATUS_WORDS = re.compile(r"status|reading|running|alarm|state|how is|" + "|".join(
-    w for _, en, zh in READING_NAMES.values() for w in (*en, *zh)), re.IGNORECASE)
+# any device-like reference: "W-48", "ex31", "TS 49", "#8", "20 号包装机", plus this node's codes
+_ANY_DEVICE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,3}[\s#_-]?\d{1,4}(?!\d)|#\s?\d{1,3}|\d{1,3}\s*号")
+_CONTROL = re.compile(r"\b(?:set|increase|decrease|reduce|raise|lower|turn (?:on|off)|switch (?:on|off)|start|stop|"
+                      r"shut ?down|restart|reset|calibrate|acknowledge|ack|clear the alarm|open|close|pause|resume)\b|"
+                      r"复位|确认.*报警|校准|设为|设置|设定|调到|调高|调低|降低|提高|降到|升到|启动|停止|关闭|打开|关掉|开启|暂停", re.IGNORECASE)
+_STATUS = re.compile(r"status|reading|online|offline|running|\brun(?:ning)?\b|alarm|state|how is|what is .* (?:at|now)|"
+                     r"current|temperature|pressure|vibration|speed|level|load|flow|show|check|"
+                     r"状态|读数|在线|离线|在运行|运行吗|报警|跳闸|故障了|温度|压力|振动|速度|现在|当前|多少", re.IGNORECASE)
+_RECALL = re.compile(r"what did i (?:just )?ask|what was my (?:last|previous)|what did you (?:just )?(?:say|answer)|"
+                     r"repeat (?:that|the last answer)|asked (?:you )?(?:so far|before|earlier)|did i (?:already )?ask|"
+                     r"remind me|how many questions|my (?:last|previous) (?:question|calculation)|(?:question|chat) history|"
+                     r"我刚才问|我上一个问题|我上一次|你刚才说|刚才的答案|上一个答案|提问记录|问过|问了几个|之前问|记住|提醒我|你关于", re.IGNORECASE)
+_DOC = re.compile(r"\bhow (?:do|to|should|can) (?:i|we|you)?\b|procedure|\bsop\b|checklist|manual|instruction|alarm code|"
+                  r"\bsafety\b|\bppe\b|lockout|tagout|\bloto\b|calibrat|troubleshoot|what does .* mean|definition|\bdefine\b|"
+                  r"\bexplain\b|\boee\b|mtbf|permit|spill|torque|recommended|rules? for|guideline|"
+                  r"怎么|如何|程序|规程|手册|作业指导|步骤|安全|校准|定义|规定|故障|扭矩|推荐|检查表|解释|劳保|穿戴|注意事项|是什么意思", re.IGNORECASE)
+_CHAT = re.compile(r"^\W*(?:hi|hello|hey|thanks|thank you|thx|good (?:job|morning|evening|night)|nice|great|who are you|"
+                   r"what can you do|how are you|bye|你好|谢谢|多谢|您好|早上好|你是谁|嗨|再见|最近怎么样|你能做什么)", re.IGNORECASE)
+_WEATHER = re.compile(r"weather|climate|temperature in|how (?:warm|cold|hot)|rain|snow|wind|sunny|cloudy|humid|\buv\b|"
+                      r"forecast|dry month|wet month|气候|天气|气温|最高温|最低温|降水|下雨|下雪|刮风|晴|阴天|湿度|预报|冷不冷|热不热", re.IGNORECASE)
+_KG = re.compile(r"\bwho (?:is|operates|maintains|supervises|runs|manages|supplied)|\bwhich (?:line|site|plant|workshop|area)|"
+                 r"belongs? to|in charge|supervisor|maintenance (?:engineer|technician)|operator|supplier|vendor|"
+                 r"\blines?\b.*\b(?:at|in)\b|谁负责|谁操作|谁维护|主管|供应商|哪家|供应的|哪条线|哪个区|哪个厂|车间|产线|生产线|厂区", re.IGNORECASE)
+_ARITH = re.compile(r"\d\s*[-+*/x×÷^]\s*\d|\b(?:plus|minus|times|divided?|multiply|average|mean|sum|total|square root|percent|"
+                    r"left|remain|difference)\b|加|减|乘|除|平均|平方|开方|总共|剩", re.IGNORECASE)
 
 
 class KeywordRouter:
@@ -82,29 +96,29 @@ class KeywordRouter:
         low = text.lower()
         if _RECALL.search(text):
             return "memory_recall", 0.9
-        if _DEVICE_CODE.search(text):
-            control = any(re.search(rf"\b{re.escape(w)}\b", low) for w in ACTION_WORDS["start"][0] + ACTION_WORDS["stop"][0]
-                          + ACTION_WORDS["set"][0]) or any(w in text for words in ACTION_WORDS.values() for w in words[1])
-            if control:
-                return "device_control", 0.9
-            if _STATUS_WORDS.search(text) and not re.search(r"\bwho\b|谁|which line|哪条|supplier|供应", low):
-                return "device_status", 0.85
+        device = _DEVICE_CODE.search(text) or _ANY_DEVICE.search(text)
+        if device and _CONTROL.search(text) and not _DOC.search(low.replace("calibrat", "")):
+            return "device_control", 0.85
         try:
             units.solve(text)
             return "unit_convert", 0.9
         except AutoGLMError:
             pass
-        if climate.find_city_in_text(text) is not None and _WEATHER.search(text):
-            return "climate", 0.9
+        if _WEATHER.search(text) and (climate.find_city_in_text(text) is not None or not device):
+            return "climate", 0.85 if climate.find_city_in_text(text) else 0.7
+        if device and _STATUS.search(text) and not _KG.search(text):
+            return "device_status", 0.8
         try:
             calculator.solve(text)
             return "calculator", 0.9
         except AutoGLMError:
             pass
-        if self.linker is not None and [m for m in self.linker.link(text) if m.score >= 0.3]:
-            return "kg_query", 0.85
+        if _KG.search(text) or (self.linker is not None and [m for m in self.linker.link(text) if m.score >= 0.3]):
+            return "kg_query", 0.8
         if _DOC.search(text):
             return "doc_search", 0.8
+        if _ARITH.search(text) and re.search(r"\d", text):
+            return "calculator", 0.6
         if _CHAT.search(text):
             return "chitchat", 0.8
         return "chitchat", 0.3
