@@ -5,10 +5,12 @@ has no ``transformers``). Returns int64 numpy arrays padded to the batch's longe
 
 Out-of-vocabulary characters (``oov_char_fallback``, on by default): English BERT vocabularies
 such as all-MiniLM-L6-v2 hold only ~240 CJK characters, so most Chinese text would become a
-row of identical ``[UNK]``. A ``[UNK]`` that covers exactly one character is replaced by the
-reserved token ``[unused{ord(char) % n}]`` (``n`` = number of ``[unusedN]`` tokens, 994 for
-BERT-uncased): distinct characters get (mostly) distinct ids the adapters can learn from, and
-trainer and edge compute the same ids because both call this class.
+row of identical ``[UNK]``. A ``[UNK]`` that covers exactly one character is replaced by
+``table[ord(char) % len(table)]``, where ``table`` is the ids of the vocabulary's whole-word
+ASCII alphabetic tokens of 4+ letters, in id order (20,362 for BERT-uncased; their pretrained
+embeddings are nearly orthogonal, unlike the near-identical ``[unusedN]`` rows). Distinct
+characters thus get distinct, distinguishable ids that the adapters learn to read; trainer and
+edge compute the same ids because both call this class.
 """
 
 from __future__ import annotations
@@ -40,10 +42,8 @@ class TextTokenizer:
         self.pad_id = 0
         self.unk_id = self._tok.token_to_id("[UNK]")
         vocab = self._tok.get_vocab()
-        unused = sorted(
-            (int(t[7:-1]), i) for t, i in vocab.items() if t.startswith("[unused") and t[7:-1].isdigit()
-        )
-        self.fallback_ids = [i for _, i in unused] if self.settings.oov_char_fallback else []
+        table = sorted(i for t, i in vocab.items() if len(t) >= 4 and t.isascii() and t.isalpha())
+        self.fallback_ids = table if self.settings.oov_char_fallback else []
         if self.fallback_ids:
             self._tok.no_truncation()  # truncate after the fallback (it keeps the token count)
         else:
