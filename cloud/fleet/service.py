@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from cloud.db.engine import Database
 from cloud.db.models import Command, Node, utcnow
@@ -140,26 +141,38 @@ class FleetService:
                     n.dirty = False
             if snapshot:
                 with self.db.session() as s:
-                    for live in snapshot:
-                        self._write_row(s, live)
+                    self._write_rows(s, snapshot)
         return len(snapshot)
 
     @staticmethod
-    def _write_row(s: Any, live: LiveNode) -> None:
-        row = s.get(Node, live.node_id)
-        if row is None:
-            row = Node(id=live.node_id)
-            s.add(row)
-        row.labels = dict(live.labels)
-        row.token_hash = live.token_hash
-        row.registered_via = live.registered_via
-        row.current_version = live.current_version
-        row.desired_version = live.desired_version
-        row.online = live.online
-        row.drained = live.drained
-        row.last_seen = datetime.fromtimestamp(live.last_seen, UTC) if live.last_seen else None
-        row.metrics = dict(live.metrics)
-        row.last_error = live.last_error
+    def _row_values(live: LiveNode) -> dict[str, Any]:
+        return {
+            "id": live.node_id,
+            "labels": dict(live.labels),
+            "token_hash": live.token_hash,
+            "registered_via": live.registered_via,
+            "current_version": live.current_version,
+            "desired_version": live.desired_version,
+            "online": live.online,
+            "drained": live.drained,
+            "last_seen": datetime.fromtimestamp(live.last_seen, UTC) if live.last_seen else None,
+            "metrics": dict(live.metrics),
+            "last_error": live.last_error,
+        }
+
+    def _write_rows(self, s: Session, snapshot: list[LiveNode]) -> None:
+        """Bulk insert new nodes and bulk update known ones (one statement each)."""
+        values = [self._row_values(n) for n in snapshot]
+        ids = [v["id"] for v in values]
+        known: set[str] = set()
+        for i in range(0, len(ids), 500):
+            known |= set(s.scalars(select(Node.id).where(Node.id.in_(ids[i : i + 500]))))
+        new = [v for v in values if v["id"] not in known]
+        old = [v for v in values if v["id"] in known]
+        if new:
+            s.execute(insert(Node), [{**v, "created_at": utcnow()} for v in new])
+        if old:
+            s.execute(update(Node), old)
 
     def flush(self) -> int:
         """Write heartbeat-driven changes to the database; returns how many nodes were written."""
@@ -338,33 +351,48 @@ class FleetService:
         self._ack_listeners.append(listener)
 
     def send_command(self, node_id: str, payload: dict[str, Any], *, rollout_id: int | None = None) -> str:
+        return self.send_commands([(node_id, payload)], rollout_id=rollout_id)[0]
+
+    def send_commands(
+        self, items: list[tuple[str, dict[str, Any]]], *, rollout_id: int | None = None
+    ) -> list[str]:
+        """Send commands to nodes: desired versions and command rows are written in one
+        transaction each, then the channel delivers. Returns the command ids in order."""
         if self.channel is None:
             raise BadRequest("no command channel is configured (MQTT disabled)")
-        kind = str(payload.get("type", "unknown"))
-        cid = str(payload.get("command_id") or uuid.uuid4().hex)
-        payload = {**payload, "command_id": cid}
+        prepared: list[tuple[str, str, dict[str, Any]]] = []
         with self._lock:
-            live = self._nodes.get(node_id)
-            if live is None:
-                raise NotFound(f"node {node_id!r} is not known")
-            if kind == "set_desired_version":
-                live.desired_version = str(payload["version"])
-            self._pending_cmds[cid] = (node_id, kind)
-        if kind == "set_desired_version":
-            self._persist([node_id])
+            for node_id, _ in items:
+                if node_id not in self._nodes:
+                    raise NotFound(f"node {node_id!r} is not known")
+            for node_id, payload in items:
+                kind = str(payload.get("type", "unknown"))
+                cid = str(payload.get("command_id") or uuid.uuid4().hex)
+                body = {**payload, "command_id": cid}
+                if kind == "set_desired_version":
+                    self._nodes[node_id].desired_version = str(body["version"])
+                self._pending_cmds[cid] = (node_id, kind)
+                prepared.append((node_id, cid, body))
+        self._persist([n for n, _, b in prepared if b.get("type") == "set_desired_version"])
         with self.db.session() as s:
-            s.add(Command(id=cid, node_id=node_id, kind=kind, payload=payload, rollout_id=rollout_id))
-        sent_id = self.channel.send(node_id, payload)
-        if sent_id != cid:  # the channel assigned its own id: track that one
-            with self._lock:
-                self._pending_cmds[sent_id] = self._pending_cmds.pop(cid)
-            with self.db.session() as s:
-                row = s.get(Command, cid)
-                if row is not None:
-                    row.id = sent_id
-            cid = sent_id
-        COMMANDS.labels(kind=kind, outcome="sent").inc()
-        return cid
+            s.execute(insert(Command), [
+                {"id": cid, "node_id": n, "kind": str(b.get("type", "unknown")), "payload": b,
+                 "rollout_id": rollout_id, "status": "sent", "detail": "", "sent_at": utcnow()}
+                for n, cid, b in prepared
+            ])
+        ids = []
+        for node_id, cid, body in prepared:
+            sent_id = self.channel.send(node_id, body)
+            if sent_id != cid:  # the channel assigned its own id: track that one
+                with self._lock:
+                    self._pending_cmds[sent_id] = self._pending_cmds.pop(cid)
+                with self.db.session() as s:
+                    row = s.get(Command, cid)
+                    if row is not None:
+                        row.id = sent_id
+            COMMANDS.labels(kind=str(body.get("type", "unknown")), outcome="sent").inc()
+            ids.append(sent_id)
+        return ids
 
     def on_ack(self, node_id: str, ack: CommandAck) -> None:
         with self._lock:

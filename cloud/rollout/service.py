@@ -93,6 +93,7 @@ class RolloutService:
         # Commands decided inside a database transaction are sent after it commits (the fleet
         # writes the node's desired version in its own transaction; SQLite allows one writer).
         self._outbox: list[Callable[[], None]] = []  # effects to run after the transaction commits
+        self._commands: list[tuple[str, dict[str, Any], int]] = []  # commands to send after it commits
         self._ack_failures: dict[int, dict[str, str]] = {}
         fleet.add_ack_listener(self._on_ack)
 
@@ -181,7 +182,7 @@ class RolloutService:
 
     def _act(self, rollout_id: int, dst: RolloutState, actor: str, reason: str) -> None:
         with self._lock:
-            mark = len(self._outbox)
+            mark, cmark = len(self._outbox), len(self._commands)
             try:
                 with self.db.session() as s:
                     r = self._row(s, rollout_id)
@@ -193,6 +194,7 @@ class RolloutService:
                         self._transition(s, r, dst, reason, actor)
             except BaseException:
                 del self._outbox[mark:]  # nothing decided in a failed transaction is sent
+                del self._commands[cmark:]
                 raise
             self._send_outbox()
             if dst == RolloutState.PROGRESSING:
@@ -206,7 +208,7 @@ class RolloutService:
             with self.db.session() as s:
                 ids = list(s.scalars(select(Rollout.id).where(Rollout.state == RolloutState.PROGRESSING.value)))
             for rid in ids:
-                mark = len(self._outbox)
+                mark, cmark = len(self._outbox), len(self._commands)
                 try:
                     with self.db.session() as s:  # one transaction per rollout
                         r = self._row(s, rid)
@@ -218,21 +220,26 @@ class RolloutService:
                             self._tick_baking(s, r)
                 except Exception:  # one broken rollout must not stop the others
                     del self._outbox[mark:]
+                    del self._commands[cmark:]
                     log.exception("rollout tick failed", extra={"rollout_id": rid})
             self._send_outbox()
 
     def _queue_command(self, node_id: str, payload: dict[str, Any], rollout_id: int) -> str:
         cid = uuid.uuid4().hex
-        command = {**payload, "command_id": cid}
-
-        def send() -> None:
-            self._cmd_rollout[cid] = rollout_id
-            self.fleet.send_command(node_id, command, rollout_id=rollout_id)
-
-        self._outbox.append(send)
+        self._commands.append((node_id, {**payload, "command_id": cid}, rollout_id))
         return cid
 
     def _send_outbox(self) -> None:
+        commands, self._commands = self._commands, []
+        by_rollout: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for node_id, command, rid in commands:
+            self._cmd_rollout[str(command["command_id"])] = rid
+            by_rollout.setdefault(rid, []).append((node_id, command))
+        for rid, items in by_rollout.items():
+            try:
+                self.fleet.send_commands(items, rollout_id=rid)  # one batch per rollout
+            except Exception:
+                log.exception("sending rollout commands failed", extra={"rollout_id": rid})
         todo, self._outbox = self._outbox, []
         for effect in todo:
             try:
