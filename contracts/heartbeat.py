@@ -24,6 +24,7 @@ class Heartbeat(BaseModel):
     queue_depth: int = Field(default=0, ge=0, description="Requests waiting in the batcher")
     latency_p50_ms: float = Field(default=0.0, ge=0, description="Inference latency p50")
     latency_p99_ms: float = Field(default=0.0, ge=0, description="Inference latency p99")
+    requests: int = Field(default=0, ge=0, description="Requests served over the window (rollout analysis)")
     error_rate: float = Field(default=0.0, ge=0, description="Errors / requests over the window")
     fallback_rate: float = Field(default=0.0, ge=0, description="Cloud fallbacks / requests")
     cache_hit_rate: float = Field(default=0.0, ge=0, description="Result-cache hit rate")
