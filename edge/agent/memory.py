@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -27,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from contracts.errors import AutoGLMError
 from edge.memory.store import MemoryStore
+from skillpack import calculator, climate, units
 from skillpack.kg.linking import EntityLinker
-from skillpack.text import normalize_numbers
+from skillpack.kg.reasoner import cue_slots
+from skillpack.text import normalize_numbers, to_ascii
 
 CACHE_PREFIX = "cache:"
 KNOWLEDGE_PREFIX = "kb:"
@@ -172,16 +176,41 @@ class KnowledgeMemory:
 
 # ----------------------------------------------------------------------------- semantic cache
 _NUM = re.compile(r"\d+(?:\.\d+)?")
-_CODE = re.compile(r"(?<![A-Za-z])([A-Za-z]{2})[\s_-]?(\d{3,4})(?!\d)")
+# device/sensor codes: "PR-111", "pr-111", "PR111", "PR 111" (upper case without a hyphen, so "of 240" is no code)
+_CODE = re.compile(r"(?<![A-Za-z])(?:([A-Za-z]{2})[_-]|([A-Z]{2})\s?)(\d{3,4})(?!\d)")
 
 
 def question_signature(text: str, linker: EntityLinker | None) -> list[str]:
-    """What a cached answer must agree on: linked entities, device/sensor codes and numbers."""
-    norm = normalize_numbers(text)
-    sig = {f"n:{float(n):g}" for n in _NUM.findall(_CODE.sub(" ", norm))}
-    sig |= {f"c:{a.upper()}-{b}" for a, b in _CODE.findall(norm)}
+    """What a cached answer must agree on, beyond embedding similarity: the entities, device codes
+    and numbers the question names, the graph relations its words cue, the arithmetic operators,
+    the unit pair and the climate city/month/quantity. Sentence embeddings place "who maintains
+    PR-111" and "who operates PR-111" almost on top of each other (cosine ≈ 0.99 with MiniLM);
+    the signature is what keeps them apart."""
+    ascii_text = to_ascii(text)
+    sig: set[str] = set()
+    span = (0, 0)
+    blanked = ascii_text
     if linker is not None:
-        sig |= {f"e:{m.entity_id}" for m in linker.link(text) if m.score >= 0.99}
+        mentions = [m for m in linker.link(text) if m.score >= 0.99]
+        sig |= {f"e:{m.entity_id}" for m in mentions}
+        if mentions:
+            span = (mentions[0].start, mentions[0].end)
+        for m in mentions:  # a linked name is its entity, not numbers and codes
+            blanked = blanked[: m.start] + " " * (m.end - m.start) + blanked[m.end :]
+    norm = normalize_numbers(blanked)
+    clean = _CODE.sub(" ", norm)
+    sig |= {f"n:{float(n):g}" for n in _NUM.findall(clean)}
+    sig |= {f"c:{(a or b).upper()}-{n}" for a, b, n in _CODE.findall(norm)}
+    sig |= {f"r:{rel}" for slot in cue_slots(to_ascii(text), span) for rel in slot.relations}
+    with contextlib.suppress(AutoGLMError):
+        rewritten = calculator.rewrite(clean)
+        sig |= {f"o:{op}" for op in re.findall(r"[-+*/^%]|sqrt|cbrt|avg|sum|product|min|max", rewritten)}
+    with contextlib.suppress(AutoGLMError):
+        conv = units.solve(text)
+        sig.add(f"u:{conv.from_unit}>{conv.to_unit}")
+    city = climate.find_city_in_text(text)
+    if city is not None:
+        sig.add(f"w:{city.id}:{climate.find_month(text)}:{climate.find_quantity(text)}")
     return sorted(sig)
 
 
