@@ -21,7 +21,7 @@ import json
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,19 +199,27 @@ def question_signature(text: str, linker: EntityLinker | None) -> list[str]:
             blanked = blanked[: m.start] + " " * (m.end - m.start) + blanked[m.end :]
     norm = normalize_numbers(blanked)
     clean = _CODE.sub(" ", norm)
-    sig |= {f"n:{float(n):g}" for n in _NUM.findall(clean)}
+    numbers = [f"{float(n):g}" for n in _NUM.findall(clean)]
+    if numbers:  # in order: "199% of 179" is not "179% of 199"
+        sig.add("n:" + ",".join(numbers))
     sig |= {f"c:{(a or b).upper()}-{n}" for a, b, n in _CODE.findall(norm)}
-    sig |= {f"r:{rel}" for slot in cue_slots(to_ascii(text), span) for rel in slot.relations}
+    cues = Counter(rel for slot in cue_slots(ascii_text, span) for rel in slot.relations)
+    sig |= {f"r:{rel}" if n == 1 else f"r:{rel}#{n}" for rel, n in cues.items()}  # "the boss of the boss of"
     with contextlib.suppress(AutoGLMError):
-        rewritten = calculator.rewrite(clean)
-        sig |= {f"o:{op}" for op in re.findall(r"[-+*/^%]|sqrt|cbrt|avg|sum|product|min|max", rewritten)}
+        expression = calculator.solve(clean).expression
+        sig |= {f"o:{op}" for op in re.findall(r"[-+*/^%]|sqrt|cbrt|avg|sum|product|min|max", expression)}
     with contextlib.suppress(AutoGLMError):
         conv = units.solve(text)
         sig.add(f"u:{conv.from_unit}>{conv.to_unit}")
     city = climate.find_city_in_text(text)
-    if city is not None:
+    if city is not None and not linked_site(sig):
         sig.add(f"w:{city.id}:{climate.find_month(text)}:{climate.find_quantity(text)}")
     return sorted(sig)
+
+
+def linked_site(sig: set[str]) -> bool:
+    """A plant site/line named like a city ("Suzhou Line 2") is not a climate question."""
+    return any(x.startswith(("e:site:", "e:line:")) for x in sig)
 
 
 @dataclass(frozen=True)
