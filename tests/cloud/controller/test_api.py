@@ -176,9 +176,20 @@ def test_register_from_path_and_fleet_endpoints(live: LiveServer, tmp_path: Path
     sent = live.svc.fleet.channel.sent  # type: ignore[union-attr]
     assert sent[-1][1] == "n1" and sent[-1][2]["type"] == "set_desired_version"
     assert sent[-1][2]["manifest_url"] == "/api/v1/models/tiny/versions/1.0.0/manifest"
+    live.svc.registry.register_dir(make_bundle(tmp_path / "b2", version="1.1.0", encoder_seed=1), actor="t")
+    with live.client() as admin:
+        split = {"model": "tiny", "stable_version": "1.0.0", "canary_version": "1.1.0", "canary_weight": 0.2}
+        assert admin.post("/api/v1/nodes/n1/traffic-split", json=split).status_code == 202
+        assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_weight": 1.5}).status_code == 422
+        assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_version": "9.9.9"}).status_code == 404
+    cmd = sent[-1][2]
+    assert cmd["type"] == "set_traffic_split" and cmd["weights"] == {"1.0.0": 0.8, "1.1.0": 0.2}
+    assert set(cmd["manifests"]) == {"1.0.0", "1.1.0"}
     with live.client(token) as edge:
         assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "model_version": "1.0.0"}).status_code == 204
         assert edge.post("/api/v1/nodes/n1/acks", json={"command_id": cid, "ok": True, "version": "1.0.0"}).status_code == 204
         node = edge.get("/api/v1/nodes/n1").json()
         assert node["online"] is True and node["current_version"] == "1.0.0"
-        assert edge.get("/api/v1/nodes/n1/commands").json()[0]["status"] == "acked"
+        statuses = {c["id"]: (c["kind"], c["status"]) for c in edge.get("/api/v1/nodes/n1/commands").json()}
+        assert statuses[cid] == ("set_desired_version", "acked")
+        assert sorted(statuses.values()) == [("set_desired_version", "acked"), ("set_traffic_split", "sent")]

@@ -125,6 +125,10 @@ def test_rollouts_over_real_mqtt(fleet_world: tuple[LiveServer, list[MqttEdge]])
     # Acks travelled back over MQTT and were recorded per command.
     acked = [cmd for cmd in svc.fleet.commands(limit=500) if cmd.status == "acked"]
     assert len(acked) >= N + 2
-    # A node that leaves says so (its offline status); the fleet view follows.
-    edges[-1].stop()
-    wait_for(lambda: not svc.fleet.get(edges[-1].node_id).online, what="node offline")
+    # A node that dies without a goodbye: the broker publishes its Last Will; the fleet follows.
+    edges[-1].sync.stop(graceful=False)
+    wait_for(lambda: not svc.fleet.get(edges[-1].node_id).online, what="Last Will marks the node offline")
+    # A node that leaves cleanly says so (its offline status).
+    edges[-2].stop()
+    wait_for(lambda: not svc.fleet.get(edges[-2].node_id).online, what="node offline")
+    assert len(svc.fleet.list_nodes(online=True)) == N - 2
