@@ -342,7 +342,8 @@ def _free_port() -> int:
 def _start(kind: str, args: argparse.Namespace, ckpt: Path, bundle: Path, port: int) -> subprocess.Popen[bytes]:
     if kind == "edge-int8":
         bundle = prepare_bundle("int8")[1]
-    cmd = [sys.executable, __file__, "_serve", kind, "--port", str(port), "--threads", str(args.threads)]
+    threads = args.edge_threads if kind.startswith("edge") and args.edge_threads else args.threads
+    cmd = [sys.executable, __file__, "_serve", kind, "--port", str(port), "--threads", str(threads)]
     cmd += ["--ckpt", str(ckpt), "--bundle", str(bundle)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, env=env, cwd=ROOT)
@@ -412,6 +413,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_after": os.getloadavg()},
         "precision": args.precision,
         "threads": args.threads,
+        "edge_threads": args.edge_threads or args.threads,
         "duration_s": args.duration,
         "queries": len(texts),
         "raw_engine": raw,
@@ -494,6 +496,7 @@ def main() -> None:
         "--servers", default="naive,ort,edge,edge-int8", help="comma list of naive, ort, edge, edge-int8, edge-cache"
     )
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op / torch threads for every server")
+    p.add_argument("--edge-threads", type=int, default=0, help="ORT threads of the edge servers only (0: --threads)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="bundle of the ort/edge/raw rows")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
     args = p.parse_args()

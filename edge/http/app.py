@@ -16,6 +16,7 @@ its batch starts costs no forward pass.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 from collections.abc import AsyncIterator, MutableMapping
@@ -82,9 +83,14 @@ class EdgeApp(FastAPI):
         if scope["type"] == "http" and scope["method"] == "POST" and self.infer_endpoint is not None:
             matched = match_infer_path(scope["path"])
             if matched is not None:
-                await self.infer_endpoint(dict(scope) if not isinstance(scope, dict) else scope, receive, send, *matched)
+                await self.infer_endpoint(scope, receive, send, *matched)
                 return
         await super().__call__(scope, receive, send)
+
+
+def _log_initial_load(task: asyncio.Task[LoadedModel]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # ready stays 503 with the reason
+        log.error("initial bundle did not load: %s", task.exception())
 
 
 def create_app(service: InferenceService, settings: ServeSettings | None = None) -> FastAPI:
@@ -94,14 +100,16 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        initial: asyncio.Task[LoadedModel] | None = None
         if settings.bundle_dir is not None and service.manager.active is None:
-            try:
-                await service.manager.load(Path(settings.bundle_dir), settings.serve_adapter_set)
-            except Exception as exc:  # keep serving health/metrics; ready stays false
-                log.error("initial bundle %s did not load: %s", settings.bundle_dir, exc)
+            # In the background: liveness answers at once, readiness once the model is warm.
+            initial = service.manager.start_load(Path(settings.bundle_dir), settings.serve_adapter_set)
+            initial.add_done_callback(_log_initial_load)
         try:
             yield
         finally:
+            if initial is not None and not initial.done():
+                initial.cancel()
             await service.stop()
 
     app = EdgeApp(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan)

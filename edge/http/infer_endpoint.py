@@ -12,6 +12,7 @@ before its batch is formed, so it costs no forward pass.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 from contracts.errors import PayloadTooLarge
@@ -21,7 +22,7 @@ from edge.serving.service import InferenceResult, InferenceService
 
 PREFIX = "/v2/models/"
 SUFFIX = "/infer"
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 
 
 def match_infer_path(path: str) -> tuple[str, str | None] | None:

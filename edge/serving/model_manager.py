@@ -67,10 +67,19 @@ class ModelManager:
         self.last_load: LoadRecord | None = None
         self._loading = False
         self._listeners: list[SwapListener] = []
+        self._result_listeners: list[Callable[[str], None]] = []
         self._drain_tasks: set[asyncio.Task[None]] = set()
 
     def on_swap(self, listener: SwapListener) -> None:
         self._listeners.append(listener)
+
+    def on_load_result(self, listener: Callable[[str], None]) -> None:
+        """Called with ``"success"`` or ``"failed"`` after every load attempt."""
+        self._result_listeners.append(listener)
+
+    def _report(self, result: str) -> None:
+        for listener in self._result_listeners:
+            listener(result)
 
     @property
     def loading(self) -> bool:
@@ -80,7 +89,10 @@ class ModelManager:
     def resolve(self, name: str | None = None, version: str | None = None) -> LoadedModel:
         model = self.active
         if model is None:
-            why = f" (last load failed: {self.last_load.error})" if self.last_load and self.last_load.error else ""
+            last = self.last_load
+            if self._loading and last is not None:
+                raise Unavailable(f"no model is ready yet ({last.state.value} {last.source})")
+            why = f" (last load failed: {last.error})" if last and last.error else ""
             raise Unavailable(f"no model is ready{why}")
         if name is not None and name != model.name:
             raise NotFound(f"unknown model {name!r}; this node serves {model.name!r}")
@@ -103,14 +115,25 @@ class ModelManager:
 
     async def load(self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None) -> LoadedModel:
         """Load, warm and activate; the current model serves until the switch."""
+        return await self.start_load(source, adapter_set, expected_name=expected_name)
+
+    def start_load(
+        self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None
+    ) -> asyncio.Task[LoadedModel]:
+        """Begin a load now (state visible at once) and return its task; raises Conflict if one runs."""
         if self._loading:
             raise Conflict("a model load is already in progress")
         self._loading = True
         record = LoadRecord(str(source), adapter_set, SlotState.LOADING, time.time())
         self.last_load = record
+        return asyncio.get_running_loop().create_task(self._load(record, Path(source), adapter_set, expected_name))
+
+    async def _load(
+        self, record: LoadRecord, source: Path, adapter_set: str | None, expected_name: str | None
+    ) -> LoadedModel:
         try:
             try:
-                model = await asyncio.to_thread(self._load_and_warm, Path(source), adapter_set, record)
+                model = await asyncio.to_thread(self._load_and_warm, source, adapter_set, record)
             except AutoGLMError as exc:
                 raise self._failed(record, exc.message, exc) from exc
             except Exception as exc:
@@ -123,6 +146,7 @@ class ModelManager:
             self._activate(model)
             record.state = SlotState.READY
             record.finished_at = time.time()
+            self._report("success")
             return model
         finally:
             self._loading = False
@@ -130,6 +154,7 @@ class ModelManager:
     def _failed(self, record: LoadRecord, message: str, exc: Exception | None) -> AutoGLMError:
         record.state = SlotState.FAILED
         record.error = message
+        self._report("failed")
         record.finished_at = time.time()
         current = self.active.label if self.active else "nothing"
         log.warning("model load failed, still serving %s: %s", current, message)

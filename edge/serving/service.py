@@ -84,6 +84,7 @@ class InferenceService:
         self.default_deadline_s = default_deadline_s
         self._metric_children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         manager.on_swap(self._on_swap)
+        manager.on_load_result(lambda result: metrics.swaps.labels(result).inc())
 
     @classmethod
     def from_settings(cls, settings: ServeSettings, loader: object | None = None) -> InferenceService:
@@ -211,14 +212,19 @@ class InferenceService:
             pending = list(todo)
             deadline = time.monotonic() + deadline_s if deadline_s is not None else None
             futures = self.batcher.submit(m, pending, priority=priority, deadline=deadline)
-            gathered = asyncio.gather(*futures)
             try:
-                if deadline_s is None:
-                    computed = await gathered
+                if deadline_s is None and len(futures) == 1:
+                    computed = [await futures[0]]
+                elif deadline_s is None:
+                    computed = await asyncio.gather(*futures)
                 else:
-                    computed = await asyncio.wait_for(gathered, max(deadline_s, 0.0) + 1.0)
+                    computed = await asyncio.wait_for(asyncio.gather(*futures), max(deadline_s, 0.0) + 1.0)
             except TimeoutError as exc:
                 raise GatewayTimeout(f"no result within the deadline of {deadline_s:.3f}s") from exc
+            except BaseException:
+                for f in futures:  # cancelled or failed: drop the rest from the queue too
+                    f.cancel()
+                raise
             store = cache.enabled and self.manager.active is m
             for text, row in zip(pending, computed, strict=True):
                 for i in todo[text]:

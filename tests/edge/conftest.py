@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -165,6 +167,17 @@ def settings_for(tmp: Path, **overrides: object) -> ServeSettings:
     return ServeSettings(**base)  # type: ignore[arg-type]
 
 
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """The initial bundle loads in the background: wait for readiness (or its failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = httpx.get(url + "/v2/health/ready")
+        if r.status_code == 200 or "yet" not in r.json().get("error", "yet"):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
 @pytest.fixture()
 def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
     """``start_server(bundle_dir=..., **settings)`` → a real uvicorn server on a free port."""
@@ -176,6 +189,8 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
         service = InferenceService.from_settings(settings, loader=loader)
         server = BackgroundServer(create_app(service, settings)).start()
         running.append(server)
+        if settings.bundle_dir is not None:
+            wait_ready(server.url)
         return Served(server.url, service, settings, loader)
 
     yield factory

@@ -140,6 +140,9 @@ def test_failed_load_keeps_current_model_and_reports_why(served: Served, tampere
         r = c.post("/v2/repository/models/other-name/load", json={"parameters": {"bundle": str(served.settings.bundle_dir)}})
         assert r.status_code == 422 and "not 'other-name'" in r.json()["error"]
         assert c.post(LOAD, json=body(["still serving"])).json()["model_version"] == "1.0.0"
+        metrics = c.get("/metrics").text
+    assert 'autoglm_edge_model_swaps_total{result="failed"} 3.0' in metrics
+    assert 'autoglm_edge_model_swaps_total{result="success"} 1.0' in metrics
 
 
 def test_cache_is_invalidated_on_swap_and_adapter_set_change(
