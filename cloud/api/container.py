@@ -82,8 +82,11 @@ def attach_mqtt(settings: CloudSettings, fleet: FleetService) -> object:
     from cloud.sync.hub import CloudSync
     from cloud.sync.settings import CloudSyncSettings
 
+    sync_settings = CloudSyncSettings()
+    # The hub's own database path wins when set explicitly; otherwise it lives next to ours.
+    db_path = sync_settings.sync_db_path if "sync_db_path" in sync_settings.model_fields_set else None
     sync = CloudSync(
-        CloudSyncSettings(), settings.data_dir / "sync.sqlite3", host=settings.mqtt_host, port=settings.mqtt_port
+        sync_settings, db_path or settings.data_dir / "sync.sqlite3", host=settings.mqtt_host, port=settings.mqtt_port
     )
     link = MqttFleetLink(sync)
     link.attach(fleet)

@@ -242,7 +242,7 @@ class FleetService:
         sample = NodeSample(
             ts=now,
             version=version,
-            requests=int(payload.get("requests", payload.get("window_requests", 0)) or 0),
+            requests=int(payload.get("requests", 0) or 0),
             error_rate=float(payload.get("error_rate", 0.0) or 0.0),
             p99_ms=float(payload.get("latency_p99_ms", 0.0) or 0.0),
             fallback_rate=float(payload.get("fallback_rate", 0.0) or 0.0),

@@ -335,6 +335,10 @@ class RegistryService:
         m = s.get(Model, v.model_id)
         assert m is not None
         parent = s.get(ModelVersion, v.parent_id) if v.parent_id else None
+        parent_ref = None
+        if parent is not None:
+            pm = s.get(Model, parent.model_id)
+            parent_ref = f"{pm.name if pm else m.name}@{parent.version}"
         aliases = [a.name for a in s.scalars(select(Alias).where(Alias.version_id == v.id).order_by(Alias.name))]
         files = []
         if with_files:
@@ -345,7 +349,7 @@ class RegistryService:
         return VersionOut(
             model=m.name, version=v.version, status=VersionStatus(v.status), kind=v.kind,
             manifest_sha256=v.manifest_sha256, metrics=v.metrics, lineage=v.lineage, tags=v.tags,
-            parent=f"{m.name if parent is None else s.get(Model, parent.model_id).name}@{parent.version}" if parent else None,  # type: ignore[union-attr]
+            parent=parent_ref,
             aliases=aliases, created_by=v.created_by, created_at=v.created_at, files=files,
         )
 

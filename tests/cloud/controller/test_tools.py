@@ -139,3 +139,18 @@ def test_tool_definitions_are_checked() -> None:
         Tool(name="bad name!", description="", parameters={"type": "object"}, func=_echo)
     with pytest.raises(Exception, match="is not valid"):
         Tool(name="bad_schema", description="", parameters={"type": "nonsense"}, func=_echo)
+
+
+def test_doc_search_with_encoder_embeddings(tmp_path: Path) -> None:
+    pytest.importorskip("skillpack.docsearch")
+    from cloud.model.base import make_tiny_base
+    from cloud.tools.builtins import doc_search_tool
+    from cloud.tools.embedding import BaseEncoderEmbedder
+
+    embed = BaseEncoderEmbedder(make_tiny_base(tmp_path / "base", seed=0))
+    vectors = embed(["conveyor jam", "safety gloves"])
+    assert vectors.shape[0] == 2 and abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4  # unit length
+    tool = doc_search_tool(embed)
+    assert tool is not None and "embeddings" in tool.description
+    hits = tool.func(query="conveyor jam alarm", k=3)["hits"]
+    assert 1 <= len(hits) <= 3 and all(h["id"] for h in hits)
