@@ -16,6 +16,7 @@ from pathlib import Path
 from contracts.bundle import Bundle, open_bundle
 from contracts.errors import BundleError
 from contracts.logging import get_logger
+from contracts.manifest import MANIFEST_FILE, Manifest
 from contracts.tokenizer import TextTokenizer, TokenizerSettings
 from edge.runtime.bundle_session import BundleSession
 from edge.runtime.engine import Engine
@@ -28,6 +29,14 @@ log = get_logger("autoglm.edge.runtime.loader")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+def read_manifest_kind(source: Path) -> str:
+    """``full`` or ``adapter_update`` (unverified peek; ``open_bundle`` verifies afterwards)."""
+    path = Path(source) / MANIFEST_FILE
+    if not path.is_file():
+        return "full"  # open_bundle reports the missing manifest
+    return Manifest.from_yaml(path.read_bytes(), str(path)).kind
+
+
 def public_key_arg(value: str) -> bytes | Path | None:
     """``bundle_public_key`` as hex text or a path to a key file."""
     value = value.strip()
@@ -37,23 +46,30 @@ def public_key_arg(value: str) -> bytes | Path | None:
 
 
 class BundleModelLoader:
-    """Callable ``(bundle_dir, adapter_set) -> LoadedModel`` (runs in a worker thread)."""
+    """Callable ``(bundle_dir, adapter_set) -> LoadedModel`` (runs in a worker thread).
 
-    def __init__(self, settings: ServeSettings) -> None:
+    ``parent_of``: where an adapter-only update bundle finds its parent (the graph and the
+    tokenizer it reuses) — by default the bundle currently served. ``open_bundle`` checks that
+    it is exactly the parent the update names (manifest sha256).
+    """
+
+    def __init__(self, settings: ServeSettings, parent_of: Callable[[], Path | None] | None = None) -> None:
         self.settings = settings
+        self.parent_of = parent_of
 
     def open(self, source: Path) -> Bundle:
-        return open_bundle(source, public_key=public_key_arg(self.settings.bundle_public_key), verify=True)
+        key = public_key_arg(self.settings.bundle_public_key)
+        if read_manifest_kind(source) == "adapter_update":
+            parent = self.parent_of() if self.parent_of else None
+            if parent is None:
+                raise BundleError(f"{source} is an adapter-only update; load its parent bundle first")
+            return open_bundle(source, public_key=key, verify=True, parent=open_bundle(parent, key, verify=False))
+        return open_bundle(source, public_key=key, verify=True)
 
     def __call__(self, source: Path, adapter_set: str | None = None) -> LoadedModel:
         s = self.settings
         bundle = self.open(Path(source))
         m = bundle.manifest
-        if bundle.is_adapter_update:
-            raise BundleError(
-                f"{source} is an adapter-only update of {m.parent.name if m.parent else '?'}; "
-                "materialise it with its parent bundle before loading"
-            )
         set_name = adapter_set or s.serve_adapter_set or m.default_adapter_set
         if set_name not in m.adapter_sets:
             raise BundleError(f"bundle {m.name}@{m.version}: no adapter set {set_name!r} (has {sorted(m.adapter_sets)})")

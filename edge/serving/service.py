@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,8 +93,13 @@ class InferenceService:
         from edge.runtime.bundle_loader import BundleModelLoader
 
         metrics = ServingMetrics(settings.node_id)
+
+        def served_bundle() -> Path | None:  # an adapter-only update's parent
+            active = manager.active
+            return active.source if active is not None else None
+
         manager = ModelManager(
-            loader if callable(loader) else BundleModelLoader(settings),
+            loader if callable(loader) else BundleModelLoader(settings, parent_of=served_bundle),
             warmup_batches=settings.serve_warmup_batches,
             max_batch_size=settings.serve_max_batch_size,
             drain_timeout_s=settings.serve_drain_timeout_s,
@@ -119,8 +125,6 @@ class InferenceService:
     async def start(self, bundle: str | None = None, adapter_set: str | None = None) -> None:
         self.batcher.start()
         if bundle:
-            from pathlib import Path
-
             await self.manager.load(Path(bundle), adapter_set)
 
     async def stop(self) -> None:

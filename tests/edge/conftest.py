@@ -31,7 +31,7 @@ from edge.runtime.bundle_session import BundleSession
 from edge.serving.loaded_model import LoadedModel
 from edge.serving.service import InferenceService
 from edge.settings import ServeSettings
-from export.pipeline import export_checkpoint
+from export.pipeline import export_adapter_update, export_checkpoint
 
 ROUTES = ["calculator", "climate", "chitchat", "doc_search"]
 MODEL = "autoglm-router"
@@ -41,6 +41,7 @@ MODEL = "autoglm-router"
 class Bundles:
     v1: Path  # version 1.0.0, adapter sets "default" (T=1.3) and "other"
     v2: Path  # version 2.0.0, other adapter weights (different outputs)
+    update: Path  # 1.1.0: adapter-only update of v1 carrying v2's adapters
     root: Path
 
 
@@ -60,8 +61,10 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     root = tmp_path_factory.mktemp("edge-bundles")
     base = make_tiny_base(root / "base", seed=0)
     v1 = export_checkpoint(_checkpoint(root / "ckpt1", base, 1), root / "v1", name=MODEL, version="1.0.0")
-    v2 = export_checkpoint(_checkpoint(root / "ckpt2", base, 2), root / "v2", name=MODEL, version="2.0.0")
-    return Bundles(v1, v2, root)
+    ckpt2 = _checkpoint(root / "ckpt2", base, 2)
+    v2 = export_checkpoint(ckpt2, root / "v2", name=MODEL, version="2.0.0")
+    update = export_adapter_update(ckpt2, root / "update", parent_bundle=v1, version="1.1.0")
+    return Bundles(v1, v2, update, root)
 
 
 @pytest.fixture()
@@ -78,8 +81,8 @@ def tampered_bundle(bundles: Bundles, tmp_path: Path) -> Path:
 class Reference:
     """What one text gives alone: tokenizer + BundleSession at batch size 1 (no server)."""
 
-    def __init__(self, bundle_dir: Path, adapter_set: str | None = None) -> None:
-        b = open_bundle(bundle_dir)
+    def __init__(self, bundle_dir: Path, adapter_set: str | None = None, parent: Path | None = None) -> None:
+        b = open_bundle(bundle_dir, parent=parent)
         tok = b.manifest.tokenizer
         self.tokenizer = TextTokenizer(
             b.tokenizer_file(), TokenizerSettings(tok.max_length, tok.lowercase, tok.oov_char_fallback)
@@ -110,8 +113,8 @@ class GatedLoader:
     Lets a test hold a batch inside the engine; counts forward passes and the rows they carried.
     """
 
-    def __init__(self, settings: ServeSettings) -> None:
-        self.inner = BundleModelLoader(settings)
+    def __init__(self, settings: ServeSettings, parent_of: Callable[[], Path | None] | None = None) -> None:
+        self.inner = BundleModelLoader(settings, parent_of)
         self.gates: dict[str, threading.Event] = {}
         self.entered: dict[str, threading.Event] = {}
         self.calls = 0
@@ -185,8 +188,15 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
 
     def factory(**overrides: object) -> Served:
         settings = settings_for(tmp_path, **overrides)
-        loader = GatedLoader(settings)
+        holder: list[InferenceService] = []
+
+        def served_bundle() -> Path | None:
+            active = holder[0].manager.active if holder else None
+            return active.source if active is not None else None
+
+        loader = GatedLoader(settings, served_bundle)
         service = InferenceService.from_settings(settings, loader=loader)
+        holder.append(service)
         server = BackgroundServer(create_app(service, settings)).start()
         running.append(server)
         if settings.bundle_dir is not None:

@@ -182,3 +182,22 @@ def test_repository_api_needs_token_when_configured(start_server: object, bundle
             headers={"Authorization": "Bearer s3cret"},
         )
         assert r.status_code == 200 and r.json()["version"] == "2.0.0"
+
+
+def test_adapter_only_update_binds_onto_the_served_bundle(served: Served, bundles: Bundles) -> None:
+    ref = Reference(bundles.update, parent=bundles.v1)
+    with httpx.Client(base_url=served.url, timeout=60) as c:
+        r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}})
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == "1.1.0"
+        doc = c.post(LOAD, json=body(["adapter update"])).json()
+    assert doc["model_version"] == "1.1.0"
+    np.testing.assert_allclose(embedding_of(doc), ref("adapter update")[0], atol=1e-5)
+
+
+def test_adapter_only_update_needs_its_parent_served(start_server: object, bundles: Bundles) -> None:
+    s = start_server(bundle_dir=bundles.v2)  # type: ignore[operator]
+    with httpx.Client(base_url=s.url, timeout=60) as c:
+        r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}})
+        assert r.status_code == 422 and "parent" in r.json()["error"], r.text
+        assert c.post(LOAD, json=body(["x"])).json()["model_version"] == "2.0.0"
