@@ -107,6 +107,15 @@ def default_eval_set(seed: int = 0, minimum: int = 200) -> tuple[list[str], list
     return [e.text for e in examples], [e.route for e in examples]
 
 
+def default_calibration_texts(n: int, seed: int = 0) -> list[str] | None:
+    """Calibration queries from the generator's validation split (disjoint from the test split)."""
+    try:
+        from cloud.data import default_splits
+    except ImportError:
+        return None
+    return [e.text for e in default_splits(seed)["val"][:n]]
+
+
 def checkpoint_sha256(ckpt_dir: Path) -> str:
     from cloud.model.checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE
 
@@ -393,25 +402,42 @@ def _int8(
     routes: list[str],
     cfg: ExportSettings,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from export.quantize import search_int8
+    from export.quantize import quantizable_nodes, search_int8
+    from export.smooth import smooth_graph
 
-    sens_texts = list(texts[: cfg.int8_sensitivity_samples])
+    # Calibration / sensitivity queries: the generator's validation split (never the guard's set).
+    calib = default_calibration_texts(cfg.int8_calibration_samples) or list(texts[: cfg.int8_calibration_samples])
+    sens_texts = calib[: cfg.int8_sensitivity_samples]
     ref_sens = run_texts(_ort_runner(fp32), tokenizer, sens_texts)
+    source = fp32
+    smoothing: dict[str, Any] = {"alpha": 0.0}
+    if cfg.int8_smooth_alpha > 0:
+        feeds = []
+        for i in range(0, len(calib), 32):
+            ids, mask = tokenizer(calib[i : i + 32])
+            feeds.append({"input_ids": ids, "attention_mask": mask})
+        source = dst.with_name("encoder.smoothed.onnx")
+        targets = [n for n in quantizable_nodes(fp32) if n not in set(adapter_nodes)]
+        smoothing = smooth_graph(fp32, source, nodes=targets, calib_feeds=feeds, alpha=cfg.int8_smooth_alpha)
 
     def score(path: Path) -> tuple[float, float]:
         rep = parity_report(ref_sens, run_texts(_ort_runner(path), tokenizer, sens_texts))
         return rep["cosine_mean"], rep["cosine_p1"]
 
-    result = search_int8(
-        fp32,
-        dst,
-        always_float=adapter_nodes,
-        score=score,
-        target_mean=cfg.int8_target_mean_cosine,
-        target_p1=cfg.int8_target_cosine_p1,
-        max_float_nodes=cfg.int8_max_float_nodes,
-        embeddings=cfg.int8_quantize_embeddings,
-    )
+    try:
+        result = search_int8(
+            source,
+            dst,
+            always_float=adapter_nodes,
+            score=score,
+            target_mean=cfg.int8_target_mean_cosine,
+            target_p1=cfg.int8_target_cosine_p1,
+            max_float_nodes=cfg.int8_max_float_nodes,
+            embeddings=cfg.int8_quantize_embeddings,
+        )
+    finally:
+        if source != fp32:
+            source.unlink(missing_ok=True)
     ref = run_texts(_ort_runner(fp32), tokenizer, texts)
     got = run_texts(_ort_runner(dst), tokenizer, texts)
     report = parity_report(ref, got, routes=routes, labels=labels)
@@ -431,7 +457,7 @@ def _int8(
         "failures": failures,
         "goal_met": report["cosine_mean"] >= cfg.int8_target_mean_cosine and report["cosine_p1"] >= cfg.int8_target_cosine_p1,
     }
-    return result.summary(), guard
+    return {**result.summary(), "smoothing": smoothing, "calibration_queries": len(calib)}, guard
 
 
 def _fp16_parity(fp32: Path, fp16: Path, tokenizer: TextTokenizer, texts: list[str]) -> dict[str, Any]:

@@ -44,6 +44,13 @@ class ExportSettings(AutoGLMSettings):
     int8_sensitivity_samples: int = Field(
         default=96, ge=8, description="int8 search: queries used to measure each node's quantization sensitivity."
     )
+    int8_smooth_alpha: float = Field(
+        default=0.75, ge=0, le=1,
+        description="int8: SmoothQuant migration strength for activation outliers (0 disables smoothing).",
+    )
+    int8_calibration_samples: int = Field(
+        default=128, ge=8, description="int8: queries (validation split, not the guard's set) for smoothing statistics."
+    )
     int8_quantize_embeddings: bool = Field(
         default=True, description="int8: store the word/position embedding tables as int8 too (about 4x smaller bundle)."
     )

@@ -64,6 +64,7 @@ def test_guard_passes_and_numbers_in_manifest(int8_bundle: Path) -> None:
     assert "accuracy_drop" in guard and guard["thresholds"]["min_cosine_p1"] == 0.97
     info = m.metrics.export["int8"]
     assert info["trials"][0]["kept_float"] == 0 and info["sensitivity_top"]
+    assert info["smoothing"]["alpha"] == 0.75 and info["smoothing"]["nodes"] > 0
 
 
 def test_int8_graph_is_quantized_and_adapters_stay_float(int8_bundle: Path) -> None:
@@ -97,7 +98,7 @@ def test_guard_fails_loudly_on_bad_model(bad_ckpt: Path, eval_set: tuple[list[st
     with pytest.raises(GuardFailed) as err:
         export_checkpoint(
             bad_ckpt, tmp_path / "b", precision="int8", eval_texts=texts, eval_labels=labels,
-            settings=ExportSettings(int8_max_float_nodes=0),
+            settings=ExportSettings(int8_max_float_nodes=0, int8_smooth_alpha=0.0),
         )
     assert "embedding cosine 1st percentile" in err.value.message
     assert err.value.report["cosine_p1"] < 0.97 and not err.value.report["passed"]
@@ -116,6 +117,7 @@ def test_cli_exit_code_and_allow_degraded(
     jsonl = tmp_path / "eval.jsonl"
     jsonl.write_text("".join(json.dumps({"text": t, "route": r}) + "\n" for t, r in zip(*eval_set, strict=True)))
     monkeypatch.setenv("AUTOGLM_EXPORT_INT8_MAX_FLOAT_NODES", "0")
+    monkeypatch.setenv("AUTOGLM_EXPORT_INT8_SMOOTH_ALPHA", "0")
     runner = CliRunner()
     args = ["export", str(bad_ckpt), "--out", str(tmp_path / "b"), "--precision", "int8", "--eval-jsonl", str(jsonl), "-q"]
     res = runner.invoke(app, args, env={"COLUMNS": "300"})
