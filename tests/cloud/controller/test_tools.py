@@ -152,3 +152,29 @@ def test_doc_search_with_encoder_embeddings(tmp_path: Path) -> None:
     assert tool is not None and "embeddings" in tool.description
     hits = tool.func(query="conveyor jam alarm", k=3)["hits"]
     assert 1 <= len(hits) <= 3 and all(h["id"] for h in hits)
+
+
+def test_edge_cloud_client_against_the_tool_service(tool_server: LiveServer) -> None:
+    """The edge's fallback client (edge.agent.cloud_client) speaks this API with a node token."""
+    import asyncio
+
+    import httpx
+
+    client_mod = pytest.importorskip("edge.agent.cloud_client")
+    from tests.cloud.controller.conftest import BOOTSTRAP
+
+    token = httpx.post(f"{tool_server.url}/api/v1/nodes/register", json={"node_id": "edge-tools"},
+                       headers={"Authorization": f"Bearer {BOOTSTRAP}"}).json()["token"]
+
+    async def go() -> tuple[object, object]:
+        client = client_mod.CloudClient(tool_server.url, token, timeout_s=5.0, total_budget_s=10.0)
+        try:
+            routed = await client.route_and_call("convert 5 km to miles")
+            called = await client.call("calculator", {"expression": "6 * 7"})
+            return routed, called
+        finally:
+            await client.aclose()
+
+    routed, called = asyncio.run(go())
+    assert routed.tool == "unit_convert" and abs(routed.result["result"] - 3.10686) < 1e-3  # type: ignore[attr-defined]
+    assert called.result["value"] == 42  # type: ignore[attr-defined]
