@@ -104,6 +104,8 @@ class RolloutService:
 
     def create(self, spec: RolloutCreate, *, actor: str) -> RolloutOut:
         target = self.registry.get_version(spec.model, spec.version)
+        if target.status == VersionStatus.ARCHIVED:
+            raise BadRequest(f"{spec.model}@{target.version} is archived; un-archive it before rolling it out")
         stable = self.registry.alias_target(spec.model, "stable")
         if stable == target.version:
             raise BadRequest(f"{spec.model}@{target.version} already is the stable version")

@@ -57,3 +57,35 @@ def test_cloud_cli_round_trip(live: LiveServer, tmp_path: Path) -> None:
     assert code == 2 and "401: invalid bearer token" in out
     code, out = cli(live, "versions", "nope")
     assert code == 2 and "404" in out
+
+
+def test_cloud_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.cloud.controller.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path / "state"), "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
+           "AUTOGLM_CLOUD_ADMIN_TOKEN": "serve-token", "AUTOGLM_CLOUD_TOOL_DOC_EMBEDDINGS": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "autoglm", "cloud", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "serve exited"
+            assert time.monotonic() < deadline, "controller did not become ready"
+            time.sleep(0.2)
+        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/models", headers={"Authorization": "Bearer serve-token"})
+        assert r.status_code == 200 and r.json() == []
+        assert (tmp_path / "state" / "registry.db").is_file()  # SQLite default under the data dir, migrated
+    finally:
+        proc.terminate()
+        proc.wait(20)

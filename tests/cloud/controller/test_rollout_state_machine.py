@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cloud.api.container import CloudServices
+from cloud.registry.schemas import VersionStatus, VersionUpdate
 from cloud.rollout.schemas import AnalysisConfig, RolloutCreate
 from cloud.rollout.states import TRANSITIONS, RolloutState
 from contracts.errors import BadRequest, Conflict
@@ -179,6 +180,10 @@ def test_create_validation(world: tuple[CloudServices, InstantFleet, FakeClock])
         svc.rollouts.create(spec(version="1.0.0"), actor="a")
     with pytest.raises(BadRequest, match="no nodes match"):
         svc.rollouts.create(spec(selector={"site": "zzz"}), actor="a")
+    svc.registry.update_version("tiny", "1.1.0", VersionUpdate(status=VersionStatus.ARCHIVED))
+    with pytest.raises(BadRequest, match="archived"):
+        svc.rollouts.create(spec(), actor="a")
+    svc.registry.update_version("tiny", "1.1.0", VersionUpdate(status=VersionStatus.STAGING))
     svc.rollouts.create(spec(), actor="a")
     with pytest.raises(Conflict, match="still"):
         svc.rollouts.create(spec(), actor="a")
