@@ -106,9 +106,15 @@ def run_simulator(host: str, port: int, nodes: int, heartbeat_s: float, burst_s:
     topics = Topics("autoglm")
     agents = [SimAgent(f"sim-{i:04d}", topics, version) for i in range(nodes)]
     interval = [heartbeat_s]
+    sent = [0]
     stop = threading.Event()
-    signal.signal(signal.SIGUSR1, lambda *_: interval.__setitem__(0, burst_s))
-    signal.signal(signal.SIGUSR2, lambda *_: interval.__setitem__(0, heartbeat_s))
+
+    def switch(new_interval: float) -> None:
+        interval[0] = new_interval
+        print(f"SENT {sent[0]}", flush=True)  # lets the cloud side compute the real offered rate
+
+    signal.signal(signal.SIGUSR1, lambda *_: switch(burst_s))
+    signal.signal(signal.SIGUSR2, lambda *_: switch(heartbeat_s))
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sel = selectors.DefaultSelector()
     for a in agents:
@@ -139,6 +145,7 @@ def run_simulator(host: str, port: int, nodes: int, heartbeat_s: float, burst_s:
             for a in agents:
                 if now >= a.next_hb:
                     a.heartbeat()
+                    sent[0] += 1
                     base = a.next_hb if a.next_hb else start + offset[a.node_id] * iv
                     a.next_hb = max(base + iv, now) if a.next_hb else base + iv
     for a in agents:
@@ -279,21 +286,27 @@ def main() -> None:
 
         steady_rate, steady_cpu, _ = ingest(args.window_s)
         sim.send_signal(signal.SIGUSR1)
+        b0 = time.monotonic()
+        sent0 = int(sim.stdout.readline().split()[1])
         time.sleep(0.5)
         burst_rate, burst_cpu, _ = ingest(args.window_s)
         sim.send_signal(signal.SIGUSR2)
+        sent1 = int(sim.stdout.readline().split()[1])
+        offered_actual = (sent1 - sent0) / (time.monotonic() - b0)
         record.update(
             heartbeat_offered_steady_per_s=round(args.nodes / args.heartbeat_s, 1),
             heartbeat_ingested_steady_per_s=round(steady_rate, 1),
             cloud_cpu_core_share_steady=round(steady_cpu, 3),
             heartbeat_offered_burst_per_s=round(args.nodes / args.burst_s, 1),
+            heartbeat_sent_burst_per_s=round(offered_actual, 1),
             heartbeat_ingested_burst_per_s=round(burst_rate, 1),
             cloud_cpu_core_share_burst=round(burst_cpu, 3),
             cloud_us_per_heartbeat_burst=round(burst_cpu / max(burst_rate, 1e-9) * 1e6, 1),
         )
         print(f"heartbeats steady: offered {args.nodes / args.heartbeat_s:,.0f}/s, ingested {steady_rate:,.0f}/s, "
               f"cloud CPU {steady_cpu:.0%} of a core", flush=True)
-        print(f"heartbeats burst : offered (nominal) {args.nodes / args.burst_s:,.0f}/s, ingested {burst_rate:,.0f}/s, "
+        print(f"heartbeats burst : asked {args.nodes / args.burst_s:,.0f}/s, simulator sent {offered_actual:,.0f}/s, "
+              f"cloud ingested {burst_rate:,.0f}/s, "
               f"cloud CPU {burst_cpu:.0%} of a core ({record['cloud_us_per_heartbeat_burst']} us/heartbeat)", flush=True)
 
         wall = w1 - w0
