@@ -24,6 +24,7 @@ from cloud.fleet.schemas import (
 from cloud.fleet.service import parse_selector
 from cloud.rollout.service import version_command
 from contracts.errors import BadRequest
+from contracts.heartbeat import Heartbeat
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["fleet"])
 Svc = Annotated[CloudServices, Depends(services)]
@@ -114,9 +115,11 @@ def list_commands(node_id: str, svc: Svc, _: Reader) -> list[CommandOut]:
 
 
 @router.post("/{node_id}/heartbeat", status_code=204)
-def heartbeat(node_id: str, body: dict[str, Any], svc: Svc, _: NodeSelf) -> None:
+def heartbeat(node_id: str, body: Heartbeat, svc: Svc, _: NodeSelf) -> None:
     """HTTP fallback for a node whose MQTT link is down (same payload as the MQTT heartbeat)."""
-    svc.fleet.on_heartbeat(node_id, body)
+    if body.node_id != node_id:
+        raise BadRequest(f"heartbeat for {body.node_id!r} posted to node {node_id!r}")
+    svc.fleet.on_heartbeat(node_id, body.model_dump())
 
 
 @router.post("/{node_id}/acks", status_code=204)

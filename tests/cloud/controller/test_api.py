@@ -187,6 +187,8 @@ def test_register_from_path_and_fleet_endpoints(live: LiveServer, tmp_path: Path
     assert set(cmd["manifests"]) == {"1.0.0", "1.1.0"}
     with live.client(token) as edge:
         assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "model_version": "1.0.0"}).status_code == 204
+        assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n2", "ts_ms": 1}).status_code == 400
+        assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "requests": -3}).status_code == 422
         assert edge.post("/api/v1/nodes/n1/acks", json={"command_id": cid, "ok": True, "version": "1.0.0"}).status_code == 204
         node = edge.get("/api/v1/nodes/n1").json()
         assert node["online"] is True and node["current_version"] == "1.0.0"
