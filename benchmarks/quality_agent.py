@@ -200,6 +200,10 @@ async def cache_calibration(encoder: Encoder, rng: random.Random) -> dict[str, A
             "false_hit_rate_heldout": round(float(hit_n[~half_n].mean()), 4),
             "paraphrase_hit_rate_heldout": round(float(hit_p[~half_p].mean()), 4),
             "embedding_only_false_hit_rate_at_threshold": round(float((ns[~half_n] >= t).mean()), 4),
+            "curve": {f"{x:.2f}": {"false_hit": round(float((n_same & (ns >= x)).mean()), 4),
+                                   "paraphrase_hit": round(float((p_same & (ps >= x)).mean()), 4)}
+                      for x in (0.8, 0.85, 0.9, 0.95, 0.98)},
+            "paraphrase_similarity_p50": round(float(np.median(ps)), 4),
             "non_paraphrase_similarity_p99": round(float(np.percentile(ns, 99)), 4)}
 
 
