@@ -14,17 +14,18 @@ from cloud.rollout.schemas import AnalysisConfig, RolloutCreate
 from cloud.rollout.states import TRANSITIONS, RolloutState
 from contracts.errors import BadRequest, Conflict
 from tests.cloud.controller.bundles import make_bundle
-from tests.cloud.controller.conftest import make_settings
+from tests.cloud.controller.conftest import DbTarget, make_settings
 from tests.cloud.controller.fleetsim import Behaviour, FakeClock, InstantFleet
 
 N = 20
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[CloudServices, InstantFleet, FakeClock]]:
+def world(tmp_path: Path, db_target: DbTarget) -> Iterator[tuple[CloudServices, InstantFleet, FakeClock]]:
+    """Runs on SQLite and, when reachable, PostgreSQL (JSON columns, timestamps, transactions)."""
     clock = FakeClock()
     sim = InstantFleet()
-    svc = CloudServices.build(make_settings(tmp_path), channel=sim, clock=clock)
+    svc = CloudServices.build(make_settings(tmp_path, db_target.url), channel=sim, clock=clock, db_schema=db_target.schema)
     sim.fleet = svc.fleet
     for i, v in enumerate(["1.0.0", "1.1.0"]):
         svc.registry.register_dir(make_bundle(tmp_path / v, version=v, encoder_seed=i), actor="t")
