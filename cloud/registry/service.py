@@ -10,6 +10,7 @@ at the very same blobs.
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class RegistryService:
         self.db = db
         self.store = store
         self.public_key = public_key or None
+        self._register_lock = threading.Lock()
 
     # -- models -------------------------------------------------------------------------------
 
@@ -127,73 +129,80 @@ class RegistryService:
         checked = check_bundle(root, self.public_key)
         man = checked.manifest
         sv = parse_semver(man.version)
-        with self.db.session() as s:  # fail fast, before copying any file
-            m = s.scalar(select(Model).where(Model.name == man.name))
-            if m is not None and self._find_version(s, m.id, man.version) is not None:
-                raise Conflict(f"{man.name}@{man.version} is already registered")
-            parent_files = self._parent_files(s, checked)
-        added: list[str] = []
-        try:
-            stored: dict[str, tuple[str, int]] = {}
-            for name, path in checked.files.items():
-                expected = man.files[name].sha256 if name in man.files else None
-                digest, size, new = self.store.put_file(path, expected)
-                stored[name] = (digest, size)
-                if new:
-                    added.append(digest)
-            with self.db.session() as s:
+        with self._register_lock:  # one registration at a time: blob bookkeeping stays exact
+            with self.db.session() as s:  # fail fast, before copying any file
                 m = s.scalar(select(Model).where(Model.name == man.name))
-                if m is None:
-                    m = Model(name=man.name, description=description, tags={})
-                    s.add(m)
+                if m is not None and self._find_version(s, m.id, man.version) is not None:
+                    raise Conflict(f"{man.name}@{man.version} is already registered")
+                parent_files = self._parent_files(s, checked)
+            added: list[str] = []
+            try:
+                stored: dict[str, tuple[str, int]] = {}
+                for name, path in checked.files.items():
+                    expected = man.files[name].sha256 if name in man.files else None
+                    digest, size, new = self.store.put_file(path, expected)
+                    stored[name] = (digest, size)
+                    if new:
+                        added.append(digest)
+                with self.db.session() as s:
+                    m = s.scalar(select(Model).where(Model.name == man.name))
+                    if m is None:
+                        m = Model(name=man.name, description=description, tags={})
+                        s.add(m)
+                        s.flush()
+                    parent_id = None
+                    if man.parent is not None:
+                        pm = self._model(s, man.parent.name)
+                        pv = self._find_version(s, pm.id, man.parent.version)
+                        parent_id = pv.id if pv else None
+                    v = ModelVersion(
+                        model_id=m.id,
+                        version=man.version,
+                        major=sv.major,
+                        minor=sv.minor,
+                        patch=sv.patch,
+                        prerelease=sv.prerelease,
+                        status=VersionStatus.REGISTERED.value,
+                        kind=man.kind,
+                        manifest_sha256=stored[MANIFEST_FILE][0],
+                        manifest=man.model_dump(mode="json"),
+                        metrics={**man.metrics.model_dump(mode="json"), **(metrics or {})},
+                        lineage=self._lineage(checked, lineage or {}),
+                        tags=dict(tags or {}),
+                        parent_id=parent_id,
+                        created_by=actor,
+                    )
+                    s.add(v)
                     s.flush()
-                parent_id = None
-                if man.parent is not None:
-                    pm = self._model(s, man.parent.name)
-                    pv = self._find_version(s, pm.id, man.parent.version)
-                    parent_id = pv.id if pv else None
-                v = ModelVersion(
-                    model_id=m.id,
-                    version=man.version,
-                    major=sv.major,
-                    minor=sv.minor,
-                    patch=sv.patch,
-                    prerelease=sv.prerelease,
-                    status=VersionStatus.REGISTERED.value,
-                    kind=man.kind,
-                    manifest_sha256=stored[MANIFEST_FILE][0],
-                    manifest=man.model_dump(mode="json"),
-                    metrics={**man.metrics.model_dump(mode="json"), **(metrics or {})},
-                    lineage=self._lineage(checked, lineage or {}),
-                    tags=dict(tags or {}),
-                    parent_id=parent_id,
-                    created_by=actor,
-                )
-                s.add(v)
-                s.flush()
-                all_files = {name: (d, sz, False) for name, (d, sz) in stored.items()}
-                for name, (d, sz) in parent_files.items():
-                    all_files.setdefault(name, (d, sz, True))
-                for d, sz, _ in all_files.values():
-                    if s.get(Blob, d) is None:
-                        s.add(Blob(sha256=d, size=sz))
-                s.flush()
-                for name, (d, sz, inh) in sorted(all_files.items()):
-                    s.add(VersionFile(version_id=v.id, path=name, sha256=d, size=sz, inherited=inh))
-                s.flush()
-                out = self._version_out(s, v, with_files=True)
-        except IntegrityError as exc:
-            self._discard(added)
-            raise Conflict(f"{man.name}@{man.version}: conflicts with a concurrent registration") from exc
-        except BaseException:
-            self._discard(added)
-            raise
+                    all_files = {name: (d, sz, False) for name, (d, sz) in stored.items()}
+                    for name, (d, sz) in parent_files.items():
+                        all_files.setdefault(name, (d, sz, True))
+                    for d, sz, _ in all_files.values():
+                        if s.get(Blob, d) is None:
+                            s.add(Blob(sha256=d, size=sz))
+                    s.flush()
+                    for name, (d, sz, inh) in sorted(all_files.items()):
+                        s.add(VersionFile(version_id=v.id, path=name, sha256=d, size=sz, inherited=inh))
+                    s.flush()
+                    out = self._version_out(s, v, with_files=True)
+            except IntegrityError as exc:
+                self._discard(added)
+                raise Conflict(f"{man.name}@{man.version}: conflicts with a concurrent registration") from exc
+            except BaseException:
+                self._discard(added)
+                raise
         log.info("registered version", extra={"model": man.name, "version": man.version, "actor": actor})
         return out
 
     def _discard(self, digests: list[str]) -> None:
+        """Remove blobs this registration added, unless some committed version uses them."""
+        if not digests:
+            return
+        with self.db.session() as s:
+            used = set(s.scalars(select(VersionFile.sha256).where(VersionFile.sha256.in_(digests))))
         for d in digests:
-            self.store.delete(d)
+            if d not in used:
+                self.store.delete(d)
 
     def _parent_files(self, s: Session, checked: CheckedBundle) -> dict[str, tuple[str, int]]:
         man = checked.manifest
