@@ -381,32 +381,44 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     print(f"bundle {bundle} ({args.precision}), {len(texts)} distinct queries of ≤16 tokens; threads={args.threads}")
     print(f"load average before: {os.getloadavg()}")
-    raw = raw_engine(bundle, texts, args.threads, seconds=max(3.0, args.duration))
-    print(f"raw engine: {raw}")
-    raw_int8 = None
-    if "edge-int8" in args.servers.split(","):
-        raw_int8 = raw_engine(prepare_bundle("int8")[1], texts, args.threads, seconds=max(3.0, args.duration))
-        print(f"raw engine int8: {raw_int8}")
+    seconds = max(3.0, args.duration)
+    int8_bundle = prepare_bundle("int8")[1] if "edge-int8" in args.servers.split(",") else None
+    raw_runs: list[dict[str, Any]] = []
+    raw_int8_runs: list[dict[str, Any]] = []
+
+    def measure_raw() -> None:
+        raw_runs.append(raw_engine(bundle, texts, args.threads, seconds))
+        print(f"raw engine: {raw_runs[-1]}")
+        if int8_bundle is not None:
+            raw_int8_runs.append(raw_engine(int8_bundle, texts, args.threads, seconds))
+            print(f"raw engine int8: {raw_int8_runs[-1]}")
+
     cache = cache_stats(bundle, texts, args.threads)
     print(f"result cache on real outputs: {cache}")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    results: dict[str, list[dict[str, Any]]] = {}
+    per_round: dict[str, list[list[dict[str, Any]]]] = {}
     kinds = args.servers.split(",")
-    for kind in kinds:
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = _start(kind, args, ckpt, bundle, port)
-        try:
-            _wait_ready(url, proc)
-            rows = []
-            for c in concurrencies:
-                row = _load_in_subprocess(url, c, args, texts_file)
-                print(f"  {kind:10s} c={c:<3d} {row}")
-                rows.append(row)
-            results[kind] = rows
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    for rnd in range(args.rounds):
+        measure_raw()
+        for kind in kinds:  # rounds alternate the servers, so drifting machine load hits all alike
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            proc = _start(kind, args, ckpt, bundle, port)
+            try:
+                _wait_ready(url, proc)
+                rows = []
+                for c in concurrencies:
+                    row = _load_in_subprocess(url, c, args, texts_file)
+                    print(f"  round {rnd + 1} {kind:10s} c={c:<3d} {row}")
+                    rows.append(row)
+                per_round.setdefault(kind, []).append(rows)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    measure_raw()
+    results = {kind: _combine(rounds) for kind, rounds in per_round.items()}
+    raw = _combine_raw(raw_runs)
+    raw_int8 = _combine_raw(raw_int8_runs) if raw_int8_runs else None
     record = {
         "benchmark": "serving",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -420,9 +432,37 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "raw_engine_int8": raw_int8,
         "result_cache": cache,
         "servers": results,
+        "rounds": args.rounds,
+        "raw_engine_runs": raw_runs,
+        "raw_engine_int8_runs": raw_int8_runs,
+        "servers_per_round": per_round,
     }
     record["checks"] = checks(record)
     return record
+
+
+def _combine(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per concurrency: mean throughput, median p50/p99 over the rounds."""
+    out = []
+    for rows in zip(*rounds, strict=True):
+        p50 = [r["p50_ms"] for r in rows if r["p50_ms"] is not None]
+        p99 = [r["p99_ms"] for r in rows if r["p99_ms"] is not None]
+        out.append(
+            {
+                "concurrency": rows[0]["concurrency"],
+                "requests": sum(r["requests"] for r in rows),
+                "errors": sum(r["errors"] for r in rows),
+                "throughput_rps": round(float(np.mean([r["throughput_rps"] for r in rows])), 1),
+                "p50_ms": round(float(np.median(p50)), 2) if p50 else None,
+                "p99_ms": round(float(np.median(p99)), 2) if p99 else None,
+            }
+        )
+    return out
+
+
+def _combine_raw(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("throughput_seq_s", "batch_ms", "batch1_p50_ms", "batch1_p99_ms")
+    return {"batch": runs[0]["batch"], **{k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys}}
 
 
 def checks(record: dict[str, Any]) -> dict[str, Any]:
@@ -492,6 +532,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per (server, concurrency)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
     p.add_argument("--concurrency", default="1,8,32,64")
+    p.add_argument("--rounds", type=int, default=2, help="rounds over all servers (results averaged)")
     p.add_argument(
         "--servers", default="naive,ort,edge,edge-int8", help="comma list of naive, ort, edge, edge-int8, edge-cache"
     )

@@ -7,6 +7,8 @@ anything else is a 500 with a generic message (details go to the log, not to the
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +33,8 @@ def error_response(status: int, message: str, code: str, headers: dict[str, str]
 def exception_response(exc: BaseException, method: str = "", path: str = "") -> Response:
     """The mapping itself (used by the FastAPI handlers and by the raw ASGI infer path)."""
     if isinstance(exc, AutoGLMError):
-        if exc.status >= 500:
-            log.warning("%s %s -> %d: %s", method, path, exc.status, exc.message)
+        if exc.status >= 500:  # 503 (no model yet) is routine during start-up and swaps
+            log.log(logging.DEBUG if exc.status == 503 else logging.WARNING, "%s %s -> %d: %s", method, path, exc.status, exc.message)
         return error_response(exc.status, exc.message, exc.code, exc.headers)
     if isinstance(exc, RequestValidationError):
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
