@@ -163,3 +163,24 @@ def test_signature_required_when_key_configured(tmp_path: Path) -> None:
         assert "manifest.sig" in {f.path for f in out.files}
     finally:
         svc.close()
+
+
+def test_concurrent_registrations_of_one_version(services: CloudServices, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundles = [make_bundle(tmp_path / f"c{i}", version="3.0.0", adapter_seed=i) for i in range(4)]
+
+    def register(b: Path) -> str:
+        try:
+            services.registry.register_dir(b, actor="x")
+            return "ok"
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(register, bundles))
+    assert outcomes == ["conflict", "conflict", "conflict", "ok"]
+    v = services.registry.get_version("tiny", "3.0.0")
+    for f in v.files:  # every file of the winner is in the store, byte-exact
+        assert sha256_file(services.store.open_path(f.sha256)) == f.sha256
+    assert len(services.store.list_digests()) == len(v.files)  # the losers left nothing behind
