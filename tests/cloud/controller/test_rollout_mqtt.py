@@ -89,6 +89,7 @@ def test_rollouts_over_real_mqtt(fleet_world: tuple[LiveServer, list[MqttEdge]])
     server, edges = fleet_world
     svc = server.svc
     assert {n.registered_via for n in svc.fleet.list_nodes()} == {"bootstrap", "mqtt"}
+    assert httpx.get(f"{server.url}/readyz").json()["checks"] == {"database": True, "mqtt_connected": True}
     with server.client() as c:
         # 1. A good version goes 25% -> 50% -> 100% and becomes stable.
         rid = _rollout(c, "1.1.0")
