@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cloud.data.example import LANGS, Example
 from cloud.data.expand import expand
-from cloud.data.noise import add_noise
+from cloud.data.noise import add_noise, augment
 from cloud.data.templates_en import TEMPLATES_EN
 from cloud.data.templates_zh import TEMPLATES_ZH
 from contracts.routes import DEFAULT_ROUTES
@@ -33,6 +33,7 @@ class SplitSpec:
     val_fraction: float = 0.15
     train_per_template: int = 30
     eval_per_template: int = 12
+    augment: float = 0.3  # share of training examples that get one extra perturbation (train only)
 
 
 def template_ids(lang: str, route: str) -> list[str]:
@@ -55,7 +56,9 @@ def assign_templates(seed: int = 0, spec: SplitSpec | None = None) -> dict[str, 
     return out
 
 
-def examples_for_template(template_id: str, count: int, seed: int = 0, noise: bool = True) -> list[Example]:
+def examples_for_template(
+    template_id: str, count: int, seed: int = 0, noise: bool = True, augment_rate: float = 0.0
+) -> list[Example]:
     """Up to ``count`` distinct examples from one template (fewer when it has few variants)."""
     lang, route, idx = template_id.split(".")
     template = TEMPLATES[lang][route][int(idx)]
@@ -66,6 +69,8 @@ def examples_for_template(template_id: str, count: int, seed: int = 0, noise: bo
         text = expand(template, lang, rng)
         if noise:
             text = add_noise(text, lang, rng)
+        if augment_rate and rng.random() < augment_rate:
+            text = augment(text, lang, rng)
         text = text.strip()
         if text and text not in seen:
             seen.add(text)
@@ -82,7 +87,8 @@ def default_splits(seed: int = 0, spec: SplitSpec | None = None) -> dict[str, li
     out: dict[str, list[Example]] = {}
     for split, ids in assignment.items():
         per = spec.train_per_template if split == "train" else spec.eval_per_template
-        examples = [ex for tid in sorted(ids) for ex in examples_for_template(tid, per, seed)]
+        rate = spec.augment if split == "train" else 0.0
+        examples = [ex for tid in sorted(ids) for ex in examples_for_template(tid, per, seed, augment_rate=rate)]
         random.Random(f"order:{seed}:{split}").shuffle(examples)
         out[split] = examples
     return out

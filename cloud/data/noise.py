@@ -81,3 +81,29 @@ def noisy_zh(text: str, rng: random.Random) -> str:
 
 def add_noise(text: str, lang: str, rng: random.Random) -> str:
     return noisy_zh(text, rng) if lang == "zh" else noisy_en(text, rng)
+
+
+FILLERS_EN = ["just", "actually", "really", "um", "kindly", "quickly", "basically", "like", "uh"]
+FILLERS_ZH = ["就", "那个", "嗯", "一下", "呀", "的话", "麻烦"]
+
+
+def augment(text: str, lang: str, rng: random.Random) -> str:
+    """Training-only perturbation: drop, swap, repeat or insert a filler word (EN) / character (ZH).
+
+    Makes the router use several cues of a request instead of one exact phrasing, which is what
+    carries over to phrasings it never saw.
+    """
+    units: list[str] = text.split(" ") if lang == "en" else list(text)
+    if len(units) < 4:
+        return text
+    i = rng.randrange(len(units) - 1)
+    kind = rng.randrange(4)
+    if kind == 0:
+        del units[i]
+    elif kind == 1:
+        units[i], units[i + 1] = units[i + 1], units[i]
+    elif kind == 2:
+        units.insert(i, units[i])
+    else:
+        units.insert(i, rng.choice(FILLERS_EN if lang == "en" else FILLERS_ZH))
+    return (" " if lang == "en" else "").join(units)
