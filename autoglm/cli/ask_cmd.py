@@ -109,6 +109,8 @@ def agent_serve(
         edge_sync = EdgeSync(node_id=settings.node_id, store=store).start()
     agent = build_agent(service=service if settings.bundle_dir else None, sync=edge_sync, node_id=settings.node_id,
                         bundle_dir=settings.bundle_dir)
+    if edge_sync is not None:
+        edge_sync.set_heartbeat_provider(agent.metrics.heartbeat_fields)
     app = create_app(service, settings)
     app.include_router(make_router(agent))
     try:

@@ -25,6 +25,7 @@ from contracts.logging import get_logger
 from edge.agent.cloud_client import CloudClient, result_text
 from edge.agent.coref import resolve_followup
 from edge.agent.memory import KnowledgeMemory, SemanticCache, Session, SessionStore, Turn, question_signature
+from edge.agent.metrics import AgentMetrics
 from edge.agent.prompts import PromptEngine
 from edge.agent.routing import Encoded, Encoder, KeywordRouter
 from edge.agent.settings import AgentSettings
@@ -44,7 +45,8 @@ class Agent:
     def __init__(self, settings: AgentSettings, encoder: Encoder, *, graph: KnowledgeGraph, devices: DeviceStore,
                  sessions: SessionStore, memory: KnowledgeMemory, cache: SemanticCache, cloud: CloudClient,
                  prompts: PromptEngine, reasoner: PathReasoner | None = None, router: KeywordRouter | None = None,
-                 hard_examples: HardExampleSink | None = None, node_id: str = "edge-local") -> None:
+                 hard_examples: HardExampleSink | None = None, node_id: str = "edge-local",
+                 metrics: AgentMetrics | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.graph = graph
@@ -63,6 +65,7 @@ class Agent:
         self.node_id = node_id
         self._paths: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()  # question -> (start type, path)
         self.counters: dict[str, int] = {}
+        self.metrics = metrics or AgentMetrics(node_id)
 
     # ------------------------------------------------------------------ public
     async def ask(self, req: AskRequest) -> AskResponse:
@@ -125,6 +128,10 @@ class Agent:
         if req.session_id:
             self._remember_turn(req.session_id, session, text, answer, final_route, source, data)
         self.counters[source.value] = self.counters.get(source.value, 0) + 1
+        cache_step = next((s for s in steps.items if s["kind"] == "cache"), None)
+        self.metrics.observe(source.value, final_route, latency_ms / 1000.0,
+                             None if cache_step is None else ("hit" if cache_step["hit"] else "miss"),
+                             self.cloud.breaker.state)
         return AskResponse(answer=answer, route=final_route, confidence=round(confidence, 4), source=source,
                            steps=steps.items, model_version=enc.model_version, latency_ms=round(latency_ms, 3),
                            session_id=req.session_id, data=data)
@@ -248,14 +255,17 @@ class Agent:
                    "answer_source": source.value, "ts": time.time()}
         if self.hard_examples is None:
             steps.add("hard_example", queued=False, reason="no sync configured")
+            self.metrics.hard_examples.labels(self.node_id, "false").inc()
             return
         try:
             example_id = self.hard_examples(example)
         except AutoGLMError as exc:  # outbox over budget: say so, never drop silently
             steps.add("hard_example", queued=False, error=exc.message)
+            self.metrics.hard_examples.labels(self.node_id, "false").inc()
             log.error("hard example not queued: %s", exc.message)
             return
         steps.add("hard_example", queued=True, id=example_id)
+        self.metrics.hard_examples.labels(self.node_id, "true").inc()
 
     def _remember_turn(self, session_id: str, session: Session | None, text: str, answer: str, route: str,
                        source: Source, data: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from edge.agent.agent import Agent, HardExampleSink
 from edge.agent.cloud_client import CircuitBreaker, CloudClient
 from edge.agent.memory import KnowledgeMemory, SemanticCache, SessionStore
+from edge.agent.metrics import AgentMetrics
 from edge.agent.prompts import PromptEngine
 from edge.agent.routing import Encoder, HashingEncoder, KeywordRouter, ServiceEncoder
 from edge.agent.settings import DEFAULT_FRESHNESS_S, AgentSettings
@@ -57,6 +58,7 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
         cache=SemanticCache(store, s.agent_cache_threshold, DEFAULT_FRESHNESS_S, publish),
         cloud=cloud, prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
         router=router, hard_examples=hard_examples, node_id=node_id, reasoner=reasoner,
+        metrics=AgentMetrics(node_id, getattr(getattr(service, "metrics", None), "registry", None)),
     )
 
 

@@ -33,6 +33,6 @@ def make_router(agent: Agent) -> APIRouter:
                 "sources": dict(agent.counters), "sessions": len(agent.sessions),
                 "path_cache_hits": agent.reasoner.cache_hits,
                 "confidence_threshold": agent.settings.agent_confidence_threshold,
-                "cache_threshold": agent.cache.threshold}
+                "cache_threshold": agent.cache.threshold, **agent.metrics.heartbeat_fields()}
 
     return router

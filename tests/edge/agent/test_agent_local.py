@@ -146,3 +146,27 @@ def test_empty_text_is_a_bad_request(tmp_path) -> None:
         AskRequest(text="")
     with pytest.raises(BadRequest):
         ask(make_agent(tmp_path), "   ")
+
+
+def test_feedback_confirms_the_path_and_raises_its_prior(tmp_path) -> None:
+    from edge.agent.types import FeedbackRequest
+
+    agent = make_agent(tmp_path)
+    q = "Who is the supervisor of the technician who maintains PR-111?"
+    ask(agent, q)
+    before = agent.reasoner.prior("machine", ("maintained_by", "supervised_by"))
+    out = agent.feedback(FeedbackRequest(text=q, correct=True))
+    assert out["confirmed"] and out["path"] == ["maintained_by", "supervised_by"] and out["start_type"] == "machine"
+    assert agent.reasoner.prior("machine", ("maintained_by", "supervised_by")) > before
+    unknown = agent.feedback(FeedbackRequest(text="never asked", correct=True))
+    assert unknown["confirmed"] is False
+
+
+def test_heartbeat_rates(tmp_path) -> None:
+    agent = make_agent(tmp_path, agent_cloud_url="")
+    ask(agent, "what is 2 plus 2")
+    ask(agent, "what is 2 plus 2")  # semantic cache
+    ask(agent, "What is the average temperature in Beijing in July?")  # climate is a cloud route: offline here
+    hb = agent.metrics.heartbeat_fields()
+    assert hb["agent_requests"] == 3 and hb["fallback_rate"] == round(1 / 3, 4)
+    assert hb["semantic_cache_hit_rate"] == round(1 / 3, 4)

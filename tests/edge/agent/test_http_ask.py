@@ -51,5 +51,9 @@ def test_ask_over_http_with_the_bundle_router(tmp_path: Path, bundles) -> None: 
             assert c.post("/v1/ask", json={"txt": "x"}).status_code == 400
             status = c.get("/v1/agent/status").json()
             assert status["node_id"] == "node-h" and sum(status["sources"].values()) == 1
+            assert status["agent_requests"] == 1 and 0.0 <= status["fallback_rate"] <= 1.0
+            metrics = c.get("/metrics").text  # the agent's metrics share the serving registry
+            assert f'autoglm_edge_agent_requests_total{{node="node-h",route="{doc["route"]}",source="{doc["source"]}"}} 1.0' in metrics
+            assert "autoglm_edge_agent_request_seconds_bucket" in metrics
     finally:
         server.stop()

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the agent (in the serving app's registry when one is given, so
+``GET /metrics`` shows them next to the inference metrics), and the rolling rates the node's
+heartbeat reports (fallback rate, semantic-cache hit rate)."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AgentMetrics:
+    def __init__(self, node_id: str, registry: CollectorRegistry | None = None, window: int = 1000) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("autoglm_edge_agent_requests_total", "Questions answered, by answer source and route.",
+                                ["node", "source", "route"], registry=r)
+        self.latency = Histogram("autoglm_edge_agent_request_seconds", "Time to answer, by answer source.",
+                                 ["node", "source"], registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+        self.hard_examples = Counter("autoglm_edge_agent_hard_examples_total", "Hard examples, by whether they were queued.",
+                                     ["node", "queued"], registry=r)
+        self.cache_lookups = Counter("autoglm_edge_agent_cache_lookups_total", "Semantic-cache lookups by outcome.",
+                                     ["node", "outcome"], registry=r)
+        self.breaker_open = Gauge("autoglm_edge_agent_cloud_breaker_open", "1 while the cloud circuit breaker is open.",
+                                  ["node"], registry=r)
+        self.node = node_id
+        self._lock = threading.Lock()
+        self._recent: deque[tuple[str, bool]] = deque(maxlen=window)  # (source, cache looked up)
+
+    def observe(self, source: str, route: str, seconds: float, cache_outcome: str | None, breaker_state: str) -> None:
+        self.requests.labels(self.node, source, route).inc()
+        self.latency.labels(self.node, source).observe(seconds)
+        if cache_outcome is not None:
+            self.cache_lookups.labels(self.node, cache_outcome).inc()
+        self.breaker_open.labels(self.node).set(1.0 if breaker_state == "open" else 0.0)
+        with self._lock:
+            self._recent.append((source, cache_outcome is not None))
+
+    def heartbeat_fields(self) -> dict[str, Any]:
+        """Rates over the last ``window`` questions, for ``EdgeSync`` heartbeats."""
+        with self._lock:
+            recent = list(self._recent)
+        n = len(recent)
+        looked = sum(1 for _, c in recent if c)
+        return {
+            "fallback_rate": round(sum(s in ("cloud_fallback", "offline") for s, _ in recent) / n, 4) if n else 0.0,
+            "semantic_cache_hit_rate": round(sum(s == "semantic_cache" for s, _ in recent) / looked, 4) if looked else 0.0,
+            "agent_requests": n,
+        }
