@@ -98,3 +98,19 @@ def test_no_two_templates_can_produce_the_same_text() -> None:
                     if owner.setdefault(key, tid) != tid:
                         clashes.append((owner[key], tid, ex.text))
     assert not clashes, clashes[:5]
+
+
+def test_augmentation_is_training_only_and_seeded() -> None:
+    import random
+
+    from cloud.data.noise import augment
+
+    assert augment("hi there", "en", random.Random(0)) == "hi there"  # too short to perturb
+    a = [augment("is press P-12 running right now", "en", random.Random(i)) for i in range(20)]
+    b = [augment("is press P-12 running right now", "en", random.Random(i)) for i in range(20)]
+    assert a == b and len(set(a)) > 5
+    spec = SplitSpec(train_per_template=4, eval_per_template=3, augment=1.0)
+    splits = default_splits(0, spec)
+    plain = default_splits(0, SplitSpec(train_per_template=4, eval_per_template=3, augment=0.0))
+    assert splits["test"] == plain["test"] and splits["val"] == plain["val"]
+    assert splits["train"] != plain["train"]
