@@ -76,7 +76,7 @@ def make_qdq_graph(src: Path, dst: Path, *, keep_float: list[str], calib_feeds: 
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"],
         nodes_to_exclude=keep_float,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "DefaultTensorType": 1},  # 1 = FLOAT
     )
 
 
