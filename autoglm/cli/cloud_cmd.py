@@ -184,6 +184,30 @@ def register(app: typer.Typer) -> None:
         console.print(t)
         console.print(f"{len(rows)} nodes, {sum(1 for n in rows if n['online'])} online")
 
+    @cloud.command("label")
+    def label(
+        node_id: str,
+        labels: Annotated[list[str], typer.Argument(help="key=value to set, or key- to remove")],
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Set or remove labels of a node (site, group, gpu ...)."""
+        remove = [x[:-1] for x in labels if x.endswith("-") and "=" not in x]
+        set_ = _kv([x for x in labels if not (x.endswith("-") and "=" not in x)])
+        n = _call(url, token, "PATCH", f"/api/v1/nodes/{node_id}/labels", json={"set": set_, "remove": remove})
+        console.print(f"{n['node_id']}: " + ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())))
+
+    @cloud.command("drain")
+    def drain(
+        node_id: str,
+        undo: Annotated[bool, typer.Option("--undo", help="Take the node back into rollouts.")] = False,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Drain a node: rollouts leave it alone until --undo."""
+        n = _call(url, token, "POST", f"/api/v1/nodes/{node_id}/drain", json={"drained": not undo})
+        console.print(f"{n['node_id']}: {'drained' if n['drained'] else 'in service'}")
+
     @rollout.command("create")
     def rollout_create(
         model: str,

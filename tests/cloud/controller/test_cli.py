@@ -36,9 +36,15 @@ def test_cloud_cli_round_trip(live: LiveServer, tmp_path: Path) -> None:
                    headers={"Authorization": f"Bearer {BOOTSTRAP}"}).raise_for_status()
     code, out = cli(live, "nodes", "-l", "site=x")
     assert code == 0 and "e3" in out and "4 nodes, 0 online" in out
+    code, out = cli(live, "label", "e3", "gpu=orin", "site-")
+    assert code == 0 and "e3: gpu=orin" in out
+    code, out = cli(live, "label", "e3", "site=x")
+    assert code == 0 and "gpu=orin,site=x" in out
+    code, out = cli(live, "drain", "e3")
+    assert code == 0 and "e3: drained" in out
 
     code, out = cli(live, "rollout", "create", "tiny", "1.1.0", "-l", "site=x", "--steps", "50,100", "--pause-s", "0")
-    assert code == 0 and "rollout #1" in out and "progressing" in out and "targets 2" in out
+    assert code == 0 and "rollout #1" in out and "progressing" in out and "targets 2" in out  # 50% of 3 (e3 drained)
     code, out = cli(live, "rollout", "pause", "1", "--reason", "lunch")
     assert code == 0 and "paused" in out and "lunch" in out
     code, out = cli(live, "rollout", "resume", "1")
