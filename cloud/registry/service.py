@@ -236,6 +236,7 @@ class RegistryService:
             "base_encoder": {"id": man.base_encoder.id, "sha256": man.base_encoder.sha256},
             "checkpoint_sha256": man.provenance.checkpoint_sha256,
             "training": man.provenance.training,
+            "dataset_sha256": man.provenance.training.get("dataset_sha256"),  # the trainer records it
             "git_commit": man.provenance.git_commit,
             "parent": f"{man.parent.name}@{man.parent.version}" if man.parent else None,
         }
