@@ -110,6 +110,8 @@ class CloudClient:
         body: dict[str, Any] = {"text": text}
         if route:
             body["route"] = route
+        if context:
+            body["prompt"] = context  # for a language-model tool behind the cloud; tools read `text`
         return await self._post("/api/v1/tools/route", body)
 
     async def call(self, tool: str, params: dict[str, Any]) -> CloudResult:
