@@ -165,8 +165,11 @@ def test_device_model_matches_what_the_agent_reports_as_twin() -> None:
     objs = overlay("dev")
     model = find(objs, "DeviceModel", "autoglm-edge-agent")
     props = {p["name"]: p["type"] for p in model["spec"]["properties"]}
+    reported = {p["name"]: p["type"] for p in model["spec"]["properties"] if p["accessMode"] == "ReadOnly"}
     expected = {n: _twin_type(f.annotation) for n, f in Heartbeat.model_fields.items() if n != "node_id"}
-    assert props == expected
+    assert reported == expected
+    # Writable properties are desired values the agent follows, never heartbeat fields.
+    assert all(name.startswith("desired_") for name in set(props) - set(reported))
     # The example Device is named after its node, in the namespace the agent reports to.
     ds = find(objs, "DaemonSet", "autoglm-edge")
     env = env_values(objs, ds, "agent")
