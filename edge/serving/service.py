@@ -150,7 +150,11 @@ class InferenceService:
         model: str | None = None,
         version: str | None = None,
     ) -> list[InferenceResult]:
-        """One result per text, in order. ``deadline_s``: seconds from now (504 when exceeded)."""
+        """One result per text, in order. ``deadline_s``: seconds from now (504 when exceeded).
+
+        Await it on the event loop the service was started on (the HTTP server's; an in-process
+        agent shares it). Cancelling the call drops its texts that have not started.
+        """
         started = time.perf_counter()
         m = self.manager.resolve(model, version)
         m.acquire()
