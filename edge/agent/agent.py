@@ -39,6 +39,8 @@ from skillpack.text import has_cjk
 
 log = get_logger("autoglm.edge.agent")
 HardExampleSink = Callable[[dict[str, Any]], str]
+# routes whose answer must be computed (a remembered text never answers them)
+COMPUTED_ROUTES = frozenset({"calculator", "unit_convert", "device_status", "device_control", "memory_recall"})
 
 
 class Agent:
@@ -110,6 +112,13 @@ class Agent:
             if memory_hits:
                 steps.add("memory", hits=[{"key": h.key, "similarity": round(h.similarity, 4), "text": h.text[:200]}
                                           for h in memory_hits])
+        if (answer is None and memory_hits and memory_hits[0].similarity >= self.settings.agent_memory_answer_threshold
+                and route not in COMPUTED_ROUTES):
+            top_hit = memory_hits[0]
+            answer, source = top_hit.text, Source.MEMORY
+            data = {"key": top_hit.key, "similarity": round(top_hit.similarity, 4), "origin": top_hit.source}
+            steps.add("memory_answer", key=top_hit.key, similarity=round(top_hit.similarity, 4),
+                      threshold=self.settings.agent_memory_answer_threshold)
         if answer is None and not hard:
             answer, source, data = await self._answer_confident(route, text, session, req, enc, steps, memory_hits)
         if answer is None:
@@ -119,7 +128,7 @@ class Agent:
         if hard:
             self._queue_hard_example(req.text, text, enc, route, confidence, final_route, answer, source, steps)
         if source in (Source.LOCAL_TOOL, Source.KNOWLEDGE_GRAPH, Source.CLOUD_TOOL, Source.CLOUD_FALLBACK) \
-                and final_route not in ("device_control",) and not data.get("refused"):
+                and final_route not in ("device_control",) and not data.get("refused") and "error" not in data:
             key = self.cache.store_answer(text, enc.embedding, final_route, signature, answer, data, source=self.node_id)
             if key:
                 steps.add("cache_store", key=key, route=final_route)
@@ -135,6 +144,12 @@ class Agent:
         return AskResponse(answer=answer, route=final_route, confidence=round(confidence, 4), source=source,
                            steps=steps.items, model_version=enc.model_version, latency_ms=round(latency_ms, 3),
                            session_id=req.session_id, data=data)
+
+    async def remember(self, key: str, text: str, *, source: str = "") -> dict[str, Any]:
+        """A long-term knowledge entry, embedded with the serving encoder, stored and synced."""
+        enc = (await self.encoder.encode([text]))[0]
+        self.memory.remember(key, text, enc.embedding, source=source or self.node_id)
+        return {"key": f"kb:{key}", "model_version": enc.model_version}
 
     def feedback(self, req: FeedbackRequest) -> dict[str, Any]:
         known = self._paths.get(req.text.strip())

@@ -1,5 +1,5 @@
-"""HTTP routes of the agent, mounted on the edge app: ``POST /v1/ask``, ``POST /v1/feedback``,
-``GET /v1/agent/status``. Errors go through the edge app's single error mapping
+"""HTTP routes of the agent, mounted on the edge app: ``POST /v1/ask``, ``POST /v1/knowledge``
+(remember a fact: embedded, stored, synced), ``POST /v1/feedback``, ``GET /v1/agent/status``. Errors go through the edge app's single error mapping
 (``edge.http.errors``); bad bodies are 400 there.
 
     app = create_app(service, serve_settings)      # edge.http.app (OIP v2)
@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from edge.agent.agent import Agent
-from edge.agent.types import AskRequest, AskResponse, FeedbackRequest
+from edge.agent.types import AskRequest, AskResponse, FeedbackRequest, KnowledgeRequest
 
 
 def make_router(agent: Agent) -> APIRouter:
@@ -22,6 +22,10 @@ def make_router(agent: Agent) -> APIRouter:
     @router.post("/v1/ask", response_model=AskResponse)
     async def ask(body: AskRequest) -> AskResponse:
         return await agent.ask(body)
+
+    @router.post("/v1/knowledge")
+    async def knowledge(body: KnowledgeRequest) -> dict[str, Any]:
+        return await agent.remember(body.key, body.text)
 
     @router.post("/v1/feedback")
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class AgentSettings(AutoGLMSettings):
                     "benchmarks/quality_agent.py calibrates it per encoder (docs/arch/agent.md).")
     agent_cache_enabled: bool = Field(default=True, description="Answer from the semantic cache when a fresh close match exists.")
     agent_memory_threshold: float = Field(default=0.75, ge=0.0, le=1.0, description="Cosine similarity for a long-term memory hit.")
+    agent_memory_answer_threshold: float = Field(
+        default=0.9, ge=0.0, le=1.0,
+        description="Cosine similarity at which a long-term knowledge entry answers by itself (source 'memory').")
     agent_memory_db: Path = Field(
         default_factory=lambda: data_dir() / "edge" / "memory.sqlite3",
         description="SQLite file of the node's long-term memory and semantic cache (synced over MQTT).")

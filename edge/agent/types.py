@@ -37,6 +37,11 @@ class AskResponse(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Structured result of the tool / graph path")
 
 
+class KnowledgeRequest(BaseModel):
+    key: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$", description="Stable id of the entry")
+    text: str = Field(min_length=1, max_length=4000, description="The knowledge itself")
+
+
 class FeedbackRequest(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
     correct: bool = Field(description="Whether the answer given to `text` was right")

@@ -170,3 +170,18 @@ def test_heartbeat_rates(tmp_path) -> None:
     hb = agent.metrics.heartbeat_fields()
     assert hb["agent_requests"] == 3 and hb["fallback_rate"] == round(1 / 3, 4)
     assert hb["semantic_cache_hit_rate"] == round(1 / 3, 4)
+
+
+def test_long_term_memory_answers_a_close_question(tmp_path) -> None:
+    import asyncio
+
+    # the hashing encoder (no bundle) scores this pair at ~0.80; a sentence encoder would score it higher
+    agent = make_agent(tmp_path, agent_memory_answer_threshold=0.75)
+    out = asyncio.run(agent.remember("forklift-charging", "Forklift charging station location: next to gate 4 of hall B."))
+    assert out["key"] == "kb:forklift-charging"
+    r = ask(agent, "forklift charging station location?")
+    assert r.source is Source.MEMORY and "gate 4" in r.answer
+    hit = step(r, "memory")["hits"][0]
+    assert hit["key"] == "kb:forklift-charging" and hit["similarity"] >= 0.75
+    # a computed route is never answered from a remembered text
+    assert ask(agent, "what is 4 plus 4").source is Source.LOCAL_TOOL
