@@ -408,7 +408,8 @@ def _int8(
     # Calibration / sensitivity queries: the generator's validation split (never the guard's set).
     calib = default_calibration_texts(cfg.int8_calibration_samples) or list(texts[: cfg.int8_calibration_samples])
     sens_texts = calib[: cfg.int8_sensitivity_samples]
-    ref_sens = run_texts(_ort_runner(fp32), tokenizer, sens_texts)
+    ref_calib = run_texts(_ort_runner(fp32), tokenizer, calib)
+    ref_sens = (ref_calib[0][: len(sens_texts)], ref_calib[1][: len(sens_texts)])
     source = fp32
     smoothing: dict[str, Any] = {"alpha": 0.0}
     if cfg.int8_smooth_alpha > 0:
@@ -420,9 +421,10 @@ def _int8(
         targets = [n for n in quantizable_nodes(fp32) if n not in set(adapter_nodes)]
         smoothing = smooth_graph(fp32, source, nodes=targets, calib_feeds=feeds, alpha=cfg.int8_smooth_alpha)
 
-    def score(path: Path) -> tuple[float, float]:
-        rep = parity_report(ref_sens, run_texts(_ort_runner(path), tokenizer, sens_texts))
-        return rep["cosine_mean"], rep["cosine_p1"]
+    def score(path: Path, full: bool) -> tuple[float, float, float]:
+        texts_, ref_ = (calib, ref_calib) if full else (sens_texts, ref_sens)
+        rep = parity_report(ref_, run_texts(_ort_runner(path), tokenizer, texts_))
+        return rep["cosine_mean"], rep["cosine_p1"], rep["route_agreement"]
 
     try:
         result = search_int8(
@@ -433,6 +435,7 @@ def _int8(
             target_mean=cfg.int8_target_mean_cosine,
             target_p1=cfg.int8_target_cosine_p1,
             max_float_nodes=cfg.int8_max_float_nodes,
+            target_agreement=min(1.0, cfg.guard_min_route_agreement + cfg.int8_agreement_margin),
             embeddings=cfg.int8_quantize_embeddings,
         )
     finally:

@@ -39,7 +39,11 @@ class ExportSettings(AutoGLMSettings):
         default=0.98, ge=-1, le=1, description="int8 search goal: 1st-percentile cosine to fp32."
     )
     int8_max_float_nodes: int = Field(
-        default=6, ge=0, description="int8 search: at most this many quantizable nodes are kept in float."
+        default=12, ge=0, description="int8 search: at most this many quantizable nodes are kept in float."
+    )
+    int8_agreement_margin: float = Field(
+        default=0.003, ge=0, le=1,
+        description="int8 search: keep nodes in float until calibration route agreement >= guard minimum + this.",
     )
     int8_sensitivity_samples: int = Field(
         default=96, ge=8, description="int8 search: queries used to measure each node's quantization sensitivity."
@@ -49,7 +53,8 @@ class ExportSettings(AutoGLMSettings):
         description="int8: SmoothQuant migration strength for activation outliers (0 disables smoothing).",
     )
     int8_calibration_samples: int = Field(
-        default=128, ge=8, description="int8: queries (validation split, not the guard's set) for smoothing statistics."
+        default=384, ge=8,
+        description="int8: queries (validation split, not the guard's set) for smoothing statistics and search trials.",
     )
     int8_quantize_embeddings: bool = Field(
         default=True, description="int8: store the word/position embedding tables as int8 too (about 4x smaller bundle)."
