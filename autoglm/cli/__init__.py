@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from autoglm.cli import ask_cmd, bench_cmd, bundle_cmd, cloud_cmd, demo_cmd, edge_cmd, export_cmd, train_cmd
+from autoglm.cli import (
+    ask_cmd,
+    bench_cmd,
+    bundle_cmd,
+    cloud_cmd,
+    demo_cmd,
+    edge_cmd,
+    edge_node_cmd,
+    export_cmd,
+    train_cmd,
+)
 from autoglm.cli.common import run_cli
 
 app = typer.Typer(
@@ -19,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train_cmd, export_cmd, bundle_cmd, cloud_cmd, edge_cmd, demo_cmd, bench_cmd, ask_cmd):
+for module in (train_cmd, export_cmd, bundle_cmd, cloud_cmd, edge_cmd, demo_cmd, bench_cmd, ask_cmd, edge_node_cmd):
     module.register(app)
 
 

@@ -1,0 +1,55 @@
+"""``autoglm edge run``: a whole edge node (serving + sync + control plane [+ agent]) from settings.
+
+Wings are imported inside the command body only (``tests/test_layering.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def run(
+    bundle: Path | None = typer.Option(None, "--bundle", "-b", help="Start-up bundle when the cache has no last-known-good one."),
+    node_id: str | None = typer.Option(None, "--node-id", help="Node id (AUTOGLM_EDGE_NODE_ID)."),
+    host: str | None = typer.Option(None, "--host", help="Listen address (AUTOGLM_EDGE_HTTP_HOST)."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Listen port (AUTOGLM_EDGE_HTTP_PORT)."),
+    cloud_url: str | None = typer.Option(None, "--cloud-url", help="Cloud controller URL (AUTOGLM_EDGE_CONTROL_CLOUD_URL)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Model cache dir (AUTOGLM_EDGE_MODEL_CACHE_DIR)."),
+    no_sync: bool = typer.Option(False, "--no-sync", help="Do not connect to MQTT (no commands, no heartbeats)."),
+    agent: bool = typer.Option(False, "--agent", help="Also mount the reasoning agent (POST /v1/ask)."),
+    log_level: str = typer.Option("INFO", "--log-level", help="Log level of the autoglm loggers."),
+) -> None:
+    """Run an edge node: OIP v2 serving, MQTT sync, cloud commands (desired version, traffic split),
+    heartbeats, last-known-good restore."""
+    import asyncio
+    import contextlib
+
+    from autoglm.cli.common import fail
+    from contracts.logging import configure_logging
+    from edge.control.settings import ControlSettings
+    from edge.node import EdgeNode
+    from edge.settings import ServeSettings
+
+    configure_logging(log_level)
+    overrides: dict[str, object] = {}
+    if bundle is not None:
+        if not bundle.is_dir():
+            fail(f"{bundle}: no such bundle directory")
+        overrides["bundle_dir"] = bundle
+    for key, value in (("node_id", node_id), ("http_host", host), ("http_port", port), ("model_cache_dir", cache_dir)):
+        if value is not None:
+            overrides[key] = value
+    control = ControlSettings(**({"control_cloud_url": cloud_url} if cloud_url else {}))  # type: ignore[arg-type]
+    node = EdgeNode.build(ServeSettings(**overrides), control=control, with_sync=not no_sync, with_agent=agent)  # type: ignore[arg-type]
+    if node.serve.bundle_dir is None and not control.control_cloud_url:
+        fail("nothing to serve: pass --bundle DIR, or --cloud-url to receive versions from the cloud")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(node.run())
+
+
+def register(app: typer.Typer) -> None:
+    from autoglm.cli.edge_cmd import edge_app
+
+    edge_app.command("run")(run)
