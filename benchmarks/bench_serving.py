@@ -102,6 +102,10 @@ def request_body(text: str) -> bytes:
 def _set_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
+    # OpenMP worker threads spin by default; on a shared 2-core machine that made PyTorch's
+    # batch-1 latency 5-10x worse (measured 165-225 ms vs 27 ms p50). The baseline gets the
+    # fair setting, like ORT gets allow_spinning=0.
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def serve_naive(ckpt: Path, port: int, threads: int) -> None:
@@ -514,6 +518,31 @@ def print_table(record: dict[str, Any]) -> None:
         print(f"  {k}: {v}")
 
 
+def markdown(record: dict[str, Any]) -> str:
+    """The result as a Markdown table (for docs/arch/edge-serving.md ## Benchmarks)."""
+    names = {
+        "naive": "(a) PyTorch eager + FastAPI, 1 forward/request",
+        "ort": "(b) ONNX Runtime + FastAPI, no batching",
+        "edge": "(c) edge server, fp32 bundle",
+        "edge-int8": "(c) edge server, int8 bundle",
+        "edge-cache": "(c) edge server, cache on",
+    }
+    conc = [r["concurrency"] for r in next(iter(record["servers"].values()))]
+    head = "| server | " + " | ".join(f"c={c} req/s (p50/p99 ms)" for c in conc) + " |"
+    lines = [head, "|---|" + "---|" * len(conc)]
+    for kind, rows in record["servers"].items():
+        cells = [f"{r['throughput_rps']:.0f} ({r['p50_ms']:.1f}/{r['p99_ms']:.1f})" for r in rows]
+        lines.append(f"| {names.get(kind, kind)} | " + " | ".join(cells) + " |")
+    for label, key in (("raw engine fp32", "raw_engine"), ("raw engine int8", "raw_engine_int8")):
+        raw = record.get(key)
+        if raw:
+            lines.append(
+                f"| {label}: session.run, batch 32, no HTTP | {raw['throughput_seq_s']:.0f} seq/s "
+                f"(batch 1: {raw['batch1_p50_ms']:.1f}/{raw['batch1_p99_ms']:.1f} ms) |" + " |" * (len(conc) - 1)
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd")
@@ -555,6 +584,8 @@ def main() -> None:
         return
     record = orchestrate(args)
     print_table(record)
+    print()
+    print(markdown(record))
     print(json.dumps(record))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
