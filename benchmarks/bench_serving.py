@@ -6,7 +6,8 @@ Side by side in one run, same model (all-MiniLM-L6-v2 + router adapters), same s
   (a) naive   PyTorch eager + FastAPI, one forward per request (sync endpoint, thread pool)
   (b) ort     ONNX Runtime (the exported bundle) + FastAPI, one session.run per request
   (c) edge    this server: ``edge.http`` + dynamic batching (result cache OFF, so every
-              request is computed; ``edge-cache`` runs it with the cache on)
+              request is computed; ``edge-cache`` runs it with the cache on and the queries
+              repeated with a Zipf(1.1) popularity — not comparable with the rows above)
       edge-int8 the same server on the int8 bundle of the same checkpoint (export guard numbers
               in its manifest)
   raw         the engine's limit: ``session.run`` at batch 32 on the same inputs, no HTTP
@@ -370,8 +371,12 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def _load_in_subprocess(url: str, concurrency: int, args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
+def _load_in_subprocess(
+    url: str, concurrency: int, args: argparse.Namespace, texts_file: Path, zipf: bool = False
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "_load", "--url", url, "--concurrency", str(concurrency)]
+    if zipf:
+        cmd.append("--zipf")
     cmd += ["--duration", str(args.duration), "--warmup", str(args.warmup), "--texts", str(texts_file)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -412,7 +417,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 _wait_ready(url, proc)
                 rows = []
                 for c in concurrencies:
-                    row = _load_in_subprocess(url, c, args, texts_file)
+                    row = _load_in_subprocess(url, c, args, texts_file, zipf=kind == "edge-cache")
                     print(f"  round {rnd + 1} {kind:10s} c={c:<3d} {row}")
                     rows.append(row)
                 per_round.setdefault(kind, []).append(rows)
@@ -525,7 +530,7 @@ def markdown(record: dict[str, Any]) -> str:
         "ort": "(b) ONNX Runtime + FastAPI, no batching",
         "edge": "(c) edge server, fp32 bundle",
         "edge-int8": "(c) edge server, int8 bundle",
-        "edge-cache": "(c) edge server, cache on",
+        "edge-cache": "(c) edge server, cache on, Zipf(1.1)-repeated queries",
     }
     conc = [r["concurrency"] for r in next(iter(record["servers"].values()))]
     head = "| server | " + " | ".join(f"c={c} req/s (p50/p99 ms)" for c in conc) + " |"
@@ -558,6 +563,7 @@ def main() -> None:
     lg.add_argument("--duration", type=float, default=4.0)
     lg.add_argument("--warmup", type=float, default=1.0)
     lg.add_argument("--texts", type=Path, required=True)
+    lg.add_argument("--zipf", action="store_true", help="repeat queries with a Zipf(1.1) popularity (cache runs)")
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per (server, concurrency)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
     p.add_argument("--concurrency", default="1,8,32,64")
@@ -580,6 +586,11 @@ def main() -> None:
         return
     if args.cmd == "_load":
         texts = json.loads(args.texts.read_text(encoding="utf-8"))
+        if args.zipf:
+            rng = np.random.default_rng(0)
+            ranks = np.arange(1, len(texts) + 1, dtype=np.float64)
+            p = ranks**-1.1 / (ranks**-1.1).sum()
+            texts = [texts[i] for i in rng.choice(len(texts), size=20000, p=p)]
         print(json.dumps(run_load(args.url, texts, args.concurrency, args.duration, args.warmup)))
         return
     record = orchestrate(args)
