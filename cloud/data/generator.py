@@ -29,8 +29,8 @@ SPLITS = ("train", "val", "test")
 class SplitSpec:
     """How many templates go to the held-out splits and how many examples each template yields."""
 
-    test_fraction: float = 0.2
-    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    val_fraction: float = 0.12
     train_per_template: int = 30
     eval_per_template: int = 12
     augment: float = 0.3  # share of training examples that get one extra perturbation (train only)

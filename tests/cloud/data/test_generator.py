@@ -65,8 +65,8 @@ def test_generated_text_is_clean_and_varied() -> None:
         assert "{" not in ex.text and "}" not in ex.text, ex.text
         assert not re.search(r"\([^()]*\|", ex.text), ex.text  # no unexpanded alternatives
     for lang in ("en", "zh"):
-        texts = [ex.text for ex in train if ex.lang == lang]
-        assert len(set(texts)) == len(texts)  # no duplicates within a template's draw
+        pairs = [(ex.template_id, ex.text) for ex in train if ex.lang == lang]
+        assert len(set(pairs)) == len(pairs)  # no duplicates within a template's draw
     en = [ex.text for ex in train if ex.lang == "en"]
     assert any(t.isupper() for t in en) and any(t[:1].isupper() for t in en) and any(t.islower() for t in en)
     assert any(t.endswith("?") for t in en) and any(t[-1].isalnum() for t in en)
