@@ -80,3 +80,23 @@ def test_errors_surface_as_inference_server_exception(client: httpclient.Inferen
     with pytest.raises(InferenceServerException) as err:
         client.infer(MODEL, [bad])
     assert err.value.status() == "400" and "wrong_name" in err.value.message()
+
+
+def test_asyncio_client_binary_infer(served: Served, reference_v1: Reference) -> None:
+    import asyncio
+
+    import tritonclient.http.aio as aioclient
+
+    async def run() -> np.ndarray:
+        c = aioclient.InferenceServerClient(url=served.url.removeprefix("http://"))
+        try:
+            assert await c.is_server_ready()
+            inp = aioclient.InferInput("text", [2], "BYTES")
+            inp.set_data_from_numpy(np.array(["first", "second"], dtype=np.object_))
+            result = await c.infer(MODEL, [inp], outputs=[aioclient.InferRequestedOutput("embedding")])
+            return result.as_numpy("embedding")
+        finally:
+            await c.close()
+
+    emb = asyncio.run(run())
+    np.testing.assert_allclose(emb[1], reference_v1("second")[0], atol=1e-5)
