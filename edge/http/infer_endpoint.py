@@ -12,10 +12,11 @@ before its batch is formed, so it costs no forward pass.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import MutableMapping
 from typing import Any
 
-from contracts.errors import PayloadTooLarge
+from contracts.errors import BadRequest, PayloadTooLarge
 from edge.http.errors import exception_response
 from edge.http.oip_codec import encode_infer_response, parse_infer_request
 from edge.serving.service import InferenceResult, InferenceService
@@ -64,12 +65,17 @@ class InferEndpoint:
         service = self.service
         model = service.manager.resolve(name, version)  # 404 / 503 before reading the body
         header_length: str | None = None
+        encoding = b""
         for key, value in scope["headers"]:
             if key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
+            elif key == b"content-encoding":
+                encoding = value.strip().lower()
             elif key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body of {int(value)} bytes exceeds the limit of {self.max_body_bytes}")
         body = await self._read_body(receive)
+        if encoding and encoding != b"identity":
+            body = self._decompress(body, encoding)
         req = parse_infer_request(body, header_length)
         work = asyncio.ensure_future(
             service.infer(req.texts, priority=req.priority, deadline_s=req.deadline_s, model=model.name, version=version)
@@ -92,6 +98,22 @@ class InferEndpoint:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _decompress(self, body: bytes, encoding: bytes) -> bytes:
+        """gzip / deflate request bodies (tritonclient's request_compression_algorithm), size-capped."""
+        if encoding == b"gzip":
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == b"deflate":
+            d = zlib.decompressobj()
+        else:
+            raise BadRequest(f"unsupported Content-Encoding {encoding.decode('latin-1')!r} (gzip, deflate)")
+        try:
+            out = d.decompress(body, self.max_body_bytes + 1)
+        except zlib.error as exc:
+            raise BadRequest(f"request body is not valid {encoding.decode('latin-1')} data: {exc}") from None
+        if len(out) > self.max_body_bytes or d.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed request body exceeds the limit of {self.max_body_bytes} bytes")
+        return out
 
     @staticmethod
     async def _until_disconnect(receive: Any, work: asyncio.Future[list[InferenceResult]]) -> list[InferenceResult]:

@@ -244,3 +244,21 @@ def test_serve_adapter_set_from_settings(start_server: ServerFactory, bundles: B
         doc = c.post(f"/v2/models/{MODEL}/infer", json=infer_body(["which adapter?"])).json()
     assert doc["parameters"]["adapter_set"] == "other"
     np.testing.assert_allclose(outputs_by_name(doc)["embedding"]["data"], ref("which adapter?")[0], atol=1e-5)
+
+
+def test_body_limits_apply_before_and_after_decompression(start_server: ServerFactory, bundles: Bundles) -> None:
+    import gzip
+
+    s = start_server(bundle_dir=bundles.v1, http_max_body_bytes=4096)
+    big = orjson.dumps(infer_body(["x" * 10_000]))
+    with httpx.Client(base_url=s.url) as c:
+        r = c.post(f"/v2/models/{MODEL}/infer", content=big)
+        assert r.status_code == 413 and "limit" in r.json()["error"]
+        packed = gzip.compress(big)
+        assert len(packed) < 4096
+        r = c.post(f"/v2/models/{MODEL}/infer", content=packed, headers={"Content-Encoding": "gzip"})
+        assert r.status_code == 413 and "decompressed" in r.json()["error"]
+        r = c.post(f"/v2/models/{MODEL}/infer", content=b"junk", headers={"Content-Encoding": "gzip"})
+        assert r.status_code == 400 and "gzip" in r.json()["error"]
+        r = c.post(f"/v2/models/{MODEL}/infer", content=b"{}", headers={"Content-Encoding": "br"})
+        assert r.status_code == 400 and "Content-Encoding" in r.json()["error"]

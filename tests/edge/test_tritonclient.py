@@ -100,3 +100,11 @@ def test_asyncio_client_binary_infer(served: Served, reference_v1: Reference) ->
 
     emb = asyncio.run(run())
     np.testing.assert_allclose(emb[1], reference_v1("second")[0], atol=1e-5)
+
+
+def test_compressed_requests(client: httpclient.InferenceServerClient, reference_v1: Reference) -> None:
+    for algorithm in ("gzip", "deflate"):
+        result = client.infer(
+            MODEL, [_text_input(["compressed request"], binary=True)], request_compression_algorithm=algorithm
+        )
+        np.testing.assert_allclose(result.as_numpy("embedding")[0], reference_v1("compressed request")[0], atol=1e-5)
