@@ -130,7 +130,7 @@ class EdgeNode:
         cache = ModelCache(serve.model_cache_dir)
         service = service or build_service(serve, cache)
         plane = ControlPlane(service, cache, downloader, apply_timeout_s=cs.control_apply_timeout_s,
-                             keep_versions=cs.control_keep_versions)
+                             keep_versions=cs.control_keep_versions, model_name=cs.control_model_name or None)
         if cs.control_restore_last_good:  # serve the last good bundle without the cloud
             lkg = plane.last_good_dir()
             if lkg is not None:

@@ -38,6 +38,9 @@ class ControlSettings(AutoGLMSettings):
     control_restore_last_good: bool = Field(
         default=True, description="At start, serve the last-known-good bundle from the model cache (no cloud needed)."
     )
+    control_model_name: str = Field(
+        default="", description="Model a KubeEdge desired_model_version refers to (default: the model served now)."
+    )
     control_keep_versions: int = Field(
         default=4, ge=1, description="Per-version dirs kept in the model cache (older, unused ones are pruned)."
     )
