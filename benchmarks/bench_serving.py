@@ -488,6 +488,10 @@ def checks(record: dict[str, Any]) -> dict[str, Any]:
     if edge32 and naive32 and naive32["throughput_rps"]:
         out["edge_vs_naive_c32"] = round(edge32["throughput_rps"] / naive32["throughput_rps"], 2)
         out["edge_vs_naive_c32_ge_6x"] = out["edge_vs_naive_c32"] >= 6.0
+    if edge32 and servers.get("naive"):
+        # the naive server's best row (it loses throughput to thread oversubscription at high concurrency)
+        best = max(r["throughput_rps"] for r in servers["naive"])
+        out["edge_c32_vs_naive_best"] = round(edge32["throughput_rps"] / best, 2) if best else None
     if edge32:
         out["edge_vs_raw_c32"] = round(edge32["throughput_rps"] / record["raw_engine"]["throughput_seq_s"], 3)
         out["edge_vs_raw_c32_ge_80pct"] = out["edge_vs_raw_c32"] >= 0.8
