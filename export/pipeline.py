@@ -302,6 +302,7 @@ def export_checkpoint(
             export_info["int8"] = int8_info
             parity["int8_vs_fp32"] = guard
             if guard["failures"] and not allow_degraded:
+                guard = {**guard, "search": int8_info}
                 raise GuardFailed(
                     "int8 accuracy guard failed: " + "; ".join(guard["failures"]) + " (use --allow-degraded to keep it)",
                     guard,

@@ -32,6 +32,9 @@ def _print_guard(report: dict[str, Any]) -> None:
         if value is not None:
             table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value), limit)
     console.print(table)
+    search = report.get("search") or {}
+    for trial in search.get("trials", []):
+        console.print(f"search trial: {trial}")
 
 
 def register(app: typer.Typer) -> None:
