@@ -1,9 +1,62 @@
-"""`autoglm bench` commands (filled in by the issue that owns them)."""
+"""`autoglm bench …`: run the side-by-side benchmarks in ``benchmarks/``.
+
+Each benchmark is a standalone script that runs its baseline in the same run and prints a
+table plus one JSON record; this command finds it in the checkout and passes the rest of the
+command line through (``autoglm bench serving -- --help`` shows a script's own options).
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from autoglm.cli.common import console, fail
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "training": ("bench_training.py", "training samples/s: adapters vs. full fine-tuning; trainable share"),
+    "export": ("bench_export.py", "PyTorch eager vs. ORT fp32 vs. int8 at batch 1/8/32; sizes; int8 parity"),
+    "serving": ("bench_serving.py", "naive PyTorch server vs. ORT unbatched vs. this server; raw engine limit"),
+    "mqtt": ("bench_mqtt.py", "records/s edge->cloud batched+LZ4 vs. one per message; LZ4 ratio; sync latency"),
+    "fleet": ("bench_fleet.py", "500 simulated edges over MQTT: rollout convergence, heartbeat ingestion"),
+    "agent": ("quality_agent.py", "agent quality: route accuracy, exact match, graph hits@1, cache false hits"),
+}
+
+
+def benchmarks_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def bench_list() -> None:
+    """List the benchmarks."""
+    from rich.table import Table
+
+    table = Table("name", "script", "what it measures")
+    for name, (script, what) in BENCHMARKS.items():
+        table.add_row(name, f"benchmarks/{script}", what)
+    console.print(table)
+
+
+def bench_run(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BENCHMARKS)}.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments passed to the script (after --).")] = None,
+) -> None:
+    """Run one benchmark script with this interpreter and pass arguments through."""
+    if name not in BENCHMARKS:
+        fail(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}")
+    script = benchmarks_dir() / BENCHMARKS[name][0]
+    if not script.is_file():
+        fail(f"{script} not found: benchmarks run from a source checkout")
+    rc = subprocess.call([sys.executable, str(script), *(args or [])], cwd=script.parents[1])
+    raise typer.Exit(rc)
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this side's commands to the root app."""
+    """Attach ``autoglm bench`` to the root app."""
+    bench = typer.Typer(help="Run the side-by-side benchmarks (each prints a table and a JSON record).", no_args_is_help=True)
+    bench.command("list")(bench_list)
+    bench.command("run")(bench_run)
+    app.add_typer(bench, name="bench")
