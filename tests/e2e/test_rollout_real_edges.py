@@ -70,7 +70,10 @@ class Traffic:
             while not self.stop_event.is_set():
                 for n in self.nodes:
                     with contextlib.suppress(httpx.HTTPError):
-                        infer(c, n, f"how hot is line {self.sent} today")
+                        # Every other text is longer than the encoder's 128 positions: good bundles
+                        # truncate it, the mis-exported 4.0.0 fails on it.
+                        tail = " and the pumps" * 60 if self.sent % 2 else ""
+                        infer(c, n, f"how hot is line {self.sent} today{tail}")
                     self.sent += 1
                 self.stop_event.wait(0.03)
 
@@ -94,14 +97,14 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, bundles: Bundles, broken_bundle: Path) -> Iterator[World]:
+def world(tmp_path: Path, bundles: Bundles, broken_bundle: Path, overlong_bundle: Path) -> Iterator[World]:
     broker = MosquittoBroker(tmp_path / "broker").start()
     settings = make_settings(
         tmp_path, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
         rollout_tick_s=0.1, heartbeat_timeout_s=10.0, fleet_flush_interval_s=0.5,
     )
     svc = CloudServices.build(settings)
-    for b in (bundles.v1, bundles.update, broken_bundle):
+    for b in (bundles.v1, bundles.update, broken_bundle, overlong_bundle):
         svc.registry.register_dir(b, actor="e2e")
     svc.registry.set_alias(MODEL, "stable", "1.0.0", actor="e2e", reason="initial release")
     nodes: list[EdgeNode] = []
@@ -148,10 +151,10 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
             assert r.status_code == 202, r.text
         wait_for(lambda: all(served_version(n) == "1.0.0" for n in nodes), what="all nodes serving 1.0.0")
 
-        # 1. v1.1.0 (an adapter-only update: only the adapter travels) goes 34% -> 67% -> 100%,
+        # 1. v1.1.0 (an adapter-only update: only the adapter travels) goes 33% -> 67% -> 100% (1, 2, 3 nodes),
         #    judged at each step on the nodes' heartbeats (real requests, error rate, p99).
         t0 = time.monotonic()
-        rid = _rollout(c, "1.1.0", steps=[34, 67, 100], pause_s=0.8,
+        rid = _rollout(c, "1.1.0", steps=[33, 67, 100], pause_s=0.8,
                        analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000})
         out = _final(c, rid)
         assert out["state"] == "succeeded", out["events"][-1]
@@ -193,7 +196,25 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
         assert failed_acks and all("cannot load" in cmd["detail"] for cmd in failed_acks)
         assert c.get(f"/api/v1/models/{MODEL}").json()["aliases"]["stable"] == "1.1.0"
 
-        # 3. The second gray mode on one node: 1.0.0 and 1.1.0 both loaded, requests split by weight.
+        # 3. A bad 4.0.0 that loads and serves short texts but fails on long ones: the canary
+        #    really switches, its heartbeats report the failing requests, the analysis fails
+        #    on the error rate, and the canary is switched back to 1.1.0 automatically.
+        rid = _rollout(c, "4.0.0", steps=[33, 67, 100], pause_s=0.8,
+                       analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000})
+        out = _final(c, rid)
+        assert out["state"] == "aborted", out["events"][-1]
+        assert "error rate" in out["events"][-1]["reason"]
+        assert out["events"][-1]["details"]["analysis"]["canary"]["error_rate"] > 0.05
+        canaries = out["targets"]
+        assert len(canaries) == 1 and out["events"][-1]["details"]["rolled_back"] == canaries
+        wait_for(back_on_stable, what="the 4.0.0 canary switched back to 1.1.0")
+        canary = next(n for n in nodes if n.serve.node_id == canaries[0])
+        history = [(a["version"], a["ok"]) for a in canary.control.applied]
+        assert history[-2:] == [("4.0.0", True), ("1.1.0", True)]  # it really ran 4.0.0, then rolled back
+        assert all(served_version(n) == "1.1.0" for n in nodes)
+        assert canary.cache.read_last_good().version == "1.1.0"  # type: ignore[union-attr]
+
+        # 4. The second gray mode on one node: 1.0.0 and 1.1.0 both loaded, requests split by weight.
         edge0 = nodes[0]
         r = c.post(f"/api/v1/nodes/{edge0.serve.node_id}/traffic-split",
                    json={"model": MODEL, "stable_version": "1.1.0", "canary_version": "1.0.0", "canary_weight": 0.5})
@@ -206,4 +227,4 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
             versions = {infer(hc, edge0, f"split {i}").json()["model_version"] for i in range(40)}
         assert versions == {"1.0.0", "1.1.0"}
     assert traffic.sent > 0
-    print(f"\nE2E: 3-node rollout 34/67/100% with analysis (pause 0.8 s/step) took {rollout_s:.1f} s")
+    print(f"\nE2E: 3-node rollout 33/67/100% with analysis (pause 0.8 s/step) took {rollout_s:.1f} s")

@@ -23,12 +23,18 @@ from cloud.api.container import CloudServices  # noqa: E402
 from cloud.fleet.channel import RecordingChannel  # noqa: E402
 from tests.cloud.controller.conftest import LiveServer, make_settings  # noqa: E402
 from tests.edge.conftest import Bundles  # noqa: E402
-from tests.edge.control.helpers import Cloud, make_broken_bundle  # noqa: E402
+from tests.edge.control.helpers import Cloud, make_broken_bundle, make_overlong_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def broken_bundle(bundles: Bundles) -> Path:
     return make_broken_bundle(bundles.v2, bundles.root / "broken-3.0.0", "3.0.0")
+
+
+@pytest.fixture(scope="session")
+def overlong_bundle(bundles: Bundles) -> Path:
+    """4.0.0: loads and serves short texts, fails on texts longer than the encoder's positions."""
+    return make_overlong_bundle(bundles.v2, bundles.root / "overlong-4.0.0", "4.0.0")
 
 
 @pytest.fixture

@@ -33,6 +33,19 @@ def make_broken_bundle(src: Path, dst: Path, version: str) -> Path:
 
 
 
+def make_overlong_bundle(src: Path, dst: Path, version: str, max_length: int = 512) -> Path:
+    """A copy of ``src`` as ``version`` whose manifest tokenizer allows more tokens than the
+    encoder has positions (a mis-exported bundle): it verifies, loads and warms up (short
+    texts), and fails every forward pass holding a text longer than the encoder's positions."""
+    shutil.copytree(src, dst)
+    man = Manifest.from_yaml((dst / "manifest.yaml").read_bytes())
+    tok = man.tokenizer.model_copy(update={"max_length": max_length})
+    (dst / "manifest.yaml").write_text(man.model_copy(update={"version": version, "tokenizer": tok}).to_yaml(),
+                                       encoding="utf-8")
+    (dst / "manifest.sig").unlink(missing_ok=True)
+    return dst
+
+
 @dataclass
 class Cloud:
     server: LiveServer
