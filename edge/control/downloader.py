@@ -43,6 +43,14 @@ class DownloadStats:
     fetched: list[str] = field(default_factory=list)
 
 
+def _hash_file(path: Path) -> Any:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h
+
+
 class RegistryDownloader:
     """Fetches manifests and files of registered versions (``client``: an httpx client whose
     base URL is the controller and whose headers carry the node's token)."""
@@ -141,7 +149,7 @@ class RegistryDownloader:
         if 0 < have < size:
             headers = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'}
         elif have == size:
-            return self._finish(part, sha256, size)
+            return self._finish(part, sha256, size, _hash_file(part))
         with self.client.stream("GET", url, headers=headers) as r:
             if r.status_code == 416:
                 part.unlink(missing_ok=True)  # our partial does not fit the file: start over next time
@@ -150,23 +158,24 @@ class RegistryDownloader:
             etag = r.headers.get("etag", "").strip('"')
             if etag and etag != sha256:
                 raise BundleError(f"{url}: registry serves sha256 {etag[:12]}…, the manifest says {sha256[:12]}…")
-            mode = "ab" if r.status_code == 206 else "wb"
             if r.status_code == 206:
+                h = _hash_file(part)  # the bytes we keep, hashed once; the rest while it streams
                 self.last.bytes_resumed_from += have
+                mode = "ab"
+            else:
+                h = hashlib.sha256()
+                mode = "wb"
             with part.open(mode) as f:
                 for chunk in r.iter_bytes(CHUNK):
                     f.write(chunk)
+                    h.update(chunk)
                     self.last.bytes_fetched += len(chunk)
-        return self._finish(part, sha256, size)
+        return self._finish(part, sha256, size, h)
 
-    def _finish(self, part: Path, sha256: str, size: int) -> Path:
+    def _finish(self, part: Path, sha256: str, size: int, h: Any) -> Path:
         got = part.stat().st_size
         if got < size:
             raise Unavailable(f"download of {sha256[:12]}… stopped at {got} of {size} bytes")
-        h = hashlib.sha256()
-        with part.open("rb") as f:
-            while block := f.read(CHUNK):
-                h.update(block)
         if got != size or h.hexdigest() != sha256:
             part.unlink(missing_ok=True)
             raise BundleError(
