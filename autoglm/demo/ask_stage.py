@@ -1,0 +1,237 @@
+"""Demo stage 4: questions to the edge nodes over their real ``POST /v1/ask``; one OIP v2
+inference call; the /metrics highlights; then the cloud is stopped and the edge keeps
+answering locally (and says "offline" fast for cloud-only questions)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from autoglm.demo.errors import StageFailed
+from autoglm.demo.export_stage import MODEL_NAME
+from autoglm.demo.fleet_stage import Fleet, wait_for
+
+
+@dataclass(frozen=True)
+class Question:
+    label: str
+    text: str
+    node: str = "edge-a"
+    session: str | None = None
+    confirm: bool = False
+
+
+CLIMATE_Q = "What is the average temperature in Shanghai in July?"
+QUESTIONS: list[Question] = [
+    Question("calculator EN", "what is 15% of 240"),
+    Question("calculator ZH", "计算 12 乘以 7 加 5"),
+    Question("unit_convert EN", "convert 100 km/h to m/s"),
+    Question("unit_convert ZH", "2.5 巴等于多少 psi"),
+    Question("knowledge graph, 2 hops", "Who is the supervisor of the technician who maintains PR-111?"),
+    Question("device_status", "what is the status of OV-122?"),
+    Question("device_control, no confirmation", "set OV-122 to 190 °C"),
+    Question("session: first question", "Who supervises Suzhou line 2?", session="demo-session"),
+    Question("session: coreference", "and line 3?", session="demo-session"),
+    Question("memory recall", "what did I just ask?", session="demo-session"),
+    Question("doc search (cloud tool)", "what does alarm E101 mean on the oven?"),
+    Question("climate (cloud tool) on A", CLIMATE_Q),
+]
+HARD_Q = Question("low confidence → hard example", "blorp zindle quax frobnicate the wump")
+CACHE_Q = Question("climate paraphrase on B", CLIMATE_Q.lower().rstrip("?"), node="edge-b")
+OFFLINE_LOCAL = Question("cloud down: local tool", "what is 17 times 3")
+OFFLINE_CLOUD = Question("cloud down: climate", "What is the average temperature in Beijing in January?")
+OFFLINE_CLOUD2 = Question("cloud down: again (breaker open)", "What is the average temperature in Harbin in January?")
+
+
+@dataclass
+class AskResult:
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    cache_hit_on_b: bool = False
+    hard_example_received: bool = False
+    oip: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    offline_local_source: str = ""
+    offline_source: str = ""
+    offline_latency_ms: float = 0.0
+    offline_wall_ms: float = 0.0
+    wall_s: float = 0.0
+
+
+def _step_summary(steps: list[dict[str, Any]]) -> str:
+    parts: list[str] = []
+    for s in steps:
+        k = s.get("kind", "?")
+        if k == "route":
+            parts.append(f"route {s.get('route')} p={s.get('probability')} ({s.get('router')})"
+                         + (" HARD" if s.get("hard_example") else ""))
+        elif k == "coreference":
+            parts.append(f"coref → {s.get('rewritten')!r}")
+        elif k == "cache":
+            parts.append(f"cache hit sim={s.get('similarity')} from {s.get('origin')}" if s.get("hit")
+                         else f"cache miss (best {s.get('best_similarity')})")
+        elif k == "kg_hop":
+            parts.append(f"hop{s.get('hop')} {s.get('relation')} {s.get('score')}: {s.get('from')}→{s.get('to')}")
+        elif k == "kg_link":
+            parts.append(f"link {s.get('entity')} ({s.get('score')})")
+        elif k == "tool_call":
+            what = "REFUSED" if s.get("refused") else ("error" if s.get("error") else "ok")
+            parts.append(f"tool {s.get('tool')}@{s.get('where', 'edge')} {what}")
+        elif k == "cloud_call":
+            atts = s.get("attempts") or []
+            parts.append(f"cloud {len(atts)} attempt(s) breaker={s.get('breaker')}")
+        elif k == "hard_example":
+            parts.append(f"hard example queued={s.get('queued')}")
+        elif k in ("memory", "prompt", "answer", "cache_store"):
+            continue
+        else:
+            parts.append(k)
+    return "; ".join(parts)
+
+
+class Asker:
+    def __init__(self, fleet: Fleet) -> None:
+        import httpx
+
+        self.fleet = fleet
+        self.client = httpx.Client(timeout=30)
+
+    def ask(self, q: Question) -> dict[str, Any]:
+        node = self.fleet.nodes[q.node]
+        body: dict[str, Any] = {"text": q.text, "confirm": q.confirm}
+        if q.session:
+            body["session_id"] = q.session
+        t0 = time.perf_counter()
+        r = self.client.post(f"{node.url}/v1/ask", json=body)
+        wall_ms = (time.perf_counter() - t0) * 1000
+        if r.status_code != 200:
+            raise StageFailed("ask", f"{q.node} /v1/ask {q.text!r} → {r.status_code} {r.text[:200]}")
+        out = dict(r.json())
+        out.update(label=q.label, node=q.node, text=q.text, wall_ms=wall_ms)
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
+    t = Table(title=title, show_lines=True)
+    for col, kw in (("question", {"max_width": 34}), ("node", {}), ("answer", {"max_width": 46}), ("route", {}),
+                    ("conf", {"justify": "right"}), ("source", {}), ("ms", {"justify": "right"}),
+                    ("steps", {"max_width": 60})):
+        t.add_column(col, **kw)  # type: ignore[arg-type]
+    for a in rows:
+        t.add_row(f"[dim]{a['label']}[/]\n{a['text']}", a["node"], str(a["answer"])[:200], a["route"],
+                  f"{a['confidence']:.2f}", f"[bold]{a['source']}[/]", f"{a['latency_ms']:.0f}", _step_summary(a["steps"]))
+    return t
+
+
+def _metric_sum(text: str, name: str, label_filter: str = "") -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (not label_filter or label_filter in line):
+            m = re.match(r"^(\S+?)(\{[^}]*\})?\s+([0-9.eE+-]+|NaN)$", line)
+            if m and m.group(1) == name and m.group(3) != "NaN":
+                total += float(m.group(3))
+    return total
+
+
+def run_stage_ask(console: Console, fleet: Fleet) -> AskResult:
+    t_stage = time.perf_counter()
+    console.rule("[bold]Stage 4 · ask: the edge agent over HTTP (POST /v1/ask)")
+    res = AskResult()
+    asker = Asker(fleet)
+    try:
+        _ask_online(console, fleet, asker, res)
+        _oip_and_metrics(console, fleet, res)
+        _offline(console, fleet, asker, res)
+    finally:
+        asker.close()
+    res.wall_s = time.perf_counter() - t_stage
+    return res
+
+
+def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> None:
+    for q in QUESTIONS:
+        res.answers.append(asker.ask(q))
+    climate = res.answers[-1]
+    key = next((s.get("key") for s in climate["steps"] if s.get("kind") == "cache_store"), None)
+    node_b = fleet.nodes["edge-b"]
+    if key:
+        console.print(f"climate answer cached on edge-a as {key}; waiting for MQTT sync to edge-b …")
+        t0 = time.monotonic()
+        store = node_b.sync.store
+        wait_for(lambda: store.get(key) is not None, 30, "the cache entry to reach edge-b over MQTT", "ask")
+        console.print(f"  synced edge-a → cloud hub → edge-b in {time.monotonic() - t0:.2f}s")
+    b = asker.ask(CACHE_Q)
+    res.answers.append(b)
+    res.cache_hit_on_b = b["source"] == "semantic_cache"
+    hard = asker.ask(HARD_Q)
+    res.answers.append(hard)
+    hub = fleet.cloud.hub if fleet.cloud else None
+    queued = any(s.get("kind") == "hard_example" and s.get("queued") for s in hard["steps"])
+    if queued and hub is not None:
+        wait_for(lambda: hub.repo.hard_example_count("edge-a") >= 1, 30, "the hard example to reach the cloud", "ask")
+        res.hard_example_received = True
+    res.sources = {a["source"] for a in res.answers}
+    console.print(_table("edge agent answers (latency = server-side ms)", res.answers))
+    kg = next(a for a in res.answers if a["label"].startswith("knowledge graph"))
+    for s in kg["steps"]:
+        if s.get("kind") == "kg_hop":
+            cands = ", ".join(f"{c.get('relation')} {c.get('score')}" for c in (s.get("candidates") or [])[:3])
+            console.print(f"  KG hop {s.get('hop')}: {s.get('from')} —{s.get('relation')} ({s.get('score')})→ {s.get('to')}"
+                          + (f"   candidates: {cands}" if cands else ""))
+    console.print(f"semantic cache on edge-b: {'[green]hit[/]' if res.cache_hit_on_b else '[red]miss[/]'} "
+                  f"(answered {b['source']}, {b['latency_ms']:.0f} ms); hard example "
+                  + ("[green]received by the cloud hub[/]" if res.hard_example_received
+                     else f"[yellow]not raised (the model was confident: {hard['route']} {hard['confidence']:.2f})[/]"))
+
+
+def _oip_and_metrics(console: Console, fleet: Fleet, res: AskResult) -> None:
+    import httpx
+
+    node = fleet.nodes["edge-a"]
+    body = {"id": "demo-1", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                                         "data": ["what is 15% of 240", "2.5 巴等于多少 psi"]}]}
+    r = httpx.post(f"{node.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=30)
+    if r.status_code != 200:
+        raise StageFailed("ask", f"OIP v2 infer → {r.status_code} {r.text[:200]}")
+    out = r.json()
+    res.oip = {"model_version": out.get("model_version"),
+               "outputs": {o["name"]: o["shape"] for o in out.get("outputs", [])}}
+    console.print(f"OIP v2 (KServe / tritonclient JSON) POST /v2/models/{MODEL_NAME}/infer: model_version "
+                  f"{out.get('model_version')}, outputs {res.oip['outputs']}")
+    text = httpx.get(f"{node.url}/metrics", timeout=10).text
+    batches = _metric_sum(text, "autoglm_edge_batch_size_texts_count")
+    texts = _metric_sum(text, "autoglm_edge_batch_size_texts_sum")
+    res.metrics = {
+        "batches": batches,
+        "mean_batch_size": texts / batches if batches else 0.0,
+        "result_cache_hits": _metric_sum(text, "autoglm_edge_cache_hits_total"),
+        "result_cache_misses": _metric_sum(text, "autoglm_edge_cache_misses_total"),
+        "semantic_cache_hits": _metric_sum(text, "autoglm_edge_agent_cache_lookups_total", 'outcome="hit"'),
+        "agent_requests": _metric_sum(text, "autoglm_edge_agent_requests_total"),
+    }
+    m = res.metrics
+    console.print(f"edge-a /metrics: {m['batches']:.0f} batches, mean batch size {m['mean_batch_size']:.2f} texts; "
+                  f"result cache {m['result_cache_hits']:.0f} hits / {m['result_cache_misses']:.0f} misses; "
+                  f"semantic cache hits {m['semantic_cache_hits']:.0f}; agent requests {m['agent_requests']:.0f}")
+
+
+def _offline(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> None:
+    console.rule("[bold]cloud stopped: the edge keeps answering")
+    if fleet.cloud is not None:
+        fleet.cloud.stop()
+    console.print("cloud controller stopped (HTTP API and MQTT hub)")
+    rows = [asker.ask(q) for q in (OFFLINE_LOCAL, OFFLINE_CLOUD, OFFLINE_CLOUD2)]
+    res.offline_local_source = rows[0]["source"]
+    res.offline_source = rows[1]["source"]
+    res.offline_latency_ms = max(r["latency_ms"] for r in rows[1:])
+    res.offline_wall_ms = max(r["wall_ms"] for r in rows[1:])
+    res.sources |= {r["source"] for r in rows}
+    console.print(_table("with the cloud down", rows))

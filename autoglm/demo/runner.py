@@ -1,0 +1,154 @@
+"""Runs the demo stages after training (export → fleet → ask → shutdown) and returns a summary.
+
+The CLI (`autoglm demo`) and ``tests/demo`` call :func:`run_demo` with the same arguments; the
+test passes a tiny checkpoint, ``allow_degraded`` (a random tiny model cannot pass the int8
+guard) and ``keyword_router`` (a random router head is never confident).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from autoglm.demo.errors import StageFailed
+
+STAGES = ("export", "fleet", "ask")
+
+
+@dataclass
+class DemoSummary:
+    stage_wall_s: dict[str, float] = field(default_factory=dict)
+    bundle: str = ""
+    update: str = ""
+    bundle_bytes: int = 0
+    update_bytes: int = 0
+    export_reused: bool = False
+    guard_passed: bool | None = None
+    broker: str = ""
+    rollout_state: str = ""
+    node_versions: dict[str, str | None] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    cache_hit_on_b: bool = False
+    hard_example_received: bool = False
+    oip_outputs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    offline_local_source: str = ""
+    offline_source: str = ""
+    offline_latency_ms: float = 0.0
+    offline_wall_ms: float = 0.0
+    leftover_threads: list[str] = field(default_factory=list)
+    broker_stopped: bool = False
+    run_dir: str = ""
+
+
+def run_demo(
+    console: Console,
+    checkpoint: Path,
+    root: Path,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    precision: str = "int8",
+    allow_degraded: bool = False,
+    keyword_router: bool = False,
+    reexport: bool = False,
+    rollout_pause_s: float = 1.0,
+    prefer_embedded_broker: bool = False,
+) -> DemoSummary:
+    """Stages 2–5 on ``checkpoint``; artefacts under ``root`` (bundles, keys; ``run/`` is per run)."""
+    from autoglm.demo.ask_stage import run_stage_ask
+    from autoglm.demo.export_stage import run_stage_export
+    from autoglm.demo.fleet_stage import Fleet, run_stage_fleet, start_fleet
+
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise StageFailed("setup", f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+    summary = DemoSummary()
+    threads_before = {t.ident for t in threading.enumerate()}
+    export = None
+    t0 = time.perf_counter()
+    export = run_stage_export(console, checkpoint, root, precision=precision, allow_degraded=allow_degraded,
+                              reexport=reexport)
+    summary.stage_wall_s["export"] = time.perf_counter() - t0
+    summary.bundle, summary.update = str(export.bundle), str(export.update)
+    summary.bundle_bytes, summary.update_bytes = export.bundle_bytes, export.update_bytes
+    summary.export_reused = export.reused
+    summary.guard_passed = (not export.guard.get("failures")) if export.guard else None
+    if "fleet" not in stages and "ask" not in stages:
+        return summary
+
+    run_dir = root / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # fleet state is per run; bundles and keys are kept
+    summary.run_dir = str(run_dir)
+    fleet: Fleet | None = None
+    try:
+        console.rule("[bold]Stage 3 · fleet: broker, cloud controller, two edge nodes, gray rollout")
+        t0 = time.perf_counter()
+        fleet = start_fleet(console, run_dir, export, keyword_router=keyword_router,
+                            prefer_embedded_broker=prefer_embedded_broker)
+        summary.broker = fleet.broker.kind
+        fr = run_stage_fleet(console, fleet, pause_s=rollout_pause_s)
+        summary.stage_wall_s["fleet"] = time.perf_counter() - t0
+        summary.rollout_state, summary.node_versions = fr.rollout_state, fr.versions
+        if "ask" in stages:
+            t0 = time.perf_counter()
+            ar = run_stage_ask(console, fleet)
+            summary.stage_wall_s["ask"] = time.perf_counter() - t0
+            summary.sources = sorted(ar.sources)
+            summary.cache_hit_on_b, summary.hard_example_received = ar.cache_hit_on_b, ar.hard_example_received
+            summary.oip_outputs, summary.metrics = ar.oip, ar.metrics
+            summary.offline_local_source, summary.offline_source = ar.offline_local_source, ar.offline_source
+            summary.offline_latency_ms, summary.offline_wall_ms = ar.offline_latency_ms, ar.offline_wall_ms
+    finally:
+        if fleet is not None:
+            console.rule("[bold]Stage 5 · shutdown")
+            t0 = time.perf_counter()
+            fleet.close()
+            summary.broker_stopped = not fleet.broker.running
+            summary.leftover_threads = _leftover_threads(threads_before)
+            summary.stage_wall_s["shutdown"] = time.perf_counter() - t0
+            console.print(f"edge nodes, cloud controller and broker stopped; leftover threads: "
+                          f"{summary.leftover_threads or 'none'}")
+    print_summary(console, summary, root)
+    return summary
+
+
+def _leftover_threads(before: set[int | None], grace_s: float = 5.0) -> list[str]:
+    """Threads started during the demo that are still alive (after a short grace period)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        if not alive or time.monotonic() > deadline:
+            return sorted(t.name for t in alive)
+        time.sleep(0.1)
+
+
+def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
+    t = Table(title="demo summary")
+    t.add_column("what")
+    t.add_column("result")
+    t.add_row("bundle 1.0.0", f"{s.bundle} ({s.bundle_bytes / 1e6:.2f} MB, guard "
+              f"{'passed' if s.guard_passed else 'n/a' if s.guard_passed is None else 'FAILED (degraded allowed)'}"
+              f"{', reused' if s.export_reused else ''})")
+    t.add_row("update 1.1.0", f"{s.update} ({s.update_bytes / 1e3:.1f} kB, adapter-only)")
+    t.add_row("keys", str(root / "keys"))
+    if s.broker:
+        t.add_row("broker", s.broker)
+        t.add_row("rollout", f"{s.rollout_state}; nodes: {s.node_versions}")
+    if s.sources:
+        t.add_row("answer sources seen", ", ".join(s.sources))
+        t.add_row("cloud answer → cache hit on edge-b", str(s.cache_hit_on_b))
+        t.add_row("hard example received by the cloud", str(s.hard_example_received))
+        t.add_row("OIP v2 outputs", str(s.oip_outputs.get("outputs")))
+        t.add_row("cloud down", f"local question → {s.offline_local_source}; cloud question → {s.offline_source} "
+                  f"in ≤ {s.offline_latency_ms:.0f} ms server / {s.offline_wall_ms:.0f} ms client")
+    if s.run_dir:
+        t.add_row("run artefacts", f"{s.run_dir} (cloud SQLite, node caches, memory DBs, broker log)")
+    t.add_row("wall time per stage", ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_wall_s.items()))
+    console.print(t)
