@@ -83,10 +83,11 @@ class BundleSession:
         so = session_options or ort.SessionOptions()
         # Keep the OrtValues alive for the session's lifetime: ORT does not copy them.
         self._bound: list[ort.OrtValue] = []
-        for name, arr in load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set).items():
-            value = ort.OrtValue.ortvalue_from_numpy(arr)
-            self._bound.append(value)
-            so.add_initializer(name, value)
+        if graph == "encoder":  # other roles (e.g. hop_scorer) carry no adapter initializers
+            for name, arr in load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set).items():
+                value = ort.OrtValue.ortvalue_from_numpy(arr)
+                self._bound.append(value)
+                so.add_initializer(name, value)
         try:
             self.session = ort.InferenceSession(
                 str(graph_path), sess_options=so, providers=list(providers or DEFAULT_PROVIDERS)
