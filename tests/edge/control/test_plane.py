@@ -164,3 +164,40 @@ def test_histogram_quantile() -> None:
     assert histogram_quantile(0.5, buckets) == pytest.approx(0.002)
     assert 0.005 < histogram_quantile(0.995, buckets) <= 0.01
     assert histogram_quantile(0.99, []) == 0.0
+
+
+def test_fleet_key_accepts_signed_and_refuses_unsigned(cloud: Cloud, bundles: Any, tmp_path: Path) -> None:
+    """With the fleet public key configured, a version must carry a valid signature: the
+    signature travels with the download (manifest.sig) and the load verifies it."""
+    import shutil
+
+    from contracts.bundle import generate_keypair, sign_bundle
+    from contracts.manifest import Manifest
+
+    key, pub = generate_keypair(tmp_path / "keys")
+    signed = shutil.copytree(bundles.v1, tmp_path / "signed")
+    man = Manifest.from_yaml((signed / "manifest.yaml").read_bytes())
+    (signed / "manifest.yaml").write_text(man.model_copy(update={"version": "1.0.1"}).to_yaml(), encoding="utf-8")
+    sign_bundle(signed, key)
+    cloud.svc.registry.register_dir(signed, actor="test")
+
+    settings = settings_for(tmp_path, bundle_public_key=pub.read_text().strip())
+    cache = ModelCache(settings.model_cache_dir)
+    service = build_service(settings, cache)
+    plane = ControlPlane(service, cache, RegistryDownloader.connect(cloud.url, cloud.node_token("edge-key"), cache))
+
+    async def run() -> None:
+        await service.start()
+        plane.bind(asyncio.get_running_loop())
+        try:
+            with pytest.raises(BundleError, match="not signed"):
+                await plane.apply_version(command(cloud, "1.0.0"))
+            assert service.manager.active is None
+            out = await plane.apply_version(command(cloud, "1.0.1"))
+            assert out["version"] == "1.0.1"
+            assert (service.manager.active.source / "manifest.sig").is_file()
+        finally:
+            await service.stop()
+            plane.downloader.close()
+
+    asyncio.run(run())
