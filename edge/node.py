@@ -124,6 +124,7 @@ class EdgeNode:
         service: InferenceService | None = None,
         sync: EdgeSync | None = None,
         downloader: RegistryDownloader | None = None,
+        agent_settings: Any = None,
     ) -> EdgeNode:
         serve = serve or ServeSettings()
         cs = control or ControlSettings()
@@ -143,7 +144,7 @@ class EdgeNode:
                 from edge.agent.settings import AgentSettings
                 from edge.memory.store import MemoryStore
 
-                store = MemoryStore(AgentSettings().agent_memory_db, serve.node_id)
+                store = MemoryStore((agent_settings or AgentSettings()).agent_memory_db, serve.node_id)
             sync = EdgeSync(ss, node_id=serve.node_id, store=store)
         app = create_app(service, serve)
         heartbeat = ServingHeartbeat(service)
@@ -152,7 +153,8 @@ class EdgeNode:
             from edge.agent.factory import build_agent
             from edge.agent.http import make_router
 
-            agent = build_agent(service=service, sync=sync, node_id=serve.node_id, bundle_dir=serve.bundle_dir)
+            agent = build_agent(agent_settings, service=service, sync=sync, node_id=serve.node_id,
+                                bundle_dir=serve.bundle_dir)
             app.include_router(make_router(agent))
             heartbeat.add(agent.metrics.heartbeat_fields)
         node = cls(serve, service, app, cache, plane, heartbeat, sync, cs, agent)

@@ -92,7 +92,7 @@ class ControlPlane:
     def _run(self, coro: Any) -> dict[str, Any]:
         if isinstance(coro, dict):  # from on_twin_delta: a command to apply
             coro = self.apply_version(coro)
-        if not self._bound.wait(self.apply_timeout_s) or self._loop is None:
+        if not self._bound.wait(min(self.apply_timeout_s, 30.0)) or self._loop is None:
             coro.close()
             raise Unavailable("the serving loop is not running yet")
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)

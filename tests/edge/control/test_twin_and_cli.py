@@ -88,3 +88,23 @@ def test_cli_edge_run_serves_a_bundle(bundles: Bundles, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_node_with_agent_answers_and_reports_agent_heartbeat_fields(bundles: Bundles, tmp_path: Path) -> None:
+    from edge.agent.settings import AgentSettings
+
+    serve = settings_for(tmp_path, node_id="edge-agent", http_host="127.0.0.1", http_port=free_port(),
+                         bundle_dir=bundles.v1)
+    agent = AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3", agent_cloud_url="http://127.0.0.1:9")
+    node = EdgeNode.build(serve, control=ControlSettings(), with_sync=False, with_agent=True,
+                          agent_settings=agent).start()
+    try:
+        wait_ready(node.url)
+        r = httpx.post(f"{node.url}/v1/ask", json={"text": "what is 12 * 7"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert "1.0.0" in r.json()["model_version"]
+        doc = node.heartbeat()
+        assert doc["model_version"] == "1.0.0" and doc["requests"] >= 1
+        assert doc["agent_requests"] == 1 and "fallback_rate" in doc
+    finally:
+        node.stop()
