@@ -38,7 +38,7 @@ QUESTIONS: list[Question] = [
     Question("session: first question", "Who supervises Suzhou line 2?", session="demo-session"),
     Question("session: coreference", "and line 3?", session="demo-session"),
     Question("memory recall", "what did I just ask?", session="demo-session"),
-    Question("doc search (cloud tool)", "what does alarm E101 mean on the oven?"),
+    Question("doc search (cloud tool)", "what is the procedure for lockout tagout"),
     Question("climate (cloud tool) on A", CLIMATE_Q),
 ]
 HARD_Q = Question("low confidence → hard example", "blorp zindle quax frobnicate the wump")
@@ -56,6 +56,7 @@ class AskResult:
     hard_example_received: bool = False
     oip: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_burst: dict[str, float] = field(default_factory=dict)
     offline_local_source: str = ""
     offline_source: str = ""
     offline_latency_ms: float = 0.0
@@ -206,21 +207,57 @@ def _oip_and_metrics(console: Console, fleet: Fleet, res: AskResult) -> None:
                "outputs": {o["name"]: o["shape"] for o in out.get("outputs", [])}}
     console.print(f"OIP v2 (KServe / tritonclient JSON) POST /v2/models/{MODEL_NAME}/infer: model_version "
                   f"{out.get('model_version')}, outputs {res.oip['outputs']}")
-    text = httpx.get(f"{node.url}/metrics", timeout=10).text
-    batches = _metric_sum(text, "autoglm_edge_batch_size_texts_count")
-    texts = _metric_sum(text, "autoglm_edge_batch_size_texts_sum")
-    res.metrics = {
-        "batches": batches,
-        "mean_batch_size": texts / batches if batches else 0.0,
-        "result_cache_hits": _metric_sum(text, "autoglm_edge_cache_hits_total"),
-        "result_cache_misses": _metric_sum(text, "autoglm_edge_cache_misses_total"),
-        "semantic_cache_hits": _metric_sum(text, "autoglm_edge_agent_cache_lookups_total", 'outcome="hit"'),
-        "agent_requests": _metric_sum(text, "autoglm_edge_agent_requests_total"),
-    }
-    m = res.metrics
-    console.print(f"edge-a /metrics: {m['batches']:.0f} batches, mean batch size {m['mean_batch_size']:.2f} texts; "
-                  f"result cache {m['result_cache_hits']:.0f} hits / {m['result_cache_misses']:.0f} misses; "
-                  f"semantic cache hits {m['semantic_cache_hits']:.0f}; agent requests {m['agent_requests']:.0f}")
+    res.metrics_burst = _burst(console, node.url)
+    totals: dict[str, float] = {}
+    for node_id, n in fleet.nodes.items():
+        text = httpx.get(f"{n.url}/metrics", timeout=10).text
+        batches = _metric_sum(text, "autoglm_edge_batch_size_texts_count")
+        texts = _metric_sum(text, "autoglm_edge_batch_size_texts_sum")
+        m = {
+            "batches": batches,
+            "texts": texts,
+            "result_cache_hits": _metric_sum(text, "autoglm_edge_cache_hits_total"),
+            "result_cache_misses": _metric_sum(text, "autoglm_edge_cache_misses_total"),
+            "semantic_cache_hits": _metric_sum(text, "autoglm_edge_agent_cache_lookups_total", 'outcome="hit"'),
+            "agent_requests": _metric_sum(text, "autoglm_edge_agent_requests_total"),
+            "hard_examples_queued": _metric_sum(text, "autoglm_edge_agent_hard_examples_total", 'queued="true"'),
+        }
+        for k, v in m.items():
+            totals[k] = totals.get(k, 0.0) + v
+        console.print(f"{node_id} /metrics: {m['batches']:.0f} batches, mean batch size "
+                      f"{texts / batches if batches else 0.0:.2f} texts; result cache {m['result_cache_hits']:.0f} hits / "
+                      f"{m['result_cache_misses']:.0f} misses; semantic cache hits {m['semantic_cache_hits']:.0f}; "
+                      f"agent requests {m['agent_requests']:.0f}; hard examples queued {m['hard_examples_queued']:.0f}")
+    totals["mean_batch_size"] = totals["texts"] / totals["batches"] if totals.get("batches") else 0.0
+    res.metrics = totals
+
+
+def _burst(console: Console, url: str, n: int = 48, workers: int = 16) -> dict[str, float]:
+    """Concurrent OIP requests: the dynamic batcher groups them (batch sizes from /metrics before/after)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def counts() -> tuple[float, float]:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        return (_metric_sum(text, "autoglm_edge_batch_size_texts_count"), _metric_sum(text, "autoglm_edge_batch_size_texts_sum"))
+
+    def one(i: int) -> int:
+        body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [f"burst request {i}: status of line {i % 7}"]}]}
+        return httpx.post(f"{url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=30).status_code
+
+    b0, t0 = counts()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        codes = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - started
+    b1, t1 = counts()
+    batches, texts = b1 - b0, t1 - t0
+    out = {"requests": float(n), "ok": float(codes.count(200)), "batches": batches,
+           "mean_batch_size": texts / batches if batches else 0.0, "wall_ms": wall * 1000}
+    console.print(f"dynamic batching: {n} concurrent OIP requests from {workers} clients → {batches:.0f} forward batches, "
+                  f"mean {out['mean_batch_size']:.1f} texts per batch, {codes.count(200)}/{n} ok in {wall * 1000:.0f} ms")
+    return out
 
 
 def _offline(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> None:

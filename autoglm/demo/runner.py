@@ -39,6 +39,7 @@ class DemoSummary:
     hard_example_received: bool = False
     oip_outputs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    burst: dict[str, float] = field(default_factory=dict)
     offline_local_source: str = ""
     offline_source: str = ""
     offline_latency_ms: float = 0.0
@@ -102,7 +103,7 @@ def run_demo(
             summary.stage_wall_s["ask"] = time.perf_counter() - t0
             summary.sources = sorted(ar.sources)
             summary.cache_hit_on_b, summary.hard_example_received = ar.cache_hit_on_b, ar.hard_example_received
-            summary.oip_outputs, summary.metrics = ar.oip, ar.metrics
+            summary.oip_outputs, summary.metrics, summary.burst = ar.oip, ar.metrics, ar.metrics_burst
             summary.offline_local_source, summary.offline_source = ar.offline_local_source, ar.offline_source
             summary.offline_latency_ms, summary.offline_wall_ms = ar.offline_latency_ms, ar.offline_wall_ms
     finally:
@@ -146,6 +147,9 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
         t.add_row("cloud answer → cache hit on edge-b", str(s.cache_hit_on_b))
         t.add_row("hard example received by the cloud", str(s.hard_example_received))
         t.add_row("OIP v2 outputs", str(s.oip_outputs.get("outputs")))
+        if s.burst:
+            t.add_row("dynamic batching", f"{s.burst['requests']:.0f} concurrent requests → {s.burst['batches']:.0f} batches "
+                      f"(mean {s.burst['mean_batch_size']:.1f} texts)")
         t.add_row("cloud down", f"local question → {s.offline_local_source}; cloud question → {s.offline_source} "
                   f"in ≤ {s.offline_latency_ms:.0f} ms server / {s.offline_wall_ms:.0f} ms client")
     if s.run_dir:

@@ -1,0 +1,80 @@
+"""Stages 2–5 of `autoglm demo` end to end, through the same ``run_demo`` the CLI calls.
+
+Real parts: the export pipeline (int8, signed, verified), Mosquitto on a free port (the
+embedded dev broker where the binary is missing), the cloud controller under uvicorn with
+SQLite and its MQTT hub, two ``EdgeNode``s with ONNX Runtime and the agent on real HTTP.
+
+Test-only choices, because the checkpoint is a TINY RANDOM encoder with random adapters:
+``allow_degraded=True`` (such a model cannot pass the int8 accuracy guard; the guard still
+runs and its numbers are still written) and ``keyword_router=True`` (a random router head is
+never confident, so every question would be a hard example); the demo itself uses neither.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from autoglm.demo.runner import run_demo
+from cloud.model.autoglm_model import AutoGLMModel
+from cloud.model.base import make_tiny_base
+from cloud.model.checkpoint import save_checkpoint
+from contracts.routes import DEFAULT_ROUTES
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo-ckpt")
+    base = make_tiny_base(root / "base", seed=0)
+    model = AutoGLMModel.from_pretrained(base)
+    model.add_adapter_set("default", list(DEFAULT_ROUTES))
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.adapter_sets.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    return save_checkpoint(model, root / "checkpoint", base_path=base, temperatures={"default": 1.0})
+
+
+def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=160, force_terminal=False)
+    s = run_demo(console, tiny_checkpoint, tmp_path / "demo", allow_degraded=True, keyword_router=True,
+                 rollout_pause_s=1.0)
+    text = out.getvalue()
+    print(text)
+
+    # export: a signed full bundle and a much smaller adapter-only update
+    assert Path(s.bundle, "manifest.sig").is_file() and Path(s.update, "manifest.sig").is_file()
+    assert 0 < s.update_bytes < s.bundle_bytes / 2
+    assert s.guard_passed is not None  # the int8 guard ran (its verdict on a random model does not matter)
+
+    # fleet: the adapter-only 1.1.0 reached both nodes through the gray rollout
+    assert s.rollout_state == "succeeded"
+    assert s.node_versions == {"edge-a": "1.1.0", "edge-b": "1.1.0"}
+    assert "5" in text and "100" in text and "rollout succeeded" in text
+
+    # ask: every answer source the story shows
+    assert any(a == "cloud_tool" for a in s.sources)
+    for source in ("local_tool", "knowledge_graph", "cloud_tool", "semantic_cache", "cloud_fallback", "offline"):
+        assert source in s.sources, (source, s.sources)
+    assert s.cache_hit_on_b and s.hard_example_received
+    assert {"embedding", "route_logits"} <= set(s.oip_outputs["outputs"])
+    assert s.metrics["semantic_cache_hits"] >= 1 and s.metrics["hard_examples_queued"] >= 1
+    assert s.burst["ok"] == s.burst["requests"] and s.burst["batches"] >= 1
+
+    # cloud down: local answers stay local, cloud-only questions say offline without hanging
+    assert s.offline_local_source == "local_tool"
+    assert s.offline_source == "offline"
+    assert s.offline_wall_ms < 10_000  # bounded by the cloud client's budget, not a hang
+
+    # shutdown: broker stopped, no thread the demo started is left
+    assert s.broker_stopped and s.leftover_threads == []
+
+    # a second run reuses the export (same checkpoint, signature verified)
+    again = run_demo(Console(file=io.StringIO()), tiny_checkpoint, tmp_path / "demo", stages=("export",),
+                     allow_degraded=True)
+    assert again.export_reused and again.bundle == s.bundle
