@@ -72,10 +72,14 @@ def run_demo(
         raise StageFailed("setup", f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
     summary = DemoSummary()
     threads_before = {t.ident for t in threading.enumerate()}
-    export = None
     t0 = time.perf_counter()
-    export = run_stage_export(console, checkpoint, root, precision=precision, allow_degraded=allow_degraded,
-                              reexport=reexport)
+    try:
+        export = run_stage_export(console, checkpoint, root, precision=precision, allow_degraded=allow_degraded,
+                                  reexport=reexport)
+    except StageFailed:
+        raise
+    except Exception as exc:  # name the stage and the problem; the CLI exits non-zero
+        raise StageFailed("export", f"{type(exc).__name__}: {exc}") from exc
     summary.stage_wall_s["export"] = time.perf_counter() - t0
     summary.bundle, summary.update = str(export.bundle), str(export.update)
     summary.bundle_bytes, summary.update_bytes = export.bundle_bytes, export.update_bytes
@@ -88,6 +92,7 @@ def run_demo(
     shutil.rmtree(run_dir, ignore_errors=True)  # fleet state is per run; bundles and keys are kept
     summary.run_dir = str(run_dir)
     fleet: Fleet | None = None
+    stage = "fleet"
     try:
         console.rule("[bold]Stage 3 · fleet: broker, cloud controller, two edge nodes, gray rollout")
         t0 = time.perf_counter()
@@ -98,6 +103,7 @@ def run_demo(
         summary.stage_wall_s["fleet"] = time.perf_counter() - t0
         summary.rollout_state, summary.node_versions = fr.rollout_state, fr.versions
         if "ask" in stages:
+            stage = "ask"
             t0 = time.perf_counter()
             ar = run_stage_ask(console, fleet)
             summary.stage_wall_s["ask"] = time.perf_counter() - t0
@@ -106,6 +112,10 @@ def run_demo(
             summary.oip_outputs, summary.metrics, summary.burst = ar.oip, ar.metrics, ar.metrics_burst
             summary.offline_local_source, summary.offline_source = ar.offline_local_source, ar.offline_source
             summary.offline_latency_ms, summary.offline_wall_ms = ar.offline_latency_ms, ar.offline_wall_ms
+    except StageFailed:
+        raise
+    except Exception as exc:
+        raise StageFailed(stage, f"{type(exc).__name__}: {exc}") from exc
     finally:
         if fleet is not None:
             console.rule("[bold]Stage 5 · shutdown")
