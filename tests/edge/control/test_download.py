@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from contracts.bundle import open_bundle
@@ -97,3 +98,60 @@ def test_wrong_manifest_sha_unknown_version_and_bad_token(cloud: Cloud, tmp_path
         bad.fetch_version(MODEL, "1.0.0")
     dl.close()
     bad.close()
+
+
+class _CutStream(httpx.SyncByteStream):
+    """A response body that breaks (connection reset) after ``cut`` bytes."""
+
+    def __init__(self, inner: httpx.SyncByteStream, cut: int) -> None:
+        self.inner, self.cut = inner, cut
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        sent = 0
+        for chunk in self.inner:
+            if sent + len(chunk) >= self.cut:
+                yield chunk[: self.cut - sent]
+                raise httpx.ReadError("connection reset by peer (test)")
+            sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _FlakyTransport(httpx.HTTPTransport):
+    """The real HTTP transport; the first download of ``path_part`` is cut after ``cut`` bytes."""
+
+    def __init__(self, path_part: str, cut: int) -> None:
+        super().__init__()
+        self.path_part, self.cut, self.cut_done = path_part, cut, False
+        self.ranges: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = super().handle_request(request)
+        if self.path_part in request.url.path:
+            self.ranges.append(request.headers.get("range"))
+            if not self.cut_done:
+                self.cut_done = True
+                assert isinstance(resp.stream, httpx.SyncByteStream)
+                return httpx.Response(resp.status_code, headers=resp.headers,
+                                      stream=_CutStream(resp.stream, self.cut), request=request)
+        return resp
+
+
+def test_connection_cut_mid_file_is_retried_from_where_it_stopped(
+    cloud: Cloud, tmp_path: Path, bundles: Bundles
+) -> None:
+    man = Manifest.from_yaml((bundles.v2 / "manifest.yaml").read_bytes())
+    name, entry = max(man.files.items(), key=lambda kv: kv[1].size)
+    cut = entry.size // 3
+    transport = _FlakyTransport(name, cut)
+    client = httpx.Client(base_url=cloud.url, headers={"Authorization": f"Bearer {cloud.node_token('edge-cut')}"},
+                          transport=transport)
+    dl = RegistryDownloader(client, ModelCache(tmp_path / "cache"), retries=2)
+    vdir = dl.fetch_version(MODEL, "2.0.0")
+    assert transport.ranges == [None, f"bytes={cut}-"]  # the retry asked only for the rest
+    assert dl.last.bytes_resumed_from == cut
+    assert dl.last.bytes_fetched == sum(e.size for e in man.files.values())  # no byte fetched twice
+    open_bundle(vdir, verify=True)
+    dl.close()
