@@ -110,6 +110,7 @@ class EdgeNode:
     _server: uvicorn.Server | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _error: BaseException | None = field(default=None, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
     # -- building ----------------------------------------------------------------------------------
     @classmethod
@@ -180,6 +181,19 @@ class EdgeNode:
             retries=cs.control_download_retries,
         )
 
+    def _connect_cloud_soon(self, stop: threading.Event) -> None:
+        """Registration needs the cloud; the node must start without it (last-known-good), so
+        a failed registration is retried in the background with backoff."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                self._connect_cloud()
+                return
+            except Unavailable as err:
+                log.warning("cloud not reachable for registration (retrying in %.0fs): %s", delay, err)
+            stop.wait(delay)
+            delay = min(delay * 2, 60.0)
+
     def _stored_token(self) -> str:
         p = self.cache.root / TOKEN_FILE
         return p.read_text(encoding="utf-8").strip() if p.is_file() else ""
@@ -202,13 +216,19 @@ class EdgeNode:
                     await task
                     raise RuntimeError("the HTTP server exited during start-up")
                 await asyncio.sleep(0.02)
-            await asyncio.to_thread(self._connect_cloud)
+            try:
+                await asyncio.to_thread(self._connect_cloud)
+            except Unavailable as err:
+                log.warning("starting without the cloud: %s", err)
+                threading.Thread(target=self._connect_cloud_soon, args=(self._stopping,), daemon=True,
+                                 name="edge-node-register").start()
             if self.sync is not None:
                 self.sync.start()
             if started is not None:
                 started.set()
             await task
         finally:
+            self._stopping.set()
             if self.sync is not None:
                 await asyncio.to_thread(self.sync.stop)
             if self.control.downloader is not None:

@@ -89,7 +89,7 @@ class ModelCache:
         try:
             for rel, sha in files.items():
                 dst = tmp / rel
-                if dst.resolve().is_relative_to(tmp.resolve()) is False:
+                if not dst.resolve().is_relative_to(tmp.resolve()):
                     raise ValueError(f"manifest file {rel!r} leaves the bundle dir")
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 try:

@@ -141,7 +141,8 @@ class ControlPlane:
         if self.downloader is None:
             found = self.cache.find(msha) if msha else None
             if found is None:
-                raise Unavailable(f"{model}@{version} is not in the model cache and no cloud URL is configured")
+                raise Unavailable(f"{model}@{version} is not in the model cache and the cloud registry is not "
+                                  "connected (no cloud URL, or registration still pending)")
             return found
         dl = self.downloader
         return await asyncio.to_thread(dl.fetch_version, model, version, msha, str(url) if url else None)

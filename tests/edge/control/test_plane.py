@@ -79,10 +79,12 @@ def test_apply_update_broken_version_and_last_known_good(cloud: Cloud, tmp_path:
     lkg = plane.cache.read_last_good()
     assert lkg is not None and (lkg.version, lkg.model) == ("1.1.0", MODEL)
 
-    # Restart with no cloud configured: the node serves its last good bundle (an update: its
-    # parent comes from the cache) with nothing passed on the command line.
+    # Restart with the cloud unreachable (registration keeps retrying in the background): the
+    # node serves its last good bundle (an update: its parent comes from the cache) with no
+    # bundle given.
     settings = settings_for(tmp_path, http_host="127.0.0.1", http_port=free_port())
-    node = EdgeNode.build(settings, control=ControlSettings(), with_sync=False).start()
+    down = ControlSettings(control_cloud_url=f"http://127.0.0.1:{free_port()}", control_bootstrap_token="boot")
+    node = EdgeNode.build(settings, control=down, with_sync=False).start()
     try:
         wait_ready(node.url)
         meta = httpx.get(f"{node.url}/v2/models/{MODEL}").json()
@@ -90,6 +92,7 @@ def test_apply_update_broken_version_and_last_known_good(cloud: Cloud, tmp_path:
         r = httpx.post(f"{node.url}/v2/models/{MODEL}/infer",
                        json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]})
         assert r.status_code == 200, r.text
+        assert node.control.downloader is None  # still no cloud: nothing needed it
     finally:
         node.stop()
 
