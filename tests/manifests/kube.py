@@ -7,6 +7,7 @@ the tests follow the applications as they change instead of hard-coding them.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import importlib
@@ -156,11 +157,12 @@ def env_values(objs: list[Obj], workload: Obj, container: str) -> dict[str, str]
         elif "secretKeyRef" in e.get("valueFrom", {}):
             sk = e["valueFrom"]["secretKeyRef"]
             secret = cms.get(("Secret", sk["name"]))
-            if secret is not None:
-                import base64
-
+            if secret is not None and sk["key"] in secret.get("data", {}):
                 values[e["name"]] = base64.b64decode(secret["data"][sk["key"]]).decode()
+            elif sk.get("optional"):
+                continue
             else:
+                assert secret is None, f"Secret {sk['name']} has no key {sk['key']}"
                 values[e["name"]] = "provided-out-of-band"
         elif "fieldRef" in e.get("valueFrom", {}):
             values[e["name"]] = "edge-node-1"

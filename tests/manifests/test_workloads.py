@@ -40,8 +40,11 @@ def test_edge_state_lives_on_the_host_so_restarts_keep_the_last_good_bundle(name
         agent = next(c for c in containers(ds) if c["name"] == "agent")
         mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
         env = env_values(objs, ds, "agent")
-        for key in ("AUTOGLM_EDGE_BUNDLE_DIR", "AUTOGLM_EDGE_MODEL_CACHE_DIR", "AUTOGLM_EDGE_MQTT_OUTBOX_PATH",
-                    "AUTOGLM_EDGE_AGENT_MEMORY_DB"):
+        required = ("AUTOGLM_EDGE_MODEL_CACHE_DIR", "AUTOGLM_EDGE_MQTT_OUTBOX_PATH", "AUTOGLM_EDGE_AGENT_MEMORY_DB")
+        assert set(required) <= set(env)
+        for key in (*required, "AUTOGLM_EDGE_BUNDLE_DIR"):
+            if key not in env:
+                continue
             path = env[key]
             owner = [m for m in mounts if path == m or path.startswith(m.rstrip("/") + "/")]
             assert owner and mounts[owner[0]] in host_vols, f"{key}={path} is not on a hostPath volume"
@@ -210,3 +213,11 @@ def test_dev_database_url_points_at_the_dev_postgres_service() -> None:
     svc = find(objs, "Service", name)
     assert svc["metadata"]["namespace"] == namespace
     assert url.port in {p["port"] for p in svc["spec"]["ports"]}
+
+
+def test_dev_nodes_register_with_the_controllers_bootstrap_token() -> None:
+    objs = overlay("dev")
+    cloud = env_values(objs, find(objs, "Deployment", "autoglm-cloud"), "controller")
+    edge = env_values(objs, find(objs, "DaemonSet", "autoglm-edge"), "agent")
+    assert edge["AUTOGLM_EDGE_CONTROL_BOOTSTRAP_TOKEN"] == cloud["AUTOGLM_CLOUD_BOOTSTRAP_TOKEN"]
+    assert edge["AUTOGLM_EDGE_CONTROL_CLOUD_URL"] == edge["AUTOGLM_EDGE_AGENT_CLOUD_URL"]
