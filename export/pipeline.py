@@ -107,13 +107,18 @@ def default_eval_set(seed: int = 0, minimum: int = 200) -> tuple[list[str], list
     return [e.text for e in examples], [e.route for e in examples]
 
 
-def default_calibration_texts(n: int, seed: int = 0) -> list[str] | None:
-    """Calibration queries from the generator's validation split (disjoint from the test split)."""
+def default_calibration_set(n: int, seed: int = 0) -> tuple[list[str], list[str]] | None:
+    """Calibration queries + labels from the generator's validation split (disjoint from the test
+    split), shuffled so a prefix covers every route."""
     try:
         from cloud.data import default_splits
     except ImportError:
         return None
-    return [e.text for e in default_splits(seed)["val"][:n]]
+    import random
+
+    val = list(default_splits(seed)["val"])
+    random.Random(seed).shuffle(val)
+    return [e.text for e in val[:n]], [e.route for e in val[:n]]
 
 
 def checkpoint_sha256(ckpt_dir: Path) -> str:
@@ -407,7 +412,8 @@ def _int8(
     from export.smooth import smooth_graph
 
     # Calibration / sensitivity queries: the generator's validation split (never the guard's set).
-    calib = default_calibration_texts(cfg.int8_calibration_samples) or list(texts[: cfg.int8_calibration_samples])
+    cal = default_calibration_set(cfg.int8_calibration_samples)
+    calib, calib_labels = cal if cal else (list(texts[: cfg.int8_calibration_samples]), None)
     sens_texts = calib[: cfg.int8_sensitivity_samples]
     ref_calib = run_texts(_ort_runner(fp32), tokenizer, calib)
     ref_sens = (ref_calib[0][: len(sens_texts)], ref_calib[1][: len(sens_texts)])
@@ -422,10 +428,22 @@ def _int8(
         targets = [n for n in quantizable_nodes(fp32) if n not in set(adapter_nodes)]
         smoothing = smooth_graph(fp32, source, nodes=targets, calib_feeds=feeds, alpha=cfg.int8_smooth_alpha)
 
-    def score(path: Path, full: bool) -> tuple[float, float, float]:
-        texts_, ref_ = (calib, ref_calib) if full else (sens_texts, ref_sens)
-        rep = parity_report(ref_, run_texts(_ort_runner(path), tokenizer, texts_))
-        return rep["cosine_mean"], rep["cosine_p1"], rep["route_agreement"]
+    def score(path: Path, full: bool) -> dict[str, float]:
+        if not full:
+            rep = parity_report(ref_sens, run_texts(_ort_runner(path), tokenizer, sens_texts))
+            return {"cosine_mean": rep["cosine_mean"]}
+        rep = parity_report(ref_calib, run_texts(_ort_runner(path), tokenizer, calib), routes=routes, labels=calib_labels)
+        keys = ("cosine_mean", "cosine_p1", "route_agreement", "accuracy_drop")
+        return {k: rep[k] for k in keys if k in rep}
+
+    def goal(n: dict[str, float]) -> bool:
+        """The cosine goal, and the guard's conditions with a safety margin on the calibration set."""
+        return (
+            n["cosine_mean"] >= cfg.int8_target_mean_cosine
+            and n["cosine_p1"] >= cfg.int8_target_cosine_p1
+            and n["route_agreement"] >= min(1.0, cfg.guard_min_route_agreement + cfg.int8_agreement_margin)
+            and n.get("accuracy_drop", 0.0) <= cfg.guard_max_accuracy_drop / 2
+        )
 
     try:
         result = search_int8(
@@ -433,10 +451,8 @@ def _int8(
             dst,
             always_float=adapter_nodes,
             score=score,
-            target_mean=cfg.int8_target_mean_cosine,
-            target_p1=cfg.int8_target_cosine_p1,
+            goal=goal,
             max_float_nodes=cfg.int8_max_float_nodes,
-            target_agreement=min(1.0, cfg.guard_min_route_agreement + cfg.int8_agreement_margin),
             embeddings=cfg.int8_quantize_embeddings,
         )
     finally:
@@ -461,7 +477,7 @@ def _int8(
         "failures": failures,
         "goal_met": report["cosine_mean"] >= cfg.int8_target_mean_cosine and report["cosine_p1"] >= cfg.int8_target_cosine_p1,
     }
-    return {**result.summary(), "smoothing": smoothing, "calibration_queries": len(calib)}, guard
+    return {**result.summary(), "smoothing": smoothing, "calibration_queries": len(calib), "calibration_split": "val" if cal else "eval"}, guard
 
 
 def _fp16_parity(fp32: Path, fp16: Path, tokenizer: TextTokenizer, texts: list[str]) -> dict[str, Any]:

@@ -28,9 +28,10 @@ log = get_logger("autoglm.export.quantize")
 QUANTIZABLE_OPS = ("MatMul", "Attention")
 EMBEDDING_OPS = ("Gather",)  # the word-embedding table: 47 of MiniLM's 90 MB
 
-# (path of a graph, full?) -> mean cosine, p1 cosine and route agreement vs fp32 on the
-# calibration queries (full=False: the smaller sensitivity subset, for the per-node ranking)
-ScoreFn = Callable[[Path, bool], tuple[float, float, float]]
+# (path of a graph, full?) -> numbers vs fp32 on the calibration queries (cosine_mean, cosine_p1,
+# route_agreement, accuracy_drop …); full=False: the smaller sensitivity subset (per-node ranking)
+ScoreFn = Callable[[Path, bool], dict[str, float]]
+GoalFn = Callable[[dict[str, float]], bool]
 
 
 def quantize_int8(
@@ -92,47 +93,39 @@ def search_int8(
     *,
     always_float: list[str],
     score: ScoreFn,
-    target_mean: float,
-    target_p1: float,
+    goal: GoalFn,
     max_float_nodes: int,
-    target_agreement: float = 0.0,
     per_channel: bool = True,
     embeddings: bool = True,
 ) -> Int8Result:
-    """Quantize ``fp32`` into ``dst``, keeping the most sensitive nodes in float until the goal is met."""
+    """Quantize ``fp32`` into ``dst``, keeping the most sensitive nodes in float until ``goal``
+    holds for the calibration numbers (``score(path, True)``) or ``max_float_nodes`` is reached."""
     with tempfile.TemporaryDirectory(prefix="autoglm-int8-") as tmp:
         work = Path(tmp)
         trial_path = work / "trial.onnx"
         quantize_int8(fp32, trial_path, keep_float=always_float, per_channel=per_channel, embeddings=embeddings)
-        mean, p1, agree = score(trial_path, True)
+        numbers = score(trial_path, True)
         result = Int8Result(dst, [], per_channel=per_channel)
-        result.trials.append({"kept_float": 0, "cosine_mean": round(mean, 6), "cosine_p1": round(p1, 6), "route_agreement": round(agree, 6)})
+        result.trials.append({"kept_float": 0, **numbers})
         best = trial_path
-
-        def met(mean: float, p1: float, agree: float) -> bool:
-            return mean >= target_mean and p1 >= target_p1 and agree >= target_agreement
-
-        if not met(mean, p1, agree) and max_float_nodes > 0:
+        if not goal(numbers) and max_float_nodes > 0:
             candidates = [n for n in quantizable_nodes(fp32) if n not in set(always_float)]
             for i, node in enumerate(candidates):
                 single = work / f"single_{i}.onnx"
                 others = [n for n in candidates if n != node]
                 quantize_int8(fp32, single, keep_float=always_float + others, per_channel=per_channel, embeddings=False)
-                m1, _, _ = score(single, False)
-                result.sensitivity[node] = max(0.0, 1.0 - m1)
+                result.sensitivity[node] = max(0.0, 1.0 - score(single, False)["cosine_mean"])
                 single.unlink()
             ranked = sorted(candidates, key=lambda n: -result.sensitivity[n])
             for k in range(1, min(max_float_nodes, len(ranked)) + 1):
                 kept = ranked[:k]
                 path_k = work / f"keep_{k}.onnx"
                 quantize_int8(fp32, path_k, keep_float=always_float + kept, per_channel=per_channel, embeddings=embeddings)
-                mean, p1, agree = score(path_k, True)
-                result.trials.append(
-                    {"kept_float": k, "cosine_mean": round(mean, 6), "cosine_p1": round(p1, 6), "route_agreement": round(agree, 6)}
-                )
+                numbers = score(path_k, True)
+                result.trials.append({"kept_float": k, **numbers})
                 best, result.kept_float = path_k, kept
-                log.info("int8 search", extra={"kept_float": k, "cosine_mean": mean, "cosine_p1": p1, "agreement": agree})
-                if met(mean, p1, agree):
+                log.info("int8 search", extra={"kept_float": k, **numbers})
+                if goal(numbers):
                     break
         dst.parent.mkdir(parents=True, exist_ok=True)
         best.replace(dst)

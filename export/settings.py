@@ -53,7 +53,7 @@ class ExportSettings(AutoGLMSettings):
         description="int8: SmoothQuant migration strength for activation outliers (0 disables smoothing).",
     )
     int8_calibration_samples: int = Field(
-        default=384, ge=8,
+        default=640, ge=8,
         description="int8: queries (validation split, not the guard's set) for smoothing statistics and search trials.",
     )
     int8_quantize_embeddings: bool = Field(
