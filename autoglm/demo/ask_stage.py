@@ -120,16 +120,22 @@ class Asker:
         self.client.close()
 
 
-def _table(title: str, rows: list[dict[str, Any]]) -> Table:
-    t = Table(title=title, show_lines=True)
-    for col, kw in (("question", {"max_width": 34}), ("node", {}), ("answer", {"max_width": 46}), ("route", {}),
-                    ("conf", {"justify": "right"}), ("source", {}), ("ms", {"justify": "right"}),
-                    ("steps", {"max_width": 60})):
-        t.add_column(col, **kw)  # type: ignore[arg-type]
-    for a in rows:
-        t.add_row(f"[dim]{a['label']}[/]\n{a['text']}", a["node"], str(a["answer"])[:200], a["route"],
-                  f"{a['confidence']:.2f}", f"[bold]{a['source']}[/]", f"{a['latency_ms']:.0f}", _step_summary(a["steps"]))
-    return t
+def _render(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
+    """A compact table (fits 80 columns), then each answer with its reasoning steps."""
+    t = Table(title=title)
+    t.add_column("#", justify="right")
+    t.add_column("question", ratio=3)
+    t.add_column("node")
+    t.add_column("source")
+    t.add_column("route (edge p)")
+    t.add_column("ms", justify="right")
+    for i, a in enumerate(rows, 1):
+        t.add_row(str(i), f"[dim]{a['label']}[/]\n{a['text']}", a["node"][-1].upper(), f"[bold]{a['source']}[/]",
+                  f"{a['route']} ({a['confidence']:.2f})", f"{a['latency_ms']:.0f}")
+    console.print(t)
+    for i, a in enumerate(rows, 1):
+        console.print(f"[bold]{i:>2}[/] {str(a['answer'])[:240]}", highlight=False)
+        console.print(f"   [dim]steps: {_step_summary(a['steps'])}[/]", highlight=False)
 
 
 def _metric_sum(text: str, name: str, label_filter: str = "") -> float:
@@ -168,7 +174,7 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
         t0 = time.monotonic()
         store = node_b.sync.store
         wait_for(lambda: store.get(key) is not None, 30, "the cache entry to reach edge-b over MQTT", "ask")
-        console.print(f"  synced edge-a → cloud hub → edge-b in {time.monotonic() - t0:.2f}s")
+        console.print(f"  on edge-b after {(time.monotonic() - t0) * 1000:.0f} ms more (edge-a → cloud hub → edge-b)")
     b = asker.ask(CACHE_Q)
     res.answers.append(b)
     res.cache_hit_on_b = b["source"] == "semantic_cache"
@@ -180,7 +186,7 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
         wait_for(lambda: hub.repo.hard_example_count("edge-a") >= 1, 30, "the hard example to reach the cloud", "ask")
         res.hard_example_received = True
     res.sources = {a["source"] for a in res.answers}
-    console.print(_table("edge agent answers (latency = server-side ms)", res.answers))
+    _render(console, "edge agent answers (POST /v1/ask; ms = server-side)", res.answers)
     kg = next(a for a in res.answers if a["label"].startswith("knowledge graph"))
     for s in kg["steps"]:
         if s.get("kind") == "kg_hop":
@@ -271,4 +277,4 @@ def _offline(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> No
     res.offline_latency_ms = max(r["latency_ms"] for r in rows[1:])
     res.offline_wall_ms = max(r["wall_ms"] for r in rows[1:])
     res.sources |= {r["source"] for r in rows}
-    console.print(_table("with the cloud down", rows))
+    _render(console, "with the cloud down", rows)

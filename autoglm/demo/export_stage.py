@@ -7,7 +7,10 @@ from the same checkpoint (``provenance.checkpoint_sha256``) with the same precis
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,21 @@ class ExportResult:
     @property
     def public_key_hex(self) -> str:
         return self.public_key.read_text(encoding="utf-8").strip()
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Hide ONNX Runtime's repeated "consider pre-processing" advice (one per quantization trial)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _keys(keys_dir: Path, console: Console) -> tuple[Path, Path]:
@@ -129,8 +147,9 @@ def run_stage_export(
             console.print(f"reusing the bundles in {bundle.parent} (same checkpoint {ckpt_sha[:12]}…, signature verified)")
         else:
             console.print(f"exporting {checkpoint} → {precision} ONNX (fusions, smoothing, int8 sensitivity search, guard) …")
-            export_checkpoint(checkpoint, bundle, precision=precision, name=MODEL_NAME, version=STABLE_VERSION,
-                              sign_key=secret, allow_degraded=allow_degraded)
+            with _quiet_quantizer():
+                export_checkpoint(checkpoint, bundle, precision=precision, name=MODEL_NAME, version=STABLE_VERSION,
+                                  sign_key=secret, allow_degraded=allow_degraded, progress=True)
             console.print(f"exporting the adapter-only update {UPDATE_VERSION} (the encoder graph is the parent's) …")
             export_adapter_update(checkpoint, update, parent_bundle=bundle, version=UPDATE_VERSION, sign_key=secret,
                                   public_key=public)
@@ -153,8 +172,8 @@ def run_stage_export(
     sizes = Table(title="bundles (ed25519-signed, verified: schema, sha256 of every file, signature, ONNX Runtime smoke run)")
     for col in ("bundle", "kind", "version", "size", "files"):
         sizes.add_column(col)
-    sizes.add_row(str(bundle), "full", STABLE_VERSION, _mb(bundle_bytes), ", ".join(sorted(full.manifest.files)))
-    sizes.add_row(str(update), "adapter_update", UPDATE_VERSION, _mb(update_bytes), ", ".join(sorted(upd.manifest.files)))
+    sizes.add_row(str(bundle), "full", STABLE_VERSION, _mb(bundle_bytes), str(len(full.manifest.files)))
+    sizes.add_row(str(update), "adapter_update", UPDATE_VERSION, _mb(update_bytes), str(len(upd.manifest.files)))
     console.print(sizes)
     console.print(f"the update is {update_bytes / max(bundle_bytes, 1):.2%} of the full bundle "
                   f"({_mb(update_bytes)} vs {_mb(bundle_bytes)}); it carries the same trained adapters, "

@@ -172,9 +172,7 @@ def run_stage_fleet(console: Console, fleet: Fleet, *, pause_s: float = 1.0) -> 
             raise StageFailed("fleet", f"rollout refused: {r.status_code} {r.text[:300]}")
         rid = int(r.json()["id"])
         t0 = time.monotonic()
-        table = Table(title=f"rollout #{rid}: {MODEL_NAME} {STABLE_VERSION} → {UPDATE_VERSION}")
-        for col in ("t", "transition", "reason", "details"):
-            table.add_column(col)
+        console.print(f"rollout #{rid}: {MODEL_NAME} {STABLE_VERSION} → {UPDATE_VERSION} (events as they happen)")
         seen = 0
         out: dict[str, Any] = {}
         deadline = time.monotonic() + 120
@@ -182,8 +180,7 @@ def run_stage_fleet(console: Console, fleet: Fleet, *, pause_s: float = 1.0) -> 
             out = c.get(f"/api/v1/rollouts/{rid}").json()
             for e in out["events"][seen:]:
                 row = _event_row(e, t0)
-                table.add_row(*row)
-                console.print(f"  [dim]{row[0]}[/] {row[1]}: {row[2]}")
+                console.print(f"  [dim]{row[0]}[/] {row[1]}: {row[2]}", highlight=False)
             seen = len(out["events"])
             if out["state"] in ("succeeded", "aborted", "paused"):
                 break
@@ -193,7 +190,6 @@ def run_stage_fleet(console: Console, fleet: Fleet, *, pause_s: float = 1.0) -> 
             raise StageFailed("fleet", f"rollout ended {state}: {out.get('events', [{}])[-1].get('reason')}")
         wait_for(lambda: all(served_version(u) == UPDATE_VERSION for u in urls.values()), 60, f"both nodes serving {UPDATE_VERSION}")
         rollout_s = time.monotonic() - t0
-    console.print(table)
     console.print(f"rollout succeeded in {rollout_s:.1f}s; both nodes serve {UPDATE_VERSION}")
     versions = {n: served_version(u) for n, u in urls.items()}
     print_fleet_table(console, fleet)
@@ -207,8 +203,8 @@ def print_fleet_table(console: Console, fleet: Fleet) -> None:
     with fleet.cloud.client() as c:
         nodes = c.get("/api/v1/nodes").json()
         aliases = c.get(f"/api/v1/models/{MODEL_NAME}").json().get("aliases", {})
-    t = Table(title=f"fleet (cloud view; {MODEL_NAME} aliases: {aliases})")
-    for col in ("node", "online", "serving", "desired", "requests", "p50 ms", "p99 ms", "cache hit", "mem MB"):
+    t = Table(title=f"fleet, as the cloud sees it (last heartbeat window); aliases {aliases}")
+    for col in ("node", "online", "serves", "desired", "req", "p50ms", "p99ms", "hit", "MB"):
         t.add_column(col)
     for n in nodes:
         m = n.get("metrics") or {}
