@@ -36,7 +36,9 @@ def demo(
     from autoglm.demo.runner import run_demo
 
     try:
-        run_demo(console, ckpt, ckpt.parent, stages=later, allow_degraded=allow_degraded, reexport=reexport)
+        # bundles, keys and the run dir always live under .autoglm/demo (bundles are keyed by checkpoint hash)
+        run_demo(console, ckpt, default_demo_checkpoint().parent, stages=later, allow_degraded=allow_degraded,
+                 reexport=reexport)
     except StageFailed as exc:
         fail(str(exc), code=1)
 
