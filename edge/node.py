@@ -161,6 +161,7 @@ class EdgeNode:
         node = cls(serve, service, app, cache, plane, heartbeat, sync, cs, agent)
         if sync is not None:
             sync.set_heartbeat_provider(heartbeat)
+            plane.attach_acker(sync.ack_command)  # applies run in the plane's worker, acked when done
             sync.on_command(plane.handle)
             if sync.twin is not None:
                 sync.on_twin_delta(plane.on_twin_delta)
@@ -229,6 +230,7 @@ class EdgeNode:
             await task
         finally:
             self._stopping.set()
+            self.control.close()
             if self.sync is not None:
                 await asyncio.to_thread(self.sync.stop)
             if self.control.downloader is not None:

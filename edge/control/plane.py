@@ -1,10 +1,14 @@
 """The node's command handler: ``set_desired_version``, ``set_traffic_split``, twin deltas.
 
 Commands arrive on the MQTT thread of :class:`edge.sync.agent.EdgeSync`, which runs each
-command id once and sends back what the handler returns as ``{"ok": true, "result": ...}`` —
-or ``{"ok": false, "error": "<type>: <reason>"}`` when it raises. The handler therefore
-blocks until the version serves or failed (bounded by ``control_apply_timeout_s``): the ack the
-cloud gets is the outcome, not a receipt. The work itself runs on the serving event loop:
+command id once. With an acker attached (``attach_acker(sync.ack_command)``, as ``EdgeNode``
+does) the handler only queues the apply and returns ``COMMAND_PENDING``: one worker thread
+applies one command at a time, a newer command replaces a queued (not yet started) older one
+(acked ``superseded``), and the outcome is acked when done -- ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "<type>: <reason>"}`` -- so paho's network thread never waits for a
+download. Without an acker ``handle`` blocks and returns the outcome (bounded by
+``control_apply_timeout_s``). The ack is the outcome, not a receipt. The work itself runs on the
+serving event loop:
 download into the model cache (in a worker thread), verify + load + warm + switch through the
 serving ``ModelManager``, then the last-known-good pointer. Any failure leaves the current
 version serving; the ack names the reason.
@@ -15,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,9 @@ from edge.control.cache import LastGood, ModelCache
 from edge.control.downloader import RegistryDownloader
 from edge.serving.loaded_model import LoadedModel
 from edge.serving.service import InferenceService
+from edge.sync.agent import COMMAND_PENDING
+
+Acker = Callable[..., object]  # EdgeSync.ack_command(command_id, result=None, *, error=None)
 
 log = get_logger("autoglm.edge.control")
 
@@ -54,6 +62,11 @@ class ControlPlane:
         self._bound = threading.Event()
         self._lock: asyncio.Lock | None = None
         self.applied: list[dict[str, Any]] = []  # outcomes, newest last (status / tests)
+        self._acker: Acker | None = None
+        self._jobs = threading.Condition()
+        self._queued: dict[str, Any] | None = None  # the next command to apply (newest wins)
+        self._worker: threading.Thread | None = None
+        self._closed = False
 
     # -- wiring ------------------------------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -62,14 +75,98 @@ class ControlPlane:
         self._lock = asyncio.Lock()
         self._bound.set()
 
-    def handle(self, command: Mapping[str, Any]) -> dict[str, Any] | None:
-        """``EdgeSync.on_command`` handler (MQTT thread). None for commands it does not own."""
+    def attach_acker(self, acker: Acker) -> None:
+        """Apply commands in the worker thread and ack them with ``acker`` (``EdgeSync.ack_command``)."""
+        self._acker = acker
+
+    def handle(self, command: Mapping[str, Any]) -> Any:
+        """``EdgeSync.on_command`` handler (MQTT thread). None for commands it does not own;
+        ``COMMAND_PENDING`` when an acker is attached (acked from the worker); else the outcome."""
         kind = command.get("type")
-        if kind == CMD_SET_VERSION:
-            return self._run(self.apply_version(dict(command)))
-        if kind == CMD_TRAFFIC_SPLIT:
-            return self._run(self.apply_split(dict(command)))
-        return None
+        if kind not in (CMD_SET_VERSION, CMD_TRAFFIC_SPLIT):
+            return None
+        if self._acker is not None and command.get("command_id"):
+            self.submit(dict(command))
+            return COMMAND_PENDING
+        return self._apply_blocking(dict(command))
+
+    def _apply_blocking(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        if cmd.get("type") == CMD_TRAFFIC_SPLIT:
+            return self._run(self.apply_split(cmd))
+        return self._run(self.apply_version(cmd))
+
+    def submit(self, cmd: dict[str, Any]) -> None:
+        """Queue ``cmd`` for the worker; it replaces a queued, not yet started command."""
+        with self._jobs:
+            replaced, self._queued = self._queued, cmd
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="edge-control-apply", daemon=True)
+                self._worker.start()
+            self._jobs.notify_all()
+        if replaced is not None:
+            log.info("command %s (%s) superseded before it started by %s",
+                     replaced.get("command_id"), replaced.get("version") or replaced.get("type"),
+                     cmd.get("command_id") or cmd.get("source"))
+            self._ack(replaced, {"detail": "superseded by a newer command", "superseded_by": cmd.get("command_id")},
+                      None)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once no command is queued or applying (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._jobs:
+            while self._queued is not None or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._jobs.wait(left)
+        return True
+
+    _busy = False
+
+    def close(self) -> None:
+        """Stop the worker after the running command; a queued one is dropped (the cloud resends)."""
+        with self._jobs:
+            self._closed = True
+            self._queued = None
+            self._jobs.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._jobs:
+                while self._queued is None and not self._closed:
+                    self._jobs.wait()
+                if self._closed or self._queued is None:
+                    return
+                cmd: dict[str, Any] = self._queued
+                self._queued = None
+                self._busy = True
+            try:
+                result = self._apply_blocking(cmd)
+            except Exception as err:
+                if self._closed:  # shutting down mid-apply: no ack, the cloud resends after restart
+                    log.info("command %s interrupted by shutdown", cmd.get("command_id"))
+                    continue
+                if cmd.get("source") == "twin":
+                    log.warning("twin desired version %s not applied: %s", cmd.get("version"), err)
+                self._ack(cmd, None, err)
+            else:
+                self._ack(cmd, result, None)
+            finally:
+                with self._jobs:
+                    self._busy = False
+                    self._jobs.notify_all()
+
+    def _ack(self, cmd: Mapping[str, Any], result: Mapping[str, Any] | None, err: BaseException | None) -> None:
+        cid = cmd.get("command_id")
+        if not cid or self._acker is None:
+            return
+        try:
+            if err is not None:
+                self._acker(str(cid), error=err)
+            else:
+                self._acker(str(cid), result)
+        except Exception:  # pragma: no cover - the sync layer logs its own failures
+            log.exception("could not ack command %s", cid)
 
     def on_twin_delta(self, delta: Mapping[str, str]) -> None:
         """KubeEdge desired ``desired_model_version`` → the same path as a cloud command."""
@@ -80,18 +177,9 @@ class ControlPlane:
         if not model:
             log.warning("twin asks for version %s but the node knows no model name yet", version)
             return
-
-        def work() -> None:
-            try:
-                self._run({"type": CMD_SET_VERSION, "model": model, "version": version, "source": "twin"})
-            except Exception as err:
-                log.warning("twin desired version %s not applied: %s", version, err)
-
-        threading.Thread(target=work, name="edge-control-twin", daemon=True).start()
+        self.submit({"type": CMD_SET_VERSION, "model": model, "version": version, "source": "twin"})
 
     def _run(self, coro: Any) -> dict[str, Any]:
-        if isinstance(coro, dict):  # from on_twin_delta: a command to apply
-            coro = self.apply_version(coro)
         if not self._bound.wait(min(self.apply_timeout_s, 30.0)) or self._loop is None:
             coro.close()
             raise Unavailable("the serving loop is not running yet")

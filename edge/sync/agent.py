@@ -7,7 +7,8 @@ QoS 1 within a window of unacked messages. Only the cloud's ack (``{p}/down/{nod
 removes them; unacked messages are sent again after a reconnect or ``mqtt_ack_timeout_s``.
 
 Down (cloud -> node): commands (de-duplicated by id, handler's answer sent back as an ack, the
-same answer re-sent for a duplicate), memory deltas / broadcasts / resync responses (applied to
+same answer re-sent for a duplicate; a handler that returns ``COMMAND_PENDING`` acks later, from
+any thread, with ``ack_command`` -- duplicates of a pending command are dropped by id), memory deltas / broadcasts / resync responses (applied to
 the attached :class:`MemoryStore` idempotently, then given to ``on_memory`` handlers, acked).
 
 Also: retained status ``online`` on connect and a Last Will ``offline``; periodic heartbeats
@@ -56,7 +57,24 @@ from edge.sync.twin import TwinReporter
 
 log = get_logger("autoglm.edge.sync")
 
-CommandHandler = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+
+
+class _Pending:
+    """The marker a command handler returns when it acks later with ``EdgeSync.ack_command``."""
+
+    _instance: _Pending | None = None
+
+    def __new__(cls) -> _Pending:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "COMMAND_PENDING"
+
+
+COMMAND_PENDING = _Pending()
+CommandHandler = Callable[[dict[str, Any]], "Mapping[str, Any] | _Pending | None"]
 MemoryHandler = Callable[[list[KnowledgeRecord]], None]
 HeartbeatProvider = Callable[[], Mapping[str, Any]]
 
@@ -102,6 +120,11 @@ class EdgeSync:
         self.store = store
         self.clock = store.clock if store is not None else HybridClock(node_id)
         self._command_handlers: list[CommandHandler] = []
+        # Commands a handler answered with COMMAND_PENDING, not acked yet (id -> monotonic start).
+        # In memory on purpose: after a process restart the cloud's resend runs the command again.
+        self._pending_commands: dict[str, float] = {}
+        self._command_lock = threading.Lock()
+        self._unsent_acks: dict[str, bytes] = {}  # deferred acks published while disconnected
         self._memory_handlers: list[MemoryHandler] = []
         self._heartbeat_provider: HeartbeatProvider | None = None
         self._wake = threading.Event()
@@ -394,6 +417,7 @@ class EdgeSync:
             self._resync_since = self.outbox.get_state(WATERMARK_KEY)
             self._resync_wanted.set()
         self._send_resync_request()
+        self._flush_unsent_acks()
         self._wake.set()
 
     def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:
@@ -455,23 +479,73 @@ class EdgeSync:
             if not self._command_handlers:
                 log.warning("command %s received before any on_command handler; left for the cloud's retry", cid)
                 continue
-            seen, stored_ack = self.outbox.seen("cmd:" + cid)
-            if seen:
+            with self._command_lock:
+                pending = cid in self._pending_commands
+                seen, stored_ack = (False, None) if pending else self.outbox.seen("cmd:" + cid)
+            if pending or seen:
                 metrics.COMMANDS.labels(outcome="duplicate").inc()
                 if stored_ack:
                     self._conn.publish(self.topics.up_ack(self.node_id), stored_ack, qos=1)
                 continue
-            result: dict[str, Any]
+            with self._command_lock:
+                self._pending_commands[cid] = time.monotonic()
             try:
                 answers = [h({**command, "command_id": cid}) for h in self._command_handlers]
-                result = {"ok": True, "result": dict(next((a for a in answers if a is not None), {}))}
-                metrics.COMMANDS.labels(outcome="ok").inc()
             except Exception as err:
                 log.exception("command %s failed", cid)
-                result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-                metrics.COMMANDS.labels(outcome="error").inc()
-            frame = self._ack_up([{"kind": "command", "id": cid, **result}])
-            self.outbox.remember("cmd:" + cid, frame)
+                self.ack_command(cid, error=err)
+                continue
+            if any(a is COMMAND_PENDING for a in answers):
+                continue  # a handler acks later with ack_command (it may already have)
+            answer = next((a for a in answers if a is not None), {})
+            assert not isinstance(answer, _Pending)
+            self.ack_command(cid, answer)
+
+    def ack_command(
+        self, command_id: str, result: Mapping[str, Any] | None = None, *, error: BaseException | str | None = None
+    ) -> bool:
+        """Ack a command: ``{"ok": true, "result": result}``, or ``{"ok": false, "error": ...}``
+        when ``error`` is given. Thread-safe; for handlers that returned ``COMMAND_PENDING``.
+
+        The ack is stored with the command id before it is published, exactly like an
+        immediate ack: a resend of the command gets the stored ack again, and an ack made while
+        the broker is away is published on the next connect. Returns False (and sends nothing)
+        when the command was acked already."""
+        if error is not None:
+            text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+            doc: dict[str, Any] = {"ok": False, "error": text}
+        else:
+            doc = {"ok": True, "result": dict(result or {})}
+        if self._stopping.is_set():
+            log.warning("command %s acked after the sync stopped; the cloud's resend will run it again", command_id)
+            return False
+        with self._command_lock:
+            seen, stored = self.outbox.seen("cmd:" + command_id)
+            if seen and stored:
+                self._pending_commands.pop(command_id, None)
+                log.warning("command %s is acked already; second ack ignored", command_id)
+                return False
+            frame = self._frame(ContentType.ACK, [{"kind": "command", "id": command_id, **doc}])
+            self.outbox.remember("cmd:" + command_id, frame)
+            self._pending_commands.pop(command_id, None)
+            sent = self._conn.publish(self.topics.up_ack(self.node_id), frame, qos=1)
+            if not sent:
+                self._unsent_acks[command_id] = frame
+        metrics.COMMANDS.labels(outcome="ok" if doc["ok"] else "error").inc()
+        return True
+
+    @property
+    def pending_commands(self) -> list[str]:
+        """Ids of commands a handler is still working on (answered ``COMMAND_PENDING``)."""
+        with self._command_lock:
+            return list(self._pending_commands)
+
+    def _flush_unsent_acks(self) -> None:
+        with self._command_lock:
+            for cid, frame in list(self._unsent_acks.items()):
+                if not self._conn.publish(self.topics.up_ack(self.node_id), frame, qos=1):
+                    break
+                del self._unsent_acks[cid]
 
     def _handle_memory(self, env: Envelope) -> None:
         seen, _ = self.outbox.seen(env.message_id)
