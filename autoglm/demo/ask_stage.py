@@ -164,6 +164,10 @@ def run_stage_ask(console: Console, fleet: Fleet) -> AskResult:
 
 
 def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> None:
+    # The nonsense question goes first, while the semantic cache is still empty (a hard example
+    # may be answered from any cached route with the same signature).
+    hard = asker.ask(HARD_Q)
+    res.answers.append(hard)
     for q in QUESTIONS:
         res.answers.append(asker.ask(q))
     climate = res.answers[-1]
@@ -178,8 +182,6 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
     b = asker.ask(CACHE_Q)
     res.answers.append(b)
     res.cache_hit_on_b = b["source"] == "semantic_cache"
-    hard = asker.ask(HARD_Q)
-    res.answers.append(hard)
     hub = fleet.cloud.hub if fleet.cloud else None
     queued = any(s.get("kind") == "hard_example" and s.get("queued") for s in hard["steps"])
     if queued and hub is not None:

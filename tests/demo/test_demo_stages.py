@@ -58,7 +58,6 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert "5" in text and "100" in text and "rollout succeeded" in text
 
     # ask: every answer source the story shows
-    assert any(a == "cloud_tool" for a in s.sources)
     for source in ("local_tool", "knowledge_graph", "cloud_tool", "semantic_cache", "cloud_fallback", "offline"):
         assert source in s.sources, (source, s.sources)
     assert s.cache_hit_on_b and s.hard_example_received
