@@ -154,8 +154,11 @@ class EdgeNode:
             from edge.agent.factory import build_agent
             from edge.agent.http import make_router
 
+            # No bundle and no cloud to get one from: the agent routes with its keyword router
+            # (hashing encoder) instead of waiting for a model that cannot come.
+            has_model = serve.bundle_dir is not None or bool(cs.control_cloud_url) or downloader is not None
             agent = build_agent(agent_settings, service=service, sync=sync, node_id=serve.node_id,
-                                bundle_dir=serve.bundle_dir)
+                                bundle_dir=serve.bundle_dir, keyword_routing=not has_model)
             app.include_router(make_router(agent))
             heartbeat.add(agent.metrics.heartbeat_fields)
         node = cls(serve, service, app, cache, plane, heartbeat, sync, cs, agent)

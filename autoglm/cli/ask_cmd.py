@@ -1,5 +1,6 @@
-"""``autoglm ask`` (ask the edge agent) and ``autoglm edge agent`` (serve the inference API and
-the agent together). Wings are imported inside command bodies only."""
+"""``autoglm ask``: ask the edge agent, in-process or on a running node (``--url``). Serving the
+agent is ``autoglm edge agent`` = ``autoglm edge run --agent`` (``edge_node_cmd.py``). Wings are
+imported inside command bodies only."""
 
 from __future__ import annotations
 
@@ -71,57 +72,5 @@ def ask(
     _print_answer(asyncio.run(run()), as_json)
 
 
-def agent_serve(
-    bundle: Path | None = typer.Option(None, "--bundle", "-b", help="Bundle to serve (none: hashing encoder + keyword router)."),
-    host: str | None = typer.Option(None, "--host", help="Listen address (AUTOGLM_EDGE_HTTP_HOST)."),
-    port: int | None = typer.Option(None, "--port", "-p", help="Listen port (AUTOGLM_EDGE_HTTP_PORT)."),
-    sync: bool = typer.Option(False, "--sync", help="Sync memory/cache and hard examples over MQTT (AUTOGLM_EDGE_MQTT_*)."),
-    log_level: str = typer.Option("INFO", "--log-level", help="Log level of the autoglm loggers."),
-) -> None:
-    """Serve the OIP v2 inference API with the agent mounted (POST /v1/ask, /v1/feedback)."""
-    import uvicorn
-
-    from contracts.logging import configure_logging
-    from edge.agent.factory import build_agent
-    from edge.agent.http import make_router
-    from edge.http.app import create_app
-    from edge.http.server import uvicorn_config
-    from edge.serving.service import InferenceService
-    from edge.settings import ServeSettings
-
-    configure_logging(log_level)
-    overrides: dict[str, object] = {}
-    if bundle is not None:
-        overrides["bundle_dir"] = bundle
-    if host is not None:
-        overrides["http_host"] = host
-    if port is not None:
-        overrides["http_port"] = port
-    settings = ServeSettings(**overrides)  # type: ignore[arg-type]
-    service = InferenceService.from_settings(settings)
-    edge_sync = None
-    if sync:
-        from edge.agent.settings import AgentSettings
-        from edge.memory.store import MemoryStore
-        from edge.sync.agent import EdgeSync
-
-        store = MemoryStore(AgentSettings().agent_memory_db, settings.node_id)
-        edge_sync = EdgeSync(node_id=settings.node_id, store=store).start()
-    agent = build_agent(service=service if settings.bundle_dir else None, sync=edge_sync, node_id=settings.node_id,
-                        bundle_dir=settings.bundle_dir)
-    if edge_sync is not None:
-        edge_sync.set_heartbeat_provider(agent.metrics.heartbeat_fields)
-    app = create_app(service, settings)
-    app.include_router(make_router(agent))
-    try:
-        uvicorn.Server(uvicorn_config(app, settings.http_host, settings.http_port)).run()
-    finally:
-        if edge_sync is not None:
-            edge_sync.stop()
-
-
 def register(app: typer.Typer) -> None:
-    from autoglm.cli.edge_cmd import edge_app
-
     app.command("ask")(ask)
-    edge_app.command("agent")(agent_serve)

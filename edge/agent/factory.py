@@ -24,12 +24,14 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
                 sync: Any = None, store: MemoryStore | None = None, node_id: str = "edge-local",
                 router: KeywordRouter | None = None, hard_examples: HardExampleSink | None = None,
                 cloud: CloudClient | None = None, graph: KnowledgeGraph | None = None,
-                bundle_dir: Path | None = None) -> Agent:
+                bundle_dir: Path | None = None, keyword_routing: bool = False) -> Agent:
     """``service``: the edge InferenceService (bundle encoder + router head). Without one (or
     an ``encoder``) the agent runs on the hashing encoder with the keyword router. ``sync``: an
     ``EdgeSync`` whose store holds memory + cache and whose outbox takes memory deltas and hard
     examples. ``bundle_dir``: the served bundle, whose ``hop_scorer`` graph (if any) scores the
-    graph search's hops (``agent_kg_scorer``)."""
+    graph search's hops (``agent_kg_scorer``). ``keyword_routing``: use the hashing encoder +
+    keyword router even with a service (a node with no model to serve; the service still hosts
+    the agent's metrics)."""
     s = settings or AgentSettings()
     graph = graph or KnowledgeGraph.load(s.agent_kg_path)
     reasoner = None
@@ -39,7 +41,7 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
             reasoner = PathReasoner(graph, scorer=scorer, beam_width=s.agent_kg_beam_width,
                                     min_hop_prob=s.agent_kg_min_hop_prob)
     if encoder is None:
-        encoder = ServiceEncoder(service) if service is not None else HashingEncoder(KeywordRouter(EntityLinker(graph)))
+        encoder = ServiceEncoder(service) if service is not None and not keyword_routing else HashingEncoder(KeywordRouter(EntityLinker(graph)))
     if store is None:
         store = getattr(sync, "store", None) or MemoryStore(s.agent_memory_db, node_id)
     publish = sync.publish_memory if sync is not None else None
