@@ -147,27 +147,32 @@ def doc_search_tool(embed: Callable[[list[str]], Any] | None = None) -> Tool | N
 
 
 def kg_query_tool() -> Tool | None:
-    if not _has("skillpack.kg.graph") or not _has("skillpack.kg.linking"):
+    """The plant knowledge graph, answered by the edge's own multi-hop reasoner
+    (``skillpack.kg.reasoner.PathReasoner``: entity linking, beam search over relations scored
+    against the question, lexical hop scorer -- the edge agent's default), so a cloud fallback
+    gives the same graph answer with the same path and hop steps. A text naming an entity but no
+    relation the reasoner can follow gets the entity's facts instead (the old describe answer)."""
+    if not _has("skillpack.kg.graph") or not _has("skillpack.kg.linking") or not _has("skillpack.kg.reasoner"):
         return None
     from skillpack.kg.graph import default_graph
     from skillpack.kg.linking import EntityLinker
+    from skillpack.kg.reasoner import PathReasoner
 
-    linker: list[Any] = []
+    parts: list[Any] = []  # [linker, reasoner], built on first use (loads the graph)
 
-    def run(entity: str, path: list[str] | None = None) -> Any:
-        graph = default_graph()
-        if not path:
-            eid = entity if entity in graph.entities else graph.find(entity).id
-            return graph.describe(eid)
-        return {"entity": entity, "path": path, "results": [e.to_dict() for e in graph.query(entity, path)]}
+    def shared() -> tuple[Any, Any]:
+        if not parts:
+            graph = default_graph()
+            linker = EntityLinker(graph)
+            # Same beam width / pruning threshold as the edge (AgentSettings defaults).
+            parts.extend([linker, PathReasoner(graph, linker=linker, beam_width=4, min_hop_prob=0.05)])
+        return parts[0], parts[1]
 
-    def from_text(text: str) -> Any:
+    def describe_text(text: str) -> dict[str, Any]:
         from skillpack.errors import UnknownEntity
 
         graph = default_graph()
-        if not linker:
-            linker.append(EntityLinker(graph))
-        mentions = linker[0].link(text)
+        mentions = shared()[0].link(text)
         if not mentions:
             raise UnknownEntity(f"no plant entity found in {text[:80]!r}")
         return {
@@ -175,22 +180,50 @@ def kg_query_tool() -> Tool | None:
             "facts": [graph.describe(m.entity_id) for m in mentions[:3]],
         }
 
+    def answer(question: str, context_site: str | None = None) -> dict[str, Any]:
+        from skillpack.errors import UnknownEntity
+
+        reasoner = shared()[1]
+        try:
+            ans = reasoner.answer(question, context_site=context_site)
+        except UnknownEntity:
+            return describe_text(question)  # an entity without a followable relation, or none (raises)
+        graph = reasoner.graph
+        start = graph.entities[ans.start.entity_id]
+        return {**ans.to_dict(), "hops": ans.hops, "reasoner": "PathReasoner",
+                "scorer": type(reasoner.scorer).__name__, "facts": [graph.describe(start.id)]}
+
+    def run(entity: str | None = None, path: list[str] | None = None, question: str | None = None,
+            site: str | None = None) -> Any:
+        if question:
+            return answer(question, site)
+        assert entity is not None  # the schema requires entity or question
+        graph = default_graph()
+        if not path:
+            eid = entity if entity in graph.entities else graph.find(entity).id
+            return graph.describe(eid)
+        return {"entity": entity, "path": path, "results": [e.to_dict() for e in graph.query(entity, path)]}
+
     return Tool(
         name="kg_query",
-        description="Query the full plant knowledge graph: describe an entity or follow a relation path.",
+        description="Plant knowledge graph: answer a (multi-hop) question with its reasoning path, describe an "
+                    "entity, or follow a given relation path.",
         parameters={
             "type": "object",
             "properties": {
+                "question": {"type": "string", "minLength": 1, "maxLength": 2000,
+                             "description": "A question; answered by the multi-hop path reasoner"},
+                "site": {"type": "string", "minLength": 1, "description": "Site context for ambiguous names"},
                 "entity": {"type": "string", "minLength": 1, "description": "Entity id, name or alias"},
                 "path": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 6},
             },
-            "required": ["entity"],
+            "anyOf": [{"required": ["entity"]}, {"required": ["question"]}],
             "additionalProperties": False,
         },
         func=run,
         timeout_s=5.0,
         route=Route.KG_QUERY.value,
-        from_text=from_text,
+        from_text=answer,
     )
 
 
