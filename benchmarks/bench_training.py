@@ -23,7 +23,7 @@ from cloud.data import SplitSpec, default_splits
 from cloud.model import AutoGLMModel
 from cloud.model.base import default_base_path
 from cloud.training.batches import encode_split
-from cloud.training.trainer import RouterLogits, train_step
+from cloud.training.trainer import RouterLogits, default_threads, train_step
 from contracts.routes import DEFAULT_ROUTES
 from contracts.tokenizer import TextTokenizer
 
@@ -56,7 +56,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (adapters, full, adapters, …)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON record here")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: as the trainer picks)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads or default_threads(1))
     base = args.base or default_base_path()
 
     tok = TextTokenizer(base)
