@@ -67,6 +67,7 @@ class AskResult:
     offline_source: str = ""
     offline_latency_ms: float = 0.0
     offline_wall_ms: float = 0.0
+    offline_breaker_short_circuit: bool = False  # the repeat offline answer made no network attempt
     wall_s: float = 0.0
 
 
@@ -289,4 +290,7 @@ def _offline(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> No
     res.offline_latency_ms = max(r["latency_ms"] for r in rows[1:])
     res.offline_wall_ms = max(r["wall_ms"] for r in rows[1:])
     res.sources |= {r["source"] for r in rows}
+    calls = [st for st in rows[2]["steps"] if st.get("kind") == "cloud_call"]
+    res.offline_breaker_short_circuit = bool(calls) and all(
+        st.get("breaker") == "open" and not st.get("attempts") for st in calls)
     _render(console, "with the cloud down", rows)

@@ -44,6 +44,7 @@ class DemoSummary:
     offline_source: str = ""
     offline_latency_ms: float = 0.0
     offline_wall_ms: float = 0.0
+    offline_breaker_short_circuit: bool = False
     leftover_threads: list[str] = field(default_factory=list)
     broker_stopped: bool = False
     run_dir: str = ""
@@ -112,6 +113,7 @@ def run_demo(
             summary.oip_outputs, summary.metrics, summary.burst = ar.oip, ar.metrics, ar.metrics_burst
             summary.offline_local_source, summary.offline_source = ar.offline_local_source, ar.offline_source
             summary.offline_latency_ms, summary.offline_wall_ms = ar.offline_latency_ms, ar.offline_wall_ms
+            summary.offline_breaker_short_circuit = ar.offline_breaker_short_circuit
     except StageFailed:
         raise
     except Exception as exc:
@@ -161,7 +163,8 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
             t.add_row("dynamic batching", f"{s.burst['requests']:.0f} concurrent requests → {s.burst['batches']:.0f} batches "
                       f"(mean {s.burst['mean_batch_size']:.1f} texts)")
         t.add_row("cloud down", f"local question → {s.offline_local_source}; cloud question → {s.offline_source} "
-                  f"in ≤ {s.offline_latency_ms:.0f} ms server / {s.offline_wall_ms:.0f} ms client")
+                  f"in ≤ {s.offline_latency_ms:.0f} ms server / {s.offline_wall_ms:.0f} ms client; repeat with the breaker "
+                  f"open: {'no network attempt' if s.offline_breaker_short_circuit else 'attempted the cloud'}")
     if s.run_dir:
         t.add_row("run artefacts", f"{s.run_dir} (cloud SQLite, node caches, memory DBs, broker log)")
     t.add_row("wall time per stage", ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_wall_s.items()))

@@ -65,10 +65,10 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert s.metrics["semantic_cache_hits"] >= 1 and s.metrics["hard_examples_queued"] >= 1
     assert s.burst["ok"] == s.burst["requests"] and s.burst["batches"] >= 1
 
-    # cloud down: local answers stay local, cloud-only questions say offline without hanging
+    # cloud down: local answers stay local, cloud-only questions say offline (fast: no network wait)
     assert s.offline_local_source == "local_tool"
     assert s.offline_source == "offline"
-    assert s.offline_wall_ms < 10_000  # bounded by the cloud client's budget, not a hang
+    assert s.offline_breaker_short_circuit  # the repeat answer is "offline" at once: breaker open, no attempt
 
     # shutdown: broker stopped, no thread the demo started is left
     assert s.broker_stopped and s.leftover_threads == []
