@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -146,6 +147,10 @@ def run_stage_export(
         if reused:
             console.print(f"reusing the bundles in {bundle.parent} (same checkpoint {ckpt_sha[:12]}…, signature verified)")
         else:
+            for stale in (update, bundle):  # from another checkpoint (or --reexport): the exporter wants empty dirs
+                if stale.exists():
+                    console.print(f"replacing {stale} (exported from another checkpoint or settings)")
+                    shutil.rmtree(stale)
             console.print(f"exporting {checkpoint} → {precision} ONNX (fusions, smoothing, int8 sensitivity search, guard) …")
             with _quiet_quantizer():
                 export_checkpoint(checkpoint, bundle, precision=precision, name=MODEL_NAME, version=STABLE_VERSION,
