@@ -29,7 +29,7 @@ class Question:
 CLIMATE_Q = "What is the average temperature in Shanghai in July?"
 QUESTIONS: list[Question] = [
     Question("calculator EN", "what is 15% of 240"),
-    Question("calculator ZH", "计算 12 乘以 7 加 5"),
+    Question("calculator ZH", "35加17等于多少"),
     Question("unit_convert EN", "convert 100 km/h to m/s"),
     Question("unit_convert ZH", "2.5 巴等于多少 psi"),
     Question("knowledge graph, 2 hops", "Who is the supervisor of the technician who maintains PR-111?"),
