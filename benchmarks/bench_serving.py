@@ -49,12 +49,17 @@ MODEL = "autoglm-router"
 
 
 # --- model and inputs ----------------------------------------------------------------------------
+CHECKPOINT_OVERRIDE: list[Path] = []
+
+
 def prepare_bundle(precision: str) -> tuple[Path, Path]:
     """``(checkpoint_dir, bundle_dir)``; exported once and reused."""
     from export.pipeline import export_checkpoint
 
     demo = ROOT / ".autoglm" / "demo" / "checkpoint"
-    if (demo / "checkpoint.yaml").is_file():
+    if CHECKPOINT_OVERRIDE:
+        ckpt = CHECKPOINT_OVERRIDE[0]
+    elif (demo / "checkpoint.yaml").is_file():
         ckpt = demo
     else:
         ckpt = WORK / "checkpoint"
@@ -594,6 +599,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per (server, concurrency)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
     p.add_argument("--concurrency", default="1,8,32,64")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint to export (default: the demo's, else fresh)")
     p.add_argument("--rounds", type=int, default=2, help="rounds over all servers (results averaged)")
     p.add_argument(
         "--servers", default="naive,ort,edge,edge-int8", help="comma list of naive, ort, edge, edge-int8, edge-cache"
@@ -620,6 +626,8 @@ def main() -> None:
             texts = [texts[i] for i in rng.choice(len(texts), size=20000, p=p)]
         print(json.dumps(run_load(args.url, texts, args.concurrency, args.duration, args.warmup)))
         return
+    if args.checkpoint is not None:
+        CHECKPOINT_OVERRIDE.append(args.checkpoint.resolve())
     record = orchestrate(args)
     print_table(record)
     print()
