@@ -19,7 +19,6 @@ import asyncio
 import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -36,9 +35,6 @@ from edge.control.settings import ControlSettings
 from edge.control.split import SplitModelManager
 from edge.http.app import create_app
 from edge.http.server import uvicorn_config
-from edge.serving.batcher import DynamicBatcher
-from edge.serving.metrics import ServingMetrics
-from edge.serving.result_cache import ResultCache
 from edge.serving.service import InferenceService
 from edge.settings import ServeSettings
 from edge.sync.agent import EdgeSync
@@ -51,30 +47,10 @@ TOKEN_FILE = "node-token"
 
 def build_service(settings: ServeSettings, cache: ModelCache) -> InferenceService:
     """``InferenceService.from_settings`` with the control plane's manager and loader."""
-    metrics = ServingMetrics(settings.node_id)
-
-    def served_bundle() -> Path | None:
-        active = manager.active
-        return active.source if active is not None else None
-
-    manager = SplitModelManager(
-        CachedParentLoader(settings, cache, served_bundle),
-        warmup_batches=settings.serve_warmup_batches,
-        max_batch_size=settings.serve_max_batch_size,
-        drain_timeout_s=settings.serve_drain_timeout_s,
-    )
-    batcher = DynamicBatcher(
-        max_batch_size=settings.serve_max_batch_size,
-        max_queue_delay_s=settings.serve_max_queue_delay_ms / 1000.0,
-        arrival_gap_s=settings.serve_arrival_gap_ms / 1000.0,
-        capacity=settings.serve_queue_capacity,
-        priority_levels=settings.serve_priority_levels,
-        metrics=metrics,
-    )
-    deadline = settings.serve_default_deadline_ms
-    return InferenceService(
-        manager, batcher, ResultCache(settings.cache_max_bytes), metrics,
-        default_deadline_s=deadline / 1000.0 if deadline else None,
+    return InferenceService.from_settings(
+        settings,
+        loader_factory=lambda served_bundle: CachedParentLoader(settings, cache, served_bundle),
+        manager_cls=SplitModelManager,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,18 @@ class InferenceService:
         manager.on_load_result(lambda result: metrics.swaps.labels(result).inc())
 
     @classmethod
-    def from_settings(cls, settings: ServeSettings, loader: object | None = None) -> InferenceService:
-        """Wire the parts from settings. ``loader`` defaults to the ONNX Runtime bundle loader."""
+    def from_settings(
+        cls,
+        settings: ServeSettings,
+        loader: object | None = None,
+        *,
+        loader_factory: Callable[[Callable[[], Path | None]], Any] | None = None,
+        manager_cls: type[ModelManager] = ModelManager,
+    ) -> InferenceService:
+        """Wire the parts from settings. ``loader`` defaults to the ONNX Runtime bundle loader;
+        ``loader_factory(served_bundle)`` builds one that needs the served bundle (an adapter-only
+        update's parent); ``manager_cls`` swaps the model manager (e.g. the control plane's
+        traffic-splitting one)."""
         from edge.runtime.bundle_loader import BundleModelLoader
 
         metrics = ServingMetrics(settings.node_id)
@@ -98,8 +109,14 @@ class InferenceService:
             active = manager.active
             return active.source if active is not None else None
 
-        manager = ModelManager(
-            loader if callable(loader) else BundleModelLoader(settings, parent_of=served_bundle),
+        if callable(loader):
+            chosen: Any = loader
+        elif loader_factory is not None:
+            chosen = loader_factory(served_bundle)
+        else:
+            chosen = BundleModelLoader(settings, parent_of=served_bundle)
+        manager = manager_cls(
+            chosen,
             warmup_batches=settings.serve_warmup_batches,
             max_batch_size=settings.serve_max_batch_size,
             drain_timeout_s=settings.serve_drain_timeout_s,
