@@ -57,6 +57,12 @@ class CloudSettings(AutoGLMSettings):
         default=1.0, description="How often live heartbeat state is written to the database."
     )
     rollout_tick_s: float = Field(default=0.5, description="How often the rollout controller advances.")
+    leader_lease_ttl_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Leader lease lifetime: a replica that stops renewing is replaced after this long "
+        "(renewed every third of it). Only the leader runs rollouts, sweeps and the MQTT sync.",
+    )
     tool_doc_embeddings: bool = Field(
         default=True,
         description="doc_search fuses BM25 with base-encoder embeddings (loads PyTorch on first search).",

@@ -1,9 +1,10 @@
 """The FastAPI app factory of the cloud controller.
 
 ``create_app`` wires the services (or takes prepared ones), installs the single error mapping,
-the request metrics and the routers. Its lifespan runs the controller loops: rollout ticks,
-offline sweeps and heartbeat flushes (each in a worker thread: they touch the database), and
-starts / stops the MQTT link when one is attached (``services.extra['sync']``).
+the request metrics and the routers. Its lifespan runs the controller loops (each in a worker thread: they touch the database): the
+leader election, and on the leader only the rollout ticks, offline sweeps and the MQTT link
+(``services.extra['sync']``, started / stopped as the lease is won / lost); heartbeat flushes run
+everywhere. With ``run_loops=False`` the caller drives the controller and the link starts at once.
 """
 
 from __future__ import annotations
@@ -54,14 +55,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
         sync = svc.extra.get("sync")
-        if sync is not None and hasattr(sync, "start"):
-            await asyncio.to_thread(sync.start)
         if run_loops:
+            # Every replica serves the API; only the lease holder runs the rollouts, the sweeps
+            # and the MQTT sync (``elect`` starts / stops it as leadership changes).
+            await asyncio.to_thread(svc.elect)
             tasks = [
-                asyncio.create_task(_loop("rollout", settings.rollout_tick_s, svc.rollouts.tick)),
-                asyncio.create_task(_loop("sweep", min(settings.heartbeat_timeout_s / 3, 5.0), svc.fleet.sweep)),
+                asyncio.create_task(_loop("leader", settings.leader_lease_ttl_s / 3, svc.elect)),
+                asyncio.create_task(_loop("rollout", settings.rollout_tick_s, svc.lead_rollouts)),
+                asyncio.create_task(_loop("sweep", min(settings.heartbeat_timeout_s / 3, 5.0), svc.lead_sweep)),
                 asyncio.create_task(_loop("flush", settings.fleet_flush_interval_s, svc.fleet.flush)),
             ]
+        elif sync is not None and hasattr(sync, "start"):  # the caller drives the controller itself
+            await asyncio.to_thread(sync.start)
         try:
             yield
         finally:
@@ -73,6 +78,8 @@ def create_app(
             if sync is not None and hasattr(sync, "stop"):
                 await asyncio.to_thread(sync.stop)
             svc.fleet.flush()
+            if run_loops:
+                await asyncio.to_thread(svc.leader.release)
 
     app = FastAPI(
         title="Open-AutoGLM Edge cloud controller",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from cloud.db.engine import Database
 from cloud.fleet.channel import CommandChannel
 from cloud.fleet.service import FleetService
+from cloud.leader import LeaderLease, new_holder_id
 from cloud.registry.service import RegistryService
 from cloud.rollout.service import RolloutService
 from cloud.settings import CloudSettings
@@ -31,6 +32,7 @@ class CloudServices:
     fleet: FleetService
     rollouts: RolloutService
     tools: ToolService
+    leader: LeaderLease
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -62,27 +64,69 @@ class CloudServices:
             if load_plugins:
                 tool_registry.load_entry_points()
         tools = ToolService(tool_registry, default_timeout_s=settings.tool_default_timeout_s)
-        services = cls(settings, db, store, registry, fleet, rollouts, tools)
+        leader = LeaderLease(db, ttl_s=settings.leader_lease_ttl_s, holder=new_holder_id(), clock=clock)
+        services = cls(settings, db, store, registry, fleet, rollouts, tools, leader)
         if channel is None and settings.mqtt_enabled:
-            services.extra["sync"] = attach_mqtt(settings, fleet)
+            services.extra["sync"] = attach_mqtt(settings, fleet, client_suffix=leader.holder)
         return services
+
+    # -- leader-only duties (the app's loops call these; followers skip them) -------------------
+
+    def elect(self) -> bool:
+        """Take or renew the leader lease, and start / stop the MQTT sync to match; returns leadership.
+
+        The first call switches this replica to elected mode: from then on it sends commands and
+        drives rollouts only while it leads (before it, e.g. in tests that drive the services
+        directly, a single process does everything)."""
+        self.fleet.may_send = self.rollouts.leading = lambda: self.leader.is_leader
+        leader = self.leader.tick()
+        sync = self.extra.get("sync")
+        if sync is not None and hasattr(sync, "started"):
+            if leader and not sync.started:
+                sync.start()  # type: ignore[attr-defined]
+            elif not leader and sync.started:
+                sync.stop(final=False)  # type: ignore[attr-defined]
+        return leader
+
+    def lead_rollouts(self) -> bool:
+        """Send the commands followers queued and advance the rollouts when this replica leads;
+        returns whether it did."""
+        if not self.leader.is_leader:
+            return False
+        self.fleet.send_queued()
+        self.rollouts.tick()
+        return True
+
+    def lead_sweep(self) -> bool:
+        """Mark silent nodes offline when this replica leads (only the leader receives heartbeats)."""
+        if not self.leader.is_leader:
+            return False
+        self.fleet.sweep()
+        return True
 
     def close(self) -> None:
         sync = self.extra.get("sync")
         if sync is not None:
             sync.stop()  # type: ignore[attr-defined]
         self.fleet.flush()
+        self.leader.release()
         self.tools.close()
         self.db.dispose()
 
 
-def attach_mqtt(settings: CloudSettings, fleet: FleetService) -> object:
-    """Create the MQTT sync hub for ``settings`` and attach the fleet to it (started by the app)."""
+def attach_mqtt(settings: CloudSettings, fleet: FleetService, *, client_suffix: str = "") -> object:
+    """Create the MQTT sync hub for ``settings`` and attach the fleet to it (started by the app).
+
+    ``client_suffix`` makes the MQTT client id unique per replica, so that two replicas never
+    take over each other's broker session."""
     from cloud.fleet.mqtt_link import MqttFleetLink
     from cloud.sync.hub import CloudSync
     from cloud.sync.settings import CloudSyncSettings
 
     sync_settings = CloudSyncSettings()
+    if client_suffix:
+        client_id = f"{sync_settings.sync_mqtt_client_id}-{client_suffix}"
+        sync_settings = sync_settings.model_copy(update={"sync_mqtt_client_id": client_id})
     # The hub's own database path wins when set explicitly; otherwise it lives next to ours.
     db_path = sync_settings.sync_db_path if "sync_db_path" in sync_settings.model_fields_set else None
     sync = CloudSync(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -194,12 +195,23 @@ class Command(Base):
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class Lease(Base):
+    """A named lease for leader election: ``holder`` owns it until ``expires_at`` (epoch seconds)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
 __all__ = [
     "Alias",
     "AliasEvent",
     "Base",
     "Blob",
     "Command",
+    "Lease",
     "Model",
     "ModelVersion",
     "Node",

@@ -65,7 +65,12 @@ class MqttFleetLink:
         if not self.sync.wait_connected(10):
             log.warning("MQTT broker not reachable yet; the link keeps retrying")
 
-    def stop(self) -> None:
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def stop(self, *, final: bool = True) -> None:
+        """Disconnect; ``final=False`` (lost the leader lease) keeps the hub restartable."""
         if self._started:
             self._started = False
-            self.sync.stop()
+            self.sync.stop(close_repo=final)

@@ -106,6 +106,9 @@ class FleetService:
         self._ack_listeners: list[AckListener] = []
         self._pending_cmds: dict[str, tuple[str, str]] = {}  # command id -> (node, kind)
         self.heartbeats_ingested = 0
+        # Whether this replica may talk to nodes now (the leader); otherwise commands are only
+        # stored as ``queued`` and the leader sends them (``send_queued``). Set by the container.
+        self.may_send: Callable[[], bool] = lambda: True
         self._load()
 
     # -- persistence --------------------------------------------------------------------------
@@ -360,6 +363,7 @@ class FleetService:
         transaction each, then the channel delivers. Returns the command ids in order."""
         if self.channel is None:
             raise BadRequest("no command channel is configured (MQTT disabled)")
+        send_now = self.may_send()
         prepared: list[tuple[str, str, dict[str, Any]]] = []
         with self._lock:
             for node_id, _ in items:
@@ -377,9 +381,17 @@ class FleetService:
         with self.db.session() as s:
             s.execute(insert(Command), [
                 {"id": cid, "node_id": n, "kind": str(b.get("type", "unknown")), "payload": b,
-                 "rollout_id": rollout_id, "status": "sent", "detail": "", "sent_at": utcnow()}
+                 "rollout_id": rollout_id, "status": "sent" if send_now else "queued", "detail": "",
+                 "sent_at": utcnow()}
                 for n, cid, b in prepared
             ])
+        if not send_now:  # a follower: the leader picks them up from the database
+            with self._lock:
+                for _, cid, _ in prepared:
+                    self._pending_cmds.pop(cid, None)
+            for _, _, body in prepared:
+                COMMANDS.labels(kind=str(body.get("type", "unknown")), outcome="queued").inc()
+            return [cid for _, cid, _ in prepared]
         ids = []
         for node_id, cid, body in prepared:
             sent_id = self.channel.send(node_id, body)
@@ -393,6 +405,37 @@ class FleetService:
             COMMANDS.labels(kind=str(body.get("type", "unknown")), outcome="sent").inc()
             ids.append(sent_id)
         return ids
+
+    def send_queued(self, limit: int = 500) -> int:
+        """Send the commands other replicas queued (the leader calls this); returns how many.
+
+        Each one is claimed with a conditional update first, so it is sent once even if two
+        replicas briefly both believe they lead."""
+        if self.channel is None:
+            return 0
+        with self.db.session() as s:
+            rows = [(c.id, c.node_id, dict(c.payload)) for c in s.scalars(
+                select(Command).where(Command.status == "queued").order_by(Command.sent_at).limit(limit)
+            )]
+        sent = 0
+        for cid, node_id, body in rows:
+            with self.db.session() as s:
+                claimed = s.execute(
+                    update(Command).where(Command.id == cid, Command.status == "queued")
+                    .values(status="sent", sent_at=utcnow()).execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+            if claimed != 1:
+                continue
+            kind = str(body.get("type", "unknown"))
+            with self._lock:
+                live = self._nodes.get(node_id)
+                if live is not None and kind == "set_desired_version":
+                    live.desired_version = str(body.get("version", ""))
+                self._pending_cmds[cid] = (node_id, kind)
+            self.channel.send(node_id, {**body, "command_id": cid})
+            COMMANDS.labels(kind=kind, outcome="sent").inc()
+            sent += 1
+        return sent
 
     def on_ack(self, node_id: str, ack: CommandAck) -> None:
         with self._lock:

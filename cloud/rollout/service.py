@@ -95,6 +95,8 @@ class RolloutService:
         self._outbox: list[Callable[[], None]] = []  # effects to run after the transaction commits
         self._commands: list[tuple[str, dict[str, Any], int]] = []  # commands to send after it commits
         self._ack_failures: dict[int, dict[str, str]] = {}
+        # Whether this replica drives rollouts (the leader); set by the container.
+        self.leading: Callable[[], bool] = lambda: True
         fleet.add_ack_listener(self._on_ack)
 
     def _now_dt(self) -> datetime:
@@ -199,8 +201,8 @@ class RolloutService:
                 del self._commands[cmark:]
                 raise
             self._send_outbox()
-            if dst == RolloutState.PROGRESSING:
-                self.tick()
+            if dst == RolloutState.PROGRESSING and self.leading():
+                self.tick()  # followers leave the driving to the leader's loop
 
     # -- the controller -----------------------------------------------------------------------
 

@@ -128,14 +128,15 @@ class CloudSync:
             self._threads.append(t)
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, close_repo: bool = True) -> None:
+        """Stop threads and disconnect; ``close_repo=False`` keeps the sync store for a later ``start``."""
         self._stop.set()
         self._queue.put(None)
         for t in self._threads:
             t.join(10)
         self._threads.clear()
         self._conn.stop()
-        if self._own_repo:
+        if self._own_repo and close_repo:
             self.repo.close()
 
     @property

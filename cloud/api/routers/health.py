@@ -24,13 +24,17 @@ def live() -> dict[str, str]:
 @router.get(CLOUD_READY_PATH)
 def ready(svc: Svc) -> JSONResponse:
     """Ready when the database answers. The MQTT link is reported but does not gate readiness:
-    without the broker the registry and downloads still work, and the link reconnects by itself."""
+    without the broker the registry and downloads still work, and the link reconnects by itself.
+    ``leader`` says whether this replica holds the leader lease (followers are ready too:
+    they serve the API); ``holder`` is this replica's lease holder id."""
     checks: dict[str, Any] = {"database": svc.db.ping()}
     sync = svc.extra.get("sync")
     if sync is not None:
         checks["mqtt_connected"] = bool(getattr(sync, "connected", False))
     ok = bool(checks["database"])
-    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+    body = {"status": "ready" if ok else "not ready", "checks": checks,
+            "leader": svc.leader.is_leader, "holder": svc.leader.holder}
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get(METRICS_PATH)
