@@ -1,9 +1,10 @@
 """The FastAPI app factory of the cloud controller.
 
 ``create_app`` wires the services (or takes prepared ones), installs the single error mapping,
-the request metrics and the routers. Its lifespan runs the controller loops (each in a worker thread: they touch the database): the
-leader election, and on the leader only the rollout ticks, offline sweeps and the MQTT link
-(``services.extra['sync']``, started / stopped as the lease is won / lost); heartbeat flushes run
+the request metrics and the routers. Its lifespan runs the controller loops (each in a worker
+thread: they touch the database): the leader election, and on the leader only the rollout
+ticks, offline sweeps and the MQTT link (``services.extra['sync']``, started / stopped as the
+lease is won / lost); heartbeat flushes and the fleet refresh (changes other replicas made) run
 everywhere. With ``run_loops=False`` the caller drives the controller and the link starts at once.
 """
 
@@ -63,7 +64,7 @@ def create_app(
                 asyncio.create_task(_loop("leader", settings.leader_lease_ttl_s / 3, svc.elect)),
                 asyncio.create_task(_loop("rollout", settings.rollout_tick_s, svc.lead_rollouts)),
                 asyncio.create_task(_loop("sweep", min(settings.heartbeat_timeout_s / 3, 5.0), svc.lead_sweep)),
-                asyncio.create_task(_loop("flush", settings.fleet_flush_interval_s, svc.fleet.flush)),
+                asyncio.create_task(_loop("flush", settings.fleet_flush_interval_s, svc.sync_fleet)),
             ]
         elif sync is not None and hasattr(sync, "start"):  # the caller drives the controller itself
             await asyncio.to_thread(sync.start)

@@ -88,6 +88,11 @@ class CloudServices:
                 sync.stop(final=False)  # type: ignore[attr-defined]
         return leader
 
+    def sync_fleet(self) -> None:
+        """Every replica: write heartbeat state, then pick up fleet changes other replicas made."""
+        self.fleet.flush()
+        self.fleet.refresh()
+
     def lead_rollouts(self) -> bool:
         """Send the commands followers queued and advance the rollouts when this replica leads;
         returns whether it did."""

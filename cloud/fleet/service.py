@@ -40,6 +40,9 @@ SAMPLES_PER_NODE = 512
 AckListener = Callable[[str, CommandAck], None]
 
 
+META_COLUMNS = frozenset({"labels", "token_hash", "registered_via", "drained"})
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -59,6 +62,7 @@ class LiveNode:
     last_error: str = ""
     samples: deque[NodeSample] = field(default_factory=lambda: deque(maxlen=SAMPLES_PER_NODE))
     dirty: bool = False
+    meta_dirty: bool = False  # labels / token / drain changed here and not yet written
 
     def out(self) -> NodeOut:
         return NodeOut(
@@ -141,7 +145,7 @@ class FleetService:
                     nodes = [self._nodes[n] for n in node_ids if n in self._nodes]
                 snapshot = [LiveNode(**{**n.__dict__, "samples": deque(maxlen=1)}) for n in nodes]
                 for n in nodes:
-                    n.dirty = False
+                    n.dirty = n.meta_dirty = False
             if snapshot:
                 with self.db.session() as s:
                     self._write_rows(s, snapshot)
@@ -171,11 +175,49 @@ class FleetService:
         for i in range(0, len(ids), 500):
             known |= set(s.scalars(select(Node.id).where(Node.id.in_(ids[i : i + 500]))))
         new = [v for v in values if v["id"] not in known]
-        old = [v for v in values if v["id"] in known]
         if new:
             s.execute(insert(Node), [{**v, "created_at": utcnow()} for v in new])
-        if old:
-            s.execute(update(Node), old)
+        # Labels, token and drain of a known node are written only when this replica changed
+        # them, so a heartbeat flush never overwrites what another replica wrote (see refresh).
+        meta = {n.node_id for n in snapshot if n.meta_dirty}
+        full = [v for v in values if v["id"] in known and v["id"] in meta]
+        live = [{k: x for k, x in v.items() if k not in META_COLUMNS}
+                for v in values if v["id"] in known and v["id"] not in meta]
+        for rows in (full, live):
+            if rows:
+                s.execute(update(Node), rows)
+
+    def refresh(self) -> int:
+        """Pick up what other controller replicas wrote: nodes registered, relabelled, drained or
+        deleted elsewhere (the database is the truth for these; heartbeat state stays this
+        replica's own). Followers also take desired versions from it. Returns the node count."""
+        follower = not self.may_send()
+        with self._db_lock:
+            with self.db.session() as s:
+                rows = s.execute(select(
+                    Node.id, Node.labels, Node.token_hash, Node.registered_via, Node.drained, Node.desired_version
+                )).all()
+            with self._lock:
+                seen: set[str] = set()
+                for nid, labels, token_hash, via, drained, desired in rows:
+                    seen.add(nid)
+                    live = self._nodes.get(nid)
+                    if live is None:
+                        live = self._nodes[nid] = LiveNode(node_id=nid, labels=dict(labels))
+                    elif live.meta_dirty:
+                        continue  # our own change is newer and about to be written
+                    live.labels, live.drained, live.registered_via = dict(labels), drained, via
+                    if live.token_hash != token_hash:
+                        self._by_token.pop(live.token_hash, None)
+                        live.token_hash = token_hash
+                    if token_hash:
+                        self._by_token[token_hash] = nid
+                    if follower:
+                        live.desired_version = desired
+                for nid in [n for n, live in self._nodes.items() if n not in seen and not live.meta_dirty]:
+                    gone = self._nodes.pop(nid)
+                    self._by_token.pop(gone.token_hash, None)
+                return len(self._nodes)
 
     def flush(self) -> int:
         """Write heartbeat-driven changes to the database; returns how many nodes were written."""
@@ -207,6 +249,7 @@ class FleetService:
                     self._by_token.pop(live.token_hash, None)
             live.token_hash = th
             live.registered_via = "bootstrap"
+            live.meta_dirty = True
             self._by_token[th] = node_id
         self._persist([node_id])
         log.info("node registered", extra={"node_id": node_id})
@@ -221,7 +264,7 @@ class FleetService:
     def _ensure(self, node_id: str) -> LiveNode:
         live = self._nodes.get(node_id)
         if live is None:  # appeared through MQTT without registering over HTTP
-            live = LiveNode(node_id=node_id, labels={}, registered_via="mqtt", dirty=True)
+            live = LiveNode(node_id=node_id, labels={}, registered_via="mqtt", dirty=True, meta_dirty=True)
             self._nodes[node_id] = live
             log.info("node appeared over MQTT", extra={"node_id": node_id})
         return live
@@ -235,6 +278,7 @@ class FleetService:
             group = (info or {}).get("group")
             if group and "group" not in live.labels:
                 live.labels["group"] = str(group)
+                live.meta_dirty = True
             live.dirty = True
 
     def on_heartbeat(self, node_id: str, payload: dict[str, Any]) -> None:
@@ -310,6 +354,7 @@ class FleetService:
             live.labels.update(set_)
             for k in remove:
                 live.labels.pop(k, None)
+            live.meta_dirty = True
         self._persist([node_id])
         return self.get(node_id)
 
@@ -319,6 +364,7 @@ class FleetService:
             if live is None:
                 raise NotFound(f"node {node_id!r} is not known")
             live.drained = drained
+            live.meta_dirty = True
         self._persist([node_id])
         return self.get(node_id)
 

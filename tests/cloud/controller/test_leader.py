@@ -173,3 +173,25 @@ def test_concurrent_first_acquire_has_one_winner(tmp_path: Path, db_target: DbTa
 def test_lease_ttl_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="TTL"):
         LeaderLease(Database(f"sqlite:///{tmp_path / 'x.db'}"), ttl_s=0)
+
+
+def test_fleet_changes_on_one_replica_reach_the_other(pair: Pair) -> None:
+    """Registrations, labels and drains written by a follower reach the leader's fleet view, and
+    the leader's heartbeat flush does not overwrite them with its older copy."""
+    a, b, sim_a = pair.a, pair.b, pair.sim_a
+    assert a.elect() is True and b.elect() is False
+    token = b.fleet.register("new1", {"site": "a"})
+    b.fleet.set_labels("n0", {"tier": "gold"}, ["site"])
+    b.fleet.set_drained("n1", True)
+    sim_a.heartbeats(NODES)  # the leader's copies of n0/n1 are now dirty with old labels
+    a.sync_fleet()  # flush (live columns only), then refresh
+    assert a.fleet.authenticate(token) == "new1"
+    assert a.fleet.get("n0").labels == {"tier": "gold"}
+    assert a.fleet.get("n1").drained is True
+    assert a.fleet.get("n0").online is True  # the leader's own heartbeat state stays
+    assert "n0" not in a.fleet.node_ids({"site": "a"}) and "n1" not in a.fleet.node_ids({"site": "a"})
+    b.fleet.refresh()
+    assert b.fleet.get("n0").labels == {"tier": "gold"}  # not clobbered by the leader's flush
+    b.fleet.delete("new1")
+    a.fleet.refresh()
+    assert a.fleet.authenticate(token) is None
