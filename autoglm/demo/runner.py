@@ -12,12 +12,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from autoglm.demo.errors import StageFailed
+
+if TYPE_CHECKING:
+    from autoglm.demo.ask_stage import AskResult
 
 STAGES = ("export", "fleet", "ask")
 
@@ -34,17 +37,7 @@ class DemoSummary:
     broker: str = ""
     rollout_state: str = ""
     node_versions: dict[str, str | None] = field(default_factory=dict)
-    sources: list[str] = field(default_factory=list)
-    cache_hit_on_b: bool = False
-    hard_example_received: bool = False
-    oip_outputs: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    burst: dict[str, float] = field(default_factory=dict)
-    offline_local_source: str = ""
-    offline_source: str = ""
-    offline_latency_ms: float = 0.0
-    offline_wall_ms: float = 0.0
-    offline_breaker_short_circuit: bool = False
+    ask: AskResult | None = None  # stage 4's result as it came back
     leftover_threads: list[str] = field(default_factory=list)
     broker_stopped: bool = False
     run_dir: str = ""
@@ -106,14 +99,8 @@ def run_demo(
         if "ask" in stages:
             stage = "ask"
             t0 = time.perf_counter()
-            ar = run_stage_ask(console, fleet)
+            summary.ask = run_stage_ask(console, fleet)
             summary.stage_wall_s["ask"] = time.perf_counter() - t0
-            summary.sources = sorted(ar.sources)
-            summary.cache_hit_on_b, summary.hard_example_received = ar.cache_hit_on_b, ar.hard_example_received
-            summary.oip_outputs, summary.metrics, summary.burst = ar.oip, ar.metrics, ar.metrics_burst
-            summary.offline_local_source, summary.offline_source = ar.offline_local_source, ar.offline_source
-            summary.offline_latency_ms, summary.offline_wall_ms = ar.offline_latency_ms, ar.offline_wall_ms
-            summary.offline_breaker_short_circuit = ar.offline_breaker_short_circuit
     except StageFailed:
         raise
     except Exception as exc:
@@ -154,17 +141,18 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
     if s.broker:
         t.add_row("broker", s.broker)
         t.add_row("rollout", f"{s.rollout_state}; nodes: {s.node_versions}")
-    if s.sources:
-        t.add_row("answer sources seen", ", ".join(s.sources))
-        t.add_row("cloud answer → cache hit on edge-b", str(s.cache_hit_on_b))
-        t.add_row("hard example received by the cloud", str(s.hard_example_received))
-        t.add_row("OIP v2 outputs", str(s.oip_outputs.get("outputs")))
-        if s.burst:
-            t.add_row("dynamic batching", f"{s.burst['requests']:.0f} concurrent requests → {s.burst['batches']:.0f} batches "
-                      f"(mean {s.burst['mean_batch_size']:.1f} texts)")
-        t.add_row("cloud down", f"local question → {s.offline_local_source}; cloud question → {s.offline_source} "
-                  f"in ≤ {s.offline_latency_ms:.0f} ms server / {s.offline_wall_ms:.0f} ms client; repeat with the breaker "
-                  f"open: {'no network attempt' if s.offline_breaker_short_circuit else 'attempted the cloud'}")
+    a = s.ask
+    if a is not None and a.sources:
+        t.add_row("answer sources seen", ", ".join(sorted(a.sources)))
+        t.add_row("cloud answer → cache hit on edge-b", str(a.cache_hit_on_b))
+        t.add_row("hard example received by the cloud", str(a.hard_example_received))
+        t.add_row("OIP v2 outputs", str(a.oip.get("outputs")))
+        if a.metrics_burst:
+            t.add_row("dynamic batching", f"{a.metrics_burst['requests']:.0f} concurrent requests → {a.metrics_burst['batches']:.0f} batches "
+                      f"(mean {a.metrics_burst['mean_batch_size']:.1f} texts)")
+        t.add_row("cloud down", f"local question → {a.offline_local_source}; cloud question → {a.offline_source} "
+                  f"in ≤ {a.offline_latency_ms:.0f} ms server / {a.offline_wall_ms:.0f} ms client; repeat with the breaker "
+                  f"open: {'no network attempt' if a.offline_breaker_short_circuit else 'attempted the cloud'}")
     if s.run_dir:
         t.add_row("run artefacts", f"{s.run_dir} (cloud SQLite, node caches, memory DBs, broker log)")
     t.add_row("wall time per stage", ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_wall_s.items()))

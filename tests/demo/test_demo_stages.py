@@ -58,17 +58,19 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert "5" in text and "100" in text and "rollout succeeded" in text
 
     # ask: every answer source the story shows
+    a = s.ask
+    assert a is not None
     for source in ("local_tool", "knowledge_graph", "cloud_tool", "semantic_cache", "cloud_fallback", "offline"):
-        assert source in s.sources, (source, s.sources)
-    assert s.cache_hit_on_b and s.hard_example_received
-    assert {"embedding", "route_logits"} <= set(s.oip_outputs["outputs"])
-    assert s.metrics["semantic_cache_hits"] >= 1 and s.metrics["hard_examples_queued"] >= 1
-    assert s.burst["ok"] == s.burst["requests"] and s.burst["batches"] >= 1
+        assert source in a.sources, (source, a.sources)
+    assert a.cache_hit_on_b and a.hard_example_received
+    assert {"embedding", "route_logits"} <= set(a.oip["outputs"])
+    assert a.metrics["semantic_cache_hits"] >= 1 and a.metrics["hard_examples_queued"] >= 1
+    assert a.metrics_burst["ok"] == a.metrics_burst["requests"] and a.metrics_burst["batches"] >= 1
 
     # cloud down: local answers stay local, cloud-only questions say offline (fast: no network wait)
-    assert s.offline_local_source == "local_tool"
-    assert s.offline_source == "offline"
-    assert s.offline_breaker_short_circuit  # the repeat answer is "offline" at once: breaker open, no attempt
+    assert a.offline_local_source == "local_tool"
+    assert a.offline_source == "offline"
+    assert a.offline_breaker_short_circuit  # the repeat answer is "offline" at once: breaker open, no attempt
 
     # shutdown: broker stopped, no thread the demo started is left
     assert s.broker_stopped and s.leftover_threads == []
