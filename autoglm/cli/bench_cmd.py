@@ -54,9 +54,42 @@ def bench_run(
     raise typer.Exit(rc)
 
 
+REPORT_FILES = ("README.md", "docs/arch/benchmarks.md")
+
+
+def bench_report(
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if a table differs from the records; write nothing.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Records folder (default benchmarks/results).")] = None,
+) -> None:
+    """Render the README and docs benchmark tables from the newest record of each benchmark."""
+    from autoglm.bench.records import REPO_ROOT, latest_by_bench, load_records, render_blocks
+
+    try:
+        latest = latest_by_bench(load_records(results))
+    except ValueError as exc:
+        fail(str(exc))
+    order = list(BENCHMARKS)
+    stale: list[str] = []
+    for rel in REPORT_FILES:
+        path = REPO_ROOT / rel
+        if not path.is_file():
+            continue
+        old = path.read_text()
+        new = render_blocks(old, latest, order)
+        if new != old:
+            stale.append(rel)
+            if not check:
+                path.write_text(new)
+    if check and stale:
+        fail(f"benchmark tables out of date in {', '.join(stale)}: run `autoglm bench report`")
+    console.print(f"{'checked' if check else 'rendered'} {len(REPORT_FILES)} files from {len(latest)} benchmarks"
+                  + (f"; updated {', '.join(stale)}" if stale and not check else ""))
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``autoglm bench`` to the root app."""
     bench = typer.Typer(help="Run the side-by-side benchmarks (each prints a table and a JSON record).", no_args_is_help=True)
     bench.command("list")(bench_list)
     bench.command("run")(bench_run)
+    bench.command("report")(bench_report)
     app.add_typer(bench, name="bench")
