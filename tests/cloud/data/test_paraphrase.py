@@ -1,0 +1,73 @@
+"""The paraphrase-family reasoning data: the evaluation set is frozen (its bytes are pinned),
+held out by family and by entity, and the generator still reproduces it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from cloud.data.paraphrase import (
+    FROZEN_EVAL,
+    FROZEN_EVAL_SHA256,
+    UNSURE,
+    build_split,
+    dumps,
+    entity_split,
+    load_frozen_eval,
+    sha256_text,
+    train_items,
+)
+from cloud.data.paraphrase_families import (
+    DISTRACTORS,
+    FRAMES,
+    IMPLICIT_FAMILIES,
+    NONSENSE_FAMILIES,
+    NP_FAMILIES,
+    Q_FAMILIES,
+    ROUTE_FAMILIES,
+)
+from skillpack.kg.graph import default_graph
+
+
+def _all_families() -> dict[str, str]:
+    fams = [*DISTRACTORS, *NONSENSE_FAMILIES]
+    for group in (NP_FAMILIES, Q_FAMILIES, IMPLICIT_FAMILIES, FRAMES, ROUTE_FAMILIES):
+        for lst in group.values():
+            fams.extend(lst)
+    ids = [f.id for f in fams]
+    assert len(ids) == len(set(ids)), "family ids must be unique"
+    return {f.id: f.split for f in fams}
+
+
+def test_frozen_eval_is_pinned_and_reproducible() -> None:
+    text = FROZEN_EVAL.read_text(encoding="utf-8")
+    assert sha256_text(text) == FROZEN_EVAL_SHA256, "the frozen evaluation set was edited: re-split instead"
+    assert dumps(build_split("eval")) == text, "the generator no longer reproduces the frozen evaluation set"
+
+
+def test_eval_is_held_out_by_family_and_entity() -> None:
+    splits = _all_families()
+    ev, tr = load_frozen_eval(), train_items(seed=3, kg_per_pattern=6, route_per_template=2)
+    assert all(splits[f] == "eval" for it in ev for f in it.families)
+    assert all(splits[f] == "train" for it in tr for f in it.families)
+    assert all(entity_split(it.start) == "eval" for it in ev if it.kind == "kg")
+    assert all(entity_split(it.start) == "train" for it in tr if it.kind == "kg")
+    assert not {it.text for it in ev} & {it.text for it in tr}
+    # every relation and every route has a held-out family, in both languages
+    for rel, fams in NP_FAMILIES.items():
+        assert any(f.split == "eval" for f in fams) and any(f.split == "train" for f in fams), rel
+    for route, fams in ROUTE_FAMILIES.items():
+        assert any(f.split == "eval" for f in fams) and any(f.split == "train" for f in fams), route
+
+
+def test_eval_covers_hops_languages_implicit_hops_distractors_and_nonsense() -> None:
+    ev = load_frozen_eval()
+    kg = [it for it in ev if it.kind == "kg"]
+    by = Counter((it.lang, it.hops) for it in kg)
+    assert all(by[(lang, h)] >= 40 for lang in ("en", "zh") for h in (1, 2, 3))
+    assert sum(it.implicit for it in kg) >= 40 and sum(it.distractor for it in kg) >= 40
+    g = default_graph()
+    for it in kg:  # gold answers are what the graph says
+        assert g.follow(it.start, it.path) == [it.answer]
+        assert it.mention.lower() in it.text.lower()
+    assert {it.route for it in ev if it.kind == "nonsense"} == {UNSURE}
+    assert {it.route for it in ev if it.kind == "route"} == set(ROUTE_FAMILIES)
