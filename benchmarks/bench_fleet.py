@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
+from contracts.commands import Command, CommandAck, CommandKind  # noqa: E402
 from contracts.envelope import ContentType, Encoding, decode, new_message_id, pack, records_body  # noqa: E402
 from contracts.hlc import HybridClock  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
@@ -84,14 +85,12 @@ class SimAgent:
         env = decode(msg.payload)
         acks = []
         for rec in env.records:
-            cid, cmd = rec.get("command_id"), rec.get("command") or {}
-            if cid in self.seen:
-                acks.append({"kind": "command", "id": cid, "ok": True, "result": {"version": self.version}})
-                continue
-            self.seen.add(cid)
-            if cmd.get("type") == "set_desired_version":
-                self.version = str(cmd["version"])  # a real agent downloads, verifies, hot-swaps here
-            acks.append({"kind": "command", "id": cid, "ok": True, "result": {"version": self.version}})
+            cmd = Command.from_record(rec)
+            if cmd.command_id not in self.seen:
+                self.seen.add(cmd.command_id)
+                if cmd.kind is CommandKind.SET_DESIRED_VERSION:
+                    self.version = str(cmd.version)  # a real agent downloads, verifies, hot-swaps here
+            acks.append(CommandAck.success(cmd.command_id, {"version": self.version}).to_record())
         if acks:
             client.publish(self.topics.up_ack(self.node_id), self.frame(ContentType.ACK, acks), qos=1)
             self.next_hb = 0.0  # report the new version at once

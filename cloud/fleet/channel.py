@@ -10,9 +10,11 @@ import threading
 import uuid
 from typing import Any, Protocol
 
+from contracts.commands import Command
+
 
 class CommandChannel(Protocol):
-    def send(self, node_id: str, command: dict[str, Any]) -> str:
+    def send(self, node_id: str, command: Command) -> str:
         """Deliver ``command`` to ``node_id``; return its command id. Must not block long."""
         ...
 
@@ -24,8 +26,8 @@ class RecordingChannel:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
         self._lock = threading.Lock()
 
-    def send(self, node_id: str, command: dict[str, Any]) -> str:
-        cid = str(command.get("command_id") or uuid.uuid4().hex)
+    def send(self, node_id: str, command: Command) -> str:
+        cid = command.command_id or uuid.uuid4().hex
         with self._lock:
-            self.sent.append((cid, node_id, dict(command)))
+            self.sent.append((cid, node_id, command.with_id(cid).payload()))
         return cid

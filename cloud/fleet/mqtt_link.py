@@ -2,14 +2,15 @@
 
 Heartbeats and online/offline status (including the Last Will the broker publishes for a node
 that vanished) feed :class:`FleetService`; commands go out through ``CloudSync.send_command``,
-which persists and resends them until the node acks; acks come back as :class:`CommandAck`.
+which persists and resends them until the node acks; acks come back as
+:class:`contracts.commands.CommandAck`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cloud.fleet.schemas import CommandAck
+from contracts.commands import Command, CommandAck
 from contracts.logging import get_logger
 
 if TYPE_CHECKING:
@@ -17,18 +18,6 @@ if TYPE_CHECKING:
     from cloud.sync.hub import CloudSync
 
 log = get_logger("autoglm.cloud.fleet")
-
-
-def ack_from_record(command_id: str, rec: dict[str, Any]) -> CommandAck:
-    """The edge acks ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error": "..."}``."""
-    result = rec.get("result") if isinstance(rec.get("result"), dict) else {}
-    assert isinstance(result, dict)
-    return CommandAck(
-        command_id=command_id,
-        ok=bool(rec.get("ok")),
-        detail=str(rec.get("error") or result.get("detail") or ""),
-        version=str(result.get("version") or ""),
-    )
 
 
 class MqttFleetLink:
@@ -46,11 +35,11 @@ class MqttFleetLink:
         self.sync.on_status(lambda node, online: fleet.on_status(node, online))
         self.sync.on_command_ack(self._on_ack)
 
-    def _on_ack(self, node_id: str, command_id: str, rec: dict[str, Any]) -> None:
+    def _on_ack(self, node_id: str, ack: CommandAck) -> None:
         if self._fleet is not None:
-            self._fleet.on_ack(node_id, ack_from_record(command_id, rec))
+            self._fleet.on_ack(node_id, ack)
 
-    def send(self, node_id: str, command: dict[str, Any]) -> str:
+    def send(self, node_id: str, command: Command) -> str:
         return self.sync.send_command(node_id, command)
 
     @property

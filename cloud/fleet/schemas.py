@@ -1,4 +1,4 @@
-"""Wire shapes of the fleet API and the commands the cloud sends to nodes."""
+"""Wire shapes of the fleet API (commands and acks themselves are ``contracts.commands``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-# Command types (the ``type`` field of a command's payload).
-CMD_SET_VERSION = "set_desired_version"
-CMD_TRAFFIC_SPLIT = "set_traffic_split"
-
+from contracts.commands import CommandStatus
 
 class NodeRegister(BaseModel):
     node_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -54,19 +51,12 @@ class TrafficSplit(BaseModel):
     canary_weight: float = Field(ge=0.0, le=1.0, description="Share of requests served by the canary")
 
 
-class CommandAck(BaseModel):
-    command_id: str
-    ok: bool
-    detail: str = ""
-    version: str = Field(default="", description="Version the node runs after handling the command")
-
-
 class CommandOut(BaseModel):
     id: str
     node_id: str
-    kind: str
+    kind: str = Field(description="A CommandKind value")
     payload: dict[str, Any]
-    status: str
+    status: CommandStatus
     detail: str
     sent_at: datetime
     acked_at: datetime | None

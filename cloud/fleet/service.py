@@ -24,9 +24,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from cloud.db.engine import Database
-from cloud.db.models import Command, Node, utcnow
+from cloud.db.models import Command as CommandRow
+from cloud.db.models import Node, utcnow
 from cloud.fleet.channel import CommandChannel
-from cloud.fleet.schemas import CommandAck, CommandOut, NodeOut, NodeSample
+from cloud.fleet.schemas import CommandOut, NodeOut, NodeSample
+from contracts.commands import Command, CommandAck, CommandKind, CommandStatus
 from contracts.errors import BadRequest, NotFound
 from contracts.logging import get_logger
 
@@ -399,56 +401,53 @@ class FleetService:
     def add_ack_listener(self, listener: AckListener) -> None:
         self._ack_listeners.append(listener)
 
-    def send_command(self, node_id: str, payload: dict[str, Any], *, rollout_id: int | None = None) -> str:
-        return self.send_commands([(node_id, payload)], rollout_id=rollout_id)[0]
+    def send_command(self, node_id: str, command: Command, *, rollout_id: int | None = None) -> str:
+        return self.send_commands([(node_id, command)], rollout_id=rollout_id)[0]
 
-    def send_commands(
-        self, items: list[tuple[str, dict[str, Any]]], *, rollout_id: int | None = None
-    ) -> list[str]:
+    def send_commands(self, items: list[tuple[str, Command]], *, rollout_id: int | None = None) -> list[str]:
         """Send commands to nodes: desired versions and command rows are written in one
         transaction each, then the channel delivers. Returns the command ids in order."""
         if self.channel is None:
             raise BadRequest("no command channel is configured (MQTT disabled)")
         send_now = self.may_send()
-        prepared: list[tuple[str, str, dict[str, Any]]] = []
+        prepared: list[tuple[str, Command]] = []
         with self._lock:
             for node_id, _ in items:
                 if node_id not in self._nodes:
                     raise NotFound(f"node {node_id!r} is not known")
-            for node_id, payload in items:
-                kind = str(payload.get("type", "unknown"))
-                cid = str(payload.get("command_id") or uuid.uuid4().hex)
-                body = {**payload, "command_id": cid}
-                if kind == "set_desired_version":
-                    self._nodes[node_id].desired_version = str(body["version"])
-                self._pending_cmds[cid] = (node_id, kind)
-                prepared.append((node_id, cid, body))
-        self._persist([n for n, _, b in prepared if b.get("type") == "set_desired_version"])
+            for node_id, command in items:
+                cmd = command.with_id(command.command_id or uuid.uuid4().hex)
+                if cmd.type == CommandKind.SET_DESIRED_VERSION:
+                    self._nodes[node_id].desired_version = str(cmd.version)
+                self._pending_cmds[cmd.command_id] = (node_id, cmd.type)
+                prepared.append((node_id, cmd))
+        self._persist([n for n, c in prepared if c.type == CommandKind.SET_DESIRED_VERSION])
+        status = CommandStatus.SENT if send_now else CommandStatus.QUEUED
         with self.db.session() as s:
-            s.execute(insert(Command), [
-                {"id": cid, "node_id": n, "kind": str(b.get("type", "unknown")), "payload": b,
-                 "rollout_id": rollout_id, "status": "sent" if send_now else "queued", "detail": "",
-                 "sent_at": utcnow()}
-                for n, cid, b in prepared
+            s.execute(insert(CommandRow), [
+                {"id": c.command_id, "node_id": n, "kind": c.type, "payload": c.payload(),
+                 "rollout_id": rollout_id, "status": status, "detail": "", "sent_at": utcnow()}
+                for n, c in prepared
             ])
         if not send_now:  # a follower: the leader picks them up from the database
             with self._lock:
-                for _, cid, _ in prepared:
-                    self._pending_cmds.pop(cid, None)
-            for _, _, body in prepared:
-                COMMANDS.labels(kind=str(body.get("type", "unknown")), outcome="queued").inc()
-            return [cid for _, cid, _ in prepared]
+                for _, c in prepared:
+                    self._pending_cmds.pop(c.command_id, None)
+            for _, c in prepared:
+                COMMANDS.labels(kind=c.type, outcome=CommandStatus.QUEUED.value).inc()
+            return [c.command_id for _, c in prepared]
         ids = []
-        for node_id, cid, body in prepared:
-            sent_id = self.channel.send(node_id, body)
+        for node_id, cmd in prepared:
+            cid = cmd.command_id
+            sent_id = self.channel.send(node_id, cmd)
             if sent_id != cid:  # the channel assigned its own id: track that one
                 with self._lock:
                     self._pending_cmds[sent_id] = self._pending_cmds.pop(cid)
                 with self.db.session() as s:
-                    row = s.get(Command, cid)
+                    row = s.get(CommandRow, cid)
                     if row is not None:
                         row.id = sent_id
-            COMMANDS.labels(kind=str(body.get("type", "unknown")), outcome="sent").inc()
+            COMMANDS.labels(kind=cmd.type, outcome=CommandStatus.SENT.value).inc()
             ids.append(sent_id)
         return ids
 
@@ -461,25 +460,27 @@ class FleetService:
             return 0
         with self.db.session() as s:
             rows = [(c.id, c.node_id, dict(c.payload)) for c in s.scalars(
-                select(Command).where(Command.status == "queued").order_by(Command.sent_at).limit(limit)
+                select(CommandRow).where(CommandRow.status == CommandStatus.QUEUED)
+                .order_by(CommandRow.sent_at).limit(limit)
             )]
         sent = 0
         for cid, node_id, body in rows:
             with self.db.session() as s:
                 claimed = s.execute(
-                    update(Command).where(Command.id == cid, Command.status == "queued")
-                    .values(status="sent", sent_at=utcnow()).execution_options(synchronize_session=False)
+                    update(CommandRow).where(CommandRow.id == cid, CommandRow.status == CommandStatus.QUEUED)
+                    .values(status=CommandStatus.SENT, sent_at=utcnow())
+                    .execution_options(synchronize_session=False)
                 ).rowcount  # type: ignore[attr-defined]
             if claimed != 1:
                 continue
-            kind = str(body.get("type", "unknown"))
+            cmd = Command.model_validate({**body, "command_id": cid})
             with self._lock:
                 live = self._nodes.get(node_id)
-                if live is not None and kind == "set_desired_version":
-                    live.desired_version = str(body.get("version", ""))
-                self._pending_cmds[cid] = (node_id, kind)
-            self.channel.send(node_id, {**body, "command_id": cid})
-            COMMANDS.labels(kind=kind, outcome="sent").inc()
+                if live is not None and cmd.type == CommandKind.SET_DESIRED_VERSION:
+                    live.desired_version = str(cmd.version or "")
+                self._pending_cmds[cid] = (node_id, cmd.type)
+            self.channel.send(node_id, cmd)
+            COMMANDS.labels(kind=cmd.type, outcome=CommandStatus.SENT.value).inc()
             sent += 1
         return sent
 
@@ -493,13 +494,13 @@ class FleetService:
                 live.last_error = "" if ack.ok else ack.detail
                 live.dirty = True
         with self.db.session() as s:
-            row = s.get(Command, ack.command_id)
+            row = s.get(CommandRow, ack.command_id)
             if row is not None:
-                row.status = "acked" if ack.ok else "failed"
+                row.status = ack.status
                 row.detail = ack.detail
                 row.acked_at = utcnow()
         kind = pending[1] if pending else "unknown"
-        COMMANDS.labels(kind=kind, outcome="ok" if ack.ok else "failed").inc()
+        COMMANDS.labels(kind=kind, outcome="ok" if ack.ok else CommandStatus.FAILED.value).inc()
         if not ack.ok:
             log.warning("node could not apply command", extra={"node_id": node_id, "detail": ack.detail})
         for listener in list(self._ack_listeners):
@@ -507,9 +508,9 @@ class FleetService:
 
     def commands(self, node_id: str | None = None, limit: int = 100) -> list[CommandOut]:
         with self.db.session() as s:
-            q = select(Command).order_by(Command.sent_at.desc()).limit(limit)
+            q = select(CommandRow).order_by(CommandRow.sent_at.desc()).limit(limit)
             if node_id:
-                q = q.where(Command.node_id == node_id)
+                q = q.where(CommandRow.node_id == node_id)
             return [
                 CommandOut(
                     id=c.id, node_id=c.node_id, kind=c.kind, payload=c.payload, status=c.status,

@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 
 from cloud.db.engine import Database
 from cloud.db.models import Model, ModelVersion, Rollout, RolloutEvent
-from cloud.fleet.schemas import CMD_SET_VERSION, CommandAck
 from cloud.fleet.service import FleetService
 from cloud.registry.schemas import VersionStatus, VersionUpdate
 from cloud.registry.service import RegistryService
@@ -43,6 +42,7 @@ from cloud.rollout.schemas import (
     Verdict,
 )
 from cloud.rollout.states import TERMINAL, RolloutState, StepPhase, check_transition
+from contracts.commands import Command, CommandAck
 from contracts.errors import BadRequest, Conflict, NotFound
 from contracts.logging import get_logger
 
@@ -63,16 +63,8 @@ def _ts(dt: datetime | None) -> float:
     return dt.timestamp()
 
 
-def version_command(model: str, version: str, manifest_sha256: str) -> dict[str, Any]:
-    base = f"/api/v1/models/{model}/versions/{version}"
-    return {
-        "type": CMD_SET_VERSION,
-        "model": model,
-        "version": version,
-        "manifest_sha256": manifest_sha256,
-        "manifest_url": f"{base}/manifest",
-        "files_url": f"{base}/files/",
-    }
+def version_command(model: str, version: str, manifest_sha256: str) -> Command:
+    return Command.set_desired_version(model, version, manifest_sha256)
 
 
 class RolloutService:
@@ -93,7 +85,7 @@ class RolloutService:
         # Commands decided inside a database transaction are sent after it commits (the fleet
         # writes the node's desired version in its own transaction; SQLite allows one writer).
         self._outbox: list[Callable[[], None]] = []  # effects to run after the transaction commits
-        self._commands: list[tuple[str, dict[str, Any], int]] = []  # commands to send after it commits
+        self._commands: list[tuple[str, Command, int]] = []  # commands to send after it commits
         self._ack_failures: dict[int, dict[str, str]] = {}
         # Whether this replica drives rollouts (the leader); set by the container.
         self.leading: Callable[[], bool] = lambda: True
@@ -228,16 +220,16 @@ class RolloutService:
                     log.exception("rollout tick failed", extra={"rollout_id": rid})
             self._send_outbox()
 
-    def _queue_command(self, node_id: str, payload: dict[str, Any], rollout_id: int) -> str:
+    def _queue_command(self, node_id: str, command: Command, rollout_id: int) -> str:
         cid = uuid.uuid4().hex
-        self._commands.append((node_id, {**payload, "command_id": cid}, rollout_id))
+        self._commands.append((node_id, command.with_id(cid), rollout_id))
         return cid
 
     def _send_outbox(self) -> None:
         commands, self._commands = self._commands, []
-        by_rollout: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        by_rollout: dict[int, list[tuple[str, Command]]] = {}
         for node_id, command, rid in commands:
-            self._cmd_rollout[str(command["command_id"])] = rid
+            self._cmd_rollout[command.command_id] = rid
             by_rollout.setdefault(rid, []).append((node_id, command))
         for rid, items in by_rollout.items():
             try:

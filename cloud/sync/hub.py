@@ -14,7 +14,7 @@ Knowledge that changed the merged state is rebroadcast (fleet / the sender's gro
 shared knowledge merged after the node's cursor (everything, for a snapshot) in chunks.
 
 Hooks for the controller: ``on_heartbeat(node_id, payload)``, ``on_status(node_id, online)``,
-``on_command_ack(node_id, command_id, ack)``, ``on_memory_merged(node_id, records)``.
+``on_command_ack(node_id, ack: CommandAck)``, ``on_memory_merged(node_id, records)``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from cloud.sync import metrics
 from cloud.sync.repository import SyncRepository
 from cloud.sync.settings import CloudSyncSettings
+from contracts.commands import AckKind, AckStatus, Command, CommandAck
 from contracts.envelope import (
     ContentType,
     Encoding,
@@ -67,7 +68,7 @@ ACKS_PER_FRAME = 2000
 
 HeartbeatHook = Callable[[str, dict[str, Any]], None]
 StatusHook = Callable[[str, bool], None]
-CommandAckHook = Callable[[str, str, dict[str, Any]], None]
+CommandAckHook = Callable[[str, CommandAck], None]
 MemoryHook = Callable[[str, list[KnowledgeRecord]], None]
 
 
@@ -182,30 +183,36 @@ class CloudSync:
             max_bytes=self.settings.sync_max_message_bytes,
         )
 
-    def send_command(self, node_id: str, command: dict[str, Any]) -> str:
-        """Persist and send a command; returns its id (``command["command_id"]`` when given).
+    def send_command(self, node_id: str, command: Command | dict[str, Any]) -> str:
+        """Persist and send a command; returns its id (``command.command_id`` when given).
         Resent until the node acks it (the node runs it once and re-acks duplicates)."""
         check_segment(node_id)
-        cid = str(command.get("command_id") or uuid.uuid4().hex)
-        body = {k: v for k, v in command.items() if k != "command_id"}
+        cmd = command if isinstance(command, Command) else Command.model_validate(command)
+        cid = cmd.command_id or uuid.uuid4().hex
+        body = cmd.body()
         self.repo.add_command(cid, node_id, body)
         self._publish_command(cid, node_id, body)
         metrics.COMMANDS.labels(outcome="sent").inc()
         return cid
 
     def _publish_command(self, cid: str, node_id: str, body: dict[str, Any]) -> None:
-        frame = self._frame(ContentType.COMMAND, [{"command_id": cid, "command": body}])
+        frame = self._frame(ContentType.COMMAND, [Command.model_validate({**body, "command_id": cid}).to_record()])
         if self._conn.publish(self.topics.commands(node_id), frame, qos=1):
             self.repo.mark_command_sent(cid)
 
     def command_status(self, command_id: str) -> dict[str, Any] | None:
         return self.repo.command(command_id)
 
-    def wait_command_ack(self, command_id: str, timeout: float) -> dict[str, Any] | None:
+    def wait_command_ack(self, command_id: str, timeout: float) -> CommandAck | None:
         """Block until the node acked ``command_id`` (returns the ack) or ``timeout``."""
+
+        def ack() -> CommandAck | None:
+            rec = (self.repo.command(command_id) or {}).get("ack")
+            return CommandAck.model_validate(rec) if rec is not None else None
+
         with self._ack_cv:
-            self._ack_cv.wait_for(lambda: (self.repo.command(command_id) or {}).get("ack") is not None, timeout)
-        return (self.repo.command(command_id) or {}).get("ack")
+            self._ack_cv.wait_for(lambda: ack() is not None, timeout)
+        return ack()
 
     def broadcast_memory(self, records: Iterable[KnowledgeRecord], group: str | None = None) -> list[str]:
         """Merge cloud-authored knowledge and send it to the fleet (or one node group).
@@ -355,7 +362,7 @@ class CloudSync:
         if env.seq < expected:
             self.duplicates += 1
             metrics.DUPLICATES.inc()
-            acks[node].append({"id": env.message_id, "status": "duplicate"})
+            acks[node].append({"id": env.message_id, "status": AckStatus.DUPLICATE.value})
             self._expected[node] = expected
             return
         buf = self._buffers[node]
@@ -406,11 +413,11 @@ class CloudSync:
             node_id=node, seq=env.seq, msg_id=env.message_id, kind=env.content_type, records=records,
             rejected_reason=reason,
         )
-        entry: dict[str, Any] = {"id": env.message_id, "status": result.status}
+        entry: dict[str, Any] = {"id": env.message_id, "status": result.status.value}
         if reason:
             entry["reason"] = reason
         acks[node].append(entry)
-        if result.status == "duplicate":
+        if result.status is AckStatus.DUPLICATE:
             self.duplicates += 1
             metrics.DUPLICATES.inc()
             return
@@ -471,12 +478,17 @@ class CloudSync:
             rid = rec.get("id")
             if not isinstance(rid, str):
                 continue
-            if rec.get("kind") == "command":
-                if self.repo.ack_command(rid, node, rec):
-                    metrics.COMMANDS.labels(outcome="acked" if rec.get("ok") else "failed").inc()
+            if rec.get("kind") == AckKind.COMMAND:
+                try:
+                    ack = CommandAck.model_validate(rec)
+                except ValueError as err:
+                    self._reject(RejectReason.INVALID_RECORD, f"{node}/ack", f"command ack: {err}")
+                    continue
+                if self.repo.ack_command(rid, node, ack.to_record()):
+                    metrics.COMMANDS.labels(outcome=ack.status.value).inc()
                     for hook in list(self._command_ack_hooks):
                         try:
-                            hook(node, rid, rec)
+                            hook(node, ack)
                         except Exception:
                             log.exception("command ack hook failed")
             else:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from contracts.commands import AckStatus
 from contracts.envelope import ContentType
 from contracts.hlc import HLC, HybridClock
 from contracts.memory import KnowledgeRecord, lww_wins
@@ -105,7 +106,7 @@ def _krecord(row: tuple[Any, ...]) -> KnowledgeRecord:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    status: str  # "applied" | "duplicate" | "rejected"
+    status: AckStatus
     changed: list[KnowledgeRecord]
     records: int
 
@@ -156,7 +157,7 @@ class SyncRepository:
         """
         with self._lock:
             if self._db.execute("SELECT 1 FROM applied WHERE msg_id = ?", (msg_id,)).fetchone():
-                return ApplyResult("duplicate", [], 0)
+                return ApplyResult(AckStatus.DUPLICATE, [], 0)
             changed: list[KnowledgeRecord] = []
             now = _now_ms()
             self._db.execute("BEGIN IMMEDIATE")
@@ -179,7 +180,7 @@ class SyncRepository:
                 raise
             if seq > 0 and seq % 1000 == 0:
                 self._prune_applied(node_id, seq)
-            status = "rejected" if rejected_reason else "applied"
+            status = AckStatus.REJECTED if rejected_reason else AckStatus.APPLIED
             return ApplyResult(status, changed, 0 if rejected_reason else len(records))
 
     def skip_to(self, node_id: str, seq: int) -> None:

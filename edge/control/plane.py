@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import AutoGLMError, BadRequest, BundleError, GatewayTimeout, Unavailable
+from contracts.commands import Command, CommandKind
+from contracts.errors import BadRequest, BundleError, GatewayTimeout, Unavailable
 from contracts.logging import get_logger
 from edge.control.cache import LastGood, ModelCache
 from edge.control.downloader import RegistryDownloader
@@ -36,8 +37,6 @@ Acker = Callable[..., object]  # EdgeSync.ack_command(command_id, result=None, *
 
 log = get_logger("autoglm.edge.control")
 
-CMD_SET_VERSION = "set_desired_version"
-CMD_TRAFFIC_SPLIT = "set_traffic_split"
 TWIN_DESIRED_VERSION = "desired_model_version"
 
 
@@ -79,19 +78,19 @@ class ControlPlane:
         """Apply commands in the worker thread and ack them with ``acker`` (``EdgeSync.ack_command``)."""
         self._acker = acker
 
-    def handle(self, command: Mapping[str, Any]) -> Any:
+    def handle(self, command: Command | Mapping[str, Any]) -> Any:
         """``EdgeSync.on_command`` handler (MQTT thread). None for commands it does not own;
         ``COMMAND_PENDING`` when an acker is attached (acked from the worker); else the outcome."""
-        kind = command.get("type")
-        if kind not in (CMD_SET_VERSION, CMD_TRAFFIC_SPLIT):
+        cmd = command if isinstance(command, Command) else Command.model_validate(command)
+        if cmd.kind is None:
             return None
-        if self._acker is not None and command.get("command_id"):
-            self.submit(dict(command))
+        if self._acker is not None and cmd.command_id:
+            self.submit(cmd.payload())
             return COMMAND_PENDING
-        return self._apply_blocking(dict(command))
+        return self._apply_blocking(cmd.payload())
 
     def _apply_blocking(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        if cmd.get("type") == CMD_TRAFFIC_SPLIT:
+        if cmd.get("type") == CommandKind.SET_TRAFFIC_SPLIT:
             return self._run(self.apply_split(cmd))
         return self._run(self.apply_version(cmd))
 
@@ -177,7 +176,7 @@ class ControlPlane:
         if not model:
             log.warning("twin asks for version %s but the node knows no model name yet", version)
             return
-        self.submit({"type": CMD_SET_VERSION, "model": model, "version": version, "source": "twin"})
+        self.submit({"type": CommandKind.SET_DESIRED_VERSION.value, "model": model, "version": version, "source": "twin"})
 
     def _run(self, coro: Any) -> dict[str, Any]:
         if not self._bound.wait(min(self.apply_timeout_s, 30.0)) or self._loop is None:
@@ -340,6 +339,3 @@ class ControlPlane:
         else:
             log.warning("could not apply %s@%s, still serving the current version: %s", model, version, detail)
 
-
-def error_text(err: BaseException) -> str:
-    return err.message if isinstance(err, AutoGLMError) else str(err)

@@ -8,7 +8,8 @@ removes them; unacked messages are sent again after a reconnect or ``mqtt_ack_ti
 
 Down (cloud -> node): commands (de-duplicated by id, handler's answer sent back as an ack, the
 same answer re-sent for a duplicate; a handler that returns ``COMMAND_PENDING`` acks later, from
-any thread, with ``ack_command`` -- duplicates of a pending command are dropped by id), memory deltas / broadcasts / resync responses (applied to
+any thread, with ``ack_command`` -- duplicates of a pending command are dropped by id; commands
+and acks are ``contracts.commands`` models), memory deltas / broadcasts / resync responses (applied to
 the attached :class:`MemoryStore` idempotently, then given to ``on_memory`` handlers, acked).
 
 Also: retained status ``online`` on connect and a Last Will ``offline``; periodic heartbeats
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from contracts.commands import AckKind, AckStatus, Command, CommandAck
 from contracts.envelope import (
     ContentType,
     Encoding,
@@ -74,7 +76,7 @@ class _Pending:
 
 
 COMMAND_PENDING = _Pending()
-CommandHandler = Callable[[dict[str, Any]], "Mapping[str, Any] | _Pending | None"]
+CommandHandler = Callable[[Command], "Mapping[str, Any] | _Pending | None"]
 MemoryHandler = Callable[[list[KnowledgeRecord]], None]
 HeartbeatProvider = Callable[[], Mapping[str, Any]]
 
@@ -453,7 +455,7 @@ class EdgeSync:
             mid, status = rec.get("id"), rec.get("status")
             if not isinstance(mid, str):
                 continue
-            if status == "rejected":
+            if status == AckStatus.REJECTED:
                 reason = str(rec.get("reason", "unknown"))
                 self.outbox.dead_letter(mid, reason)
                 metrics.DEAD_LETTERS.labels(reason=reason.split(":")[0]).inc()
@@ -472,10 +474,11 @@ class EdgeSync:
 
     def _handle_commands(self, env: Envelope) -> None:
         for rec in env.records:
-            cid = rec.get("command_id")
-            command = rec.get("command")
-            if not isinstance(cid, str) or not isinstance(command, dict):
-                raise EnvelopeRejected(RejectReason.INVALID_RECORD, "command without command_id/command")
+            try:
+                command = Command.from_record(rec)
+            except ValueError as err:
+                raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"command: {err}") from None
+            cid = command.command_id
             if not self._command_handlers:
                 log.warning("command %s received before any on_command handler; left for the cloud's retry", cid)
                 continue
@@ -490,7 +493,7 @@ class EdgeSync:
             with self._command_lock:
                 self._pending_commands[cid] = time.monotonic()
             try:
-                answers = [h({**command, "command_id": cid}) for h in self._command_handlers]
+                answers = [h(command) for h in self._command_handlers]
             except Exception as err:
                 log.exception("command %s failed", cid)
                 self.ack_command(cid, error=err)
@@ -504,18 +507,17 @@ class EdgeSync:
     def ack_command(
         self, command_id: str, result: Mapping[str, Any] | None = None, *, error: BaseException | str | None = None
     ) -> bool:
-        """Ack a command: ``{"ok": true, "result": result}``, or ``{"ok": false, "error": ...}``
-        when ``error`` is given. Thread-safe; for handlers that returned ``COMMAND_PENDING``.
+        """Ack a command with a :class:`CommandAck`: ok with ``result``, or not ok when ``error``
+        is given. Thread-safe; for handlers that returned ``COMMAND_PENDING``.
 
         The ack is stored with the command id before it is published, exactly like an
         immediate ack: a resend of the command gets the stored ack again, and an ack made while
         the broker is away is published on the next connect. Returns False (and sends nothing)
         when the command was acked already."""
-        if error is not None:
-            text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-            doc: dict[str, Any] = {"ok": False, "error": text}
-        else:
-            doc = {"ok": True, "result": dict(result or {})}
+        ack = (
+            CommandAck.failure(command_id, error) if error is not None
+            else CommandAck.success(command_id, dict(result or {}))
+        )
         if self._stopping.is_set():
             log.warning("command %s acked after the sync stopped; the cloud's resend will run it again", command_id)
             return False
@@ -525,13 +527,13 @@ class EdgeSync:
                 self._pending_commands.pop(command_id, None)
                 log.warning("command %s is acked already; second ack ignored", command_id)
                 return False
-            frame = self._frame(ContentType.ACK, [{"kind": "command", "id": command_id, **doc}])
+            frame = self._frame(ContentType.ACK, [ack.to_record()])
             self.outbox.remember("cmd:" + command_id, frame)
             self._pending_commands.pop(command_id, None)
             sent = self._conn.publish(self.topics.up_ack(self.node_id), frame, qos=1)
             if not sent:
                 self._unsent_acks[command_id] = frame
-        metrics.COMMANDS.labels(outcome="ok" if doc["ok"] else "error").inc()
+        metrics.COMMANDS.labels(outcome="ok" if ack.ok else "error").inc()
         return True
 
     @property
@@ -571,4 +573,4 @@ class EdgeSync:
                     self.outbox.set_state(WATERMARK_KEY, cursor)
                 self.resyncs_completed += 1
             self.outbox.remember(env.message_id)
-        self._ack_up([{"kind": "message", "id": env.message_id}])
+        self._ack_up([{"kind": AckKind.MESSAGE.value, "id": env.message_id}])

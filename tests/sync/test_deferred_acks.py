@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from cloud.sync.hub import CloudSync
+from contracts.commands import Command
 from edge.sync.agent import COMMAND_PENDING, EdgeSync
 from tests.support.mosquitto import MosquittoBroker
 from tests.sync.conftest import wait_until
@@ -38,9 +39,9 @@ def test_pending_command_acked_later_from_another_thread(
         release.wait(30)
         edge.ack_command(cid, {"version": "2.0.0"})
 
-    def handler(cmd: dict[str, Any]) -> Any:
-        runs.append(cmd["command_id"])
-        threading.Thread(target=slow_apply, args=(cmd["command_id"],), daemon=True).start()
+    def handler(cmd: Command) -> Any:
+        runs.append(cmd.command_id)
+        threading.Thread(target=slow_apply, args=(cmd.command_id,), daemon=True).start()
         return COMMAND_PENDING
 
     edge.on_command(handler)
@@ -62,7 +63,7 @@ def test_pending_command_acked_later_from_another_thread(
 
     release.set()
     ack = hub.wait_command_ack(cid, 20)
-    assert ack is not None and ack["ok"] is True and ack["result"] == {"version": "2.0.0"}
+    assert ack is not None and ack.ok is True and ack.result == {"version": "2.0.0"}
     assert edge.pending_commands == []
     # A later resend gets the stored ack, the handler is not run again; a second ack is refused.
     hub.send_command("node-a", {"command_id": cid, "type": "set_desired_version", "version": "2.0.0"})
@@ -90,7 +91,7 @@ def test_deferred_error_ack_and_ack_while_disconnected(
     wait_until(lambda: got == [bad], what="command delivered")
     assert edge.ack_command(bad, error=RuntimeError("cannot load 3.0.0"))
     failed = hub.wait_command_ack(bad, 20)
-    assert failed is not None and failed["ok"] is False and failed["error"] == "RuntimeError: cannot load 3.0.0"
+    assert failed is not None and failed.ok is False and failed.error == "RuntimeError: cannot load 3.0.0"
 
     later = hub.send_command("node-b", {"type": "set_desired_version", "version": "3.1.0"})
     wait_until(lambda: later in got, what="second command delivered")
@@ -101,5 +102,5 @@ def test_deferred_error_ack_and_ack_while_disconnected(
     mosquitto_broker.start()
     hub2 = make_cloud(mosquitto_broker).start()
     ack = hub2.wait_command_ack(later, 30)
-    assert ack is not None and ack["ok"] is True and ack["result"] == {"version": "3.1.0"}
+    assert ack is not None and ack.ok is True and ack.result == {"version": "3.1.0"}
     assert got == [bad, later]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud.sync.hub import CloudSync
+from contracts.commands import Command, CommandAck
 from contracts.hlc import HLC
 from contracts.memory import KnowledgeRecord
 from edge.sync.agent import EdgeSync
@@ -72,32 +73,32 @@ def test_commands_are_acked_once_and_resent_until_acked(
     mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
-    acks: list[tuple[str, str, dict[str, Any]]] = []
-    hub.on_command_ack(lambda n, cid, ack: acks.append((n, cid, ack)))
+    acks: list[tuple[str, CommandAck]] = []
+    hub.on_command_ack(lambda n, ack: acks.append((n, ack)))
     assert hub.wait_connected(10)
     # Sent while the node is not even running: it stays pending and is resent.
     cid = hub.send_command("node-a", {"type": "set_desired_model", "version": "1.4.0"})
     edge = make_edge(mosquitto_broker, "node-a")
-    runs: list[dict[str, Any]] = []
+    runs: list[Command] = []
 
-    def handler(cmd: dict[str, Any]) -> dict[str, Any]:
+    def handler(cmd: Command) -> dict[str, Any]:
         runs.append(cmd)
-        if cmd["type"] == "explode":
+        if cmd.type == "explode":
             raise RuntimeError("boom")
-        return {"applied": cmd["version"]}
+        return {"applied": cmd.version}
 
     edge.on_command(handler)
     edge.start()
     ack = hub.wait_command_ack(cid, 20)
-    assert ack is not None and ack["ok"] and ack["result"] == {"applied": "1.4.0"}
-    assert runs == [{"type": "set_desired_model", "version": "1.4.0", "command_id": cid}]
+    assert ack is not None and ack.ok and ack.result == {"applied": "1.4.0"}
+    assert [r.payload() for r in runs] == [{"type": "set_desired_model", "version": "1.4.0", "command_id": cid}]
     # The same command id again (a resend) is not run twice, but is acked again.
     hub.send_command("node-a", {"command_id": cid, "type": "set_desired_model", "version": "1.4.0"})
     bad = hub.send_command("node-a", {"type": "explode"})
     failed = hub.wait_command_ack(bad, 20)
-    assert failed is not None and failed["ok"] is False and "boom" in failed["error"]
-    assert [r["type"] for r in runs] == ["set_desired_model", "explode"]
-    assert [(n, c) for n, c, _ in acks] == [("node-a", cid), ("node-a", bad)]
+    assert failed is not None and failed.ok is False and "boom" in failed.error
+    assert [r.type for r in runs] == ["set_desired_model", "explode"]
+    assert [(n, a.command_id) for n, a in acks] == [("node-a", cid), ("node-a", bad)]
 
 
 def test_heartbeat_status_last_will_hard_examples_events(

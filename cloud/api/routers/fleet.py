@@ -11,8 +11,6 @@ from cloud.api.auth import Principal, require_admin, require_bootstrap, require_
 from cloud.api.container import CloudServices
 from cloud.api.deps import services
 from cloud.fleet.schemas import (
-    CMD_TRAFFIC_SPLIT,
-    CommandAck,
     CommandOut,
     DrainRequest,
     LabelPatch,
@@ -24,6 +22,7 @@ from cloud.fleet.schemas import (
 from cloud.fleet.service import parse_selector
 from cloud.rollout.service import version_command
 from contracts.errors import BadRequest
+from contracts.commands import Command, CommandAck
 from contracts.heartbeat import Heartbeat
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["fleet"])
@@ -97,15 +96,8 @@ def traffic_split(node_id: str, body: TrafficSplit, svc: Svc, _: Admin) -> Comma
     for ver in (body.stable_version, body.canary_version):
         v = svc.registry.get_version(body.model, ver)
         versions[v.version] = v.manifest_sha256
-    command: dict[str, Any] = {
-        "type": CMD_TRAFFIC_SPLIT,
-        "model": body.model,
-        "weights": {body.stable_version: round(1.0 - body.canary_weight, 6), body.canary_version: body.canary_weight},
-        "manifests": {
-            ver: {"manifest_sha256": sha, "manifest_url": f"/api/v1/models/{body.model}/versions/{ver}/manifest"}
-            for ver, sha in versions.items()
-        },
-    }
+    weights = {body.stable_version: round(1.0 - body.canary_weight, 6), body.canary_version: body.canary_weight}
+    command = Command.set_traffic_split(body.model, weights, versions)
     return CommandSent(command_id=svc.fleet.send_command(node_id, command))
 
 

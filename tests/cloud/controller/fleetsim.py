@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud.fleet.schemas import CommandAck
+from contracts.commands import Command, CommandAck, CommandKind
 from cloud.fleet.service import FleetService
 
 
@@ -50,10 +50,11 @@ class InstantFleet:
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     pending: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
-    def send(self, node_id: str, command: dict[str, Any]) -> str:
-        cid = str(command.get("command_id") or uuid.uuid4().hex)
-        self.sent.append((node_id, command))
-        self.pending.append((cid, node_id, command))
+    def send(self, node_id: str, command: Command) -> str:
+        cid = command.command_id or uuid.uuid4().hex
+        payload = command.with_id(cid).payload()
+        self.sent.append((node_id, payload))
+        self.pending.append((cid, node_id, payload))
         return cid
 
     def deliver(self) -> None:
@@ -64,10 +65,10 @@ class InstantFleet:
             version = str(command["version"])
             b = self.behaviours.get(version, Behaviour())
             if b.refuse:
-                self.fleet.on_ack(node_id, CommandAck(command_id=cid, ok=False, detail=b.refuse))
+                self.fleet.on_ack(node_id, CommandAck.failure(cid, b.refuse))
                 continue
             self.versions[node_id] = version
-            self.fleet.on_ack(node_id, CommandAck(command_id=cid, ok=True, version=version))
+            self.fleet.on_ack(node_id, CommandAck.success(cid, {"version": version}))
 
     def heartbeats(self, nodes: list[str]) -> None:
         assert self.fleet is not None
@@ -110,10 +111,10 @@ class MqttEdge:
         return {"model_version": v, "requests": b.requests, "error_rate": b.error_rate,
                 "latency_p99_ms": b.p99_ms, "fallback_rate": b.fallback_rate}
 
-    def _on_command(self, command: dict[str, Any]) -> dict[str, Any] | None:
-        if command.get("type") != "set_desired_version":
+    def _on_command(self, command: Command) -> dict[str, Any] | None:
+        if command.kind is not CommandKind.SET_DESIRED_VERSION:
             return None
-        version = str(command["version"])
+        version = str(command.version)
         b = self.behaviours.get(version, Behaviour())
         if b.refuse:
             raise RuntimeError(b.refuse)  # the agent acks ok=false with this reason

@@ -94,8 +94,8 @@ def test_cli_edge_agent_node_answers_acks_commands_and_reports_serving_fields(
 
         cid = hub.send_command("edge-cli-agent", {"type": "set_desired_version", "model": MODEL, "version": "1.0.0"})
         ack = hub.wait_command_ack(cid, 30)
-        assert ack is not None and ack["ok"] is True, ack
-        assert ack["result"]["version"] == "1.0.0" and ack["result"]["detail"] == "already serving"
+        assert ack is not None and ack.ok is True, ack
+        assert ack.result["version"] == "1.0.0" and ack.result["detail"] == "already serving"
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -86,15 +86,15 @@ def test_slow_apply_does_not_block_sync_and_duplicates_apply_once(
         superseded = hub.send_command("edge-slow", _command(cloud, "2.0.0"))
         last = hub.send_command("edge-slow", _command(cloud, "1.0.0"))
         gone = hub.wait_command_ack(superseded, 20)
-        assert gone is not None and gone["ok"] is True and gone["result"]["superseded_by"] == last
+        assert gone is not None and gone.ok is True and gone.result["superseded_by"] == last
         assert "version" not in gone["result"]
 
         dl.gate.set()
         ack = hub.wait_command_ack(cid, 60)
-        assert ack is not None and ack["ok"] is True, ack
-        assert ack["result"]["version"] == "1.1.0" and ack["result"]["detail"] == "applied"
+        assert ack is not None and ack.ok is True, ack
+        assert ack.result["version"] == "1.1.0" and ack.result["detail"] == "applied"
         final = hub.wait_command_ack(last, 60)
-        assert final is not None and final["ok"] is True and final["result"]["version"] == "1.0.0"
+        assert final is not None and final.ok is True and final.result["version"] == "1.0.0"
         # One apply per command id (1.1.0 also fetched its parent 1.0.0); 2.0.0 never ran.
         assert dl.fetches[0] == "1.1.0" and "2.0.0" not in dl.fetches
         assert [(a["version"], a["ok"]) for a in node.control.applied] == [("1.1.0", True), ("1.0.0", True)]
