@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
@@ -21,8 +21,8 @@ from cloud.fleet.schemas import (
 )
 from cloud.fleet.service import parse_selector
 from cloud.rollout.service import version_command
-from contracts.errors import BadRequest
 from contracts.commands import Command, CommandAck
+from contracts.errors import BadRequest
 from contracts.heartbeat import Heartbeat
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["fleet"])

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.commands import Command, CommandAck, CommandKind
 from cloud.fleet.service import FleetService
+from contracts.commands import Command, CommandAck, CommandKind
 
 
 @dataclass
