@@ -139,6 +139,11 @@ class GraphEntry(_Strict):
     precision: Precision
     signature: Signature
     from_parent: bool = False
+    # How the edge binds adapter tensors into this graph. "external": the adapter initializers are
+    # external data (the default set's adapter file) and are replaced with
+    # SessionOptions.add_external_initializers, which every provider honours. "initializer" (older
+    # bundles): inline initializers replaced with add_initializer, which only the CPU provider honours.
+    adapter_binding: Literal["initializer", "external"] = "initializer"
 
 
 class TokenizerSpec(_Strict):

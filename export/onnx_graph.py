@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -236,3 +237,57 @@ def gemm_to_matmul(proto: onnx.ModelProto, layout: dict[str, bool]) -> int:
     del proto.graph.node[:]
     proto.graph.node.extend(out_nodes)
     return count
+
+
+def _safetensors_offsets(path: Path) -> tuple[int, dict[str, Any]]:
+    """(start of the data section, header) of a safetensors file."""
+    import json
+    import struct
+
+    with path.open("rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    return 8 + n, header
+
+
+def externalize_adapters(graph_path: Path, adapter_file: Path, names: set[str]) -> int:
+    """Turn the adapter initializers of ``graph_path`` into ONNX *external data* that points into
+    ``adapter_file`` (the default set's float32 safetensors file, same directory tree as the graph).
+
+    ONNX Runtime lets a session replace external initializers with
+    ``SessionOptions.add_external_initializers`` on every execution provider, while inline ones
+    replaced with ``add_initializer`` are ignored by CUDA / TensorRT (issue 17). The data is not
+    duplicated: the external reference is the tensor's byte range inside the safetensors file.
+    Every referenced range must hold exactly the initializer's current bytes, or this raises.
+    Returns the number of initializers moved.
+    """
+    start, header = _safetensors_offsets(adapter_file)
+    location = adapter_file.relative_to(graph_path.parent).as_posix()
+    proto = onnx.load(str(graph_path))
+    moved = 0
+    for init in proto.graph.initializer:
+        if init.name not in names:
+            continue
+        info = header.get(init.name)
+        if not isinstance(info, dict) or info.get("dtype") != "F32" or list(info.get("shape", [])) != list(init.dims):
+            raise ExportError(f"adapter file {adapter_file.name} has no float32 tensor {init.name!r} shaped {list(init.dims)}")
+        begin, end = (int(x) for x in info["data_offsets"])
+        current = np.ascontiguousarray(numpy_helper.to_array(init), dtype="<f4").tobytes()
+        with adapter_file.open("rb") as fh:
+            fh.seek(start + begin)
+            stored = fh.read(end - begin)
+        if stored != current:
+            raise ExportError(f"graph initializer {init.name!r} differs from the default set's adapter file")
+        init.ClearField("raw_data")
+        init.ClearField("float_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        del init.external_data[:]
+        for key, value in (("location", location), ("offset", str(start + begin)), ("length", str(end - begin))):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, value
+        moved += 1
+    missing = names - {i.name for i in proto.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+    if missing:
+        raise ExportError(f"adapter tensors not found as graph initializers: {sorted(missing)[:5]}")
+    onnx.save(proto, str(graph_path))
+    return moved

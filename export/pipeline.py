@@ -130,17 +130,20 @@ def checkpoint_sha256(ckpt_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _ort_runner(graph: Path, tensors: dict[str, np.ndarray] | None = None, threads: int = 0) -> RunFn:
+def _ort_runner(graph: Path, tensors: dict[str, np.ndarray] | None = None, threads: int = 0, external: bool = False) -> RunFn:
+    """A CPU session on ``graph`` with ``tensors`` bound; ``external``: the graph's adapter
+    initializers are external data (bundled graphs), bound with ``add_external_initializers``."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
-    keep = []
-    for name, arr in (tensors or {}).items():
-        value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr))
-        keep.append(value)
-        so.add_initializer(name, value)
+    keep = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32)) for arr in (tensors or {}).values()]
+    if external and keep:
+        so.add_external_initializers(list(tensors or {}), keep)
+    else:
+        for name, value in zip(tensors or {}, keep, strict=True):
+            so.add_initializer(name, value)
     sess = ort.InferenceSession(str(graph), sess_options=so, providers=["CPUExecutionProvider"])
 
     def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -322,6 +325,16 @@ def export_checkpoint(
             check_adapter_initializers(graph_path, shapes, "fp16 conversion")
             parity["fp16_vs_fp32"] = _fp16_parity(fp32, graph_path, tokenizer, parity_texts)
 
+        # The adapter initializers become external data pointing into the default set's adapter file,
+        # so the edge binds any set with add_external_initializers, which every provider honours.
+        from export.onnx_graph import externalize_adapters
+
+        export_info["adapter_binding"] = {
+            "mode": "external",
+            "initializers": externalize_adapters(graph_path, staging / adapter_entries[default_set].file, adapter_names),
+        }
+        check_adapter_initializers(graph_path, shapes, "externalising adapter initializers")
+
         engines = []
         if tensorrt:
             from export.tensorrt_build import TensorRTUnavailable, build_engines
@@ -356,7 +369,12 @@ def export_checkpoint(
             routes=list(meta.adapter_sets[default_set].routes),
             default_adapter_set=default_set,
             adapter_sets=adapter_entries,
-            graphs={"encoder": GraphEntry(file=graph_name, sha256=files[graph_name].sha256, precision=precision, signature=sig)},  # type: ignore[arg-type]
+            graphs={
+                "encoder": GraphEntry(
+                    file=graph_name, sha256=files[graph_name].sha256, precision=precision,  # type: ignore[arg-type]
+                    signature=sig, adapter_binding="external",
+                )
+            },
             opset=cfg.onnx_opset,
             precision=precision,  # type: ignore[arg-type]
             files=files,
@@ -555,7 +573,8 @@ def export_adapter_update(
         graph_file = parent.graph_file("encoder")
         for s in set_names:
             ref = run_texts(_torch_runner(model, s), tok, SAMPLE_TEXTS)
-            got = run_texts(_ort_runner(graph_file, tensors_by_set[s]), tok, SAMPLE_TEXTS)
+            external = pm.graphs["encoder"].adapter_binding == "external"
+            got = run_texts(_ort_runner(graph_file, tensors_by_set[s], external=external), tok, SAMPLE_TEXTS)
             parity[s] = parity_report(ref, got)
         key = f"{pm.precision}_graph_bound_vs_pytorch"
         files = file_table(staging)

@@ -513,7 +513,7 @@ class FleetService:
                 q = q.where(CommandRow.node_id == node_id)
             return [
                 CommandOut(
-                    id=c.id, node_id=c.node_id, kind=c.kind, payload=c.payload, status=c.status,
+                    id=c.id, node_id=c.node_id, kind=c.kind, payload=c.payload, status=CommandStatus(c.status),
                     detail=c.detail, sent_at=c.sent_at, acked_at=c.acked_at,
                 )
                 for c in s.scalars(q)

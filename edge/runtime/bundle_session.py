@@ -1,11 +1,24 @@
 """An ONNX Runtime session for one bundle + one adapter set (no torch, no onnx).
 
-The bundle's encoder graph carries its default adapter set as ordinary initializers. Binding
-another set (or a newer version of the same set) replaces those initializers *at session
-creation* with the tensors of the set's small safetensors file
-(``SessionOptions.add_initializer``), before ONNX Runtime optimises the graph — so a new
+The bundle's encoder graph carries its default adapter set. Binding another set (or a newer
+version of the same set) replaces the adapter initializers *at session creation* with the
+tensors of the set's small safetensors file, before ONNX Runtime optimises the graph — so a new
 adapter version ships without re-shipping the encoder, and the bound session computes exactly
 what a full export of that adapter set computes (``tests/export/test_adapter_binding.py``).
+
+Two binding modes, chosen by the manifest's ``graphs.encoder.adapter_binding``:
+
+- ``external`` (current exporter): the graph's adapter initializers are external data (byte
+  ranges of the default set's adapter file); ``SessionOptions.add_external_initializers``
+  replaces them on **every** execution provider (CPU, CUDA, TensorRT).
+- ``initializer`` (bundles from before issue 17): inline initializers replaced with
+  ``SessionOptions.add_initializer``. Only the CPU provider honours that — CUDA logs a warning and
+  silently runs the embedded default set — so such a bundle is refused on a GPU provider unless
+  the asked set *is* the graph's embedded one (the default set of a full bundle).
+
+``providers`` reports what the session really runs on (``InferenceSession.get_providers()``);
+``fallback`` names every requested provider that is not among them (``strict_providers=True``
+turns that into a :class:`BundleError`).
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ from contracts.manifest import AdapterSetEntry
 from contracts.tokenizer import TextTokenizer, TokenizerSettings
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+# Providers that honour SessionOptions.add_initializer (the "initializer" binding of older bundles).
+CPU_BINDING_PROVIDERS = frozenset({"CPUExecutionProvider", "AzureExecutionProvider"})
 
 
 def load_adapter_tensors(path: Path, entry: AdapterSetEntry, set_name: str) -> dict[str, np.ndarray]:
@@ -67,6 +82,7 @@ class BundleSession:
         providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
         session_options: ort.SessionOptions | None = None,
         graph: str = "encoder",
+        strict_providers: bool = False,
     ) -> None:
         manifest = bundle.manifest
         self.bundle = bundle
@@ -81,25 +97,49 @@ class BundleSession:
         self.graph_entry = bundle.graph(graph)
         graph_path = bundle.graph_file(graph)
         so = session_options or ort.SessionOptions()
+        wanted = list(providers or DEFAULT_PROVIDERS)
+        self.requested_providers = [p if isinstance(p, str) else p[0] for p in wanted]
         # Keep the OrtValues alive for the session's lifetime: ORT does not copy them.
         self._bound: list[ort.OrtValue] = []
+        self.binding = self.graph_entry.adapter_binding if graph == "encoder" else "none"
         if graph == "encoder":  # other roles (e.g. hop_scorer) carry no adapter initializers
-            for name, arr in load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set).items():
-                value = ort.OrtValue.ortvalue_from_numpy(arr)
-                self._bound.append(value)
-                so.add_initializer(name, value)
+            self._bind(so, load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set))
         try:
-            self.session = ort.InferenceSession(
-                str(graph_path), sess_options=so, providers=list(providers or DEFAULT_PROVIDERS)
-            )
+            self.session = ort.InferenceSession(str(graph_path), sess_options=so, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"bundle {manifest.name}@{manifest.version}: ONNX Runtime cannot load {graph_path.name}: {exc}") from exc
+        self.fallback = [p for p in self.requested_providers if p not in self.session.get_providers()]
+        if self.fallback and strict_providers:
+            raise BundleError(
+                f"bundle {manifest.name}@{manifest.version}: requested execution provider(s) {self.fallback} did not "
+                f"start; the session runs on {self.session.get_providers()}"
+            )
         sig = self.graph_entry.signature
         self.input_names = sig.input_names()
         self.output_names = sig.output_names()
         have_in = [i.name for i in self.session.get_inputs()]
         if have_in != self.input_names:
             raise BundleError(f"{graph_path.name}: graph inputs {have_in} differ from the manifest's {self.input_names}")
+
+    def _bind(self, so: ort.SessionOptions, tensors: dict[str, np.ndarray]) -> None:
+        m = self.bundle.manifest
+        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in tensors.values()]
+        self._bound = values
+        if self.binding == "external":
+            so.add_external_initializers(list(tensors), values)
+            return
+        on_gpu = [p for p in self.requested_providers if p not in CPU_BINDING_PROVIDERS]
+        embedded = m.kind == "full" and self.adapter_set == m.default_adapter_set
+        if on_gpu and not embedded:
+            raise BundleError(
+                f"bundle {m.name}@{m.version}: adapter set {self.adapter_set!r} cannot be bound on {on_gpu}: the graph "
+                "stores its adapters inline (bundle from an exporter before adapter_binding: external), which only the "
+                "CPU provider can replace; re-export the bundle, or serve it on the CPU provider"
+            )
+        if embedded and on_gpu:
+            return  # the graph already carries exactly this set
+        for name, value in zip(tensors, values, strict=True):
+            so.add_initializer(name, value)
 
     @property
     def routes(self) -> list[str]:
@@ -157,5 +197,7 @@ def smoke_test(bundle: Bundle, adapter_set: str | None = None, providers: Sequen
     return {
         "adapter_set": session.adapter_set,
         "providers": session.providers,
+        "fallback": session.fallback,
+        "binding": session.binding,
         "routes": [session.routes[i] for i in logits.argmax(axis=1)],
     }

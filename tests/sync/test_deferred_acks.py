@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from cloud.sync.hub import CloudSync
-from contracts.commands import Command
+from contracts.commands import Command, CommandAck
 from edge.sync.agent import COMMAND_PENDING, EdgeSync
 from tests.support.mosquitto import MosquittoBroker
 from tests.sync.conftest import wait_until
@@ -27,9 +27,9 @@ def test_pending_command_acked_later_from_another_thread(
     mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
 ) -> None:
     hub = make_cloud(mosquitto_broker, sync_command_retry_s=0.3).start()
-    acks: list[tuple[str, str, dict[str, Any]]] = []
+    acks: list[tuple[str, CommandAck]] = []
     beats: list[str] = []
-    hub.on_command_ack(lambda n, cid, ack: acks.append((n, cid, ack)))
+    hub.on_command_ack(lambda n, ack: acks.append((n, ack)))
     hub.on_heartbeat(lambda n, p: beats.append(n))
     edge = make_edge(mosquitto_broker, "node-a", mqtt_heartbeat_interval_s=0.1)
     runs: list[str] = []
@@ -70,7 +70,7 @@ def test_pending_command_acked_later_from_another_thread(
     wait_until(lambda: _duplicates() >= dup0 + 3, what="resend after the ack")
     assert runs == [cid]
     assert edge.ack_command(cid, {"version": "9.9.9"}) is False
-    assert [c for _, c, _ in acks] == [cid]
+    assert [a.command_id for _, a in acks] == [cid]
 
 
 def test_deferred_error_ack_and_ack_while_disconnected(

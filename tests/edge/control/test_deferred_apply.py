@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cloud.sync.hub import CloudSync
+from contracts.commands import CommandAck
 from edge.control.cache import ModelCache
 from edge.control.downloader import RegistryDownloader
 from edge.control.settings import ControlSettings
@@ -55,9 +56,9 @@ def test_slow_apply_does_not_block_sync_and_duplicates_apply_once(
 ) -> None:
     broker = MosquittoBroker(tmp_path / "broker").start()
     hub = CloudSync(cloud_settings(broker, tmp_path, sync_command_retry_s=0.3)).start()
-    acks: list[tuple[str, dict[str, Any]]] = []
+    acks: list[CommandAck] = []
     beats: list[dict[str, Any]] = []
-    hub.on_command_ack(lambda n, cid, ack: acks.append((cid, ack)))
+    hub.on_command_ack(lambda n, ack: acks.append(ack))
     hub.on_heartbeat(lambda n, p: beats.append(p))
     serve = settings_for(tmp_path, node_id="edge-slow", http_host="127.0.0.1", http_port=free_port(),
                          bundle_dir=bundles.v1)
@@ -98,7 +99,7 @@ def test_slow_apply_does_not_block_sync_and_duplicates_apply_once(
         # One apply per command id (1.1.0 also fetched its parent 1.0.0); 2.0.0 never ran.
         assert dl.fetches[0] == "1.1.0" and "2.0.0" not in dl.fetches
         assert [(a["version"], a["ok"]) for a in node.control.applied] == [("1.1.0", True), ("1.0.0", True)]
-        assert sorted(c for c, _ in acks) == sorted([cid, superseded, last])
+        assert sorted(a.command_id for a in acks) == sorted([cid, superseded, last])
         assert node.sync.pending_commands == []
         assert httpx.get(f"{node.url}/v2/models/{MODEL}").json()["versions"] == ["1.0.0"]
     finally:
