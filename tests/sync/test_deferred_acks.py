@@ -80,8 +80,8 @@ def test_deferred_error_ack_and_ack_while_disconnected(
     edge = make_edge(mosquitto_broker, "node-b", store=False)
     got: list[str] = []
 
-    def handler(cmd: dict[str, Any]) -> Any:
-        got.append(cmd["command_id"])
+    def handler(cmd: Command) -> Any:
+        got.append(cmd.command_id)
         return COMMAND_PENDING
 
     edge.on_command(handler)
