@@ -88,6 +88,10 @@ class ServingHeartbeat:
             doc["model_version"] = active.version
             doc["model_name"] = active.name
             doc["adapters"] = [active.adapter_set]
+            # the execution providers that really run the model, and any requested one that did not start
+            doc["providers"] = list(active.providers)
+            if active.extra.get("provider_fallback"):
+                doc["provider_fallback"] = str(active.extra["provider_fallback"])
             with self._lock:
                 now = self._snapshot(active.name, active.version)
                 prev = self._prev.get((active.name, active.version), {})

@@ -20,7 +20,7 @@ from contracts.manifest import MANIFEST_FILE, Manifest
 from contracts.tokenizer import TextTokenizer, TokenizerSettings
 from edge.runtime.bundle_session import BundleSession
 from edge.runtime.engine import Engine
-from edge.runtime.providers import make_session_options, select_providers
+from edge.runtime.providers import ORT_PROVIDER_NAMES, make_session_options, select_providers
 from edge.runtime.tensorrt_engine import TensorRTEngineRuntime, detect_gpu, matching_engine
 from edge.serving.loaded_model import LoadedModel
 from edge.settings import ServeSettings
@@ -79,8 +79,13 @@ class BundleModelLoader:
             bundle.tokenizer_file(),
             TokenizerSettings(max_length=tok.max_length, lowercase=tok.lowercase, oov_char_fallback=tok.oov_char_fallback),
         )
-        engine, providers, close = self._engine(bundle, set_name)
+        engine, providers, close, provider_info = self._engine(bundle, set_name)
         log.info("loaded %s@%s adapter set %s on %s", m.name, m.version, set_name, providers)
+        if provider_info.get("provider_fallback"):
+            log.warning(
+                "%s@%s: execution provider(s) %s did not start; running on %s",
+                m.name, m.version, provider_info["provider_fallback"], providers,
+            )
         return LoadedModel(
             name=m.name,
             version=m.version,
@@ -94,11 +99,19 @@ class BundleModelLoader:
             embedding_dim=m.base_encoder.hidden_size,
             source=Path(source),
             providers=providers,
-            extra={"precision": m.precision, "base_encoder": m.base_encoder.id, "created_at": m.created_at},
+            extra={
+                "precision": m.precision, "base_encoder": m.base_encoder.id, "created_at": m.created_at, **provider_info,
+            },
             close_fn=close,
         )
 
-    def _engine(self, bundle: Bundle, set_name: str) -> tuple[Engine, list[str], Callable[[], None] | None]:
+    def _engine(
+        self, bundle: Bundle, set_name: str
+    ) -> tuple[Engine, list[str], Callable[[], None] | None, dict[str, str]]:
+        """The engine, the providers that really run it, its close hook, and provider notes for
+        ``LoadedModel.extra`` (``providers_requested``; ``provider_fallback``: requested providers
+        that did not start, e.g. the TensorRT EP without libnvinfer — empty when none;
+        ``providers_skipped``: configured ones this onnxruntime build does not offer)."""
         s = self.settings
         m = bundle.manifest
         wants_trt = "tensorrt" in s.providers and bool(m.tensorrt)
@@ -107,8 +120,10 @@ class BundleModelLoader:
             spec = matching_engine(m.tensorrt, gpu)
             if spec is not None:  # pragma: no cover - needs a GPU
                 runtime = TensorRTEngineRuntime(bundle.root / spec.file, spec, s.cuda_device_id)
-                return runtime, [f"TensorRT-native({spec.gpu_arch}, {spec.precision})"], runtime.close
-            log.info("bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU")
+                native = f"TensorRT-native({spec.gpu_arch}, {spec.precision})"
+                info = {"providers_requested": native, "provider_fallback": "", "providers_skipped": ""}
+                return runtime, [native], runtime.close, info
+            log.debug("bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU")
         choice = select_providers(s)
         session = BundleSession(
             bundle,
@@ -116,4 +131,11 @@ class BundleModelLoader:
             providers=list(zip(choice.providers, choice.provider_options, strict=True)),
             session_options=make_session_options(s),
         )
-        return session.run, session.providers, None
+        info = {
+            "providers_requested": ",".join(choice.providers),
+            # in this onnxruntime build but did not start (e.g. the TensorRT EP without libnvinfer)
+            "provider_fallback": ",".join(session.fallback),
+            # configured but not in this build at all (a CPU-only onnxruntime): skipped by design
+            "providers_skipped": ",".join(ORT_PROVIDER_NAMES[name] for name in choice.skipped),
+        }
+        return session.run, session.providers, None, info

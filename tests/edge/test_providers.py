@@ -8,11 +8,17 @@ real GPU run with a reason when no GPU is present.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import pytest
 
+import edge.runtime.providers as providers_mod
+from contracts.bundle import open_bundle
+from contracts.errors import BundleError
 from contracts.manifest import TensorRTEngine
+from edge.runtime.bundle_loader import BundleModelLoader
+from edge.runtime.bundle_session import BundleSession
 from edge.runtime.providers import make_session_options, select_providers
 from edge.runtime.tensorrt_engine import GpuInfo, detect_gpu, matching_engine
 from edge.settings import ServeSettings
@@ -72,3 +78,41 @@ def test_native_tensorrt_runtime_on_a_gpu() -> None:
     if gpu is None:
         pytest.skip(f"native TensorRT runtime needs a GPU: {why}")
     assert gpu.arch and gpu.trt_version  # pragma: no cover - GPU machines only
+
+
+# -- honest provider reports (issue 17) ------------------------------------------------------------
+# CI has no GPU: ONNX Runtime's own fallback is real here (CUDA is not in this build, so a session
+# asked for it runs on the CPU); the only thing mocked is select_providers' view of the build
+# (``ort.get_available_providers``), so that the loader really asks the session for CUDA.
+
+
+def test_session_reports_providers_that_ran_and_the_fallback(bundles: Any) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here: no fallback to observe")
+    bundle = open_bundle(bundles.v1)
+    with pytest.warns(UserWarning, match="CUDAExecutionProvider"):
+        session = BundleSession(bundle, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert session.requested_providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert session.providers == ["CPUExecutionProvider"] and session.fallback == ["CUDAExecutionProvider"]
+    with pytest.warns(UserWarning), pytest.raises(BundleError, match=r"\['CUDAExecutionProvider'\] did not start"):
+        BundleSession(bundle, providers=["CUDAExecutionProvider", "CPUExecutionProvider"], strict_providers=True)
+    assert BundleSession(bundle).fallback == []
+
+
+def test_loader_says_when_a_requested_provider_fell_back(
+    bundles: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here: no fallback to observe")
+    # mocked: the build's claim to offer CUDA (a GPU build on a machine where the CUDA libs fail to load)
+    monkeypatch.setattr(providers_mod.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    settings = ServeSettings(model_cache_dir=tmp_path, providers=["tensorrt", "cuda", "cpu"], ort_intra_op_threads=1)
+    with pytest.warns(UserWarning):
+        model = BundleModelLoader(settings)(bundles.v1)
+    assert model.providers == ["CPUExecutionProvider"]  # what really ran, not what was asked
+    assert model.extra["providers_requested"] == "CUDAExecutionProvider,CPUExecutionProvider"
+    assert model.extra["provider_fallback"] == "CUDAExecutionProvider"
+    assert model.extra["providers_skipped"] == "TensorrtExecutionProvider"
+    monkeypatch.undo()
+    plain = BundleModelLoader(ServeSettings(model_cache_dir=tmp_path, providers=["cpu"], ort_intra_op_threads=1))(bundles.v1)
+    assert plain.extra["provider_fallback"] == "" and plain.providers == ["CPUExecutionProvider"]

@@ -147,6 +147,7 @@ def test_heartbeat_window_fields(cloud: Cloud, tmp_path: Path) -> None:
                 await service.infer(["late"], deadline_s=-1.0)  # deadline already passed: a server-side timeout
             doc = hb()
             assert doc["model_version"] == "1.0.0" and doc["adapters"] == ["default"]
+            assert doc["providers"] == ["CPUExecutionProvider"] and "provider_fallback" not in doc
             assert doc["requests"] == 22
             assert doc["error_rate"] == pytest.approx(1 / 22, abs=1e-3)
             assert 0 < doc["latency_p50_ms"] <= doc["latency_p99_ms"]
