@@ -55,7 +55,7 @@ from autoglm.bench.records import HeadlineRow, write_record  # noqa: E402
 
 GENERATOR_VERSION = 1
 MAX_FALSE_HIT = 0.01
-THRESHOLDS = [round(x, 3) for x in [*np.arange(0.50, 0.99, 0.01), *np.arange(0.99, 1.0001, 0.001)]]
+THRESHOLDS = [float(round(x, 3)) for x in [*np.arange(0.50, 0.99, 0.01), *np.arange(0.99, 1.0001, 0.001)]]
 DEMO_BUNDLE = ROOT / ".autoglm" / "demo" / "bundles" / "autoglm-router-1.0.0"
 
 
