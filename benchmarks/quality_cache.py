@@ -16,19 +16,19 @@ gates; the similarity gate opened) gives the best gated entry and its cosine, so
 true-hit curve over every threshold comes from one pass. Two independent seeded sets:
 **calibration** picks the threshold, **held-out** reports it.
 
-Rule for the default threshold (``agent_cache_threshold``): on the calibration set, the lowest
-threshold (highest true-hit rate) whose false-hit rate on hard negatives is ≤ 1 %, taken for
-every encoder measured; the default is the largest of those (it must be safe for whichever
-encoder a node runs). The goal — false hits ≤ 1 % on the held-out hard negatives — is checked at
+Rule for the default threshold (``agent_cache_threshold``): on the calibration set, for each
+deployable encoder, the lowest threshold (highest true-hit rate) whose false-hit rate on hard
+negatives is ≤ 1 %; the default is the largest of those (it must be safe for whichever encoder a
+node runs). Deployable: the hashing encoder (a node without a model) and the model's encoder —
+the demo's trained bundle (``.autoglm/demo/bundles/autoglm-router-1.0.0``) when present, any
+``--bundle DIR``, and with ``--minilm`` all-MiniLM-L6-v2 with untrained router adapters (the
+cache only reads the embedding, which is MiniLM's). The tests' small bundle (tiny random
+MiniLM-shaped encoder) is measured and reported too, but no node runs random weights, so it does
+not set the default. The goal — false hits ≤ 1 % on the held-out hard negatives — is checked at
 the shipped default. Baseline in the same run: the same cache without the signature gate
-(embedding similarity only).
+(embedding similarity only). The record says which encoders were measured.
 
-Encoders: the hashing encoder (a node without a model), and a bundle's encoder: ``--bundle DIR``,
-else the demo's trained bundle (``.autoglm/demo/bundles/autoglm-router-1.0.0``) when present,
-else the tests' small bundle (tiny random MiniLM-shaped encoder, exported here); the record says
-which.
-
-Usage: ``python benchmarks/quality_cache.py [--n 80] [--bundle DIR] [--no-bundle]``.
+Usage: ``python benchmarks/quality_cache.py [--n 80] [--minilm] [--bundle DIR] [--no-small]``.
 """
 
 from __future__ import annotations
@@ -360,6 +360,7 @@ def evaluate(calib: PairSet, heldout: PairSet, encode: Encode, signature: Signat
              cache_cls: type | None = None) -> dict[str, Any]:
     """Curve on both sets, threshold by the rule on calibration, held-out numbers at it and at
     ``default_t``, and the embedding-only baseline (no signature gate) at ``default_t``."""
+    encode = _memo(encode)
     cal = curve(lookups(calib, encode, signature, cache_cls))
     held_res = lookups(heldout, encode, signature, cache_cls)
     held = curve(held_res)
@@ -379,6 +380,18 @@ def evaluate(calib: PairSet, heldout: PairSet, encode: Encode, signature: Signat
 
 
 # ----------------------------------------------------------------------------- encoders
+def _memo(encode: Encode) -> Encode:
+    seen: dict[str, np.ndarray] = {}
+
+    def cached(texts: list[str]) -> list[np.ndarray]:
+        todo = sorted({t for t in texts if t not in seen})
+        if todo:
+            seen.update(zip(todo, encode(todo), strict=True))
+        return [seen[t] for t in texts]
+
+    return cached
+
+
 def hashing_encode() -> Encode:
     from edge.agent.routing import HashingEncoder, KeywordRouter
     from skillpack.kg.graph import default_graph
@@ -458,8 +471,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=80, help="triples per family and set")
     ap.add_argument("--seed", type=int, default=2026, help="calibration seed (held-out: seed + 1)")
-    ap.add_argument("--bundle", type=Path, help="bundle whose encoder to measure (default: demo bundle or small bundle)")
-    ap.add_argument("--no-bundle", action="store_true", help="hashing encoder only")
+    ap.add_argument("--bundle", type=Path, action="append", help="a bundle whose encoder to measure (repeatable)")
+    ap.add_argument("--minilm", action="store_true", help="also all-MiniLM-L6-v2 with untrained adapters (exported once)")
+    ap.add_argument("--no-small", action="store_true", help="skip the tests' small bundle")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     default_t = AgentSettings.model_fields["agent_cache_threshold"].default
@@ -467,22 +481,36 @@ def main() -> int:
     sig = real_signature()
     results: dict[str, dict[str, Any]] = {"hashing": evaluate(calib, held, hashing_encode(), sig, default_t)}
     encoders = {"hashing": "HashingEncoder (character 3-grams, 256-d): a node without a model"}
-    if not args.no_bundle:
+    in_rule = ["hashing"]
+    bundles: list[tuple[str, Path | None, str, bool]] = []  # (name, dir or None: build, label, in the rule)
+    for b in args.bundle or []:
+        bundles.append((f"bundle_{b.name}", b, f"bundle {b}", True))
+    if (DEMO_BUNDLE / "manifest.yaml").is_file():
+        bundles.append(("demo", DEMO_BUNDLE, f"the demo's trained bundle {DEMO_BUNDLE.relative_to(ROOT)}", True))
+    if args.minilm:
+        bundles.append(("minilm", None, "all-MiniLM-L6-v2 with untrained router adapters (fp32 bundle of "
+                                        "benchmarks/bench_serving.py; the embedding is MiniLM's)", True))
+    if not args.no_small:
+        bundles.append(("small_bundle", None, "the tests' small bundle (tiny random MiniLM-shaped encoder, hidden 32): "
+                                              "random weights, reported but not used for the default", False))
+    for name, bdir, label, rule in bundles:
         with tempfile.TemporaryDirectory(prefix="quality-cache-bundle-") as d:
-            if args.bundle:
-                bundle, label = args.bundle, f"bundle {args.bundle}"
-            elif (DEMO_BUNDLE / "manifest.yaml").is_file():
-                bundle, label = DEMO_BUNDLE, f"the demo's trained bundle {DEMO_BUNDLE.relative_to(ROOT)}"
-            else:
-                bundle, label = small_bundle(Path(d)), ("the tests' small bundle (tiny random MiniLM-shaped encoder, "
-                                                        "hidden 32; no trained bundle under .autoglm/demo)")
-            encode, close = bundle_encode(bundle)
+            if bdir is None and name == "minilm":
+                sys.path.insert(0, str(ROOT / "benchmarks"))
+                from bench_serving import prepare_bundle
+
+                bdir = prepare_bundle("fp32")[1]
+            elif bdir is None:
+                bdir = small_bundle(Path(d))
+            encode, close = bundle_encode(bdir)
             try:
-                results["bundle"] = evaluate(calib, held, encode, sig, default_t)
+                results[name] = evaluate(calib, held, encode, sig, default_t)
             finally:
                 close()
-            encoders["bundle"] = label
-    recommended = max(r["chosen_threshold"] for r in results.values())
+        encoders[name] = label
+        if rule:
+            in_rule.append(name)
+    recommended = max(results[n]["chosen_threshold"] for n in in_rule)
     for name, r in results.items():
         d, c, b = r["heldout_at_default"], r["heldout_at_chosen"], r["baseline_no_signature_at_default"]
         print(f"[{name}] {encoders[name]}")
@@ -494,8 +522,8 @@ def main() -> int:
             print(f"    {kind:<22} n={k['n']:<4} false hits {k['false_hit']:.2%}  shares a stored signature {k['shares_signature']:.0%}")
     print(f"default threshold by the rule (largest over encoders): {recommended} (shipped: {default_t})")
     metrics = {"generator_version": GENERATOR_VERSION, "n_per_family": args.n, "seed": args.seed,
-               "encoders": encoders, "default_threshold": default_t, "recommended_default": recommended,
-               "default_rule": "largest over the encoders measured of: lowest threshold with calibration "
+               "encoders": encoders, "default_rule_encoders": in_rule, "default_threshold": default_t, "recommended_default": recommended,
+               "default_rule": "largest over the deployable encoders (default_rule_encoders) of: lowest threshold with calibration "
                                f"false hits <= {MAX_FALSE_HIT:.0%}",
                "results": results}
     print(json.dumps({"bench": "cache", "recommended_default": recommended, "default_threshold": default_t,

@@ -24,6 +24,7 @@ from cloud.api.container import CloudServices
 from cloud.api.errors import install_error_handlers
 from cloud.api.routers import fleet, health, registry, rollouts, tools
 from cloud.settings import CloudSettings
+from cloud.ui import mount_console
 from contracts.logging import get_logger
 
 log = get_logger("autoglm.cloud.api")
@@ -107,3 +108,4 @@ def create_app(
     for r in (health.router, registry.router, fleet.router, rollouts.router, tools.router):
         app.include_router(r)
     return app
+    mount_console(app)  # the web console at /ui (docs/arch/console.md)
