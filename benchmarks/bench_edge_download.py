@@ -63,7 +63,7 @@ def main() -> None:
         bundle = shutil.copytree(args.bundle, tmp / "bundle")
         man = Manifest.from_yaml((bundle / "manifest.yaml").read_bytes())
         total = sum(f.size for f in man.files.values())
-        settings = CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench=admin"], bootstrap_token="boot",  # type: ignore[arg-type]
+        settings = CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench:admin"], bootstrap_token="boot",  # type: ignore[arg-type]
                                  mqtt_enabled=False, tool_doc_embeddings=False)
         svc = CloudServices.build(settings)
         svc.registry.register_dir(bundle, actor="bench")

@@ -199,7 +199,7 @@ def main() -> None:
     broker = MosquittoBroker(tmp, conf_extra="max_queued_messages 100000\nmax_inflight_messages 1000\n",
                              persistence=False).start()
     settings = CloudSettings(
-        data_dir=tmp / "cloud", admin_tokens=["bench=bench"], mqtt_enabled=True, mqtt_host=broker.host,
+        data_dir=tmp / "cloud", admin_tokens=["bench:bench"], mqtt_enabled=True, mqtt_host=broker.host,
         mqtt_port=broker.port, tool_doc_embeddings=False, heartbeat_timeout_s=30.0,
     )
     svc = CloudServices.build(settings)

@@ -219,7 +219,7 @@ def latency_by_source(encoder: Encoder, quick: bool) -> dict[str, Any]:
     from edge.http.server import BackgroundServer
 
     tmp = Path(tempfile.mkdtemp(prefix="quality-agent-"))
-    svc = CloudServices.build(CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench=bench-token"],
+    svc = CloudServices.build(CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench:bench-token"],
                                             bootstrap_token="b", mqtt_enabled=False, tool_doc_embeddings=False),
                               channel=RecordingChannel())
     server = BackgroundServer(create_app(services=svc, run_loops=False)).start()

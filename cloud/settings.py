@@ -28,9 +28,13 @@ class CloudSettings(AutoGLMSettings):
     )
     admin_tokens: list[str] = Field(
         default_factory=list,
-        description="Bearer tokens allowed to manage the registry, fleet and rollouts (JSON list in env).",
+        description="Bearer tokens allowed to manage the registry, fleet and rollouts (JSON list in env). "
+        "Each entry is `name:token` (the name goes into audit records; ':' is the only separator, so base64 "
+        "tokens with '=' padding work) or a bare token without ':'. Blank tokens refuse to start.",
     )
-    admin_token: str = Field(default="", description="A single admin token (added to admin_tokens).")
+    admin_token: str = Field(
+        default="", description="A single admin token (added to admin_tokens; same `name:token` format)."
+    )
     bootstrap_token: str = Field(
         default="", description="Token a new node presents to register and receive its own credential."
     )
@@ -75,8 +79,9 @@ class CloudSettings(AutoGLMSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
 
-    def all_admin_tokens(self) -> set[str]:
-        tokens = {t for t in self.admin_tokens if t}
-        if self.admin_token:
-            tokens.add(self.admin_token)
+    def all_admin_tokens(self) -> list[str]:
+        """Every configured admin entry (blank ones included: the parser refuses them)."""
+        tokens = list(self.admin_tokens)
+        if self.admin_token and self.admin_token not in tokens:
+            tokens.append(self.admin_token)
         return tokens

@@ -83,6 +83,13 @@ class GatewayTimeout(AutoGLMError):
     code = "timeout"
 
 
+class ConfigError(AutoGLMError):
+    """A setting is unusable: the process refuses to start and names the setting."""
+
+    status = 500
+    code = "config_error"
+
+
 class BundleError(AutoGLMError):
     """A bundle failed schema, hash, signature or load checks. Names the problem."""
 

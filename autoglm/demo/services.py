@@ -138,7 +138,7 @@ class CloudController:
         admin, bootstrap = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         port = free_port()
         settings = CloudSettings(
-            data_dir=data_dir, database_url="", admin_tokens=[f"demo-admin={admin}"], bootstrap_token=bootstrap,
+            data_dir=data_dir, database_url="", admin_tokens=[f"demo-admin:{admin}"], bootstrap_token=bootstrap,
             bundle_public_key=public_key_hex, api_url=f"http://127.0.0.1:{port}", http_host="127.0.0.1",
             http_port=port, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
             rollout_tick_s=0.1, heartbeat_timeout_s=15.0, fleet_flush_interval_s=0.5,

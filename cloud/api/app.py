@@ -21,7 +21,7 @@ from prometheus_client import Counter, Histogram
 
 from cloud.api.auth import parse_admin_tokens
 from cloud.api.container import CloudServices
-from cloud.api.errors import install_error_handlers
+from cloud.api.errors import install_error_handlers, unexpected_error_response
 from cloud.api.routers import fleet, health, registry, rollouts, tools
 from cloud.settings import CloudSettings
 from cloud.ui import mount_console
@@ -98,7 +98,10 @@ def create_app(
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         t0 = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # answered here so that every 500 is counted below
+            response = unexpected_error_response(request, exc)
         route = request.scope.get("route")
         label = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(method=request.method, route=label, status=str(response.status_code)).inc()
@@ -107,5 +110,5 @@ def create_app(
 
     for r in (health.router, registry.router, fleet.router, rollouts.router, tools.router):
         app.include_router(r)
-    return app
     mount_console(app)  # the web console at /ui (docs/arch/console.md)
+    return app

@@ -9,14 +9,27 @@ from pydantic import BaseModel, Field
 
 from contracts.commands import CommandStatus
 
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+
 class NodeRegister(BaseModel):
-    node_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    node_id: str = Field(min_length=1, max_length=128, pattern=NODE_ID_PATTERN)
     labels: dict[str, str] = Field(default_factory=dict, description="site, group, hardware (gpu) ...")
 
 
 class NodeRegistered(BaseModel):
     node_id: str
     token: str = Field(description="The node's own bearer credential (shown once).")
+
+
+class EnrolmentCreate(BaseModel):
+    ttl_s: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600.0, description="Lifetime of the token")
+
+
+class EnrolmentOut(BaseModel):
+    node_id: str
+    token: str = Field(description="One-time enrolment token for this node id (shown once).")
+    expires_at: datetime
 
 
 class NodeOut(BaseModel):

@@ -20,16 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloud.db.engine import Database
 from cloud.db.models import Command as CommandRow
-from cloud.db.models import Node, utcnow
+from cloud.db.models import Node, NodeEnrolment, utcnow
 from cloud.fleet.channel import CommandChannel
 from cloud.fleet.schemas import CommandOut, NodeOut, NodeSample
 from contracts.commands import Command, CommandAck, CommandKind, CommandStatus
-from contracts.errors import BadRequest, NotFound
+from contracts.errors import BadRequest, Conflict, NotFound
 from contracts.logging import get_logger
 
 log = get_logger("autoglm.cloud.fleet")
@@ -236,8 +236,30 @@ class FleetService:
 
     # -- registration and credentials ---------------------------------------------------------
 
-    def register(self, node_id: str, labels: dict[str, str]) -> str:
-        """Register (or re-register) a node; returns its new bearer token (old ones stop working)."""
+    def is_registered(self, node_id: str) -> bool:
+        """Whether ``node_id`` holds a credential (here or, written by another replica, in the
+        database). A node that only appeared over MQTT holds none and may still register."""
+        with self._lock:
+            live = self._nodes.get(node_id)
+            if live is not None and live.token_hash:
+                return True
+        with self.db.session() as s:
+            row = s.get(Node, node_id)
+            return bool(row is not None and row.token_hash)
+
+    def register(
+        self, node_id: str, labels: dict[str, str], *, via: str = "bootstrap", allow_existing: bool = True
+    ) -> str:
+        """Register (or re-register) a node; returns its new bearer token (old ones stop working).
+
+        ``allow_existing=False`` (the shared bootstrap token) refuses a node id that already holds
+        a credential with 409: only an admin, an enrolment token for that id or the node's own
+        token may replace it."""
+        if not allow_existing and self.is_registered(node_id):
+            raise Conflict(
+                f"node {node_id!r} is already registered; re-registering it needs an admin token, "
+                "a one-time enrolment token for it, or the node's own token"
+            )
         token = secrets.token_urlsafe(32)
         th = hash_token(token)
         with self._lock:
@@ -246,16 +268,58 @@ class FleetService:
                 live = LiveNode(node_id=node_id, labels=dict(labels))
                 self._nodes[node_id] = live
             else:
+                if not allow_existing and live.token_hash:
+                    raise Conflict(f"node {node_id!r} is already registered")
                 live.labels.update(labels)
                 if live.token_hash:
                     self._by_token.pop(live.token_hash, None)
             live.token_hash = th
-            live.registered_via = "bootstrap"
+            live.registered_via = via
             live.meta_dirty = True
             self._by_token[th] = node_id
         self._persist([node_id])
-        log.info("node registered", extra={"node_id": node_id})
+        log.info("node registered", extra={"node_id": node_id, "via": via})
         return token
+
+    # -- one-time enrolment tokens (created by an admin for one node id) ------------------------
+
+    def create_enrolment(self, node_id: str, *, ttl_s: float, actor: str) -> tuple[str, float]:
+        """A one-time token that registers (or re-registers) ``node_id`` once, until it expires.
+        Replaces an earlier unused one. Returns (token, expires_at epoch seconds)."""
+        token = "enrol-" + secrets.token_urlsafe(32)
+        expires = self.clock() + ttl_s
+        with self._db_lock, self.db.session() as s:
+            row = s.get(NodeEnrolment, node_id)
+            if row is None:
+                s.add(NodeEnrolment(node_id=node_id, token_hash=hash_token(token), expires_at=expires,
+                                    created_by=actor))
+            else:
+                row.token_hash, row.expires_at, row.created_by = hash_token(token), expires, actor
+                row.created_at = utcnow()
+        log.info("enrolment token created", extra={"node_id": node_id, "actor": actor})
+        return token, expires
+
+    def enrolment_node(self, token: str) -> str | None:
+        """The node id an unexpired enrolment token is for (None: not an enrolment token)."""
+        if not token.startswith("enrol-"):
+            return None
+        with self.db.session() as s:
+            row = s.scalars(select(NodeEnrolment).where(NodeEnrolment.token_hash == hash_token(token))).first()
+            if row is None or row.expires_at < self.clock():
+                return None
+            return row.node_id
+
+    def consume_enrolment(self, node_id: str, token: str) -> bool:
+        """Use the token up (atomically: of two concurrent uses only one succeeds)."""
+        with self._db_lock, self.db.session() as s:
+            gone = s.execute(
+                delete(NodeEnrolment).where(
+                    NodeEnrolment.node_id == node_id,
+                    NodeEnrolment.token_hash == hash_token(token),
+                    NodeEnrolment.expires_at >= self.clock(),
+                ).execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+        return bool(gone == 1)
 
     def authenticate(self, token: str) -> str | None:
         with self._lock:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
-from cloud.api.auth import Principal, require_admin, require_bootstrap, require_node_self, require_reader
+from cloud.api.auth import (
+    Principal,
+    bearer_token,
+    require_admin,
+    require_node_self,
+    require_reader,
+    require_registrar,
+)
 from cloud.api.container import CloudServices
 from cloud.api.deps import services
 from cloud.fleet.schemas import (
+    NODE_ID_PATTERN,
     CommandOut,
     DrainRequest,
+    EnrolmentCreate,
+    EnrolmentOut,
     LabelPatch,
     NodeOut,
     NodeRegister,
@@ -22,7 +33,7 @@ from cloud.fleet.schemas import (
 from cloud.fleet.service import parse_selector
 from cloud.rollout.service import version_command
 from contracts.commands import Command, CommandAck
-from contracts.errors import BadRequest
+from contracts.errors import BadRequest, Forbidden
 from contracts.heartbeat import Heartbeat
 
 router = APIRouter(prefix="/api/v1/nodes", tags=["fleet"])
@@ -48,9 +59,42 @@ NodeSelf = Annotated[Principal, Depends(_self)]
 
 
 @router.post("/register", response_model=NodeRegistered, status_code=201)
-def register(body: NodeRegister, svc: Svc, _: Annotated[Principal, Depends(require_bootstrap)]) -> NodeRegistered:
-    token = svc.fleet.register(body.node_id, body.labels)
+def register(
+    body: NodeRegister, request: Request, svc: Svc, who: Annotated[Principal, Depends(require_registrar)]
+) -> NodeRegistered:
+    """Register a node and return its own token. The bootstrap token registers new node ids
+    only (409 for an id that already holds a credential); a one-time enrolment token registers
+    the node id it was created for; an admin may (re-)register any id."""
+    if who.kind == "enrolment":
+        if who.name != body.node_id or not svc.fleet.consume_enrolment(body.node_id, bearer_token(request) or ""):
+            raise Forbidden(f"this enrolment token is for node {who.name!r}, not {body.node_id!r}")
+        token = svc.fleet.register(body.node_id, body.labels, via="enrolment")
+    elif who.kind == "admin":
+        token = svc.fleet.register(body.node_id, body.labels, via="admin")
+    else:
+        token = svc.fleet.register(body.node_id, body.labels, via="bootstrap", allow_existing=False)
     return NodeRegistered(node_id=body.node_id, token=token)
+
+
+@router.post("/{node_id}/enrolment", response_model=EnrolmentOut, status_code=201)
+def create_enrolment(
+    node_id: Annotated[str, Path(min_length=1, max_length=128, pattern=NODE_ID_PATTERN)],
+    body: EnrolmentCreate,
+    svc: Svc,
+    who: Admin,
+) -> EnrolmentOut:
+    """A one-time token that (re-)registers ``node_id`` once (shown once, stored hashed). Give it
+    to the node as its bootstrap token (``AUTOGLM_EDGE_CONTROL_BOOTSTRAP_TOKEN``)."""
+    token, expires = svc.fleet.create_enrolment(node_id, ttl_s=body.ttl_s, actor=who.actor)
+    return EnrolmentOut(node_id=node_id, token=token, expires_at=datetime.fromtimestamp(expires, UTC))
+
+
+@router.post("/{node_id}/token", response_model=NodeRegistered, status_code=201)
+def rotate_token(node_id: str, svc: Svc, who: NodeSelf) -> NodeRegistered:
+    """A new token for the node (the old one stops working); the node itself or an admin."""
+    svc.fleet.get(node_id)  # 404 for an unknown node
+    token = svc.fleet.register(node_id, {}, via="rotation" if who.kind == "node" else "admin")
+    return NodeRegistered(node_id=node_id, token=token)
 
 
 @router.get("", response_model=list[NodeOut])
@@ -103,6 +147,7 @@ def traffic_split(node_id: str, body: TrafficSplit, svc: Svc, _: Admin) -> Comma
 
 @router.get("/{node_id}/commands", response_model=list[CommandOut])
 def list_commands(node_id: str, svc: Svc, _: Reader) -> list[CommandOut]:
+    svc.fleet.get(node_id)  # 404 for an unknown (or deleted) node
     return svc.fleet.commands(node_id)
 
 

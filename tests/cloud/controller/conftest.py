@@ -68,7 +68,7 @@ def make_settings(tmp_path: Path, url: str = "", **kw: object) -> CloudSettings:
     fields: dict[str, object] = {
         "data_dir": tmp_path / "cloud",
         "database_url": url,
-        "admin_tokens": [f"alice={ADMIN}"],
+        "admin_tokens": [f"alice:{ADMIN}"],
         "bootstrap_token": BOOTSTRAP,
         "mqtt_enabled": False,
         "tool_doc_embeddings": False,
