@@ -8,6 +8,9 @@ VENV=${VENV:-.venv}
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || need_apt+=(mosquitto)
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# the console's browser tests: Debian's Chromium and its chromedriver (Selenium downloads nothing)
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} (apt)"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}") >/dev/null \
