@@ -1,4 +1,9 @@
-"""Structured logging: one JSON object per record with node id, model version, request id.
+"""Logging: human-readable lines on a terminal, one JSON object per record in containers.
+
+The format is ``AUTOGLM_LOG_FORMAT`` (``json`` or ``console``) when set, else ``console`` when
+stderr is a terminal and ``json`` when it is not (a container, a pipe, a log shipper). JSON records
+carry an ISO-8601 UTC timestamp, the level, the logger, the message and the context fields
+(node id, model version, request id).
 
 Named loggers per package (``autoglm.edge.batcher``, ``autoglm.cloud.rollout`` …). Context
 fields are attached with ``log_context(...)`` (a contextvar, so concurrent requests do not mix)
@@ -9,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -38,7 +45,8 @@ def log_context(**fields: Any) -> Iterator[None]:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -52,14 +60,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", json_format: bool = True) -> None:
-    """Install one handler on the ``autoglm`` root logger (idempotent)."""
+class ConsoleFormatter(logging.Formatter):
+    """``12:00:01.234 INFO  autoglm.edge.batcher: message  key=value`` (local time, context fields last)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
+        fields = {**(_CONTEXT.get() or {})}
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                fields[key] = value
+        extra = "  " + " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
+        line = f"{stamp} {record.levelname:<5} {record.name}: {record.getMessage()}{extra}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+LOG_FORMAT_ENV = "AUTOGLM_LOG_FORMAT"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def level_name(level: str, where: str = "log level") -> str:
+    """A valid level name (case-insensitive) or a one-line error naming ``where`` (a flag or variable)."""
+    name = str(level).strip().upper()
+    if name not in LEVELS:
+        from contracts.settings import ConfigError
+
+        raise ConfigError(f"{where}={level!r}: not a log level; choose one of {', '.join(LEVELS)}")
+    return name
+
+
+def json_wanted(stream: object = None) -> bool:
+    """JSON unless ``AUTOGLM_LOG_FORMAT=console`` or (unset) stderr is a terminal."""
+    fmt = os.environ.get(LOG_FORMAT_ENV, "").strip().lower()
+    if fmt in ("json", "console"):
+        return fmt == "json"
+    if fmt:
+        from contracts.settings import ConfigError
+
+        raise ConfigError(f"{LOG_FORMAT_ENV}={fmt!r}: choose json or console")
+    isatty = getattr(stream or sys.stderr, "isatty", None)
+    return not (isatty is not None and isatty())
+
+
+def configure_logging(level: str = "INFO", json_format: bool | None = None) -> None:
+    """Install one handler on the ``autoglm`` root logger (idempotent); ``json_format=None``:
+    decided by :func:`json_wanted`."""
     root = logging.getLogger("autoglm")
-    root.setLevel(level.upper())
+    root.setLevel(level_name(level))
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_format else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    use_json = json_wanted(sys.stderr) if json_format is None else json_format
+    handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
     root.addHandler(handler)
     root.propagate = False
 

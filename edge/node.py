@@ -114,14 +114,20 @@ class EdgeNode:
             if lkg is not None:
                 log.info("start-up bundle: last-known-good %s", lkg[0])
                 serve = serve.model_copy(update={"bundle_dir": lkg[0], "serve_adapter_set": lkg[1]})
+        if with_agent:
+            from edge.agent.settings import AgentSettings
+
+            agent_settings = agent_settings or AgentSettings()
+            if not agent_settings.agent_cloud_url and cs.control_cloud_url:
+                # the agent reuses the node's cloud URL (and, once known, its token: _connect_cloud)
+                agent_settings = agent_settings.model_copy(update={"agent_cloud_url": cs.control_cloud_url})
         if sync is None and with_sync:
             ss = sync_settings or SyncSettings()
             store = None
             if with_agent:
-                from edge.agent.settings import AgentSettings
                 from edge.memory.store import MemoryStore
 
-                store = MemoryStore((agent_settings or AgentSettings()).agent_memory_db, serve.node_id)
+                store = MemoryStore(agent_settings.agent_memory_db, serve.node_id)
             sync = EdgeSync(ss, node_id=serve.node_id, store=store)
         app = create_app(service, serve)
         heartbeat = ServingHeartbeat(service)
@@ -156,6 +162,9 @@ class EdgeNode:
             token = register_node(cs.control_cloud_url, cs.control_bootstrap_token, self.serve.node_id,
                                   cs.control_node_labels, cs.control_download_timeout_s)
             self._store_token(token)
+        if self.agent is not None and token and self.agent.cloud.base_url == cs.control_cloud_url.rstrip("/") \
+                and not self.agent.cloud.has_token:
+            self.agent.cloud.set_token(token)  # the agent calls cloud tools with the node's credential
         self.control.downloader = RegistryDownloader.connect(
             cs.control_cloud_url, token, self.cache, timeout_s=cs.control_download_timeout_s,
             retries=cs.control_download_retries,

@@ -4,18 +4,17 @@ imported inside command bodies only."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from autoglm.cli.common import console, fail
+from autoglm.cli.common import console, fail, print_json, usage
 
 
 def _print_answer(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(doc, ensure_ascii=False, default=str))
+        print_json(doc)
         return
     console.print(f"[bold]{doc['answer']}[/]")
     console.print(f"route={doc['route']} confidence={doc['confidence']:.3f} source={doc['source']} "
@@ -30,11 +29,17 @@ def ask(
     url: str | None = typer.Option(None, "--url", help="Edge node URL (e.g. http://127.0.0.1:8000); omit to run the agent in-process."),
     session: str | None = typer.Option(None, "--session", "-s", help="Session id (short-term memory, 'and line 3?')."),
     confirm: bool = typer.Option(False, "--confirm", help="Confirm a device command."),
-    priority: int = typer.Option(0, "--priority", help="0 = normal; higher is served first."),
+    priority: int = typer.Option(0, "--priority", min=0, max=15, help="0 = normal; higher is served first."),
     bundle: Path | None = typer.Option(None, "--bundle", "-b", help="In-process: route with this bundle (ONNX Runtime)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole response as JSON."),
 ) -> None:
     """Ask the edge agent: answer, route + confidence, source, the reasoning steps, latency."""
+    if not text.strip():
+        usage("TEXT: the question is empty")
+    if url is not None and not url.startswith(("http://", "https://")):
+        usage(f"--url {url!r}: not an http(s) URL")
+    if bundle is not None and not bundle.is_dir():
+        usage(f"--bundle {bundle}: no such bundle directory")
     body: dict[str, Any] = {"text": text, "session_id": session, "confirm": confirm, "priority": priority}
     if url:
         import httpx

@@ -157,18 +157,26 @@ class RolloutService:
         self._act(rollout_id, RolloutState.PROGRESSING, actor, reason or "resumed by hand")
         return self.get(rollout_id)
 
-    def promote(self, rollout_id: int, *, actor: str, reason: str = "") -> RolloutOut:
-        """Skip the remaining steps and analysis: send the version to every matching node."""
+    def promote(self, rollout_id: int, *, actor: str, reason: str = "", full: bool = False) -> RolloutOut:
+        """Argo's semantics. ``full=False``: end the current step's bake now, run its analysis on
+        what was collected and go to the next step unless it fails (too little data does not
+        block: the operator asked). ``full=True``: skip the remaining steps and analysis and send
+        the version to every matching node."""
         with self._lock, self.db.session() as s:
             r = self._row(s, rollout_id)
             state = RolloutState(r.state)
             if state in TERMINAL:
                 raise Conflict(f"rollout #{r.id} is already {r.state}")
-            r.step_index = len(r.steps) - 1
-            r.phase = StepPhase.APPLYING.value
-            r.phase_started_at = self._now_dt()
-            r.baselines = {**r.baselines, "sent_step": -1, "promoted": True}
-            self._transition(s, r, RolloutState.PROGRESSING, reason or f"promoted by {actor}", actor)
+            if full:
+                r.step_index = len(r.steps) - 1
+                r.phase = StepPhase.APPLYING.value
+                r.phase_started_at = self._now_dt()
+                r.baselines = {**r.baselines, "sent_step": -1, "promoted": True}
+                self._transition(s, r, RolloutState.PROGRESSING, reason or f"fully promoted by {actor}", actor)
+            else:
+                r.baselines = {**r.baselines, "skip_bake": r.step_index}
+                why = reason or f"promoted by {actor}: step {r.step_index + 1} analysed now"
+                self._transition(s, r, RolloutState.PROGRESSING, why, actor)  # a paused rollout resumes
         self.tick()
         return self.get(rollout_id)
 
@@ -317,7 +325,8 @@ class RolloutService:
         model, version, stable, _ = self._names(s, r)
         started = _ts(r.phase_started_at)
         promoted = bool(r.baselines.get("promoted"))
-        if not promoted and self.clock() - started < float(r.config.get("pause_s", 60.0)):
+        skip_bake = r.baselines.get("skip_bake") == r.step_index  # `promote` without --full
+        if not promoted and not skip_bake and self.clock() - started < float(r.config.get("pause_s", 60.0)):
             return
         last = r.step_index >= len(r.steps) - 1
         canary_nodes = [n for n in r.targets if n not in r.failed_nodes]
@@ -333,7 +342,7 @@ class RolloutService:
         details = {"analysis": r.last_analysis}
         if result.verdict == Verdict.FAIL:
             self._abort(s, r, f"analysis failed at step {r.step_index + 1}: {result.reason}", "controller", details)
-        elif result.verdict == Verdict.INCONCLUSIVE:
+        elif result.verdict == Verdict.INCONCLUSIVE and not skip_bake:
             self._transition(s, r, RolloutState.PAUSED, f"inconclusive at step {r.step_index + 1}: {result.reason}",
                              "controller", details)
         elif last:

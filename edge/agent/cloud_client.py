@@ -103,6 +103,14 @@ class CloudClient:
     def configured(self) -> bool:
         return bool(self.base_url)
 
+    @property
+    def has_token(self) -> bool:
+        return "Authorization" in self._client.headers
+
+    def set_token(self, token: str) -> None:
+        """Use this bearer token from now on (an edge node hands the agent its own once registered)."""
+        self._client.headers["Authorization"] = f"Bearer {token}"
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -87,7 +87,7 @@ def select_providers(settings: ServeSettings, available: Sequence[str] | None = 
         providers.append("CPUExecutionProvider")
         options.append({})
     for wanted, why in skipped.items():
-        log.info("execution provider %s skipped: %s", wanted, why)
+        log.debug("execution provider %s skipped: %s", wanted, why)
     if "TensorrtExecutionProvider" in providers:
         Path(settings.model_cache_dir, "trt-engines").mkdir(parents=True, exist_ok=True)
     return ProviderChoice(providers, options, skipped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -56,13 +57,29 @@ def test_cloud_cli_round_trip(live: LiveServer, tmp_path: Path) -> None:
     code, out = cli(live, "rollout", "status", "1")
     assert code == 0 and "transitions" in out
 
-    # Errors are one clear line and a non-zero exit.
+    # Errors are one clear line and a non-zero exit (1: the controller refused).
     code, out = cli(live, "rollout", "promote", "1")
-    assert code == 2 and "409" in out and "already aborted" in out
+    assert code == 1 and "409" in out and "already aborted" in out
     code, out = cli(live, "models", token="wrong")
-    assert code == 2 and "401: invalid bearer token" in out
+    assert code == 1 and "401: invalid bearer token" in out
     code, out = cli(live, "versions", "nope")
-    assert code == 2 and "404" in out
+    assert code == 1 and "404" in out
+
+    # --json everywhere; the API's delete / archive actions.
+    code, out = cli(live, "models", "--json")
+    assert code == 0 and json.loads(out)[0]["name"] == "tiny"
+    code, out = cli(live, "rollout", "status", "1", "--json")
+    assert code == 0 and json.loads(out)["state"] == "aborted"
+    code, out = cli(live, "alias", "tiny", "canary", "1.1.0", "--reason", "try", "--json")
+    assert code == 0 and json.loads(out)["to_version"] == "1.1.0"
+    code, out = cli(live, "alias-delete", "tiny", "canary", "--reason", "done")
+    assert code == 0 and "tiny:canary" in out and "deleted" in out
+    code, out = cli(live, "version-archive", "tiny", "1.1.0", "--json")
+    assert code == 0 and json.loads(out)["status"] == "archived"
+    code, out = cli(live, "node-delete", "e0")
+    assert code == 0 and "e0: deleted" in out
+    code, out = cli(live, "nodes", "--json")
+    assert code == 0 and "e0" not in {n["node_id"] for n in json.loads(out)}
 
 
 def test_cloud_serve_starts_migrates_and_answers(tmp_path: Path) -> None:

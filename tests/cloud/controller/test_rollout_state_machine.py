@@ -159,7 +159,7 @@ def test_manual_pause_resume_promote_abort(world: tuple[CloudServices, InstantFl
     assert svc.rollouts.get(r.id).state == "paused"
     with pytest.raises(Conflict):
         svc.rollouts.pause(r.id, actor="admin:x")  # paused -> paused is not a transition
-    svc.rollouts.promote(r.id, actor="admin:x", reason="ship it")
+    svc.rollouts.promote(r.id, actor="admin:x", reason="ship it", full=True)
     assert drive(svc, sim, clock, r.id) == "succeeded"
     assert all(sim.versions[f"n{i:02d}"] == "1.1.0" for i in range(N - 2))
     with pytest.raises(Conflict):
@@ -200,3 +200,20 @@ def test_transition_table_is_closed() -> None:
         assert dst <= set(RolloutState)
     assert not TRANSITIONS[RolloutState.SUCCEEDED] and not TRANSITIONS[RolloutState.ABORTED]
     assert AnalysisConfig().min_requests > 0
+
+
+def test_promote_moves_one_step_after_analysis_and_full_skips_the_rest(
+    world: tuple[CloudServices, InstantFleet, FakeClock],
+) -> None:
+    svc, sim, clock = world
+    r = svc.rollouts.create(spec(pause_s=1000), actor="a")  # a bake far longer than the test
+    drive(svc, sim, clock, r.id, rounds=3)
+    assert svc.rollouts.get(r.id).step_index == 0
+    out = svc.rollouts.promote(r.id, actor="admin:x")  # Argo's `promote`: the next step, analysed now
+    drive(svc, sim, clock, r.id, rounds=3)
+    out = svc.rollouts.get(r.id)
+    assert out.state == "progressing" and out.step_index == 1
+    assert out.last_analysis is not None and out.last_analysis["step"] == 0
+    assert any("promoted by admin:x" in e.reason for e in out.events)
+    svc.rollouts.promote(r.id, actor="admin:x", full=True)  # `promote --full`: every remaining step
+    assert drive(svc, sim, clock, r.id) == "succeeded"

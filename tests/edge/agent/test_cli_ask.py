@@ -35,7 +35,7 @@ def test_autoglm_ask_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_autoglm_ask_unreachable_edge_fails_cleanly() -> None:
     result = CliRunner().invoke(app, ["ask", "hi", "--url", "http://127.0.0.1:9"])
-    assert result.exit_code == 2 and "not reachable" in result.output
+    assert result.exit_code == 1 and "not reachable" in result.output  # 1: a failure, not a usage error
 
 
 def test_edge_agent_is_an_alias_of_edge_run_with_the_agent() -> None:

@@ -88,7 +88,7 @@ def test_slow_apply_does_not_block_sync_and_duplicates_apply_once(
         last = hub.send_command("edge-slow", _command(cloud, "1.0.0"))
         gone = hub.wait_command_ack(superseded, 20)
         assert gone is not None and gone.ok is True and gone.result["superseded_by"] == last
-        assert "version" not in gone["result"]
+        assert "version" not in gone.result
 
         dl.gate.set()
         ack = hub.wait_command_ack(cid, 60)
