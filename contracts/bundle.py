@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,19 +312,22 @@ def unpack_bundle(archive: Path, dest: Path) -> Path:
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise BundleError(f"{archive}: no such bundle archive")
-    if not tarfile.is_tarfile(archive):
-        raise BundleError(f"{archive}: not a tar archive")
     if dest.exists() and any(dest.iterdir()):
         raise BundleError(f"{dest}: destination is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar.getmembers():
-            name = member.name
-            if not (member.isfile() or member.isdir()):
-                raise BundleError(f"{archive}: member {name!r} is not a regular file (links and devices are refused)")
-            if name.startswith("/") or ".." in Path(name).parts:
-                raise BundleError(f"{archive}: member {name!r} would leave the destination")
-        tar.extractall(dest, filter="data")
+    try:
+        if not tarfile.is_tarfile(archive):
+            raise BundleError(f"{archive}: not a tar archive")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar.getmembers():
+                name = member.name
+                if not (member.isfile() or member.isdir()):
+                    raise BundleError(f"{archive}: member {name!r} is not a regular file (links and devices are refused)")
+                if name.startswith("/") or ".." in Path(name).parts:
+                    raise BundleError(f"{archive}: member {name!r} would leave the destination")
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise BundleError(f"{archive}: {archive_problem(exc)}") from None
     if not (dest / MANIFEST_FILE).is_file():
         raise BundleError(f"{archive}: no {MANIFEST_FILE} at the archive's top level")
     return dest
@@ -331,8 +335,25 @@ def unpack_bundle(archive: Path, dest: Path) -> Path:
 
 def read_manifest_from_archive(archive: Path) -> Manifest:
     """The manifest of a packed bundle without extracting the rest."""
-    with tarfile.open(archive, "r:*") as tar:
-        member = tar.extractfile(MANIFEST_FILE)
-        if member is None:
-            raise BundleError(f"{archive}: no {MANIFEST_FILE}")
-        return Manifest.from_yaml(io.BytesIO(member.read()).getvalue(), f"{archive}!{MANIFEST_FILE}")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            member = tar.extractfile(MANIFEST_FILE)
+            if member is None:
+                raise BundleError(f"{archive}: no {MANIFEST_FILE}")
+            raw = io.BytesIO(member.read()).getvalue()
+    except KeyError:
+        raise BundleError(f"{archive}: no {MANIFEST_FILE}") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise BundleError(f"{archive}: {archive_problem(exc)}") from None
+    return Manifest.from_yaml(raw, f"{archive}!{MANIFEST_FILE}")
+
+
+def archive_problem(exc: BaseException) -> str:
+    """One line naming what is wrong with an unreadable archive (truncated, not gzip, unreadable)."""
+    if isinstance(exc, EOFError) or "unexpected end of data" in str(exc) or "truncated" in str(exc).lower():
+        return "the archive is truncated (it ends before its last member is complete)"
+    if isinstance(exc, zlib.error):
+        return f"the archive's gzip data is corrupt ({exc})"
+    if isinstance(exc, tarfile.TarError):
+        return f"not a readable tar archive ({exc})"
+    return f"cannot read the archive ({exc})"

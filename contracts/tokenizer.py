@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from contracts.errors import BundleError
+
 
 @dataclass(frozen=True)
 class TokenizerSettings:
@@ -37,7 +39,11 @@ class TextTokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: tokenizer.json not found")
         self.settings = settings or TokenizerSettings()
-        self._tok = Tokenizer.from_file(str(path))
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the tokenizers library raises a bare Exception on bad files
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BundleError(f"{path}: not a valid tokenizer.json ({detail})") from None
         self._tok.no_padding()
         self.pad_id = 0
         self.unk_id = self._tok.token_to_id("[UNK]")

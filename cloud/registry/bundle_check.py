@@ -8,10 +8,12 @@ Also unpacks uploaded archives safely (no absolute paths, no ``..``, no links).
 from __future__ import annotations
 
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.errors import BundleError
+from contracts.bundle import archive_problem
+from contracts.errors import BadRequest, BundleError
 from contracts.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest
 
 
@@ -63,8 +65,8 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                 if not (m.isfile() or m.isdir()):
                     raise BundleError(f"archive member {m.name!r} is not a regular file")
             tar.extractall(dest, members=members, filter="data")
-    except tarfile.TarError as exc:
-        raise BundleError(f"upload is not a readable tar archive ({exc})") from exc
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:  # truncated, corrupt gzip, unreadable
+        raise BadRequest(f"upload: {archive_problem(exc)}") from None
     if (dest / MANIFEST_FILE).is_file():
         return dest
     candidates = [p.parent for p in dest.glob(f"*/{MANIFEST_FILE}")]
