@@ -27,6 +27,7 @@ from cloud.model.checkpoint import save_checkpoint
 from cloud.training.batches import EncodedSplit, encode_split, epoch_batches, num_batches
 from cloud.training.calibration import fit_temperature, nll
 from cloud.training.config import TrainConfig, TrainResult
+from cloud.training.curves import CURVES_FILE, write_training_curves
 from cloud.training.data_source import load_run_data
 from cloud.training.distributed import DistContext, barrier, cleanup, init_distributed, shard, wrap_ddp
 from cloud.training.metrics import evaluate_predictions
@@ -265,6 +266,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
             metrics=metrics,
             temperatures={cfg.adapter_set: temperature},
         )
+        write_training_curves(training["history"], out_dir / CURVES_FILE, best_epoch=best["epoch"])
         st = load_state(out_dir)
         if st is not None:
             st["finished"] = True
