@@ -16,11 +16,15 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from autoglm.plots import Figure
 
 RECORD_SCHEMA = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -128,8 +132,12 @@ def write_record(
     *,
     accelerator: str = "none",
     out_dir: Path | None = None,
+    figures: Sequence[Figure] | None = None,
 ) -> Path:
-    """Write one record as ``{bench}-{UTC timestamp}.json`` and print its path; returns the path."""
+    """Write one record as ``{bench}-{UTC timestamp}.json`` and print its path; returns the path.
+
+    A PNG of the same name goes beside it (:func:`write_plot`): ``figures`` when the benchmark
+    gives them, else an overview of the record's numeric metrics."""
     if not _NAME.match(bench):
         raise ValueError(f"benchmark name {bench!r} must match {_NAME.pattern}")
     sha, dirty = git_commit()
@@ -141,7 +149,29 @@ def write_record(
     path = target / f"{bench}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(rec.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n")
     print(f"record: {path}", flush=True)
+    write_plot(path, rec, figures)
     return path
+
+
+def write_plot(record_path: Path, rec: BenchRecord, figures: Sequence[Figure] | None = None) -> Path | None:
+    """Render ``figures`` (or :func:`autoglm.plots.overview` of the metrics) to ``<record>.png``.
+
+    Returns the PNG's path, or ``None`` when matplotlib (extra ``plots``) is missing or there is
+    nothing numeric to draw; either is said in one printed line."""
+    from autoglm import plots
+
+    if not plots.available():
+        print("plot: skipped (matplotlib not installed: pip install 'open-autoglm-edge[plots]')", flush=True)
+        return None
+    panels = list(figures) if figures else plots.overview(rec.metrics)
+    if not panels:
+        print("plot: skipped (no numeric metrics)", flush=True)
+        return None
+    title = (f"{rec.bench} · {rec.created_at:%Y-%m-%d %H:%M} UTC · {rec.machine.cores} cores"
+             f"{'' if rec.machine.accelerator == 'none' else ' · ' + rec.machine.accelerator} · {rec.commit}")
+    png = plots.render(panels, record_path.with_suffix(".png"), title=title)
+    print(f"plot: {png}", flush=True)
+    return png
 
 
 def load_records(directory: Path | None = None) -> list[BenchRecord]:
