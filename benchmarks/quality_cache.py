@@ -16,9 +16,10 @@ gates; the similarity gate opened) gives the best gated entry and its cosine, so
 true-hit curve over every threshold comes from one pass. Two independent seeded sets:
 **calibration** picks the threshold, **held-out** reports it.
 
-Rule for the default threshold (``agent_cache_threshold``): on the calibration set, for each
-deployable encoder, the lowest threshold (highest true-hit rate) whose false-hit rate on hard
-negatives is ≤ 1 %; the default is the largest of those (it must be safe for whichever encoder a
+Rule for the default threshold (``agent_cache_threshold``, rule version 2): on the calibration
+set, for each deployable encoder, the lowest threshold (highest true-hit rate) whose false-hit
+rate on hard negatives has a one-sided 95 % Clopper-Pearson upper bound ≤ 1 % (with ~300
+negatives: no false hit at all); the default is the largest of those (it must be safe for whichever encoder a
 node runs). Deployable: the hashing encoder (a node without a model) and the model's encoder —
 the demo's trained bundle (``.autoglm/demo/bundles/autoglm-router-1.0.0``) when present, any
 ``--bundle DIR``, and with ``--minilm`` all-MiniLM-L6-v2 with untrained router adapters (the
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import sys
 import tempfile
@@ -327,9 +329,34 @@ def curve(results: list[tuple[Probe, str | None, float]], thresholds: list[float
     return {"n_paraphrase": len(para), "n_hard_negative": len(neg), "points": rows}
 
 
+def upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate seen k times in n (bisection on the
+    binomial CDF; no scipy)."""
+    if n == 0:
+        return 1.0
+    if k >= n:
+        return 1.0
+
+    def cdf(p: float) -> float:
+        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if cdf(mid) > 1 - confidence:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def choose_threshold(c: dict[str, Any], max_false: float = MAX_FALSE_HIT) -> float:
-    """The rule: lowest threshold (= highest true-hit rate) with false hits ≤ ``max_false``."""
-    ok = [r["t"] for r in c["points"] if r["false_hit"] <= max_false]
+    """The rule (version 2): the lowest threshold (= highest true-hit rate) whose calibration
+    false-hit rate has a 95 % upper confidence bound ≤ ``max_false``. (Version 1 took the
+    point estimate ≤ 1 %; its first run picked 0.84 and missed the goal on the held-out set —
+    record cache-20261204T212918Z — so the rule was tightened and judged on a NEW held-out seed.)"""
+    n = c["n_hard_negative"]
+    ok = [r["t"] for r in c["points"] if upper_bound(round(r["false_hit"] * n), n) <= max_false]
     return float(min(ok)) if ok else 1.0
 
 
@@ -368,7 +395,7 @@ def evaluate(calib: PairSet, heldout: PairSet, encode: Encode, signature: Signat
     base = curve(lookups(heldout, encode, lambda _t: [], cache_cls))
     anchors = {a.meaning: a for a in heldout.anchors}
     return {
-        "threshold_rule": f"lowest threshold with calibration false hits <= {MAX_FALSE_HIT:.0%}",
+        "threshold_rule": f"lowest threshold whose calibration false-hit rate has a 95 % upper bound <= {MAX_FALSE_HIT:.0%}",
         "chosen_threshold": chosen, "default_threshold": default_t,
         "calibration_curve": cal, "heldout_curve": held,
         "heldout_at_chosen": at(held, chosen), "heldout_at_default": at(held, default_t),
@@ -470,14 +497,16 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=80, help="triples per family and set")
-    ap.add_argument("--seed", type=int, default=2026, help="calibration seed (held-out: seed + 1)")
+    ap.add_argument("--seed", type=int, default=2026, help="calibration seed")
+    ap.add_argument("--heldout-seed", type=int, default=3031,
+                    help="held-out seed (2027 was the held-out set of rule version 1, seen: not used again)")
     ap.add_argument("--bundle", type=Path, action="append", help="a bundle whose encoder to measure (repeatable)")
     ap.add_argument("--minilm", action="store_true", help="also all-MiniLM-L6-v2 with untrained adapters (exported once)")
     ap.add_argument("--no-small", action="store_true", help="skip the tests' small bundle")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     default_t = AgentSettings.model_fields["agent_cache_threshold"].default
-    calib, held = generate(args.n, args.seed), generate(args.n, args.seed + 1)
+    calib, held = generate(args.n, args.seed), generate(args.n, args.heldout_seed)
     sig = real_signature()
     results: dict[str, dict[str, Any]] = {"hashing": evaluate(calib, held, hashing_encode(), sig, default_t)}
     encoders = {"hashing": "HashingEncoder (character 3-grams, 256-d): a node without a model"}
@@ -521,10 +550,12 @@ def main() -> int:
         for kind, k in r["heldout_by_kind_at_default"].items():
             print(f"    {kind:<22} n={k['n']:<4} false hits {k['false_hit']:.2%}  shares a stored signature {k['shares_signature']:.0%}")
     print(f"default threshold by the rule (largest over encoders): {recommended} (shipped: {default_t})")
-    metrics = {"generator_version": GENERATOR_VERSION, "n_per_family": args.n, "seed": args.seed,
-               "encoders": encoders, "default_rule_encoders": in_rule, "default_threshold": default_t, "recommended_default": recommended,
-               "default_rule": "largest over the deployable encoders (default_rule_encoders) of: lowest threshold with calibration "
-                               f"false hits <= {MAX_FALSE_HIT:.0%}",
+    metrics = {"generator_version": GENERATOR_VERSION, "rule_version": 2, "n_per_family": args.n, "seed": args.seed,
+               "heldout_seed": args.heldout_seed,
+               "encoders": encoders, "default_rule_encoders": in_rule, "default_threshold": default_t,
+               "recommended_default": recommended,
+               "default_rule": "largest over the deployable encoders (default_rule_encoders) of: lowest threshold whose "
+                               f"calibration false-hit rate has a 95 % upper bound <= {MAX_FALSE_HIT:.0%}",
                "results": results}
     print(json.dumps({"bench": "cache", "recommended_default": recommended, "default_threshold": default_t,
                       "goal_met": {k: r["goal_met"] for k, r in results.items()}}))

@@ -62,14 +62,22 @@ def test_real_cache_meets_the_goal_and_the_rule_picks_from_the_curve(sets: tuple
     assert out["baseline_no_signature_at_default"]["false_hit"] > out["heldout_at_default"]["false_hit"]
     pts = out["calibration_curve"]["points"]
     assert all(a["false_hit"] >= b["false_hit"] and a["true_hit"] >= b["true_hit"] for a, b in itertools.pairwise(pts))
-    chosen = out["chosen_threshold"]
-    assert qc.at(out["calibration_curve"], chosen)["false_hit"] <= qc.MAX_FALSE_HIT
-    lower = [p for p in pts if p["t"] < chosen]
-    assert not lower or lower[-1]["false_hit"] > qc.MAX_FALSE_HIT
+    chosen, n = out["chosen_threshold"], out["calibration_curve"]["n_hard_negative"]
+
+    def bound(t: float) -> float:
+        return float(qc.upper_bound(round(qc.at(out["calibration_curve"], t)["false_hit"] * n), n))
+
+    assert chosen == 1.0 or bound(chosen) <= qc.MAX_FALSE_HIT
+    lower = [p["t"] for p in pts if p["t"] < chosen]
+    assert not lower or bound(lower[-1]) > qc.MAX_FALSE_HIT
 
 
 def test_choose_threshold_rule() -> None:
-    c = {"points": [{"t": 0.8, "false_hit": 0.05, "true_hit": 0.9}, {"t": 0.9, "false_hit": 0.01, "true_hit": 0.7},
-                    {"t": 0.95, "false_hit": 0.0, "true_hit": 0.2}]}
+    c = {"n_hard_negative": 400, "points": [{"t": 0.8, "false_hit": 0.05, "true_hit": 0.9},
+                                            {"t": 0.9, "false_hit": 0.0025, "true_hit": 0.7},
+                                            {"t": 0.95, "false_hit": 0.0, "true_hit": 0.2}]}
+    assert qc.choose_threshold(c) == 0.95  # 1 in 400 has a 95 % upper bound of 1.2 % > 1 %
+    c["n_hard_negative"] = 2000  # 5 in 2000: upper bound 0.53 %
     assert qc.choose_threshold(c) == 0.9
-    assert qc.choose_threshold({"points": [{"t": 0.9, "false_hit": 0.5, "true_hit": 1.0}]}) == 1.0
+    assert qc.choose_threshold({"n_hard_negative": 50, "points": [{"t": 0.9, "false_hit": 0.0, "true_hit": 1.0}]}) == 1.0
+    assert abs(qc.upper_bound(0, 300) - (1 - 0.05 ** (1 / 300))) < 1e-9
