@@ -226,7 +226,7 @@ def _kg(rng: random.Random, n: int) -> list[tuple[Probe, Probe, Probe]]:
     by_frame: dict[tuple[str, str, tuple[str, ...]], list[Any]] = defaultdict(list)
     for q in qs:
         by_frame[(q.lang, q.start, q.path)].append(q)
-    out = []
+    out: list[tuple[Probe, Probe, Probe]] = []
     frames = sorted(k for k, v in by_frame.items() if len({q.text for q in v}) >= 2)
     rng.shuffle(frames)
     for lang, start, path in frames:
