@@ -23,7 +23,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "mqtt": ("bench_mqtt.py", "records/s edge->cloud batched+LZ4 vs. one per message; LZ4 ratio; sync latency"),
     "fleet": ("bench_fleet.py", "500 simulated edges over MQTT: rollout convergence, heartbeat ingestion"),
     "agent": ("quality_agent.py", "agent quality: route accuracy, exact match, graph hits@1, cache false hits"),
+    "edge_download": ("bench_edge_download.py", "edge bundle download: registry downloader (verified, resumable, "
+                      "cached) vs. plain HTTP GET"),
 }
+SOURCE_ONLY = ("benchmarks are source-only (they need the checkout's benchmarks/ and test fixtures): "
+               "run them from a git checkout installed with `pip install -e .`")
 
 
 def benchmarks_dir() -> Path:
@@ -31,8 +35,11 @@ def benchmarks_dir() -> Path:
 
 
 def bench_list() -> None:
-    """List the benchmarks."""
+    """List the benchmarks (source-only: they run from a checkout)."""
     from rich.table import Table
+
+    if not benchmarks_dir().is_dir():
+        fail(f"{SOURCE_ONLY}; {benchmarks_dir()} not found")
 
     table = Table("name", "script", "what it measures")
     for name, (script, what) in BENCHMARKS.items():
@@ -46,10 +53,10 @@ def bench_run(
 ) -> None:
     """Run one benchmark script with this interpreter and pass arguments through."""
     if name not in BENCHMARKS:
-        fail(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}")
+        fail(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}", 2)
     script = benchmarks_dir() / BENCHMARKS[name][0]
     if not script.is_file():
-        fail(f"{script} not found: benchmarks run from a source checkout")
+        fail(f"{SOURCE_ONLY}; {script} not found")
     rc = subprocess.call([sys.executable, str(script), *(args or [])], cwd=script.parents[1])
     raise typer.Exit(rc)
 
@@ -88,7 +95,8 @@ def bench_report(
 
 def register(app: typer.Typer) -> None:
     """Attach ``autoglm bench`` to the root app."""
-    bench = typer.Typer(help="Run the side-by-side benchmarks (each prints a table and a JSON record).", no_args_is_help=True)
+    bench = typer.Typer(help="Run the side-by-side benchmarks (each prints a table and a JSON record). Source-only: "
+                        "run from a git checkout (`pip install -e .`).", no_args_is_help=True)
     bench.command("list")(bench_list)
     bench.command("run")(bench_run)
     bench.command("report")(bench_report)

@@ -23,15 +23,19 @@ def live() -> dict[str, str]:
 
 @router.get(CLOUD_READY_PATH)
 def ready(svc: Svc) -> JSONResponse:
-    """Ready when the database answers. The MQTT link is reported but does not gate readiness:
-    without the broker the registry and downloads still work, and the link reconnects by itself.
-    ``leader`` says whether this replica holds the leader lease (followers are ready too:
-    they serve the API); ``holder`` is this replica's lease holder id."""
+    """Ready when the database answers and, where this replica runs the MQTT sync (the leader,
+    with MQTT configured), the broker link is up: a controller that cannot reach its fleet says
+    so instead of taking traffic it cannot act on (the link reconnects by itself). Followers leave
+    MQTT to the leader and are ready with the database alone. ``leader`` says whether this
+    replica holds the leader lease; ``holder`` is this replica's lease holder id."""
     checks: dict[str, Any] = {"database": svc.db.ping()}
+    mqtt_ok = True
     sync = svc.extra.get("sync")
     if sync is not None:
-        checks["mqtt_connected"] = bool(getattr(sync, "connected", False))
-    ok = bool(checks["database"])
+        connected = bool(getattr(sync, "connected", False))
+        checks["mqtt_connected"] = connected
+        mqtt_ok = connected or not bool(getattr(sync, "started", True))
+    ok = bool(checks["database"]) and mqtt_ok
     body = {"status": "ready" if ok else "not ready", "checks": checks,
             "leader": svc.leader.is_leader, "holder": svc.leader.holder}
     return JSONResponse(body, status_code=200 if ok else 503)
