@@ -140,6 +140,13 @@ def main() -> None:
         thread.join(10)
         svc.close()
         print(json.dumps(record))
+        from autoglm.bench.records import HeadlineRow, write_record
+
+        write_record("edge_download", record, [HeadlineRow(
+            what=f"Bundle download ({mb:.1f} MiB), verified registry downloader vs plain HTTP GET",
+            baseline=f"plain GET {med['plain']:.3f} s",
+            result=f"{med['ours']:.3f} s (x{med['ours'] / med['plain']:.2f}); resume x{med['resume'] / med['ours']:.2f} "
+                   f"of a full download; cached {med['cached'] * 1000:.1f} ms")])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

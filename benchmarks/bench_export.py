@@ -202,6 +202,18 @@ def main() -> None:
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(record, indent=2))
+    from autoglm.bench.records import HeadlineRow, write_record
+
+    write_record("export", record, [
+        HeadlineRow(what="Encoder latency at batch 32, ORT int8 vs ORT fp32", baseline="ORT fp32 1.00x",
+                    result=f"int8 {speed32:.2f}x", target="≥ 2x", met=speed32 >= 2.0),
+        HeadlineRow(what=f"int8 parity with fp32 ({guard['n']} queries)", baseline="fp32",
+                    result=f"cosine mean {guard['cosine_mean']:.4f}, p1 {guard['cosine_p1']:.4f}",
+                    target="mean ≥ 0.995, p1 ≥ 0.98",
+                    met=guard["cosine_mean"] >= 0.995 and guard["cosine_p1"] >= 0.98),
+        HeadlineRow(what="Bundle size; adapter-only update", baseline=f"fp32 bundle {sizes['fp32_bundle_mb']} MB",
+                    result=f"int8 bundle {sizes['int8_bundle_mb']} MB; update {sizes['update_int8_share']:.2%} of it"),
+    ])
 
 
 if __name__ == "__main__":

@@ -331,6 +331,16 @@ def main() -> None:
         svc.close()
         broker.stop()
     print(json.dumps(record), flush=True)
+    from autoglm.bench.records import HeadlineRow, write_record
+
+    write_record("fleet", record, [
+        HeadlineRow(what=f"Rollout to {args.nodes} simulated edges over MQTT", baseline=f"direct fan-out "
+                    f"{record.get('direct_fanout_s')} s", result=f"{record.get('rollout_s')} s, {record.get('rollout_state')}",
+                    target="< 30 s, succeeded", met=bool(record.get("goal_met"))),
+        HeadlineRow(what="Heartbeat ingestion, burst", baseline=f"asked {record.get('heartbeat_offered_burst_per_s')}/s",
+                    result=f"{record.get('heartbeat_ingested_burst_per_s')}/s ingested, "
+                           f"{record.get('cloud_us_per_heartbeat_burst')} us/heartbeat in the cloud"),
+    ])
 
 
 if __name__ == "__main__":

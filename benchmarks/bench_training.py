@@ -114,6 +114,15 @@ def main() -> None:
     print(json.dumps(record))
     if args.json_out:
         args.json_out.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    from autoglm.bench.records import HeadlineRow, write_record
+
+    share = adapters[2] / encoder_params
+    write_record("training", record, [
+        HeadlineRow(what="Training samples/s, adapters + heads vs full fine-tuning (same model, same batches)",
+                    baseline=f"full fine-tuning {f:.1f}/s", result=f"adapters {a:.1f}/s ({a / f:.2f}x)"),
+        HeadlineRow(what="Trainable share of the encoder (adapters + heads)", baseline="full fine-tuning 100 %",
+                    result=f"{share:.2%}", target="< 5 %", met=share < 0.05),
+    ])
 
 
 if __name__ == "__main__":

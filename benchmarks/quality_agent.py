@@ -320,6 +320,25 @@ def main() -> int:
     if not args.no_latency:
         record["latency_by_source"] = latency_by_source(keyword, args.quick)
         print("latency per source:", record["latency_by_source"])
+    from autoglm.bench.records import HeadlineRow, write_record
+
+    kw = record["route_keyword"]["accuracy"]
+    rows = []
+    if "route_bundle" in record:
+        acc = record["route_bundle"]["accuracy"]
+        rows.append(HeadlineRow(
+            what="Route accuracy, held-out test split (EN / ZH), bundle router head",
+            baseline=f"keyword router {kw.get('en', 0) * 100:.1f} / {kw.get('zh', 0) * 100:.1f} %",
+            result=f"{acc.get('en', 0) * 100:.1f} / {acc.get('zh', 0) * 100:.1f} %", target="≥ 95 %",
+            met=min(acc.values()) >= 0.95))
+    g = record["graph_learned"] if "graph_learned" in record else record["graph_lexical"]
+    hops = [g.get(f"{h}hop", 0.0) for h in (1, 2, 3)]
+    rows.append(HeadlineRow(
+        what="Graph questions hits@1, unseen phrasings, 1 / 2 / 3 hops"
+             + (" (learned hop scorer)" if "graph_learned" in record else " (lexical hop scorer)"),
+        baseline="—", result=" / ".join(f"{h * 100:.1f} %" for h in hops), target="≥ 95 / 90 / 80 %",
+        met=hops[0] >= 0.95 and hops[1] >= 0.90 and hops[2] >= 0.80))
+    write_record("agent", record, rows)
     print(json.dumps(record, ensure_ascii=False))
     return 0
 

@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "mqtt": ("bench_mqtt.py", "records/s edge->cloud batched+LZ4 vs. one per message; LZ4 ratio; sync latency"),
     "fleet": ("bench_fleet.py", "500 simulated edges over MQTT: rollout convergence, heartbeat ingestion"),
     "agent": ("quality_agent.py", "agent quality: route accuracy, exact match, graph hits@1, cache false hits"),
+    "cache": ("quality_cache.py", "semantic-cache false / true hits on hard negatives over thresholds; default by rule"),
+    "tools": ("quality_tools.py", "calculator and unit conversion on generated EN/ZH questions vs fractions / pint"),
     "edge_download": ("bench_edge_download.py", "edge bundle download: registry downloader (verified, resumable, "
                       "cached) vs. plain HTTP GET"),
 }
