@@ -580,6 +580,34 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_serving_record(record: dict[str, Any]) -> None:
+    """The benchmark record under benchmarks/results, headline rows built from ``checks``."""
+    from autoglm.bench.records import HeadlineRow, write_record
+
+    servers, c = record["servers"], record["checks"]
+
+    def row(kind: str, conc: int) -> dict[str, Any] | None:
+        return next((r for r in servers.get(kind, []) if r["concurrency"] == conc), None)
+
+    rows = []
+    edge1, naive1, edge32, naive32 = row("edge", 1), row("naive", 1), row("edge", 32), row("naive", 32)
+    if edge1:
+        rows.append(HeadlineRow(what="Edge server p99 latency, concurrency 1",
+                                baseline=f"naive PyTorch server {naive1['p99_ms']} ms" if naive1 else "—",
+                                result=f"{edge1['p99_ms']} ms", target="≤ 10 ms", met=c.get("edge_c1_p99_le_10ms")))
+    if edge32 and naive32:
+        rows.append(HeadlineRow(what="Throughput at concurrency 32, edge server vs naive PyTorch server",
+                                baseline=f"naive {naive32['throughput_rps']:,.0f} req/s",
+                                result=f"edge {edge32['throughput_rps']:,.0f} req/s ({c.get('edge_vs_naive_c32')}x)",
+                                target="≥ 6x", met=c.get("edge_vs_naive_c32_ge_6x")))
+    if "edge_vs_raw_c32" in c:
+        rows.append(HeadlineRow(what="Edge server at concurrency 32 vs the raw engine's limit",
+                                baseline=f"raw engine {record['raw_engine']['throughput_seq_s']:,.0f} seq/s",
+                                result=f"{c['edge_vs_raw_c32']:.0%}", target="≥ 80 %", met=c.get("edge_vs_raw_c32_ge_80pct")))
+    provider = str(record.get("provider", "cpu"))
+    write_record("serving", record, rows, accelerator="none" if provider == "cpu" else provider)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd")
@@ -636,6 +664,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_serving_record(record)
 
 
 if __name__ == "__main__":
