@@ -43,9 +43,9 @@ class AgentSettings(AutoGLMSettings):
     agent_session_ttl_s: float = Field(default=1800.0, gt=0, description="Idle time after which a session's short-term state is dropped.")
     agent_session_max_turns: int = Field(default=20, ge=1, description="Turns kept per session.")
     agent_cache_threshold: float = Field(
-        default=0.95, ge=0.0, le=1.0,
-        description="Cosine similarity for a semantic-cache hit, on top of the signature gate; "
-                    "benchmarks/quality_agent.py calibrates it per encoder (docs/arch/agent.md).")
+        default=0.90, ge=0.0, le=1.0,
+        description="Cosine similarity for a semantic-cache hit, on top of the signature gate; chosen by "
+                    "benchmarks/quality_cache.py from its hard-negative curve (docs/arch/agent.md).")
     agent_cache_enabled: bool = Field(default=True, description="Answer from the semantic cache when a fresh close match exists.")
     agent_memory_threshold: float = Field(default=0.75, ge=0.0, le=1.0, description="Cosine similarity for a long-term memory hit.")
     agent_memory_answer_threshold: float = Field(
