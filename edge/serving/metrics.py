@@ -6,10 +6,32 @@ Names follow ``autoglm_edge_<thing>_<unit>``; labels are ``model`` and ``version
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
+
+
+# Families of prometheus_client's default registry that the edge's ``/metrics`` shows as well: the
+# process collector (CPU seconds, resident memory, open fds, start time), Python GC / platform info
+# and the module-level edge metrics (the sync outbox, ``edge.sync.metrics``).
+SHARED_PREFIXES = ("process_", "python_", "autoglm_edge_")
+
+
+class SharedMetrics(Collector):
+    """The default registry's process and module-level edge families, for a per-service registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        for family in REGISTRY.collect():
+            if family.name.startswith(SHARED_PREFIXES):
+                yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # no name checks: these names belong to the default registry
 
 
 class ServingMetrics:
@@ -17,6 +39,8 @@ class ServingMetrics:
         self.node_id = node_id
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        if r is not REGISTRY:
+            r.register(SharedMetrics())
         self.requests = Counter(
             "autoglm_edge_requests_total",
             "Inference requests by outcome (success, bad_request, not_found, overloaded, unavailable, timeout, error).",
