@@ -529,6 +529,23 @@ def headline(mix: dict[str, Any], batched: dict[str, Any], single: dict[str, Any
     ]
 
 
+def figures(mix: dict[str, Any], batched: dict[str, Any], single: dict[str, Any], raw: dict[str, Any]) -> list[Any]:
+    from autoglm.plots import Figure
+
+    kinds = [k for k in mix if k != "mix"]
+    return [
+        Figure(title="bytes per record by kind (real mix)", categories=kinds, ylabel="KiB",
+               series={"record": [mix[k]["bytes_per_record"] / 1024 for k in kinds],
+                       "of it embedding": [mix[k]["bytes_per_record"] * mix[k]["embedding_share"] / 1024 for k in kinds]}),
+        Figure(title="LZ4 ratio by kind", categories=kinds, ylabel="ratio : 1",
+               series={"outbox batch": [mix[k]["batch_ratio"] for k in kinds],
+                       "single record": [mix[k]["single_record_ratio"] for k in kinds]}),
+        Figure(title="records/s acked end to end (real mix)", categories=["batched+LZ4", "1 per message", "raw paho"],
+               ylabel="records/s", series={"records/s": [batched["records_per_s"], single["records_per_s"],
+                                                         raw["records_per_s"]]}),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=20_000, help="records in the batched run (real mix)")
@@ -599,7 +616,7 @@ def main() -> None:
                "goal_met": batched["records_per_s"] >= goal}
     print(json.dumps({"bench": "mqtt_sync", **metrics}))
     if not args.no_record:
-        write_record("mqtt", metrics, headline(mix, batched, single, goal))
+        write_record("mqtt", metrics, headline(mix, batched, single, goal), figures=figures(mix, batched, single, raw))
 
 
 if __name__ == "__main__":

@@ -401,6 +401,7 @@ def evaluate(calib: PairSet, heldout: PairSet, encode: Encode, signature: Signat
         "heldout_at_chosen": at(held, chosen), "heldout_at_default": at(held, default_t),
         "heldout_by_kind_at_default": by_kind(held_res, default_t, signature, anchors),
         "baseline_no_signature_at_default": at(base, default_t),
+        "heldout_no_signature_curve": base,
         "baseline_no_signature_chosen_threshold": choose_threshold(curve(lookups(calib, encode, lambda _t: [], cache_cls))),
         "goal_met": at(held, default_t)["false_hit"] <= MAX_FALSE_HIT,
     }
@@ -492,6 +493,22 @@ def headline(results: dict[str, dict[str, Any]], default_t: float) -> list[Headl
     return rows
 
 
+def figures(results: dict[str, dict[str, Any]]) -> list[Any]:
+    """Held-out false-hit and true-hit rate over the threshold, one panel per encoder."""
+    from autoglm.plots import Figure
+
+    out = []
+    for name, r in results.items():
+        pts = [p for p in r["heldout_curve"]["points"] if p["t"] >= 0.7]
+        out.append(Figure(title=f"cache, {name} encoder: held-out hits vs threshold (rule: {r['chosen_threshold']:g})",
+                          kind="lines", x=[p["t"] for p in pts], xlabel="cosine threshold", ylabel="rate",
+                          series={"false hits (hard negatives)": [p["false_hit"] for p in pts],
+                                  "true hits (paraphrases)": [p["true_hit"] for p in pts],
+                                  "false hits, no signature gate": [
+                                      q["false_hit"] for q in r["heldout_no_signature_curve"]["points"] if q["t"] >= 0.7]}))
+    return out
+
+
 def main() -> int:
     from edge.agent.settings import AgentSettings
 
@@ -560,7 +577,7 @@ def main() -> int:
     print(json.dumps({"bench": "cache", "recommended_default": recommended, "default_threshold": default_t,
                       "goal_met": {k: r["goal_met"] for k, r in results.items()}}))
     if not args.no_record:
-        write_record("cache", metrics, headline(results, default_t))
+        write_record("cache", metrics, headline(results, default_t), figures=figures(results))
     return 0
 
 

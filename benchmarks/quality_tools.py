@@ -408,6 +408,19 @@ def headline(result: dict[str, Any]) -> list[HeadlineRow]:
     return rows
 
 
+def figures(result: dict[str, Any]) -> list[Any]:
+    """Exact match per category (calculator) and dimension (units), EN vs ZH."""
+    from autoglm.plots import Figure
+
+    em = result["exact_match"]
+    out = []
+    for tool, cats in (("calculator", CALC_CATEGORIES), ("units", UNIT_DIMENSIONS)):
+        out.append(Figure(title=f"{tool}: exact match on generated questions", kind="bars", categories=list(cats),
+                          ylabel="exact match",
+                          series={lang.upper(): [em.get(f"{tool}/{c}/{lang}", 0.0) for c in cats] for lang in ("en", "zh")}))
+    return out
+
+
 def main() -> int:
     from skillpack import calculator, units
 
@@ -430,7 +443,7 @@ def main() -> int:
                "rel_tol": REL_TOL, **result}
     print(json.dumps({"bench": "tools", **metrics}, ensure_ascii=False))
     if not args.no_record:
-        write_record("tools", metrics, headline(result))
+        write_record("tools", metrics, headline(result), figures=figures(result))
     return 0
 
 
