@@ -20,6 +20,13 @@ PyTorch thread count (``--threads``, default 2). Prints a table, the target chec
 JSON record (also written to ``--out``).
 
     python benchmarks/bench_serving.py [--duration 4] [--concurrency 1,8,32,64] [--servers naive,ort,edge]
+                                       [--provider cpu|cuda|tensorrt]
+
+``--provider`` puts the ort, edge and raw rows on the same ONNX Runtime execution provider (the
+naive row runs PyTorch on CUDA when the provider is a GPU one and torch sees a GPU). Every row
+records the providers that *really* ran (``InferenceSession.get_providers()``, for servers read
+back from their model metadata) and any requested provider that fell back; ``checks`` flags a
+fallback, so a CPU number is never reported as a GPU one.
 
 The bundle is exported with the export pipeline from ``.autoglm/demo/checkpoint`` when it
 exists, else from a checkpoint on the real base encoder with fresh adapters (cached under
@@ -104,6 +111,41 @@ def request_body(text: str) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
+# --- execution provider: one choice for the ort, edge and raw rows -------------------------------
+PROVIDER_CHAINS = {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}
+
+
+def serve_settings(provider: str, threads: int, **extra: Any) -> Any:
+    from edge.settings import ServeSettings
+
+    return ServeSettings(
+        ort_intra_op_threads=threads, providers=PROVIDER_CHAINS[provider], model_cache_dir=WORK / "model-cache", **extra
+    )
+
+
+def bundle_session(bundle: Path, provider: str, threads: int) -> Any:
+    """A BundleSession exactly as the edge server builds it for ``provider`` (same options)."""
+    from contracts.bundle import open_bundle
+    from edge.runtime.bundle_session import BundleSession
+    from edge.runtime.providers import make_session_options, select_providers
+
+    settings = serve_settings(provider, threads)
+    choice = select_providers(settings)
+    return BundleSession(
+        open_bundle(bundle),
+        providers=list(zip(choice.providers, choice.provider_options, strict=True)),
+        session_options=make_session_options(settings),
+    )
+
+
+def provider_report(provider: str, used: list[str], fallback: list[str]) -> dict[str, Any]:
+    """What ran vs what was asked: ``ok`` only if the asked provider is the one running first."""
+    from edge.runtime.providers import ORT_PROVIDER_NAMES
+
+    wanted = ORT_PROVIDER_NAMES[provider]
+    return {"requested": wanted, "used": list(used), "fallback": list(fallback), "ok": bool(used) and used[0] == wanted}
+
+
 # --- the servers (each runs in its own process) ----------------------------------------------------
 def _set_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -114,8 +156,8 @@ def _set_threads(threads: int) -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
-def serve_naive(ckpt: Path, port: int, threads: int) -> None:
-    """(a) PyTorch eager + FastAPI, one forward per request."""
+def serve_naive(ckpt: Path, port: int, threads: int, provider: str = "cpu") -> None:
+    """(a) PyTorch eager + FastAPI, one forward per request (on CUDA when ``provider`` is a GPU one)."""
     _set_threads(threads)
     import torch
     import uvicorn
@@ -126,16 +168,22 @@ def serve_naive(ckpt: Path, port: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     model, meta = load_checkpoint(ckpt)
+    device = "cuda" if provider != "cpu" and torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
     tok = TextTokenizer(Path(meta.base_path) / "tokenizer.json")
     app = FastAPI()
+
+    @app.get("/v2/models/{name}")
+    def metadata(name: str) -> dict[str, Any]:
+        return {"name": name, "parameters": {"providers": [f"torch-{device}"], "provider_fallback": ""}}
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, body: dict = Body(...)) -> dict[str, Any]:
         texts = body["inputs"][0]["data"]
         ids, mask = tok(texts)
         with torch.inference_mode():
-            out = model(torch.from_numpy(ids), torch.from_numpy(mask))
-        emb, logits = out.embedding.numpy(), out.route_logits.numpy()
+            out = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+        emb, logits = out.embedding.float().cpu().numpy(), out.route_logits.float().cpu().numpy()
         return {
             "model_name": name,
             "model_version": "1.0.0",
@@ -153,21 +201,20 @@ def serve_naive(ckpt: Path, port: int, threads: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_ort(bundle: Path, port: int, threads: int) -> None:
+def serve_ort(bundle: Path, port: int, threads: int, provider: str = "cpu") -> None:
     """(b) ONNX Runtime + FastAPI, one session.run per request (no batching)."""
     import uvicorn
     from fastapi import Body, FastAPI
 
-    from contracts.bundle import open_bundle
     from contracts.tokenizer import TextTokenizer
-    from edge.runtime.bundle_session import BundleSession
-    from edge.runtime.providers import make_session_options
-    from edge.settings import ServeSettings
 
-    b = open_bundle(bundle)
-    session = BundleSession(b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads)))
-    tok = TextTokenizer(b.tokenizer_file())
+    session = bundle_session(bundle, provider, threads)
+    tok = TextTokenizer(session.bundle.tokenizer_file())
     app = FastAPI()
+
+    @app.get("/v2/models/{name}")
+    def metadata(name: str) -> dict[str, Any]:
+        return {"name": name, "parameters": {"providers": session.providers, "provider_fallback": ",".join(session.fallback)}}
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, body: dict = Body(...)) -> dict[str, Any]:
@@ -190,18 +237,13 @@ def serve_ort(bundle: Path, port: int, threads: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_edge(bundle: Path, port: int, threads: int, cache: bool) -> None:
+def serve_edge(bundle: Path, port: int, threads: int, cache: bool, provider: str = "cpu") -> None:
     """(c) this server."""
     from edge.http.server import serve
-    from edge.settings import ServeSettings
 
-    settings = ServeSettings(
-        bundle_dir=bundle,
-        http_host="127.0.0.1",
-        http_port=port,
-        ort_intra_op_threads=threads,
+    settings = serve_settings(
+        provider, threads, bundle_dir=bundle, http_host="127.0.0.1", http_port=port,
         cache_max_bytes=(64 << 20) if cache else 0,
-        model_cache_dir=WORK / "model-cache",
     )
     serve(settings)
 
@@ -274,16 +316,13 @@ def run_load(url: str, texts: list[str], concurrency: int, duration: float, warm
 
 
 # --- raw engine limit ----------------------------------------------------------------------------
-def raw_engine(bundle: Path, texts: list[str], threads: int, seconds: float, batch: int = 32) -> dict[str, Any]:
-    from contracts.bundle import open_bundle
+def raw_engine(
+    bundle: Path, texts: list[str], threads: int, seconds: float, batch: int = 32, provider: str = "cpu"
+) -> dict[str, Any]:
     from contracts.tokenizer import TextTokenizer
-    from edge.runtime.bundle_session import BundleSession
-    from edge.runtime.providers import make_session_options
-    from edge.settings import ServeSettings
 
-    b = open_bundle(bundle)
-    session = BundleSession(b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads)))
-    tok = TextTokenizer(b.tokenizer_file())
+    session = bundle_session(bundle, provider, threads)
+    tok = TextTokenizer(session.bundle.tokenizer_file())
     chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
     batches = [tok(c) for c in chunks]
     for ids, mask in batches[:3]:
@@ -316,6 +355,7 @@ def raw_engine(bundle: Path, texts: list[str], threads: int, seconds: float, bat
         session.run(ids, mask)
         single.append((time.perf_counter() - t0) * 1000)
     return {
+        "provider": provider_report(provider, session.providers, session.fallback),
         "batch": batch,
         "throughput_seq_s": round(done / elapsed, 1),
         "grouped_throughput_seq_s": round(g_done / g_elapsed, 1),
@@ -370,7 +410,7 @@ def _start(kind: str, args: argparse.Namespace, ckpt: Path, bundle: Path, port: 
         bundle = prepare_bundle("int8")[1]
     threads = args.edge_threads if kind.startswith("edge") and args.edge_threads else args.threads
     cmd = [sys.executable, __file__, "_serve", kind, "--port", str(port), "--threads", str(threads)]
-    cmd += ["--ckpt", str(ckpt), "--bundle", str(bundle)]
+    cmd += ["--ckpt", str(ckpt), "--bundle", str(bundle), "--provider", args.provider]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, env=env, cwd=ROOT)
 
@@ -390,6 +430,20 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def server_providers(url: str, provider: str) -> dict[str, Any]:
+    """The providers a running server reports in its model metadata (what really runs)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/v2/models/{MODEL}", timeout=10) as r:
+        params = json.loads(r.read()).get("parameters", {})
+    listed = params.get("providers", [])
+    used = [str(p) for p in listed] if isinstance(listed, list) else [p for p in str(listed).split(",") if p]
+    fallback = [p for p in str(params.get("provider_fallback", "")).split(",") if p]
+    if used and used[0].startswith("torch-"):
+        return {"requested": provider, "used": used, "fallback": fallback, "ok": (used[0] == "torch-cpu") == (provider == "cpu")}
+    return provider_report(provider, used, fallback)
 
 
 def _load_in_subprocess(
@@ -417,16 +471,17 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     raw_int8_runs: list[dict[str, Any]] = []
 
     def measure_raw() -> None:
-        raw_runs.append(raw_engine(bundle, texts, args.threads, seconds))
+        raw_runs.append(raw_engine(bundle, texts, args.threads, seconds, provider=args.provider))
         print(f"raw engine: {raw_runs[-1]}")
         if int8_bundle is not None:
-            raw_int8_runs.append(raw_engine(int8_bundle, texts, args.threads, seconds))
+            raw_int8_runs.append(raw_engine(int8_bundle, texts, args.threads, seconds, provider=args.provider))
             print(f"raw engine int8: {raw_int8_runs[-1]}")
 
     cache = cache_stats(bundle, texts, args.threads)
     print(f"result cache on real outputs: {cache}")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     per_round: dict[str, list[list[dict[str, Any]]]] = {}
+    server_provider: dict[str, dict[str, Any]] = {}
     kinds = args.servers.split(",")
     for rnd in range(args.rounds):
         measure_raw()
@@ -436,6 +491,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             proc = _start(kind, args, ckpt, bundle, port)
             try:
                 _wait_ready(url, proc)
+                server_provider[kind] = server_providers(url, args.provider)
+                print(f"  {kind}: providers {server_provider[kind]}")
                 rows = []
                 for c in concurrencies:
                     row = _load_in_subprocess(url, c, args, texts_file, zipf=kind == "edge-cache")
@@ -454,6 +511,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_after": os.getloadavg()},
         "precision": args.precision,
+        "provider": args.provider,
+        "providers_used": {**server_provider, "raw": raw["provider"], **({"raw_int8": raw_int8["provider"]} if raw_int8 else {})},
         "threads": args.threads,
         "edge_threads": args.edge_threads or args.threads,
         "duration_s": args.duration,
@@ -492,12 +551,17 @@ def _combine(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def _combine_raw(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("throughput_seq_s", "grouped_throughput_seq_s", "batch_ms", "batch1_p50_ms", "batch1_p99_ms")
-    return {"batch": runs[0]["batch"], **{k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys}}
+    provider = next((r["provider"] for r in runs if not r["provider"]["ok"]), runs[-1]["provider"])  # any fallback shows
+    return {"batch": runs[0]["batch"], "provider": provider, **{k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys}}
 
 
 def checks(record: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     servers = record["servers"]
+    used = record.get("providers_used", {})
+    # a row whose requested provider fell back measured something else: say so, never a silent CPU number
+    out["providers_fallback"] = sorted(k for k, v in used.items() if not v.get("ok", False))
+    out["providers_all_as_requested"] = not out["providers_fallback"]
 
     def row(kind: str, c: int) -> dict[str, Any] | None:
         return next((r for r in servers.get(kind, []) if r["concurrency"] == c), None)
@@ -535,8 +599,15 @@ def checks(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def provider_line(record: dict[str, Any]) -> str:
+    used = record.get("providers_used", {})
+    parts = [f"{k}: {','.join(v['used'])}" + ("" if v["ok"] else " (FELL BACK)") for k, v in used.items()]
+    return f"provider requested: {record.get('provider', 'cpu')}; really ran — " + "; ".join(parts)
+
+
 def print_table(record: dict[str, Any]) -> None:
     print()
+    print(provider_line(record))
     print(f"{'server':12s} {'conc':>5s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
     for kind, rows in record["servers"].items():
         for r in rows:
@@ -565,7 +636,7 @@ def markdown(record: dict[str, Any]) -> str:
     }
     conc = [r["concurrency"] for r in next(iter(record["servers"].values()))]
     head = "| server | " + " | ".join(f"c={c} req/s (p50/p99 ms)" for c in conc) + " |"
-    lines = [head, "|---|" + "---|" * len(conc)]
+    lines = [provider_line(record), "", head, "|---|" + "---|" * len(conc)]
     for kind, rows in record["servers"].items():
         cells = [f"{r['throughput_rps']:.0f} ({r['p50_ms']:.1f}/{r['p99_ms']:.1f})" for r in rows]
         lines.append(f"| {names.get(kind, kind)} | " + " | ".join(cells) + " |")
@@ -617,6 +688,7 @@ def main() -> None:
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--ckpt", type=Path, required=True)
     s.add_argument("--bundle", type=Path, required=True)
+    s.add_argument("--provider", default="cpu", choices=sorted(PROVIDER_CHAINS))
     lg = sub.add_parser("_load")
     lg.add_argument("--url", required=True)
     lg.add_argument("--concurrency", type=int, required=True)
@@ -635,15 +707,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op / torch threads for every server")
     p.add_argument("--edge-threads", type=int, default=0, help="ORT threads of the edge servers only (0: --threads)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="bundle of the ort/edge/raw rows")
+    p.add_argument(
+        "--provider", default="cpu", choices=sorted(PROVIDER_CHAINS),
+        help="ONNX Runtime execution provider of the ort, edge and raw rows (each row records what really ran)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
     args = p.parse_args()
     if args.cmd == "_serve":
         if args.kind == "naive":
-            serve_naive(args.ckpt, args.port, args.threads)
+            serve_naive(args.ckpt, args.port, args.threads, args.provider)
         elif args.kind == "ort":
-            serve_ort(args.bundle, args.port, args.threads)
+            serve_ort(args.bundle, args.port, args.threads, args.provider)
         else:
-            serve_edge(args.bundle, args.port, args.threads, cache=args.kind == "edge-cache")
+            serve_edge(args.bundle, args.port, args.threads, cache=args.kind == "edge-cache", provider=args.provider)
         return
     if args.cmd == "_load":
         texts = json.loads(args.texts.read_text(encoding="utf-8"))
