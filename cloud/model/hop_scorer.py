@@ -1,55 +1,129 @@
-"""The hop-scorer head: scores the candidate relations (and STOP) of the knowledge-graph path
-search against the question state.
+"""Learned heads of the edge reasoner, on top of the bundle encoder's sentence embeddings.
+
+:class:`HopScorer` scores the candidate relations (and STOP) of the knowledge-graph path search.
+It compares a *question state* with the encoder's embeddings of the relation descriptions
+(``skillpack.kg.hop_features.relation_descriptions``, baked into the graph as a constant), so a
+relation is recognised by meaning, not by cue words (there is no cue-word input):
+
+    u      = question embedding, or — with ``fusion`` — a sigmoid-gated fusion of the utterance
+             embedding and the character granularity (hashed character / CJK n-grams):
+             g = σ(W_g [q; P_c c]),  u = g ⊙ q + (1 − g) ⊙ P_c c
+    h      = MLP([u; prev relation; hop; current entity type])
+    key_r  = P_d d_r + e_r                        (d_r: encoder embedding of relation r's description)
+    logit_r = <h, key_r> / √H
+    adaptive question↔relation graph (``adaptive``): A = RBF(q̂, d̂_r) = exp(−‖q̂ − d̂_r‖² / 2σ²),
+             W = softplus(w_r + V h) (learned edge weights), A' = softmax_r(A ⊙ W);
+             logit_r += α · log A'_r
 
 Inputs (one row per search state):
-    question_embedding  float32 [B, D]  the bundle encoder's sentence embedding of the question
-                                         with the topic entity replaced by its type word
-    hop                 int64   [B]     hops taken so far (0, 1, 2)
-    prev_relation       int64   [B]     index of the relation just taken (``len(RELATIONS)`` = none)
-    entity_type         int64   [B]     type of the entity reached so far
-    cue_scores          float32 [B, R+1] the lexical cue scores of every relation and STOP in this state
-                                         (``skillpack.kg.reasoner.LexicalHopScorer``, identical on both sides)
+    question_embedding  float32 [B, D]   the encoder's embedding of the masked question
+    char_grams          float32 [B, C]   ``hop_features.char_grams`` of the masked question
+    hop                 int64   [B]
+    prev_relation       int64   [B]      ``STOP_INDEX`` = none
+    entity_type         int64   [B]
 Output:
-    relation_logits     float32 [B, len(RELATIONS) + 1]   (last column = STOP)
+    relation_logits     float32 [B, R + 1]  (last column = STOP)
 
-The edge masks the relations that do not leave the current entities and takes a softmax. The
-head is trained on the generated train-split questions (``skillpack.kg.questions``) by
-``cloud.training.hop_scorer`` and exported as the bundle's ``hop_scorer`` graph.
+:class:`ScopeHead` gives the logit of "unsure" (nonsense / out of scope) from the router's
+embedding of the raw question and its character granularity; the agent abstains above a
+threshold calibrated on out-of-fold training families.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from skillpack.kg.hop_features import MAX_HOPS, RELATION_NAMES, STOP_INDEX, TYPE_NAMES, masked_question
+from skillpack.kg.hop_features import (
+    CHAR_DIM,
+    MAX_HOPS,
+    RELATION_NAMES,
+    STOP_INDEX,
+    TYPE_NAMES,
+    masked_question,
+)
 
-__all__ = ["MAX_HOPS", "RELATION_NAMES", "STOP_INDEX", "TYPE_NAMES", "HopScorer", "masked_question", "type_index"]
+__all__ = ["CHAR_DIM", "MAX_HOPS", "RELATION_NAMES", "STOP_INDEX", "TYPE_NAMES", "GatedFusion", "HopScorer",
+           "ScopeHead", "masked_question"]
+
+
+class GatedFusion(nn.Module):
+    """Utterance embedding ⊕ character granularity, mixed by a sigmoid gate per dimension."""
+
+    def __init__(self, embed_dim: int, char_dim: int) -> None:
+        super().__init__()
+        self.char = nn.Linear(char_dim, embed_dim)
+        self.gate = nn.Linear(2 * embed_dim, embed_dim)
+
+    def forward(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        cp = torch.tanh(self.char(c))
+        g = torch.sigmoid(self.gate(torch.cat([q, cp], dim=-1)))
+        out: torch.Tensor = g * q + (1.0 - g) * cp
+        return out
 
 
 class HopScorer(nn.Module):
-    def __init__(self, embed_dim: int, hidden: int = 128, dropout: float = 0.1, embed_dropout: float = 0.5) -> None:
+    rel_desc: torch.Tensor
+
+    def __init__(self, relation_embeddings: torch.Tensor, hidden: int = 128, dropout: float = 0.1,
+                 embed_dropout: float = 0.2, fusion: bool = False, adaptive: bool = False,
+                 char_dim: int = CHAR_DIM) -> None:
         super().__init__()
-        n_out = len(RELATION_NAMES) + 1
-        self.embed_dim = embed_dim
-        # dropping much of the sentence embedding in training keeps the head from memorising the
-        # training phrasings and makes it use the cue features too
+        n_out, embed_dim = relation_embeddings.shape
+        if n_out != len(RELATION_NAMES) + 1:
+            raise ValueError(f"need {len(RELATION_NAMES) + 1} relation/STOP embeddings, got {n_out}")
+        self.embed_dim, self.hidden, self.char_dim = embed_dim, hidden, char_dim
+        self.use_fusion, self.use_adaptive = fusion, adaptive
+        d = nn.functional.normalize(relation_embeddings.float(), dim=-1)
+        self.register_buffer("rel_desc", d)  # exported as a constant of the graph
         self.embed_drop = nn.Dropout(embed_dropout)
+        self.fusion = GatedFusion(embed_dim, char_dim) if fusion else None
         self.prev = nn.Embedding(len(RELATION_NAMES) + 1, 32)
         self.hop = nn.Embedding(MAX_HOPS + 1, 16)
         self.etype = nn.Embedding(len(TYPE_NAMES), 16)
-        self.state = nn.Sequential(
-            nn.Linear(embed_dim + 32 + 16 + 16 + n_out, hidden), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.GELU(),
-        )
-        self.out = nn.Linear(hidden, n_out)
+        self.state = nn.Sequential(nn.Linear(embed_dim + 64, hidden), nn.GELU(), nn.Dropout(dropout),
+                                   nn.Linear(hidden, hidden))
+        self.key = nn.Linear(embed_dim, hidden)
+        self.rel_bias = nn.Embedding(n_out, hidden)
+        nn.init.normal_(self.rel_bias.weight, std=0.02)
+        if adaptive:
+            self.log_sigma = nn.Parameter(torch.zeros(()))
+            self.edge_w = nn.Parameter(torch.zeros(n_out))
+            self.edge_v = nn.Linear(hidden, n_out)
+            self.alpha = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, question_embedding: torch.Tensor, hop: torch.Tensor, prev_relation: torch.Tensor,
-                entity_type: torch.Tensor, cue_scores: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.embed_drop(question_embedding), self.prev(prev_relation), self.hop(hop.clamp(0, MAX_HOPS)),
-                       self.etype(entity_type), cue_scores], dim=-1)
-        logits: torch.Tensor = self.out(self.state(x))
-        return logits
+    def forward(self, question_embedding: torch.Tensor, char_grams: torch.Tensor, hop: torch.Tensor,
+                prev_relation: torch.Tensor, entity_type: torch.Tensor) -> torch.Tensor:
+        q = self.embed_drop(question_embedding)
+        u = self.fusion(q, char_grams) if self.fusion is not None else q
+        h = self.state(torch.cat([u, self.prev(prev_relation), self.hop(hop.clamp(0, MAX_HOPS)),
+                                  self.etype(entity_type)], dim=-1))
+        keys = self.key(self.rel_desc) + self.rel_bias.weight  # [R+1, H]
+        logits = h @ keys.T / math.sqrt(self.hidden)
+        if self.use_adaptive:
+            qn = nn.functional.normalize(question_embedding, dim=-1)
+            dist2 = (2.0 - 2.0 * qn @ self.rel_desc.T).clamp(min=0.0)  # ‖q̂ − d̂‖² of unit vectors
+            a = torch.exp(-dist2 / (2.0 * torch.exp(self.log_sigma) ** 2))
+            w = nn.functional.softplus(self.edge_w + self.edge_v(h))
+            logits = logits + self.alpha * torch.log_softmax(a * w, dim=-1)
+        out: torch.Tensor = logits
+        return out
+
+
+class ScopeHead(nn.Module):
+    """Logit of "unsure": the request is nonsense or outside every route."""
+
+    def __init__(self, embed_dim: int, hidden: int = 64, char_dim: int = CHAR_DIM, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.embed_dim, self.char_dim = embed_dim, char_dim
+        self.fusion = GatedFusion(embed_dim, char_dim)
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, question_embedding: torch.Tensor, char_grams: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.mlp(self.fusion(question_embedding, char_grams))[:, 0]
+        return out
 
 
 def type_index(entity_type: str) -> int:

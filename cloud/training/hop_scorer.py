@@ -1,16 +1,25 @@
-"""Training and export of the hop-scorer head (``cloud.model.hop_scorer``).
+"""Training and export of the edge reasoner's learned heads (``cloud.model.hop_scorer``): the
+hop scorer and the scope (abstention) head.
 
-Data: the train split of ``skillpack.kg.questions`` (eval phrasings are never seen). Every
-question gives one example per search state along its gold path — (masked question embedding,
-hop, previous relation, current entity type) → the next gold relation, or STOP after the last
-hop — with a mask of the relations that really leave the current entities, so the head learns
-to choose among the candidates the search will offer. The question embeddings come from the
-bundle's own encoder (ONNX Runtime, adapters bound) — the same numbers the edge computes.
+Data: the *training* families and entities of ``cloud.data.paraphrase`` (evaluation families
+and entities are never seen). Every graph question gives one example per search state along its
+gold path — (masked question, hop, previous relation, current entity type) → the next gold
+relation, or STOP after the last hop. The loss is InfoNCE over the relations that really leave
+the current entities plus STOP (the hard negatives the search will offer), i.e. a cross-entropy
+masked to the candidates. Question and relation-description embeddings come from the bundle's
+own encoder (ONNX Runtime, adapters bound) — the same numbers the edge computes. The encoder
+itself stays frozen (no co-training here: see docs/arch/agent.md).
 
-    python -m cloud.training.hop_scorer --bundle DIR [--attach] [--sign-key KEY]
+The scope head learns "unsure" from nonsense / out-of-scope training families plus generated
+noise (random letters, word salad) against every in-scope training question; its abstention
+threshold is calibrated on *out-of-fold* predictions (two folds split by family), at the
+highest "unsure" probability that keeps false abstention on in-scope questions ≤ 1 %.
 
-writes ``hop_scorer.onnx`` + ``hop_scorer.json`` and, with ``--attach``, adds them to the
-bundle's manifest as graph role ``hop_scorer`` (re-sign the bundle after attaching).
+    python -m cloud.training.hop_scorer --bundle DIR [--attach] [--sign-key KEY] [--seed N]
+
+writes ``hop_scorer.onnx`` + ``hop_scorer.json`` and ``scope_head.onnx`` + ``scope_head.json``
+and, with ``--attach``, lists them in the bundle's manifest as graph roles ``hop_scorer`` and
+``scope_head`` (re-sign the bundle after attaching).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,29 +39,59 @@ import numpy as np
 import torch
 from torch import nn
 
-from cloud.model.hop_scorer import HopScorer
+from cloud.data.paraphrase import UNSURE, ParaItem, train_items
+from cloud.model.hop_scorer import HopScorer, ScopeHead
 from contracts.logging import get_logger
 from skillpack.kg.graph import KnowledgeGraph, default_graph
-from skillpack.kg.hop_features import MAX_HOPS, RELATION_NAMES, STOP_INDEX, TYPE_NAMES, masked_question
-from skillpack.kg.questions import Question, generate_questions
-from skillpack.kg.reasoner import HopState, LexicalHopScorer
+from skillpack.kg.hop_features import (
+    MAX_HOPS,
+    RELATION_NAMES,
+    STOP_INDEX,
+    TYPE_NAMES,
+    char_grams,
+    masked_question,
+    relation_descriptions,
+)
 from skillpack.text import to_ascii
 
 log = get_logger("autoglm.cloud.training.hop_scorer")
 Embed = Callable[[list[str]], np.ndarray]
 META_FILE = "hop_scorer.json"
 ONNX_FILE = "hop_scorer.onnx"
+SCOPE_META_FILE = "scope_head.json"
+SCOPE_ONNX_FILE = "scope_head.onnx"
+HOP_SCHEMA = "autoglm.hop_scorer/2"
+SCOPE_SCHEMA = "autoglm.scope_head/1"
+
+
+class CachedEmbed:
+    """An embed function with a per-text cache (several heads and seeds embed the same texts)."""
+
+    def __init__(self, embed: Embed) -> None:
+        self.embed = embed
+        self.cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        for i in range(0, len(todo), 64):
+            chunk = todo[i : i + 64]
+            for t, e in zip(chunk, np.asarray(self.embed(chunk), dtype=np.float32), strict=True):
+                self.cache[t] = e
+        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
 
 @dataclass
 class HopBatch:
     emb: torch.Tensor
+    chars: torch.Tensor
     hop: torch.Tensor
     prev: torch.Tensor
     etype: torch.Tensor
-    cues: torch.Tensor  # [N, R+1] lexical cue scores
     mask: torch.Tensor  # [N, R+1] True where the output is a valid candidate
     target: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
 
 
 def candidate_mask(graph: KnowledgeGraph, frontier: list[str], hop: int) -> np.ndarray:
@@ -63,130 +103,227 @@ def candidate_mask(graph: KnowledgeGraph, frontier: list[str], hop: int) -> np.n
     return mask
 
 
-def build_examples(graph: KnowledgeGraph, questions: list[Question], embed: Embed) -> HopBatch:
-    lexical = LexicalHopScorer()
-    all_relations = list(RELATION_NAMES)
+def mention_span(text: str, mention: str) -> tuple[int, int]:
+    norm = to_ascii(text)
+    i = norm.lower().find(to_ascii(mention).lower())
+    if i < 0:
+        raise ValueError(f"mention {mention!r} not in {text!r}")
+    return i, i + len(mention)
+
+
+def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed) -> HopBatch:
     texts, rows = [], []
-    for q in questions:
+    for q in items:
         norm = to_ascii(q.text)
-        i = norm.find(q.mention)
-        span = (i, i + len(q.mention))
-        start_type = graph.entities[q.start].type
-        texts.append(masked_question(norm, span, start_type))
+        span = mention_span(q.text, q.mention)
+        texts.append(masked_question(norm, span, graph.entities[q.start].type))
         frontier = [q.start]
         for hop in range(len(q.path) + 1):
             target = RELATION_NAMES.index(q.path[hop]) if hop < len(q.path) else STOP_INDEX
             prev = RELATION_NAMES.index(q.path[hop - 1]) if hop else STOP_INDEX
             cur_type = graph.entities[frontier[0]].type
-            cues = lexical(HopState(norm, span, start_type, cur_type, tuple(q.path[:hop])), all_relations)
-            rows.append((len(texts) - 1, hop, prev, TYPE_NAMES.index(cur_type), cues,
-                         candidate_mask(graph, frontier, hop), target))
+            rows.append((len(texts) - 1, hop, prev, TYPE_NAMES.index(cur_type), candidate_mask(graph, frontier, hop), target))
             if hop < len(q.path):
                 frontier = graph.follow(frontier[0], [q.path[hop]])
     emb = np.asarray(embed(texts), dtype=np.float32)
+    chars = np.stack([char_grams(t) for t in texts])
+    idx = [r[0] for r in rows]
     return HopBatch(
-        emb=torch.from_numpy(emb[[r[0] for r in rows]]),
+        emb=torch.from_numpy(emb[idx]), chars=torch.from_numpy(chars[idx]),
         hop=torch.tensor([r[1] for r in rows]), prev=torch.tensor([r[2] for r in rows]),
-        etype=torch.tensor([r[3] for r in rows]),
-        cues=torch.from_numpy(np.stack([r[4] for r in rows]).astype(np.float32)),
-        mask=torch.from_numpy(np.stack([r[5] for r in rows])),
-        target=torch.tensor([r[6] for r in rows]),
+        etype=torch.tensor([r[3] for r in rows]), mask=torch.from_numpy(np.stack([r[4] for r in rows])),
+        target=torch.tensor([r[5] for r in rows]),
     )
 
 
-def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, per_pattern: int = 16, epochs: int = 60,
-                     lr: float = 3e-3, seed: int = 0, hidden: int = 128) -> tuple[HopScorer, dict[str, Any]]:
-    """Train on the train split; returns the head and its training metrics."""
+def relation_table(embed: Embed) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(embed(relation_descriptions()), dtype=np.float32))
+
+
+def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
+                     epochs: int = 40, lr: float = 3e-3, seed: int = 0, hidden: int = 128, fusion: bool = True,
+                     adaptive: bool = True) -> tuple[HopScorer, dict[str, Any]]:
+    """Train on the training families; returns the head and its training metrics."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
     t0 = time.perf_counter()
-    train_q = generate_questions(graph, "train", per_pattern=per_pattern, seed=seed)
-    data = build_examples(graph, train_q, embed)
-    model = HopScorer(int(data.emb.shape[1]), hidden=hidden)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    items = [it for it in (items if items is not None else train_items(seed=seed)) if it.kind == "kg"]
+    data = build_examples(graph, items, embed)
+    model = HopScorer(relation_table(embed), hidden=hidden, fusion=fusion, adaptive=adaptive)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    n = data.target.shape[0]
+    n = len(data)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, 256):
-            idx = perm[i : i + 256]
-            logits = model(data.emb[idx], data.hop[idx], data.prev[idx], data.etype[idx], data.cues[idx])
-            logits = logits.masked_fill(~data.mask[idx], -1e4)
-            loss = loss_fn(logits, data.target[idx])
+        for i in range(0, n, 128):
+            idx = perm[i : i + 128]
+            logits = model(data.emb[idx], data.chars[idx], data.hop[idx], data.prev[idx], data.etype[idx])
+            loss = loss_fn(logits.masked_fill(~data.mask[idx], -1e4), data.target[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
     model.eval()
     with torch.no_grad():
-        logits = model(data.emb, data.hop, data.prev, data.etype, data.cues).masked_fill(~data.mask, -1e4)
+        logits = model(data.emb, data.chars, data.hop, data.prev, data.etype).masked_fill(~data.mask, -1e4)
         acc = float((logits.argmax(-1) == data.target).float().mean())
         final_loss = float(loss_fn(logits, data.target))
-    metrics = {"train_questions": len(train_q), "train_states": n, "train_state_accuracy": round(acc, 4),
+    metrics = {"train_questions": len(items), "train_states": n, "train_state_accuracy": round(acc, 4),
                "train_loss": round(final_loss, 4), "seconds": round(time.perf_counter() - t0, 2),
-               "embed_dim": int(data.emb.shape[1])}
+               "embed_dim": int(data.emb.shape[1]), "fusion": fusion, "adaptive": adaptive, "seed": seed,
+               "epochs": epochs}
     return model, metrics
 
 
+# ----------------------------------------------------------------------------- scope head
+_NOISE_WORDS = ["river", "piano", "yellow", "seven", "jacket", "whisper", "mountain", "orange", "silent", "window", "candle", "tiger", "velvet", "garden", "thunder", "marble", "pencil", "ocean", "ladder", "cloud", "mirror", "dancing", "frozen", "honey", "galaxy", "button", "lemon"]
+_NOISE_ZH = "山水花鸟风月星云猫狗鱼虫桃李书画琴棋茶酒雨雪梦歌舞糖果"
+
+
+def noise_items(seed: int, n: int = 96) -> list[ParaItem]:
+    """Generated meaningless requests (random letters, word salad; EN and ZH) for the scope head."""
+    rng = random.Random(f"noise:{seed}")
+    out = []
+    for k in range(n):
+        kind = k % 4
+        if kind == 0:
+            text = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7)))
+                            for _ in range(rng.randint(1, 4)))
+            lang = "en"
+        elif kind == 1:
+            text, lang = " ".join(rng.sample(_NOISE_WORDS, rng.randint(3, 6))), "en"
+        else:
+            text, lang = "".join(rng.choice(_NOISE_ZH) for _ in range(rng.randint(3, 9))), "zh"
+        out.append(ParaItem(f"noise-{seed}-{k}", "nonsense", lang, "train", text, UNSURE, (f"noise.{kind}",)))
+    return out
+
+
+def _scope_tensors(items: list[ParaItem], embed: Embed) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    texts = [it.text for it in items]
+    emb = torch.from_numpy(np.asarray(embed(texts), dtype=np.float32))
+    chars = torch.from_numpy(np.stack([char_grams(to_ascii(t)) for t in texts]))
+    y = torch.tensor([1.0 if it.route == UNSURE else 0.0 for it in items])
+    return emb, chars, y
+
+
+def _fit_scope(emb: torch.Tensor, chars: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> ScopeHead:
+    torch.manual_seed(seed)
+    model = ScopeHead(int(emb.shape[1]))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
+    pos = float(y.sum())
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(max((len(y) - pos) / max(pos, 1.0), 1.0)))
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 128):
+            idx = perm[i : i + 128]
+            loss = loss_fn(model(emb[idx], chars[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def train_scope_head(embed: Embed, *, items: list[ParaItem] | None = None, seed: int = 0, epochs: int = 30,
+                     max_false_abstention: float = 0.01) -> tuple[ScopeHead, float, dict[str, Any]]:
+    """The head, its calibrated abstention threshold (probability of "unsure") and metrics."""
+    t0 = time.perf_counter()
+    items = (items if items is not None else train_items(seed=seed)) + noise_items(seed)
+    emb, chars, y = _scope_tensors(items, embed)
+    fold = torch.tensor([zlib.crc32(it.families[0].encode("utf-8")) % 2 for it in items])
+    oof = torch.zeros(len(items))
+    for k in (0, 1):
+        m = _fit_scope(emb[fold != k], chars[fold != k], y[fold != k], seed, epochs)
+        with torch.no_grad():
+            oof[fold == k] = torch.sigmoid(m(emb[fold == k], chars[fold == k]))
+    inscope = np.sort(oof[y == 0].numpy())
+    k = min(len(inscope) - 1, math.ceil(len(inscope) * (1.0 - max_false_abstention)))
+    threshold = float(min(max(inscope[k], 0.5), 0.999))
+    model = _fit_scope(emb, chars, y, seed, epochs)
+    oof_abstain = float((oof[y == 1] >= threshold).float().mean())
+    metrics = {"items": len(items), "unsure_items": int(y.sum()), "threshold": round(threshold, 4),
+               "oof_nonsense_abstention": round(oof_abstain, 4),
+               "oof_false_abstention": round(float((oof[y == 0] >= threshold).float().mean()), 4),
+               "seconds": round(time.perf_counter() - t0, 2), "seed": seed}
+    return model, threshold, metrics
+
+
+# ----------------------------------------------------------------------------- export
 def export_hop_scorer(model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    d = model.embed_dim
-    args = (torch.zeros(2, d), torch.zeros(2, dtype=torch.long), torch.full((2,), STOP_INDEX, dtype=torch.long),
-            torch.zeros(2, dtype=torch.long), torch.zeros(2, STOP_INDEX + 1))
+    d, c = model.embed_dim, model.char_dim
+    args = (torch.zeros(2, d), torch.zeros(2, c), torch.zeros(2, dtype=torch.long),
+            torch.full((2,), STOP_INDEX, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     onnx_path = out_dir / ONNX_FILE
-    torch.onnx.export(
-        model, args, str(onnx_path), input_names=["question_embedding", "hop", "prev_relation", "entity_type", "cue_scores"],
-        output_names=["relation_logits"], opset_version=17, dynamo=False,
-        dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "hop", "prev_relation", "entity_type", "cue_scores",
-                                                 "relation_logits")},
-    )
-    meta = {"schema": "autoglm.hop_scorer/1", "relations": list(RELATION_NAMES), "stop_index": STOP_INDEX,
-            "entity_types": list(TYPE_NAMES), "embed_dim": d, "max_hops": MAX_HOPS,
+    names = ["question_embedding", "char_grams", "hop", "prev_relation", "entity_type"]
+    torch.onnx.export(model, args, str(onnx_path), input_names=names, output_names=["relation_logits"],
+                      opset_version=17, dynamo=False,
+                      dynamic_axes={k: {0: "batch"} for k in [*names, "relation_logits"]})
+    meta = {"schema": HOP_SCHEMA, "role": "hop_scorer", "relations": list(RELATION_NAMES), "stop_index": STOP_INDEX,
+            "entity_types": list(TYPE_NAMES), "embed_dim": d, "char_dim": c, "max_hops": MAX_HOPS,
+            "relation_descriptions": relation_descriptions(),
             "question_text": "skillpack.kg.hop_features.masked_question", "metrics": metrics or {}}
     meta_path = out_dir / META_FILE
-    meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
     return onnx_path, meta_path
 
 
-def attach_to_bundle(bundle_dir: Path, onnx_path: Path, meta_path: Path, signing_key: Path | None = None) -> None:
-    """Copy the head into the bundle and list it in the manifest as graph role ``hop_scorer``."""
+def export_scope_head(model: ScopeHead, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
+                      ) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    onnx_path = out_dir / SCOPE_ONNX_FILE
+    torch.onnx.export(model, (torch.zeros(2, model.embed_dim), torch.zeros(2, model.char_dim)), str(onnx_path),
+                      input_names=["question_embedding", "char_grams"], output_names=["unsure_logit"], opset_version=17,
+                      dynamo=False, dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "char_grams", "unsure_logit")})
+    meta = {"schema": SCOPE_SCHEMA, "role": "scope_head", "embed_dim": model.embed_dim, "char_dim": model.char_dim,
+            "threshold": threshold, "question_text": "the raw question (the router's embedding)", "metrics": metrics or {}}
+    meta_path = out_dir / SCOPE_META_FILE
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    return onnx_path, meta_path
+
+
+def _signature(meta: dict[str, Any]) -> Any:
+    from contracts.manifest import Signature, TensorSpec
+
+    d, c = int(meta["embed_dim"]), int(meta["char_dim"])
+    if meta["role"] == "scope_head":
+        return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                                 TensorSpec(name="char_grams", dtype="float32", shape=["batch", c])],
+                         outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])])
+    n = len(meta["relations"]) + 1
+    return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                             TensorSpec(name="char_grams", dtype="float32", shape=["batch", c]),
+                             TensorSpec(name="hop", dtype="int64", shape=["batch"]),
+                             TensorSpec(name="prev_relation", dtype="int64", shape=["batch"]),
+                             TensorSpec(name="entity_type", dtype="int64", shape=["batch"])],
+                     outputs=[TensorSpec(name="relation_logits", dtype="float32", shape=["batch", n])])
+
+
+def attach_to_bundle(bundle_dir: Path, heads: list[tuple[Path, Path]], signing_key: Path | None = None) -> None:
+    """Copy heads ``(onnx, meta)`` into the bundle and list each in the manifest under its role
+    (``meta["role"]``: ``hop_scorer`` | ``scope_head``)."""
     import shutil
 
     from contracts.bundle import sha256_file, sign_bundle
-    from contracts.manifest import (
-        MANIFEST_FILE,
-        SIGNATURE_FILE,
-        FileEntry,
-        GraphEntry,
-        Manifest,
-        Signature,
-        TensorSpec,
-    )
+    from contracts.manifest import MANIFEST_FILE, SIGNATURE_FILE, FileEntry, GraphEntry, Manifest
 
     bundle_dir = Path(bundle_dir)
     manifest = Manifest.from_yaml((bundle_dir / MANIFEST_FILE).read_bytes())
-    for src in (onnx_path, meta_path):
-        dst = bundle_dir / src.name
-        if src.resolve() != dst.resolve():
-            shutil.copyfile(src, dst)
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    files = dict(manifest.files)
-    for name in (ONNX_FILE, META_FILE):
-        p = bundle_dir / name
-        files[name] = FileEntry(sha256=sha256_file(p), size=p.stat().st_size)
-    graphs = dict(manifest.graphs)
-    graphs["hop_scorer"] = GraphEntry(
-        file=ONNX_FILE, sha256=files[ONNX_FILE].sha256, precision="fp32",
-        signature=Signature(
-            inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", int(meta["embed_dim"])]),
-                    TensorSpec(name="hop", dtype="int64", shape=["batch"]),
-                    TensorSpec(name="prev_relation", dtype="int64", shape=["batch"]),
-                    TensorSpec(name="entity_type", dtype="int64", shape=["batch"]),
-                    TensorSpec(name="cue_scores", dtype="float32", shape=["batch", len(meta["relations"]) + 1])],
-            outputs=[TensorSpec(name="relation_logits", dtype="float32", shape=["batch", len(meta["relations"]) + 1])]),
-    )
+    files, graphs = dict(manifest.files), dict(manifest.graphs)
+    for onnx_path, meta_path in heads:
+        for src in (onnx_path, meta_path):
+            dst = bundle_dir / src.name
+            if src.resolve() != dst.resolve():
+                shutil.copyfile(src, dst)
+            files[src.name] = FileEntry(sha256=sha256_file(dst), size=dst.stat().st_size)
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        graphs[meta["role"]] = GraphEntry(file=onnx_path.name, sha256=files[onnx_path.name].sha256, precision="fp32",
+                                          signature=_signature(meta))
     updated = manifest.model_copy(update={"files": files, "graphs": graphs})
     (bundle_dir / MANIFEST_FILE).write_text(updated.to_yaml(), encoding="utf-8")
     sig = bundle_dir / SIGNATURE_FILE
@@ -237,21 +374,27 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train the hop-scorer head and export it as ONNX.")
+    ap = argparse.ArgumentParser(description="Train the hop scorer and the scope head and export them as ONNX.")
     ap.add_argument("--bundle", type=Path, required=True, help="bundle whose encoder embeds the questions")
     ap.add_argument("--out", type=Path, help="output directory (default: the bundle directory)")
-    ap.add_argument("--attach", action="store_true", help="add the head to the bundle's manifest (graph role hop_scorer)")
+    ap.add_argument("--attach", action="store_true", help="list the heads in the bundle's manifest (hop_scorer, scope_head)")
     ap.add_argument("--sign-key", type=Path, help="re-sign the bundle after attaching")
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--per-pattern", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-fusion", action="store_true", help="question embedding only (no character granularity)")
+    ap.add_argument("--no-adaptive", action="store_true", help="no adaptive question-relation graph")
     args = ap.parse_args(argv)
-    random.seed(0)
-    embed = bundle_embedder(args.bundle)
-    model, metrics = train_hop_scorer(embed, epochs=args.epochs, per_pattern=args.per_pattern)
-    onnx_path, meta_path = export_hop_scorer(model, args.out or args.bundle, metrics)
+    random.seed(args.seed)
+    embed = CachedEmbed(bundle_embedder(args.bundle))
+    items = train_items(seed=args.seed)
+    model, metrics = train_hop_scorer(embed, items=items, epochs=args.epochs, seed=args.seed,
+                                      fusion=not args.no_fusion, adaptive=not args.no_adaptive)
+    scope, threshold, scope_metrics = train_scope_head(embed, items=items, seed=args.seed)
+    out = args.out or args.bundle
+    heads = [export_hop_scorer(model, out, metrics), export_scope_head(scope, threshold, out, scope_metrics)]
     if args.attach:
-        attach_to_bundle(args.bundle, onnx_path, meta_path, args.sign_key)
-    print(json.dumps({"onnx": str(onnx_path), "meta": str(meta_path), **metrics}))
+        attach_to_bundle(args.bundle, heads, args.sign_key)
+    print(json.dumps({"heads": [str(h[0]) for h in heads], "hop_scorer": metrics, "scope_head": scope_metrics}))
     return 0 if not math.isnan(metrics["train_loss"]) else 1
 
 

@@ -1,16 +1,19 @@
 """The agent: ``await agent.ask(AskRequest) -> AskResponse``.
 
-Flow (every stage appends a step record):
+Flow (every stage appends a step record; every route rule comes from the policy table,
+``edge.agent.policy``):
 1. session coreference ("and line 3?" → the last question with the new entity);
 2. encode + route with the bundle's router head (calibrated probability; below
-   ``agent_confidence_threshold`` the request is a *hard example*);
+   ``agent_confidence_threshold`` the request is a *hard example*); the bundle's scope head
+   (when it carries one) makes the router *abstain* on nonsense above its calibrated threshold
+   — also a hard example;
 3. semantic cache (same route and signature, fresh, cosine ≥ threshold) → ``semantic_cache``;
 4. long-term memory search (hits with similarity, given to the prompt);
 5. confident route → knowledge graph (multi-hop reasoner) / local tool / cloud tool;
    hard example → cloud route-and-call (``cloud_fallback``) and the example is queued over MQTT;
-6. cloud down (breaker open, timeouts) → what can be answered locally, else an offline answer
-   (``offline``) — at once when the breaker is open;
-7. cache the answer (never device_control), record the turn and the slots.
+6. cloud down (breaker open, timeouts) → what can be answered locally (a question that links a
+   graph entity is answered from the local graph), else an offline answer (``offline``);
+7. cache the answer (cacheable routes only), record the turn and the slots.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.errors import AutoGLMError, BadRequest, Unavailable
@@ -26,8 +30,9 @@ from edge.agent.cloud_client import CloudClient, result_text
 from edge.agent.coref import resolve_followup
 from edge.agent.memory import KnowledgeMemory, SemanticCache, Session, SessionStore, Turn, question_signature
 from edge.agent.metrics import AgentMetrics
+from edge.agent.policy import UNKNOWN_ROUTE, Handler, RoutePolicy, policy_table
 from edge.agent.prompts import PromptEngine
-from edge.agent.routing import Encoded, Encoder, KeywordRouter
+from edge.agent.routing import Encoded, Encoder, KeywordRouter, mask_codes
 from edge.agent.settings import AgentSettings
 from edge.agent.tools import LocalTools, ToolOutcome
 from edge.agent.types import AskRequest, AskResponse, FeedbackRequest, Source, Steps
@@ -39,8 +44,53 @@ from skillpack.text import has_cjk
 
 log = get_logger("autoglm.edge.agent")
 HardExampleSink = Callable[[dict[str, Any]], str]
-# routes whose answer must be computed (a remembered text never answers them)
-COMPUTED_ROUTES = frozenset({"calculator", "unit_convert", "device_status", "device_control", "memory_recall"})
+
+
+class ScopeGate:
+    """What the agent needs of a scope head: P(unsure) and the calibrated threshold."""
+
+    threshold: float
+
+    def p_unsure(self, embedding: Any, text: str) -> float:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass
+class Answer:
+    """One answer on its way out: the text, where it came from, the route it answers, the data."""
+
+    text: str
+    source: Source
+    route: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.data.get("refused")) or "error" in self.data or bool(self.data.get("unsure"))
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    route: str
+    confidence: float
+    router: str  # "model" | "keyword"
+    hard: bool  # below the confidence threshold or abstained: cloud route-and-call + queued
+    abstained: bool = False  # the scope head says: nonsense / out of scope
+    p_unsure: float | None = None
+
+
+@dataclass
+class _Turn:
+    """The state of one ``ask`` passed between the stages."""
+
+    req: AskRequest
+    text: str
+    session: Session | None
+    enc: Encoded
+    decision: RouteDecision
+    steps: Steps
+    signature: list[str]
+    memory_hits: list[Any] = field(default_factory=list)
 
 
 class Agent:
@@ -48,7 +98,7 @@ class Agent:
                  sessions: SessionStore, memory: KnowledgeMemory, cache: SemanticCache, cloud: CloudClient,
                  prompts: PromptEngine, reasoner: PathReasoner | None = None, router: KeywordRouter | None = None,
                  hard_examples: HardExampleSink | None = None, node_id: str = "edge-local",
-                 metrics: AgentMetrics | None = None) -> None:
+                 metrics: AgentMetrics | None = None, scope: ScopeGate | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.graph = graph
@@ -63,11 +113,17 @@ class Agent:
         self.cloud = cloud
         self.prompts = prompts
         self.router = router  # when set, decides the route instead of the bundle's head
+        self.keyword = router or KeywordRouter(self.linker)  # the offline fallback's router
+        self.scope = scope
         self.hard_examples = hard_examples
         self.node_id = node_id
+        self.policies = policy_table(settings.agent_cloud_routes)
         self._paths: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()  # question -> (start type, path)
         self.counters: dict[str, int] = {}
         self.metrics = metrics or AgentMetrics(node_id)
+
+    def policy(self, route: str) -> RoutePolicy:
+        return self.policies.get(route, UNKNOWN_ROUTE)
 
     # ------------------------------------------------------------------ public
     async def ask(self, req: AskRequest) -> AskResponse:
@@ -83,73 +139,35 @@ class Agent:
                       entity=rewrite.entity)
             text = rewrite.text
         enc = (await self.encoder.encode([text], priority=req.priority))[0]
-        route, confidence, router_name = enc.route, enc.confidence, enc.router
-        if self.router is not None:
-            route, confidence = self.router.route(text)
-            router_name = "keyword"
-        hard = confidence < self.settings.agent_confidence_threshold
-        top = sorted(enc.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        steps.add("route", route=route, probability=round(confidence, 4), router=router_name,
-                  threshold=self.settings.agent_confidence_threshold, hard_example=hard,
-                  top=[{"route": r, "p": round(p, 4)} for r, p in top])
-
-        signature = question_signature(text, self.linker)
-        answer: str | None = None
-        source: Source | None = None
-        data: dict[str, Any] = {}
-        final_route = route
-        if self.settings.agent_cache_enabled and route not in ("device_control", "memory_recall"):
-            hit, best = self.cache.lookup(enc.embedding, None if hard else route, signature)
-            if hit is not None:
-                steps.add("cache", hit=True, similarity=round(hit.similarity, 4), age_s=round(hit.age_s, 3),
-                          origin=hit.origin, cached_question=hit.question, threshold=self.cache.threshold)
-                answer, source, data, final_route = hit.answer, Source.SEMANTIC_CACHE, hit.data, hit.route
-            else:
-                steps.add("cache", hit=False, best_similarity=round(best, 4), threshold=self.cache.threshold)
-        memory_hits = []
-        if answer is None:
-            memory_hits = self.memory.search(enc.embedding, k=3, threshold=self.settings.agent_memory_threshold)
-            if memory_hits:
-                steps.add("memory", hits=[{"key": h.key, "similarity": round(h.similarity, 4), "text": h.text[:200]}
-                                          for h in memory_hits])
-        if (answer is None and memory_hits and memory_hits[0].similarity >= self.settings.agent_memory_answer_threshold
-                and route not in COMPUTED_ROUTES):
-            top_hit = memory_hits[0]
-            answer, source = top_hit.text, Source.MEMORY
-            data = {"key": top_hit.key, "similarity": round(top_hit.similarity, 4), "origin": top_hit.source}
-            steps.add("memory_answer", key=top_hit.key, similarity=round(top_hit.similarity, 4),
-                      threshold=self.settings.agent_memory_answer_threshold)
-        if answer is None and not hard:
-            answer, source, data = await self._answer_confident(route, text, session, req, enc, steps, memory_hits)
-        if answer is None:
-            answer, source, data, final_route = await self._answer_from_cloud(
-                route, text, session, req, enc, steps, memory_hits, hard)
-        assert source is not None
-        if hard:
-            self._queue_hard_example(req.text, text, enc, route, confidence, final_route, answer, source, steps)
-        if source in (Source.LOCAL_TOOL, Source.KNOWLEDGE_GRAPH, Source.CLOUD_TOOL, Source.CLOUD_FALLBACK) \
-                and final_route not in ("device_control",) and not data.get("refused") and "error" not in data:
-            key = self.cache.store_answer(text, enc.embedding, final_route, signature, answer, data, source=self.node_id)
-            if key:
-                steps.add("cache_store", key=key, route=final_route)
+        turn = _Turn(req, text, session, enc, self._decide(text, enc, steps), steps,
+                     question_signature(text, self.linker))
+        ans = self._from_cache(turn) or self._from_memory(turn)
+        if ans is None and not turn.decision.hard:
+            ans = await self._answer_confident(turn)
+        if ans is None:
+            ans = await self._answer_from_cloud(turn)
+        if turn.decision.hard:
+            self._queue_hard_example(turn, ans)
+        self._cache_answer(turn, ans)
         latency_ms = (time.perf_counter() - t0) * 1000.0
-        steps.add("answer", source=source.value, route=final_route)
+        steps.add("answer", source=ans.source.value, route=ans.route)
         if req.session_id:
-            self._remember_turn(req.session_id, session, text, answer, final_route, source, data)
-        self.counters[source.value] = self.counters.get(source.value, 0) + 1
+            self._remember_turn(req.session_id, session, text, ans)
+        self.counters[ans.source.value] = self.counters.get(ans.source.value, 0) + 1
         cache_step = next((s for s in steps.items if s["kind"] == "cache"), None)
-        self.metrics.observe(source.value, final_route, latency_ms / 1000.0,
+        self.metrics.observe(ans.source.value, ans.route, latency_ms / 1000.0,
                              None if cache_step is None else ("hit" if cache_step["hit"] else "miss"),
                              self.cloud.breaker.state)
-        return AskResponse(answer=answer, route=final_route, confidence=round(confidence, 4), source=source,
-                           steps=steps.items, model_version=enc.model_version, latency_ms=round(latency_ms, 3),
-                           session_id=req.session_id, data=data)
+        return AskResponse(answer=ans.text, route=ans.route, confidence=round(turn.decision.confidence, 4),
+                           source=ans.source, steps=steps.items, model_version=enc.model_version,
+                           latency_ms=round(latency_ms, 3), session_id=req.session_id, data=ans.data)
 
-    async def remember(self, key: str, text: str, *, source: str = "") -> dict[str, Any]:
-        """A long-term knowledge entry, embedded with the serving encoder, stored and synced."""
+    async def remember(self, key: str, text: str, *, source: str = "", shared: bool = True) -> dict[str, Any]:
+        """A long-term knowledge entry, embedded with the serving encoder, stored and (when
+        ``shared``) synced to the fleet."""
         enc = (await self.encoder.encode([text]))[0]
-        self.memory.remember(key, text, enc.embedding, source=source or self.node_id)
-        return {"key": f"kb:{key}", "model_version": enc.model_version}
+        self.memory.remember(key, text, enc.embedding, source=source or self.node_id, shared=shared)
+        return {"key": f"kb:{key}", "model_version": enc.model_version, "shared": shared}
 
     def feedback(self, req: FeedbackRequest) -> dict[str, Any]:
         known = self._paths.get(req.text.strip())
@@ -163,82 +181,164 @@ class Agent:
                 "prior": round(self.reasoner.prior(start_type, path), 4)}
 
     # ------------------------------------------------------------------ stages
-    async def _answer_confident(self, route: str, text: str, session: Session | None, req: AskRequest, enc: Encoded,
-                                steps: Steps, memory_hits: list[Any]) -> tuple[str | None, Source | None, dict[str, Any]]:
-        if route == "kg_query":
-            try:
-                ans = self.reasoner.answer(text, context_site=self._site(session))
-            except AutoGLMError as exc:
-                steps.add("kg", error=exc.message)
-                return None, None, {}
-            self._kg_steps(ans, steps)
-            return ans.text, Source.KNOWLEDGE_GRAPH, ans.to_dict()
-        if self.tools.handles(route) and route not in self.settings.agent_cloud_routes:
-            try:
-                out = self.tools.run(route, text, session, confirm=req.confirm)
-            except AutoGLMError as exc:
-                steps.add("tool_call", tool=route, where="edge", error=exc.message, status=exc.status)
-                if route in ("device_status", "device_control"):
-                    return (f"{exc.message}", Source.LOCAL_TOOL, {"error": exc.message})
-                return None, None, {}
-            self._tool_step(out, steps)
-            return out.answer, Source.LOCAL_TOOL, out.data
-        return None, None, {}  # a cloud route: handled by _answer_from_cloud
+    def _decide(self, text: str, enc: Encoded, steps: Steps) -> RouteDecision:
+        route, confidence, router_name = enc.route, enc.confidence, enc.router
+        if self.router is not None:
+            route, confidence = self.router.route(text)
+            router_name = "keyword"
+        p_unsure = None
+        abstained = False
+        if self.scope is not None and enc.router == "model":
+            p_unsure = self.scope.p_unsure(enc.embedding, text)
+            abstained = p_unsure >= self.scope.threshold
+        hard = abstained or confidence < self.settings.agent_confidence_threshold
+        top = sorted(enc.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        extra = {} if p_unsure is None else {"p_unsure": round(p_unsure, 4), "abstain_threshold": self.scope.threshold,  # type: ignore[union-attr]
+                                             "abstained": abstained}
+        steps.add("route", route=route, probability=round(confidence, 4), router=router_name,
+                  threshold=self.settings.agent_confidence_threshold, hard_example=hard,
+                  top=[{"route": r, "p": round(p, 4)} for r, p in top], **extra)
+        return RouteDecision(route, confidence, router_name, hard, abstained, p_unsure)
 
-    async def _answer_from_cloud(self, route: str, text: str, session: Session | None, req: AskRequest, enc: Encoded,
-                                 steps: Steps, memory_hits: list[Any], hard: bool
-                                 ) -> tuple[str, Source, dict[str, Any], str]:
-        zh = has_cjk(text)
-        prompt = self.prompts.build(route, text, confidence=enc.confidence, node=self.node_id,
+    def _from_cache(self, t: _Turn) -> Answer | None:
+        route = t.decision.route
+        if not self.settings.agent_cache_enabled or not self.policy(route).cacheable or t.decision.abstained:
+            return None
+        hit, best = self.cache.lookup(t.enc.embedding, None if t.decision.hard else route, t.signature)
+        if hit is None:
+            t.steps.add("cache", hit=False, best_similarity=round(best, 4), threshold=self.cache.threshold)
+            return None
+        t.steps.add("cache", hit=True, similarity=round(hit.similarity, 4), age_s=round(hit.age_s, 3),
+                    origin=hit.origin, cached_question=hit.question, threshold=self.cache.threshold)
+        return Answer(hit.answer, Source.SEMANTIC_CACHE, hit.route, hit.data)
+
+    def _from_memory(self, t: _Turn) -> Answer | None:
+        t.memory_hits = self.memory.search(t.enc.embedding, k=3, threshold=self.settings.agent_memory_threshold)
+        if not t.memory_hits:
+            return None
+        t.steps.add("memory", hits=[{"key": h.key, "similarity": round(h.similarity, 4), "text": h.text[:200]}
+                                    for h in t.memory_hits])
+        top = t.memory_hits[0]
+        if top.similarity < self.settings.agent_memory_answer_threshold or self.policy(t.decision.route).computed:
+            return None
+        t.steps.add("memory_answer", key=top.key, similarity=round(top.similarity, 4),
+                    threshold=self.settings.agent_memory_answer_threshold)
+        return Answer(top.text, Source.MEMORY, t.decision.route,
+                      {"key": top.key, "similarity": round(top.similarity, 4), "origin": top.source})
+
+    async def _answer_confident(self, t: _Turn) -> Answer | None:
+        route = t.decision.route
+        handler = self.policy(route).handler
+        if handler == Handler.GRAPH:
+            return self._graph_answer(t.text, t.session, t.steps, route)
+        if handler in (Handler.LOCAL_TOOL, Handler.MEMORY) and self.tools.handles(route):
+            return self._tool_answer(route, t, keep_errors=self.policy(route).errors_answer)
+        return None  # a cloud route: handled by _answer_from_cloud
+
+    def _graph_answer(self, text: str, session: Session | None, steps: Steps, route: str) -> Answer | None:
+        try:
+            ans = self.reasoner.answer(text, context_site=self._site(session))
+        except AutoGLMError as exc:
+            steps.add("kg", error=exc.message)
+            return None
+        self._kg_steps(ans, steps)
+        if ans.path_probability < self.settings.agent_kg_unsure_threshold:
+            return self._unsure_graph_answer(ans, steps, route)
+        return Answer(ans.text, Source.KNOWLEDGE_GRAPH, route, ans.to_dict())
+
+    def _unsure_graph_answer(self, ans: KGAnswer, steps: Steps, route: str) -> Answer:
+        """The scorer is unsure: show the top candidate paths with their probabilities and ask."""
+        zh = has_cjk(ans.question)
+        options = ans.candidate_paths(3)
+        steps.add("kg_unsure", path_probability=round(ans.path_probability, 4),
+                  threshold=self.settings.agent_kg_unsure_threshold, candidates=options)
+        lines = [f"{i}. {o['text']} (p={o['p']:.2f})" for i, o in enumerate(options, start=1)]
+        head = "我不确定你问的是哪一个，可能是：" if zh else "I am not sure which one you mean. Candidates:"
+        tail = "请告诉我是哪一个。" if zh else "Which one did you mean?"
+        return Answer("\n".join([head, *lines, tail]), Source.KNOWLEDGE_GRAPH, route,
+                      {**ans.to_dict(), "unsure": True, "candidates": options})
+
+    def _tool_answer(self, route: str, t: _Turn, keep_errors: bool) -> Answer | None:
+        # equipment codes are names, not quantities: the arithmetic and unit tools never read them
+        text = mask_codes(t.text, self.linker) if route in ("calculator", "unit_convert") else t.text
+        try:
+            out = self.tools.run(route, text, t.session, confirm=t.req.confirm and self.policy(route).needs_confirmation)
+        except AutoGLMError as exc:
+            t.steps.add("tool_call", tool=route, where="edge", error=exc.message, status=exc.status)
+            return Answer(exc.message, Source.LOCAL_TOOL, route, {"error": exc.message}) if keep_errors else None
+        self._tool_step(out, t.steps)
+        return Answer(out.answer, Source.LOCAL_TOOL, route, out.data)
+
+    async def _answer_from_cloud(self, t: _Turn) -> Answer:
+        route, hard, steps = t.decision.route, t.decision.hard, t.steps
+        zh = has_cjk(t.text)
+        prompt = self.prompts.build(route, t.text, confidence=t.enc.confidence, node=self.node_id,
                                     language="Chinese" if zh else "English",
-                                    memory=[h.text for h in memory_hits],
-                                    history=[f"Q: {t.question} A: {t.answer}" for t in (session.turns if session else [])][-3:],
+                                    memory=[h.text for h in t.memory_hits],
+                                    history=[f"Q: {x.question} A: {x.answer}" for x in (t.session.turns if t.session else [])][-3:],
                                     steps=[s for s in steps.items if s["kind"] != "route"],
                                     followup=any(s["kind"] == "coreference" for s in steps.items))
         steps.add("prompt", template=prompt.template, chars=len(prompt.text), truncated=prompt.truncated)
         hint = None if hard else route
+        source = Source.CLOUD_FALLBACK if hard else Source.CLOUD_TOOL
         t_call = time.perf_counter()
         try:
-            res = await self.cloud.route_and_call(text, hint, context=prompt.text)
+            res = await self.cloud.route_and_call(t.text, hint, context=prompt.text)
         except AutoGLMError as exc:
             steps.add("cloud_call", route_hint=hint, breaker=self.cloud.breaker.state, error=exc.message,
                       status=exc.status, attempts=getattr(exc, "attempts", []),
                       ms=round((time.perf_counter() - t_call) * 1000, 3))
             if isinstance(exc, Unavailable) or exc.status >= 500:
-                return self._offline(route, text, session, req, steps, zh)
+                return self._offline(t, zh)
             msg = f"云端无法回答：{exc.message}" if zh else f"The cloud could not answer: {exc.message}"
-            return msg, Source.CLOUD_FALLBACK if hard else Source.CLOUD_TOOL, {"error": exc.message}, route
+            return Answer(msg, source, route, {"error": exc.message})
         steps.add("cloud_call", route_hint=hint, tool=res.tool, route=res.route, attempts=res.attempts,
                   breaker=self.cloud.breaker.state, ms=round((time.perf_counter() - t_call) * 1000, 3))
         data = res.result if isinstance(res.result, dict) else {"result": res.result}
-        return (result_text(res.result), Source.CLOUD_FALLBACK if hard else Source.CLOUD_TOOL, data,
-                res.route or res.tool or route)
+        return Answer(result_text(res.result), source, res.route or res.tool or route, data)
 
-    def _offline(self, route: str, text: str, session: Session | None, req: AskRequest, steps: Steps, zh: bool
-                 ) -> tuple[str, Source, dict[str, Any], str]:
-        """Cloud unreachable: answer locally what the node can, else say it is offline."""
-        guess, _ = KeywordRouter(self.linker).route(text)
-        if guess == "kg_query":
-            try:
-                ans = self.reasoner.answer(text, context_site=self._site(session))
-                self._kg_steps(ans, steps)
-                steps.add("degraded", reason="cloud unreachable; answered on the edge", route=guess)
-                return ans.text, Source.KNOWLEDGE_GRAPH, ans.to_dict(), guess
-            except AutoGLMError:
-                pass
-        if self.tools.handles(guess) and guess != "chitchat":
-            try:
-                out = self.tools.run(guess, text, session, confirm=req.confirm)
-                self._tool_step(out, steps)
-                steps.add("degraded", reason="cloud unreachable; answered on the edge", route=guess)
-                return out.answer, Source.LOCAL_TOOL, out.data, guess
-            except AutoGLMError:
-                pass
-        steps.add("degraded", reason="cloud unreachable", breaker=self.cloud.breaker.state)
+    def _offline(self, t: _Turn, zh: bool) -> Answer:
+        """Cloud unreachable: answer locally what the node can — a question that names a graph
+        entity from the local graph, a local tool's question with that tool — else say so."""
+        guess, _ = KeywordRouter(self.linker).route(t.text)
+        if not t.decision.abstained:
+            tries: list[str] = [guess] if self.policy(guess).local and guess != "chitchat" else []
+            if "kg_query" not in tries and self._links_entity(t.text, t.session):
+                tries.append("kg_query")
+            for route in tries:
+                if self.policy(route).handler == Handler.GRAPH:
+                    ans = self._graph_answer(t.text, t.session, t.steps, route)
+                elif self.tools.handles(route):
+                    ans = self._tool_answer(route, t, keep_errors=False)
+                else:
+                    ans = None
+                if ans is not None:
+                    t.steps.add("degraded", reason="cloud unreachable; answered on the edge", route=route)
+                    return ans
+        t.steps.add("degraded", reason="cloud unreachable", breaker=self.cloud.breaker.state,
+                    abstained=t.decision.abstained)
+        if t.decision.abstained:
+            msg = ("我不确定你的意思，也无法连接云端。可以换个说法吗？我能计算、换算单位、查询设备和工厂知识图谱。" if zh else
+                   "I am not sure what you mean, and the cloud is out of reach. Could you rephrase? I can calculate, "
+                   "convert units, report device status and answer plant knowledge-graph questions.")
+            return Answer(msg, Source.OFFLINE, t.decision.route, {"offline": True, "unsure": True})
         msg = ("云端暂时无法连接，这个问题需要云端工具，请稍后再试。本地仍可计算、换算单位、查询设备和工厂知识图谱。" if zh else
                "I am offline from the cloud right now and cannot answer this here. Locally I can still calculate, "
                "convert units, report device status and answer plant knowledge-graph questions.")
-        return msg, Source.OFFLINE, {"offline": True}, route
+        return Answer(msg, Source.OFFLINE, t.decision.route, {"offline": True})
+
+    def _links_entity(self, text: str, session: Session | None) -> bool:
+        return any(m.score >= 0.5 for m in self.linker.link(text, context_site=self._site(session)))
+
+    def _cache_answer(self, t: _Turn, ans: Answer) -> None:
+        if ans.source not in (Source.LOCAL_TOOL, Source.KNOWLEDGE_GRAPH, Source.CLOUD_TOOL, Source.CLOUD_FALLBACK):
+            return
+        if ans.failed or not self.policy(ans.route).cacheable:
+            return
+        key = self.cache.store_answer(t.text, t.enc.embedding, ans.route, t.signature, ans.text, ans.data,
+                                      source=self.node_id)
+        if key:
+            t.steps.add("cache_store", key=key, route=ans.route)
 
     # ------------------------------------------------------------------ records
     def _kg_steps(self, ans: KGAnswer, steps: Steps) -> None:
@@ -262,12 +362,15 @@ class Agent:
         steps.add("tool_call", tool=out.tool, where="edge", args=out.args,
                   result=out.data if len(str(out.data)) < 1500 else str(out.data)[:1500], refused=out.refused)
 
-    def _queue_hard_example(self, original: str, text: str, enc: Encoded, route: str, confidence: float,
-                            final_route: str, answer: str, source: Source, steps: Steps) -> None:
-        example = {"text": original, "resolved_text": text, "edge_route": route, "edge_confidence": round(confidence, 6),
-                   "probabilities": {k: round(v, 6) for k, v in enc.probabilities.items()},
-                   "model_version": enc.model_version, "final_route": final_route, "answer": answer[:2000],
-                   "answer_source": source.value, "ts": time.time()}
+    def _queue_hard_example(self, t: _Turn, ans: Answer) -> None:
+        d = t.decision
+        example = {"text": t.req.text, "resolved_text": t.text, "edge_route": d.route,
+                   "edge_confidence": round(d.confidence, 6),
+                   "probabilities": {k: round(v, 6) for k, v in t.enc.probabilities.items()},
+                   "model_version": t.enc.model_version, "final_route": ans.route, "answer": ans.text[:2000],
+                   "answer_source": ans.source.value, "abstained": d.abstained,
+                   "p_unsure": None if d.p_unsure is None else round(d.p_unsure, 6), "ts": time.time()}
+        steps = t.steps
         if self.hard_examples is None:
             steps.add("hard_example", queued=False, reason="no sync configured")
             self.metrics.hard_examples.labels(self.node_id, "false").inc()
@@ -282,8 +385,8 @@ class Agent:
         steps.add("hard_example", queued=True, id=example_id)
         self.metrics.hard_examples.labels(self.node_id, "true").inc()
 
-    def _remember_turn(self, session_id: str, session: Session | None, text: str, answer: str, route: str,
-                       source: Source, data: dict[str, Any]) -> None:
+    def _remember_turn(self, session_id: str, session: Session | None, text: str, ans: Answer) -> None:
+        route, data = ans.route, ans.data
         slots: dict[str, Any] = {"last_question": text, "last_route": route}
         mentions = [m for m in self.linker.link(text, context_site=self._site(session)) if m.score >= 0.99]
         if mentions:
@@ -294,7 +397,7 @@ class Agent:
             slots["site"] = site
         if isinstance(data.get("device"), str) or route.startswith("device"):
             slots["last_device"] = data.get("id") or data.get("device")
-        self.sessions.record(session_id, Turn(text, answer, route, source.value, time.time()), **slots)
+        self.sessions.record(session_id, Turn(text, ans.text, route, ans.source.value, time.time()), **slots)
 
     def _site(self, session: Session | None) -> str | None:
         if session is not None and session.slots.get("site"):

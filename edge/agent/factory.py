@@ -60,6 +60,7 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
         cache=SemanticCache(store, s.agent_cache_threshold, DEFAULT_FRESHNESS_S, publish),
         cloud=cloud, prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
         router=router, hard_examples=hard_examples, node_id=node_id, reasoner=reasoner,
+        scope=_scope_head(bundle_dir) if s.agent_scope == "auto" and not keyword_routing else None,
         metrics=AgentMetrics(node_id, getattr(getattr(service, "metrics", None), "registry", None)),
     )
 
@@ -80,3 +81,16 @@ def _learned_scorer(bundle_dir: Path | None, required: bool) -> Any:
     from edge.agent.hop_scorer import OnnxHopScorer
 
     return OnnxHopScorer.from_bundle(bundle_dir)
+
+
+def _scope_head(bundle_dir: Path | None) -> Any:
+    """The bundle's scope head (abstention on nonsense), when it carries one."""
+    if bundle_dir is None:
+        return None
+    from contracts.bundle import open_bundle
+
+    if "scope_head" not in open_bundle(bundle_dir).manifest.graphs:
+        return None
+    from edge.agent.hop_scorer import OnnxScopeHead
+
+    return OnnxScopeHead.from_bundle(bundle_dir)

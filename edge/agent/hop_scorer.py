@@ -1,10 +1,13 @@
-"""The learned hop scorer on the edge: the bundle's ``hop_scorer`` graph (ONNX Runtime) scoring
-candidate relations + STOP for :class:`skillpack.kg.reasoner.PathReasoner`.
+"""The learned heads on the edge (ONNX Runtime, no torch): the bundle's ``hop_scorer`` graph
+scoring candidate relations + STOP for :class:`skillpack.kg.reasoner.PathReasoner`, and its
+``scope_head`` graph giving the probability that a request is nonsense / out of scope.
 
 The question state is embedded by the bundle's encoder exactly as at training time
-(``skillpack.kg.hop_features.masked_question``); embeddings are cached per masked question, so a
-3-hop search embeds the question once. Scores are a softmax over the candidates that really
-leave the current entities (plus STOP after the first hop).
+(``skillpack.kg.hop_features.masked_question`` + ``char_grams``); embeddings are cached per
+masked question, so a 3-hop search embeds the question once. Scores are a softmax over the
+candidates that really leave the current entities (plus STOP after the first hop). A bundle
+from before the relation-description scorer (schema ``autoglm.hop_scorer/1``, a ``cue_scores``
+input) still loads: its head is fed the lexical cue scores it was trained with.
 """
 
 from __future__ import annotations
@@ -19,21 +22,28 @@ import onnxruntime as ort
 
 from contracts.bundle import open_bundle
 from contracts.errors import BundleError
-from skillpack.kg.hop_features import RELATION_NAMES, STOP_INDEX, TYPE_NAMES, masked_question
+from skillpack.kg.hop_features import RELATION_NAMES, STOP_INDEX, TYPE_NAMES, char_grams, masked_question
 from skillpack.kg.reasoner import HopState, LexicalHopScorer
+from skillpack.text import to_ascii
 
 Embed = Callable[[list[str]], np.ndarray]
+
+
+def _session(graph_file: Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(str(graph_file), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 class OnnxHopScorer:
     def __init__(self, graph_file: Path, meta: dict[str, object], embed: Embed, cache_size: int = 1024) -> None:
         if list(meta.get("relations", [])) != list(RELATION_NAMES):  # type: ignore[call-overload]
             raise BundleError("hop scorer was trained on another relation vocabulary than this skill pack's")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(graph_file), sess_options=so, providers=["CPUExecutionProvider"])
+        self.session = _session(graph_file)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.schema = str(meta.get("schema", "autoglm.hop_scorer/1"))
         self.embed = embed
-        self.lexical = LexicalHopScorer()  # the cue features the head was trained with
+        self.lexical = LexicalHopScorer() if "cue_scores" in self.inputs else None  # only for /1 heads
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.calls = 0
@@ -60,19 +70,47 @@ class OnnxHopScorer:
     def __call__(self, state: HopState, candidates: list[str]) -> np.ndarray:
         self.calls += 1
         text = masked_question(state.question, state.mention_span, state.start_type)
-        emb = self._embedding(text)[None, :]
-        prev = RELATION_NAMES.index(state.path[-1]) if state.path else STOP_INDEX
-        cues = self.lexical(state, list(RELATION_NAMES)).astype(np.float32)[None, :]
-        feeds = {"question_embedding": emb, "hop": np.array([len(state.path)], dtype=np.int64),
-                 "prev_relation": np.array([prev], dtype=np.int64),
-                 "entity_type": np.array([TYPE_NAMES.index(state.current_type)], dtype=np.int64),
-                 "cue_scores": cues}
+        feeds = {"question_embedding": self._embedding(text)[None, :],
+                 "hop": np.array([len(state.path)], dtype=np.int64),
+                 "prev_relation": np.array([RELATION_NAMES.index(state.path[-1]) if state.path else STOP_INDEX],
+                                           dtype=np.int64),
+                 "entity_type": np.array([TYPE_NAMES.index(state.current_type)], dtype=np.int64)}
+        if "char_grams" in self.inputs:
+            feeds["char_grams"] = char_grams(text)[None, :]
+        if self.lexical is not None:
+            feeds["cue_scores"] = self.lexical(state, list(RELATION_NAMES)).astype(np.float32)[None, :]
         logits = np.asarray(self.session.run(["relation_logits"], feeds)[0][0], dtype=np.float64)
         cols = [RELATION_NAMES.index(c) for c in candidates]
         z = np.array([*logits[cols], logits[STOP_INDEX] if state.path else -1e9])
         z = np.exp(z - z.max())
         out: np.ndarray = z / z.sum()
         return out
+
+
+class OnnxScopeHead:
+    """P(unsure) of a request from the router's embedding of it and its character granularity;
+    ``threshold`` is the abstention threshold calibrated at training time (bundle metadata)."""
+
+    def __init__(self, graph_file: Path, meta: dict[str, object]) -> None:
+        self.session = _session(graph_file)
+        self.threshold = float(meta["threshold"])  # type: ignore[arg-type]
+        self.embed_dim = int(meta["embed_dim"])  # type: ignore[call-overload]
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: Path) -> OnnxScopeHead:
+        bundle = open_bundle(bundle_dir)
+        if "scope_head" not in bundle.manifest.graphs:
+            raise BundleError(f"bundle {bundle_dir} has no scope_head graph")
+        meta = json.loads(bundle.file("scope_head.json").read_text(encoding="utf-8"))
+        return cls(bundle.graph_file("scope_head"), meta)
+
+    def p_unsure(self, embedding: np.ndarray, text: str) -> float:
+        emb = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
+        if emb.shape[1] != self.embed_dim:
+            raise BundleError(f"scope head expects {self.embed_dim}-d embeddings, got {emb.shape[1]}")
+        logit = float(self.session.run(["unsure_logit"], {"question_embedding": emb,
+                                                          "char_grams": char_grams(to_ascii(text))[None, :]})[0][0])
+        return 1.0 / (1.0 + float(np.exp(-logit)))
 
 
 def bundle_embed(bundle_dir: Path, adapter_set: str | None = None) -> Embed:

