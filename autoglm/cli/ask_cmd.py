@@ -54,6 +54,10 @@ def ask(
         return
     import asyncio
 
+    from edge.agent.settings import AgentSettings
+
+    settings = AgentSettings()  # a wrong setting is one line before the heavy imports
+
     from edge.agent.factory import build_agent
     from edge.agent.types import AskRequest
 
@@ -66,7 +70,7 @@ def ask(
             service = InferenceService.from_settings(ServeSettings(bundle_dir=bundle))
             await service.start(str(bundle))
         try:
-            agent = build_agent(service=service, bundle_dir=bundle)
+            agent = build_agent(settings, service=service, bundle_dir=bundle)
             resp = await agent.ask(AskRequest(text=text, session_id=session, confirm=confirm, priority=priority))
             await agent.cloud.aclose()
             return resp.model_dump(mode="json")

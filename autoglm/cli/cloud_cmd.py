@@ -120,17 +120,22 @@ def _rollout_table(r: dict[str, Any], as_json: bool = False) -> None:
 
 
 def _serve(host: str | None, port: int | None) -> None:
-    import uvicorn
-
     from autoglm.cli.edge_cmd import display_url, require_free_port
-    from cloud.api.app import create_app
     from cloud.settings import CloudSettings
+    from cloud.sync.settings import CloudSyncSettings
     from contracts.logging import configure_logging, level_name
 
     overrides: dict[str, Any] = {k: v for k, v in (("http_host", host), ("http_port", port)) if v is not None}
-    settings = CloudSettings(**overrides)
+    settings = CloudSettings(**overrides)  # settings first: a mistake is one line before the heavy imports
+    if settings.mqtt_enabled:
+        CloudSyncSettings()
     configure_logging(level_name(settings.log_level, "AUTOGLM_CLOUD_LOG_LEVEL"))
     require_free_port(settings.http_host, settings.http_port, "--port / AUTOGLM_CLOUD_HTTP_PORT")
+
+    import uvicorn
+
+    from cloud.api.app import create_app
+
     app = create_app(settings)
     broker = (f"mqtt://{settings.mqtt_host}:{settings.mqtt_port}" if settings.mqtt_enabled
               else "none (AUTOGLM_CLOUD_MQTT_ENABLED=false)")

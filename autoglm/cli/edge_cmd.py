@@ -80,14 +80,9 @@ def serve(
 ) -> None:
     """Serve a bundle: OIP v2 REST (KServe/Triton clients work), dynamic batching, result cache, /metrics.
     Exits 1 when the bundle cannot load."""
-    import uvicorn
-
     from autoglm.cli.common import fail, usage
     from contracts.logging import configure_logging, level_name
     from contracts.manifest import MANIFEST_FILE
-    from edge.http.app import create_app
-    from edge.http.server import uvicorn_config
-    from edge.serving.service import InferenceService
     from edge.settings import ServeSettings
 
     overrides: dict[str, object] = {}
@@ -111,6 +106,13 @@ def serve(
     if not (Path(settings.bundle_dir) / MANIFEST_FILE).is_file():
         usage(f"{flag} {settings.bundle_dir}: not a bundle (no {MANIFEST_FILE})")
     require_free_port(settings.http_host, settings.http_port, "--host/--port (AUTOGLM_EDGE_HTTP_HOST/_PORT)")
+
+    import uvicorn  # after the checks: a mistake is one line before the heavy imports
+
+    from edge.http.app import create_app
+    from edge.http.server import uvicorn_config
+    from edge.serving.service import InferenceService
+
     service = InferenceService.from_settings(settings)
     server = uvicorn.Server(uvicorn_config(create_app(service, settings), settings.http_host, settings.http_port))
     outcome: dict[str, str] = {}

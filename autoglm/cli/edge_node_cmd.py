@@ -22,7 +22,6 @@ def _serve_node(bundle: Path | None, node_id: str | None, host: str | None, port
     from autoglm.cli.edge_cmd import display_url, require_free_port
     from contracts.logging import configure_logging, level_name
     from edge.control.settings import ControlSettings
-    from edge.node import EdgeNode
     from edge.settings import ServeSettings
     from edge.sync.settings import SyncSettings
 
@@ -40,8 +39,17 @@ def _serve_node(bundle: Path | None, node_id: str | None, host: str | None, port
     control = ControlSettings(**({"control_cloud_url": cloud_url} if cloud_url else {}))  # type: ignore[arg-type]
     serve = ServeSettings(**overrides)  # type: ignore[arg-type]
     sync_settings = SyncSettings() if sync else None
+    agent_settings = None
+    if agent:
+        from edge.agent.settings import AgentSettings
+
+        agent_settings = AgentSettings()
     require_free_port(serve.http_host, serve.http_port, "--host/--port (AUTOGLM_EDGE_HTTP_HOST/_PORT)")
-    node = EdgeNode.build(serve, sync_settings, control=control, with_sync=sync, with_agent=agent)
+
+    from edge.node import EdgeNode  # after the checks: a mistake is one line before the heavy imports
+
+    node = EdgeNode.build(serve, sync_settings, control=control, with_sync=sync, with_agent=agent,
+                          agent_settings=agent_settings)
     if node.serve.bundle_dir is None and not control.control_cloud_url and not agent:
         fail("nothing to serve: pass --bundle DIR, or --cloud-url to receive versions from the cloud", USAGE)
     started = threading.Event()
