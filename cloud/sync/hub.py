@@ -27,26 +27,29 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from cloud.sync import metrics
+from cloud.sync.reorder import ReorderBuffer
 from cloud.sync.repository import SyncRepository
 from cloud.sync.settings import CloudSyncSettings
+from cloud.sync.validation import validate_body
 from contracts.commands import AckKind, AckStatus, Command, CommandAck
 from contracts.envelope import (
+    DEFAULT_MAX_JSON_DEPTH,
     ContentType,
     Encoding,
     Envelope,
     EnvelopeRejected,
+    EnvelopeTooLarge,
     RejectReason,
     decode,
     new_message_id,
     pack,
     records_body,
+    shorten,
 )
 from contracts.heartbeat import STATUS_ONLINE, Heartbeat, NodeStatus
 from contracts.logging import get_logger
-from contracts.memory import KnowledgeRecord, SessionState
+from contracts.memory import KnowledgeRecord
 from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions
 from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
 
@@ -62,7 +65,6 @@ _TOPIC_CT = {
     UpKind.ACK.value: ContentType.ACK,
     UpKind.RESYNC.value: ContentType.RESYNC_REQUEST,
 }
-_KNOWLEDGE_LIST = TypeAdapter(list[KnowledgeRecord])
 ORDERED = frozenset({ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_EXAMPLE, ContentType.EVENT})
 ACKS_PER_FRAME = 2000
 
@@ -89,7 +91,7 @@ class CloudSync:
         self.topics = Topics(s.sync_topic_prefix)
         self._queue: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
         self._expected: dict[str, int] = {}
-        self._buffers: dict[str, dict[int, Envelope]] = defaultdict(dict)
+        self._buffers: dict[str, ReorderBuffer] = {}
         self.rejected: Counter[str] = Counter()
         self.applied_records: Counter[str] = Counter()
         self.duplicates = 0
@@ -305,25 +307,50 @@ class CloudSync:
     def _send_acks(self, acks: dict[str, list[dict[str, Any]]]) -> None:
         for node, recs in acks.items():
             for i in range(0, len(recs), ACKS_PER_FRAME):
-                self._conn.publish(self.topics.down_ack(node), self._frame(ContentType.ACK, recs[i : i + ACKS_PER_FRAME]))
+                self._publish_acks(node, recs[i : i + ACKS_PER_FRAME])
+
+    def _publish_acks(self, node: str, recs: list[dict[str, Any]]) -> None:
+        """One ack frame, halved until it fits ``sync_max_message_bytes`` (reasons are short, so
+        only a small configured maximum needs it)."""
+        try:
+            frame = self._frame(ContentType.ACK, recs)
+        except EnvelopeTooLarge:
+            if len(recs) == 1:
+                log.error("ack of %s for %s does not fit one message; not sent", recs[0].get("id"), node)
+                return
+            half = len(recs) // 2
+            self._publish_acks(node, recs[:half])
+            self._publish_acks(node, recs[half:])
+            return
+        self._conn.publish(self.topics.down_ack(node), frame)
 
     def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:
         self.rejected[reason.value] += 1
         metrics.REJECTED.labels(reason=reason.value).inc()
-        log.warning("rejected sync message on %s: %s", topic, detail, extra={"reason": reason.value})
+        log.warning("rejected sync message on %s: %s", shorten(topic, 200), shorten(detail),
+                    extra={"reason": reason.value})
 
     def _process(self, topic: str, payload: bytes, retained: bool, *, acks: dict[str, list[dict[str, Any]]]) -> None:
         parsed = self.topics.parse(topic)
         if parsed is None or parsed.direction != "up" or parsed.kind not in _TOPIC_CT:
             self._reject(RejectReason.UNKNOWN_CONTENT_TYPE, topic, "not a known sync topic")
             return
+        topic_ct, s = _TOPIC_CT[parsed.kind], self.settings
         try:
-            # Memory bodies are validated later straight from JSON into models (and not at all
-            # for duplicates); everything else is parsed here.
-            env = decode(payload, max_bytes=self.settings.sync_max_message_bytes,
-                         parse_records=parsed.kind != UpKind.MEMORY.value)
+            # Ordered bodies are validated when their turn comes (knowledge straight from JSON
+            # into models, duplicates not at all); everything else is parsed here. Sizes, record
+            # count, JSON values and depth are all checked before parsing.
+            env = decode(payload, max_bytes=s.sync_max_message_bytes, max_decompressed_bytes=s.sync_max_decompressed_bytes,
+                         max_records=s.sync_max_message_records, max_json_values=s.sync_max_json_values,
+                         parse_records=topic_ct not in ORDERED)
         except EnvelopeRejected as err:
             self._reject(err.reason, topic, str(err))
+            head = err.header
+            if (head is not None and topic_ct in ORDERED and head.content_type is topic_ct and head.seq >= 1
+                    and head.node_id == parsed.target and head.node_id != CLOUD_SENDER):
+                # A sound header with a refused body: acked "rejected" in sequence order (the
+                # node parks it as a dead letter), so that the node's stream does not stall.
+                self._ordered(head, acks)
             return
         if env.node_id != parsed.target or env.node_id == CLOUD_SENDER:
             self._reject(RejectReason.WRONG_SENDER, topic, f"envelope node {env.node_id!r} on {parsed.target!r}'s topic")
@@ -348,6 +375,13 @@ class CloudSync:
             since = env.records[0].get("since") if env.records else None
             self._send_resync(node, since if isinstance(since, str) and since else None)
 
+    def _buffer(self, node: str) -> ReorderBuffer:
+        buf = self._buffers.get(node)
+        if buf is None:
+            s = self.settings
+            buf = self._buffers[node] = ReorderBuffer(s.sync_reorder_buffer_messages, s.sync_reorder_buffer_bytes)
+        return buf
+
     def _ordered(self, env: Envelope, acks: dict[str, list[dict[str, Any]]]) -> None:
         node = env.node_id
         expected = self._expected.get(node) or self.repo.next_seq(node)
@@ -356,20 +390,22 @@ class CloudSync:
             # Everything below `low` was acked by us before (e.g. this database is newer).
             self.repo.skip_to(node, low)
             expected = low
-            buf = self._buffers[node]
-            for s in [s for s in buf if s < low]:
-                del buf[s]
+            self._buffer(node).drop_below(low)
         if env.seq < expected:
             self.duplicates += 1
             metrics.DUPLICATES.inc()
             acks[node].append({"id": env.message_id, "status": AckStatus.DUPLICATE.value})
             self._expected[node] = expected
             return
-        buf = self._buffers[node]
+        buf = self._buffer(node)
         if env.seq > expected:
-            if env.seq in buf or len(buf) < self.settings.sync_reorder_buffer_messages:
-                buf[env.seq] = env
+            held, evicted = buf.hold(env)
+            if held:
                 metrics.REORDERED.inc()
+            if evicted or not held:
+                metrics.REORDER_DROPPED.inc(evicted + (not held))
+                log.warning("reorder buffer of %s is full (%d messages, %d bytes): dropped %d message(s) ahead of "
+                            "seq %d; the node resends them", node, len(buf), buf.bytes, evicted + (not held), expected)
         else:
             self._apply(env, acks)
             expected += 1
@@ -379,36 +415,18 @@ class CloudSync:
         self._expected[node] = expected
 
     def _validate(self, env: Envelope) -> list[Any]:
-        ct = env.content_type
-        try:
-            if ct is ContentType.MEMORY:
-                if not env.body:
-                    return [KnowledgeRecord.model_validate(r) for r in env.records]
-                try:
-                    models = _KNOWLEDGE_LIST.validate_json(env.body)
-                except ValidationError as err:
-                    if any(e["type"] == "json_invalid" for e in err.errors()):
-                        raise EnvelopeRejected(RejectReason.MALFORMED, "body is not JSON") from None
-                    raise
-                if len(models) != env.n_records:
-                    raise EnvelopeRejected(RejectReason.MALFORMED, f"body has {len(models)} records, header {env.n_records}")
-                return models
-            if ct is ContentType.SESSION:
-                return [SessionState.model_validate(r) for r in env.records]
-        except ValueError as err:
-            raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"{ct.value} record: {err}") from None
-        if ct is ContentType.HARD_EXAMPLE and not all(isinstance(r.get("id"), str) for r in env.records):
-            raise EnvelopeRejected(RejectReason.INVALID_RECORD, "hard example without a string id")
-        return env.records
+        return validate_body(env, max_records=self.settings.sync_max_message_records, max_depth=DEFAULT_MAX_JSON_DEPTH)
 
     def _apply(self, env: Envelope, acks: dict[str, list[dict[str, Any]]]) -> None:
         node = env.node_id
-        try:
-            records = self._validate(env)
-            reason = None
-        except EnvelopeRejected as err:
-            self._reject(err.reason, f"{node}#{env.seq}", str(err))
-            records, reason = [], str(err)
+        records: list[Any] = []
+        reason = env.rejected or None  # refused (and counted) on receipt: acked now, in sequence order
+        if reason is None:
+            try:
+                records = self._validate(env)
+            except EnvelopeRejected as err:
+                self._reject(err.reason, f"{node}#{env.seq}", str(err))
+                reason = str(err)
         result = self.repo.apply_message(
             node_id=node, seq=env.seq, msg_id=env.message_id, kind=env.content_type, records=records,
             rejected_reason=reason,

@@ -12,6 +12,11 @@ REJECTED = Counter(
 APPLIED_RECORDS = Counter("autoglm_cloud_sync_applied_records_total", "Records applied, by kind.", ["kind"])
 DUPLICATES = Counter("autoglm_cloud_sync_duplicate_messages_total", "Messages already applied (re-acked).")
 REORDERED = Counter("autoglm_cloud_sync_reordered_messages_total", "Messages held until a sequence gap filled.")
+REORDER_DROPPED = Counter(
+    "autoglm_cloud_sync_reorder_dropped_messages_total",
+    "Out-of-order messages refused or evicted because the node's reorder buffer was full "
+    "(sync_reorder_buffer_messages / sync_reorder_buffer_bytes); not acked, so the node resends them.",
+)
 NODES_ONLINE = Gauge("autoglm_cloud_sync_nodes_online", "Nodes whose retained status is online.")
 COMMANDS = Counter("autoglm_cloud_sync_commands_total", "Commands by outcome.", ["outcome"])
 BROADCAST_RECORDS = Counter("autoglm_cloud_sync_broadcast_records_total", "Knowledge records sent down.", ["scope"])

@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from contracts.defaults import MQTT_PORT, MQTT_TOPIC_PREFIX
-from contracts.envelope import DEFAULT_MAX_MESSAGE_BYTES
+from contracts.envelope import DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECORDS
 from contracts.settings import AutoGLMSettings, data_dir
 
 
@@ -45,10 +45,34 @@ class CloudSyncSettings(AutoGLMSettings):
         description="Where shared knowledge merged from a node is rebroadcast: the whole fleet, the "
         "sender's node group (fleet when it has none), or nowhere.",
     )
+    sync_max_decompressed_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        description="Largest decompressed body of a node message (checked from the LZ4 size prefix before "
+        "decompressing). Edges send at most ~mqtt_max_message_bytes of records per message.",
+    )
+    sync_max_message_records: int = Field(
+        default=DEFAULT_MAX_RECORDS,
+        ge=1,
+        description="Most records a node message may declare (checked before decompressing); at least the "
+        "edges' mqtt_batch_max_records.",
+    )
+    sync_max_json_values: int = Field(
+        default=DEFAULT_MAX_JSON_VALUES,
+        ge=1024,
+        description="Most JSON values in one message body, counted on the bytes before parsing (bounds the "
+        "parser's memory: 1 MiB of [{},{},...] would be ~60 MB).",
+    )
     sync_reorder_buffer_messages: int = Field(
         default=256,
         ge=1,
-        description="Out-of-order messages held per node while a gap is filled (each up to sync_max_message_bytes).",
+        description="Out-of-order messages held per node while a sequence gap is filled.",
+    )
+    sync_reorder_buffer_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Decompressed body bytes held per node in the reorder buffer; beyond it the messages "
+        "farthest ahead are dropped (counted, not acked: the node resends them).",
     )
     sync_command_retry_s: float = Field(default=10.0, gt=0, description="Resend unacked commands this often.")
     sync_compress: bool = Field(default=True, description="LZ4-compress downlink message bodies.")
