@@ -55,18 +55,22 @@ def zh_numeral_value(run: str) -> float | None:
         return float(int("".join(str(_ZH_DIGITS[c]) for c in run)))
     total, section, digit = 0, 0, None
     last_unit = 1
+    section_unit = 10_000  # units inside a section must go down: 一千六百七十九千 is no number
     for ch in run:
         if ch in _ZH_DIGITS:
             digit = _ZH_DIGITS[ch]
         elif ch in _ZH_UNITS:
             unit = _ZH_UNITS[ch]
+            if unit >= section_unit:
+                return None
+            section_unit = unit
             section += (1 if digit is None else digit) * unit
             digit, last_unit = None, unit
         elif ch in _ZH_BIG:
             big = _ZH_BIG[ch]
             section += digit or 0
             total = (total + section) * big if total and big > 10_000 else total + section * big
-            section, digit, last_unit = 0, None, big
+            section, digit, last_unit, section_unit = 0, None, big, 10_000
         else:
             return None
     if digit is not None:
@@ -96,8 +100,11 @@ def zh_numerals_to_digits(text: str) -> str:
     text = re.sub(r"百分之([\d.]+|[" + _ZH_NUM_CHARS + r"点]+)", r"\1%", text)
 
     def repl(m: re.Match[str]) -> str:
-        value = zh_numeral_value(m.group(0))
-        return m.group(0) if value is None else _fmt(value)
+        run = m.group(0)
+        value = zh_numeral_value(run)
+        if value is None and len(run) > 1 and run[-1] in "千百" and (head := zh_numeral_value(run[:-1])) is not None:
+            return _fmt(head) + run[-1]  # 一千六百七十九千焦: the last 千 starts the unit (千焦 = kJ)
+        return run if value is None else _fmt(value)
 
     text = _ZH_RUN.sub(repl, text)
     # digits followed by 万/千 as a multiplier: 3万 → 30000, 1.5万 → 15000

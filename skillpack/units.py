@@ -120,6 +120,12 @@ _NUMBER_BOUND = {"c", "f", "k", "m", "g", "t", "l", "s", "h", "d", "in", "ft", "
                  "天", "周", "开", "方", "卡", "焦", "瓦", "节", "码", "巴", "帕", "克", "米", "升", "秒", "斤", "亩"}
 
 
+# what may stand right before an ambiguous short alias: a number ("5 m", "5°C"), an English target
+# word ("to m", "in c"), or a Chinese target phrase ("等于多少秒", "换算成斤", "是几天")
+_TARGET_BEFORE = re.compile(r"(?:\d\s*(?:°\s*)?|\b(?:to|in|into|as)\s+(?:°\s*)?|(?:多少|几|换算成|换算为|转换成|转换为|换成|"
+                            r"转成|折合|合)\s*)$")
+
+
 def _build_index() -> dict[str, Unit]:
     index: dict[str, Unit] = {}
     for unit in UNITS:
@@ -240,7 +246,7 @@ def _unit_mentions(text: str) -> list[_Mention]:
                     continue
                 if alias[0].isdigit() and before.isdigit():
                     continue
-            if alias in _NUMBER_BOUND and not re.search(r"(?:\d\s*(?:°\s*)?|\b(?:to|in|into|as)\s+(?:°\s*)?)$", low[:i]):
+            if alias in _NUMBER_BOUND and not _TARGET_BEFORE.search(low[:i]):
                 continue
             for k in range(i, j):
                 taken[k] = True

@@ -77,3 +77,23 @@ def test_bad_requests_say_why(text: str, match: str) -> None:
 def test_unknown_unit() -> None:
     with pytest.raises(UnitError, match="unknown unit"):
         units.convert(1, "furlongs-per-fortnight", "m/s")
+
+
+@pytest.mark.parametrize(
+    ("text", "src", "dst", "value"),
+    [
+        # a one-character Chinese unit as the target after 多少 / 换算成 (found by benchmarks/quality_tools.py)
+        ("3765公顷是多少亩", "ha", "mu", 3765),
+        ("2364.9分钟等于多少秒", "min", "s", 2364.9),
+        ("把5公斤换算成斤", "kg", "jin", 5),
+        ("30节等于多少米每秒", "kn", "m/s", 30),
+        # Chinese number words before a unit that starts with 千 / 百 (千焦, 千瓦时, 千帕, 千克)
+        ("一千六百七十九千焦是多少焦耳", "kJ", "J", 1679),
+        ("四百八十一千帕等于多少兆帕", "kPa", "MPa", 481),
+        ("两千一百九十五千瓦时换算成千焦", "kWh", "kJ", 2195),
+        ("三千米是多少公里", "m", "km", 3000),  # 三千米 stays 3000 m
+    ],
+)
+def test_chinese_targets_and_number_words_before_prefixed_units(text: str, src: str, dst: str, value: float) -> None:
+    conv = units.solve(text)
+    assert (conv.from_unit, conv.to_unit, conv.value) == (src, dst, value)
