@@ -121,8 +121,8 @@ _NUMBER_BOUND = {"c", "f", "k", "m", "g", "t", "l", "s", "h", "d", "in", "ft", "
 
 
 # what may stand right before an ambiguous short alias: a number ("5 m", "5°C"), an English target
-# word ("to m", "in c"), or a Chinese target phrase ("等于多少秒", "换算成斤", "是几天")
-_TARGET_BEFORE = re.compile(r"(?:\d\s*(?:°\s*)?|\b(?:to|in|into|as)\s+(?:°\s*)?|(?:多少|几|换算成|换算为|转换成|转换为|换成|"
+# word ("to m", "in c", "how many ft"), or a Chinese target phrase ("等于多少秒", "换算成斤", "是几天")
+_TARGET_BEFORE = re.compile(r"(?:\d\s*(?:°\s*)?|\b(?:to|in|into|as|many|much)\s+(?:°\s*)?|(?:多少|几|换算成|换算为|转换成|转换为|换成|"
                             r"转成|折合|合)\s*)$")
 
 

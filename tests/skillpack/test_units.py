@@ -92,6 +92,7 @@ def test_unknown_unit() -> None:
         ("四百八十一千帕等于多少兆帕", "kPa", "MPa", 481),
         ("两千一百九十五千瓦时换算成千焦", "kWh", "kJ", 2195),
         ("三千米是多少公里", "m", "km", 3000),  # 三千米 stays 3000 m
+        ("how many ft is 3080 cm?", "cm", "ft", 3080),
     ],
 )
 def test_chinese_targets_and_number_words_before_prefixed_units(text: str, src: str, dst: str, value: float) -> None:
