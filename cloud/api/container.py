@@ -135,7 +135,8 @@ def attach_mqtt(settings: CloudSettings, fleet: FleetService, *, client_suffix: 
     # The hub's own database path wins when set explicitly; otherwise it lives next to ours.
     db_path = sync_settings.sync_db_path if "sync_db_path" in sync_settings.model_fields_set else None
     sync = CloudSync(
-        sync_settings, db_path or settings.data_dir / "sync.sqlite3", host=settings.mqtt_host, port=settings.mqtt_port
+        sync_settings, db_path or settings.data_dir / "sync.sqlite3", host=settings.mqtt_host,
+        port=settings.mqtt_port, ledger=fleet.ledger,  # one command ledger: the fleet's, in our database
     )
     link = MqttFleetLink(sync)
     link.attach(fleet)

@@ -212,7 +212,7 @@ class RolloutEvent(Base):
 
 
 class Command(Base):
-    """A command sent to a node over MQTT and its acknowledgement."""
+    """The command ledger (``cloud.fleet.ledger``): a command sent to a node and its ack."""
 
     __tablename__ = "commands"
 
@@ -221,8 +221,9 @@ class Command(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="sent")
+    status: Mapped[str] = mapped_column(String(16), default="sent", index=True)  # a CommandStatus
     detail: Mapped[str] = mapped_column(Text, default="")
+    ack: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the node's CommandAck record
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

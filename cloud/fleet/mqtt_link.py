@@ -1,9 +1,10 @@
 """Connects the fleet service to the MQTT sync hub (``cloud.sync.hub.CloudSync``).
 
 Heartbeats and online/offline status (including the Last Will the broker publishes for a node
-that vanished) feed :class:`FleetService`; commands go out through ``CloudSync.send_command``,
-which persists and resends them until the node acks; acks come back as
-:class:`contracts.commands.CommandAck`.
+that vanished; the node's ``NodeStatus`` passes through whole, its group included) feed
+:class:`FleetService`. The hub shares the fleet's command ledger: commands go out through
+``CloudSync.send_command``, which resends them until the node acks; each ack is applied to the
+ledger once by the hub and then handed to the fleet as a :class:`contracts.commands.CommandAck`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from contracts.commands import Command, CommandAck
+from contracts.heartbeat import STATUS_ONLINE
 from contracts.logging import get_logger
 
 if TYPE_CHECKING:
@@ -32,12 +34,12 @@ class MqttFleetLink:
         self._fleet = fleet
         fleet.channel = self
         self.sync.on_heartbeat(fleet.on_heartbeat)
-        self.sync.on_status(lambda node, online: fleet.on_status(node, online))
+        self.sync.on_status(lambda node, st: fleet.on_status(node, st.status == STATUS_ONLINE, st.model_dump()))
         self.sync.on_command_ack(self._on_ack)
 
     def _on_ack(self, node_id: str, ack: CommandAck) -> None:
         if self._fleet is not None:
-            self._fleet.on_ack(node_id, ack)
+            self._fleet.on_ack(node_id, ack, recorded=True)
 
     def send(self, node_id: str, command: Command) -> str:
         return self.sync.send_command(node_id, command)

@@ -2,8 +2,11 @@
 
 Live state (online, last heartbeat, reported version and metrics) changes with every heartbeat,
 so it is kept in memory and written to the database in batches (``flush``); registrations,
-labels, drain flags and desired versions are written through at once. One controller process
-owns a database (documented in docs/arch/cloud.md).
+labels, drain flags and desired versions are written through at once. Several controller
+replicas may share the database: the leader (``cloud.leader``) talks to nodes, followers
+pick up what it wrote (``refresh``) and queue their commands for it (docs/arch/cloud.md).
+Commands and their acks are kept in the command ledger (``cloud.fleet.ledger``), which the
+MQTT sync hub shares.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloud.db.engine import Database
-from cloud.db.models import Command as CommandRow
 from cloud.db.models import Node, NodeEnrolment, utcnow
 from cloud.fleet.channel import CommandChannel
+from cloud.fleet.ledger import CommandLedger, LedgerEntry
 from cloud.fleet.schemas import CommandOut, NodeOut, NodeSample
 from contracts.commands import Command, CommandAck, CommandKind, CommandStatus
 from contracts.errors import BadRequest, Conflict, NotFound
@@ -39,7 +42,7 @@ NODES = Gauge("autoglm_cloud_nodes", "Known nodes by state", ["state"])
 COMMANDS = Counter("autoglm_cloud_commands_total", "Commands sent to nodes", ["kind", "outcome"])
 
 SAMPLES_PER_NODE = 512
-AckListener = Callable[[str, CommandAck], None]
+AckListener = Callable[[str, CommandAck, LedgerEntry | None], None]  # entry None: unknown / repeated
 
 
 META_COLUMNS = frozenset({"labels", "token_hash", "registered_via", "drained"})
@@ -113,7 +116,7 @@ class FleetService:
         self._nodes: dict[str, LiveNode] = {}
         self._by_token: dict[str, str] = {}
         self._ack_listeners: list[AckListener] = []
-        self._pending_cmds: dict[str, tuple[str, str]] = {}  # command id -> (node, kind)
+        self.ledger = CommandLedger(db)
         self.heartbeats_ingested = 0
         # Whether this replica may talk to nodes now (the leader); otherwise commands are only
         # stored as ``queued`` and the leader sends them (``send_queued``). Set by the container.
@@ -472,8 +475,9 @@ class FleetService:
         return self.send_commands([(node_id, command)], rollout_id=rollout_id)[0]
 
     def send_commands(self, items: list[tuple[str, Command]], *, rollout_id: int | None = None) -> list[str]:
-        """Send commands to nodes: desired versions and command rows are written in one
-        transaction each, then the channel delivers. Returns the command ids in order."""
+        """Send commands to nodes: desired versions are written, the commands recorded in the
+        ledger (``sent``, or ``queued`` on a follower replica), then the channel delivers.
+        Returns the command ids in order."""
         if self.channel is None:
             raise BadRequest("no command channel is configured (MQTT disabled)")
         send_now = self.may_send()
@@ -484,104 +488,52 @@ class FleetService:
                     raise NotFound(f"node {node_id!r} is not known")
             for node_id, command in items:
                 cmd = command.with_id(command.command_id or uuid.uuid4().hex)
-                if cmd.type == CommandKind.SET_DESIRED_VERSION:
+                if cmd.kind is CommandKind.SET_DESIRED_VERSION:
                     self._nodes[node_id].desired_version = str(cmd.version)
-                self._pending_cmds[cmd.command_id] = (node_id, cmd.type)
                 prepared.append((node_id, cmd))
-        self._persist([n for n, c in prepared if c.type == CommandKind.SET_DESIRED_VERSION])
+        self._persist([n for n, c in prepared if c.kind is CommandKind.SET_DESIRED_VERSION])
         status = CommandStatus.SENT if send_now else CommandStatus.QUEUED
-        with self.db.session() as s:
-            s.execute(insert(CommandRow), [
-                {"id": c.command_id, "node_id": n, "kind": c.type, "payload": c.payload(),
-                 "rollout_id": rollout_id, "status": status, "detail": "", "sent_at": utcnow()}
-                for n, c in prepared
-            ])
-        if not send_now:  # a follower: the leader picks them up from the database
-            with self._lock:
-                for _, c in prepared:
-                    self._pending_cmds.pop(c.command_id, None)
-            for _, c in prepared:
-                COMMANDS.labels(kind=c.type, outcome=CommandStatus.QUEUED.value).inc()
-            return [c.command_id for _, c in prepared]
-        ids = []
+        self.ledger.add(prepared, status, rollout_id=rollout_id)
         for node_id, cmd in prepared:
-            cid = cmd.command_id
-            sent_id = self.channel.send(node_id, cmd)
-            if sent_id != cid:  # the channel assigned its own id: track that one
-                with self._lock:
-                    self._pending_cmds[sent_id] = self._pending_cmds.pop(cid)
-                with self.db.session() as s:
-                    row = s.get(CommandRow, cid)
-                    if row is not None:
-                        row.id = sent_id
-            COMMANDS.labels(kind=cmd.type, outcome=CommandStatus.SENT.value).inc()
-            ids.append(sent_id)
-        return ids
+            if send_now:  # a follower leaves them queued: the leader picks them up (send_queued)
+                self.channel.send(node_id, cmd)
+            COMMANDS.labels(kind=cmd.type, outcome=status.value).inc()
+        return [c.command_id for _, c in prepared]
 
     def send_queued(self, limit: int = 500) -> int:
         """Send the commands other replicas queued (the leader calls this); returns how many.
-
-        Each one is claimed with a conditional update first, so it is sent once even if two
-        replicas briefly both believe they lead."""
+        The ledger claims each one first, so it is sent once even if two replicas briefly
+        both believe they lead."""
         if self.channel is None:
             return 0
-        with self.db.session() as s:
-            rows = [(c.id, c.node_id, dict(c.payload)) for c in s.scalars(
-                select(CommandRow).where(CommandRow.status == CommandStatus.QUEUED)
-                .order_by(CommandRow.sent_at).limit(limit)
-            )]
-        sent = 0
-        for cid, node_id, body in rows:
-            with self.db.session() as s:
-                claimed = s.execute(
-                    update(CommandRow).where(CommandRow.id == cid, CommandRow.status == CommandStatus.QUEUED)
-                    .values(status=CommandStatus.SENT, sent_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                ).rowcount  # type: ignore[attr-defined]
-            if claimed != 1:
-                continue
-            cmd = Command.model_validate({**body, "command_id": cid})
+        claimed = self.ledger.claim_queued(limit)
+        for node_id, cmd in claimed:
             with self._lock:
                 live = self._nodes.get(node_id)
-                if live is not None and cmd.type == CommandKind.SET_DESIRED_VERSION:
+                if live is not None and cmd.kind is CommandKind.SET_DESIRED_VERSION:
                     live.desired_version = str(cmd.version or "")
-                self._pending_cmds[cid] = (node_id, cmd.type)
             self.channel.send(node_id, cmd)
             COMMANDS.labels(kind=cmd.type, outcome=CommandStatus.SENT.value).inc()
-            sent += 1
-        return sent
+        return len(claimed)
 
-    def on_ack(self, node_id: str, ack: CommandAck) -> None:
+    def on_ack(self, node_id: str, ack: CommandAck, *, recorded: bool = False) -> None:
+        """A node's ack (HTTP fallback, or from the hub with ``recorded=True`` when it already
+        applied the ack to the ledger). The ledger moves the command on once; the node's
+        reported version and error are taken either way; listeners learn the rollout."""
+        entry = self.ledger.entry(ack.command_id) if recorded else self.ledger.record_ack(node_id, ack)
         with self._lock:
-            pending = self._pending_cmds.pop(ack.command_id, None)
             live = self._nodes.get(node_id)
             if live is not None:
                 if ack.version:
                     live.current_version = ack.version
                 live.last_error = "" if ack.ok else ack.detail
                 live.dirty = True
-        with self.db.session() as s:
-            row = s.get(CommandRow, ack.command_id)
-            if row is not None:
-                row.status = ack.status
-                row.detail = ack.detail
-                row.acked_at = utcnow()
-        kind = pending[1] if pending else "unknown"
+        kind = entry.kind if entry is not None else "unknown"
         COMMANDS.labels(kind=kind, outcome="ok" if ack.ok else CommandStatus.FAILED.value).inc()
         if not ack.ok:
             log.warning("node could not apply command", extra={"node_id": node_id, "detail": ack.detail})
         for listener in list(self._ack_listeners):
-            listener(node_id, ack)
+            listener(node_id, ack, entry)
 
     def commands(self, node_id: str | None = None, limit: int = 100) -> list[CommandOut]:
-        with self.db.session() as s:
-            q = select(CommandRow).order_by(CommandRow.sent_at.desc()).limit(limit)
-            if node_id:
-                q = q.where(CommandRow.node_id == node_id)
-            return [
-                CommandOut(
-                    id=c.id, node_id=c.node_id, kind=c.kind, payload=c.payload, status=CommandStatus(c.status),
-                    detail=c.detail, sent_at=c.sent_at, acked_at=c.acked_at,
-                )
-                for c in s.scalars(q)
-            ]
+        return self.ledger.list(node_id, limit)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db.engine import Database
 from cloud.db.models import Model, ModelVersion, Rollout, RolloutEvent
+from cloud.fleet.ledger import LedgerEntry
 from cloud.fleet.service import FleetService
 from cloud.registry.schemas import VersionStatus, VersionUpdate
 from cloud.registry.service import RegistryService
@@ -81,7 +82,6 @@ class RolloutService:
         self.fleet = fleet
         self.clock = clock
         self._lock = threading.RLock()
-        self._cmd_rollout: dict[str, int] = {}
         # Commands decided inside a database transaction are sent after it commits (the fleet
         # writes the node's desired version in its own transaction; SQLite allows one writer).
         self._outbox: list[Callable[[], None]] = []  # effects to run after the transaction commits
@@ -237,7 +237,6 @@ class RolloutService:
         commands, self._commands = self._commands, []
         by_rollout: dict[int, list[tuple[str, Command]]] = {}
         for node_id, command, rid in commands:
-            self._cmd_rollout[command.command_id] = rid
             by_rollout.setdefault(rid, []).append((node_id, command))
         for rid, items in by_rollout.items():
             try:
@@ -427,8 +426,8 @@ class RolloutService:
             )
         )
 
-    def _on_ack(self, node_id: str, ack: CommandAck) -> None:
-        rid = self._cmd_rollout.pop(ack.command_id, None)
+    def _on_ack(self, node_id: str, ack: CommandAck, entry: LedgerEntry | None) -> None:
+        rid = entry.rollout_id if entry is not None else None  # the ledger knows the rollout
         if rid is not None and not ack.ok:
             self._ack_failures.setdefault(rid, {})[node_id] = ack.detail or "node could not apply the version"
 

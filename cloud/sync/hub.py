@@ -13,8 +13,15 @@ Knowledge that changed the merged state is rebroadcast (fleet / the sender's gro
 ``broadcast_memory`` sends cloud-authored knowledge; a resync request is answered with the
 shared knowledge merged after the node's cursor (everything, for a snapshot) in chunks.
 
-Hooks for the controller: ``on_heartbeat(node_id, payload)``, ``on_status(node_id, online)``,
-``on_command_ack(node_id, ack: CommandAck)``, ``on_memory_merged(node_id, records)``.
+Commands: the hub is their transport. It records a command in the command ledger (the fleet
+service's table in the cloud database, :class:`cloud.fleet.ledger.CommandLedger`; a hub running
+alone keeps the same table in a file next to its own) unless it is there already, publishes it,
+resends what the ledger holds as unacked (periodically, and when a node comes online), and
+applies each node ack to the ledger once (a repeated ack is dropped there).
+
+Hooks for the controller: ``on_heartbeat(node_id, payload)``, ``on_status(node_id, NodeStatus)``
+(the record as the node sent it, group included), ``on_command_ack(node_id, CommandAck)`` (after
+the ledger took it), ``on_memory_merged(node_id, records)``.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from cloud.fleet.ledger import CommandLedger
 from cloud.sync import metrics
 from cloud.sync.reorder import ReorderBuffer
 from cloud.sync.repository import SyncRepository
 from cloud.sync.settings import CloudSyncSettings
 from cloud.sync.validation import validate_body
-from contracts.commands import AckKind, AckStatus, Command, CommandAck
+from contracts.commands import AckKind, AckStatus, Command, CommandAck, CommandStatus
 from contracts.envelope import (
     DEFAULT_MAX_JSON_DEPTH,
     ContentType,
@@ -69,7 +77,7 @@ ORDERED = frozenset({ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_E
 ACKS_PER_FRAME = 2000
 
 HeartbeatHook = Callable[[str, dict[str, Any]], None]
-StatusHook = Callable[[str, bool], None]
+StatusHook = Callable[[str, NodeStatus], None]
 CommandAckHook = Callable[[str, CommandAck], None]
 MemoryHook = Callable[[str, list[KnowledgeRecord]], None]
 
@@ -83,10 +91,16 @@ class CloudSync:
         host: str | None = None,
         port: int | None = None,
         repository: SyncRepository | None = None,
+        ledger: CommandLedger | None = None,
     ) -> None:
         self.settings = s = settings or CloudSyncSettings()
         self._own_repo = repository is None
         self.repo = repository or SyncRepository(db_path or s.sync_db_path)
+        self._own_ledger = ledger is None
+        self.ledger = ledger or CommandLedger.standalone(self.repo.path.with_suffix(".commands.sqlite3"))
+        moved = self.repo.take_legacy_commands(self.ledger.import_legacy)
+        if moved:
+            log.info("moved %d commands from the hub's old table into the command ledger", moved)
         self.clock = self.repo.clock
         self.topics = Topics(s.sync_topic_prefix)
         self._queue: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
@@ -103,7 +117,8 @@ class CloudSync:
         self._ack_cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._online: set[str] = set()
+        self._online: set[str] = set()  # from the nodes' retained status (transport state)
+        self._groups: dict[str, str] = {}  # node -> group, for group rebroadcasts
         self._conn = MqttConnection(
             MqttOptions(
                 host=host or s.sync_mqtt_host,
@@ -141,6 +156,8 @@ class CloudSync:
         self._conn.stop()
         if self._own_repo and close_repo:
             self.repo.close()
+        if self._own_ledger and close_repo:
+            self.ledger.db.dispose()
 
     @property
     def state(self) -> ConnectionState:
@@ -148,6 +165,13 @@ class CloudSync:
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._conn.wait_connected(timeout)
+
+    def online_nodes(self) -> list[str]:
+        """Nodes whose last status said online (the broker re-delivers retained ones on connect)."""
+        return sorted(self._online)
+
+    def node_group(self, node_id: str) -> str | None:
+        return self._groups.get(node_id)
 
     def idle(self) -> bool:
         """No received message waits to be processed (for tests and graceful shutdown)."""
@@ -190,31 +214,27 @@ class CloudSync:
         Resent until the node acks it (the node runs it once and re-acks duplicates)."""
         check_segment(node_id)
         cmd = command if isinstance(command, Command) else Command.model_validate(command)
-        cid = cmd.command_id or uuid.uuid4().hex
-        body = cmd.body()
-        self.repo.add_command(cid, node_id, body)
-        self._publish_command(cid, node_id, body)
-        metrics.COMMANDS.labels(outcome="sent").inc()
-        return cid
+        cmd = cmd.with_id(cmd.command_id or uuid.uuid4().hex)
+        self.ledger.add([(node_id, cmd)], CommandStatus.SENT)  # kept when the fleet recorded it
+        self._publish_command(node_id, cmd)
+        metrics.COMMANDS.labels(outcome=CommandStatus.SENT.value).inc()
+        return cmd.command_id
 
-    def _publish_command(self, cid: str, node_id: str, body: dict[str, Any]) -> None:
-        frame = self._frame(ContentType.COMMAND, [Command.model_validate({**body, "command_id": cid}).to_record()])
-        if self._conn.publish(self.topics.commands(node_id), frame, qos=1):
-            self.repo.mark_command_sent(cid)
+    def _publish_command(self, node_id: str, cmd: Command) -> None:
+        frame = self._frame(ContentType.COMMAND, [cmd.to_record()])
+        self._conn.publish(self.topics.commands(node_id), frame, qos=1)
 
-    def command_status(self, command_id: str) -> dict[str, Any] | None:
-        return self.repo.command(command_id)
+    def _resend(self, node_id: str | None = None) -> None:
+        """Publish the ledger's unacked commands (of one node, or of the online ones)."""
+        for node, cmd in self.ledger.unacked(node_id):
+            if node_id is not None or node in self._online:
+                self._publish_command(node, cmd)
 
     def wait_command_ack(self, command_id: str, timeout: float) -> CommandAck | None:
         """Block until the node acked ``command_id`` (returns the ack) or ``timeout``."""
-
-        def ack() -> CommandAck | None:
-            rec = (self.repo.command(command_id) or {}).get("ack")
-            return CommandAck.model_validate(rec) if rec is not None else None
-
         with self._ack_cv:
-            self._ack_cv.wait_for(lambda: ack() is not None, timeout)
-        return ack()
+            self._ack_cv.wait_for(lambda: self.ledger.ack(command_id) is not None, timeout)
+        return self.ledger.ack(command_id)
 
     def broadcast_memory(self, records: Iterable[KnowledgeRecord], group: str | None = None) -> list[str]:
         """Merge cloud-authored knowledge and send it to the fleet (or one node group).
@@ -265,16 +285,14 @@ class CloudSync:
 
     # -- receiving -----------------------------------------------------------------------------
     def _on_connected(self, session_present: bool) -> None:
-        for cid, node, body in self.repo.unacked_commands():
-            if node in self._online:
-                self._publish_command(cid, node, body)
+        self._resend()
 
     def _retry_loop(self) -> None:
         while not self._stop.wait(self.settings.sync_command_retry_s):
             if not self._conn.connected:
                 continue
-            for cid, node, body in self.repo.unacked_commands():
-                self._publish_command(cid, node, body)
+            for node, cmd in self.ledger.unacked():
+                self._publish_command(node, cmd)
 
     def _work_loop(self) -> None:
         while True:
@@ -451,7 +469,7 @@ class CloudSync:
             shared = [r for r in result.changed if r.shared]
             scope = self.settings.sync_rebroadcast
             if shared and scope != "none":
-                group = self.repo.node_group(node) if scope == "group" else None
+                group = self._groups.get(node) if scope == "group" else None
                 self._send_memory(shared, group=group, scope="group" if group else "fleet")
 
     def _heartbeat(self, node: str, env: Envelope, topic: str) -> None:
@@ -479,17 +497,17 @@ class CloudSync:
                 self._reject(RejectReason.INVALID_RECORD, topic, f"status: {err}")
                 continue
             online = st.status == STATUS_ONLINE
-            self.repo.set_status(node, online, st.group)
+            if st.group:
+                self._groups[node] = st.group
             (self._online.add if online else self._online.discard)(node)
             metrics.NODES_ONLINE.set(len(self._online))
             for hook in list(self._status_hooks):
                 try:
-                    hook(node, online)
+                    hook(node, st)
                 except Exception:
                     log.exception("status hook failed")
             if online:
-                for cid, _, body in self.repo.unacked_commands(node):
-                    self._publish_command(cid, node, body)
+                self._resend(node)
 
     def _acks_from_node(self, node: str, env: Envelope) -> None:
         for rec in env.records:
@@ -502,7 +520,7 @@ class CloudSync:
                 except ValueError as err:
                     self._reject(RejectReason.INVALID_RECORD, f"{node}/ack", f"command ack: {err}")
                     continue
-                if self.repo.ack_command(rid, node, ack.to_record()):
+                if self.ledger.record_ack(node, ack) is not None:
                     metrics.COMMANDS.labels(outcome=ack.status.value).inc()
                     for hook in list(self._command_ack_hooks):
                         try:

@@ -1,9 +1,15 @@
-"""Persistence of the cloud sync hub, behind one small class (SQLite via ``sqlite3``).
+"""Persistence of the cloud sync hub's data plane, behind one small class (SQLite via ``sqlite3``).
 
-The controller can later point it at its own database by implementing the same methods; the
-hub only calls what is public here. Every node message is applied in ONE transaction together
-with its message id and the node's next expected sequence number, so a crash between "applied"
-and "remembered as applied" cannot happen: a message is applied exactly once.
+What lives here is transport and dedup state plus the merged memory: each node's stream cursor
+(``streams``), the message ids applied, knowledge, shared sessions, hard examples and events.
+Nodes and commands are not here: the fleet service owns them in the cloud database (the
+command ledger, ``cloud.fleet.ledger``). A hub file from before that split is upgraded on open
+(``nodes`` → ``streams``; the old ``commands`` rows are handed to the ledger by the hub, see
+:meth:`SyncRepository.take_legacy_commands`).
+
+Every node message is applied in ONE transaction together with its message id and the node's
+next expected sequence number, so a crash between "applied" and "remembered as applied" cannot
+happen: a message is applied exactly once.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -22,14 +28,12 @@ from contracts.commands import AckStatus
 from contracts.envelope import ContentType
 from contracts.hlc import HLC, HybridClock
 from contracts.memory import KnowledgeRecord, lww_wins
+from contracts.sqlite_tx import transaction
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
+CREATE TABLE IF NOT EXISTS streams (
     node_id TEXT PRIMARY KEY,
-    next_seq INTEGER NOT NULL DEFAULT 1,
-    group_name TEXT,
-    online INTEGER NOT NULL DEFAULT 0,
-    last_seen_ms INTEGER NOT NULL DEFAULT 0
+    next_seq INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS applied (
     msg_id TEXT PRIMARY KEY,
@@ -73,15 +77,6 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     at_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS commands (
-    command_id TEXT PRIMARY KEY,
-    node_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    sent_ms INTEGER,
-    acked_ms INTEGER,
-    ack TEXT
-);
 """
 _KCOLS = "key, text, embedding, source, confidence, created, updated, deleted, shared, from_node, merged"
 APPLIED_KEEP_PER_NODE = 100_000  # message ids remembered per node (older ones are below next_seq anyway)
@@ -119,6 +114,7 @@ class SyncRepository:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._upgrade_legacy_nodes()
         self._db.executescript(_SCHEMA)
         newest = self._db.execute("SELECT MAX(merged) FROM knowledge").fetchone()[0]
         self.clock = clock or HybridClock("cloud", last=HLC.parse(newest) if newest else None)
@@ -127,18 +123,52 @@ class SyncRepository:
         with self._lock:
             self._db.close()
 
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return found.fetchone() is not None
+
+    def _upgrade_legacy_nodes(self) -> None:
+        """A hub file from before the ledger: keep each node's stream cursor, drop the rest."""
+        if not self._has_table("nodes"):
+            return
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS streams (node_id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL DEFAULT 1)"
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO streams(node_id, next_seq) SELECT node_id, next_seq FROM nodes"
+            )
+            self._db.execute("DROP TABLE nodes")
+
+    def take_legacy_commands(self, into: Callable[[list[dict[str, Any]]], object]) -> int:
+        """Hand the rows of a pre-ledger ``commands`` table to ``into`` (the ledger's
+        ``import_legacy``), then drop the table; returns how many rows there were."""
+        with self._lock:
+            if not self._has_table("commands"):
+                return 0
+            rows = [
+                {"command_id": r[0], "node_id": r[1], "body": json.loads(r[2]), "created_ms": r[3],
+                 "acked_ms": r[4], "ack": json.loads(r[5]) if r[5] else None}
+                for r in self._db.execute(
+                    "SELECT command_id, node_id, body, created_ms, acked_ms, ack FROM commands ORDER BY created_ms"
+                )
+            ]
+            into(rows)  # the ledger has them before they leave this file
+            self._db.execute("DROP TABLE commands")
+            return len(rows)
+
     # -- per-node ordering state --------------------------------------------------------------
     def next_seq(self, node_id: str) -> int:
         with self._lock:
-            row = self._db.execute("SELECT next_seq FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            row = self._db.execute("SELECT next_seq FROM streams WHERE node_id = ?", (node_id,)).fetchone()
         return int(row[0]) if row else 1
 
     def is_applied(self, msg_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM applied WHERE msg_id = ?", (msg_id,)).fetchone() is not None
 
-    def _ensure_node(self, node_id: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO nodes(node_id) VALUES (?)", (node_id,))
+    def _ensure_stream(self, node_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO streams(node_id) VALUES (?)", (node_id,))
 
     def apply_message(
         self,
@@ -160,8 +190,7 @@ class SyncRepository:
                 return ApplyResult(AckStatus.DUPLICATE, [], 0)
             changed: list[KnowledgeRecord] = []
             now = _now_ms()
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._db, immediate=True):
                 if rejected_reason is None:
                     changed = self._apply_records(node_id, kind, records, now)
                 self._db.execute(
@@ -169,15 +198,10 @@ class SyncRepository:
                     (msg_id, node_id, seq, "rejected:" + rejected_reason if rejected_reason else "applied", now),
                 )
                 if seq > 0:
-                    self._ensure_node(node_id)
+                    self._ensure_stream(node_id)
                     self._db.execute(
-                        "UPDATE nodes SET next_seq = MAX(next_seq, ?), last_seen_ms = ? WHERE node_id = ?",
-                        (seq + 1, now, node_id),
+                        "UPDATE streams SET next_seq = MAX(next_seq, ?) WHERE node_id = ?", (seq + 1, node_id)
                     )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             if seq > 0 and seq % 1000 == 0:
                 self._prune_applied(node_id, seq)
             status = AckStatus.REJECTED if rejected_reason else AckStatus.APPLIED
@@ -186,8 +210,8 @@ class SyncRepository:
     def skip_to(self, node_id: str, seq: int) -> None:
         """The node says everything below ``seq`` was acked already (e.g. this DB is newer)."""
         with self._lock:
-            self._ensure_node(node_id)
-            self._db.execute("UPDATE nodes SET next_seq = MAX(next_seq, ?) WHERE node_id = ?", (seq, node_id))
+            self._ensure_stream(node_id)
+            self._db.execute("UPDATE streams SET next_seq = MAX(next_seq, ?) WHERE node_id = ?", (seq, node_id))
 
     def _prune_applied(self, node_id: str, seq: int) -> None:
         self._db.execute("DELETE FROM applied WHERE node_id = ? AND seq > 0 AND seq < ?",
@@ -241,15 +265,8 @@ class SyncRepository:
 
     def merge_knowledge(self, records: list[KnowledgeRecord], from_node: str = "cloud") -> list[KnowledgeRecord]:
         """Cloud-side write (e.g. knowledge authored in the cloud); returns what changed."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                changed = self._merge_knowledge(records, from_node)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return changed
+        with self._lock, transaction(self._db, immediate=True):
+            return self._merge_knowledge(records, from_node)
 
     # -- reads -------------------------------------------------------------------------------
     def knowledge(self, key: str) -> KnowledgeRecord | None:
@@ -292,62 +309,3 @@ class SyncRepository:
         with self._lock:
             return int(self._db.execute(q, a).fetchone()[0])
 
-    # -- nodes -------------------------------------------------------------------------------
-    def set_status(self, node_id: str, online: bool, group: str | None) -> None:
-        with self._lock:
-            self._ensure_node(node_id)
-            self._db.execute(
-                "UPDATE nodes SET online = ?, group_name = COALESCE(?, group_name), last_seen_ms = ? "
-                "WHERE node_id = ?",
-                (int(online), group, _now_ms(), node_id),
-            )
-
-    def node_group(self, node_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT group_name FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
-        return row[0] if row else None
-
-    def online_nodes(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT node_id FROM nodes WHERE online = 1 ORDER BY node_id")]
-
-    # -- commands ----------------------------------------------------------------------------
-    def add_command(self, command_id: str, node_id: str, command: dict[str, Any]) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO commands(command_id, node_id, body, created_ms) VALUES (?, ?, ?, ?)",
-                (command_id, node_id, json.dumps(command), _now_ms()),
-            )
-
-    def mark_command_sent(self, command_id: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE commands SET sent_ms = ? WHERE command_id = ?", (_now_ms(), command_id))
-
-    def ack_command(self, command_id: str, node_id: str, ack: dict[str, Any]) -> bool:
-        """Record the node's ack; False when unknown, from another node, or already acked."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE commands SET acked_ms = ?, ack = ? WHERE command_id = ? AND node_id = ? AND acked_ms IS NULL",
-                (_now_ms(), json.dumps(ack), command_id, node_id),
-            )
-            return cur.rowcount == 1
-
-    def command(self, command_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT node_id, body, created_ms, sent_ms, acked_ms, ack FROM commands WHERE command_id = ?",
-                (command_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        return {
-            "command_id": command_id, "node_id": row[0], "command": json.loads(row[1]), "created_ms": row[2],
-            "sent_ms": row[3], "acked_ms": row[4], "ack": json.loads(row[5]) if row[5] else None,
-        }
-
-    def unacked_commands(self, node_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-        q, a = "SELECT command_id, node_id, body FROM commands WHERE acked_ms IS NULL", cast(tuple[str, ...], ())
-        if node_id:
-            q, a = q + " AND node_id = ?", (node_id,)
-        with self._lock:
-            return [(r[0], r[1], json.loads(r[2])) for r in self._db.execute(q + " ORDER BY created_ms", a)]

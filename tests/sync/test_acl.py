@@ -75,4 +75,4 @@ def test_real_sync_works_under_the_acl(
     cid = hub.send_command("node-a", {"type": "ping"})
     assert hub.wait_command_ack(cid, 20) is not None
     edge.stop(graceful=False)
-    wait_until(lambda: hub.repo.online_nodes() == [], what="Last Will allowed by the ACL")
+    wait_until(lambda: hub.online_nodes() == [], what="Last Will allowed by the ACL")

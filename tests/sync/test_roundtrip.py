@@ -24,7 +24,7 @@ def test_memory_round_trip_rebroadcast_and_resync(
     got_b: list[KnowledgeRecord] = []
     b.on_memory(got_b.extend)
     assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
-    wait_until(lambda: set(hub.repo.online_nodes()) == {"node-a", "node-b"}, what="both nodes online")
+    wait_until(lambda: set(hub.online_nodes()) == {"node-a", "node-b"}, what="both nodes online")
 
     assert a.store is not None and b.store is not None
     recs = [a.store.put(f"fact-{i}", f"valve {i} opens at {i} bar", source="node-a") for i in range(50)]
@@ -108,7 +108,7 @@ def test_heartbeat_status_last_will_hard_examples_events(
     beats: list[tuple[str, dict[str, Any]]] = []
     statuses: list[tuple[str, bool]] = []
     hub.on_heartbeat(lambda n, p: beats.append((n, p)))
-    hub.on_status(lambda n, online: statuses.append((n, online)))
+    hub.on_status(lambda n, st: statuses.append((n, st.status == "online")))
     edge = make_edge(mosquitto_broker, "node-a", store=False)
     edge.set_heartbeat_provider(lambda: {
         "model_version": "1.2.0", "adapters": ["intent", "slots"], "queue_depth": 3, "latency_p50_ms": 4.5,
@@ -133,7 +133,7 @@ def test_heartbeat_status_last_will_hard_examples_events(
 
     edge.stop(graceful=False)  # a crash: the broker publishes the Last Will
     wait_until(lambda: statuses[-1] == ("node-a", False), what="Last Will marks the node offline")
-    assert hub.repo.online_nodes() == []
+    assert hub.online_nodes() == []
 
 
 def test_group_rebroadcast_and_shared_session_state(
@@ -149,7 +149,7 @@ def test_group_rebroadcast_and_shared_session_state(
     c.on_memory(got_c.extend)
     for e in (a, b, c):
         assert e.wait_connected(10)
-    wait_until(lambda: hub.repo.node_group("node-a") == "line-1" and hub.repo.node_group("node-c") == "line-2",
+    wait_until(lambda: hub.node_group("node-a") == "line-1" and hub.node_group("node-c") == "line-2",
                what="groups learnt from status")
     assert a.store is not None and b.store is not None and c.store is not None
     wait_until(lambda: all(e.resyncs_completed >= 1 for e in (a, b, c)), what="initial resyncs")
