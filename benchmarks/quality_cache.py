@@ -481,9 +481,12 @@ def bundle_encode(bundle: Path) -> tuple[Encode, Callable[[], None]]:
 
 
 # ----------------------------------------------------------------------------- main
-def headline(results: dict[str, dict[str, Any]], default_t: float) -> list[HeadlineRow]:
+def headline(results: dict[str, dict[str, Any]], default_t: float, names: list[str] | None = None) -> list[HeadlineRow]:
+    """One row per deployable encoder (``names``; default: all)."""
     rows = []
     for name, r in results.items():
+        if names is not None and name not in names:
+            continue
         d, b = r["heldout_at_default"], r["baseline_no_signature_at_default"]
         rows.append(HeadlineRow(
             what=f"Semantic-cache false hits, hard negatives, held-out ({r['heldout_curve']['n_hard_negative']}), "
@@ -579,7 +582,7 @@ def main() -> int:
     print(json.dumps({"bench": "cache", "recommended_default": recommended, "default_threshold": default_t,
                       "goal_met": {k: r["goal_met"] for k, r in results.items()}}))
     if not args.no_record:
-        write_record("cache", metrics, headline(results, default_t), figures=figures(results))
+        write_record("cache", metrics, headline(results, default_t, in_rule), figures=figures(results))
     return 0
 
 
