@@ -1,6 +1,6 @@
 """Shared CLI plumbing: every error is one line on stderr and an exit code, never a traceback.
 
-Exit codes: 2 for usage errors (a bad flag, argument, setting, YAML file or path the user
+Exit codes: 2 for usage errors (a bad flag, argument, setting, YAML file, path or data file the user
 named), 1 for failures (the controller refused, a bundle did not load, a node is unreachable).
 Output: tables on a terminal; when stdout is not a terminal nothing is truncated (rich gets a
 wide console) and ``--json`` prints machine-readable documents.
@@ -92,12 +92,9 @@ def run_cli(app: typer.Typer, args: list[str] | None = None) -> None:
     except typer.Abort:
         print_error("aborted")
         sys.exit(130)
-    except ConfigError as exc:
+    except AutoGLMError as exc:  # 400 (a setting, the user's data): usage; anything else: a failure
         print_error(exc.message)
-        sys.exit(USAGE)
-    except AutoGLMError as exc:
-        print_error(exc.message)
-        sys.exit(FAILURE)
+        sys.exit(USAGE if isinstance(exc, ConfigError) or exc.status == 400 else FAILURE)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         print_error(exc)
         sys.exit(USAGE)

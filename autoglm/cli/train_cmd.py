@@ -57,9 +57,9 @@ def train(
     try:
         cfg = TrainConfig(**kwargs)  # type: ignore[arg-type]
     except ValidationError as exc:
-        fail(f"invalid options: {exc}")
+        fail(f"invalid options: {exc}", 2)
     if base is not None and not base.is_dir():
-        fail(f"--base {base}: no such directory")
+        fail(f"--base {base}: no such directory", 2)
     main = os.environ.get("RANK", "0") == "0"
     result = run_training(cfg, progress=progress and main and not as_json)
     if not main:
