@@ -23,7 +23,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 COMMAND_ID_MAX = 128
 
@@ -142,7 +142,7 @@ class CommandAck(BaseModel):
     command_id: str = Field(
         min_length=1, max_length=COMMAND_ID_MAX, validation_alias=AliasChoices("command_id", "id")
     )
-    ok: bool
+    ok: StrictBool = Field(description="JSON true or false only (0/1/'yes' are refused)")
     result: dict[str, Any] = Field(default_factory=dict, description="The handler's answer (ok acks)")
     error: str = Field(default="", description="'<type>: <reason>' (failed acks)")
 

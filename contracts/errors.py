@@ -7,7 +7,9 @@ Services raise these; each protocol adapter maps them in exactly one place
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 
 class AutoGLMError(Exception):
@@ -102,3 +104,33 @@ class DataError(AutoGLMError):
 
     status = 400
     code = "bad_data"
+
+
+class ErrorBody(BaseModel):
+    """The one error body every HTTP adapter answers with."""
+
+    error: str
+    code: str
+
+
+_DESCRIPTIONS = {
+    400: "Bad request (malformed body, parameter or encoding)",
+    401: "Missing or invalid bearer token",
+    403: "Valid token of the wrong kind, or a disabled route",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "Request failed validation",
+    429: "Overloaded: retry after Retry-After seconds",
+    500: "Internal error",
+    503: "Not ready or a dependency is unavailable",
+    504: "Deadline exceeded",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries in the one error shape (FastAPI ``responses=``)."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
+ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503)

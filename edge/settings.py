@@ -31,11 +31,35 @@ class ServeSettings(AutoGLMSettings):
     http_host: str = Field(default="0.0.0.0", description="Address the inference HTTP server listens on.")
     http_port: int = Field(default=EDGE_HTTP_PORT, ge=0, le=65535, description="Port of the inference HTTP server.")
     http_max_body_bytes: int = Field(
-        default=8 * 1024 * 1024, ge=1024, description="Largest accepted inference request body (413 above it)."
+        default=8 * 1024 * 1024, ge=1024, description="Largest accepted inference request body (413 above it: Content-Length checked before "
+        "reading, then counted while reading; also the cap on a decompressed gzip/deflate body)."
     )
     http_admin_token: str = Field(
         default="",
-        description="Bearer token required by the model repository endpoints (load/index); empty: no token needed.",
+        description="Bearer token required by the admin routes: model repository index/load/unload and "
+        "POST /v1/knowledge. Empty: those routes answer 403 unless http_insecure_dev is set.",
+    )
+    http_insecure_dev: bool = Field(
+        default=False,
+        description="Development only: with no http_admin_token, serve the admin routes without a token "
+        "(knowledge written that way stays on this node: never shared with the fleet).",
+    )
+    http_max_json_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024,
+        description="Largest body of the JSON routes other than infer (/v1/ask, /v1/knowledge, repository "
+        "load …): 413 above it (Content-Length checked first, then counted while reading).",
+    )
+    http_max_json_depth: int = Field(
+        default=32, ge=2, le=512, description="Deepest nesting of arrays/objects accepted in a JSON body (400 deeper)."
+    )
+    http_max_inflight_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024,
+        description="Budget of inference request bytes held at once (declared Content-Length, else "
+        "http_max_body_bytes, reserved before reading until the answer is sent); beyond it 429 at once.",
+    )
+    http_limit_concurrency: int | None = Field(
+        default=512, ge=1,
+        description="uvicorn limit_concurrency: most connections/tasks at once; beyond it 503 at once (None: no limit).",
     )
     bundle_dir: Path | None = Field(default=None, description="Bundle directory served at start-up (None: wait for a load).")
     bundle_public_key: str = Field(

@@ -25,6 +25,8 @@ from cloud.api.errors import install_error_handlers, unexpected_error_response
 from cloud.api.routers import fleet, health, registry, rollouts, tools
 from cloud.settings import CloudSettings
 from cloud.ui import mount_console
+from contracts.body_limits import BodyLimitMiddleware
+from contracts.errors import ERROR_RESPONSES
 from contracts.logging import get_logger
 
 log = get_logger("autoglm.cloud.api")
@@ -88,12 +90,20 @@ def create_app(
         version="1",
         description="Model registry, artifact downloads, fleet, gray-release rollouts and the tool service.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.services = svc
     app.state.admin_tokens = parse_admin_tokens(settings.all_admin_tokens())
     if not app.state.admin_tokens:
         log.warning("no admin token configured: management endpoints will refuse every request")
     install_error_handlers(app)
+    # Added before the metrics middleware, so it runs inside it: its 413 / 400 answers are counted.
+    app.add_middleware(
+        BodyLimitMiddleware,  # type: ignore[arg-type]
+        max_body_bytes=settings.http_max_json_body_bytes,
+        max_json_depth=settings.http_max_json_depth,
+        exclude_paths=("/api/v1/bundles",),  # the upload streams to disk under upload_max_bytes
+    )
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

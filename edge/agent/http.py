@@ -1,5 +1,5 @@
 """HTTP routes of the agent, mounted on the edge app: ``POST /v1/ask``, ``POST /v1/knowledge``
-(remember a fact: embedded, stored, synced), ``POST /v1/feedback``, ``GET /v1/agent/status``. Errors go through the edge app's single error mapping
+(remember a fact: embedded, stored, synced; admin token), ``POST /v1/feedback``, ``GET /v1/agent/status``. Errors go through the edge app's single error mapping
 (``edge.http.errors``); bad bodies are 400 there.
 
     app = create_app(service, serve_settings)      # edge.http.app (OIP v2)
@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from edge.agent.agent import Agent
 from edge.agent.types import AskRequest, AskResponse, FeedbackRequest, KnowledgeRequest
+from edge.http.auth import Writer, admin_auth
 
 
 def make_router(agent: Agent) -> APIRouter:
@@ -24,8 +25,12 @@ def make_router(agent: Agent) -> APIRouter:
         return await agent.ask(body)
 
     @router.post("/v1/knowledge")
-    async def knowledge(body: KnowledgeRequest) -> dict[str, Any]:
-        return await agent.remember(body.key, body.text)
+    async def knowledge(body: KnowledgeRequest, writer: Annotated[Writer, Depends(admin_auth)]) -> dict[str, Any]:
+        """Needs the edge admin token (``edge.http.auth``). The record's ``source`` says who wrote it
+        (``http:admin@<node>``); only a write with the admin token is shared with the fleet — one
+        made without a token (``http_insecure_dev``) stays on this node."""
+        return await agent.remember(body.key, body.text, source=f"http:{writer.name}@{agent.node_id}",
+                                    shared=writer.authenticated)
 
     @router.post("/v1/feedback")
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:

@@ -161,10 +161,12 @@ class KnowledgeMemory:
         self.publish = publish
         self._index = _VectorIndex(store, KNOWLEDGE_PREFIX)
 
-    def remember(self, key: str, text: str, embedding: np.ndarray, *, source: str = "", confidence: float = 1.0) -> None:
+    def remember(self, key: str, text: str, embedding: np.ndarray, *, source: str = "", confidence: float = 1.0,
+                 shared: bool = True) -> None:
+        """Store a knowledge entry; only a ``shared`` one is published (synced to the fleet)."""
         rec = self.store.put(f"{KNOWLEDGE_PREFIX}{key}", text, embedding=[float(x) for x in _unit(embedding)],
-                             source=source, confidence=confidence)
-        if self.publish is not None:
+                             source=source, confidence=confidence, shared=shared)
+        if self.publish is not None and rec.shared:
             self.publish([rec])
 
     def search(self, embedding: np.ndarray, k: int = 3, threshold: float = 0.0) -> list[MemoryHit]:

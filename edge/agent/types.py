@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 
 class Source(StrEnum):
@@ -22,7 +22,7 @@ class AskRequest(BaseModel):
     text: str = Field(min_length=1, max_length=4000, description="The question or command")
     session_id: str | None = Field(default=None, max_length=128, description="Conversation id (short-term memory)")
     priority: int = Field(default=0, ge=0, le=15, description="0 = normal; higher is served first by the batcher")
-    confirm: bool = Field(default=False, description="Explicit confirmation for device_control")
+    confirm: StrictBool = Field(default=False, description="Explicit confirmation for device_control (JSON true only)")
 
 
 class AskResponse(BaseModel):
@@ -44,7 +44,7 @@ class KnowledgeRequest(BaseModel):
 
 class FeedbackRequest(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
-    correct: bool = Field(description="Whether the answer given to `text` was right")
+    correct: StrictBool = Field(description="Whether the answer given to `text` was right")
     path: list[str] | None = Field(default=None, description="Graph path to confirm (default: the path last used for `text`)")
     start_type: str | None = Field(default=None)
 

@@ -6,7 +6,7 @@ Routes (KServe / Triton compatible):
 * ``GET /v2/models/{name}[/versions/{version}]`` (metadata), ``…/ready``
 * ``POST /v2/models/{name}[/versions/{version}]/infer`` (JSON or binary tensor data)
 * ``POST /v2/repository/index``, ``POST /v2/repository/models/{name}/load`` (hot swap; body
-  ``{"parameters": {"bundle": "/path", "adapter_set": "name"}}``, bearer token when configured)
+  ``{"parameters": {"bundle": "/path", "adapter_set": "name"}}``; admin token, see :mod:`edge.http.auth`)
 * ``GET /metrics`` (Prometheus), ``GET /v2/edge/status`` (slot states, last load)
 
 The infer route is a raw ASGI handler (:mod:`edge.http.infer_endpoint`) called before FastAPI's
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Send
 
 import contracts
+from contracts.body_limits import BodyLimitMiddleware
 from contracts.defaults import EDGE_LIVE_PATH, EDGE_READY_PATH, METRICS_PATH
-from contracts.errors import BadRequest, Unauthorized, Unavailable
+from contracts.errors import BadRequest, Conflict, NotFound
 from contracts.logging import get_logger
-from edge.http.errors import install_error_handlers
+from edge.http.auth import EdgeAdminAuth
+from edge.http.errors import ERROR_RESPONSES, install_error_handlers
 from edge.http.infer_endpoint import InferEndpoint, match_infer_path
 from edge.http.oip_codec import INPUT_NAME, OUTPUT_DTYPES
 from edge.serving.loaded_model import LoadedModel
@@ -112,17 +113,20 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
                 initial.cancel()
             await service.stop()
 
-    app = EdgeApp(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan)
+    app = EdgeApp(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan,
+                  responses=ERROR_RESPONSES)
     install_error_handlers(app)
     app.state.service = service
+    app.state.admin_auth = auth = EdgeAdminAuth(settings.http_admin_token, settings.http_insecure_dev)
+    app.state.limit_concurrency = settings.http_limit_concurrency  # read by edge.http.server.uvicorn_config
+    app.add_middleware(
+        BodyLimitMiddleware,  # type: ignore[arg-type]
+        max_body_bytes=settings.http_max_json_body_bytes,
+        max_json_depth=settings.http_max_json_depth,
+    )
 
     def require_admin(request: Request) -> None:
-        token = settings.http_admin_token
-        if not token:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise Unauthorized("the model repository API needs 'Authorization: Bearer <token>'")
+        auth(request)
 
     @app.get(EDGE_LIVE_PATH)
     async def live() -> Response:
@@ -156,7 +160,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         m = service.manager.resolve(name, version)
         return _json({"name": m.name, "version": m.version, "ready": True})
 
-    app.infer_endpoint = InferEndpoint(service, max_body)
+    app.infer_endpoint = InferEndpoint(service, max_body, settings.http_max_inflight_body_bytes)
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request) -> Response:
@@ -196,7 +200,10 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     @app.post("/v2/repository/models/{name}/unload")
     async def repository_unload(name: str, request: Request) -> Response:
         require_admin(request)
-        raise Unavailable("unloading the only served model is not supported; load another bundle instead")
+        active = service.manager.active
+        if active is None or active.name != name:
+            raise NotFound(f"model {name!r} is not loaded")
+        raise Conflict("unloading the only served model is not supported; load another bundle instead")
 
     @app.get("/v2/edge/status")
     async def edge_status() -> Response:

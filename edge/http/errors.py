@@ -15,10 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from contracts.errors import AutoGLMError
+from contracts.errors import ERROR_RESPONSES, AutoGLMError
 from contracts.logging import get_logger
 
 log = get_logger("autoglm.edge.http")
+__all__ = ["ERROR_RESPONSES", "error_response", "exception_response", "install_error_handlers"]
 
 
 def error_response(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:

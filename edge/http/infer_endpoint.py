@@ -16,9 +16,10 @@ import zlib
 from collections.abc import MutableMapping
 from typing import Any
 
-from contracts.errors import BadRequest, PayloadTooLarge
+from contracts.errors import BadRequest, Overloaded, PayloadTooLarge
 from edge.http.errors import exception_response
 from edge.http.oip_codec import encode_infer_response, parse_infer_request
+from edge.serving.loaded_model import LoadedModel
 from edge.serving.service import InferenceResult, InferenceService
 
 PREFIX = "/v2/models/"
@@ -43,27 +44,66 @@ class ClientGone(Exception):
 
 
 class InferEndpoint:
-    def __init__(self, service: InferenceService, max_body_bytes: int) -> None:
+    """``max_inflight_bytes``: budget of request bytes held at once. Each request reserves its
+    declared Content-Length (``max_body_bytes`` when it declares none or is compressed) *before*
+    its body is read and keeps it until its answer is sent; a request that does not fit while
+    others hold the budget gets 429 at once, so memory stays bounded however many clients send
+    large bodies at the same time. The queue is checked before reading too."""
+
+    def __init__(self, service: InferenceService, max_body_bytes: int, max_inflight_bytes: int | None = None) -> None:
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.max_inflight_bytes = max_inflight_bytes if max_inflight_bytes is not None else 4 * max_body_bytes
+        self.inflight_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any, name: str, version: str | None) -> None:
+        reserved = 0
         try:
-            content, headers = await self._handle(scope, receive, name, version)
+            model = self.service.manager.resolve(name, version)  # 404 / 503 before reading the body
+            reserved = self._admit(scope, model)
+            content, headers = await self._handle(scope, receive, model, version)
         except ClientGone:
             return
         except Exception as exc:
             response = exception_response(exc, "POST", scope.get("path", ""))
             await response(scope, receive, send)
             return
+        finally:
+            self.inflight_bytes -= reserved
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw_headers.append((b"content-length", str(len(content)).encode("latin-1")))
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _handle(self, scope: Scope, receive: Any, name: str, version: str | None) -> tuple[bytes, dict[str, str]]:
+    def _admit(self, scope: Scope, model: LoadedModel) -> int:
+        """Before reading the body: 413 for a declared size over the limit, 429 when the queue is
+        full or the in-flight byte budget is spent. Returns the bytes reserved."""
+        declared: int | None = None
+        encoded = False
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit():
+                declared = int(value)
+            elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                encoded = True
+        if declared is not None and declared > self.max_body_bytes:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}")
+        batcher = self.service.batcher
+        reserve = self.max_body_bytes if encoded or declared is None else max(declared, 1)
+        problem = ""
+        if batcher.depth >= batcher.capacity:
+            problem = f"queue full ({batcher.depth}/{batcher.capacity} texts waiting); retry later"
+        elif self.inflight_bytes and self.inflight_bytes + reserve > self.max_inflight_bytes:
+            problem = f"too many request bytes in flight ({self.inflight_bytes} of {self.max_inflight_bytes}); retry later"
+        if problem:
+            self.service.metrics.requests.labels(model.name, model.version, "overloaded").inc()
+            raise Overloaded(problem)
+        self.inflight_bytes += reserve
+        return reserve
+
+    async def _handle(
+        self, scope: Scope, receive: Any, model: LoadedModel, version: str | None
+    ) -> tuple[bytes, dict[str, str]]:
         service = self.service
-        model = service.manager.resolve(name, version)  # 404 / 503 before reading the body
         header_length: str | None = None
         encoding = b""
         for key, value in scope["headers"]:
@@ -71,8 +111,6 @@ class InferEndpoint:
                 header_length = value.decode("latin-1")
             elif key == b"content-encoding":
                 encoding = value.strip().lower()
-            elif key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                raise PayloadTooLarge(f"request body of {int(value)} bytes exceeds the limit of {self.max_body_bytes}")
         body = await self._read_body(receive)
         if encoding and encoding != b"identity":
             body = self._decompress(body, encoding)
@@ -107,12 +145,15 @@ class InferEndpoint:
             d = zlib.decompressobj()
         else:
             raise BadRequest(f"unsupported Content-Encoding {encoding.decode('latin-1')!r} (gzip, deflate)")
+        name = encoding.decode("latin-1")
         try:
             out = d.decompress(body, self.max_body_bytes + 1)
         except zlib.error as exc:
-            raise BadRequest(f"request body is not valid {encoding.decode('latin-1')} data: {exc}") from None
+            raise BadRequest(f"invalid {name} body: {exc}") from None
         if len(out) > self.max_body_bytes or d.unconsumed_tail:
             raise PayloadTooLarge(f"decompressed request body exceeds the limit of {self.max_body_bytes} bytes")
+        if not d.eof:
+            raise BadRequest(f"invalid {name} body: the compressed stream is incomplete")
         return out
 
     @staticmethod

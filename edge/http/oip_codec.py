@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from contracts.body_limits import json_too_deep
 from contracts.errors import BadRequest
 from edge.serving.service import InferenceResult
 
@@ -38,6 +39,9 @@ OUTPUT_DTYPES: dict[str, str] = {
     "route_label": "BYTES",
 }
 _U32 = struct.Struct("<I")
+# The input's shape is [n] or [n, 1]; a little slack for clients that wrap rows once more.
+MAX_DATA_DEPTH = 4
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -56,14 +60,23 @@ def _as_int(value: Any, what: str) -> int:
     return value
 
 
-def _flatten_strings(data: Any, out: list[str]) -> None:
-    for x in data:
-        if isinstance(x, str):
-            out.append(x)
-        elif isinstance(x, list):
-            _flatten_strings(x, out)
+def _flatten_strings(data: list[Any], out: list[str], max_depth: int = MAX_DATA_DEPTH) -> None:
+    """Row-major flattening of nested string lists, without recursion, at most ``max_depth`` deep."""
+    stack: list[tuple[Any, int]] = [(iter(data), 1)]
+    while stack:
+        it, depth = stack[-1]
+        for x in it:
+            if isinstance(x, str):
+                out.append(x)
+            elif isinstance(x, list):
+                if depth + 1 > max_depth:
+                    raise BadRequest(f"input {INPUT_NAME!r}: 'data' is nested deeper than {max_depth} levels")
+                stack.append((iter(x), depth + 1))
+                break
+            else:
+                raise BadRequest(f"input {INPUT_NAME!r}: BYTES elements must be strings, got {type(x).__name__}")
         else:
-            raise BadRequest(f"input {INPUT_NAME!r}: BYTES elements must be strings, got {type(x).__name__}")
+            stack.pop()
 
 
 def decode_bytes_tensor(raw: memoryview, count: int) -> list[str]:
@@ -109,6 +122,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         json_len = len(body)
     if json_len == 0:
         raise BadRequest("empty request body; expected an inference request JSON object")
+    if json_too_deep(body if json_len == len(body) else body[:json_len], MAX_JSON_DEPTH):
+        raise BadRequest(f"inference request JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         doc = orjson.loads(memoryview(body)[:json_len])
     except orjson.JSONDecodeError as exc:
@@ -192,8 +207,11 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
 
     priority = _as_int(params.get("priority", 0), "parameter priority")
     deadline_s: float | None = None
-    if "timeout" in params:  # Triton: microseconds
-        deadline_s = _as_int(params["timeout"], "parameter timeout") / 1e6
+    if "timeout" in params:  # Triton: microseconds; 0 means none
+        timeout_us = _as_int(params["timeout"], "parameter timeout")
+        if timeout_us < 0:
+            raise BadRequest(f"parameter timeout must be ≥ 0 microseconds, got {timeout_us}")
+        deadline_s = timeout_us / 1e6 if timeout_us else None
     if "deadline_ms" in params:
         value = params["deadline_ms"]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -40,6 +40,8 @@ def uvicorn_config(app: FastAPI, host: str, port: int, **overrides: Any) -> uvic
         "lifespan": "on",
         "timeout_keep_alive": 30,
         "backlog": 2048,
+        # from the app's settings (ServeSettings.http_limit_concurrency): beyond it uvicorn answers 503
+        "limit_concurrency": getattr(app.state, "limit_concurrency", None),
     }
     kwargs.update(overrides)
     return uvicorn.Config(app, **kwargs)

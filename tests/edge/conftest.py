@@ -34,6 +34,9 @@ from edge.settings import ServeSettings
 from export.pipeline import export_adapter_update, export_checkpoint
 
 ROUTES = ["calculator", "climate", "chitchat", "doc_search"]
+# The edge's admin routes (repository load/unload, /v1/knowledge) need a token by default.
+EDGE_ADMIN = "edge-test-admin-token"
+ADMIN_HEADERS = {"Authorization": f"Bearer {EDGE_ADMIN}"}
 MODEL = "autoglm-router"
 
 
@@ -165,6 +168,7 @@ def settings_for(tmp: Path, **overrides: object) -> ServeSettings:
         "serve_warmup_batches": 1,
         "model_cache_dir": tmp / "model-cache",
         "providers": ["cpu"],
+        "http_admin_token": EDGE_ADMIN,
     }
     base.update(overrides)
     return ServeSettings(**base)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 import numpy as np
 
-from tests.edge.conftest import MODEL, Bundles, Reference, Served
+from tests.edge.conftest import ADMIN_HEADERS, MODEL, Bundles, Reference, Served
 
 LOAD = f"/v2/models/{MODEL}/infer"
 
@@ -45,7 +45,8 @@ def test_swap_under_load_drops_nothing(
             i += 1
 
     async def run() -> None:
-        async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=httpx.Limits(max_connections=16)) as c:
+        async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=httpx.Limits(max_connections=16),
+                                     headers=ADMIN_HEADERS) as c:
             clients = [asyncio.create_task(client(k, c)) for k in range(12)]
             await asyncio.sleep(0.5)
             r = await c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}})
@@ -93,7 +94,8 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
     assert served.service.batcher.depth == 1
     try:
         r = httpx.post(
-            f"{served.url}/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}}, timeout=60
+            f"{served.url}/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}}, timeout=60,
+            headers=ADMIN_HEADERS,
         )
         assert r.status_code == 200, r.text
         status = httpx.get(served.url + "/v2/edge/status").json()
@@ -122,7 +124,7 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
 
 
 def test_failed_load_keeps_current_model_and_reports_why(served: Served, tampered_bundle: object) -> None:
-    with httpx.Client(base_url=served.url, timeout=60) as c:
+    with httpx.Client(base_url=served.url, timeout=60, headers=ADMIN_HEADERS) as c:
         r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(tampered_bundle)}})
         assert r.status_code == 422
         assert "sha256 mismatch" in r.json()["error"]
@@ -149,7 +151,7 @@ def test_cache_is_invalidated_on_swap_and_adapter_set_change(
     served: Served, bundles: Bundles, reference_v2: Reference
 ) -> None:
     text = ["cache across swaps"]
-    with httpx.Client(base_url=served.url, timeout=60) as c:
+    with httpx.Client(base_url=served.url, timeout=60, headers=ADMIN_HEADERS) as c:
         assert c.post(LOAD, json=body(text)).json()["parameters"]["cached"] == 0
         v1 = c.post(LOAD, json=body(text)).json()
         assert v1["parameters"]["cached"] == 1
@@ -186,7 +188,7 @@ def test_repository_api_needs_token_when_configured(start_server: object, bundle
 
 def test_adapter_only_update_binds_onto_the_served_bundle(served: Served, bundles: Bundles) -> None:
     ref = Reference(bundles.update, parent=bundles.v1)
-    with httpx.Client(base_url=served.url, timeout=60) as c:
+    with httpx.Client(base_url=served.url, timeout=60, headers=ADMIN_HEADERS) as c:
         r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}})
         assert r.status_code == 200, r.text
         assert r.json()["version"] == "1.1.0"
@@ -197,7 +199,7 @@ def test_adapter_only_update_binds_onto_the_served_bundle(served: Served, bundle
 
 def test_adapter_only_update_needs_its_parent_served(start_server: object, bundles: Bundles) -> None:
     s = start_server(bundle_dir=bundles.v2)  # type: ignore[operator]
-    with httpx.Client(base_url=s.url, timeout=60) as c:
+    with httpx.Client(base_url=s.url, timeout=60, headers=ADMIN_HEADERS) as c:
         r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}})
         assert r.status_code == 422 and "parent" in r.json()["error"], r.text
         assert c.post(LOAD, json=body(["x"])).json()["model_version"] == "2.0.0"

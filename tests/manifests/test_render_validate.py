@@ -79,6 +79,9 @@ def test_every_config_reference_resolves_in_the_render(name: str) -> None:
     out_of_band = {("Secret", "autoglm", "autoglm-mqtt-tls")}
     if name != "dev":
         out_of_band |= {("Secret", "autoglm", "autoglm-cloud-secrets"), ("Secret", "autoglm", "autoglm-mqtt-passwd")}
+        # Issue 14: the edge admin token and the fleet's bundle public key are made per cluster.
+        out_of_band |= {("Secret", "autoglm-edge", "autoglm-edge-secrets"),
+                        ("ConfigMap", "autoglm", "autoglm-fleet-keys"), ("ConfigMap", "autoglm-edge", "autoglm-fleet-keys")}
     missing: set[tuple[str, str, str]] = set()
     for w in workloads(objs):
         ns = w["metadata"]["namespace"]
