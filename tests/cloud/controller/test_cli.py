@@ -94,7 +94,7 @@ def test_cloud_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
     env = {**os.environ, "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path / "state"), "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
            "AUTOGLM_CLOUD_ADMIN_TOKEN": "serve-token", "AUTOGLM_CLOUD_TOOL_DOC_EMBEDDINGS": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "autoglm", "cloud", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -112,3 +112,5 @@ def test_cloud_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+    said = proc.stdout.read().decode() if proc.stdout else ""
+    assert f"listening on http://127.0.0.1:{port}" in said and "broker none" in said and "registry.db" in said
