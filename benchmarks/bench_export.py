@@ -8,7 +8,12 @@ sizes, the size of an adapter-only update relative to each full bundle, and the 
 numbers against the goal (mean cosine >= 0.995, p1 >= 0.98, >= 2x fp32 at batch 32).
 
     python benchmarks/bench_export.py [--checkpoint DIR] [--tiny] [--threads 1] [--rounds 3]
-                                      [--seconds 1.5] [--json-out FILE]
+                                      [--seconds 1.5] [--json-out FILE] [--options] [--no-torch]
+
+``--options`` adds int8 variants built from the same fp32 graph, timed in the same rounds and
+scored on the same test queries (the speed-vs-accuracy table of docs/arch/bundle.md): dynamic
+int8 with every node quantized (smoothed, no search) and static QDQ (u8s8, per-channel,
+MatMul only, calibrated on the validation split). ``--no-torch`` drops the PyTorch row (faster).
 
 Without ``--checkpoint`` it uses ``.autoglm/demo/checkpoint`` when present, else all-MiniLM-L6-v2
 with random adapters (``--tiny``: a tiny random encoder, for a smoke run).
@@ -88,6 +93,32 @@ def measure(run: Callable[[np.ndarray, np.ndarray], Any], batches: list[tuple[np
     return times
 
 
+def int8_options(fp32: Path, b32: Any, tok: Any, work: Path) -> dict[str, Path]:
+    """Other int8 recipes from the same fp32 graph (same smoothing and calibration split as the
+    exporter), for the speed-vs-accuracy table."""
+    from export.optimize import nodes_consuming
+    from export.pipeline import default_calibration_set
+    from export.quantize import quantizable_nodes, quantize_int8, quantize_static_qdq
+    from export.settings import ExportSettings
+    from export.smooth import smooth_graph
+
+    cfg = ExportSettings()
+    graph = fp32 / b32.manifest.graphs["encoder"].file
+    keep = nodes_consuming(graph, set(b32.manifest.adapter_sets[b32.manifest.default_adapter_set].tensors))
+    cal = default_calibration_set(cfg.int8_calibration_samples)
+    calib = cal[0] if cal else []
+    feeds = []
+    for i in range(0, len(calib), 32):
+        ids, mask = tok(calib[i : i + 32])
+        feeds.append({"input_ids": ids, "attention_mask": mask})
+    smoothed = work / "options-smoothed.onnx"
+    smooth_graph(graph, smoothed, nodes=[n for n in quantizable_nodes(graph) if n not in keep], calib_feeds=feeds, alpha=cfg.int8_smooth_alpha)
+    out = {"int8 dynamic, all nodes (no search)": work / "options-dynamic-all.onnx", "int8 static QDQ u8s8, MatMul": work / "options-qdq.onnx"}
+    quantize_int8(smoothed, out["int8 dynamic, all nodes (no search)"], keep_float=keep, embeddings=cfg.int8_quantize_embeddings)
+    quantize_static_qdq(smoothed, out["int8 static QDQ u8s8, MatMul"], keep_float=keep, calib_feeds=feeds)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path)
@@ -96,6 +127,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=1.5, help="per engine, batch size and round")
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--options", action="store_true", help="also time/score int8 variants (speed vs accuracy table)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager row")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
@@ -122,10 +155,22 @@ def main() -> None:
     tok = bundle_tokenizer(b32)
     rng = np.random.default_rng(0)
     engines = {
-        "pytorch eager": torch_runner(ckpt),
+        **({} if args.no_torch else {"pytorch eager": torch_runner(ckpt)}),
         "ort fp32": ort_runner(fp32 / b32.manifest.graphs["encoder"].file, args.threads),
         "ort int8": ort_runner(int8 / b8.manifest.graphs["encoder"].file, args.threads),
     }
+    option_graphs = int8_options(fp32, b32, tok, work) if args.options else {}
+    for name, graph in option_graphs.items():
+        engines[name] = ort_runner(graph, args.threads)
+    accuracy = {}
+    if option_graphs:
+        from export.parity import parity_report, run_texts
+
+        routes = list(b32.manifest.routes)
+        ref = run_texts(engines["ort fp32"], tok, texts)
+        for name in ["ort int8", *option_graphs]:
+            rep = parity_report(ref, run_texts(engines[name], tok, texts), routes=routes, labels=labels)
+            accuracy[name] = {k: rep[k] for k in ("n", "cosine_mean", "cosine_p1", "route_agreement", "accuracy", "accuracy_reference", "accuracy_drop") if k in rep}
     inputs = {}
     for bs in BATCHES:
         picks = [rng.choice(len(texts), bs, replace=False) for _ in range(8)]
@@ -197,7 +242,16 @@ def main() -> None:
         "int8_trials": b8.manifest.metrics.export["int8"]["trials"],
         "goal_met": goal,
         "export_s": {"fp32": round(t_fp32, 1), "int8": round(t_int8, 1)},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()},
+        "options_accuracy": accuracy,
     }
+    if accuracy:
+        print(f"\n{'option':34s} {'x fp32 @32':>10s} {'cos mean':>9s} {'cos p1':>8s} {'agree':>7s} {'acc drop':>9s}")
+        for name, acc in accuracy.items():
+            sp = next(r["speedup_vs_ort_fp32"] for r in rows if r["engine"] == name and r["batch"] == 32)
+            print(f"{name:34s} {sp:9.2f}x {acc['cosine_mean']:9.4f} {acc['cosine_p1']:8.4f} {acc['route_agreement']:7.4f} "
+                  f"{acc.get('accuracy_drop', float('nan')):9.4f}")
     print(json.dumps(record))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -474,6 +474,7 @@ def _int8(
             goal=goal,
             max_float_nodes=cfg.int8_max_float_nodes,
             embeddings=cfg.int8_quantize_embeddings,
+            rank_per_cost=cfg.int8_rank_per_cost,
         )
     finally:
         if source != fp32:

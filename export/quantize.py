@@ -64,6 +64,13 @@ def quantizable_nodes(path: Path) -> list[str]:
     return out
 
 
+def node_weight_elements(path: Path) -> dict[str, int]:
+    """Node name -> elements of its constant weight inputs (the float compute a node kept in float costs)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    sizes = {i.name: int(np.prod(i.dims)) for i in proto.graph.initializer}
+    return {n.name: sum(sizes.get(i, 0) for i in n.input[1:]) for n in proto.graph.node}
+
+
 def weight_params(path: Path) -> int:
     proto = onnx.load(str(path), load_external_data=False)
     return int(sum(int(np.prod(numpy_helper.to_array(i).shape)) for i in proto.graph.initializer))
@@ -76,12 +83,14 @@ class Int8Result:
     sensitivity: dict[str, float] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
     per_channel: bool = True
+    rank_per_cost: bool = False
 
     def summary(self) -> dict[str, Any]:
         top = sorted(self.sensitivity.items(), key=lambda kv: -kv[1])[:8]
         return {
             "method": "onnxruntime dynamic int8, " + ("per-channel" if self.per_channel else "per-tensor") + " weights",
             "kept_float_nodes": self.kept_float,
+            "ranking": "cosine loss per weight element" if self.rank_per_cost else "cosine loss",
             "sensitivity_top": [{"node": n, "cosine_loss": round(v, 6)} for n, v in top],
             "trials": self.trials,
         }
@@ -97,6 +106,7 @@ def search_int8(
     max_float_nodes: int,
     per_channel: bool = True,
     embeddings: bool = True,
+    rank_per_cost: bool = False,
 ) -> Int8Result:
     """Quantize ``fp32`` into ``dst``, keeping the most sensitive nodes in float until ``goal``
     holds for the calibration numbers (``score(path, True)``) or ``max_float_nodes`` is reached."""
@@ -116,7 +126,9 @@ def search_int8(
                 quantize_int8(fp32, single, keep_float=always_float + others, per_channel=per_channel, embeddings=False)
                 result.sensitivity[node] = max(0.0, 1.0 - score(single, False)["cosine_mean"])
                 single.unlink()
-            ranked = sorted(candidates, key=lambda n: -result.sensitivity[n])
+            cost = node_weight_elements(fp32) if rank_per_cost else {}
+            result.rank_per_cost = rank_per_cost
+            ranked = sorted(candidates, key=lambda n: -result.sensitivity[n] / max(1, cost.get(n, 1)))
             for k in range(1, min(max_float_nodes, len(ranked)) + 1):
                 kept = ranked[:k]
                 path_k = work / f"keep_{k}.onnx"
@@ -130,3 +142,31 @@ def search_int8(
         dst.parent.mkdir(parents=True, exist_ok=True)
         best.replace(dst)
     return result
+
+
+def quantize_static_qdq(src: Path, dst: Path, *, keep_float: list[str], calib_feeds: list[dict[str, np.ndarray]]) -> None:
+    """Static int8 in QDQ format: u8 activations with scales calibrated (MinMax) on ``calib_feeds``,
+    s8 weights per channel, MatMul only (fused Attention stays float: its QDQ form measured slower
+    than fp32). More accurate than dynamic quantization, slower on this CPU (docs/arch/bundle.md)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class _Reader:
+        def __init__(self) -> None:
+            self._it = iter(list(calib_feeds))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(),  # type: ignore[arg-type]
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=list(keep_float),
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"MatMulConstBOnly": True},
+    )

@@ -56,6 +56,11 @@ class ExportSettings(AutoGLMSettings):
         default=640, ge=8,
         description="int8: queries (validation split, not the guard's set) for smoothing statistics and search trials.",
     )
+    int8_rank_per_cost: bool = Field(
+        default=True,
+        description="int8 search: rank nodes to keep float by cosine loss per weight element (cheap sensitive nodes "
+        "first: an FFN MatMul kept float costs ~4x an attention-output one), instead of by cosine loss alone.",
+    )
     int8_quantize_embeddings: bool = Field(
         default=True, description="int8: store the word/position embedding tables as int8 too (about 4x smaller bundle)."
     )
