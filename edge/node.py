@@ -32,7 +32,6 @@ from edge.control.heartbeat import ServingHeartbeat
 from edge.control.loader import CachedParentLoader
 from edge.control.plane import ControlPlane
 from edge.control.settings import ControlSettings
-from edge.control.split import SplitModelManager
 from edge.http.app import create_app
 from edge.http.server import uvicorn_config
 from edge.serving.service import InferenceService
@@ -46,11 +45,9 @@ TOKEN_FILE = "node-token"
 
 
 def build_service(settings: ServeSettings, cache: ModelCache) -> InferenceService:
-    """``InferenceService.from_settings`` with the control plane's manager and loader."""
+    """``InferenceService.from_settings`` with the control plane's loader (model cache)."""
     return InferenceService.from_settings(
-        settings,
-        loader_factory=lambda served_bundle: CachedParentLoader(settings, cache, served_bundle),
-        manager_cls=SplitModelManager,
+        settings, loader_factory=lambda served_bundle: CachedParentLoader(settings, cache, served_bundle)
     )
 
 

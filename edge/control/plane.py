@@ -10,7 +10,8 @@ download. Without an acker ``handle`` blocks and returns the outcome (bounded by
 ``control_apply_timeout_s``). The ack is the outcome, not a receipt. The work itself runs on the
 serving event loop:
 download into the model cache (in a worker thread), verify + load + warm + switch through the
-serving ``ModelManager``, then the last-known-good pointer. Any failure leaves the current
+serving ``ModelManager`` (which also holds the traffic split's second slot), then the
+last-known-good pointer. Any failure leaves the current
 version serving; the ack names the reason.
 """
 
@@ -208,8 +209,7 @@ class ControlPlane:
     async def _apply_version(self, model: str, version: str, cmd: dict[str, Any]) -> dict[str, Any]:
         manager = self.service.manager
         await self._wait_idle()
-        if hasattr(manager, "clear_split"):
-            manager.clear_split()
+        manager.clear_split()
         active = manager.active
         msha = str(cmd.get("manifest_sha256") or "") or None
         same = active is not None and active.name == model and active.version == version
@@ -249,8 +249,6 @@ class ControlPlane:
         if not weights or len(weights) > 2 or any(w < 0 for w in weights.values()):
             raise BadRequest(f"traffic split weights {weights_raw} must name one or two versions with weight > 0")
         manager = self.service.manager
-        if len(weights) == 2 and not hasattr(manager, "set_split"):
-            raise BadRequest("this node's model manager cannot keep two versions loaded")
         raw_manifests = cmd.get("manifests")
         manifests: dict[str, Any] = raw_manifests if isinstance(raw_manifests, dict) else {}
         assert self._lock is not None
@@ -265,18 +263,18 @@ class ControlPlane:
                 active = manager.active
             assert active is not None
             if len(weights) == 1:
-                manager.clear_split()  # type: ignore[attr-defined]
+                manager.clear_split()
                 return {**self._result(active, "single version"), "weights": {active.version: 1.0}}
             other = next(v for v in weights if v != active.version)
             info = manifests.get(other) or {}
             vdir = await self._download(model, other, info.get("manifest_sha256"), info.get("manifest_url"))
-            secondary: LoadedModel = await manager.load_secondary(vdir)  # type: ignore[attr-defined]
+            secondary = await manager.load_secondary(vdir)
             if secondary.version != other or secondary.name != model:
                 secondary.close()
                 raise BundleError(f"bundle for {model}@{other} loaded as {secondary.name}@{secondary.version}")
-            manager.set_split(secondary, weights)  # type: ignore[attr-defined]
-            log.info("traffic split %s", manager.weights)  # type: ignore[attr-defined]
-            return {**self._result(active, "split"), "weights": dict(manager.weights)}  # type: ignore[attr-defined]
+            manager.set_split(secondary, weights)
+            log.info("traffic split %s", manager.weights)
+            return {**self._result(active, "split"), "weights": dict(manager.weights)}
 
     # -- last-known-good ---------------------------------------------------------------------------
     def last_good_dir(self) -> tuple[Path, str | None] | None:

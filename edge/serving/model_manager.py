@@ -1,23 +1,31 @@
-"""Model slots and hot swap.
+"""Model slots, hot swap and the weighted traffic split.
 
 ``load`` verifies and loads a bundle (or another adapter set of one) in a worker thread while
 the current model keeps serving, warms it, then switches ``active`` in one assignment on the
-event loop. The previous slot goes to ``DRAINING``: requests it admitted finish on it, and it is
-released when its in-flight count reaches zero (or after ``drain_timeout_s``). A bundle that
-fails verification or loading never becomes active; the failure is recorded with its reason
-and raised as :class:`BundleError`.
+event loop. The previous slot goes to ``DRAINING`` (``_retire``): requests it admitted finish on
+it, and it is released when its in-flight count reaches zero (or after ``drain_timeout_s``). A
+bundle that fails verification or loading never becomes active; the failure is recorded with
+its reason and raised as :class:`BundleError`.
+
+Traffic split (the second gray mode): one extra loaded, warmed slot (``secondary``, from
+``load_secondary``) and ``set_split`` weights. While a split is set, a call that names no
+version goes to the active model or to the secondary one at random by weight; a call naming a
+version gets that version. The batcher keeps texts of different slots in separate forward
+passes, the result cache keys on the version and metrics carry the version label, so nothing
+else changes. A hot swap (``load``) ends the split.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import AutoGLMError, BundleError, Conflict, NotFound, Unavailable
+from contracts.errors import AutoGLMError, BadRequest, BundleError, Conflict, NotFound, Unavailable
 from contracts.logging import get_logger
 from edge.serving.loaded_model import LoadedModel, SlotState
 
@@ -57,6 +65,7 @@ class ModelManager:
         warmup_batches: int = 2,
         max_batch_size: int = 32,
         drain_timeout_s: float = 30.0,
+        rng: random.Random | None = None,
     ) -> None:
         self._loader = loader
         self.warmup_batches = warmup_batches
@@ -69,6 +78,9 @@ class ModelManager:
         self._listeners: list[SwapListener] = []
         self._result_listeners: list[Callable[[str], None]] = []
         self._drain_tasks: set[asyncio.Task[None]] = set()
+        self.secondary: LoadedModel | None = None  # the traffic split's second slot
+        self.weights: dict[str, float] = {}  # version -> share of unpinned requests
+        self._rng = rng or random.Random()
 
     def on_swap(self, listener: SwapListener) -> None:
         self._listeners.append(listener)
@@ -87,6 +99,13 @@ class ModelManager:
 
     # --- lookup ---------------------------------------------------------------------------------
     def resolve(self, name: str | None = None, version: str | None = None) -> LoadedModel:
+        sec = self.secondary
+        if sec is not None and self.active is not None:
+            if version and version == sec.version and (name is None or name == sec.name):
+                return sec
+            unpinned = not version and (name is None or name == self.active.name)
+            if unpinned and self._rng.random() < self.weights.get(sec.version, 0.0):
+                return sec
         model = self.active
         if model is None:
             last = self.last_load
@@ -162,11 +181,12 @@ class ModelManager:
             return exc
         return BundleError(message)
 
-    def activate(self, model: LoadedModel) -> None:
-        """Make an already loaded (and warmed) model the active one."""
-        self._activate(model)
-
     def _activate(self, model: LoadedModel) -> None:
+        sec = self.secondary
+        if sec is not None:  # a swap ends the split; the extra slot drains
+            self.secondary, self.weights = None, {}
+            if sec is not model:
+                self._retire(sec)
         old = self.active
         model.state = SlotState.READY
         self.active = model  # the switch: one assignment on the event loop thread
@@ -174,11 +194,51 @@ class ModelManager:
             listener(old, model)
         log.info("serving %s (was %s)", model.label, old.label if old else "nothing")
         if old is not None:
-            old.state = SlotState.DRAINING
-            self.draining.append(old)
-            task = asyncio.get_running_loop().create_task(self._drain(old))
-            self._drain_tasks.add(task)
-            task.add_done_callback(self._drain_tasks.discard)
+            self._retire(old)
+
+    def _retire(self, model: LoadedModel) -> None:
+        """Stop routing to ``model``; it is closed once its admitted requests finished."""
+        model.state = SlotState.DRAINING
+        self.draining.append(model)
+        task = asyncio.get_running_loop().create_task(self._drain(model))
+        self._drain_tasks.add(task)
+        task.add_done_callback(self._drain_tasks.discard)
+
+    # --- traffic split --------------------------------------------------------------------------
+    async def load_secondary(self, source: Path, adapter_set: str | None = None) -> LoadedModel:
+        """Load and warm a second slot (not routed to until ``set_split``)."""
+        record = LoadRecord(str(source), adapter_set, SlotState.LOADING, time.time())
+        model = await asyncio.to_thread(self._load_and_warm, Path(source), adapter_set, record)
+        model.state = SlotState.READY
+        return model
+
+    def set_split(self, secondary: LoadedModel, weights: dict[str, float]) -> None:
+        active = self.active
+        if active is None:
+            raise BadRequest("no model is active; a traffic split needs two loaded versions")
+        if secondary.name != active.name:
+            raise BadRequest(f"split between different models ({active.name!r}, {secondary.name!r})")
+        if set(weights) != {active.version, secondary.version}:
+            raise BadRequest(f"split weights {sorted(weights)} do not name the loaded versions")
+        old = self.secondary
+        total = sum(weights.values())
+        self.weights = {v: w / total for v, w in weights.items()}
+        self.secondary = secondary
+        if old is not None and old is not secondary:
+            self._retire(old)
+
+    def clear_split(self) -> None:
+        old, self.secondary, self.weights = self.secondary, None, {}
+        if old is not None:
+            self._retire(old)
+
+    def promote_secondary(self) -> None:
+        """Make the extra slot the active one (the old active drains)."""
+        sec = self.secondary
+        if sec is None:
+            raise NotFound("no second version is loaded")
+        self.secondary, self.weights = None, {}
+        self._activate(sec)
 
     async def _drain(self, old: LoadedModel) -> None:
         finished = await asyncio.to_thread(old.wait_idle, self.drain_timeout_s)
@@ -189,6 +249,9 @@ class ModelManager:
             self.draining.remove(old)
 
     async def close(self) -> None:
+        if self.secondary is not None:
+            self.secondary.close()
+            self.secondary = None
         for task in list(self._drain_tasks):
             task.cancel()
         for m in [*self.draining, *([self.active] if self.active else [])]:
@@ -213,4 +276,8 @@ class ModelManager:
             "draining": [{"name": m.name, "version": m.version, "inflight": m.inflight} for m in self.draining],
             "loading": self._loading,
             "last_load": self.last_load.to_dict() if self.last_load else None,
+            "split": None if self.secondary is None else {
+                "secondary": {"name": self.secondary.name, "version": self.secondary.version},
+                "weights": self.weights,
+            },
         }

@@ -95,12 +95,10 @@ class InferenceService:
         loader: object | None = None,
         *,
         loader_factory: Callable[[Callable[[], Path | None]], Any] | None = None,
-        manager_cls: type[ModelManager] = ModelManager,
     ) -> InferenceService:
         """Wire the parts from settings. ``loader`` defaults to the ONNX Runtime bundle loader;
         ``loader_factory(served_bundle)`` builds one that needs the served bundle (an adapter-only
-        update's parent); ``manager_cls`` swaps the model manager (e.g. the control plane's
-        traffic-splitting one)."""
+        update's parent)."""
         from edge.runtime.bundle_loader import BundleModelLoader
 
         metrics = ServingMetrics(settings.node_id)
@@ -115,7 +113,7 @@ class InferenceService:
             chosen = loader_factory(served_bundle)
         else:
             chosen = BundleModelLoader(settings, parent_of=served_bundle)
-        manager = manager_cls(
+        manager = ModelManager(
             chosen,
             warmup_batches=settings.serve_warmup_batches,
             max_batch_size=settings.serve_max_batch_size,
