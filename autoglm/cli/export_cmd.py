@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
             _print_guard(exc.report)
             fail(exc.message, code=3)
         except ExportError as exc:
-            fail(exc.message)
+            fail(exc.message, 2)  # the checkpoint, options or output the user named
         from contracts.bundle import open_bundle
 
         bundle = open_bundle(result, verify=False)

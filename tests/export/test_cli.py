@@ -65,7 +65,7 @@ def test_signed_export_and_verify(tmp_path: Path, tiny_ckpt: Path) -> None:
     # another key: bad signature
     _run("bundle", "keygen", "--out", tmp_path / "k2")
     code, out = _run("bundle", "verify", tmp_path / "b", "--public-key", tmp_path / "k2/bundle_signing.pub")
-    assert code == 2 and "bad signature" in out
+    assert code == 1 and "bad signature" in out
 
 
 @pytest.mark.parametrize("tamper", ["modify", "truncate", "delete"])
@@ -85,7 +85,7 @@ def test_verify_catches_tampering(tmp_path: Path, fp32_bundle: Path, tamper: str
         graph.unlink()
         expect = "missing file 'encoder.fp32.onnx'"
     code, out = _run("bundle", "verify", copy)
-    assert code == 2 and expect in out and "encoder.fp32.onnx" in out
+    assert code == 1 and expect in out and "encoder.fp32.onnx" in out
 
 
 def test_verify_unknown_schema(tmp_path: Path, fp32_bundle: Path) -> None:
@@ -94,7 +94,7 @@ def test_verify_unknown_schema(tmp_path: Path, fp32_bundle: Path) -> None:
     m = copy / "manifest.yaml"
     m.write_text(m.read_text().replace("schema_version: 1", "schema_version: 2"))
     code, out = _run("bundle", "verify", copy)
-    assert code == 2 and "unknown schema_version 2" in out
+    assert code == 1 and "unknown schema_version 2" in out
 
 
 def test_verify_graph_that_onnxruntime_cannot_load(tmp_path: Path, fp32_bundle: Path) -> None:
@@ -113,4 +113,4 @@ def test_verify_graph_that_onnxruntime_cannot_load(tmp_path: Path, fp32_bundle: 
     data["graphs"]["encoder"]["sha256"] = sha
     (copy / "manifest.yaml").write_text(yaml.safe_dump(data))
     code, out = _run("bundle", "verify", copy)
-    assert code == 2 and "ONNX Runtime cannot load" in out
+    assert code == 1 and "ONNX Runtime cannot load" in out
