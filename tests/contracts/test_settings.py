@@ -97,3 +97,22 @@ def test_partial_settings_validate_only_their_fields(monkeypatch: pytest.MonkeyP
     client = CloudSettings.partial("api_url", "admin_token")
     assert client.api_url == "http://cloud:8080" and client.admin_token == ""
     assert AutoGLMSettings.registry == before  # partial classes are not registered settings
+
+
+def test_every_settings_module_is_listed_for_its_yaml_section() -> None:
+    """The YAML key check knows a section's keys from SECTION_MODULES: a settings class in a module
+    not listed there would make its own keys 'unknown'."""
+    import ast
+
+    from contracts.settings import SECTION_MODULES
+
+    root = Path(__file__).resolve().parents[2]
+    listed = {m for mods in SECTION_MODULES.values() for m in mods}
+    found = set()
+    for pkg in ("cloud", "edge", "export", "autoglm", "skillpack"):
+        for path in (root / pkg).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "AutoGLMSettings" for b in node.bases):
+                    found.add(".".join(path.relative_to(root).with_suffix("").parts))
+    assert found and found <= listed, f"add to contracts.settings.SECTION_MODULES: {sorted(found - listed)}"
