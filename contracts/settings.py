@@ -51,7 +51,7 @@ SECTION_MODULES: dict[str, tuple[str, ...]] = {
     "edge": ("edge.settings", "edge.sync.settings", "edge.control.settings", "edge.agent.settings"),
     "export": ("export.settings",),
 }
-SECRET_HINTS = ("token", "password", "secret", "key_file")
+SECRET_HINTS = ("token", "password", "secret")  # field names whose values `config show` masks
 
 
 class ConfigError(AutoGLMError):

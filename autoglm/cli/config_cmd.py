@@ -21,8 +21,9 @@ def masked(field: str, value: Any) -> Any:
     """A value safe to print: secrets become ``***`` (set) or ``""`` (unset)."""
     from contracts.settings import SECRET_HINTS
 
-    name = field.lower()
-    if any(h in name for h in SECRET_HINTS) and not name.endswith(("_file", "_timeout_s")):
+    words = set(field.lower().split("_"))
+    secret_words = set(SECRET_HINTS) | {f"{h}s" for h in SECRET_HINTS}
+    if words & secret_words and not field.endswith("_file") and isinstance(value, (str, list)):
         if isinstance(value, list):
             return [_mask_entry(str(v)) for v in value]
         return "***" if value else value

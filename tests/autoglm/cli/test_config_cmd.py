@@ -52,3 +52,13 @@ def test_version_and_completion() -> None:
     assert p.returncode == 0 and p.stdout.startswith("autoglm ") and p.stderr == ""
     p = _run("--show-completion", "bash", env={"SHELL": "/bin/bash"})
     assert p.returncode == 0 and "_autoglm_completion" in p.stdout and "complete " in p.stdout
+
+
+def test_masking_hides_secrets_only() -> None:
+    from autoglm.cli.config_cmd import masked
+
+    assert masked("mqtt_password", "pw") == "***" and masked("control_node_token", "t") == "***"
+    assert masked("admin_tokens", ["alice:t1", "t2"]) == ["alice:***", "***"]
+    assert masked("serve_bucket_overhead_tokens", 32) == 32  # a count, not a secret
+    assert masked("mqtt_tls_key_file", "/etc/k.pem") == "/etc/k.pem"  # a path
+    assert masked("http_admin_token", "") == ""  # unset stays visibly unset
