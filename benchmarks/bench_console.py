@@ -1,6 +1,7 @@
 """Console page render time with a simulated fleet (target: < 300 ms server time per page).
 
-The real controller services (SQLite, registry, fleet, rollouts) hold ``--nodes`` nodes (default
+The fleet table shows ``console_page_size`` (100) nodes per page; counts and filters cover all
+nodes. The real controller services (SQLite, registry, fleet, rollouts) hold ``--nodes`` nodes (default
 500), each with a full heartbeat history (512 samples, the fleet's in-memory window), ``--versions``
 registered versions of one model with lineage and ``--rollouts`` rollouts with their event
 timelines. Each console page is requested ``--repeat`` times in process through the ASGI app
@@ -127,6 +128,7 @@ def main() -> None:
         node = f"edge-{args.nodes // 2:04d}"
         pages = {
             "fleet": ("/ui/fleet", "/api/v1/nodes"),
+            "fleet last page": ("/ui/fleet?page=1000", "/api/v1/nodes"),
             "fleet (live part)": ("/ui/fleet?partial=1", "/api/v1/nodes"),
             "fleet filtered": ("/ui/fleet?selector=site%3Dsite-3&state=online", "/api/v1/nodes?selector=site%3Dsite-3"),
             "node detail": (f"/ui/nodes/{node}", f"/api/v1/nodes/{node}"),

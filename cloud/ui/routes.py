@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -381,7 +381,7 @@ def _filter_nodes(nodes: Iterable[NodeOut], q: str, state: NodeState, version: s
 
 @router.get("/ui/fleet", response_model=None)
 def fleet(request: Request, q: str = "", selector: str = "", state: NodeState = NodeState.ALL,
-          version: str = "") -> Response:
+          version: str = "", page: int = Query(default=1, ge=1, le=100_000)) -> Response:
     sess = _session(request)
     if sess is None:
         return _to_login(request)
@@ -400,13 +400,26 @@ def fleet(request: Request, q: str = "", selector: str = "", state: NodeState = 
     versions: dict[str, int] = {}
     for n in nodes:
         versions[n.current_version or "none"] = versions.get(n.current_version or "none", 0) + 1
-    shown = _filter_nodes(nodes, q, state, version)
-    params = {k: v for k, v in {"q": q, "selector": selector, "state": state.value, "version": version}.items()
-              if v and v != "all"}
+    matching = _filter_nodes(nodes, q, state, version)
+    size = _state(request).settings.console_page_size
+    pages = max(1, -(-len(matching) // size))
+    page = min(page, pages)
+    shown = matching[(page - 1) * size: page * size]
+    params: dict[str, str | int] = {k: v for k, v in {"q": q, "selector": selector, "state": state.value,
+                                                      "version": version}.items() if v and v != "all"}
+    if page > 1:
+        params["page"] = page
+
+    def page_url(n: int) -> str:
+        return "/ui/fleet?" + urlencode({**{k: v for k, v in params.items() if k != "page"}, "page": n})
+
     return _page(
         request, sess, "fleet.html", "_fleet_live.html",
         rows=[_node_row(n) for n in shown], counts=counts, versions=sorted(versions.items()),
         filters={"q": q, "selector": selector, "state": state.value, "version": version}, states=list(NodeState),
+        pager={"page": page, "pages": pages, "first": (page - 1) * size + 1 if shown else 0,
+               "last": (page - 1) * size + len(shown), "matching": len(matching),
+               "prev": page_url(page - 1) if page > 1 else "", "next": page_url(page + 1) if page < pages else ""},
         poll_url="/ui/fleet?" + urlencode({**params, "partial": "1"}),
         here="/ui/fleet" + (f"?{urlencode(params)}" if params else ""), error=error, nav="fleet",
     )

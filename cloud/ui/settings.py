@@ -32,6 +32,9 @@ class ConsoleSettings(AutoGLMSettings):
     console_max_sessions: int = Field(
         default=1000, ge=1, description="Sign-ins kept in memory; the oldest is dropped beyond this."
     )
+    console_page_size: int = Field(
+        default=100, ge=10, le=1000, description="Nodes per page of the fleet table (filters apply to all nodes)."
+    )
     console_poll_interval_s: float = Field(
         default=3.0, gt=0, description="How often open console pages refresh their live parts."
     )

@@ -9,9 +9,11 @@ are refreshed) or the test's temporary directory.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -19,13 +21,29 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.cloud.controller.conftest import ADMIN
 from tests.cloud.ui.conftest import N_NODES, VIEWER, Console
 
+T = TypeVar("T")
 
-def wait(driver: WebDriver, cond: Any, timeout: float = 15.0) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond)
+
+def wait(driver: WebDriver, cond: Any, timeout: float = 30.0) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(cond)
+
+
+def fresh(fn: Callable[[], T]) -> T:
+    """Run ``fn`` again when the page's poller replaced the element it found meanwhile."""
+    for _ in range(9):
+        try:
+            return fn()
+        except StaleElementReferenceException:
+            continue
+        except WebDriverException as exc:  # chromedriver's other word for a replaced node
+            if "does not belong to the document" not in str(exc):
+                raise
+    return fn()
 
 
 def text_of(driver: WebDriver, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    return fresh(lambda: str(driver.find_element(By.CSS_SELECTOR, css).text))
 
 
 def sign_in(driver: WebDriver, console: Console, token: str, start: str = "/ui/fleet") -> None:
@@ -51,9 +69,9 @@ def test_admin_runs_the_fleet_and_a_rollout(console: Console, browser: WebDriver
     assert text_of(d, "#count-total") == str(N_NODES)
     assert text_of(d, "#count-online") == str(N_NODES)
     assert "alice · admin" in text_of(d, "#role")
-    rows = d.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr[data-node]")
-    assert len(rows) == N_NODES
-    assert "CPU" in rows[0].text and "default" in rows[0].text and "site=plant-a" in rows[0].text
+    assert fresh(lambda: len(d.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr[data-node]"))) == N_NODES
+    first = text_of(d, 'tr[data-node="edge-00"]')
+    assert "CPU" in first and "default" in first and "site=plant-a" in first
 
     # Live update: a heartbeat changes a node's p99; the table shows it without a reload.
     console.heartbeat("edge-03", latency_p99_ms=77.7)
@@ -65,14 +83,14 @@ def test_admin_runs_the_fleet_and_a_rollout(console: Console, browser: WebDriver
     box.send_keys("plant-b")
     box.submit()
     wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr[data-node]")) == N_NODES - 12)
-    d.find_element(By.CSS_SELECTOR, 'tr[data-node="edge-15"] button').click()
+    fresh(lambda: d.find_element(By.CSS_SELECTOR, 'tr[data-node="edge-15"] button').click())
     wait(d, lambda d: "edge-15 drained" in d.page_source)
     assert console.svc.fleet.get("edge-15").drained
     assert "q=plant-b" in d.current_url  # back on the filtered view
 
     # Node detail with heartbeat charts.
     d.get(f"{console.url}/ui/nodes/edge-03")
-    assert len(d.find_elements(By.CSS_SELECTOR, "svg.chart polyline")) == 4
+    assert fresh(lambda: len(d.find_elements(By.CSS_SELECTOR, "svg.chart polyline"))) == 4
     assert "online" in text_of(d, "#node-state")
     shot(d, console, "node")
 
@@ -88,16 +106,16 @@ def test_admin_runs_the_fleet_and_a_rollout(console: Console, browser: WebDriver
     assert text_of(d, "#rollout-state") == "progressing"
     assert text_of(d, "#verdict") == "pass"
     assert "p99_ms" in text_of(d, "#analysis-table")
-    reason = d.find_element(By.CSS_SELECTOR, "#action-pause").find_element(By.XPATH, "..").find_element(
-        By.NAME, "reason")
-    reason.send_keys("looking at the canaries")
-    d.find_element(By.ID, "action-pause").click()
+    # Typing focuses the form: the poller leaves the region alone until it is submitted.
+    fresh(lambda: d.find_element(By.CSS_SELECTOR, "#action-pause").find_element(By.XPATH, "..").find_element(
+        By.NAME, "reason").send_keys("looking at the canaries"))
+    fresh(lambda: d.find_element(By.ID, "action-pause").click())
     wait(d, lambda d: text_of(d, "#rollout-state") == "paused")
     assert console.svc.rollouts.get(console.rollout_id).state == "paused"
     assert "looking at the canaries" in text_of(d, "#events")
     assert "admin:alice" in text_of(d, "#events")
     shot(d, console, "rollout")
-    d.find_element(By.ID, "action-resume").click()
+    fresh(lambda: d.find_element(By.ID, "action-resume").click())
     wait(d, lambda d: text_of(d, "#rollout-state") == "progressing")
     assert console.svc.rollouts.get(console.rollout_id).state == "progressing"
 

@@ -154,3 +154,19 @@ def test_charts_escape_and_draw() -> None:
     assert "no heartbeats yet" in str(line_chart([], title="t"))
     bar = str(progress_bar([10, 50, 100], 1, "paused"))
     assert bar.count("step-done") == 1 and bar.count("step-paused") == 1 and bar.count("step-todo") == 1
+
+
+def test_fleet_pages_through_the_matching_nodes(console: Console, web: httpx.Client) -> None:
+    console.server.app.state.console.settings.console_page_size = 8
+    sign_in(web, ADMIN)
+    first = web.get("/ui/fleet").text
+    rows = re.findall(r'<tr data-node="([^"]+)"', first)
+    assert rows == [f"edge-{i:02d}" for i in range(8)] and "1–8 of 20 matching" in first
+    assert 'id="page-next" ' not in first and 'href="/ui/fleet?page=2" id="page-next"' in first
+    last = web.get("/ui/fleet", params={"page": 3}).text
+    assert re.findall(r'<tr data-node="([^"]+)"', last) == [f"edge-{i:02d}" for i in range(16, 20)]
+    assert "page 3 / 3" in last and "page-next" not in last and 'data-poll="/ui/fleet?page=3&amp;partial=1"' in last
+    # filters count over every node, not just one page; a page past the end shows the last one
+    beyond = web.get("/ui/fleet", params={"selector": "site=plant-b", "page": 9}).text
+    assert "1–8 of 8 matching" in beyond and 'id="count-total">8<' in beyond
+    assert web.get("/ui/fleet", params={"page": 0}).status_code == 422
