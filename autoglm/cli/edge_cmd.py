@@ -58,10 +58,11 @@ def watch_first_load(server: Any, service: Any, settings: Any, outcome: dict[str
                   f"(bundle {settings.bundle_dir})", highlight=False)
     while not server.should_exit:
         if service.ready:
-            m = service.manager.active
+            m = service.active
+            assert m is not None
             console.print(f"serving {m.name}@{m.version} adapter set {m.adapter_set}", highlight=False)
             return
-        last = service.manager.last_load
+        last = service.last_load
         if last is not None and last.error:
             outcome["error"] = f"{settings.bundle_dir}: the bundle did not load: {last.error}"
             print_error(outcome["error"])

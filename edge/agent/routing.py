@@ -46,12 +46,10 @@ class ServiceEncoder:
 
     async def encode(self, texts: list[str], *, priority: int = 0) -> list[Encoded]:
         results = await self.service.infer(texts, priority=priority)
-        active = getattr(self.service.manager, "active", None)
-        labels = list(getattr(active, "routes", []) or [])
         out = []
-        for r in results:
+        for r in results:  # each result names the routes of the model that computed it
             probs = r.probabilities
-            names = labels if len(labels) == len(probs) else [str(i) for i in range(len(probs))]
+            names = list(r.routes) if len(r.routes) == len(probs) else [str(i) for i in range(len(probs))]
             out.append(Encoded(np.asarray(r.embedding, dtype=np.float32), r.route, float(probs[r.route_index]),
                                {n: float(p) for n, p in zip(names, probs, strict=True)},
                                f"{r.model_name}:{r.model_version}/{r.adapter_set}", "model"))

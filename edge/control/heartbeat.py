@@ -82,7 +82,7 @@ class ServingHeartbeat:
 
     def __call__(self) -> dict[str, Any]:
         svc = self.service
-        active = svc.manager.active
+        active = svc.active
         doc: dict[str, Any] = {"queue_depth": int(svc.batcher.depth)}
         if active is not None:
             doc["model_version"] = active.version
@@ -98,7 +98,7 @@ class ServingHeartbeat:
                 delta = {k: v - prev.get(k, 0.0) for k, v in now.items()}
                 self._prev[(active.name, active.version)] = now
             doc.update(self._window(delta))
-        split = getattr(svc.manager, "weights", None)
+        split = svc.split_weights
         if split:
             doc["traffic_split"] = dict(split)
         if self._process is not None:

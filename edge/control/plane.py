@@ -173,7 +173,8 @@ class ControlPlane:
         version = delta.get(TWIN_DESIRED_VERSION)
         if not version:
             return
-        model = self.model_name or (self.service.manager.active.name if self.service.manager.active else None)
+        active = self.service.active
+        model = self.model_name or (active.name if active is not None else None)
         if not model:
             log.warning("twin asks for version %s but the node knows no model name yet", version)
             return
@@ -207,17 +208,17 @@ class ControlPlane:
             return out
 
     async def _apply_version(self, model: str, version: str, cmd: dict[str, Any]) -> dict[str, Any]:
-        manager = self.service.manager
+        service = self.service
         await self._wait_idle()
-        manager.clear_split()
-        active = manager.active
+        service.clear_split()
+        active = service.active
         msha = str(cmd.get("manifest_sha256") or "") or None
         same = active is not None and active.name == model and active.version == version
         if active is not None and same and (msha is None or self._manifest_sha(active) in (None, msha)):
             self._remember(active)
             return self._result(active, "already serving")
         vdir = await self._download(model, version, msha, cmd.get("manifest_url"))
-        loaded = await manager.load(vdir, expected_name=model)
+        loaded = await service.load(vdir, expected_name=model)
         if loaded.version != version:
             raise BundleError(f"bundle for {model}@{version} loaded as version {loaded.version}")
         self._remember(loaded)
@@ -236,7 +237,7 @@ class ControlPlane:
 
     async def _wait_idle(self) -> None:
         """A load already running (e.g. the start-up bundle) finishes first."""
-        while self.service.manager.loading:
+        while self.service.loading:
             await asyncio.sleep(0.05)
 
     # -- set_traffic_split -------------------------------------------------------------------------
@@ -248,33 +249,33 @@ class ControlPlane:
         weights = {str(v): float(w) for v, w in weights_raw.items() if float(w) > 0}
         if not weights or len(weights) > 2 or any(w < 0 for w in weights.values()):
             raise BadRequest(f"traffic split weights {weights_raw} must name one or two versions with weight > 0")
-        manager = self.service.manager
+        service = self.service
         raw_manifests = cmd.get("manifests")
         manifests: dict[str, Any] = raw_manifests if isinstance(raw_manifests, dict) else {}
         assert self._lock is not None
         async with self._lock:
             await self._wait_idle()
             primary = max(weights, key=lambda v: weights[v])
-            active = manager.active
+            active = service.active
             if active is None or active.name != model or active.version not in weights:
                 info = manifests.get(primary) or {}
                 await self._apply_version(model, primary, {"manifest_sha256": info.get("manifest_sha256"),
                                                            "manifest_url": info.get("manifest_url")})
-                active = manager.active
+                active = service.active
             assert active is not None
             if len(weights) == 1:
-                manager.clear_split()
+                service.clear_split()
                 return {**self._result(active, "single version"), "weights": {active.version: 1.0}}
             other = next(v for v in weights if v != active.version)
             info = manifests.get(other) or {}
             vdir = await self._download(model, other, info.get("manifest_sha256"), info.get("manifest_url"))
-            secondary = await manager.load_secondary(vdir)
+            secondary = await service.load_secondary(vdir)
             if secondary.version != other or secondary.name != model:
                 secondary.close()
                 raise BundleError(f"bundle for {model}@{other} loaded as {secondary.name}@{secondary.version}")
-            manager.set_split(secondary, weights)
-            log.info("traffic split %s", manager.weights)
-            return {**self._result(active, "split"), "weights": dict(manager.weights)}
+            service.set_split(secondary, weights)
+            log.info("traffic split %s", service.split_weights)
+            return {**self._result(active, "split"), "weights": service.split_weights}
 
     # -- last-known-good ---------------------------------------------------------------------------
     def last_good_dir(self) -> tuple[Path, str | None] | None:
@@ -298,7 +299,7 @@ class ControlPlane:
         self.cache.write_last_good(LastGood(m.name, m.version, msha, str(self.cache.find(msha)), m.adapter_set))
 
     def _prune(self, m: LoadedModel) -> None:
-        protect = {p for p in (m.source, *(d.source for d in self.service.manager.draining)) if p is not None}
+        protect = {p for p in (m.source, *(d.source for d in self.service.draining)) if p is not None}
         for p in list(protect):  # an adapter-only update needs its parent's dir
             parent = self._parent_dir(p)
             if parent is not None:

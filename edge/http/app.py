@@ -102,9 +102,9 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
         initial: asyncio.Task[LoadedModel] | None = None
-        if settings.bundle_dir is not None and service.manager.active is None:
+        if settings.bundle_dir is not None and service.active is None:
             # In the background: liveness answers at once, readiness once the model is warm.
-            initial = service.manager.start_load(Path(settings.bundle_dir), settings.serve_adapter_set)
+            initial = service.start_load(Path(settings.bundle_dir), settings.serve_adapter_set)
             initial.add_done_callback(_log_initial_load)
         try:
             yield
@@ -135,7 +135,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     @app.get(EDGE_READY_PATH)
     async def ready() -> Response:
         if not service.ready:
-            service.manager.resolve()  # raises Unavailable with the reason
+            service.resolve()  # raises Unavailable with the reason
         return _json({"ready": True})
 
     @app.get("/v2")
@@ -144,20 +144,20 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
 
     @app.get("/v2/models/{name}")
     async def metadata(name: str) -> Response:
-        return _json(model_metadata(service.manager.resolve(name)))
+        return _json(model_metadata(service.resolve(name)))
 
     @app.get("/v2/models/{name}/versions/{version}")
     async def metadata_version(name: str, version: str) -> Response:
-        return _json(model_metadata(service.manager.resolve(name, version)))
+        return _json(model_metadata(service.resolve(name, version)))
 
     @app.get("/v2/models/{name}/ready")
     async def model_ready(name: str) -> Response:
-        m = service.manager.resolve(name)
+        m = service.resolve(name)
         return _json({"name": m.name, "version": m.version, "ready": True})
 
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def model_version_ready(name: str, version: str) -> Response:
-        m = service.manager.resolve(name, version)
+        m = service.resolve(name, version)
         return _json({"name": m.name, "version": m.version, "ready": True})
 
     app.infer_endpoint = InferEndpoint(service, max_body, settings.http_max_inflight_body_bytes)
@@ -166,7 +166,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     async def repository_index(request: Request) -> Response:
         require_admin(request)
         rows = []
-        st = service.manager.status()
+        st = service.status()
         if st["active"]:
             a = st["active"]
             rows.append({"name": a["name"], "version": a["version"], "state": "READY", "reason": ""})
@@ -194,20 +194,20 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             raise BadRequest("parameter 'bundle' (a bundle directory on this node) is required")
         if adapter_set is not None and not isinstance(adapter_set, str):
             raise BadRequest("parameter 'adapter_set' must be a string")
-        m = await service.manager.load(Path(bundle), adapter_set, expected_name=name)
+        m = await service.load(Path(bundle), adapter_set, expected_name=name)
         return _json({"name": m.name, "version": m.version, "adapter_set": m.adapter_set, "state": m.state.value})
 
     @app.post("/v2/repository/models/{name}/unload")
     async def repository_unload(name: str, request: Request) -> Response:
         require_admin(request)
-        active = service.manager.active
+        active = service.active
         if active is None or active.name != name:
             raise NotFound(f"model {name!r} is not loaded")
         raise Conflict("unloading the only served model is not supported; load another bundle instead")
 
     @app.get("/v2/edge/status")
     async def edge_status() -> Response:
-        st = service.manager.status()
+        st = service.status()
         cache = service.cache
         st["cache"] = {
             "entries": len(cache),

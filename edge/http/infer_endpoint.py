@@ -59,7 +59,7 @@ class InferEndpoint:
     async def __call__(self, scope: Scope, receive: Any, send: Any, name: str, version: str | None) -> None:
         reserved = 0
         try:
-            model = self.service.manager.resolve(name, version)  # 404 / 503 before reading the body
+            model = self.service.resolve(name, version)  # 404 / 503 before reading the body; once
             reserved = self._admit(scope, model)
             content, headers = await self._handle(scope, receive, model, version)
         except ClientGone:
@@ -116,7 +116,7 @@ class InferEndpoint:
             body = self._decompress(body, encoding)
         req = parse_infer_request(body, header_length)
         work = asyncio.ensure_future(
-            service.infer(req.texts, priority=req.priority, deadline_s=req.deadline_s, model=model.name, version=version)
+            service.infer(req.texts, model=model, priority=req.priority, deadline_s=req.deadline_s)
         )
         results = await self._until_disconnect(receive, work)
         first = results[0]

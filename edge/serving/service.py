@@ -1,13 +1,20 @@
-"""``InferenceService``: the one entry point HTTP handlers and the reasoning agent call.
+"""``InferenceService``: the one facade HTTP handlers, the reasoning agent and the control
+plane call; nobody reaches past it into the :class:`ModelManager`.
 
-``await service.infer(texts, priority=, deadline_s=, model=, version=)`` returns one
+Models: ``resolve(name, version)`` picks the slot that serves a request (404 / 503; during a
+traffic split an unpinned request gets either version by weight), ``active``, ``status()``,
+``load`` / ``start_load`` (hot swap), ``load_secondary`` / ``set_split`` / ``clear_split``.
+
+``await service.infer(texts, model=resolved, priority=, deadline_s=)`` returns one
 :class:`InferenceResult` per text: the L2-normalised embedding, route logits, the chosen route
-(index and label), probabilities calibrated with the bundle's temperature, the model version
-that computed it and whether it came from the result cache.
+(index and label), probabilities calibrated with the bundle's temperature, the route labels of
+the model that computed it, its name, version and adapter set, and whether it came from the
+result cache. The caller resolves the model once (``model=None``: resolve an unpinned one now)
+and everything after uses that slot.
 
-Flow: resolve the active model (404 / 503) → normalise texts → cache look-up → queue the misses
-in the dynamic batcher (429 when full) → await → fill the cache. The model slot is held
-(in-flight count) until the call returns, so a swap never pulls a model from under a request.
+Flow: normalise texts → cache look-up → queue the misses in the dynamic batcher (429 when full)
+→ await → fill the cache. The model slot is held (in-flight count) until the call returns, so a
+swap never pulls a model from under a request.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from contracts.logging import get_logger
 from edge.serving.batcher import DynamicBatcher
 from edge.serving.loaded_model import LoadedModel
 from edge.serving.metrics import ServingMetrics
-from edge.serving.model_manager import ModelManager
+from edge.serving.model_manager import LoadRecord, ModelManager
 from edge.serving.result_cache import ResultCache
 from edge.serving.text_batching import normalise_text
 from edge.settings import ServeSettings
@@ -43,6 +50,7 @@ class InferenceResult:
     route_index: int
     route: str
     probabilities: np.ndarray  # float32 [routes], softmax(logits / temperature)
+    routes: tuple[str, ...]  # the computing model's route labels (order of the logits)
     model_name: str
     model_version: str
     adapter_set: str
@@ -79,7 +87,7 @@ class InferenceService:
         *,
         default_deadline_s: float | None = None,
     ) -> None:
-        self.manager = manager
+        self._manager = manager
         self.batcher = batcher
         self.cache = cache
         self.metrics = metrics
@@ -140,15 +148,60 @@ class InferenceService:
     async def start(self, bundle: str | None = None, adapter_set: str | None = None) -> None:
         self.batcher.start()
         if bundle:
-            await self.manager.load(Path(bundle), adapter_set)
+            await self._manager.load(Path(bundle), adapter_set)
 
     async def stop(self) -> None:
         await self.batcher.stop()
-        await self.manager.close()
+        await self._manager.close()
 
     @property
     def ready(self) -> bool:
-        return self.manager.active is not None
+        return self._manager.active is not None
+
+    # --- models ---------------------------------------------------------------------------------
+    def resolve(self, name: str | None = None, version: str | None = None) -> LoadedModel:
+        """The slot that serves a request for ``name`` / ``version`` (404 unknown, 503 none ready)."""
+        return self._manager.resolve(name, version)
+
+    @property
+    def active(self) -> LoadedModel | None:
+        return self._manager.active
+
+    @property
+    def loading(self) -> bool:
+        return self._manager.loading
+
+    @property
+    def last_load(self) -> LoadRecord | None:
+        return self._manager.last_load
+
+    @property
+    def draining(self) -> list[LoadedModel]:
+        return list(self._manager.draining)
+
+    @property
+    def split_weights(self) -> dict[str, float]:
+        """Version -> share while a traffic split is set, else empty."""
+        return dict(self._manager.weights)
+
+    def status(self) -> dict[str, Any]:
+        return self._manager.status()
+
+    async def load(self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None) -> LoadedModel:
+        """Hot swap: load, warm and activate (the current model serves until the switch)."""
+        return await self._manager.load(source, adapter_set, expected_name=expected_name)
+
+    def start_load(self, source: Path, adapter_set: str | None = None) -> asyncio.Task[LoadedModel]:
+        return self._manager.start_load(source, adapter_set)
+
+    async def load_secondary(self, source: Path) -> LoadedModel:
+        return await self._manager.load_secondary(source)
+
+    def set_split(self, secondary: LoadedModel, weights: dict[str, float]) -> None:
+        self._manager.set_split(secondary, weights)
+
+    def clear_split(self) -> None:
+        self._manager.clear_split()
 
     def _on_swap(self, old: LoadedModel | None, new: LoadedModel) -> None:
         self.cache.clear()
@@ -160,18 +213,18 @@ class InferenceService:
         self,
         texts: list[str],
         *,
+        model: LoadedModel | None = None,
         priority: int = 0,
         deadline_s: float | None = None,
-        model: str | None = None,
-        version: str | None = None,
     ) -> list[InferenceResult]:
-        """One result per text, in order. ``deadline_s``: seconds from now (504 when exceeded).
+        """One result per text, in order, all computed by ``model`` (from :meth:`resolve`; None:
+        resolve an unpinned request now). ``deadline_s``: seconds from now (504 when exceeded).
 
         Await it on the event loop the service was started on (the HTTP server's; an in-process
         agent shares it). Cancelling the call drops its texts that have not started.
         """
         started = time.perf_counter()
-        m = self.manager.resolve(model, version)
+        m = model if model is not None else self._manager.resolve()
         m.acquire()
         try:
             results = await self._infer(m, texts, priority, deadline_s if deadline_s is not None else self.default_deadline_s)
@@ -248,7 +301,7 @@ class InferenceService:
                 for f in futures:  # cancelled or failed: drop the rest from the queue too
                     f.cancel()
                 raise
-            store = cache.enabled and self.manager.active is m
+            store = cache.enabled and self._manager.active is m
             for text, row in zip(pending, computed, strict=True):
                 for i in todo[text]:
                     rows[i] = row
@@ -264,6 +317,7 @@ class InferenceService:
     def _results(
         m: LoadedModel, rows: list[tuple[np.ndarray, np.ndarray] | None], cached: list[bool]
     ) -> list[InferenceResult]:
+        routes = tuple(m.routes)
         if len(rows) == 1 and rows[0] is not None:
             logits = rows[0][1].reshape(1, -1)
         else:
@@ -281,6 +335,7 @@ class InferenceService:
                     route_index=k,
                     route=m.routes[k] if k < len(m.routes) else str(k),
                     probabilities=probs[i],
+                    routes=routes,
                     model_name=m.name,
                     model_version=m.version,
                     adapter_set=m.adapter_set,

@@ -195,7 +195,7 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
         holder: list[InferenceService] = []
 
         def served_bundle() -> Path | None:
-            active = holder[0].manager.active if holder else None
+            active = holder[0].active if holder else None
             return active.source if active is not None else None
 
         loader = GatedLoader(settings, served_bundle)

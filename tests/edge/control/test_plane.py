@@ -15,6 +15,7 @@ import pytest
 
 from contracts.errors import AutoGLMError, BundleError, NotFound
 from contracts.heartbeat import Heartbeat
+from edge.agent.routing import ServiceEncoder
 from edge.control.cache import ModelCache
 from edge.control.downloader import RegistryDownloader
 from edge.control.heartbeat import ServingHeartbeat, histogram_quantile
@@ -53,7 +54,7 @@ def test_apply_update_broken_version_and_last_known_good(cloud: Cloud, tmp_path:
             assert out == {"version": "1.0.0", "model": MODEL, "adapter_set": "default", "detail": "applied"}
             before = (await service.infer(["turn on pump 3"]))[0]
             out = await asyncio.to_thread(plane.handle, command(cloud, "1.1.0"))  # adapter-only update
-            assert out["version"] == "1.1.0" and service.manager.active.version == "1.1.0"
+            assert out["version"] == "1.1.0" and service.active.version == "1.1.0"
             after = (await service.infer(["turn on pump 3"]))[0]
             assert after.model_version == "1.1.0"
             assert not np.allclose(before.route_logits, after.route_logits), "the update's adapters serve"
@@ -63,7 +64,7 @@ def test_apply_update_broken_version_and_last_known_good(cloud: Cloud, tmp_path:
             # A version whose graph cannot load: the handler raises (=> ok: false + reason), 1.1.0 keeps serving.
             with pytest.raises(BundleError, match="cannot load"):
                 await asyncio.to_thread(plane.handle, command(cloud, "3.0.0"))
-            assert service.manager.active.version == "1.1.0"
+            assert service.active.version == "1.1.0"
             assert (await service.infer(["still answering?"]))[0].model_version == "1.1.0"
             with pytest.raises(NotFound):
                 await asyncio.to_thread(plane.handle, {"type": "set_desired_version", "model": MODEL, "version": "9.9.9"})
@@ -110,17 +111,22 @@ def test_traffic_split_between_two_loaded_versions(cloud: Cloud, tmp_path: Path)
                      "manifests": {v: {"manifest_sha256": cloud.manifest_sha(v)} for v in ("1.0.0", "1.1.0")}}
             out = await asyncio.to_thread(plane.handle, split)
             assert out["weights"] == {"1.0.0": 0.5, "1.1.0": 0.5}
-            seen = [r.model_version for r in await asyncio.gather(*(service.infer([f"q {i}"]) for i in range(60)))
-                    for r in r]
+            results = [r for rs in await asyncio.gather(*(service.infer([f"q {i}"]) for i in range(60))) for r in rs]
+            seen = [r.model_version for r in results]
             assert set(seen) == {"1.0.0", "1.1.0"}
-            pinned = [(await service.infer(["q"], version="1.1.0"))[0].model_version for _ in range(5)]
+            # Each result carries the route labels of the slot that computed it, not of the active one.
+            slots = {v: service.resolve(version=v) for v in ("1.0.0", "1.1.0")}
+            assert all(r.routes == tuple(slots[r.model_version].routes) for r in results)
+            encoded = await ServiceEncoder(service).encode(["route me"])
+            assert list(encoded[0].probabilities) == list(results[0].routes)
+            pinned = [(await service.infer(["q"], model=service.resolve(version="1.1.0")))[0].model_version for _ in range(5)]
             assert pinned == ["1.1.0"] * 5
             assert hb()["traffic_split"] == {"1.0.0": 0.5, "1.1.0": 0.5}
             with pytest.raises(AutoGLMError, match="one or two versions"):
                 await plane.apply_split({**split, "weights": {"1.0.0": 0.2, "1.1.0": 0.3, "2.0.0": 0.5}})
             # A desired version ends the split.
             await plane.apply_version(command(cloud, "1.0.0"))
-            assert service.manager.secondary is None
+            assert service.split_weights == {} and service.status()["split"] is None
             after = {(await service.infer([f"z {i}"]))[0].model_version for i in range(10)}
             assert after == {"1.0.0"}
         finally:
@@ -196,10 +202,10 @@ def test_fleet_key_accepts_signed_and_refuses_unsigned(cloud: Cloud, bundles: An
         try:
             with pytest.raises(BundleError, match="not signed"):
                 await plane.apply_version(command(cloud, "1.0.0"))
-            assert service.manager.active is None
+            assert service.active is None
             out = await plane.apply_version(command(cloud, "1.0.1"))
             assert out["version"] == "1.0.1"
-            assert (service.manager.active.source / "manifest.sig").is_file()
+            assert (service.active.source / "manifest.sig").is_file()
         finally:
             await service.stop()
             plane.downloader.close()
