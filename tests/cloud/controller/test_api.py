@@ -54,7 +54,10 @@ def _fill(path: str) -> str:
 
 def test_every_state_changing_route_needs_the_right_token(live: LiveServer) -> None:
     node_token = _register_node(live, "n-auth")
-    routes = [(p, m & STATE_CHANGING) for p, m in _all_routes(live.app.routes) if m & STATE_CHANGING]
+    # The web console (/ui) signs in with a session cookie and checks CSRF, origin and role on every
+    # form: tested in tests/cloud/ui. Everything else takes bearer tokens.
+    routes = [(p, m & STATE_CHANGING) for p, m in _all_routes(live.app.routes)
+              if m & STATE_CHANGING and not p.startswith("/ui/")]
     # Cross-check with the OpenAPI description so no route can hide from the enumeration.
     documented = {
         (path, method.upper())
