@@ -169,10 +169,6 @@ def test_hostile_frames_are_rejected_counted_acked_and_memory_stays_bounded(
     assert hub.alive(), "the hub process died under the attack"
     after_rss, after_db = hub.rss(), hub.db_bytes()
     after = hub.samples()
-    print(json.dumps({"bench": "mqtt_bomb_suite", "rss_before_mb": round(base_rss / 2**20, 1),
-                      "rss_after_mb": round(after_rss / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
-                      "rss_growth_mb": round((after_rss - base_rss) / 2**20, 1),
-                      "db_growth_mb": round((after_db - base_db) / 2**20, 2)}))
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -180,6 +176,11 @@ def test_hostile_frames_are_rejected_counted_acked_and_memory_stays_bounded(
 
     buffered = delta("autoglm_cloud_sync_reordered_messages_total")
     dropped = delta("autoglm_cloud_sync_reorder_dropped_messages_total")
+    print(json.dumps({"bench": "mqtt_bomb_suite", "rss_before_mb": round(base_rss / 2**20, 1),
+                      "rss_after_mb": round(after_rss / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
+                      "rss_growth_mb": round((after_rss - base_rss) / 2**20, 1),
+                      "db_growth_mb": round((after_db - base_db) / 2**20, 2), "reorder_held": buffered,
+                      "reorder_dropped": dropped}))
     # The reorder buffer held at most its byte budget (16 MiB default) and dropped (counted) the rest.
     assert 0 < buffered * GAP_BODY_CHARS <= 16 * 2**20 + GAP_BODY_CHARS
     assert buffered + dropped == len(GAP_SEQS)
