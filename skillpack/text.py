@@ -15,6 +15,8 @@ _ZH_IDIOMS = (
     "一下", "一共", "一起", "一些", "一样", "一般", "一直", "统一", "万一", "一定", "唯一", "一个", "一台",
     "一条", "一号", "第一", "十分", "千万", "万能", "百科", "三思",
 )
+# an idiom that is a number in context: 九十分钟 (90 minutes) and 十分钟 are not 十分 ("very")
+_NOT_IDIOM = {"十分": rf"(?<![{_ZH_NUM_CHARS}])十分(?!钟)"}
 _ZH_IDIOM_KEEP = {"一个": "1个", "一台": "1台", "一条": "1条", "一号": "1号", "第一": "第1"}
 _ZH_RUN = re.compile(rf"[{_ZH_NUM_CHARS}]+(?:点[{''.join(_ZH_DIGITS)}]+)?")
 
@@ -96,7 +98,8 @@ def zh_numerals_to_digits(text: str) -> str:
                 text = text.replace(idiom, keep)
             else:
                 protected.append(idiom)
-                text = text.replace(idiom, f"\ue000{len(protected) - 1}\ue001")
+                pattern = _NOT_IDIOM.get(idiom, re.escape(idiom))
+                text = re.sub(pattern, f"\ue000{len(protected) - 1}\ue001", text)
     text = re.sub(r"百分之([\d.]+|[" + _ZH_NUM_CHARS + r"点]+)", r"\1%", text)
 
     def repl(m: re.Match[str]) -> str:

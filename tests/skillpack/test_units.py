@@ -93,6 +93,7 @@ def test_unknown_unit() -> None:
         ("两千一百九十五千瓦时换算成千焦", "kWh", "kJ", 2195),
         ("三千米是多少公里", "m", "km", 3000),  # 三千米 stays 3000 m
         ("how many ft is 3080 cm?", "cm", "ft", 3080),
+        ("一千一百九十分钟是多少小时", "min", "h", 1190),  # 十分 here is no idiom
     ],
 )
 def test_chinese_targets_and_number_words_before_prefixed_units(text: str, src: str, dst: str, value: float) -> None:
