@@ -37,6 +37,7 @@ from typing import Any
 import lz4.block
 
 from contracts.errors import BadRequest, PayloadTooLarge
+from contracts.hlc import HybridClock
 
 MAGIC = b"AGLM"
 SCHEMA_VERSION = 1
@@ -324,3 +325,53 @@ def _body(payload: bytes, head: Envelope, max_decompressed_bytes: int, max_recor
         raise EnvelopeRejected(RejectReason.OVERSIZED, f"body of {len(payload)} bytes > {max_decompressed_bytes}")
     check_json_values(payload, max_json_values)
     return bytes(payload)
+
+
+class Framer:
+    """Builds the frames one sender publishes (the edge's sync agent, the cloud's hub): its
+    node id, an HLC stamp per frame from its clock, its encoding and its size limit. Raises
+    :class:`EnvelopeTooLarge` for a frame over ``max_bytes``."""
+
+    def __init__(
+        self, node_id: str, clock: HybridClock, *, compress: bool = True, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> None:
+        self.node_id = node_id
+        self.clock = clock
+        self.encoding = Encoding.LZ4 if compress else Encoding.NONE
+        self.max_bytes = max_bytes
+
+    def records(
+        self,
+        ct: ContentType,
+        records: list[dict[str, Any]],
+        *,
+        meta: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> bytes:
+        """An unordered frame (seq 0) of JSON records."""
+        return self.bodies(ct, [], records_body(records), len(records), meta=meta, message_id=message_id)
+
+    def bodies(
+        self,
+        ct: ContentType,
+        parts: list[bytes],
+        body: bytes | None = None,
+        n_records: int = 0,
+        *,
+        seq: int = 0,
+        meta: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> bytes:
+        """A frame from ready JSON record bodies (``parts``, joined) or a ready array ``body``."""
+        return pack(
+            message_id=message_id or new_message_id(),
+            node_id=self.node_id,
+            seq=seq,
+            hlc=self.clock.now().pack(),
+            content_type=ct,
+            body=body if body is not None else join_record_bodies(parts),
+            n_records=n_records,
+            encoding=self.encoding,
+            meta=meta,
+            max_bytes=self.max_bytes,
+        )

@@ -44,15 +44,13 @@ from contracts.commands import AckKind, AckStatus, Command, CommandAck, CommandS
 from contracts.envelope import (
     DEFAULT_MAX_JSON_DEPTH,
     ContentType,
-    Encoding,
     Envelope,
     EnvelopeRejected,
     EnvelopeTooLarge,
+    Framer,
     RejectReason,
     decode,
     new_message_id,
-    pack,
-    records_body,
     shorten,
 )
 from contracts.heartbeat import STATUS_ONLINE, Heartbeat, NodeStatus
@@ -102,6 +100,7 @@ class CloudSync:
         if moved:
             log.info("moved %d commands from the hub's old table into the command ledger", moved)
         self.clock = self.repo.clock
+        self.framer = Framer(CLOUD_SENDER, self.clock, compress=s.sync_compress, max_bytes=s.sync_max_message_bytes)
         self.topics = Topics(s.sync_topic_prefix)
         self._queue: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
         self._expected: dict[str, int] = {}
@@ -194,21 +193,6 @@ class CloudSync:
         return dict(self.rejected)
 
     # -- downlink ------------------------------------------------------------------------------
-    def _frame(self, ct: ContentType, records: list[dict[str, Any]], meta: dict[str, Any] | None = None,
-               message_id: str | None = None) -> bytes:
-        return pack(
-            message_id=message_id or new_message_id(),
-            node_id=CLOUD_SENDER,
-            seq=0,
-            hlc=self.clock.now().pack(),
-            content_type=ct,
-            body=records_body(records),
-            n_records=len(records),
-            encoding=Encoding.LZ4 if self.settings.sync_compress else Encoding.NONE,
-            meta=meta,
-            max_bytes=self.settings.sync_max_message_bytes,
-        )
-
     def send_command(self, node_id: str, command: Command | dict[str, Any]) -> str:
         """Persist and send a command; returns its id (``command.command_id`` when given).
         Resent until the node acks it (the node runs it once and re-acks duplicates)."""
@@ -221,7 +205,7 @@ class CloudSync:
         return cmd.command_id
 
     def _publish_command(self, node_id: str, cmd: Command) -> None:
-        frame = self._frame(ContentType.COMMAND, [cmd.to_record()])
+        frame = self.framer.records(ContentType.COMMAND, [cmd.to_record()])
         self._conn.publish(self.topics.commands(node_id), frame, qos=1)
 
     def _resend(self, node_id: str | None = None) -> None:
@@ -259,7 +243,7 @@ class CloudSync:
         step = self.settings.sync_batch_max_records
         for i in range(0, len(recs), step):
             mid = new_message_id()
-            frame = self._frame(ContentType.MEMORY, [r.model_dump() for r in recs[i : i + step]], message_id=mid)
+            frame = self.framer.records(ContentType.MEMORY, [r.model_dump() for r in recs[i : i + step]], message_id=mid)
             self._conn.publish(topic, frame, qos=1)
             ids.append(mid)
         metrics.BROADCAST_RECORDS.labels(scope=scope).inc(len(recs))
@@ -276,7 +260,7 @@ class CloudSync:
             if rows:
                 cursor = rows[-1][0]
             meta = {"resync": rid, "part": part, "final": final, "cursor": cursor, "snapshot": since is None}
-            frame = self._frame(ContentType.RESYNC_RESPONSE, [r.model_dump() for _, r in rows], meta=meta)
+            frame = self.framer.records(ContentType.RESYNC_RESPONSE, [r.model_dump() for _, r in rows], meta=meta)
             self._conn.publish(self.topics.resync_response(node_id), frame, qos=1)
             part += 1
             if final:
@@ -331,7 +315,7 @@ class CloudSync:
         """One ack frame, halved until it fits ``sync_max_message_bytes`` (reasons are short, so
         only a small configured maximum needs it)."""
         try:
-            frame = self._frame(ContentType.ACK, recs)
+            frame = self.framer.records(ContentType.ACK, recs)
         except EnvelopeTooLarge:
             if len(recs) == 1:
                 log.error("ack of %s for %s does not fit one message; not sent", recs[0].get("id"), node)

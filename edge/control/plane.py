@@ -32,7 +32,7 @@ from edge.control.cache import LastGood, ModelCache
 from edge.control.downloader import RegistryDownloader
 from edge.serving.loaded_model import LoadedModel
 from edge.serving.service import InferenceService
-from edge.sync.agent import COMMAND_PENDING
+from edge.sync.commands import COMMAND_PENDING
 
 Acker = Callable[..., object]  # EdgeSync.ack_command(command_id, result=None, *, error=None)
 

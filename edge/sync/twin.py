@@ -29,6 +29,7 @@ from typing import Any
 
 from contracts.logging import get_logger
 from contracts.mqtt_client import MqttConnection, MqttOptions
+from edge.sync.settings import SyncSettings
 
 log = get_logger("autoglm.edge.sync.twin")
 
@@ -131,6 +132,19 @@ class TwinReporter:
             on_message=self._on_message,
             name=f"kubeedge-twin-{name}",
         )
+
+    @classmethod
+    def for_sync(cls, s: SyncSettings, node_id: str) -> TwinReporter:
+        """The reporter a node's sync runs when ``mqtt_kubeedge_enabled``."""
+        options = MqttOptions(
+            host=s.mqtt_kubeedge_host,
+            port=s.mqtt_kubeedge_port,
+            client_id=f"autoglm-twin-{node_id}",
+            mqtt5=False,  # KubeEdge's EventBus speaks MQTT 3.1.1
+            reconnect_min_s=s.mqtt_reconnect_min_s,
+            reconnect_max_s=s.mqtt_reconnect_max_s,
+        )
+        return cls(options, s.mqtt_kubeedge_namespace, s.mqtt_kubeedge_device or node_id)
 
     def start(self) -> None:
         self._conn.start()

@@ -69,7 +69,7 @@ def test_invalid_records_are_dead_lettered_on_the_edge(
     edge = make_edge(mosquitto_broker, "node-a", store=False).start()
     assert hub.wait_connected(10) and edge.wait_connected(10)
     # A session-state record the cloud cannot validate (bypassing the edge's own checks).
-    edge._put(ContentType.SESSION, [b'{"session_id": "s1"}'])
+    edge.uplink.put(ContentType.SESSION, [b'{"session_id": "s1"}'])
     wait_until(lambda: edge.outbox.dead_letters(), what="dead letter")
     ((_, kind, reason),) = edge.outbox.dead_letters()
     assert kind == "session" and reason.startswith("invalid_record")
