@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from cloud.model.encoder import BertConfig, BertEncoder
+from contracts.bundle import sha256_file
 
 BASE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -31,14 +31,6 @@ def base_weights_file(base_dir: Path) -> Path:
         if (base_dir / name).is_file():
             return base_dir / name
     raise FileNotFoundError(f"{base_dir}: no model.safetensors or pytorch_model.bin")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def base_sha256(base_dir: Path) -> str:

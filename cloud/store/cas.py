@@ -7,25 +7,16 @@ fails later remove exactly what it added (a rejected registration leaves no trac
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from contracts.bundle import sha256_file
 from contracts.errors import BadRequest, NotFound
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class BlobStore:

@@ -80,6 +80,15 @@ CommandAckHook = Callable[[str, CommandAck], None]
 MemoryHook = Callable[[str, list[KnowledgeRecord]], None]
 
 
+def _fan_out(what: str, hooks: list[Callable[..., None]], *args: Any) -> None:
+    """Call every hook; one that fails is logged and does not stop the others (or the hub)."""
+    for hook in list(hooks):
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("%s hook failed", what)
+
+
 class CloudSync:
     def __init__(
         self,
@@ -445,11 +454,7 @@ class CloudSync:
             self.applied_records[env.content_type.value] += result.records
             metrics.APPLIED_RECORDS.labels(kind=env.content_type.value).inc(result.records)
         if result.changed:
-            for hook in list(self._memory_hooks):
-                try:
-                    hook(node, result.changed)
-                except Exception:
-                    log.exception("memory hook failed")
+            _fan_out("memory", self._memory_hooks, node, result.changed)
             shared = [r for r in result.changed if r.shared]
             scope = self.settings.sync_rebroadcast
             if shared and scope != "none":
@@ -467,11 +472,7 @@ class CloudSync:
                 self._reject(RejectReason.WRONG_SENDER, topic, f"heartbeat for {hb.node_id!r}")
                 continue
             payload = hb.model_dump()
-            for hook in list(self._heartbeat_hooks):
-                try:
-                    hook(node, payload)
-                except Exception:
-                    log.exception("heartbeat hook failed")
+            _fan_out("heartbeat", self._heartbeat_hooks, node, payload)
 
     def _status(self, node: str, env: Envelope, topic: str) -> None:
         for rec in env.records:
@@ -485,11 +486,7 @@ class CloudSync:
                 self._groups[node] = st.group
             (self._online.add if online else self._online.discard)(node)
             metrics.NODES_ONLINE.set(len(self._online))
-            for hook in list(self._status_hooks):
-                try:
-                    hook(node, st)
-                except Exception:
-                    log.exception("status hook failed")
+            _fan_out("status", self._status_hooks, node, st)
             if online:
                 self._resend(node)
 
@@ -506,11 +503,7 @@ class CloudSync:
                     continue
                 if self.ledger.record_ack(node, ack) is not None:
                     metrics.COMMANDS.labels(outcome=ack.status.value).inc()
-                    for hook in list(self._command_ack_hooks):
-                        try:
-                            hook(node, ack)
-                        except Exception:
-                            log.exception("command ack hook failed")
+                    _fan_out("command ack", self._command_ack_hooks, node, ack)
             else:
                 with self._ack_cv:
                     self._broadcast_acks[rid].add(node)

@@ -18,7 +18,6 @@ import contextlib
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, cast
 from contracts.commands import AckStatus
 from contracts.envelope import ContentType
 from contracts.hlc import HLC, HybridClock
+from contracts.hlc import wall_clock_ms as _now_ms
 from contracts.memory import KnowledgeRecord, lww_wins
 from contracts.sqlite_tx import transaction
 
@@ -80,10 +80,6 @@ CREATE TABLE IF NOT EXISTS events (
 """
 _KCOLS = "key, text, embedding, source, confidence, created, updated, deleted, shared, from_node, merged"
 APPLIED_KEEP_PER_NODE = 100_000  # message ids remembered per node (older ones are below next_seq anyway)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _krow(rec: KnowledgeRecord, from_node: str, merged: str) -> tuple[object, ...]:
@@ -162,10 +158,6 @@ class SyncRepository:
         with self._lock:
             row = self._db.execute("SELECT next_seq FROM streams WHERE node_id = ?", (node_id,)).fetchone()
         return int(row[0]) if row else 1
-
-    def is_applied(self, msg_id: str) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM applied WHERE msg_id = ?", (msg_id,)).fetchone() is not None
 
     def _ensure_stream(self, node_id: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO streams(node_id) VALUES (?)", (node_id,))

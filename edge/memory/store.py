@@ -24,6 +24,7 @@ from pathlib import Path
 
 from contracts.hlc import HLC, HybridClock
 from contracts.memory import KnowledgeRecord, lww_wins
+from contracts.sqlite_tx import transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowledge (
@@ -144,16 +145,11 @@ class MemoryStore:
         return changed
 
     def _write(self, records: list[KnowledgeRecord]) -> None:
-        self._db.execute("BEGIN")
-        try:
+        with transaction(self._db):
             self._db.executemany(
                 f"INSERT OR REPLACE INTO knowledge({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_row(r) for r in records],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def since(self, hlc: str | None, *, limit: int | None = None) -> list[KnowledgeRecord]:
         """Records (tombstones included) with ``updated > hlc``, oldest first."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ from pathlib import Path
 
 from contracts.envelope import ContentType, new_message_id
 from contracts.errors import Overloaded
+from contracts.hlc import wall_clock_ms as _now_ms
 from contracts.logging import get_logger
+from contracts.sqlite_tx import transaction
 
 log = get_logger("autoglm.edge.sync.outbox")
 
@@ -91,10 +92,6 @@ class OutMessage:
 
 # (seq, msg_id, kind, chunk bodies (comma-joined records), record count, low_water) -> frame bytes
 FrameBuilder = Callable[[int, str, ContentType, list[bytes], int, int], bytes]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Outbox:
@@ -191,16 +188,11 @@ class Outbox:
                         self.dropped[kind.value] += len(bodies)
                         log.warning("outbox full: dropped %d new %s record(s)", len(bodies), kind.value)
                         return 0
-            self._db.execute("BEGIN")
-            try:
+            with transaction(self._db):
                 self._db.executemany(
                     "INSERT INTO pending(kind, body, n, size, created_ms) VALUES (?, ?, ?, ?, ?)",
                     [(kind.value, body, n, len(body), now) for body, n in self._chunks(bodies)],
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._used += size
         return len(bodies)
 
@@ -264,8 +256,7 @@ class Outbox:
             low = self._low_water_locked(seq)
             msg_id = new_message_id()
             frame = builder(seq, msg_id, kind, bodies, count, low)
-            self._db.execute("BEGIN")
-            try:
+            with transaction(self._db):
                 self._db.execute(
                     "INSERT INTO messages(seq, msg_id, kind, frame, n_records, raw_bytes, created_ms) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -274,10 +265,6 @@ class Outbox:
                 # The taken rows are exactly this kind's oldest ones, up to the last id taken.
                 self._db.execute("DELETE FROM pending WHERE kind = ? AND id <= ?", (kind.value, take[-1][0]))
                 self._db.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('next_seq', ?)", (str(seq + 1),))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             return OutMessage(seq, msg_id, kind, frame, count)
 
     def _low_water_locked(self, next_seq: int) -> int:
@@ -313,8 +300,7 @@ class Outbox:
             return 0
         with self._lock:
             released = freed = 0
-            self._db.execute("BEGIN")
-            try:
+            with transaction(self._db):
                 for mid in msg_ids:
                     row = self._db.execute(
                         "SELECT n_records, raw_bytes FROM messages WHERE msg_id = ?", (mid,)
@@ -324,10 +310,6 @@ class Outbox:
                     self._db.execute("DELETE FROM messages WHERE msg_id = ?", (mid,))
                     released += row[0]
                     freed += row[1]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._used -= freed
         return released
 
@@ -339,13 +321,12 @@ class Outbox:
             ).fetchone()
             if row is None:
                 return 0
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "INSERT OR REPLACE INTO dead_letters(msg_id, seq, kind, reason, frame, at_ms) VALUES (?,?,?,?,?,?)",
-                (msg_id, row[0], row[1], reason, row[2], _now_ms()),
-            )
-            self._db.execute("DELETE FROM messages WHERE msg_id = ?", (msg_id,))
-            self._db.execute("COMMIT")
+            with transaction(self._db):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO dead_letters(msg_id, seq, kind, reason, frame, at_ms) VALUES (?,?,?,?,?,?)",
+                    (msg_id, row[0], row[1], reason, row[2], _now_ms()),
+                )
+                self._db.execute("DELETE FROM messages WHERE msg_id = ?", (msg_id,))
             self._used -= row[4]
             return int(row[3])
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,20 +29,11 @@ from edge.sync.settings import SyncSettings
 from tests.cloud.controller.conftest import BOOTSTRAP, LiveServer, make_settings
 from tests.edge.conftest import MODEL, Bundles, settings_for
 from tests.support.mosquitto import MosquittoBroker, mosquitto_binary
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto binary not installed")
 
 N_NODES = 3
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 40.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def served_version(node: EdgeNode) -> str | None:
@@ -118,7 +109,8 @@ def world(tmp_path: Path, bundles: Bundles, broken_bundle: Path, overlong_bundle
                 control = ControlSettings(control_cloud_url=server.url, control_bootstrap_token=BOOTSTRAP,
                                           control_node_labels={"site": "e2e"}, control_apply_timeout_s=60)
                 nodes.append(EdgeNode.build(serve, sync, control).start())
-            wait_for(lambda: len(svc.fleet.list_nodes(online=True)) == N_NODES, what="all nodes online")
+            wait_for(lambda: len(svc.fleet.list_nodes(online=True)) == N_NODES, timeout=40.0,
+                     what="all nodes online")
             yield World(server, svc, nodes)
         finally:
             for n in nodes:
@@ -149,7 +141,8 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
         for n in nodes:
             r = c.post(f"/api/v1/nodes/{n.serve.node_id}/desired-version", json={"model": MODEL, "version": "1.0.0"})
             assert r.status_code == 202, r.text
-        wait_for(lambda: all(served_version(n) == "1.0.0" for n in nodes), what="all nodes serving 1.0.0")
+        wait_for(lambda: all(served_version(n) == "1.0.0" for n in nodes), timeout=40.0,
+                 what="all nodes serving 1.0.0")
 
         # 1. v1.1.0 (an adapter-only update: only the adapter travels) goes 33% -> 67% -> 100% (1, 2, 3 nodes),
         #    judged at each step on the nodes' heartbeats (real requests, error rate, p99).
@@ -158,7 +151,8 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
                        analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000})
         out = _final(c, rid)
         assert out["state"] == "succeeded", out["events"][-1]
-        wait_for(lambda: all(served_version(n) == "1.1.0" for n in nodes), what="all nodes serving 1.1.0")
+        wait_for(lambda: all(served_version(n) == "1.1.0" for n in nodes), timeout=40.0,
+                 what="all nodes serving 1.1.0")
         rollout_s = time.monotonic() - t0
         steps = [e for e in out["events"] if e["from_state"] == e["to_state"] == "progressing"]
         assert len(steps) == 2  # two intermediate steps passed on analysis
@@ -189,7 +183,7 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
             return all(view[n]["desired_version"] == "1.1.0" and view[n]["current_version"] == "1.1.0"
                        for n in canaries)
 
-        wait_for(back_on_stable, what="canaries sent back to 1.1.0")
+        wait_for(back_on_stable, timeout=40.0, what="canaries sent back to 1.1.0")
         assert all(served_version(n) == "1.1.0" for n in nodes)
         failed_acks = [cmd for n in canaries for cmd in c.get(f"/api/v1/nodes/{n}/commands").json()
                        if cmd["status"] == "failed"]
@@ -207,7 +201,7 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
         assert out["events"][-1]["details"]["analysis"]["canary"]["error_rate"] > 0.05
         canaries = out["targets"]
         assert len(canaries) == 1 and out["events"][-1]["details"]["rolled_back"] == canaries
-        wait_for(back_on_stable, what="the 4.0.0 canary switched back to 1.1.0")
+        wait_for(back_on_stable, timeout=40.0, what="the 4.0.0 canary switched back to 1.1.0")
         canary = next(n for n in nodes if n.serve.node_id == canaries[0])
         history = [(a["version"], a["ok"]) for a in canary.control.applied]
         assert history[-2:] == [("4.0.0", True), ("1.1.0", True)]  # it really ran 4.0.0, then rolled back
@@ -222,7 +216,7 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
         cid = r.json()["command_id"]
         wait_for(lambda: any(x["id"] == cid and x["status"] == "acked"
                              for x in c.get(f"/api/v1/nodes/{edge0.serve.node_id}/commands").json()),
-                 what="traffic split acked")
+                 timeout=40.0, what="traffic split acked")
         with httpx.Client(timeout=10) as hc:
             versions = {infer(hc, edge0, f"split {i}").json()["model_version"] for i in range(40)}
         assert versions == {"1.0.0", "1.1.0"}

@@ -37,8 +37,10 @@ class RecordingEngine:
         self.batches: list[tuple[int, int]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set once a batch reached the engine
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.entered.set()
         self.gate.wait(10)
         self.batches.append((ids.shape[0], ids.shape[1]))
         emb = np.stack([(ids * mask).sum(1), mask.sum(1)], axis=1).astype(np.float32)
@@ -103,7 +105,7 @@ def test_priority_levels_are_served_first() -> None:
         m = make_model(engine)
         engine.gate.clear()
         blocker = b.submit(m, ["blocker"])
-        await asyncio.sleep(0.05)  # blocker is in the engine; the rest queue up
+        assert await asyncio.to_thread(engine.entered.wait, 10)  # blocker is in the engine; the rest queue up
         normal = b.submit(m, ["n1", "n2", "n3"], priority=0)
         critical = b.submit(m, ["c1", "c2"], priority=1)
         for name, f in [*zip(["n1", "n2", "n3"], normal, strict=True), *zip(["c1", "c2"], critical, strict=True)]:
@@ -125,7 +127,7 @@ def test_bounded_queue_raises_overloaded() -> None:
         m = make_model(engine)
         engine.gate.clear()
         first = b.submit(m, ["x"])
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(engine.entered.wait, 10)  # "x" holds the engine
         queued = b.submit(m, ["a", "b", "c"])
         with pytest.raises(Overloaded) as err:
             b.submit(m, ["d"])

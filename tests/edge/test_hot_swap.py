@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 
 from tests.edge.conftest import ADMIN_HEADERS, MODEL, Bundles, Reference, Served
+from tests.support.wait import wait_for
 
 LOAD = f"/v2/models/{MODEL}/infer"
 
@@ -48,12 +49,14 @@ def test_swap_under_load_drops_nothing(
         async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=httpx.Limits(max_connections=16),
                                      headers=ADMIN_HEADERS) as c:
             clients = [asyncio.create_task(client(k, c)) for k in range(12)]
-            await asyncio.sleep(0.5)
+            while len(seen) < 24:  # traffic flows before the swap
+                await asyncio.sleep(0.01)
             r = await c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}})
             assert r.status_code == 200, r.text
             assert r.json()["version"] == "2.0.0"
             swap_done_at.append(time.monotonic())
-            await asyncio.sleep(0.5)
+            while sum(1 for _, sent, _, _ in seen if float(sent) > swap_done_at[0]) < 24:  # and after it
+                await asyncio.sleep(0.01)
             stop.set()
             await asyncio.gather(*clients)
 
@@ -88,9 +91,7 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
     assert entered.wait(10), "first request never reached the engine"
     b = threading.Thread(target=post, args=("b", "queued when swapped"))
     b.start()
-    deadline = time.monotonic() + 10
-    while served.service.batcher.depth < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: served.service.batcher.depth >= 1, timeout=10.0, what="b queued")
     assert served.service.batcher.depth == 1
     try:
         r = httpx.post(
@@ -105,7 +106,7 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
         # A request admitted after the swap is bound to 2.0.0 (it runs once the engine is free).
         c = threading.Thread(target=post, args=("c", "after the swap"))
         c.start()
-        time.sleep(0.2)
+        wait_for(lambda: served.service.batcher.depth == 2, timeout=10.0, what="c admitted behind b")
     finally:
         gate.set()
     for t in (a, b, c):
@@ -117,10 +118,8 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
     doc = results["c"].json()
     assert doc["model_version"] == "2.0.0"
     np.testing.assert_allclose(embedding_of(doc), reference_v2("after the swap")[0], atol=1e-5)
-    deadline = time.monotonic() + 10
-    while httpx.get(served.url + "/v2/edge/status").json()["draining"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert httpx.get(served.url + "/v2/edge/status").json()["draining"] == [], "old version was not released"
+    wait_for(lambda: httpx.get(served.url + "/v2/edge/status").json()["draining"] == [], timeout=10.0,
+             what="the old version released")
 
 
 def test_failed_load_keeps_current_model_and_reports_why(served: Served, tampered_bundle: object) -> None:

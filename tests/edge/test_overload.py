@@ -11,6 +11,7 @@ import httpx
 import orjson
 
 from tests.edge.conftest import MODEL, Bundles, ServerFactory
+from tests.support.wait import wait_for
 
 INFER = f"/v2/models/{MODEL}/infer"
 
@@ -20,15 +21,6 @@ def body(texts: list[str], **params: object) -> dict[str, object]:
     if params:
         doc["parameters"] = params
     return doc
-
-
-def _wait(cond: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_full_queue_answers_429_with_retry_after(start_server: ServerFactory, bundles: Bundles) -> None:
@@ -46,7 +38,7 @@ def test_full_queue_answers_429_with_retry_after(start_server: ServerFactory, bu
     assert entered.wait(10)
     threads.append(threading.Thread(target=post, args=([f"queued {i}" for i in range(4)],)))
     threads[1].start()
-    assert _wait(lambda: s.service.batcher.depth == 4)
+    assert wait_for(lambda: s.service.batcher.depth == 4)
     try:
         started = time.monotonic()
         r = httpx.post(s.url + INFER, json=body(["one too many"]), timeout=30)
@@ -82,14 +74,14 @@ def test_disconnected_client_costs_no_forward_pass(start_server: ServerFactory, 
         f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
         + payload
     )
-    assert _wait(lambda: s.service.batcher.depth == 2)
+    assert wait_for(lambda: s.service.batcher.depth == 2)
     sock.close()
     queued = [it for q in s.service.batcher._queues for it in q]
-    assert _wait(lambda: all(it.future.cancelled() for it in queued)), "disconnect was not noticed"
+    assert wait_for(lambda: all(it.future.cancelled() for it in queued)), "disconnect was not noticed"
     gate.set()
     t.join(30)
     assert first[0].status_code == 200
-    assert _wait(lambda: s.service.batcher.depth == 0)
+    assert wait_for(lambda: s.service.batcher.depth == 0)
     ok = httpx.post(s.url + INFER, json=body(["after"]), timeout=30)
     assert ok.status_code == 200
     # Only "held" and "after" went through the engine: the hung-up pair did not.
@@ -112,7 +104,7 @@ def test_deadline_passed_in_queue_is_504_without_forward_pass(start_server: Serv
         target=lambda: out.setdefault("b", httpx.post(s.url + INFER, json=body(["late"], deadline_ms=50), timeout=30))
     )
     tb.start()
-    assert _wait(lambda: s.service.batcher.depth == 1)
+    assert wait_for(lambda: s.service.batcher.depth == 1)
     time.sleep(0.2)
     gate.set()
     ta.join(30)

@@ -26,6 +26,7 @@ import pytest
 
 from tests.manifests.kube import KUBEEDGE, ROOT
 from tests.support.mosquitto import free_port, mosquitto_binary, write_password_file
+from tests.support.wait import wait_for
 
 NODE = "edge-node-1"
 PASSWORDS = {"autoglm-cloud": "cloud-secret", NODE: "node-secret", "edge-node-2": "other-secret"}
@@ -189,6 +190,31 @@ def _wait_bridge_up(node_client: Client, cloud_client: Client) -> None:
     raise AssertionError("the bridge never carried a heartbeat to the cloud")
 
 
+def _wait_downlink_up(cloud_client: Client, node_client: Client) -> None:
+    """Publish downlink probes until one crosses (the bridge subscribes to the downlink topics
+    right after it connects), then drop what arrived."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        cloud_client.publish(f"autoglm/down/{NODE}/ack", b"probe")
+        try:
+            topic, _ = node_client.messages.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        assert topic == f"autoglm/down/{NODE}/ack"
+        wait_for(lambda: _drained(node_client), timeout=5.0, what="late downlink probes")
+        return
+    raise AssertionError("the bridge never carried a downlink message to the node")
+
+
+def _drained(client: Client) -> bool:
+    """Take one late message (if any) off the queue; True once none came for 0.2 s."""
+    try:
+        client.messages.get(timeout=0.2)
+    except queue.Empty:
+        return True
+    return False
+
+
 def test_node_bridge_carries_only_this_nodes_topics_over_tls(brokers: tuple[Broker, Broker, Path]) -> None:
     cloud, node, ca = brokers
     hub = Client(cloud.port, "cloud-hub", user="autoglm-cloud", password=PASSWORDS["autoglm-cloud"], ca=ca)
@@ -206,7 +232,7 @@ def test_node_bridge_carries_only_this_nodes_topics_over_tls(brokers: tuple[Brok
         assert hub.expect(f"autoglm/up/{NODE}/events") == b"after-forged"
 
         # Downlinks: another node's commands stay in the cloud, this node's and broadcasts arrive.
-        time.sleep(0.5)  # the bridge subscribes to the downlink topics right after connecting
+        _wait_downlink_up(hub, agent)
         hub.publish("autoglm/down/edge-node-2/commands", b"not-for-us")
         hub.publish(f"autoglm/down/{NODE}/commands", b"set-version-1.2.0")
         assert agent.expect(f"autoglm/down/{NODE}/commands") == b"set-version-1.2.0"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,9 @@ from edge.memory.store import MemoryStore
 from edge.sync.agent import EdgeSync
 from edge.sync.settings import SyncSettings
 from tests.support.mosquitto import MosquittoBroker, mosquitto_broker  # noqa: F401  (fixture)
+from tests.support.wait import wait_for
 
-
-def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``pred`` until truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+wait_until = wait_for  # the MQTT tests' name for tests/support/wait.wait_for
 
 
 def edge_settings(broker: MosquittoBroker, **kw: Any) -> SyncSettings:

@@ -4,8 +4,7 @@ step by step, a bad one is aborted and rolled back, one without traffic pauses f
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from tests.cloud.controller.bundles import make_bundle
 from tests.cloud.controller.conftest import BOOTSTRAP, LiveServer, make_settings
 from tests.cloud.controller.fleetsim import Behaviour, MqttEdge
 from tests.support.mosquitto import MosquittoBroker, mosquitto_binary
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto binary not installed")
 
@@ -27,16 +27,6 @@ BEHAVIOURS = {
     "1.2.0": Behaviour(error_rate=0.4),  # bad
     "1.3.0": Behaviour(requests=0),  # loaded but gets no traffic
 }
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
