@@ -283,6 +283,9 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=0.6, help="confidence threshold for hard examples")
     ap.add_argument("--quick", action="store_true", help="smaller sets (a shared machine)")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency run (needs the cloud package)")
+    ap.add_argument("--no-reasoning", action="store_true",
+                    help="skip the reasoning ablation on the frozen paraphrase families (benchmarks/reasoning_ablation.py)")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds of the reasoning ablation's learned heads")
     args = ap.parse_args()
     rng = random.Random(7)
     record: dict[str, Any] = {"benchmark": "quality_agent", "quick": args.quick}
@@ -315,6 +318,13 @@ def main() -> int:
         record["graph_learned"] = graph_hits(PathReasoner(graph, scorer=OnnxHopScorer.from_bundle(args.bundle)), evals)
         record["graph_learned"]["seconds"] = round(time.perf_counter() - t0, 2)
         print("graph hits@1 (learned hop scorer):", {k: v for k, v in record["graph_learned"].items() if k.endswith("hop")})
+    if args.bundle and not args.no_reasoning:  # graph / router / abstention on the frozen paraphrase families
+        import torch
+
+        from benchmarks.reasoning_ablation import run_ablation
+
+        torch.set_num_threads(1)
+        record["reasoning"] = run_ablation(args.bundle, [int(x) for x in args.seeds.split(",")], args.quick)
     record["cache"] = asyncio.run(cache_calibration(keyword, rng))
     print("semantic cache (hashing encoder):", record["cache"])
     if not args.no_latency:
@@ -338,6 +348,10 @@ def main() -> int:
              + (" (learned hop scorer)" if "graph_learned" in record else " (lexical hop scorer)"),
         baseline="—", result=" / ".join(f"{h * 100:.1f} %" for h in hops), target="≥ 95 / 90 / 80 %",
         met=hops[0] >= 0.95 and hops[1] >= 0.90 and hops[2] >= 0.80))
+    if "reasoning" in record:
+        from benchmarks.reasoning_ablation import headline as reasoning_headline
+
+        rows += reasoning_headline(record["reasoning"])
     write_record("agent", record, rows)
     print(json.dumps(record, ensure_ascii=False))
     return 0

@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -111,20 +112,36 @@ def mention_span(text: str, mention: str) -> tuple[int, int]:
     return i, i + len(mention)
 
 
-def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed) -> HopBatch:
-    texts, rows = [], []
+_TOKEN = re.compile(r"[A-Za-z']+|[\u3400-\u9fff]|[^\sA-Za-z\u3400-\u9fff]+")
+
+
+def word_dropout(text: str, keep: str, rng: random.Random, p: float = 0.15) -> str:
+    """``text`` with each word (English) or character (Chinese) dropped with probability ``p``,
+    never the type word ``keep`` that stands for the entity."""
+    tokens = _TOKEN.findall(text)
+    kept = [t for t in tokens if t == keep or rng.random() >= p]
+    out = ""
+    for t in kept:
+        cjk = "\u3400" <= t[0] <= "\u9fff"
+        out += t if (cjk or not out or "\u3400" <= out[-1] <= "\u9fff") else " " + t
+    return out
+
+
+def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed, augment: int = 0,
+                   seed: int = 0) -> HopBatch:
+    """Search states of every question; ``augment`` extra copies of each question with word
+    dropout (the same states), so the head leans on no single word of a training family."""
+    rng = random.Random(f"augment:{seed}")
+    texts: list[str] = []
+    rows: list[tuple[Any, ...]] = []
     for q in items:
         norm = to_ascii(q.text)
         span = mention_span(q.text, q.mention)
-        texts.append(masked_question(norm, span, graph.entities[q.start].type))
-        frontier = [q.start]
-        for hop in range(len(q.path) + 1):
-            target = RELATION_NAMES.index(q.path[hop]) if hop < len(q.path) else STOP_INDEX
-            prev = RELATION_NAMES.index(q.path[hop - 1]) if hop else STOP_INDEX
-            cur_type = graph.entities[frontier[0]].type
-            rows.append((len(texts) - 1, hop, prev, TYPE_NAMES.index(cur_type), candidate_mask(graph, frontier, hop), target))
-            if hop < len(q.path):
-                frontier = graph.follow(frontier[0], [q.path[hop]])
+        start_type = graph.entities[q.start].type
+        masked = masked_question(norm, span, start_type)
+        for copy in range(augment + 1):
+            texts.append(masked if copy == 0 else word_dropout(masked, start_type, rng))
+            _question_rows(graph, q, len(texts) - 1, rows)
     emb = np.asarray(embed(texts), dtype=np.float32)
     chars = np.stack([char_grams(t) for t in texts])
     idx = [r[0] for r in rows]
@@ -136,19 +153,30 @@ def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed) -
     )
 
 
+def _question_rows(graph: KnowledgeGraph, q: ParaItem, text_index: int, rows: list[tuple[Any, ...]]) -> None:
+    frontier = [q.start]
+    for hop in range(len(q.path) + 1):
+        target = RELATION_NAMES.index(q.path[hop]) if hop < len(q.path) else STOP_INDEX
+        prev = RELATION_NAMES.index(q.path[hop - 1]) if hop else STOP_INDEX
+        cur_type = graph.entities[frontier[0]].type
+        rows.append((text_index, hop, prev, TYPE_NAMES.index(cur_type), candidate_mask(graph, frontier, hop), target))
+        if hop < len(q.path):
+            frontier = graph.follow(frontier[0], [q.path[hop]])
+
+
 def relation_table(embed: Embed) -> torch.Tensor:
     return torch.from_numpy(np.asarray(embed(relation_descriptions()), dtype=np.float32))
 
 
 def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
-                     epochs: int = 40, lr: float = 3e-3, seed: int = 0, hidden: int = 128, fusion: bool = True,
-                     adaptive: bool = True) -> tuple[HopScorer, dict[str, Any]]:
+                     epochs: int = 80, lr: float = 3e-3, seed: int = 0, hidden: int = 128, fusion: bool = False,
+                     adaptive: bool = True, augment: int = 0) -> tuple[HopScorer, dict[str, Any]]:
     """Train on the training families; returns the head and its training metrics."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
     t0 = time.perf_counter()
     items = [it for it in (items if items is not None else train_items(seed=seed)) if it.kind == "kg"]
-    data = build_examples(graph, items, embed)
+    data = build_examples(graph, items, embed, augment=augment)  # the same augmented texts for every seed
     model = HopScorer(relation_table(embed), hidden=hidden, fusion=fusion, adaptive=adaptive)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     loss_fn = nn.CrossEntropyLoss()
@@ -171,7 +199,7 @@ def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items
         final_loss = float(loss_fn(logits, data.target))
     metrics = {"train_questions": len(items), "train_states": n, "train_state_accuracy": round(acc, 4),
                "train_loss": round(final_loss, 4), "seconds": round(time.perf_counter() - t0, 2),
-               "embed_dim": int(data.emb.shape[1]), "fusion": fusion, "adaptive": adaptive, "seed": seed,
+               "embed_dim": int(data.emb.shape[1]), "fusion": fusion, "adaptive": adaptive, "augment": augment, "seed": seed,
                "epochs": epochs}
     return model, metrics
 
@@ -379,16 +407,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="output directory (default: the bundle directory)")
     ap.add_argument("--attach", action="store_true", help="list the heads in the bundle's manifest (hop_scorer, scope_head)")
     ap.add_argument("--sign-key", type=Path, help="re-sign the bundle after attaching")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-fusion", action="store_true", help="question embedding only (no character granularity)")
+    ap.add_argument("--fusion", action="store_true", help="gated fusion with the character granularity (off: it did "
+                    "not help on the validation families, docs/arch/agent.md)")
     ap.add_argument("--no-adaptive", action="store_true", help="no adaptive question-relation graph")
     args = ap.parse_args(argv)
     random.seed(args.seed)
     embed = CachedEmbed(bundle_embedder(args.bundle))
     items = train_items(seed=args.seed)
     model, metrics = train_hop_scorer(embed, items=items, epochs=args.epochs, seed=args.seed,
-                                      fusion=not args.no_fusion, adaptive=not args.no_adaptive)
+                                      fusion=args.fusion, adaptive=not args.no_adaptive)
     scope, threshold, scope_metrics = train_scope_head(embed, items=items, seed=args.seed)
     out = args.out or args.bundle
     heads = [export_hop_scorer(model, out, metrics), export_scope_head(scope, threshold, out, scope_metrics)]
