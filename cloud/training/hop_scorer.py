@@ -127,11 +127,12 @@ def word_dropout(text: str, keep: str, rng: random.Random, p: float = 0.15) -> s
     return out
 
 
-def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed, augment: int = 0,
-                   seed: int = 0) -> HopBatch:
-    """Search states of every question; ``augment`` extra copies of each question with word
-    dropout (the same states), so the head leans on no single word of a training family."""
-    rng = random.Random(f"augment:{seed}")
+def question_states(graph: KnowledgeGraph, items: list[ParaItem], augment: int = 0
+                    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Masked question texts and one row per search state ``(text index, hop, previous
+    relation, entity type, candidate mask, target)``; ``augment`` extra copies of each question
+    with word dropout (the same states), so the head leans on no single word of a family."""
+    rng = random.Random("augment")
     texts: list[str] = []
     rows: list[tuple[Any, ...]] = []
     for q in items:
@@ -142,6 +143,11 @@ def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed, a
         for copy in range(augment + 1):
             texts.append(masked if copy == 0 else word_dropout(masked, start_type, rng))
             _question_rows(graph, q, len(texts) - 1, rows)
+    return texts, rows
+
+
+def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed, augment: int = 0) -> HopBatch:
+    texts, rows = question_states(graph, items, augment)
     emb = np.asarray(embed(texts), dtype=np.float32)
     chars = np.stack([char_grams(t) for t in texts])
     idx = [r[0] for r in rows]
@@ -371,7 +377,7 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
 
     from contracts.adapter_codec import decode_tensors
     from contracts.bundle import open_bundle
-    from contracts.tokenizer import TextTokenizer, TokenizerSettings
+    from contracts.tokenizer import tokenizer_for
 
     bundle = open_bundle(bundle_dir)
     m = bundle.manifest
@@ -384,9 +390,7 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
     for name, value in zip(tensors, bound, strict=True):
         so.add_initializer(name, value)
     session = ort.InferenceSession(str(bundle.graph_file("encoder")), sess_options=so, providers=["CPUExecutionProvider"])
-    spec = m.tokenizer
-    tok = TextTokenizer(bundle.tokenizer_file(), TokenizerSettings(max_length=spec.max_length, lowercase=spec.lowercase,
-                                                                    oov_char_fallback=spec.oov_char_fallback))
+    tok = tokenizer_for(bundle.tokenizer_file(), m.tokenizer)
     names = [i.name for i in session.get_inputs()]
 
     def embed(texts: list[str]) -> np.ndarray:
