@@ -191,6 +191,8 @@ class Agent:
         if self.scope is not None and enc.router == "model":
             p_unsure = self.scope.p_unsure(enc.embedding, text)
             abstained = p_unsure >= self.scope.threshold
+            if abstained:
+                self.metrics.abstentions.labels(self.node_id).inc()
         hard = abstained or confidence < self.settings.agent_confidence_threshold
         top = sorted(enc.probabilities.items(), key=lambda kv: -kv[1])[:3]
         extra = {} if p_unsure is None else {"p_unsure": round(p_unsure, 4), "abstain_threshold": self.scope.threshold,  # type: ignore[union-attr]
@@ -242,7 +244,9 @@ class Agent:
             steps.add("kg", error=exc.message)
             return None
         self._kg_steps(ans, steps)
+        self.metrics.kg_paths.labels(self.node_id, "hit" if ans.from_cache else "miss").inc()
         if ans.path_probability < self.settings.agent_kg_unsure_threshold:
+            self.metrics.kg_unsure.labels(self.node_id).inc()
             return self._unsure_graph_answer(ans, steps, route)
         return Answer(ans.text, Source.KNOWLEDGE_GRAPH, route, ans.to_dict())
 

@@ -24,6 +24,14 @@ class AgentMetrics:
                                      ["node", "queued"], registry=r)
         self.cache_lookups = Counter("autoglm_edge_agent_cache_lookups_total", "Semantic-cache lookups by outcome.",
                                      ["node", "outcome"], registry=r)
+        self.kg_paths = Counter("autoglm_edge_agent_kg_path_cache_total",
+                                "Graph answers by path-cache outcome (hit: the path of an earlier question of the same shape).",
+                                ["node", "outcome"], registry=r)
+        self.kg_unsure = Counter("autoglm_edge_agent_kg_unsure_total",
+                                 "Graph answers that listed candidate paths and asked, the scorer being unsure.",
+                                 ["node"], registry=r)
+        self.abstentions = Counter("autoglm_edge_agent_abstentions_total",
+                                   "Requests the scope head judged nonsense / out of scope.", ["node"], registry=r)
         self.breaker_open = Gauge("autoglm_edge_agent_cloud_breaker_open", "1 while the cloud circuit breaker is open.",
                                   ["node"], registry=r)
         self.node = node_id

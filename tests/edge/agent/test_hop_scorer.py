@@ -122,7 +122,9 @@ def test_scope_head_abstains_and_the_hard_example_records_it(tmp_path: Path, bun
 
     # threshold 0: every request is above it — the router abstains, the example is queued with
     # the abstention, and with the cloud out of reach the answer says it is unsure (not a tool answer)
-    r = ask(agent_with(0.0, "always"), "purple spreadsheet swims loudly")
+    always = agent_with(0.0, "always")
+    r = ask(always, "purple spreadsheet swims loudly")
+    assert always.metrics.registry.get_sample_value("autoglm_edge_agent_abstentions_total", {"node": "always"}) == 1
     route = step(r, "route")
     assert route["abstained"] and route["hard_example"] and 0.0 <= route["p_unsure"] <= 1.0
     assert queued and queued[-1]["abstained"] is True and abs(queued[-1]["p_unsure"] - route["p_unsure"]) < 1e-3  # type: ignore[operator]

@@ -48,6 +48,11 @@ def test_graph_question_without_cue_words_is_never_offline(tmp_path: Path) -> No
     # an unsure answer is not cached: asking again searches the graph again
     again = ask(agent, "PR-111 — who do I call?")
     assert step(again, "cache")["hit"] is False and again.source is Source.KNOWLEDGE_GRAPH
+    reg = agent.metrics.registry
+    assert reg.get_sample_value("autoglm_edge_agent_kg_unsure_total", {"node": "node"}) == 3
+    path_answers = sum(reg.get_sample_value("autoglm_edge_agent_kg_path_cache_total", {"node": "node", "outcome": o}) or 0
+                       for o in ("hit", "miss"))
+    assert path_answers == 3
 
 
 def test_confident_graph_answer_has_a_path_probability(tmp_path: Path) -> None:
