@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -29,6 +30,23 @@ class TokenizerSettings:
     max_length: int = 128
     lowercase: bool = True
     oov_char_fallback: bool = True
+
+
+class TokenizerSpecLike(Protocol):
+    """What a bundle manifest's ``tokenizer`` section says (``contracts.manifest.TokenizerSpec``)."""
+
+    max_length: int
+    lowercase: bool
+    oov_char_fallback: bool
+
+
+def tokenizer_for(path: Path, spec: TokenizerSpecLike) -> TextTokenizer:
+    """The tokenizer exactly as a manifest's ``tokenizer`` section configures it (the same ids
+    as at training): the one place bundles, exports and hop-scorer training build it."""
+    return TextTokenizer(
+        path,
+        TokenizerSettings(max_length=spec.max_length, lowercase=spec.lowercase, oov_char_fallback=spec.oov_char_fallback),
+    )
 
 
 class TextTokenizer:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
 
-from cloud.model.autoglm_model import AutoGLMModel, ExportWrapper
 from export.errors import ExportError
+
+if TYPE_CHECKING:  # the PyTorch model is imported by the functions that export it
+    from cloud.model.autoglm_model import AutoGLMModel
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAMES = ["embedding", "route_logits"]
@@ -70,6 +72,8 @@ def export_adapter_set_graph(model: AutoGLMModel, set_name: str, out_path: Path,
     real = {k: v.detach().clone() for k, v in aset.state_dict().items()}
     gen = torch.Generator().manual_seed(20240611)
     fingerprints = {k: (torch.randn(v.shape, generator=gen) * 0.05).to(v.dtype) for k, v in real.items()}
+    from cloud.model.autoglm_model import ExportWrapper
+
     wrapper = ExportWrapper(model, set_name).eval()
     ids, mask = _dummy_inputs(model.config.vocab_size)
     out_path.parent.mkdir(parents=True, exist_ok=True)

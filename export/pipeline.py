@@ -40,7 +40,7 @@ from contracts.manifest import (
     TokenizerSpec,
     default_signature,
 )
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
+from contracts.tokenizer import TextTokenizer, TokenizerSettings, tokenizer_for
 from export.bundle_writer import (
     file_table,
     git_commit,
@@ -163,12 +163,6 @@ def _torch_runner(model: Any, set_name: str) -> RunFn:
         return out.embedding.numpy(), out.route_logits.numpy()
 
     return run
-
-
-def _bundle_tokenizer(path: Path, spec: TokenizerSpec) -> TextTokenizer:
-    known = set(TokenizerSettings.__dataclass_fields__)
-    wanted: dict[str, Any] = {"max_length": spec.max_length, "lowercase": spec.lowercase, "oov_char_fallback": spec.oov_char_fallback}
-    return TextTokenizer(path, TokenizerSettings(**{k: v for k, v in wanted.items() if k in known}))
 
 
 def _validate_args(precision: str, name: str, version: str) -> None:
@@ -571,7 +565,7 @@ def export_adapter_update(
             )
             tensors_by_set[s] = decode_tensors(encode_tensors(tensors, enc), enc, sorted(tensors))
         ctx.step("parity: parent graph + new adapters vs PyTorch")
-        tok = _bundle_tokenizer(parent.tokenizer_file(), pm.tokenizer)
+        tok = tokenizer_for(parent.tokenizer_file(), pm.tokenizer)
         parity = {}
         graph_file = parent.graph_file("encoder")
         for s in set_names:

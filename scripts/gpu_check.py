@@ -458,7 +458,7 @@ def latency_case(bundle: Path, provider: str, inputs: dict[int, Any], ref: dict[
 
 def update_hot_swap(b: dict[str, Path], provider: str, inputs: dict[int, Any], refs: dict[str, Any], work: Path) -> dict[str, Any]:
     """The edge loader serving the parent, then the adapter-only update on top of it, on ``provider``."""
-    from edge.runtime.bundle_loader import BundleModelLoader
+    from edge.serving.bundle_loader import BundleModelLoader
     from edge.settings import ServeSettings
 
     chain = {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}[provider]

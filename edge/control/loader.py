@@ -1,6 +1,6 @@
 """Bundle loader that finds an adapter-only update's parent in the model cache.
 
-The serving loader (``edge.runtime.bundle_loader.BundleModelLoader``) opens an update against
+The serving loader (``edge.serving.bundle_loader.BundleModelLoader``) opens an update against
 the bundle currently served. A node told to run an update of a version it does not serve (or
 restarting from a last-known-good update) needs the parent the manifest names instead: this
 wrapper looks it up in the :class:`ModelCache` by manifest sha256 and falls back to the served
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from contracts.manifest import MANIFEST_FILE, Manifest
 from edge.control.cache import ModelCache
-from edge.runtime.bundle_loader import BundleModelLoader
+from edge.serving.bundle_loader import BundleModelLoader
 from edge.serving.loaded_model import LoadedModel
 from edge.settings import ServeSettings
 

@@ -35,7 +35,7 @@ from contracts.adapter_codec import decode_tensors, expected_stored_names
 from contracts.bundle import Bundle
 from contracts.errors import BundleError
 from contracts.manifest import AdapterSetEntry
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
+from contracts.tokenizer import TextTokenizer, tokenizer_for
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 # Providers that honour SessionOptions.add_initializer (the "initializer" binding of older bundles).
@@ -171,10 +171,7 @@ SMOKE_TEXTS = ("what is 2 plus 2", "你好", "")
 
 def bundle_tokenizer(bundle: Bundle) -> TextTokenizer:
     """The tokenizer exactly as the bundle's manifest configures it (same ids as at training)."""
-    spec = bundle.manifest.tokenizer
-    known = set(TokenizerSettings.__dataclass_fields__)
-    wanted: dict[str, Any] = {"max_length": spec.max_length, "lowercase": spec.lowercase, "oov_char_fallback": spec.oov_char_fallback}
-    return TextTokenizer(bundle.tokenizer_file(), TokenizerSettings(**{k: v for k, v in wanted.items() if k in known}))
+    return tokenizer_for(bundle.tokenizer_file(), bundle.manifest.tokenizer)
 
 
 def smoke_test(bundle: Bundle, adapter_set: str | None = None, providers: Sequence[str] | None = None) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class InferenceService:
         """Wire the parts from settings. ``loader`` defaults to the ONNX Runtime bundle loader;
         ``loader_factory(served_bundle)`` builds one that needs the served bundle (an adapter-only
         update's parent)."""
-        from edge.runtime.bundle_loader import BundleModelLoader
+        from edge.serving.bundle_loader import BundleModelLoader
 
         metrics = ServingMetrics(settings.node_id)
 

@@ -26,8 +26,8 @@ from contracts.bundle import open_bundle
 from contracts.tokenizer import TextTokenizer, TokenizerSettings
 from edge.http.app import create_app
 from edge.http.server import BackgroundServer
-from edge.runtime.bundle_loader import BundleModelLoader
 from edge.runtime.bundle_session import BundleSession
+from edge.serving.bundle_loader import BundleModelLoader
 from edge.serving.loaded_model import LoadedModel
 from edge.serving.service import InferenceService
 from edge.settings import ServeSettings

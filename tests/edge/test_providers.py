@@ -17,10 +17,10 @@ import edge.runtime.providers as providers_mod
 from contracts.bundle import open_bundle
 from contracts.errors import BundleError
 from contracts.manifest import TensorRTEngine
-from edge.runtime.bundle_loader import BundleModelLoader
 from edge.runtime.bundle_session import BundleSession
 from edge.runtime.providers import make_session_options, select_providers
 from edge.runtime.tensorrt_engine import GpuInfo, detect_gpu, matching_engine
+from edge.serving.bundle_loader import BundleModelLoader
 from edge.settings import ServeSettings
 
 GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -17,8 +17,7 @@ from contracts.bundle import Bundle, open_bundle
 from contracts.errors import BundleError
 from contracts.logging import get_logger
 from contracts.manifest import MANIFEST_FILE, Manifest
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
-from edge.runtime.bundle_session import BundleSession
+from edge.runtime.bundle_session import BundleSession, bundle_tokenizer
 from edge.runtime.engine import Engine
 from edge.runtime.providers import ORT_PROVIDER_NAMES, make_session_options, select_providers
 from edge.runtime.tensorrt_engine import TensorRTEngineRuntime, detect_gpu, matching_engine
@@ -74,11 +73,7 @@ class BundleModelLoader:
         if set_name not in m.adapter_sets:
             raise BundleError(f"bundle {m.name}@{m.version}: no adapter set {set_name!r} (has {sorted(m.adapter_sets)})")
         entry = m.adapter_sets[set_name]
-        tok = m.tokenizer
-        tokenizer = TextTokenizer(
-            bundle.tokenizer_file(),
-            TokenizerSettings(max_length=tok.max_length, lowercase=tok.lowercase, oov_char_fallback=tok.oov_char_fallback),
-        )
+        tokenizer = bundle_tokenizer(bundle)
         engine, providers, close, provider_info = self._engine(bundle, set_name)
         log.info("loaded %s@%s adapter set %s on %s", m.name, m.version, set_name, providers)
         if provider_info.get("provider_fallback"):
@@ -94,7 +89,7 @@ class BundleModelLoader:
             temperature=float(entry.temperature),
             engine=engine,
             tokenizer=tokenizer,
-            lowercase=tok.lowercase,
+            lowercase=m.tokenizer.lowercase,
             bucket_overhead_tokens=s.serve_bucket_overhead_tokens,
             embedding_dim=m.base_encoder.hidden_size,
             source=Path(source),
