@@ -86,8 +86,12 @@ class Command(BaseModel):
     ) -> Command:
         base = base_url if base_url is not None else f"/api/v1/models/{model}/versions/{version}"
         return cls(
-            type=CommandKind.SET_DESIRED_VERSION, model=model, version=version, manifest_sha256=manifest_sha256,
-            manifest_url=f"{base}/manifest", files_url=f"{base}/files/",
+            type=CommandKind.SET_DESIRED_VERSION,
+            model=model,
+            version=version,
+            manifest_sha256=manifest_sha256,
+            manifest_url=f"{base}/manifest",
+            files_url=f"{base}/files/",
         )
 
     @classmethod
@@ -95,9 +99,14 @@ class Command(BaseModel):
         cls, model: str, weights: dict[str, float], manifest_sha256: dict[str, str]
     ) -> Command:
         return cls(
-            type=CommandKind.SET_TRAFFIC_SPLIT, model=model, weights=weights,
+            type=CommandKind.SET_TRAFFIC_SPLIT,
+            model=model,
+            weights=weights,
             manifests={
-                ver: {"manifest_sha256": sha, "manifest_url": f"/api/v1/models/{model}/versions/{ver}/manifest"}
+                ver: {
+                    "manifest_sha256": sha,
+                    "manifest_url": f"/api/v1/models/{model}/versions/{ver}/manifest",
+                }
                 for ver, sha in manifest_sha256.items()
             },
         )

@@ -45,7 +45,9 @@ def tokenizer_for(path: Path, spec: TokenizerSpecLike) -> TextTokenizer:
     as at training): the one place bundles, exports and hop-scorer training build it."""
     return TextTokenizer(
         path,
-        TokenizerSettings(max_length=spec.max_length, lowercase=spec.lowercase, oov_char_fallback=spec.oov_char_fallback),
+        TokenizerSettings(
+            max_length=spec.max_length, lowercase=spec.lowercase, oov_char_fallback=spec.oov_char_fallback
+        ),
     )
 
 

@@ -54,7 +54,8 @@ class Database:
         try:
             upgrade_to_head(self.engine)
         except Exception as exc:  # pragma: no cover - depends on the server
-            raise Unavailable(f"database {self.engine.url.render_as_string(hide_password=True)}: {exc}") from exc
+            url = self.engine.url.render_as_string(hide_password=True)
+            raise Unavailable(f"database {url}: {exc}") from exc
 
     def ping(self) -> bool:
         try:

@@ -62,9 +62,18 @@ class CommandLedger:
             ids = [c.command_id for _, c in items]
             known = set(s.scalars(select(CommandRow.id).where(CommandRow.id.in_(ids))))
             rows = [
-                {"id": c.command_id, "node_id": n, "kind": c.type, "payload": c.payload(),
-                 "rollout_id": rollout_id, "status": status, "detail": "", "sent_at": utcnow()}
-                for n, c in items if c.command_id not in known
+                {
+                    "id": c.command_id,
+                    "node_id": n,
+                    "kind": c.type,
+                    "payload": c.payload(),
+                    "rollout_id": rollout_id,
+                    "status": status,
+                    "detail": "",
+                    "sent_at": utcnow(),
+                }
+                for n, c in items
+                if c.command_id not in known
             ]
             if rows:
                 s.execute(insert(CommandRow), rows)
@@ -73,15 +82,21 @@ class CommandLedger:
         """Queued commands this replica now owns (``queued`` → ``sent``, each claimed with a
         conditional update, so two replicas that both think they lead never send one twice)."""
         with self.db.session() as s:
-            rows = [(c.id, c.node_id, dict(c.payload)) for c in s.scalars(
-                select(CommandRow).where(CommandRow.status == CommandStatus.QUEUED)
-                .order_by(CommandRow.sent_at).limit(limit)
-            )]
+            rows = [
+                (c.id, c.node_id, dict(c.payload))
+                for c in s.scalars(
+                    select(CommandRow)
+                    .where(CommandRow.status == CommandStatus.QUEUED)
+                    .order_by(CommandRow.sent_at)
+                    .limit(limit)
+                )
+            ]
         claimed: list[tuple[str, Command]] = []
         for cid, node_id, body in rows:
             with self.db.session() as s:
                 n = s.execute(
-                    update(CommandRow).where(CommandRow.id == cid, CommandRow.status == CommandStatus.QUEUED)
+                    update(CommandRow)
+                    .where(CommandRow.id == cid, CommandRow.status == CommandStatus.QUEUED)
                     .values(status=CommandStatus.SENT, sent_at=utcnow())
                     .execution_options(synchronize_session=False)
                 ).rowcount  # type: ignore[attr-defined]
@@ -95,8 +110,11 @@ class CommandLedger:
         with self.db.session() as s:
             n = s.execute(
                 update(CommandRow)
-                .where(CommandRow.id == ack.command_id, CommandRow.node_id == node_id,
-                       CommandRow.status.in_(list(UNACKED_STATUSES)))
+                .where(
+                    CommandRow.id == ack.command_id,
+                    CommandRow.node_id == node_id,
+                    CommandRow.status.in_(list(UNACKED_STATUSES)),
+                )
                 .values(status=ack.status, detail=ack.detail, ack=ack.to_record(), acked_at=utcnow())
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
@@ -112,21 +130,30 @@ class CommandLedger:
 
         added = 0
         with self.db.session() as s:
-            known = set(s.scalars(select(CommandRow.id).where(CommandRow.id.in_([r["command_id"] for r in rows]))))
+            known = set(
+                s.scalars(select(CommandRow.id).where(CommandRow.id.in_([r["command_id"] for r in rows])))
+            )
             for r in rows:
                 if r["command_id"] in known:
                     continue
                 ack = CommandAck.model_validate(r["ack"]) if r.get("ack") else None
                 body = dict(r["body"])
-                s.add(CommandRow(
-                    id=r["command_id"], node_id=r["node_id"], kind=str(body.get("type", "")),
-                    payload={**body, "command_id": r["command_id"]}, rollout_id=None,
-                    status=ack.status if ack is not None else CommandStatus.SENT,
-                    detail=ack.detail if ack is not None else "",
-                    ack=ack.to_record() if ack is not None else None,
-                    sent_at=datetime.fromtimestamp(r["created_ms"] / 1000, UTC),
-                    acked_at=datetime.fromtimestamp(r["acked_ms"] / 1000, UTC) if r.get("acked_ms") else None,
-                ))
+                s.add(
+                    CommandRow(
+                        id=r["command_id"],
+                        node_id=r["node_id"],
+                        kind=str(body.get("type", "")),
+                        payload={**body, "command_id": r["command_id"]},
+                        rollout_id=None,
+                        status=ack.status if ack is not None else CommandStatus.SENT,
+                        detail=ack.detail if ack is not None else "",
+                        ack=ack.to_record() if ack is not None else None,
+                        sent_at=datetime.fromtimestamp(r["created_ms"] / 1000, UTC),
+                        acked_at=datetime.fromtimestamp(r["acked_ms"] / 1000, UTC)
+                        if r.get("acked_ms")
+                        else None,
+                    )
+                )
                 added += 1
         return added
 
@@ -148,7 +175,9 @@ class CommandLedger:
         if node_id:
             q = q.where(CommandRow.node_id == node_id)
         with self.db.session() as s:
-            return [(c.node_id, Command.model_validate({**c.payload, "command_id": c.id})) for c in s.scalars(q)]
+            return [
+                (c.node_id, Command.model_validate({**c.payload, "command_id": c.id})) for c in s.scalars(q)
+            ]
 
     def list(self, node_id: str | None = None, limit: int = 100) -> list[CommandOut]:
         q = select(CommandRow).order_by(CommandRow.sent_at.desc()).limit(limit)
@@ -157,8 +186,14 @@ class CommandLedger:
         with self.db.session() as s:
             return [
                 CommandOut(
-                    id=c.id, node_id=c.node_id, kind=c.kind, payload=c.payload, status=CommandStatus(c.status),
-                    detail=c.detail, sent_at=c.sent_at, acked_at=c.acked_at,
+                    id=c.id,
+                    node_id=c.node_id,
+                    kind=c.kind,
+                    payload=c.payload,
+                    status=CommandStatus(c.status),
+                    detail=c.detail,
+                    sent_at=c.sent_at,
+                    acked_at=c.acked_at,
                 )
                 for c in s.scalars(q)
             ]

@@ -34,7 +34,9 @@ class MqttFleetLink:
         self._fleet = fleet
         fleet.channel = self
         self.sync.on_heartbeat(fleet.on_heartbeat)
-        self.sync.on_status(lambda node, st: fleet.on_status(node, st.status == STATUS_ONLINE, st.model_dump()))
+        self.sync.on_status(
+            lambda node, st: fleet.on_status(node, st.status == STATUS_ONLINE, st.model_dump())
+        )
         self.sync.on_command_ack(self._on_ack)
 
     def _on_ack(self, node_id: str, ack: CommandAck) -> None:

@@ -192,7 +192,9 @@ class DynamicBatcher:
                     self._drop("cancelled")
                     continue
                 if item.deadline is not None and now > item.deadline:
-                    item.future.set_exception(GatewayTimeout("deadline passed before the request was started"))
+                    item.future.set_exception(
+                        GatewayTimeout("deadline passed before the request was started")
+                    )
                     self._drop("deadline")
                     continue
                 batch.append(item)
@@ -214,7 +216,8 @@ class DynamicBatcher:
             model = items[0].model
             started = time.monotonic()
             try:
-                emb, logits = await loop.run_in_executor(self._executor, model.forward, [it.text for it in items])
+                texts = [it.text for it in items]
+                emb, logits = await loop.run_in_executor(self._executor, model.forward, texts)
             except Exception as exc:
                 log.exception("forward pass failed on %s", model.label)
                 for it in items:

@@ -187,7 +187,9 @@ class InferenceService:
     def status(self) -> dict[str, Any]:
         return self._manager.status()
 
-    async def load(self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None) -> LoadedModel:
+    async def load(
+        self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None
+    ) -> LoadedModel:
         """Hot swap: load, warm and activate (the current model serves until the switch)."""
         return await self._manager.load(source, adapter_set, expected_name=expected_name)
 
@@ -227,7 +229,8 @@ class InferenceService:
         m = model if model is not None else self._manager.resolve()
         m.acquire()
         try:
-            results = await self._infer(m, texts, priority, deadline_s if deadline_s is not None else self.default_deadline_s)
+            deadline = deadline_s if deadline_s is not None else self.default_deadline_s
+            results = await self._infer(m, texts, priority, deadline)
         except BaseException as exc:
             self.metrics.requests.labels(m.name, m.version, _outcome(exc)).inc()
             raise

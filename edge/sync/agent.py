@@ -51,7 +51,14 @@ from edge.sync.uplink import UplinkSender
 
 log = get_logger("autoglm.edge.sync")
 
-__all__ = ["COMMAND_PENDING", "WATERMARK_KEY", "CommandHandler", "EdgeSync", "HeartbeatProvider", "MemoryHandler"]
+__all__ = [
+    "COMMAND_PENDING",
+    "WATERMARK_KEY",
+    "CommandHandler",
+    "EdgeSync",
+    "HeartbeatProvider",
+    "MemoryHandler",
+]
 
 HeartbeatProvider = Callable[[], Mapping[str, Any]]
 
@@ -84,25 +91,46 @@ class EdgeSync:
         )
         self.store = store
         self.clock = store.clock if store is not None else HybridClock(node_id)
-        self.framer = Framer(node_id, self.clock, compress=s.mqtt_compress, max_bytes=s.mqtt_max_message_bytes)
+        self.framer = Framer(
+            node_id, self.clock, compress=s.mqtt_compress, max_bytes=s.mqtt_max_message_bytes
+        )
         self._heartbeat_provider: HeartbeatProvider | None = None
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._embedded: EmbeddedBroker | None = None
         self.uplink = UplinkSender(
-            s, self.outbox, self.framer, self.topics, node_id, self._publish_qos1, self._connected, self._stopping
+            s,
+            self.outbox,
+            self.framer,
+            self.topics,
+            node_id,
+            self._publish_qos1,
+            self._connected,
+            self._stopping,
         )
         self.commands = CommandInbox(
-            self.outbox, self.framer, lambda frame: self._publish_qos1(self.topics.up_ack(node_id), frame),
+            self.outbox,
+            self.framer,
+            lambda frame: self._publish_qos1(self.topics.up_ack(node_id), frame),
             self._stopping,
         )
         self.downlink = Downlink(
-            node_id=node_id, topics=self.topics, framer=self.framer, outbox=self.outbox, uplink=self.uplink,
-            inbox=self.commands, store=store, clock=self.clock, max_message_bytes=s.mqtt_max_message_bytes,
-            publish=self._publish_qos1, connected=self._connected,
+            node_id=node_id,
+            topics=self.topics,
+            framer=self.framer,
+            outbox=self.outbox,
+            uplink=self.uplink,
+            inbox=self.commands,
+            store=store,
+            clock=self.clock,
+            max_message_bytes=s.mqtt_max_message_bytes,
+            publish=self._publish_qos1,
+            connected=self._connected,
         )
         self._conn = self._make_connection(self._options())
-        self.twin: TwinReporter | None = TwinReporter.for_sync(s, node_id) if s.mqtt_kubeedge_enabled else None
+        self.twin: TwinReporter | None = (
+            TwinReporter.for_sync(s, node_id) if s.mqtt_kubeedge_enabled else None
+        )
 
     def _publish_qos1(self, topic: str, payload: bytes) -> bool:
         return self._conn.publish(topic, payload, qos=1)
@@ -120,14 +148,18 @@ class EdgeSync:
         )
 
     def _status_frame(self, status: str) -> bytes:
-        rec = NodeStatus(node_id=self.node_id, status=status, ts_ms=now_ms(), group=self.settings.mqtt_node_group)
+        rec = NodeStatus(
+            node_id=self.node_id, status=status, ts_ms=now_ms(), group=self.settings.mqtt_node_group
+        )
         return self.framer.records(ContentType.STATUS, [rec.model_dump()])
 
     def _options(self) -> MqttOptions:
         return edge_mqtt_options(
             self.settings,
             self.node_id,
-            will=Will(self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), qos=1, retain=True),
+            will=Will(
+                self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), qos=1, retain=True
+            ),
             subscriptions=self.topics.node_subscriptions(self.node_id, self.settings.mqtt_node_group),
         )
 
@@ -135,7 +167,11 @@ class EdgeSync:
     def start(self) -> EdgeSync:
         self._stopping.clear()
         s = self.settings
-        if s.mqtt_embedded_broker and self._embedded is None and not broker_reachable(s.mqtt_host, s.mqtt_port):
+        if (
+            s.mqtt_embedded_broker
+            and self._embedded is None
+            and not broker_reachable(s.mqtt_host, s.mqtt_port)
+        ):
             # DEV ONLY (zero-setup demo): no broker configured/reachable -> run one in-process.
             self._embedded = EmbeddedBroker(s.mqtt_host, s.mqtt_port).start()
             self._conn = self._make_connection(dataclasses.replace(self._options(), mqtt5=False))
@@ -151,7 +187,9 @@ class EdgeSync:
     def stop(self, *, graceful: bool = True) -> None:
         """Stop threads and disconnect (publishing ``offline`` first when ``graceful``)."""
         if graceful and self._conn.connected:
-            self._conn.publish(self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), retain=True)
+            self._conn.publish(
+                self.topics.status(self.node_id), self._status_frame(STATUS_OFFLINE), retain=True
+            )
         self._stopping.set()
         self.uplink.wake()
         for t in self._threads:
@@ -205,7 +243,11 @@ class EdgeSync:
 
     # -- commands ------------------------------------------------------------------------------
     def ack_command(
-        self, command_id: str, result: Mapping[str, Any] | None = None, *, error: BaseException | str | None = None
+        self,
+        command_id: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        error: BaseException | str | None = None,
     ) -> bool:
         """Ack a command later (for handlers that returned ``COMMAND_PENDING``); see
         :meth:`CommandInbox.ack_command`."""
@@ -245,7 +287,13 @@ class EdgeSync:
 
     def publish_event(self, name: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """Queue a telemetry event (may be shed oldest-first when the outbox is over budget)."""
-        doc = {"name": name, "ts_ms": now_ms(), "hlc": self.clock.now().pack(), "data": dict(data or {}), **fields}
+        doc = {
+            "name": name,
+            "ts_ms": now_ms(),
+            "hlc": self.clock.now().pack(),
+            "data": dict(data or {}),
+            **fields,
+        }
         self.uplink.put(ContentType.EVENT, [_dump(doc)])
 
     # -- downlink state ------------------------------------------------------------------------

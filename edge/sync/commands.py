@@ -44,7 +44,9 @@ Publish = Callable[[bytes], bool]  # publish one ack frame on the node's ack top
 
 
 class CommandInbox:
-    def __init__(self, outbox: Outbox, framer: Framer, publish_ack: Publish, stopping: threading.Event) -> None:
+    def __init__(
+        self, outbox: Outbox, framer: Framer, publish_ack: Publish, stopping: threading.Event
+    ) -> None:
         self._outbox = outbox
         self._framer = framer
         self._publish_ack = publish_ack
@@ -66,7 +68,9 @@ class CommandInbox:
                 raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"command: {err}") from None
             cid = command.command_id
             if not self._handlers:
-                log.warning("command %s received before any on_command handler; left for the cloud's retry", cid)
+                log.warning(
+                    "command %s received before any on_command handler; left for the cloud's retry", cid
+                )
                 continue
             with self._lock:
                 pending = cid in self._pending
@@ -91,16 +95,23 @@ class CommandInbox:
             self.ack_command(cid, answer)
 
     def ack_command(
-        self, command_id: str, result: Mapping[str, Any] | None = None, *, error: BaseException | str | None = None
+        self,
+        command_id: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        error: BaseException | str | None = None,
     ) -> bool:
         """Ack a command: ok with ``result``, or not ok when ``error`` is given. Thread-safe.
         Returns False (and sends nothing) when the command was acked already or the sync stopped."""
         ack = (
-            CommandAck.failure(command_id, error) if error is not None
+            CommandAck.failure(command_id, error)
+            if error is not None
             else CommandAck.success(command_id, dict(result or {}))
         )
         if self._stopping.is_set():
-            log.warning("command %s acked after the sync stopped; the cloud's resend will run it again", command_id)
+            log.warning(
+                "command %s acked after the sync stopped; the cloud's resend will run it again", command_id
+            )
             return False
         with self._lock:
             seen, stored = self._outbox.seen("cmd:" + command_id)

@@ -36,7 +36,9 @@ class EmbeddedBroker:
         try:
             from amqtt.broker import Broker
         except ImportError as err:  # pragma: no cover - depends on the install
-            raise RuntimeError("the embedded dev broker needs the 'amqtt' package (pip install amqtt)") from err
+            raise RuntimeError(
+                "the embedded dev broker needs the 'amqtt' package (pip install amqtt)"
+            ) from err
         log.warning("starting the EMBEDDED DEVELOPMENT MQTT broker on %s:%s (not for production)",
                     self.host, self.port)
         config = {

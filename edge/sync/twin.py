@@ -68,7 +68,8 @@ def twin_value(value: object) -> str:
     else:
         text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
     if len(text.encode("utf-8")) > TWIN_VALUE_MAX_BYTES:
-        raise TwinValueTooLong(f"twin value of {len(text.encode('utf-8'))} bytes exceeds {TWIN_VALUE_MAX_BYTES}")
+        size = len(text.encode("utf-8"))
+        raise TwinValueTooLong(f"twin value of {size} bytes exceeds {TWIN_VALUE_MAX_BYTES}")
     return text
 
 

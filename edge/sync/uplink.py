@@ -59,7 +59,9 @@ class UplinkSender:
         limit = self.settings.mqtt_max_message_bytes - 1024
         for b in bodies:
             if len(b) > limit:
-                raise PayloadTooLarge(f"one {kind.value} record of {len(b)} bytes exceeds the {limit}-byte limit")
+                raise PayloadTooLarge(
+                    f"one {kind.value} record of {len(b)} bytes exceeds the {limit}-byte limit"
+                )
         try:
             n = self.outbox.put(kind, bodies)
         except Exception:
@@ -73,8 +75,10 @@ class UplinkSender:
         self._wake.set()
 
     def sync_metrics(self) -> None:
-        for prefix, counts, metric in (("d", self.outbox.dropped, metrics.OUTBOX_DROPPED),
-                                       ("r", self.outbox.refused, metrics.OUTBOX_REFUSED)):
+        for prefix, counts, metric in (
+            ("d", self.outbox.dropped, metrics.OUTBOX_DROPPED),
+            ("r", self.outbox.refused, metrics.OUTBOX_REFUSED),
+        ):
             for kind, count in counts.items():
                 delta = count - self._metrics_seen.get(prefix + kind, 0)
                 if delta:
@@ -95,15 +99,21 @@ class UplinkSender:
             except Exception:
                 log.exception("sync sender failed; retrying")
 
-    def _build(self, seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], n_records: int, low: int) -> bytes:
-        return self._framer.bodies(kind, bodies, None, n_records, seq=seq, meta={"low": low}, message_id=msg_id)
+    def _build(
+        self, seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], n_records: int, low: int
+    ) -> bytes:
+        return self._framer.bodies(
+            kind, bodies, None, n_records, seq=seq, meta={"low": low}, message_id=msg_id
+        )
 
     def _seal_one(self) -> OutMessage | None:
         s = self.settings
         max_bytes = s.mqtt_batch_max_bytes
         for _ in range(32):
             try:
-                return self.outbox.seal(self._build, max_records=s.mqtt_batch_max_records, max_bytes=max_bytes)
+                return self.outbox.seal(
+                    self._build, max_records=s.mqtt_batch_max_records, max_bytes=max_bytes
+                )
             except EnvelopeTooLarge:
                 # Fewer chunks per message; one chunk alone always fits (see chunk_bytes).
                 max_bytes = max(1, max_bytes // 2)

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.02) -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.02
+) -> Any:
     """Poll ``cond`` until it returns something truthy (returned); fail naming ``what`` after
     ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

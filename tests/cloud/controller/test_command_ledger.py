@@ -38,11 +38,15 @@ def _old_hub_file(path: Path) -> None:
     db.executescript(OLD_HUB_SCHEMA)
     db.execute("INSERT INTO nodes VALUES ('node-a', 7, 'line-1', 1, 0), ('node-b', 3, NULL, 0, 0)")
     body = {"type": "set_desired_version", "model": "tiny", "version": "1.1.0"}
-    db.execute("INSERT INTO commands VALUES ('c-open', 'node-a', ?, 1700000000000, 1700000000100, NULL, NULL)",
-               (json.dumps(body),))
+    db.execute(
+        "INSERT INTO commands VALUES ('c-open', 'node-a', ?, 1700000000000, 1700000000100, NULL, NULL)",
+        (json.dumps(body),),
+    )
     ack = {"kind": "command", "id": "c-done", "ok": True, "result": {"version": "1.0.0", "detail": "applied"}}
-    db.execute("INSERT INTO commands VALUES ('c-done', 'node-b', ?, 1700000000000, 1700000000100, 1700000001000, ?)",
-               (json.dumps({**body, "version": "1.0.0"}), json.dumps(ack)))
+    db.execute(
+        "INSERT INTO commands VALUES ('c-done', 'node-b', ?, 1700000000000, 1700000000100, 1700000001000, ?)",
+        (json.dumps({**body, "version": "1.0.0"}), json.dumps(ack)),
+    )
     db.commit()
     db.close()
 
@@ -61,7 +65,10 @@ def test_hub_upgrade_moves_old_commands_and_cursors_into_the_ledger(tmp_path: Pa
         assert open_cmd.kind is CommandKind.SET_DESIRED_VERSION
         done = ledger.ack("c-done")
         assert done is not None and done.ok and done.version == "1.0.0" and done.detail == "applied"
-        assert {c.id: c.status for c in ledger.list()} == {"c-open": CommandStatus.SENT, "c-done": CommandStatus.ACKED}
+        assert {c.id: c.status for c in ledger.list()} == {
+            "c-open": CommandStatus.SENT,
+            "c-done": CommandStatus.ACKED,
+        }
     finally:
         hub.stop()
     raw = sqlite3.connect(hub_file)
@@ -84,11 +91,14 @@ def test_ledger_migration_keeps_existing_command_rows(tmp_path: Path) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0003_node_enrolments")
         with db.engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO commands (id, node_id, kind, payload, rollout_id, status, detail, sent_at) VALUES "
-                "('old-1', 'n1', 'set_desired_version', '{\"type\": \"set_desired_version\", \"version\": \"2.0\"}', "
-                "4, 'sent', '', '2026-12-01 10:00:00')"
-            ))
+            conn.execute(
+                text(
+                    "INSERT INTO commands (id, node_id, kind, payload, rollout_id, status, detail, sent_at) "
+                    "VALUES ('old-1', 'n1', 'set_desired_version', "
+                    "'{\"type\": \"set_desired_version\", \"version\": \"2.0\"}', "
+                    "4, 'sent', '', '2026-12-01 10:00:00')"
+                )
+            )
         db.migrate()
         ledger = CommandLedger(db)
         [(node, cmd)] = ledger.unacked("n1")
@@ -102,28 +112,42 @@ def test_ledger_migration_keeps_existing_command_rows(tmp_path: Path) -> None:
 @pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto binary not installed")
 def test_command_round_trip_through_one_ledger_and_status_passes_through(tmp_path: Path) -> None:
     broker = MosquittoBroker(tmp_path / "broker").start()
-    svc = CloudServices.build(make_settings(tmp_path, mqtt_enabled=True, mqtt_host=broker.host,
-                                            mqtt_port=broker.port))
+    svc = CloudServices.build(
+        make_settings(tmp_path, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port)
+    )
     sync = svc.extra["sync"]
     sync.start()  # type: ignore[attr-defined]
-    edge = EdgeSync(SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_node_group="line-9",
-                                 mqtt_outbox_path=tmp_path / "edge.outbox.sqlite3"), node_id="edge-g")
+    edge = EdgeSync(
+        SyncSettings(
+            mqtt_host=broker.host,
+            mqtt_port=broker.port,
+            mqtt_node_group="line-9",
+            mqtt_outbox_path=tmp_path / "edge.outbox.sqlite3",
+        ),
+        node_id="edge-g",
+    )
     seen: list[Command] = []
     edge.on_command(lambda c: seen.append(c) or {"version": c.version, "detail": "applied"})
     edge.start()
     try:
         assert sync.sync.ledger is svc.fleet.ledger  # type: ignore[attr-defined]
         # The node's retained status carries its group; the fleet labels the node with it.
-        node = wait_for(lambda: next((n for n in svc.fleet.list_nodes(online=True) if n.node_id == "edge-g"), None),
-                        what="node online in the fleet")
+        node = wait_for(
+            lambda: next((n for n in svc.fleet.list_nodes(online=True) if n.node_id == "edge-g"), None),
+            what="node online in the fleet",
+        )
         assert wait_for(lambda: svc.fleet.get("edge-g").labels.get("group") == "line-9", what="group label")
         assert node.online
         cid = svc.fleet.send_command("edge-g", Command.set_desired_version("tiny", "1.2.0", "ab" * 32))
-        wait_for(lambda: [c.status for c in svc.fleet.commands("edge-g")] == [CommandStatus.ACKED], what="acked")
+        wait_for(
+            lambda: [c.status for c in svc.fleet.commands("edge-g")] == [CommandStatus.ACKED], what="acked"
+        )
         ack = svc.fleet.ledger.ack(cid)
         assert ack is not None and ack.ok and ack.version == "1.2.0"
         assert [c.command_id for c in seen] == [cid] and seen[0].kind is CommandKind.SET_DESIRED_VERSION
-        wait_for(lambda: svc.fleet.get("edge-g").current_version == "1.2.0", what="the ack's version in the fleet")
+        wait_for(
+            lambda: svc.fleet.get("edge-g").current_version == "1.2.0", what="the ack's version in the fleet"
+        )
         assert svc.fleet.ledger.unacked() == []  # nothing left to resend
     finally:
         edge.stop()
