@@ -48,8 +48,9 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "learned+adaptive": {"fusion": False, "adaptive": True},
     "learned+adaptive+fusion": {"fusion": True, "adaptive": True},
 }
-NOT_BUILT = ["co-training of the encoder with a graph encoder (GNN + LM, contrastive): not built — the encoder "
-             "stays frozen; the heads read its embeddings"]
+NOT_BUILT = ["co-training is a separate step (python -m cloud.training.cotrain on the checkpoint, then export): "
+             "run this ablation on the co-trained bundle for the '+ co-training' row; a graph encoder over "
+             "entities, path priors synced over MQTT and a session granularity are not built"]
 
 
 class BundleEncoder:
