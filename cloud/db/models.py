@@ -26,6 +26,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from contracts.commands import CommandStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -223,7 +225,7 @@ class Command(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="sent", index=True)  # a CommandStatus
+    status: Mapped[str] = mapped_column(String(16), default=CommandStatus.SENT.value, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     ack: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the node's CommandAck record
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -84,14 +84,32 @@ APPLIED_KEEP_PER_NODE = 100_000  # message ids remembered per node (older ones a
 
 def _krow(rec: KnowledgeRecord, from_node: str, merged: str) -> tuple[object, ...]:
     emb = json.dumps(rec.embedding) if rec.embedding is not None else None
-    return (rec.key, rec.text, emb, rec.source, rec.confidence, rec.created, rec.updated, int(rec.deleted),
-            int(rec.shared), from_node, merged)
+    return (
+        rec.key,
+        rec.text,
+        emb,
+        rec.source,
+        rec.confidence,
+        rec.created,
+        rec.updated,
+        int(rec.deleted),
+        int(rec.shared),
+        from_node,
+        merged,
+    )
 
 
 def _krecord(row: tuple[Any, ...]) -> KnowledgeRecord:
     return KnowledgeRecord(
-        key=row[0], text=row[1], embedding=json.loads(row[2]) if row[2] is not None else None, source=row[3],
-        confidence=row[4], created=row[5], updated=row[6], deleted=bool(row[7]), shared=bool(row[8]),
+        key=row[0],
+        text=row[1],
+        embedding=json.loads(row[2]) if row[2] is not None else None,
+        source=row[3],
+        confidence=row[4],
+        created=row[5],
+        updated=row[6],
+        deleted=bool(row[7]),
+        shared=bool(row[8]),
     )
 
 
@@ -129,7 +147,8 @@ class SyncRepository:
             return
         with self._lock, transaction(self._db):
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS streams (node_id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL DEFAULT 1)"
+                "CREATE TABLE IF NOT EXISTS streams "
+                "(node_id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL DEFAULT 1)"
             )
             self._db.execute(
                 "INSERT OR IGNORE INTO streams(node_id, next_seq) SELECT node_id, next_seq FROM nodes"
@@ -143,10 +162,17 @@ class SyncRepository:
             if not self._has_table("commands"):
                 return 0
             rows = [
-                {"command_id": r[0], "node_id": r[1], "body": json.loads(r[2]), "created_ms": r[3],
-                 "acked_ms": r[4], "ack": json.loads(r[5]) if r[5] else None}
+                {
+                    "command_id": r[0],
+                    "node_id": r[1],
+                    "body": json.loads(r[2]),
+                    "created_ms": r[3],
+                    "acked_ms": r[4],
+                    "ack": json.loads(r[5]) if r[5] else None,
+                }
                 for r in self._db.execute(
-                    "SELECT command_id, node_id, body, created_ms, acked_ms, ack FROM commands ORDER BY created_ms"
+                    "SELECT command_id, node_id, body, created_ms, acked_ms, ack "
+                    "FROM commands ORDER BY created_ms"
                 )
             ]
             into(rows)  # the ledger has them before they leave this file
@@ -185,9 +211,14 @@ class SyncRepository:
             with transaction(self._db, immediate=True):
                 if rejected_reason is None:
                     changed = self._apply_records(node_id, kind, records, now)
+                outcome = (
+                    f"{AckStatus.REJECTED.value}:{rejected_reason}"
+                    if rejected_reason
+                    else AckStatus.APPLIED.value
+                )
                 self._db.execute(
                     "INSERT INTO applied(msg_id, node_id, seq, status, at_ms) VALUES (?, ?, ?, ?, ?)",
-                    (msg_id, node_id, seq, "rejected:" + rejected_reason if rejected_reason else "applied", now),
+                    (msg_id, node_id, seq, outcome, now),
                 )
                 if seq > 0:
                     self._ensure_stream(node_id)
@@ -203,19 +234,26 @@ class SyncRepository:
         """The node says everything below ``seq`` was acked already (e.g. this DB is newer)."""
         with self._lock:
             self._ensure_stream(node_id)
-            self._db.execute("UPDATE streams SET next_seq = MAX(next_seq, ?) WHERE node_id = ?", (seq, node_id))
+            self._db.execute(
+                "UPDATE streams SET next_seq = MAX(next_seq, ?) WHERE node_id = ?", (seq, node_id)
+            )
 
     def _prune_applied(self, node_id: str, seq: int) -> None:
-        self._db.execute("DELETE FROM applied WHERE node_id = ? AND seq > 0 AND seq < ?",
-                         (node_id, seq - APPLIED_KEEP_PER_NODE))
+        self._db.execute(
+            "DELETE FROM applied WHERE node_id = ? AND seq > 0 AND seq < ?",
+            (node_id, seq - APPLIED_KEEP_PER_NODE),
+        )
 
-    def _apply_records(self, node_id: str, kind: ContentType, records: list[Any], now: int) -> list[KnowledgeRecord]:
+    def _apply_records(
+        self, node_id: str, kind: ContentType, records: list[Any], now: int
+    ) -> list[KnowledgeRecord]:
         if kind is ContentType.MEMORY:
             return self._merge_knowledge(records, node_id)
         if kind is ContentType.SESSION:
             self._db.executemany(
                 "INSERT INTO sessions(session_id, node_id, updated, body) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(session_id) DO UPDATE SET node_id = excluded.node_id, updated = excluded.updated, "
+                "ON CONFLICT(session_id) DO UPDATE SET node_id = excluded.node_id, "
+                "updated = excluded.updated, "
                 "body = excluded.body WHERE excluded.updated > sessions.updated",
                 [(r.session_id, node_id, r.updated, r.model_dump_json()) for r in records],
             )
@@ -252,10 +290,14 @@ class SyncRepository:
             self.clock.observe(HLC.parse(max(r.updated for r in winners)))
         stamps = self.clock.now_many(len(winners))
         rows = [_krow(rec, from_node, stamp) for rec, stamp in zip(winners, stamps, strict=True)]
-        self._db.executemany(f"INSERT OR REPLACE INTO knowledge({_KCOLS}) VALUES ({','.join('?' * 11)})", rows)
+        self._db.executemany(
+            f"INSERT OR REPLACE INTO knowledge({_KCOLS}) VALUES ({','.join('?' * 11)})", rows
+        )
         return winners
 
-    def merge_knowledge(self, records: list[KnowledgeRecord], from_node: str = "cloud") -> list[KnowledgeRecord]:
+    def merge_knowledge(
+        self, records: list[KnowledgeRecord], from_node: str = "cloud"
+    ) -> list[KnowledgeRecord]:
         """Cloud-side write (e.g. knowledge authored in the cloud); returns what changed."""
         with self._lock, transaction(self._db, immediate=True):
             return self._merge_knowledge(records, from_node)
@@ -270,7 +312,9 @@ class SyncRepository:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM knowledge").fetchone()[0])
 
-    def knowledge_since(self, cursor: str | None, for_node: str, limit: int) -> list[tuple[str, KnowledgeRecord]]:
+    def knowledge_since(
+        self, cursor: str | None, for_node: str, limit: int
+    ) -> list[tuple[str, KnowledgeRecord]]:
         """(merged HLC, record) after ``cursor`` in merge order: shared ones and the node's own."""
         with self._lock:
             rows = self._db.execute(
@@ -300,4 +344,3 @@ class SyncRepository:
             q, a = q + " WHERE node_id = ?", (node_id,)
         with self._lock:
             return int(self._db.execute(q, a).fetchone()[0])
-

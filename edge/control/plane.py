@@ -104,11 +104,17 @@ class ControlPlane:
                 self._worker.start()
             self._jobs.notify_all()
         if replaced is not None:
-            log.info("command %s (%s) superseded before it started by %s",
-                     replaced.get("command_id"), replaced.get("version") or replaced.get("type"),
-                     cmd.get("command_id") or cmd.get("source"))
-            self._ack(replaced, {"detail": "superseded by a newer command", "superseded_by": cmd.get("command_id")},
-                      None)
+            log.info(
+                "command %s (%s) superseded before it started by %s",
+                replaced.get("command_id"),
+                replaced.get("version") or replaced.get("type"),
+                cmd.get("command_id") or cmd.get("source"),
+            )
+            self._ack(
+                replaced,
+                {"detail": "superseded by a newer command", "superseded_by": cmd.get("command_id")},
+                None,
+            )
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once no command is queued or applying (tests, shutdown)."""
@@ -156,7 +162,9 @@ class ControlPlane:
                     self._busy = False
                     self._jobs.notify_all()
 
-    def _ack(self, cmd: Mapping[str, Any], result: Mapping[str, Any] | None, err: BaseException | None) -> None:
+    def _ack(
+        self, cmd: Mapping[str, Any], result: Mapping[str, Any] | None, err: BaseException | None
+    ) -> None:
         cid = cmd.get("command_id")
         if not cid or self._acker is None:
             return
@@ -178,7 +186,14 @@ class ControlPlane:
         if not model:
             log.warning("twin asks for version %s but the node knows no model name yet", version)
             return
-        self.submit({"type": CommandKind.SET_DESIRED_VERSION.value, "model": model, "version": version, "source": "twin"})
+        self.submit(
+            {
+                "type": CommandKind.SET_DESIRED_VERSION.value,
+                "model": model,
+                "version": version,
+                "source": "twin",
+            }
+        )
 
     def _run(self, coro: Any) -> dict[str, Any]:
         if not self._bound.wait(min(self.apply_timeout_s, 30.0)) or self._loop is None:
@@ -190,7 +205,9 @@ class ControlPlane:
             return result
         except concurrent.futures.TimeoutError:
             fut.cancel()
-            raise GatewayTimeout(f"applying the command took longer than {self.apply_timeout_s:.0f}s") from None
+            raise GatewayTimeout(
+                f"applying the command took longer than {self.apply_timeout_s:.0f}s"
+            ) from None
 
     # -- set_desired_version -----------------------------------------------------------------------
     async def apply_version(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -229,8 +246,10 @@ class ControlPlane:
         if self.downloader is None:
             found = self.cache.find(msha) if msha else None
             if found is None:
-                raise Unavailable(f"{model}@{version} is not in the model cache and the cloud registry is not "
-                                  "connected (no cloud URL, or registration still pending)")
+                raise Unavailable(
+                    f"{model}@{version} is not in the model cache and the cloud registry is not "
+                    "connected (no cloud URL, or registration still pending)"
+                )
             return found
         dl = self.downloader
         return await asyncio.to_thread(dl.fetch_version, model, version, msha, str(url) if url else None)
@@ -248,7 +267,9 @@ class ControlPlane:
             raise BadRequest("set_traffic_split needs 'model' and 'weights'")
         weights = {str(v): float(w) for v, w in weights_raw.items() if float(w) > 0}
         if not weights or len(weights) > 2 or any(w < 0 for w in weights.values()):
-            raise BadRequest(f"traffic split weights {weights_raw} must name one or two versions with weight > 0")
+            raise BadRequest(
+                f"traffic split weights {weights_raw} must name one or two versions with weight > 0"
+            )
         service = self.service
         raw_manifests = cmd.get("manifests")
         manifests: dict[str, Any] = raw_manifests if isinstance(raw_manifests, dict) else {}
@@ -259,8 +280,14 @@ class ControlPlane:
             active = service.active
             if active is None or active.name != model or active.version not in weights:
                 info = manifests.get(primary) or {}
-                await self._apply_version(model, primary, {"manifest_sha256": info.get("manifest_sha256"),
-                                                           "manifest_url": info.get("manifest_url")})
+                await self._apply_version(
+                    model,
+                    primary,
+                    {
+                        "manifest_sha256": info.get("manifest_sha256"),
+                        "manifest_url": info.get("manifest_url"),
+                    },
+                )
                 active = service.active
             assert active is not None
             if len(weights) == 1:
@@ -272,7 +299,9 @@ class ControlPlane:
             secondary = await service.load_secondary(vdir)
             if secondary.version != other or secondary.name != model:
                 secondary.close()
-                raise BundleError(f"bundle for {model}@{other} loaded as {secondary.name}@{secondary.version}")
+                raise BundleError(
+                    f"bundle for {model}@{other} loaded as {secondary.name}@{secondary.version}"
+                )
             service.set_split(secondary, weights)
             log.info("traffic split %s", service.split_weights)
             return {**self._result(active, "split"), "weights": service.split_weights}
@@ -296,7 +325,9 @@ class ControlPlane:
         msha = self._manifest_sha(m)
         if msha is None or self.cache.find(msha) is None:
             return  # served from outside the cache (e.g. --bundle): nothing to point at
-        self.cache.write_last_good(LastGood(m.name, m.version, msha, str(self.cache.find(msha)), m.adapter_set))
+        self.cache.write_last_good(
+            LastGood(m.name, m.version, msha, str(self.cache.find(msha)), m.adapter_set)
+        )
 
     def _prune(self, m: LoadedModel) -> None:
         protect = {p for p in (m.source, *(d.source for d in self.service.draining)) if p is not None}
@@ -336,5 +367,6 @@ class ControlPlane:
         if ok:
             log.info("now serving %s@%s (%s)", model, version, detail)
         else:
-            log.warning("could not apply %s@%s, still serving the current version: %s", model, version, detail)
-
+            log.warning(
+                "could not apply %s@%s, still serving the current version: %s", model, version, detail
+            )

@@ -116,7 +116,9 @@ class ModelManager:
         if name is not None and name != model.name:
             raise NotFound(f"unknown model {name!r}; this node serves {model.name!r}")
         if version is not None and version != "" and version != model.version:
-            raise NotFound(f"model {model.name!r} has no version {version!r}; serving version {model.version!r}")
+            raise NotFound(
+                f"model {model.name!r} has no version {version!r}; serving version {model.version!r}"
+            )
         return model
 
     # --- loading and swapping -------------------------------------------------------------------
@@ -132,7 +134,9 @@ class ModelManager:
             raise
         return model
 
-    async def load(self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None) -> LoadedModel:
+    async def load(
+        self, source: Path, adapter_set: str | None = None, *, expected_name: str | None = None
+    ) -> LoadedModel:
         """Load, warm and activate; the current model serves until the switch."""
         return await self.start_load(source, adapter_set, expected_name=expected_name)
 
@@ -145,7 +149,9 @@ class ModelManager:
         self._loading = True
         record = LoadRecord(str(source), adapter_set, SlotState.LOADING, time.time())
         self.last_load = record
-        return asyncio.get_running_loop().create_task(self._load(record, Path(source), adapter_set, expected_name))
+        return asyncio.get_running_loop().create_task(
+            self._load(record, Path(source), adapter_set, expected_name)
+        )
 
     async def _load(
         self, record: LoadRecord, source: Path, adapter_set: str | None, expected_name: str | None
@@ -243,7 +249,12 @@ class ModelManager:
     async def _drain(self, old: LoadedModel) -> None:
         finished = await asyncio.to_thread(old.wait_idle, self.drain_timeout_s)
         if not finished:
-            log.warning("%s still had %d requests after %.0fs; releasing it", old.label, old.inflight, self.drain_timeout_s)
+            log.warning(
+                "%s still had %d requests after %.0fs; releasing it",
+                old.label,
+                old.inflight,
+                self.drain_timeout_s,
+            )
         old.close()
         if old in self.draining:
             self.draining.remove(old)
@@ -273,10 +284,14 @@ class ModelManager:
                 "providers": a.providers,
                 "inflight": a.inflight,
             },
-            "draining": [{"name": m.name, "version": m.version, "inflight": m.inflight} for m in self.draining],
+            "draining": [
+                {"name": m.name, "version": m.version, "inflight": m.inflight} for m in self.draining
+            ],
             "loading": self._loading,
             "last_load": self.last_load.to_dict() if self.last_load else None,
-            "split": None if self.secondary is None else {
+            "split": None
+            if self.secondary is None
+            else {
                 "secondary": {"name": self.secondary.name, "version": self.secondary.version},
                 "weights": self.weights,
             },

@@ -177,8 +177,10 @@ class Outbox:
                     if over > 0:
                         self.refused[kind.value] += len(bodies)
                         raise OutboxFull(
-                            f"sync outbox is over its disk budget ({self._used} + {size} > {self.max_bytes} bytes): "
-                            f"{len(bodies)} {kind.value} record(s) refused; the cloud has been unreachable too long "
+                            f"sync outbox is over its disk budget "
+                            f"({self._used} + {size} > {self.max_bytes} bytes): "
+                            f"{len(bodies)} {kind.value} record(s) refused; "
+                            "the cloud has been unreachable too long "
                             "or mqtt_outbox_max_bytes is too small",
                             retry_after_s=5.0,
                         )
@@ -249,9 +251,13 @@ class Outbox:
                 total += size
                 count += n
             lo, hi = take[0][0], take[-1][0]
-            bodies = [r[0] for r in self._db.execute(
-                "SELECT body FROM pending WHERE kind = ? AND id BETWEEN ? AND ? ORDER BY id", (first[0], lo, hi)
-            )]
+            bodies = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT body FROM pending WHERE kind = ? AND id BETWEEN ? AND ? ORDER BY id",
+                    (first[0], lo, hi),
+                )
+            ]
             seq = int(self.get_state("next_seq", "1") or 1)
             low = self._low_water_locked(seq)
             msg_id = new_message_id()
@@ -264,7 +270,9 @@ class Outbox:
                 )
                 # The taken rows are exactly this kind's oldest ones, up to the last id taken.
                 self._db.execute("DELETE FROM pending WHERE kind = ? AND id <= ?", (kind.value, take[-1][0]))
-                self._db.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('next_seq', ?)", (str(seq + 1),))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES ('next_seq', ?)", (str(seq + 1),)
+                )
             return OutMessage(seq, msg_id, kind, frame, count)
 
     def _low_water_locked(self, next_seq: int) -> int:
@@ -286,7 +294,8 @@ class Outbox:
         now = _now_ms()
         with self._lock:
             self._db.executemany(
-                "UPDATE messages SET sent_ms = ?, attempts = attempts + 1 WHERE seq = ?", [(now, s) for s in seqs]
+                "UPDATE messages SET sent_ms = ?, attempts = attempts + 1 WHERE seq = ?",
+                [(now, s) for s in seqs],
             )
 
     def mark_all_unsent(self) -> None:
@@ -323,7 +332,8 @@ class Outbox:
                 return 0
             with transaction(self._db):
                 self._db.execute(
-                    "INSERT OR REPLACE INTO dead_letters(msg_id, seq, kind, reason, frame, at_ms) VALUES (?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO dead_letters(msg_id, seq, kind, reason, frame, at_ms) "
+                    "VALUES (?,?,?,?,?,?)",
                     (msg_id, row[0], row[1], reason, row[2], _now_ms()),
                 )
                 self._db.execute("DELETE FROM messages WHERE msg_id = ?", (msg_id,))
@@ -343,7 +353,8 @@ class Outbox:
     def remember(self, msg_id: str, ack: bytes | None = None) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO seen_down(msg_id, at_ms, ack) VALUES (?, ?, ?)", (msg_id, _now_ms(), ack)
+                "INSERT OR REPLACE INTO seen_down(msg_id, at_ms, ack) VALUES (?, ?, ?)",
+                (msg_id, _now_ms(), ack),
             )
             if self._db.execute("SELECT COUNT(*) FROM seen_down").fetchone()[0] > SEEN_KEEP * 1.2:
                 self._db.execute(
