@@ -14,6 +14,9 @@ relation is recognised by meaning, not by cue words (there is no cue-word input)
     adaptive question↔relation graph (``adaptive``): A = RBF(q̂, d̂_r) = exp(−‖q̂ − d̂_r‖² / 2σ²),
              W = softplus(w_r + V h) (learned edge weights), A' = softmax_r(A ⊙ W);
              logit_r += α · log A'_r
+    answer type (``answer_type``): t = softmax(W_t u) over entity types (the type the question
+             asks for); logit_STOP += β · log t[current entity type], so a path may only stop
+             at an entity of the asked-for type (trained with an auxiliary cross-entropy on t)
 
 Inputs (one row per search state):
     question_embedding  float32 [B, D]   the encoder's embedding of the masked question
@@ -66,16 +69,17 @@ class GatedFusion(nn.Module):
 
 class HopScorer(nn.Module):
     rel_desc: torch.Tensor
+    stop_onehot: torch.Tensor
 
     def __init__(self, relation_embeddings: torch.Tensor, hidden: int = 128, dropout: float = 0.1,
                  embed_dropout: float = 0.2, fusion: bool = False, adaptive: bool = False,
-                 char_dim: int = CHAR_DIM) -> None:
+                 char_dim: int = CHAR_DIM, answer_type: bool = False) -> None:
         super().__init__()
         n_out, embed_dim = relation_embeddings.shape
         if n_out != len(RELATION_NAMES) + 1:
             raise ValueError(f"need {len(RELATION_NAMES) + 1} relation/STOP embeddings, got {n_out}")
         self.embed_dim, self.hidden, self.char_dim = embed_dim, hidden, char_dim
-        self.use_fusion, self.use_adaptive = fusion, adaptive
+        self.use_fusion, self.use_adaptive, self.use_answer_type = fusion, adaptive, answer_type
         d = nn.functional.normalize(relation_embeddings.float(), dim=-1)
         self.register_buffer("rel_desc", d)  # exported as a constant of the graph
         self.embed_drop = nn.Dropout(embed_dropout)
@@ -88,6 +92,12 @@ class HopScorer(nn.Module):
         self.key = nn.Linear(embed_dim, hidden)
         self.rel_bias = nn.Embedding(n_out, hidden)
         nn.init.normal_(self.rel_bias.weight, std=0.02)
+        if answer_type:  # expected answer type from the question; STOP pays for reaching another type
+            self.type_head = nn.Linear(embed_dim, len(TYPE_NAMES))
+            self.type_weight = nn.Parameter(torch.tensor(1.0))
+            stop = torch.zeros(n_out)
+            stop[STOP_INDEX] = 1.0
+            self.register_buffer("stop_onehot", stop)
         if adaptive:
             self.log_sigma = nn.Parameter(torch.zeros(()))
             self.edge_w = nn.Parameter(torch.zeros(n_out))
@@ -108,7 +118,17 @@ class HopScorer(nn.Module):
             a = torch.exp(-dist2 / (2.0 * torch.exp(self.log_sigma) ** 2))
             w = nn.functional.softplus(self.edge_w + self.edge_v(h))
             logits = logits + self.alpha * torch.log_softmax(a * w, dim=-1)
+        if self.use_answer_type:
+            compat = torch.log_softmax(self.type_head(u), dim=-1).gather(1, entity_type[:, None])[:, 0]
+            logits = logits + (self.type_weight * compat)[:, None] * self.stop_onehot
         out: torch.Tensor = logits
+        return out
+
+    def answer_type_logits(self, question_embedding: torch.Tensor, char_grams: torch.Tensor) -> torch.Tensor:
+        """The expected answer type (auxiliary training target)."""
+        q = self.embed_drop(question_embedding)
+        u = self.fusion(q, char_grams) if self.fusion is not None else q
+        out: torch.Tensor = self.type_head(u)
         return out
 
 

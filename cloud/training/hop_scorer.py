@@ -90,6 +90,7 @@ class HopBatch:
     etype: torch.Tensor
     mask: torch.Tensor  # [N, R+1] True where the output is a valid candidate
     target: torch.Tensor
+    answer_type: torch.Tensor  # [N] type of the question's gold answer
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -155,7 +156,7 @@ def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed, a
         emb=torch.from_numpy(emb[idx]), chars=torch.from_numpy(chars[idx]),
         hop=torch.tensor([r[1] for r in rows]), prev=torch.tensor([r[2] for r in rows]),
         etype=torch.tensor([r[3] for r in rows]), mask=torch.from_numpy(np.stack([r[4] for r in rows])),
-        target=torch.tensor([r[5] for r in rows]),
+        target=torch.tensor([r[5] for r in rows]), answer_type=torch.tensor([r[6] for r in rows]),
     )
 
 
@@ -165,7 +166,8 @@ def _question_rows(graph: KnowledgeGraph, q: ParaItem, text_index: int, rows: li
         target = RELATION_NAMES.index(q.path[hop]) if hop < len(q.path) else STOP_INDEX
         prev = RELATION_NAMES.index(q.path[hop - 1]) if hop else STOP_INDEX
         cur_type = graph.entities[frontier[0]].type
-        rows.append((text_index, hop, prev, TYPE_NAMES.index(cur_type), candidate_mask(graph, frontier, hop), target))
+        rows.append((text_index, hop, prev, TYPE_NAMES.index(cur_type), candidate_mask(graph, frontier, hop), target,
+                     TYPE_NAMES.index(graph.entities[q.answer].type)))
         if hop < len(q.path):
             frontier = graph.follow(frontier[0], [q.path[hop]])
 
@@ -176,14 +178,15 @@ def relation_table(embed: Embed) -> torch.Tensor:
 
 def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
                      epochs: int = 80, lr: float = 3e-3, seed: int = 0, hidden: int = 128, fusion: bool = False,
-                     adaptive: bool = True, augment: int = 0) -> tuple[HopScorer, dict[str, Any]]:
+                     adaptive: bool = True, augment: int = 0, answer_type: bool = False
+                     ) -> tuple[HopScorer, dict[str, Any]]:
     """Train on the training families; returns the head and its training metrics."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
     t0 = time.perf_counter()
     items = [it for it in (items if items is not None else train_items(seed=seed)) if it.kind == "kg"]
     data = build_examples(graph, items, embed, augment=augment)  # the same augmented texts for every seed
-    model = HopScorer(relation_table(embed), hidden=hidden, fusion=fusion, adaptive=adaptive)
+    model = HopScorer(relation_table(embed), hidden=hidden, fusion=fusion, adaptive=adaptive, answer_type=answer_type)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     n = len(data)
@@ -195,6 +198,8 @@ def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items
             idx = perm[i : i + 128]
             logits = model(data.emb[idx], data.chars[idx], data.hop[idx], data.prev[idx], data.etype[idx])
             loss = loss_fn(logits.masked_fill(~data.mask[idx], -1e4), data.target[idx])
+            if answer_type:
+                loss = loss + loss_fn(model.answer_type_logits(data.emb[idx], data.chars[idx]), data.answer_type[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -205,7 +210,7 @@ def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items
         final_loss = float(loss_fn(logits, data.target))
     metrics = {"train_questions": len(items), "train_states": n, "train_state_accuracy": round(acc, 4),
                "train_loss": round(final_loss, 4), "seconds": round(time.perf_counter() - t0, 2),
-               "embed_dim": int(data.emb.shape[1]), "fusion": fusion, "adaptive": adaptive, "augment": augment, "seed": seed,
+               "embed_dim": int(data.emb.shape[1]), "fusion": fusion, "adaptive": adaptive, "augment": augment, "answer_type": answer_type, "seed": seed,
                "epochs": epochs}
     return model, metrics
 

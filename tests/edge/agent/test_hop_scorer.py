@@ -55,7 +55,7 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
     bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
     embed = CachedEmbed(bundle_embedder(bundle_dir))
     items = train_items(seed=0, kg_per_pattern=4, route_per_template=2)
-    model, metrics = train_hop_scorer(embed, items=items, epochs=30, fusion=True, adaptive=True)
+    model, metrics = train_hop_scorer(embed, items=items, epochs=30, fusion=True, adaptive=True, answer_type=True)
     assert metrics["train_states"] > metrics["train_questions"] > 0
     assert metrics["fusion"] and metrics["adaptive"]
     assert metrics["train_state_accuracy"] > 0.8  # the character granularity separates the states of the tiny model
