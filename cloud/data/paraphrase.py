@@ -5,8 +5,9 @@ and nonsense labelled ``unsure`` — EN and ZH.
 Held out by **family** and by **entity**: an evaluation item uses only evaluation families
 (noun phrases, questions, frames, distractors) and starts from an evaluation entity; a training
 item uses only training families and training entities. The evaluation set is frozen in
-``cloud/data/frozen/reasoning_eval.jsonl`` (sha256 :data:`FROZEN_EVAL_SHA256`, written by
-``python -m cloud.data.paraphrase --freeze`` once, before any tuning). The rule
+``cloud/data/frozen/reasoning_eval_v2.jsonl`` (sha256 :data:`FROZEN_EVAL_SHA256`, written by
+``python -m cloud.data.paraphrase --freeze`` once, before any tuning; ``reasoning_eval.jsonl`` is
+the first frozen set, whose nonsense families were moved into training by re-split 2). The rule
 (docs/EVALUATION.md, "Reasoning evaluation"): never edit families, cues or data after looking at
 evaluation errors — re-split instead (new families for evaluation, a new frozen file).
 """
@@ -40,8 +41,12 @@ UNSURE = "unsure"
 SPLITS = ("train", "eval")
 LANGS = ("en", "zh")
 FROZEN_DIR = Path(__file__).with_name("frozen")
-FROZEN_EVAL = FROZEN_DIR / "reasoning_eval.jsonl"
-FROZEN_EVAL_SHA256 = "131bb362583b180a52b09658cdf7cacee20e4430df9a3f5661acc20b967091b0"
+# the first frozen set (superseded by re-split 2 for nonsense; kept, byte for byte, for its records)
+FROZEN_EVAL_V1 = FROZEN_DIR / "reasoning_eval.jsonl"
+FROZEN_EVAL_V1_SHA256 = "131bb362583b180a52b09658cdf7cacee20e4430df9a3f5661acc20b967091b0"
+# re-split 2: the same graph and route items, new nonsense families (the old ones moved to training)
+FROZEN_EVAL = FROZEN_DIR / "reasoning_eval_v2.jsonl"
+FROZEN_EVAL_SHA256 = "a4c942f43f5d16aa82deb0e11a7ad1419f2133f7a2e5191062377f9be4a11ff5"
 EVAL_SEED = 20261204
 
 

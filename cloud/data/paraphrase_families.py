@@ -331,6 +331,9 @@ ROUTE_FAMILIES: dict[str, list[Family]] = {
     ],
 }
 
+# Re-split 2 (docs/EVALUATION.md): the evaluation nonsense families of the first frozen set
+# (``*2``) moved into training; the ``*3`` families were written for the second frozen set
+# before anything was evaluated on them.
 NONSENSE_FAMILIES: list[Family] = [
     _f("ns.mash", "train", ["asdf qwer zxcv", "lkjh gfds poiu"], ["啊啊啊哦哦哦", "嗯嗯嗯呃呃"]),
     _f("ns.salad", "train", ["purple spreadsheet swims loudly", "banana voltage philosophy tuesday"],
@@ -338,11 +341,18 @@ NONSENSE_FAMILIES: list[Family] = [
     _f("ns.world", "train", ["who won the football world cup in 1998?", "what is the capital of Peru?"],
        ["世界杯1998年谁赢了", "秘鲁的首都是哪里"]),
     _f("ns.request", "train", ["book me a flight to Mars", "write a poem about my cat"], ["帮我订一张去火星的机票", "给我的猫写一首诗"]),
-    _f("ns.mash2", "eval", ["qwpeoriu zmxncb", "hjkl hjkl yuio"], ["呜呜呜嘿嘿嘿", "哈哈哈嘻嘻嘻嘿"]),
-    _f("ns.salad2", "eval", ["the glass algebra sings of onions", "seventeen clouds negotiate the carpet"],
+    _f("ns.mash2", "train", ["qwpeoriu zmxncb", "hjkl hjkl yuio"], ["呜呜呜嘿嘿嘿", "哈哈哈嘻嘻嘻嘿"]),
+    _f("ns.salad2", "train", ["the glass algebra sings of onions", "seventeen clouds negotiate the carpet"],
        ["玻璃代数在唱洋葱", "十七朵云在和地毯谈判"]),
-    _f("ns.world2", "eval", ["how tall is mount kilimanjaro?", "who painted the mona lisa?"],
+    _f("ns.world2", "train", ["how tall is mount kilimanjaro?", "who painted the mona lisa?"],
        ["乞力马扎罗山有多高", "蒙娜丽莎是谁画的"]),
-    _f("ns.request2", "eval", ["order a pizza with pineapple", "tell me tomorrow's lottery numbers"],
+    _f("ns.request2", "train", ["order a pizza with pineapple", "tell me tomorrow's lottery numbers"],
        ["帮我点一份菠萝披萨", "告诉我明天的彩票号码"]),
+    _f("ns.mash3", "eval", ["zzkq vlorp", "fnarg bleeb wux"], ["呱呱呱咕咕", "啦啦啦嘟嘟嘟"]),
+    _f("ns.salad3", "eval", ["the triangle of soup forgets its umbrella", "quietly the elevator eats grammar"],
+       ["雨伞在吃三角形的汤", "电梯悄悄地吃掉了语法"]),
+    _f("ns.world3", "eval", ["when did the roman empire fall?", "what is the population of Brazil?"],
+       ["罗马帝国什么时候灭亡的", "巴西有多少人口"]),
+    _f("ns.request3", "eval", ["recommend a good movie for tonight", "translate hello into french"],
+       ["推荐一部今晚看的电影", "把你好翻译成法语"]),
 ]

@@ -8,6 +8,8 @@ from collections import Counter
 from cloud.data.paraphrase import (
     FROZEN_EVAL,
     FROZEN_EVAL_SHA256,
+    FROZEN_EVAL_V1,
+    FROZEN_EVAL_V1_SHA256,
     UNSURE,
     build_split,
     dumps,
@@ -42,6 +44,14 @@ def test_frozen_eval_is_pinned_and_reproducible() -> None:
     text = FROZEN_EVAL.read_text(encoding="utf-8")
     assert sha256_text(text) == FROZEN_EVAL_SHA256, "the frozen evaluation set was edited: re-split instead"
     assert dumps(build_split("eval")) == text, "the generator no longer reproduces the frozen evaluation set"
+    # the first frozen set stays byte for byte; re-split 2 changed only its nonsense families
+    v1 = FROZEN_EVAL_V1.read_text(encoding="utf-8")
+    assert sha256_text(v1) == FROZEN_EVAL_V1_SHA256
+    old, new = load_frozen_eval(FROZEN_EVAL_V1), load_frozen_eval()
+    assert [i for i in old if i.kind != "nonsense"] == [i for i in new if i.kind != "nonsense"]
+    old_ns = {f for i in old if i.kind == "nonsense" for f in i.families}
+    assert old_ns and not old_ns & {f for i in new if i.kind == "nonsense" for f in i.families}
+    assert old_ns <= {f for i in train_items(seed=0, kg_per_pattern=1, route_per_template=1) for f in i.families}
 
 
 def test_eval_is_held_out_by_family_and_entity() -> None:
