@@ -51,7 +51,9 @@ def build_service(settings: ServeSettings, cache: ModelCache) -> InferenceServic
     )
 
 
-def register_node(url: str, bootstrap_token: str, node_id: str, labels: dict[str, str], timeout_s: float = 30.0) -> str:
+def register_node(
+    url: str, bootstrap_token: str, node_id: str, labels: dict[str, str], timeout_s: float = 30.0
+) -> str:
     """Register with the controller's bootstrap token; returns the node's own token."""
     import httpx
 
@@ -104,8 +106,14 @@ class EdgeNode:
         cs = control or ControlSettings()
         cache = ModelCache(serve.model_cache_dir)
         service = service or build_service(serve, cache)
-        plane = ControlPlane(service, cache, downloader, apply_timeout_s=cs.control_apply_timeout_s,
-                             keep_versions=cs.control_keep_versions, model_name=cs.control_model_name or None)
+        plane = ControlPlane(
+            service,
+            cache,
+            downloader,
+            apply_timeout_s=cs.control_apply_timeout_s,
+            keep_versions=cs.control_keep_versions,
+            model_name=cs.control_model_name or None,
+        )
         if cs.control_restore_last_good:  # serve the last good bundle without the cloud
             lkg = plane.last_good_dir()
             if lkg is not None:
@@ -136,8 +144,14 @@ class EdgeNode:
             # No bundle and no cloud to get one from: the agent routes with its keyword router
             # (hashing encoder) instead of waiting for a model that cannot come.
             has_model = serve.bundle_dir is not None or bool(cs.control_cloud_url) or downloader is not None
-            agent = build_agent(agent_settings, service=service, sync=sync, node_id=serve.node_id,
-                                bundle_dir=serve.bundle_dir, keyword_routing=not has_model)
+            agent = build_agent(
+                agent_settings,
+                service=service,
+                sync=sync,
+                node_id=serve.node_id,
+                bundle_dir=serve.bundle_dir,
+                keyword_routing=not has_model,
+            )
             app.include_router(make_router(agent))
             heartbeat.add(agent.metrics.heartbeat_fields)
         node = cls(serve, service, app, cache, plane, heartbeat, sync, cs, agent)
@@ -156,14 +170,26 @@ class EdgeNode:
             return
         token = cs.control_node_token or self._stored_token()
         if not token and cs.control_bootstrap_token:
-            token = register_node(cs.control_cloud_url, cs.control_bootstrap_token, self.serve.node_id,
-                                  cs.control_node_labels, cs.control_download_timeout_s)
+            token = register_node(
+                cs.control_cloud_url,
+                cs.control_bootstrap_token,
+                self.serve.node_id,
+                cs.control_node_labels,
+                cs.control_download_timeout_s,
+            )
             self._store_token(token)
-        if self.agent is not None and token and self.agent.cloud.base_url == cs.control_cloud_url.rstrip("/") \
-                and not self.agent.cloud.has_token:
+        if (
+            self.agent is not None
+            and token
+            and self.agent.cloud.base_url == cs.control_cloud_url.rstrip("/")
+            and not self.agent.cloud.has_token
+        ):
             self.agent.cloud.set_token(token)  # the agent calls cloud tools with the node's credential
         self.control.downloader = RegistryDownloader.connect(
-            cs.control_cloud_url, token, self.cache, timeout_s=cs.control_download_timeout_s,
+            cs.control_cloud_url,
+            token,
+            self.cache,
+            timeout_s=cs.control_download_timeout_s,
             retries=cs.control_download_retries,
         )
 
@@ -194,7 +220,9 @@ class EdgeNode:
     async def run(self, started: threading.Event | None = None) -> None:
         """Serve until :meth:`stop` (or a signal in the foreground)."""
         self.control.bind(asyncio.get_running_loop())
-        self._server = server = uvicorn.Server(uvicorn_config(self.app, self.serve.http_host, self.serve.http_port))
+        self._server = server = uvicorn.Server(
+            uvicorn_config(self.app, self.serve.http_host, self.serve.http_port)
+        )
         task = asyncio.create_task(server.serve())
         try:
             while not server.started:
@@ -206,8 +234,12 @@ class EdgeNode:
                 await asyncio.to_thread(self._connect_cloud)
             except Unavailable as err:
                 log.warning("starting without the cloud: %s", err)
-                threading.Thread(target=self._connect_cloud_soon, args=(self._stopping,), daemon=True,
-                                 name="edge-node-register").start()
+                threading.Thread(
+                    target=self._connect_cloud_soon,
+                    args=(self._stopping,),
+                    daemon=True,
+                    name="edge-node-register",
+                ).start()
             if self.sync is not None:
                 self.sync.start()
             if started is not None:
@@ -244,7 +276,9 @@ class EdgeNode:
         if not started.wait(timeout):
             raise TimeoutError(f"edge node {self.serve.node_id} did not start within {timeout}s")
         if self._error is not None:
-            raise RuntimeError(f"edge node {self.serve.node_id} failed to start: {self._error}") from self._error
+            raise RuntimeError(
+                f"edge node {self.serve.node_id} failed to start: {self._error}"
+            ) from self._error
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

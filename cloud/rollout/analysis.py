@@ -29,27 +29,33 @@ def summarize(samples: Iterable[NodeSample]) -> dict[str, float]:
     return {"requests": float(req), "error_rate": err / req, "fallback_rate": fb / req, "p99_ms": p99w / req}
 
 
-def analyze(canary: Iterable[NodeSample], stable: Iterable[NodeSample], cfg: AnalysisConfig) -> AnalysisResult:
+def analyze(
+    canary: Iterable[NodeSample], stable: Iterable[NodeSample], cfg: AnalysisConfig
+) -> AnalysisResult:
     c, s = summarize(canary), summarize(stable)
     if not cfg.enabled:
         return AnalysisResult(verdict=Verdict.PASS, reason="analysis disabled", canary=c, stable=s)
     if c["requests"] < max(cfg.min_requests, 1):
         return AnalysisResult(
             verdict=Verdict.INCONCLUSIVE,
-            reason=f"only {int(c['requests'])} canary requests (need {cfg.min_requests}); no verdict on no traffic",
-            canary=c, stable=s,
+            reason=f"only {int(c['requests'])} canary requests (need {cfg.min_requests}); "
+            "no verdict on no traffic",
+            canary=c,
+            stable=s,
         )
     if c["error_rate"] > cfg.max_error_rate:
         return AnalysisResult(
             verdict=Verdict.FAIL,
             reason=f"canary error rate {c['error_rate']:.3f} > {cfg.max_error_rate:.3f}",
-            canary=c, stable=s,
+            canary=c,
+            stable=s,
         )
     if c["fallback_rate"] > cfg.max_fallback_rate:
         return AnalysisResult(
             verdict=Verdict.FAIL,
             reason=f"canary fallback rate {c['fallback_rate']:.3f} > {cfg.max_fallback_rate:.3f}",
-            canary=c, stable=s,
+            canary=c,
+            stable=s,
         )
     if s["requests"] >= max(cfg.min_requests, 1):
         bound = s["p99_ms"] * cfg.max_p99_ratio + cfg.p99_slack_ms
@@ -57,7 +63,8 @@ def analyze(canary: Iterable[NodeSample], stable: Iterable[NodeSample], cfg: Ana
             return AnalysisResult(
                 verdict=Verdict.FAIL,
                 reason=f"canary p99 {c['p99_ms']:.1f} ms > {bound:.1f} ms (stable p99 {s['p99_ms']:.1f} ms)",
-                canary=c, stable=s,
+                canary=c,
+                stable=s,
             )
         p99_note = f"p99 {c['p99_ms']:.1f} ms within {bound:.1f} ms"
     else:
@@ -66,5 +73,6 @@ def analyze(canary: Iterable[NodeSample], stable: Iterable[NodeSample], cfg: Ana
         verdict=Verdict.PASS,
         reason=f"{int(c['requests'])} requests, error rate {c['error_rate']:.3f}, "
         f"fallback rate {c['fallback_rate']:.3f}, {p99_note}",
-        canary=c, stable=s,
+        canary=c,
+        stable=s,
     )

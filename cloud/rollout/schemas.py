@@ -11,11 +11,15 @@ from pydantic import BaseModel, Field, field_validator
 
 
 class AnalysisConfig(BaseModel):
-    enabled: bool = Field(default=True, description="Judge each step on edge metrics (off: pass after the pause)")
+    enabled: bool = Field(
+        default=True, description="Judge each step on edge metrics (off: pass after the pause)"
+    )
     min_requests: int = Field(default=50, ge=0, description="Canary requests needed before any verdict")
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     max_p99_ratio: float = Field(default=1.5, gt=0, description="Canary p99 may be at most this x stable p99")
-    p99_slack_ms: float = Field(default=5.0, ge=0, description="Added to the p99 bound (noise at tiny latencies)")
+    p99_slack_ms: float = Field(
+        default=5.0, ge=0, description="Added to the p99 bound (noise at tiny latencies)"
+    )
     max_fallback_rate: float = Field(default=0.3, ge=0, le=1)
 
 

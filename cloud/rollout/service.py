@@ -99,7 +99,9 @@ class RolloutService:
     def create(self, spec: RolloutCreate, *, actor: str) -> RolloutOut:
         target = self.registry.get_version(spec.model, spec.version)
         if target.status == VersionStatus.ARCHIVED:
-            raise BadRequest(f"{spec.model}@{target.version} is archived; un-archive it before rolling it out")
+            raise BadRequest(
+                f"{spec.model}@{target.version} is archived; un-archive it before rolling it out"
+            )
         stable = self.registry.alias_target(spec.model, "stable")
         if stable == target.version:
             raise BadRequest(f"{spec.model}@{target.version} already is the stable version")
@@ -110,28 +112,53 @@ class RolloutService:
             assert m is not None
             busy = s.scalar(select(Rollout).where(Rollout.model_id == m.id, Rollout.state.in_(ACTIVE)))
             if busy is not None:
-                raise Conflict(f"rollout #{busy.id} of {spec.model} is still {busy.state}; finish or abort it first")
-            v = s.scalar(select(ModelVersion).where(ModelVersion.model_id == m.id, ModelVersion.version == target.version))
+                raise Conflict(
+                    f"rollout #{busy.id} of {spec.model} is still {busy.state}; finish or abort it first"
+                )
+            v = s.scalar(
+                select(ModelVersion).where(
+                    ModelVersion.model_id == m.id, ModelVersion.version == target.version
+                )
+            )
             sv = (
-                s.scalar(select(ModelVersion).where(ModelVersion.model_id == m.id, ModelVersion.version == stable))
+                s.scalar(
+                    select(ModelVersion).where(ModelVersion.model_id == m.id, ModelVersion.version == stable)
+                )
                 if stable
                 else None
             )
             assert v is not None
             now = self._now_dt()
             r = Rollout(
-                model_id=m.id, version_id=v.id, stable_version_id=sv.id if sv else None, mode="nodes",
-                selector=dict(spec.selector), steps=list(spec.steps),
-                config=spec.model_dump(mode="json", exclude={"model", "version", "selector", "steps", "start"}),
-                state=RolloutState.PENDING.value, phase=StepPhase.APPLYING.value, step_index=0,
-                step_started_at=now, phase_started_at=now, targets=[], failed_nodes={},
-                baselines={"sent_step": -1}, last_analysis={}, created_by=actor, created_at=now, updated_at=now,
+                model_id=m.id,
+                version_id=v.id,
+                stable_version_id=sv.id if sv else None,
+                mode="nodes",
+                selector=dict(spec.selector),
+                steps=list(spec.steps),
+                config=spec.model_dump(
+                    mode="json", exclude={"model", "version", "selector", "steps", "start"}
+                ),
+                state=RolloutState.PENDING.value,
+                phase=StepPhase.APPLYING.value,
+                step_index=0,
+                step_started_at=now,
+                phase_started_at=now,
+                targets=[],
+                failed_nodes={},
+                baselines={"sent_step": -1},
+                last_analysis={},
+                created_by=actor,
+                created_at=now,
+                updated_at=now,
             )
             s.add(r)
             s.flush()
             self._event(s, r, RolloutState.PENDING, RolloutState.PENDING, f"created by {actor}", actor)
             rid = r.id
-        self.registry.set_alias(spec.model, "canary", target.version, actor=actor, reason=f"rollout #{rid} created")
+        self.registry.set_alias(
+            spec.model, "canary", target.version, actor=actor, reason=f"rollout #{rid} created"
+        )
         if spec.start:
             self._act(rid, RolloutState.PROGRESSING, actor, "started")
         return self.get(rid)
@@ -172,7 +199,9 @@ class RolloutService:
                 r.phase = StepPhase.APPLYING.value
                 r.phase_started_at = self._now_dt()
                 r.baselines = {**r.baselines, "sent_step": -1, "promoted": True}
-                self._transition(s, r, RolloutState.PROGRESSING, reason or f"fully promoted by {actor}", actor)
+                self._transition(
+                    s, r, RolloutState.PROGRESSING, reason or f"fully promoted by {actor}", actor
+                )
             else:
                 r.baselines = {**r.baselines, "skip_bake": r.step_index}
                 why = reason or f"promoted by {actor}: step {r.step_index + 1} analysed now"
@@ -210,7 +239,9 @@ class RolloutService:
         """Advance every progressing rollout by at most one phase."""
         with self._lock:
             with self.db.session() as s:
-                ids = list(s.scalars(select(Rollout.id).where(Rollout.state == RolloutState.PROGRESSING.value)))
+                ids = list(
+                    s.scalars(select(Rollout.id).where(Rollout.state == RolloutState.PROGRESSING.value))
+                )
             for rid in ids:
                 mark, cmark = len(self._outbox), len(self._commands)
                 try:
@@ -307,7 +338,8 @@ class RolloutService:
         budget_ratio = float(r.config.get("max_failed_ratio", 0.2))
         if failed and (len(failed) > budget_n or len(failed) / max(len(r.targets), 1) > budget_ratio):
             self._abort(
-                s, r,
+                s,
+                r,
                 f"fleet error budget exceeded: {len(failed)} of {len(r.targets)} nodes failed to apply "
                 f"(budget {budget_n} nodes / {budget_ratio:.0%})",
                 "controller",
@@ -340,21 +372,34 @@ class RolloutService:
         r.last_analysis = {"step": r.step_index, **result.model_dump(mode="json")}
         details = {"analysis": r.last_analysis}
         if result.verdict == Verdict.FAIL:
-            self._abort(s, r, f"analysis failed at step {r.step_index + 1}: {result.reason}", "controller", details)
+            self._abort(
+                s, r, f"analysis failed at step {r.step_index + 1}: {result.reason}", "controller", details
+            )
         elif result.verdict == Verdict.INCONCLUSIVE and not skip_bake:
-            self._transition(s, r, RolloutState.PAUSED, f"inconclusive at step {r.step_index + 1}: {result.reason}",
-                             "controller", details)
+            self._transition(
+                s,
+                r,
+                RolloutState.PAUSED,
+                f"inconclusive at step {r.step_index + 1}: {result.reason}",
+                "controller",
+                details,
+            )
         elif last:
-            self._transition(s, r, RolloutState.SUCCEEDED, f"all steps passed: {result.reason}", "controller", details)
+            self._transition(
+                s, r, RolloutState.SUCCEEDED, f"all steps passed: {result.reason}", "controller", details
+            )
             self._finish_success(s, r, model, version)
         else:
             r.step_index += 1
             r.phase = StepPhase.APPLYING.value
             r.step_started_at = self._now_dt()
             self._transition(
-                s, r, RolloutState.PROGRESSING,
+                s,
+                r,
+                RolloutState.PROGRESSING,
                 f"step {r.step_index} passed ({result.reason}); next step {r.steps[r.step_index]:g}%",
-                "controller", details,
+                "controller",
+                details,
             )
 
     def _finish_success(self, s: Session, r: Rollout, model: str, version: str) -> None:
@@ -369,7 +414,9 @@ class RolloutService:
 
         self._outbox.append(move_aliases)
 
-    def _abort(self, s: Session, r: Rollout, reason: str, actor: str, details: dict[str, Any] | None = None) -> None:
+    def _abort(
+        self, s: Session, r: Rollout, reason: str, actor: str, details: dict[str, Any] | None = None
+    ) -> None:
         check_transition(RolloutState(r.state), RolloutState.ABORTED)
         model, _version, stable, _ = self._names(s, r)
         rolled_back: list[str] = []
@@ -395,14 +442,22 @@ class RolloutService:
 
         def drop_canary() -> None:
             with contextlib.suppress(NotFound):
-                self.registry.delete_alias(model, "canary", actor=actor, reason=f"rollout #{rid} aborted: {reason}")
+                self.registry.delete_alias(
+                    model, "canary", actor=actor, reason=f"rollout #{rid} aborted: {reason}"
+                )
 
         self._outbox.append(drop_canary)
 
     # -- state machine plumbing ---------------------------------------------------------------
 
     def _transition(
-        self, s: Session, r: Rollout, dst: RolloutState, reason: str, actor: str, details: dict[str, Any] | None = None
+        self,
+        s: Session,
+        r: Rollout,
+        dst: RolloutState,
+        reason: str,
+        actor: str,
+        details: dict[str, Any] | None = None,
     ) -> None:
         src = RolloutState(r.state)
         check_transition(src, dst)
@@ -416,13 +471,25 @@ class RolloutService:
         )
 
     def _event(
-        self, s: Session, r: Rollout, src: RolloutState, dst: RolloutState, reason: str, actor: str,
+        self,
+        s: Session,
+        r: Rollout,
+        src: RolloutState,
+        dst: RolloutState,
+        reason: str,
+        actor: str,
         details: dict[str, Any] | None = None,
     ) -> None:
         s.add(
             RolloutEvent(
-                rollout_id=r.id, from_state=src.value, to_state=dst.value, step_index=r.step_index,
-                actor=actor, reason=reason, details=details or {}, at=self._now_dt(),
+                rollout_id=r.id,
+                from_state=src.value,
+                to_state=dst.value,
+                step_index=r.step_index,
+                actor=actor,
+                reason=reason,
+                details=details or {},
+                at=self._now_dt(),
             )
         )
 
@@ -449,15 +516,35 @@ class RolloutService:
         if with_events:
             events = [
                 RolloutEventOut(
-                    from_state=e.from_state, to_state=e.to_state, step_index=e.step_index, actor=e.actor,
-                    reason=e.reason, details=e.details, at=e.at,
+                    from_state=e.from_state,
+                    to_state=e.to_state,
+                    step_index=e.step_index,
+                    actor=e.actor,
+                    reason=e.reason,
+                    details=e.details,
+                    at=e.at,
                 )
-                for e in s.scalars(select(RolloutEvent).where(RolloutEvent.rollout_id == r.id).order_by(RolloutEvent.id))
+                for e in s.scalars(
+                    select(RolloutEvent).where(RolloutEvent.rollout_id == r.id).order_by(RolloutEvent.id)
+                )
             ]
         return RolloutOut(
-            id=r.id, model=model, version=version, stable_version=stable, state=r.state, phase=r.phase,
-            step_index=r.step_index, steps=list(r.steps), selector=dict(r.selector), config=dict(r.config),
-            targets=list(r.targets), applied=applied, failed_nodes=dict(r.failed_nodes),
-            last_analysis=dict(r.last_analysis), created_by=r.created_by, created_at=r.created_at,
-            updated_at=r.updated_at, events=events,
+            id=r.id,
+            model=model,
+            version=version,
+            stable_version=stable,
+            state=r.state,
+            phase=r.phase,
+            step_index=r.step_index,
+            steps=list(r.steps),
+            selector=dict(r.selector),
+            config=dict(r.config),
+            targets=list(r.targets),
+            applied=applied,
+            failed_nodes=dict(r.failed_nodes),
+            last_analysis=dict(r.last_analysis),
+            created_by=r.created_by,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            events=events,
         )

@@ -62,7 +62,9 @@ class RegistryDownloader:
         self.last = DownloadStats()
 
     @classmethod
-    def connect(cls, url: str, token: str, cache: ModelCache, *, timeout_s: float = 60.0, retries: int = 3) -> RegistryDownloader:
+    def connect(
+        cls, url: str, token: str, cache: ModelCache, *, timeout_s: float = 60.0, retries: int = 3
+    ) -> RegistryDownloader:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
         return cls(client, cache, retries=retries)
@@ -88,7 +90,8 @@ class RegistryDownloader:
         msha = sha256_bytes(raw)
         if manifest_sha256 and msha != manifest_sha256:
             raise BundleError(
-                f"manifest of {model}@{version} has sha256 {msha[:12]}…, the command names {manifest_sha256[:12]}…"
+                f"manifest of {model}@{version} has sha256 {msha[:12]}…, "
+                f"the command names {manifest_sha256[:12]}…"
             )
         manifest = Manifest.from_yaml(raw, f"{model}@{version}/manifest.yaml")
         if manifest.name != model or manifest.version != version:
@@ -111,7 +114,12 @@ class RegistryDownloader:
         stats.seconds = time.perf_counter() - started
         log.info(
             "downloaded %s@%s: %d files fetched (%d bytes), %d from cache, %.2fs",
-            model, version, stats.files_fetched, stats.bytes_fetched, stats.files_cached, stats.seconds,
+            model,
+            version,
+            stats.files_fetched,
+            stats.bytes_fetched,
+            stats.files_cached,
+            stats.seconds,
         )
         self._ensure_parent(vdir)
         return vdir
@@ -119,7 +127,11 @@ class RegistryDownloader:
     def _ensure_parent(self, vdir: Path) -> None:
         manifest = Manifest.from_yaml((vdir / "manifest.yaml").read_bytes())
         ref = manifest.parent
-        if manifest.kind == "adapter_update" and ref is not None and self.cache.find(ref.manifest_sha256) is None:
+        if (
+            manifest.kind == "adapter_update"
+            and ref is not None
+            and self.cache.find(ref.manifest_sha256) is None
+        ):
             outer = self.last
             self.fetch_version(ref.name, ref.version, ref.manifest_sha256)
             outer.files_fetched += self.last.files_fetched
@@ -157,7 +169,9 @@ class RegistryDownloader:
             self._check_status(r, url)
             etag = r.headers.get("etag", "").strip('"')
             if etag and etag != sha256:
-                raise BundleError(f"{url}: registry serves sha256 {etag[:12]}…, the manifest says {sha256[:12]}…")
+                raise BundleError(
+                    f"{url}: registry serves sha256 {etag[:12]}…, the manifest says {sha256[:12]}…"
+                )
             if r.status_code == 206:
                 h = _hash_file(part)  # the bytes we keep, hashed once; the rest while it streams
                 self.last.bytes_resumed_from += have

@@ -62,7 +62,9 @@ class BundleModelLoader:
             parent = self.parent_of() if self.parent_of else None
             if parent is None:
                 raise BundleError(f"{source} is an adapter-only update; load its parent bundle first")
-            return open_bundle(source, public_key=key, verify=True, parent=open_bundle(parent, key, verify=False))
+            return open_bundle(
+                source, public_key=key, verify=True, parent=open_bundle(parent, key, verify=False)
+            )
         return open_bundle(source, public_key=key, verify=True)
 
     def __call__(self, source: Path, adapter_set: str | None = None) -> LoadedModel:
@@ -71,7 +73,9 @@ class BundleModelLoader:
         m = bundle.manifest
         set_name = adapter_set or s.serve_adapter_set or m.default_adapter_set
         if set_name not in m.adapter_sets:
-            raise BundleError(f"bundle {m.name}@{m.version}: no adapter set {set_name!r} (has {sorted(m.adapter_sets)})")
+            raise BundleError(
+                f"bundle {m.name}@{m.version}: no adapter set {set_name!r} (has {sorted(m.adapter_sets)})"
+            )
         entry = m.adapter_sets[set_name]
         tokenizer = bundle_tokenizer(bundle)
         engine, providers, close, provider_info = self._engine(bundle, set_name)
@@ -79,7 +83,10 @@ class BundleModelLoader:
         if provider_info.get("provider_fallback"):
             log.warning(
                 "%s@%s: execution provider(s) %s did not start; running on %s",
-                m.name, m.version, provider_info["provider_fallback"], providers,
+                m.name,
+                m.version,
+                provider_info["provider_fallback"],
+                providers,
             )
         return LoadedModel(
             name=m.name,
@@ -95,7 +102,10 @@ class BundleModelLoader:
             source=Path(source),
             providers=providers,
             extra={
-                "precision": m.precision, "base_encoder": m.base_encoder.id, "created_at": m.created_at, **provider_info,
+                "precision": m.precision,
+                "base_encoder": m.base_encoder.id,
+                "created_at": m.created_at,
+                **provider_info,
             },
             close_fn=close,
         )
@@ -118,7 +128,9 @@ class BundleModelLoader:
                 native = f"TensorRT-native({spec.gpu_arch}, {spec.precision})"
                 info = {"providers_requested": native, "provider_fallback": "", "providers_skipped": ""}
                 return runtime, [native], runtime.close, info
-            log.debug("bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU")
+            log.debug(
+                "bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU"
+            )
         choice = select_providers(s)
         session = BundleSession(
             bundle,

@@ -43,12 +43,16 @@ class ServingMetrics:
             r.register(SharedMetrics())
         self.requests = Counter(
             "autoglm_edge_requests_total",
-            "Inference requests by outcome (success, bad_request, not_found, overloaded, unavailable, timeout, error).",
+            "Inference requests by outcome "
+            "(success, bad_request, not_found, overloaded, unavailable, timeout, error).",
             ["model", "version", "outcome"],
             registry=r,
         )
         self.texts = Counter(
-            "autoglm_edge_texts_total", "Texts inferred (cache hits included).", ["model", "version"], registry=r
+            "autoglm_edge_texts_total",
+            "Texts inferred (cache hits included).",
+            ["model", "version"],
+            registry=r,
         )
         self.queue_time = Histogram(
             "autoglm_edge_queue_time_seconds",
@@ -78,15 +82,21 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.cache_hits = Counter("autoglm_edge_cache_hits_total", "Result cache hits.", ["model", "version"], registry=r)
+        self.cache_hits = Counter(
+            "autoglm_edge_cache_hits_total", "Result cache hits.", ["model", "version"], registry=r
+        )
         self.cache_misses = Counter(
             "autoglm_edge_cache_misses_total", "Result cache misses.", ["model", "version"], registry=r
         )
         self.cache_bytes = Gauge("autoglm_edge_cache_bytes", "Bytes held by the result cache.", registry=r)
         self.cache_compression_ratio = Gauge(
-            "autoglm_edge_cache_compression_ratio", "Uncompressed / compressed bytes of cached values.", registry=r
+            "autoglm_edge_cache_compression_ratio",
+            "Uncompressed / compressed bytes of cached values.",
+            registry=r,
         )
-        self.queue_depth = Gauge("autoglm_edge_queue_depth_texts", "Texts waiting in the batcher queue.", registry=r)
+        self.queue_depth = Gauge(
+            "autoglm_edge_queue_depth_texts", "Texts waiting in the batcher queue.", registry=r
+        )
         self.dropped = Counter(
             "autoglm_edge_dropped_texts_total",
             "Queued texts dropped without a forward pass (cancelled, disconnected, deadline passed).",
@@ -103,7 +113,9 @@ class ServingMetrics:
             "autoglm_edge_model_swaps_total", "Model load attempts by result.", ["result"], registry=r
         )
 
-    def set_active(self, model: str, version: str, adapter_set: str, previous: tuple[str, str, str] | None) -> None:
+    def set_active(
+        self, model: str, version: str, adapter_set: str, previous: tuple[str, str, str] | None
+    ) -> None:
         if previous is not None:
             self.model_info.labels(self.node_id, *previous).set(0)
         self.model_info.labels(self.node_id, model, version, adapter_set).set(1)
