@@ -133,4 +133,4 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
 
 
-ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504)

@@ -31,7 +31,7 @@ from starlette.types import Receive, Send
 import contracts
 from contracts.body_limits import BodyLimitMiddleware
 from contracts.defaults import EDGE_LIVE_PATH, EDGE_READY_PATH, METRICS_PATH
-from contracts.errors import BadRequest, Conflict, NotFound
+from contracts.errors import BadRequest, Conflict, NotFound, error_responses
 from contracts.logging import get_logger
 from edge.http.auth import EdgeAdminAuth
 from edge.http.errors import ERROR_RESPONSES, install_error_handlers
@@ -87,6 +87,29 @@ class EdgeApp(FastAPI):
                 await self.infer_endpoint(scope, receive, send, *matched)
                 return
         await super().__call__(scope, receive, send)
+
+
+INFER_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "description": "priority, timeout (µs), deadline_ms, binary_data_output"},
+        "inputs": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "shape", "datatype"],
+            "properties": {"name": {"type": "string", "enum": [INPUT_NAME]},
+                           "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                           "datatype": {"type": "string", "enum": ["BYTES"]},
+                           "data": {"type": "array"},
+                           "parameters": {"type": "object"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "enum": list(OUTPUT_DTYPES)}, "parameters": {"type": "object"}}}},
+    },
+}
+INFER_ERRORS = {k: {"description": v["description"], "content": {"application/json": {"schema": {
+    "type": "object", "required": ["error", "code"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}}}}
+    for k, v in error_responses(400, 404, 413, 429, 503, 504).items()}
 
 
 def _log_initial_load(task: asyncio.Task[LoadedModel]) -> None:
@@ -161,6 +184,23 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         return _json({"name": m.name, "version": m.version, "ready": True})
 
     app.infer_endpoint = InferEndpoint(service, max_body, settings.http_max_inflight_body_bytes)
+
+    # Documentation only: EdgeApp answers these paths with the raw infer endpoint before routing,
+    # so these handlers never run; they put the infer API (and its errors) into the OpenAPI.
+    infer_doc: dict[str, Any] = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": INFER_REQUEST_SCHEMA}}},
+        "responses": {"200": {"description": "Inference response (JSON, or JSON + binary tensors)",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **{str(k): v for k, v in INFER_ERRORS.items()}},
+    }
+
+    @app.post("/v2/models/{name}/infer", openapi_extra=infer_doc, include_in_schema=True)
+    async def infer_documented(name: str) -> Response:  # pragma: no cover - served by InferEndpoint
+        raise NotFound("served by the infer endpoint")
+
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=infer_doc)
+    async def infer_version_documented(name: str, version: str) -> Response:  # pragma: no cover
+        raise NotFound("served by the infer endpoint")
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request) -> Response:
