@@ -323,6 +323,22 @@ def register(app: typer.Typer) -> None:
             return
         console.print(f"{n['node_id']}: {'drained' if n['drained'] else 'in service'}")
 
+    @cloud.command("enrol")
+    def enrol(
+        node_id: str,
+        ttl_hours: Annotated[float, typer.Option("--ttl-hours", min=0.01, max=720, help="Lifetime of the token.")] = 24,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create a one-time enrolment token that (re-)registers NODE_ID once (shown once)."""
+        e = _call(url, token, "POST", f"/api/v1/nodes/{node_id}/enrolment", json={"ttl_s": ttl_hours * 3600})
+        if as_json:
+            print_json(e)
+            return
+        console.print(f"{e['node_id']}: one-time enrolment token (expires {_ts(e['expires_at'])} UTC)\n{e['token']}\n"
+                      "give it to the node as AUTOGLM_EDGE_CONTROL_BOOTSTRAP_TOKEN", highlight=False)
+
     @cloud.command("node-delete")
     def node_delete(
         node_id: str,

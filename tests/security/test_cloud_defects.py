@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -137,3 +138,17 @@ def test_validation_errors_share_the_error_shape(live2: LiveServer, tmp_path: Pa
         assert r.status_code == 422 and r.json()["code"] == "unprocessable" and "name" in r.json()["error"]
         r = admin.get("/api/v1/nope")
         assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+def test_cli_enrol_creates_a_one_time_token(live2: LiveServer) -> None:
+    from typer.testing import CliRunner
+
+    from autoglm.cli import app
+
+    assert _register(live2, BOOTSTRAP, "node-cli").status_code == 201
+    result = CliRunner().invoke(app, ["cloud", "enrol", "node-cli", "--url", live2.url, "--token", ADMIN, "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    token = json.loads(result.output)["token"]
+    assert _register(live2, token, "node-cli").status_code == 201
+    assert _register(live2, token, "node-cli").status_code == 401
