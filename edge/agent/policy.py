@@ -54,7 +54,9 @@ POLICIES: dict[str, RoutePolicy] = {
     Route.UNIT_CONVERT: RoutePolicy(Handler.LOCAL_TOOL, 30 * DAY, computed=True),
     Route.CLIMATE: RoutePolicy(Handler.LOCAL_TOOL, 6 * 3600.0),  # a cloud tool by default (agent_cloud_routes)
     Route.KG_QUERY: RoutePolicy(Handler.GRAPH, 3600.0),
-    Route.DEVICE_STATUS: RoutePolicy(Handler.LOCAL_TOOL, 5.0, computed=True, errors_answer=True),
+    # never cached: the twin is read locally in microseconds, and a cached status would show a
+    # device still running for seconds after a confirmed stop (issue 14)
+    Route.DEVICE_STATUS: RoutePolicy(Handler.LOCAL_TOOL, 0.0, computed=True, errors_answer=True),
     Route.DEVICE_CONTROL: RoutePolicy(Handler.LOCAL_TOOL, 0.0, needs_confirmation=True, computed=True, errors_answer=True),
     Route.MEMORY_RECALL: RoutePolicy(Handler.MEMORY, 0.0, computed=True),  # about this conversation: never shared
     Route.DOC_SEARCH: RoutePolicy(Handler.LOCAL_TOOL, DAY),  # a cloud tool by default (agent_cloud_routes)

@@ -244,3 +244,15 @@ def test_knowledge_needs_the_admin_token_and_carries_provenance(tmp_path: Path, 
             assert r.status_code == 400, (value, r.text)
     finally:
         server.stop()
+
+
+def test_device_status_is_fresh_right_after_a_confirmed_change(tmp_path: Path) -> None:
+    from tests.edge.agent.helpers import ask, kinds, make_agent
+
+    agent = make_agent(tmp_path)
+    first = ask(agent, "status of OV-122")
+    assert first.route == "device_status", first
+    assert ask(agent, "set OV-122 to 190 °C", confirm=True).data.get("refused") is None
+    second = ask(agent, "status of OV-122")
+    assert "cache" not in kinds(second) or not [s for s in second.steps if s["kind"] == "cache" and s["hit"]]
+    assert second.data["setpoints"]["temperature"] == 190.0, second.data
