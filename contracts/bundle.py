@@ -351,7 +351,7 @@ def read_manifest_from_archive(archive: Path) -> Manifest:
 def archive_problem(exc: BaseException) -> str:
     """One line naming what is wrong with an unreadable archive (truncated, not gzip, unreadable)."""
     if isinstance(exc, EOFError) or "unexpected end of data" in str(exc) or "truncated" in str(exc).lower():
-        return "the archive is truncated (it ends before its last member is complete)"
+        return f"the tar archive is truncated or corrupt (it ends early: {exc or type(exc).__name__})"
     if isinstance(exc, zlib.error):
         return f"the archive's gzip data is corrupt ({exc})"
     if isinstance(exc, tarfile.TarError):
