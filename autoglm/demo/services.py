@@ -206,7 +206,9 @@ def start_edge_node(home: Path, node_id: str, broker: Broker, cloud: CloudContro
     home.mkdir(parents=True, exist_ok=True)
     serve = ServeSettings(node_id=node_id, http_host="127.0.0.1", http_port=free_port(), providers=["cpu"],
                           model_cache_dir=home / "model-cache", ort_intra_op_threads=1, serve_warmup_batches=1,
-                          bundle_public_key=public_key_hex)
+                          bundle_public_key=public_key_hex,
+                          # the admin routes (repository, POST /v1/knowledge) need a token (docs/SECURITY.md)
+                          http_admin_token=secrets.token_urlsafe(24))
     sync_settings = SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_v5=broker.mqtt_v5,
                                  mqtt_outbox_path=home / "outbox.sqlite3", mqtt_heartbeat_interval_s=0.5)
     store = MemoryStore(home / "memory.sqlite3", node_id)
