@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON record here")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: as the trainer picks)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads or default_threads(1))
+    torch.set_num_threads(args.threads or default_threads(1, adapt_to_load=True))
     base = args.base or default_base_path()
 
     tok = TextTokenizer(base)

@@ -93,19 +93,35 @@ def lr_lambda(total_steps: int, warmup_steps: int) -> Any:
     return f
 
 
-def default_threads(world_size: int) -> int:
-    """CPU cores per process; one thread when the machine is already oversubscribed.
+def default_threads(world_size: int, *, adapt_to_load: bool = False) -> int:
+    """CPU cores per process (``cores // world_size``).
 
-    On a busy machine (load average above the core count) OpenMP threads of one process wait on
-    each other while descheduled; measured here, two threads then burned ~3x the CPU of one per
-    training step.
+    The thread count changes the order of floating-point sums inside torch's CPU kernels, so it
+    is part of what makes a run reproducible: by default it depends only on the machine, never on
+    its current load. ``adapt_to_load`` (benchmarks only) drops to one thread when the load
+    average is above the core count: OpenMP threads of one process then wait on each other while
+    descheduled (measured here: two threads burned ~3x the CPU of one per training step).
     """
     cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0] > cores
-    except OSError:  # pragma: no cover - platform without getloadavg
-        busy = False
-    return 1 if busy else max(1, cores // world_size)
+    if adapt_to_load:
+        try:
+            if os.getloadavg()[0] > cores:
+                return 1
+        except OSError:  # pragma: no cover - platform without getloadavg
+            pass
+    return max(1, cores // world_size)
+
+
+def make_deterministic(seed: int, threads: int) -> None:
+    """Same seed, same machine, same thread count -> bit-identical weights.
+
+    Seeds torch's global generator (initialisation, dropout), fixes the intra-op thread count and
+    asks torch for deterministic kernels (an op without one warns instead of failing: on the CPU
+    every op the trainer uses has one). Data order is seeded separately (``batches.py``).
+    """
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
 
 
 def resolve_base(cfg: TrainConfig, ctx: DistContext) -> Path:
@@ -131,7 +147,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
 def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
     t_start = time.perf_counter()
-    torch.set_num_threads(cfg.num_threads or default_threads(ctx.world_size))
+    threads = cfg.num_threads or default_threads(ctx.world_size)
+    make_deterministic(cfg.seed, threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = resolve_base(cfg, ctx)
@@ -251,6 +268,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
         "best_epoch": best["epoch"],
         "history": [{k: v for k, v in row.items() if k != "best"} for row in history],
         "world_size": ctx.world_size,
+        "threads_per_rank": threads,
+        "deterministic": True,
         "wall_s": round(wall_s, 2),
         "seconds_per_epoch": round(float(np.mean([r["seconds"] for r in history])), 2) if history else 0.0,
         "finished": True,

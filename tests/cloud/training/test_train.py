@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,21 @@ def test_same_seed_reproduces_weights(tiny_base: Path, tmp_path: Path) -> None:
     a, b, c = _weights(tmp_path / "a"), _weights(tmp_path / "b"), _weights(tmp_path / "c")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_default_threads_do_not_depend_on_machine_load(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same seed on the same machine gives the same checkpoint whether or not the machine is busy
+    (the trainer used to drop to one thread when the load average exceeded the core count)."""
+    train(_cfg(tiny_base, tmp_path / "quiet", epochs=1, num_threads=None), progress=False)
+    monkeypatch.setattr("os.getloadavg", lambda: (1e6, 1e6, 1e6))
+    train(_cfg(tiny_base, tmp_path / "busy", epochs=1, num_threads=None), progress=False)
+    a, b = _weights(tmp_path / "quiet"), _weights(tmp_path / "busy")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    meta = read_checkpoint_meta(tmp_path / "busy")
+    assert meta.training["deterministic"] is True
+    assert meta.training["threads_per_rank"] == max(1, os.cpu_count() or 1)
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tiny_base: Path, tmp_path: Path) -> None:
