@@ -27,6 +27,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "tools": ("quality_tools.py", "calculator and unit conversion on generated EN/ZH questions vs fractions / pint"),
     "edge_download": ("bench_edge_download.py", "edge bundle download: registry downloader (verified, resumable, "
                       "cached) vs. plain HTTP GET"),
+    "reasoning": ("reasoning_ablation.py", "graph hits@1 on frozen paraphrase families: lexical vs learned scorers, "
+                  "3 seeds; router; abstention; ask latency"),
+    "edge_body_memory": ("bench_edge_body_memory.py", "edge RSS under 80 concurrent 8 MB bodies: this tree vs "
+                         "a baseline commit"),
+    "console": ("bench_console.py", "web console page and API latency with 500 nodes"),
 }
 SOURCE_ONLY = ("benchmarks are source-only (they need the checkout's benchmarks/ and test fixtures): "
                "run them from a git checkout installed with `pip install -e .`")
@@ -63,7 +68,9 @@ def bench_run(
     raise typer.Exit(rc)
 
 
-REPORT_FILES = ("README.md", "docs/arch/benchmarks.md")
+def report_files(root: Path) -> list[Path]:
+    """The files whose ``<!-- bench:… -->`` blocks are rendered: the README and every doc."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
 
 
 def bench_report(
@@ -79,8 +86,9 @@ def bench_report(
         fail(str(exc))
     order = list(BENCHMARKS)
     stale: list[str] = []
-    for rel in REPORT_FILES:
-        path = REPO_ROOT / rel
+    files = report_files(REPO_ROOT)
+    for path in files:
+        rel = str(path.relative_to(REPO_ROOT))
         if not path.is_file():
             continue
         old = path.read_text()
@@ -91,7 +99,7 @@ def bench_report(
                 path.write_text(new)
     if check and stale:
         fail(f"benchmark tables out of date in {', '.join(stale)}: run `autoglm bench report`")
-    console.print(f"{'checked' if check else 'rendered'} {len(REPORT_FILES)} files from {len(latest)} benchmarks"
+    console.print(f"{'checked' if check else 'rendered'} {len(files)} files from {len(latest)} benchmarks"
                   + (f"; updated {', '.join(stale)}" if stale and not check else ""))
 
 
