@@ -242,19 +242,111 @@ class Lease(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class HardExampleItem(Base):
+    """One item of the learning loop's hard-example queue (``cloud.loop.queue``): merged
+    near-duplicate sightings, their counts, the suggested label and the operator's decision."""
+
+    __tablename__ = "hard_example_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    nodes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    edge_routes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    variants: Mapped[list[Any]] = mapped_column(default=list)
+    embedding: Mapped[list[Any]] = mapped_column(default=list)
+    suggested_route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    suggested_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    suggestion_source: Mapped[str] = mapped_column(String(16), default="none")
+    model_route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cloud_route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    labelled_by: Mapped[str] = mapped_column(String(128), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HardExampleSighting(Base):
+    """One hard example as an edge sent it (id = the edge's id: stored once however often it
+    arrives); ``item_id`` is set when the worker merged it into the queue."""
+
+    __tablename__ = "hard_example_sightings"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    edge_route: Mapped[str] = mapped_column(String(64), default="")
+    edge_confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    final_route: Mapped[str] = mapped_column(String(64), default="")
+    answer_source: Mapped[str] = mapped_column(String(32), default="")
+    model_version: Mapped[str] = mapped_column(String(200), default="")
+    item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hard_example_items.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoopDataset(Base):
+    """A versioned, content-addressed snapshot of the labelled hard examples (JSONL in the blob store)."""
+
+    __tablename__ = "loop_datasets"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    routes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingJob(Base):
+    """One run of the learning loop's pipeline; claimed by one worker with a conditional update."""
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    stage: Mapped[str] = mapped_column(String(16), default="waiting")
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    parent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    logs: Mapped[list[Any]] = mapped_column(default=list)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    heartbeat_at: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 __all__ = [
     "Alias",
     "AliasEvent",
     "Base",
     "Blob",
     "Command",
+    "HardExampleItem",
+    "HardExampleSighting",
     "Lease",
+    "LoopDataset",
     "Model",
     "ModelVersion",
     "Node",
     "NodeEnrolment",
     "Rollout",
     "RolloutEvent",
+    "TrainingJob",
     "VersionFile",
     "utcnow",
 ]
