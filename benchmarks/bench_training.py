@@ -5,10 +5,10 @@ load from other processes hits both alike. Also reports the share of trainable p
 (goal: adapters + heads < 5% of the encoder). Prints a table and one JSON record.
 
     python benchmarks/bench_training.py [--base DIR] [--steps 8] [--rounds 2] [--batch-size 32]
-    python benchmarks/bench_training.py --seeds 0 1 2 [--epochs 6] [--train-per-template 30]
+    python benchmarks/bench_training.py --seeds 0 1 2 [--epochs N] [--train-per-template N]
 
-``--seeds`` also trains the router once per seed (the trainer's full pipeline, deterministic per
-seed) and reports the mean ± sd of the accuracy on unseen templates (the test split); the accuracy
+``--seeds`` also trains the router once per seed with the demo's recipe (``DEMO_TRAINING``; the
+trainer's full pipeline, deterministic per seed) and reports the mean ± sd of the accuracy on unseen templates (the test split); the accuracy
 target (>= 97 %) counts as met only if the mean meets it, and the record says which budget ran.
 """
 
@@ -64,8 +64,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: as the trainer picks)")
     ap.add_argument("--seeds", type=int, nargs="*", default=[], help="also train once per seed and report "
                     "unseen-template accuracy mean ± sd (e.g. --seeds 0 1 2)")
-    ap.add_argument("--epochs", type=int, default=6, help="epochs per seeded training run (trainer default 6)")
-    ap.add_argument("--train-per-template", type=int, default=30, help="generator examples per template (default 30)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per seeded run (default: the demo recipe's)")
+    ap.add_argument("--train-per-template", type=int, default=None,
+                    help="generator examples per template (default: the demo recipe's)")
     ap.add_argument("--out", type=Path, default=Path(".autoglm/bench-training"), help="checkpoints of the seeded runs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads or default_threads(1, adapt_to_load=True))
@@ -142,8 +143,9 @@ def main() -> None:
         console.print(f"unseen-template accuracy over seeds {args.seeds}: {mean:.2%} ± {sd:.2%} "
                       f"(runs: {', '.join(f'{x:.2%}' for x in acc)}); training {mins.mean():.1f} min per run")
         headline.append(HeadlineRow(
-            what=f"Router accuracy, unseen templates, mean ± sd over {len(acc)} seeds "
-                 f"({args.epochs} epochs, {args.train_per_template} examples per template)",
+            what=f"Router accuracy, unseen templates, mean ± sd over {len(acc)} seeds (demo recipe: "
+                 f"{seeded['recipe']['epochs']} epochs max, {seeded['recipe']['train_per_template']} "
+                 "examples per template)",
             baseline="—",
             result=f"{mean:.2%} ± {sd:.2%} (min {acc.min():.2%}, max {acc.max():.2%}); {mins.mean():.1f} min per run",
             target=">= 97 % (mean), < 15 min",
@@ -154,18 +156,23 @@ def main() -> None:
 
 def seeded_accuracy(args: argparse.Namespace, base: Path) -> dict[str, object]:
     """Train the router once per seed with the trainer's own pipeline; unseen-template accuracy."""
+    from autoglm.demo.train_stage import DEMO_TRAINING
     from cloud.training import TrainConfig, train
 
+    recipe = dict(DEMO_TRAINING)
+    if args.epochs:
+        recipe["epochs"] = args.epochs
+    if args.train_per_template:
+        recipe["train_per_template"] = args.train_per_template
     runs = []
     for seed in args.seeds:
-        cfg = TrainConfig(base_path=base, out_dir=args.out / f"seed{seed}", seed=seed, epochs=args.epochs,
-                          train_per_template=args.train_per_template)
+        cfg = TrainConfig(base_path=base, out_dir=args.out / f"seed{seed}", seed=seed, **recipe)
         res = train(cfg, progress=False)
         test = res.metrics["test"]
         runs.append({"seed": seed, "accuracy": test["accuracy"], "by_lang": test.get("by_lang"),
                      "epochs_run": res.epochs_run, "wall_s": round(res.wall_s, 1)})
         print(json.dumps({"seed": seed, **runs[-1]}), flush=True)
-    return {"epochs": args.epochs, "train_per_template": args.train_per_template, "runs": runs}
+    return {"recipe": recipe, "runs": runs}
 
 
 if __name__ == "__main__":

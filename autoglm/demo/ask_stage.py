@@ -15,6 +15,7 @@ from rich.table import Table
 from autoglm.demo.errors import StageFailed
 from autoglm.demo.export_stage import MODEL_NAME
 from autoglm.demo.fleet_stage import Fleet, wait_for
+from autoglm.demo.relaxed import cache_relaxation
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,9 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
             cands = ", ".join(f"{c.get('relation')} {c.get('score')}" for c in (s.get("candidates") or [])[:3])
             console.print(f"  KG hop {s.get('hop')}: {s.get('from')} —{s.get('relation')} ({s.get('score')})→ {s.get('to')}"
                           + (f"   candidates: {cands}" if cands else ""))
+    relaxed = cache_relaxation()
+    if relaxed:
+        console.print(f"[yellow]demo relaxes the semantic cache[/]: {relaxed}")
     console.print(f"semantic cache on edge-b: {'[green]hit[/]' if res.cache_hit_on_b else '[red]miss[/]'} "
                   f"(answered {b['source']}, {b['latency_ms']:.0f} ms); hard example "
                   + ("[green]received by the cloud hub[/]" if res.hard_example_received

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoglm.demo.relaxed import DEMO_CACHE_THRESHOLD
+
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
 DEV_CONF = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "dev.conf"
 
@@ -218,9 +220,8 @@ def start_edge_node(home: Path, node_id: str, broker: Broker, cloud: CloudContro
     node = EdgeNode.build(serve, sync_settings, control, sync=sync)
     agent_settings = AgentSettings(agent_cloud_url=cloud.url, agent_cloud_token=cloud.admin_token,
                                    agent_memory_db=home / "memory.sqlite3", agent_cloud_timeout_s=2.0,
-                                   # docs/arch/agent.md: with a MiniLM bundle 0.85 kept 0 % false hits (signature
-                                   # gate included) and served 84 % of paraphrases; the shipped 0.95 is conservative
-                                   agent_cache_threshold=0.85)
+                                   # relaxed below the shipped default, printed by the ask stage
+                                   agent_cache_threshold=DEMO_CACHE_THRESHOLD)
     router = KeywordRouter(EntityLinker(default_graph())) if keyword_router else None
     agent = build_agent(agent_settings, service=node.service, sync=sync, node_id=node_id, router=router)
     node.app.include_router(make_router(agent))
