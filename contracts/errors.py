@@ -3,10 +3,20 @@
 Services raise these; each protocol adapter maps them in exactly one place
 (``edge.http.errors`` / ``cloud.api.errors`` install one exception handler; the CLI prints
 ``str(err)`` and exits non-zero). Handlers never build error responses by hand.
+
+Status rule, the same in both apps:
+
+* **400** ``bad_request`` -- the request itself is malformed: it does not match the route's
+  schema (FastAPI/pydantic request validation, :func:`request_validation_error`), its body is
+  not JSON / not gzip / not a readable archive, a parameter is out of range.
+* **422** -- the request is well formed but a domain check refuses its content: a bundle that
+  fails verification (``BundleError``, ``bad_bundle``), tool parameters that fail the tool's own
+  schema or a question no tool can answer (``Unprocessable``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -113,14 +123,26 @@ class ErrorBody(BaseModel):
     code: str
 
 
+def request_validation_error(errors: Iterable[Mapping[str, Any]], limit: int = 5) -> BadRequest:
+    """The one mapping of a framework's request-validation errors (FastAPI ``exc.errors()``):
+    400 ``bad_request`` naming the first ``limit`` problems (``loc: msg``), at most 2,000 characters."""
+    problems = []
+    for i, e in enumerate(errors):
+        if i >= limit:
+            break
+        loc = ".".join(str(p) for p in e.get("loc", ()))
+        problems.append(f"{loc}: {e.get('msg', '')}")
+    return BadRequest(f"invalid request: {'; '.join(problems)}"[:2000])
+
+
 _DESCRIPTIONS = {
-    400: "Bad request (malformed body, parameter or encoding)",
+    400: "Bad request (fails the route's schema; malformed body, parameter, encoding or archive)",
     401: "Missing or invalid bearer token",
     403: "Valid token of the wrong kind, or a disabled route",
     404: "Not found",
     409: "Conflict with the current state",
     413: "Request body too large",
-    422: "Request failed validation",
+    422: "Well-formed request refused by a domain check (bundle verification, tool parameters)",
     429: "Overloaded: retry after Retry-After seconds",
     500: "Internal error",
     503: "Not ready or a dependency is unavailable",

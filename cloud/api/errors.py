@@ -1,7 +1,8 @@
 """The one place errors become HTTP responses: ``{"error": "...", "code": "..."}``.
 
 Domain errors (``contracts.errors``) carry their status and headers; FastAPI's validation
-errors answer 422 in the same shape (``code: unprocessable``, the first problems named);
+errors answer 400 in the same shape (``code: bad_request``, the first problems named; the same
+mapping as the edge's, ``contracts.errors.request_validation_error``);
 anything unexpected is a 500 in the same shape with a generic message (details go to the log).
 Unexpected errors are turned into responses inside the metrics middleware
 (:func:`unexpected_error_response`), so every 500 is counted in the HTTP metrics.
@@ -14,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts.errors import AutoGLMError
+from contracts.errors import AutoGLMError, request_validation_error
 from contracts.logging import get_logger
 
 log = get_logger("autoglm.cloud.api")
@@ -38,10 +39,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()[:5]
-        )
-        return JSONResponse(error_body(f"invalid request: {problems}"[:2000], "unprocessable"), status_code=422)
+        err = request_validation_error(exc.errors())
+        return JSONResponse(err.to_dict(), status_code=err.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

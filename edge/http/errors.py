@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from contracts.errors import ERROR_RESPONSES, AutoGLMError
+from contracts.errors import ERROR_RESPONSES, AutoGLMError, request_validation_error
 from contracts.logging import get_logger
 
 log = get_logger("autoglm.edge.http")
@@ -33,13 +33,12 @@ def error_response(status: int, message: str, code: str, headers: dict[str, str]
 
 def exception_response(exc: BaseException, method: str = "", path: str = "") -> Response:
     """The mapping itself (used by the FastAPI handlers and by the raw ASGI infer path)."""
+    if isinstance(exc, RequestValidationError):  # 400, the same mapping as the cloud's
+        exc = request_validation_error(exc.errors())
     if isinstance(exc, AutoGLMError):
         if exc.status >= 500:  # 503 (no model yet) is routine during start-up and swaps
             log.log(logging.DEBUG if exc.status == 503 else logging.WARNING, "%s %s -> %d: %s", method, path, exc.status, exc.message)
         return error_response(exc.status, exc.message, exc.code, exc.headers)
-    if isinstance(exc, RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        return error_response(400, f"invalid request: {problems}", "bad_request")
     if isinstance(exc, StarletteHTTPException):
         code = "not_found" if exc.status_code == 404 else "http_error"
         return error_response(exc.status_code, str(exc.detail), code, dict(exc.headers or {}))

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1/rollouts", tags=["rollouts"])
 Svc = Annotated[CloudServices, Depends(services)]
 Admin = Annotated[Principal, Depends(require_admin)]
 Reader = Annotated[Principal, Depends(require_reader)]
-# Rollout ids are database integers (32-bit on PostgreSQL): larger ones cannot exist (422).
+# Rollout ids are database integers (32-bit on PostgreSQL): larger ones cannot exist (400).
 RolloutId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Rollout id")]
 
 

@@ -183,7 +183,7 @@ def test_register_from_path_and_fleet_endpoints(live: LiveServer, tmp_path: Path
     with live.client() as admin:
         split = {"model": "tiny", "stable_version": "1.0.0", "canary_version": "1.1.0", "canary_weight": 0.2}
         assert admin.post("/api/v1/nodes/n1/traffic-split", json=split).status_code == 202
-        assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_weight": 1.5}).status_code == 422
+        assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_weight": 1.5}).status_code == 400
         assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_version": "9.9.9"}).status_code == 404
     cmd = sent[-1][2]
     assert cmd["type"] == "set_traffic_split" and cmd["weights"] == {"1.0.0": 0.8, "1.1.0": 0.2}
@@ -191,7 +191,7 @@ def test_register_from_path_and_fleet_endpoints(live: LiveServer, tmp_path: Path
     with live.client(token) as edge:
         assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "model_version": "1.0.0"}).status_code == 204
         assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n2", "ts_ms": 1}).status_code == 400
-        assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "requests": -3}).status_code == 422
+        assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "requests": -3}).status_code == 400
         assert edge.post("/api/v1/nodes/n1/acks", json={"command_id": cid, "ok": True, "version": "1.0.0"}).status_code == 204
         node = edge.get("/api/v1/nodes/n1").json()
         assert node["online"] is True and node["current_version"] == "1.0.0"
