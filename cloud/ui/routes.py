@@ -10,6 +10,7 @@ become that message; nothing here reaches past the services.
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Iterable
@@ -23,13 +24,14 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import Counter
 
 from cloud.api.auth import parse_admin_tokens
 from cloud.api.container import CloudServices
 from cloud.fleet.schemas import NodeOut
 from cloud.fleet.service import parse_selector
 from cloud.ui.charts import line_chart, progress_bar
-from cloud.ui.sessions import COOKIE, LOGIN_COOKIE, ConsoleSession, Role, SessionStore
+from cloud.ui.sessions import COOKIE, LOGIN_COOKIE, ConsoleSession, LoginLimiter, Role, SessionStore
 from cloud.ui.settings import ConsoleSettings
 from contracts.errors import AutoGLMError
 
@@ -45,6 +47,18 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
 }
+
+
+CONSOLE_LOGINS = Counter(
+    "autoglm_cloud_console_logins_total", "Console sign-in attempts by result", ["result"]
+)
+
+
+class LoginResult(StrEnum):
+    OK = "ok"
+    BAD_TOKEN = "bad_token"  # not an admin or viewer token
+    REFUSED = "refused"  # cross-origin, unreadable form, expired sign-in form
+    RATE_LIMITED = "rate_limited"  # 429: the client address used up console_login_burst
 
 
 class RolloutAction(StrEnum):
@@ -127,6 +141,7 @@ class ConsoleState:
     def __init__(self, settings: ConsoleSettings) -> None:
         self.settings = settings
         self.sessions = SessionStore(settings.console_session_ttl_s, settings.console_max_sessions)
+        self.login_limiter = LoginLimiter(settings.console_login_burst, settings.console_login_refill_s)
         # Same entry format as the admin tokens; an unnamed viewer token is called viewer-<hash>.
         self.viewer_tokens = {t: n.replace("admin-", "viewer-", 1) if n.startswith("admin-") else n
                               for t, n in parse_admin_tokens(settings.console_viewer_tokens).items()}
@@ -288,20 +303,36 @@ def _match(token: str, known: dict[str, str]) -> str | None:
     return found
 
 
+def _client_addr(request: Request) -> str:
+    """The peer address (behind a proxy: the forwarded one, when uvicorn trusts that proxy via
+    ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 @router.post("/ui/login", response_model=None)
 async def login(request: Request) -> Response:
+    st = _state(request)
+    addr = _client_addr(request)
+    # Before anything is read or compared: each attempt takes one from the address's bucket.
+    if (wait := st.login_limiter.take(addr)) > 0:
+        CONSOLE_LOGINS.labels(result=LoginResult.RATE_LIMITED).inc()
+        limited = _login_page(request, "/ui/fleet", f"Too many sign-in attempts from {addr}; try again in "
+                              f"{wait:.0f} s.", 429)
+        limited.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return limited
     try:
         if not _same_origin(request):
             raise _Refused(403, "cross-origin sign-in refused")
         form = await _form(request)
     except _Refused as exc:
+        CONSOLE_LOGINS.labels(result=LoginResult.REFUSED).inc()
         return _refused(request, exc)
     nxt = form.get("next", "/ui/fleet")
     pre = request.cookies.get(LOGIN_COOKIE, "")
     if not pre or not hmac.compare_digest(pre.encode(), form.get("login_csrf", "").encode()):
+        CONSOLE_LOGINS.labels(result=LoginResult.REFUSED).inc()
         return _login_page(request, nxt, "The sign-in form expired; please try again.", 403)
     token = form.get("token", "").strip()
-    st = _state(request)
     role, name = None, None
     if token:
         if (name := _match(token, request.app.state.admin_tokens)) is not None:
@@ -309,7 +340,10 @@ async def login(request: Request) -> Response:
         elif (name := _match(token, st.viewer_tokens)) is not None:
             role = Role.VIEWER
     if role is None or name is None:
+        CONSOLE_LOGINS.labels(result=LoginResult.BAD_TOKEN).inc()
         return _login_page(request, nxt, "That token is not an admin or viewer token of this controller.", 401)
+    st.login_limiter.give_back(addr)
+    CONSOLE_LOGINS.labels(result=LoginResult.OK).inc()
     sess = st.sessions.create(role, name)
     resp = _redirect(nxt)
     resp.set_cookie(COOKIE, sess.sid, httponly=True, samesite="strict", path="/ui",

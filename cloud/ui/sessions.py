@@ -89,3 +89,46 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class LoginLimiter:
+    """Sign-in attempts per client address: a token bucket of ``burst`` attempts that refills one
+    attempt every ``refill_s`` seconds. Every attempt takes one before the token is looked at and
+    a successful sign-in gives it back, so only failures use the budget up (a guesser gets
+    ``burst`` tries, then one per ``refill_s``) while parallel guesses cannot slip past the check.
+    At most ``max_clients`` addresses are tracked (least recently seen dropped first)."""
+
+    def __init__(self, burst: int, refill_s: float, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.refill_s = refill_s
+        self.max_clients = max_clients
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # addr -> (tokens, at)
+
+    def take(self, addr: str) -> float:
+        """Take one attempt for ``addr``: 0.0 when allowed, else the seconds until one is back."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(addr, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) / self.refill_s)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) * self.refill_s
+            self._buckets[addr] = (tokens, now)
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        return wait
+
+    def give_back(self, addr: str) -> None:
+        """A successful sign-in does not count against the address."""
+        with self._lock:
+            if addr in self._buckets:
+                tokens, at = self._buckets[addr]
+                self._buckets[addr] = (min(float(self.burst), tokens + 1.0), at)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
