@@ -19,6 +19,7 @@ def demo(
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run: train,export,fleet,ask (fleet and ask need export).")] = "train,export,fleet,ask",
     allow_degraded: Annotated[bool, typer.Option("--allow-degraded", help="Keep an int8 bundle that fails the accuracy guard.")] = False,
     reexport: Annotated[bool, typer.Option("--reexport", help="Export again even when bundles from the same checkpoint exist.")] = False,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the fleet and the web console up after the last stage (Ctrl-C stops).")] = False,
 ) -> None:
     """Run the demo: train (or reuse) adapters, export a signed int8 bundle, roll it out to two edge nodes, ask them."""
     from autoglm.cli.common import fail
@@ -38,7 +39,7 @@ def demo(
     try:
         # bundles, keys and the run dir always live under .autoglm/demo (bundles are keyed by checkpoint hash)
         run_demo(console, ckpt, default_demo_checkpoint().parent, stages=later, allow_degraded=allow_degraded,
-                 reexport=reexport)
+                 reexport=reexport, keep_running=keep_running)
     except StageFailed as exc:
         fail(str(exc), code=1)
 

@@ -7,6 +7,7 @@ guard) and ``keyword_router`` (a random router head is never confident).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -55,6 +56,7 @@ def run_demo(
     reexport: bool = False,
     rollout_pause_s: float = 1.0,
     prefer_embedded_broker: bool = False,
+    keep_running: bool = False,
 ) -> DemoSummary:
     """Stages 2–5 on ``checkpoint``; artefacts under ``root`` (bundles, keys; ``run/`` is per run)."""
     from autoglm.demo.ask_stage import run_stage_ask
@@ -93,6 +95,9 @@ def run_demo(
         fleet = start_fleet(console, run_dir, export, keyword_router=keyword_router,
                             prefer_embedded_broker=prefer_embedded_broker)
         summary.broker = fleet.broker.kind
+        if fleet.cloud is not None:
+            console.print(f"web console: [bold]{fleet.cloud.url}/ui[/] (log in with the admin token "
+                          f"{fleet.cloud.admin_token!r}; docs/arch/console.md)")
         fr = run_stage_fleet(console, fleet, pause_s=rollout_pause_s)
         summary.stage_wall_s["fleet"] = time.perf_counter() - t0
         summary.rollout_state, summary.node_versions = fr.rollout_state, fr.versions
@@ -101,6 +106,11 @@ def run_demo(
             t0 = time.perf_counter()
             summary.ask = run_stage_ask(console, fleet)
             summary.stage_wall_s["ask"] = time.perf_counter() - t0
+        if keep_running and fleet.cloud is not None:
+            console.print(f"--keep-running: the fleet stays up; console {fleet.cloud.url}/ui (admin token "
+                          f"{fleet.cloud.admin_token!r}); press Ctrl-C to shut down")
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
     except StageFailed:
         raise
     except Exception as exc:

@@ -56,6 +56,8 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert s.rollout_state == "succeeded"
     assert s.node_versions == {"edge-a": "1.1.0", "edge-b": "1.1.0"}
     assert "5" in text and "100" in text and "rollout succeeded" in text
+    # the console URL is printed (--keep-running leaves it up; not exercised here: it waits for Ctrl-C)
+    assert "web console: http://" in text and "/ui" in text
     # what the demo relaxes below the shipped defaults is said in its output, with the defaults
     assert "demo relaxes the rollout analysis" in text and "min_requests 3 (shipped default 50)" in text
     assert "demo relaxes the semantic cache" in text and "agent_cache_threshold 0.85 (shipped default" in text
