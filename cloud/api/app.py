@@ -22,7 +22,7 @@ from prometheus_client import Counter, Histogram
 from cloud.api.auth import parse_admin_tokens
 from cloud.api.container import CloudServices
 from cloud.api.errors import install_error_handlers, unexpected_error_response
-from cloud.api.routers import fleet, health, registry, rollouts, tools
+from cloud.api.routers import fleet, health, loop, registry, rollouts, tools
 from cloud.settings import CloudSettings
 from cloud.ui import mount_console
 from contracts.body_limits import BodyLimitMiddleware
@@ -118,7 +118,8 @@ def create_app(
         HTTP_SECONDS.labels(method=request.method, route=label).observe(time.perf_counter() - t0)
         return response
 
-    for r in (health.router, registry.router, fleet.router, rollouts.router, tools.router):
+    for r in (health.router, registry.router, fleet.router, rollouts.router, tools.router, loop.hard_examples,
+              loop.jobs):
         app.include_router(r)
     mount_console(app)  # the web console at /ui (docs/arch/console.md)
     return app

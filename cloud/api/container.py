@@ -14,6 +14,7 @@ from cloud.db.engine import Database
 from cloud.fleet.channel import CommandChannel
 from cloud.fleet.service import FleetService
 from cloud.leader import LeaderLease, new_holder_id
+from cloud.loop import HardExampleQueue, JobStore, LoopServices, LoopSettings
 from cloud.registry.service import RegistryService
 from cloud.rollout.service import RolloutService
 from cloud.settings import CloudSettings
@@ -33,6 +34,7 @@ class CloudServices:
     rollouts: RolloutService
     tools: ToolService
     leader: LeaderLease
+    loop: LoopServices
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -65,10 +67,33 @@ class CloudServices:
                 tool_registry.load_entry_points()
         tools = ToolService(tool_registry, default_timeout_s=settings.tool_default_timeout_s)
         leader = LeaderLease(db, ttl_s=settings.leader_lease_ttl_s, holder=new_holder_id(), clock=clock)
-        services = cls(settings, db, store, registry, fleet, rollouts, tools, leader)
+        loop_settings = LoopSettings()
+        queue = HardExampleQueue(db, loop_settings, settings.data_dir)
+        loop = LoopServices(loop_settings, queue, JobStore(db, max_log_lines=loop_settings.loop_max_log_lines))
+        services = cls(settings, db, store, registry, fleet, rollouts, tools, leader, loop)
+        queue.route_check = services.label_route_problem
         if channel is None and settings.mqtt_enabled:
-            services.extra["sync"] = attach_mqtt(settings, fleet, client_suffix=leader.holder)
+            link = attach_mqtt(settings, fleet, client_suffix=leader.holder)
+            link.sync.on_hard_examples(queue.ingest)  # type: ignore[attr-defined]
+            services.extra["sync"] = link
         return services
+
+    def label_route_problem(self, route: str, model: str = "autoglm-router") -> str | None:
+        """Why ``route`` cannot label a hard example (None: it can): a route of the production
+        (``stable``) version of ``model``, or one a registered tool serves (a new route), is fine."""
+        from sqlalchemy import select
+
+        from cloud.db.models import Alias, Model, ModelVersion
+
+        with self.db.session() as s:
+            v = s.scalar(select(ModelVersion).join(Alias, Alias.version_id == ModelVersion.id)
+                         .join(Model, Model.id == Alias.model_id).where(Model.name == model, Alias.name == "stable"))
+            ref, routes = (v.version, list((v.manifest or {}).get("routes") or [])) if v is not None else (None, [])
+        if route in routes or self.tools.registry.by_route(route) is not None:
+            return None
+        where = f"{model}@{ref} (routes: {', '.join(routes)})" if ref else f"{model} (no stable version)"
+        return (f"route {route!r} is unknown: not a route of {where} and no tool is bound to it; "
+                "bind a tool to the route first or pick a known route")
 
     # -- leader-only duties (the app's loops call these; followers skip them) -------------------
 

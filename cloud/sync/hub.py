@@ -21,7 +21,8 @@ applies each node ack to the ledger once (a repeated ack is dropped there).
 
 Hooks for the controller: ``on_heartbeat(node_id, payload)``, ``on_status(node_id, NodeStatus)``
 (the record as the node sent it, group included), ``on_command_ack(node_id, CommandAck)`` (after
-the ledger took it), ``on_memory_merged(node_id, records)``.
+the ledger took it), ``on_memory_merged(node_id, records)``,
+``on_hard_examples(node_id, records)`` (the learning loop's queue, ``cloud.loop.queue``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ HeartbeatHook = Callable[[str, dict[str, Any]], None]
 StatusHook = Callable[[str, NodeStatus], None]
 CommandAckHook = Callable[[str, CommandAck], None]
 MemoryHook = Callable[[str, list[KnowledgeRecord]], None]
+HardExampleHook = Callable[[str, list[dict[str, Any]]], None]
 
 
 def _fan_out(what: str, hooks: list[Callable[..., None]], *args: Any) -> None:
@@ -121,6 +123,7 @@ class CloudSync:
         self._status_hooks: list[StatusHook] = []
         self._command_ack_hooks: list[CommandAckHook] = []
         self._memory_hooks: list[MemoryHook] = []
+        self._hard_example_hooks: list[HardExampleHook] = []
         self._broadcast_acks: dict[str, set[str]] = defaultdict(set)
         self._ack_cv = threading.Condition()
         self._stop = threading.Event()
@@ -197,6 +200,10 @@ class CloudSync:
 
     def on_memory_merged(self, hook: MemoryHook) -> None:
         self._memory_hooks.append(hook)
+
+    def on_hard_examples(self, hook: HardExampleHook) -> None:
+        """``hook(node_id, records)`` after a node's hard examples were applied (once per message)."""
+        self._hard_example_hooks.append(hook)
 
     def rejected_counts(self) -> dict[str, int]:
         return dict(self.rejected)
@@ -453,6 +460,8 @@ class CloudSync:
         if result.records:
             self.applied_records[env.content_type.value] += result.records
             metrics.APPLIED_RECORDS.labels(kind=env.content_type.value).inc(result.records)
+            if env.content_type is ContentType.HARD_EXAMPLE:
+                _fan_out("hard examples", self._hard_example_hooks, node, records)
         if result.changed:
             _fan_out("memory", self._memory_hooks, node, result.changed)
             shared = [r for r in result.changed if r.shared]

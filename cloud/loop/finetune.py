@@ -1,0 +1,206 @@
+"""The loop's fine-tune: warm-start from the production checkpoint, train the adapters + router
+head on the base data mixed with the labelled hard examples, evaluate before and after.
+
+Uses the trainer's public pieces (``cloud.training``: ``train_step``, ``predict_logits``,
+``encode_split``, ``fit_temperature``, ``load_run_data``); the run is seeded and deterministic
+like the trainer's. The *frozen evaluation set* is the parent run's held-out test split (split
+by template, never trained on); the *hard-example set* is the labelled dataset itself (the
+examples are also trained on: its before/after measures whether the fix took, not
+generalisation -- docs/arch/loop.md).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cloud.data import Example, default_splits, detect_lang
+from cloud.loop.settings import LoopSettings
+from cloud.model.checkpoint import load_checkpoint, save_checkpoint
+from cloud.training.batches import EncodedSplit, encode_split
+from cloud.training.calibration import fit_temperature
+from cloud.training.config import TrainConfig
+from cloud.training.data_source import load_run_data
+from cloud.training.trainer import (
+    RouterLogits,
+    default_threads,
+    make_deterministic,
+    predict_logits,
+    train_step,
+)
+from contracts.errors import BadRequest
+from contracts.logging import get_logger
+from contracts.tokenizer import TextTokenizer, TokenizerSettings
+
+log = get_logger("autoglm.cloud.loop.finetune")
+
+Progress = Callable[[float, str], None]  # (0..1 of the fine-tune, message); may raise to cancel
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint_dir: Path
+    routes: list[str]
+    before: dict[str, float]
+    after: dict[str, float]
+    frozen_n: int
+    hard_n: int
+    wall_s: float
+    steps: int
+    eval_texts: list[str] = field(default_factory=list)  # the frozen set (the export guard runs on it)
+    eval_labels: list[str] = field(default_factory=list)
+
+
+def _base_data(meta_training: dict[str, Any], routes: list[str], out_dir: Path) -> dict[str, list[Example]]:
+    cfg_dict = meta_training.get("config")
+    if isinstance(cfg_dict, dict):
+        try:
+            cfg = TrainConfig.model_validate({**cfg_dict, "out_dir": out_dir})
+            return load_run_data(cfg).splits
+        except Exception as exc:  # the parent's data is gone (user JSONL moved): fall back, say so
+            log.warning("parent run's data unavailable (%s); using the bundled generator", exc)
+    splits = default_splits(0)
+    return {k: [e for e in v if e.route in routes] for k, v in splits.items()}
+
+
+def _accuracy(model: Any, set_name: str, split: EncodedSplit, device: torch.device) -> float:
+    if len(split) == 0:
+        return 0.0
+    logits = predict_logits(model, set_name, split, device)
+    return float((logits.argmax(-1).numpy() == split.labels).mean())
+
+
+def finetune(
+    parent_ckpt: Path,
+    hard: list[tuple[str, str]],
+    out_dir: Path,
+    settings: LoopSettings,
+    *,
+    on_progress: Progress | None = None,
+    extra_training: dict[str, Any] | None = None,
+) -> FinetuneResult:
+    t0 = time.perf_counter()
+    report = on_progress or (lambda _p, _m: None)
+    st = settings
+    make_deterministic(st.loop_seed, default_threads(1))
+    device = torch.device("cpu")
+    model, meta = load_checkpoint(parent_ckpt)
+    set_name = next(iter(meta.adapter_sets))
+    routes = list(meta.adapter_sets[set_name].routes)
+    unknown = sorted({r for _, r in hard if r not in routes})
+    if unknown:
+        raise BadRequest(
+            f"labels {unknown} are not routes of the production model ({routes}); a new route goes through "
+            "the route-growth path (a tool bound to it), not this fine-tune"
+        )
+    splits = _base_data(meta.training, routes, out_dir / "data")
+    tokenizer = TextTokenizer(
+        Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 64)))
+    )
+    rng = random.Random(st.loop_seed)
+    frozen = [e for e in splits["test"] if e.route in routes]
+    if st.loop_eval_max and len(frozen) > st.loop_eval_max:
+        frozen = rng.sample(frozen, st.loop_eval_max)
+    base_train = [e for e in splits["train"] if e.route in routes]
+    if st.loop_base_samples and len(base_train) > st.loop_base_samples:
+        base_train = rng.sample(base_train, st.loop_base_samples)
+    hard_ex = [Example(t, r, detect_lang(t), "hard") for t, r in hard]
+    val = [e for e in splits["val"] if e.route in routes][:600]
+    enc_frozen = encode_split(frozen, tokenizer, routes)
+    enc_hard = encode_split(hard_ex, tokenizer, routes)
+    enc_base = encode_split(base_train, tokenizer, routes)
+    report(0.02, f"data: {len(base_train)} base + {len(hard_ex)} hard examples; frozen eval {len(frozen)}")
+
+    before = {
+        "frozen_accuracy": _accuracy(model, set_name, enc_frozen, device),
+        "hard_accuracy": _accuracy(model, set_name, enc_hard, device),
+    }
+    report(0.15, f"before: frozen {before['frozen_accuracy']:.4f}, hard {before['hard_accuracy']:.4f}")
+
+    aset = model.adapter_set(set_name)
+    for p in aset.parameters():
+        p.requires_grad_(True)
+    module = RouterLogits(model, set_name)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=st.loop_train_lr, weight_decay=0.01)
+    bs = st.loop_train_batch_size
+    n_hard = max(1, round(bs * st.loop_hard_share)) if len(hard_ex) else 0
+    n_base = bs - n_hard if len(base_train) else 0
+    gen = np.random.default_rng(st.loop_seed)
+    model.train()
+    losses: list[float] = []
+    for step in range(st.loop_train_steps):
+        idx_b = gen.integers(0, len(enc_base), n_base) if n_base else np.zeros(0, dtype=np.int64)
+        idx_h = gen.integers(0, len(enc_hard), n_hard) if n_hard else np.zeros(0, dtype=np.int64)
+        parts = [sp.batch(ix, device) for sp, ix in ((enc_base, idx_b), (enc_hard, idx_h)) if len(ix)]
+        width = max(p[0].shape[1] for p in parts)
+        ids = torch.cat([torch.nn.functional.pad(p[0], (0, width - p[0].shape[1])) for p in parts])
+        mask = torch.cat([torch.nn.functional.pad(p[1], (0, width - p[1].shape[1])) for p in parts])
+        labels = torch.cat([p[2] for p in parts])
+        losses.append(train_step(module, optimizer, ids, mask, labels))
+        if step % 10 == 9 or step == st.loop_train_steps - 1:
+            report(
+                0.15 + 0.7 * (step + 1) / st.loop_train_steps,
+                f"step {step + 1}/{st.loop_train_steps} loss {np.mean(losses[-10:]):.4f}",
+            )
+    model.eval()
+    temperature = float(meta.adapter_sets[set_name].temperature)
+    if val:
+        enc_val = encode_split(val, tokenizer, routes)
+        temperature = fit_temperature(
+            predict_logits(model, set_name, enc_val, device), torch.from_numpy(enc_val.labels)
+        )
+    after = {
+        "frozen_accuracy": _accuracy(model, set_name, enc_frozen, device),
+        "hard_accuracy": _accuracy(model, set_name, enc_hard, device),
+    }
+    report(0.97, f"after: frozen {after['frozen_accuracy']:.4f}, hard {after['hard_accuracy']:.4f}")
+    wall = time.perf_counter() - t0
+    temps = {n: float(i.temperature) for n, i in meta.adapter_sets.items()}
+    temps[set_name] = temperature
+    training = {
+        **meta.training,
+        "finished": True,
+        "loop": {
+            "parent_checkpoint": str(parent_ckpt),
+            "steps": st.loop_train_steps,
+            "lr": st.loop_train_lr,
+            "batch_size": bs,
+            "hard_share": st.loop_hard_share,
+            "base_samples": len(base_train),
+            "hard_examples": len(hard_ex),
+            "seed": st.loop_seed,
+            "wall_s": round(wall, 2),
+            **(extra_training or {}),
+        },
+    }
+    metrics = {**meta.metrics, "loop_before": before, "loop_after": after, "temperature": temperature}
+    save_checkpoint(
+        model,
+        out_dir,
+        base_path=Path(meta.base_path),
+        base_hash=meta.base_sha256,
+        base_id=meta.base_id,
+        tokenizer=meta.tokenizer,
+        training=training,
+        metrics=metrics,
+        temperatures=temps,
+    )
+    return FinetuneResult(
+        out_dir,
+        routes,
+        before,
+        after,
+        len(frozen),
+        len(hard_ex),
+        wall,
+        st.loop_train_steps,
+        [e.text for e in frozen],
+        [e.route for e in frozen],
+    )

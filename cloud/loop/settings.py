@@ -1,0 +1,110 @@
+"""Learning-loop settings (env prefix ``AUTOGLM_CLOUD_``, YAML section ``cloud``, fields ``loop_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.settings import AutoGLMSettings
+
+
+class LoopSettings(AutoGLMSettings):
+    """The hard-example queue, the training worker and the promotion policy."""
+
+    yaml_section: ClassVar[str] = "cloud"
+    model_config = SettingsConfigDict(env_prefix="AUTOGLM_CLOUD_", extra="ignore", validate_default=True)
+
+    loop_model: str = Field(
+        default="autoglm-router", description="Model whose stable version judges (triages) the hard examples."
+    )
+    loop_merge_similarity: float = Field(
+        default=0.92,
+        gt=0,
+        le=1,
+        description="Cosine similarity (full-precision model embeddings) at which a new hard example is "
+        "merged into an existing queue item as a near-duplicate.",
+    )
+    loop_max_items: int = Field(
+        default=20000,
+        ge=10,
+        description="Queue items kept for the near-duplicate search (oldest rejected first).",
+    )
+    loop_auto_approve: bool = Field(
+        default=False,
+        description="Approve suggested labels without a person when both the model and the cloud tool agree "
+        "and the model's confidence is at least loop_auto_approve_min_confidence (the demo turns it on).",
+    )
+    loop_auto_approve_min_confidence: float = Field(
+        default=0.9, ge=0, le=1, description="Smallest model confidence an auto-approved suggestion may have."
+    )
+    loop_auto_approve_any_source: bool = Field(
+        default=False,
+        description="Auto-approve a suggestion from one source alone (model or cloud tool), not only "
+        "when both agree (demo policy).",
+    )
+    loop_min_gain_pt: float = Field(
+        default=5.0,
+        description="Promotion policy: the new version must gain at least this many accuracy points on the "
+        "labelled hard-example set (else the job fails before registration).",
+    )
+    loop_max_regression_pt: float = Field(
+        default=1.0,
+        ge=0,
+        description="Promotion policy: largest accuracy drop in points allowed on the frozen evaluation set.",
+    )
+    loop_train_steps: int = Field(default=120, ge=1, description="Optimiser steps of one loop job.")
+    loop_train_lr: float = Field(
+        default=5e-4, gt=0, description="Learning rate of the warm-started fine-tune."
+    )
+    loop_train_batch_size: int = Field(default=32, ge=2, description="Batch size of the fine-tune.")
+    loop_base_samples: int = Field(
+        default=2000, ge=0, description="Examples of the base training data mixed into every job (rehearsal)."
+    )
+    loop_hard_share: float = Field(
+        default=0.25, gt=0, lt=1, description="Share of each batch drawn from the labelled hard examples."
+    )
+    loop_eval_max: int = Field(
+        default=0, ge=0, description="Cap on the frozen evaluation set's size per job (0: all of it)."
+    )
+    loop_seed: int = Field(default=0, description="Seed of the fine-tune's sampling and dropout.")
+    loop_checkpoint_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Directories holding production checkpoints (each a checkpoint or a folder of them); the "
+        "worker warm-starts from the one whose sha256 the parent version's lineage names.",
+    )
+    loop_sign_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key the worker signs new bundles with (needed when bundle_public_key is set).",
+    )
+    loop_canary_steps: list[float] = Field(
+        default_factory=lambda: [25.0, 100.0],
+        description="Rollout steps (percent of nodes) of a loop version.",
+    )
+    loop_canary_pause_s: float = Field(default=30.0, ge=0, description="Bake time of each canary step.")
+    loop_canary_analysis: bool = Field(default=True, description="Judge each canary step on edge metrics.")
+    loop_canary_min_requests: int = Field(
+        default=50, ge=0, description="Canary requests needed before the analysis gives a verdict."
+    )
+    loop_on_inconclusive: Literal["abort", "promote"] = Field(
+        default="abort", description="What the worker does when the canary analysis stays inconclusive."
+    )
+    loop_rollout_timeout_s: float = Field(
+        default=1800.0, gt=0, description="A canary not finished after this long is aborted by the worker."
+    )
+    loop_worker_poll_s: float = Field(default=1.0, gt=0, description="How often the worker looks for work.")
+    loop_job_stale_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job whose worker has not reported for this long is taken over: resumed when "
+        "its version was registered, else failed (nothing half-registered).",
+    )
+    loop_max_log_lines: int = Field(
+        default=400, ge=10, description="Log lines kept per job (oldest dropped)."
+    )
+    loop_work_dir: Path | None = Field(
+        default=None,
+        description="Scratch space of the worker (checkpoints, bundles); default: data_dir/loop.",
+    )
