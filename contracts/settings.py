@@ -47,7 +47,7 @@ CONFIG_ENV = "AUTOGLM_CONFIG"
 # the check does not depend on which classes the running process happened to import. They are the
 # side's own modules: an edge process never imports the cloud's.
 SECTION_MODULES: dict[str, tuple[str, ...]] = {
-    "cloud": ("cloud.settings", "cloud.sync.settings", "cloud.ui.settings"),
+    "cloud": ("cloud.settings", "cloud.sync.settings", "cloud.ui.settings", "cloud.loop.settings"),
     "edge": ("edge.settings", "edge.sync.settings", "edge.control.settings", "edge.agent.settings"),
     "export": ("export.settings",),
 }
