@@ -153,3 +153,18 @@ def test_cli_enrol_creates_a_one_time_token(live2: LiveServer) -> None:
     token = json.loads(result.output)["token"]
     assert _register(live2, token, "node-cli").status_code == 201
     assert _register(live2, token, "node-cli").status_code == 401
+
+
+def test_strict_booleans_on_the_cloud_api(live2: LiveServer) -> None:
+    """Issue 14 "Smaller": ``ok: 0`` was accepted as a bool. Acks and drains take JSON true/false only."""
+    reg = _register(live2, BOOTSTRAP, "node-b")
+    assert reg.status_code == 201
+    with live2.client() as admin:
+        for value in (0, 1, "true", "yes"):
+            r = admin.post("/api/v1/nodes/node-b/drain", json={"drained": value})
+            assert r.status_code == 400 and r.json()["code"] == "bad_request", (value, r.text)
+        assert admin.get("/api/v1/nodes/node-b").json()["drained"] is False
+    with live2.client(reg.json()["token"]) as node:
+        for value in (0, 1, "true", "no"):
+            r = node.post("/api/v1/nodes/node-b/acks", json={"command_id": "c-1", "ok": value})
+            assert r.status_code == 400 and "ok" in r.json()["error"], (value, r.text)
