@@ -6,7 +6,11 @@ order and is written into each bundle manifest, so a user's own route set works 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from enum import StrEnum
+
+from contracts.errors import BadRequest
 
 
 class Route(StrEnum):
@@ -36,3 +40,30 @@ ROUTE_DESCRIPTIONS: dict[str, str] = {
     Route.DOC_SEARCH: "procedures, manuals, troubleshooting, safety rules, definitions",
     Route.CHITCHAT: "greetings, thanks, small talk, questions about the assistant",
 }
+
+
+ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+_ROUTE_NAME = re.compile(ROUTE_NAME_PATTERN)
+
+
+def check_route_label(route: str, model_routes: Iterable[str], tool_routes: Iterable[str]) -> bool:
+    """Whether a label may be used: ``False`` for a route the model already has, ``True`` for a
+    *new* route (the route list grows: manifest, router head, the edge's routing); raises
+    :class:`~contracts.errors.BadRequest` (400) for a malformed name or for a route the model
+    does not know and no registered tool serves (nothing would answer it once learnt).
+
+    ``tool_routes``: the routes the registered tools serve (``Tool.route`` of the cloud's tool
+    registry); the edge sends a route it has no local tool for to the cloud's tool service.
+    """
+    if not isinstance(route, str) or not _ROUTE_NAME.match(route):
+        raise BadRequest(f"route {route!r} must be lower-case letters, digits and '_' ({ROUTE_NAME_PATTERN})")
+    known = list(model_routes)
+    if route in known:
+        return False
+    if route in set(tool_routes):
+        return True
+    raise BadRequest(
+        f"unknown route {route!r}: not one of the model's routes ({', '.join(known) or 'none'}) and no "
+        f"registered tool serves it; register a tool with route {route!r} first (it answers the route "
+        "once the model learns it)"
+    )

@@ -1,0 +1,138 @@
+"""Add a route from k examples: grow the router head by one output and adapt the fast weights.
+
+``train_new_route(base_checkpoint, route, examples, out_dir, tool_routes=...)`` is what the
+learning loop calls when an operator adds a route (docs/arch/model-training.md, "New routes and
+MAML"). It refuses a malformed name, a route the checkpoint already has, and — when
+``tool_routes`` is given — a route no registered tool serves (:func:`contracts.routes.check_route_label`).
+Then: encode the support examples and a replay sample of the checkpoint's own routes up to the
+last layer's adapter (once), initialise the new output (``proto``: from the support examples,
+scaled as the MAML checkpoint learnt, or ``plain``), adapt the last adapter + head
+(:func:`cloud.training.maml.adapt`) and write an ordinary checkpoint whose route list is one
+longer. The export pipeline writes that list into the manifest and the router head's output
+size; the edge names routes from the manifest, and a route without a local tool is answered by
+the cloud's tool service (``edge.agent.policy.UNKNOWN_ROUTE``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cloud.data import Example, SplitSpec, default_splits, detect_lang
+from cloud.model.checkpoint import load_checkpoint
+from cloud.training.maml import (
+    AdaptConfig,
+    FastHead,
+    adapt,
+    checkpoint_tokenizer,
+    grow,
+    row_init_of,
+    top_features,
+    write_fast_checkpoint,
+)
+from cloud.training.trainer import default_threads, make_deterministic
+from contracts.errors import BadRequest
+from contracts.logging import get_logger
+from contracts.routes import check_route_label
+
+log = get_logger("autoglm.cloud.training.new_route")
+
+MAX_SUPPORT = 256
+NEW_ROUTE_KEY = "new_route"  # checkpoint training.<key>
+
+
+@dataclass(frozen=True)
+class NewRouteConfig:
+    init: str = "proto"  # "proto" (meta-learnt scale when the checkpoint is a MAML one) | "plain"
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    replay_size: int = 900  # examples of the checkpoint's routes replayed so they are not forgotten
+    seed: int = 0
+    threads: int | None = None  # default: all cores (the 120 s target is for 2 cores)
+
+
+@dataclass
+class NewRouteResult:
+    checkpoint_dir: Path
+    routes: list[str]
+    route: str
+    support: int
+    wall_s: float
+    adapt_s: float
+
+
+def default_replay(routes: Sequence[str], size: int, seed: int = 0) -> list[Example]:
+    """A seeded sample of the generator's training split for ``routes`` (never its test split)."""
+    pool = [e for e in default_splits(seed, SplitSpec(train_per_template=3, eval_per_template=1))["train"]
+            if e.route in set(routes)]
+    rng = random.Random(f"replay:{seed}")
+    return rng.sample(pool, min(size, len(pool)))
+
+
+def _support(route: str, examples: Sequence[str | Example]) -> list[Example]:
+    out: list[Example] = []
+    for i, ex in enumerate(examples):
+        text = ex.text if isinstance(ex, Example) else ex
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest(f"example {i} of route {route!r} is empty")
+        if isinstance(ex, Example) and ex.route != route:
+            raise BadRequest(f"example {i} is labelled {ex.route!r}, not {route!r}")
+        out.append(Example(text.strip(), route, detect_lang(text), "support"))
+    if not out:
+        raise BadRequest(f"route {route!r}: no examples (give at least 1, better 8-16)")
+    if len(out) > MAX_SUPPORT:
+        raise BadRequest(f"route {route!r}: {len(out)} examples, at most {MAX_SUPPORT} (a larger set is a training job)")
+    return out
+
+
+def train_new_route(base_checkpoint: Path, route: str, examples: Sequence[str | Example], out_dir: Path, *,
+                    tool_routes: Iterable[str] | None = None, config: NewRouteConfig | None = None,
+                    replay: list[Example] | None = None) -> NewRouteResult:
+    """Write a checkpoint to ``out_dir`` that also routes ``route`` (learnt from ``examples``).
+
+    ``tool_routes``: the routes registered tools serve; given, a route none serves is refused.
+    ``replay``: examples of the checkpoint's routes (default: :func:`default_replay`).
+    """
+    cfg = config or NewRouteConfig()
+    t0 = time.perf_counter()
+    make_deterministic(cfg.seed, cfg.threads or default_threads(1))
+    model, meta = load_checkpoint(Path(base_checkpoint))
+    set_name = next(iter(meta.adapter_sets))
+    routes = list(meta.adapter_sets[set_name].routes)
+    if tool_routes is not None:
+        if not check_route_label(route, routes, tool_routes):
+            raise BadRequest(f"route {route!r} is already one of the model's routes; label examples for it and run "
+                             "a training job instead")
+    else:
+        check_route_label(route, routes, [route])  # the name's shape; an existing route is refused below
+        if route in routes:
+            raise BadRequest(f"route {route!r} is already one of the model's routes; label examples for it and "
+                             "run a training job instead")
+    support = _support(route, examples)
+    rep = replay if replay is not None else default_replay(routes, cfg.replay_size, cfg.seed)
+    rep = [e for e in rep if e.route in routes]
+    tokenizer = checkpoint_tokenizer(meta)
+    sup_f = top_features(model, set_name, tokenizer, support)
+    rep_f = top_features(model, set_name, tokenizer, rep)
+    fast = FastHead.from_model(model, set_name)
+    row_init = row_init_of(meta)
+    t_adapt = time.perf_counter()
+    grown = grow(fast, route, init=cfg.init, support=sup_f, row_init=row_init, seed=cfg.seed)
+    grown = adapt(grown, sup_f, rep_f, cfg.adapt, seed=cfg.seed)
+    adapt_s = time.perf_counter() - t_adapt
+    with torch.no_grad():
+        support_acc = float((grown.logits(sup_f).argmax(-1) == len(grown.routes) - 1).float().mean())
+    wall = time.perf_counter() - t0
+    extra = {NEW_ROUTE_KEY: {
+        "route": route, "support": len(support), "init": cfg.init, "meta_row_init": row_init is not None,
+        "parent_checkpoint": str(base_checkpoint), "replay": len(rep), "steps": cfg.adapt.steps, "lr": cfg.adapt.lr,
+        "seed": cfg.seed, "support_accuracy": support_acc, "wall_s": round(wall, 2),
+    }}
+    write_fast_checkpoint(model, meta, set_name, grown, Path(out_dir), training_extra=extra)
+    wall = time.perf_counter() - t0
+    log.info("new route trained", extra={"route": route, "support": len(support), "wall_s": round(wall, 2)})
+    return NewRouteResult(Path(out_dir), grown.routes, route, len(support), wall, adapt_s)
