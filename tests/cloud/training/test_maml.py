@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from cloud.data import Example
+from cloud.data.generator import examples_for_template
 from cloud.data.new_route import NEW_ROUTE, support_set
 from cloud.model.checkpoint import load_checkpoint
 from cloud.training.maml import (
@@ -31,7 +32,8 @@ from contracts.errors import BadRequest
 from contracts.routes import DEFAULT_ROUTES, check_route_label
 from tests.export.helpers import make_checkpoint
 
-FAST = NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), replay_size=120, threads=1)
+FAST = NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), threads=1)
+REPLAY = [e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,8 @@ def test_grow_keeps_old_rows_and_inits_the_new_one(ckpt: Path) -> None:
 
 def test_train_new_route_learns_the_route_and_grows_the_checkpoint(ckpt: Path, tmp_path: Path) -> None:
     support = support_set(8, seed=0)
-    res = train_new_route(ckpt, NEW_ROUTE, support, tmp_path / "grown", tool_routes=[NEW_ROUTE], config=FAST)
+    res = train_new_route(ckpt, NEW_ROUTE, support, tmp_path / "grown", tool_routes=[NEW_ROUTE], config=FAST,
+                          replay=REPLAY)
     assert res.routes == [*DEFAULT_ROUTES, NEW_ROUTE] and res.support == 8
     model, meta = load_checkpoint(res.checkpoint_dir)
     assert meta.adapter_sets["default"].routes == res.routes
@@ -97,7 +100,7 @@ def test_meta_train_writes_a_checkpoint_with_its_row_init(ckpt: Path, tmp_path: 
     _model, meta = load_checkpoint(res.checkpoint_dir)
     assert meta.adapter_sets["default"].routes == list(DEFAULT_ROUTES)
     assert row_init_of(meta) == pytest.approx(res.row_init) and row_init_of(load_checkpoint(ckpt)[1]) is None
-    grown = train_new_route(res.checkpoint_dir, NEW_ROUTE, support_set(4), tmp_path / "g", config=FAST)
+    grown = train_new_route(res.checkpoint_dir, NEW_ROUTE, support_set(4), tmp_path / "g", config=FAST, replay=REPLAY)
     assert load_checkpoint(grown.checkpoint_dir)[1].training["new_route"]["meta_row_init"] is True
 
 
