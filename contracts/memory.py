@@ -26,6 +26,9 @@ from contracts.hlc import HLC, HLC_PATTERN
 MAX_KEY_CHARS = 256
 MAX_TEXT_CHARS = 64 * 1024
 MAX_EMBEDDING_DIM = 4096
+# ``source`` of knowledge written over the edge's HTTP API without the admin token (only possible
+# with http_insecure_dev): such a record never goes to the fleet (issue 14, docs/SECURITY.md).
+ANONYMOUS_SOURCE_PREFIX = "http:anonymous@"
 
 
 class KnowledgeRecord(BaseModel):

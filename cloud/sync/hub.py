@@ -56,7 +56,7 @@ from contracts.envelope import (
 )
 from contracts.heartbeat import STATUS_ONLINE, Heartbeat, NodeStatus
 from contracts.logging import get_logger
-from contracts.memory import KnowledgeRecord
+from contracts.memory import ANONYMOUS_SOURCE_PREFIX, KnowledgeRecord
 from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions
 from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
 
@@ -464,11 +464,26 @@ class CloudSync:
                 _fan_out("hard examples", self._hard_example_hooks, node, records)
         if result.changed:
             _fan_out("memory", self._memory_hooks, node, result.changed)
-            shared = [r for r in result.changed if r.shared]
+            shared = [r for r in result.changed if r.shared and self._fleet_may_have(r, node)]
             scope = self.settings.sync_rebroadcast
             if shared and scope != "none":
                 group = self._groups.get(node) if scope == "group" else None
                 self._send_memory(shared, group=group, scope="group" if group else "fleet")
+
+    @staticmethod
+    def _fleet_may_have(rec: KnowledgeRecord, node: str) -> bool:
+        """Provenance check before a node's shared record goes to the fleet: it must be that
+        node's own write (the HLC of the write names the authenticated sender) and not one made
+        without the edge admin token. Refused records stay in the cloud; counted."""
+        if rec.source.startswith(ANONYMOUS_SOURCE_PREFIX):
+            reason = "anonymous"
+        elif rec.origin != node:
+            reason = "foreign_origin"
+        else:
+            return True
+        metrics.NOT_REBROADCAST.labels(reason=reason).inc()
+        log.warning("shared record not rebroadcast", extra={"node": node, "key": rec.key[:80], "reason": reason})
+        return False
 
     def _heartbeat(self, node: str, env: Envelope, topic: str) -> None:
         for rec in env.records:

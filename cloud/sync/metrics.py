@@ -19,4 +19,10 @@ REORDER_DROPPED = Counter(
 )
 NODES_ONLINE = Gauge("autoglm_cloud_sync_nodes_online", "Nodes whose retained status is online.")
 COMMANDS = Counter("autoglm_cloud_sync_commands_total", "Commands by outcome.", ["outcome"])
+NOT_REBROADCAST = Counter(
+    "autoglm_cloud_sync_not_rebroadcast_records_total",
+    "Shared knowledge records from a node kept in the cloud but not sent to the fleet, by reason "
+    "(anonymous: written without the edge admin token; foreign_origin: the write's HLC names another node).",
+    ["reason"],
+)
 BROADCAST_RECORDS = Counter("autoglm_cloud_sync_broadcast_records_total", "Knowledge records sent down.", ["scope"])
