@@ -188,6 +188,8 @@ def kg_query_tool() -> Tool | None:
             ans = reasoner.answer(question, context_site=context_site)
         except UnknownEntity:
             return describe_text(question)  # an entity without a followable relation, or none (raises)
+        if not ans.path:  # the reasoner's best path is the empty one: the question asks for no relation
+            return describe_text(question)
         graph = reasoner.graph
         start = graph.entities[ans.start.entity_id]
         return {**ans.to_dict(), "hops": ans.hops, "reasoner": "PathReasoner",

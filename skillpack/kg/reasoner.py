@@ -117,6 +117,12 @@ def cue_slots(question: str, mention_span: tuple[int, int]) -> list[CueSlot]:
     return sorted(slots, key=lambda c: (c.start < mention_span[0], c.distance))
 
 
+# interrogatives that ask for an entity other than the one named ("who …", "where …", 谁, 哪):
+# such a question is no request to describe the named entity (the lexical scorer's empty path)
+_ASKS_FOR_ANOTHER = re.compile(r"\b(?:who|whom|whose|where|which|when|how often|how long)\b|谁|哪|什么时候|多久",
+                               re.IGNORECASE)
+
+
 def _can_repeat(rel: str) -> bool:
     spec = RELATIONS[rel]
     return spec.tail in spec.head
@@ -156,7 +162,14 @@ class LexicalHopScorer:
         for rel in candidates:
             idx = next((i for i, sl in enumerate(remaining) if rel in sl.relations), None)
             scores.append(self.miss if idx is None else min(1.0, self.hit * remaining[idx].weight * self.decay**idx))
-        stop = self.miss if not state.path else self.hit * self.decay ** len(remaining)
+        # STOP after the first hop: the question is answered once every cue is explained; STOP at
+        # hop 0 is the empty path (describe the entity): likely only when no cue names a relation
+        if state.path:
+            stop = self.hit * self.decay ** len(remaining)
+        elif remaining or _ASKS_FOR_ANOTHER.search(state.question):
+            stop = self.miss * self.decay ** len(remaining)  # a cue or "who / where …" asks for another entity
+        else:
+            stop = self.hit
         # scores, not normalised: an unexplained cue must keep costing the paths that ignore it
         return np.array([*scores, stop], dtype=np.float64)
 
@@ -367,16 +380,14 @@ class PathReasoner:
                 cur_type = self.graph.entities[beam.frontier[0]].type
                 state = HopState(question, (start.start, start.end), start_type, cur_type, beam.path)
                 if not cands:
-                    if beam.path:
-                        finished.append(beam)
+                    finished.append(beam)  # nothing to follow: the path so far (or the entity itself)
                     continue
                 probs = np.asarray(self.scorer(state, cands), dtype=np.float64)
                 named = {**{c: float(p) for c, p in zip(cands, probs[:-1], strict=True)}, STOP: float(probs[-1])}
-                if beam.path:
-                    stop_p = named[STOP]
-                    if stop_p >= self.min_hop_prob:
-                        finished.append(_Beam(beam.frontier, beam.path, beam.logp + math.log(max(stop_p, 1e-9)),
-                                              beam.steps, True))
+                stop_p = named[STOP]
+                if stop_p >= self.min_hop_prob:  # STOP at hop 0: the empty path, i.e. describe the entity
+                    finished.append(_Beam(beam.frontier, beam.path, beam.logp + math.log(max(stop_p, 1e-9)),
+                                          beam.steps, True))
                 # a first hop where no relation reaches min_hop_prob is not pruned at all: a question
                 # about a linked entity always gets paths (with their low probabilities shown) instead of none
                 keep_all = hop == 1 and all(named[c] < self.min_hop_prob for c in cands)
@@ -412,9 +423,22 @@ class PathReasoner:
             beam = self._expand(beam, rel, named[rel], hop, named)
         return beam
 
+    def _describe_text(self, entity_id: str, zh: bool) -> str:
+        """The empty path's answer: the entity and every relation that leaves it."""
+        e = self.graph.entities[entity_id]
+        facts = []
+        for rel in self.graph.relations_from(entity_id):
+            label = ", ".join(self.graph.entities[t].label(zh) for t in self.graph.neighbors(entity_id, rel)[:5])
+            facts.append(f"{_REL_ZH[rel]}：{label}" if zh else f"{_REL_EN[rel]} {label}")
+        return f"{e.label(zh)}：" + "；".join(facts) if zh else f"{e.label(zh)} ({e.type}): " + "; ".join(facts)
+
     def _finish(self, question: str, start: Mention, beam: _Beam, alts: list[dict[str, Any]],
                 from_cache: bool = False) -> KGAnswer:
         zh = has_cjk(question)
+        if not beam.path:  # the empty path: describe the entity
+            name = self.graph.entities[start.entity_id].label(zh)
+            return KGAnswer(question, start, (), [start.entity_id], [name], 1.0, [],
+                            self._describe_text(start.entity_id, zh), from_cache, alts)
         names = [self.graph.entities[e].label(zh) for e in beam.frontier]
         chain = self.graph.entities[start.entity_id].label(zh)
         for step in beam.steps:
