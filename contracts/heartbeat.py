@@ -32,6 +32,17 @@ class Heartbeat(BaseModel):
         default_factory=dict, description="Resource use, e.g. cpu_percent, mem_mb, gpu_util"
     )
     outbox_records: int = Field(default=0, ge=0, description="Records waiting in the sync outbox")
+    providers: list[str] = Field(
+        default_factory=list,
+        description="ONNX Runtime execution providers the served model really runs on (get_providers())",
+    )
+    provider_fallback: str = Field(default="", description="Requested providers that did not start")
+    providers_available: list[str] = Field(
+        default_factory=list,
+        description="Providers this node may start: configured and in its onnxruntime build",
+    )
+    device: str = Field(default="", description="'cpu', or the GPU name and compute capability")
+    variant: str = Field(default="", description="Precision of the served bundle (fp32 / int8 / fp16)")
 
 
 class NodeStatus(BaseModel):

@@ -51,6 +51,20 @@ def _check_rel_path(value: str) -> str:
     return value
 
 
+# Where each precision runs best: int8 (dynamic quantization) is a CPU format — its quantized MatMuls
+# run on the CPU provider even inside a CUDA session; fp16 is a GPU format; fp32 runs everywhere.
+PRECISION_RUNS_ON: dict[str, tuple[str, ...]] = {
+    "fp32": ("cpu", "cuda", "tensorrt"),
+    "int8": ("cpu",),
+    "fp16": ("cuda", "tensorrt"),
+}
+
+
+def variant_version(of: str, precision: str) -> str:
+    """The version string of ``of``'s ``precision`` variant: ``1.2.0`` -> ``1.2.0+int8``."""
+    return f"{of}+{precision}"
+
+
 Sha256 = Annotated[str, AfterValidator(_check_sha)]
 RelPath = Annotated[str, AfterValidator(_check_rel_path)]
 
@@ -178,6 +192,16 @@ class ParentRef(_Strict):
     manifest_sha256: Sha256
 
 
+class VariantRef(_Strict):
+    """A precision variant of a registered version (issue 17): the same checkpoint exported in another
+    precision, registered as ``{of}+{precision}``. ``runs_on``: the execution providers it runs best on
+    (short names ``cpu`` / ``cuda`` / ``tensorrt``); the rollout controller sends each node the
+    variant whose ``runs_on`` its reported providers support (``cloud/rollout/variants.py``)."""
+
+    of: str = Field(description="The version this bundle is a variant of (same checkpoint)")
+    runs_on: list[Literal["cpu", "cuda", "tensorrt"]] = Field(min_length=1)
+
+
 class TensorRTEngine(_Strict):
     """A serialized TensorRT engine: runs only on the GPU architecture and TRT version it was built with."""
 
@@ -213,6 +237,7 @@ class Manifest(_Strict):
     provenance: Provenance
     parent: ParentRef | None = None
     tensorrt: list[TensorRTEngine] = Field(default_factory=list)
+    variant: VariantRef | None = None
 
     @field_validator("version")
     @classmethod
@@ -260,6 +285,16 @@ class Manifest(_Strict):
         for engine in self.tensorrt:
             if engine.file not in self.files:
                 raise ValueError(f"TensorRT engine {engine.file!r} is not listed in files")
+        if self.variant is not None:
+            if self.kind != "full":
+                raise ValueError("only a full bundle can be a precision variant")
+            if not SEMVER_RE.match(self.variant.of) or "+" in self.variant.of:
+                raise ValueError(f"variant.of {self.variant.of!r} must be a version without build metadata")
+            if self.version != variant_version(self.variant.of, self.precision):
+                raise ValueError(
+                    f"a {self.precision} variant of {self.variant.of} must have version "
+                    f"{variant_version(self.variant.of, self.precision)!r}, not {self.version!r}"
+                )
         return self
 
     def _require_file(self, name: str, sha: str, what: str) -> None:
@@ -273,6 +308,8 @@ class Manifest(_Strict):
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=False)
+        if data.get("variant") is None:
+            data.pop("variant", None)  # bundles that are no variant read as before on older edges
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
 
     @classmethod

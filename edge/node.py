@@ -34,6 +34,7 @@ from edge.control.plane import ControlPlane
 from edge.control.settings import ControlSettings
 from edge.http.app import create_app
 from edge.http.server import uvicorn_config
+from edge.runtime.providers import node_hardware
 from edge.serving.service import InferenceService
 from edge.settings import ServeSettings
 from edge.sync.agent import EdgeSync
@@ -135,7 +136,7 @@ class EdgeNode:
                 store = MemoryStore(agent_settings.agent_memory_db, serve.node_id)
             sync = EdgeSync(ss, node_id=serve.node_id, store=store)
         app = create_app(service, serve)
-        heartbeat = ServingHeartbeat(service)
+        heartbeat = ServingHeartbeat(service, hardware=node_hardware(serve))
         agent = None
         if with_agent:
             from edge.agent.factory import build_agent

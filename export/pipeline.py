@@ -28,6 +28,7 @@ from contracts.adapter_codec import AdapterEncoding, decode_tensors, encode_tens
 from contracts.bundle import open_bundle, sha256_file
 from contracts.logging import get_logger
 from contracts.manifest import (
+    PRECISION_RUNS_ON,
     SCHEMA_VERSION,
     SEMVER_RE,
     AdapterSetEntry,
@@ -38,7 +39,9 @@ from contracts.manifest import (
     ParentRef,
     Provenance,
     TokenizerSpec,
+    VariantRef,
     default_signature,
+    variant_version,
 )
 from contracts.tokenizer import TextTokenizer, TokenizerSettings, tokenizer_for
 from export.bundle_writer import (
@@ -213,14 +216,23 @@ def export_checkpoint(
     progress: bool = False,
     tensorrt: bool = False,
     settings: ExportSettings | None = None,
+    variant_of: str | None = None,
 ) -> Path:
-    """Export a checkpoint to a verified bundle directory; returns ``out_dir``."""
+    """Export a checkpoint to a verified bundle directory; returns ``out_dir``.
+
+    ``variant_of``: make the bundle a precision variant of that version (issue 17): its version
+    becomes ``{variant_of}+{precision}`` and its manifest says so (``variant``: ``of``, ``runs_on``);
+    the registry accepts it only beside a version exported from the same checkpoint."""
     from export.onnx_graph import check_adapter_initializers, export_adapter_set_graph
     from export.optimize import nodes_consuming, optimize_fp32
 
     cfg = settings or ExportSettings()
     ctx = _Ctx(progress)
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    if variant_of is not None:
+        if "+" in variant_of:
+            raise ExportError(f"variant_of {variant_of!r} must be a version without build metadata (+...)")
+        version = variant_version(variant_of, precision)
     _validate_args(precision, name, version)
     if eval_labels is not None and (eval_texts is None or len(eval_labels) != len(eval_texts)):
         raise ExportError("eval_labels needs eval_texts of the same length")
@@ -383,6 +395,8 @@ def export_checkpoint(
                 training=dict(meta.training),
             ),
             tensorrt=engines,
+            variant=(VariantRef(of=variant_of, runs_on=list(PRECISION_RUNS_ON[precision]))  # type: ignore[arg-type]
+                     if variant_of is not None else None),
         )
         write_manifest(staging, manifest, Path(sign_key) if sign_key else None)
         ctx.step("verifying the written bundle")

@@ -282,12 +282,14 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(rows)
             return
-        t = Table("node", "state", "current", "desired", "labels", "last seen", "last error")
+        t = Table("node", "state", "current", "desired", "variant", "providers", "labels", "last seen", "last error")
         for n in rows:
             state = ("[green]online[/]" if n["online"] else "[red]offline[/]") + (" drained" if n["drained"] else "")
             labels = ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items()))
-            t.add_row(n["node_id"], state, n["current_version"] or "-", n["desired_version"] or "-", labels,
-                      _ts(n["last_seen"]), n["last_error"][:40])
+            m = n.get("metrics") or {}
+            providers = ",".join(str(p).removesuffix("ExecutionProvider") for p in m.get("providers") or []) or "-"
+            t.add_row(n["node_id"], state, n["current_version"] or "-", n["desired_version"] or "-",
+                      str(m.get("variant") or "-"), providers, labels, _ts(n["last_seen"]), n["last_error"][:40])
         console.print(t)
         console.print(f"{len(rows)} nodes, {sum(1 for n in rows if n['online'])} online")
 

@@ -59,6 +59,10 @@ def register(app: typer.Typer) -> None:
         parent: Annotated[
             Path | None, typer.Option("--parent", help="Write an adapter-only update of this parent bundle instead.")
         ] = None,
+        variant_of: Annotated[
+            str | None,
+            typer.Option("--variant-of", help="Make it a precision variant of this version (version becomes V+PRECISION)."),
+        ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
         """Export a checkpoint to an ONNX bundle (manifest, graph, adapters, tokenizer, signature)."""
@@ -90,6 +94,7 @@ def register(app: typer.Typer) -> None:
                     allow_degraded=allow_degraded,
                     progress=not quiet,
                     tensorrt=tensorrt,
+                    variant_of=variant_of,
                 )
         except GuardFailed as exc:
             _print_guard(exc.report)

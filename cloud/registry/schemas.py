@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from contracts.manifest import PRECISION_RUNS_ON
+
 
 class VersionStatus(StrEnum):
     REGISTERED = "registered"
@@ -39,6 +41,20 @@ class FileOut(BaseModel):
     inherited: bool = False
 
 
+# Where a precision runs best when its manifest does not say (a version that is no variant).
+DEFAULT_RUNS_ON: dict[str, list[str]] = {k: list(v) for k, v in PRECISION_RUNS_ON.items()}
+
+
+class VariantOut(BaseModel):
+    """One precision variant of a version (issue 17): the version itself or a ``{version}+{precision}``
+    bundle exported from the same checkpoint, with its own guard numbers in its own metrics."""
+
+    precision: str
+    version: str
+    manifest_sha256: str
+    runs_on: list[str] = Field(description="Execution providers it runs best on (cpu / cuda / tensorrt)")
+
+
 class VersionOut(BaseModel):
     model: str
     version: str
@@ -53,6 +69,11 @@ class VersionOut(BaseModel):
     created_by: str
     created_at: datetime
     files: list[FileOut] = Field(default_factory=list)
+    precision: str = ""
+    variant_of: str | None = Field(default=None, description="The version this one is a precision variant of")
+    variants: list[VariantOut] = Field(
+        default_factory=list, description="Precision variants of this version, itself first (empty for a variant)"
+    )
 
 
 class VersionUpdate(BaseModel):

@@ -22,10 +22,12 @@ from cloud.db.engine import Database
 from cloud.db.models import Alias, AliasEvent, Blob, Model, ModelVersion, VersionFile, utcnow
 from cloud.registry.bundle_check import CheckedBundle, check_bundle, extract_archive
 from cloud.registry.schemas import (
+    DEFAULT_RUNS_ON,
     AliasEventOut,
     FileOut,
     ModelCreate,
     ModelOut,
+    VariantOut,
     VersionOut,
     VersionStatus,
     VersionUpdate,
@@ -135,6 +137,7 @@ class RegistryService:
                 if m is not None and self._find_version(s, m.id, man.version) is not None:
                     raise Conflict(f"{man.name}@{man.version} is already registered")
                 parent_files = self._parent_files(s, checked)
+                self._check_variant(s, m, checked)
             added: list[str] = []
             try:
                 stored: dict[str, tuple[str, int]] = {}
@@ -228,6 +231,54 @@ class RegistryService:
                 raise BundleError(f"parent {man.parent.name}@{man.parent.version} has no file {name!r}")
             out[name] = (f.sha256, f.size)
         return out
+
+    def _check_variant(self, s: Session, m: Model | None, checked: CheckedBundle) -> None:
+        """A precision variant names a registered version of the same model, built from the same
+        checkpoint (its own guard numbers come with its own manifest)."""
+        man = checked.manifest
+        if man.variant is None:
+            return
+        of = man.variant.of
+        fam = self._find_version(s, m.id, of) if m is not None else None
+        if fam is None:
+            raise BundleError(f"{man.name}@{man.version} is a {man.precision} variant of {of}, which is not registered")
+        fam_man = fam.manifest or {}
+        if fam_man.get("variant"):
+            raise BundleError(f"{man.name}@{of} is itself a variant; register variants of the version they derive from")
+        if fam_man.get("precision") == man.precision:
+            raise BundleError(f"{man.name}@{of} already is {man.precision}; a variant must differ in precision")
+        fam_ckpt = (fam_man.get("provenance") or {}).get("checkpoint_sha256")
+        if fam_ckpt != man.provenance.checkpoint_sha256:
+            raise BundleError(
+                f"{man.name}@{man.version}: checkpoint {man.provenance.checkpoint_sha256[:12]} differs from "
+                f"{of}'s {str(fam_ckpt)[:12]}; variants are exports of one checkpoint"
+            )
+
+    def variants(self, model: str, ref: str) -> list[VariantOut]:
+        """The version (or alias) ``ref`` and its precision variants, itself first."""
+        with self.db.session() as s:
+            v = self._resolve(s, model, ref)
+            return self.variant_family(s, v)
+
+    @staticmethod
+    def variant_family(s: Session, v: ModelVersion) -> list[VariantOut]:
+        """``v`` and its precision variants, ``v`` first; empty when ``v`` is itself a variant."""
+        man = v.manifest or {}
+        if man.get("variant"):
+            return []
+        precision = str(man.get("precision", ""))
+        out = [VariantOut(precision=precision, version=v.version, manifest_sha256=v.manifest_sha256,
+                          runs_on=list(DEFAULT_RUNS_ON.get(precision, ["cpu"])))]
+        prefix = f"{v.version}+"
+        rows = s.execute(select(ModelVersion.version, ModelVersion.manifest_sha256, ModelVersion.manifest).where(
+            ModelVersion.model_id == v.model_id, ModelVersion.version.startswith(prefix, autoescape=True)))
+        others = []
+        for version, sha, vm in rows:
+            var = (vm or {}).get("variant") or {}
+            if var.get("of") == v.version:
+                others.append(VariantOut(precision=str(vm.get("precision", "")), version=version,
+                                         manifest_sha256=sha, runs_on=list(var.get("runs_on") or [])))
+        return out + sorted(others, key=lambda x: x.precision)
 
     @staticmethod
     def _lineage(checked: CheckedBundle, extra: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +380,9 @@ class RegistryService:
 
     def _model_out(self, s: Session, m: Model) -> ModelOut:
         versions = list(s.scalars(select(ModelVersion).where(ModelVersion.model_id == m.id)))
-        latest = max(versions, key=lambda v: parse_semver(v.version).sort_key()).version if versions else None
+        # a precision variant (1.2.0+int8) ties with its version (1.2.0) in semver order: the version wins
+        latest = (max(versions, key=lambda v: (parse_semver(v.version).sort_key(), "+" not in v.version)).version
+                  if versions else None)
         aliases = {}
         for a in s.scalars(select(Alias).where(Alias.model_id == m.id)):
             v = s.get(ModelVersion, a.version_id)
@@ -356,11 +409,15 @@ class RegistryService:
                 FileOut(path=f.path, sha256=f.sha256, size=f.size, inherited=f.inherited)
                 for f in s.scalars(select(VersionFile).where(VersionFile.version_id == v.id).order_by(VersionFile.path))
             ]
+        man = v.manifest or {}
         return VersionOut(
             model=m.name, version=v.version, status=VersionStatus(v.status), kind=v.kind,
             manifest_sha256=v.manifest_sha256, metrics=v.metrics, lineage=v.lineage, tags=v.tags,
             parent=parent_ref,
             aliases=aliases, created_by=v.created_by, created_at=v.created_at, files=files,
+            precision=str(man.get("precision", "")),
+            variant_of=(man.get("variant") or {}).get("of"),
+            variants=self.variant_family(s, v) if with_files else [],
         )
 
     @staticmethod

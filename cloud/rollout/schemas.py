@@ -81,6 +81,10 @@ class RolloutOut(BaseModel):
     config: dict[str, Any]
     targets: list[str]
     applied: list[str] = Field(default_factory=list)
+    node_variants: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node -> the precision variant (version) it is sent, when the version has variants",
+    )
     failed_nodes: dict[str, Any]
     last_analysis: dict[str, Any]
     created_by: str

@@ -10,6 +10,12 @@ is called periodically by the app (and directly by tests with a fake clock):
 - BAKING: after ``pause_s``, analyse the canary nodes' metrics against the stable nodes' over the
   bake window: pass -> next step (or success after the last), fail -> abort and roll back,
   inconclusive (too little traffic) -> pause for a person.
+
+A version with precision variants (``1.2.0``, ``1.2.0+int8``, ``1.2.0+fp16``: one checkpoint,
+issue 17) is rolled out as one: each node is sent the variant its hardware runs best
+(``cloud/rollout/variants.py``; the choice and why are kept in ``baselines.node_variants``), a
+node "runs the version" when it runs its variant, a rollback sends each node the stable
+version's variant for it, and the analysis compares latency variant by variant.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from cloud.db.engine import Database
 from cloud.db.models import Model, ModelVersion, Rollout, RolloutEvent
 from cloud.fleet.ledger import LedgerEntry
 from cloud.fleet.service import FleetService
-from cloud.registry.schemas import VersionStatus, VersionUpdate
+from cloud.registry.schemas import DEFAULT_RUNS_ON, VariantOut, VersionStatus, VersionUpdate
 from cloud.registry.service import RegistryService
 from cloud.rollout.analysis import analyze
 from cloud.rollout.schemas import (
@@ -43,6 +49,7 @@ from cloud.rollout.schemas import (
     Verdict,
 )
 from cloud.rollout.states import TERMINAL, RolloutState, StepPhase, check_transition
+from cloud.rollout.variants import choose_variant
 from contracts.commands import Command, CommandAck
 from contracts.errors import BadRequest, Conflict, NotFound
 from contracts.logging import get_logger
@@ -288,6 +295,29 @@ class RolloutService:
         assert m is not None and v is not None
         return m.name, v.version, sv.version if sv else None, v.manifest_sha256
 
+    @staticmethod
+    def _family(s: Session, v: ModelVersion) -> list[VariantOut]:
+        """``v`` and its precision variants (just ``v`` when it has none or is itself a variant)."""
+        fam = RegistryService.variant_family(s, v)
+        if fam:
+            return fam
+        precision = str((v.manifest or {}).get("precision", ""))
+        return [VariantOut(precision=precision, version=v.version, manifest_sha256=v.manifest_sha256,
+                           runs_on=list(DEFAULT_RUNS_ON.get(precision, ["cpu"])))]
+
+    def _variant_for(self, fam: list[VariantOut], nid: str) -> tuple[VariantOut | None, str]:
+        try:
+            node = self.fleet.get(nid)
+        except NotFound:
+            return fam[0], "node unknown"
+        return choose_variant(fam, fam[0], node.metrics, node.labels)
+
+    @staticmethod
+    def _want(r: Rollout, nid: str, version: str) -> str:
+        """The version (variant) node ``nid`` is to run in this rollout."""
+        chosen = (r.baselines.get("node_variants") or {}).get(nid)
+        return str(chosen[0]) if chosen else version
+
     def _step_targets(self, r: Rollout) -> list[str]:
         pool = self.fleet.node_ids(r.selector)
         prev = [n for n in r.targets if n in pool]
@@ -299,18 +329,32 @@ class RolloutService:
         return (prev + rest)[: max(want, len(prev))]
 
     def _tick_applying(self, s: Session, r: Rollout) -> None:
-        model, version, _stable, msha = self._names(s, r)
+        model, version, _stable, _ = self._names(s, r)
         now = self.clock()
         if r.baselines.get("sent_step") != r.step_index:
             targets = self._step_targets(r)
             new = [n for n in targets if n not in r.targets]
+            v = s.get(ModelVersion, r.version_id)
+            assert v is not None
+            fam = self._family(s, v)
+            chosen = dict(r.baselines.get("node_variants") or {})
+            unfit: dict[str, str] = {}
             for nid in new:
+                variant, why = self._variant_for(fam, nid) if len(fam) > 1 else (fam[0], "")
+                if variant is None:
+                    unfit[nid] = why
+                    continue
+                if len(fam) > 1:
+                    chosen[nid] = [variant.version, variant.precision, why]
                 view = self.fleet.live_view(nid)
-                if view is not None and view[0] == version:
+                if view is not None and view[0] == variant.version:
                     continue  # already runs it
-                self._queue_command(nid, version_command(model, version, msha), r.id)
+                command = version_command(model, variant.version, variant.manifest_sha256)
+                self._queue_command(nid, command, r.id)
+            if unfit:
+                r.failed_nodes = {**r.failed_nodes, **unfit}
             r.targets = targets
-            r.baselines = {**r.baselines, "sent_step": r.step_index}
+            r.baselines = {**r.baselines, "sent_step": r.step_index, "node_variants": chosen}
             r.phase_started_at = self._now_dt()
             r.updated_at = self._now_dt()
             log.info(
@@ -323,7 +367,7 @@ class RolloutService:
         applied, waiting = [], []
         for nid in r.targets:
             view = self.fleet.live_view(nid)
-            if view is not None and view[0] == version:
+            if view is not None and view[0] == self._want(r, nid, version):
                 applied.append(nid)
                 failed.pop(nid, None)
             elif nid not in failed:
@@ -353,7 +397,7 @@ class RolloutService:
         r.updated_at = self._now_dt()
 
     def _tick_baking(self, s: Session, r: Rollout) -> None:
-        model, version, stable, _ = self._names(s, r)
+        model, version, _stable, _ = self._names(s, r)
         started = _ts(r.phase_started_at)
         promoted = bool(r.baselines.get("promoted"))
         skip_bake = r.baselines.get("skip_bake") == r.step_index  # `promote` without --full
@@ -362,13 +406,21 @@ class RolloutService:
         last = r.step_index >= len(r.steps) - 1
         canary_nodes = [n for n in r.targets if n not in r.failed_nodes]
         stable_nodes = [n for n in self.fleet.node_ids(r.selector) if n not in set(r.targets)]
+        v = s.get(ModelVersion, r.version_id)
+        sv = s.get(ModelVersion, r.stable_version_id) if r.stable_version_id else None
+        assert v is not None
+        # like with like: each version string -> its precision variant (p99 is compared per variant)
+        precision_of = {x.version: x.precision for x in self._family(s, v)}
+        stable_of = {x.version: x.precision for x in self._family(s, sv)} if sv is not None else {}
         samples = self.fleet.samples(canary_nodes, started)
-        canary = [x for x in samples if x.version == version]
-        base = [x for x in self.fleet.samples(stable_nodes, started) if stable and x.version == stable]
+        canary = [x for x in samples if x.version in precision_of]
+        base = [x for x in self.fleet.samples(stable_nodes, started) if x.version in stable_of]
         cfg = AnalysisConfig.model_validate(r.config.get("analysis", {}))
         if promoted:
             cfg = cfg.model_copy(update={"enabled": False})
-        result = analyze(canary, base, cfg)
+        variant_of = {**stable_of, **precision_of}
+        with_variants = len(precision_of) > 1 or len(stable_of) > 1
+        result = analyze(canary, base, cfg, variant=variant_of.get if with_variants else None)
         r.last_analysis = {"step": r.step_index, **result.model_dump(mode="json")}
         details = {"analysis": r.last_analysis}
         if result.verdict == Verdict.FAIL:
@@ -423,14 +475,17 @@ class RolloutService:
         if stable is not None:
             sv = s.get(ModelVersion, r.stable_version_id)
             assert sv is not None
+            fam = self._family(s, sv)
             for nid in r.targets:
                 view = self.fleet.live_view(nid)
                 if view is None:
                     continue
+                back, _why = self._variant_for(fam, nid) if len(fam) > 1 else (fam[0], "")
+                back = back or fam[0]  # a pin the stable version lacks: its own version
                 current, desired, _online, _err = view
-                if current == stable and desired == stable:
+                if current == back.version and desired == back.version:
                     continue
-                self._queue_command(nid, version_command(model, stable, sv.manifest_sha256), r.id)
+                self._queue_command(nid, version_command(model, back.version, back.manifest_sha256), r.id)
                 rolled_back.append(nid)
             note = f"; {len(rolled_back)} canary nodes sent back to {stable}"
         else:
@@ -510,7 +565,7 @@ class RolloutService:
         applied = []
         for nid in r.targets:
             view = self.fleet.live_view(nid)
-            if view is not None and view[0] == version:
+            if view is not None and view[0] == self._want(r, nid, version):
                 applied.append(nid)
         events = []
         if with_events:
@@ -541,6 +596,7 @@ class RolloutService:
             config=dict(r.config),
             targets=list(r.targets),
             applied=applied,
+            node_variants={nid: str(c[0]) for nid, c in (r.baselines.get("node_variants") or {}).items()},
             failed_nodes=dict(r.failed_nodes),
             last_analysis=dict(r.last_analysis),
             created_by=r.created_by,

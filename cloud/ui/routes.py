@@ -386,6 +386,8 @@ def _node_row(n: NodeOut) -> dict[str, Any]:
         "desired": n.desired_version if n.desired_version and n.desired_version != n.current_version else "",
         "adapters": ", ".join(str(a) for a in adapters) if isinstance(adapters, list) else str(adapters),
         "provider": str(provider).removesuffix("ExecutionProvider") or "—",
+        "variant": str(m.get("variant") or "—"),  # the precision variant served (issue 17)
+        "device": str(m.get("device") or ""),
         "p99": m.get("latency_p99_ms"),
         "error_rate": m.get("error_rate"),
         "requests": m.get("requests"),

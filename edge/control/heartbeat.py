@@ -5,8 +5,10 @@ and reports, for the model version serving now, the window since the previous he
 ``requests`` (calls finished), ``error_rate`` (server-side failures: error, unavailable,
 timeout, overloaded — not the client's bad requests), ``latency_p50_ms`` / ``latency_p99_ms``
 (interpolated from the request-time histogram's bucket deltas), ``cache_hit_rate``, plus the
-queue depth, the adapter set, CPU/memory of this process (psutil), and whatever extra
-providers add (the agent's ``fallback_rate``; see ``edge.agent.metrics.AgentMetrics``).
+queue depth, the adapter set, the providers the model really runs on, the served precision
+(``variant``), the node's ``providers_available`` / ``device`` (given as ``hardware``), CPU/memory
+of this process (psutil), and whatever extra providers add (the agent's ``fallback_rate``; see
+``edge.agent.metrics.AgentMetrics``).
 """
 
 from __future__ import annotations
@@ -47,9 +49,16 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 class ServingHeartbeat:
     """Callable for ``EdgeSync.set_heartbeat_provider``: window deltas since the last call."""
 
-    def __init__(self, service: InferenceService, extra: list[FieldsProvider] | None = None) -> None:
+    def __init__(
+        self,
+        service: InferenceService,
+        extra: list[FieldsProvider] | None = None,
+        hardware: Mapping[str, Any] | None = None,
+    ) -> None:
         self.service = service
         self.extra = list(extra or [])
+        # providers_available / device (edge.runtime.providers.node_hardware), sent with every heartbeat
+        self.hardware = dict(hardware or {})
         self._lock = threading.Lock()
         self._prev: dict[tuple[str, str], dict[tuple[str, ...], float]] = {}
         self._process: Any = None
@@ -83,13 +92,15 @@ class ServingHeartbeat:
     def __call__(self) -> dict[str, Any]:
         svc = self.service
         active = svc.active
-        doc: dict[str, Any] = {"queue_depth": int(svc.batcher.depth)}
+        doc: dict[str, Any] = {"queue_depth": int(svc.batcher.depth), **self.hardware}
         if active is not None:
             doc["model_version"] = active.version
             doc["model_name"] = active.name
             doc["adapters"] = [active.adapter_set]
             # the execution providers that really run the model, and any requested one that did not start
             doc["providers"] = list(active.providers)
+            if active.extra.get("precision"):
+                doc["variant"] = str(active.extra["precision"])  # the precision variant being served
             if active.extra.get("provider_fallback"):
                 doc["provider_fallback"] = str(active.extra["provider_fallback"])
             with self._lock:

@@ -112,3 +112,20 @@ def make_session_options(settings: ServeSettings) -> ort.SessionOptions:
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
     so.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return so
+
+
+def node_hardware(settings: ServeSettings, available: Sequence[str] | None = None) -> dict[str, Any]:
+    """What this node can run on, for its heartbeat (the rollout controller picks a precision
+    variant from it, issue 17): ``providers_available`` (configured providers this onnxruntime build
+    offers, in preference order, CPU last) and ``device`` (``cpu``, or the GPU's name and compute
+    capability when TensorRT + cuda-python can tell, else ``cuda:<id>``). The heartbeat's
+    ``providers`` (what the served model's session really runs on) is the stronger fact: a CUDA
+    build without the CUDA libraries lists CUDA here but falls back to the CPU there."""
+    choice = select_providers(settings, available)
+    device = "cpu"
+    if any(p != "CPUExecutionProvider" for p in choice.providers):
+        from edge.runtime.tensorrt_engine import detect_gpu
+
+        gpu, _why = detect_gpu(settings.cuda_device_id)
+        device = f"{gpu.name} (sm {gpu.arch})" if gpu is not None else f"cuda:{settings.cuda_device_id}"
+    return {"providers_available": list(choice.providers), "device": device}
