@@ -71,7 +71,7 @@ class CloudServices:
         queue = HardExampleQueue(db, loop_settings, settings.data_dir)
         loop = LoopServices(loop_settings, queue, JobStore(db, max_log_lines=loop_settings.loop_max_log_lines))
         services = cls(settings, db, store, registry, fleet, rollouts, tools, leader, loop)
-        queue.route_check = services.label_route_problem
+        queue.route_check = lambda route: services.label_route_problem(route, loop_settings.loop_model)
         if channel is None and settings.mqtt_enabled:
             link = attach_mqtt(settings, fleet, client_suffix=leader.holder)
             link.sync.on_hard_examples(queue.ingest)  # type: ignore[attr-defined]

@@ -1,0 +1,136 @@
+"""The loop end to end in-process on a really trained tiny model: hard examples -> labels -> job ->
+fine-tune -> guarded export -> registered with lineage -> canary on an instant fleet -> promoted;
+and the faults: guard failure, policy refusal, cancel, worker restart before and after
+registration (nothing half-registered, no orphan rollout)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud.loop.worker import LoopWorker
+from contracts.loop import HardExampleStatus, JobOutcome, JobStage, JobState
+from tests.cloud.loop.conftest import MODEL, World, records
+
+HARD = [
+    "please tally the invoice rows for me",
+    "what is the mood of the boiler today",
+    "sum the shift hours of team blue",
+    "how grumpy is compressor seven",
+]
+
+
+def label_all_wrong(w: World, worker: LoopWorker) -> dict[str, str]:
+    """Ingest the hard texts (the first one from two nodes), triage, and label each with a route
+    the production model does not give it (so the job has something to learn)."""
+    q = w.svc.loop.queue
+    assert q.ingest("n00", records(HARD)) == len(HARD)
+    assert q.ingest("n00", records(HARD)) == 0  # a resend is stored once
+    assert q.ingest("n01", records(HARD[:1], node="n01", prefix="y")) == 1
+    assert worker.triage() == len(HARD) + 1
+    items = q.items().items
+    assert len(items) == len(HARD)
+    first = next(i for i in items if i.text == HARD[0])
+    assert first.count == 2 and first.nodes == {"n00": 1, "n01": 1} and first.edge_routes == {"chitchat": 2}
+    labels = {}
+    for it in items:
+        assert it.model_route and it.suggestion_source.value in ("model", "agreement")
+        target = "unit_convert" if it.model_route != "unit_convert" else "climate"
+        out = q.label(it.id, target, actor="admin:alice")
+        assert out.status is HardExampleStatus.LABELLED
+        labels[it.text] = target
+    return labels
+
+
+def test_hard_examples_to_promoted_version(world: World) -> None:
+    worker = world.worker()
+    label_all_wrong(world, worker)
+    job, created = world.svc.loop.jobs.create(MODEL, actor="admin:alice", reason="fix phrasings")
+    assert created
+    again, created2 = world.svc.loop.jobs.create(MODEL, actor="admin:bob")
+    assert not created2 and again.id == job.id  # a queued job is reused, not doubled
+    out = world.run_job(worker, job.id)
+    assert out.state is JobState.SUCCEEDED, (out.error, out.logs)
+    assert out.outcome is JobOutcome.PROMOTED and out.version == "1.1.0" and out.progress == 1.0
+    m = out.metrics
+    assert m["after"]["hard_accuracy"] > m["before"]["hard_accuracy"] and m["hard_gain_pt"] >= 5
+    assert m["guard"]["passed"] is True
+    v = world.svc.registry.get_version(MODEL, "1.1.0")
+    assert v.kind == "adapter_update" and v.parent == f"{MODEL}@1.0.0"
+    assert v.lineage["parent"] == f"{MODEL}@1.0.0" and v.lineage["dataset_sha256"] == out.dataset_sha256
+    assert v.lineage["loop_job"] == job.id and v.tags["loop_job"] == str(job.id)
+    ds = world.svc.loop.queue.datasets()
+    assert [d.sha256 for d in ds] == [out.dataset_sha256] and ds[0].size == len(HARD)
+    assert world.svc.registry.alias_target(MODEL, "stable") == "1.1.0"
+    assert set(world.sim.versions.values()) == {"1.1.0"}
+    r = world.svc.rollouts.get(out.rollout_id or 0)
+    assert r.state == "succeeded" and r.version == "1.1.0"
+    assert any("registered" in line for line in world.svc.loop.jobs.get(job.id).logs)
+
+
+def test_guard_failure_stops_before_registration(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOGLM_EXPORT_GUARD_MIN_EVAL_SIZE", "1000000")  # no frozen set is that large
+    worker = world.worker()
+    label_all_wrong(world, worker)
+    job, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    out = world.run_job(worker, job.id)
+    assert out.state is JobState.FAILED and out.outcome is JobOutcome.GUARD_FAILED
+    assert "export guard" in out.error and "at least 1000000" in out.error
+    assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.0.0"]
+    assert world.svc.rollouts.list_rollouts() == []
+
+
+def test_policy_refuses_without_gain(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOGLM_CLOUD_LOOP_MIN_GAIN_PT", "101")  # no job can gain more than 100 points
+    worker = world.worker()
+    label_all_wrong(world, worker)
+    job, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    out = world.run_job(worker, job.id)
+    assert out.state is JobState.FAILED and out.outcome is JobOutcome.REJECTED_BY_POLICY
+    assert "minimum 101.00 pt" in out.error and "nothing registered" in out.error
+    assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.0.0"]
+
+
+def test_restart_before_registration_fails_cleanly(world: World) -> None:
+    worker = world.worker("dead")
+    label_all_wrong(world, worker)
+    job, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    jobs = world.svc.loop.jobs
+    assert jobs.claim("dead") == job.id  # the worker claims it, starts training and dies
+    jobs.report(job.id, stage=JobStage.TRAINING, progress=0.3, message="step 10/40")
+    second = world.worker("w2")
+    assert jobs.take_over("w2", 3600) is None  # the first worker is not silent long enough
+    assert jobs.take_over("w2", 0.0) == job.id  # ... now it is (stale after 0 s)
+    out = second.pipeline.run(job.id)
+    assert out.state is JobState.FAILED and out.outcome is JobOutcome.ERROR
+    assert "worker stopped during training" in out.error and "nothing was registered" in out.error
+    assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.0.0"]
+    assert world.svc.rollouts.list_rollouts() == []
+
+
+def test_restart_after_registration_resumes_the_same_rollout(world: World) -> None:
+    first = world.worker("first")
+    label_all_wrong(world, first)
+    job, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    first.stop.set()  # the worker is stopping: it leaves the job at its canary, still running
+    out = world.run_job(first, job.id)
+    assert out.state is JobState.RUNNING and out.stage is JobStage.CANARY and out.version == "1.1.0"
+    rid = out.rollout_id
+    assert rid is not None
+    second = world.worker("second")
+    assert world.svc.loop.jobs.take_over("second", 0.0) == job.id
+    out = world.run_job(second, job.id)
+    assert out.state is JobState.SUCCEEDED and out.outcome is JobOutcome.PROMOTED and out.rollout_id == rid
+    assert [r.id for r in world.svc.rollouts.list_rollouts()] == [rid]  # adopted, not doubled
+    assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.1.0", "1.0.0"]
+
+
+def test_cancel_a_running_job_stops_it(world: World) -> None:
+    worker = world.worker()
+    label_all_wrong(world, worker)
+    jobs = world.svc.loop.jobs
+    job, _ = jobs.create(MODEL, actor="admin:alice")
+    assert jobs.claim("w1") == job.id
+    jobs.cancel(job.id, actor="admin:bob", reason="wrong labels")
+    out = worker.pipeline.run(job.id)
+    assert out.state is JobState.CANCELLED and out.outcome is JobOutcome.CANCELLED
+    assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.0.0"]

@@ -1,0 +1,159 @@
+"""The queue and the job table without a model: sightings stored once, near-duplicates merged by
+embedding, suggestions and the auto-approve policy, labels refused for routes nothing serves,
+content-addressed datasets; jobs claimed by exactly one of many racing workers, never two at
+once, cancel, take-over of a silent worker's job."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloud.api.container import CloudServices
+from cloud.loop.jobs import JobCancelled, JobStore
+from cloud.loop.queue import Triaged, suggest
+from cloud.loop.settings import LoopSettings
+from contracts.errors import BadRequest, Conflict
+from contracts.loop import HardExampleStatus, JobOutcome, JobStage, JobState, SuggestionSource
+from tests.cloud.controller.bundles import make_bundle
+from tests.cloud.controller.conftest import make_settings
+from tests.cloud.loop.conftest import records
+
+
+def vec(*xs: float) -> np.ndarray:
+    v = np.array([*xs, 0.0, 0.0, 0.0][:4], dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# texts -> (embedding, model route, confidence): "a*" texts are near-duplicates, "b" is far away
+FAKE = {
+    "count the pallets on dock 4": (vec(1, 0, 0), "calculator", 0.95),
+    "count the pallets on dock four": (vec(1, 0.05, 0), "calculator", 0.9),
+    "is it going to hail at the plant": (vec(0, 1, 0), "climate", 0.55),
+}
+
+
+def fake_triage(texts: list[str]) -> list[Triaged]:
+    return [Triaged(*FAKE[t]) for t in texts]
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[CloudServices]:
+    s = CloudServices.build(make_settings(tmp_path))
+    s.registry.register_dir(make_bundle(tmp_path / "b", version="1.0.0"), actor="t")
+    s.registry.set_alias("tiny", "stable", "1.0.0", actor="t", reason="initial")
+    yield s
+    s.close()
+
+
+def test_suggestion_rules() -> None:
+    assert suggest("climate", 0.4, "climate") == ("climate", 0.5, SuggestionSource.AGREEMENT)
+    assert suggest("climate", 0.85, "kg_query") == ("climate", 0.85, SuggestionSource.MODEL)
+    assert suggest("climate", 0.6, "kg_query") == ("kg_query", 0.5, SuggestionSource.CLOUD_TOOL)
+    assert suggest("climate", 0.6, None) == ("climate", 0.6, SuggestionSource.MODEL)
+    assert suggest(None, None, None) == (None, None, SuggestionSource.NONE)
+
+
+def test_ingest_triage_merge_and_counts(svc: CloudServices) -> None:
+    q = svc.loop.queue
+    texts = list(FAKE)
+    assert q.ingest("n1", records(texts[:2], final_route="calculator", source="cloud_tool")) == 2
+    assert q.ingest("n1", records(texts[:2])) == 0  # same ids: stored once
+    assert q.ingest("n2", records(texts, node="n2", prefix="z")) == 3
+    assert q.ingest("n3", [{"id": "empty", "text": "   "}, {"text": "no id"}]) == 0  # nothing usable
+    assert q.untriaged() == 5
+    assert q.triage(fake_triage) == 5 and q.untriaged() == 0
+    listing = q.items()
+    assert listing.total == 2 and listing.untriaged == 0
+    pallets, hail = listing.items  # by count, descending
+    assert pallets.count == 4 and pallets.nodes == {"n1": 2, "n2": 2}
+    assert pallets.variants == ["count the pallets on dock four"]
+    assert pallets.suggested_route == "calculator" and pallets.suggestion_source is SuggestionSource.AGREEMENT
+    assert hail.count == 1 and hail.status is HardExampleStatus.NEW and hail.cloud_route is None
+
+
+def test_labels_unknown_routes_and_datasets(svc: CloudServices) -> None:
+    q = svc.loop.queue
+    q.ingest("n1", records(list(FAKE)))
+    q.triage(fake_triage)
+    pallets, hail = q.items().items
+    q.route_check = lambda r: svc.label_route_problem(r, "tiny")
+    with pytest.raises(
+        BadRequest, match=r"route 'shift_schedule' is unknown: not a route of tiny@1.0.0 .*no tool"
+    ):
+        q.label(hail.id, "shift_schedule", actor="admin:a")
+    assert q.get(hail.id).status is HardExampleStatus.NEW  # nothing changed
+    # a route a registered tool serves may be used before any model knows it
+    tool = svc.tools.registry.all()[0]
+    assert tool.route and q.label(hail.id, tool.route, actor="admin:a").label == tool.route
+    q.reject(hail.id, actor="admin:a", reason="noise")
+    with pytest.raises(Conflict, match="no labelled hard examples"):
+        q.snapshot()
+    approved = q.label(pallets.id, None, actor="admin:a")  # approve the suggestion
+    assert approved.label == "calculator" and approved.reason == "approved suggestion"
+    d1 = q.snapshot()
+    assert d1.version == 1 and d1.size == 2 and d1.routes == {"calculator": 2}  # the text and its variant
+    assert q.snapshot().sha256 == d1.sha256  # same content, same dataset
+    q.label(pallets.id, "unit_convert", actor="admin:b", reason="relabel")
+    d2 = q.snapshot()
+    assert d2.version == 2 and d2.sha256 != d1.sha256
+    assert q.dataset_pairs(d2.sha256) == [
+        ("count the pallets on dock 4", "unit_convert"),
+        ("count the pallets on dock four", "unit_convert"),
+    ]
+
+
+def test_auto_approve_policy(svc: CloudServices) -> None:
+    q = svc.loop.queue
+    q.settings = LoopSettings(loop_auto_approve=True, loop_auto_approve_min_confidence=0.9)
+    q.route_check = lambda r: None
+    q.ingest("n1", records(list(FAKE)[:1], final_route="calculator", source="cloud_tool"))
+    q.ingest("n1", records(list(FAKE)[2:], prefix="h", final_route="climate", source="cloud_tool"))
+    q.triage(fake_triage)
+    by_text = {i.text: i for i in q.items().items}
+    assert by_text["count the pallets on dock 4"].status is HardExampleStatus.LABELLED  # agree, p 0.95
+    assert by_text["count the pallets on dock 4"].labelled_by == "auto-policy"
+    assert by_text["is it going to hail at the plant"].status is HardExampleStatus.NEW  # agree, p 0.55 < 0.9
+
+
+def test_concurrent_claims_run_each_job_once(svc: CloudServices) -> None:
+    jobs = JobStore(svc.db)
+    a, _ = jobs.create("tiny", actor="admin:a")
+    winners: list[tuple[str, int | None]] = []
+    barrier = threading.Barrier(8)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        winners.append((f"w{i}", jobs.claim(f"w{i}")))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [jid for _, jid in winners if jid is not None] == [a.id]
+    b, created = jobs.create("tiny", actor="admin:b")  # a is running: a new one queues behind it
+    assert created and b.state is JobState.QUEUED
+    assert jobs.claim("w9") is None  # never two at once
+    jobs.finish(a.id, JobState.SUCCEEDED, JobOutcome.PROMOTED)
+    assert jobs.claim("w9") == b.id and jobs.get(b.id).attempts == 1
+
+
+def test_cancel_and_take_over(svc: CloudServices) -> None:
+    jobs = JobStore(svc.db)
+    a, _ = jobs.create("tiny", actor="admin:a")
+    assert jobs.cancel(a.id, actor="admin:a").state is JobState.CANCELLED
+    with pytest.raises(Conflict, match="already cancelled"):
+        jobs.cancel(a.id, actor="admin:a")
+    b, _ = jobs.create("tiny", actor="admin:a")
+    assert jobs.claim("w1") == b.id
+    jobs.cancel(b.id, actor="admin:c")
+    with pytest.raises(JobCancelled):
+        jobs.report(b.id, stage=JobStage.TRAINING, progress=0.5)
+    assert jobs.take_over("w2", 3600) is None  # w1 reported just now
+    assert jobs.take_over("w2", 0) == b.id
+    got = jobs.get(b.id)
+    assert got.worker == "w2" and got.attempts == 2 and any("taken over" in line for line in got.logs)
