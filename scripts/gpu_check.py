@@ -6,7 +6,7 @@ Run on a GPU machine with only the repository (and its Python dependencies)::
 
     python scripts/gpu_check.py [--providers cpu,cuda,tensorrt] [--real] [--out DIR]
                                 [--serving-s 3] [--install] [--budget-s 480]
-    python scripts/gpu_check.py --providers cpu --serving-s 0 --tiny   # CPU dry run (tests/export/test_gpu_check.py)
+    python scripts/gpu_check.py --cpu-dry-run   # = --providers cpu --tiny --serving-s 0 (tests/export/test_gpu_check.py)
 
 Steps (each timed and guarded; a failing step does not stop the rest; the report says why):
 
@@ -518,6 +518,26 @@ def serving_case(provider: str, seconds: float, work: Path) -> dict[str, Any]:
 # -- report -------------------------------------------------------------------------------------
 
 
+def issue_targets(steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's "done when" numbers, where this run measured them (GPU providers only)."""
+    out: list[dict[str, Any]] = []
+    for name, st in steps.items():
+        provider = name.split(":", 1)[0]
+        if provider not in ("cuda", "tensorrt") or st.get("status") != "ok":
+            continue
+        if "bound-set parity" in name and st.get("parity_b32"):
+            d = st["parity_b32"]["max_abs_diff"]
+            out.append({"what": f"{provider}: bound-set parity max |Δ| ≤ 1e-3", "measured": f"{d:.2e}", "met": d <= 1e-3})
+        if st.get("fp16_vs_fp32_b32") is not None:
+            r = st["fp16_vs_fp32_b32"]
+            out.append({"what": f"{provider}: fp16 / fp32 p50 at batch 32 ≤ 0.6", "measured": r, "met": r <= 0.6})
+        if st.get("served_vs_raw_top") is not None:
+            r, p99 = st["served_vs_raw_top"], st.get("edge_top_p99_ms")
+            out.append({"what": f"{provider}: served / raw engine throughput ≥ 0.5, p99 ≤ 20 ms (c=256)",
+                        "measured": f"{r} ({p99} ms)", "met": r >= 0.5 and p99 is not None and p99 <= 20})
+    return out
+
+
 def write_report(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     REPORT["wall_s"] = round(time.monotonic() - T0, 1)
@@ -550,6 +570,14 @@ def write_report(out: Path) -> None:
         if s["status"] != "ok":
             status += f": {s.get('reason') or s.get('error', '')}"[:200]
         lines.append(f"| {name} | {status} | {ran} | {par} | {l1} | {l32} | {'; '.join(notes)} |")
+    targets = issue_targets(REPORT["steps"])
+    REPORT["targets"] = targets
+    (out / "gpu_check.json").write_text(json.dumps(REPORT, indent=2, default=str), encoding="utf-8")
+    if targets:
+        lines += ["", "## Issue 17 targets", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t['what']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |" for t in targets]
+    if REPORT.get("dry_run"):
+        lines += ["", f"Dry run — {REPORT['dry_run']}."]
     serving = [(n, s) for n, s in REPORT["steps"].items() if s.get("rows")]
     for name, s in serving:
         lines += ["", f"## {name}", "", "| row | req/s | p50 ms | p99 ms |", "|---|---|---|---|"]
@@ -564,7 +592,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join((__doc__ or "").split("\n")[2:]))
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
-    ap.add_argument("--providers", default="cpu,cuda,tensorrt", help="comma list of cpu, cuda, tensorrt (default: all three)")
+    ap.add_argument("--providers", default=None, help="comma list of cpu, cuda, tensorrt (default: all three; "
+                    "with --cpu-dry-run: cpu)")
+    ap.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU in about a minute: --tiny, "
+                    "--serving-s 0, --providers cpu unless given (tests/export/test_gpu_check.py)")
     ap.add_argument("--install", action="store_true", help="pip install onnxruntime-gpu, tensorrt, cuda-python first")
     ap.add_argument("--real", action="store_true", help="export the real all-MiniLM-L6-v2 instead of a tiny encoder")
     ap.add_argument("--tiny", action="store_true", help="the smallest random encoder (CPU dry runs and tests)")
@@ -572,7 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=480.0, help="stop starting new steps after this many seconds")
     args = ap.parse_args(argv)
     BUDGET_S = args.budget_s
-    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    if args.cpu_dry_run:
+        args.tiny, args.serving_s = True, 0.0
+        args.providers = args.providers or "cpu"
+        REPORT["dry_run"] = "cpu: tiny random encoder, no serving step; GPU numbers need a GPU run"
+    providers = [p.strip() for p in (args.providers or "cpu,cuda,tensorrt").split(",") if p.strip()]
     bad = [p for p in providers if p not in ORT_NAMES]
     if bad:
         ap.error(f"unknown provider(s) {bad}; use {sorted(ORT_NAMES)}")

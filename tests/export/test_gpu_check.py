@@ -29,6 +29,7 @@ def test_help() -> None:
     res = _run("--help", timeout=60)
     assert res.returncode == 0, res.stderr
     assert "--providers" in res.stdout and "preload_dlls" in res.stdout and "--serving-s" in res.stdout
+    assert "--cpu-dry-run" in res.stdout
 
 
 def test_unknown_provider_is_one_clear_line() -> None:
@@ -38,9 +39,10 @@ def test_unknown_provider_is_one_clear_line() -> None:
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA present: no fallback to see")
 def test_cpu_dry_run_and_cuda_fallback_fails_its_steps(tmp_path: Path) -> None:
-    res = _run("--providers", "cpu,cuda", "--tiny", "--serving-s", "0", "--out", str(tmp_path))
+    res = _run("--cpu-dry-run", "--providers", "cpu,cuda", "--out", str(tmp_path))
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
+    assert "dry_run" in report
     cpu = {k: v for k, v in steps.items() if k.startswith("cpu:")}
     assert len(cpu) == 5 and all(v["status"] == "ok" for v in cpu.values()), json.dumps(cpu)[:2000]
     parity = steps["cpu: bound-set parity (fp32, set 'other')"]
