@@ -1,0 +1,49 @@
+"""Precision variants from one checkpoint (issue 17 item 7): the exporter writes ``V+<precision>``
+bundles that name ``V``; a real registry (SQLite, blob store) accepts them beside ``V`` and lists
+the family; each variant carries its own parity numbers and runs in ONNX Runtime on the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud.api.container import CloudServices
+from contracts.bundle import open_bundle
+from edge.runtime.bundle_session import smoke_test
+from export.errors import ExportError
+from export.pipeline import export_checkpoint
+from tests.cloud.controller.conftest import make_settings
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[CloudServices]:
+    svc = CloudServices.build(make_settings(tmp_path))
+    yield svc
+    svc.close()
+
+
+def test_fp16_variant_of_the_fp32_export_registers_beside_it(
+    tiny_ckpt: Path, fp32_bundle: Path, tmp_path: Path, services: CloudServices
+) -> None:
+    fp16 = export_checkpoint(tiny_ckpt, tmp_path / "fp16", precision="fp16", version="ignored", variant_of="1.2.3")
+    b = open_bundle(fp16)
+    m = b.manifest
+    assert m.version == "1.2.3+fp16" and m.variant is not None
+    assert m.variant.of == "1.2.3" and m.variant.runs_on == ["cuda", "tensorrt"]
+    assert m.provenance.checkpoint_sha256 == open_bundle(fp32_bundle).manifest.provenance.checkpoint_sha256
+    assert m.metrics.parity["fp16_vs_fp32"]["cosine_p1"] >= 0.999  # its own numbers, measured on the CPU EP
+    assert smoke_test(b, "other")["providers"] == ["CPUExecutionProvider"]
+
+    reg = services.registry
+    reg.register_dir(fp32_bundle, actor="t")
+    reg.register_dir(fp16, actor="t")
+    fam = reg.get_version("autoglm-router", "1.2.3").variants
+    assert [(v.precision, v.version) for v in fam] == [("fp32", "1.2.3"), ("fp16", "1.2.3+fp16")]
+    assert reg.get_version("autoglm-router", "1.2.3+fp16").variant_of == "1.2.3"
+
+
+def test_variant_of_a_version_with_build_metadata_is_refused(tiny_ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="without build metadata"):
+        export_checkpoint(tiny_ckpt, tmp_path / "x", precision="fp16", variant_of="1.2.3+int8")
