@@ -62,6 +62,17 @@ from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segme
 
 log = get_logger("autoglm.cloud.sync")
 
+
+def fleet_share_refusal(rec: KnowledgeRecord, sender: str) -> str | None:
+    """Why a shared record that ``sender`` (the broker-authenticated node) sent may not go to other
+    nodes, or None when it may: it must be the sender's own write (the HLC of the write names it)
+    and not one made without the edge admin token (``source`` ``http:anonymous@…``)."""
+    if rec.source.startswith(ANONYMOUS_SOURCE_PREFIX):
+        return "anonymous"
+    if rec.origin != sender:
+        return "foreign_origin"
+    return None
+
 _TOPIC_CT = {
     UpKind.MEMORY.value: ContentType.MEMORY,
     UpKind.SESSION.value: ContentType.SESSION,
@@ -276,7 +287,11 @@ class CloudSync:
             if rows:
                 cursor = rows[-1][0]
             meta = {"resync": rid, "part": part, "final": final, "cursor": cursor, "snapshot": since is None}
-            frame = self.framer.records(ContentType.RESYNC_RESPONSE, [r.model_dump() for _, r in rows], meta=meta)
+            # the same provenance rule as the live rebroadcast: another node's anonymous or
+            # foreign-origin writes are not handed out (the node's own and the cloud's are)
+            recs = [r.model_dump() for _, r, sender in rows
+                    if sender in (node_id, CLOUD_SENDER) or fleet_share_refusal(r, sender) is None]
+            frame = self.framer.records(ContentType.RESYNC_RESPONSE, recs, meta=meta)
             self._conn.publish(self.topics.resync_response(node_id), frame, qos=1)
             part += 1
             if final:
@@ -472,14 +487,10 @@ class CloudSync:
 
     @staticmethod
     def _fleet_may_have(rec: KnowledgeRecord, node: str) -> bool:
-        """Provenance check before a node's shared record goes to the fleet: it must be that
-        node's own write (the HLC of the write names the authenticated sender) and not one made
-        without the edge admin token. Refused records stay in the cloud; counted."""
-        if rec.source.startswith(ANONYMOUS_SOURCE_PREFIX):
-            reason = "anonymous"
-        elif rec.origin != node:
-            reason = "foreign_origin"
-        else:
+        """Provenance check before a node's shared record goes to the fleet (:func:`fleet_share_refusal`);
+        refused records stay in the cloud (and go back to their own node on resync); counted."""
+        reason = fleet_share_refusal(rec, node)
+        if reason is None:
             return True
         metrics.NOT_REBROADCAST.labels(reason=reason).inc()
         log.warning("shared record not rebroadcast", extra={"node": node, "key": rec.key[:80], "reason": reason})

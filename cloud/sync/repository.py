@@ -314,15 +314,16 @@ class SyncRepository:
 
     def knowledge_since(
         self, cursor: str | None, for_node: str, limit: int
-    ) -> list[tuple[str, KnowledgeRecord]]:
-        """(merged HLC, record) after ``cursor`` in merge order: shared ones and the node's own."""
+    ) -> list[tuple[str, KnowledgeRecord, str]]:
+        """(merged HLC, record, node it came from) after ``cursor`` in merge order: shared ones and
+        the node's own."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_KCOLS} FROM knowledge WHERE merged > ? AND (shared = 1 OR from_node = ?) "
                 "ORDER BY merged LIMIT ?",
                 (cursor or "", for_node, limit),
             ).fetchall()
-        return [(r[10], _krecord(r)) for r in rows]
+        return [(r[10], _krecord(r), r[9]) for r in rows]
 
     def hard_example_count(self, node_id: str | None = None) -> int:
         q, a = "SELECT COUNT(*) FROM hard_examples", cast(tuple[str, ...], ())

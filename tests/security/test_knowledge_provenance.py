@@ -6,7 +6,8 @@
 2. here: the cloud hub checks provenance before it rebroadcasts a node's shared knowledge to the
    fleet — a record marked anonymous, or one whose write HLC names another node than the
    (broker-authenticated) sender, stays in the cloud, is counted, and never reaches another node;
-   non-shared records are not rebroadcast either. Real Mosquitto, real EdgeSync nodes.
+   non-shared records are not rebroadcast either; a node's resync snapshot follows the same rule.
+   Real Mosquitto, real EdgeSync nodes.
 """
 
 from __future__ import annotations
@@ -65,3 +66,10 @@ def test_hub_rebroadcasts_only_the_senders_own_authenticated_shared_writes(
     assert {r.key for r in got_b} == {"good", "later"}
     for key in ("anon", "spoofed", "private"):
         assert b.store.get(key) is None, key
+    # a node that joins later gets a snapshot on resync: the same rule applies there
+    c = make_edge(mosquitto_broker, "node-d").start()
+    wait_until(lambda: c.resyncs_completed >= 1, what="node-d initial resync")
+    assert c.store is not None
+    assert c.store.get("good") is not None and c.store.get("later") is not None
+    for key in ("anon", "spoofed", "private"):
+        assert c.store.get(key) is None, key
