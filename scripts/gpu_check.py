@@ -26,6 +26,8 @@ Steps (each timed and guarded; a failing step does not stop the rest; the report
    - **int8 bundle** on that provider (parity vs CPU int8, latency);
    - **adapter-only update hot swap**: the edge loader loads the parent, then the update on top
      of it, on that provider; outputs vs the CPU session of the update;
+   - **precision variant**: which variant the rollout controller sends a node whose model really
+     runs on that provider (fp16 on CUDA / TensorRT, int8 on the CPU);
    - **TensorRT native** (tensorrt only): the bundle's engine, latency, refit with "other";
    - **serving**: ``benchmarks/bench_serving.py --provider P`` (servers ort + edge, concurrency
      1, 32, 256; ``--serving-s`` seconds each; 0 skips), served / raw-engine throughput.
@@ -444,6 +446,25 @@ def bound_set_parity(b: dict[str, Path], provider: str, inputs: dict[int, Any], 
     return res
 
 
+def variant_choice(b: dict[str, Path], provider: str, cache: Path) -> dict[str, Any]:
+    """The precision variant the rollout controller would send a node whose model runs on this
+    provider (its heartbeat reports the session's real providers): fp16 on CUDA / TensorRT, int8 on
+    the CPU (cloud/rollout/variants.py)."""
+    from cloud.registry.schemas import DEFAULT_RUNS_ON, VariantOut
+    from cloud.rollout.variants import choose_variant
+
+    res = really_ran(session(b["fp32"], "default", provider, cache), provider)
+    require_provider(res, provider)
+    fam = [VariantOut(precision=p, version="1.0.0" if p == "fp32" else f"1.0.0+{p}", manifest_sha256="0" * 64,
+                      runs_on=DEFAULT_RUNS_ON[p]) for p in ("fp32", "fp16", "int8")]
+    choice = choose_variant(fam, fam[0], {"providers": res["providers_used"]}, {})
+    res["variant_chosen"] = choice.variant.precision if choice.variant else None
+    want = "int8" if provider == "cpu" else "fp16"
+    if res["variant_chosen"] != want:
+        raise CheckFailed(f"a node running on {res['providers_used']} would get {res['variant_chosen']}, not {want}", res)
+    return res
+
+
 def latency_case(bundle: Path, provider: str, inputs: dict[int, Any], ref: dict[int, Any], cache: Path, fp16: bool, min_cos: float) -> dict[str, Any]:
     sess = session(bundle, "other", provider, cache, fp16=fp16)
     res = really_ran(sess, provider)
@@ -562,7 +583,7 @@ def write_report(out: Path) -> None:
         used = s.get("providers_used")
         ran = ", ".join(used) if isinstance(used, list) else (json.dumps(used) if used else "")
         notes = []
-        for key in ("fallback", "provider_fallback", "vs_default_b32", "vs_parent_b32", "fp16_vs_fp32_b32", "refit_ok",
+        for key in ("variant_chosen", "fallback", "provider_fallback", "vs_default_b32", "vs_parent_b32", "fp16_vs_fp32_b32", "refit_ok",
                     "refit_s", "served_vs_raw_top", "edge_top_p99_ms", "update_load_s"):
             if s.get(key) not in (None, "", []):
                 notes.append(f"{key} {s[key]}")
@@ -656,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
                 REPORT["steps"][f"{p}: fp16"]["fp16_vs_fp32_b32"] = ratio
             step(f"{p}: int8 bundle", lambda p=p: latency_case(b["int8"], p, inputs, refs["int8_other"], cache, False, 0.999))
             step(f"{p}: adapter-only update hot swap", lambda p=p: update_hot_swap(b, p, inputs, refs, work))
+            step(f"{p}: precision variant for this node", lambda p=p: variant_choice(b, p, cache))
             if p == "tensorrt":
                 step("tensorrt: native engine + refit", lambda: trt_case(b["fp16"], inputs, refs["fp32_default"], refs["fp32_other"]), min_left_s=60)
             if args.serving_s > 0:

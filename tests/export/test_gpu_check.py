@@ -44,7 +44,8 @@ def test_cpu_dry_run_and_cuda_fallback_fails_its_steps(tmp_path: Path) -> None:
     steps = report["steps"]
     assert "dry_run" in report
     cpu = {k: v for k, v in steps.items() if k.startswith("cpu:")}
-    assert len(cpu) == 5 and all(v["status"] == "ok" for v in cpu.values()), json.dumps(cpu)[:2000]
+    assert len(cpu) == 6 and all(v["status"] == "ok" for v in cpu.values()), json.dumps(cpu)[:2000]
+    assert steps["cpu: precision variant for this node"]["variant_chosen"] == "int8"
     parity = steps["cpu: bound-set parity (fp32, set 'other')"]
     assert parity["providers_used"] == ["CPUExecutionProvider"] and parity["parity_b32"]["max_abs_diff"] <= 1e-5
     assert parity["vs_default_b32"] > 1e-2  # the bound set really changed the outputs
