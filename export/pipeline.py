@@ -521,6 +521,27 @@ def _fp16_parity(fp32: Path, fp16: Path, tokenizer: TextTokenizer, texts: list[s
 # -- adapter-only updates -------------------------------------------------------------------------
 
 
+def export_variants(
+    checkpoint_dir: Path, out_root: Path, precisions: Sequence[str], *, version: str = "0.1.0", **kwargs: Any
+) -> dict[str, Path]:
+    """Export one checkpoint in several precisions (issue 17 item 7): the first precision is the
+    version itself (``OUT/<p>/``, version ``version``), each other one its variant
+    (``OUT/<p>/``, version ``version+<p>``, ``manifest.variant.of == version``). Register the first
+    before the others. ``kwargs`` go to every :func:`export_checkpoint` call (the int8 guard gates
+    the int8 variant alone)."""
+    wanted = list(dict.fromkeys(precisions))
+    if not wanted:
+        raise ExportError("no precision to export")
+    for p in wanted:
+        if p not in PRECISIONS:
+            raise ExportError(f"precision {p!r} is not one of {', '.join(PRECISIONS)}")
+    out: dict[str, Path] = {}
+    for i, p in enumerate(wanted):
+        out[p] = export_checkpoint(checkpoint_dir, Path(out_root) / p, precision=p, version=version,
+                                   variant_of=None if i == 0 else version, **kwargs)
+    return out
+
+
 def export_adapter_update(
     checkpoint_dir: Path,
     out_dir: Path,

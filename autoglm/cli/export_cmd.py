@@ -63,12 +63,17 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--variant-of", help="Make it a precision variant of this version (version becomes V+PRECISION)."),
         ] = None,
+        variants: Annotated[
+            str | None,
+            typer.Option("--variants", help="Comma list, e.g. fp32,int8,fp16: OUT/<p>/ each; the first is VERSION, "
+                         "the others its variants VERSION+<p>."),
+        ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
         """Export a checkpoint to an ONNX bundle (manifest, graph, adapters, tokenizer, signature)."""
         from contracts.bundle import pack_bundle
         from export.errors import ExportError, GuardFailed
-        from export.pipeline import bundle_size, export_adapter_update, export_checkpoint
+        from export.pipeline import bundle_size, export_adapter_update, export_checkpoint, export_variants
 
         texts = labels = None
         if eval_jsonl is not None:
@@ -77,6 +82,17 @@ def register(app: typer.Typer) -> None:
             examples = load_jsonl(eval_jsonl)
             texts, labels = [e.text for e in examples], [e.route for e in examples]
         try:
+            if variants is not None:
+                if parent is not None or variant_of is not None:
+                    fail("--variants cannot be combined with --parent or --variant-of", 2)
+                done = export_variants(
+                    checkpoint, out, [p.strip() for p in variants.split(",") if p.strip()], version=version,
+                    name=name, sign_key=sign_key, eval_texts=texts, eval_labels=labels,
+                    allow_degraded=allow_degraded, progress=not quiet, tensorrt=tensorrt,
+                )
+                for p, path in done.items():
+                    console.print(f"{p}: {path} ({bundle_size(path) / 1e6:.2f} MB)")
+                return
             if parent is not None:
                 result = export_adapter_update(
                     checkpoint, out, parent_bundle=parent, version=version, sign_key=sign_key, progress=not quiet

@@ -47,3 +47,22 @@ def test_fp16_variant_of_the_fp32_export_registers_beside_it(
 def test_variant_of_a_version_with_build_metadata_is_refused(tiny_ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="without build metadata"):
         export_checkpoint(tiny_ckpt, tmp_path / "x", precision="fp16", variant_of="1.2.3+int8")
+
+
+def test_cli_exports_a_version_and_its_variants(tiny_ckpt: Path, tmp_path: Path, services: CloudServices) -> None:
+    from typer.testing import CliRunner
+
+    from autoglm.cli import app
+
+    out = tmp_path / "family"
+    res = CliRunner().invoke(app, ["export", str(tiny_ckpt), "--out", str(out), "--variants", "fp32,fp16",
+                                   "--version", "2.0.0", "-q"])
+    assert res.exit_code == 0, res.output
+    assert open_bundle(out / "fp32").manifest.version == "2.0.0" and open_bundle(out / "fp32").manifest.variant is None
+    assert open_bundle(out / "fp16").manifest.version == "2.0.0+fp16"
+    for p in ("fp32", "fp16"):
+        services.registry.register_dir(out / p, actor="t")
+    assert [v.version for v in services.registry.get_version("autoglm-router", "2.0.0").variants] == ["2.0.0",
+                                                                                                       "2.0.0+fp16"]
+    bad = CliRunner().invoke(app, ["export", str(tiny_ckpt), "--out", str(tmp_path / "x"), "--variants", "fp32,fp8"])
+    assert bad.exit_code == 2 and "fp8" in bad.output
