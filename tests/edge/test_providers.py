@@ -116,3 +116,14 @@ def test_loader_says_when_a_requested_provider_fell_back(
     monkeypatch.undo()
     plain = BundleModelLoader(ServeSettings(model_cache_dir=tmp_path, providers=["cpu"], ort_intra_op_threads=1))(bundles.v1)
     assert plain.extra["provider_fallback"] == "" and plain.providers == ["CPUExecutionProvider"]
+
+
+def test_node_hardware_for_the_heartbeat(tmp_path: Path) -> None:
+    """What a node reports so the rollout can pick its precision variant (issue 17)."""
+    from edge.runtime.providers import node_hardware
+
+    s = ServeSettings(model_cache_dir=tmp_path)
+    assert node_hardware(s) == {"providers_available": ["CPUExecutionProvider"], "device": "cpu"}
+    gpu = node_hardware(s, available=GPU_BUILD)  # a GPU build's list; no tensorrt package here to name the GPU
+    assert gpu["providers_available"] == GPU_BUILD
+    assert gpu["device"] == (f"cuda:{s.cuda_device_id}" if detect_gpu()[0] is None else gpu["device"])

@@ -138,7 +138,8 @@ def test_traffic_split_between_two_loaded_versions(cloud: Cloud, tmp_path: Path)
 
 def test_heartbeat_window_fields(cloud: Cloud, tmp_path: Path) -> None:
     plane, service = _plane(cloud, tmp_path, "edge-hb")
-    hb = ServingHeartbeat(service, extra=[lambda: {"fallback_rate": 0.25}])
+    hb = ServingHeartbeat(service, extra=[lambda: {"fallback_rate": 0.25}],
+                          hardware={"providers_available": ["CPUExecutionProvider"], "device": "cpu"})
 
     async def run() -> None:
         await service.start()
@@ -154,6 +155,7 @@ def test_heartbeat_window_fields(cloud: Cloud, tmp_path: Path) -> None:
             doc = hb()
             assert doc["model_version"] == "1.0.0" and doc["adapters"] == ["default"]
             assert doc["providers"] == ["CPUExecutionProvider"] and "provider_fallback" not in doc
+            assert (doc["variant"], doc["device"], doc["providers_available"]) == ("fp32", "cpu", ["CPUExecutionProvider"])
             assert doc["requests"] == 22
             assert doc["error_rate"] == pytest.approx(1 / 22, abs=1e-3)
             assert 0 < doc["latency_p50_ms"] <= doc["latency_p99_ms"]
