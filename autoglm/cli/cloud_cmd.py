@@ -152,6 +152,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cloud, name="cloud")
     rollout = typer.Typer(help="Gray-release rollouts.", no_args_is_help=True)
     cloud.add_typer(rollout, name="rollout")
+    from autoglm.cli.loop_cmd import register_loop
+
+    register_loop(cloud)  # hard-examples, jobs, worker (the learning loop)
 
     @cloud.command("serve")
     def serve(
