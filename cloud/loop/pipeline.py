@@ -311,7 +311,9 @@ class LoopPipeline:
                     steps=list(st.loop_canary_steps),
                     pause_s=st.loop_canary_pause_s,
                     analysis=AnalysisConfig(
-                        enabled=st.loop_canary_analysis, min_requests=st.loop_canary_min_requests
+                        enabled=st.loop_canary_analysis,
+                        min_requests=st.loop_canary_min_requests,
+                        max_fallback_rate=st.loop_canary_max_fallback_rate,
                     ),
                 ),
                 actor=f"{self.actor}-job-{jid}",

@@ -88,6 +88,12 @@ class LoopSettings(AutoGLMSettings):
     loop_canary_min_requests: int = Field(
         default=50, ge=0, description="Canary requests needed before the analysis gives a verdict."
     )
+    loop_canary_max_fallback_rate: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Canary analysis: largest share of answers the canary may fall back to the cloud for.",
+    )
     loop_on_inconclusive: Literal["abort", "promote"] = Field(
         default="abort", description="What the worker does when the canary analysis stays inconclusive."
     )
