@@ -676,6 +676,13 @@ def write_serving_record(record: dict[str, Any]) -> None:
                                 baseline=f"raw engine {record['raw_engine']['throughput_seq_s']:,.0f} seq/s",
                                 result=f"{c['edge_vs_raw_c32']:.0%}", target="≥ 80 %", met=c.get("edge_vs_raw_c32_ge_80pct")))
     provider = str(record.get("provider", "cpu"))
+    used = record.get("providers_used", {})
+    ran = sorted({str((u.get("used") or ["?"])[0]).removesuffix("ExecutionProvider") for k, u in used.items()
+                  if isinstance(u, dict) and k != "naive"})  # the naive row is PyTorch
+    rows.append(HeadlineRow(what=f"Execution provider of the ort, edge and raw rows (asked: {provider})",
+                            baseline="—", result=f"ran on {', '.join(ran) or '?'}"
+                            + ("" if c.get("providers_all_as_requested") else f"; FELL BACK: {c.get('providers_fallback')}"),
+                            target="the asked provider, every row", met=bool(c.get("providers_all_as_requested"))))
     write_record("serving", record, rows, accelerator="none" if provider == "cpu" else provider)
 
 
