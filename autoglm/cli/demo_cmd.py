@@ -16,7 +16,7 @@ def demo(
     retrain: Annotated[bool, typer.Option("--retrain", help="Train again even when a finished checkpoint with the same configuration exists.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the demo's number of epochs.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
-    stages: Annotated[str, typer.Option(help="Comma-separated stages to run: train,export,fleet,ask (fleet and ask need export).")] = "train,export,fleet,ask",
+    stages: Annotated[str, typer.Option(help="Comma-separated stages to run: train,export,fleet,loop,ask (later ones need export and fleet).")] = "train,export,fleet,loop,ask",
     allow_degraded: Annotated[bool, typer.Option("--allow-degraded", help="Keep an int8 bundle that fails the accuracy guard.")] = False,
     reexport: Annotated[bool, typer.Option("--reexport", help="Export again even when bundles from the same checkpoint exist.")] = False,
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the fleet and the web console up after the last stage (Ctrl-C stops).")] = False,

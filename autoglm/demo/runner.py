@@ -22,8 +22,9 @@ from autoglm.demo.errors import StageFailed
 
 if TYPE_CHECKING:
     from autoglm.demo.ask_stage import AskResult
+    from autoglm.demo.loop_stage import LoopResult
 
-STAGES = ("export", "fleet", "ask")
+STAGES = ("export", "fleet", "loop", "ask")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class DemoSummary:
     rollout_state: str = ""
     node_versions: dict[str, str | None] = field(default_factory=dict)
     ask: AskResult | None = None  # stage 4's result as it came back
+    loop: LoopResult | None = None  # the learning loop's result
     leftover_threads: list[str] = field(default_factory=list)
     broker_stopped: bool = False
     run_dir: str = ""
@@ -81,7 +83,7 @@ def run_demo(
     summary.bundle_bytes, summary.update_bytes = export.bundle_bytes, export.update_bytes
     summary.export_reused = export.reused
     summary.guard_passed = (not export.guard.get("failures")) if export.guard else None
-    if "fleet" not in stages and "ask" not in stages:
+    if not {"fleet", "loop", "ask"} & set(stages):
         return summary
 
     run_dir = root / "run"
@@ -101,6 +103,14 @@ def run_demo(
         fr = run_stage_fleet(console, fleet, pause_s=rollout_pause_s)
         summary.stage_wall_s["fleet"] = time.perf_counter() - t0
         summary.rollout_state, summary.node_versions = fr.rollout_state, fr.versions
+        if "loop" in stages:
+            from autoglm.demo.loop_stage import run_stage_loop
+
+            stage = "loop"
+            console.rule("[bold]Stage · loop: hard examples → labels → job → canary → promoted")
+            t0 = time.perf_counter()
+            summary.loop = run_stage_loop(console, fleet, export, checkpoint, allow_degraded=allow_degraded)
+            summary.stage_wall_s["loop"] = time.perf_counter() - t0
         if "ask" in stages:
             stage = "ask"
             t0 = time.perf_counter()
@@ -163,6 +173,11 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
         t.add_row("cloud down", f"local question → {a.offline_local_source}; cloud question → {a.offline_source} "
                   f"in ≤ {a.offline_latency_ms:.0f} ms server / {a.offline_wall_ms:.0f} ms client; repeat with the breaker "
                   f"open: {'no network attempt' if a.offline_breaker_short_circuit else 'attempted the cloud'}")
+    lp = s.loop
+    if lp is not None:
+        after = "-" if lp.accuracy_after is None else f"{100 * lp.accuracy_after:.1f} %"
+        t.add_row("learning loop", f"{len(lp.queued)} hard examples → job {lp.job_state or '-'} ({lp.outcome or '-'}), "
+                  f"version {lp.version or '-'}; accuracy on the loop's questions {100 * lp.accuracy_before:.1f} % → {after}")
     if s.run_dir:
         t.add_row("run artefacts", f"{s.run_dir} (cloud SQLite, node caches, memory DBs, broker log)")
     t.add_row("wall time per stage", ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_wall_s.items()))

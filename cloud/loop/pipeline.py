@@ -314,6 +314,8 @@ class LoopPipeline:
                         enabled=st.loop_canary_analysis,
                         min_requests=st.loop_canary_min_requests,
                         max_fallback_rate=st.loop_canary_max_fallback_rate,
+                        max_p99_ratio=st.loop_canary_max_p99_ratio,
+                        p99_slack_ms=st.loop_canary_p99_slack_ms,
                     ),
                 ),
                 actor=f"{self.actor}-job-{jid}",

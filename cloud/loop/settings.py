@@ -94,6 +94,14 @@ class LoopSettings(AutoGLMSettings):
         le=1,
         description="Canary analysis: largest share of answers the canary may fall back to the cloud for.",
     )
+    loop_canary_max_p99_ratio: float = Field(
+        default=1.5,
+        gt=0,
+        description="Canary analysis: canary p99 latency may be at most this times the stable's.",
+    )
+    loop_canary_p99_slack_ms: float = Field(
+        default=5.0, ge=0, description="Canary analysis: added to the p99 bound (noise at tiny latencies)."
+    )
     loop_on_inconclusive: Literal["abort", "promote"] = Field(
         default="abort", description="What the worker does when the canary analysis stays inconclusive."
     )

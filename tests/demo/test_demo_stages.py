@@ -62,6 +62,13 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert "demo relaxes the rollout analysis" in text and "min_requests 3 (shipped default 50)" in text
     assert "demo relaxes the semantic cache" in text and "agent_cache_threshold 0.85 (shipped default" in text
 
+    # loop: the questions edge-a was unsure of became hard examples, a job ran to the end
+    lp = s.loop
+    assert lp is not None and lp.queued and lp.job_state in ("succeeded", "failed")
+    assert "demo loop policy and budget" in text and "loop_train_steps 30 (shipped" in text
+    if lp.outcome == "promoted":  # a random tiny model may also fail the guard or the policy (allowed here)
+        assert lp.version == "1.2.0" and lp.accuracy_after is not None
+
     # ask: every answer source the story shows
     a = s.ask
     assert a is not None

@@ -1,0 +1,190 @@
+"""Demo stage · loop: the closed learning loop, unattended.
+
+Questions phrased unlike the training templates go to edge-a's agent; those it is unsure of are
+queued as hard examples (edge outbox → MQTT → the hub's hook → the cloud queue). The loop worker
+(in a thread here, a process next to the API in production: ``autoglm cloud worker``) triages them
+with the full-precision model, the demo policy auto-approves the suggested labels, a job trains
+for a tiny budget (said in the output), exports with the guard, registers 1.2.0 with lineage,
+canaries it to both nodes and promotes it. Accuracy on those questions (against the routes the
+demo meant) is printed before and after, with the wall time of each step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from autoglm.demo.errors import StageFailed
+from autoglm.demo.export_stage import MODEL_NAME
+
+if TYPE_CHECKING:
+    from autoglm.demo.export_stage import ExportResult
+    from autoglm.demo.fleet_stage import Fleet
+
+# (question, the route the demo means) — unusual phrasings, written before any run of the loop
+QUESTIONS: list[tuple[str, str]] = [
+    ("crunch 48 by 12 for me", "calculator"),
+    ("twelve dozen eggs makes how many eggs", "calculator"),
+    ("feet in three metres roughly", "unit_convert"),
+    ("a 200 litre drum holds how many gallons", "unit_convert"),
+    ("is harbin usually freezing in january", "climate"),
+    ("how sticky does guangzhou get in summer", "climate"),
+    ("who looks after the boiler room people", "kg_query"),
+    ("walk me through swapping a pump seal", "doc_search"),
+]
+
+# The demo's loop policy and budget (cloud/loop/settings.py LoopSettings), printed when used.
+DEMO_LOOP: dict[str, Any] = {
+    "loop_auto_approve": True, "loop_auto_approve_any_source": True, "loop_auto_approve_min_confidence": 0.0,
+    "loop_train_steps": 30, "loop_base_samples": 600, "loop_eval_max": 400, "loop_canary_steps": [50.0, 100.0],
+    "loop_canary_pause_s": 1.0, "loop_canary_min_requests": 3, "loop_canary_max_p99_ratio": 1000.0,
+    "loop_canary_p99_slack_ms": 10000.0, "loop_canary_max_fallback_rate": 1.0, "loop_worker_poll_s": 0.2,
+}
+
+
+@dataclass
+class LoopResult:
+    queued: list[str] = field(default_factory=list)
+    accuracy_before: float = 0.0
+    accuracy_after: float | None = None
+    job_state: str = ""
+    outcome: str = ""
+    version: str | None = None
+    error: str = ""
+    steps_s: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _ask(url: str, text: str) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.post(f"{url}/v1/ask", json={"text": text}, timeout=60)
+    r.raise_for_status()
+    return dict(r.json())
+
+
+def _edge_route(answer: dict[str, Any]) -> tuple[str, bool]:
+    """The node model's route and whether the agent queued the question as a hard example."""
+    step: dict[str, Any] = next((s for s in answer["steps"] if s["kind"] == "route"), {})
+    route = step.get("route", "")
+    hard = any(s["kind"] == "hard_example" and s.get("queued") for s in answer["steps"])
+    return str(route), hard
+
+
+def _relaxations() -> str:
+    from cloud.loop.settings import LoopSettings
+
+    shipped = {k: f.default if f.default_factory is None else f.default_factory()  # type: ignore[call-arg]
+               for k, f in LoopSettings.model_fields.items()}
+    return "; ".join(f"{k} {v} (shipped {shipped[k]})" for k, v in DEMO_LOOP.items() if shipped.get(k) != v)
+
+
+def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpoint: Path, *,
+                   allow_degraded: bool = False) -> LoopResult:
+    from autoglm.demo.fleet_stage import Traffic, served_version, wait_for
+    from autoglm.loop_export import guarded_update
+    from cloud.loop.settings import LoopSettings
+    from cloud.loop.worker import LoopWorker, worker_services
+
+    cloud = fleet.cloud
+    if cloud is None or "edge-a" not in fleet.nodes:
+        raise StageFailed("loop", "the fleet is not running")
+    res = LoopResult()
+    node_a = fleet.nodes["edge-a"].url
+    console.print("[yellow]demo loop policy and budget[/] (tiny training budget, labels auto-approved): " + _relaxations())
+
+    t0 = time.perf_counter()
+    before: dict[str, str] = {}
+    for text, _meant in QUESTIONS:
+        route, hard = _edge_route(_ask(node_a, text))
+        before[text] = route
+        if hard:
+            res.queued.append(text)
+    res.accuracy_before = sum(before[t] == m for t, m in QUESTIONS) / len(QUESTIONS)
+    svc = cloud.services
+    if res.queued:
+        wait_for(lambda: svc.loop.queue.untriaged() >= len(res.queued), 30, "hard examples in the cloud queue", "loop")
+    res.steps_s["ask + queue"] = time.perf_counter() - t0
+    console.print(f"edge-a was unsure of {len(res.queued)} of {len(QUESTIONS)} questions (queued as hard examples); "
+                  f"accuracy before {100 * res.accuracy_before:.1f} %", highlight=False)
+    if not res.queued:
+        console.print("no hard examples: nothing for the loop to learn")
+        return res
+
+    wsvc = worker_services(svc.settings)
+    wsvc.loop.settings = wsvc.loop.queue.settings = LoopSettings(
+        **DEMO_LOOP, loop_checkpoint_dirs=[checkpoint], loop_sign_key=export.secret_key,
+        loop_work_dir=svc.settings.data_dir / "loop",
+    )
+    worker = LoopWorker(wsvc, guarded_update, worker_id="demo-worker")
+    try:
+        t0 = time.perf_counter()
+        worker.triage()
+        with cloud.client() as c:
+            items = c.get("/api/v1/hard-examples").json()["items"]
+            t = Table("hard example", "count", "suggested", "p", "source", "status")
+            for it in items:
+                p = it["suggested_confidence"]
+                t.add_row(it["text"], str(it["count"]), it["suggested_route"] or "-", "-" if p is None else f"{p:.2f}",
+                          it["suggestion_source"], it["status"])
+            console.print(t)
+            res.steps_s["triage + auto-approve"] = time.perf_counter() - t0
+            r = c.post("/api/v1/jobs", json={"model": MODEL_NAME, "reason": "demo loop"})
+            if r.status_code != 201:
+                raise StageFailed("loop", f"job refused: {r.status_code} {r.text[:200]}")
+            jid = int(r.json()["id"])
+            urls = [n.url for n in fleet.nodes.values()]
+            thread = threading.Thread(target=worker.run_once, name="demo-loop-worker", daemon=True)
+            stage, t_stage = "queued", time.perf_counter()
+            with Traffic(urls):
+                thread.start()
+                job: dict[str, Any] = {}
+                deadline = time.monotonic() + 900
+                while time.monotonic() < deadline:
+                    job = c.get(f"/api/v1/jobs/{jid}").json()
+                    if job["stage"] != stage or job["state"] in ("succeeded", "failed", "cancelled"):
+                        now = time.perf_counter()
+                        res.steps_s[f"job: {stage}"] = now - t_stage
+                        console.print(f"  job {jid}: {stage} → {job['stage']} ({now - t_stage:.1f}s)", highlight=False)
+                        stage, t_stage = job["stage"], now
+                    if job["state"] in ("succeeded", "failed", "cancelled"):
+                        break
+                    time.sleep(0.2)
+                thread.join(60)
+        res.job_state, res.outcome = job.get("state", ""), str(job.get("outcome") or "")
+        res.version, res.error, res.metrics = job.get("version"), job.get("error", ""), job.get("metrics", {})
+        m = res.metrics
+        if m.get("before"):
+            console.print(f"hard set {m['before']['hard_accuracy']:.3f} → {m['after']['hard_accuracy']:.3f}, frozen "
+                          f"set ({m['frozen_n']}) {m['before']['frozen_accuracy']:.4f} → "
+                          f"{m['after']['frozen_accuracy']:.4f}; {m['steps']} steps in {m['train_wall_s']:.1f}s",
+                          highlight=False)
+        if res.outcome != "promoted":
+            msg = f"job {jid} ended {res.job_state} ({res.outcome}): {res.error}"
+            if not allow_degraded:
+                raise StageFailed("loop", msg)
+            console.print(f"[yellow]{msg}[/] (allowed: degraded test model)")
+            return res
+        t0 = time.perf_counter()
+        wait_for(lambda: all(served_version(u) == res.version for u in urls), 60, f"both nodes serving {res.version}",
+                 "loop")
+        after = {t: _edge_route(_ask(node_a, t))[0] for t, _ in QUESTIONS}
+        res.accuracy_after = sum(after[t] == m for t, m in QUESTIONS) / len(QUESTIONS)
+        res.steps_s["ask again"] = time.perf_counter() - t0
+        t = Table("question", "meant", f"before ({export.precision})", f"after ({res.version})")
+        for text, meant in QUESTIONS:
+            t.add_row(text, meant, before[text], after[text])
+        console.print(t)
+        console.print(f"{MODEL_NAME} {res.version} promoted; accuracy on these questions "
+                      f"{100 * res.accuracy_before:.1f} % → {100 * res.accuracy_after:.1f} %; wall time: "
+                      + ", ".join(f"{k} {v:.1f}s" for k, v in res.steps_s.items()), highlight=False)
+        return res
+    finally:
+        worker.stop.set()
+        wsvc.close()
