@@ -306,14 +306,19 @@ class HardExampleQueue:
             pairs = {(t, r.label) for r in rows if r.label for t in [r.text, *(r.variants or [])]}
         return sorted(pairs)
 
+    @staticmethod
+    def dataset_body(pairs: list[tuple[str, str]]) -> bytes:
+        """The canonical JSONL of a dataset (sorted pairs); its sha256 is the dataset's address."""
+        return "".join(
+            json.dumps({"text": t, "route": r}, ensure_ascii=False, sort_keys=True) + "\n" for t, r in pairs
+        ).encode("utf-8")
+
     def snapshot(self) -> DatasetOut:
         """The labelled set as a content-addressed dataset (the same content -> the same version)."""
         pairs = self.labelled()
         if not pairs:
             raise Conflict("no labelled hard examples: label some before training")
-        body = "".join(
-            json.dumps({"text": t, "route": r}, ensure_ascii=False, sort_keys=True) + "\n" for t, r in pairs
-        ).encode("utf-8")
+        body = self.dataset_body(pairs)
         digest = hashlib.sha256(body).hexdigest()
         path = self.datasets_dir / f"{digest}.jsonl"
         if not path.is_file():

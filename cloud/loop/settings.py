@@ -45,6 +45,13 @@ class LoopSettings(AutoGLMSettings):
         description="Auto-approve a suggestion from one source alone (model or cloud tool), not only "
         "when both agree (demo policy).",
     )
+    loop_auto_job_min_labelled: int = Field(
+        default=0,
+        ge=0,
+        description="The worker queues a job by itself once this many labelled examples form a dataset no "
+        "job has tried yet, and no job is queued or running (0: jobs only on request; an operator's cancel "
+        "pauses it).",
+    )
     loop_min_gain_pt: float = Field(
         default=5.0,
         description="Promotion policy: the new version must gain at least this many accuracy points on the "

@@ -8,6 +8,7 @@ with one conditional update, so it runs once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -20,6 +21,7 @@ from cloud.loop.pipeline import Exporter, Finetuner, LoopPipeline
 from cloud.loop.queue import TriageFn
 from cloud.settings import CloudSettings
 from contracts.logging import get_logger
+from contracts.loop import JobState
 
 log = get_logger("autoglm.cloud.loop.worker")
 
@@ -96,12 +98,41 @@ class LoopWorker:
             log.info("triaged %d hard examples", n)
         return n
 
+    def maybe_queue_job(self) -> int | None:
+        """The auto policy (``loop_auto_job_min_labelled``): queue a job for a dataset no job has
+        tried, when nothing is queued or running and the last job was not cancelled."""
+        need = self.settings.loop_auto_job_min_labelled
+        if need <= 0:
+            return None
+        jobs, queue = self.svc.loop.jobs, self.svc.loop.queue
+        recent = jobs.all(limit=20)
+        if any(j.state in (JobState.QUEUED, JobState.RUNNING) for j in recent):
+            return None
+        if recent and recent[0].state is JobState.CANCELLED:
+            return None
+        pairs = queue.labelled()
+        if len(pairs) < need:
+            return None
+        digest = hashlib.sha256(queue.dataset_body(pairs)).hexdigest()
+        if any(j.dataset_sha256 == digest for j in recent):
+            return None
+        job, _ = jobs.create(
+            self.settings.loop_model,
+            actor="auto-policy",
+            reason=f"{len(pairs)} labelled hard examples (loop_auto_job_min_labelled {need})",
+        )
+        return job.id
+
     def run_once(self) -> bool:
         """Triage, then run one job (taken over or claimed); returns whether a job ran."""
         try:
             self.triage()
         except Exception:
             log.exception("triage failed")
+        try:
+            self.maybe_queue_job()
+        except Exception:
+            log.exception("auto-queueing a job failed")
         jobs = self.svc.loop.jobs
         jid = jobs.take_over(self.id, self.settings.loop_job_stale_s) or jobs.claim(self.id)
         if jid is None:

@@ -157,3 +157,31 @@ def test_cancel_and_take_over(svc: CloudServices) -> None:
     assert jobs.take_over("w2", 0) == b.id
     got = jobs.get(b.id)
     assert got.worker == "w2" and got.attempts == 2 and any("taken over" in line for line in got.logs)
+
+
+def test_auto_policy_queues_a_job_per_new_dataset(svc: CloudServices) -> None:
+    from cloud.loop.worker import LoopWorker
+
+    svc.loop.settings = LoopSettings(loop_auto_job_min_labelled=2, loop_model="tiny")
+    w = LoopWorker(svc, lambda req: (req.out_dir, {}), triage_factory=lambda _p: fake_triage)
+    q, jobs = svc.loop.queue, svc.loop.jobs
+    q.route_check = lambda r: None
+    q.ingest("n1", records(list(FAKE)))
+    q.triage(fake_triage)
+    pallets, hail = q.items().items
+    q.label(hail.id, "climate", actor="admin:a")
+    assert w.maybe_queue_job() is None  # one labelled example: below the threshold
+    q.label(pallets.id, "calculator", actor="admin:a")  # + its variant: three
+    jid = w.maybe_queue_job()
+    assert jid is not None and jobs.get(jid).created_by == "auto-policy"
+    assert w.maybe_queue_job() is None  # one is queued already
+    assert jobs.claim("w") == jid
+    ds = q.snapshot()
+    jobs.report(jid, dataset_sha256=ds.sha256)
+    jobs.finish(jid, JobState.FAILED, JobOutcome.REJECTED_BY_POLICY, error="no gain")
+    assert w.maybe_queue_job() is None  # this dataset was tried
+    q.label(hail.id, "kg_query", actor="admin:a")  # a new dataset
+    again = w.maybe_queue_job()
+    assert again is not None and again != jid
+    jobs.cancel(again, actor="admin:a")
+    assert w.maybe_queue_job() is None  # an operator's cancel pauses the auto policy
