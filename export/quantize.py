@@ -90,7 +90,8 @@ class Int8Result:
         return {
             "method": "onnxruntime dynamic int8, " + ("per-channel" if self.per_channel else "per-tensor") + " weights",
             "kept_float_nodes": self.kept_float,
-            "ranking": "cosine loss per weight element" if self.rank_per_cost else "cosine loss",
+            "ranking": ("none needed: every node int8 met the goal" if not self.sensitivity
+                        else "cosine loss per weight element" if self.rank_per_cost else "cosine loss"),
             "sensitivity_top": [{"node": n, "cosine_loss": round(v, 6)} for n, v in top],
             "trials": self.trials,
         }
