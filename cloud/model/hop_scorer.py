@@ -148,3 +148,113 @@ class ScopeHead(nn.Module):
 
 def type_index(entity_type: str) -> int:
     return TYPE_NAMES.index(entity_type)
+
+
+class PathScorer(nn.Module):
+    """Scores whole relation paths (schema ``autoglm.hop_scorer/3``): one logit per path of
+    ``skillpack.kg.hop_features.all_schema_paths`` (the empty path = describe the entity), masked
+    to the paths that leave the question's start type.
+
+        z_P     = <q̂, v̂_P^en>, <q̂, v̂_P^zh>     cosine with the encoder's embeddings of the path's
+                                                  verbalisations (zero-shot evidence)
+        k_P     = W_v v_P + Σ_i E[r_i, i] + L[|P|]  (compositional key: relation at position i)
+        logit_P = τ · z_P + <W_q q, k_P> / √H     (+ −1e4 where P does not leave the start type)
+
+    ``zero_shot_only`` keeps only τ · z_P (τ learned). Trained with InfoNCE over the paths that
+    really leave the start entity; the edge marginalises the path distribution into per-hop
+    relation / STOP probabilities for the beam search.
+    """
+
+    path_en: torch.Tensor
+    path_zh: torch.Tensor
+    path_rel: torch.Tensor
+    path_len: torch.Tensor
+    type_mask: torch.Tensor
+    path_proto: torch.Tensor
+    rel_keys: torch.Tensor
+    path_relmat: torch.Tensor
+
+    def __init__(self, path_en: torch.Tensor, path_zh: torch.Tensor, path_rel: torch.Tensor, path_len: torch.Tensor,
+                 type_mask: torch.Tensor, path_proto: torch.Tensor | None = None, hidden: int = 128,
+                 embed_dropout: float = 0.2, zero_shot_only: bool = False,
+                 relation_keys: torch.Tensor | None = None) -> None:
+        super().__init__()
+        n_paths, embed_dim = path_en.shape
+        self.embed_dim, self.hidden, self.n_paths, self.zero_shot_only = embed_dim, hidden, n_paths, zero_shot_only
+        self.register_buffer("path_en", nn.functional.normalize(path_en.float(), dim=-1))
+        self.register_buffer("path_zh", nn.functional.normalize(path_zh.float(), dim=-1))
+        self.register_buffer("path_rel", path_rel.long())  # [P, MAX_HOPS], STOP_INDEX = padding
+        self.register_buffer("path_len", path_len.long())
+        self.register_buffer("type_mask", type_mask.float())  # [T, P] 0 where P leaves type T, else -1e4
+        proto = torch.zeros_like(path_en) if path_proto is None else nn.functional.normalize(path_proto.float(), dim=-1)
+        self.register_buffer("path_proto", proto)  # training-family compositions of each path (zeros: unused)
+        self.tau = nn.Parameter(torch.tensor([10.0, 10.0, 10.0 if path_proto is not None else 0.0]))
+        # phrase granularity: relation evidence = best window of the question for the relation's key phrases
+        self.use_phrases = relation_keys is not None
+        if relation_keys is not None:
+            n_rel = len(RELATION_NAMES)
+            keys = nn.functional.normalize(relation_keys.float(), dim=-1).reshape(n_rel, -1, embed_dim)
+            self.register_buffer("rel_keys", keys)  # [R, K, D]
+            counts = torch.zeros(n_paths, n_rel)
+            for i in range(n_paths):
+                for j in range(MAX_HOPS):
+                    if int(path_rel[i, j]) < n_rel:
+                        counts[i, int(path_rel[i, j])] += 1.0
+            self.register_buffer("path_relmat", counts.clamp(max=1.0))  # [P, R]
+            self.phrase_weight = nn.Parameter(torch.tensor(5.0))
+            self.phrase_bias = nn.Parameter(torch.full((n_rel,), 0.5))
+        self.embed_drop = nn.Dropout(embed_dropout)
+        if not zero_shot_only:
+            self.q_proj = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+            self.v_proj = nn.Linear(embed_dim, hidden)
+            self.rel_pos = nn.Embedding((len(RELATION_NAMES) + 1) * MAX_HOPS, hidden)
+            self.len_emb = nn.Embedding(MAX_HOPS + 1, hidden)
+            nn.init.normal_(self.rel_pos.weight, std=0.02)
+            nn.init.normal_(self.len_emb.weight, std=0.02)
+
+    def forward(self, question_embedding: torch.Tensor, start_type: torch.Tensor,
+                window_embeddings: torch.Tensor | None = None, window_mask: torch.Tensor | None = None) -> torch.Tensor:
+        qn = nn.functional.normalize(question_embedding, dim=-1)
+        logits = (self.tau[0] * (qn @ self.path_en.T) + self.tau[1] * (qn @ self.path_zh.T)
+                  + self.tau[2] * (qn @ self.path_proto.T))
+        if not self.zero_shot_only:
+            pos = torch.arange(MAX_HOPS, device=self.path_rel.device)[None, :]
+            keys = (self.v_proj(self.path_en + self.path_zh) + self.rel_pos(self.path_rel * MAX_HOPS + pos).sum(1)
+                    + self.len_emb(self.path_len))
+            h = self.q_proj(self.embed_drop(question_embedding))
+            logits = logits + h @ keys.T / math.sqrt(self.hidden)
+        if self.use_phrases and window_embeddings is not None and window_mask is not None:
+            wn = nn.functional.normalize(window_embeddings, dim=-1)  # [B, W, D]
+            sim = torch.einsum("bwd,rkd->bwrk", wn, self.rel_keys).amax(-1)  # [B, W, R]
+            sim = sim + (window_mask[:, :, None] - 1.0) * 10.0  # padding windows never win
+            evidence = self.phrase_weight * (sim.amax(1) - self.phrase_bias)  # [B, R]
+            logits = logits + evidence @ self.path_relmat.T
+        out: torch.Tensor = logits + self.type_mask[start_type]
+        return out
+
+
+class ScopeGate(nn.Module):
+    """Logit of "unsure" (schema ``autoglm.scope_head/2``) from two signals that do not learn the
+    training nonsense itself: how far the request is from every in-scope training request
+    (the highest cosine to a bank of their embeddings, a constant of the graph) and how sure the
+    keyword router is (its confidence, computed on the edge from the text):
+
+        s = max_i <q̂, b̂_i>,   logit = w0 + w1 · s + w2 · keyword_confidence
+    """
+
+    bank: torch.Tensor
+
+    def __init__(self, bank: torch.Tensor, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.embed_dim = int(bank.shape[1])
+        self.register_buffer("bank", nn.functional.normalize(bank.float(), dim=-1))
+        self.w = nn.Parameter(weights.float().clone())  # [3]
+
+    def max_similarity(self, question_embedding: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = (nn.functional.normalize(question_embedding, dim=-1) @ self.bank.T).amax(-1)
+        return out
+
+    def forward(self, question_embedding: torch.Tensor, keyword_confidence: torch.Tensor) -> torch.Tensor:
+        s = self.max_similarity(question_embedding)
+        out: torch.Tensor = self.w[0] + self.w[1] * s + self.w[2] * keyword_confidence
+        return out

@@ -25,6 +25,7 @@ and, with ``--attach``, lists them in the bundle's manifest as graph roles ``hop
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -41,17 +42,24 @@ import torch
 from torch import nn
 
 from cloud.data.paraphrase import UNSURE, ParaItem, train_items
-from cloud.model.hop_scorer import HopScorer, ScopeHead
+from cloud.model.hop_scorer import HopScorer, PathScorer, ScopeGate, ScopeHead
 from contracts.logging import get_logger
 from skillpack.kg.graph import KnowledgeGraph, default_graph
 from skillpack.kg.hop_features import (
     MAX_HOPS,
+    MAX_WINDOWS,
+    PATH_NP_EN,
+    PATH_NP_ZH,
     RELATION_NAMES,
     STOP_INDEX,
     TYPE_NAMES,
+    all_schema_paths,
     char_grams,
     masked_question,
+    path_texts,
+    question_windows,
     relation_descriptions,
+    relation_key_phrases,
 )
 from skillpack.text import to_ascii
 
@@ -63,6 +71,7 @@ SCOPE_META_FILE = "scope_head.json"
 SCOPE_ONNX_FILE = "scope_head.onnx"
 HOP_SCHEMA = "autoglm.hop_scorer/2"
 SCOPE_SCHEMA = "autoglm.scope_head/1"
+SCOPE_GATE_SCHEMA = "autoglm.scope_head/2"
 
 
 class CachedEmbed:
@@ -215,6 +224,193 @@ def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items
     return model, metrics
 
 
+# ----------------------------------------------------------------------------- path scorer (/3)
+PATH_SCHEMA = "autoglm.hop_scorer/3"
+# training-only requests to describe an entity (the empty path); no evaluation family asks for one
+DESCRIBE_TRAIN = {"en": ["tell me about {x}", "what is {x}?", "show me {x}", "{x} details please",
+                         "give me an overview of {x}", "what do we have on {x}?"],
+                  "zh": ["介绍一下{x}", "{x}是什么？", "说说{x}", "{x}的详细情况", "查一下{x}的资料", "{x}有哪些信息？"]}
+
+
+def describe_items(graph: KnowledgeGraph, seed: int, per_template: int = 6) -> list[ParaItem]:
+    """Requests to describe a training entity (gold path: the empty one)."""
+    from cloud.data.paraphrase import _surface, entity_split
+
+    rng = random.Random(f"describe:{seed}")
+    starts = sorted(e.id for e in graph.entities.values()
+                    if entity_split(e.id) == "train" and graph.relations_from(e.id))
+    out = []
+    for lang, templates in DESCRIBE_TRAIN.items():
+        for t_idx, tmpl in enumerate(templates):
+            for k in range(per_template):
+                e = graph.entities[rng.choice(starts)]
+                mention = _surface(e, lang, rng)
+                text = tmpl.format(x=mention)
+                out.append(ParaItem(f"train-describe-{lang}-{t_idx}-{k}", "kg", lang, "train",
+                                    text[0].upper() + text[1:], "kg_query", (f"describe.{t_idx}",), e.id, mention,
+                                    (), e.id))
+    return out
+
+
+def path_prototype_texts(start_type: str, path: tuple[str, ...], exclude: set[str], seed: int = 0,
+                         per_lang: int = 4) -> list[str]:
+    """The path composed from *training* noun-phrase / question families (never evaluation ones,
+    nor ``exclude``): the start entity as its type word, like the masked questions."""
+    from cloud.data.paraphrase_families import NP_FAMILIES, Q_FAMILIES
+
+    rng = random.Random(f"proto:{seed}:{start_type}:{'/'.join(path)}")
+    if not path:
+        return [t.format(x=start_type) for lang in ("en", "zh") for t in DESCRIBE_TRAIN[lang][:per_lang]]
+    out = []
+    for lang in ("en", "zh"):
+        for k in range(per_lang):
+            text = start_type
+            for j, r in enumerate(path):
+                last_q = j == len(path) - 1 and k % 2 == 1
+                fams = [f for f in (Q_FAMILIES if last_q else NP_FAMILIES).get(r, [])
+                        if f.split == "train" and f.id not in exclude]
+                if not fams:
+                    fams = [f for f in NP_FAMILIES.get(r, []) if f.split == "train" and f.id not in exclude]
+                if not fams:  # a relation no family speaks of: its schema noun phrase
+                    text = (PATH_NP_EN if lang == "en" else PATH_NP_ZH)[r].format(x=text)
+                    continue
+                fam = rng.choice(fams)
+                text = rng.choice(fam.en if lang == "en" else fam.zh).format(x=text)
+            out.append(text)
+    return out
+
+
+def path_tables(embed: Embed, prototypes: bool = False, exclude: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The path scorer's constant tables: verbalisation embeddings, relations per position,
+    lengths and the start-type mask, in ``all_schema_paths`` order; with ``prototypes`` also the
+    mean embedding of each path composed from the training families."""
+    paths = all_schema_paths()
+    texts = [path_texts(t, p) for t, p in paths]
+    emb = np.asarray(embed([t for pair in texts for t in pair]), dtype=np.float32).reshape(len(paths), 2, -1)
+    rel = torch.full((len(paths), MAX_HOPS), STOP_INDEX, dtype=torch.long)
+    mask = torch.full((len(TYPE_NAMES), len(paths)), -1e4)
+    for i, (t, p) in enumerate(paths):
+        for j, r in enumerate(p):
+            rel[i, j] = RELATION_NAMES.index(r)
+        mask[TYPE_NAMES.index(t), i] = 0.0
+    out = {"path_en": torch.from_numpy(emb[:, 0]), "path_zh": torch.from_numpy(emb[:, 1]), "path_rel": rel,
+           "path_len": torch.tensor([len(p) for _, p in paths]), "type_mask": mask}
+    if prototypes:
+        protos = [path_prototype_texts(t, p, exclude or set()) for t, p in paths]
+        pe = np.asarray(embed([x for group in protos for x in group]), dtype=np.float32)
+        pe /= np.maximum(np.linalg.norm(pe, axis=1, keepdims=True), 1e-9)
+        sizes = np.cumsum([0] + [len(g) for g in protos])
+        bounds = itertools.pairwise(sizes)
+        out["path_proto"] = torch.from_numpy(np.stack([pe[a:b].mean(0) for a, b in bounds]))
+    return out
+
+
+def window_tensors(texts: list[str], embed: Embed) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window embeddings [N, MAX_WINDOWS, D] and their mask [N, MAX_WINDOWS] of masked questions."""
+    wins = [question_windows(t) for t in texts]
+    flat = np.asarray(embed([w for ws in wins for w in ws]), dtype=np.float32)
+    out = np.zeros((len(texts), MAX_WINDOWS, flat.shape[1]), dtype=np.float32)
+    mask = np.zeros((len(texts), MAX_WINDOWS), dtype=np.float32)
+    k = 0
+    for i, ws in enumerate(wins):
+        out[i, : len(ws)] = flat[k : k + len(ws)]
+        mask[i, : len(ws)] = 1.0
+        k += len(ws)
+    return torch.from_numpy(out), torch.from_numpy(mask)
+
+
+def path_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed
+                  ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(masked questions, their embeddings, start types, gold path index, mask of the paths that
+    leave the start entity in the graph)."""
+    paths = all_schema_paths()
+    index = {tp: i for i, tp in enumerate(paths)}
+    texts, types, gold, masks = [], [], [], []
+    reach: dict[str, np.ndarray] = {}
+    for q in items:
+        st = graph.entities[q.start].type
+        texts.append(masked_question(to_ascii(q.text), mention_span(q.text, q.mention), st))
+        types.append(TYPE_NAMES.index(st))
+        gold.append(index[(st, tuple(q.path))])
+        if q.start not in reach:
+            reach[q.start] = np.array([t == st and (not p or bool(graph.follow(q.start, p))) for t, p in paths])
+        masks.append(reach[q.start])
+    emb = torch.from_numpy(np.asarray(embed(texts), dtype=np.float32))
+    return texts, emb, torch.tensor(types), torch.tensor(gold), torch.from_numpy(np.stack(masks))
+
+
+def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
+                      seed: int = 0, epochs: int = 60, lr: float = 2e-3, hidden: int = 128,
+                      zero_shot_only: bool = False, describe: bool = True, weight_decay: float = 1e-2,
+                      prototypes: bool = False, exclude_families: set[str] | None = None, phrases: bool = True
+                      ) -> tuple[PathScorer, dict[str, Any]]:
+    """Train the path scorer on the training families (+ training-only describe requests)."""
+    torch.manual_seed(seed)
+    graph = graph or default_graph()
+    t0 = time.perf_counter()
+    items = [it for it in (items if items is not None else train_items(seed=seed)) if it.kind == "kg"]
+    if describe:
+        items = items + describe_items(graph, seed)
+    texts, emb, types, gold, mask = path_examples(graph, items, embed)
+    keys = torch.from_numpy(np.asarray(embed(relation_key_phrases()), dtype=np.float32)) if phrases else None
+    win, wmask = window_tensors(texts, embed) if phrases else (None, None)
+    t = path_tables(embed, prototypes, exclude_families)
+    model = PathScorer(t["path_en"], t["path_zh"], t["path_rel"], t["path_len"], t["type_mask"], t.get("path_proto"),
+                       hidden=hidden, zero_shot_only=zero_shot_only, relation_keys=keys)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(gold)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, 64):
+            idx = perm[i : i + 64]
+            logits = model(emb[idx], types[idx], *((win[idx], wmask[idx]) if win is not None and wmask is not None
+                                                   else ())).masked_fill(~mask[idx], -1e4)
+            loss = loss_fn(logits, gold[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        logits = model(emb, types, *((win, wmask) if win is not None and wmask is not None else ())
+                       ).masked_fill(~mask, -1e4)
+        acc = float((logits.argmax(-1) == gold).float().mean())
+        final_loss = float(loss_fn(logits, gold))
+    metrics = {"train_questions": n, "train_path_accuracy": round(acc, 4), "train_loss": round(final_loss, 4),
+               "seconds": round(time.perf_counter() - t0, 2), "embed_dim": int(emb.shape[1]), "seed": seed,
+               "epochs": epochs, "zero_shot_only": zero_shot_only, "describe": describe, "prototypes": prototypes, "phrases": phrases,
+               "scorer": "path"}
+    return model, metrics
+
+
+def export_path_scorer(model: PathScorer, out_dir: Path, metrics: dict[str, Any] | None = None,
+                       length_bias: float = 0.0) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    onnx_path = out_dir / ONNX_FILE
+    args: tuple[torch.Tensor, ...] = (torch.zeros(2, model.embed_dim), torch.zeros(2, dtype=torch.long))
+    names = ["question_embedding", "start_type"]
+    axes: dict[str, dict[int, str]] = {k: {0: "batch"} for k in (*names, "path_logits")}
+    if model.use_phrases:
+        args = (*args, torch.zeros(2, MAX_WINDOWS, model.embed_dim), torch.ones(2, MAX_WINDOWS))
+        names += ["window_embeddings", "window_mask"]
+        axes.update({"window_embeddings": {0: "batch", 1: "windows"}, "window_mask": {0: "batch", 1: "windows"}})
+    torch.onnx.export(model, args, str(onnx_path), input_names=names, output_names=["path_logits"],
+                      opset_version=17, dynamo=False, dynamic_axes=axes)
+    meta = {"schema": PATH_SCHEMA, "role": "hop_scorer", "relations": list(RELATION_NAMES),
+            "entity_types": list(TYPE_NAMES), "embed_dim": model.embed_dim, "max_hops": MAX_HOPS,
+            "paths": [[t, *p] for t, p in all_schema_paths()],
+            "path_texts": [path_texts(t, p) for t, p in all_schema_paths()], "phrases": model.use_phrases,
+            "length_bias": length_bias,
+            "windows": "skillpack.kg.hop_features.question_windows" if model.use_phrases else None,
+            "question_text": "skillpack.kg.hop_features.masked_question", "metrics": metrics or {}}
+    meta_path = out_dir / META_FILE
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    return onnx_path, meta_path
+
+
 # ----------------------------------------------------------------------------- scope head
 _NOISE_WORDS = ["river", "piano", "yellow", "seven", "jacket", "whisper", "mountain", "orange", "silent", "window", "candle", "tiger", "velvet", "garden", "thunder", "marble", "pencil", "ocean", "ladder", "cloud", "mirror", "dancing", "frozen", "honey", "galaxy", "button", "lemon"]
 _NOISE_ZH = "山水花鸟风月星云猫狗鱼虫桃李书画琴棋茶酒雨雪梦歌舞糖果"
@@ -290,8 +486,78 @@ def train_scope_head(embed: Embed, *, items: list[ParaItem] | None = None, seed:
     return model, threshold, metrics
 
 
+def _logistic(x: torch.Tensor, y: torch.Tensor, steps: int = 500) -> torch.Tensor:
+    """Weights [bias, w...] of a class-balanced logistic regression (LBFGS, tiny L2)."""
+    w = torch.zeros(x.shape[1] + 1, requires_grad=True)
+    xb = torch.cat([torch.ones(len(x), 1), x], dim=1)
+    pos = float(y.sum())
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(max((len(y) - pos) / max(pos, 1.0), 1.0)))
+    opt = torch.optim.LBFGS([w], max_iter=steps)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(xb @ w, y) + 1e-3 * (w[1:] ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()
+
+
+def train_scope_gate(embed: Embed, keyword_confidence: Callable[[str], float], *, items: list[ParaItem] | None = None,
+                     seed: int = 0, max_false_abstention: float = 0.01) -> tuple[ScopeGate, float, dict[str, Any]]:
+    """The kNN + keyword-router gate, its abstention threshold and metrics. The features of a
+    training request are computed against the bank of the *other* fold (two folds split by
+    family), so the weights and the threshold see requests of families the bank does not hold —
+    as every evaluation request is."""
+    t0 = time.perf_counter()
+    items = (items if items is not None else train_items(seed=seed)) + noise_items(seed)
+    emb = torch.from_numpy(np.asarray(embed([it.text for it in items]), dtype=np.float32))
+    emb = nn.functional.normalize(emb, dim=-1)
+    y = torch.tensor([1.0 if it.route == UNSURE else 0.0 for it in items])
+    kw = torch.tensor([keyword_confidence(it.text) for it in items], dtype=torch.float32)
+    fold = torch.tensor([zlib.crc32(it.families[0].encode("utf-8")) % 2 for it in items])
+    sim = torch.zeros(len(items))
+    for k in (0, 1):
+        bank = emb[(fold != k) & (y == 0)]
+        sim[fold == k] = (emb[fold == k] @ bank.T).amax(-1)
+    feats = torch.stack([sim, kw], dim=1)
+    oof = torch.zeros(len(items))
+    for k in (0, 1):  # out-of-fold probabilities for the threshold
+        w = _logistic(feats[fold != k], y[fold != k])
+        oof[fold == k] = torch.sigmoid(w[0] + feats[fold == k] @ w[1:])
+    inscope = np.sort(oof[y == 0].numpy())
+    k_idx = min(len(inscope) - 1, math.ceil(len(inscope) * (1.0 - max_false_abstention)))
+    threshold = float(min(max(inscope[k_idx], 0.5), 0.999))
+    model = ScopeGate(emb[y == 0], _logistic(feats, y))
+    metrics = {"items": len(items), "unsure_items": int(y.sum()), "bank": int((y == 0).sum()),
+               "threshold": round(threshold, 4), "weights": [round(float(v), 4) for v in model.w.detach()],
+               "oof_nonsense_abstention": round(float((oof[y == 1] >= threshold).float().mean()), 4),
+               "oof_false_abstention": round(float((oof[y == 0] >= threshold).float().mean()), 4),
+               "seconds": round(time.perf_counter() - t0, 2), "seed": seed}
+    return model, threshold, metrics
+
+
+def export_scope_gate(model: ScopeGate, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
+                      ) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    onnx_path = out_dir / SCOPE_ONNX_FILE
+    torch.onnx.export(model, (torch.zeros(2, model.embed_dim), torch.zeros(2)), str(onnx_path),
+                      input_names=["question_embedding", "keyword_confidence"], output_names=["unsure_logit"],
+                      opset_version=17, dynamo=False,
+                      dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "keyword_confidence", "unsure_logit")})
+    meta = {"schema": SCOPE_GATE_SCHEMA, "role": "scope_head", "embed_dim": model.embed_dim, "threshold": threshold,
+            "question_text": "the raw question (the router's embedding)",
+            "keyword_confidence": "edge.agent.routing.KeywordRouter.route(text)[1]", "metrics": metrics or {}}
+    meta_path = out_dir / SCOPE_META_FILE
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    return onnx_path, meta_path
+
+
 # ----------------------------------------------------------------------------- export
-def export_hop_scorer(model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def export_hop_scorer(model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None,
+                      stop_bias: float = 0.0) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     d, c = model.embed_dim, model.char_dim
@@ -305,7 +571,8 @@ def export_hop_scorer(model: HopScorer, out_dir: Path, metrics: dict[str, Any] |
     meta = {"schema": HOP_SCHEMA, "role": "hop_scorer", "relations": list(RELATION_NAMES), "stop_index": STOP_INDEX,
             "entity_types": list(TYPE_NAMES), "embed_dim": d, "char_dim": c, "max_hops": MAX_HOPS,
             "relation_descriptions": relation_descriptions(),
-            "question_text": "skillpack.kg.hop_features.masked_question", "metrics": metrics or {}}
+            "question_text": "skillpack.kg.hop_features.masked_question", "stop_bias": stop_bias,
+            "metrics": metrics or {}}
     meta_path = out_dir / META_FILE
     meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
     return onnx_path, meta_path
@@ -329,7 +596,18 @@ def export_scope_head(model: ScopeHead, threshold: float, out_dir: Path, metrics
 def _signature(meta: dict[str, Any]) -> Any:
     from contracts.manifest import Signature, TensorSpec
 
-    d, c = int(meta["embed_dim"]), int(meta["char_dim"])
+    d, c = int(meta["embed_dim"]), int(meta.get("char_dim", 0))
+    if meta.get("schema") == PATH_SCHEMA:
+        windows = ([TensorSpec(name="window_embeddings", dtype="float32", shape=["batch", "windows", d]),
+                    TensorSpec(name="window_mask", dtype="float32", shape=["batch", "windows"])]
+                   if meta.get("phrases") else [])
+        return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                                 TensorSpec(name="start_type", dtype="int64", shape=["batch"]), *windows],
+                         outputs=[TensorSpec(name="path_logits", dtype="float32", shape=["batch", len(meta["paths"])])])
+    if meta.get("schema") == SCOPE_GATE_SCHEMA:
+        return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                                 TensorSpec(name="keyword_confidence", dtype="float32", shape=["batch"])],
+                         outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])])
     if meta["role"] == "scope_head":
         return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
                                  TensorSpec(name="char_grams", dtype="float32", shape=["batch", c])],
@@ -410,30 +688,67 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
     return embed
 
 
+# defaults of the shipped heads, chosen on the validation families by benchmarks/reasoning_ablation.py
+# (record benchmarks/results/reasoning-*.json, "validation": variant and length prior)
+DEFAULT_SCORER = "path"
+DEFAULT_LENGTH_PRIOR = {"path": 3.0, "hop": -2.0}
+
+
+def train_heads(bundle_dir: Path, *, seed: int = 0, scorer: str = DEFAULT_SCORER, prior: float | None = None,
+                phrases: bool = False, keyword_confidence: Callable[[str], float] | None = None, epochs: int = 80,
+                fusion: bool = False, adaptive: bool = True, out: Path | None = None
+                ) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
+    """Train the graph scorer and the abstention head on the bundle's own encoder and export
+    them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is the
+    kNN + keyword gate (/2) when ``keyword_confidence`` is given (the edge keyword router's
+    confidence — the cloud wing cannot import it, the caller passes it: ``autoglm``, the
+    benchmarks), else the MLP scope head (/1)."""
+    embed = CachedEmbed(bundle_embedder(bundle_dir))
+    items = train_items(seed=seed)
+    out = out or bundle_dir
+    prior = DEFAULT_LENGTH_PRIOR[scorer] if prior is None else prior
+    heads: list[tuple[Path, Path]] = []
+    if scorer == "path":
+        path_model, metrics = train_path_scorer(embed, items=items, seed=seed, phrases=phrases)
+        heads.append(export_path_scorer(path_model, out, metrics, length_bias=prior))
+    else:
+        hop_model, metrics = train_hop_scorer(embed, items=items, epochs=epochs, seed=seed, fusion=fusion,
+                                              adaptive=adaptive)
+        heads.append(export_hop_scorer(hop_model, out, metrics, stop_bias=prior))
+    if keyword_confidence is not None:
+        gate, threshold, scope_metrics = train_scope_gate(embed, keyword_confidence, items=items, seed=seed)
+        heads.append(export_scope_gate(gate, threshold, out, scope_metrics))
+    else:
+        head, threshold, scope_metrics = train_scope_head(embed, items=items, seed=seed)
+        heads.append(export_scope_head(head, threshold, out, scope_metrics))
+    return heads, {"hop_scorer": metrics, "scope_head": scope_metrics}
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train the hop scorer and the scope head and export them as ONNX.")
+    ap = argparse.ArgumentParser(description="Train the graph scorer and the abstention head and export them as ONNX.")
     ap.add_argument("--bundle", type=Path, required=True, help="bundle whose encoder embeds the questions")
     ap.add_argument("--out", type=Path, help="output directory (default: the bundle directory)")
     ap.add_argument("--attach", action="store_true", help="list the heads in the bundle's manifest (hop_scorer, scope_head)")
     ap.add_argument("--sign-key", type=Path, help="re-sign the bundle after attaching")
-    ap.add_argument("--epochs", type=int, default=80)
+    ap.add_argument("--scorer", choices=["path", "hop"], default=DEFAULT_SCORER,
+                    help="whole-path scorer (schema /3) or per-hop scorer (/2)")
+    ap.add_argument("--length-prior", type=float, help="path: bias per relation; hop: STOP bias (default: the "
+                    "validation choice)")
+    ap.add_argument("--phrases", action="store_true", help="path scorer reads question windows (phrase granularity)")
+    ap.add_argument("--epochs", type=int, default=80, help="per-hop scorer epochs")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fusion", action="store_true", help="gated fusion with the character granularity (off: it did "
-                    "not help on the validation families, docs/arch/agent.md)")
-    ap.add_argument("--no-adaptive", action="store_true", help="no adaptive question-relation graph")
+    ap.add_argument("--fusion", action="store_true", help="per-hop scorer: gated fusion with the character granularity "
+                    "(off: it did not help on the validation families, docs/arch/agent.md)")
+    ap.add_argument("--no-adaptive", action="store_true", help="per-hop scorer: no adaptive question-relation graph")
     args = ap.parse_args(argv)
     random.seed(args.seed)
-    embed = CachedEmbed(bundle_embedder(args.bundle))
-    items = train_items(seed=args.seed)
-    model, metrics = train_hop_scorer(embed, items=items, epochs=args.epochs, seed=args.seed,
-                                      fusion=args.fusion, adaptive=not args.no_adaptive)
-    scope, threshold, scope_metrics = train_scope_head(embed, items=items, seed=args.seed)
-    out = args.out or args.bundle
-    heads = [export_hop_scorer(model, out, metrics), export_scope_head(scope, threshold, out, scope_metrics)]
+    heads, metrics = train_heads(args.bundle, seed=args.seed, scorer=args.scorer, prior=args.length_prior,
+                                 phrases=args.phrases, epochs=args.epochs, fusion=args.fusion,
+                                 adaptive=not args.no_adaptive, out=args.out)
     if args.attach:
         attach_to_bundle(args.bundle, heads, args.sign_key)
-    print(json.dumps({"heads": [str(h[0]) for h in heads], "hop_scorer": metrics, "scope_head": scope_metrics}))
-    return 0 if not math.isnan(metrics["train_loss"]) else 1
+    print(json.dumps({"heads": [str(h[0]) for h in heads], **metrics}))
+    return 0 if not math.isnan(metrics["hop_scorer"]["train_loss"]) else 1
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
         cache=SemanticCache(store, s.agent_cache_threshold, DEFAULT_FRESHNESS_S, publish),
         cloud=cloud, prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
         router=router, hard_examples=hard_examples, node_id=node_id, reasoner=reasoner,
-        scope=_scope_head(bundle_dir) if s.agent_scope == "auto" and not keyword_routing else None,
+        scope=_scope_head(bundle_dir, graph) if s.agent_scope == "auto" and not keyword_routing else None,
         metrics=AgentMetrics(node_id, getattr(getattr(service, "metrics", None), "registry", None)),
     )
 
@@ -78,13 +78,14 @@ def _learned_scorer(bundle_dir: Path | None, required: bool) -> Any:
         if required:
             raise BundleError(f"bundle {bundle_dir} carries no hop_scorer graph")
         return None
-    from edge.agent.hop_scorer import OnnxHopScorer
+    from edge.agent.hop_scorer import learned_scorer_from_bundle
 
-    return OnnxHopScorer.from_bundle(bundle_dir)
+    return learned_scorer_from_bundle(bundle_dir)
 
 
-def _scope_head(bundle_dir: Path | None) -> Any:
-    """The bundle's scope head (abstention on nonsense), when it carries one."""
+def _scope_head(bundle_dir: Path | None, graph: KnowledgeGraph) -> Any:
+    """The bundle's scope head (abstention on nonsense), when it carries one; a /2 gate reads the
+    keyword router's confidence (over the agent's graph)."""
     if bundle_dir is None:
         return None
     from contracts.bundle import open_bundle
@@ -93,4 +94,5 @@ def _scope_head(bundle_dir: Path | None) -> Any:
         return None
     from edge.agent.hop_scorer import OnnxScopeHead
 
-    return OnnxScopeHead.from_bundle(bundle_dir)
+    keyword = KeywordRouter(EntityLinker(graph))
+    return OnnxScopeHead.from_bundle(bundle_dir, keyword=lambda text: keyword.route(text)[1])

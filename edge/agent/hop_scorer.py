@@ -22,7 +22,14 @@ import onnxruntime as ort
 
 from contracts.bundle import open_bundle
 from contracts.errors import BundleError
-from skillpack.kg.hop_features import RELATION_NAMES, STOP_INDEX, TYPE_NAMES, char_grams, masked_question
+from skillpack.kg.hop_features import (
+    RELATION_NAMES,
+    STOP_INDEX,
+    TYPE_NAMES,
+    char_grams,
+    masked_question,
+    question_windows,
+)
 from skillpack.kg.reasoner import HopState, LexicalHopScorer
 from skillpack.text import to_ascii
 
@@ -47,6 +54,8 @@ class OnnxHopScorer:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self.calls = 0
+        # added to STOP's logit after the first hop (chosen on validation families at training time)
+        self.stop_bias = float(meta.get("stop_bias", 0.0))  # type: ignore[arg-type]
 
     @classmethod
     def from_bundle(cls, bundle_dir: Path, embed: Embed | None = None) -> OnnxHopScorer:
@@ -81,35 +90,128 @@ class OnnxHopScorer:
             feeds["cue_scores"] = self.lexical(state, list(RELATION_NAMES)).astype(np.float32)[None, :]
         logits = np.asarray(self.session.run(["relation_logits"], feeds)[0][0], dtype=np.float64)
         cols = [RELATION_NAMES.index(c) for c in candidates]
-        z = np.array([*logits[cols], logits[STOP_INDEX] if state.path else -1e9])
+        z = np.array([*logits[cols], logits[STOP_INDEX] + self.stop_bias if state.path else -1e9])
         z = np.exp(z - z.max())
         out: np.ndarray = z / z.sum()
         return out
+
+
+class OnnxPathScorer:
+    """The bundle's path scorer (schema ``autoglm.hop_scorer/3``): one ONNX run per question gives
+    a distribution over every schema path from the start type (the empty path = describe); the
+    beam search gets it as per-hop probabilities — P(next relation r | path so far) is the mass
+    of the paths that continue with r, STOP the mass of the path so far — renormalised over the
+    relations that really leave the current entities."""
+
+    def __init__(self, graph_file: Path, meta: dict[str, object], embed: Embed, cache_size: int = 1024) -> None:
+        if list(meta.get("relations", [])) != list(RELATION_NAMES):  # type: ignore[call-overload]
+            raise BundleError("path scorer was trained on another relation vocabulary than this skill pack's")
+        self.session = _session(graph_file)
+        self.schema = str(meta.get("schema"))
+        self.embed = embed
+        self.paths: list[tuple[str, tuple[str, ...]]] = [(str(p[0]), tuple(p[1:])) for p in meta["paths"]]  # type: ignore[attr-defined]
+        self._cache: OrderedDict[tuple[str, str], dict[tuple[str, ...], float]] = OrderedDict()
+        self._cache_size = cache_size
+        self.calls = 0
+        # added per relation of a path to its logit (a length prior chosen on validation families)
+        self.length_bias = float(meta.get("length_bias", 0.0))  # type: ignore[arg-type]
+        self.phrases = "window_embeddings" in {i.name for i in self.session.get_inputs()}
+
+    def logits(self, text: str, start_type: str) -> np.ndarray:
+        """The graph's path logits for a masked question: the question and (with the phrase
+        granularity) its windows embedded in one encoder call."""
+        windows = question_windows(text) if self.phrases else []
+        emb = np.asarray(self.embed([text, *windows]), dtype=np.float32)
+        feeds = {"question_embedding": emb[:1], "start_type": np.array([TYPE_NAMES.index(start_type)], dtype=np.int64)}
+        if self.phrases:
+            feeds["window_embeddings"] = emb[None, 1:]
+            feeds["window_mask"] = np.ones((1, len(windows)), dtype=np.float32)
+        out: np.ndarray = np.asarray(self.session.run(["path_logits"], feeds)[0][0], dtype=np.float64)
+        return out
+
+    def path_probabilities(self, text: str, start_type: str) -> dict[tuple[str, ...], float]:
+        key = (text, start_type)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        logits = self.logits(text, start_type)
+        cols = [i for i, (t, _) in enumerate(self.paths) if t == start_type]
+        z = logits[cols] + self.length_bias * np.array([len(self.paths[i][1]) for i in cols])
+        z = np.exp(z - z.max())
+        z /= z.sum()
+        probs = {self.paths[i][1]: float(p) for i, p in zip(cols, z, strict=True)}
+        self._cache[key] = probs
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return probs
+
+    def __call__(self, state: HopState, candidates: list[str]) -> np.ndarray:
+        self.calls += 1
+        text = masked_question(state.question, state.mention_span, state.start_type)
+        probs = self.path_probabilities(text, state.start_type)
+        n = len(state.path)
+        mass = dict.fromkeys(candidates, 0.0)
+        stop = 0.0
+        for path, p in probs.items():
+            if path[:n] != state.path:
+                continue
+            if len(path) == n:
+                stop += p
+            elif path[n] in mass:
+                mass[path[n]] += p
+        out = np.array([*(mass[c] for c in candidates), stop]) + 1e-9
+        result: np.ndarray = out / out.sum()
+        return result
+
+
+def learned_scorer_from_bundle(bundle_dir: Path, embed: Embed | None = None) -> OnnxHopScorer | OnnxPathScorer:
+    """The bundle's ``hop_scorer`` graph: a path scorer (schema /3) or a per-hop scorer (/1, /2)."""
+    bundle = open_bundle(bundle_dir)
+    if "hop_scorer" not in bundle.manifest.graphs:
+        raise BundleError(f"bundle {bundle_dir} has no hop_scorer graph")
+    meta = json.loads(bundle.file("hop_scorer.json").read_text(encoding="utf-8"))
+    cls = OnnxPathScorer if str(meta.get("schema", "")).endswith("/3") else OnnxHopScorer
+    return cls(bundle.graph_file("hop_scorer"), meta, embed or bundle_embed(bundle_dir))
 
 
 class OnnxScopeHead:
     """P(unsure) of a request from the router's embedding of it and its character granularity;
     ``threshold`` is the abstention threshold calibrated at training time (bundle metadata)."""
 
-    def __init__(self, graph_file: Path, meta: dict[str, object]) -> None:
+    def __init__(self, graph_file: Path, meta: dict[str, object], keyword: Callable[[str], float] | None = None) -> None:
         self.session = _session(graph_file)
         self.threshold = float(meta["threshold"])  # type: ignore[arg-type]
         self.embed_dim = int(meta["embed_dim"])  # type: ignore[call-overload]
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        # schema /2 (kNN + keyword gate) reads the keyword router's confidence of the text
+        self.keyword = keyword
+        if "keyword_confidence" in self.inputs and keyword is None:
+            from edge.agent.routing import KeywordRouter
+            from skillpack.kg.graph import default_graph
+            from skillpack.kg.linking import EntityLinker
+
+            router = KeywordRouter(EntityLinker(default_graph()))
+            self.keyword = lambda text: router.route(text)[1]
 
     @classmethod
-    def from_bundle(cls, bundle_dir: Path) -> OnnxScopeHead:
+    def from_bundle(cls, bundle_dir: Path, keyword: Callable[[str], float] | None = None) -> OnnxScopeHead:
         bundle = open_bundle(bundle_dir)
         if "scope_head" not in bundle.manifest.graphs:
             raise BundleError(f"bundle {bundle_dir} has no scope_head graph")
         meta = json.loads(bundle.file("scope_head.json").read_text(encoding="utf-8"))
-        return cls(bundle.graph_file("scope_head"), meta)
+        return cls(bundle.graph_file("scope_head"), meta, keyword)
 
     def p_unsure(self, embedding: np.ndarray, text: str) -> float:
         emb = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         if emb.shape[1] != self.embed_dim:
             raise BundleError(f"scope head expects {self.embed_dim}-d embeddings, got {emb.shape[1]}")
-        logit = float(self.session.run(["unsure_logit"], {"question_embedding": emb,
-                                                          "char_grams": char_grams(to_ascii(text))[None, :]})[0][0])
+        feeds: dict[str, np.ndarray] = {"question_embedding": emb}
+        if "char_grams" in self.inputs:
+            feeds["char_grams"] = char_grams(to_ascii(text))[None, :]
+        if self.keyword is not None and "keyword_confidence" in self.inputs:
+            feeds["keyword_confidence"] = np.array([self.keyword(text)], dtype=np.float32)
+        logit = float(self.session.run(["unsure_logit"], feeds)[0][0])
         return 1.0 / (1.0 + float(np.exp(-logit)))
 
 

@@ -133,3 +133,61 @@ def test_scope_head_abstains_and_the_hard_example_records_it(tmp_path: Path, bun
     n = len(queued)
     r = ask(agent_with(1.01, "never"), "what is 3 plus 4")
     assert not step(r, "route")["abstained"] and r.source.value == "local_tool" and len(queued) == n
+
+
+def test_path_scorer_and_scope_gate_end_to_end(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
+    from cloud.training.hop_scorer import (
+        export_path_scorer,
+        export_scope_gate,
+        train_path_scorer,
+        train_scope_gate,
+        window_tensors,
+    )
+    from edge.agent.hop_scorer import OnnxPathScorer, learned_scorer_from_bundle
+    from skillpack.kg.hop_features import all_schema_paths, question_windows
+
+    bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
+    embed = CachedEmbed(bundle_embedder(bundle_dir))
+    items = train_items(seed=0, kg_per_pattern=4, route_per_template=2)
+    model, metrics = train_path_scorer(embed, items=items, epochs=20, phrases=True)
+    assert metrics["train_questions"] > 0 and metrics["phrases"]
+    keyword = KeywordRouter(EntityLinker(default_graph()))
+    gate_model, threshold, gmetrics = train_scope_gate(embed, lambda t: keyword.route(t)[1], items=items)
+    assert 0.5 <= threshold < 1.0 and gmetrics["bank"] > 0
+    heads = [export_path_scorer(model, tmp_path / "out", metrics, length_bias=1.0),
+             export_scope_gate(gate_model, threshold, tmp_path / "out", gmetrics)]
+    attach_to_bundle(bundle_dir, heads)
+    bundle = open_bundle(bundle_dir)
+    assert "window_embeddings" in bundle.manifest.graphs["hop_scorer"].signature.input_names()
+
+    scorer = learned_scorer_from_bundle(bundle_dir)
+    assert isinstance(scorer, OnnxPathScorer) and scorer.length_bias == 1.0
+    # ONNX Runtime computes what torch computed
+    q = "Who is the boss of the person who maintains machine?"
+    e = torch.from_numpy(np.asarray(embed([q]), dtype=np.float32))
+    win, wmask = window_tensors([q], embed)
+    with torch.no_grad():
+        ref = model(e, torch.tensor([2]), win, wmask)[0].numpy()
+    got = scorer.logits(q, "machine")
+    assert np.allclose(ref, got, atol=1e-3)
+    assert len(question_windows(q)) >= 2
+    # per-hop probabilities are the path distribution's marginals: they sum to 1, and STOP at
+    # hop 0 (the empty path, "describe") is a real candidate
+    cands = sorted(default_graph().relations_from("machine:PR-111"))
+    p0 = scorer(HopState("Who maintains PR-111?", (14, 20), "machine", "machine", ()), cands)
+    assert p0.shape == (len(cands) + 1,) and abs(p0.sum() - 1) < 1e-6 and p0[-1] > 0
+    probs = scorer.path_probabilities("Who maintains machine?", "machine")
+    assert set(probs) == {p for t, p in all_schema_paths() if t == "machine"} and abs(sum(probs.values()) - 1) < 1e-6
+    g = default_graph()
+    ans = PathReasoner(g, scorer=scorer).answer("Who is the supervisor of the technician who maintains PR-111?",
+                                                use_cache=False)
+    assert g.follow("machine:PR-111", ans.path) == ans.answers and 0 < ans.path_probability <= 1
+
+    # the agent takes both from the bundle; the gate reads the keyword router's confidence
+    agent = make_agent(tmp_path, bundle_dir=bundle_dir)
+    assert type(agent.reasoner.scorer).__name__ == "OnnxPathScorer" and agent.scope is not None
+    e0 = np.asarray(embed(["asdkj qwpeo zmxn"]), dtype=np.float32)[0]
+    with torch.no_grad():
+        p_ref = float(torch.sigmoid(gate_model(torch.from_numpy(e0[None, :]),
+                                               torch.tensor([keyword.route("asdkj qwpeo zmxn")[1]])))[0])
+    assert abs(agent.scope.p_unsure(e0, "asdkj qwpeo zmxn") - p_ref) < 1e-4
