@@ -5,7 +5,9 @@ queued as hard examples (edge outbox → MQTT → the hub's hook → the cloud q
 (in a thread here, a process next to the API in production: ``autoglm cloud worker``) triages them
 with the full-precision model, the demo policy auto-approves the suggested labels, a job trains
 for a tiny budget (said in the output), exports with the guard, registers 1.2.0 with lineage,
-canaries it to both nodes and promotes it. Accuracy on those questions (against the routes the
+canaries it to both nodes and promotes it. The demo policy asks for no minimum gain on the hard
+set (the model may already route its few unsure questions right); the frozen-set regression limit,
+the export guard and the canary analysis still apply. Accuracy on those questions (against the routes the
 demo meant) is printed before and after, with the wall time of each step.
 """
 
@@ -37,12 +39,20 @@ QUESTIONS: list[tuple[str, str]] = [
     ("how sticky does guangzhou get in summer", "climate"),
     ("who looks after the boiler room people", "kg_query"),
     ("walk me through swapping a pump seal", "doc_search"),
+    ("what do i get if 17 lots of 23 are piled up", "calculator"),
+    ("my thermostat says 70 freedom units, what is that in proper degrees", "unit_convert"),
+    ("should the crew in kunming pack umbrellas in july", "climate"),
+    ("which team owns the packaging robots", "kg_query"),
+    ("where is the write-up on lockout tagout", "doc_search"),
+    ("is the chiller on line 2 happy right now", "device_status"),
+    ("kill the lights over bay 3", "device_control"),
+    ("cheers mate, you're a legend", "chitchat"),
 ]
 
 # The demo's loop policy and budget (cloud/loop/settings.py LoopSettings), printed when used.
 DEMO_LOOP: dict[str, Any] = {
     "loop_auto_approve": True, "loop_auto_approve_any_source": True, "loop_auto_approve_min_confidence": 0.0,
-    "loop_train_steps": 30, "loop_base_samples": 600, "loop_eval_max": 400, "loop_canary_steps": [50.0, 100.0],
+    "loop_min_gain_pt": 0.0, "loop_train_steps": 30, "loop_base_samples": 600, "loop_eval_max": 400, "loop_canary_steps": [50.0, 100.0],
     "loop_canary_pause_s": 1.0, "loop_canary_min_requests": 3, "loop_canary_max_p99_ratio": 1000.0,
     "loop_canary_p99_slack_ms": 10000.0, "loop_canary_max_fallback_rate": 1.0, "loop_worker_poll_s": 0.2,
 }

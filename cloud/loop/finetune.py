@@ -112,7 +112,7 @@ def finetune(
     if st.loop_base_samples and len(base_train) > st.loop_base_samples:
         base_train = rng.sample(base_train, st.loop_base_samples)
     hard_ex = [Example(t, r, detect_lang(t), "hard") for t, r in hard]
-    val = [e for e in splits["val"] if e.route in routes][:600]
+    val = [e for e in splits["val"] if e.route in routes][: min(600, st.loop_eval_max or 600)]
     enc_frozen = encode_split(frozen, tokenizer, routes)
     enc_hard = encode_split(hard_ex, tokenizer, routes)
     enc_base = encode_split(base_train, tokenizer, routes)

@@ -160,6 +160,9 @@ def mount_console(app: FastAPI, settings: ConsoleSettings | None = None) -> None
         return
     app.state.console = ConsoleState(settings)
     app.include_router(router)
+    from cloud.ui.loop_routes import router as loop_router  # the learning loop's pages
+
+    app.include_router(loop_router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
 
