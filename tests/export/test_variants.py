@@ -66,3 +66,37 @@ def test_cli_exports_a_version_and_its_variants(tiny_ckpt: Path, tmp_path: Path,
                                                                                                        "2.0.0+fp16"]
     bad = CliRunner().invoke(app, ["export", str(tiny_ckpt), "--out", str(tmp_path / "x"), "--variants", "fp32,fp8"])
     assert bad.exit_code == 2 and "fp8" in bad.output
+
+
+def test_an_edge_downloads_and_runs_a_variant_over_http(tiny_ckpt: Path, fp32_bundle: Path, tmp_path: Path) -> None:
+    """``1.2.3+int8`` through the real cloud API and the edge's registry downloader ('+' in the URL)."""
+    import httpx
+
+    from contracts.bundle import pack_bundle
+    from edge.control.cache import ModelCache
+    from edge.control.downloader import RegistryDownloader
+    from tests.cloud.controller.conftest import BOOTSTRAP, LiveServer
+
+    int8 = export_checkpoint(tiny_ckpt, tmp_path / "int8", precision="int8", variant_of="1.2.3", allow_degraded=True)
+    svc = CloudServices.build(make_settings(tmp_path / "cloud"))
+    try:
+        with LiveServer(svc) as live:
+            with live.client() as admin:
+                for b in (fp32_bundle, int8):
+                    r = admin.post("/api/v1/bundles", content=pack_bundle(b, tmp_path / f"{b.name}.tar.gz").read_bytes())
+                    assert r.status_code == 201, r.text
+                fam = admin.get("/api/v1/models/autoglm-router/versions/1.2.3").json()["variants"]
+            assert [(v["precision"], v["runs_on"]) for v in fam] == [("fp32", ["cpu", "cuda", "tensorrt"]),
+                                                                     ("int8", ["cpu"])]
+            token = httpx.post(f"{live.url}/api/v1/nodes/register", json={"node_id": "cpu-edge"},
+                               headers={"Authorization": f"Bearer {BOOTSTRAP}"}).json()["token"]
+            dl = RegistryDownloader.connect(live.url, token, ModelCache(tmp_path / "cache"))
+            try:
+                vdir = dl.fetch_version("autoglm-router", "1.2.3+int8", fam[1]["manifest_sha256"])
+            finally:
+                dl.close()
+        bundle = open_bundle(vdir, verify=True)
+        assert bundle.manifest.version == "1.2.3+int8" and bundle.manifest.precision == "int8"
+        assert smoke_test(bundle, "other")["binding"] == "external"
+    finally:
+        svc.close()
