@@ -302,6 +302,7 @@ def test_required_alerts_exist_with_runbooks_that_resolve() -> None:
 @pytest.mark.parametrize(("kind", "name", "container"), [
     ("Deployment", "autoglm-cloud", "controller"),
     ("DaemonSet", "autoglm-edge", "agent"),
+    ("Job", "autoglm-loop-worker", "worker"),
 ])
 def test_container_commands_exist_in_the_cli(kind: str, name: str, container: str) -> None:
     from autoglm.cli import app

@@ -92,7 +92,7 @@ def test_every_config_reference_resolves_in_the_render(name: str) -> None:
         for vol in spec.get("volumes", []):
             if "configMap" in vol:
                 refs.append(("ConfigMap", vol["configMap"]["name"]))
-            if "secret" in vol:
+            if "secret" in vol and not vol["secret"].get("optional"):
                 refs.append(("Secret", vol["secret"]["secretName"]))
             if "persistentVolumeClaim" in vol:
                 refs.append(("PersistentVolumeClaim", vol["persistentVolumeClaim"]["claimName"]))
