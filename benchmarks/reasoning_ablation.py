@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,14 +43,52 @@ from contracts.errors import AutoGLMError  # noqa: E402
 from skillpack.kg.graph import default_graph  # noqa: E402
 from skillpack.kg.reasoner import PathReasoner  # noqa: E402
 
-VARIANTS: dict[str, dict[str, bool]] = {
-    "learned": {"fusion": False, "adaptive": False},
-    "learned+adaptive": {"fusion": False, "adaptive": True},
-    "learned+adaptive+fusion": {"fusion": True, "adaptive": True},
+# per-hop heads (cloud.training.hop_scorer.train_hop_scorer) and whole-path heads (train_path_scorer);
+# the first two rows of the first ablation ("learned" without the adaptive graph, "+ fusion") are in
+# record reasoning-20261204T223751Z and are not rerun here
+VARIANTS: dict[str, dict[str, Any]] = {
+    "learned+adaptive": {"kind": "hop", "fusion": False, "adaptive": True},
+    "path": {"kind": "path", "phrases": False},
+    "path+phrases": {"kind": "path", "phrases": True},
 }
+# the length prior is chosen per variant on the validation families from these grids: the per-hop
+# head's STOP bias, the path head's bias per relation of a path
+PRIOR_GRID = {"hop": [0.0, -0.5, -1.0, -1.5, -2.0, -3.0], "path": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]}
 NOT_BUILT = ["co-training is a separate step (python -m cloud.training.cotrain on the checkpoint, then export): "
              "run this ablation on the co-trained bundle for the '+ co-training' row; a graph encoder over "
              "entities, path priors synced over MQTT and a session granularity are not built"]
+
+
+def train_variant(enc: Any, items: list[ParaItem], seed: int, epochs: int, flags: dict[str, Any], out: Path,
+                  prior: float = 0.0) -> Any:
+    """Train one variant, export it (with its length prior) and load it as the edge loads it."""
+    from cloud.training.hop_scorer import (
+        export_hop_scorer,
+        export_path_scorer,
+        train_hop_scorer,
+        train_path_scorer,
+    )
+    from edge.agent.hop_scorer import OnnxHopScorer, OnnxPathScorer
+
+    flags = dict(flags)
+    if flags.pop("kind") == "path":
+        path_model, metrics = train_path_scorer(enc, items=items, seed=seed, epochs=PATH_EPOCHS, **flags)
+        onnx_path, meta_path = export_path_scorer(path_model, out, metrics, length_bias=prior)
+        return OnnxPathScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
+    hop_model, metrics = train_hop_scorer(enc, items=items, seed=seed, epochs=epochs, **flags)
+    onnx_path, meta_path = export_hop_scorer(hop_model, out, metrics, stop_bias=prior)
+    return OnnxHopScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
+
+
+def set_prior(scorer: Any, prior: float) -> None:
+    if hasattr(scorer, "length_bias"):
+        scorer.length_bias = prior
+        scorer._cache.clear()
+    else:
+        scorer.stop_bias = prior
+
+
+PATH_EPOCHS = 150
 
 
 class BundleEncoder:
@@ -134,26 +172,28 @@ def validation_families() -> set[str]:
 
 
 def select_variant(enc: BundleEncoder, train: list[ParaItem], epochs: int) -> dict[str, Any]:
-    """Train every variant on training families minus the validation families (seed 0) and
-    score hits@1 on the validation families; the best ``all`` is the selected variant."""
-    from cloud.training.hop_scorer import train_hop_scorer
-    from edge.agent.hop_scorer import OnnxHopScorer
-
+    """Train every variant on training families minus the validation families (seed 0), choose
+    its length prior on the validation families, and score hits@1 there; the best ``all`` is
+    the selected variant."""
     val_fams = validation_families()
     kg = [it for it in train if it.kind == "kg"]
     fit = [it for it in kg if not set(it.families) & val_fams]
     val = [it for it in kg if set(it.families) & val_fams][::2]
-    out: dict[str, Any] = {"fit_items": len(fit), "validation_items": len(val), "variants": {}}
+    out: dict[str, Any] = {"fit_items": len(fit), "validation_items": len(val), "variants": {}, "prior": {},
+                           "prior_curve": {}}
     graph = default_graph()
     with tempfile.TemporaryDirectory(prefix="reasoning-val-") as tmp:
-        from cloud.training.hop_scorer import export_hop_scorer
-
         for name, flags in VARIANTS.items():
-            model, metrics = train_hop_scorer(enc, items=fit, seed=0, epochs=epochs, **flags)
-            onnx_path, meta_path = export_hop_scorer(model, Path(tmp) / name, metrics)
-            scorer = OnnxHopScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
-            out["variants"][name] = graph_hits(PathReasoner(graph, scorer=scorer), val)
-            print(f"validation hits@1, {name}:", out["variants"][name].get("all"), flush=True)
+            scorer = train_variant(enc, fit, 0, epochs, flags, Path(tmp) / name)
+            curve = {}
+            for prior in PRIOR_GRID[flags["kind"]]:
+                set_prior(scorer, prior)
+                curve[str(prior)] = graph_hits(PathReasoner(graph, scorer=scorer), val)
+            best = max(curve, key=lambda p: curve[p]["all"])
+            out["prior_curve"][name] = {p: c["all"] for p, c in curve.items()}
+            out["prior"][name], out["variants"][name] = float(best), curve[best]
+            print(f"validation hits@1, {name}: {curve[best]['all']} (prior {best}; no prior {curve['0.0']['all']})",
+                  flush=True)
     out["selected"] = max(out["variants"], key=lambda n: out["variants"][n]["all"])
     return out
 
@@ -161,12 +201,18 @@ def select_variant(enc: BundleEncoder, train: list[ParaItem], epochs: int) -> di
 def mean_spread(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     keys = sorted(set().union(*runs)) if runs else []
     return {k: {"mean": round(statistics.fmean(r[k] for r in runs), 4),
+                "sd": round(statistics.stdev([r[k] for r in runs]), 4) if len(runs) > 1 else 0.0,
                 "spread": round(max(r[k] for r in runs) - min(r[k] for r in runs), 4)} for k in keys}
 
 
 def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: int = 80) -> dict[str, Any]:
-    from cloud.training.hop_scorer import export_hop_scorer, train_hop_scorer, train_scope_head
-    from edge.agent.hop_scorer import OnnxHopScorer, OnnxScopeHead
+    from cloud.training.hop_scorer import (
+        export_scope_gate,
+        export_scope_head,
+        train_scope_gate,
+        train_scope_head,
+    )
+    from edge.agent.hop_scorer import OnnxScopeHead
     from edge.agent.routing import KeywordRouter
     from skillpack.kg.linking import EntityLinker
 
@@ -190,36 +236,41 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
     out["graph"] = {"lexical": graph_hits(PathReasoner(graph), kg_eval)}
     print("graph hits@1, lexical:", out["graph"]["lexical"], flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="reasoning-ablation-"))
-    scope_runs: list[dict[str, float]] = []
+    scope_runs: dict[str, list[dict[str, float]]] = {"scope_head": [], "scope_gate": []}
+    keyword = KeywordRouter(EntityLinker(graph))
     try:
         for name, flags in VARIANTS.items():
             runs = []
             for seed in seeds:
-                model, metrics = train_hop_scorer(enc, items=train, seed=seed, epochs=epochs, **flags)
-                onnx_path, meta_path = export_hop_scorer(model, tmp / f"{name}-{seed}", metrics)
-                scorer = OnnxHopScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
+                scorer = train_variant(enc, train, seed, epochs, flags, tmp / f"{name}-{seed}",
+                                       out["validation"]["prior"][name])
                 runs.append(graph_hits(PathReasoner(graph, scorer=scorer), kg_eval))
                 enc.save()
             out["graph"][name] = mean_spread(runs)
             print(f"graph hits@1, {name}:", {k: v["mean"] for k, v in out["graph"][name].items()}, flush=True)
-        # abstention: scope head per seed (threshold calibrated out of fold on training families)
+        # abstention per seed, thresholds calibrated out of fold on training families: the /1 scope
+        # head (MLP on embedding + character n-grams) and the /2 gate (kNN distance + keyword router)
         real_emb, ns_emb = enc([it.text for it in real]), enc([it.text for it in nonsense])
         for seed in seeds:
             head, threshold, smetrics = train_scope_head(enc, items=train, seed=seed)
-            from cloud.training.hop_scorer import export_scope_head
-
-            onnx_path, meta_path = export_scope_head(head, threshold, tmp / f"scope-{seed}", smetrics)
-            gate = OnnxScopeHead(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")))
-            p_real = [gate.p_unsure(e, it.text) for e, it in zip(real_emb, real, strict=True)]
-            p_ns = [gate.p_unsure(e, it.text) for e, it in zip(ns_emb, nonsense, strict=True)]
-            scope_runs.append({"threshold": threshold,
-                               "nonsense_abstention": float(np.mean([p >= threshold for p in p_ns])),
-                               "false_abstention": float(np.mean([p >= threshold for p in p_real]))})
-        out["abstention_scope_head"] = mean_spread(scope_runs)
+            heads = [("scope_head", export_scope_head(head, threshold, tmp / f"scope-{seed}", smetrics), threshold)]
+            g_model, g_threshold, g_metrics = train_scope_gate(enc, lambda t: keyword.route(t)[1], items=train, seed=seed)
+            heads.append(("scope_gate", export_scope_gate(g_model, g_threshold, tmp / f"gate-{seed}", g_metrics),
+                          g_threshold))
+            for kind, (onnx_path, meta_path), thr in heads:
+                gate = OnnxScopeHead(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")),
+                                     keyword=lambda t: keyword.route(t)[1])
+                p_real = [gate.p_unsure(e, it.text) for e, it in zip(real_emb, real, strict=True)]
+                p_ns = [gate.p_unsure(e, it.text) for e, it in zip(ns_emb, nonsense, strict=True)]
+                scope_runs[kind].append({"threshold": thr,
+                                         "nonsense_abstention": float(np.mean([p >= thr for p in p_ns])),
+                                         "false_abstention": float(np.mean([p >= thr for p in p_real]))})
+        out["abstention_scope_head"] = mean_spread(scope_runs["scope_head"])
+        out["abstention_scope_gate"] = mean_spread(scope_runs["scope_gate"])
+        print("abstention:", out["abstention_scope_head"], out["abstention_scope_gate"], flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     # router accuracy on the frozen route families + graph questions; baseline abstention by probability
-    keyword = KeywordRouter(EntityLinker(graph))
     routed: dict[str, dict[str, list[bool]]] = {"keyword": defaultdict(list), "bundle_head": defaultdict(list)}
     abst: dict[str, dict[str, list[bool]]] = {"keyword": defaultdict(list), "bundle_head": defaultdict(list)}
     head_routes = enc.route([it.text for it in frozen])
@@ -234,17 +285,18 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
     out["abstention_router_probability_0.6"] = {
         name: {"nonsense_abstention": round(float(np.mean(d["nonsense"])), 4),
                "false_abstention": round(float(np.mean(d["real"])), 4)} for name, d in abst.items()}
+    selected = out["validation"]["selected"]
     out["ask_latency_ms"] = ask_latency(bundle, enc, seeds[0], train, kg_eval[:24 if quick else 60], epochs,
-                                        VARIANTS[out["validation"]["selected"]])
+                                        VARIANTS[selected], out["validation"]["prior"][selected])
     enc.save()
     return out
 
 
 def ask_latency(bundle: Path, enc: BundleEncoder, seed: int, train: list[ParaItem], items: list[ParaItem],
-                epochs: int, flags: dict[str, bool]) -> dict[str, Any]:
+                epochs: int, flags: dict[str, Any], prior: float) -> dict[str, Any]:
     """``Agent.ask`` on graph questions: lexical scorer vs. the learned scorer attached to a copy of
     the bundle (hashing encoder for routing; the learned scorer embeds with its own ORT session)."""
-    from cloud.training.hop_scorer import attach_to_bundle, export_hop_scorer, train_hop_scorer
+    from cloud.training.hop_scorer import attach_to_bundle
     from edge.agent.factory import build_agent
     from edge.agent.settings import AgentSettings
     from edge.agent.types import AskRequest
@@ -252,10 +304,11 @@ def ask_latency(bundle: Path, enc: BundleEncoder, seed: int, train: list[ParaIte
     tmp = Path(tempfile.mkdtemp(prefix="reasoning-latency-"))
     try:
         copy = Path(shutil.copytree(bundle, tmp / "bundle"))
-        model, metrics = train_hop_scorer(enc, items=train, seed=seed, epochs=epochs, **flags)
-        attach_to_bundle(copy, [export_hop_scorer(model, tmp / "head", metrics)])
+        train_variant(enc, train, seed, epochs, flags, tmp / "head", prior)
+        attach_to_bundle(copy, [(tmp / "head" / "hop_scorer.onnx", tmp / "head" / "hop_scorer.json")])
         out: dict[str, Any] = {}
-        for name, scorer in (("lexical", "lexical"), ("learned", "learned")):
+        choices: tuple[tuple[str, Literal["lexical", "learned"]], ...] = (("lexical", "lexical"), ("learned", "learned"))
+        for name, scorer in choices:
             agent = build_agent(AgentSettings(agent_memory_db=tmp / f"{name}.sqlite3", agent_kg_scorer=scorer,
                                               agent_cache_enabled=False, agent_confidence_threshold=0.0),
                                 bundle_dir=copy)
@@ -275,29 +328,49 @@ def ask_latency(bundle: Path, enc: BundleEncoder, seed: int, train: list[ParaIte
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _pct(v: dict[str, float] | float) -> str:
+    if isinstance(v, dict):
+        return f"{v['mean'] * 100:.1f} ± {v.get('sd', 0.0) * 100:.1f}"
+    return f"{v * 100:.1f}"
+
+
 def headline(rec: dict[str, Any]) -> list[Any]:
     from autoglm.bench.records import HeadlineRow
 
     g = rec["graph"]
     best = rec["validation"]["selected"]  # chosen on validation families, never on the evaluation set
+    n = len(rec["seeds"])
     rows = []
     for lang in ("en", "zh"):
-        lex = [g["lexical"].get(f"{h}hop_{lang}", 0.0) for h in (1, 2, 3)]
-        got = [g[best].get(f"{h}hop_{lang}", {}).get("mean", 0.0) for h in (1, 2, 3)]
-        rows.append(HeadlineRow(
-            what=f"Graph hits@1, frozen held-out paraphrase families, {lang.upper()}, 1 / 2 / 3 hops ({best}, "
-                 f"mean of {len(rec['seeds'])} seeds)",
-            baseline="lexical cue scorer " + " / ".join(f"{x * 100:.1f} %" for x in lex),
-            result=" / ".join(f"{x * 100:.1f} %" for x in got), target="≥ 95 / 92 / 88 %",
-            met=got[0] >= 0.95 and got[1] >= 0.92 and got[2] >= 0.88))
-    a = rec["abstention_scope_head"]
+        lex = " / ".join(f"{g['lexical'].get(f'{h}hop_{lang}', 0.0) * 100:.1f}" for h in (1, 2, 3))
+        for name in [v for v in VARIANTS if v in g]:
+            got = [g[name].get(f"{h}hop_{lang}", {"mean": 0.0, "sd": 0.0}) for h in (1, 2, 3)]
+            mark = " **(selected on validation)**" if name == best else ""
+            rows.append(HeadlineRow(
+                what=f"Graph hits@1 % (mean ± sd, {n} seeds), frozen held-out families, {lang.upper()}, 1 / 2 / 3 "
+                     f"hops: {name}{mark}, length prior {rec['validation']['prior'][name]}",
+                baseline=f"lexical cue scorer {lex}", result=" / ".join(_pct(x) for x in got),
+                target="≥ 95 / 92 / 88",
+                met=got[0]["mean"] >= 0.95 and got[1]["mean"] >= 0.92 and got[2]["mean"] >= 0.88))
     base = rec["abstention_router_probability_0.6"]["keyword"]
-    rows.append(HeadlineRow(
-        what="Abstention on held-out nonsense / false abstention on real questions (scope head)",
-        baseline=f"keyword router p<0.6: {base['nonsense_abstention'] * 100:.1f} % / {base['false_abstention'] * 100:.1f} %",
-        result=f"{a['nonsense_abstention']['mean'] * 100:.1f} % / {a['false_abstention']['mean'] * 100:.1f} %",
-        target="≥ 90 % / ≤ 2 %",
-        met=a["nonsense_abstention"]["mean"] >= 0.9 and a["false_abstention"]["mean"] <= 0.02))
+    for key, label in (("abstention_scope_head", "scope head /1 (MLP on embedding + char n-grams)"),
+                       ("abstention_scope_gate", "scope gate /2 (kNN distance + keyword-router confidence)")):
+        if key not in rec:
+            continue
+        a = rec[key]
+        rows.append(HeadlineRow(
+            what=f"Abstention on held-out nonsense / false abstention on real questions %, {label} (mean ± sd)",
+            baseline=f"keyword router p<0.6: {base['nonsense_abstention'] * 100:.1f} / {base['false_abstention'] * 100:.1f}",
+            result=f"{_pct(a['nonsense_abstention'])} / {_pct(a['false_abstention'])}",
+            target="≥ 90 / ≤ 2",
+            met=a["nonsense_abstention"]["mean"] >= 0.9 and a["false_abstention"]["mean"] <= 0.02))
+    lat = rec.get("ask_latency_ms", {})
+    if "learned" in lat:
+        rows.append(HeadlineRow(
+            what=f"Agent.ask p50 / p99 ms, graph questions, {best} scorer (this CPU; hashing-encoder routing)",
+            baseline=f"lexical {lat['lexical']['p50_ms']:.1f} / {lat['lexical']['p99_ms']:.1f}",
+            result=f"{lat['learned']['p50_ms']:.1f} / {lat['learned']['p99_ms']:.1f}", target="p50 ≤ 15",
+            met=lat["learned"]["p50_ms"] <= 15.0))
     return rows
 
 
