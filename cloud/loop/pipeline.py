@@ -163,7 +163,20 @@ class LoopPipeline:
         except Exception as exc:
             log.exception("loop job failed", extra={"job_id": job_id})
             msg = exc.message if isinstance(exc, AutoGLMError) else f"{type(exc).__name__}: {exc}"
+            self._abort_open_rollout(job_id, msg)
             return self.jobs.finish(job_id, JobState.FAILED, JobOutcome.ERROR, error=msg)
+
+    def _abort_open_rollout(self, job_id: int, why: str) -> None:
+        """A job that fails after starting its canary takes the canary down with it (no orphan)."""
+        try:
+            job = self.jobs.get(job_id)
+            rid = job.rollout_id or (self._rollout_of(job.model, job.version) if job.version else None)
+            if rid is not None and RolloutState(self.rollouts.get(rid).state) not in (
+                RolloutState.SUCCEEDED, RolloutState.ABORTED
+            ):
+                self.rollouts.abort(rid, actor=self.actor, reason=f"job {job_id} failed: {why}"[:500])
+        except Exception:
+            log.exception("could not abort the canary of failed job %d", job_id)
 
     # -- a fresh run --------------------------------------------------------------------------------
 

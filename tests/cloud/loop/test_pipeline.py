@@ -134,3 +134,33 @@ def test_cancel_a_running_job_stops_it(world: World) -> None:
     out = worker.pipeline.run(job.id)
     assert out.state is JobState.CANCELLED and out.outcome is JobOutcome.CANCELLED
     assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.0.0"]
+
+
+def test_a_job_failing_during_its_canary_aborts_the_canary(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from export.pipeline import export_adapter_update
+
+    jobs = world.svc.loop.jobs
+    job, _ = jobs.create(MODEL, actor="admin:alice")
+    # a version this job registered before its worker died (no fine-tune needed for this fault)
+    update = export_adapter_update(world.model.checkpoint, world.tmp / "u", parent_bundle=world.model.bundle,
+                                   version="1.1.0")
+    world.svc.registry.register_dir(update, actor="loop-job", tags={"loop_job": str(job.id)})
+    assert jobs.claim("dead") == job.id
+    worker = world.worker("w2")
+    assert jobs.take_over("w2", 0.0) == job.id
+    real_get, calls = worker.pipeline.rollouts.get, []
+
+    def flaky_get(rid: int) -> object:
+        calls.append(rid)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return real_get(rid)
+
+    monkeypatch.setattr(worker.pipeline.rollouts, "get", flaky_get)
+    out = worker.pipeline.run(job.id)
+    assert out.state is JobState.FAILED and out.outcome is JobOutcome.ERROR and "database went away" in out.error
+    # the rollout was created, then the failure struck before the job recorded it: found by version
+    assert out.version == "1.1.0" and out.rollout_id is None
+    (r,) = world.svc.rollouts.list_rollouts()
+    assert r.version == "1.1.0" and r.state == "aborted"
+    assert f"job {job.id} failed" in world.svc.rollouts.get(r.id).events[-1].reason  # no orphan canary
