@@ -28,7 +28,8 @@ Steps (each timed and guarded; a failing step does not stop the rest; the report
      of it, on that provider; outputs vs the CPU session of the update;
    - **precision variant**: which variant the rollout controller sends a node whose model really
      runs on that provider (fp16 on CUDA / TensorRT, int8 on the CPU);
-   - **TensorRT native** (tensorrt only): the bundle's engine, latency, refit with "other";
+   - **TensorRT native** (tensorrt only): the bundle's engine, latency, refit with "other"; and the
+     edge loader serving "other" on the native engine (``TensorRTEngineRuntime.refit``, timed);
    - **serving**: ``benchmarks/bench_serving.py --provider P`` (servers ort + edge, concurrency
      1, 32, 256; ``--serving-s`` seconds each; 0 skips), served / raw-engine throughput.
    Every session records the providers that **really** ran (``get_providers()``); a requested
@@ -426,6 +427,29 @@ def trt_case(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref: dict[in
     return res
 
 
+def trt_loader_other_set(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref_other: dict[int, tuple[Any, Any]],
+                         work: Path) -> dict[str, Any]:
+    """The edge loader serving the non-default set 'other' on the bundle's native TensorRT engine:
+    ``BundleModelLoader`` refits the engine with the set's weights (no rebuild) — timed."""
+    from edge.serving.bundle_loader import BundleModelLoader
+    from edge.settings import ServeSettings
+
+    if not (read_manifest(fp16_bundle).get("tensorrt") or []):
+        raise SkipStep("bundle has no TensorRT engine")
+    settings = ServeSettings(providers=["tensorrt", "cuda", "cpu"], model_cache_dir=work / "model-cache-trt-native")  # type: ignore[arg-type]
+    model = BundleModelLoader(settings)(fp16_bundle, adapter_set="other")
+    res: dict[str, Any] = {"providers_used": list(model.providers), "refit_s": model.extra.get("trt_refit_s")}
+    try:
+        if not str(res["providers_used"][0]).startswith("TensorRT-native"):
+            raise CheckFailed(f"the loader did not use the native engine: {res['providers_used']}", res)
+        res["parity_b32"] = compare(ref_other[32], model.engine(*inputs[32]))
+    finally:
+        model.close()
+    if res["parity_b32"]["max_abs_diff"] > 2e-2:
+        raise CheckFailed("native engine refitted with 'other' differs from the CPU session bound to 'other'", res)
+    return res
+
+
 # -- per-provider checks ----------------------------------------------------------------------
 
 
@@ -680,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
             step(f"{p}: precision variant for this node", lambda p=p: variant_choice(b, p, cache))
             if p == "tensorrt":
                 step("tensorrt: native engine + refit", lambda: trt_case(b["fp16"], inputs, refs["fp32_default"], refs["fp32_other"]), min_left_s=60)
+                step("tensorrt: edge loader serves set 'other' on the native engine (refit)",
+                     lambda: trt_loader_other_set(b["fp16"], inputs, refs["fp32_other"], work), min_left_s=60)
             if args.serving_s > 0:
                 step(f"{p}: serving", lambda p=p: serving_case(p, args.serving_s, work), min_left_s=120)
         bad_steps = [n for n, s in REPORT["steps"].items() if s["status"] in ("failed", "error")]

@@ -137,6 +137,29 @@ class TensorRTEngineRuntime:
         logits = by_name.get("route_logits", results[1][0])
         return emb, logits
 
+    def refit(self, tensors: dict[str, np.ndarray]) -> float:  # pragma: no cover - GPU
+        """Replace the engine's adapter weights with ``tensors`` (an adapter set in graph layout):
+        engines are built refittable, so serving another set — or an adapter-only update — is a
+        refit of a few MB, not an engine rebuild. Returns the seconds it took; ``BundleError`` when
+        a tensor is not a weight of the engine or TensorRT refuses."""
+        import time
+
+        trt = self._trt
+        t0 = time.perf_counter()
+        refitter = trt.Refitter(self.engine, trt.Logger(trt.Logger.WARNING))
+        names = set(refitter.get_all_weights())
+        missing = sorted(set(tensors) - names)
+        if missing:
+            raise BundleError(f"TensorRT engine {self.spec.file}: no refittable weight(s) {missing[:3]}")
+        keep = []  # TensorRT reads the host arrays during refit_cuda_engine
+        for name, arr in tensors.items():
+            host = np.ascontiguousarray(arr, dtype=np.float32)
+            keep.append(host)
+            refitter.set_named_weights(name, trt.Weights(host))
+        if not refitter.refit_cuda_engine():
+            raise BundleError(f"TensorRT engine {self.spec.file}: refit with the adapter set failed")
+        return time.perf_counter() - t0
+
     def close(self) -> None:  # pragma: no cover - GPU
         for ptr, _ in self._buffers.values():
             self._cudart.cudaFree(ptr)

@@ -17,7 +17,7 @@ from contracts.bundle import Bundle, open_bundle
 from contracts.errors import BundleError
 from contracts.logging import get_logger
 from contracts.manifest import MANIFEST_FILE, Manifest
-from edge.runtime.bundle_session import BundleSession, bundle_tokenizer
+from edge.runtime.bundle_session import BundleSession, bundle_tokenizer, load_adapter_tensors
 from edge.runtime.engine import Engine
 from edge.runtime.providers import ORT_PROVIDER_NAMES, make_session_options, select_providers
 from edge.runtime.tensorrt_engine import TensorRTEngineRuntime, detect_gpu, matching_engine
@@ -120,13 +120,22 @@ class BundleModelLoader:
         s = self.settings
         m = bundle.manifest
         wants_trt = "tensorrt" in s.providers and bool(m.tensorrt)
-        if wants_trt and set_name == m.default_adapter_set:
+        if wants_trt:
             gpu, why = detect_gpu(s.cuda_device_id)
             spec = matching_engine(m.tensorrt, gpu)
             if spec is not None:  # pragma: no cover - needs a GPU
                 runtime = TensorRTEngineRuntime(bundle.root / spec.file, spec, s.cuda_device_id)
                 native = f"TensorRT-native({spec.gpu_arch}, {spec.precision})"
                 info = {"providers_requested": native, "provider_fallback": "", "providers_skipped": ""}
+                if set_name != m.default_adapter_set:  # the engine holds the default set: refit, no rebuild
+                    if not spec.refittable:
+                        runtime.close()
+                        raise BundleError(
+                            f"TensorRT engine {spec.file} is not refittable: cannot serve {set_name!r}"
+                        )
+                    entry = m.adapter_sets[set_name]
+                    tensors = load_adapter_tensors(bundle.adapter_file(set_name), entry, set_name)
+                    info["trt_refit_s"] = f"{runtime.refit(tensors):.3f}"
                 return runtime, [native], runtime.close, info
             log.debug(
                 "bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU"
