@@ -61,6 +61,7 @@ from skillpack.kg.hop_features import (
     relation_descriptions,
     relation_key_phrases,
 )
+from skillpack.kg.schema import RELATIONS
 from skillpack.text import to_ascii
 
 log = get_logger("autoglm.cloud.training.hop_scorer")
@@ -339,11 +340,29 @@ def path_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed
     return texts, emb, torch.tensor(types), torch.tensor(gold), torch.from_numpy(np.stack(masks))
 
 
+def verbalised_examples() -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each non-empty schema path's EN / ZH verbalisation asked as a question ("who is …?" for a
+    person, "what is …?" otherwise), labelled with that path; candidates: the start type's paths."""
+    paths = all_schema_paths()
+    texts, types, gold, masks = [], [], [], []
+    for i, (t, p) in enumerate(paths):
+        if not p:
+            continue
+        person = RELATIONS[p[-1]].tail == "person"
+        en, zh = path_texts(t, p)
+        for text in (f"{'Who' if person else 'What'} is {en}?", f"{zh}是{'谁' if person else '什么'}？"):
+            texts.append(text)
+            types.append(TYPE_NAMES.index(t))
+            gold.append(i)
+            masks.append(np.array([tt == t for tt, _ in paths]))
+    return texts, torch.tensor(types), torch.tensor(gold), torch.from_numpy(np.stack(masks))
+
+
 def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
                       seed: int = 0, epochs: int = 60, lr: float = 2e-3, hidden: int = 128,
                       zero_shot_only: bool = False, describe: bool = True, weight_decay: float = 1e-2,
-                      prototypes: bool = False, exclude_families: set[str] | None = None, phrases: bool = True
-                      ) -> tuple[PathScorer, dict[str, Any]]:
+                      prototypes: bool = False, exclude_families: set[str] | None = None, phrases: bool = True,
+                      verbal_examples: bool = False) -> tuple[PathScorer, dict[str, Any]]:
     """Train the path scorer on the training families (+ training-only describe requests)."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
@@ -352,6 +371,11 @@ def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, item
     if describe:
         items = items + describe_items(graph, seed)
     texts, emb, types, gold, mask = path_examples(graph, items, embed)
+    if verbal_examples:  # every schema path's own verbalisation as a question (a mechanical extra phrasing)
+        v_texts, v_types, v_gold, v_mask = verbalised_examples()
+        texts = texts + v_texts
+        emb = torch.cat([emb, torch.from_numpy(np.asarray(embed(v_texts), dtype=np.float32))])
+        types, gold, mask = torch.cat([types, v_types]), torch.cat([gold, v_gold]), torch.cat([mask, v_mask])
     keys = torch.from_numpy(np.asarray(embed(relation_key_phrases()), dtype=np.float32)) if phrases else None
     win, wmask = window_tensors(texts, embed) if phrases else (None, None)
     t = path_tables(embed, prototypes, exclude_families)
@@ -380,7 +404,7 @@ def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, item
         final_loss = float(loss_fn(logits, gold))
     metrics = {"train_questions": n, "train_path_accuracy": round(acc, 4), "train_loss": round(final_loss, 4),
                "seconds": round(time.perf_counter() - t0, 2), "embed_dim": int(emb.shape[1]), "seed": seed,
-               "epochs": epochs, "zero_shot_only": zero_shot_only, "describe": describe, "prototypes": prototypes, "phrases": phrases,
+               "epochs": epochs, "zero_shot_only": zero_shot_only, "describe": describe, "prototypes": prototypes, "phrases": phrases, "verbal_examples": verbal_examples,
                "scorer": "path"}
     return model, metrics
 
