@@ -12,10 +12,19 @@ if TYPE_CHECKING:
 
 
 def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
+    """An adapter-only update with the guard; a full export (same precision as the parent, its own
+    guard) when the route list grew (a new route changes the head's shape: no update fits)."""
     from cloud.loop.pipeline import GuardRefused
+    from cloud.model.checkpoint import read_checkpoint_meta
+    from contracts.bundle import open_bundle
     from export.errors import GuardFailed
     from export.update_guard import guarded_adapter_update
 
+    pm = open_bundle(req.parent_bundle).manifest
+    meta = read_checkpoint_meta(req.checkpoint_dir)
+    routes = list(next(iter(meta.adapter_sets.values())).routes)
+    if routes != list(pm.adapter_sets[pm.default_adapter_set].routes):
+        return _full_export(req, pm.precision, routes)
     try:
         return guarded_adapter_update(
             req.checkpoint_dir,
@@ -29,3 +38,33 @@ def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
         )
     except GuardFailed as exc:
         raise GuardRefused(exc.message) from exc
+
+
+def _full_export(req: ExportRequest, precision: str, routes: list[str]) -> tuple[Path, dict[str, Any]]:
+    from cloud.loop.pipeline import GuardRefused
+    from contracts.bundle import open_bundle
+    from export.errors import GuardFailed
+    from export.pipeline import export_checkpoint
+
+    try:
+        bundle = export_checkpoint(
+            req.checkpoint_dir,
+            req.out_dir,
+            precision=precision,
+            name=req.name,
+            version=req.version,
+            sign_key=req.sign_key,
+            eval_texts=req.eval_texts,
+            eval_labels=req.eval_labels,
+        )
+    except GuardFailed as exc:
+        raise GuardRefused(exc.message) from exc
+    parity = open_bundle(bundle).manifest.metrics.parity
+    return bundle, {
+        "passed": True,
+        "full_export": True,
+        "precision": precision,
+        "routes": routes,
+        "parity": parity,
+        "failures": [],
+    }

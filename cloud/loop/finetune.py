@@ -95,11 +95,8 @@ def finetune(
     set_name = next(iter(meta.adapter_sets))
     routes = list(meta.adapter_sets[set_name].routes)
     unknown = sorted({r for _, r in hard if r not in routes})
-    if unknown:
-        raise BadRequest(
-            f"labels {unknown} are not routes of the production model ({routes}); a new route goes through "
-            "the route-growth path (a tool bound to it), not this fine-tune"
-        )
+    if unknown:  # the pipeline grows the head first (cloud.training.new_route); this is a programming error
+        raise BadRequest(f"labels {unknown} are not routes of the checkpoint ({routes})")
     splits = _base_data(meta.training, routes, out_dir / "data")
     tokenizer = TextTokenizer(
         Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 64)))

@@ -129,6 +129,7 @@ class LoopPipeline:
         finetuner: Finetuner | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tool_routes: Callable[[], list[str]] | None = None,
     ) -> None:
         self.jobs, self.queue, self.registry, self.rollouts = jobs, queue, registry, rollouts
         self.fleet, self.store, self.settings = fleet, store, settings
@@ -141,6 +142,7 @@ class LoopPipeline:
         self.finetuner = finetuner
         self.stop = stop or threading.Event()
         self.clock = clock
+        self.tool_routes: Callable[[], list[str]] = tool_routes or (lambda: [])
         self.actor = "loop"
 
     # -- entry --------------------------------------------------------------------------------------
@@ -172,7 +174,8 @@ class LoopPipeline:
             job = self.jobs.get(job_id)
             rid = job.rollout_id or (self._rollout_of(job.model, job.version) if job.version else None)
             if rid is not None and RolloutState(self.rollouts.get(rid).state) not in (
-                RolloutState.SUCCEEDED, RolloutState.ABORTED
+                RolloutState.SUCCEEDED,
+                RolloutState.ABORTED,
             ):
                 self.rollouts.abort(rid, actor=self.actor, reason=f"job {job_id} failed: {why}"[:500])
         except Exception:
@@ -206,6 +209,8 @@ class LoopPipeline:
             progress=0.05,
             message=f"warm start from checkpoint {ckpt}; export parent {full.model}@{full.version}",
         )
+
+        ckpt = self._grow_routes(jid, ckpt, hard)
 
         def on_progress(p: float, msg: str) -> None:
             self.jobs.report(jid, progress=0.05 + 0.55 * p, message=msg)
@@ -283,6 +288,33 @@ class LoopPipeline:
         )
         shutil.rmtree(work, ignore_errors=True)
         return self._canary(self.jobs.get(jid))
+
+    def _grow_routes(self, jid: int, ckpt: Path, hard: list[tuple[str, str]]) -> Path:
+        """Labels naming routes the production model lacks (the queue let them in because a tool
+        serves them): grow the head by each, from its labelled examples
+        (``cloud.training.new_route.train_new_route``, MAML-initialised when the checkpoint is a meta-
+        learnt one); the fine-tune then starts from the grown checkpoint."""
+        from cloud.model.checkpoint import read_checkpoint_meta
+
+        meta = read_checkpoint_meta(ckpt)
+        known = set(next(iter(meta.adapter_sets.values())).routes)
+        new_routes = sorted({r for _, r in hard if r not in known})
+        if not new_routes:
+            return ckpt
+        from cloud.training.new_route import train_new_route
+
+        for route in new_routes:
+            out = self.work_dir / "checkpoints" / f"job-{jid}-route-{route}"
+            shutil.rmtree(out, ignore_errors=True)
+            support = [t for t, r in hard if r == route]
+            res = train_new_route(ckpt, route, support, out, tool_routes=self.tool_routes())
+            self.jobs.report(
+                jid,
+                message=f"new route {route!r}: head grown from {res.support} examples "
+                f"in {res.wall_s:.1f}s (routes now {len(res.routes)})",
+            )
+            ckpt = out
+        return ckpt
 
     # -- resume after a take-over ----------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ class LoopWorker:
             exporter=exporter,
             finetuner=finetuner,
             stop=self.stop,
+            tool_routes=lambda: [t.route for t in svc.tools.registry.all() if t.route],
         )
         if triage_factory is None:
             from cloud.loop.triage import ModelTriage

@@ -164,3 +164,40 @@ def test_a_job_failing_during_its_canary_aborts_the_canary(world: World, monkeyp
     (r,) = world.svc.rollouts.list_rollouts()
     assert r.version == "1.1.0" and r.state == "aborted"
     assert f"job {job.id} failed" in world.svc.rollouts.get(r.id).events[-1].reason  # no orphan canary
+
+
+SHIFT = [
+    "when does the night shift start on line 2",
+    "who is on the early shift tomorrow",
+    "show me next week's shift roster",
+    "am i working the weekend shift",
+    "swap my friday shift with anna",
+    "what are the shift hours for team blue",
+]
+
+
+def test_a_label_naming_a_tool_bound_new_route_grows_the_model(world: World) -> None:
+    from cloud.tools.registry import Tool
+
+    def shift_tool() -> Tool:
+        return Tool("shift_schedule", "the plant's shift roster", {"type": "object"}, lambda **_: {"roster": []},
+                    route="shift_schedule")
+
+    world.svc.tools.registry.register(shift_tool())  # the controller: labels may name it
+    worker = world.worker()
+    worker.svc.tools.registry.register(shift_tool())  # the worker: its route may be learnt
+    q = world.svc.loop.queue
+    q.ingest("n00", records(SHIFT))
+    worker.triage()
+    for item in q.items().items:
+        q.label(item.id, "shift_schedule", actor="admin:alice")
+    job, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    out = world.run_job(worker, job.id)
+    assert out.state is JobState.SUCCEEDED and out.outcome is JobOutcome.PROMOTED, (out.error, out.logs)
+    logs = world.svc.loop.jobs.get(job.id).logs
+    assert any("new route 'shift_schedule': head grown from 6 examples" in line for line in logs)
+    v = world.svc.registry.get_version(MODEL, "1.1.0")
+    assert v.kind == "full" and v.lineage["parent"] == f"{MODEL}@1.0.0"  # the head grew: a full bundle
+    assert out.metrics["guard"]["full_export"] is True and "shift_schedule" in out.metrics["guard"]["routes"]
+    assert out.metrics["after"]["hard_accuracy"] >= 0.5
+    assert world.svc.registry.alias_target(MODEL, "stable") == "1.1.0"
