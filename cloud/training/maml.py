@@ -278,9 +278,9 @@ def adapt(fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptC
 
 @dataclass(frozen=True)
 class MamlConfig:
-    tasks: int = 300
+    tasks: int = 240
     meta_batch: int = 4
-    meta_lr: float = 1e-3
+    meta_lr: float = 2e-3
     ks: tuple[int, ...] = (4, 8, 16)
     query_new: int = 24  # query examples of the task's route (its held-back families)
     query_old: int = 96  # query examples of the other routes
@@ -347,8 +347,9 @@ def meta_train_fast(fast: FastHead, feats: TopFeatures, cfg: MamlConfig,
             pick = rng.sample(others, min(len(others), cfg.replay_size + cfg.query_old))
             rep_idx, old_q = pick[: cfg.replay_size], pick[cfg.replay_size :]
             support = feats.subset(sup_idx)
-            task = grow(fast, route, init="proto", support=support, row_init=(float(s_param), float(b_param)),
-                        drop=route, seed=rng.randrange(1 << 30))
+            row = (float(s_param.detach()), float(b_param.detach()))
+            task = grow(fast, route, init="proto", support=support, row_init=row, drop=route,
+                        seed=rng.randrange(1 << 30))
             task = adapt(task, support, feats.subset(rep_idx), cfg.adapt, seed=rng.randrange(1 << 30))
             query = feats.subset([*qry_idx, *old_q])
             task.eval()
@@ -378,9 +379,9 @@ def meta_train_fast(fast: FastHead, feats: TopFeatures, cfg: MamlConfig,
         s_param.grad = torch.tensor(g_s / used)
         b_param.grad = torch.tensor(g_b / used)
         opt.step()
-        history.append({"tasks": float(done), "query_loss": float(np.mean(losses)), "s": float(s_param),
-                        "b": float(b_param)})
-    return fast, (float(s_param), float(b_param)), history
+        history.append({"tasks": float(done), "query_loss": float(np.mean(losses)), "s": float(s_param.detach()),
+                        "b": float(b_param.detach())})
+    return fast, (float(s_param.detach()), float(b_param.detach())), history
 
 
 def meta_training_examples(routes: Sequence[str], seed: int = 0, per_template: int = 4) -> list[Example]:

@@ -63,6 +63,7 @@ class NewRouteResult:
     support: int
     wall_s: float
     adapt_s: float
+    cpu_s: float = 0.0  # CPU time of this process during the call (wall_s includes waiting for a busy CPU)
 
 
 def default_replay(routes: Sequence[str], size: int, seed: int = 0) -> list[Example]:
@@ -98,7 +99,7 @@ def train_new_route(base_checkpoint: Path, route: str, examples: Sequence[str | 
     ``replay``: examples of the checkpoint's routes (default: :func:`default_replay`).
     """
     cfg = config or NewRouteConfig()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     make_deterministic(cfg.seed, cfg.threads or default_threads(1))
     model, meta = load_checkpoint(Path(base_checkpoint))
     set_name = next(iter(meta.adapter_sets))
@@ -135,4 +136,4 @@ def train_new_route(base_checkpoint: Path, route: str, examples: Sequence[str | 
     write_fast_checkpoint(model, meta, set_name, grown, Path(out_dir), training_extra=extra)
     wall = time.perf_counter() - t0
     log.info("new route trained", extra={"route": route, "support": len(support), "wall_s": round(wall, 2)})
-    return NewRouteResult(Path(out_dir), grown.routes, route, len(support), wall, adapt_s)
+    return NewRouteResult(Path(out_dir), grown.routes, route, len(support), wall, adapt_s, time.process_time() - c0)
