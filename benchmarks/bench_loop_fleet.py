@@ -14,10 +14,11 @@ analysis on the simulated heartbeats), the promotion. Target: <= 10 minutes on 2
 Baseline in the same run: the job's fine-tune alone (its wall time); the ratio total / fine-tune
 is the cost of the loop around the training.
 
-Which inputs are hard is decided like an edge decides it: the candidates whose calibrated top
-probability under the production model is below the agent's threshold (0.6) become hard
-examples; each is reported by 1-3 nodes, as answered by the cloud tool of the route the candidate
-was written for.
+Which inputs are hard is decided like an edge decides it: of the candidates (18 written phrasings
+plus ``--pool`` noisy variants of the generator's training templates — typos, fillers, casing,
+never the frozen test templates) those whose calibrated top probability under the production
+model is below the agent's threshold (0.6) become hard examples (at most ``--max-hard``); each is
+reported by 1-3 nodes, as answered by the cloud tool of the route the candidate was written for.
 
 Usage: ``python benchmarks/bench_loop_fleet.py [--checkpoint DIR] [--bundle DIR] [--nodes 50]
 [--quick] [--no-record]``. The machine is shared: numbers are noisy.
@@ -88,10 +89,37 @@ class SimFleet:
             todo, self.pending = self.pending, []
         for node_id, cmd in todo:
             self.versions[node_id] = str(cmd.version)
-            self.fleet.on_ack(node_id, CommandAck.success(cmd.command_id or "", {"version": str(cmd.version)}))
+            self.fleet.on_ack(
+                node_id, CommandAck.success(cmd.command_id or "", {"version": str(cmd.version)})
+            )
         for n, v in self.versions.items():
-            self.fleet.on_heartbeat(n, {"node_id": n, "ts_ms": 0, "model_version": v, "requests": 30,
-                                        "error_rate": 0.0, "latency_p99_ms": 12.0, "fallback_rate": 0.05})
+            self.fleet.on_heartbeat(
+                n,
+                {
+                    "node_id": n,
+                    "ts_ms": 0,
+                    "model_version": v,
+                    "requests": 30,
+                    "error_rate": 0.0,
+                    "latency_p99_ms": 12.0,
+                    "fallback_rate": 0.05,
+                },
+            )
+
+
+def _noisy_pool(n: int) -> list[tuple[str, str]]:
+    """``n`` noisy variants (typos, fillers, casing: ``cloud.data.noise.augment``, a seed of its own)
+    of the generator's *training* templates: what users type that the model half knows. The frozen
+    evaluation set (the test split's templates) is never touched."""
+    from cloud.data import default_splits
+    from cloud.data.noise import augment
+
+    if n <= 0:
+        return []
+    rng = random.Random(4242)
+    train = default_splits(0)["train"]
+    picks = rng.sample(train, min(n, len(train)))
+    return [(augment(augment(e.text, e.lang, rng), e.lang, rng), e.route) for e in picks]
 
 
 def _prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, Path]:
@@ -107,17 +135,27 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, Pa
         from cloud.training.config import TrainConfig
         from cloud.training.trainer import train
 
-        train(TrainConfig(tiny=True, epochs=2, out_dir=work / "ckpt", num_threads=1, lr=5e-3, max_length=32),
-              progress=False)
+        train(
+            TrainConfig(tiny=True, epochs=2, out_dir=work / "ckpt", num_threads=1, lr=5e-3, max_length=32),
+            progress=False,
+        )
         ckpt = work / "ckpt"
-        return ckpt, export_checkpoint(ckpt, work / "v1", name=MODEL, version="1.0.0", precision="fp32",
-                                       sign_key=key), key, pub
+        return (
+            ckpt,
+            export_checkpoint(ckpt, work / "v1", name=MODEL, version="1.0.0", precision="fp32", sign_key=key),
+            key,
+            pub,
+        )
     ckpt = Path(args.checkpoint)
     if args.bundle:
         return ckpt, Path(args.bundle), Path(args.sign_key), Path(args.public_key)
     print("exporting the production bundle 1.0.0 (int8 + guard; setup, not timed) ...", flush=True)
-    return ckpt, export_checkpoint(ckpt, work / "v1", name=MODEL, version="1.0.0", precision="int8",
-                                   sign_key=key), key, pub
+    return (
+        ckpt,
+        export_checkpoint(ckpt, work / "v1", name=MODEL, version="1.0.0", precision="int8", sign_key=key),
+        key,
+        pub,
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,8 +172,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pub_hex = bytes(load_verify_key(pub)).hex()
     nodes = [f"node-{i:03d}" for i in range(args.nodes)]
     sim = SimFleet(nodes, "1.0.0")
-    settings = CloudSettings(data_dir=work / "cloud", database_url="", admin_tokens=["bench:x"], mqtt_enabled=False,
-                             tool_doc_embeddings=False, bundle_public_key=pub_hex)
+    settings = CloudSettings(
+        data_dir=work / "cloud",
+        database_url="",
+        admin_tokens=["bench:x"],
+        mqtt_enabled=False,
+        tool_doc_embeddings=False,
+        bundle_public_key=pub_hex,
+    )
     svc = CloudServices.build(settings, channel=sim)
     sim.fleet = svc.fleet
     svc.registry.register_dir(bundle, actor="bench")
@@ -145,24 +189,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sim.step()
 
     # which candidates an edge would be unsure of (the production model, calibrated)
+    pool = list(CANDIDATES) + _noisy_pool(args.pool)
     judge = ModelTriage(ckpt)
-    verdicts = judge([t for t, _ in CANDIDATES])
-    hard = [(t, r) for (t, r), v in zip(CANDIDATES, verdicts, strict=True) if v.confidence < AGENT_THRESHOLD]
-    wrong_before = sum(v.route != r for (_, r), v in zip(CANDIDATES, verdicts, strict=True)
-                       if v.confidence < AGENT_THRESHOLD)
+    verdicts = judge([t for t, _ in pool])
+    unsure = [((t, r), v) for (t, r), v in zip(pool, verdicts, strict=True) if v.confidence < AGENT_THRESHOLD]
+    unsure = unsure[: args.max_hard]
+    hard = [tr for tr, _ in unsure]
+    wrong_before = sum(v.route != r for (_, r), v in unsure)
     del judge
-    print(f"{len(hard)} of {len(CANDIDATES)} candidates are hard examples (p < {AGENT_THRESHOLD}); "
-          f"the production model routes {wrong_before} of them wrong", flush=True)
+    print(
+        f"{len(hard)} of {len(pool)} candidates are hard examples (p < {AGENT_THRESHOLD}, at most {args.max_hard}); "
+        f"the production model routes {wrong_before} of them wrong",
+        flush=True,
+    )
     if not hard:
         raise SystemExit("no candidate is hard for this model: nothing for the loop to do")
 
     loop = LoopSettings(
-        loop_auto_approve=True, loop_auto_approve_any_source=True, loop_auto_approve_min_confidence=0.0,
-        loop_auto_job_min_labelled=len(hard), loop_checkpoint_dirs=[ckpt], loop_sign_key=key,
-        loop_canary_steps=[10.0, 50.0, 100.0], loop_canary_pause_s=args.pause_s, loop_canary_min_requests=20,
-        loop_worker_poll_s=0.2, loop_work_dir=work / "loop",
-        **({"loop_train_steps": 40, "loop_base_samples": 300, "loop_max_regression_pt": 100.0} if args.quick else
-           {"loop_train_steps": args.steps}),
+        loop_auto_approve=True,
+        loop_auto_approve_any_source=True,
+        loop_auto_approve_min_confidence=0.0,
+        loop_auto_job_min_labelled=len(hard),
+        loop_checkpoint_dirs=[ckpt],
+        loop_sign_key=key,
+        loop_canary_steps=[10.0, 50.0, 100.0],
+        loop_canary_pause_s=args.pause_s,
+        loop_canary_min_requests=20,
+        loop_worker_poll_s=0.2,
+        loop_work_dir=work / "loop",
+        **(
+            {"loop_train_steps": 40, "loop_base_samples": 300, "loop_max_regression_pt": 100.0}
+            if args.quick
+            else {"loop_train_steps": args.steps}
+        ),
     )
     wsvc = worker_services(settings)
     wsvc.loop.settings = wsvc.loop.queue.settings = loop
@@ -177,7 +236,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sim.step()
             stop.wait(0.5)
 
-    threads = [threading.Thread(target=leader, daemon=True), threading.Thread(target=worker.serve, daemon=True)]
+    threads = [
+        threading.Thread(target=leader, daemon=True),
+        threading.Thread(target=worker.serve, daemon=True),
+    ]
     for t in threads:
         t.start()
     rng = random.Random(0)
@@ -185,9 +247,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     marks: dict[str, float] = {}
     for i, (text, route) in enumerate(hard):  # the hub hook hands each node's message to the queue
         for n in rng.sample(nodes, rng.randint(1, 3)):
-            svc.loop.queue.ingest(n, [{"id": uuid.uuid4().hex, "text": text, "edge_route": "chitchat",
-                                       "edge_confidence": 0.4, "final_route": route, "answer_source": "cloud_fallback",
-                                       "model_version": "1.0.0"}])
+            svc.loop.queue.ingest(
+                n,
+                [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "text": text,
+                        "edge_route": "chitchat",
+                        "edge_confidence": 0.4,
+                        "final_route": route,
+                        "answer_source": "cloud_fallback",
+                        "model_version": "1.0.0",
+                    }
+                ],
+            )
         if i == 0:
             marks["first hard example"] = 0.0
     stage, job = "", None
@@ -218,15 +291,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     m = (job.metrics if job else {}) or {}
     train_s = float(m.get("train_wall_s") or 0.0)
     metrics = {
-        "nodes": args.nodes, "quick": bool(args.quick), "hard_examples": len(hard), "candidates": len(CANDIDATES),
-        "wrong_before": wrong_before, "job_state": job.state.value if job else None,
-        "outcome": job.outcome.value if job and job.outcome else None, "version": job.version if job else None,
-        "error": job.error if job else "no job", "first_hard_example_to_promoted_s": round(total, 2),
-        "all_nodes_on_new_version": promoted and all(v == job.version for v in sim.versions.values()) if job else False,
-        "fine_tune_s": round(train_s, 2), "ratio_total_to_fine_tune": round(total / train_s, 2) if train_s else None,
-        "stage_marks_s": {k: round(v, 2) for k, v in marks.items()}, "job_metrics": m,
-        "train_steps": loop.loop_train_steps, "canary_steps": loop.loop_canary_steps,
-        "canary_pause_s": loop.loop_canary_pause_s, "target_s": TARGET_S,
+        "nodes": args.nodes,
+        "quick": bool(args.quick),
+        "hard_examples": len(hard),
+        "candidates": len(CANDIDATES),
+        "pool": len(pool),
+        "wrong_before": wrong_before,
+        "job_state": job.state.value if job else None,
+        "outcome": job.outcome.value if job and job.outcome else None,
+        "version": job.version if job else None,
+        "error": job.error if job else "no job",
+        "first_hard_example_to_promoted_s": round(total, 2),
+        "all_nodes_on_new_version": promoted and all(v == job.version for v in sim.versions.values())
+        if job
+        else False,
+        "fine_tune_s": round(train_s, 2),
+        "ratio_total_to_fine_tune": round(total / train_s, 2) if train_s else None,
+        "stage_marks_s": {k: round(v, 2) for k, v in marks.items()},
+        "job_metrics": m,
+        "train_steps": loop.loop_train_steps,
+        "canary_steps": loop.loop_canary_steps,
+        "canary_pause_s": loop.loop_canary_pause_s,
+        "target_s": TARGET_S,
     }
     wsvc.close()
     svc.close()
@@ -236,10 +322,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=str(ROOT / ".autoglm" / "demo" / "checkpoint"))
-    p.add_argument("--bundle", default="", help="Existing signed full bundle 1.0.0 of --checkpoint (skips export)")
+    p.add_argument(
+        "--bundle", default="", help="Existing signed full bundle 1.0.0 of --checkpoint (skips export)"
+    )
     p.add_argument("--sign-key", default="", help="With --bundle: its signing key")
     p.add_argument("--public-key", default="", help="With --bundle: its public key")
     p.add_argument("--nodes", type=int, default=50)
+    p.add_argument(
+        "--pool", type=int, default=3000, help="Noisy training-template variants screened for hard ones"
+    )
+    p.add_argument("--max-hard", type=int, default=40, help="At most this many hard examples")
     p.add_argument("--steps", type=int, default=120, help="Fine-tune steps (loop_train_steps)")
     p.add_argument("--pause-s", type=float, default=10.0, help="Canary bake time per step")
     p.add_argument("--timeout-s", type=float, default=1800.0)
@@ -251,17 +343,22 @@ def main() -> None:
     if not args.quick:
         met = bool(metrics["outcome"] == "promoted" and total <= TARGET_S)
     ratio = metrics["ratio_total_to_fine_tune"]
-    print(f"first hard example -> {metrics['outcome']} {metrics['version']} on {args.nodes} simulated nodes: "
-          f"{total:.1f}s (target <= {TARGET_S:.0f}s); fine-tune alone {metrics['fine_tune_s']:.1f}s "
-          f"(baseline), total / fine-tune = {ratio}x")
+    print(
+        f"first hard example -> {metrics['outcome']} {metrics['version']} on {args.nodes} simulated nodes: "
+        f"{total:.1f}s (target <= {TARGET_S:.0f}s); fine-tune alone {metrics['fine_tune_s']:.1f}s "
+        f"(baseline), total / fine-tune = {ratio}x"
+    )
     print(json.dumps({"bench": "loop_fleet", **metrics}, default=str))
     if not args.no_record:
-        headline = [HeadlineRow(
-            what=f"learning loop: first hard example → promoted on {args.nodes} simulated nodes",
-            baseline=f"fine-tune alone {metrics['fine_tune_s']:.0f} s",
-            result=f"{total:.0f} s ({metrics['outcome']}; {ratio}× the fine-tune)",
-            target=f"≤ {TARGET_S / 60:.0f} min", met=met,
-        )]
+        headline = [
+            HeadlineRow(
+                what=f"learning loop: first hard example → promoted on {args.nodes} simulated nodes",
+                baseline=f"fine-tune alone {metrics['fine_tune_s']:.0f} s",
+                result=f"{total:.0f} s ({metrics['outcome']}; {ratio}× the fine-tune)",
+                target=f"≤ {TARGET_S / 60:.0f} min",
+                met=met,
+            )
+        ]
         write_record("loop_fleet" + ("_quick" if args.quick else ""), metrics, headline)
 
 
