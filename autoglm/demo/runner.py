@@ -114,7 +114,7 @@ def run_demo(
         if "ask" in stages:
             stage = "ask"
             t0 = time.perf_counter()
-            summary.ask = run_stage_ask(console, fleet)
+            summary.ask = run_stage_ask(console, fleet, heads_from=export.bundle)
             summary.stage_wall_s["ask"] = time.perf_counter() - t0
         if keep_running and fleet.cloud is not None:
             console.print(f"--keep-running: the fleet stays up; console {fleet.cloud.url}/ui (admin token "

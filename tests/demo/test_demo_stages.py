@@ -83,6 +83,8 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert a.offline_local_source == "local_tool"
     assert a.offline_source == "offline"
     assert a.offline_breaker_short_circuit  # the repeat answer is "offline" at once: breaker open, no attempt
+    # a reworded graph question, cloud down: answered from the local graph by the learned path scorer
+    assert a.learned_graph["source"] == "knowledge_graph" and a.learned_graph["scorer"] == "OnnxPathScorer"
 
     # shutdown: broker stopped, no thread the demo started is left
     assert s.broker_stopped and s.leftover_threads == []
