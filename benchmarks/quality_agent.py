@@ -312,10 +312,11 @@ def main() -> int:
     record["graph_lexical"] = graph_hits(PathReasoner(graph), evals)
     print("graph hits@1 (lexical hop scorer):", {k: v for k, v in record["graph_lexical"].items() if k.endswith("hop")})
     if args.bundle and (args.bundle / "hop_scorer.onnx").is_file():
-        from edge.agent.hop_scorer import OnnxHopScorer
+        from edge.agent.hop_scorer import learned_scorer_from_bundle
 
         t0 = time.perf_counter()
-        record["graph_learned"] = graph_hits(PathReasoner(graph, scorer=OnnxHopScorer.from_bundle(args.bundle)), evals)
+        scorer = learned_scorer_from_bundle(args.bundle)  # a path scorer (/3) or a per-hop scorer (/1, /2)
+        record["graph_learned"] = graph_hits(PathReasoner(graph, scorer=scorer), evals)
         record["graph_learned"]["seconds"] = round(time.perf_counter() - t0, 2)
         print("graph hits@1 (learned hop scorer):", {k: v for k, v in record["graph_learned"].items() if k.endswith("hop")})
     if args.bundle and not args.no_reasoning:  # graph / router / abstention on the frozen paraphrase families
