@@ -150,3 +150,15 @@ def test_lexical_reasoner_meets_the_hop_goals_on_unseen_phrasings(graph: Knowled
         hits[q.hops].append(ans.answers[:1] == [q.answer])
     rate = {h: sum(v) / len(v) for h, v in hits.items()}
     assert rate[1] >= 0.95 and rate[2] >= 0.90 and rate[3] >= 0.80, rate
+
+
+def test_the_empty_path_describes_an_entity_the_question_asks_no_relation_of(graph: KnowledgeGraph) -> None:
+    r = PathReasoner(graph)
+    for text in ("tell me about PR-111", "介绍一下PR-111"):
+        ans = r.answer(text, use_cache=False)
+        assert ans.path == () and ans.answers == ["machine:PR-111"] and ans.steps == []
+        tech = graph.entities[graph.neighbors("machine:PR-111", "maintained_by")[0]]
+        assert tech.label("介绍" in text) in ans.text  # the facts name the technician
+    # a cue word, or an interrogative asking for another entity, is no describe request
+    assert r.answer("who maintains PR-111?", use_cache=False).path == ("maintained_by",)
+    assert r.answer("PR-111 — who do I call?", use_cache=False).path != ()
