@@ -113,6 +113,9 @@ def fleet(
         "AUTOGLM_CLOUD_LOOP_CANARY_PAUSE_S": "1",
         # the tiny model is unsure of nearly everything, on 1.0.0 as on 1.1.0: its answers fall back to the cloud
         "AUTOGLM_CLOUD_LOOP_CANARY_MAX_FALLBACK_RATE": "1.0",
+        # latency on a shared 2-core test box is noise (canary 36 ms vs stable 7.5 ms seen): judge errors only
+        "AUTOGLM_CLOUD_LOOP_CANARY_MAX_P99_RATIO": "1000",
+        "AUTOGLM_CLOUD_LOOP_CANARY_P99_SLACK_MS": "10000",
         "AUTOGLM_CLOUD_LOOP_JOB_STALE_S": "120",
     }.items():
         monkeypatch.setenv(k, v)
