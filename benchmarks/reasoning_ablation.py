@@ -348,7 +348,8 @@ def headline(rec: dict[str, Any]) -> list[Any]:
             mark = " **(selected on validation)**" if name == best else ""
             rows.append(HeadlineRow(
                 what=f"Graph hits@1 % (mean ± sd, {n} seeds), frozen held-out families, {lang.upper()}, 1 / 2 / 3 "
-                     f"hops: {name}{mark}, length prior {rec['validation']['prior'][name]}",
+                     f"hops: {name}{mark}, length prior {rec['validation']['prior'][name]}"
+                     + (f" ({rec['label']})" if rec.get("label") else ""),
                 baseline=f"lexical cue scorer {lex}", result=" / ".join(_pct(x) for x in got),
                 target="≥ 95 / 92 / 88",
                 met=got[0]["mean"] >= 0.95 and got[1]["mean"] >= 0.92 and got[2]["mean"] >= 0.88))
@@ -381,7 +382,19 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--record-name", default="reasoning", help="benchmark name of the record (e.g. "
+                    "reasoning_cotrained for a run on a co-trained encoder, rendered in its own docs block)")
+    ap.add_argument("--label", default="", help="what the bundle is, written into the headline rows")
+    ap.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     args = ap.parse_args()
+    if args.variants:
+        keep = args.variants.split(",")
+        unknown = set(keep) - set(VARIANTS)
+        if unknown:
+            ap.error(f"unknown variants {sorted(unknown)}")
+        for name in list(VARIANTS):
+            if name not in keep:
+                del VARIANTS[name]
     import torch
 
     torch.set_num_threads(1)  # small heads; a shared 2-core machine thrashes with more threads
@@ -389,7 +402,8 @@ def main() -> int:
     if not args.no_record:
         from autoglm.bench.records import write_record
 
-        write_record("reasoning", rec, headline(rec))
+        rec["label"] = args.label
+        write_record(args.record_name, rec, headline(rec))
     print(json.dumps(rec, ensure_ascii=False))
     return 0
 
