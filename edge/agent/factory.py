@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from contracts.logging import get_logger
 from edge.agent.agent import Agent, HardExampleSink
 from edge.agent.cloud_client import CircuitBreaker, CloudClient
 from edge.agent.memory import KnowledgeMemory, SemanticCache, SessionStore
@@ -18,6 +19,8 @@ from skillpack.devices import DeviceStore
 from skillpack.kg.graph import KnowledgeGraph
 from skillpack.kg.linking import EntityLinker
 from skillpack.kg.reasoner import PathReasoner
+
+log = get_logger("autoglm.edge.agent.factory")
 
 
 def build_agent(settings: AgentSettings | None = None, *, service: Any = None, encoder: Encoder | None = None,
@@ -80,7 +83,13 @@ def _learned_scorer(bundle_dir: Path | None, required: bool) -> Any:
         return None
     from edge.agent.hop_scorer import learned_scorer_from_bundle
 
-    return learned_scorer_from_bundle(bundle_dir)
+    try:
+        return learned_scorer_from_bundle(bundle_dir)
+    except BundleError as exc:  # e.g. an adapter-only update that lists the parent's graph but not its metadata
+        if required:
+            raise
+        log.warning("bundle %s: hop_scorer not usable (%s); the graph search uses the lexical scorer", bundle_dir, exc)
+        return None
 
 
 def _scope_head(bundle_dir: Path | None, graph: KnowledgeGraph) -> Any:
@@ -92,7 +101,12 @@ def _scope_head(bundle_dir: Path | None, graph: KnowledgeGraph) -> Any:
 
     if "scope_head" not in open_bundle(bundle_dir).manifest.graphs:
         return None
+    from contracts.errors import BundleError
     from edge.agent.hop_scorer import OnnxScopeHead
 
     keyword = KeywordRouter(EntityLinker(graph))
-    return OnnxScopeHead.from_bundle(bundle_dir, keyword=lambda text: keyword.route(text)[1])
+    try:
+        return OnnxScopeHead.from_bundle(bundle_dir, keyword=lambda text: keyword.route(text)[1])
+    except BundleError as exc:
+        log.warning("bundle %s: scope_head not usable (%s); no abstention head", bundle_dir, exc)
+        return None

@@ -191,3 +191,25 @@ def test_path_scorer_and_scope_gate_end_to_end(tmp_path: Path, bundles) -> None:
         p_ref = float(torch.sigmoid(gate_model(torch.from_numpy(e0[None, :]),
                                                torch.tensor([keyword.route("asdkj qwpeo zmxn")[1]])))[0])
     assert abs(agent.scope.p_unsure(e0, "asdkj qwpeo zmxn") - p_ref) < 1e-4
+
+
+def test_a_bundle_whose_head_metadata_is_missing_falls_back_to_the_lexical_scorer(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+    import yaml
+
+    from contracts.errors import BundleError
+    from contracts.manifest import MANIFEST_FILE
+
+    # an adapter-only update lists its parent's graphs (from_parent) but not the heads' JSON files
+    bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
+    embed = CachedEmbed(bundle_embedder(bundle_dir))
+    model, metrics = train_hop_scorer(embed, items=train_items(seed=0, kg_per_pattern=1, route_per_template=1), epochs=1)
+    attach_to_bundle(bundle_dir, [export_hop_scorer(model, tmp_path / "out", metrics)])
+    doc = yaml.safe_load((bundle_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    del doc["files"]["hop_scorer.json"]
+    (bundle_dir / MANIFEST_FILE).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (bundle_dir / "hop_scorer.json").unlink()
+    agent = make_agent(tmp_path, bundle_dir=bundle_dir)  # auto: falls back, says so in the log
+    assert type(agent.reasoner.scorer).__name__ == "LexicalHopScorer"
+    with pytest.raises(BundleError):
+        make_agent(tmp_path, "strict", bundle_dir=bundle_dir, agent_kg_scorer="learned")
