@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from autoglm.demo.export_stage import ExportResult
     from autoglm.demo.fleet_stage import Fleet
 
-# (question, the route the demo means) — unusual phrasings, written before any run of the loop
+# (question, the route the demo means) — unusual phrasings, written before any run of the loop; each
+# carries a number, city or relation, so its cache signature differs from every question of the ask
+# stage (the loop runs first: its cloud answers are cached fleet-wide and must not answer those)
 QUESTIONS: list[tuple[str, str]] = [
     ("crunch 48 by 12 for me", "calculator"),
     ("twelve dozen eggs makes how many eggs", "calculator"),
@@ -38,15 +40,15 @@ QUESTIONS: list[tuple[str, str]] = [
     ("is harbin usually freezing in january", "climate"),
     ("how sticky does guangzhou get in summer", "climate"),
     ("who looks after the boiler room people", "kg_query"),
-    ("walk me through swapping a pump seal", "doc_search"),
+    ("walk me through swapping the seal on pump 7", "doc_search"),
     ("what do i get if 17 lots of 23 are piled up", "calculator"),
     ("my thermostat says 70 freedom units, what is that in proper degrees", "unit_convert"),
     ("should the crew in kunming pack umbrellas in july", "climate"),
-    ("which team owns the packaging robots", "kg_query"),
-    ("where is the write-up on lockout tagout", "doc_search"),
-    ("is the chiller on line 2 happy right now", "device_status"),
+    ("who owns packaging robot 4", "kg_query"),
+    ("where is the write-up on the 5 step lockout", "doc_search"),
+    ("is chiller 9 behaving itself", "device_status"),
     ("kill the lights over bay 3", "device_control"),
-    ("cheers mate, you're a legend", "chitchat"),
+    ("cheers mate, 10 out of 10", "chitchat"),
 ]
 
 # The demo's loop policy and budget (cloud/loop/settings.py LoopSettings), printed when used.

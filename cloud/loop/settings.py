@@ -30,7 +30,7 @@ class LoopSettings(AutoGLMSettings):
     loop_max_items: int = Field(
         default=20000,
         ge=10,
-        description="Queue items kept for the near-duplicate search (oldest rejected first).",
+        description="Queue items searched for near-duplicates (the newest this many).",
     )
     loop_auto_approve: bool = Field(
         default=False,
