@@ -201,3 +201,20 @@ def test_a_label_naming_a_tool_bound_new_route_grows_the_model(world: World) -> 
     assert out.metrics["guard"]["full_export"] is True and "shift_schedule" in out.metrics["guard"]["routes"]
     assert out.metrics["after"]["hard_accuracy"] >= 0.5
     assert world.svc.registry.alias_target(MODEL, "stable") == "1.1.0"
+
+
+def test_the_next_job_warm_starts_from_the_loops_own_version(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = world.worker()
+    label_all_wrong(world, worker)
+    first, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    assert world.run_job(worker, first.id).version == "1.1.0"
+    monkeypatch.setenv("AUTOGLM_CLOUD_LOOP_MIN_GAIN_PT", "-100")  # nothing left to gain on this set
+    second_worker = world.worker("w2")
+    second, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice", reason="again")
+    out = world.run_job(second_worker, second.id)
+    assert out.state is JobState.SUCCEEDED and out.version == "1.2.0", (out.error, out.logs)
+    v = world.svc.registry.get_version(MODEL, "1.2.0")
+    assert out.parent_version == "1.1.0" and v.lineage["parent"] == f"{MODEL}@1.1.0"
+    assert v.parent == f"{MODEL}@1.0.0"  # the update binds into the full ancestor's graph
+    logs = world.svc.loop.jobs.get(second.id).logs
+    assert any("checkpoints/job-1" in line for line in logs)  # warm start from job 1's checkpoint
