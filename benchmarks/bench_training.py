@@ -67,8 +67,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per seeded run (default: the demo recipe's)")
     ap.add_argument("--train-per-template", type=int, default=None,
                     help="generator examples per template (default: the demo recipe's)")
-    ap.add_argument("--out", type=Path, default=Path(".autoglm/bench-training"), help="checkpoints of the seeded runs")
+    ap.add_argument("--out", type=Path, default=Path(".autoglm/bench-training"), help="checkpoints of the seeded runs "
+                    "(a finished run of the same configuration there is read back, not retrained)")
+    ap.add_argument("--train-threads", type=int, default=None, help="torch threads of the seeded runs "
+                    "(default: cores; 1 when seeds train in parallel processes)")
+    ap.add_argument("--train-only", action="store_true", help="only train the --seeds runs (no throughput, no "
+                    "record): for seeds trained in parallel processes, read back by a later full run")
     args = ap.parse_args()
+    if args.train_only:
+        seeded_accuracy(args, args.base or default_base_path())
+        return
     torch.set_num_threads(args.threads or default_threads(1, adapt_to_load=True))
     base = args.base or default_base_path()
 
@@ -148,7 +156,7 @@ def main() -> None:
                  "examples per template)",
             baseline="—",
             result=f"{mean:.2%} ± {sd:.2%} (min {acc.min():.2%}, max {acc.max():.2%}); {mins.mean():.1f} min per run",
-            target=">= 97 % (mean), < 15 min",
+            target=">= 97 % (mean), < 15 min (time on a quiet machine only)",
             met=bool(mean >= 0.97 and mins.mean() < 15),
         ))
     write_record("training", record, headline)
@@ -164,14 +172,28 @@ def seeded_accuracy(args: argparse.Namespace, base: Path) -> dict[str, object]:
         recipe["epochs"] = args.epochs
     if args.train_per_template:
         recipe["train_per_template"] = args.train_per_template
+    from cloud.model.checkpoint import CheckpointError, read_checkpoint_meta
+
     runs = []
     for seed in args.seeds:
-        cfg = TrainConfig(base_path=base, out_dir=args.out / f"seed{seed}", seed=seed, **recipe)
-        res = train(cfg, progress=False)
-        test = res.metrics["test"]
-        runs.append({"seed": seed, "accuracy": test["accuracy"], "by_lang": test.get("by_lang"),
-                     "epochs_run": res.epochs_run, "wall_s": round(res.wall_s, 1)})
-        print(json.dumps({"seed": seed, **runs[-1]}), flush=True)
+        cfg = TrainConfig(base_path=base, out_dir=args.out / f"seed{seed}", seed=seed,
+                          num_threads=args.train_threads, **recipe)
+        try:  # a finished run of the same configuration (e.g. seeds trained in parallel processes) is read back
+            meta = read_checkpoint_meta(cfg.out_dir)
+            done = meta.training.get("finished") and meta.training.get("config_sha256") == cfg.identity_sha256()
+        except CheckpointError:
+            done = False
+        if done:
+            test, tr = meta.metrics["test"], meta.training
+            run = {"accuracy": test["accuracy"], "by_lang": test.get("by_lang"), "epochs_run": tr["epochs_run"],
+                   "wall_s": tr["wall_s"], "threads": tr.get("threads_per_rank"), "reused": True}
+        else:
+            res = train(cfg, progress=False)
+            test = res.metrics["test"]
+            run = {"accuracy": test["accuracy"], "by_lang": test.get("by_lang"), "epochs_run": res.epochs_run,
+                   "wall_s": round(res.wall_s, 1), "threads": torch.get_num_threads(), "reused": False}
+        runs.append({"seed": seed, **run})
+        print(json.dumps(runs[-1]), flush=True)
     return {"recipe": recipe, "runs": runs}
 
 
