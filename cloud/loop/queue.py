@@ -162,8 +162,10 @@ class HardExampleQueue:
                 mat = np.array([i.embedding for i in items], dtype=np.float32) if items else None
                 new_items: list[HardExampleItem] = []
                 new_vecs: list[np.ndarray] = []
+                merged = 0
                 for sighting, tri in zip(pending, results, strict=True):
                     item = self._nearest(items, mat, new_items, new_vecs, tri.embedding)
+                    fresh = item is None
                     if item is None:
                         item = HardExampleItem(
                             text=sighting.text,
@@ -171,20 +173,31 @@ class HardExampleQueue:
                             nodes={},
                             edge_routes={},
                             variants=[],
+                            count=0,
                             first_seen=utcnow(),
                         )
                         s.add(item)
+                        s.flush()
+                    # Claim the sighting (another worker may have merged it meanwhile): counted once.
+                    claimed = s.execute(
+                        update(HardExampleSighting)
+                        .where(HardExampleSighting.id == sighting.id, HardExampleSighting.item_id.is_(None))
+                        .values(item_id=item.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                        if fresh:
+                            s.delete(item)
+                            s.flush()
+                        continue
+                    if fresh:
                         new_items.append(item)
                         new_vecs.append(tri.embedding.astype(np.float32))
                     self._count(item, sighting, tri)
-                    s.flush()
-                    s.execute(
-                        update(HardExampleSighting)
-                        .where(HardExampleSighting.id == sighting.id)
-                        .values(item_id=item.id)
-                    )
+                    merged += 1
+                s.flush()
                 self._auto_approve(items + new_items)
-            return len(pending)
+            return merged
 
     def _nearest(
         self,

@@ -185,3 +185,26 @@ def test_auto_policy_queues_a_job_per_new_dataset(svc: CloudServices) -> None:
     assert again is not None and again != jid
     jobs.cancel(again, actor="admin:a")
     assert w.maybe_queue_job() is None  # an operator's cancel pauses the auto policy
+
+
+def test_two_workers_triaging_at_once_count_each_sighting_once(svc: CloudServices) -> None:
+    from cloud.loop.queue import HardExampleQueue
+
+    q1 = svc.loop.queue
+    q2 = HardExampleQueue(svc.db, q1.settings, svc.settings.data_dir)  # a second worker process's queue
+    q1.ingest("n1", records(list(FAKE)))
+    barrier = threading.Barrier(2)
+    merged: list[int] = []
+
+    def slow_triage(texts: list[str]) -> list[Triaged]:
+        barrier.wait()  # both have read the same pending sightings before either writes
+        return fake_triage(texts)
+
+    threads = [threading.Thread(target=lambda q=q: merged.append(q.triage(slow_triage))) for q in (q1, q2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(merged) == [0, 3]
+    items = q1.items().items
+    assert sum(i.count for i in items) == 3 and len(items) == 2
