@@ -32,6 +32,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "edge_body_memory": ("bench_edge_body_memory.py", "edge RSS under 80 concurrent 8 MB bodies: this tree vs "
                          "a baseline commit"),
     "console": ("bench_console.py", "web console page and API latency with 500 nodes"),
+    "loop": ("bench_loop.py", "new route from k = 4/8/16 examples: MAML init vs plain fine-tuning, held-out "
+             "families, other routes' drop, training time; 3 seeds"),
     "loop_fleet": ("bench_loop_fleet.py", "learning loop: first hard example -> promoted version on 50 simulated "
                    "nodes (triage, auto-approve, fine-tune, guarded export, canary); baseline the fine-tune alone"),
 }

@@ -1,0 +1,95 @@
+"""benchmarks/bench_loop.py can fail: on a tiny encoder, an adaptation that learns the support
+examples under a wrong label leaves the new route at 0 % on its held-out families, and one that
+wipes the existing outputs drops the other routes by far more than 0.5 pt -- both miss their
+targets, on the same data and code path the benchmark runs; the target check reads the means and
+fails a missing row or a slow training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cloud.data.generator import examples_for_template
+from cloud.data.new_route import NEW_ROUTE, load_frozen_new_route_eval, support_set
+from cloud.model.checkpoint import load_checkpoint
+from cloud.training.maml import AdaptConfig, FastHead, TopFeatures, adapt, checkpoint_tokenizer, top_features
+from contracts.routes import DEFAULT_ROUTES
+from tests.benchmarks.conftest import load_bench
+from tests.export.helpers import make_checkpoint
+
+bl = load_bench("bench_loop")
+CFG = AdaptConfig(steps=60, lr=1e-2)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    ckpt = make_checkpoint(tmp_path_factory.mktemp("bench-loop"), routes=list(DEFAULT_ROUTES))
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    frozen = load_frozen_new_route_eval()
+    new = [it.to_example() for it in frozen if it.kind == "new"][::3]
+    other = [it.to_example() for it in frozen if it.kind == "other"][::10]
+    replay = [e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)]
+    fast = FastHead.from_model(model, "default")
+    evals = {"new": top_features(model, "default", tok, new), "other": top_features(model, "default", tok, other),
+             "para": top_features(model, "default", tok, other[:20])}
+    return {"fast": fast, "evals": evals, "replay": top_features(model, "default", tok, replay),
+            "support": top_features(model, "default", tok, support_set(16)),
+            "base_other": bl.accuracy(fast.predict(evals["other"]), evals["other"].routes)}
+
+
+def _run(parts: dict[str, Any], adapt_fn: Any) -> Any:
+    return bl.run_one("proto", 16, 0, parts["fast"], None, NEW_ROUTE, parts["support"], parts["replay"],
+                      parts["evals"], parts["base_other"], CFG, adapt_fn=adapt_fn)
+
+
+def test_wrong_label_adaptation_misses_the_new_route_target(parts: dict[str, Any]) -> None:
+    def mislabelled(fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int) -> FastHead:
+        with torch.no_grad():
+            fast.head.out.bias[-1] = -1e4  # and the new output can never win
+        return adapt(fast, support.relabel(DEFAULT_ROUTES[0]), replay, cfg, seed)
+
+    broken = _run(parts, mislabelled)
+    good = _run(parts, adapt)
+    assert broken.new_acc == 0.0 < good.new_acc
+    summary = bl.summarise([broken])
+    summary["maml@16"] = summary.pop("proto@16")
+    assert bl.targets(summary, [10.0])["new_route"] is False
+
+
+def test_adaptation_that_wipes_the_old_outputs_misses_the_drop_target(parts: dict[str, Any]) -> None:
+    def wiping(fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int) -> FastHead:
+        out = adapt(fast, support, replay, AdaptConfig(steps=0), seed)
+        with torch.no_grad():
+            out.head.out.weight[:-1] = 0.0
+            out.head.out.bias[:-1] = 0.0
+        return out
+
+    broken = _run(parts, wiping)
+    assert broken.drop_pt > 5.0 and broken.false_new > 0.5
+    summary = bl.summarise([broken])
+    summary["maml@16"] = summary.pop("proto@16")
+    assert bl.targets(summary, [10.0])["other_drop"] is False
+
+
+def test_targets_read_the_means_and_fail_missing_rows_or_slow_training() -> None:
+    def row(new: float, drop: float) -> dict[str, object]:
+        return {"new_acc": {"mean": new, "sd": 0.01}, "drop_pt": {"mean": drop, "sd": 0.1}}
+
+    ok = {"maml@16": row(0.93, 0.2)}
+    assert bl.targets(ok, [40.0, 50.0]) == {"new_route": True, "other_drop": True, "train_time": True}
+    assert bl.targets({"maml@16": row(0.89, 0.2)}, [40.0])["new_route"] is False
+    assert bl.targets({"maml@16": row(0.95, 0.6)}, [40.0])["other_drop"] is False
+    assert bl.targets(ok, [100.0, 150.0])["train_time"] is False and bl.targets(ok, [])["train_time"] is False
+    assert bl.targets({"plain@16": row(0.99, 0.0)}, [1.0]) == {"new_route": False, "other_drop": False,
+                                                               "train_time": True}
+    assert bl.mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
+
+
+def test_bench_script_is_registered() -> None:
+    from autoglm.cli.bench_cmd import BENCHMARKS
+
+    assert BENCHMARKS["loop"][0] == "bench_loop.py" and Path(str(bl.__file__)).name == "bench_loop.py"
