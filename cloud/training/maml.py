@@ -370,7 +370,7 @@ def meta_train_fast(fast: FastHead, feats: TopFeatures, cfg: MamlConfig,
                     g_b += float(g[-1])
                 else:
                     grads[j] += g
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             used += 1
         if not used:
             continue
