@@ -162,3 +162,34 @@ def test_wrong_token_is_refused(console: Console, browser: WebDriver) -> None:
     d.find_element(By.ID, "signin").click()
     wait(d, lambda d: "not an admin or viewer token" in d.page_source)
     assert d.get_cookie("autoglm_console") is None
+
+
+def test_admin_labels_a_hard_example(console: Console, browser: WebDriver) -> None:
+    """The hard-example queue in the browser: approve the suggested label, relabel another to a route
+    that does not exist (refused with its reason on the page), reject a third."""
+    from tests.cloud.loop.conftest import records
+    from tests.cloud.loop.test_queue_jobs import FAKE, fake_triage
+
+    queue = console.svc.loop.queue
+    queue.ingest("edge-00", records(list(FAKE)))
+    queue.triage(fake_triage)
+    d = browser
+    sign_in(d, console, ADMIN, start="/ui/hard-examples")
+    assert "count the pallets on dock 4" in text_of(d, "#hard-examples-table")
+    fresh(lambda: d.find_element(By.ID, "label-1").click())  # approve the suggestion (calculator)
+    # the default view lists new items only: the labelled one leaves it
+    wait(d, lambda d: not d.find_elements(By.CSS_SELECTOR, 'tr[data-item="1"]'))
+    d.get(f"{console.url}/ui/hard-examples?status=all")
+    row = text_of(d, 'tr[data-item="1"]')
+    assert "labelled" in row and "calculator" in row
+    shot(d, console, "hard-examples")
+    # relabel item 2 to a route nobody serves: refused, the reason is shown, the item stays unlabelled
+    form = fresh(lambda: d.find_element(By.ID, "label-2").find_element(By.XPATH, ".."))
+    form.find_element(By.NAME, "route").send_keys("shift_schedule")
+    fresh(lambda: d.find_element(By.ID, "label-2").click())
+    wait(d, lambda d: "is unknown" in d.page_source)
+    d.get(f"{console.url}/ui/hard-examples?status=all")
+    assert "labelled" not in text_of(d, 'tr[data-item="2"]')
+    fresh(lambda: d.find_element(By.ID, "reject-2").click())
+    d.get(f"{console.url}/ui/hard-examples?status=all")
+    wait(d, lambda d: "rejected" in text_of(d, 'tr[data-item="2"]'))
