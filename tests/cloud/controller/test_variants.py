@@ -219,6 +219,9 @@ def variant_world(tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, Hardwa
                                           providers=providers)
                 edges[nid].start()
             wait_for(lambda: len(svc.fleet.list_nodes(online=True)) == len(NODES), what="all edges online")
+            # online can come from the MQTT status message before the first heartbeat (its providers) is stored
+            wait_for(lambda: all(svc.fleet.get(n).metrics.get("providers") for n in NODES),
+                     what="every edge's heartbeat with its providers stored")
             yield server, edges
         finally:
             for e in edges.values():
