@@ -40,8 +40,10 @@ class Figure:
         n = len(self.categories) if self.kind == "bars" else len(self.x)
         for name, ys in self.series.items():
             if len(ys) != n:
-                raise ValueError(f"figure {self.title!r}: series {name!r} has {len(ys)} values for {n} "
-                                 f"{'categories' if self.kind == 'bars' else 'x values'}")
+                raise ValueError(
+                    f"figure {self.title!r}: series {name!r} has {len(ys)} values for {n} "
+                    f"{'categories' if self.kind == 'bars' else 'x values'}"
+                )
 
 
 def available() -> bool:
@@ -78,7 +80,9 @@ def overview(metrics: Mapping[str, Any]) -> list[Figure]:
     figures = []
     for key, flat in list(groups.items())[:MAX_PANELS]:
         items = list(flat.items())[:MAX_BARS]
-        figures.append(Figure(title=key, categories=[k for k, _ in items], series={key: [v for _, v in items]}))
+        figures.append(
+            Figure(title=key, categories=[k for k, _ in items], series={key: [v for _, v in items]})
+        )
     return figures
 
 
@@ -98,7 +102,7 @@ def render(figures: Sequence[Figure], out: Path, *, title: str = "") -> Path:
     try:
         for ax, spec in zip(axes.flat, figures, strict=False):
             _draw(ax, spec)
-        for ax in list(axes.flat)[len(figures):]:
+        for ax in list(axes.flat)[len(figures) :]:
             ax.set_visible(False)
         if title:
             fig.suptitle(title, fontsize=11)
@@ -122,8 +126,9 @@ def _draw(ax: Any, spec: Figure) -> None:
             ax.bar_label(bars, labels=[_short(v) for v in ys], fontsize=7, padding=1)
         ax.set_xticks(range(len(spec.categories)))
         rotate = any(len(c) > 10 for c in spec.categories) or len(spec.categories) > 6
-        ax.set_xticklabels(spec.categories, rotation=30 if rotate else 0, ha="right" if rotate else "center",
-                           fontsize=8)
+        ax.set_xticklabels(
+            spec.categories, rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=8
+        )
     else:
         for i, name in enumerate(names):
             ys = [math.nan if v is None else v for v in spec.series[name]]

@@ -56,14 +56,16 @@ class Clock:
 
 def build(tmp: Path, nodes: int, versions: int, rollouts: int) -> tuple[CloudServices, list[int]]:
     clock = Clock()
-    settings = CloudSettings(data_dir=tmp / "cloud", admin_tokens=[ADMIN], mqtt_enabled=False,
-                             tool_doc_embeddings=False)
+    settings = CloudSettings(
+        data_dir=tmp / "cloud", admin_tokens=[ADMIN], mqtt_enabled=False, tool_doc_embeddings=False
+    )
     svc = CloudServices.build(settings, channel=RecordingChannel(), clock=clock)
     parent = None
     for i in range(versions):
         b = make_bundle(tmp / f"b{i}", MODEL, f"1.{i}.0", parent=parent if i else None, adapter_seed=i)
-        svc.registry.register_dir(b, actor="bench", metrics={"accuracy": 0.95 + i / 1000},
-                                  lineage={"dataset_sha256": f"{i:064x}"})
+        svc.registry.register_dir(
+            b, actor="bench", metrics={"accuracy": 0.95 + i / 1000}, lineage={"dataset_sha256": f"{i:064x}"}
+        )
         parent = tmp / "b0"
     svc.registry.set_alias(MODEL, "stable", "1.0.0", actor="bench", reason="first")
     for n in range(nodes):
@@ -71,16 +73,30 @@ def build(tmp: Path, nodes: int, versions: int, rollouts: int) -> tuple[CloudSer
     for k in range(SAMPLES_PER_NODE):  # the full heartbeat window of every node
         clock.t += 5.0
         for n in range(nodes):
-            svc.fleet.on_heartbeat(f"edge-{n:04d}", {
-                "model_version": "1.0.0", "adapters": ["default"], "providers": ["CPUExecutionProvider"],
-                "requests": 50 + (n + k) % 30, "error_rate": ((n * k) % 17) / 1000, "latency_p99_ms": 8 + (k % 9),
-                "fallback_rate": 0.02, "queue_depth": k % 4, "outbox_records": k % 11,
-                "resources": {"cpu_percent": 20.0, "mem_mb": 300.0}})
+            svc.fleet.on_heartbeat(
+                f"edge-{n:04d}",
+                {
+                    "model_version": "1.0.0",
+                    "adapters": ["default"],
+                    "providers": ["CPUExecutionProvider"],
+                    "requests": 50 + (n + k) % 30,
+                    "error_rate": ((n * k) % 17) / 1000,
+                    "latency_p99_ms": 8 + (k % 9),
+                    "fallback_rate": 0.02,
+                    "queue_depth": k % 4,
+                    "outbox_records": k % 11,
+                    "resources": {"cpu_percent": 20.0, "mem_mb": 300.0},
+                },
+            )
     svc.fleet.flush()
     ids = []
     for r in range(rollouts):
-        out = svc.rollouts.create(RolloutCreate(model=MODEL, version=f"1.{1 + r % (versions - 1)}.0",
-                                                steps=[5, 25, 50, 100], pause_s=3600), actor="admin:bench")
+        out = svc.rollouts.create(
+            RolloutCreate(
+                model=MODEL, version=f"1.{1 + r % (versions - 1)}.0", steps=[5, 25, 50, 100], pause_s=3600
+            ),
+            actor="admin:bench",
+        )
         ids.append(out.id)
         for _ in range(3):
             svc.rollouts.pause(out.id, actor="admin:bench", reason="look")
@@ -98,7 +114,9 @@ def sign_in(client: TestClient) -> None:
     assert r.status_code == 303, r.text
 
 
-def timed(client: TestClient, path: str, repeat: int, headers: dict[str, str] | None = None) -> dict[str, float]:
+def timed(
+    client: TestClient, path: str, repeat: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     times = []
     size = 0
     for _ in range(repeat):
@@ -108,8 +126,12 @@ def timed(client: TestClient, path: str, repeat: int, headers: dict[str, str] | 
         assert r.status_code == 200, (path, r.status_code, r.text[:200])
         size = len(r.content)
     times.sort()
-    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
-            "max_ms": round(times[-1], 2), "bytes": size}
+    return {
+        "p50_ms": round(statistics.median(times), 2),
+        "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
+        "max_ms": round(times[-1], 2),
+        "bytes": size,
+    }
 
 
 def main() -> None:
@@ -130,7 +152,10 @@ def main() -> None:
             "fleet": ("/ui/fleet", "/api/v1/nodes"),
             "fleet last page": ("/ui/fleet?page=1000", "/api/v1/nodes"),
             "fleet (live part)": ("/ui/fleet?partial=1", "/api/v1/nodes"),
-            "fleet filtered": ("/ui/fleet?selector=site%3Dsite-3&state=online", "/api/v1/nodes?selector=site%3Dsite-3"),
+            "fleet filtered": (
+                "/ui/fleet?selector=site%3Dsite-3&state=online",
+                "/api/v1/nodes?selector=site%3Dsite-3",
+            ),
             "node detail": (f"/ui/nodes/{node}", f"/api/v1/nodes/{node}"),
             "models": ("/ui/models", "/api/v1/models"),
             "model lineage": (f"/ui/models/{MODEL}", f"/api/v1/models/{MODEL}/versions"),
@@ -143,31 +168,58 @@ def main() -> None:
             api = {"Authorization": f"Bearer {ADMIN}"}
             for name, (page, json_path) in pages.items():
                 timed(client, page, 2)  # warm (template compilation)
-                results[name] = {"page": timed(client, page, args.repeat),
-                                 "api": timed(client, json_path, args.repeat, api)}
+                results[name] = {
+                    "page": timed(client, page, args.repeat),
+                    "api": timed(client, json_path, args.repeat, api),
+                }
         svc.close()
     worst = max(r["page"]["p95_ms"] for r in results.values())
     print(f"{'page':<20} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'API p50':>8} {'ratio':>6} {'KiB':>6}")
     for name, r in results.items():
         ratio = r["page"]["p50_ms"] / max(r["api"]["p50_ms"], 1e-6)
         r["ratio_p50"] = round(ratio, 2)
-        print(f"{name:<20} {r['page']['p50_ms']:>8.1f} {r['page']['p95_ms']:>8.1f} {r['page']['max_ms']:>8.1f} "
-              f"{r['api']['p50_ms']:>8.1f} {ratio:>6.2f} {r['page']['bytes'] / 1024:>6.0f}")
-    metrics = {"nodes": args.nodes, "samples_per_node": SAMPLES_PER_NODE, "versions": args.versions,
-               "rollouts": args.rollouts, "repeat": args.repeat, "setup_s": round(setup_s, 1),
-               "pages": results, "worst_p95_ms": worst, "target_ms": TARGET_MS, "goal_met": worst < TARGET_MS}
-    headline = [HeadlineRow(
-        what=f"Console pages, {args.nodes} nodes (`console`, worst page p95)",
-        baseline=f"JSON API: fleet {results['fleet']['api']['p50_ms']:.0f} ms p50",
-        result=f"fleet {results['fleet']['page']['p50_ms']:.0f} ms p50; worst p95 {worst:.0f} ms",
-        target=f"< {TARGET_MS:.0f} ms", met=worst < TARGET_MS)]
+        print(
+            f"{name:<20} {r['page']['p50_ms']:>8.1f} {r['page']['p95_ms']:>8.1f} {r['page']['max_ms']:>8.1f} "
+            f"{r['api']['p50_ms']:>8.1f} {ratio:>6.2f} {r['page']['bytes'] / 1024:>6.0f}"
+        )
+    metrics = {
+        "nodes": args.nodes,
+        "samples_per_node": SAMPLES_PER_NODE,
+        "versions": args.versions,
+        "rollouts": args.rollouts,
+        "repeat": args.repeat,
+        "setup_s": round(setup_s, 1),
+        "pages": results,
+        "worst_p95_ms": worst,
+        "target_ms": TARGET_MS,
+        "goal_met": worst < TARGET_MS,
+    }
+    headline = [
+        HeadlineRow(
+            what=f"Console pages, {args.nodes} nodes (`console`, worst page p95)",
+            baseline=f"JSON API: fleet {results['fleet']['api']['p50_ms']:.0f} ms p50",
+            result=f"fleet {results['fleet']['page']['p50_ms']:.0f} ms p50; worst p95 {worst:.0f} ms",
+            target=f"< {TARGET_MS:.0f} ms",
+            met=worst < TARGET_MS,
+        )
+    ]
     names = list(results)
     figures = [
-        Figure("console page vs JSON API, p50 (ms)", categories=names,
-               series={"JSON API": [results[n]["api"]["p50_ms"] for n in names],
-                       "console page": [results[n]["page"]["p50_ms"] for n in names]}, ylabel="ms"),
-        Figure(f"console page p95 (ms), target < {TARGET_MS:.0f}", categories=names,
-               series={"p95": [results[n]["page"]["p95_ms"] for n in names]}, ylabel="ms"),
+        Figure(
+            "console page vs JSON API, p50 (ms)",
+            categories=names,
+            series={
+                "JSON API": [results[n]["api"]["p50_ms"] for n in names],
+                "console page": [results[n]["page"]["p50_ms"] for n in names],
+            },
+            ylabel="ms",
+        ),
+        Figure(
+            f"console page p95 (ms), target < {TARGET_MS:.0f}",
+            categories=names,
+            series={"p95": [results[n]["page"]["p95_ms"] for n in names]},
+            ylabel="ms",
+        ),
     ]
     if not args.no_record:
         write_record("console", metrics, headline, figures=figures)

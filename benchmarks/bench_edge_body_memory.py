@@ -69,20 +69,43 @@ def tiny_bundle(tree: Path, out: Path) -> Path:
     """A really exported tiny bundle, exported by the *baseline* tree's exporter so that both
     servers can load it (newer bundles carry manifest fields the baseline refuses)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    subprocess.run([sys.executable, "-c", TINY_EXPORT, str(out)], cwd=tree, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", TINY_EXPORT, str(out)], cwd=tree, env=env, check=True, capture_output=True
+    )
     return out / "bundle"
 
 
 def start_server(tree: Path, bundle: Path, home: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree), "AUTOGLM_EDGE_PROVIDERS": '["cpu"]',
-           "AUTOGLM_EDGE_ORT_INTRA_OP_THREADS": "1", "AUTOGLM_EDGE_MODEL_CACHE_DIR": str(home / "mc"),
-           "AUTOGLM_EDGE_HTTP_ADMIN_TOKEN": ADMIN, "AUTOGLM_EDGE_SERVE_WARMUP_BATCHES": "1",
-           "AUTOGLM_DATA_DIR": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "autoglm", "edge", "serve", "--bundle", str(bundle),
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=tree, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "AUTOGLM_EDGE_PROVIDERS": '["cpu"]',
+        "AUTOGLM_EDGE_ORT_INTRA_OP_THREADS": "1",
+        "AUTOGLM_EDGE_MODEL_CACHE_DIR": str(home / "mc"),
+        "AUTOGLM_EDGE_HTTP_ADMIN_TOKEN": ADMIN,
+        "AUTOGLM_EDGE_SERVE_WARMUP_BATCHES": "1",
+        "AUTOGLM_DATA_DIR": str(home),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoglm",
+            "edge",
+            "serve",
+            "--bundle",
+            str(bundle),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -92,7 +115,9 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 180.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"edge server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            raise RuntimeError(
+                f"edge server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+            )
         try:
             if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
                 return dict(httpx.get(url + "/v2/edge/status", timeout=5).json())
@@ -110,10 +135,12 @@ async def burst(url: str, model: str, body: bytes, clients: int) -> Counter[str]
     statuses: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as c:
+
         async def one() -> None:
             try:
-                r = await c.post(f"/v2/models/{model}/infer", content=body,
-                                 headers={"Content-Type": "application/json"})
+                r = await c.post(
+                    f"/v2/models/{model}/infer", content=body, headers={"Content-Type": "application/json"}
+                )
                 statuses[str(r.status_code)] += 1
             except httpx.HTTPError as exc:
                 statuses[type(exc).__name__] += 1
@@ -148,10 +175,14 @@ def measure(name: str, tree: Path, bundle: Path, body: bytes, clients: int) -> d
             time.sleep(1.0)
             after = rss_kb(proc.pid)
             hwm = rss_kb(proc.pid, "VmHWM")
-            return {"rss_before_mb": round(before / 1024, 1), "rss_peak_mb": round(max(max(peak), hwm) / 1024, 1),
-                    "rss_after_mb": round(after / 1024, 1),
-                    "rss_growth_mb": round((max(max(peak), hwm) - before) / 1024, 1),
-                    "statuses": dict(statuses), "seconds": round(seconds, 2)}
+            return {
+                "rss_before_mb": round(before / 1024, 1),
+                "rss_peak_mb": round(max(max(peak), hwm) / 1024, 1),
+                "rss_after_mb": round(after / 1024, 1),
+                "rss_growth_mb": round((max(max(peak), hwm) - before) / 1024, 1),
+                "statuses": dict(statuses),
+                "seconds": round(seconds, 2),
+            }
         finally:
             proc.terminate()
             try:
@@ -162,8 +193,12 @@ def measure(name: str, tree: Path, bundle: Path, body: bytes, clients: int) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", type=Path, default=None,
-                    help="Bundle both servers can load (default: a tiny one exported by the baseline tree).")
+    ap.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="Bundle both servers can load (default: a tiny one exported by the baseline tree).",
+    )
     ap.add_argument("--baseline-commit", default="aa2bbe7")
     ap.add_argument("--clients", type=int, default=80)
     ap.add_argument("--body-mb", type=float, default=8.0)
@@ -173,32 +208,54 @@ def main() -> None:
         tmp = Path(tmp_s)
         base_tree = tmp / "baseline"
         base_tree.mkdir()
-        archive = subprocess.run(["git", "archive", args.baseline_commit], cwd=ROOT, capture_output=True, check=True)
+        archive = subprocess.run(
+            ["git", "archive", args.baseline_commit], cwd=ROOT, capture_output=True, check=True
+        )
         subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive.stdout, check=True)
         bundle = args.bundle or tiny_bundle(base_tree, tmp / "tiny")
         text = "pump " * int(args.body_mb * 1e6 / 5)
-        body = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}).encode()
-        rows = {f"baseline {args.baseline_commit}": measure("baseline", base_tree, bundle, body, args.clients),
-                "this tree": measure("current", ROOT, bundle, body, args.clients)}
+        body = json.dumps(
+            {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+        ).encode()
+        rows = {
+            f"baseline {args.baseline_commit}": measure("baseline", base_tree, bundle, body, args.clients),
+            "this tree": measure("current", ROOT, bundle, body, args.clients),
+        }
     print(f"{args.clients} concurrent bodies of {len(body) / 1e6:.1f} MB, bundle {bundle.name}")
-    print(f"{'server':<22} {'RSS before':>10} {'peak':>8} {'after':>8} {'growth':>8} {'seconds':>8}  statuses")
+    print(
+        f"{'server':<22} {'RSS before':>10} {'peak':>8} {'after':>8} {'growth':>8} {'seconds':>8}  statuses"
+    )
     for name, r in rows.items():
-        print(f"{name:<22} {r['rss_before_mb']:>10} {r['rss_peak_mb']:>8} {r['rss_after_mb']:>8} "
-              f"{r['rss_growth_mb']:>8} {r['seconds']:>8}  {r['statuses']}")
+        print(
+            f"{name:<22} {r['rss_before_mb']:>10} {r['rss_peak_mb']:>8} {r['rss_after_mb']:>8} "
+            f"{r['rss_growth_mb']:>8} {r['seconds']:>8}  {r['statuses']}"
+        )
     base, cur = rows[f"baseline {args.baseline_commit}"], rows["this tree"]
-    metrics = {"clients": args.clients, "body_bytes": len(body), "bundle": bundle.name,
-               "baseline": base, "current": cur, "target_growth_mb": 128,
-               "growth_ratio": round(base["rss_growth_mb"] / max(cur["rss_growth_mb"], 0.1), 1)}
+    metrics = {
+        "clients": args.clients,
+        "body_bytes": len(body),
+        "bundle": bundle.name,
+        "baseline": base,
+        "current": cur,
+        "target_growth_mb": 128,
+        "growth_ratio": round(base["rss_growth_mb"] / max(cur["rss_growth_mb"], 0.1), 1),
+    }
     print(json.dumps(metrics))
     if not args.no_record:
         from autoglm.bench.records import HeadlineRow, write_record
 
-        headline = [HeadlineRow(
-            what=f"Edge RSS growth, {args.clients} concurrent {len(body) / 1e6:.1f} MB bodies (`edge_body_memory`)",
-            baseline=f"{args.baseline_commit}: +{base['rss_growth_mb']:,.0f} MB (peak {base['rss_peak_mb']:,.0f} MB)",
-            result=f"+{cur['rss_growth_mb']:,.0f} MB (peak {cur['rss_peak_mb']:,.0f} MB), "
-                   f"{metrics['growth_ratio']}x less; {cur['statuses'].get('429', 0)} refused unread (429)",
-            target="≤ +128 MB", met=cur["rss_growth_mb"] <= 128)]
+        headline = [
+            HeadlineRow(
+                what=f"Edge RSS growth, {args.clients} concurrent {len(body) / 1e6:.1f} MB bodies "
+                "(`edge_body_memory`)",
+                baseline=f"{args.baseline_commit}: +{base['rss_growth_mb']:,.0f} MB "
+                f"(peak {base['rss_peak_mb']:,.0f} MB)",
+                result=f"+{cur['rss_growth_mb']:,.0f} MB (peak {cur['rss_peak_mb']:,.0f} MB), "
+                f"{metrics['growth_ratio']}x less; {cur['statuses'].get('429', 0)} refused unread (429)",
+                target="≤ +128 MB",
+                met=cur["rss_growth_mb"] <= 128,
+            )
+        ]
         write_record("edge_body_memory", metrics, headline)
 
 

@@ -63,19 +63,29 @@ def main() -> None:
         bundle = shutil.copytree(args.bundle, tmp / "bundle")
         man = Manifest.from_yaml((bundle / "manifest.yaml").read_bytes())
         total = sum(f.size for f in man.files.values())
-        settings = CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench:admin"], bootstrap_token="boot",  # type: ignore[arg-type]
-                                 mqtt_enabled=False, tool_doc_embeddings=False)
+        settings = CloudSettings(
+            data_dir=tmp / "cloud",
+            admin_tokens=["bench:admin"],
+            bootstrap_token="boot",  # type: ignore[arg-type]
+            mqtt_enabled=False,
+            tool_doc_embeddings=False,
+        )
         svc = CloudServices.build(settings)
         svc.registry.register_dir(bundle, actor="bench")
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(services=svc), host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(services=svc), host="127.0.0.1", port=port, log_level="warning")
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
             time.sleep(0.02)
         url = f"http://127.0.0.1:{port}"
-        token = httpx.post(f"{url}/api/v1/nodes/register", json={"node_id": "bench-edge"},
-                           headers={"Authorization": "Bearer boot"}).json()["token"]
+        token = httpx.post(
+            f"{url}/api/v1/nodes/register",
+            json={"node_id": "bench-edge"},
+            headers={"Authorization": "Bearer boot"},
+        ).json()["token"]
         headers = {"Authorization": f"Bearer {token}"}
         base = f"/api/v1/models/{man.name}/versions/{man.version}"
         largest = max(man.files.items(), key=lambda kv: kv[1].size)
@@ -121,20 +131,37 @@ def main() -> None:
             rows["cached"].append(dt)
         med = {k: statistics.median(v) for k, v in rows.items()}
         mb = total / 2**20
-        print(f"bundle {man.name}@{man.version}: {len(man.files)} files, {mb:.1f} MiB; {args.rounds} rounds (median)")
+        print(
+            f"bundle {man.name}@{man.version}: {len(man.files)} files, {mb:.1f} MiB; "
+            f"{args.rounds} rounds (median)"
+        )
         print(f"  plain GET (baseline)          {med['plain']:.3f} s  {mb / med['plain']:.0f} MiB/s")
-        print(f"  downloader, empty cache       {med['ours']:.3f} s  {mb / med['ours']:.0f} MiB/s  "
-              f"x{med['ours'] / med['plain']:.2f} of plain (sha256 + size checks, links)")
-        print(f"  resume from 50 % of largest   {med['resume']:.3f} s  fetched {fetched['resume'] / 2**20:.1f} MiB "
-              f"of {mb:.1f}  x{med['resume'] / med['ours']:.2f} of a full download")
-        print(f"  cached (same version again)   {med['cached'] * 1000:.1f} ms  fetched {fetched['cached']} bytes")
+        print(
+            f"  downloader, empty cache       {med['ours']:.3f} s  {mb / med['ours']:.0f} MiB/s  "
+            f"x{med['ours'] / med['plain']:.2f} of plain (sha256 + size checks, links)"
+        )
+        print(
+            f"  resume from 50 % of largest   {med['resume']:.3f} s  "
+            f"fetched {fetched['resume'] / 2**20:.1f} MiB "
+            f"of {mb:.1f}  x{med['resume'] / med['ours']:.2f} of a full download"
+        )
+        print(
+            f"  cached (same version again)   {med['cached'] * 1000:.1f} ms  "
+            f"fetched {fetched['cached']} bytes"
+        )
         record: dict[str, Any] = {
-            "bench": "edge_download", "bundle_mib": round(mb, 2), "files": len(man.files), "rounds": args.rounds,
-            "plain_s": round(med["plain"], 4), "downloader_s": round(med["ours"], 4),
+            "bench": "edge_download",
+            "bundle_mib": round(mb, 2),
+            "files": len(man.files),
+            "rounds": args.rounds,
+            "plain_s": round(med["plain"], 4),
+            "downloader_s": round(med["ours"], 4),
             "downloader_vs_plain": round(med["ours"] / med["plain"], 3),
-            "resume_s": round(med["resume"], 4), "resume_fetched_bytes": fetched["resume"],
+            "resume_s": round(med["resume"], 4),
+            "resume_fetched_bytes": fetched["resume"],
             "resume_vs_full": round(med["resume"] / med["ours"], 3),
-            "cached_s": round(med["cached"], 4), "note": "shared 2-core machine; noisy",
+            "cached_s": round(med["cached"], 4),
+            "note": "shared 2-core machine; noisy",
         }
         server.should_exit = True
         thread.join(10)
@@ -142,11 +169,19 @@ def main() -> None:
         print(json.dumps(record))
         from autoglm.bench.records import HeadlineRow, write_record
 
-        write_record("edge_download", record, [HeadlineRow(
-            what=f"Bundle download ({mb:.1f} MiB), verified registry downloader vs plain HTTP GET",
-            baseline=f"plain GET {med['plain']:.3f} s",
-            result=f"{med['ours']:.3f} s (x{med['ours'] / med['plain']:.2f}); resume x{med['resume'] / med['ours']:.2f} "
-                   f"of a full download; cached {med['cached'] * 1000:.1f} ms")])
+        write_record(
+            "edge_download",
+            record,
+            [
+                HeadlineRow(
+                    what=f"Bundle download ({mb:.1f} MiB), verified registry downloader vs plain HTTP GET",
+                    baseline=f"plain GET {med['plain']:.3f} s",
+                    result=f"{med['ours']:.3f} s (x{med['ours'] / med['plain']:.2f}); "
+                    f"resume x{med['resume'] / med['ours']:.2f} "
+                    f"of a full download; cached {med['cached'] * 1000:.1f} ms",
+                )
+            ],
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

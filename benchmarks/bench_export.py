@@ -79,7 +79,9 @@ def torch_runner(ckpt: Path) -> Callable[[np.ndarray, np.ndarray], Any]:
     return run
 
 
-def measure(run: Callable[[np.ndarray, np.ndarray], Any], batches: list[tuple[np.ndarray, np.ndarray]], seconds: float) -> list[float]:
+def measure(
+    run: Callable[[np.ndarray, np.ndarray], Any], batches: list[tuple[np.ndarray, np.ndarray]], seconds: float
+) -> list[float]:
     run(*batches[0])
     times = []
     end = time.perf_counter() + seconds
@@ -112,9 +114,23 @@ def int8_options(fp32: Path, b32: Any, tok: Any, work: Path) -> dict[str, Path]:
         ids, mask = tok(calib[i : i + 32])
         feeds.append({"input_ids": ids, "attention_mask": mask})
     smoothed = work / "options-smoothed.onnx"
-    smooth_graph(graph, smoothed, nodes=[n for n in quantizable_nodes(graph) if n not in keep], calib_feeds=feeds, alpha=cfg.int8_smooth_alpha)
-    out = {"int8 dynamic, all nodes (no search)": work / "options-dynamic-all.onnx", "int8 static QDQ u8s8, MatMul": work / "options-qdq.onnx"}
-    quantize_int8(smoothed, out["int8 dynamic, all nodes (no search)"], keep_float=keep, embeddings=cfg.int8_quantize_embeddings)
+    smooth_graph(
+        graph,
+        smoothed,
+        nodes=[n for n in quantizable_nodes(graph) if n not in keep],
+        calib_feeds=feeds,
+        alpha=cfg.int8_smooth_alpha,
+    )
+    out = {
+        "int8 dynamic, all nodes (no search)": work / "options-dynamic-all.onnx",
+        "int8 static QDQ u8s8, MatMul": work / "options-qdq.onnx",
+    }
+    quantize_int8(
+        smoothed,
+        out["int8 dynamic, all nodes (no search)"],
+        keep_float=keep,
+        embeddings=cfg.int8_quantize_embeddings,
+    )
     quantize_static_qdq(smoothed, out["int8 static QDQ u8s8, MatMul"], keep_float=keep, calib_feeds=feeds)
     return out
 
@@ -123,11 +139,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--threads", type=int, default=1, help="same for every engine (2-core shared machine: 1 avoids thread contention)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="same for every engine (2-core shared machine: 1 avoids thread contention)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=1.5, help="per engine, batch size and round")
     ap.add_argument("--json-out", type=Path)
-    ap.add_argument("--options", action="store_true", help="also time/score int8 variants (speed vs accuracy table)")
+    ap.add_argument(
+        "--options", action="store_true", help="also time/score int8 variants (speed vs accuracy table)"
+    )
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager row")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,7 +159,9 @@ def main() -> None:
     demo = Path(os.environ.get("AUTOGLM_DATA_DIR", ".autoglm")) / "demo" / "checkpoint"
     if ckpt is None and not args.tiny and (demo / "checkpoint.yaml").is_file():
         ckpt = demo
-    source = str(ckpt) if ckpt else ("tiny random encoder" if args.tiny else "all-MiniLM-L6-v2 + random adapters")
+    source = (
+        str(ckpt) if ckpt else ("tiny random encoder" if args.tiny else "all-MiniLM-L6-v2 + random adapters")
+    )
     if ckpt is None:
         ckpt = random_checkpoint(work, args.tiny)
     test = default_splits(0)["test"]
@@ -146,7 +171,9 @@ def main() -> None:
     fp32 = export_checkpoint(ckpt, work / "fp32", precision="fp32")
     t_fp32 = time.perf_counter() - t
     t = time.perf_counter()
-    int8 = export_checkpoint(ckpt, work / "int8", precision="int8", eval_texts=texts, eval_labels=labels, allow_degraded=True)
+    int8 = export_checkpoint(
+        ckpt, work / "int8", precision="int8", eval_texts=texts, eval_labels=labels, allow_degraded=True
+    )
     t_int8 = time.perf_counter() - t
     upd32 = export_adapter_update(ckpt, work / "upd32", parent_bundle=fp32, version="0.1.1")
     upd8 = export_adapter_update(ckpt, work / "upd8", parent_bundle=int8, version="0.1.1")
@@ -170,7 +197,19 @@ def main() -> None:
         ref = run_texts(engines["ort fp32"], tok, texts)
         for name in ["ort int8", *option_graphs]:
             rep = parity_report(ref, run_texts(engines[name], tok, texts), routes=routes, labels=labels)
-            accuracy[name] = {k: rep[k] for k in ("n", "cosine_mean", "cosine_p1", "route_agreement", "accuracy", "accuracy_reference", "accuracy_drop") if k in rep}
+            accuracy[name] = {
+                k: rep[k]
+                for k in (
+                    "n",
+                    "cosine_mean",
+                    "cosine_p1",
+                    "route_agreement",
+                    "accuracy",
+                    "accuracy_reference",
+                    "accuracy_drop",
+                )
+                if k in rep
+            }
     inputs = {}
     for bs in BATCHES:
         picks = [rng.choice(len(texts), bs, replace=False) for _ in range(8)]
@@ -225,12 +264,17 @@ def main() -> None:
     print(f"fusions: {b32.manifest.metrics.export.get('fusions')}")
     print(f"\n{'engine':15s} {'batch':>5s} {'p50 ms':>9s} {'p90 ms':>9s} {'seq/s':>9s} {'vs ort fp32':>12s}")
     for r in rows:
-        print(f"{r['engine']:15s} {r['batch']:5d} {r['p50_ms']:9.2f} {r['p90_ms']:9.2f} {r['seq_per_s']:9.1f} {r['speedup_vs_ort_fp32']:11.2f}x")
+        print(
+            f"{r['engine']:15s} {r['batch']:5d} {r['p50_ms']:9.2f} {r['p90_ms']:9.2f} "
+            f"{r['seq_per_s']:9.1f} {r['speedup_vs_ort_fp32']:11.2f}x"
+        )
     print("\nsizes:", ", ".join(f"{k} {v}" for k, v in sizes.items()))
     print(
-        f"\nint8 vs fp32 over {guard['n']} queries: cosine mean {guard['cosine_mean']:.4f} p1 {guard['cosine_p1']:.4f} "
+        f"\nint8 vs fp32 over {guard['n']} queries: cosine mean {guard['cosine_mean']:.4f} "
+        f"p1 {guard['cosine_p1']:.4f} "
         f"min {guard['cosine_min']:.4f}; route agreement {guard['route_agreement']:.4f}; "
-        f"accuracy {guard.get('accuracy', float('nan')):.4f} vs fp32 {guard.get('accuracy_reference', float('nan')):.4f}; "
+        f"accuracy {guard.get('accuracy', float('nan')):.4f} "
+        f"vs fp32 {guard.get('accuracy_reference', float('nan')):.4f}; "
         f"guard {'passed' if guard['passed'] else 'FAILED: ' + '; '.join(guard['failures'])}"
     )
     kept = b8.manifest.metrics.export["int8"]["kept_float_nodes"]
@@ -253,19 +297,28 @@ def main() -> None:
         "goal_met": goal,
         "int8_speedup_b32_rounds": spread32,
         "int8_guard_passed": bool(guard["passed"]),
-        "export_settings": {k: v for k, v in b8.manifest.metrics.export["int8"].items()
-                            if k in ("method", "ranking", "smoothing", "kept_float_nodes")},
+        "export_settings": {
+            k: v
+            for k, v in b8.manifest.metrics.export["int8"].items()
+            if k in ("method", "ranking", "smoothing", "kept_float_nodes")
+        },
         "export_s": {"fp32": round(t_fp32, 1), "int8": round(t_int8, 1)},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()},
         "options_accuracy": accuracy,
     }
     if accuracy:
-        print(f"\n{'option':34s} {'x fp32 @32':>10s} {'cos mean':>9s} {'cos p1':>8s} {'agree':>7s} {'acc drop':>9s}")
+        print(
+            f"\n{'option':34s} {'x fp32 @32':>10s} {'cos mean':>9s} {'cos p1':>8s} "
+            f"{'agree':>7s} {'acc drop':>9s}"
+        )
         for name, acc in accuracy.items():
             sp = next(r["speedup_vs_ort_fp32"] for r in rows if r["engine"] == name and r["batch"] == 32)
-            print(f"{name:34s} {sp:9.2f}x {acc['cosine_mean']:9.4f} {acc['cosine_p1']:8.4f} {acc['route_agreement']:7.4f} "
-                  f"{acc.get('accuracy_drop', float('nan')):9.4f}")
+            print(
+                f"{name:34s} {sp:9.2f}x {acc['cosine_mean']:9.4f} {acc['cosine_p1']:8.4f} "
+                f"{acc['route_agreement']:7.4f} "
+                f"{acc.get('accuracy_drop', float('nan')):9.4f}"
+            )
     print(json.dumps(record))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -273,25 +326,42 @@ def main() -> None:
     from autoglm.bench.records import HeadlineRow, write_record
 
     fp32_b32 = next(r["p50_ms"] for r in rows if r["engine"] == "ort fp32" and r["batch"] == 32)
-    write_record("export", record, [
-        HeadlineRow(what="CPU encoder latency at batch 32, int8 bundle (default export, guard "
-                    f"{'passed' if guard['passed'] else 'FAILED'}) vs fp32, {args.threads} thread(s)",
-                    baseline=f"ORT fp32 1.00x ({fp32_b32:.0f} ms)",
-                    result=f"int8 {speed32:.2f}x (per round {min(spread32):.2f}–{max(spread32):.2f}x, "
-                           f"{len(spread32)} rounds)",
-                    target="≥ 2x, guard passing", met=speed32 >= 2.0 and bool(guard["passed"])),
-        HeadlineRow(what=f"int8 parity with fp32 ({guard['n']} queries)", baseline="fp32",
-                    result=f"cosine mean {guard['cosine_mean']:.4f}, p1 {guard['cosine_p1']:.4f}",
-                    target="mean ≥ 0.995, p1 ≥ 0.98",
-                    met=guard["cosine_mean"] >= 0.995 and guard["cosine_p1"] >= 0.98),
-        HeadlineRow(what="Bundle size; adapter-only update", baseline=f"fp32 bundle {sizes['fp32_bundle_mb']} MB",
-                    result=f"int8 bundle {sizes['int8_bundle_mb']} MB; update {sizes['update_int8_share']:.2%} of it"),
-        *option_rows(rows, accuracy, round_speedups),
-    ])
+    write_record(
+        "export",
+        record,
+        [
+            HeadlineRow(
+                what="CPU encoder latency at batch 32, int8 bundle (default export, guard "
+                f"{'passed' if guard['passed'] else 'FAILED'}) vs fp32, {args.threads} thread(s)",
+                baseline=f"ORT fp32 1.00x ({fp32_b32:.0f} ms)",
+                result=f"int8 {speed32:.2f}x (per round {min(spread32):.2f}–{max(spread32):.2f}x, "
+                f"{len(spread32)} rounds)",
+                target="≥ 2x, guard passing",
+                met=speed32 >= 2.0 and bool(guard["passed"]),
+            ),
+            HeadlineRow(
+                what=f"int8 parity with fp32 ({guard['n']} queries)",
+                baseline="fp32",
+                result=f"cosine mean {guard['cosine_mean']:.4f}, p1 {guard['cosine_p1']:.4f}",
+                target="mean ≥ 0.995, p1 ≥ 0.98",
+                met=guard["cosine_mean"] >= 0.995 and guard["cosine_p1"] >= 0.98,
+            ),
+            HeadlineRow(
+                what="Bundle size; adapter-only update",
+                baseline=f"fp32 bundle {sizes['fp32_bundle_mb']} MB",
+                result=f"int8 bundle {sizes['int8_bundle_mb']} MB; "
+                f"update {sizes['update_int8_share']:.2%} of it",
+            ),
+            *option_rows(rows, accuracy, round_speedups),
+        ],
+    )
 
 
-def option_rows(rows: list[dict[str, Any]], accuracy: dict[str, dict[str, Any]],
-                round_speedups: dict[str, dict[int, list[float]]]) -> list[Any]:
+def option_rows(
+    rows: list[dict[str, Any]],
+    accuracy: dict[str, dict[str, Any]],
+    round_speedups: dict[str, dict[int, list[float]]],
+) -> list[Any]:
     """One headline row per int8 option (``--options``): speed at batch 32 with its spread over the
     rounds, and accuracy vs fp32 on the test split — the speed-vs-accuracy table of docs/arch/bundle.md."""
     from autoglm.bench.records import HeadlineRow
@@ -302,12 +372,18 @@ def option_rows(rows: list[dict[str, Any]], accuracy: dict[str, dict[str, Any]],
         spread = round_speedups[name][32]
         label = "int8 bundle (default export)" if name == "ort int8" else name
         drop = acc.get("accuracy_drop")
-        out.append(HeadlineRow(
-            what=f"Speed vs accuracy option: {label}", baseline="ORT fp32 1.00x",
-            result=(f"{sp:.2f}x at batch 32 (rounds {min(spread):.2f}–{max(spread):.2f}x); cosine mean "
-                    f"{acc['cosine_mean']:.4f}, p1 {acc['cosine_p1']:.4f}; agreement {acc['route_agreement']:.4f}"
-                    + (f"; accuracy drop {drop * 100:+.2f} pt" if drop is not None else "")),
-        ))
+        out.append(
+            HeadlineRow(
+                what=f"Speed vs accuracy option: {label}",
+                baseline="ORT fp32 1.00x",
+                result=(
+                    f"{sp:.2f}x at batch 32 (rounds {min(spread):.2f}–{max(spread):.2f}x); cosine mean "
+                    f"{acc['cosine_mean']:.4f}, p1 {acc['cosine_p1']:.4f}; "
+                    f"agreement {acc['route_agreement']:.4f}"
+                    + (f"; accuracy drop {drop * 100:+.2f} pt" if drop is not None else "")
+                ),
+            )
+        )
     return out
 
 

@@ -63,8 +63,12 @@ class SimAgent:
             protocol=MQTTProtocolVersion.MQTTv311,
             clean_session=True,
         )
-        self.client.will_set(topics.status(node_id), self.frame(ContentType.STATUS, [self._status("offline")]),
-                             qos=1, retain=True)
+        self.client.will_set(
+            topics.status(node_id),
+            self.frame(ContentType.STATUS, [self._status("offline")]),
+            qos=1,
+            retain=True,
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
@@ -72,14 +76,26 @@ class SimAgent:
         return {"node_id": self.node_id, "status": status, "ts_ms": time.time_ns() // 1_000_000}
 
     def frame(self, ct: ContentType, records: list[dict[str, Any]]) -> bytes:
-        return pack(message_id=new_message_id(), node_id=self.node_id, seq=0, hlc=self.clock.now().pack(),
-                    content_type=ct, body=records_body(records), n_records=len(records), encoding=Encoding.LZ4)
+        return pack(
+            message_id=new_message_id(),
+            node_id=self.node_id,
+            seq=0,
+            hlc=self.clock.now().pack(),
+            content_type=ct,
+            body=records_body(records),
+            n_records=len(records),
+            encoding=Encoding.LZ4,
+        )
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         self.connected = True
         client.subscribe(self.topics.commands(self.node_id), qos=1)
-        client.publish(self.topics.status(self.node_id), self.frame(ContentType.STATUS, [self._status("online")]),
-                       qos=1, retain=True)
+        client.publish(
+            self.topics.status(self.node_id),
+            self.frame(ContentType.STATUS, [self._status("online")]),
+            qos=1,
+            retain=True,
+        )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         env = decode(msg.payload)
@@ -96,9 +112,19 @@ class SimAgent:
             self.next_hb = 0.0  # report the new version at once
 
     def heartbeat(self) -> None:
-        rec = {"node_id": self.node_id, "ts_ms": time.time_ns() // 1_000_000, "model_version": self.version,
-               "requests": 20, "latency_p50_ms": 4.0, "latency_p99_ms": 9.0, "error_rate": 0.0, "fallback_rate": 0.02}
-        self.client.publish(self.topics.heartbeat(self.node_id), self.frame(ContentType.HEARTBEAT, [rec]), qos=0)
+        rec = {
+            "node_id": self.node_id,
+            "ts_ms": time.time_ns() // 1_000_000,
+            "model_version": self.version,
+            "requests": 20,
+            "latency_p50_ms": 4.0,
+            "latency_p99_ms": 9.0,
+            "error_rate": 0.0,
+            "fallback_rate": 0.02,
+        }
+        self.client.publish(
+            self.topics.heartbeat(self.node_id), self.frame(ContentType.HEARTBEAT, [rec]), qos=0
+        )
 
 
 def run_simulator(host: str, port: int, nodes: int, heartbeat_s: float, burst_s: float, version: str) -> None:
@@ -170,7 +196,9 @@ def _cpu_pid(pid: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=500)
-    ap.add_argument("--heartbeat-s", type=float, default=1.0, help="Heartbeat interval of each agent (steady)")
+    ap.add_argument(
+        "--heartbeat-s", type=float, default=1.0, help="Heartbeat interval of each agent (steady)"
+    )
     ap.add_argument("--burst-s", type=float, default=0.05, help="Heartbeat interval during the burst")
     ap.add_argument("--window-s", type=float, default=5.0, help="Measurement window for ingestion")
     ap.add_argument("--quick", action="store_true", help="50 nodes, short windows (smoke run)")
@@ -196,11 +224,17 @@ def main() -> None:
     from tests.support.mosquitto import MosquittoBroker, free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="autoglm-bench-fleet-"))
-    broker = MosquittoBroker(tmp, conf_extra="max_queued_messages 100000\nmax_inflight_messages 1000\n",
-                             persistence=False).start()
+    broker = MosquittoBroker(
+        tmp, conf_extra="max_queued_messages 100000\nmax_inflight_messages 1000\n", persistence=False
+    ).start()
     settings = CloudSettings(
-        data_dir=tmp / "cloud", admin_tokens=["bench:bench"], mqtt_enabled=True, mqtt_host=broker.host,
-        mqtt_port=broker.port, tool_doc_embeddings=False, heartbeat_timeout_s=30.0,
+        data_dir=tmp / "cloud",
+        admin_tokens=["bench:bench"],
+        mqtt_enabled=True,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        tool_doc_embeddings=False,
+        heartbeat_timeout_s=30.0,
     )
     svc = CloudServices.build(settings)
     for i, v in enumerate(["1.0.0", "1.1.0", "1.2.0"]):
@@ -215,12 +249,30 @@ def main() -> None:
         time.sleep(0.05)
 
     sim = subprocess.Popen(
-        [sys.executable, __file__, "--simulate", "--host", broker.host, "--port", str(broker.port),
-         "--nodes", str(args.nodes), "--heartbeat-s", str(args.heartbeat_s), "--burst-s", str(args.burst_s)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--simulate",
+            "--host",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--nodes",
+            str(args.nodes),
+            "--heartbeat-s",
+            str(args.heartbeat_s),
+            "--burst-s",
+            str(args.burst_s),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    record: dict[str, Any] = {"bench": "fleet", "nodes": args.nodes, "heartbeat_s": args.heartbeat_s,
-                              "rollout_tick_s": settings.rollout_tick_s}
+    record: dict[str, Any] = {
+        "bench": "fleet",
+        "nodes": args.nodes,
+        "heartbeat_s": args.heartbeat_s,
+        "rollout_tick_s": settings.rollout_tick_s,
+    }
     try:
         t0 = time.monotonic()
         assert sim.stdout is not None
@@ -238,7 +290,10 @@ def main() -> None:
 
         wait(lambda: len(svc.fleet.list_nodes(online=True)) >= args.nodes, 60, "all nodes online")
         record["fleet_discovery_s"] = round(time.monotonic() - t0, 2)
-        print(f"{args.nodes} simulated agents connected and seen online in {record['fleet_discovery_s']} s", flush=True)
+        print(
+            f"{args.nodes} simulated agents connected and seen online in {record['fleet_discovery_s']} s",
+            flush=True,
+        )
 
         def all_on(version: str) -> bool:
             return all(n.current_version == version for n in svc.fleet.list_nodes())
@@ -266,14 +321,27 @@ def main() -> None:
         wait(lambda: all_on("1.2.0"), 60, "every node reporting 1.2.0")
         rollout_s = time.monotonic() - start
         pauses = sum(1 for e in out.events if e.to_state == "paused")
-        step_times = [round((e.at - out.events[0].at).total_seconds(), 2) for e in out.events
-                      if e.from_state == e.to_state == "progressing" or e.to_state == "succeeded"]
-        record.update(direct_fanout_s=round(direct_s, 2), rollout_s=round(rollout_s, 2), rollout_state=out.state,
-                      rollout_pauses=pauses, rollout_step_end_s=step_times,
-                      rollout_vs_direct=round(rollout_s / direct_s, 2), goal_met=out.state == "succeeded" and rollout_s < 30)
-        print(f"rollout 5->25->50->100% (pauses 0): {out.state}, {args.nodes} nodes on 1.2.0 in {rollout_s:.2f} s "
-              f"(goal < 30 s: {'met' if record['goal_met'] else 'NOT met'}); steps ended at {step_times} s; "
-              f"{rollout_s / direct_s:.1f}x the direct fan-out", flush=True)
+        step_times = [
+            round((e.at - out.events[0].at).total_seconds(), 2)
+            for e in out.events
+            if e.from_state == e.to_state == "progressing" or e.to_state == "succeeded"
+        ]
+        record.update(
+            direct_fanout_s=round(direct_s, 2),
+            rollout_s=round(rollout_s, 2),
+            rollout_state=out.state,
+            rollout_pauses=pauses,
+            rollout_step_end_s=step_times,
+            rollout_vs_direct=round(rollout_s / direct_s, 2),
+            goal_met=out.state == "succeeded" and rollout_s < 30,
+        )
+        print(
+            f"rollout 5->25->50->100% (pauses 0): {out.state}, {args.nodes} nodes on 1.2.0 "
+            f"in {rollout_s:.2f} s "
+            f"(goal < 30 s: {'met' if record['goal_met'] else 'NOT met'}); steps ended at {step_times} s; "
+            f"{rollout_s / direct_s:.1f}x the direct fan-out",
+            flush=True,
+        )
         cpu1, sim1, brk1, w1 = _cpu_self(), _cpu_pid(sim.pid), _cpu_pid(broker.proc.pid), time.monotonic()  # type: ignore[union-attr]
 
         # Heartbeat ingestion: steady, then burst.
@@ -302,24 +370,41 @@ def main() -> None:
             cloud_cpu_core_share_burst=round(burst_cpu, 3),
             cloud_us_per_heartbeat_burst=round(burst_cpu / max(burst_rate, 1e-9) * 1e6, 1),
         )
-        print(f"heartbeats steady: offered {args.nodes / args.heartbeat_s:,.0f}/s, ingested {steady_rate:,.0f}/s, "
-              f"cloud CPU {steady_cpu:.0%} of a core", flush=True)
-        print(f"heartbeats burst : asked {args.nodes / args.burst_s:,.0f}/s, simulator sent {offered_actual:,.0f}/s, "
-              f"cloud ingested {burst_rate:,.0f}/s, "
-              f"cloud CPU {burst_cpu:.0%} of a core ({record['cloud_us_per_heartbeat_burst']} us/heartbeat)", flush=True)
+        print(
+            f"heartbeats steady: offered {args.nodes / args.heartbeat_s:,.0f}/s, "
+            f"ingested {steady_rate:,.0f}/s, "
+            f"cloud CPU {steady_cpu:.0%} of a core",
+            flush=True,
+        )
+        print(
+            f"heartbeats burst : asked {args.nodes / args.burst_s:,.0f}/s, "
+            f"simulator sent {offered_actual:,.0f}/s, "
+            f"cloud ingested {burst_rate:,.0f}/s, "
+            f"cloud CPU {burst_cpu:.0%} of a core ({record['cloud_us_per_heartbeat_burst']} us/heartbeat)",
+            flush=True,
+        )
 
         wall = w1 - w0
         cloud_cpu, sim_cpu, brk_cpu = cpu1 - cpu0, sim1 - sim0, brk1 - brk0
         total = cloud_cpu + sim_cpu + brk_cpu
         record.update(
             fanout_rollout_wall_s=round(wall, 2),
-            cpu_cloud_s=round(cloud_cpu, 2), cpu_sim_s=round(sim_cpu, 2), cpu_broker_s=round(brk_cpu, 2),
+            cpu_cloud_s=round(cloud_cpu, 2),
+            cpu_sim_s=round(sim_cpu, 2),
+            cpu_broker_s=round(brk_cpu, 2),
             cloud_cpu_core_share_rollouts=round(cloud_cpu / wall, 3),
             cloud_cpu_share_of_total=round(cloud_cpu / total, 3) if total else None,
         )
-        print(f"CPU during fan-out + rollout ({wall:.1f} s): cloud {cloud_cpu:.1f} s ({cloud_cpu / wall:.0%} of a core, "
-              f"{cloud_cpu / max(total, 1e-9):.0%} of all), simulator {sim_cpu:.1f} s, broker {brk_cpu:.1f} s", flush=True)
-        print("note: shared 2-core machine; the simulator and the broker compete with the cloud for CPU.", flush=True)
+        print(
+            f"CPU during fan-out + rollout ({wall:.1f} s): cloud {cloud_cpu:.1f} s "
+            f"({cloud_cpu / wall:.0%} of a core, "
+            f"{cloud_cpu / max(total, 1e-9):.0%} of all), simulator {sim_cpu:.1f} s, broker {brk_cpu:.1f} s",
+            flush=True,
+        )
+        print(
+            "note: shared 2-core machine; the simulator and the broker compete with the cloud for CPU.",
+            flush=True,
+        )
     finally:
         sim.send_signal(signal.SIGTERM)
         try:
@@ -333,14 +418,25 @@ def main() -> None:
     print(json.dumps(record), flush=True)
     from autoglm.bench.records import HeadlineRow, write_record
 
-    write_record("fleet", record, [
-        HeadlineRow(what=f"Rollout to {args.nodes} simulated edges over MQTT", baseline=f"direct fan-out "
-                    f"{record.get('direct_fanout_s')} s", result=f"{record.get('rollout_s')} s, {record.get('rollout_state')}",
-                    target="< 30 s, succeeded", met=bool(record.get("goal_met"))),
-        HeadlineRow(what="Heartbeat ingestion, burst", baseline=f"asked {record.get('heartbeat_offered_burst_per_s')}/s",
-                    result=f"{record.get('heartbeat_ingested_burst_per_s')}/s ingested, "
-                           f"{record.get('cloud_us_per_heartbeat_burst')} us/heartbeat in the cloud"),
-    ])
+    write_record(
+        "fleet",
+        record,
+        [
+            HeadlineRow(
+                what=f"Rollout to {args.nodes} simulated edges over MQTT",
+                baseline=f"direct fan-out {record.get('direct_fanout_s')} s",
+                result=f"{record.get('rollout_s')} s, {record.get('rollout_state')}",
+                target="< 30 s, succeeded",
+                met=bool(record.get("goal_met")),
+            ),
+            HeadlineRow(
+                what="Heartbeat ingestion, burst",
+                baseline=f"asked {record.get('heartbeat_offered_burst_per_s')}/s",
+                result=f"{record.get('heartbeat_ingested_burst_per_s')}/s ingested, "
+                f"{record.get('cloud_us_per_heartbeat_burst')} us/heartbeat in the cloud",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

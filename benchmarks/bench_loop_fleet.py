@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wrong_before = sum(v.route != r for (_, r), v in unsure)
     del judge
     print(
-        f"{len(hard)} of {len(pool)} candidates are hard examples (p < {AGENT_THRESHOLD}, at most {args.max_hard}); "
+        f"{len(hard)} of {len(pool)} candidates are hard examples "
+        f"(p < {AGENT_THRESHOLD}, at most {args.max_hard}); "
         f"the production model routes {wrong_before} of them wrong",
         flush=True,
     )

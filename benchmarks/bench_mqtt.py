@@ -61,13 +61,38 @@ from edge.sync.agent import EdgeSync, _dump  # noqa: E402
 from edge.sync.settings import SyncSettings  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 
-SUBJECTS = ["conveyor 3", "press 7", "the labeller", "station 12", "the packing robot", "oven B", "line 2 camera",
-            "the palletizer", "valve V-101", "the filler head"]
-EVENTS = ["jams when carton width exceeds", "overheats after running for", "misreads barcodes below",
-          "needs recalibration every", "drifts by 2 mm after", "stops on alarm code", "vibrates above",
-          "loses vacuum at"]
-ADVICE = ["reduce belt speed", "call maintenance", "switch to the backup feeder", "clean the lens",
-          "restart the PLC", "check the air pressure", "replace the gasket", "log it and continue"]
+SUBJECTS = [
+    "conveyor 3",
+    "press 7",
+    "the labeller",
+    "station 12",
+    "the packing robot",
+    "oven B",
+    "line 2 camera",
+    "the palletizer",
+    "valve V-101",
+    "the filler head",
+]
+EVENTS = [
+    "jams when carton width exceeds",
+    "overheats after running for",
+    "misreads barcodes below",
+    "needs recalibration every",
+    "drifts by 2 mm after",
+    "stops on alarm code",
+    "vibrates above",
+    "loses vacuum at",
+]
+ADVICE = [
+    "reduce belt speed",
+    "call maintenance",
+    "switch to the backup feeder",
+    "clean the lens",
+    "restart the PLC",
+    "check the air pressure",
+    "replace the gasket",
+    "log it and continue",
+]
 
 
 def make_records(node: str, n: int, seed: int = 7) -> list[KnowledgeRecord]:
@@ -76,12 +101,22 @@ def make_records(node: str, n: int, seed: int = 7) -> list[KnowledgeRecord]:
     clock = HybridClock(node)
     out = []
     for i in range(n):
-        text = (f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(EVENTS)} {rng.randint(2, 900)} "
-                f"{rng.choice(['cm', 'minutes', 'lux', 'rpm', 'bar'])}; operator should {rng.choice(ADVICE)}. "
-                f"Seen {rng.randint(1, 50)} times on shift {rng.choice('ABC')}.")
+        text = (
+            f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(EVENTS)} {rng.randint(2, 900)} "
+            f"{rng.choice(['cm', 'minutes', 'lux', 'rpm', 'bar'])}; operator should {rng.choice(ADVICE)}. "
+            f"Seen {rng.randint(1, 50)} times on shift {rng.choice('ABC')}."
+        )
         h = clock.now().pack()
-        out.append(KnowledgeRecord(key=f"{node}/fact/{i:07d}", text=text, source=f"{node}/agent",
-                                   confidence=round(rng.uniform(0.5, 1.0), 3), created=h, updated=h))
+        out.append(
+            KnowledgeRecord(
+                key=f"{node}/fact/{i:07d}",
+                text=text,
+                source=f"{node}/agent",
+                confidence=round(rng.uniform(0.5, 1.0), 3),
+                created=h,
+                updated=h,
+            )
+        )
     return out
 
 
@@ -122,8 +157,14 @@ class _KeywordRoutedEncoder:
 
         routed = await self.keyword.encode(texts)
         res = await self.service.infer(texts, priority=priority)
-        return [dataclasses.replace(e, embedding=np.asarray(r.embedding, dtype=np.float32), model_version=
-                                    f"{r.model_name}:{r.model_version}") for e, r in zip(routed, res, strict=True)]
+        return [
+            dataclasses.replace(
+                e,
+                embedding=np.asarray(r.embedding, dtype=np.float32),
+                model_version=f"{r.model_name}:{r.model_version}",
+            )
+            for e, r in zip(routed, res, strict=True)
+        ]
 
 
 class _Recorder:
@@ -179,9 +220,16 @@ def edge_records(n_questions: int, bundle: Path, knowledge_per_100: int = 5, see
     questions = rng.sample(default_splits()["test"], min(n_questions, len(default_splits()["test"])))
     facts = make_records("kb", max(1, n_questions * knowledge_per_100 // 100), seed=seed)
     tmp = Path(tempfile.mkdtemp(prefix="bench-mqtt-mix-"))
-    svc = CloudServices.build(CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench-token"],
-                                            bootstrap_token="b", mqtt_enabled=False, tool_doc_embeddings=False),
-                              channel=RecordingChannel())
+    svc = CloudServices.build(
+        CloudSettings(
+            data_dir=tmp / "cloud",
+            admin_tokens=["bench-token"],
+            bootstrap_token="b",
+            mqtt_enabled=False,
+            tool_doc_embeddings=False,
+        ),
+        channel=RecordingChannel(),
+    )
     server = BackgroundServer(create_app(services=svc, run_loops=False)).start()
     store = MemoryStore(tmp / "memory.sqlite3", "edge-bench")
     recorder = _Recorder(store)
@@ -191,9 +239,15 @@ def edge_records(n_questions: int, bundle: Path, knowledge_per_100: int = 5, see
         loop.run_until_complete(service.start(str(bundle)))
         router = KeywordRouter(EntityLinker(default_graph()))
         encoder = _KeywordRoutedEncoder(service, HashingEncoder(router))
-        agent = build_agent(AgentSettings(agent_memory_db=tmp / "m.sqlite3", agent_cloud_url=server.url,
-                                          agent_cloud_token="bench-token"),
-                            encoder=encoder, router=router, sync=recorder, node_id="edge-bench")
+        agent = build_agent(
+            AgentSettings(
+                agent_memory_db=tmp / "m.sqlite3", agent_cloud_url=server.url, agent_cloud_token="bench-token"
+            ),
+            encoder=encoder,
+            router=router,
+            sync=recorder,
+            node_id="edge-bench",
+        )
 
         async def run() -> None:
             every = max(1, 100 // max(knowledge_per_100, 1))
@@ -227,8 +281,14 @@ def cycle(pool: list[Item], n: int) -> list[Item]:
     return out
 
 
-def lz4_by_kind(items: list[Item], *, batch: int = 500, batch_bytes: int = 192 * 1024,
-                compress: Any = None, decompress: Any = None) -> dict[str, Any]:
+def lz4_by_kind(
+    items: list[Item],
+    *,
+    batch: int = 500,
+    batch_bytes: int = 192 * 1024,
+    compress: Any = None,
+    decompress: Any = None,
+) -> dict[str, Any]:
     """Per kind (and for the whole mix): bytes per record, embedding share, LZ4 ratio of batches
     sealed like the outbox seals them (per kind, up to ``batch`` records / ``batch_bytes``), of
     single records, decompression time; ``flagged`` when a kind's batch ratio < MIN_RATIO."""
@@ -266,18 +326,26 @@ def lz4_by_kind(items: list[Item], *, batch: int = 500, batch_bytes: int = 192 *
             decompress(c)
         dec_us = (time.perf_counter() - t0) / max(1, min(20, len(comp))) * 1e6
         ratio = raw / packed if packed else 0.0
-        out[k] = {"records": len(bodies), "bytes_per_record": round(statistics.mean(len(b) for b in bodies), 1),
-                  "embedding_share": round(emb_bytes.get(k, 0) / sum(len(b) for b in bodies), 3),
-                  "records_per_message": round(len(bodies) / len(batches), 1),
-                  "batch_ratio": round(ratio, 3),
-                  "single_record_ratio": round(sum(len(b) for b in singles) / sum(len(compress(b)) for b in singles), 3),
-                  "batch_decompress_us": round(dec_us, 1), "flagged": ratio < MIN_RATIO}
-    out["mix"] = {"records": len(items), "share": {k: round(len(v) / len(items), 4) for k, v in sorted(by_kind.items())},
-                  "bytes_per_record": round(sum(sum(len(b) for b in v) for v in by_kind.values()) / len(items), 1),
-                  "batch_ratio": round(total_raw / total_comp, 3) if total_comp else 0.0,
-                  "flagged": [k for k, v in out.items() if v["flagged"]]}
+        out[k] = {
+            "records": len(bodies),
+            "bytes_per_record": round(statistics.mean(len(b) for b in bodies), 1),
+            "embedding_share": round(emb_bytes.get(k, 0) / sum(len(b) for b in bodies), 3),
+            "records_per_message": round(len(bodies) / len(batches), 1),
+            "batch_ratio": round(ratio, 3),
+            "single_record_ratio": round(
+                sum(len(b) for b in singles) / sum(len(compress(b)) for b in singles), 3
+            ),
+            "batch_decompress_us": round(dec_us, 1),
+            "flagged": ratio < MIN_RATIO,
+        }
+    out["mix"] = {
+        "records": len(items),
+        "share": {k: round(len(v) / len(items), 4) for k, v in sorted(by_kind.items())},
+        "bytes_per_record": round(sum(sum(len(b) for b in v) for v in by_kind.values()) / len(items), 1),
+        "batch_ratio": round(total_raw / total_comp, 3) if total_comp else 0.0,
+        "flagged": [k for k, v in out.items() if v["flagged"]],
+    }
     return out
-
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -300,13 +368,21 @@ def pct(values: list[float], q: float) -> float:
 
 def _cloud_main(conn: Any, host: str, port: int, db: str, label: str, track: list[str]) -> None:
     """The cloud hub in its own process (as in production: edge and cloud are different hosts)."""
-    hub = CloudSync(CloudSyncSettings(sync_mqtt_host=host, sync_mqtt_port=port, sync_db_path=Path(db),
-                                      sync_rebroadcast="none", sync_mqtt_client_id=f"bench-cloud-{label}"))
+    hub = CloudSync(
+        CloudSyncSettings(
+            sync_mqtt_host=host,
+            sync_mqtt_port=port,
+            sync_db_path=Path(db),
+            sync_rebroadcast="none",
+            sync_mqtt_client_id=f"bench-cloud-{label}",
+        )
+    )
     tracked = set(track)
     applied_at: dict[str, float] = {}
     if tracked:
         hub.on_memory_merged(
-            lambda node, recs: applied_at.update((r.key, time.monotonic()) for r in recs if r.key in tracked))
+            lambda node, recs: applied_at.update((r.key, time.monotonic()) for r in recs if r.key in tracked)
+        )
     hub.start()
     conn.send(hub.wait_connected(10))
     conn.recv()  # "start"
@@ -314,28 +390,47 @@ def _cloud_main(conn: Any, host: str, port: int, db: str, label: str, track: lis
     conn.recv()  # "report"
     while not hub.idle():
         time.sleep(0.01)
-    conn.send({"applied": dict(hub.applied_records), "applied_at": applied_at, "rejected": dict(hub.rejected),
-               "cpu_s": time.process_time() - cpu0})
+    conn.send(
+        {
+            "applied": dict(hub.applied_records),
+            "applied_at": applied_at,
+            "rejected": dict(hub.rejected),
+            "cpu_s": time.process_time() - cpu0,
+        }
+    )
     hub.stop()
 
 
 class CloudProcess:
-    def __init__(self, broker: MosquittoBroker, db: Path, label: str, track: list[str], in_process: bool) -> None:
+    def __init__(
+        self, broker: MosquittoBroker, db: Path, label: str, track: list[str], in_process: bool
+    ) -> None:
         self.in_process = in_process
         if in_process:
-            self._hub = CloudSync(CloudSyncSettings(sync_mqtt_host=broker.host, sync_mqtt_port=broker.port,
-                                                    sync_db_path=db, sync_rebroadcast="none",
-                                                    sync_mqtt_client_id=f"bench-cloud-{label}"))
+            self._hub = CloudSync(
+                CloudSyncSettings(
+                    sync_mqtt_host=broker.host,
+                    sync_mqtt_port=broker.port,
+                    sync_db_path=db,
+                    sync_rebroadcast="none",
+                    sync_mqtt_client_id=f"bench-cloud-{label}",
+                )
+            )
             self._applied_at: dict[str, float] = {}
             tracked = set(track)
-            self._hub.on_memory_merged(lambda node, recs: self._applied_at.update(
-                (r.key, time.monotonic()) for r in recs if r.key in tracked))
+            self._hub.on_memory_merged(
+                lambda node, recs: self._applied_at.update(
+                    (r.key, time.monotonic()) for r in recs if r.key in tracked
+                )
+            )
             self._hub.start()
             assert self._hub.wait_connected(10)
         else:
             ctx = mp.get_context("spawn")
             self._conn, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_cloud_main, args=(child, broker.host, broker.port, str(db), label, track))
+            self._proc = ctx.Process(
+                target=_cloud_main, args=(child, broker.host, broker.port, str(db), label, track)
+            )
             self._proc.start()
             assert self._conn.recv(), "cloud process did not connect"
 
@@ -356,8 +451,18 @@ class CloudProcess:
         return dict(out)
 
 
-def run_pipeline(broker: MosquittoBroker, tmp: Path, items: list[Item], *, batch: int, compress: bool,
-                 window: int, label: str, track_latency: bool, cloud_in_process: bool) -> dict[str, Any]:
+def run_pipeline(
+    broker: MosquittoBroker,
+    tmp: Path,
+    items: list[Item],
+    *,
+    batch: int,
+    compress: bool,
+    window: int,
+    label: str,
+    track_latency: bool,
+    cloud_in_process: bool,
+) -> dict[str, Any]:
     """Publish ``items`` through EdgeSync (memory records in calls of up to 500, hard examples one
     call each, in the mix's order) and wait until the cloud acked every one."""
     chunk = 500
@@ -367,12 +472,25 @@ def run_pipeline(broker: MosquittoBroker, tmp: Path, items: list[Item], *, batch
             groups[-1][1].append(obj)
         else:
             groups.append((kind, [obj]))
-    track = [k for kind, objs in groups if kind == "memory" for k in (objs[0].key, objs[-1].key)] if track_latency else []
+    track = (
+        [k for kind, objs in groups if kind == "memory" for k in (objs[0].key, objs[-1].key)]
+        if track_latency
+        else []
+    )
     cloud = CloudProcess(broker, tmp / f"{label}-cloud.db", label, track, cloud_in_process)
-    edge = EdgeSync(SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_batch_max_records=batch,
-                                 mqtt_compress=compress, mqtt_window_messages=window,
-                                 mqtt_heartbeat_interval_s=3600, mqtt_ack_timeout_s=30),
-                    tmp / f"{label}-outbox.db", f"bench-{label}")
+    edge = EdgeSync(
+        SyncSettings(
+            mqtt_host=broker.host,
+            mqtt_port=broker.port,
+            mqtt_batch_max_records=batch,
+            mqtt_compress=compress,
+            mqtt_window_messages=window,
+            mqtt_heartbeat_interval_s=3600,
+            mqtt_ack_timeout_s=30,
+        ),
+        tmp / f"{label}-outbox.db",
+        f"bench-{label}",
+    )
     edge.start()
     assert edge.wait_connected(10)
     sent_at: dict[str, float] = {}
@@ -406,27 +524,44 @@ def run_pipeline(broker: MosquittoBroker, tmp: Path, items: list[Item], *, batch
         cpu["records_per_cpu_s_bottleneck"] = round(len(items) / max(edge_cpu, broker_cpu, rep["cpu_s"]), 1)
     n_mem = sum(kind == "memory" for kind, _ in items)
     applied = rep["applied"]
-    assert applied.get("memory", 0) == n_mem, f"cloud applied {applied.get('memory', 0)} of {n_mem} memory records"
+    assert applied.get("memory", 0) == n_mem, (
+        f"cloud applied {applied.get('memory', 0)} of {n_mem} memory records"
+    )
     assert applied.get("hard_example", 0) == len(items) - n_mem, f"cloud applied {applied} hard examples"
     lat = [(rep["applied_at"][k] - t) * 1000 for k, t in sent_at.items() if k in rep["applied_at"]]
     payload = sum(len(record_bytes(it)) for it in items)
-    return {"records": len(items), "acked": sum(applied.values()), "seconds": round(elapsed, 3),
-            "records_per_s": round(len(items) / elapsed, 1),
-            "record_mb_per_s": round(payload / elapsed / 1e6, 2), "enqueue_s": round(t_put, 3),
-            "cloud": "in-process" if cloud_in_process else "separate process", **cpu,
-            "latency_ms_p50": round(pct(lat, 0.5), 1) if lat else None,
-            "latency_ms_p99": round(pct(lat, 0.99), 1) if lat else None}
+    return {
+        "records": len(items),
+        "acked": sum(applied.values()),
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(len(items) / elapsed, 1),
+        "record_mb_per_s": round(payload / elapsed / 1e6, 2),
+        "enqueue_s": round(t_put, 3),
+        "cloud": "in-process" if cloud_in_process else "separate process",
+        **cpu,
+        "latency_ms_p50": round(pct(lat, 0.5), 1) if lat else None,
+        "latency_ms_p99": round(pct(lat, 0.99), 1) if lat else None,
+    }
 
 
 def idle_latency(broker: MosquittoBroker, tmp: Path, records: list[KnowledgeRecord]) -> dict[str, Any]:
     """One record at a time: edge publish_memory -> merged in the cloud DB, and -> acked at the edge."""
-    hub = CloudSync(CloudSyncSettings(sync_mqtt_host=broker.host, sync_mqtt_port=broker.port,
-                                      sync_db_path=tmp / "lat-cloud.db", sync_rebroadcast="none",
-                                      sync_mqtt_client_id="bench-cloud-lat"))
+    hub = CloudSync(
+        CloudSyncSettings(
+            sync_mqtt_host=broker.host,
+            sync_mqtt_port=broker.port,
+            sync_db_path=tmp / "lat-cloud.db",
+            sync_rebroadcast="none",
+            sync_mqtt_client_id="bench-cloud-lat",
+        )
+    )
     done = threading.Event()
     hub.on_memory_merged(lambda node, recs: done.set())
-    edge = EdgeSync(SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_heartbeat_interval_s=3600),
-                    tmp / "lat-outbox.db", "bench-lat")
+    edge = EdgeSync(
+        SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_heartbeat_interval_s=3600),
+        tmp / "lat-outbox.db",
+        "bench-lat",
+    )
     hub.start()
     edge.start()
     assert hub.wait_connected(10) and edge.wait_connected(10)
@@ -442,8 +577,13 @@ def idle_latency(broker: MosquittoBroker, tmp: Path, records: list[KnowledgeReco
         acked.append((time.perf_counter() - t) * 1000)
     edge.stop()
     hub.stop()
-    return {"samples": len(records), "applied_ms_p50": round(pct(applied, 0.5), 2), "applied_ms_p99": round(pct(applied, 0.99), 2),
-            "acked_ms_p50": round(pct(acked, 0.5), 2), "acked_ms_p99": round(pct(acked, 0.99), 2)}
+    return {
+        "samples": len(records),
+        "applied_ms_p50": round(pct(applied, 0.5), 2),
+        "applied_ms_p99": round(pct(applied, 0.99), 2),
+        "acked_ms_p50": round(pct(acked, 0.5), 2),
+        "acked_ms_p99": round(pct(acked, 0.99), 2),
+    }
 
 
 def raw_paho(broker: MosquittoBroker, items: list[Item]) -> dict[str, Any]:
@@ -457,12 +597,16 @@ def raw_paho(broker: MosquittoBroker, items: list[Item]) -> dict[str, Any]:
         if count[0] >= n:
             got.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-sub", protocol=MQTTProtocolVersion.MQTTv5)
+    sub = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-raw-sub", protocol=MQTTProtocolVersion.MQTTv5
+    )
     sub.on_message = on_msg
     sub.connect(broker.host, broker.port)
     sub.subscribe("bench/raw", qos=1)
     sub.loop_start()
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-pub", protocol=MQTTProtocolVersion.MQTTv5)
+    pub = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-raw-pub", protocol=MQTTProtocolVersion.MQTTv5
+    )
     pub.max_inflight_messages_set(1000)
     pub.connect(broker.host, broker.port)
     pub.loop_start()
@@ -478,7 +622,12 @@ def raw_paho(broker: MosquittoBroker, items: list[Item]) -> dict[str, Any]:
     sub.loop_stop()
     pub.disconnect()
     sub.disconnect()
-    return {"records": n, "received": count[0], "seconds": round(elapsed, 3), "records_per_s": round(n / elapsed, 1)}
+    return {
+        "records": n,
+        "received": count[0],
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(n / elapsed, 1),
+    }
 
 
 def lz4_stats(records: list[KnowledgeRecord], batch: int) -> dict[str, Any]:
@@ -511,38 +660,68 @@ def lz4_stats(records: list[KnowledgeRecord], batch: int) -> dict[str, Any]:
     }
 
 
-def headline(mix: dict[str, Any], batched: dict[str, Any], single: dict[str, Any], goal: int) -> list[HeadlineRow]:
+def headline(
+    mix: dict[str, Any], batched: dict[str, Any], single: dict[str, Any], goal: int
+) -> list[HeadlineRow]:
     kinds = [k for k in mix if k != "mix"]
     ratios = ", ".join(f"{k} {mix[k]['batch_ratio']:.2f}" for k in kinds)
     sizes = ", ".join(f"{k} {mix[k]['bytes_per_record'] / 1024:.1f} KiB" for k in kinds)
     return [
-        HeadlineRow(what=f"MQTT sync, real record mix ({sizes}; embeddings 384 floats), records/s acked end to end",
-                    baseline=f"1 per message: {single['records_per_s']:,.0f}/s",
-                    result=f"batched+LZ4: {batched['records_per_s']:,.0f}/s ({batched['record_mb_per_s']} MB/s)",
-                    target=f"≥ {goal:,}/s", met=batched["records_per_s"] >= goal),
-        HeadlineRow(what="LZ4 ratio per kind, outbox batches of the real mix",
-                    baseline=f"whole mix {mix['mix']['batch_ratio']:.2f} : 1",
-                    result=ratios + (f"; flagged (< {MIN_RATIO}): {', '.join(mix['mix']['flagged'])}"
-                                     if mix["mix"]["flagged"] else ""),
-                    target=f"≥ {DESIGN_RATIO:g} : 1 (design documents)",
-                    met=all(mix[k]["batch_ratio"] >= DESIGN_RATIO for k in kinds)),
+        HeadlineRow(
+            what=f"MQTT sync, real record mix ({sizes}; embeddings 384 floats), records/s acked end to end",
+            baseline=f"1 per message: {single['records_per_s']:,.0f}/s",
+            result=f"batched+LZ4: {batched['records_per_s']:,.0f}/s ({batched['record_mb_per_s']} MB/s)",
+            target=f"≥ {goal:,}/s",
+            met=batched["records_per_s"] >= goal,
+        ),
+        HeadlineRow(
+            what="LZ4 ratio per kind, outbox batches of the real mix",
+            baseline=f"whole mix {mix['mix']['batch_ratio']:.2f} : 1",
+            result=ratios
+            + (
+                f"; flagged (< {MIN_RATIO}): {', '.join(mix['mix']['flagged'])}"
+                if mix["mix"]["flagged"]
+                else ""
+            ),
+            target=f"≥ {DESIGN_RATIO:g} : 1 (design documents)",
+            met=all(mix[k]["batch_ratio"] >= DESIGN_RATIO for k in kinds),
+        ),
     ]
 
 
-def figures(mix: dict[str, Any], batched: dict[str, Any], single: dict[str, Any], raw: dict[str, Any]) -> list[Any]:
+def figures(
+    mix: dict[str, Any], batched: dict[str, Any], single: dict[str, Any], raw: dict[str, Any]
+) -> list[Any]:
     from autoglm.plots import Figure
 
     kinds = [k for k in mix if k != "mix"]
     return [
-        Figure(title="bytes per record by kind (real mix)", categories=kinds, ylabel="KiB",
-               series={"record": [mix[k]["bytes_per_record"] / 1024 for k in kinds],
-                       "of it embedding": [mix[k]["bytes_per_record"] * mix[k]["embedding_share"] / 1024 for k in kinds]}),
-        Figure(title="LZ4 ratio by kind", categories=kinds, ylabel="ratio : 1",
-               series={"outbox batch": [mix[k]["batch_ratio"] for k in kinds],
-                       "single record": [mix[k]["single_record_ratio"] for k in kinds]}),
-        Figure(title="records/s acked end to end (real mix)", categories=["batched+LZ4", "1 per message", "raw paho"],
-               ylabel="records/s", series={"records/s": [batched["records_per_s"], single["records_per_s"],
-                                                         raw["records_per_s"]]}),
+        Figure(
+            title="bytes per record by kind (real mix)",
+            categories=kinds,
+            ylabel="KiB",
+            series={
+                "record": [mix[k]["bytes_per_record"] / 1024 for k in kinds],
+                "of it embedding": [
+                    mix[k]["bytes_per_record"] * mix[k]["embedding_share"] / 1024 for k in kinds
+                ],
+            },
+        ),
+        Figure(
+            title="LZ4 ratio by kind",
+            categories=kinds,
+            ylabel="ratio : 1",
+            series={
+                "outbox batch": [mix[k]["batch_ratio"] for k in kinds],
+                "single record": [mix[k]["single_record_ratio"] for k in kinds],
+            },
+        ),
+        Figure(
+            title="records/s acked end to end (real mix)",
+            categories=["batched+LZ4", "1 per message", "raw paho"],
+            ylabel="records/s",
+            series={"records/s": [batched["records_per_s"], single["records_per_s"], raw["records_per_s"]]},
+        ),
     ]
 
 
@@ -550,9 +729,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=20_000, help="records in the batched run (real mix)")
     ap.add_argument("--single-records", type=int, default=2_000, help="records in the one-per-message runs")
-    ap.add_argument("--questions", type=int, default=1_200, help="questions the agent answers to make the pool")
+    ap.add_argument(
+        "--questions", type=int, default=1_200, help="questions the agent answers to make the pool"
+    )
     ap.add_argument("--knowledge-per-100", type=int, default=5, help="knowledge entries per 100 questions")
-    ap.add_argument("--bundle", type=Path, help="bundle whose encoder embeds (default: demo bundle or MiniLM)")
+    ap.add_argument(
+        "--bundle", type=Path, help="bundle whose encoder embeds (default: demo bundle or MiniLM)"
+    )
     ap.add_argument("--batch", type=int, default=500, help="records per message in the batched run")
     ap.add_argument("--window", type=int, default=64, help="unacked messages in flight (batched run)")
     ap.add_argument("--latency-samples", type=int, default=200)
@@ -567,56 +750,119 @@ def main() -> None:
     pool = edge_records(args.questions, bundle, args.knowledge_per_100)
     pool_s = time.perf_counter() - t0
     mix = lz4_by_kind(pool, batch=args.batch)
-    print(f"pool: {len(pool)} records from {args.questions} questions in {pool_s:.0f} s (bundle {bundle.name}); "
-          f"shares {mix['mix']['share']}", flush=True)
+    print(
+        f"pool: {len(pool)} records from {args.questions} questions in {pool_s:.0f} s "
+        f"(bundle {bundle.name}); "
+        f"shares {mix['mix']['share']}",
+        flush=True,
+    )
     for k, v in mix.items():
         if k != "mix":
-            print(f"  {k:<13} {v['bytes_per_record']:>8,.0f} B/record (embedding {v['embedding_share']:.0%}), "
-                  f"{v['records_per_message']:>5} records/message, LZ4 batch {v['batch_ratio']}:1, "
-                  f"single {v['single_record_ratio']}:1, decompress {v['batch_decompress_us']} us/batch"
-                  + ("  FLAGGED: not compressing" if v["flagged"] else ""), flush=True)
+            print(
+                f"  {k:<13} {v['bytes_per_record']:>8,.0f} B/record (embedding {v['embedding_share']:.0%}), "
+                f"{v['records_per_message']:>5} records/message, LZ4 batch {v['batch_ratio']}:1, "
+                f"single {v['single_record_ratio']}:1, decompress {v['batch_decompress_us']} us/batch"
+                + ("  FLAGGED: not compressing" if v["flagged"] else ""),
+                flush=True,
+            )
     synthetic = lz4_stats(make_records("bench-synthetic", 5000), args.batch)
-    print(f"  (former synthetic text-only records: {synthetic['record_json_bytes_mean']:.0f} B, "
-          f"LZ4 batch {synthetic['batch_ratio']}:1)", flush=True)
+    print(
+        f"  (former synthetic text-only records: {synthetic['record_json_bytes_mean']:.0f} B, "
+        f"LZ4 batch {synthetic['batch_ratio']}:1)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         broker = MosquittoBroker(tmp, persistence=False).start()  # set_tcp_nodelay + max_inflight 1000
         try:
-            batched = run_pipeline(broker, tmp, cycle(pool, args.records), batch=args.batch, compress=True,
-                                   window=args.window, label="batched", track_latency=True, cloud_in_process=False)
-            print(f"batched+lz4      : {batched['records_per_s']:>10,.0f} records/s acked end to end "
-                  f"({batched['records']} in {batched['seconds']} s, {batched['record_mb_per_s']} MB/s of records; "
-                  f"latency under load p50 {batched['latency_ms_p50']} ms p99 {batched['latency_ms_p99']} ms)", flush=True)
-            print(f"  CPU: edge {batched['edge_cpu_s']} s, broker {batched['broker_cpu_s']} s, cloud "
-                  f"{batched.get('cloud_cpu_s')} s -> {batched.get('records_per_cpu_s_bottleneck', 0):,.0f} records/s "
-                  "with one free core per side", flush=True)
-            single = run_pipeline(broker, tmp, cycle(pool, args.single_records), batch=1, compress=False,
-                                  window=1000, label="single", track_latency=False, cloud_in_process=False)
-            print(f"1-per-msg        : {single['records_per_s']:>10,.0f} records/s acked end to end "
-                  f"({single['records']} in {single['seconds']} s)", flush=True)
+            batched = run_pipeline(
+                broker,
+                tmp,
+                cycle(pool, args.records),
+                batch=args.batch,
+                compress=True,
+                window=args.window,
+                label="batched",
+                track_latency=True,
+                cloud_in_process=False,
+            )
+            print(
+                f"batched+lz4      : {batched['records_per_s']:>10,.0f} records/s acked end to end "
+                f"({batched['records']} in {batched['seconds']} s, "
+                f"{batched['record_mb_per_s']} MB/s of records; "
+                f"latency under load p50 {batched['latency_ms_p50']} ms p99 {batched['latency_ms_p99']} ms)",
+                flush=True,
+            )
+            print(
+                f"  CPU: edge {batched['edge_cpu_s']} s, broker {batched['broker_cpu_s']} s, cloud "
+                f"{batched.get('cloud_cpu_s')} s -> "
+                f"{batched.get('records_per_cpu_s_bottleneck', 0):,.0f} records/s "
+                "with one free core per side",
+                flush=True,
+            )
+            single = run_pipeline(
+                broker,
+                tmp,
+                cycle(pool, args.single_records),
+                batch=1,
+                compress=False,
+                window=1000,
+                label="single",
+                track_latency=False,
+                cloud_in_process=False,
+            )
+            print(
+                f"1-per-msg        : {single['records_per_s']:>10,.0f} records/s acked end to end "
+                f"({single['records']} in {single['seconds']} s)",
+                flush=True,
+            )
             raw = raw_paho(broker, cycle(pool, args.single_records))
-            print(f"raw paho 1/msg   : {raw['records_per_s']:>10,.0f} records/s delivered (no outbox, no app ack)",
-                  flush=True)
+            print(
+                f"raw paho 1/msg   : {raw['records_per_s']:>10,.0f} records/s delivered "
+                "(no outbox, no app ack)",
+                flush=True,
+            )
             mem = [obj for kind, obj in cycle(pool, len(pool) * 2) if kind == "memory"]
-            idle = idle_latency(broker, tmp, [r.model_copy(update={"key": f"{r.key}~lat"})
-                                              for r in mem[: args.latency_samples]])
-            print(f"idle sync latency: publish->merged p50 {idle['applied_ms_p50']} ms p99 {idle['applied_ms_p99']} ms; "
-                  f"publish->acked p50 {idle['acked_ms_p50']} ms p99 {idle['acked_ms_p99']} ms", flush=True)
+            idle = idle_latency(
+                broker,
+                tmp,
+                [r.model_copy(update={"key": f"{r.key}~lat"}) for r in mem[: args.latency_samples]],
+            )
+            print(
+                f"idle sync latency: publish->merged p50 {idle['applied_ms_p50']} ms "
+                f"p99 {idle['applied_ms_p99']} ms; "
+                f"publish->acked p50 {idle['acked_ms_p50']} ms p99 {idle['acked_ms_p99']} ms",
+                flush=True,
+            )
         finally:
             broker.stop()
     speedup = batched["records_per_s"] / single["records_per_s"]
     goal = 20_000
-    print(f"batched+lz4 vs 1-per-msg: {speedup:.1f}x; vs raw paho: {batched['records_per_s'] / raw['records_per_s']:.1f}x; "
-          f"goal {goal:,} records/s: {'MET' if batched['records_per_s'] >= goal else 'NOT MET'}")
-    metrics = {"bundle": str(bundle.relative_to(ROOT) if bundle.is_relative_to(ROOT) else bundle),
-               "questions": args.questions, "knowledge_per_100_questions": args.knowledge_per_100,
-               "pool_records": len(pool), "lz4_by_kind": mix, "lz4_synthetic_text_only": synthetic,
-               "batched_lz4": batched, "one_per_message": single, "raw_paho_one_per_message": raw,
-               "idle_latency": idle, "speedup_vs_one_per_message": round(speedup, 2), "goal_records_per_s": goal,
-               "goal_met": batched["records_per_s"] >= goal}
+    print(
+        f"batched+lz4 vs 1-per-msg: {speedup:.1f}x; "
+        f"vs raw paho: {batched['records_per_s'] / raw['records_per_s']:.1f}x; "
+        f"goal {goal:,} records/s: {'MET' if batched['records_per_s'] >= goal else 'NOT MET'}"
+    )
+    metrics = {
+        "bundle": str(bundle.relative_to(ROOT) if bundle.is_relative_to(ROOT) else bundle),
+        "questions": args.questions,
+        "knowledge_per_100_questions": args.knowledge_per_100,
+        "pool_records": len(pool),
+        "lz4_by_kind": mix,
+        "lz4_synthetic_text_only": synthetic,
+        "batched_lz4": batched,
+        "one_per_message": single,
+        "raw_paho_one_per_message": raw,
+        "idle_latency": idle,
+        "speedup_vs_one_per_message": round(speedup, 2),
+        "goal_records_per_s": goal,
+        "goal_met": batched["records_per_s"] >= goal,
+    }
     print(json.dumps({"bench": "mqtt_sync", **metrics}))
     if not args.no_record:
-        write_record("mqtt", metrics, headline(mix, batched, single, goal), figures=figures(mix, batched, single, raw))
+        write_record(
+            "mqtt", metrics, headline(mix, batched, single, goal), figures=figures(mix, batched, single, raw)
+        )
 
 
 if __name__ == "__main__":

@@ -119,7 +119,10 @@ def serve_settings(provider: str, threads: int, **extra: Any) -> Any:
     from edge.settings import ServeSettings
 
     return ServeSettings(
-        ort_intra_op_threads=threads, providers=PROVIDER_CHAINS[provider], model_cache_dir=WORK / "model-cache", **extra
+        ort_intra_op_threads=threads,
+        providers=PROVIDER_CHAINS[provider],
+        model_cache_dir=WORK / "model-cache",
+        **extra,
     )
 
 
@@ -143,7 +146,12 @@ def provider_report(provider: str, used: list[str], fallback: list[str]) -> dict
     from edge.runtime.providers import ORT_PROVIDER_NAMES
 
     wanted = ORT_PROVIDER_NAMES[provider]
-    return {"requested": wanted, "used": list(used), "fallback": list(fallback), "ok": bool(used) and used[0] == wanted}
+    return {
+        "requested": wanted,
+        "used": list(used),
+        "fallback": list(fallback),
+        "ok": bool(used) and used[0] == wanted,
+    }
 
 
 # --- the servers (each runs in its own process) ----------------------------------------------------
@@ -188,9 +196,24 @@ def serve_naive(ckpt: Path, port: int, threads: int, provider: str = "cpu") -> N
             "model_name": name,
             "model_version": "1.0.0",
             "outputs": [
-                {"name": "embedding", "datatype": "FP32", "shape": list(emb.shape), "data": emb.ravel().tolist()},
-                {"name": "route_logits", "datatype": "FP32", "shape": list(logits.shape), "data": logits.ravel().tolist()},
-                {"name": "route_index", "datatype": "INT64", "shape": [len(texts)], "data": logits.argmax(-1).tolist()},
+                {
+                    "name": "embedding",
+                    "datatype": "FP32",
+                    "shape": list(emb.shape),
+                    "data": emb.ravel().tolist(),
+                },
+                {
+                    "name": "route_logits",
+                    "datatype": "FP32",
+                    "shape": list(logits.shape),
+                    "data": logits.ravel().tolist(),
+                },
+                {
+                    "name": "route_index",
+                    "datatype": "INT64",
+                    "shape": [len(texts)],
+                    "data": logits.argmax(-1).tolist(),
+                },
             ],
         }
 
@@ -214,7 +237,10 @@ def serve_ort(bundle: Path, port: int, threads: int, provider: str = "cpu") -> N
 
     @app.get("/v2/models/{name}")
     def metadata(name: str) -> dict[str, Any]:
-        return {"name": name, "parameters": {"providers": session.providers, "provider_fallback": ",".join(session.fallback)}}
+        return {
+            "name": name,
+            "parameters": {"providers": session.providers, "provider_fallback": ",".join(session.fallback)},
+        }
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, body: dict = Body(...)) -> dict[str, Any]:
@@ -224,9 +250,24 @@ def serve_ort(bundle: Path, port: int, threads: int, provider: str = "cpu") -> N
             "model_name": name,
             "model_version": "1.0.0",
             "outputs": [
-                {"name": "embedding", "datatype": "FP32", "shape": list(emb.shape), "data": emb.ravel().tolist()},
-                {"name": "route_logits", "datatype": "FP32", "shape": list(logits.shape), "data": logits.ravel().tolist()},
-                {"name": "route_index", "datatype": "INT64", "shape": [len(texts)], "data": logits.argmax(-1).tolist()},
+                {
+                    "name": "embedding",
+                    "datatype": "FP32",
+                    "shape": list(emb.shape),
+                    "data": emb.ravel().tolist(),
+                },
+                {
+                    "name": "route_logits",
+                    "datatype": "FP32",
+                    "shape": list(logits.shape),
+                    "data": logits.ravel().tolist(),
+                },
+                {
+                    "name": "route_index",
+                    "datatype": "INT64",
+                    "shape": [len(texts)],
+                    "data": logits.argmax(-1).tolist(),
+                },
             ],
         }
 
@@ -242,14 +283,27 @@ def serve_edge(bundle: Path, port: int, threads: int, cache: bool, provider: str
     from edge.http.server import serve
 
     settings = serve_settings(
-        provider, threads, bundle_dir=bundle, http_host="127.0.0.1", http_port=port,
+        provider,
+        threads,
+        bundle_dir=bundle,
+        http_host="127.0.0.1",
+        http_port=port,
         cache_max_bytes=(64 << 20) if cache else 0,
     )
     serve(settings)
 
 
 # --- the load generator (its own process) --------------------------------------------------------
-async def _client(host: str, port: int, bodies: list[bytes], offset: int, until: float, warm_until: float, lat: list[float], errors: list[int]) -> None:
+async def _client(
+    host: str,
+    port: int,
+    bodies: list[bytes],
+    offset: int,
+    until: float,
+    warm_until: float,
+    lat: list[float],
+    errors: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     heads = [
         f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -298,7 +352,10 @@ def run_load(url: str, texts: list[str], concurrency: int, duration: float, warm
         warm_until, until = start + warmup, start + warmup + duration
         step = max(1, len(bodies) // concurrency)
         await asyncio.gather(
-            *(_client(host, int(port), bodies, c * step, until, warm_until, lat, errors) for c in range(concurrency))
+            *(
+                _client(host, int(port), bodies, c * step, until, warm_until, lat, errors)
+                for c in range(concurrency)
+            )
         )
         return time.perf_counter() - warm_until
 
@@ -375,13 +432,18 @@ def cache_stats(bundle: Path, texts: list[str], threads: int, n: int = 512) -> d
     from edge.settings import ServeSettings
 
     b = open_bundle(bundle)
-    session = BundleSession(b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads)))
+    session = BundleSession(
+        b, session_options=make_session_options(ServeSettings(ort_intra_op_threads=threads))
+    )
     tok = TextTokenizer(b.tokenizer_file())
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     for i in range(0, min(n, len(texts)), 32):
         emb, logits = session.run(*tok(texts[i : i + 32]))
         rows += list(zip(emb, logits, strict=True))
-    out: dict[str, Any] = {"entries": len(rows), "raw_bytes_per_entry": int(4 * (rows[0][0].size + rows[0][1].size))}
+    out: dict[str, Any] = {
+        "entries": len(rows),
+        "raw_bytes_per_entry": int(4 * (rows[0][0].size + rows[0][1].size)),
+    }
     for shuffle in (True, False):
         blobs = [encode_value(e, lg, shuffle) for e, lg in rows]
         t0 = time.perf_counter()
@@ -405,7 +467,9 @@ def _free_port() -> int:
         return port
 
 
-def _start(kind: str, args: argparse.Namespace, ckpt: Path, bundle: Path, port: int) -> subprocess.Popen[bytes]:
+def _start(
+    kind: str, args: argparse.Namespace, ckpt: Path, bundle: Path, port: int
+) -> subprocess.Popen[bytes]:
     if kind == "edge-int8":
         bundle = prepare_bundle("int8")[1]
     threads = args.edge_threads if kind.startswith("edge") and args.edge_threads else args.threads
@@ -442,7 +506,12 @@ def server_providers(url: str, provider: str) -> dict[str, Any]:
     used = [str(p) for p in listed] if isinstance(listed, list) else [p for p in str(listed).split(",") if p]
     fallback = [p for p in str(params.get("provider_fallback", "")).split(",") if p]
     if used and used[0].startswith("torch-"):
-        return {"requested": provider, "used": used, "fallback": fallback, "ok": (used[0] == "torch-cpu") == (provider == "cpu")}
+        return {
+            "requested": provider,
+            "used": used,
+            "fallback": fallback,
+            "ok": (used[0] == "torch-cpu") == (provider == "cpu"),
+        }
     return provider_report(provider, used, fallback)
 
 
@@ -453,7 +522,9 @@ def _load_in_subprocess(
     if zipf:
         cmd.append("--zipf")
     cmd += ["--duration", str(args.duration), "--warmup", str(args.warmup), "--texts", str(texts_file)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -463,7 +534,10 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     texts = short_queries(bundle)
     texts_file = WORK / "queries.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
-    print(f"bundle {bundle} ({args.precision}), {len(texts)} distinct queries of ≤16 tokens; threads={args.threads}")
+    print(
+        f"bundle {bundle} ({args.precision}), {len(texts)} distinct queries of ≤16 tokens; "
+        f"threads={args.threads}"
+    )
     print(f"load average before: {os.getloadavg()}")
     seconds = max(3.0, args.duration)
     int8_bundle = prepare_bundle("int8")[1] if "edge-int8" in args.servers.split(",") else None
@@ -474,7 +548,9 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         raw_runs.append(raw_engine(bundle, texts, args.threads, seconds, provider=args.provider))
         print(f"raw engine: {raw_runs[-1]}")
         if int8_bundle is not None:
-            raw_int8_runs.append(raw_engine(int8_bundle, texts, args.threads, seconds, provider=args.provider))
+            raw_int8_runs.append(
+                raw_engine(int8_bundle, texts, args.threads, seconds, provider=args.provider)
+            )
             print(f"raw engine int8: {raw_int8_runs[-1]}")
 
     cache = cache_stats(bundle, texts, args.threads)
@@ -509,10 +585,18 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     record = {
         "benchmark": "serving",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_after": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_after": os.getloadavg(),
+        },
         "precision": args.precision,
         "provider": args.provider,
-        "providers_used": {**server_provider, "raw": raw["provider"], **({"raw_int8": raw_int8["provider"]} if raw_int8 else {})},
+        "providers_used": {
+            **server_provider,
+            "raw": raw["provider"],
+            **({"raw_int8": raw_int8["provider"]} if raw_int8 else {}),
+        },
         "threads": args.threads,
         "edge_threads": args.edge_threads or args.threads,
         "duration_s": args.duration,
@@ -551,8 +635,14 @@ def _combine(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def _combine_raw(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("throughput_seq_s", "grouped_throughput_seq_s", "batch_ms", "batch1_p50_ms", "batch1_p99_ms")
-    provider = next((r["provider"] for r in runs if not r["provider"]["ok"]), runs[-1]["provider"])  # any fallback shows
-    return {"batch": runs[0]["batch"], "provider": provider, **{k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys}}
+    provider = next(
+        (r["provider"] for r in runs if not r["provider"]["ok"]), runs[-1]["provider"]
+    )  # any fallback shows
+    return {
+        "batch": runs[0]["batch"],
+        "provider": provider,
+        **{k: round(float(np.mean([r[k] for r in runs])), 2) for k in keys},
+    }
 
 
 def checks(record: dict[str, Any]) -> dict[str, Any]:
@@ -589,7 +679,9 @@ def checks(record: dict[str, Any]) -> dict[str, Any]:
     raw8 = record.get("raw_engine_int8")
     if int8_32 and raw8:
         out["edge_int8_vs_raw_int8_c32"] = round(int8_32["throughput_rps"] / raw8["throughput_seq_s"], 3)
-        out["edge_int8_vs_raw_int8_grouped_c32"] = round(int8_32["throughput_rps"] / raw8["grouped_throughput_seq_s"], 3)
+        out["edge_int8_vs_raw_int8_grouped_c32"] = round(
+            int8_32["throughput_rps"] / raw8["grouped_throughput_seq_s"], 3
+        )
     int8_1 = row("edge-int8", 1)
     if int8_1:
         out["edge_int8_c1_p99_ms"] = int8_1["p99_ms"]
@@ -611,12 +703,16 @@ def print_table(record: dict[str, Any]) -> None:
     print(f"{'server':12s} {'conc':>5s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
     for kind, rows in record["servers"].items():
         for r in rows:
-            print(f"{kind:12s} {r['concurrency']:5d} {r['throughput_rps']:9.1f} {r['p50_ms'] or 0:8.2f} {r['p99_ms'] or 0:8.2f} {r['errors']:7d}")
+            print(
+                f"{kind:12s} {r['concurrency']:5d} {r['throughput_rps']:9.1f} {r['p50_ms'] or 0:8.2f} "
+                f"{r['p99_ms'] or 0:8.2f} {r['errors']:7d}"
+            )
     raw = record["raw_engine"]
     for name, raw in (("raw engine", record["raw_engine"]), ("raw int8", record.get("raw_engine_int8"))):
         if raw:
             print(
-                f"{name:12s} {'b=32':>5s} {raw['throughput_seq_s']:9.1f}  (batch of 32: {raw['batch_ms']} ms; "
+                f"{name:12s} {'b=32':>5s} {raw['throughput_seq_s']:9.1f}  "
+                f"(batch of 32: {raw['batch_ms']} ms; "
                 f"length-grouped {raw['grouped_throughput_seq_s']} seq/s; "
                 f"batch 1 p50/p99 {raw['batch1_p50_ms']}/{raw['batch1_p99_ms']} ms)"
             )
@@ -644,9 +740,12 @@ def markdown(record: dict[str, Any]) -> str:
         raw = record.get(key)
         if raw:
             lines.append(
-                f"| {label}: session.run, batch 32, no HTTP | {raw['throughput_seq_s']:.0f} seq/s padded to the "
+                f"| {label}: session.run, batch 32, no HTTP | "
+                f"{raw['throughput_seq_s']:.0f} seq/s padded to the "
                 f"batch's longest; {raw['grouped_throughput_seq_s']:.0f} seq/s length-grouped "
-                f"(batch 1: {raw['batch1_p50_ms']:.1f}/{raw['batch1_p99_ms']:.1f} ms) |" + " |" * (len(conc) - 1)
+                f"(batch 1: {raw['batch1_p50_ms']:.1f}/{raw['batch1_p99_ms']:.1f} ms) |"
+                + " |"
+                * (len(conc) - 1)
             )
     return "\n".join(lines)
 
@@ -663,26 +762,54 @@ def write_serving_record(record: dict[str, Any]) -> None:
     rows = []
     edge1, naive1, edge32, naive32 = row("edge", 1), row("naive", 1), row("edge", 32), row("naive", 32)
     if edge1:
-        rows.append(HeadlineRow(what="Edge server p99 latency, concurrency 1",
-                                baseline=f"naive PyTorch server {naive1['p99_ms']} ms" if naive1 else "—",
-                                result=f"{edge1['p99_ms']} ms", target="≤ 10 ms", met=c.get("edge_c1_p99_le_10ms")))
+        rows.append(
+            HeadlineRow(
+                what="Edge server p99 latency, concurrency 1",
+                baseline=f"naive PyTorch server {naive1['p99_ms']} ms" if naive1 else "—",
+                result=f"{edge1['p99_ms']} ms",
+                target="≤ 10 ms",
+                met=c.get("edge_c1_p99_le_10ms"),
+            )
+        )
     if edge32 and naive32:
-        rows.append(HeadlineRow(what="Throughput at concurrency 32, edge server vs naive PyTorch server",
-                                baseline=f"naive {naive32['throughput_rps']:,.0f} req/s",
-                                result=f"edge {edge32['throughput_rps']:,.0f} req/s ({c.get('edge_vs_naive_c32')}x)",
-                                target="≥ 6x", met=c.get("edge_vs_naive_c32_ge_6x")))
+        rows.append(
+            HeadlineRow(
+                what="Throughput at concurrency 32, edge server vs naive PyTorch server",
+                baseline=f"naive {naive32['throughput_rps']:,.0f} req/s",
+                result=f"edge {edge32['throughput_rps']:,.0f} req/s ({c.get('edge_vs_naive_c32')}x)",
+                target="≥ 6x",
+                met=c.get("edge_vs_naive_c32_ge_6x"),
+            )
+        )
     if "edge_vs_raw_c32" in c:
-        rows.append(HeadlineRow(what="Edge server at concurrency 32 vs the raw engine's limit",
-                                baseline=f"raw engine {record['raw_engine']['throughput_seq_s']:,.0f} seq/s",
-                                result=f"{c['edge_vs_raw_c32']:.0%}", target="≥ 80 %", met=c.get("edge_vs_raw_c32_ge_80pct")))
+        rows.append(
+            HeadlineRow(
+                what="Edge server at concurrency 32 vs the raw engine's limit",
+                baseline=f"raw engine {record['raw_engine']['throughput_seq_s']:,.0f} seq/s",
+                result=f"{c['edge_vs_raw_c32']:.0%}",
+                target="≥ 80 %",
+                met=c.get("edge_vs_raw_c32_ge_80pct"),
+            )
+        )
     provider = str(record.get("provider", "cpu"))
     used = record.get("providers_used", {})
-    ran = sorted({str((u.get("used") or ["?"])[0]).removesuffix("ExecutionProvider") for k, u in used.items()
-                  if isinstance(u, dict) and k != "naive"})  # the naive row is PyTorch
-    rows.append(HeadlineRow(what=f"Execution provider of the ort, edge and raw rows (asked: {provider})",
-                            baseline="—", result=f"ran on {', '.join(ran) or '?'}"
-                            + ("" if c.get("providers_all_as_requested") else f"; FELL BACK: {c.get('providers_fallback')}"),
-                            target="the asked provider, every row", met=bool(c.get("providers_all_as_requested"))))
+    ran = sorted(
+        {
+            str((u.get("used") or ["?"])[0]).removesuffix("ExecutionProvider")
+            for k, u in used.items()
+            if isinstance(u, dict) and k != "naive"
+        }
+    )  # the naive row is PyTorch
+    rows.append(
+        HeadlineRow(
+            what=f"Execution provider of the ort, edge and raw rows (asked: {provider})",
+            baseline="—",
+            result=f"ran on {', '.join(ran) or '?'}"
+            + ("" if c.get("providers_all_as_requested") else f"; FELL BACK: {c.get('providers_fallback')}"),
+            target="the asked provider, every row",
+            met=bool(c.get("providers_all_as_requested")),
+        )
+    )
     write_record("serving", record, rows, accelerator="none" if provider == "cpu" else provider)
 
 
@@ -702,21 +829,35 @@ def main() -> None:
     lg.add_argument("--duration", type=float, default=4.0)
     lg.add_argument("--warmup", type=float, default=1.0)
     lg.add_argument("--texts", type=Path, required=True)
-    lg.add_argument("--zipf", action="store_true", help="repeat queries with a Zipf(1.1) popularity (cache runs)")
+    lg.add_argument(
+        "--zipf", action="store_true", help="repeat queries with a Zipf(1.1) popularity (cache runs)"
+    )
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per (server, concurrency)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
     p.add_argument("--concurrency", default="1,8,32,64")
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint to export (default: the demo's, else fresh)")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="checkpoint to export (default: the demo's, else fresh)"
+    )
     p.add_argument("--rounds", type=int, default=2, help="rounds over all servers (results averaged)")
     p.add_argument(
-        "--servers", default="naive,ort,edge,edge-int8", help="comma list of naive, ort, edge, edge-int8, edge-cache"
+        "--servers",
+        default="naive,ort,edge,edge-int8",
+        help="comma list of naive, ort, edge, edge-int8, edge-cache",
     )
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op / torch threads for every server")
-    p.add_argument("--edge-threads", type=int, default=0, help="ORT threads of the edge servers only (0: --threads)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="bundle of the ort/edge/raw rows")
     p.add_argument(
-        "--provider", default="cpu", choices=sorted(PROVIDER_CHAINS),
-        help="ONNX Runtime execution provider of the ort, edge and raw rows (each row records what really ran)",
+        "--edge-threads", type=int, default=0, help="ORT threads of the edge servers only (0: --threads)"
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "int8"], help="bundle of the ort/edge/raw rows"
+    )
+    p.add_argument(
+        "--provider",
+        default="cpu",
+        choices=sorted(PROVIDER_CHAINS),
+        help=(
+            "ONNX Runtime execution provider of the ort, edge and raw rows (each row records what really ran)"
+        ),
     )
     p.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
     args = p.parse_args()
@@ -726,7 +867,9 @@ def main() -> None:
         elif args.kind == "ort":
             serve_ort(args.bundle, args.port, args.threads, args.provider)
         else:
-            serve_edge(args.bundle, args.port, args.threads, cache=args.kind == "edge-cache", provider=args.provider)
+            serve_edge(
+                args.bundle, args.port, args.threads, cache=args.kind == "edge-cache", provider=args.provider
+            )
         return
     if args.cmd == "_load":
         texts = json.loads(args.texts.read_text(encoding="utf-8"))

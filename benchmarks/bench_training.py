@@ -8,8 +8,9 @@ load from other processes hits both alike. Also reports the share of trainable p
     python benchmarks/bench_training.py --seeds 0 1 2 [--epochs N] [--train-per-template N]
 
 ``--seeds`` also trains the router once per seed with the demo's recipe (``DEMO_TRAINING``; the
-trainer's full pipeline, deterministic per seed) and reports the mean ± sd of the accuracy on unseen templates (the test split); the accuracy
-target (>= 97 %) counts as met only if the mean meets it, and the record says which budget ran.
+trainer's full pipeline, deterministic per seed) and reports the mean ± sd of the accuracy on unseen
+templates (the test split); the accuracy target (>= 97 %) counts as met only if the mean meets it, and
+the record says which budget ran.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def build(base: Path, full: bool) -> tuple[torch.nn.Module, torch.optim.Optimize
     return RouterLogits(model, "default"), torch.optim.AdamW(params, lr=1e-4), sum(p.numel() for p in params)
 
 
-def run(module: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, ...]]) -> float:
+def run(
+    module: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, ...]]
+) -> float:
     t0 = time.perf_counter()
     n = 0
     for ids, mask, labels in batches:
@@ -62,17 +65,41 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON record here")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: as the trainer picks)")
-    ap.add_argument("--seeds", type=int, nargs="*", default=[], help="also train once per seed and report "
-                    "unseen-template accuracy mean ± sd (e.g. --seeds 0 1 2)")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs per seeded run (default: the demo recipe's)")
-    ap.add_argument("--train-per-template", type=int, default=None,
-                    help="generator examples per template (default: the demo recipe's)")
-    ap.add_argument("--out", type=Path, default=Path(".autoglm/bench-training"), help="checkpoints of the seeded runs "
-                    "(a finished run of the same configuration there is read back, not retrained)")
-    ap.add_argument("--train-threads", type=int, default=None, help="torch threads of the seeded runs "
-                    "(default: cores; 1 when seeds train in parallel processes)")
-    ap.add_argument("--train-only", action="store_true", help="only train the --seeds runs (no throughput, no "
-                    "record): for seeds trained in parallel processes, read back by a later full run")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also train once per seed and report unseen-template accuracy mean ± sd (e.g. --seeds 0 1 2)",
+    )
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="epochs per seeded run (default: the demo recipe's)"
+    )
+    ap.add_argument(
+        "--train-per-template",
+        type=int,
+        default=None,
+        help="generator examples per template (default: the demo recipe's)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(".autoglm/bench-training"),
+        help="checkpoints of the seeded runs "
+        "(a finished run of the same configuration there is read back, not retrained)",
+    )
+    ap.add_argument(
+        "--train-threads",
+        type=int,
+        default=None,
+        help="torch threads of the seeded runs (default: cores; 1 when seeds train in parallel processes)",
+    )
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="only train the --seeds runs (no throughput, no "
+        "record): for seeds trained in parallel processes, read back by a later full run",
+    )
     args = ap.parse_args()
     if args.train_only:
         seeded_accuracy(args, args.base or default_base_path())
@@ -81,7 +108,11 @@ def main() -> None:
     base = args.base or default_base_path()
 
     tok = TextTokenizer(base)
-    data = encode_split(default_splits(0, SplitSpec(train_per_template=4, eval_per_template=1))["train"], tok, list(DEFAULT_ROUTES))
+    data = encode_split(
+        default_splits(0, SplitSpec(train_per_template=4, eval_per_template=1))["train"],
+        tok,
+        list(DEFAULT_ROUTES),
+    )
     order = np.random.default_rng(0).permutation(len(data))
     bs = args.batch_size
     batches = [data.batch(order[i * bs : (i + 1) * bs], torch.device("cpu")) for i in range(args.steps)]
@@ -123,13 +154,37 @@ def main() -> None:
     from rich.table import Table
 
     table = Table(title="Training throughput: adapters vs full fine-tuning (same model, same batches)")
-    for col in ("mode", "samples/s (median)", "rounds", "trainable params", "share of encoder", "AdamW state"):
+    for col in (
+        "mode",
+        "samples/s (median)",
+        "rounds",
+        "trainable params",
+        "share of encoder",
+        "AdamW state",
+    ):
         table.add_column(col, justify="right")
-    table.add_row("adapters + heads", f"{a:.1f}", " ".join(f"{x:.1f}" for x in rates["adapters"]), f"{adapters[2]:,}", f"{adapters[2] / encoder_params:.2%}", f"{record['optimizer_state_mb_adapters']} MB")
-    table.add_row("full fine-tuning", f"{f:.1f}", " ".join(f"{x:.1f}" for x in rates["full"]), f"{full[2]:,}", f"{full[2] / encoder_params:.2%}", f"{record['optimizer_state_mb_full']} MB")
+    table.add_row(
+        "adapters + heads",
+        f"{a:.1f}",
+        " ".join(f"{x:.1f}" for x in rates["adapters"]),
+        f"{adapters[2]:,}",
+        f"{adapters[2] / encoder_params:.2%}",
+        f"{record['optimizer_state_mb_adapters']} MB",
+    )
+    table.add_row(
+        "full fine-tuning",
+        f"{f:.1f}",
+        " ".join(f"{x:.1f}" for x in rates["full"]),
+        f"{full[2]:,}",
+        f"{full[2] / encoder_params:.2%}",
+        f"{record['optimizer_state_mb_full']} MB",
+    )
     console = Console()
     console.print(table)
-    console.print(f"adapters are {a / f:.2f}x the speed of full fine-tuning; trainable share {adapters[2] / encoder_params:.2%} (goal < 5%)")
+    console.print(
+        f"adapters are {a / f:.2f}x the speed of full fine-tuning; "
+        f"trainable share {adapters[2] / encoder_params:.2%} (goal < 5%)"
+    )
     print(json.dumps(record))
     if args.json_out:
         args.json_out.write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -137,10 +192,18 @@ def main() -> None:
 
     share = adapters[2] / encoder_params
     headline = [
-        HeadlineRow(what="Training samples/s, adapters + heads vs full fine-tuning (same model, same batches)",
-                    baseline=f"full fine-tuning {f:.1f}/s", result=f"adapters {a:.1f}/s ({a / f:.2f}x)"),
-        HeadlineRow(what="Trainable share of the encoder (adapters + heads)", baseline="full fine-tuning 100 %",
-                    result=f"{share:.2%}", target="< 5 %", met=share < 0.05),
+        HeadlineRow(
+            what="Training samples/s, adapters + heads vs full fine-tuning (same model, same batches)",
+            baseline=f"full fine-tuning {f:.1f}/s",
+            result=f"adapters {a:.1f}/s ({a / f:.2f}x)",
+        ),
+        HeadlineRow(
+            what="Trainable share of the encoder (adapters + heads)",
+            baseline="full fine-tuning 100 %",
+            result=f"{share:.2%}",
+            target="< 5 %",
+            met=share < 0.05,
+        ),
     ]
     if args.seeds:
         seeded = seeded_accuracy(args, base)
@@ -148,17 +211,22 @@ def main() -> None:
         acc = np.array([r["accuracy"] for r in seeded["runs"]])
         mins = np.array([r["wall_s"] for r in seeded["runs"]]) / 60
         mean, sd = float(acc.mean()), float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
-        console.print(f"unseen-template accuracy over seeds {args.seeds}: {mean:.2%} ± {sd:.2%} "
-                      f"(runs: {', '.join(f'{x:.2%}' for x in acc)}); training {mins.mean():.1f} min per run")
-        headline.append(HeadlineRow(
-            what=f"Router accuracy, unseen templates, mean ± sd over {len(acc)} seeds (demo recipe: "
-                 f"{seeded['recipe']['epochs']} epochs max, {seeded['recipe']['train_per_template']} "
-                 "examples per template)",
-            baseline="—",
-            result=f"{mean:.2%} ± {sd:.2%} (min {acc.min():.2%}, max {acc.max():.2%}); {mins.mean():.1f} min per run",
-            target=">= 97 % (mean), < 15 min (time on a quiet machine only)",
-            met=bool(mean >= 0.97 and mins.mean() < 15),
-        ))
+        console.print(
+            f"unseen-template accuracy over seeds {args.seeds}: {mean:.2%} ± {sd:.2%} "
+            f"(runs: {', '.join(f'{x:.2%}' for x in acc)}); training {mins.mean():.1f} min per run"
+        )
+        headline.append(
+            HeadlineRow(
+                what=f"Router accuracy, unseen templates, mean ± sd over {len(acc)} seeds (demo recipe: "
+                f"{seeded['recipe']['epochs']} epochs max, {seeded['recipe']['train_per_template']} "
+                "examples per template)",
+                baseline="—",
+                result=f"{mean:.2%} ± {sd:.2%} (min {acc.min():.2%}, max {acc.max():.2%}); "
+                f"{mins.mean():.1f} min per run",
+                target=">= 97 % (mean), < 15 min (time on a quiet machine only)",
+                met=bool(mean >= 0.97 and mins.mean() < 15),
+            )
+        )
     write_record("training", record, headline)
 
 
@@ -176,22 +244,42 @@ def seeded_accuracy(args: argparse.Namespace, base: Path) -> dict[str, object]:
 
     runs = []
     for seed in args.seeds:
-        cfg = TrainConfig(base_path=base, out_dir=args.out / f"seed{seed}", seed=seed,
-                          num_threads=args.train_threads, **recipe)
-        try:  # a finished run of the same configuration (e.g. seeds trained in parallel processes) is read back
+        cfg = TrainConfig(
+            base_path=base,
+            out_dir=args.out / f"seed{seed}",
+            seed=seed,
+            num_threads=args.train_threads,
+            **recipe,
+        )
+        # a finished run of the same configuration (e.g. seeds trained in parallel processes) is read back
+        try:
             meta = read_checkpoint_meta(cfg.out_dir)
-            done = meta.training.get("finished") and meta.training.get("config_sha256") == cfg.identity_sha256()
+            done = (
+                meta.training.get("finished") and meta.training.get("config_sha256") == cfg.identity_sha256()
+            )
         except CheckpointError:
             done = False
         if done:
             test, tr = meta.metrics["test"], meta.training
-            run = {"accuracy": test["accuracy"], "by_lang": test.get("by_lang"), "epochs_run": tr["epochs_run"],
-                   "wall_s": tr["wall_s"], "threads": tr.get("threads_per_rank"), "reused": True}
+            run = {
+                "accuracy": test["accuracy"],
+                "by_lang": test.get("by_lang"),
+                "epochs_run": tr["epochs_run"],
+                "wall_s": tr["wall_s"],
+                "threads": tr.get("threads_per_rank"),
+                "reused": True,
+            }
         else:
             res = train(cfg, progress=False)
             test = res.metrics["test"]
-            run = {"accuracy": test["accuracy"], "by_lang": test.get("by_lang"), "epochs_run": res.epochs_run,
-                   "wall_s": round(res.wall_s, 1), "threads": torch.get_num_threads(), "reused": False}
+            run = {
+                "accuracy": test["accuracy"],
+                "by_lang": test.get("by_lang"),
+                "epochs_run": res.epochs_run,
+                "wall_s": round(res.wall_s, 1),
+                "threads": torch.get_num_threads(),
+                "reused": False,
+            }
         runs.append({"seed": seed, **run})
         print(json.dumps(runs[-1]), flush=True)
     return {"recipe": recipe, "runs": runs}

@@ -87,10 +87,16 @@ def calculator_set(rng: random.Random, n: int) -> list[tuple[str, float]]:
         a, b, c = rng.randint(2, 99), rng.randint(2, 99), rng.randint(2, 9)
         p = rng.choice([5, 10, 15, 20, 25, 40])
         out += [
-            (f"what is {a} plus {b}?", a + b), (f"{a} times {b}", a * b), (f"{p}% of {a * 4}", p * a * 4 / 100),
-            (f"average of {a}, {b} and {c}", (a + b + c) / 3), (f"{a}的{p}%", a * p / 100),
-            (f"{zh(a)}加{zh(b)}", a + b), (f"{zh(a)}乘以{zh(c)}", a * c), (f"{a}减去{b}等于多少", a - b),
-            (f"{c} to the power of 3", c**3), (f"({a} + {b}) * {c}", (a + b) * c),
+            (f"what is {a} plus {b}?", a + b),
+            (f"{a} times {b}", a * b),
+            (f"{p}% of {a * 4}", p * a * 4 / 100),
+            (f"average of {a}, {b} and {c}", (a + b + c) / 3),
+            (f"{a}的{p}%", a * p / 100),
+            (f"{zh(a)}加{zh(b)}", a + b),
+            (f"{zh(a)}乘以{zh(c)}", a * c),
+            (f"{a}减去{b}等于多少", a - b),
+            (f"{c} to the power of 3", c**3),
+            (f"({a} + {b}) * {c}", (a + b) * c),
         ]
     return out
 
@@ -100,11 +106,16 @@ def units_set(rng: random.Random, n: int) -> list[tuple[str, float]]:
     for _ in range(n):
         v = rng.randint(1, 500)
         out += [
-            (f"convert {v} km to miles", v / 1.609344), (f"{v}公里等于多少英里", v / 1.609344),
-            (f"{v} °C in Fahrenheit", v * 9 / 5 + 32), (f"把{v}摄氏度换算成华氏度", v * 9 / 5 + 32),
-            (f"how many pounds is {v} kg", v / 0.45359237), (f"{v}公斤是多少磅", v / 0.45359237),
-            (f"{v} bar to psi", v * 1e5 / 6894.757293168), (f"{v} psi in bar", v * 6894.757293168 / 1e5),
-            (f"{v} kWh in MJ", v * 3.6), (f"{v} mph in km/h", v * 1.609344),
+            (f"convert {v} km to miles", v / 1.609344),
+            (f"{v}公里等于多少英里", v / 1.609344),
+            (f"{v} °C in Fahrenheit", v * 9 / 5 + 32),
+            (f"把{v}摄氏度换算成华氏度", v * 9 / 5 + 32),
+            (f"how many pounds is {v} kg", v / 0.45359237),
+            (f"{v}公斤是多少磅", v / 0.45359237),
+            (f"{v} bar to psi", v * 1e5 / 6894.757293168),
+            (f"{v} psi in bar", v * 6894.757293168 / 1e5),
+            (f"{v} kWh in MJ", v * 3.6),
+            (f"{v} mph in km/h", v * 1.609344),
         ]
     return out
 
@@ -155,10 +166,17 @@ def paraphrase_pairs(rng: random.Random) -> tuple[list[tuple[str, str]], list[tu
                 neg.append((t1, t2))
     for _ in range(150):
         a, b = rng.sample(range(2, 300), 2)
-        pos += [(f"what is {a} plus {b}", f"{a} + {b} = ?"), (f"{a}% of {b}", f"what is {a} percent of {b}"),
-                (f"convert {a} km to miles", f"how many miles is {a} km")]
-        neg += [(f"what is {a} plus {b}", f"what is {a} minus {b}"), (f"{a}% of {b}", f"{b}% of {a}"),
-                (f"convert {a} km to miles", f"convert {a} miles to km"), (f"{a} times {b}", f"{a} divided by {b}")]
+        pos += [
+            (f"what is {a} plus {b}", f"{a} + {b} = ?"),
+            (f"{a}% of {b}", f"what is {a} percent of {b}"),
+            (f"convert {a} km to miles", f"how many miles is {a} km"),
+        ]
+        neg += [
+            (f"what is {a} plus {b}", f"what is {a} minus {b}"),
+            (f"{a}% of {b}", f"{b}% of {a}"),
+            (f"convert {a} km to miles", f"convert {a} miles to km"),
+            (f"{a} times {b}", f"{a} divided by {b}"),
+        ]
     return pos, neg
 
 
@@ -194,17 +212,28 @@ async def cache_calibration(encoder: Encoder, rng: random.Random) -> dict[str, A
     t = max(t_sig, t_emb)
     hit_p = p_same & (ps >= t)
     hit_n = n_same & (ns >= t)
-    return {"threshold": round(t, 4), "threshold_signature_gate": round(t_sig, 4),
-            "threshold_embedding_gate": round(t_emb, 4), "pairs": {"paraphrase": len(ps), "non_paraphrase": len(ns),
-                                               "non_paraphrase_same_signature": int(n_same.sum())},
-            "false_hit_rate_heldout": round(float(hit_n[~half_n].mean()), 4),
-            "paraphrase_hit_rate_heldout": round(float(hit_p[~half_p].mean()), 4),
-            "embedding_only_false_hit_rate_at_threshold": round(float((ns[~half_n] >= t).mean()), 4),
-            "curve": {f"{x:.2f}": {"false_hit": round(float((n_same & (ns >= x)).mean()), 4),
-                                   "paraphrase_hit": round(float((p_same & (ps >= x)).mean()), 4)}
-                      for x in (0.8, 0.85, 0.9, 0.95, 0.98)},
-            "paraphrase_similarity_p50": round(float(np.median(ps)), 4),
-            "non_paraphrase_similarity_p99": round(float(np.percentile(ns, 99)), 4)}
+    return {
+        "threshold": round(t, 4),
+        "threshold_signature_gate": round(t_sig, 4),
+        "threshold_embedding_gate": round(t_emb, 4),
+        "pairs": {
+            "paraphrase": len(ps),
+            "non_paraphrase": len(ns),
+            "non_paraphrase_same_signature": int(n_same.sum()),
+        },
+        "false_hit_rate_heldout": round(float(hit_n[~half_n].mean()), 4),
+        "paraphrase_hit_rate_heldout": round(float(hit_p[~half_p].mean()), 4),
+        "embedding_only_false_hit_rate_at_threshold": round(float((ns[~half_n] >= t).mean()), 4),
+        "curve": {
+            f"{x:.2f}": {
+                "false_hit": round(float((n_same & (ns >= x)).mean()), 4),
+                "paraphrase_hit": round(float((p_same & (ps >= x)).mean()), 4),
+            }
+            for x in (0.8, 0.85, 0.9, 0.95, 0.98)
+        },
+        "paraphrase_similarity_p50": round(float(np.median(ps)), 4),
+        "non_paraphrase_similarity_p99": round(float(np.percentile(ns, 99)), 4),
+    }
 
 
 # ----------------------------------------------------------------------------- latency per source
@@ -219,23 +248,52 @@ def latency_by_source(encoder: Encoder, quick: bool) -> dict[str, Any]:
     from edge.http.server import BackgroundServer
 
     tmp = Path(tempfile.mkdtemp(prefix="quality-agent-"))
-    svc = CloudServices.build(CloudSettings(data_dir=tmp / "cloud", admin_tokens=["bench:bench-token"],
-                                            bootstrap_token="b", mqtt_enabled=False, tool_doc_embeddings=False),
-                              channel=RecordingChannel())
+    svc = CloudServices.build(
+        CloudSettings(
+            data_dir=tmp / "cloud",
+            admin_tokens=["bench:bench-token"],
+            bootstrap_token="b",
+            mqtt_enabled=False,
+            tool_doc_embeddings=False,
+        ),
+        channel=RecordingChannel(),
+    )
     server = BackgroundServer(create_app(services=svc, run_loops=False)).start()
     lat: dict[str, list[float]] = defaultdict(list)
     try:
-        agent = build_agent(AgentSettings(agent_memory_db=tmp / "m.sqlite3", agent_cloud_url=server.url,
-                                          agent_cloud_token="bench-token", agent_confidence_threshold=0.0),
-                            encoder=encoder, router=KeywordRouter(EntityLinker(default_graph())))
+        agent = build_agent(
+            AgentSettings(
+                agent_memory_db=tmp / "m.sqlite3",
+                agent_cloud_url=server.url,
+                agent_cloud_token="bench-token",
+                agent_confidence_threshold=0.0,
+            ),
+            encoder=encoder,
+            router=KeywordRouter(EntityLinker(default_graph())),
+        )
         reps = 5 if quick else 20
-        cities = ["Beijing", "Tokyo", "London", "Paris", "Berlin", "Madrid", "Rome", "Seoul", "Sydney", "Cairo"]
+        cities = [
+            "Beijing",
+            "Tokyo",
+            "London",
+            "Paris",
+            "Berlin",
+            "Madrid",
+            "Rome",
+            "Seoul",
+            "Sydney",
+            "Cairo",
+        ]
         machines = sorted(str(e.attrs["code"]) for e in default_graph().of_type("machine"))[:10]
         texts = []
         for i in range(reps):
-            texts += [f"what is {i + 3} times {i + 7}", f"convert {i + 5} km to miles",
-                      f"Who maintains {machines[i % len(machines)]}?", f"What is the average temperature in {cities[i % 10]} in July?",
-                      f"What's the temperature of OV-12{2 + i % 2}?"]
+            texts += [
+                f"what is {i + 3} times {i + 7}",
+                f"convert {i + 5} km to miles",
+                f"Who maintains {machines[i % len(machines)]}?",
+                f"What is the average temperature in {cities[i % 10]} in July?",
+                f"What's the temperature of OV-12{2 + i % 2}?",
+            ]
 
         async def run() -> None:
             for t in texts + texts:  # the second pass hits the semantic cache where allowed
@@ -252,13 +310,16 @@ def latency_by_source(encoder: Encoder, quick: bool) -> dict[str, Any]:
     finally:
         server.stop()
         svc.close()
-    return {src: {"n": len(v), "p50_ms": round(statistics.median(v), 3), "p99_ms": round(pct(v, 99), 3)}
-            for src, v in sorted(lat.items())}
+    return {
+        src: {"n": len(v), "p50_ms": round(statistics.median(v), 3), "p99_ms": round(pct(v, 99), 3)}
+        for src, v in sorted(lat.items())
+    }
 
 
 # ----------------------------------------------------------------------------- main
-async def bundle_metrics(bundle: Path, test: list[Any], threshold: float, rng: random.Random
-                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+async def bundle_metrics(
+    bundle: Path, test: list[Any], threshold: float, rng: random.Random
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Route accuracy and cache calibration with the bundle's encoder + router head (ONNX Runtime)."""
     from edge.agent.routing import ServiceEncoder
     from edge.serving.service import InferenceService
@@ -282,10 +343,19 @@ def main() -> int:
     ap.add_argument("--bundle", type=Path, help="bundle whose router head / encoder to evaluate")
     ap.add_argument("--threshold", type=float, default=0.6, help="confidence threshold for hard examples")
     ap.add_argument("--quick", action="store_true", help="smaller sets (a shared machine)")
-    ap.add_argument("--no-latency", action="store_true", help="skip the latency run (needs the cloud package)")
-    ap.add_argument("--no-reasoning", action="store_true",
-                    help="skip the reasoning ablation on the frozen paraphrase families (benchmarks/reasoning_ablation.py)")
-    ap.add_argument("--seeds", default="0,1,2", help="training seeds of the reasoning ablation's learned heads")
+    ap.add_argument(
+        "--no-latency", action="store_true", help="skip the latency run (needs the cloud package)"
+    )
+    ap.add_argument(
+        "--no-reasoning",
+        action="store_true",
+        help=(
+            "skip the reasoning ablation on the frozen paraphrase families (benchmarks/reasoning_ablation.py)"
+        ),
+    )
+    ap.add_argument(
+        "--seeds", default="0,1,2", help="training seeds of the reasoning ablation's learned heads"
+    )
     args = ap.parse_args()
     rng = random.Random(7)
     record: dict[str, Any] = {"benchmark": "quality_agent", "quick": args.quick}
@@ -300,17 +370,27 @@ def main() -> int:
     record["route_keyword"] = asyncio.run(route_accuracy(keyword, test, args.threshold))
     print("route accuracy (keyword router):", record["route_keyword"]["accuracy"])
     if args.bundle:
-        record["route_bundle"], record["cache_bundle"] = asyncio.run(bundle_metrics(args.bundle, test, args.threshold, rng))
+        record["route_bundle"], record["cache_bundle"] = asyncio.run(
+            bundle_metrics(args.bundle, test, args.threshold, rng)
+        )
         print("route accuracy (bundle router):", record["route_bundle"]["accuracy"])
         print("semantic cache (bundle encoder):", record["cache_bundle"])
 
     n = 3 if args.quick else 10
     record["calculator"] = exact_match(calculator_set(rng, n), calculator.solve, "value")
     record["unit_convert"] = exact_match(units_set(rng, n), units.solve, "result")
-    print("exact match: calculator", record["calculator"]["exact_match"], "units", record["unit_convert"]["exact_match"])
+    print(
+        "exact match: calculator",
+        record["calculator"]["exact_match"],
+        "units",
+        record["unit_convert"]["exact_match"],
+    )
     evals = generate_questions(graph, "eval", per_pattern=3 if args.quick else 8)
     record["graph_lexical"] = graph_hits(PathReasoner(graph), evals)
-    print("graph hits@1 (lexical hop scorer):", {k: v for k, v in record["graph_lexical"].items() if k.endswith("hop")})
+    print(
+        "graph hits@1 (lexical hop scorer):",
+        {k: v for k, v in record["graph_lexical"].items() if k.endswith("hop")},
+    )
     if args.bundle and (args.bundle / "hop_scorer.onnx").is_file():
         from edge.agent.hop_scorer import learned_scorer_from_bundle
 
@@ -318,7 +398,10 @@ def main() -> int:
         scorer = learned_scorer_from_bundle(args.bundle)  # a path scorer (/3) or a per-hop scorer (/1, /2)
         record["graph_learned"] = graph_hits(PathReasoner(graph, scorer=scorer), evals)
         record["graph_learned"]["seconds"] = round(time.perf_counter() - t0, 2)
-        print("graph hits@1 (learned hop scorer):", {k: v for k, v in record["graph_learned"].items() if k.endswith("hop")})
+        print(
+            "graph hits@1 (learned hop scorer):",
+            {k: v for k, v in record["graph_learned"].items() if k.endswith("hop")},
+        )
     if args.bundle and not args.no_reasoning:  # graph / router / abstention on the frozen paraphrase families
         import torch
 
@@ -337,18 +420,27 @@ def main() -> int:
     rows = []
     if "route_bundle" in record:
         acc = record["route_bundle"]["accuracy"]
-        rows.append(HeadlineRow(
-            what="Route accuracy, held-out test split (EN / ZH), bundle router head",
-            baseline=f"keyword router {kw.get('en', 0) * 100:.1f} / {kw.get('zh', 0) * 100:.1f} %",
-            result=f"{acc.get('en', 0) * 100:.1f} / {acc.get('zh', 0) * 100:.1f} %", target="≥ 95 %",
-            met=min(acc.values()) >= 0.95))
+        rows.append(
+            HeadlineRow(
+                what="Route accuracy, held-out test split (EN / ZH), bundle router head",
+                baseline=f"keyword router {kw.get('en', 0) * 100:.1f} / {kw.get('zh', 0) * 100:.1f} %",
+                result=f"{acc.get('en', 0) * 100:.1f} / {acc.get('zh', 0) * 100:.1f} %",
+                target="≥ 95 %",
+                met=min(acc.values()) >= 0.95,
+            )
+        )
     g = record["graph_learned"] if "graph_learned" in record else record["graph_lexical"]
     hops = [g.get(f"{h}hop", 0.0) for h in (1, 2, 3)]
-    rows.append(HeadlineRow(
-        what="Graph questions hits@1, unseen phrasings, 1 / 2 / 3 hops"
-             + (" (learned hop scorer)" if "graph_learned" in record else " (lexical hop scorer)"),
-        baseline="—", result=" / ".join(f"{h * 100:.1f} %" for h in hops), target="≥ 95 / 90 / 80 %",
-        met=hops[0] >= 0.95 and hops[1] >= 0.90 and hops[2] >= 0.80))
+    rows.append(
+        HeadlineRow(
+            what="Graph questions hits@1, unseen phrasings, 1 / 2 / 3 hops"
+            + (" (learned hop scorer)" if "graph_learned" in record else " (lexical hop scorer)"),
+            baseline="—",
+            result=" / ".join(f"{h * 100:.1f} %" for h in hops),
+            target="≥ 95 / 90 / 80 %",
+            met=hops[0] >= 0.95 and hops[1] >= 0.90 and hops[2] >= 0.80,
+        )
+    )
     if "reasoning" in record:
         from benchmarks.reasoning_ablation import headline as reasoning_headline
 

@@ -78,40 +78,124 @@ class PairSet:
 
 # ----------------------------------------------------------------------------- generators
 _CLIMATE = {
-    "temperature": {"en": ["What is the average temperature in {c} in {m}?", "How warm is {c} in {m} on average?",
-                           "average {m} temperature in {c}", "what's the typical temperature in {c} during {m}"],
-                    "zh": ["{c}{m}的平均气温是多少？", "{c}{m}平均温度多少", "{m}{c}的气温一般是多少", "请问{c}{m}有多热"]},
-    "precipitation": {"en": ["How much rain does {c} get in {m}?", "What is the average rainfall in {c} in {m}?",
-                             "average {m} precipitation in {c}", "how wet is {c} in {m}"],
-                      "zh": ["{c}{m}的降水量是多少？", "{c}{m}平均下多少雨", "{m}{c}的降雨量有多少", "{c}{m}雨水多吗"]},
+    "temperature": {
+        "en": [
+            "What is the average temperature in {c} in {m}?",
+            "How warm is {c} in {m} on average?",
+            "average {m} temperature in {c}",
+            "what's the typical temperature in {c} during {m}",
+        ],
+        "zh": [
+            "{c}{m}的平均气温是多少？",
+            "{c}{m}平均温度多少",
+            "{m}{c}的气温一般是多少",
+            "请问{c}{m}有多热",
+        ],
+    },
+    "precipitation": {
+        "en": [
+            "How much rain does {c} get in {m}?",
+            "What is the average rainfall in {c} in {m}?",
+            "average {m} precipitation in {c}",
+            "how wet is {c} in {m}",
+        ],
+        "zh": ["{c}{m}的降水量是多少？", "{c}{m}平均下多少雨", "{m}{c}的降雨量有多少", "{c}{m}雨水多吗"],
+    },
 }
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
-_DEVICE = {"en": ["What's the {q} of {d}?", "current {q} of {d}", "show me the {q} reading of {d}",
-                  "how high is the {q} on {d} right now"],
-           "zh": ["{d}的{q}是多少？", "{d}现在的{q}", "查一下{d}的{q}", "{d}当前{q}多少"]}
-_READINGS = {"temperature": "温度", "pressure": "压力", "vibration": "振动", "current": "电流", "speed": "速度"}
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_DEVICE = {
+    "en": [
+        "What's the {q} of {d}?",
+        "current {q} of {d}",
+        "show me the {q} reading of {d}",
+        "how high is the {q} on {d} right now",
+    ],
+    "zh": ["{d}的{q}是多少？", "{d}现在的{q}", "查一下{d}的{q}", "{d}当前{q}多少"],
+}
+_READINGS = {
+    "temperature": "温度",
+    "pressure": "压力",
+    "vibration": "振动",
+    "current": "电流",
+    "speed": "速度",
+}
 _CALC = {
-    "+": {"en": ["what is {a} plus {b}", "{a} + {b} = ?", "calculate {a} plus {b}", "how much is {a} plus {b}"],
-          "zh": ["{a}加{b}等于多少", "{a}+{b}是多少", "计算{a}加{b}", "{a}加上{b}是多少"]},
-    "-": {"en": ["what is {a} minus {b}", "{a} - {b} = ?", "calculate {a} minus {b}", "how much is {a} minus {b}"],
-          "zh": ["{a}减{b}等于多少", "{a}-{b}是多少", "计算{a}减{b}", "{a}减去{b}是多少"]},
-    "*": {"en": ["what is {a} times {b}", "{a} * {b} = ?", "calculate {a} times {b}", "how much is {a} times {b}"],
-          "zh": ["{a}乘{b}等于多少", "{a}*{b}是多少", "计算{a}乘以{b}", "{a}乘以{b}是多少"]},
-    "/": {"en": ["what is {a} divided by {b}", "{a} / {b} = ?", "calculate {a} divided by {b}",
-                 "how much is {a} divided by {b}"],
-          "zh": ["{a}除以{b}等于多少", "{a}/{b}是多少", "计算{a}除以{b}", "{a}除以{b}是多少"]},
+    "+": {
+        "en": ["what is {a} plus {b}", "{a} + {b} = ?", "calculate {a} plus {b}", "how much is {a} plus {b}"],
+        "zh": ["{a}加{b}等于多少", "{a}+{b}是多少", "计算{a}加{b}", "{a}加上{b}是多少"],
+    },
+    "-": {
+        "en": [
+            "what is {a} minus {b}",
+            "{a} - {b} = ?",
+            "calculate {a} minus {b}",
+            "how much is {a} minus {b}",
+        ],
+        "zh": ["{a}减{b}等于多少", "{a}-{b}是多少", "计算{a}减{b}", "{a}减去{b}是多少"],
+    },
+    "*": {
+        "en": [
+            "what is {a} times {b}",
+            "{a} * {b} = ?",
+            "calculate {a} times {b}",
+            "how much is {a} times {b}",
+        ],
+        "zh": ["{a}乘{b}等于多少", "{a}*{b}是多少", "计算{a}乘以{b}", "{a}乘以{b}是多少"],
+    },
+    "/": {
+        "en": [
+            "what is {a} divided by {b}",
+            "{a} / {b} = ?",
+            "calculate {a} divided by {b}",
+            "how much is {a} divided by {b}",
+        ],
+        "zh": ["{a}除以{b}等于多少", "{a}/{b}是多少", "计算{a}除以{b}", "{a}除以{b}是多少"],
+    },
 }
 _UNITS = {  # key: (EN name, ZH name)
-    "km": ("km", "公里"), "mi": ("miles", "英里"), "m": ("meters", "米"), "ft": ("feet", "英尺"),
-    "kg": ("kg", "公斤"), "lb": ("pounds", "磅"), "°C": ("°C", "摄氏度"), "°F": ("°F", "华氏度"),
-    "bar": ("bar", "巴"), "psi": ("psi", "磅每平方英寸"), "L": ("liters", "升"), "gal": ("gallons", "加仑"),
-    "km/h": ("km/h", "公里每小时"), "mph": ("mph", "英里每小时"), "kWh": ("kWh", "千瓦时"), "MJ": ("MJ", "兆焦"),
+    "km": ("km", "公里"),
+    "mi": ("miles", "英里"),
+    "m": ("meters", "米"),
+    "ft": ("feet", "英尺"),
+    "kg": ("kg", "公斤"),
+    "lb": ("pounds", "磅"),
+    "°C": ("°C", "摄氏度"),
+    "°F": ("°F", "华氏度"),
+    "bar": ("bar", "巴"),
+    "psi": ("psi", "磅每平方英寸"),
+    "L": ("liters", "升"),
+    "gal": ("gallons", "加仑"),
+    "km/h": ("km/h", "公里每小时"),
+    "mph": ("mph", "英里每小时"),
+    "kWh": ("kWh", "千瓦时"),
+    "MJ": ("MJ", "兆焦"),
 }
-_UNIT_GROUPS = [["km", "mi", "m", "ft"], ["kg", "lb"], ["°C", "°F"], ["bar", "psi"], ["L", "gal"],
-                ["km/h", "mph"], ["kWh", "MJ"]]
-_UNIT_T = {"en": ["convert {v} {a} to {b}", "how many {b} is {v} {a}", "{v} {a} in {b}", "what is {v} {a} in {b}"],
-           "zh": ["{v}{a}等于多少{b}", "把{v}{a}换算成{b}", "{v}{a}是多少{b}", "{v}{a}换算成{b}是多少"]}
+_UNIT_GROUPS = [
+    ["km", "mi", "m", "ft"],
+    ["kg", "lb"],
+    ["°C", "°F"],
+    ["bar", "psi"],
+    ["L", "gal"],
+    ["km/h", "mph"],
+    ["kWh", "MJ"],
+]
+_UNIT_T = {
+    "en": ["convert {v} {a} to {b}", "how many {b} is {v} {a}", "{v} {a} in {b}", "what is {v} {a} in {b}"],
+    "zh": ["{v}{a}等于多少{b}", "把{v}{a}换算成{b}", "{v}{a}是多少{b}", "{v}{a}换算成{b}是多少"],
+}
 
 
 def _two(rng: random.Random, n: int) -> tuple[int, int]:
@@ -138,9 +222,11 @@ def _climate(rng: random.Random, cities: list[Any]) -> tuple[Probe, Probe, Probe
         return _CLIMATE[q][lang][t].format(c=name, m=month_text)
 
     meaning, meaning2 = f"climate|{city.id}|{month}|{quantity}", f"climate|{city2.id}|{month2}|{q2}"
-    return (Probe(text(city, quantity, month, t1), "climate", meaning, "anchor", lang),
-            Probe(text(city, quantity, month, t2), "climate", meaning, "paraphrase", lang),
-            Probe(text(city2, q2, month2, t1), "climate", meaning2, f"climate/{kind}", lang))
+    return (
+        Probe(text(city, quantity, month, t1), "climate", meaning, "anchor", lang),
+        Probe(text(city, quantity, month, t2), "climate", meaning, "paraphrase", lang),
+        Probe(text(city2, q2, month2, t1), "climate", meaning2, f"climate/{kind}", lang),
+    )
 
 
 def _device(rng: random.Random, codes: list[str]) -> tuple[Probe, Probe, Probe]:
@@ -148,7 +234,9 @@ def _device(rng: random.Random, codes: list[str]) -> tuple[Probe, Probe, Probe]:
     kind = rng.choice(["device", "reading"])
     code2, reading2 = code, reading
     if kind == "device":
-        code2 = rng.choice([c for c in codes if c != code and c[:2] == code[:2]] or [c for c in codes if c != code])
+        code2 = rng.choice(
+            [c for c in codes if c != code and c[:2] == code[:2]] or [c for c in codes if c != code]
+        )
     else:
         reading2 = rng.choice([r for r in _READINGS if r != reading])
     lang = rng.choice(["en", "zh"])
@@ -157,9 +245,13 @@ def _device(rng: random.Random, codes: list[str]) -> tuple[Probe, Probe, Probe]:
     def text(d: str, r: str, t: int) -> str:
         return _DEVICE[lang][t].format(d=d, q=r if lang == "en" else _READINGS[r])
 
-    return (Probe(text(code, reading, t1), "device_status", f"device|{code}|{reading}", "anchor", lang),
-            Probe(text(code, reading, t2), "device_status", f"device|{code}|{reading}", "paraphrase", lang),
-            Probe(text(code2, reading2, t1), "device_status", f"device|{code2}|{reading2}", f"device/{kind}", lang))
+    return (
+        Probe(text(code, reading, t1), "device_status", f"device|{code}|{reading}", "anchor", lang),
+        Probe(text(code, reading, t2), "device_status", f"device|{code}|{reading}", "paraphrase", lang),
+        Probe(
+            text(code2, reading2, t1), "device_status", f"device|{code2}|{reading2}", f"device/{kind}", lang
+        ),
+    )
 
 
 def _calc(rng: random.Random) -> tuple[Probe, Probe, Probe]:
@@ -184,9 +276,11 @@ def _calc(rng: random.Random) -> tuple[Probe, Probe, Probe]:
     def text(o: str, x: int, y: int, t: int) -> str:
         return _CALC[o][lang][t].format(a=x, b=y)
 
-    return (Probe(text(op, a, b, t1), "calculator", f"calc|{a}{op}{b}", "anchor", lang),
-            Probe(text(op, a, b, t2), "calculator", f"calc|{a}{op}{b}", "paraphrase", lang),
-            Probe(text(op2, a2, b2, t1), "calculator", f"calc|{a2}{op2}{b2}", f"calculator/{kind}", lang))
+    return (
+        Probe(text(op, a, b, t1), "calculator", f"calc|{a}{op}{b}", "anchor", lang),
+        Probe(text(op, a, b, t2), "calculator", f"calc|{a}{op}{b}", "paraphrase", lang),
+        Probe(text(op2, a2, b2, t1), "calculator", f"calc|{a2}{op2}{b2}", f"calculator/{kind}", lang),
+    )
 
 
 def _units(rng: random.Random) -> tuple[Probe, Probe, Probe]:
@@ -209,9 +303,11 @@ def _units(rng: random.Random) -> tuple[Probe, Probe, Probe]:
     def text(x: int, a: str, b: str, t: int) -> str:
         return _UNIT_T[lang][t].format(v=x, a=_UNITS[a][li], b=_UNITS[b][li])
 
-    return (Probe(text(v, src, dst, t1), "unit_convert", f"units|{v}|{src}|{dst}", "anchor", lang),
-            Probe(text(v, src, dst, t2), "unit_convert", f"units|{v}|{src}|{dst}", "paraphrase", lang),
-            Probe(text(v2, src2, dst2, t1), "unit_convert", f"units|{v2}|{src2}|{dst2}", f"units/{kind}", lang))
+    return (
+        Probe(text(v, src, dst, t1), "unit_convert", f"units|{v}|{src}|{dst}", "anchor", lang),
+        Probe(text(v, src, dst, t2), "unit_convert", f"units|{v}|{src}|{dst}", "paraphrase", lang),
+        Probe(text(v2, src2, dst2, t1), "unit_convert", f"units|{v2}|{src2}|{dst2}", f"units/{kind}", lang),
+    )
 
 
 def _kg(rng: random.Random, n: int) -> list[tuple[Probe, Probe, Probe]]:
@@ -236,8 +332,11 @@ def _kg(rng: random.Random, n: int) -> list[tuple[Probe, Probe, Probe]]:
         anchor = rng.choice(group)
         para = rng.choice([q for q in group if q.text != anchor.text])
         if rng.random() < 0.5:
-            cands = [q for q in qs if q.lang == lang and q.path == path and q.templates == anchor.templates
-                     and q.start != start]
+            cands = [
+                q
+                for q in qs
+                if q.lang == lang and q.path == path and q.templates == anchor.templates and q.start != start
+            ]
             kind = "kg/entity"
         else:
             cands = [q for q in qs if q.lang == lang and q.start == start and q.path != path]
@@ -249,9 +348,13 @@ def _kg(rng: random.Random, n: int) -> list[tuple[Probe, Probe, Probe]]:
         def meaning(q: Any) -> str:
             return f"kg|{q.start}|{'/'.join(q.path)}"
 
-        out.append((Probe(anchor.text, "kg_query", meaning(anchor), "anchor", lang),
-                    Probe(para.text, "kg_query", meaning(para), "paraphrase", lang),
-                    Probe(neg.text, "kg_query", meaning(neg), kind, lang)))
+        out.append(
+            (
+                Probe(anchor.text, "kg_query", meaning(anchor), "anchor", lang),
+                Probe(para.text, "kg_query", meaning(para), "paraphrase", lang),
+                Probe(neg.text, "kg_query", meaning(neg), kind, lang),
+            )
+        )
     return out
 
 
@@ -289,8 +392,9 @@ def real_signature() -> Signature:
     return lambda text: question_signature(text, linker)
 
 
-def lookups(pairs: PairSet, encode: Encode, signature: Signature,
-            cache_cls: type | None = None) -> list[tuple[Probe, str | None, float]]:
+def lookups(
+    pairs: PairSet, encode: Encode, signature: Signature, cache_cls: type | None = None
+) -> list[tuple[Probe, str | None, float]]:
     """Store every anchor in a real SemanticCache, look every probe up with the similarity gate
     open; (probe, meaning of the best gated entry or None, its cosine)."""
     from edge.agent.memory import SemanticCache
@@ -306,28 +410,43 @@ def lookups(pairs: PairSet, encode: Encode, signature: Signature,
             # encoding takes on a loaded machine — the benchmark measures the signature and threshold gates
             cache = (cache_cls or SemanticCache)(store, -1.0, DEFAULT_FRESHNESS_S, wall=lambda: 1.7e9)
             for p, v in zip(pairs.anchors, vecs, strict=False):
-                cache.store_answer(p.text, v, p.route, signature(p.text), f"answer[{p.meaning}]", {"meaning": p.meaning})
+                cache.store_answer(
+                    p.text, v, p.route, signature(p.text), f"answer[{p.meaning}]", {"meaning": p.meaning}
+                )
             out = []
-            for p, v in zip(pairs.probes, vecs[len(pairs.anchors):], strict=True):
+            for p, v in zip(pairs.probes, vecs[len(pairs.anchors) :], strict=True):
                 hit, _ = cache.lookup(v, p.route, signature(p.text))
-                out.append((p, None if hit is None else str(hit.data.get("meaning")), 0.0 if hit is None else hit.similarity))
+                out.append(
+                    (
+                        p,
+                        None if hit is None else str(hit.data.get("meaning")),
+                        0.0 if hit is None else hit.similarity,
+                    )
+                )
         finally:
             store.close()
     return out
 
 
-def curve(results: list[tuple[Probe, str | None, float]], thresholds: list[float] = THRESHOLDS
-          ) -> dict[str, Any]:
+def curve(
+    results: list[tuple[Probe, str | None, float]], thresholds: list[float] = THRESHOLDS
+) -> dict[str, Any]:
     """False-hit rate on hard negatives, true-hit and wrong-answer rates on paraphrases, per threshold."""
     para = [(p, m, s) for p, m, s in results if p.kind == "paraphrase"]
     neg = [(p, m, s) for p, m, s in results if p.kind != "paraphrase"]
     rows = []
     for t in thresholds:
-        rows.append({"t": t,
-                     "false_hit": round(sum(m is not None and s >= t for _, m, s in neg) / max(len(neg), 1), 4),
-                     "true_hit": round(sum(m == p.meaning and s >= t for p, m, s in para) / max(len(para), 1), 4),
-                     "paraphrase_wrong": round(sum(m is not None and m != p.meaning and s >= t for p, m, s in para)
-                                               / max(len(para), 1), 4)})
+        rows.append(
+            {
+                "t": t,
+                "false_hit": round(sum(m is not None and s >= t for _, m, s in neg) / max(len(neg), 1), 4),
+                "true_hit": round(sum(m == p.meaning and s >= t for p, m, s in para) / max(len(para), 1), 4),
+                "paraphrase_wrong": round(
+                    sum(m is not None and m != p.meaning and s >= t for p, m, s in para) / max(len(para), 1),
+                    4,
+                ),
+            }
+        )
     return {"n_paraphrase": len(para), "n_hard_negative": len(neg), "points": rows}
 
 
@@ -368,8 +487,9 @@ def at(c: dict[str, Any], t: float) -> dict[str, Any]:
     return pts[-1] if pts else c["points"][0]
 
 
-def by_kind(results: list[tuple[Probe, str | None, float]], t: float, signature: Signature,
-            anchors: dict[str, Probe]) -> dict[str, Any]:
+def by_kind(
+    results: list[tuple[Probe, str | None, float]], t: float, signature: Signature, anchors: dict[str, Probe]
+) -> dict[str, Any]:
     """Per hard-negative kind at threshold t: false-hit rate, and how often the negative shares
     the signature of a stored question of the same route (so only the embedding can separate)."""
     sigs_by_route: dict[str, set[tuple[str, ...]]] = defaultdict(set)
@@ -381,12 +501,24 @@ def by_kind(results: list[tuple[Probe, str | None, float]], t: float, signature:
             continue
         out[p.kind]["hit"].append(m is not None and s >= t)
         out[p.kind]["same_sig"].append(tuple(signature(p.text)) in sigs_by_route[p.route])
-    return {k: {"n": len(v["hit"]), "false_hit": round(sum(v["hit"]) / len(v["hit"]), 4),
-                "shares_signature": round(sum(v["same_sig"]) / len(v["same_sig"]), 4)} for k, v in sorted(out.items())}
+    return {
+        k: {
+            "n": len(v["hit"]),
+            "false_hit": round(sum(v["hit"]) / len(v["hit"]), 4),
+            "shares_signature": round(sum(v["same_sig"]) / len(v["same_sig"]), 4),
+        }
+        for k, v in sorted(out.items())
+    }
 
 
-def evaluate(calib: PairSet, heldout: PairSet, encode: Encode, signature: Signature, default_t: float,
-             cache_cls: type | None = None) -> dict[str, Any]:
+def evaluate(
+    calib: PairSet,
+    heldout: PairSet,
+    encode: Encode,
+    signature: Signature,
+    default_t: float,
+    cache_cls: type | None = None,
+) -> dict[str, Any]:
     """Curve on both sets, threshold by the rule on calibration, held-out numbers at it and at
     ``default_t``, and the embedding-only baseline (no signature gate) at ``default_t``."""
     encode = _memo(encode)
@@ -397,14 +529,20 @@ def evaluate(calib: PairSet, heldout: PairSet, encode: Encode, signature: Signat
     base = curve(lookups(heldout, encode, lambda _t: [], cache_cls))
     anchors = {a.meaning: a for a in heldout.anchors}
     return {
-        "threshold_rule": f"lowest threshold whose calibration false-hit rate has a 95 % upper bound <= {MAX_FALSE_HIT:.0%}",
-        "chosen_threshold": chosen, "default_threshold": default_t,
-        "calibration_curve": cal, "heldout_curve": held,
-        "heldout_at_chosen": at(held, chosen), "heldout_at_default": at(held, default_t),
+        "threshold_rule": "lowest threshold whose calibration false-hit rate has a 95 % upper bound "
+        f"<= {MAX_FALSE_HIT:.0%}",
+        "chosen_threshold": chosen,
+        "default_threshold": default_t,
+        "calibration_curve": cal,
+        "heldout_curve": held,
+        "heldout_at_chosen": at(held, chosen),
+        "heldout_at_default": at(held, default_t),
         "heldout_by_kind_at_default": by_kind(held_res, default_t, signature, anchors),
         "baseline_no_signature_at_default": at(base, default_t),
         "heldout_no_signature_curve": base,
-        "baseline_no_signature_chosen_threshold": choose_threshold(curve(lookups(calib, encode, lambda _t: [], cache_cls))),
+        "baseline_no_signature_chosen_threshold": choose_threshold(
+            curve(lookups(calib, encode, lambda _t: [], cache_cls))
+        ),
         "goal_met": at(held, default_t)["false_hit"] <= MAX_FALSE_HIT,
     }
 
@@ -481,20 +619,28 @@ def bundle_encode(bundle: Path) -> tuple[Encode, Callable[[], None]]:
 
 
 # ----------------------------------------------------------------------------- main
-def headline(results: dict[str, dict[str, Any]], default_t: float, names: list[str] | None = None) -> list[HeadlineRow]:
+def headline(
+    results: dict[str, dict[str, Any]], default_t: float, names: list[str] | None = None
+) -> list[HeadlineRow]:
     """One row per deployable encoder (``names``; default: all)."""
     rows = []
     for name, r in results.items():
         if names is not None and name not in names:
             continue
         d, b = r["heldout_at_default"], r["baseline_no_signature_at_default"]
-        rows.append(HeadlineRow(
-            what=f"Semantic-cache false hits, hard negatives, held-out ({r['heldout_curve']['n_hard_negative']}), "
-                 f"{name} encoder, threshold {default_t:g}",
-            baseline=f"no signature gate: {b['false_hit'] * 100:.1f} % false, {b['true_hit'] * 100:.1f} % true hits",
-            result=f"{d['false_hit'] * 100:.1f} % false, {d['true_hit'] * 100:.1f} % true hits "
-                   f"(rule picks {r['chosen_threshold']:g})",
-            target=f"≤ {MAX_FALSE_HIT * 100:.0f} % false hits", met=r["goal_met"]))
+        rows.append(
+            HeadlineRow(
+                what="Semantic-cache false hits, hard negatives, "
+                f"held-out ({r['heldout_curve']['n_hard_negative']}), "
+                f"{name} encoder, threshold {default_t:g}",
+                baseline=f"no signature gate: {b['false_hit'] * 100:.1f} % false, "
+                f"{b['true_hit'] * 100:.1f} % true hits",
+                result=f"{d['false_hit'] * 100:.1f} % false, {d['true_hit'] * 100:.1f} % true hits "
+                f"(rule picks {r['chosen_threshold']:g})",
+                target=f"≤ {MAX_FALSE_HIT * 100:.0f} % false hits",
+                met=r["goal_met"],
+            )
+        )
     return rows
 
 
@@ -505,12 +651,22 @@ def figures(results: dict[str, dict[str, Any]]) -> list[Any]:
     out = []
     for name, r in results.items():
         pts = [p for p in r["heldout_curve"]["points"] if p["t"] >= 0.7]
-        out.append(Figure(title=f"cache, {name} encoder: held-out hits vs threshold (rule: {r['chosen_threshold']:g})",
-                          kind="lines", x=[p["t"] for p in pts], xlabel="cosine threshold", ylabel="rate",
-                          series={"false hits (hard negatives)": [p["false_hit"] for p in pts],
-                                  "true hits (paraphrases)": [p["true_hit"] for p in pts],
-                                  "false hits, no signature gate": [
-                                      q["false_hit"] for q in r["heldout_no_signature_curve"]["points"] if q["t"] >= 0.7]}))
+        out.append(
+            Figure(
+                title=f"cache, {name} encoder: held-out hits vs threshold (rule: {r['chosen_threshold']:g})",
+                kind="lines",
+                x=[p["t"] for p in pts],
+                xlabel="cosine threshold",
+                ylabel="rate",
+                series={
+                    "false hits (hard negatives)": [p["false_hit"] for p in pts],
+                    "true hits (paraphrases)": [p["true_hit"] for p in pts],
+                    "false hits, no signature gate": [
+                        q["false_hit"] for q in r["heldout_no_signature_curve"]["points"] if q["t"] >= 0.7
+                    ],
+                },
+            )
+        )
     return out
 
 
@@ -520,10 +676,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=80, help="triples per family and set")
     ap.add_argument("--seed", type=int, default=2026, help="calibration seed")
-    ap.add_argument("--heldout-seed", type=int, default=3031,
-                    help="held-out seed (2027 was the held-out set of rule version 1, seen: not used again)")
-    ap.add_argument("--bundle", type=Path, action="append", help="a bundle whose encoder to measure (repeatable)")
-    ap.add_argument("--minilm", action="store_true", help="also all-MiniLM-L6-v2 with untrained adapters (exported once)")
+    ap.add_argument(
+        "--heldout-seed",
+        type=int,
+        default=3031,
+        help="held-out seed (2027 was the held-out set of rule version 1, seen: not used again)",
+    )
+    ap.add_argument(
+        "--bundle", type=Path, action="append", help="a bundle whose encoder to measure (repeatable)"
+    )
+    ap.add_argument(
+        "--minilm", action="store_true", help="also all-MiniLM-L6-v2 with untrained adapters (exported once)"
+    )
     ap.add_argument("--no-small", action="store_true", help="skip the tests' small bundle")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -537,13 +701,29 @@ def main() -> int:
     for b in args.bundle or []:
         bundles.append((f"bundle_{b.name}", b, f"bundle {b}", True))
     if (DEMO_BUNDLE / "manifest.yaml").is_file():
-        bundles.append(("demo", DEMO_BUNDLE, f"the demo's trained bundle {DEMO_BUNDLE.relative_to(ROOT)}", True))
+        bundles.append(
+            ("demo", DEMO_BUNDLE, f"the demo's trained bundle {DEMO_BUNDLE.relative_to(ROOT)}", True)
+        )
     if args.minilm:
-        bundles.append(("minilm", None, "all-MiniLM-L6-v2 with untrained router adapters (fp32 bundle of "
-                                        "benchmarks/bench_serving.py; the embedding is MiniLM's)", True))
+        bundles.append(
+            (
+                "minilm",
+                None,
+                "all-MiniLM-L6-v2 with untrained router adapters (fp32 bundle of "
+                "benchmarks/bench_serving.py; the embedding is MiniLM's)",
+                True,
+            )
+        )
     if not args.no_small:
-        bundles.append(("small_bundle", None, "the tests' small bundle (tiny random MiniLM-shaped encoder, hidden 32): "
-                                              "random weights, reported but not used for the default", False))
+        bundles.append(
+            (
+                "small_bundle",
+                None,
+                "the tests' small bundle (tiny random MiniLM-shaped encoder, hidden 32): "
+                "random weights, reported but not used for the default",
+                False,
+            )
+        )
     for name, bdir, label, rule in bundles:
         with tempfile.TemporaryDirectory(prefix="quality-cache-bundle-") as d:
             if bdir is None and name == "minilm":
@@ -565,22 +745,50 @@ def main() -> int:
     for name, r in results.items():
         d, c, b = r["heldout_at_default"], r["heldout_at_chosen"], r["baseline_no_signature_at_default"]
         print(f"[{name}] {encoders[name]}")
-        print(f"  held-out: {r['heldout_curve']['n_paraphrase']} paraphrases, {r['heldout_curve']['n_hard_negative']} hard negatives")
-        print(f"  at default {default_t}: false hits {d['false_hit']:.2%}, true hits {d['true_hit']:.2%} "
-              f"(no signature gate: {b['false_hit']:.2%} / {b['true_hit']:.2%})  goal {'MET' if r['goal_met'] else 'NOT MET'}")
-        print(f"  rule picks {r['chosen_threshold']} on calibration; held-out there: false {c['false_hit']:.2%}, true {c['true_hit']:.2%}")
+        print(
+            f"  held-out: {r['heldout_curve']['n_paraphrase']} paraphrases, "
+            f"{r['heldout_curve']['n_hard_negative']} hard negatives"
+        )
+        print(
+            f"  at default {default_t}: false hits {d['false_hit']:.2%}, true hits {d['true_hit']:.2%} "
+            f"(no signature gate: {b['false_hit']:.2%} / {b['true_hit']:.2%})  "
+            f"goal {'MET' if r['goal_met'] else 'NOT MET'}"
+        )
+        print(
+            f"  rule picks {r['chosen_threshold']} on calibration; "
+            f"held-out there: false {c['false_hit']:.2%}, true {c['true_hit']:.2%}"
+        )
         for kind, k in r["heldout_by_kind_at_default"].items():
-            print(f"    {kind:<22} n={k['n']:<4} false hits {k['false_hit']:.2%}  shares a stored signature {k['shares_signature']:.0%}")
+            print(
+                f"    {kind:<22} n={k['n']:<4} false hits {k['false_hit']:.2%}  "
+                f"shares a stored signature {k['shares_signature']:.0%}"
+            )
     print(f"default threshold by the rule (largest over encoders): {recommended} (shipped: {default_t})")
-    metrics = {"generator_version": GENERATOR_VERSION, "rule_version": 2, "n_per_family": args.n, "seed": args.seed,
-               "heldout_seed": args.heldout_seed,
-               "encoders": encoders, "default_rule_encoders": in_rule, "default_threshold": default_t,
-               "recommended_default": recommended,
-               "default_rule": "largest over the deployable encoders (default_rule_encoders) of: lowest threshold whose "
-                               f"calibration false-hit rate has a 95 % upper bound <= {MAX_FALSE_HIT:.0%}",
-               "results": results}
-    print(json.dumps({"bench": "cache", "recommended_default": recommended, "default_threshold": default_t,
-                      "goal_met": {k: r["goal_met"] for k, r in results.items()}}))
+    metrics = {
+        "generator_version": GENERATOR_VERSION,
+        "rule_version": 2,
+        "n_per_family": args.n,
+        "seed": args.seed,
+        "heldout_seed": args.heldout_seed,
+        "encoders": encoders,
+        "default_rule_encoders": in_rule,
+        "default_threshold": default_t,
+        "recommended_default": recommended,
+        "default_rule": "largest over the deployable encoders (default_rule_encoders) of: "
+        "lowest threshold whose "
+        f"calibration false-hit rate has a 95 % upper bound <= {MAX_FALSE_HIT:.0%}",
+        "results": results,
+    }
+    print(
+        json.dumps(
+            {
+                "bench": "cache",
+                "recommended_default": recommended,
+                "default_threshold": default_t,
+                "goal_met": {k: r["goal_met"] for k, r in results.items()},
+            }
+        )
+    )
     if not args.no_record:
         write_record("cache", metrics, headline(results, default_t, in_rule), figures=figures(results))
     return 0

@@ -80,7 +80,11 @@ def _zh_section(n: int, rng: random.Random, top: bool) -> str:
         if d == 1 and value == 10 and top and not started:
             out.append("十")  # 十五, not 一十五
         else:
-            digit = "两" if d == 2 and value in (100, 1000) and not started and rng.random() < 0.5 else _ZH_DIGIT[d]
+            digit = (
+                "两"
+                if d == 2 and value in (100, 1000) and not started and rng.random() < 0.5
+                else _ZH_DIGIT[d]
+            )
             out.append(digit + name)
         started = True
     return "".join(out)
@@ -124,8 +128,11 @@ def fmt(x: Fraction) -> str:
 
 def number(rng: random.Random, lo: int = 1, hi: int = 999, decimals: float = 0.2) -> Fraction:
     if rng.random() < decimals:
-        return Fraction(rng.randint(lo * 10, hi * 10), 10) if rng.random() < 0.7 else \
-            Fraction(rng.randint(lo * 100, hi * 100), 100)
+        return (
+            Fraction(rng.randint(lo * 10, hi * 10), 10)
+            if rng.random() < 0.7
+            else Fraction(rng.randint(lo * 100, hi * 100), 100)
+        )
     return Fraction(rng.randint(lo, hi))
 
 
@@ -147,8 +154,10 @@ class Speller:
 
 # ----------------------------------------------------------------------------- arithmetic
 _OPS: dict[str, tuple[int, Callable[[Fraction, Fraction], Fraction]]] = {
-    "+": (1, lambda a, b: a + b), "-": (1, lambda a, b: a - b),
-    "*": (2, lambda a, b: a * b), "/": (2, lambda a, b: a / b),
+    "+": (1, lambda a, b: a + b),
+    "-": (1, lambda a, b: a - b),
+    "*": (2, lambda a, b: a * b),
+    "/": (2, lambda a, b: a / b),
 }
 _EN_OP = {"+": ["plus", "added to"], "-": ["minus"], "*": ["times", "multiplied by"], "/": ["divided by"]}
 _ZH_OP = {"+": ["加", "加上"], "-": ["减", "减去"], "*": ["乘以", "乘"], "/": ["除以"]}
@@ -192,8 +201,11 @@ def calc_case(category: str, lang: str, rng: random.Random) -> Case:
         text, gold, _ = tree(rng, rng.choice([2, 3]))
         while text.count(" ") < 2:  # at least one operator
             text, gold, _ = tree(rng, 2)
-        q = rng.choice(["what is {}?", "calculate {}", "{} = ?", "compute {}"] if en else
-                       ["{}等于多少", "计算{}", "{}是多少？", "请算一下{}"]).format(text)
+        q = rng.choice(
+            ["what is {}?", "calculate {}", "{} = ?", "compute {}"]
+            if en
+            else ["{}等于多少", "计算{}", "{}是多少？", "请算一下{}"]
+        ).format(text)
         return Case("calculator", category, lang, False, q, float(gold))
     if category == "words":
         k = rng.choice([2, 2, 3])
@@ -204,15 +216,22 @@ def calc_case(category: str, lang: str, rng: random.Random) -> Case:
         for op, x in zip(ops, nums[1:], strict=True):
             parts += [rng.choice(words[op]), sp(x)]
         body = " ".join(parts) if en else "".join(parts)
-        q = rng.choice(["what is {}?", "{}", "how much is {}"] if en else ["{}等于多少", "{}是多少", "算一下{}"]).format(body)
+        q = rng.choice(
+            ["what is {}?", "{}", "how much is {}"] if en else ["{}等于多少", "{}是多少", "算一下{}"]
+        ).format(body)
         return Case("calculator", category, lang, sp.used_words, q, float(eval_flat(nums, ops)))
     if category == "percent":
-        p = Fraction(rng.choice([1, 2, 5, 10, 12, 15, 20, 25, 30, 40, 50, 75, 80, 120, 150])) if rng.random() < 0.8 \
+        p = (
+            Fraction(rng.choice([1, 2, 5, 10, 12, 15, 20, 25, 30, 40, 50, 75, 80, 120, 150]))
+            if rng.random() < 0.8
             else Fraction(rng.randint(1, 999), 10)
+        )
         x = number(rng, 1, 5000, decimals=0.1)
         gold = p * x / 100
         if en:
-            q = rng.choice(["{p}% of {x}", "what is {p}% of {x}?", "{p} percent of {x}", "calculate {p} percent of {x}"])
+            q = rng.choice(
+                ["{p}% of {x}", "what is {p}% of {x}?", "{p} percent of {x}", "calculate {p} percent of {x}"]
+            )
             return Case("calculator", category, lang, False, q.format(p=fmt(p), x=fmt(x)), float(gold))
         if sp.words and rng.random() < 0.5:
             q = rng.choice(["{x}的百分之{p}", "{x}的百分之{p}是多少"]).format(x=sp(x), p=sp(p))
@@ -222,17 +241,29 @@ def calc_case(category: str, lang: str, rng: random.Random) -> Case:
     if category == "aggregate":
         kind = rng.choice(["avg", "sum", "max", "min"])
         nums = [number(rng, 1, 999, decimals=0.15) for _ in range(rng.randint(3, 5))]
-        gold = {"avg": sum(nums, Fraction(0)) / len(nums), "sum": sum(nums, Fraction(0)),
-                "max": max(nums), "min": min(nums)}[kind]
+        gold = {
+            "avg": sum(nums, Fraction(0)) / len(nums),
+            "sum": sum(nums, Fraction(0)),
+            "max": max(nums),
+            "min": min(nums),
+        }[kind]
         if en:
             listed = ", ".join(fmt(x) for x in nums[:-1]) + f" and {fmt(nums[-1])}"
-            word = rng.choice({"avg": ["average", "mean"], "sum": ["sum", "total"], "max": ["maximum"],
-                               "min": ["minimum"]}[kind])
-            q = rng.choice(["{w} of {l}", "what is the {w} of {l}?", "the {w} of {l}"]).format(w=word, l=listed)
+            word = rng.choice(
+                {"avg": ["average", "mean"], "sum": ["sum", "total"], "max": ["maximum"], "min": ["minimum"]}[
+                    kind
+                ]
+            )
+            q = rng.choice(["{w} of {l}", "what is the {w} of {l}?", "the {w} of {l}"]).format(
+                w=word, l=listed
+            )
         else:
             listed = "、".join(sp(x) for x in nums[:-1]) + f"和{sp(nums[-1])}"
-            word = rng.choice({"avg": ["平均值", "平均数"], "sum": ["总和", "之和"], "max": ["最大值"],
-                               "min": ["最小值"]}[kind])
+            word = rng.choice(
+                {"avg": ["平均值", "平均数"], "sum": ["总和", "之和"], "max": ["最大值"], "min": ["最小值"]}[
+                    kind
+                ]
+            )
             q = rng.choice(["{l}的{w}", "{l}的{w}是多少", "求{l}的{w}"]).format(w=word, l=listed)
         return Case("calculator", category, lang, sp.used_words, q, float(gold))
     if category == "power":
@@ -241,17 +272,27 @@ def calc_case(category: str, lang: str, rng: random.Random) -> Case:
             m = Fraction(rng.randint(2, 99) ** 2) if rng.random() < 0.6 else Fraction(rng.randint(2, 9999))
             getcontext().prec = 40
             gold_f = float(Decimal(int(m)).sqrt())
-            q = rng.choice(["square root of {m}", "what is the square root of {m}?", "sqrt {m}"] if en else
-                           ["{m}的平方根", "根号{m}", "{m}的平方根是多少"]).format(m=sp(m))
+            q = rng.choice(
+                ["square root of {m}", "what is the square root of {m}?", "sqrt {m}"]
+                if en
+                else ["{m}的平方根", "根号{m}", "{m}的平方根是多少"]
+            ).format(m=sp(m))
             return Case("calculator", category, lang, sp.used_words, q, gold_f)
         a = number(rng, 2, 99 if kind != "pow" else 20, decimals=0.1)
         n = {"square": 2, "cube": 3}.get(kind) or rng.randint(2, 6)
         gold = a**n
         if en:
-            q = {"square": "{a} squared", "cube": "{a} cubed",
-                 "pow": rng.choice(["{a} to the power of {n}", "what is {a} to the power of {n}?", "{a}^{n}"])}[kind]
+            q = {
+                "square": "{a} squared",
+                "cube": "{a} cubed",
+                "pow": rng.choice(["{a} to the power of {n}", "what is {a} to the power of {n}?", "{a}^{n}"]),
+            }[kind]
         else:
-            q = {"square": "{a}的平方", "cube": "{a}的立方", "pow": rng.choice(["{a}的{n}次方", "{a}的{n}次幂"])}[kind]
+            q = {
+                "square": "{a}的平方",
+                "cube": "{a}的立方",
+                "pow": rng.choice(["{a}的{n}次方", "{a}的{n}次幂"]),
+            }[kind]
         return Case("calculator", category, lang, sp.used_words, q.format(a=sp(a), n=n), float(gold))
     raise ValueError(category)
 
@@ -287,7 +328,12 @@ UNIT_TABLE: dict[str, tuple[str, str, list[str], list[str]]] = {
     "gal": ("gallon", "volume", ["gallons"], ["加仑"]),
     "m³": ("meter ** 3", "volume", ["cubic meters"], ["立方米"]),
     "cup": ("cup", "volume", ["cups"], ["量杯"]),
-    "km/h": ("kilometer / hour", "speed", ["km/h", "kilometers per hour", "kph"], ["公里每小时", "千米每小时"]),
+    "km/h": (
+        "kilometer / hour",
+        "speed",
+        ["km/h", "kilometers per hour", "kph"],
+        ["公里每小时", "千米每小时"],
+    ),
     "mph": ("mile / hour", "speed", ["mph", "miles per hour"], ["英里每小时"]),
     "m/s": ("meter / second", "speed", ["m/s", "meters per second"], ["米每秒"]),
     "kn": ("knot", "speed", ["knots"], ["节"]),
@@ -335,19 +381,29 @@ def unit_case(dimension: str, lang: str, rng: random.Random) -> Case:
     src, dst = rng.sample(keys, 2)
     if dimension == "temperature":
         lo = {"°C": -60, "°F": -76, "K": 1}[src]
-        value = Fraction(rng.randint(lo, 600)) if rng.random() < 0.8 else Fraction(rng.randint(lo * 10, 6000), 10)
+        value = (
+            Fraction(rng.randint(lo, 600)) if rng.random() < 0.8 else Fraction(rng.randint(lo * 10, 6000), 10)
+        )
     else:
         value = number(rng, 1, 5000, decimals=0.25)
     sp = Speller(rng, lang)
     v = sp(value)
     if lang == "en":
         a, b = rng.choice(UNIT_TABLE[src][2]), rng.choice(UNIT_TABLE[dst][2])
-        q = rng.choice(["convert {v} {a} to {b}", "how many {b} is {v} {a}?", "{v} {a} in {b}",
-                        "what is {v} {a} in {b}?", "{v} {a} to {b}"]).format(v=v, a=a, b=b)
+        q = rng.choice(
+            [
+                "convert {v} {a} to {b}",
+                "how many {b} is {v} {a}?",
+                "{v} {a} in {b}",
+                "what is {v} {a} in {b}?",
+                "{v} {a} to {b}",
+            ]
+        ).format(v=v, a=a, b=b)
     else:
         a, b = rng.choice(UNIT_TABLE[src][3]), rng.choice(UNIT_TABLE[dst][3])
-        q = rng.choice(["{v}{a}等于多少{b}", "把{v}{a}换算成{b}", "{v}{a}是多少{b}", "{v}{a}换算成{b}是多少"]
-                       ).format(v=v, a=a, b=b)
+        q = rng.choice(
+            ["{v}{a}等于多少{b}", "把{v}{a}换算成{b}", "{v}{a}是多少{b}", "{v}{a}换算成{b}是多少"]
+        ).format(v=v, a=a, b=b)
     return Case("units", dimension, lang, sp.used_words, q, reference_convert(value, src, dst))
 
 
@@ -365,8 +421,9 @@ def generate(n: int, seed: int) -> list[Case]:
 
 
 # ----------------------------------------------------------------------------- scoring
-def check(cases: list[Case], solve_calc: Callable[[str], Any], solve_units: Callable[[str], Any]
-          ) -> dict[str, Any]:
+def check(
+    cases: list[Case], solve_calc: Callable[[str], Any], solve_units: Callable[[str], Any]
+) -> dict[str, Any]:
     """Exact match per tool, category and language (and Chinese-numeral questions), plus failures."""
     from contracts.errors import AutoGLMError
 
@@ -374,7 +431,11 @@ def check(cases: list[Case], solve_calc: Callable[[str], Any], solve_units: Call
     failures: list[dict[str, Any]] = []
     for c in cases:
         try:
-            got = float(solve_calc(c.text).value) if c.tool == "calculator" else float(solve_units(c.text).result)
+            got = (
+                float(solve_calc(c.text).value)
+                if c.tool == "calculator"
+                else float(solve_units(c.text).result)
+            )
             ok = abs(got - c.gold) <= REL_TOL * max(1.0, abs(c.gold))
             detail = f"{got!r} != {c.gold!r}"
         except AutoGLMError as exc:
@@ -384,27 +445,42 @@ def check(cases: list[Case], solve_calc: Callable[[str], Any], solve_units: Call
         if c.zh_numerals:
             buckets[f"{c.tool}/zh_numerals"].append(ok)
         if not ok:
-            failures.append({"tool": c.tool, "category": c.category, "lang": c.lang, "text": c.text, "detail": detail})
+            failures.append(
+                {"tool": c.tool, "category": c.category, "lang": c.lang, "text": c.text, "detail": detail}
+            )
     em = {k: round(sum(v) / len(v), 4) for k, v in sorted(buckets.items())}
     n = {k: len(v) for k, v in sorted(buckets.items())}
     classes = Counter(f"{f['tool']}/{f['category']}/{f['lang']}" for f in failures)
-    return {"exact_match": em, "n": n, "failures": len(failures), "failure_classes": dict(classes.most_common()),
-            "failure_examples": failures[:40],
-            "goal_met": {tool: em.get(tool, 0.0) == 1.0 for tool in ("calculator", "units")}}
+    return {
+        "exact_match": em,
+        "n": n,
+        "failures": len(failures),
+        "failure_classes": dict(classes.most_common()),
+        "failure_examples": failures[:40],
+        "goal_met": {tool: em.get(tool, 0.0) == 1.0 for tool in ("calculator", "units")},
+    }
 
 
 def headline(result: dict[str, Any]) -> list[HeadlineRow]:
     em, n = result["exact_match"], result["n"]
     rows = []
-    for tool, what, ref in (("calculator", "Calculator exact match, generated EN/ZH questions", "fractions/decimal"),
-                            ("units", "Unit conversion exact match, generated EN/ZH questions", "pint")):
+    for tool, what, ref in (
+        ("calculator", "Calculator exact match, generated EN/ZH questions", "fractions/decimal"),
+        ("units", "Unit conversion exact match, generated EN/ZH questions", "pint"),
+    ):
         zh_words = em.get(f"{tool}/zh_numerals")
-        rows.append(HeadlineRow(
-            what=f"{what} ({n[tool]}, reference {ref})",
-            baseline="—",
-            result=f"{em[tool] * 100:.1f} % (EN {em[f'{tool}/en'] * 100:.1f} %, ZH {em[f'{tool}/zh'] * 100:.1f} %"
-                   + (f", Chinese number words {zh_words * 100:.1f} %" if zh_words is not None else "") + ")",
-            target="100 %", met=result["goal_met"][tool]))
+        rows.append(
+            HeadlineRow(
+                what=f"{what} ({n[tool]}, reference {ref})",
+                baseline="—",
+                result=f"{em[tool] * 100:.1f} % (EN {em[f'{tool}/en'] * 100:.1f} %, "
+                f"ZH {em[f'{tool}/zh'] * 100:.1f} %"
+                + (f", Chinese number words {zh_words * 100:.1f} %" if zh_words is not None else "")
+                + ")",
+                target="100 %",
+                met=result["goal_met"][tool],
+            )
+        )
     return rows
 
 
@@ -415,9 +491,17 @@ def figures(result: dict[str, Any]) -> list[Any]:
     em = result["exact_match"]
     out = []
     for tool, cats in (("calculator", CALC_CATEGORIES), ("units", UNIT_DIMENSIONS)):
-        out.append(Figure(title=f"{tool}: exact match on generated questions", kind="bars", categories=list(cats),
-                          ylabel="exact match",
-                          series={lang.upper(): [em.get(f"{tool}/{c}/{lang}", 0.0) for c in cats] for lang in ("en", "zh")}))
+        out.append(
+            Figure(
+                title=f"{tool}: exact match on generated questions",
+                kind="bars",
+                categories=list(cats),
+                ylabel="exact match",
+                series={
+                    lang.upper(): [em.get(f"{tool}/{c}/{lang}", 0.0) for c in cats] for lang in ("en", "zh")
+                },
+            )
+        )
     return out
 
 
@@ -439,8 +523,13 @@ def main() -> int:
     print(f"failures: {result['failures']}; classes: {result['failure_classes']}")
     for f in result["failure_examples"][:15]:
         print(f"  [{f['tool']}/{f['category']}/{f['lang']}] {f['text']!r}: {f['detail']}")
-    metrics = {"generator_version": GENERATOR_VERSION, "seed": args.seed, "n_per_category": args.n,
-               "rel_tol": REL_TOL, **result}
+    metrics = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": args.seed,
+        "n_per_category": args.n,
+        "rel_tol": REL_TOL,
+        **result,
+    }
     print(json.dumps({"bench": "tools", **metrics}, ensure_ascii=False))
     if not args.no_record:
         write_record("tools", metrics, headline(result), figures=figures(result))

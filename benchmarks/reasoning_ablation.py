@@ -54,13 +54,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # the length prior is chosen per variant on the validation families from these grids: the per-hop
 # head's STOP bias, the path head's bias per relation of a path
 PRIOR_GRID = {"hop": [0.0, -0.5, -1.0, -1.5, -2.0, -3.0], "path": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]}
-NOT_BUILT = ["co-training is a separate step (python -m cloud.training.cotrain on the checkpoint, then export): "
-             "run this ablation on the co-trained bundle for the '+ co-training' row; a graph encoder over "
-             "entities, path priors synced over MQTT and a session granularity are not built"]
+NOT_BUILT = [
+    "co-training is a separate step (python -m cloud.training.cotrain on the checkpoint, then export): "
+    "run this ablation on the co-trained bundle for the '+ co-training' row; a graph encoder over "
+    "entities, path priors synced over MQTT and a session granularity are not built"
+]
 
 
-def train_variant(enc: Any, items: list[ParaItem], seed: int, epochs: int, flags: dict[str, Any], out: Path,
-                  prior: float = 0.0) -> Any:
+def train_variant(
+    enc: Any,
+    items: list[ParaItem],
+    seed: int,
+    epochs: int,
+    flags: dict[str, Any],
+    out: Path,
+    prior: float = 0.0,
+) -> Any:
     """Train one variant, export it (with its length prior) and load it as the edge loads it."""
     from cloud.training.hop_scorer import (
         export_hop_scorer,
@@ -140,8 +149,12 @@ class BundleEncoder:
         if self.dirty:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             texts = list(self.emb)
-            np.savez(self.path, texts=json.dumps(texts), emb=np.stack([self.emb[t] for t in texts]),
-                     logits=np.stack([self.logits[t] for t in texts]))
+            np.savez(
+                self.path,
+                texts=json.dumps(texts),
+                emb=np.stack([self.emb[t] for t in texts]),
+                logits=np.stack([self.logits[t] for t in texts]),
+            )
             self.dirty = False
 
 
@@ -179,8 +192,13 @@ def select_variant(enc: BundleEncoder, train: list[ParaItem], epochs: int) -> di
     kg = [it for it in train if it.kind == "kg"]
     fit = [it for it in kg if not set(it.families) & val_fams]
     val = [it for it in kg if set(it.families) & val_fams][::2]
-    out: dict[str, Any] = {"fit_items": len(fit), "validation_items": len(val), "variants": {}, "prior": {},
-                           "prior_curve": {}}
+    out: dict[str, Any] = {
+        "fit_items": len(fit),
+        "validation_items": len(val),
+        "variants": {},
+        "prior": {},
+        "prior_curve": {},
+    }
     graph = default_graph()
     with tempfile.TemporaryDirectory(prefix="reasoning-val-") as tmp:
         for name, flags in VARIANTS.items():
@@ -192,17 +210,25 @@ def select_variant(enc: BundleEncoder, train: list[ParaItem], epochs: int) -> di
             best = max(curve, key=lambda p: curve[p]["all"])
             out["prior_curve"][name] = {p: c["all"] for p, c in curve.items()}
             out["prior"][name], out["variants"][name] = float(best), curve[best]
-            print(f"validation hits@1, {name}: {curve[best]['all']} (prior {best}; no prior {curve['0.0']['all']})",
-                  flush=True)
+            print(
+                f"validation hits@1, {name}: {curve[best]['all']} "
+                f"(prior {best}; no prior {curve['0.0']['all']})",
+                flush=True,
+            )
     out["selected"] = max(out["variants"], key=lambda n: out["variants"][n]["all"])
     return out
 
 
 def mean_spread(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     keys = sorted(set().union(*runs)) if runs else []
-    return {k: {"mean": round(statistics.fmean(r[k] for r in runs), 4),
-                "sd": round(statistics.stdev([r[k] for r in runs]), 4) if len(runs) > 1 else 0.0,
-                "spread": round(max(r[k] for r in runs) - min(r[k] for r in runs), 4)} for k in keys}
+    return {
+        k: {
+            "mean": round(statistics.fmean(r[k] for r in runs), 4),
+            "sd": round(statistics.stdev([r[k] for r in runs]), 4) if len(runs) > 1 else 0.0,
+            "spread": round(max(r[k] for r in runs) - min(r[k] for r in runs), 4),
+        }
+        for k in keys
+    }
 
 
 def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: int = 80) -> dict[str, Any]:
@@ -228,9 +254,14 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
     t0 = time.perf_counter()
     enc([it.text for it in frozen] + [it.text for it in train])
     enc.save()
-    out: dict[str, Any] = {"bundle": str(bundle), "seeds": seeds, "eval_items": {"kg": len(kg_eval), "real": len(real),
-                           "nonsense": len(nonsense)}, "train_items": len(train),
-                           "embed_seconds": round(time.perf_counter() - t0, 2), "not_built": NOT_BUILT}
+    out: dict[str, Any] = {
+        "bundle": str(bundle),
+        "seeds": seeds,
+        "eval_items": {"kg": len(kg_eval), "real": len(real), "nonsense": len(nonsense)},
+        "train_items": len(train),
+        "embed_seconds": round(time.perf_counter() - t0, 2),
+        "not_built": NOT_BUILT,
+    }
     out["validation"] = select_variant(enc, train, epochs)
     enc.save()
     out["graph"] = {"lexical": graph_hits(PathReasoner(graph), kg_eval)}
@@ -242,8 +273,9 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
         for name, flags in VARIANTS.items():
             runs = []
             for seed in seeds:
-                scorer = train_variant(enc, train, seed, epochs, flags, tmp / f"{name}-{seed}",
-                                       out["validation"]["prior"][name])
+                scorer = train_variant(
+                    enc, train, seed, epochs, flags, tmp / f"{name}-{seed}", out["validation"]["prior"][name]
+                )
                 runs.append(graph_hits(PathReasoner(graph, scorer=scorer), kg_eval))
                 enc.save()
             out["graph"][name] = mean_spread(runs)
@@ -253,25 +285,44 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
         real_emb, ns_emb = enc([it.text for it in real]), enc([it.text for it in nonsense])
         for seed in seeds:
             head, threshold, smetrics = train_scope_head(enc, items=train, seed=seed)
-            heads = [("scope_head", export_scope_head(head, threshold, tmp / f"scope-{seed}", smetrics), threshold)]
-            g_model, g_threshold, g_metrics = train_scope_gate(enc, lambda t: keyword.route(t)[1], items=train, seed=seed)
-            heads.append(("scope_gate", export_scope_gate(g_model, g_threshold, tmp / f"gate-{seed}", g_metrics),
-                          g_threshold))
+            heads = [
+                ("scope_head", export_scope_head(head, threshold, tmp / f"scope-{seed}", smetrics), threshold)
+            ]
+            g_model, g_threshold, g_metrics = train_scope_gate(
+                enc, lambda t: keyword.route(t)[1], items=train, seed=seed
+            )
+            heads.append(
+                (
+                    "scope_gate",
+                    export_scope_gate(g_model, g_threshold, tmp / f"gate-{seed}", g_metrics),
+                    g_threshold,
+                )
+            )
             for kind, (onnx_path, meta_path), thr in heads:
-                gate = OnnxScopeHead(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")),
-                                     keyword=lambda t: keyword.route(t)[1])
+                gate = OnnxScopeHead(
+                    onnx_path,
+                    json.loads(meta_path.read_text(encoding="utf-8")),
+                    keyword=lambda t: keyword.route(t)[1],
+                )
                 p_real = [gate.p_unsure(e, it.text) for e, it in zip(real_emb, real, strict=True)]
                 p_ns = [gate.p_unsure(e, it.text) for e, it in zip(ns_emb, nonsense, strict=True)]
-                scope_runs[kind].append({"threshold": thr,
-                                         "nonsense_abstention": float(np.mean([p >= thr for p in p_ns])),
-                                         "false_abstention": float(np.mean([p >= thr for p in p_real]))})
+                scope_runs[kind].append(
+                    {
+                        "threshold": thr,
+                        "nonsense_abstention": float(np.mean([p >= thr for p in p_ns])),
+                        "false_abstention": float(np.mean([p >= thr for p in p_real])),
+                    }
+                )
         out["abstention_scope_head"] = mean_spread(scope_runs["scope_head"])
         out["abstention_scope_gate"] = mean_spread(scope_runs["scope_gate"])
         print("abstention:", out["abstention_scope_head"], out["abstention_scope_gate"], flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     # router accuracy on the frozen route families + graph questions; baseline abstention by probability
-    routed: dict[str, dict[str, list[bool]]] = {"keyword": defaultdict(list), "bundle_head": defaultdict(list)}
+    routed: dict[str, dict[str, list[bool]]] = {
+        "keyword": defaultdict(list),
+        "bundle_head": defaultdict(list),
+    }
     abst: dict[str, dict[str, list[bool]]] = {"keyword": defaultdict(list), "bundle_head": defaultdict(list)}
     head_routes = enc.route([it.text for it in frozen])
     for it, (h_route, h_p) in zip(frozen, head_routes, strict=True):
@@ -281,19 +332,41 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
             abst[name][group].append(p < 0.6)
             if it.route != UNSURE:
                 routed[name][it.lang].append(r == it.route)
-    out["router"] = {name: {lang: round(sum(v) / len(v), 4) for lang, v in sorted(d.items())} for name, d in routed.items()}
+    out["router"] = {
+        name: {lang: round(sum(v) / len(v), 4) for lang, v in sorted(d.items())} for name, d in routed.items()
+    }
     out["abstention_router_probability_0.6"] = {
-        name: {"nonsense_abstention": round(float(np.mean(d["nonsense"])), 4),
-               "false_abstention": round(float(np.mean(d["real"])), 4)} for name, d in abst.items()}
+        name: {
+            "nonsense_abstention": round(float(np.mean(d["nonsense"])), 4),
+            "false_abstention": round(float(np.mean(d["real"])), 4),
+        }
+        for name, d in abst.items()
+    }
     selected = out["validation"]["selected"]
-    out["ask_latency_ms"] = ask_latency(bundle, enc, seeds[0], train, kg_eval[:24 if quick else 60], epochs,
-                                        VARIANTS[selected], out["validation"]["prior"][selected])
+    out["ask_latency_ms"] = ask_latency(
+        bundle,
+        enc,
+        seeds[0],
+        train,
+        kg_eval[: 24 if quick else 60],
+        epochs,
+        VARIANTS[selected],
+        out["validation"]["prior"][selected],
+    )
     enc.save()
     return out
 
 
-def ask_latency(bundle: Path, enc: BundleEncoder, seed: int, train: list[ParaItem], items: list[ParaItem],
-                epochs: int, flags: dict[str, Any], prior: float) -> dict[str, Any]:
+def ask_latency(
+    bundle: Path,
+    enc: BundleEncoder,
+    seed: int,
+    train: list[ParaItem],
+    items: list[ParaItem],
+    epochs: int,
+    flags: dict[str, Any],
+    prior: float,
+) -> dict[str, Any]:
     """``Agent.ask`` on graph questions: lexical scorer vs. the learned scorer attached to a copy of
     the bundle (hashing encoder for routing; the learned scorer embeds with its own ORT session)."""
     from cloud.training.hop_scorer import attach_to_bundle
@@ -307,11 +380,20 @@ def ask_latency(bundle: Path, enc: BundleEncoder, seed: int, train: list[ParaIte
         train_variant(enc, train, seed, epochs, flags, tmp / "head", prior)
         attach_to_bundle(copy, [(tmp / "head" / "hop_scorer.onnx", tmp / "head" / "hop_scorer.json")])
         out: dict[str, Any] = {}
-        choices: tuple[tuple[str, Literal["lexical", "learned"]], ...] = (("lexical", "lexical"), ("learned", "learned"))
+        choices: tuple[tuple[str, Literal["lexical", "learned"]], ...] = (
+            ("lexical", "lexical"),
+            ("learned", "learned"),
+        )
         for name, scorer in choices:
-            agent = build_agent(AgentSettings(agent_memory_db=tmp / f"{name}.sqlite3", agent_kg_scorer=scorer,
-                                              agent_cache_enabled=False, agent_confidence_threshold=0.0),
-                                bundle_dir=copy)
+            agent = build_agent(
+                AgentSettings(
+                    agent_memory_db=tmp / f"{name}.sqlite3",
+                    agent_kg_scorer=scorer,
+                    agent_cache_enabled=False,
+                    agent_confidence_threshold=0.0,
+                ),
+                bundle_dir=copy,
+            )
 
             async def run(agent: Any = agent) -> list[float]:
                 lat = []
@@ -321,8 +403,11 @@ def ask_latency(bundle: Path, enc: BundleEncoder, seed: int, train: list[ParaIte
                 return lat
 
             lat = asyncio.run(run())
-            out[name] = {"n": len(lat), "p50_ms": round(statistics.median(lat), 3),
-                         "p99_ms": round(float(np.percentile(lat, 99)), 3)}
+            out[name] = {
+                "n": len(lat),
+                "p50_ms": round(statistics.median(lat), 3),
+                "p99_ms": round(float(np.percentile(lat, 99)), 3),
+            }
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -346,32 +431,49 @@ def headline(rec: dict[str, Any]) -> list[Any]:
         for name in [v for v in VARIANTS if v in g]:
             got = [g[name].get(f"{h}hop_{lang}", {"mean": 0.0, "sd": 0.0}) for h in (1, 2, 3)]
             mark = " **(selected on validation)**" if name == best else ""
-            rows.append(HeadlineRow(
-                what=f"Graph hits@1 % (mean ± sd, {n} seeds), frozen held-out families, {lang.upper()}, 1 / 2 / 3 "
-                     f"hops: {name}{mark}, length prior {rec['validation']['prior'][name]}"
-                     + (f" ({rec['label']})" if rec.get("label") else ""),
-                baseline=f"lexical cue scorer {lex}", result=" / ".join(_pct(x) for x in got),
-                target="≥ 95 / 92 / 88",
-                met=got[0]["mean"] >= 0.95 and got[1]["mean"] >= 0.92 and got[2]["mean"] >= 0.88))
+            rows.append(
+                HeadlineRow(
+                    what=f"Graph hits@1 % (mean ± sd, {n} seeds), frozen held-out families, "
+                    f"{lang.upper()}, 1 / 2 / 3 "
+                    f"hops: {name}{mark}, length prior {rec['validation']['prior'][name]}"
+                    + (f" ({rec['label']})" if rec.get("label") else ""),
+                    baseline=f"lexical cue scorer {lex}",
+                    result=" / ".join(_pct(x) for x in got),
+                    target="≥ 95 / 92 / 88",
+                    met=got[0]["mean"] >= 0.95 and got[1]["mean"] >= 0.92 and got[2]["mean"] >= 0.88,
+                )
+            )
     base = rec["abstention_router_probability_0.6"]["keyword"]
-    for key, label in (("abstention_scope_head", "scope head /1 (MLP on embedding + char n-grams)"),
-                       ("abstention_scope_gate", "scope gate /2 (kNN distance + keyword-router confidence)")):
+    for key, label in (
+        ("abstention_scope_head", "scope head /1 (MLP on embedding + char n-grams)"),
+        ("abstention_scope_gate", "scope gate /2 (kNN distance + keyword-router confidence)"),
+    ):
         if key not in rec:
             continue
         a = rec[key]
-        rows.append(HeadlineRow(
-            what=f"Abstention on held-out nonsense / false abstention on real questions %, {label} (mean ± sd)",
-            baseline=f"keyword router p<0.6: {base['nonsense_abstention'] * 100:.1f} / {base['false_abstention'] * 100:.1f}",
-            result=f"{_pct(a['nonsense_abstention'])} / {_pct(a['false_abstention'])}",
-            target="≥ 90 / ≤ 2",
-            met=a["nonsense_abstention"]["mean"] >= 0.9 and a["false_abstention"]["mean"] <= 0.02))
+        rows.append(
+            HeadlineRow(
+                what="Abstention on held-out nonsense / false abstention on real questions %, "
+                f"{label} (mean ± sd)",
+                baseline=f"keyword router p<0.6: {base['nonsense_abstention'] * 100:.1f} / "
+                f"{base['false_abstention'] * 100:.1f}",
+                result=f"{_pct(a['nonsense_abstention'])} / {_pct(a['false_abstention'])}",
+                target="≥ 90 / ≤ 2",
+                met=a["nonsense_abstention"]["mean"] >= 0.9 and a["false_abstention"]["mean"] <= 0.02,
+            )
+        )
     lat = rec.get("ask_latency_ms", {})
     if "learned" in lat:
-        rows.append(HeadlineRow(
-            what=f"Agent.ask p50 / p99 ms, graph questions, {best} scorer (this CPU; hashing-encoder routing)",
-            baseline=f"lexical {lat['lexical']['p50_ms']:.1f} / {lat['lexical']['p99_ms']:.1f}",
-            result=f"{lat['learned']['p50_ms']:.1f} / {lat['learned']['p99_ms']:.1f}", target="p50 ≤ 15",
-            met=lat["learned"]["p50_ms"] <= 15.0))
+        rows.append(
+            HeadlineRow(
+                what=f"Agent.ask p50 / p99 ms, graph questions, {best} scorer "
+                "(this CPU; hashing-encoder routing)",
+                baseline=f"lexical {lat['lexical']['p50_ms']:.1f} / {lat['lexical']['p99_ms']:.1f}",
+                result=f"{lat['learned']['p50_ms']:.1f} / {lat['learned']['p99_ms']:.1f}",
+                target="p50 ≤ 15",
+                met=lat["learned"]["p50_ms"] <= 15.0,
+            )
+        )
     return rows
 
 
@@ -382,8 +484,12 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-record", action="store_true")
-    ap.add_argument("--record-name", default="reasoning", help="benchmark name of the record (e.g. "
-                    "reasoning_cotrained for a run on a co-trained encoder, rendered in its own docs block)")
+    ap.add_argument(
+        "--record-name",
+        default="reasoning",
+        help="benchmark name of the record (e.g. "
+        "reasoning_cotrained for a run on a co-trained encoder, rendered in its own docs block)",
+    )
     ap.add_argument("--label", default="", help="what the bundle is, written into the headline rows")
     ap.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     args = ap.parse_args()

@@ -100,7 +100,9 @@ class LeaderLease:
                 self._expires_at = now + self.ttl_s
             leader = self.is_leader
             if leader != was:
-                log.info("leadership changed", extra={"lease": self.name, "holder": self.holder, "leader": leader})
+                log.info(
+                    "leadership changed", extra={"lease": self.name, "holder": self.holder, "leader": leader}
+                )
             LEADER.set(1 if leader else 0)
             return leader
 

@@ -24,7 +24,8 @@ class CloudSettings(AutoGLMSettings):
     )
     database_url: str = Field(
         default="",
-        description="SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db). Empty: SQLite file under data_dir.",
+        description="SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db). "
+        "Empty: SQLite file under data_dir.",
     )
     admin_tokens: list[str] = Field(
         default_factory=list,
@@ -52,12 +53,16 @@ class CloudSettings(AutoGLMSettings):
         default=2 * 1024**3, description="Largest bundle archive accepted by upload (bytes)."
     )
     http_max_json_body_bytes: int = Field(
-        default=1024 * 1024, ge=1024,
+        default=1024 * 1024,
+        ge=1024,
         description="Largest request body of the JSON API routes (413 above it, checked from Content-Length "
         "first and counted while reading); bundle uploads have their own limit (upload_max_bytes).",
     )
     http_max_json_depth: int = Field(
-        default=32, ge=2, le=512, description="Deepest nesting of arrays/objects accepted in a JSON body (400 deeper)."
+        default=32,
+        ge=2,
+        le=512,
+        description="Deepest nesting of arrays/objects accepted in a JSON body (400 deeper).",
     )
     mqtt_enabled: bool = Field(default=True, description="Connect to the MQTT broker for fleet sync.")
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host.")

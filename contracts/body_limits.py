@@ -70,9 +70,17 @@ def error_body(message: str, code: str) -> bytes:
 
 async def send_error(send: Send, status: int, message: str, code: str) -> None:
     body = error_body(message, code)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -144,27 +152,42 @@ class BodyLimitMiddleware:
         await send_error(send, status, message, code)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") \
-                or scope["path"] in self.exclude_paths or (self.exclude and scope["path"].startswith(self.exclude)):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD", "OPTIONS")
+            or scope["path"] in self.exclude_paths
+            or (self.exclude and scope["path"].startswith(self.exclude))
+        ):
             await self.app(scope, receive, send)
             return
         length = declared_length(scope)
         if length is not None and length > self.max_body_bytes:
-            await self._reject(scope, send, 413, f"request body of {length} bytes exceeds the limit of "
-                               f"{self.max_body_bytes} bytes", "payload_too_large")
+            await self._reject(
+                scope,
+                send,
+                413,
+                f"request body of {length} bytes exceeds the limit of {self.max_body_bytes} bytes",
+                "payload_too_large",
+            )
             return
         try:
             body = await read_body(receive, self.max_body_bytes)
         except BodyTooLarge:
-            await self._reject(scope, send, 413, f"request body exceeds the limit of {self.max_body_bytes} bytes",
-                               "payload_too_large")
+            await self._reject(
+                scope,
+                send,
+                413,
+                f"request body exceeds the limit of {self.max_body_bytes} bytes",
+                "payload_too_large",
+            )
             return
         except ClientDisconnected:
             return
         ctype = _content_type(scope)
         if (not ctype or ctype.endswith(b"json")) and json_too_deep(body, self.max_json_depth):
-            await self._reject(scope, send, 400, f"JSON body nested deeper than {self.max_json_depth} levels",
-                               "bad_request")
+            await self._reject(
+                scope, send, 400, f"JSON body nested deeper than {self.max_json_depth} levels", "bad_request"
+            )
             return
         sent = False
 

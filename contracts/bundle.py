@@ -147,7 +147,9 @@ class Bundle:
         try:
             return self.manifest.graphs[role]
         except KeyError:
-            raise BundleError(f"bundle {self.root}: no graph {role!r} (has {sorted(self.manifest.graphs)})") from None
+            raise BundleError(
+                f"bundle {self.root}: no graph {role!r} (has {sorted(self.manifest.graphs)})"
+            ) from None
 
     def graph_file(self, role: str = "encoder") -> Path:
         entry = self.graph(role)
@@ -168,7 +170,9 @@ class Bundle:
         tok = self.manifest.tokenizer
         if tok.from_parent:
             if self.parent is None:
-                raise BundleError(f"bundle {self.root}: tokenizer lives in the parent bundle; open it with parent=...")
+                raise BundleError(
+                    f"bundle {self.root}: tokenizer lives in the parent bundle; open it with parent=..."
+                )
             return self.parent.tokenizer_file()
         return self.root / tok.file
 
@@ -216,11 +220,15 @@ def _check_signature(root: Path, public_key: bytes | str | Path | None) -> bool:
         return False
     vk = load_verify_key(public_key)
     if not sig_path.is_file():
-        raise BundleError(f"{root}: bundle is not signed ({SIGNATURE_FILE} missing) but a public key was given")
+        raise BundleError(
+            f"{root}: bundle is not signed ({SIGNATURE_FILE} missing) but a public key was given"
+        )
     try:
         vk.verify((root / MANIFEST_FILE).read_bytes(), sig_path.read_bytes())
     except (BadSignatureError, ValueError) as exc:
-        raise BundleError(f"{root}: bad signature: {SIGNATURE_FILE} does not match {MANIFEST_FILE} and the public key") from exc
+        raise BundleError(
+            f"{root}: bad signature: {SIGNATURE_FILE} does not match {MANIFEST_FILE} and the public key"
+        ) from exc
     return True
 
 
@@ -236,7 +244,8 @@ def _check_files(root: Path, manifest: Manifest) -> None:
         actual = sha256_file(path)
         if actual != entry.sha256:
             raise BundleError(
-                f"{root}: file {name!r} sha256 mismatch: {actual[:16]}…, manifest says {entry.sha256[:16]}… (modified?)"
+                f"{root}: file {name!r} sha256 mismatch: {actual[:16]}…, "
+                f"manifest says {entry.sha256[:16]}… (modified?)"
             )
 
 
@@ -254,7 +263,10 @@ def _check_parent(bundle: Bundle, parent: Bundle) -> None:
         if graph.from_parent:
             theirs = parent.manifest.graphs.get(role)
             if theirs is None or theirs.sha256 != graph.sha256:
-                raise BundleError(f"{bundle.root}: parent bundle does not carry graph {role!r} with sha256 {graph.sha256[:12]}…")
+                raise BundleError(
+                    f"{bundle.root}: parent bundle does not carry graph {role!r} "
+                    f"with sha256 {graph.sha256[:12]}…"
+                )
 
 
 def open_bundle(
@@ -322,7 +334,9 @@ def unpack_bundle(archive: Path, dest: Path) -> Path:
             for member in tar.getmembers():
                 name = member.name
                 if not (member.isfile() or member.isdir()):
-                    raise BundleError(f"{archive}: member {name!r} is not a regular file (links and devices are refused)")
+                    raise BundleError(
+                        f"{archive}: member {name!r} is not a regular file (links and devices are refused)"
+                    )
                 if name.startswith("/") or ".." in Path(name).parts:
                     raise BundleError(f"{archive}: member {name!r} would leave the destination")
             tar.extractall(dest, filter="data")

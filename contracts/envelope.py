@@ -226,7 +226,9 @@ def check_json_values(data: bytes, limit: int = DEFAULT_MAX_JSON_VALUES) -> None
     bare = _ESCAPE.sub(b"", data) if b"\\" in data else data
     count = _structural(_STRING.sub(b"", bare))
     if count > limit:
-        raise EnvelopeRejected(RejectReason.OVERSIZED, f"body holds about {count} JSON values > maximum {limit}")
+        raise EnvelopeRejected(
+            RejectReason.OVERSIZED, f"body holds about {count} JSON values > maximum {limit}"
+        )
 
 
 def parse_body(body: bytes, n: int, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> list[dict[str, Any]]:
@@ -267,7 +269,9 @@ def decode(
     if magic != MAGIC:
         raise EnvelopeRejected(RejectReason.MALFORMED, "not an AutoGLM sync frame (bad magic)")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise EnvelopeRejected(RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema version {version} is not supported")
+        raise EnvelopeRejected(
+            RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema version {version} is not supported"
+        )
     if head_len > MAX_HEADER_BYTES or _PREFIX.size + head_len > len(data):
         raise EnvelopeRejected(RejectReason.MALFORMED, f"header length {head_len} is out of range")
     header = parse_json(data[_PREFIX.size : _PREFIX.size + head_len], max_depth=max_depth, what="header")
@@ -283,7 +287,9 @@ def decode(
     try:
         content_type = ContentType(_field(header, "ct", str))
     except ValueError:
-        raise EnvelopeRejected(RejectReason.UNKNOWN_CONTENT_TYPE, f"content type {header.get('ct')!r}") from None
+        raise EnvelopeRejected(
+            RejectReason.UNKNOWN_CONTENT_TYPE, f"content type {header.get('ct')!r}"
+        ) from None
     try:
         encoding = Encoding(_field(header, "enc", str))
     except ValueError:
@@ -291,11 +297,23 @@ def decode(
     meta = header.get("meta", {})
     if not isinstance(meta, dict):
         raise EnvelopeRejected(RejectReason.MALFORMED, "header field 'meta' is not an object")
-    head = Envelope(message_id=message_id, node_id=node_id, seq=seq, hlc=hlc, content_type=content_type,
-                    records=[], encoding=encoding, meta=meta, schema_version=version, wire_bytes=len(data),
-                    n_records=n)
+    head = Envelope(
+        message_id=message_id,
+        node_id=node_id,
+        seq=seq,
+        hlc=hlc,
+        content_type=content_type,
+        records=[],
+        encoding=encoding,
+        meta=meta,
+        schema_version=version,
+        wire_bytes=len(data),
+        n_records=n,
+    )
     try:
-        body = _body(data[_PREFIX.size + head_len :], head, max_decompressed_bytes, max_records, max_json_values)
+        body = _body(
+            data[_PREFIX.size + head_len :], head, max_decompressed_bytes, max_records, max_json_values
+        )
         if not parse_records:
             return replace(head, body=body)
         records = parse_body(body, n, max_depth=max_depth)
@@ -305,7 +323,9 @@ def decode(
     return replace(head, records=records)
 
 
-def _body(payload: bytes, head: Envelope, max_decompressed_bytes: int, max_records: int, max_json_values: int) -> bytes:
+def _body(
+    payload: bytes, head: Envelope, max_decompressed_bytes: int, max_records: int, max_json_values: int
+) -> bytes:
     """The decompressed body, after the record-count and size checks (none needs decompressing)."""
     if head.n_records > max_records:
         raise EnvelopeRejected(RejectReason.OVERSIZED, f"{head.n_records} records > maximum {max_records}")
@@ -320,9 +340,13 @@ def _body(payload: bytes, head: Envelope, max_decompressed_bytes: int, max_recor
         try:
             payload = lz4.block.decompress(payload)
         except (lz4.block.LZ4BlockError, ValueError) as err:
-            raise EnvelopeRejected(RejectReason.BAD_ENCODING, f"LZ4 body does not decompress: {err}") from None
+            raise EnvelopeRejected(
+                RejectReason.BAD_ENCODING, f"LZ4 body does not decompress: {err}"
+            ) from None
     elif len(payload) > max_decompressed_bytes:
-        raise EnvelopeRejected(RejectReason.OVERSIZED, f"body of {len(payload)} bytes > {max_decompressed_bytes}")
+        raise EnvelopeRejected(
+            RejectReason.OVERSIZED, f"body of {len(payload)} bytes > {max_decompressed_bytes}"
+        )
     check_json_values(payload, max_json_values)
     return bytes(payload)
 
@@ -333,7 +357,12 @@ class Framer:
     :class:`EnvelopeTooLarge` for a frame over ``max_bytes``."""
 
     def __init__(
-        self, node_id: str, clock: HybridClock, *, compress: bool = True, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+        self,
+        node_id: str,
+        clock: HybridClock,
+        *,
+        compress: bool = True,
+        max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.node_id = node_id
         self.clock = clock

@@ -117,7 +117,9 @@ class HybridClock:
                 out = [f"{self._wall_ms:0{WALL_DIGITS}d}-{self._counter:0{COUNTER_DIGITS}d}-{self.node_id}"]
                 for _ in range(n - 1):
                     self._bump()
-                    out.append(f"{self._wall_ms:0{WALL_DIGITS}d}-{self._counter:0{COUNTER_DIGITS}d}-{self.node_id}")
+                    out.append(
+                        f"{self._wall_ms:0{WALL_DIGITS}d}-{self._counter:0{COUNTER_DIGITS}d}-{self.node_id}"
+                    )
                 return out
             head, tail, first = f"{self._wall_ms:0{WALL_DIGITS}d}-", f"-{self.node_id}", self._counter
             self._counter += n - 1

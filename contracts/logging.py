@@ -23,7 +23,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("autoglm_log_ctx", default=None)
+_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "autoglm_log_ctx", default=None
+)
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -45,7 +47,8 @@ def log_context(**fields: Any) -> Iterator[None]:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC)
+            .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,

@@ -29,9 +29,7 @@ SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
 MANIFEST_FILE = "manifest.yaml"
 SIGNATURE_FILE = "manifest.sig"
 
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-)
+SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -46,7 +44,12 @@ def _check_sha(value: str) -> str:
 
 def _check_rel_path(value: str) -> str:
     """Bundle file names are relative POSIX paths that stay inside the bundle."""
-    if not value or value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in value.split("/")):
+    if (
+        not value
+        or value.startswith("/")
+        or "\\" in value
+        or any(p in ("", ".", "..") for p in value.split("/"))
+    ):
         raise ValueError(f"bundle file name {value!r} must be a relative path inside the bundle")
     return value
 
@@ -141,7 +144,9 @@ class AdapterSetEntry(_Strict):
     routes: list[str] = Field(min_length=2)
     temperature: float = Field(default=1.0, gt=0)
     bottleneck: int = Field(gt=0)
-    encoding: Literal["float32", "float16", "int8"] = "float32"  # storage in the file (contracts.adapter_codec)
+    encoding: Literal["float32", "float16", "int8"] = (
+        "float32"  # storage in the file (contracts.adapter_codec)
+    )
     tensors: dict[str, AdapterTensor]
 
 
@@ -167,7 +172,6 @@ class TokenizerSpec(_Strict):
     oov_char_fallback: bool = True  # contracts.tokenizer: single-char [UNK] -> [unusedN]
     padding: Literal["longest"] = "longest"
     from_parent: bool = False
-
 
 
 class Metrics(_Strict):
@@ -217,7 +221,6 @@ class TensorRTEngine(_Strict):
     max_shape: list[int]
 
 
-
 class Manifest(_Strict):
     schema_version: int = SCHEMA_VERSION
     kind: BundleKind = "full"
@@ -250,7 +253,9 @@ class Manifest(_Strict):
     @classmethod
     def _known_schema(cls, v: int) -> int:
         if v not in SUPPORTED_SCHEMA_VERSIONS:
-            raise ValueError(f"unknown schema_version {v} (this build reads {sorted(SUPPORTED_SCHEMA_VERSIONS)})")
+            raise ValueError(
+                f"unknown schema_version {v} (this build reads {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
+            )
         return v
 
     @field_validator("files")
@@ -265,7 +270,9 @@ class Manifest(_Strict):
         if "encoder" not in self.graphs:
             raise ValueError("graphs must contain the 'encoder' graph")
         if self.default_adapter_set not in self.adapter_sets:
-            raise ValueError(f"default_adapter_set {self.default_adapter_set!r} is not one of {list(self.adapter_sets)}")
+            raise ValueError(
+                f"default_adapter_set {self.default_adapter_set!r} is not one of {list(self.adapter_sets)}"
+            )
         if self.adapter_sets[self.default_adapter_set].routes != self.routes:
             raise ValueError("routes must equal the default adapter set's routes")
         for set_name, entry in self.adapter_sets.items():
@@ -329,12 +336,14 @@ class Manifest(_Strict):
             raise BundleError(f"{where}: schema_version missing or not an integer ({version!r})")
         if version not in SUPPORTED_SCHEMA_VERSIONS:
             raise BundleError(
-                f"{where}: unknown schema_version {version} (this build reads {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
+                f"{where}: unknown schema_version {version} "
+                f"(this build reads {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
             )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                for err in exc.errors()[:5]
             )
             raise BundleError(f"{where}: invalid manifest ({problems})") from exc

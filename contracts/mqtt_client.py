@@ -211,7 +211,9 @@ class MqttConnection:
                 self._set_state(ConnectionState.DISCONNECTED)
                 delay = backoff_delay(self._attempt, o.reconnect_min_s, o.reconnect_max_s)
                 self._attempt += 1
-                log.debug("%s: connect to %s:%s failed (%s); retry in %.2fs", self._name, o.host, o.port, err, delay)
+                log.debug(
+                    "%s: connect to %s:%s failed (%s); retry in %.2fs", self._name, o.host, o.port, err, delay
+                )
                 self._stop.wait(delay)
                 continue
             self._set_nodelay()
@@ -240,7 +242,12 @@ class MqttConnection:
                 setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _handle_connect(
-        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: object, properties: object
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: object,
+        properties: object,
     ) -> None:
         if getattr(reason_code, "is_failure", False):
             log.warning("%s: broker refused the connection: %s", self._name, reason_code)
@@ -264,8 +271,13 @@ class MqttConnection:
         self.connects += 1
         self._attempt = 0
         self._set_state(ConnectionState.CONNECTED)
-        log.info("%s: connected to %s:%s (session present: %s)", self._name, self.options.host,
-                 self.options.port, self._session_present)
+        log.info(
+            "%s: connected to %s:%s (session present: %s)",
+            self._name,
+            self.options.host,
+            self.options.port,
+            self._session_present,
+        )
         if self._on_connected is not None:
             self._on_connected(self._session_present)
 

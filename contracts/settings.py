@@ -92,11 +92,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     for section, body in loaded.items():
         if section not in SECTION_MODULES:
             raise ConfigError(
-                f"{CONFIG_ENV}={path}: unknown section {section!r}{_did_you_mean(str(section), SECTION_MODULES)}; "
+                f"{CONFIG_ENV}={path}: unknown section "
+                f"{section!r}{_did_you_mean(str(section), SECTION_MODULES)}; "
                 f"sections are {', '.join(SECTION_MODULES)}"
             )
         if body is not None and not isinstance(body, dict):
-            raise ConfigError(f"{CONFIG_ENV}={path}: section {section!r} must be a mapping, not a {type(body).__name__}")
+            raise ConfigError(
+                f"{CONFIG_ENV}={path}: section {section!r} must be a mapping, not a {type(body).__name__}"
+            )
     return loaded
 
 
@@ -164,7 +167,9 @@ class _EnvSource(EnvSettingsSource):
             pairs = [p for p in text.split(",") if p.strip()]
             if all("=" in p for p in pairs):
                 return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
-        shape = "a JSON object or k=v,k2=v2" if _is_dict(field.annotation) else "JSON or a comma-separated list"
+        shape = (
+            "a JSON object or k=v,k2=v2" if _is_dict(field.annotation) else "JSON or a comma-separated list"
+        )
         raise ConfigError(f"{env}={_short(value)}: cannot parse; expected {shape}")
 
 
@@ -220,7 +225,9 @@ class AutoGLMSettings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         path, data = yaml_section_data(cls.yaml_section)
         if path is not None and data:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path, yaml_config_section=cls.yaml_section))
+            sources.append(
+                YamlConfigSettingsSource(settings_cls, yaml_file=path, yaml_config_section=cls.yaml_section)
+            )
         return (*sources, file_secret_settings)
 
     # -- names and origins -----------------------------------------------------------------------
@@ -245,7 +252,8 @@ class AutoGLMSettings(BaseSettings):
 
     @classmethod
     def origin(cls, field: str, init: dict[str, Any] | None = None) -> str:
-        """Where a field's value comes from: ``flag``, ``env AUTOGLM_…``, ``yaml FILE section.key`` or ``default``."""
+        """Where a field's value comes from: ``flag``, ``env AUTOGLM_…``, ``yaml FILE section.key``
+        or ``default``."""
         if init and field in init:
             return "flag"
         env = f"{cls.env_prefix()}{field}".upper()
@@ -288,7 +296,9 @@ class AutoGLMSettings(BaseSettings):
         m = re.search(r'field "([^"]+)"', str(exc))
         if m:
             env = f"{cls.env_prefix()}{m.group(1)}".upper()
-            return f"{env}={_short(_env_value(env))}: cannot parse ({exc.__cause__ or exc})".replace("\n", " ")
+            return f"{env}={_short(_env_value(env))}: cannot parse ({exc.__cause__ or exc})".replace(
+                "\n", " "
+            )
         return str(exc).replace("\n", " ")
 
 

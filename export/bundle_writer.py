@@ -26,7 +26,11 @@ def write_adapter_file(
     manifest's tensor table (always the float32 tensors the graph binds)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(tensors.items())}
-    save_file(encode_tensors(clean, encoding), str(path), metadata={"adapter_set": set_name, "layout": "onnx", "encoding": encoding})
+    save_file(
+        encode_tensors(clean, encoding),
+        str(path),
+        metadata={"adapter_set": set_name, "layout": "onnx", "encoding": encoding},
+    )
     return {k: AdapterTensor(shape=list(v.shape), transposed=transposed[k]) for k, v in clean.items()}
 
 

@@ -65,7 +65,9 @@ def _dummy_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def export_adapter_set_graph(model: AutoGLMModel, set_name: str, out_path: Path, opset: int = 17) -> AdapterLayout:
+def export_adapter_set_graph(
+    model: AutoGLMModel, set_name: str, out_path: Path, opset: int = 17
+) -> AdapterLayout:
     """Write ``out_path`` (fp32 ONNX, pooling + L2 norm in-graph, dynamic batch and sequence)."""
     model.eval()
     aset = model.adapter_set(set_name)
@@ -139,21 +141,29 @@ def _name_adapter_initializers(
 
 
 def initializer_names(path_or_proto: Path | onnx.ModelProto) -> set[str]:
-    proto = path_or_proto if isinstance(path_or_proto, onnx.ModelProto) else onnx.load(str(path_or_proto), load_external_data=False)
+    proto = (
+        path_or_proto
+        if isinstance(path_or_proto, onnx.ModelProto)
+        else onnx.load(str(path_or_proto), load_external_data=False)
+    )
     return {i.name for i in proto.graph.initializer}
 
 
 def check_adapter_initializers(path: Path, tensors: dict[str, tuple[int, ...]], stage: str) -> None:
-    """After each rewrite (optimizer, quantizer, fp16) every adapter tensor must still be a float32 initializer."""
+    """After each rewrite (optimizer, quantizer, fp16) every adapter tensor must still be a float32
+    initializer."""
     proto = onnx.load(str(path), load_external_data=False)
     have = {i.name: i for i in proto.graph.initializer}
     for name, shape in tensors.items():
         init = have.get(name)
         if init is None:
-            raise ExportError(f"{stage}: adapter tensor {name!r} is no longer a graph initializer (it could not be bound)")
+            raise ExportError(
+                f"{stage}: adapter tensor {name!r} is no longer a graph initializer (it could not be bound)"
+            )
         if init.data_type != onnx.TensorProto.FLOAT or tuple(init.dims) != tuple(shape):
             raise ExportError(
-                f"{stage}: adapter tensor {name!r} became {onnx.TensorProto.DataType.Name(init.data_type)}{list(init.dims)}"
+                f"{stage}: adapter tensor {name!r} became "
+                f"{onnx.TensorProto.DataType.Name(init.data_type)}{list(init.dims)}"
             )
 
 
@@ -175,7 +185,11 @@ def canonicalise_attention_mask(proto: onnx.ModelProto) -> bool:
         return found[0] if len(found) == 1 and found[0].op_type == op else None
 
     for cast in (n for n in nodes if n.op_type == "Cast" and n.input[0] == INPUT_NAMES[1]):
-        subs = [c for c in consumers.get(cast.output[0], []) if c.op_type == "Sub" and c.input[1] == cast.output[0]]
+        subs = [
+            c
+            for c in consumers.get(cast.output[0], [])
+            if c.op_type == "Sub" and c.input[1] == cast.output[0]
+        ]
         for sub in subs:
             u1 = only(sub.output[0], "Unsqueeze")
             u2 = only(u1.output[0], "Unsqueeze") if u1 is not None else None
@@ -184,7 +198,10 @@ def canonicalise_attention_mask(proto: onnx.ModelProto) -> bool:
                 continue
             # mask -> Unsqueeze -> Unsqueeze -> Cast(new) -> Sub -> Mul
             new_cast = onnx.helper.make_node(
-                "Cast", [u2.output[0]], [u2.output[0] + "_float"], name=(cast.name or "mask") + "_reordered",
+                "Cast",
+                [u2.output[0]],
+                [u2.output[0] + "_float"],
+                name=(cast.name or "mask") + "_reordered",
                 to=onnx.TensorProto.FLOAT,
             )
             u1.input[0] = INPUT_NAMES[1]
@@ -232,9 +249,15 @@ def gemm_to_matmul(proto: onnx.ModelProto, layout: dict[str, bool]) -> int:
                 inits[weight].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr.T), weight))
                 layout[weight] = not layout[weight]
             mm_out = node.output[0] + "_mm" if len(node.input) > 2 else node.output[0]
-            out_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], weight], [mm_out], name=node.name + "_MatMul"))
+            out_nodes.append(
+                onnx.helper.make_node("MatMul", [node.input[0], weight], [mm_out], name=node.name + "_MatMul")
+            )
             if len(node.input) > 2:
-                out_nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_Add"))
+                out_nodes.append(
+                    onnx.helper.make_node(
+                        "Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_Add"
+                    )
+                )
             count += 1
         else:
             out_nodes.append(node)
@@ -273,8 +296,15 @@ def externalize_adapters(graph_path: Path, adapter_file: Path, names: set[str]) 
         if init.name not in names:
             continue
         info = header.get(init.name)
-        if not isinstance(info, dict) or info.get("dtype") != "F32" or list(info.get("shape", [])) != list(init.dims):
-            raise ExportError(f"adapter file {adapter_file.name} has no float32 tensor {init.name!r} shaped {list(init.dims)}")
+        if (
+            not isinstance(info, dict)
+            or info.get("dtype") != "F32"
+            or list(info.get("shape", [])) != list(init.dims)
+        ):
+            raise ExportError(
+                f"adapter file {adapter_file.name} has no float32 tensor {init.name!r} "
+                f"shaped {list(init.dims)}"
+            )
         begin, end = (int(x) for x in info["data_offsets"])
         current = np.ascontiguousarray(numpy_helper.to_array(init), dtype="<f4").tobytes()
         with adapter_file.open("rb") as fh:
@@ -286,11 +316,17 @@ def externalize_adapters(graph_path: Path, adapter_file: Path, names: set[str]) 
         init.ClearField("float_data")
         init.data_location = onnx.TensorProto.EXTERNAL
         del init.external_data[:]
-        for key, value in (("location", location), ("offset", str(start + begin)), ("length", str(end - begin))):
+        for key, value in (
+            ("location", location),
+            ("offset", str(start + begin)),
+            ("length", str(end - begin)),
+        ):
             entry = init.external_data.add()
             entry.key, entry.value = key, value
         moved += 1
-    missing = names - {i.name for i in proto.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+    missing = names - {
+        i.name for i in proto.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL
+    }
     if missing:
         raise ExportError(f"adapter tensors not found as graph initializers: {sorted(missing)[:5]}")
     onnx.save(proto, str(graph_path))

@@ -88,7 +88,9 @@ def convert_fp16(src: Path, dst: Path, keep_float32_nodes: list[str]) -> dict[st
     block = float_island(proto, set(keep_float32_nodes) | tail)
     model = OnnxModel(proto)
     model.convert_float_to_float16(
-        keep_io_types=True, node_block_list=block, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_FLOAT32_OPS)
+        keep_io_types=True,
+        node_block_list=block,
+        op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_FLOAT32_OPS),
     )
     model.save_model_to_file(str(dst))
     out = onnx.load(str(dst), load_external_data=False)
@@ -99,7 +101,11 @@ def convert_fp16(src: Path, dst: Path, keep_float32_nodes: list[str]) -> dict[st
         "fp16_blocked_nodes": len(block),
         "casts": ops.get("Cast", 0),
         "nodes": len(out.graph.node),
-        "fused_ops": {k: v for k, v in ops.items() if k in ("Attention", "SkipLayerNormalization", "BiasGelu", "LayerNormalization")},
+        "fused_ops": {
+            k: v
+            for k, v in ops.items()
+            if k in ("Attention", "SkipLayerNormalization", "BiasGelu", "LayerNormalization")
+        },
     }
 
 

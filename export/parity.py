@@ -14,7 +14,9 @@ from contracts.tokenizer import TextTokenizer
 RunFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def run_texts(run: RunFn, tokenizer: TextTokenizer, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def run_texts(
+    run: RunFn, tokenizer: TextTokenizer, texts: Sequence[str], batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and logits for ``texts``, batched (padding per batch, as the edge does)."""
     embs, logits = [], []
     for i in range(0, len(texts), batch_size):

@@ -83,7 +83,10 @@ SAMPLE_TEXTS = [
     "更换滤芯的步骤是什么",
     "你好",
     "",
-    "a much longer query that goes on and on about the maintenance schedule of the packaging line and who signs it off",
+    (
+        "a much longer query that goes on and on about the maintenance schedule of the packaging line "
+        "and who signs it off"
+    ),
 ]
 
 
@@ -133,7 +136,9 @@ def checkpoint_sha256(ckpt_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _ort_runner(graph: Path, tensors: dict[str, np.ndarray] | None = None, threads: int = 0, external: bool = False) -> RunFn:
+def _ort_runner(
+    graph: Path, tensors: dict[str, np.ndarray] | None = None, threads: int = 0, external: bool = False
+) -> RunFn:
     """A CPU session on ``graph`` with ``tensors`` bound; ``external``: the graph's adapter
     initializers are external data (bundled graphs), bound with ``add_external_initializers``."""
     import onnxruntime as ort
@@ -141,7 +146,10 @@ def _ort_runner(graph: Path, tensors: dict[str, np.ndarray] | None = None, threa
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
-    keep = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32)) for arr in (tensors or {}).values()]
+    keep = [
+        ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        for arr in (tensors or {}).values()
+    ]
     if external and keep:
         so.add_external_initializers(list(tensors or {}), keep)
     else:
@@ -310,7 +318,14 @@ def export_checkpoint(
         elif precision == "int8":
             ctx.step("int8: sensitivity search and accuracy guard")
             int8_info, guard = _int8(
-                fp32, graph_path, adapter_nodes, tokenizer, texts, labels, list(meta.adapter_sets[default_set].routes), cfg
+                fp32,
+                graph_path,
+                adapter_nodes,
+                tokenizer,
+                texts,
+                labels,
+                list(meta.adapter_sets[default_set].routes),
+                cfg,
             )
             check_adapter_initializers(graph_path, shapes, "int8 quantizer")
             export_info["int8"] = int8_info
@@ -318,7 +333,9 @@ def export_checkpoint(
             if guard["failures"] and not allow_degraded:
                 guard = {**guard, "search": int8_info}
                 raise GuardFailed(
-                    "int8 accuracy guard failed: " + "; ".join(guard["failures"]) + " (use --allow-degraded to keep it)",
+                    "int8 accuracy guard failed: "
+                    + "; ".join(guard["failures"])
+                    + " (use --allow-degraded to keep it)",
                     guard,
                 )
         else:
@@ -339,7 +356,9 @@ def export_checkpoint(
 
         export_info["adapter_binding"] = {
             "mode": "external",
-            "initializers": externalize_adapters(graph_path, staging / adapter_entries[default_set].file, adapter_names),
+            "initializers": externalize_adapters(
+                graph_path, staging / adapter_entries[default_set].file, adapter_names
+            ),
         }
         check_adapter_initializers(graph_path, shapes, "externalising adapter initializers")
 
@@ -350,9 +369,13 @@ def export_checkpoint(
             ctx.step("TensorRT engines")
             try:
                 engines = build_engines(
-                    raw, staging, precisions=("fp16",) if precision != "int8" else ("fp16", "int8"),
-                    max_batch=cfg.tensorrt_max_batch, max_seq=tok_spec.max_length,
-                    workspace_mb=cfg.tensorrt_workspace_mb, calib=(tokenizer, texts[:256]),
+                    raw,
+                    staging,
+                    precisions=("fp16",) if precision != "int8" else ("fp16", "int8"),
+                    max_batch=cfg.tensorrt_max_batch,
+                    max_seq=tok_spec.max_length,
+                    workspace_mb=cfg.tensorrt_workspace_mb,
+                    calib=(tokenizer, texts[:256]),
                     keep_float=nodes_consuming(raw, adapter_names),
                 )
             except TensorRTUnavailable as exc:
@@ -379,8 +402,11 @@ def export_checkpoint(
             adapter_sets=adapter_entries,
             graphs={
                 "encoder": GraphEntry(
-                    file=graph_name, sha256=files[graph_name].sha256, precision=precision,  # type: ignore[arg-type]
-                    signature=sig, adapter_binding="external",
+                    file=graph_name,
+                    sha256=files[graph_name].sha256,
+                    precision=precision,  # type: ignore[arg-type]
+                    signature=sig,
+                    adapter_binding="external",
                 )
             },
             opset=cfg.onnx_opset,
@@ -395,8 +421,11 @@ def export_checkpoint(
                 training=dict(meta.training),
             ),
             tensorrt=engines,
-            variant=(VariantRef(of=variant_of, runs_on=list(PRECISION_RUNS_ON[precision]))  # type: ignore[arg-type]
-                     if variant_of is not None else None),
+            variant=(
+                VariantRef(of=variant_of, runs_on=list(PRECISION_RUNS_ON[precision]))  # type: ignore[arg-type]
+                if variant_of is not None
+                else None
+            ),
         )
         write_manifest(staging, manifest, Path(sign_key) if sign_key else None)
         ctx.step("verifying the written bundle")
@@ -460,7 +489,9 @@ def _int8(
         if not full:
             rep = parity_report(ref_sens, run_texts(_ort_runner(path), tokenizer, sens_texts))
             return {"cosine_mean": rep["cosine_mean"]}
-        rep = parity_report(ref_calib, run_texts(_ort_runner(path), tokenizer, calib), routes=routes, labels=calib_labels)
+        rep = parity_report(
+            ref_calib, run_texts(_ort_runner(path), tokenizer, calib), routes=routes, labels=calib_labels
+        )
         keys = ("cosine_mean", "cosine_p1", "route_agreement", "accuracy_drop")
         return {k: rep[k] for k in keys if k in rep}
 
@@ -491,7 +522,10 @@ def _int8(
     got = run_texts(_ort_runner(dst), tokenizer, texts)
     report = parity_report(ref, got, routes=routes, labels=labels)
     thresholds = GuardThresholds(
-        cfg.guard_min_route_agreement, cfg.guard_max_accuracy_drop, cfg.guard_min_cosine_p1, cfg.guard_min_eval_size
+        cfg.guard_min_route_agreement,
+        cfg.guard_max_accuracy_drop,
+        cfg.guard_min_cosine_p1,
+        cfg.guard_min_eval_size,
     )
     failures = guard_failures(report, thresholds)
     guard = {
@@ -504,9 +538,15 @@ def _int8(
         },
         "passed": not failures,
         "failures": failures,
-        "goal_met": report["cosine_mean"] >= cfg.int8_target_mean_cosine and report["cosine_p1"] >= cfg.int8_target_cosine_p1,
+        "goal_met": report["cosine_mean"] >= cfg.int8_target_mean_cosine
+        and report["cosine_p1"] >= cfg.int8_target_cosine_p1,
     }
-    return {**result.summary(), "smoothing": smoothing, "calibration_queries": len(calib), "calibration_split": "val" if cal else "eval"}, guard
+    return {
+        **result.summary(),
+        "smoothing": smoothing,
+        "calibration_queries": len(calib),
+        "calibration_split": "val" if cal else "eval",
+    }, guard
 
 
 def _fp16_parity(fp32: Path, fp16: Path, tokenizer: TextTokenizer, texts: list[str]) -> dict[str, Any]:
@@ -537,8 +577,14 @@ def export_variants(
             raise ExportError(f"precision {p!r} is not one of {', '.join(PRECISIONS)}")
     out: dict[str, Path] = {}
     for i, p in enumerate(wanted):
-        out[p] = export_checkpoint(checkpoint_dir, Path(out_root) / p, precision=p, version=version,
-                                   variant_of=None if i == 0 else version, **kwargs)
+        out[p] = export_checkpoint(
+            checkpoint_dir,
+            Path(out_root) / p,
+            precision=p,
+            version=version,
+            variant_of=None if i == 0 else version,
+            **kwargs,
+        )
     return out
 
 
@@ -572,7 +618,8 @@ def export_adapter_update(
     model, meta = _load(checkpoint_dir)
     if meta.base_sha256 != pm.base_encoder.sha256:
         raise ExportError(
-            f"checkpoint was trained on base {meta.base_sha256[:12]}…, parent bundle carries {pm.base_encoder.sha256[:12]}…"
+            f"checkpoint was trained on base {meta.base_sha256[:12]}…, "
+            f"parent bundle carries {pm.base_encoder.sha256[:12]}…"
         )
     set_names = list(adapter_sets or meta.adapter_sets)
     enc: AdapterEncoding = encoding or ("int8" if pm.precision == "int8" else "float32")
@@ -590,13 +637,20 @@ def export_adapter_update(
             tensors = layout.graph_tensors(model, s)
             for k, v in tensors.items():
                 if list(v.shape) != layout_entry.tensors[k].shape:
-                    raise ExportError(f"adapter set {s!r}: tensor {k!r} {list(v.shape)} does not fit the parent graph")
+                    raise ExportError(
+                        f"adapter set {s!r}: tensor {k!r} {list(v.shape)} does not fit the parent graph"
+                    )
             rel = f"adapters/{s}.safetensors"
             table = write_adapter_file(staging / rel, tensors, s, layout.transposed, enc)
             info = meta.adapter_sets[s]
             entries[s] = AdapterSetEntry(
-                file=rel, sha256=sha256_file(staging / rel), routes=list(info.routes),
-                temperature=float(info.temperature), bottleneck=int(info.bottleneck), encoding=enc, tensors=table,
+                file=rel,
+                sha256=sha256_file(staging / rel),
+                routes=list(info.routes),
+                temperature=float(info.temperature),
+                bottleneck=int(info.bottleneck),
+                encoding=enc,
+                tensors=table,
             )
             tensors_by_set[s] = decode_tensors(encode_tensors(tensors, enc), enc, sorted(tensors))
         ctx.step("parity: parent graph + new adapters vs PyTorch")
@@ -629,8 +683,10 @@ def export_adapter_update(
             tokenizer=pm.tokenizer.model_copy(update={"from_parent": True}),
             metrics=Metrics(training=dict(meta.metrics), parity={key: parity}),
             provenance=Provenance(
-                checkpoint_sha256=checkpoint_sha256(checkpoint_dir), git_commit=git_commit(),
-                exporter_version=_version(), training=dict(meta.training),
+                checkpoint_sha256=checkpoint_sha256(checkpoint_dir),
+                git_commit=git_commit(),
+                exporter_version=_version(),
+                training=dict(meta.training),
             ),
             parent=ParentRef(name=pm.name, version=pm.version, manifest_sha256=parent.manifest_sha256),
         )
@@ -644,4 +700,3 @@ def export_adapter_update(
 
 def bundle_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-

@@ -59,7 +59,9 @@ def quantizable_nodes(path: Path) -> list[str]:
     inits = {i.name for i in proto.graph.initializer}
     out = []
     for node in proto.graph.node:
-        if node.op_type == "Attention" or (node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in inits):
+        if node.op_type == "Attention" or (
+            node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in inits
+        ):
             out.append(node.name)
     return out
 
@@ -88,10 +90,17 @@ class Int8Result:
     def summary(self) -> dict[str, Any]:
         top = sorted(self.sensitivity.items(), key=lambda kv: -kv[1])[:8]
         return {
-            "method": "onnxruntime dynamic int8, " + ("per-channel" if self.per_channel else "per-tensor") + " weights",
+            "method": "onnxruntime dynamic int8, "
+            + ("per-channel" if self.per_channel else "per-tensor")
+            + " weights",
             "kept_float_nodes": self.kept_float,
-            "ranking": ("none needed: every node int8 met the goal" if not self.sensitivity
-                        else "cosine loss per weight element" if self.rank_per_cost else "cosine loss"),
+            "ranking": (
+                "none needed: every node int8 met the goal"
+                if not self.sensitivity
+                else "cosine loss per weight element"
+                if self.rank_per_cost
+                else "cosine loss"
+            ),
             "sensitivity_top": [{"node": n, "cosine_loss": round(v, 6)} for n, v in top],
             "trials": self.trials,
         }
@@ -114,7 +123,9 @@ def search_int8(
     with tempfile.TemporaryDirectory(prefix="autoglm-int8-") as tmp:
         work = Path(tmp)
         trial_path = work / "trial.onnx"
-        quantize_int8(fp32, trial_path, keep_float=always_float, per_channel=per_channel, embeddings=embeddings)
+        quantize_int8(
+            fp32, trial_path, keep_float=always_float, per_channel=per_channel, embeddings=embeddings
+        )
         numbers = score(trial_path, True)
         result = Int8Result(dst, [], per_channel=per_channel)
         result.trials.append({"kept_float": 0, **numbers})
@@ -124,7 +135,9 @@ def search_int8(
             for i, node in enumerate(candidates):
                 single = work / f"single_{i}.onnx"
                 others = [n for n in candidates if n != node]
-                quantize_int8(fp32, single, keep_float=always_float + others, per_channel=per_channel, embeddings=False)
+                quantize_int8(
+                    fp32, single, keep_float=always_float + others, per_channel=per_channel, embeddings=False
+                )
                 result.sensitivity[node] = max(0.0, 1.0 - score(single, False)["cosine_mean"])
                 single.unlink()
             cost = node_weight_elements(fp32) if rank_per_cost else {}
@@ -133,7 +146,13 @@ def search_int8(
             for k in range(1, min(max_float_nodes, len(ranked)) + 1):
                 kept = ranked[:k]
                 path_k = work / f"keep_{k}.onnx"
-                quantize_int8(fp32, path_k, keep_float=always_float + kept, per_channel=per_channel, embeddings=embeddings)
+                quantize_int8(
+                    fp32,
+                    path_k,
+                    keep_float=always_float + kept,
+                    per_channel=per_channel,
+                    embeddings=embeddings,
+                )
                 numbers = score(path_k, True)
                 result.trials.append({"kept_float": k, **numbers})
                 best, result.kept_float = path_k, kept
@@ -145,7 +164,9 @@ def search_int8(
     return result
 
 
-def quantize_static_qdq(src: Path, dst: Path, *, keep_float: list[str], calib_feeds: list[dict[str, np.ndarray]]) -> None:
+def quantize_static_qdq(
+    src: Path, dst: Path, *, keep_float: list[str], calib_feeds: list[dict[str, np.ndarray]]
+) -> None:
     """Static int8 in QDQ format: u8 activations with scales calibrated (MinMax) on ``calib_feeds``,
     s8 weights per channel, MatMul only (fused Attention stays float: its QDQ form measured slower
     than fp32). More accurate than dynamic quantization, slower on this CPU (docs/arch/bundle.md)."""

@@ -18,22 +18,33 @@ class ExportSettings(AutoGLMSettings):
 
     onnx_opset: int = Field(default=17, ge=14, description="ONNX opset of the exported graphs.")
     parity_max_abs_diff: float = Field(
-        default=1e-4, gt=0, description="fp32 graph vs PyTorch: largest allowed absolute embedding difference."
+        default=1e-4,
+        gt=0,
+        description="fp32 graph vs PyTorch: largest allowed absolute embedding difference.",
     )
     guard_min_route_agreement: float = Field(
         default=0.99, ge=0, le=1, description="int8 guard: share of route decisions that must equal fp32's."
     )
     guard_max_accuracy_drop: float = Field(
-        default=0.005, ge=0, le=1, description="int8 guard: largest allowed drop in route accuracy vs fp32 (0.005 = 0.5 pt)."
+        default=0.005,
+        ge=0,
+        le=1,
+        description="int8 guard: largest allowed drop in route accuracy vs fp32 (0.005 = 0.5 pt).",
     )
     guard_min_cosine_p1: float = Field(
-        default=0.97, ge=-1, le=1, description="int8 guard: 1st percentile of int8-vs-fp32 embedding cosine must reach this."
+        default=0.97,
+        ge=-1,
+        le=1,
+        description="int8 guard: 1st percentile of int8-vs-fp32 embedding cosine must reach this.",
     )
     guard_min_eval_size: int = Field(
         default=200, ge=1, description="int8 guard: smallest evaluation set the guard accepts."
     )
     int8_target_mean_cosine: float = Field(
-        default=0.995, ge=-1, le=1, description="int8 search goal: mean cosine to fp32 (keeps sensitive nodes in float until met)."
+        default=0.995,
+        ge=-1,
+        le=1,
+        description="int8 search goal: mean cosine to fp32 (keeps sensitive nodes in float until met).",
     )
     int8_target_cosine_p1: float = Field(
         default=0.98, ge=-1, le=1, description="int8 search goal: 1st-percentile cosine to fp32."
@@ -42,27 +53,42 @@ class ExportSettings(AutoGLMSettings):
         default=12, ge=0, description="int8 search: at most this many quantizable nodes are kept in float."
     )
     int8_agreement_margin: float = Field(
-        default=0.003, ge=0, le=1,
-        description="int8 search: keep nodes in float until calibration route agreement >= guard minimum + this.",
+        default=0.003,
+        ge=0,
+        le=1,
+        description="int8 search: keep nodes in float until calibration route agreement "
+        ">= guard minimum + this.",
     )
     int8_sensitivity_samples: int = Field(
-        default=96, ge=8, description="int8 search: queries used to measure each node's quantization sensitivity."
+        default=96,
+        ge=8,
+        description="int8 search: queries used to measure each node's quantization sensitivity.",
     )
     int8_smooth_alpha: float = Field(
-        default=0.75, ge=0, le=1,
+        default=0.75,
+        ge=0,
+        le=1,
         description="int8: SmoothQuant migration strength for activation outliers (0 disables smoothing).",
     )
     int8_calibration_samples: int = Field(
-        default=640, ge=8,
-        description="int8: queries (validation split, not the guard's set) for smoothing statistics and search trials.",
+        default=640,
+        ge=8,
+        description="int8: queries (validation split, not the guard's set) "
+        "for smoothing statistics and search trials.",
     )
     int8_rank_per_cost: bool = Field(
         default=True,
-        description="int8 search: rank nodes to keep float by cosine loss per weight element (cheap sensitive nodes "
-        "first: an FFN MatMul kept float costs ~4x an attention-output one), instead of by cosine loss alone.",
+        description="int8 search: rank nodes to keep float by cosine loss per weight element "
+        "(cheap sensitive nodes first: an FFN MatMul kept float costs ~4x an attention-output one), "
+        "instead of by cosine loss alone.",
     )
     int8_quantize_embeddings: bool = Field(
-        default=True, description="int8: store the word/position embedding tables as int8 too (about 4x smaller bundle)."
+        default=True,
+        description="int8: store the word/position embedding tables as int8 too (about 4x smaller bundle).",
     )
-    tensorrt_workspace_mb: int = Field(default=2048, ge=64, description="TensorRT builder workspace limit (MiB).")
-    tensorrt_max_batch: int = Field(default=32, ge=1, description="TensorRT optimisation profile: largest batch.")
+    tensorrt_workspace_mb: int = Field(
+        default=2048, ge=64, description="TensorRT builder workspace limit (MiB)."
+    )
+    tensorrt_max_batch: int = Field(
+        default=32, ge=1, description="TensorRT optimisation profile: largest batch."
+    )

@@ -19,7 +19,9 @@ import onnx
 from onnx import numpy_helper
 
 
-def _activation_maxima(proto: onnx.ModelProto, names: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _activation_maxima(
+    proto: onnx.ModelProto, names: list[str], feeds: Iterable[dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -30,7 +32,9 @@ def _activation_maxima(proto: onnx.ModelProto, names: list[str], feeds: Iterable
             probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(probe.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        probe.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"]
+    )
     maxima: dict[str, np.ndarray] = {}
     for feed in feeds:
         outs = sess.run(names, feed)
@@ -67,11 +71,22 @@ def smooth_graph(
             scale_name = f"{node.name}_smooth_inv_scale"
             proto.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), scale_name))
             smoothed = f"{node.input[0]}_smoothed_for_{node.name}"
-            new_nodes.append(onnx.helper.make_node("Mul", [node.input[0], scale_name], [smoothed], name=f"{node.name}_smooth"))
+            new_nodes.append(
+                onnx.helper.make_node(
+                    "Mul", [node.input[0], scale_name], [smoothed], name=f"{node.name}_smooth"
+                )
+            )
             node.input[0] = smoothed
-            stats[node.name] = {"act_max": float(a.max()), "act_max_over_median": float(a.max() / max(float(np.median(a)), 1e-6))}
+            stats[node.name] = {
+                "act_max": float(a.max()),
+                "act_max_over_median": float(a.max() / max(float(np.median(a)), 1e-6)),
+            }
         new_nodes.append(node)
     del proto.graph.node[:]
     proto.graph.node.extend(new_nodes)
     onnx.save(proto, str(dst))
-    return {"alpha": alpha, "nodes": len(targets), "outlier_ratio_max": max((v["act_max_over_median"] for v in stats.values()), default=0.0)}
+    return {
+        "alpha": alpha,
+        "nodes": len(targets),
+        "outlier_ratio_max": max((v["act_max_over_median"] for v in stats.values()), default=0.0),
+    }

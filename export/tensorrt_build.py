@@ -34,7 +34,10 @@ def gpu_info() -> tuple[str, str] | None:
         return None
     try:
         out = subprocess.run(
-            [exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+            [exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -76,7 +79,11 @@ def make_qdq_graph(src: Path, dst: Path, *, keep_float: list[str], calib_feeds: 
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"],
         nodes_to_exclude=keep_float,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "DefaultTensorType": 1},  # 1 = FLOAT
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "DefaultTensorType": 1,
+        },  # 1 = FLOAT
     )
 
 
@@ -166,7 +173,12 @@ def build_engines(
             make_qdq_graph(raw_graph, source, keep_float=keep_float or [], calib_feeds=feeds)
         rel = f"engines/encoder.{precision}.{arch}.plan"
         info = build_engine(
-            source, bundle_root / rel, precision=precision, max_batch=max_batch, max_seq=max_seq, workspace_mb=workspace_mb
+            source,
+            bundle_root / rel,
+            precision=precision,
+            max_batch=max_batch,
+            max_seq=max_seq,
+            workspace_mb=workspace_mb,
         )
         engines.append(info.model_copy(update={"file": rel}))
         log.info("TensorRT engine built", extra={"engine": rel, "gpu": gpu[0]})

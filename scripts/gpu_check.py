@@ -6,7 +6,8 @@ Run on a GPU machine with only the repository (and its Python dependencies)::
 
     python scripts/gpu_check.py [--providers cpu,cuda,tensorrt] [--real] [--out DIR]
                                 [--serving-s 3] [--install] [--budget-s 480]
-    python scripts/gpu_check.py --cpu-dry-run   # = --providers cpu --tiny --serving-s 0 (tests/export/test_gpu_check.py)
+    python scripts/gpu_check.py --cpu-dry-run
+        # = --providers cpu --tiny --serving-s 0 (tests/export/test_gpu_check.py)
 
 Steps (each timed and guarded; a failing step does not stop the rest; the report says why):
 
@@ -61,7 +62,11 @@ sys.path.insert(0, str(ROOT))
 REPORT: dict[str, Any] = {"steps": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 T0 = time.monotonic()
 BUDGET_S = 480.0
-ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+ORT_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 PARITY_TOL = {"cpu": 1e-5, "cuda": 1e-3, "tensorrt": 2e-2}  # TensorRT EP runs fp16 kernels (trt_fp16_enable)
 
 
@@ -91,7 +96,9 @@ def step(name: str, fn: Callable[[], Any], *, min_left_s: float = 20.0) -> Any:
     t = time.monotonic()
     try:
         result = fn()
-        public = {k: v for k, v in (result if isinstance(result, dict) else {}).items() if not k.startswith("_")}
+        public = {
+            k: v for k, v in (result if isinstance(result, dict) else {}).items() if not k.startswith("_")
+        }
         REPORT["steps"][name] = {"status": "ok", "seconds": round(time.monotonic() - t, 2), **public}
         log(f"{name}: ok ({time.monotonic() - t:.1f}s)")
         return result
@@ -99,7 +106,12 @@ def step(name: str, fn: Callable[[], Any], *, min_left_s: float = 20.0) -> Any:
         REPORT["steps"][name] = {"status": "skipped", "reason": str(exc)}
         log(f"{name}: skipped: {exc}")
     except CheckFailed as exc:
-        REPORT["steps"][name] = {"status": "failed", "seconds": round(time.monotonic() - t, 2), "reason": str(exc), **exc.result}
+        REPORT["steps"][name] = {
+            "status": "failed",
+            "seconds": round(time.monotonic() - t, 2),
+            "reason": str(exc),
+            **exc.result,
+        }
         log(f"{name}: FAILED: {exc}")
     except Exception as exc:
         REPORT["steps"][name] = {
@@ -124,10 +136,21 @@ def sh(cmd: list[str], timeout: float = 30) -> str:
 
 
 def env_info(providers: list[str]) -> dict[str, Any]:
-    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     info["nvidia_smi"] = (
-        sh(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total", "--format=csv,noheader"])
-        if shutil.which("nvidia-smi") else None
+        sh(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,compute_cap,driver_version,memory.total",
+                "--format=csv,noheader",
+            ]
+        )
+        if shutil.which("nvidia-smi")
+        else None
     )
     try:
         import onnxruntime as ort
@@ -161,7 +184,9 @@ def env_info(providers: list[str]) -> dict[str, Any]:
 def try_install() -> dict[str, Any]:
     res = {}
     for pkgs in (["onnxruntime-gpu"], ["tensorrt"], ["cuda-python"]):
-        out = sh([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pkgs], timeout=150)
+        out = sh(
+            [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pkgs], timeout=150
+        )
         res[" ".join(pkgs)] = out[-400:] or "ok"
     return res
 
@@ -187,7 +212,17 @@ def build_bundles(work: Path, real: bool, tiny: bool = False) -> dict[str, Any]:
         base = make_tiny_base(work / "base")  # the test suite's size: seconds to export
     else:
         base = make_tiny_base(work / "base", hidden=128, layers=4, heads=4)
-    routes = ["calculator", "unit_convert", "climate", "kg_query", "device_status", "device_control", "memory_recall", "doc_search", "chitchat"]
+    routes = [
+        "calculator",
+        "unit_convert",
+        "climate",
+        "kg_query",
+        "device_status",
+        "device_control",
+        "memory_recall",
+        "doc_search",
+        "chitchat",
+    ]
 
     def checkpoint(out: Path, seed: int, names: tuple[str, ...]) -> Path:
         model = AutoGLMModel.from_pretrained(base)
@@ -202,15 +237,26 @@ def build_bundles(work: Path, real: bool, tiny: bool = False) -> dict[str, Any]:
     ckpt = checkpoint(work / "ckpt", 0, ("default", "other"))
     retrained = checkpoint(work / "ckpt-retrained", 7, ("default",))
     fp32 = export_checkpoint(ckpt, work / "fp32", precision="fp32")
-    fp16 = export_checkpoint(ckpt, work / "fp16", precision="fp16", tensorrt=tensorrt_unavailable_reason() is None)
+    fp16 = export_checkpoint(
+        ckpt, work / "fp16", precision="fp16", tensorrt=tensorrt_unavailable_reason() is None
+    )
     # a runtime check of the int8 graph on each provider, not an accuracy one: no search, guard kept
     int8 = export_checkpoint(
-        ckpt, work / "int8", precision="int8", allow_degraded=True, settings=ExportSettings(int8_max_float_nodes=0)
+        ckpt,
+        work / "int8",
+        precision="int8",
+        allow_degraded=True,
+        settings=ExportSettings(int8_max_float_nodes=0),
     )
     update = export_adapter_update(retrained, work / "update", parent_bundle=fp32, version="0.1.1")
     return {
-        "fp32": str(fp32), "fp16": str(fp16), "int8": str(int8), "update": str(update),
-        "base": "all-MiniLM-L6-v2" if real else ("tiny random (test size)" if tiny else "tiny random (h128, 4 layers)"),
+        "fp32": str(fp32),
+        "fp16": str(fp16),
+        "int8": str(int8),
+        "update": str(update),
+        "base": "all-MiniLM-L6-v2"
+        if real
+        else ("tiny random (test size)" if tiny else "tiny random (h128, 4 layers)"),
     }
 
 
@@ -233,9 +279,18 @@ def make_inputs(bundle: Path) -> dict[int, tuple[Any, Any]]:
     from edge.runtime.bundle_session import bundle_tokenizer
 
     texts = [
-        "what is 17 times 23", "convert 5 miles to km", "weather in Shanghai in July", "who manages line 3",
-        "temperature of chiller CH-2", "turn off conveyor 4", "what did I ask before", "how to reset the valve",
-        "你好", "北京一月份的平均气温是多少", "三号泵现在的转速是多少", "更换滤芯的步骤是什么",
+        "what is 17 times 23",
+        "convert 5 miles to km",
+        "weather in Shanghai in July",
+        "who manages line 3",
+        "temperature of chiller CH-2",
+        "turn off conveyor 4",
+        "what did I ask before",
+        "how to reset the valve",
+        "你好",
+        "北京一月份的平均气温是多少",
+        "三号泵现在的转速是多少",
+        "更换滤芯的步骤是什么",
     ]
     texts = (texts * 3)[:32]
     tok = bundle_tokenizer(open_bundle(bundle, verify=False))
@@ -271,7 +326,11 @@ def time_it(fn: Callable[[], Any], seconds: float = 2.0, min_iters: int = 5) -> 
         if len(times) >= 2000:
             break
     times.sort()
-    return {"p50_ms": round(times[len(times) // 2] * 1000, 3), "p90_ms": round(times[int(len(times) * 0.9)] * 1000, 3), "iters": len(times)}
+    return {
+        "p50_ms": round(times[len(times) // 2] * 1000, 3),
+        "p90_ms": round(times[int(len(times) * 0.9)] * 1000, 3),
+        "iters": len(times),
+    }
 
 
 def provider_args(provider: str, cache: Path, fp16: bool) -> list[Any]:
@@ -281,9 +340,16 @@ def provider_args(provider: str, cache: Path, fp16: bool) -> list[Any]:
     chain: list[Any] = []
     if provider == "tensorrt":
         cache.mkdir(parents=True, exist_ok=True)
-        chain.append(("TensorrtExecutionProvider", {
-            "trt_fp16_enable": fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-        }))
+        chain.append(
+            (
+                "TensorrtExecutionProvider",
+                {
+                    "trt_fp16_enable": fp16,
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache),
+                },
+            )
+        )
     chain.append("CUDAExecutionProvider")
     return [*chain, "CPUExecutionProvider"]
 
@@ -292,19 +358,29 @@ def session(bundle: Path, set_name: str, provider: str, cache: Path, fp16: bool 
     from contracts.bundle import open_bundle
     from edge.runtime.bundle_session import BundleSession
 
-    return BundleSession(open_bundle(bundle, verify=False), adapter_set=set_name, providers=provider_args(provider, cache, fp16))
+    return BundleSession(
+        open_bundle(bundle, verify=False),
+        adapter_set=set_name,
+        providers=provider_args(provider, cache, fp16),
+    )
 
 
 def really_ran(sess: Any, provider: str) -> dict[str, Any]:
     """What ran vs what was asked; a fallback is a failed check, never a silent CPU number."""
     used = list(sess.providers)
-    return {"providers_requested": sess.requested_providers, "providers_used": used, "fallback": sess.fallback,
-            "provider_ok": used[0] == ORT_NAMES[provider]}
+    return {
+        "providers_requested": sess.requested_providers,
+        "providers_used": used,
+        "fallback": sess.fallback,
+        "provider_ok": used[0] == ORT_NAMES[provider],
+    }
 
 
 def require_provider(res: dict[str, Any], provider: str) -> None:
     if not res["provider_ok"]:
-        raise CheckFailed(f"{ORT_NAMES[provider]} did not start: the session ran on {res['providers_used']}", res)
+        raise CheckFailed(
+            f"{ORT_NAMES[provider]} did not start: the session ran on {res['providers_used']}", res
+        )
 
 
 def run(sess: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
@@ -334,7 +410,9 @@ class DeviceBuffers:
         except ImportError as exc:
             raise SkipStep("running an engine needs torch with CUDA or cuda-python") from exc
 
-    def run(self, engine: Any, context: Any, feeds: dict[str, Any], out_shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    def run(
+        self, engine: Any, context: Any, feeds: dict[str, Any], out_shapes: dict[str, tuple[int, ...]]
+    ) -> dict[str, Any]:
         import numpy as np
 
         if self.kind == "torch":
@@ -370,7 +448,9 @@ class DeviceBuffers:
             context.execute_async_v3(stream)
             cudart.cudaStreamSynchronize(stream)
             for k, h in host.items():
-                cudart.cudaMemcpy(h.ctypes.data, outp[k], h.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost)
+                cudart.cudaMemcpy(
+                    h.ctypes.data, outp[k], h.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+                )
             cudart.cudaStreamDestroy(stream)
             return host
         finally:
@@ -378,8 +458,12 @@ class DeviceBuffers:
                 cudart.cudaFree(p)
 
 
-def trt_case(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref: dict[int, tuple[Any, Any]],
-             ref_other: dict[int, tuple[Any, Any]]) -> dict[str, Any]:
+def trt_case(
+    fp16_bundle: Path,
+    inputs: dict[int, tuple[Any, Any]],
+    ref: dict[int, tuple[Any, Any]],
+    ref_other: dict[int, tuple[Any, Any]],
+) -> dict[str, Any]:
     """The bundle's own TensorRT engine (built by the exporter from the unfused graph): parity with
     the CPU reference, latency, then a refit with the 'other' adapter set and parity again."""
     try:
@@ -389,11 +473,16 @@ def trt_case(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref: dict[in
     m = read_manifest(fp16_bundle)
     engines = m.get("tensorrt") or []
     if not engines:
-        raise SkipStep(f"bundle has no TensorRT engine: {m.get('metrics', {}).get('export', {}).get('tensorrt_skipped', '?')}")
+        raise SkipStep(
+            "bundle has no TensorRT engine: "
+            f"{m.get('metrics', {}).get('export', {}).get('tensorrt_skipped', '?')}"
+        )
     spec = engines[0]
     hidden = int(m["base_encoder"]["hidden_size"])
     n_routes = len(m["routes"])
-    res: dict[str, Any] = {"engine": {k: spec[k] for k in ("file", "precision", "gpu_arch", "trt_version", "refittable")}}
+    res: dict[str, Any] = {
+        "engine": {k: spec[k] for k in ("file", "precision", "gpu_arch", "trt_version", "refittable")}
+    }
     logger = trt.Logger(trt.Logger.WARNING)
     engine = trt.Runtime(logger).deserialize_cuda_engine((fp16_bundle / spec["file"]).read_bytes())
     context = engine.create_execution_context()
@@ -403,7 +492,12 @@ def trt_case(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref: dict[in
 
     def run(b: int) -> tuple[Any, Any]:
         ids, mask = inputs[b]
-        out = bufs.run(engine, context, {"input_ids": ids, "attention_mask": mask}, {"embedding": (b, hidden), "route_logits": (b, n_routes)})
+        out = bufs.run(
+            engine,
+            context,
+            {"input_ids": ids, "attention_mask": mask},
+            {"embedding": (b, hidden), "route_logits": (b, n_routes)},
+        )
         return out["embedding"], out["route_logits"]
 
     for b in inputs:
@@ -427,8 +521,9 @@ def trt_case(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref: dict[in
     return res
 
 
-def trt_loader_other_set(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref_other: dict[int, tuple[Any, Any]],
-                         work: Path) -> dict[str, Any]:
+def trt_loader_other_set(
+    fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], ref_other: dict[int, tuple[Any, Any]], work: Path
+) -> dict[str, Any]:
     """The edge loader serving the non-default set 'other' on the bundle's native TensorRT engine:
     ``BundleModelLoader`` refits the engine with the set's weights (no rebuild) — timed."""
     from edge.serving.bundle_loader import BundleModelLoader
@@ -436,7 +531,9 @@ def trt_loader_other_set(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], 
 
     if not (read_manifest(fp16_bundle).get("tensorrt") or []):
         raise SkipStep("bundle has no TensorRT engine")
-    settings = ServeSettings(providers=["tensorrt", "cuda", "cpu"], model_cache_dir=work / "model-cache-trt-native")  # type: ignore[arg-type]
+    settings = ServeSettings(
+        providers=["tensorrt", "cuda", "cpu"], model_cache_dir=work / "model-cache-trt-native"
+    )  # type: ignore[arg-type]
     model = BundleModelLoader(settings)(fp16_bundle, adapter_set="other")
     res: dict[str, Any] = {"providers_used": list(model.providers), "refit_s": model.extra.get("trt_refit_s")}
     try:
@@ -446,14 +543,18 @@ def trt_loader_other_set(fp16_bundle: Path, inputs: dict[int, tuple[Any, Any]], 
     finally:
         model.close()
     if res["parity_b32"]["max_abs_diff"] > 2e-2:
-        raise CheckFailed("native engine refitted with 'other' differs from the CPU session bound to 'other'", res)
+        raise CheckFailed(
+            "native engine refitted with 'other' differs from the CPU session bound to 'other'", res
+        )
     return res
 
 
 # -- per-provider checks ----------------------------------------------------------------------
 
 
-def bound_set_parity(b: dict[str, Path], provider: str, inputs: dict[int, Any], refs: dict[str, Any], cache: Path) -> dict[str, Any]:
+def bound_set_parity(
+    b: dict[str, Path], provider: str, inputs: dict[int, Any], refs: dict[str, Any], cache: Path
+) -> dict[str, Any]:
     other = session(b["fp32"], "other", provider, cache)
     res = really_ran(other, provider)
     require_provider(res, provider)
@@ -464,7 +565,11 @@ def bound_set_parity(b: dict[str, Path], provider: str, inputs: dict[int, Any], 
         res[f"vs_default_b{bs}"] = compare(run(default, *inputs[bs]), got)["max_abs_diff"]
     res["tolerance"] = PARITY_TOL[provider]
     if res["parity_b32"]["max_abs_diff"] > PARITY_TOL[provider]:
-        raise CheckFailed(f"bound 'other' differs from the CPU session bound to 'other' by {res['parity_b32']['max_abs_diff']:.2e}", res)
+        raise CheckFailed(
+            "bound 'other' differs from the CPU session bound to 'other' by "
+            f"{res['parity_b32']['max_abs_diff']:.2e}",
+            res,
+        )
     if res["vs_default_b32"] < 1e-2:
         raise CheckFailed("bound 'other' gives the default set's outputs: the binding was ignored", res)
     return res
@@ -479,17 +584,34 @@ def variant_choice(b: dict[str, Path], provider: str, cache: Path) -> dict[str, 
 
     res = really_ran(session(b["fp32"], "default", provider, cache), provider)
     require_provider(res, provider)
-    fam = [VariantOut(precision=p, version="1.0.0" if p == "fp32" else f"1.0.0+{p}", manifest_sha256="0" * 64,
-                      runs_on=DEFAULT_RUNS_ON[p]) for p in ("fp32", "fp16", "int8")]
+    fam = [
+        VariantOut(
+            precision=p,
+            version="1.0.0" if p == "fp32" else f"1.0.0+{p}",
+            manifest_sha256="0" * 64,
+            runs_on=DEFAULT_RUNS_ON[p],
+        )
+        for p in ("fp32", "fp16", "int8")
+    ]
     choice = choose_variant(fam, fam[0], {"providers": res["providers_used"]}, {})
     res["variant_chosen"] = choice.variant.precision if choice.variant else None
     want = "int8" if provider == "cpu" else "fp16"
     if res["variant_chosen"] != want:
-        raise CheckFailed(f"a node running on {res['providers_used']} would get {res['variant_chosen']}, not {want}", res)
+        raise CheckFailed(
+            f"a node running on {res['providers_used']} would get {res['variant_chosen']}, not {want}", res
+        )
     return res
 
 
-def latency_case(bundle: Path, provider: str, inputs: dict[int, Any], ref: dict[int, Any], cache: Path, fp16: bool, min_cos: float) -> dict[str, Any]:
+def latency_case(
+    bundle: Path,
+    provider: str,
+    inputs: dict[int, Any],
+    ref: dict[int, Any],
+    cache: Path,
+    fp16: bool,
+    min_cos: float,
+) -> dict[str, Any]:
     sess = session(bundle, "other", provider, cache, fp16=fp16)
     res = really_ran(sess, provider)
     require_provider(res, provider)
@@ -497,11 +619,15 @@ def latency_case(bundle: Path, provider: str, inputs: dict[int, Any], ref: dict[
         res[f"parity_b{bs}"] = compare(ref[bs], run(sess, *inputs[bs]))
         res[f"latency_b{bs}"] = time_it(lambda s=sess, i=inputs[bs]: run(s, *i))
     if res["parity_b32"]["cosine_min"] < min_cos:
-        raise CheckFailed(f"embedding cosine to the CPU reference {res['parity_b32']['cosine_min']:.5f} < {min_cos}", res)
+        raise CheckFailed(
+            f"embedding cosine to the CPU reference {res['parity_b32']['cosine_min']:.5f} < {min_cos}", res
+        )
     return res
 
 
-def update_hot_swap(b: dict[str, Path], provider: str, inputs: dict[int, Any], refs: dict[str, Any], work: Path) -> dict[str, Any]:
+def update_hot_swap(
+    b: dict[str, Path], provider: str, inputs: dict[int, Any], refs: dict[str, Any], work: Path
+) -> dict[str, Any]:
     """The edge loader serving the parent, then the adapter-only update on top of it, on ``provider``."""
     from edge.serving.bundle_loader import BundleModelLoader
     from edge.settings import ServeSettings
@@ -537,26 +663,57 @@ def update_hot_swap(b: dict[str, Path], provider: str, inputs: dict[int, Any], r
 def serving_case(provider: str, seconds: float, work: Path) -> dict[str, Any]:
     out = work / f"serving-{provider}.json"
     cmd = [
-        sys.executable, str(ROOT / "benchmarks" / "bench_serving.py"), "--provider", provider, "--servers", "ort,edge",
-        "--concurrency", "1,32,256", "--duration", str(seconds), "--warmup", "1", "--rounds", "1", "--out", str(out),
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_serving.py"),
+        "--provider",
+        provider,
+        "--servers",
+        "ort,edge",
+        "--concurrency",
+        "1,32,256",
+        "--duration",
+        str(seconds),
+        "--warmup",
+        "1",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(120.0, 40 * seconds + 120), cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=max(120.0, 40 * seconds + 120),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if proc.returncode != 0 or not out.is_file():
         raise RuntimeError(f"bench_serving exited {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}")
     rec = json.loads(out.read_text(encoding="utf-8"))
     raw = rec["raw_engine"]["throughput_seq_s"]
-    rows = {f"{k} c={r['concurrency']}": {"rps": r["throughput_rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
-            for k, rs in rec["servers"].items() for r in rs}
+    rows = {
+        f"{k} c={r['concurrency']}": {
+            "rps": r["throughput_rps"],
+            "p50_ms": r["p50_ms"],
+            "p99_ms": r["p99_ms"],
+        }
+        for k, rs in rec["servers"].items()
+        for r in rs
+    }
     edge = {r["concurrency"]: r for r in rec["servers"].get("edge", [])}
     top = edge.get(256) or edge.get(max(edge)) if edge else None
     res = {
-        "providers_used": rec.get("providers_used"), "raw_engine_seq_s": raw, "rows": rows,
+        "providers_used": rec.get("providers_used"),
+        "raw_engine_seq_s": raw,
+        "rows": rows,
         "served_vs_raw_top": round(top["throughput_rps"] / raw, 3) if top and raw else None,
         "edge_top_p99_ms": top["p99_ms"] if top else None,
     }
     if not rec["checks"].get("providers_all_as_requested", False):
-        raise CheckFailed(f"rows ran on another provider than {provider}: {rec['checks'].get('providers_fallback')}", res)
+        raise CheckFailed(
+            f"rows ran on another provider than {provider}: {rec['checks'].get('providers_fallback')}", res
+        )
     return res
 
 
@@ -572,14 +729,27 @@ def issue_targets(steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         if "bound-set parity" in name and st.get("parity_b32"):
             d = st["parity_b32"]["max_abs_diff"]
-            out.append({"what": f"{provider}: bound-set parity max |Δ| ≤ 1e-3", "measured": f"{d:.2e}", "met": d <= 1e-3})
+            out.append(
+                {
+                    "what": f"{provider}: bound-set parity max |Δ| ≤ 1e-3",
+                    "measured": f"{d:.2e}",
+                    "met": d <= 1e-3,
+                }
+            )
         if st.get("fp16_vs_fp32_b32") is not None:
             r = st["fp16_vs_fp32_b32"]
-            out.append({"what": f"{provider}: fp16 / fp32 p50 at batch 32 ≤ 0.6", "measured": r, "met": r <= 0.6})
+            out.append(
+                {"what": f"{provider}: fp16 / fp32 p50 at batch 32 ≤ 0.6", "measured": r, "met": r <= 0.6}
+            )
         if st.get("served_vs_raw_top") is not None:
             r, p99 = st["served_vs_raw_top"], st.get("edge_top_p99_ms")
-            out.append({"what": f"{provider}: served / raw engine throughput ≥ 0.5, p99 ≤ 20 ms (c=256)",
-                        "measured": f"{r} ({p99} ms)", "met": r >= 0.5 and p99 is not None and p99 <= 20})
+            out.append(
+                {
+                    "what": f"{provider}: served / raw engine throughput ≥ 0.5, p99 ≤ 20 ms (c=256)",
+                    "measured": f"{r} ({p99} ms)",
+                    "met": r >= 0.5 and p99 is not None and p99 <= 20,
+                }
+            )
     return out
 
 
@@ -589,12 +759,22 @@ def write_report(out: Path) -> None:
     (out / "gpu_check.json").write_text(json.dumps(REPORT, indent=2, default=str), encoding="utf-8")
     lines = ["# GPU check", "", f"started {REPORT['started']}, wall {REPORT['wall_s']} s", ""]
     env = REPORT["steps"].get("environment", {})
-    for k in ("nvidia_smi", "onnxruntime", "ort_providers", "preload_dlls", "tensorrt", "torch", "torch_cuda", "cpus"):
+    for k in (
+        "nvidia_smi",
+        "onnxruntime",
+        "ort_providers",
+        "preload_dlls",
+        "tensorrt",
+        "torch",
+        "torch_cuda",
+        "cpus",
+    ):
         if k in env:
             lines.append(f"- {k}: {env[k]}")
     lines += [
         "",
-        "| step | status | really ran on | parity b32 (max abs / cos min / agree) | p50 b1 ms | p50 b32 ms | notes |",
+        "| step | status | really ran on | parity b32 (max abs / cos min / agree) "
+        "| p50 b1 ms | p50 b32 ms | notes |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, s in REPORT["steps"].items():
@@ -607,8 +787,19 @@ def write_report(out: Path) -> None:
         used = s.get("providers_used")
         ran = ", ".join(used) if isinstance(used, list) else (json.dumps(used) if used else "")
         notes = []
-        for key in ("variant_chosen", "fallback", "provider_fallback", "vs_default_b32", "vs_parent_b32", "fp16_vs_fp32_b32", "refit_ok",
-                    "refit_s", "served_vs_raw_top", "edge_top_p99_ms", "update_load_s"):
+        for key in (
+            "variant_chosen",
+            "fallback",
+            "provider_fallback",
+            "vs_default_b32",
+            "vs_parent_b32",
+            "fp16_vs_fp32_b32",
+            "refit_ok",
+            "refit_s",
+            "served_vs_raw_top",
+            "edge_top_p99_ms",
+            "update_load_s",
+        ):
             if s.get(key) not in (None, "", []):
                 notes.append(f"{key} {s[key]}")
         status = s["status"].upper() if s["status"] in ("failed", "error") else s["status"]
@@ -634,18 +825,38 @@ def write_report(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     global BUDGET_S
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join((__doc__ or "").split("\n")[2:]))
+    ap = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join((__doc__ or "").split("\n")[2:]),
+    )
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
-    ap.add_argument("--providers", default=None, help="comma list of cpu, cuda, tensorrt (default: all three; "
-                    "with --cpu-dry-run: cpu)")
-    ap.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU in about a minute: --tiny, "
-                    "--serving-s 0, --providers cpu unless given (tests/export/test_gpu_check.py)")
-    ap.add_argument("--install", action="store_true", help="pip install onnxruntime-gpu, tensorrt, cuda-python first")
-    ap.add_argument("--real", action="store_true", help="export the real all-MiniLM-L6-v2 instead of a tiny encoder")
-    ap.add_argument("--tiny", action="store_true", help="the smallest random encoder (CPU dry runs and tests)")
-    ap.add_argument("--serving-s", type=float, default=3.0, help="seconds per serving measurement (0: skip serving)")
-    ap.add_argument("--budget-s", type=float, default=480.0, help="stop starting new steps after this many seconds")
+    ap.add_argument(
+        "--providers",
+        default=None,
+        help="comma list of cpu, cuda, tensorrt (default: all three; with --cpu-dry-run: cpu)",
+    )
+    ap.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="every step on the CPU in about a minute: --tiny, "
+        "--serving-s 0, --providers cpu unless given (tests/export/test_gpu_check.py)",
+    )
+    ap.add_argument(
+        "--install", action="store_true", help="pip install onnxruntime-gpu, tensorrt, cuda-python first"
+    )
+    ap.add_argument(
+        "--real", action="store_true", help="export the real all-MiniLM-L6-v2 instead of a tiny encoder"
+    )
+    ap.add_argument(
+        "--tiny", action="store_true", help="the smallest random encoder (CPU dry runs and tests)"
+    )
+    ap.add_argument(
+        "--serving-s", type=float, default=3.0, help="seconds per serving measurement (0: skip serving)"
+    )
+    ap.add_argument(
+        "--budget-s", type=float, default=480.0, help="stop starting new steps after this many seconds"
+    )
     args = ap.parse_args(argv)
     BUDGET_S = args.budget_s
     if args.cpu_dry_run:
@@ -672,14 +883,19 @@ def main(argv: list[str] | None = None) -> int:
 
         def references() -> dict[str, Any]:
             refs: dict[str, Any] = {}
-            for key, bundle, set_name in (("fp32_default", "fp32", "default"), ("fp32_other", "fp32", "other"),
-                                          ("int8_other", "int8", "other")):
+            for key, bundle, set_name in (
+                ("fp32_default", "fp32", "default"),
+                ("fp32_other", "fp32", "other"),
+                ("int8_other", "int8", "other"),
+            ):
                 sess = session(b[bundle], set_name, "cpu", cache)
                 refs[key] = {bs: run(sess, *inputs[bs]) for bs in inputs}
             from contracts.bundle import open_bundle
             from edge.runtime.bundle_session import BundleSession
 
-            upd = BundleSession(open_bundle(b["update"], verify=False, parent=open_bundle(b["fp32"], verify=False)))
+            upd = BundleSession(
+                open_bundle(b["update"], verify=False, parent=open_bundle(b["fp32"], verify=False))
+            )
             refs["update"] = {bs: run(upd, *inputs[bs]) for bs in inputs}
             return {"_refs": refs}
 
@@ -692,20 +908,42 @@ def main(argv: list[str] | None = None) -> int:
         for p in providers:
             if ORT_NAMES[p] not in ort.get_available_providers():
                 # still run: ORT falls back to the CPU, and the check must say so (this is what hid it before)
-                log(f"{ORT_NAMES[p]} is not in this onnxruntime build ({ort.get_available_providers()}); its steps will fail")
-            step(f"{p}: bound-set parity (fp32, set 'other')", lambda p=p: bound_set_parity(b, p, inputs, refs, cache))
-            f32 = step(f"{p}: fp32 latency", lambda p=p: latency_case(b["fp32"], p, inputs, refs["fp32_other"], cache, False, 0.9999))
-            f16 = step(f"{p}: fp16", lambda p=p: latency_case(b["fp16"], p, inputs, refs["fp32_other"], cache, True, 0.999))
+                log(
+                    f"{ORT_NAMES[p]} is not in this onnxruntime build "
+                    f"({ort.get_available_providers()}); its steps will fail"
+                )
+            step(
+                f"{p}: bound-set parity (fp32, set 'other')",
+                lambda p=p: bound_set_parity(b, p, inputs, refs, cache),
+            )
+            f32 = step(
+                f"{p}: fp32 latency",
+                lambda p=p: latency_case(b["fp32"], p, inputs, refs["fp32_other"], cache, False, 0.9999),
+            )
+            f16 = step(
+                f"{p}: fp16",
+                lambda p=p: latency_case(b["fp16"], p, inputs, refs["fp32_other"], cache, True, 0.999),
+            )
             if f32 and f16:
                 ratio = round(f16["latency_b32"]["p50_ms"] / f32["latency_b32"]["p50_ms"], 3)
                 REPORT["steps"][f"{p}: fp16"]["fp16_vs_fp32_b32"] = ratio
-            step(f"{p}: int8 bundle", lambda p=p: latency_case(b["int8"], p, inputs, refs["int8_other"], cache, False, 0.999))
+            step(
+                f"{p}: int8 bundle",
+                lambda p=p: latency_case(b["int8"], p, inputs, refs["int8_other"], cache, False, 0.999),
+            )
             step(f"{p}: adapter-only update hot swap", lambda p=p: update_hot_swap(b, p, inputs, refs, work))
             step(f"{p}: precision variant for this node", lambda p=p: variant_choice(b, p, cache))
             if p == "tensorrt":
-                step("tensorrt: native engine + refit", lambda: trt_case(b["fp16"], inputs, refs["fp32_default"], refs["fp32_other"]), min_left_s=60)
-                step("tensorrt: edge loader serves set 'other' on the native engine (refit)",
-                     lambda: trt_loader_other_set(b["fp16"], inputs, refs["fp32_other"], work), min_left_s=60)
+                step(
+                    "tensorrt: native engine + refit",
+                    lambda: trt_case(b["fp16"], inputs, refs["fp32_default"], refs["fp32_other"]),
+                    min_left_s=60,
+                )
+                step(
+                    "tensorrt: edge loader serves set 'other' on the native engine (refit)",
+                    lambda: trt_loader_other_set(b["fp16"], inputs, refs["fp32_other"], work),
+                    min_left_s=60,
+                )
             if args.serving_s > 0:
                 step(f"{p}: serving", lambda p=p: serving_case(p, args.serving_s, work), min_left_s=120)
         bad_steps = [n for n, s in REPORT["steps"].items() if s["status"] in ("failed", "error")]

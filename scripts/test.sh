@@ -20,7 +20,7 @@ fi
 # and skip with a reason when none is reachable.
 export PATH="$VENV/bin:/usr/sbin:$PATH"
 
-echo "== ruff"; ruff check .
+echo "== ruff"; ruff check .; ruff format --check .
 echo "== mypy"; mypy
 echo "== pytest"
 set +e

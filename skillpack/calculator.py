@@ -79,7 +79,9 @@ class Token:
     value: float = 0.0
 
 
-_TOKEN_RE = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)(?:[eE]([-+]?\d+))?|(\*\*|[-+*/^%(),])|([A-Za-z_][A-Za-z_0-9]*)|(\S))")
+_TOKEN_RE = re.compile(
+    r"\s*(?:(\d+\.\d*|\.\d+|\d+)(?:[eE]([-+]?\d+))?|(\*\*|[-+*/^%(),])|([A-Za-z_][A-Za-z_0-9]*)|(\S))"
+)
 
 
 def tokenize(expression: str) -> list[Token]:
@@ -123,7 +125,13 @@ def tokenize(expression: str) -> list[Token]:
 Node = tuple
 
 
-_INFIX_BP: dict[str, tuple[int, int]] = {"+": (10, 11), "-": (10, 11), "*": (20, 21), "/": (20, 21), "^": (41, 40)}
+_INFIX_BP: dict[str, tuple[int, int]] = {
+    "+": (10, 11),
+    "-": (10, 11),
+    "*": (20, 21),
+    "/": (20, 21),
+    "^": (41, 40),
+}
 _PREFIX_BP = 30
 _POSTFIX_BP = 50  # %
 
@@ -284,15 +292,39 @@ def _list_args(s: str) -> str:
     return ", ".join(re.findall(_NUM, s))
 
 
-_AGG_EN = {"average": "avg", "mean": "avg", "sum": "sum", "total": "sum", "product": "product",
-           "minimum": "min", "min": "min", "maximum": "max", "max": "max"}
-_AGG_ZH = {"平均值": "avg", "平均数": "avg", "平均": "avg", "总和": "sum", "之和": "sum", "和": "sum",
-           "乘积": "product", "之积": "product", "积": "product", "最大值": "max", "最小值": "min"}
+_AGG_EN = {
+    "average": "avg",
+    "mean": "avg",
+    "sum": "sum",
+    "total": "sum",
+    "product": "product",
+    "minimum": "min",
+    "min": "min",
+    "maximum": "max",
+    "max": "max",
+}
+_AGG_ZH = {
+    "平均值": "avg",
+    "平均数": "avg",
+    "平均": "avg",
+    "总和": "sum",
+    "之和": "sum",
+    "和": "sum",
+    "乘积": "product",
+    "之积": "product",
+    "积": "product",
+    "最大值": "max",
+    "最小值": "min",
+}
 # aggregates
-_rw(rf"\b(average|mean|sum|total|product|minimum|maximum|min|max)\s+(?:value\s+)?of\s+(?:the\s+numbers\s+)?({_LIST})",
-    lambda m: f" {_AGG_EN[m.group(1).lower()]}({_list_args(m.group(2))}) ")
-_rw(rf"(?:求)?({_LIST})\s*(?:这几个数)?\s*的\s*(平均值|平均数|平均|总和|之和|乘积|之积|最大值|最小值|和|积)",
-    lambda m: f" {_AGG_ZH[m.group(2)]}({_list_args(m.group(1))}) ")
+_rw(
+    rf"\b(average|mean|sum|total|product|minimum|maximum|min|max)\s+(?:value\s+)?of\s+(?:the\s+numbers\s+)?({_LIST})",
+    lambda m: f" {_AGG_EN[m.group(1).lower()]}({_list_args(m.group(2))}) ",
+)
+_rw(
+    rf"(?:求)?({_LIST})\s*(?:这几个数)?\s*的\s*(平均值|平均数|平均|总和|之和|乘积|之积|最大值|最小值|和|积)",
+    lambda m: f" {_AGG_ZH[m.group(2)]}({_list_args(m.group(1))}) ",
+)
 _rw(rf"(?:the\s+)?difference\s+between\s+({_NUM})\s+and\s+({_NUM})", r" (\1 - \2) ")
 _rw(rf"({_NUM})\s*(?:与|和|跟)\s*({_NUM})\s*的差", r" (\1 - \2) ")
 _rw(rf"({_NUM})\s*(?:与|和|跟)\s*({_NUM})\s*的商", r" (\1 / \2) ")
@@ -332,7 +364,9 @@ _rw(r"[（]", "(")
 _rw(r"[）]", ")")
 _rw(r"，", ", ")
 
-_MATH_CHARS = re.compile(r"(?:sqrt|cbrt|avg|sum|product|min|max|abs|pi|\d+(?:\.\d+)?|[-+*/^%(),.\s])+", re.IGNORECASE)
+_MATH_CHARS = re.compile(
+    r"(?:sqrt|cbrt|avg|sum|product|min|max|abs|pi|\d+(?:\.\d+)?|[-+*/^%(),.\s])+", re.IGNORECASE
+)
 
 
 def rewrite(text: str) -> str:

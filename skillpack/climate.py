@@ -19,8 +19,20 @@ from typing import Any
 from skillpack.errors import SkillError, UnknownCity
 from skillpack.text import has_cjk, normalize_numbers
 
-MONTHS_EN = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
-             "october", "november", "december")
+MONTHS_EN = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 QUANTITIES = ("temperature", "precipitation", "warmest", "coldest", "wettest", "driest", "summary")
 
 
@@ -57,17 +69,36 @@ class ClimateAnswer:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"city": self.city, "city_id": self.city_id, "quantity": self.quantity, "month": self.month,
-                "value": self.value, "unit": self.unit, "text": self.text, "source": self.source, **self.extra}
+        return {
+            "city": self.city,
+            "city_id": self.city_id,
+            "quantity": self.quantity,
+            "month": self.month,
+            "value": self.value,
+            "unit": self.unit,
+            "text": self.text,
+            "source": self.source,
+            **self.extra,
+        }
 
 
 @lru_cache(maxsize=1)
 def load_normals() -> dict[str, CityNormals]:
-    raw = json.loads(resources.files("skillpack").joinpath("data/climate_normals.json").read_text(encoding="utf-8"))
+    raw = json.loads(
+        resources.files("skillpack").joinpath("data/climate_normals.json").read_text(encoding="utf-8")
+    )
     out: dict[str, CityNormals] = {}
     for c in raw["cities"]:
-        out[c["id"]] = CityNormals(c["id"], c["name"], c["name_zh"], tuple(c["aliases"]), c["country"], c["source"],
-                                   tuple(c["mean_temp_c"]), tuple(c["precip_mm"]))
+        out[c["id"]] = CityNormals(
+            c["id"],
+            c["name"],
+            c["name_zh"],
+            tuple(c["aliases"]),
+            c["country"],
+            c["source"],
+            tuple(c["mean_temp_c"]),
+            tuple(c["precip_mm"]),
+        )
     return out
 
 
@@ -84,7 +115,8 @@ def find_city(name: str) -> CityNormals:
     key = name.strip().lower()
     city_id = _alias_index().get(key) or _alias_index().get(re.sub(r"(市|city)$", "", key).strip())
     if city_id is None:
-        raise UnknownCity(f"no climate normals for {name!r}; known cities: {', '.join(sorted(c.name for c in load_normals().values()))}")
+        known = ", ".join(sorted(c.name for c in load_normals().values()))
+        raise UnknownCity(f"no climate normals for {name!r}; known cities: {known}")
     return load_normals()[city_id]
 
 
@@ -109,7 +141,9 @@ def find_month(text: str) -> int | None:
     if m:
         return int(m.group(1))
     for i, name in enumerate(MONTHS_EN):
-        if re.search(rf"\b(?:{name}|{name[:3]}\.?)(?![a-z])", low) and not (name == "may" and re.search(r"\bmay\s+(?:i|you|we)\b", low)):
+        if re.search(rf"\b(?:{name}|{name[:3]}\.?)(?![a-z])", low) and not (
+            name == "may" and re.search(r"\bmay\s+(?:i|you|we)\b", low)
+        ):
             return i + 1
     return None
 
@@ -136,7 +170,9 @@ def _m_en(month: int) -> str:
     return MONTHS_EN[month - 1].capitalize()
 
 
-def lookup(city: str | CityNormals, month: int | None = None, quantity: str = "temperature", *, zh: bool = False) -> ClimateAnswer:
+def lookup(
+    city: str | CityNormals, month: int | None = None, quantity: str = "temperature", *, zh: bool = False
+) -> ClimateAnswer:
     c = city if isinstance(city, CityNormals) else find_city(city)
     if month is not None and not 1 <= month <= 12:
         raise SkillError(f"month must be 1..12, got {month}")
@@ -152,33 +188,56 @@ def lookup(city: str | CityNormals, month: int | None = None, quantity: str = "t
         m = series.index(pick(series)) + 1
         value = series[m - 1]
         unit = "°C" if quantity in ("warmest", "coldest") else "mm"
-        label_zh = {"warmest": "最热的月份", "coldest": "最冷的月份", "wettest": "降水最多的月份", "driest": "降水最少的月份"}[quantity]
-        text = (f"{name}{label_zh}是{m}月（{value:g} {unit}）{tail_zh}" if zh
-                else f"The {quantity} month in {name} is {_m_en(m)} ({value:g} {unit}){tail_en}.")
+        label_zh = {
+            "warmest": "最热的月份",
+            "coldest": "最冷的月份",
+            "wettest": "降水最多的月份",
+            "driest": "降水最少的月份",
+        }[quantity]
+        text = (
+            f"{name}{label_zh}是{m}月（{value:g} {unit}）{tail_zh}"
+            if zh
+            else f"The {quantity} month in {name} is {_m_en(m)} ({value:g} {unit}){tail_en}."
+        )
         return ClimateAnswer(c.name, c.id, quantity, m, value, unit, text, c.source)
     if quantity == "summary":
         if month is None:
             value = c.annual_mean_temp_c
-            text = (f"{name}年平均气温约{value:g}°C，年降水量约{c.annual_precip_mm:g}毫米{tail_zh}" if zh
-                    else f"{name}: annual mean temperature about {value:g} °C, annual precipitation about "
-                         f"{c.annual_precip_mm:g} mm{tail_en}.")
+            text = (
+                f"{name}年平均气温约{value:g}°C，年降水量约{c.annual_precip_mm:g}毫米{tail_zh}"
+                if zh
+                else f"{name}: annual mean temperature about {value:g} °C, annual precipitation about "
+                f"{c.annual_precip_mm:g} mm{tail_en}."
+            )
             extra["annual_precip_mm"] = c.annual_precip_mm
             return ClimateAnswer(c.name, c.id, "summary", None, value, "°C", text, c.source, extra)
         t, p = c.mean_temp_c[month - 1], c.precip_mm[month - 1]
-        text = (f"{name}{month}月平均气温约{t:g}°C，降水量约{p:g}毫米{tail_zh}" if zh
-                else f"{name} in {_m_en(month)}: mean temperature about {t:g} °C, precipitation about {p:g} mm{tail_en}.")
+        text = (
+            f"{name}{month}月平均气温约{t:g}°C，降水量约{p:g}毫米{tail_zh}"
+            if zh
+            else f"{name} in {_m_en(month)}: mean temperature about {t:g} °C, "
+            f"precipitation about {p:g} mm{tail_en}."
+        )
         extra["precip_mm"] = p
         return ClimateAnswer(c.name, c.id, "summary", month, t, "°C", text, c.source, extra)
     if quantity == "temperature":
         value = c.annual_mean_temp_c if month is None else c.mean_temp_c[month - 1]
-        when_zh, when_en = ("全年", "over the year") if month is None else (f"{month}月", f"in {_m_en(month)}")
-        text = (f"{name}{when_zh}平均气温约{value:g}°C{tail_zh}" if zh
-                else f"The mean temperature in {name} {when_en} is about {value:g} °C{tail_en}.")
+        when_zh, when_en = (
+            ("全年", "over the year") if month is None else (f"{month}月", f"in {_m_en(month)}")
+        )
+        text = (
+            f"{name}{when_zh}平均气温约{value:g}°C{tail_zh}"
+            if zh
+            else f"The mean temperature in {name} {when_en} is about {value:g} °C{tail_en}."
+        )
         return ClimateAnswer(c.name, c.id, "temperature", month, value, "°C", text, c.source)
     value = c.annual_precip_mm if month is None else c.precip_mm[month - 1]
     when_zh, when_en = ("全年", "in a year") if month is None else (f"{month}月", f"in {_m_en(month)}")
-    text = (f"{name}{when_zh}平均降水量约{value:g}毫米{tail_zh}" if zh
-            else f"{name} gets about {value:g} mm of precipitation {when_en} on average{tail_en}.")
+    text = (
+        f"{name}{when_zh}平均降水量约{value:g}毫米{tail_zh}"
+        if zh
+        else f"{name} gets about {value:g} mm of precipitation {when_en} on average{tail_en}."
+    )
     return ClimateAnswer(c.name, c.id, "precipitation", month, value, "mm", text, c.source)
 
 
@@ -188,5 +247,7 @@ def solve(text: str) -> ClimateAnswer:
         raise SkillError("empty request: which city?")
     city = find_city_in_text(text)
     if city is None:
-        raise UnknownCity(f"no known city in {text[:80]!r}; the climate skill knows {len(load_normals())} major cities")
+        raise UnknownCity(
+            f"no known city in {text[:80]!r}; the climate skill knows {len(load_normals())} major cities"
+        )
     return lookup(city, find_month(text), find_quantity(text), zh=has_cjk(text))

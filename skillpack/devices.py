@@ -43,10 +43,18 @@ DEFAULT_ACTIONS: dict[str, dict[str, tuple[float, float, str] | None]] = {
     "press": {},  # presses are never commanded remotely
 }
 ACTION_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "start": (("start", "turn on", "switch on", "power on", "resume", "run"), ("启动", "开启", "打开", "开机", "运行")),
-    "stop": (("stop", "turn off", "switch off", "shut down", "shutdown", "halt", "pause"),
-             ("停止", "关闭", "关掉", "停机", "停下", "暂停", "关机")),
-    "set": (("set", "change", "adjust", "raise", "lower", "increase", "decrease"), ("设置", "设为", "设定", "调到", "调整", "调为", "改为", "调")),
+    "start": (
+        ("start", "turn on", "switch on", "power on", "resume", "run"),
+        ("启动", "开启", "打开", "开机", "运行"),
+    ),
+    "stop": (
+        ("stop", "turn off", "switch off", "shut down", "shutdown", "halt", "pause"),
+        ("停止", "关闭", "关掉", "停机", "停下", "暂停", "关机"),
+    ),
+    "set": (
+        ("set", "change", "adjust", "raise", "lower", "increase", "decrease"),
+        ("设置", "设为", "设定", "调到", "调整", "调为", "改为", "调"),
+    ),
 }
 _CODE_RE = re.compile(r"(?<![A-Za-z])([A-Za-z]{2})[\s_-]?(\d{3,4})(?!\d)")
 
@@ -86,10 +94,18 @@ class DeviceTwin:
     updated: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "name_zh": self.name_zh, "kind": self.kind, "line": self.line,
-                "state": self.state, "readings": {k: r.to_dict() for k, r in self.readings.items()},
-                "alarms": [a.to_dict() for a in self.alarms], "setpoints": dict(self.setpoints),
-                "updated": self.updated}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "name_zh": self.name_zh,
+            "kind": self.kind,
+            "line": self.line,
+            "state": self.state,
+            "readings": {k: r.to_dict() for k, r in self.readings.items()},
+            "alarms": [a.to_dict() for a in self.alarms],
+            "setpoints": dict(self.setpoints),
+            "updated": self.updated,
+        }
 
 
 @dataclass(frozen=True)
@@ -102,8 +118,14 @@ class ControlResult:
     text: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "action": self.action, "value": self.value, "previous": self.previous,
-                "current": self.current, "text": self.text}
+        return {
+            "device": self.device,
+            "action": self.action,
+            "value": self.value,
+            "previous": self.previous,
+            "current": self.current,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -157,16 +179,23 @@ class DeviceStore:
             doc = twin.to_dict()
         if reading is not None:
             if reading not in twin.readings:
-                raise SkillError(f"{twin.id} reports no {reading} (it reports {', '.join(sorted(twin.readings))})")
+                raise SkillError(
+                    f"{twin.id} reports no {reading} (it reports {', '.join(sorted(twin.readings))})"
+                )
             doc["reading"] = {"name": reading, **twin.readings[reading].to_dict()}
         return doc
 
-    def update_reading(self, ref: str, name: str, value: float, unit: str | None = None, ts: float | None = None) -> None:
+    def update_reading(
+        self, ref: str, name: str, value: float, unit: str | None = None, ts: float | None = None
+    ) -> None:
         twin = self.resolve(ref)
         with self._lock:
             old = twin.readings.get(name)
-            twin.readings[name] = Reading(float(value), unit or (old.unit if old else READING_NAMES.get(name, ("",))[0]),
-                                          ts if ts is not None else time.time())
+            twin.readings[name] = Reading(
+                float(value),
+                unit or (old.unit if old else READING_NAMES.get(name, ("",))[0]),
+                ts if ts is not None else time.time(),
+            )
             twin.updated = time.time()
 
     def raise_alarm(self, ref: str, code: str, message: str) -> None:
@@ -185,26 +214,41 @@ class DeviceStore:
         actions = DEFAULT_ACTIONS.get(twin.kind, {})
         if self.allow is None:
             return dict(actions)
-        return {a: spec for a, spec in actions.items() if f"{twin.id}:{a}" in self.allow or f"{twin.kind}:{a}" in self.allow}
+        return {
+            a: spec
+            for a, spec in actions.items()
+            if f"{twin.id}:{a}" in self.allow or f"{twin.kind}:{a}" in self.allow
+        }
 
-    def control(self, ref: str, action: str, value: float | None = None, *, confirm: bool = False) -> ControlResult:
+    def control(
+        self, ref: str, action: str, value: float | None = None, *, confirm: bool = False
+    ) -> ControlResult:
         twin = self.resolve(ref)
         allowed = self.allowed_actions(twin)
         if action not in allowed:
             raise ControlRefused(
-                f"{action} is not allowed on {twin.id} ({twin.kind}); allowed: {', '.join(sorted(allowed)) or 'nothing'}",
-                reason="not_allowed")
+                f"{action} is not allowed on {twin.id} ({twin.kind}); "
+                f"allowed: {', '.join(sorted(allowed)) or 'nothing'}",
+                reason="not_allowed",
+            )
         spec = allowed[action]
         if spec is not None:
             if value is None:
-                raise ControlRefused(f"{action} on {twin.id} needs a value ({spec[0]:g}–{spec[1]:g} {spec[2]})",
-                                     reason="missing_value")
+                raise ControlRefused(
+                    f"{action} on {twin.id} needs a value ({spec[0]:g}–{spec[1]:g} {spec[2]})",
+                    reason="missing_value",
+                )
             if not spec[0] <= value <= spec[1]:
-                raise ControlRefused(f"{value:g} {spec[2]} is outside the allowed window {spec[0]:g}–{spec[1]:g} {spec[2]} "
-                                     f"for {twin.id}", reason="out_of_range")
+                raise ControlRefused(
+                    f"{value:g} {spec[2]} is outside the allowed window {spec[0]:g}–{spec[1]:g} {spec[2]} "
+                    f"for {twin.id}",
+                    reason="out_of_range",
+                )
         if not confirm:
             what = f"{action} {twin.id}" + (f" to {value:g} {spec[2]}" if spec and value is not None else "")
-            raise ControlRefused(f"{what} needs an explicit confirmation (confirm=true)", reason="not_confirmed")
+            raise ControlRefused(
+                f"{what} needs an explicit confirmation (confirm=true)", reason="not_confirmed"
+            )
         with self._lock:
             previous = {"state": twin.state, "setpoints": dict(twin.setpoints)}
             if action == "start":
@@ -216,7 +260,11 @@ class DeviceStore:
                 twin.setpoints[action.removeprefix("set_")] = float(value)
             twin.updated = time.time()
             current = {"state": twin.state, "setpoints": dict(twin.setpoints)}
-        text = f"{twin.id}: {action}" + (f" → {value:g} {spec[2]}" if spec and value is not None else "") + f" (state {twin.state})"
+        text = (
+            f"{twin.id}: {action}"
+            + (f" → {value:g} {spec[2]}" if spec and value is not None else "")
+            + f" (state {twin.state})"
+        )
         return ControlResult(twin.id, action, value, previous, current, text)
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -225,7 +273,9 @@ class DeviceStore:
 
     # ------------------------------------------------------------------ seeding
     @classmethod
-    def from_graph(cls, graph: Any, site_id: str | None = None, seed: int = 11, allow: set[str] | None = None) -> DeviceStore:
+    def from_graph(
+        cls, graph: Any, site_id: str | None = None, seed: int = 11, allow: set[str] | None = None
+    ) -> DeviceStore:
         """Twins for the machines of ``site_id`` (all sites when None) of a ``KnowledgeGraph``."""
         rng = random.Random(seed)
         twins: list[DeviceTwin] = []
@@ -238,19 +288,41 @@ class DeviceStore:
             for sid in graph.neighbors(e.id, "has_sensor"):
                 s = graph.entities[sid]
                 kind = s.attrs.get("kind", "temperature")
-                base = {"temperature": 45.0, "pressure": 190.0, "vibration": 2.0, "current": 12.0, "flow": 35.0}[kind]
+                base = {
+                    "temperature": 45.0,
+                    "pressure": 190.0,
+                    "vibration": 2.0,
+                    "current": 12.0,
+                    "flow": 35.0,
+                }[kind]
                 if e.attrs.get("kind") == "oven" and kind == "temperature":
                     base = 180.0
                 if e.attrs.get("kind") == "compressor" and kind == "pressure":
                     base = 7.5
                 if e.attrs.get("kind") == "chiller" and kind == "temperature":
                     base = 12.0
-                readings[kind] = Reading(round(base * (1 + rng.uniform(-0.05, 0.05)), 2), s.attrs.get("unit", ""), now)
+                readings[kind] = Reading(
+                    round(base * (1 + rng.uniform(-0.05, 0.05)), 2), s.attrs.get("unit", ""), now
+                )
             kind = str(e.attrs.get("kind", "machine"))
-            setpoints = {"temperature": 180.0} if kind == "oven" else {"speed": 20.0} if kind == "conveyor" else {}
-            twins.append(DeviceTwin(e.attrs.get("code", e.id.split(":")[-1]), e.name, e.name_zh, kind,
-                                    graph.entities[line].name, "running", readings, [], setpoints,
-                                    tuple(e.aliases), now))
+            setpoints = (
+                {"temperature": 180.0} if kind == "oven" else {"speed": 20.0} if kind == "conveyor" else {}
+            )
+            twins.append(
+                DeviceTwin(
+                    e.attrs.get("code", e.id.split(":")[-1]),
+                    e.name,
+                    e.name_zh,
+                    kind,
+                    graph.entities[line].name,
+                    "running",
+                    readings,
+                    [],
+                    setpoints,
+                    tuple(e.aliases),
+                    now,
+                )
+            )
         return cls(twins, allow)
 
     # ------------------------------------------------------------------ text
@@ -291,7 +363,8 @@ class DeviceStore:
                 if i >= 0:
                     found.append((i, action))
         without_codes = _CODE_RE.sub(
-            lambda m: " " if f"{m.group(1)}-{m.group(2)}".lower() in self._alias else m.group(0), norm)
+            lambda m: " " if f"{m.group(1)}-{m.group(2)}".lower() in self._alias else m.group(0), norm
+        )
         numbers = [float(x) for x in re.findall(r"(?<![A-Za-z\d.-])-?\d+(?:\.\d+)?(?![\d-])", without_codes)]
         if not found and numbers:
             found.append((0, "set"))
@@ -299,10 +372,18 @@ class DeviceStore:
             raise SkillError(f"no command (start, stop, set …) found in {text[:80]!r}")
         action = min(found)[1]
         if action == "set":
-            reading = next((name for name, (_, en, zh) in READING_NAMES.items()
-                            if any(re.search(rf"\b{re.escape(w)}", low) for w in en) or any(w in low for w in zh)), None)
+            reading = next(
+                (
+                    name
+                    for name, (_, en, zh) in READING_NAMES.items()
+                    if any(re.search(rf"\b{re.escape(w)}", low) for w in en) or any(w in low for w in zh)
+                ),
+                None,
+            )
             if reading is None:
-                settable = [a.removeprefix("set_") for a in DEFAULT_ACTIONS.get(twin.kind, {}) if a.startswith("set_")]
+                settable = [
+                    a.removeprefix("set_") for a in DEFAULT_ACTIONS.get(twin.kind, {}) if a.startswith("set_")
+                ]
                 reading = settable[0] if settable else "value"
             if not numbers:
                 raise SkillError(f"set what value? no number in {text[:80]!r}")

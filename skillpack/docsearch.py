@@ -34,7 +34,13 @@ class Document:
     text: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "lang": self.lang, "tags": list(self.tags), "text": self.text}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "lang": self.lang,
+            "tags": list(self.tags),
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,13 @@ class DocHit:
     snippet: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.doc.id, "title": self.doc.title, "lang": self.doc.lang, "score": round(self.score, 4),
-                "snippet": self.snippet}
+        return {
+            "id": self.doc.id,
+            "title": self.doc.title,
+            "lang": self.doc.lang,
+            "score": round(self.score, 4),
+            "snippet": self.snippet,
+        }
 
 
 def _parse(name: str, raw: str) -> Document:
@@ -67,9 +78,52 @@ def load_documents() -> tuple[Document, ...]:
     return tuple(sorted(docs, key=lambda d: d.id))
 
 
-_STOP = {"the", "a", "an", "of", "to", "in", "on", "for", "is", "are", "and", "or", "what", "how", "do", "i", "we",
-         "it", "be", "with", "at", "by", "my", "our", "does", "should", "when", "which", "that", "this", "can",
-         "about", "from", "tell", "me", "please", "you", "there", "any", "if", "as", "than", "not", "no"}
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "on",
+    "for",
+    "is",
+    "are",
+    "and",
+    "or",
+    "what",
+    "how",
+    "do",
+    "i",
+    "we",
+    "it",
+    "be",
+    "with",
+    "at",
+    "by",
+    "my",
+    "our",
+    "does",
+    "should",
+    "when",
+    "which",
+    "that",
+    "this",
+    "can",
+    "about",
+    "from",
+    "tell",
+    "me",
+    "please",
+    "you",
+    "there",
+    "any",
+    "if",
+    "as",
+    "than",
+    "not",
+    "no",
+}
 
 
 def _stem(word: str) -> str:
@@ -147,7 +201,9 @@ class DocIndex:
             scores = lexical
         order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
         if lang:
-            order = [i for i in order if self.docs[i].lang == lang] + [i for i in order if self.docs[i].lang != lang]
+            order = [i for i in order if self.docs[i].lang == lang] + [
+                i for i in order if self.docs[i].lang != lang
+            ]
         return [DocHit(self.docs[i], float(scores[i]), _snippet(self.docs[i].text, query)) for i in order[:k]]
 
 

@@ -6,14 +6,46 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
 _ZH_BIG = {"万": 10_000, "亿": 100_000_000}
 _ZH_NUM_CHARS = "".join(_ZH_DIGITS) + "".join(_ZH_UNITS) + "".join(_ZH_BIG)
 # Words that contain numeral characters but are not numbers (一下 = "a moment", 一共 = "in total" …).
 _ZH_IDIOMS = (
-    "一下", "一共", "一起", "一些", "一样", "一般", "一直", "统一", "万一", "一定", "唯一", "一个", "一台",
-    "一条", "一号", "第一", "十分", "千万", "万能", "百科", "三思",
+    "一下",
+    "一共",
+    "一起",
+    "一些",
+    "一样",
+    "一般",
+    "一直",
+    "统一",
+    "万一",
+    "一定",
+    "唯一",
+    "一个",
+    "一台",
+    "一条",
+    "一号",
+    "第一",
+    "十分",
+    "千万",
+    "万能",
+    "百科",
+    "三思",
 )
 # an idiom that is a number in context: 九十分钟 (90 minutes) and 十分钟 are not 十分 ("very")
 _NOT_IDIOM = {"十分": rf"(?<![{_ZH_NUM_CHARS}])十分(?!钟)"}
@@ -21,10 +53,34 @@ _ZH_IDIOM_KEEP = {"一个": "1个", "一台": "1台", "一条": "1条", "一号"
 _ZH_RUN = re.compile(rf"[{_ZH_NUM_CHARS}]+(?:点[{''.join(_ZH_DIGITS)}]+)?")
 
 _EN_SMALL = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
-    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 _EN_SCALE = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 _EN_WORD = "|".join(sorted([*_EN_SMALL, *_EN_SCALE], key=len, reverse=True))
@@ -38,7 +94,9 @@ def to_ascii(text: str) -> str:
     return text.translate(_PUNCT)
 
 
-_PUNCT: dict[int, str | int | None] = {ord(k): v for k, v in {"。": ".", "×": "*", "÷": "/", "−": "-", "–": "-", "—": "-"}.items()}
+_PUNCT: dict[int, str | int | None] = {
+    ord(k): v for k, v in {"。": ".", "×": "*", "÷": "/", "−": "-", "–": "-", "—": "-"}.items()
+}
 
 
 def zh_numeral_value(run: str) -> float | None:
@@ -105,7 +163,12 @@ def zh_numerals_to_digits(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         run = m.group(0)
         value = zh_numeral_value(run)
-        if value is None and len(run) > 1 and run[-1] in "千百" and (head := zh_numeral_value(run[:-1])) is not None:
+        if (
+            value is None
+            and len(run) > 1
+            and run[-1] in "千百"
+            and (head := zh_numeral_value(run[:-1])) is not None
+        ):
             return _fmt(head) + run[-1]  # 一千六百七十九千焦: the last 千 starts the unit (千焦 = kJ)
         return run if value is None else _fmt(value)
 
@@ -140,7 +203,9 @@ def en_number_words_to_digits(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         run = m.group(0)
         # "and" joins only inside hundreds: "three and five" stays two numbers
-        if re.search(r"\band\b", run, re.IGNORECASE) and not re.search(r"hundred|thousand|million", run, re.I):
+        if re.search(r"\band\b", run, re.IGNORECASE) and not re.search(
+            r"hundred|thousand|million", run, re.I
+        ):
             parts = re.split(r"(\s+and\s+)", run, flags=re.IGNORECASE)
             return "".join(p if p.strip().lower() == "and" else _fmt(en_number_value(p) or 0) for p in parts)
         value = en_number_value(run)
@@ -155,7 +220,9 @@ def normalize_numbers(text: str) -> str:
     text = to_ascii(text)
     text = zh_numerals_to_digits(text)
     text = en_number_words_to_digits(text)
-    text = re.sub(r"(?<![\d.])(\d{1,3})((?:,\d{3})+)(?![\d,])", lambda m: m.group(1) + m.group(2).replace(",", ""), text)
+    text = re.sub(
+        r"(?<![\d.])(\d{1,3})((?:,\d{3})+)(?![\d,])", lambda m: m.group(1) + m.group(2).replace(",", ""), text
+    )
     return text
 
 

@@ -32,10 +32,38 @@ def _u(key: str, dim: str, factor: float, name: str, *aliases: str) -> Unit:
 
 UNITS: tuple[Unit, ...] = (
     # temperature (factor unused; affine conversions)
-    _u("°C", "temperature", 1.0, "degree Celsius", "c", "℃", "celsius", "degrees celsius", "degree celsius",
-       "centigrade", "deg c", "degc", "摄氏度", "摄氏", "度"),
-    _u("°F", "temperature", 1.0, "degree Fahrenheit", "f", "℉", "fahrenheit", "degrees fahrenheit",
-       "degree fahrenheit", "deg f", "degf", "华氏度", "华氏"),
+    _u(
+        "°C",
+        "temperature",
+        1.0,
+        "degree Celsius",
+        "c",
+        "℃",
+        "celsius",
+        "degrees celsius",
+        "degree celsius",
+        "centigrade",
+        "deg c",
+        "degc",
+        "摄氏度",
+        "摄氏",
+        "度",
+    ),
+    _u(
+        "°F",
+        "temperature",
+        1.0,
+        "degree Fahrenheit",
+        "f",
+        "℉",
+        "fahrenheit",
+        "degrees fahrenheit",
+        "degree fahrenheit",
+        "deg f",
+        "degf",
+        "华氏度",
+        "华氏",
+    ),
     _u("K", "temperature", 1.0, "kelvin", "kelvins", "开尔文", "开氏度", "开"),
     # length (m)
     _u("m", "length", 1.0, "metre", "meter", "meters", "metres", "米"),
@@ -65,11 +93,30 @@ UNITS: tuple[Unit, ...] = (
     _u("mbar", "pressure", 100.0, "millibar", "millibars", "毫巴"),
     _u("psi", "pressure", 6894.757293168, "pound per square inch", "pounds per square inch", "磅每平方英寸"),
     _u("atm", "pressure", 101325.0, "atmosphere", "atmospheres", "标准大气压", "大气压"),
-    _u("mmHg", "pressure", 133.322387415, "millimetre of mercury", "millimeters of mercury", "torr", "毫米汞柱"),
+    _u(
+        "mmHg",
+        "pressure",
+        133.322387415,
+        "millimetre of mercury",
+        "millimeters of mercury",
+        "torr",
+        "毫米汞柱",
+    ),
     # volume (m³)
     _u("L", "volume", 1e-3, "litre", "liter", "liters", "litres", "l", "升", "公升"),
     _u("mL", "volume", 1e-6, "millilitre", "milliliter", "milliliters", "millilitres", "ml", "毫升"),
-    _u("m³", "volume", 1.0, "cubic metre", "cubic meter", "cubic meters", "cubic metres", "m3", "立方米", "方"),
+    _u(
+        "m³",
+        "volume",
+        1.0,
+        "cubic metre",
+        "cubic meter",
+        "cubic meters",
+        "cubic metres",
+        "m3",
+        "立方米",
+        "方",
+    ),
     _u("gal", "volume", 3.785411784e-3, "US gallon", "gallon", "gallons", "us gallons", "加仑"),
     _u("qt", "volume", 9.46352946e-4, "US quart", "quart", "quarts", "夸脱"),
     _u("pt", "volume", 4.73176473e-4, "US pint", "pint", "pints", "品脱"),
@@ -79,10 +126,42 @@ UNITS: tuple[Unit, ...] = (
     _u("tsp", "volume", 4.92892159375e-6, "teaspoon", "teaspoons", "茶匙"),
     _u("ft³", "volume", 0.028316846592, "cubic foot", "cubic feet", "ft3", "立方英尺"),
     # speed (m/s)
-    _u("m/s", "speed", 1.0, "metre per second", "meters per second", "metres per second", "mps", "米每秒", "米/秒"),
-    _u("km/h", "speed", 1000.0 / 3600.0, "kilometre per hour", "kilometers per hour", "kilometres per hour",
-       "kmh", "kph", "km/hr", "公里每小时", "千米每小时", "公里/小时", "千米/小时"),
-    _u("mph", "speed", 1609.344 / 3600.0, "mile per hour", "miles per hour", "mi/h", "英里每小时", "英里/小时"),
+    _u(
+        "m/s",
+        "speed",
+        1.0,
+        "metre per second",
+        "meters per second",
+        "metres per second",
+        "mps",
+        "米每秒",
+        "米/秒",
+    ),
+    _u(
+        "km/h",
+        "speed",
+        1000.0 / 3600.0,
+        "kilometre per hour",
+        "kilometers per hour",
+        "kilometres per hour",
+        "kmh",
+        "kph",
+        "km/hr",
+        "公里每小时",
+        "千米每小时",
+        "公里/小时",
+        "千米/小时",
+    ),
+    _u(
+        "mph",
+        "speed",
+        1609.344 / 3600.0,
+        "mile per hour",
+        "miles per hour",
+        "mi/h",
+        "英里每小时",
+        "英里/小时",
+    ),
     _u("kn", "speed", 1852.0 / 3600.0, "knot", "knots", "kt", "kts", "节"),
     _u("ft/s", "speed", 0.3048, "foot per second", "feet per second", "fps", "英尺每秒"),
     # energy (J)
@@ -92,7 +171,9 @@ UNITS: tuple[Unit, ...] = (
     _u("cal", "energy", 4.184, "calorie", "calories", "卡", "卡路里"),
     _u("kcal", "energy", 4184.0, "kilocalorie", "kilocalories", "千卡", "大卡"),
     _u("Wh", "energy", 3600.0, "watt-hour", "watt hour", "watt hours", "watt-hours", "瓦时"),
-    _u("kWh", "energy", 3.6e6, "kilowatt-hour", "kilowatt hour", "kilowatt hours", "kilowatt-hours", "千瓦时"),
+    _u(
+        "kWh", "energy", 3.6e6, "kilowatt-hour", "kilowatt hour", "kilowatt hours", "kilowatt-hours", "千瓦时"
+    ),
     _u("BTU", "energy", 1055.05585262, "British thermal unit", "btu", "btus", "英热单位"),
     # power (W)
     _u("W", "power", 1.0, "watt", "watts", "瓦", "瓦特"),
@@ -100,8 +181,30 @@ UNITS: tuple[Unit, ...] = (
     _u("MW", "power", 1e6, "megawatt", "megawatts", "兆瓦"),
     _u("hp", "power", 745.69987158227022, "horsepower", "mechanical horsepower", "马力"),
     # area (m²)
-    _u("m²", "area", 1.0, "square metre", "square meter", "square meters", "square metres", "m2", "sqm", "平方米", "平米"),
-    _u("km²", "area", 1e6, "square kilometre", "square kilometer", "square kilometers", "km2", "平方公里", "平方千米"),
+    _u(
+        "m²",
+        "area",
+        1.0,
+        "square metre",
+        "square meter",
+        "square meters",
+        "square metres",
+        "m2",
+        "sqm",
+        "平方米",
+        "平米",
+    ),
+    _u(
+        "km²",
+        "area",
+        1e6,
+        "square kilometre",
+        "square kilometer",
+        "square kilometers",
+        "km2",
+        "平方公里",
+        "平方千米",
+    ),
     _u("ft²", "area", 0.09290304, "square foot", "square feet", "sq ft", "ft2", "平方英尺"),
     _u("ha", "area", 1e4, "hectare", "hectares", "公顷"),
     _u("acre", "area", 4046.8564224, "acre", "acres", "英亩"),
@@ -116,14 +219,50 @@ UNITS: tuple[Unit, ...] = (
 )
 
 # Aliases that are only read as units right after a number (too ambiguous elsewhere).
-_NUMBER_BOUND = {"c", "f", "k", "m", "g", "t", "l", "s", "h", "d", "in", "ft", "mi", "min", "度", "分", "日",
-                 "天", "周", "开", "方", "卡", "焦", "瓦", "节", "码", "巴", "帕", "克", "米", "升", "秒", "斤", "亩"}
+_NUMBER_BOUND = {
+    "c",
+    "f",
+    "k",
+    "m",
+    "g",
+    "t",
+    "l",
+    "s",
+    "h",
+    "d",
+    "in",
+    "ft",
+    "mi",
+    "min",
+    "度",
+    "分",
+    "日",
+    "天",
+    "周",
+    "开",
+    "方",
+    "卡",
+    "焦",
+    "瓦",
+    "节",
+    "码",
+    "巴",
+    "帕",
+    "克",
+    "米",
+    "升",
+    "秒",
+    "斤",
+    "亩",
+}
 
 
 # what may stand right before an ambiguous short alias: a number ("5 m", "5°C"), an English target
 # word ("to m", "in c", "how many ft"), or a Chinese target phrase ("等于多少秒", "换算成斤", "是几天")
-_TARGET_BEFORE = re.compile(r"(?:\d\s*(?:°\s*)?|\b(?:to|in|into|as|many|much)\s+(?:°\s*)?|(?:多少|几|换算成|换算为|转换成|转换为|换成|"
-                            r"转成|折合|合)\s*)$")
+_TARGET_BEFORE = re.compile(
+    r"(?:\d\s*(?:°\s*)?|\b(?:to|in|into|as|many|much)\s+(?:°\s*)?|(?:多少|几|换算成|换算为|转换成|转换为|换成|"
+    r"转成|折合|合)\s*)$"
+)
 
 
 def _build_index() -> dict[str, Unit]:
@@ -181,8 +320,14 @@ class Conversion:
         return f"{_fmt(self.value)} {self.from_unit} = {_fmt(self.result)} {self.to_unit}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"value": self.value, "from_unit": self.from_unit, "to_unit": self.to_unit,
-                "result": self.result, "dimension": self.dimension, "text": self.text}
+        return {
+            "value": self.value,
+            "from_unit": self.from_unit,
+            "to_unit": self.to_unit,
+            "result": self.result,
+            "dimension": self.dimension,
+            "text": self.text,
+        }
 
 
 def _fmt(x: float) -> str:
@@ -242,7 +387,9 @@ def _unit_mentions(text: str) -> list[_Mention]:
             if _is_ascii_word(alias):
                 before = low[i - 1] if i > 0 else " "
                 after = low[j] if j < len(low) else " "
-                if (before.isascii() and (before.isalpha() or before == "_")) or (after.isascii() and after.isalnum()):
+                if (before.isascii() and (before.isalpha() or before == "_")) or (
+                    after.isascii() and after.isalnum()
+                ):
                     continue
                 if alias[0].isdigit() and before.isdigit():
                     continue
@@ -265,15 +412,17 @@ def solve(text: str) -> Conversion:
         raise UnitError(f"no value to convert in {text[:80]!r}")
     mentions = _unit_mentions(norm)
     # "度" means Celsius only next to another temperature unit (else it may be kWh or an angle)
-    if any(m.unit.key == "°C" and norm[m.start:m.end] == "度" for m in mentions) and not any(
-        m.unit.dimension == "temperature" and norm[m.start:m.end] != "度" for m in mentions
+    if any(m.unit.key == "°C" and norm[m.start : m.end] == "度" for m in mentions) and not any(
+        m.unit.dimension == "temperature" and norm[m.start : m.end] != "度" for m in mentions
     ):
-        mentions = [m for m in mentions if norm[m.start:m.end] != "度"]
+        mentions = [m for m in mentions if norm[m.start : m.end] != "度"]
     if not mentions:
         raise UnitError(f"no unit found in {text[:80]!r}")
     # the from-unit is the mention right after a number; the to-unit is another mention
     for num in numbers:
-        after = [m for m in mentions if 0 <= m.start - num.end() <= 2 and not norm[num.end():m.start].strip("° ")]
+        after = [
+            m for m in mentions if 0 <= m.start - num.end() <= 2 and not norm[num.end() : m.start].strip("° ")
+        ]
         if not after:
             continue
         src = after[0]
@@ -282,8 +431,10 @@ def solve(text: str) -> Conversion:
             dims = {m.unit.dimension for m in mentions if m is not src}
             if dims:
                 other = next(m for m in mentions if m is not src)
-                raise UnitError(f"cannot convert {src.unit.name} ({src.unit.dimension}) to {other.unit.name} "
-                                f"({other.unit.dimension})")
+                raise UnitError(
+                    f"cannot convert {src.unit.name} ({src.unit.dimension}) to {other.unit.name} "
+                    f"({other.unit.dimension})"
+                )
             raise UnitError(f"no target unit for {num.group(0)} {src.unit.key} in {text[:80]!r}")
         dst = next((m for m in others if m.start > src.end), others[0])
         return convert(float(num.group(0)), src.unit, dst.unit)

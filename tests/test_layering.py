@@ -46,7 +46,13 @@ def test_floor_imports_no_wing(pkg: str) -> None:
 
 def test_edge_never_imports_cloud_or_export() -> None:
     for f in _py_files("edge"):
-        bad = _top_level_imports(f, module_level_only=False) & {"cloud", "export", "torch", "transformers", "autoglm"}
+        bad = _top_level_imports(f, module_level_only=False) & {
+            "cloud",
+            "export",
+            "torch",
+            "transformers",
+            "autoglm",
+        }
         assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
 
 
@@ -67,7 +73,9 @@ def test_export_imports_only_cloud_model_and_data_and_only_lazily() -> None:
         everywhere = _imports(f, module_level_only=False)
         assert not {m.split(".")[0] for m in everywhere} & {"edge", "autoglm"}, f"{f.relative_to(ROOT)}"
         cloud = {m for m in everywhere if m.split(".")[0] == "cloud"}
-        assert all(m.startswith(("cloud.model", "cloud.data")) for m in cloud), f"{f.relative_to(ROOT)} imports {cloud}"
+        assert all(m.startswith(("cloud.model", "cloud.data")) for m in cloud), (
+            f"{f.relative_to(ROOT)} imports {cloud}"
+        )
         at_load = {m for m in _imports(f, module_level_only=True) if m.split(".")[0] == "cloud"}
         assert not at_load, f"{f.relative_to(ROOT)} imports {at_load} at module level"
 

@@ -110,10 +110,22 @@ def machine_info(accelerator: str = "none", note: str = "") -> Machine:
 def git_commit(cwd: Path = REPO_ROOT) -> tuple[str, bool]:
     """(short commit, working tree dirty) or ("unknown", True) outside a checkout."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True, timeout=10).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
         return sha, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", True
@@ -142,8 +154,16 @@ def write_record(
         raise ValueError(f"benchmark name {bench!r} must match {_NAME.pattern}")
     sha, dirty = git_commit()
     now = datetime.now(UTC)
-    rec = BenchRecord(bench=bench, created_at=now, commit=sha, dirty=dirty, machine=machine_info(accelerator),
-                      argv=sys.argv[1:], metrics=metrics, headline=headline or [])
+    rec = BenchRecord(
+        bench=bench,
+        created_at=now,
+        commit=sha,
+        dirty=dirty,
+        machine=machine_info(accelerator),
+        argv=sys.argv[1:],
+        metrics=metrics,
+        headline=headline or [],
+    )
     target = out_dir or results_dir()
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{bench}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -167,8 +187,10 @@ def write_plot(record_path: Path, rec: BenchRecord, figures: Sequence[Figure] | 
     if not panels:
         print("plot: skipped (no numeric metrics)", flush=True)
         return None
-    title = (f"{rec.bench} · {rec.created_at:%Y-%m-%d %H:%M} UTC · {rec.machine.cores} cores"
-             f"{'' if rec.machine.accelerator == 'none' else ' · ' + rec.machine.accelerator} · {rec.commit}")
+    title = (
+        f"{rec.bench} · {rec.created_at:%Y-%m-%d %H:%M} UTC · {rec.machine.cores} cores"
+        f"{'' if rec.machine.accelerator == 'none' else ' · ' + rec.machine.accelerator} · {rec.commit}"
+    )
     png = plots.render(panels, record_path.with_suffix(".png"), title=title)
     print(f"plot: {png}", flush=True)
     return png
@@ -210,15 +232,22 @@ def render_headline_table(latest: dict[str, BenchRecord], order: list[str]) -> s
         if rec is None:
             lines.append(f"| `{bench}` | — | no record yet | — | — |")
             continue
-        when = f"{rec.created_at:%Y-%m-%d}, {rec.machine.cores} cores, `{rec.commit}`{'+dirty' if rec.dirty else ''}"
+        when = (
+            f"{rec.created_at:%Y-%m-%d}, {rec.machine.cores} cores, "
+            f"`{rec.commit}`{'+dirty' if rec.dirty else ''}"
+        )
         if rec.machine.accelerator != "none":
             when += f", {rec.machine.accelerator}"
         for row in rec.headline:
-            lines.append(f"| {row.what} | {row.baseline} | {row.result} | {row.target}{_met(row.met)} | {when} |")
+            lines.append(
+                f"| {row.what} | {row.baseline} | {row.result} | {row.target}{_met(row.met)} | {when} |"
+            )
     return "\n".join(lines)
 
 
-_BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+):start -->\n)(?P<body>.*?)(<!-- bench:(?P=name):end -->)", re.S)
+_BLOCK = re.compile(
+    r"(<!-- bench:(?P<name>[a-z_]+):start -->\n)(?P<body>.*?)(<!-- bench:(?P=name):end -->)", re.S
+)
 
 
 def render_blocks(text: str, latest: dict[str, BenchRecord], order: list[str]) -> str:

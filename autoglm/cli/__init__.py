@@ -53,8 +53,18 @@ def root(
     """Open-AutoGLM Edge: train adapters, export bundles, run the cloud controller and edge agents."""
 
 
-for module in (train_cmd, export_cmd, bundle_cmd, cloud_cmd, edge_cmd, demo_cmd, bench_cmd, ask_cmd, edge_node_cmd,
-               config_cmd):
+for module in (
+    train_cmd,
+    export_cmd,
+    bundle_cmd,
+    cloud_cmd,
+    edge_cmd,
+    demo_cmd,
+    bench_cmd,
+    ask_cmd,
+    edge_node_cmd,
+    config_cmd,
+):
     module.register(app)
 
 

@@ -17,8 +17,10 @@ def _print_answer(doc: dict[str, Any], as_json: bool) -> None:
         print_json(doc)
         return
     console.print(f"[bold]{doc['answer']}[/]")
-    console.print(f"route={doc['route']} confidence={doc['confidence']:.3f} source={doc['source']} "
-                  f"model={doc['model_version']} latency={doc['latency_ms']:.1f} ms")
+    console.print(
+        f"route={doc['route']} confidence={doc['confidence']:.3f} source={doc['source']} "
+        f"model={doc['model_version']} latency={doc['latency_ms']:.1f} ms"
+    )
     for s in doc["steps"]:
         fields = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("kind", "t_ms"))
         console.print(f"  [dim]{s['t_ms']:8.2f} ms[/] {s['kind']}: {fields[:220]}", highlight=False)
@@ -26,11 +28,17 @@ def _print_answer(doc: dict[str, Any], as_json: bool) -> None:
 
 def ask(
     text: str = typer.Argument(..., help="The question or command."),
-    url: str | None = typer.Option(None, "--url", help="Edge node URL (e.g. http://127.0.0.1:8000); omit to run the agent in-process."),
-    session: str | None = typer.Option(None, "--session", "-s", help="Session id (short-term memory, 'and line 3?')."),
+    url: str | None = typer.Option(
+        None, "--url", help="Edge node URL (e.g. http://127.0.0.1:8000); omit to run the agent in-process."
+    ),
+    session: str | None = typer.Option(
+        None, "--session", "-s", help="Session id (short-term memory, 'and line 3?')."
+    ),
     confirm: bool = typer.Option(False, "--confirm", help="Confirm a device command."),
     priority: int = typer.Option(0, "--priority", min=0, max=15, help="0 = normal; higher is served first."),
-    bundle: Path | None = typer.Option(None, "--bundle", "-b", help="In-process: route with this bundle (ONNX Runtime)."),
+    bundle: Path | None = typer.Option(
+        None, "--bundle", "-b", help="In-process: route with this bundle (ONNX Runtime)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole response as JSON."),
 ) -> None:
     """Ask the edge agent: answer, route + confidence, source, the reasoning steps, latency."""
@@ -71,7 +79,9 @@ def ask(
             await service.start(str(bundle))
         try:
             agent = build_agent(settings, service=service, bundle_dir=bundle)
-            resp = await agent.ask(AskRequest(text=text, session_id=session, confirm=confirm, priority=priority))
+            resp = await agent.ask(
+                AskRequest(text=text, session_id=session, confirm=confirm, priority=priority)
+            )
             await agent.cloud.aclose()
             return resp.model_dump(mode="json")
         finally:

@@ -19,26 +19,56 @@ from autoglm.cli.common import console, fail
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "training": ("bench_training.py", "training samples/s: adapters vs. full fine-tuning; trainable share"),
     "export": ("bench_export.py", "PyTorch eager vs. ORT fp32 vs. int8 at batch 1/8/32; sizes; int8 parity"),
-    "serving": ("bench_serving.py", "naive PyTorch server vs. ORT unbatched vs. this server; raw engine limit"),
-    "mqtt": ("bench_mqtt.py", "records/s edge->cloud batched+LZ4 vs. one per message; LZ4 ratio; sync latency"),
+    "serving": (
+        "bench_serving.py",
+        "naive PyTorch server vs. ORT unbatched vs. this server; raw engine limit",
+    ),
+    "mqtt": (
+        "bench_mqtt.py",
+        "records/s edge->cloud batched+LZ4 vs. one per message; LZ4 ratio; sync latency",
+    ),
     "fleet": ("bench_fleet.py", "500 simulated edges over MQTT: rollout convergence, heartbeat ingestion"),
-    "agent": ("quality_agent.py", "agent quality: route accuracy, exact match, graph hits@1, cache false hits"),
-    "cache": ("quality_cache.py", "semantic-cache false / true hits on hard negatives over thresholds; default by rule"),
-    "tools": ("quality_tools.py", "calculator and unit conversion on generated EN/ZH questions vs fractions / pint"),
-    "edge_download": ("bench_edge_download.py", "edge bundle download: registry downloader (verified, resumable, "
-                      "cached) vs. plain HTTP GET"),
-    "reasoning": ("reasoning_ablation.py", "graph hits@1 on frozen paraphrase families: lexical vs learned scorers, "
-                  "3 seeds; router; abstention; ask latency"),
-    "edge_body_memory": ("bench_edge_body_memory.py", "edge RSS under 80 concurrent 8 MB bodies: this tree vs "
-                         "a baseline commit"),
+    "agent": (
+        "quality_agent.py",
+        "agent quality: route accuracy, exact match, graph hits@1, cache false hits",
+    ),
+    "cache": (
+        "quality_cache.py",
+        "semantic-cache false / true hits on hard negatives over thresholds; default by rule",
+    ),
+    "tools": (
+        "quality_tools.py",
+        "calculator and unit conversion on generated EN/ZH questions vs fractions / pint",
+    ),
+    "edge_download": (
+        "bench_edge_download.py",
+        "edge bundle download: registry downloader (verified, resumable, cached) vs. plain HTTP GET",
+    ),
+    "reasoning": (
+        "reasoning_ablation.py",
+        "graph hits@1 on frozen paraphrase families: lexical vs learned scorers, "
+        "3 seeds; router; abstention; ask latency",
+    ),
+    "edge_body_memory": (
+        "bench_edge_body_memory.py",
+        "edge RSS under 80 concurrent 8 MB bodies: this tree vs a baseline commit",
+    ),
     "console": ("bench_console.py", "web console page and API latency with 500 nodes"),
-    "loop": ("bench_loop.py", "new route from k = 4/8/16 examples: MAML init vs plain fine-tuning, held-out "
-             "families, other routes' drop, training time; 3 seeds"),
-    "loop_fleet": ("bench_loop_fleet.py", "learning loop: first hard example -> promoted version on 50 simulated "
-                   "nodes (triage, auto-approve, fine-tune, guarded export, canary); baseline the fine-tune alone"),
+    "loop": (
+        "bench_loop.py",
+        "new route from k = 4/8/16 examples: MAML init vs plain fine-tuning, held-out "
+        "families, other routes' drop, training time; 3 seeds",
+    ),
+    "loop_fleet": (
+        "bench_loop_fleet.py",
+        "learning loop: first hard example -> promoted version on 50 simulated "
+        "nodes (triage, auto-approve, fine-tune, guarded export, canary); baseline the fine-tune alone",
+    ),
 }
-SOURCE_ONLY = ("benchmarks are source-only (they need the checkout's benchmarks/ and test fixtures): "
-               "run them from a git checkout installed with `pip install -e .`")
+SOURCE_ONLY = (
+    "benchmarks are source-only (they need the checkout's benchmarks/ and test fixtures): "
+    "run them from a git checkout installed with `pip install -e .`"
+)
 
 
 def benchmarks_dir() -> Path:
@@ -60,7 +90,9 @@ def bench_list() -> None:
 
 def bench_run(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BENCHMARKS)}.")],
-    args: Annotated[list[str] | None, typer.Argument(help="Arguments passed to the script (after --).")] = None,
+    args: Annotated[
+        list[str] | None, typer.Argument(help="Arguments passed to the script (after --).")
+    ] = None,
 ) -> None:
     """Run one benchmark script with this interpreter and pass arguments through."""
     if name not in BENCHMARKS:
@@ -78,7 +110,9 @@ def report_files(root: Path) -> list[Path]:
 
 
 def bench_report(
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if a table differs from the records; write nothing.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if a table differs from the records; write nothing.")
+    ] = False,
     results: Annotated[Path | None, typer.Option(help="Records folder (default benchmarks/results).")] = None,
 ) -> None:
     """Render the README and docs benchmark tables from the newest record of each benchmark."""
@@ -103,14 +137,19 @@ def bench_report(
                 path.write_text(new)
     if check and stale:
         fail(f"benchmark tables out of date in {', '.join(stale)}: run `autoglm bench report`")
-    console.print(f"{'checked' if check else 'rendered'} {len(files)} files from {len(latest)} benchmarks"
-                  + (f"; updated {', '.join(stale)}" if stale and not check else ""))
+    console.print(
+        f"{'checked' if check else 'rendered'} {len(files)} files from {len(latest)} benchmarks"
+        + (f"; updated {', '.join(stale)}" if stale and not check else "")
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Attach ``autoglm bench`` to the root app."""
-    bench = typer.Typer(help="Run the side-by-side benchmarks (each prints a table and a JSON record). Source-only: "
-                        "run from a git checkout (`pip install -e .`).", no_args_is_help=True)
+    bench = typer.Typer(
+        help="Run the side-by-side benchmarks (each prints a table and a JSON record). Source-only: "
+        "run from a git checkout (`pip install -e .`).",
+        no_args_is_help=True,
+    )
     bench.command("list")(bench_list)
     bench.command("run")(bench_run)
     bench.command("report")(bench_report)

@@ -21,8 +21,12 @@ def register(app: typer.Typer) -> None:
     @bundle_app.command("verify")
     def verify(
         path: Annotated[Path, typer.Argument(help="Bundle directory or archive (.tar / .tar.gz).")],
-        public_key: Annotated[Path | None, typer.Option("--public-key", help="ed25519 public key file.")] = None,
-        parent: Annotated[Path | None, typer.Option("--parent", help="Parent bundle of an adapter-only update.")] = None,
+        public_key: Annotated[
+            Path | None, typer.Option("--public-key", help="ed25519 public key file.")
+        ] = None,
+        parent: Annotated[
+            Path | None, typer.Option("--parent", help="Parent bundle of an adapter-only update.")
+        ] = None,
         no_load: Annotated[bool, typer.Option("--no-load", help="Skip loading in ONNX Runtime.")] = False,
         as_json: JsonOpt = False,
     ) -> None:
@@ -42,14 +46,27 @@ def register(app: typer.Typer) -> None:
                     root = unpack_bundle(path, Path(tmp) / "bundle")
                 bundle = open_bundle(root, public_key=public_key, verify=True, parent=parent)
                 m = bundle.manifest
-                report.update({"name": m.name, "version": m.version, "schema_version": m.schema_version,
-                               "kind": str(m.kind), "precision": str(m.precision), "files_verified": len(m.files)})
+                report.update(
+                    {
+                        "name": m.name,
+                        "version": m.version,
+                        "schema_version": m.schema_version,
+                        "kind": str(m.kind),
+                        "precision": str(m.precision),
+                        "files_verified": len(m.files),
+                    }
+                )
                 say(
                     f"manifest ok: {m.name}@{m.version} schema {m.schema_version}, {m.kind}, {m.precision}, "
                     f"{len(m.files)} files verified"
                 )
-                report["signature"] = ("verified" if public_key is not None
-                                       else "present, not checked" if (root / "manifest.sig").is_file() else "none")
+                report["signature"] = (
+                    "verified"
+                    if public_key is not None
+                    else "present, not checked"
+                    if (root / "manifest.sig").is_file()
+                    else "none"
+                )
                 if public_key is not None:
                     say("signature ok")
                 elif (root / "manifest.sig").is_file():
@@ -61,7 +78,10 @@ def register(app: typer.Typer) -> None:
                     for set_name in m.adapter_sets:
                         result = smoke_test(bundle, set_name)
                         smoke[set_name] = {"provider": result["providers"][0], "routes": result["routes"]}
-                        say(f"smoke inference ok: adapter set {set_name!r} on {result['providers'][0]} -> {result['routes']}")
+                        say(
+                            f"smoke inference ok: adapter set {set_name!r} on {result['providers'][0]} "
+                            f"-> {result['routes']}"
+                        )
                 report["smoke"] = smoke
             except BundleError as exc:
                 fail(exc.message)

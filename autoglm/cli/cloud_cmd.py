@@ -18,8 +18,12 @@ from rich.table import Table
 
 from autoglm.cli.common import console, fail, print_json, usage
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Controller API base URL (default: settings api_url).")]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="Admin bearer token (default: settings admin_token).")]
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", help="Controller API base URL (default: settings api_url).")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", help="Admin bearer token (default: settings admin_token).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the controller's JSON instead of a table.")]
 PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: settings http_port).")]
 
@@ -111,11 +115,20 @@ def _rollout_table(r: dict[str, Any], as_json: bool = False) -> None:
         + (f"  selector {r['selector']}" if r["selector"] else "")
     )
     if r.get("last_analysis"):
-        console.print(f"last analysis: {r['last_analysis'].get('verdict')}: {r['last_analysis'].get('reason')}")
+        console.print(
+            f"last analysis: {r['last_analysis'].get('verdict')}: {r['last_analysis'].get('reason')}"
+        )
     if r.get("events"):
         t = Table("at", "from", "to", "step", "actor", "reason", title="transitions")
         for e in r["events"]:
-            t.add_row(_ts(e["at"]), e["from_state"], e["to_state"], str(e["step_index"] + 1), e["actor"], e["reason"])
+            t.add_row(
+                _ts(e["at"]),
+                e["from_state"],
+                e["to_state"],
+                str(e["step_index"] + 1),
+                e["actor"],
+                e["reason"],
+            )
         console.print(t)
 
 
@@ -137,12 +150,18 @@ def _serve(host: str | None, port: int | None) -> None:
     from cloud.api.app import create_app
 
     app = create_app(settings)
-    broker = (f"mqtt://{settings.mqtt_host}:{settings.mqtt_port}" if settings.mqtt_enabled
-              else "none (AUTOGLM_CLOUD_MQTT_ENABLED=false)")
+    broker = (
+        f"mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
+        if settings.mqtt_enabled
+        else "none (AUTOGLM_CLOUD_MQTT_ENABLED=false)"
+    )
     db = settings.resolved_database_url()
     db_shown = db.split("@", 1)[-1] if "@" in db else db  # no credentials on screen
-    console.print(f"listening on {display_url(settings.http_host, settings.http_port)}  broker {broker}  "
-                  f"database {db_shown}", highlight=False)
+    console.print(
+        f"listening on {display_url(settings.http_host, settings.http_port)}  broker {broker}  "
+        f"database {db_shown}",
+        highlight=False,
+    )
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
 
 
@@ -175,7 +194,9 @@ def register(app: typer.Typer) -> None:
         t = Table("model", "latest", "versions", "aliases", "created")
         for m in rows:
             aliases = ", ".join(f"{k}→{v}" for k, v in sorted(m["aliases"].items()))
-            t.add_row(m["name"], m["latest_version"] or "-", str(m["version_count"]), aliases, _ts(m["created_at"]))
+            t.add_row(
+                m["name"], m["latest_version"] or "-", str(m["version_count"]), aliases, _ts(m["created_at"])
+            )
         console.print(t)
 
     @cloud.command("versions")
@@ -187,8 +208,15 @@ def register(app: typer.Typer) -> None:
             return
         t = Table("version", "status", "kind", "aliases", "parent", "created by", "created")
         for v in rows:
-            t.add_row(v["version"], v["status"], v["kind"], ", ".join(v["aliases"]), v["parent"] or "-",
-                      v["created_by"], _ts(v["created_at"]))
+            t.add_row(
+                v["version"],
+                v["status"],
+                v["kind"],
+                ", ".join(v["aliases"]),
+                v["parent"] or "-",
+                v["created_by"],
+                _ts(v["created_at"]),
+            )
         console.print(t)
 
     @cloud.command("register")
@@ -216,7 +244,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(out)
             return
-        console.print(f"registered {out['model']}@{out['version']} ({out['kind']}, {len(out['files'])} files)")
+        console.print(
+            f"registered {out['model']}@{out['version']} ({out['kind']}, {len(out['files'])} files)"
+        )
 
     @cloud.command("alias")
     def alias(
@@ -229,7 +259,13 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Point an alias (stable, canary, ...) at a version."""
-        ev = _call(url, token, "PUT", f"/api/v1/models/{model}/aliases/{name}", json={"version": version, "reason": reason})
+        ev = _call(
+            url,
+            token,
+            "PUT",
+            f"/api/v1/models/{model}/aliases/{name}",
+            json={"version": version, "reason": reason},
+        )
         if as_json:
             print_json(ev)
             return
@@ -260,7 +296,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Mark a version archived (kept for lineage and rollback, no longer offered)."""
-        v = _call(url, token, "PATCH", f"/api/v1/models/{model}/versions/{version}", json={"status": "archived"})
+        v = _call(
+            url, token, "PATCH", f"/api/v1/models/{model}/versions/{version}", json={"status": "archived"}
+        )
         if as_json:
             print_json(v)
             return
@@ -269,7 +307,9 @@ def register(app: typer.Typer) -> None:
     @cloud.command("nodes")
     def nodes(
         selector: Annotated[str | None, typer.Option("--selector", "-l", help="site=a,group=b")] = None,
-        online: Annotated[bool | None, typer.Option("--online/--offline", help="Only online / offline nodes.")] = None,
+        online: Annotated[
+            bool | None, typer.Option("--online/--offline", help="Only online / offline nodes.")
+        ] = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -285,14 +325,29 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(rows)
             return
-        t = Table("node", "state", "current", "desired", "variant", "providers", "labels", "last seen", "last error")
+        t = Table(
+            "node", "state", "current", "desired", "variant", "providers", "labels", "last seen", "last error"
+        )
         for n in rows:
-            state = ("[green]online[/]" if n["online"] else "[red]offline[/]") + (" drained" if n["drained"] else "")
+            state = ("[green]online[/]" if n["online"] else "[red]offline[/]") + (
+                " drained" if n["drained"] else ""
+            )
             labels = ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items()))
             m = n.get("metrics") or {}
-            providers = ",".join(str(p).removesuffix("ExecutionProvider") for p in m.get("providers") or []) or "-"
-            t.add_row(n["node_id"], state, n["current_version"] or "-", n["desired_version"] or "-",
-                      str(m.get("variant") or "-"), providers, labels, _ts(n["last_seen"]), n["last_error"][:40])
+            providers = (
+                ",".join(str(p).removesuffix("ExecutionProvider") for p in m.get("providers") or []) or "-"
+            )
+            t.add_row(
+                n["node_id"],
+                state,
+                n["current_version"] or "-",
+                n["desired_version"] or "-",
+                str(m.get("variant") or "-"),
+                providers,
+                labels,
+                _ts(n["last_seen"]),
+                n["last_error"][:40],
+            )
         console.print(t)
         console.print(f"{len(rows)} nodes, {sum(1 for n in rows if n['online'])} online")
 
@@ -307,7 +362,9 @@ def register(app: typer.Typer) -> None:
         """Set or remove labels of a node (site, group, gpu ...)."""
         remove = [x[:-1] for x in labels if x.endswith("-") and "=" not in x]
         set_ = _kv([x for x in labels if not (x.endswith("-") and "=" not in x)], "LABELS")
-        n = _call(url, token, "PATCH", f"/api/v1/nodes/{node_id}/labels", json={"set": set_, "remove": remove})
+        n = _call(
+            url, token, "PATCH", f"/api/v1/nodes/{node_id}/labels", json={"set": set_, "remove": remove}
+        )
         if as_json:
             print_json(n)
             return
@@ -331,7 +388,9 @@ def register(app: typer.Typer) -> None:
     @cloud.command("enrol")
     def enrol(
         node_id: str,
-        ttl_hours: Annotated[float, typer.Option("--ttl-hours", min=0.01, max=720, help="Lifetime of the token.")] = 24,
+        ttl_hours: Annotated[
+            float, typer.Option("--ttl-hours", min=0.01, max=720, help="Lifetime of the token.")
+        ] = 24,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -341,8 +400,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(e)
             return
-        console.print(f"{e['node_id']}: one-time enrolment token (expires {_ts(e['expires_at'])} UTC)\n{e['token']}\n"
-                      "give it to the node as AUTOGLM_EDGE_CONTROL_BOOTSTRAP_TOKEN", highlight=False)
+        console.print(
+            f"{e['node_id']}: one-time enrolment token (expires {_ts(e['expires_at'])} UTC)\n{e['token']}\n"
+            "give it to the node as AUTOGLM_EDGE_CONTROL_BOOTSTRAP_TOKEN",
+            highlight=False,
+        )
 
     @cloud.command("node-delete")
     def node_delete(
@@ -363,25 +425,34 @@ def register(app: typer.Typer) -> None:
         model: str,
         version: str,
         selector: Annotated[str | None, typer.Option("--selector", "-l", help="site=a,group=b")] = None,
-        steps: Annotated[str, typer.Option(help="Percent steps, comma separated, ending at 100.")] = "5,25,50,100",
+        steps: Annotated[
+            str, typer.Option(help="Percent steps, comma separated, ending at 100.")
+        ] = "5,25,50,100",
         pause_s: Annotated[float, typer.Option("--pause-s", min=0, help="Bake time per step.")] = 60.0,
         min_requests: Annotated[int, typer.Option(min=0, help="Canary requests needed for a verdict.")] = 50,
-        no_analysis: Annotated[bool, typer.Option("--no-analysis", help="Pass each step after the pause.")] = False,
+        no_analysis: Annotated[
+            bool, typer.Option("--no-analysis", help="Pass each step after the pause.")
+        ] = False,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Start a gray release of VERSION to the nodes matching the selector."""
         body = {
-            "model": model, "version": version, "selector": _kv([selector] if selector else [], "--selector"),
-            "steps": parse_steps(steps), "pause_s": pause_s,
+            "model": model,
+            "version": version,
+            "selector": _kv([selector] if selector else [], "--selector"),
+            "steps": parse_steps(steps),
+            "pause_s": pause_s,
             "analysis": {"enabled": not no_analysis, "min_requests": min_requests},
         }
         _rollout_table(_call(url, token, "POST", "/api/v1/rollouts", json=body), as_json)
 
     @rollout.command("status")
     def rollout_status(
-        rollout_id: Annotated[int | None, typer.Argument(min=1, help="Rollout id (omit: list rollouts).")] = None,
+        rollout_id: Annotated[
+            int | None, typer.Argument(min=1, help="Rollout id (omit: list rollouts).")
+        ] = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -396,8 +467,16 @@ def register(app: typer.Typer) -> None:
             return
         t = Table("id", "model", "version", "from", "state", "step", "targets", "updated")
         for r in rows:
-            t.add_row(str(r["id"]), r["model"], r["version"], r["stable_version"] or "-", r["state"],
-                      f"{r['step_index'] + 1}/{len(r['steps'])}", str(len(r["targets"])), _ts(r["updated_at"]))
+            t.add_row(
+                str(r["id"]),
+                r["model"],
+                r["version"],
+                r["stable_version"] or "-",
+                r["state"],
+                f"{r['step_index'] + 1}/{len(r['steps'])}",
+                str(len(r["targets"])),
+                _ts(r["updated_at"]),
+            )
         console.print(t)
 
     actions = {
@@ -424,7 +503,9 @@ def register(app: typer.Typer) -> None:
     @rollout.command("promote")
     def rollout_promote(
         rollout_id: Annotated[int, typer.Argument(min=1)],
-        full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and its analysis.")] = False,
+        full: Annotated[
+            bool, typer.Option("--full", help="Skip every remaining step and its analysis.")
+        ] = False,
         reason: Annotated[str, typer.Option("--reason", help="Kept with the transition.")] = "",
         url: UrlOpt = None,
         token: TokenOpt = None,
@@ -433,6 +514,12 @@ def register(app: typer.Typer) -> None:
         """Advance to the next step now: the current step's bake ends, its analysis runs on what was
         collected (a failure still aborts), then the next step starts. --full skips all remaining
         steps and analysis and sends the version to every matching node (Argo Rollouts' semantics)."""
-        out = _call(url, token, "POST", f"/api/v1/rollouts/{rollout_id}/promote", json={"reason": reason},
-                    params={"full": "true"} if full else {})
+        out = _call(
+            url,
+            token,
+            "POST",
+            f"/api/v1/rollouts/{rollout_id}/promote",
+            json={"reason": reason},
+            params={"full": "true"} if full else {},
+        )
         _rollout_table(out, as_json)

@@ -54,10 +54,16 @@ def effective(side: str) -> list[dict[str, Any]]:
                 continue
             seen.add(env)
             value = getattr(settings, name)
-            rows.append({
-                "env": env, "key": f"{side}.{name}", "value": masked(name, _plain(value)),
-                "origin": cls.origin(name), "class": cls.__name__, "description": field.description or "",
-            })
+            rows.append(
+                {
+                    "env": env,
+                    "key": f"{side}.{name}",
+                    "value": masked(name, _plain(value)),
+                    "origin": cls.origin(name),
+                    "class": cls.__name__,
+                    "description": field.description or "",
+                }
+            )
     return rows
 
 
@@ -116,7 +122,9 @@ def _json(value: Any) -> str:
 # -- the settings tables in the area documents ----------------------------------------------------
 
 DOCS_GLOB = "docs/arch/*.md"
-_BLOCK = re.compile(r"(<!-- settings:(?P<name>\w+):start -->\n)(?P<body>.*?)(<!-- settings:(?P=name):end -->)", re.S)
+_BLOCK = re.compile(
+    r"(<!-- settings:(?P<name>\w+):start -->\n)(?P<body>.*?)(<!-- settings:(?P=name):end -->)", re.S
+)
 
 
 def all_settings_classes() -> list[type[Any]]:
@@ -151,9 +159,13 @@ def _default_text(field: Any) -> str:
 def settings_table(cls: type[Any]) -> str:
     """Markdown table of one class: variable (YAML key), default, description."""
     section = cls.yaml_section
-    lines = [f"`{cls.__name__}` (`{cls.__module__}`): environment variable, or key in the `{section}:` "
-             "section of the `AUTOGLM_CONFIG` file.", "",
-             "| variable / YAML key | default | description |", "|---|---|---|"]
+    lines = [
+        f"`{cls.__name__}` (`{cls.__module__}`): environment variable, or key in the `{section}:` "
+        "section of the `AUTOGLM_CONFIG` file.",
+        "",
+        "| variable / YAML key | default | description |",
+        "|---|---|---|",
+    ]
     for name, field in cls.model_fields.items():
         env = f"{cls.env_prefix()}{name}".upper()
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
@@ -186,7 +198,9 @@ def repo_root() -> Any:
 
 
 def docs(
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if a table differs or a class has none.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if a table differs or a class has none.")
+    ] = False,
 ) -> None:
     """Regenerate the settings tables of the area documents (docs/arch/*.md) from the classes."""
     from autoglm.cli.common import fail
@@ -206,16 +220,22 @@ def docs(
                 path.write_text(new, encoding="utf-8")
     missing = sorted({c.__name__ for c in all_settings_classes()} - documented_classes(texts))
     if missing:
-        fail(f"settings classes without a table in {DOCS_GLOB}: {', '.join(missing)} "
-             "(add <!-- settings:NAME:start --><!-- settings:NAME:end --> to the area document)")
+        fail(
+            f"settings classes without a table in {DOCS_GLOB}: {', '.join(missing)} "
+            "(add <!-- settings:NAME:start --><!-- settings:NAME:end --> to the area document)"
+        )
     if check and stale:
         fail(f"settings tables out of date in {', '.join(stale)}: run `autoglm config docs`")
-    console.print(f"{'checked' if check else 'rendered'} {len(files)} documents"
-                  + (f"; updated {', '.join(stale)}" if stale and not check else ""))
+    console.print(
+        f"{'checked' if check else 'rendered'} {len(files)} documents"
+        + (f"; updated {', '.join(stale)}" if stale and not check else "")
+    )
 
 
 def register(app: typer.Typer) -> None:
-    config = typer.Typer(help="Inspect the settings (env AUTOGLM_*, YAML file AUTOGLM_CONFIG).", no_args_is_help=True)
+    config = typer.Typer(
+        help="Inspect the settings (env AUTOGLM_*, YAML file AUTOGLM_CONFIG).", no_args_is_help=True
+    )
     config.command("show")(show)
     config.command("docs")(docs)
     app.add_typer(config, name="config")

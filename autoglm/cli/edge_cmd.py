@@ -54,8 +54,10 @@ def watch_first_load(server: Any, service: Any, settings: Any, outcome: dict[str
         time.sleep(0.05)
     if server.should_exit:
         return
-    console.print(f"listening on {display_url(settings.http_host, settings.http_port)} "
-                  f"(bundle {settings.bundle_dir})", highlight=False)
+    console.print(
+        f"listening on {display_url(settings.http_host, settings.http_port)} (bundle {settings.bundle_dir})",
+        highlight=False,
+    )
     while not server.should_exit:
         if service.ready:
             m = service.active
@@ -73,7 +75,9 @@ def watch_first_load(server: Any, service: Any, settings: Any, outcome: dict[str
 
 @edge_app.command("serve")
 def serve(
-    bundle: Path | None = typer.Option(None, "--bundle", "-b", help="Bundle directory to serve (AUTOGLM_EDGE_BUNDLE_DIR)."),
+    bundle: Path | None = typer.Option(
+        None, "--bundle", "-b", help="Bundle directory to serve (AUTOGLM_EDGE_BUNDLE_DIR)."
+    ),
     host: str | None = typer.Option(None, "--host", help="Listen address (AUTOGLM_EDGE_HTTP_HOST)."),
     port: int | None = typer.Option(None, "--port", "-p", min=0, max=65535, help=PORT_HELP),
     adapter_set: str | None = typer.Option(None, "--adapter-set", help="Adapter set of the bundle to serve."),
@@ -115,10 +119,16 @@ def serve(
     from edge.serving.service import InferenceService
 
     service = InferenceService.from_settings(settings)
-    server = uvicorn.Server(uvicorn_config(create_app(service, settings), settings.http_host, settings.http_port))
+    server = uvicorn.Server(
+        uvicorn_config(create_app(service, settings), settings.http_host, settings.http_port)
+    )
     outcome: dict[str, str] = {}
-    threading.Thread(target=watch_first_load, args=(server, service, settings, outcome), daemon=True,
-                     name="edge-serve-watch").start()
+    threading.Thread(
+        target=watch_first_load,
+        args=(server, service, settings, outcome),
+        daemon=True,
+        name="edge-serve-watch",
+    ).start()
     server.run()
     if outcome.get("error"):
         raise typer.Exit(1)

@@ -11,8 +11,17 @@ from pathlib import Path
 import typer
 
 
-def _serve_node(bundle: Path | None, node_id: str | None, host: str | None, port: int | None, cloud_url: str | None,
-                cache_dir: Path | None, sync: bool, agent: bool, log_level: str) -> None:
+def _serve_node(
+    bundle: Path | None,
+    node_id: str | None,
+    host: str | None,
+    port: int | None,
+    cloud_url: str | None,
+    cache_dir: Path | None,
+    sync: bool,
+    agent: bool,
+    log_level: str,
+) -> None:
     """The one composition root of an edge process (``EdgeNode``), run in the foreground."""
     import asyncio
     import contextlib
@@ -31,7 +40,12 @@ def _serve_node(bundle: Path | None, node_id: str | None, host: str | None, port
         if not bundle.is_dir():
             usage(f"--bundle {bundle}: no such bundle directory")
         overrides["bundle_dir"] = bundle
-    for key, value in (("node_id", node_id), ("http_host", host), ("http_port", port), ("model_cache_dir", cache_dir)):
+    for key, value in (
+        ("node_id", node_id),
+        ("http_host", host),
+        ("http_port", port),
+        ("model_cache_dir", cache_dir),
+    ):
         if value is not None:
             overrides[key] = value
     if cloud_url is not None and not cloud_url.startswith(("http://", "https://")):
@@ -48,19 +62,26 @@ def _serve_node(bundle: Path | None, node_id: str | None, host: str | None, port
 
     from edge.node import EdgeNode  # after the checks: a mistake is one line before the heavy imports
 
-    node = EdgeNode.build(serve, sync_settings, control=control, with_sync=sync, with_agent=agent,
-                          agent_settings=agent_settings)
+    node = EdgeNode.build(
+        serve, sync_settings, control=control, with_sync=sync, with_agent=agent, agent_settings=agent_settings
+    )
     if node.serve.bundle_dir is None and not control.control_cloud_url and not agent:
         fail("nothing to serve: pass --bundle DIR, or --cloud-url to receive versions from the cloud", USAGE)
     started = threading.Event()
 
     def announce() -> None:
         started.wait()
-        broker = (f"mqtt://{sync_settings.mqtt_host}:{sync_settings.mqtt_port}" if sync_settings is not None
-                  else "none (--no-sync)")
-        console.print(f"listening on {display_url(serve.http_host, serve.http_port)}  broker {broker}  "
-                      f"cloud {control.control_cloud_url or 'none'}  bundle {node.serve.bundle_dir or 'none'}"
-                      + ("  agent on" if agent else ""), highlight=False)
+        broker = (
+            f"mqtt://{sync_settings.mqtt_host}:{sync_settings.mqtt_port}"
+            if sync_settings is not None
+            else "none (--no-sync)"
+        )
+        console.print(
+            f"listening on {display_url(serve.http_host, serve.http_port)}  broker {broker}  "
+            f"cloud {control.control_cloud_url or 'none'}  bundle {node.serve.bundle_dir or 'none'}"
+            + ("  agent on" if agent else ""),
+            highlight=False,
+        )
 
     threading.Thread(target=announce, daemon=True, name="edge-run-announce").start()
     with contextlib.suppress(KeyboardInterrupt):
@@ -74,10 +95,18 @@ def run(
     bundle: Path | None = typer.Option(None, "--bundle", "-b", help=_BUNDLE_HELP),
     node_id: str | None = typer.Option(None, "--node-id", help="Node id (AUTOGLM_EDGE_NODE_ID)."),
     host: str | None = typer.Option(None, "--host", help="Listen address (AUTOGLM_EDGE_HTTP_HOST)."),
-    port: int | None = typer.Option(None, "--port", "-p", min=0, max=65535, help="Listen port (AUTOGLM_EDGE_HTTP_PORT)."),
-    cloud_url: str | None = typer.Option(None, "--cloud-url", help="Cloud controller URL (AUTOGLM_EDGE_CONTROL_CLOUD_URL)."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Model cache dir (AUTOGLM_EDGE_MODEL_CACHE_DIR)."),
-    no_sync: bool = typer.Option(False, "--no-sync", help="Do not connect to MQTT (no commands, no heartbeats)."),
+    port: int | None = typer.Option(
+        None, "--port", "-p", min=0, max=65535, help="Listen port (AUTOGLM_EDGE_HTTP_PORT)."
+    ),
+    cloud_url: str | None = typer.Option(
+        None, "--cloud-url", help="Cloud controller URL (AUTOGLM_EDGE_CONTROL_CLOUD_URL)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Model cache dir (AUTOGLM_EDGE_MODEL_CACHE_DIR)."
+    ),
+    no_sync: bool = typer.Option(
+        False, "--no-sync", help="Do not connect to MQTT (no commands, no heartbeats)."
+    ),
     agent: bool = typer.Option(False, "--agent", help="Also mount the reasoning agent (POST /v1/ask)."),
     log_level: str = typer.Option("INFO", "--log-level", help="Log level of the autoglm loggers."),
 ) -> None:
@@ -88,14 +117,24 @@ def run(
 
 def agent(
     bundle: Path | None = typer.Option(
-        None, "--bundle", "-b", help=_BUNDLE_HELP + " Without any: hashing encoder + keyword router."),
+        None, "--bundle", "-b", help=_BUNDLE_HELP + " Without any: hashing encoder + keyword router."
+    ),
     node_id: str | None = typer.Option(None, "--node-id", help="Node id (AUTOGLM_EDGE_NODE_ID)."),
     host: str | None = typer.Option(None, "--host", help="Listen address (AUTOGLM_EDGE_HTTP_HOST)."),
-    port: int | None = typer.Option(None, "--port", "-p", min=0, max=65535, help="Listen port (AUTOGLM_EDGE_HTTP_PORT)."),
-    cloud_url: str | None = typer.Option(None, "--cloud-url", help="Cloud controller URL (AUTOGLM_EDGE_CONTROL_CLOUD_URL)."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Model cache dir (AUTOGLM_EDGE_MODEL_CACHE_DIR)."),
-    sync: bool = typer.Option(True, "--sync/--no-sync", help="Connect to MQTT (AUTOGLM_EDGE_MQTT_*): commands, "
-                              "heartbeats, memory/cache and hard examples."),
+    port: int | None = typer.Option(
+        None, "--port", "-p", min=0, max=65535, help="Listen port (AUTOGLM_EDGE_HTTP_PORT)."
+    ),
+    cloud_url: str | None = typer.Option(
+        None, "--cloud-url", help="Cloud controller URL (AUTOGLM_EDGE_CONTROL_CLOUD_URL)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Model cache dir (AUTOGLM_EDGE_MODEL_CACHE_DIR)."
+    ),
+    sync: bool = typer.Option(
+        True,
+        "--sync/--no-sync",
+        help="Connect to MQTT (AUTOGLM_EDGE_MQTT_*): commands, heartbeats, memory/cache and hard examples.",
+    ),
     log_level: str = typer.Option("INFO", "--log-level", help="Log level of the autoglm loggers."),
 ) -> None:
     """Alias of ``autoglm edge run --agent``: an edge node with the agent mounted (POST /v1/ask,

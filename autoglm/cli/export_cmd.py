@@ -42,11 +42,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export(
-        checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (checkpoint.yaml + adapters.safetensors).")],
-        out: Annotated[Path, typer.Option("--out", help="Bundle directory to create (must be absent or empty).")],
+        checkpoint: Annotated[
+            Path, typer.Argument(help="Checkpoint directory (checkpoint.yaml + adapters.safetensors).")
+        ],
+        out: Annotated[
+            Path, typer.Option("--out", help="Bundle directory to create (must be absent or empty).")
+        ],
         precision: Annotated[str, typer.Option(help="fp32 | int8 | fp16")] = "fp32",
-        tensorrt: Annotated[bool, typer.Option("--tensorrt", help="Also build TensorRT engines (needs a GPU).")] = False,
-        sign_key: Annotated[Path | None, typer.Option("--sign-key", help="ed25519 key file (autoglm bundle keygen).")] = None,
+        tensorrt: Annotated[
+            bool, typer.Option("--tensorrt", help="Also build TensorRT engines (needs a GPU).")
+        ] = False,
+        sign_key: Annotated[
+            Path | None, typer.Option("--sign-key", help="ed25519 key file (autoglm bundle keygen).")
+        ] = None,
         archive: Annotated[bool, typer.Option("--archive", help="Also write OUT.tar (one file).")] = False,
         allow_degraded: Annotated[
             bool, typer.Option("--allow-degraded", help="Keep an int8 bundle that fails the accuracy guard.")
@@ -54,19 +62,27 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Option(help="Model name in the manifest.")] = "autoglm-router",
         version: Annotated[str, typer.Option(help="Semantic version of this bundle.")] = "0.1.0",
         eval_jsonl: Annotated[
-            Path | None, typer.Option("--eval-jsonl", help="Evaluation queries (JSONL text/route) for the int8 guard.")
+            Path | None,
+            typer.Option("--eval-jsonl", help="Evaluation queries (JSONL text/route) for the int8 guard."),
         ] = None,
         parent: Annotated[
-            Path | None, typer.Option("--parent", help="Write an adapter-only update of this parent bundle instead.")
+            Path | None,
+            typer.Option("--parent", help="Write an adapter-only update of this parent bundle instead."),
         ] = None,
         variant_of: Annotated[
             str | None,
-            typer.Option("--variant-of", help="Make it a precision variant of this version (version becomes V+PRECISION)."),
+            typer.Option(
+                "--variant-of",
+                help="Make it a precision variant of this version (version becomes V+PRECISION).",
+            ),
         ] = None,
         variants: Annotated[
             str | None,
-            typer.Option("--variants", help="Comma list, e.g. fp32,int8,fp16: OUT/<p>/ each; the first is VERSION, "
-                         "the others its variants VERSION+<p>."),
+            typer.Option(
+                "--variants",
+                help="Comma list, e.g. fp32,int8,fp16: OUT/<p>/ each; the first is VERSION, "
+                "the others its variants VERSION+<p>.",
+            ),
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
@@ -86,16 +102,29 @@ def register(app: typer.Typer) -> None:
                 if parent is not None or variant_of is not None:
                     fail("--variants cannot be combined with --parent or --variant-of", 2)
                 done = export_variants(
-                    checkpoint, out, [p.strip() for p in variants.split(",") if p.strip()], version=version,
-                    name=name, sign_key=sign_key, eval_texts=texts, eval_labels=labels,
-                    allow_degraded=allow_degraded, progress=not quiet, tensorrt=tensorrt,
+                    checkpoint,
+                    out,
+                    [p.strip() for p in variants.split(",") if p.strip()],
+                    version=version,
+                    name=name,
+                    sign_key=sign_key,
+                    eval_texts=texts,
+                    eval_labels=labels,
+                    allow_degraded=allow_degraded,
+                    progress=not quiet,
+                    tensorrt=tensorrt,
                 )
                 for p, path in done.items():
                     console.print(f"{p}: {path} ({bundle_size(path) / 1e6:.2f} MB)")
                 return
             if parent is not None:
                 result = export_adapter_update(
-                    checkpoint, out, parent_bundle=parent, version=version, sign_key=sign_key, progress=not quiet
+                    checkpoint,
+                    out,
+                    parent_bundle=parent,
+                    version=version,
+                    sign_key=sign_key,
+                    progress=not quiet,
                 )
             else:
                 result = export_checkpoint(
@@ -126,7 +155,10 @@ def register(app: typer.Typer) -> None:
             if not guard.get("passed", True):
                 console.print("[yellow]warning:[/] int8 guard failed; kept because of --allow-degraded")
         size = bundle_size(result)
-        console.print(f"bundle {bundle.manifest.name}@{bundle.manifest.version} ({bundle.manifest.precision}, {size / 1e6:.2f} MB) -> {result}")
+        console.print(
+            f"bundle {bundle.manifest.name}@{bundle.manifest.version} "
+            f"({bundle.manifest.precision}, {size / 1e6:.2f} MB) -> {result}"
+        )
         if archive:
             tar = pack_bundle(result, result.with_name(result.name + ".tar"))
             console.print(f"archive -> {tar}")

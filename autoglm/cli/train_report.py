@@ -31,11 +31,22 @@ def render_history(console: Console, history: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def render_evaluation(console: Console, metrics: dict[str, Any], routes: list[str], title: str = "Evaluation") -> None:
+def render_evaluation(
+    console: Console, metrics: dict[str, Any], routes: list[str], title: str = "Evaluation"
+) -> None:
     """Summary (overall, EN, ZH, macro-F1, temperature) and a per-route table with top confusions."""
     test = metrics["test"]
-    summary = Table(title=f"{title} on the test split (unseen templates)" if metrics.get("split") == "test" else title, title_justify="left")
-    for col in ("examples", "accuracy", *[f"accuracy {lang.upper()}" for lang in sorted(test["by_lang"])], "macro-F1", "temperature"):
+    summary = Table(
+        title=f"{title} on the test split (unseen templates)" if metrics.get("split") == "test" else title,
+        title_justify="left",
+    )
+    for col in (
+        "examples",
+        "accuracy",
+        *[f"accuracy {lang.upper()}" for lang in sorted(test["by_lang"])],
+        "macro-F1",
+        "temperature",
+    ):
         summary.add_column(col, justify="right")
     summary.add_row(
         str(test["n"]),
@@ -46,13 +57,29 @@ def render_evaluation(console: Console, metrics: dict[str, Any], routes: list[st
     )
     console.print(summary)
     per = Table(title="Per route", title_justify="left")
-    for col, just in (("route", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"), ("support", "right"), ("most confused with", "left")):
+    for col, just in (
+        ("route", "left"),
+        ("precision", "right"),
+        ("recall", "right"),
+        ("F1", "right"),
+        ("support", "right"),
+        ("most confused with", "left"),
+    ):
         per.add_column(col, justify=just)  # type: ignore[arg-type]
     for route in routes:
         s = test["per_route"].get(route)
         if s is None:
             continue
-        wrong = sorted(((c, n) for c, n in test["confusion"].get(route, {}).items() if c != route), key=lambda x: -x[1])
+        wrong = sorted(
+            ((c, n) for c, n in test["confusion"].get(route, {}).items() if c != route), key=lambda x: -x[1]
+        )
         confused = ", ".join(f"{c} ({n})" for c, n in wrong[:3]) or "-"
-        per.add_row(route, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]), confused)
+        per.add_row(
+            route,
+            f"{s['precision']:.3f}",
+            f"{s['recall']:.3f}",
+            f"{s['f1']:.3f}",
+            str(s["support"]),
+            confused,
+        )
     console.print(per)

@@ -54,7 +54,9 @@ HARD_QS = [
 CACHE_Q = Question("climate paraphrase on B", CLIMATE_Q.lower().rstrip("?"), node="edge-b")
 OFFLINE_LOCAL = Question("cloud down: local tool", "what is 17 times 3")
 OFFLINE_CLOUD = Question("cloud down: climate", "What is the average temperature in Beijing in January?")
-OFFLINE_CLOUD2 = Question("cloud down: again (breaker open)", "What is the average temperature in Harbin in January?")
+OFFLINE_CLOUD2 = Question(
+    "cloud down: again (breaker open)", "What is the average temperature in Harbin in January?"
+)
 # a reworded 2-hop graph question (not the wording of QUESTIONS), answered with the learned path scorer;
 # picked among 5 rewordings tried on the MiniLM bundle, 3 of which it answered right (docs/arch/agent.md)
 REWORDED_KG = "PR-111 keeps breaking - who supervises the guy who repairs it?"
@@ -74,7 +76,9 @@ class AskResult:
     offline_latency_ms: float = 0.0
     offline_wall_ms: float = 0.0
     offline_breaker_short_circuit: bool = False  # the repeat offline answer made no network attempt
-    learned_graph: dict[str, Any] = field(default_factory=dict)  # the reworded question, learned scorer, cloud down
+    learned_graph: dict[str, Any] = field(
+        default_factory=dict
+    )  # the reworded question, learned scorer, cloud down
     wall_s: float = 0.0
 
 
@@ -83,15 +87,22 @@ def _step_summary(steps: list[dict[str, Any]]) -> str:
     for s in steps:
         k = s.get("kind", "?")
         if k == "route":
-            parts.append(f"route {s.get('route')} p={s.get('probability')} ({s.get('router')})"
-                         + (" HARD" if s.get("hard_example") else ""))
+            parts.append(
+                f"route {s.get('route')} p={s.get('probability')} ({s.get('router')})"
+                + (" HARD" if s.get("hard_example") else "")
+            )
         elif k == "coreference":
             parts.append(f"coref → {s.get('rewritten')!r}")
         elif k == "cache":
-            parts.append(f"cache hit sim={s.get('similarity')} from {s.get('origin')}" if s.get("hit")
-                         else f"cache miss (best {s.get('best_similarity')})")
+            parts.append(
+                f"cache hit sim={s.get('similarity')} from {s.get('origin')}"
+                if s.get("hit")
+                else f"cache miss (best {s.get('best_similarity')})"
+            )
         elif k == "kg_hop":
-            parts.append(f"hop{s.get('hop')} {s.get('relation')} {s.get('score')}: {s.get('from')}→{s.get('to')}")
+            parts.append(
+                f"hop{s.get('hop')} {s.get('relation')} {s.get('score')}: {s.get('from')}→{s.get('to')}"
+            )
         elif k == "kg_link":
             parts.append(f"link {s.get('entity')} ({s.get('score')})")
         elif k == "tool_call":
@@ -144,8 +155,14 @@ def _render(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
     t.add_column("route (edge p)")
     t.add_column("ms", justify="right")
     for i, a in enumerate(rows, 1):
-        t.add_row(str(i), f"[dim]{a['label']}[/]\n{a['text']}", a["node"][-1].upper(), f"[bold]{a['source']}[/]",
-                  f"{a['route']} ({a['confidence']:.2f})", f"{a['latency_ms']:.0f}")
+        t.add_row(
+            str(i),
+            f"[dim]{a['label']}[/]\n{a['text']}",
+            a["node"][-1].upper(),
+            f"[bold]{a['source']}[/]",
+            f"{a['route']} ({a['confidence']:.2f})",
+            f"{a['latency_ms']:.0f}",
+        )
     console.print(t)
     for i, a in enumerate(rows, 1):
         console.print(f"[bold]{i:>2}[/] {str(a['answer'])[:240]}", highlight=False)
@@ -201,46 +218,76 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
         t0 = time.monotonic()
         store = node_b.sync.store
         wait_for(lambda: store.get(key) is not None, 30, "the cache entry to reach edge-b over MQTT", "ask")
-        console.print(f"  on edge-b after {(time.monotonic() - t0) * 1000:.0f} ms more (edge-a → cloud hub → edge-b)")
+        console.print(
+            f"  on edge-b after {(time.monotonic() - t0) * 1000:.0f} ms more (edge-a → cloud hub → edge-b)"
+        )
     b = asker.ask(CACHE_Q)
     res.answers.append(b)
     res.cache_hit_on_b = b["source"] == "semantic_cache"
     hub = fleet.cloud.hub if fleet.cloud else None
     queued = any(s.get("kind") == "hard_example" and s.get("queued") for s in hard["steps"])
     if queued and hub is not None:
-        wait_for(lambda: hub.repo.hard_example_count("edge-a") >= 1, 30, "the hard example to reach the cloud", "ask")
+        wait_for(
+            lambda: hub.repo.hard_example_count("edge-a") >= 1,
+            30,
+            "the hard example to reach the cloud",
+            "ask",
+        )
         res.hard_example_received = True
     res.sources = {a["source"] for a in res.answers}
     _render(console, "edge agent answers (POST /v1/ask; ms = server-side)", res.answers)
     kg = next(a for a in res.answers if a["label"].startswith("knowledge graph"))
     for s in kg["steps"]:
         if s.get("kind") == "kg_hop":
-            cands = ", ".join(f"{c.get('relation')} {c.get('score')}" for c in (s.get("candidates") or [])[:3])
-            console.print(f"  KG hop {s.get('hop')}: {s.get('from')} —{s.get('relation')} ({s.get('score')})→ {s.get('to')}"
-                          + (f"   candidates: {cands}" if cands else ""))
+            cands = ", ".join(
+                f"{c.get('relation')} {c.get('score')}" for c in (s.get("candidates") or [])[:3]
+            )
+            console.print(
+                f"  KG hop {s.get('hop')}: {s.get('from')} "
+                f"—{s.get('relation')} ({s.get('score')})→ {s.get('to')}"
+                + (f"   candidates: {cands}" if cands else "")
+            )
     relaxed = cache_relaxation()
     if relaxed:
         console.print(f"[yellow]demo relaxes the semantic cache[/]: {relaxed}")
-    console.print(f"semantic cache on edge-b: {'[green]hit[/]' if res.cache_hit_on_b else '[red]miss[/]'} "
-                  f"(answered {b['source']}, {b['latency_ms']:.0f} ms); hard example "
-                  + ("[green]received by the cloud hub[/]" if res.hard_example_received
-                     else f"[yellow]not raised (the model was confident: {hard['route']} {hard['confidence']:.2f})[/]"))
+    console.print(
+        f"semantic cache on edge-b: {'[green]hit[/]' if res.cache_hit_on_b else '[red]miss[/]'} "
+        f"(answered {b['source']}, {b['latency_ms']:.0f} ms); hard example "
+        + (
+            "[green]received by the cloud hub[/]"
+            if res.hard_example_received
+            else f"[yellow]not raised (the model was confident: {hard['route']} {hard['confidence']:.2f})[/]"
+        )
+    )
 
 
 def _oip_and_metrics(console: Console, fleet: Fleet, res: AskResult) -> None:
     import httpx
 
     node = fleet.nodes["edge-a"]
-    body = {"id": "demo-1", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
-                                         "data": ["what is 15% of 240", "2.5 巴等于多少 psi"]}]}
+    body = {
+        "id": "demo-1",
+        "inputs": [
+            {
+                "name": "text",
+                "datatype": "BYTES",
+                "shape": [2],
+                "data": ["what is 15% of 240", "2.5 巴等于多少 psi"],
+            }
+        ],
+    }
     r = httpx.post(f"{node.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=30)
     if r.status_code != 200:
         raise StageFailed("ask", f"OIP v2 infer → {r.status_code} {r.text[:200]}")
     out = r.json()
-    res.oip = {"model_version": out.get("model_version"),
-               "outputs": {o["name"]: o["shape"] for o in out.get("outputs", [])}}
-    console.print(f"OIP v2 (KServe / tritonclient JSON) POST /v2/models/{MODEL_NAME}/infer: model_version "
-                  f"{out.get('model_version')}, outputs {res.oip['outputs']}")
+    res.oip = {
+        "model_version": out.get("model_version"),
+        "outputs": {o["name"]: o["shape"] for o in out.get("outputs", [])},
+    }
+    console.print(
+        f"OIP v2 (KServe / tritonclient JSON) POST /v2/models/{MODEL_NAME}/infer: model_version "
+        f"{out.get('model_version')}, outputs {res.oip['outputs']}"
+    )
     res.metrics_burst = _burst(console, node.url)
     totals: dict[str, float] = {}
     for node_id, n in fleet.nodes.items():
@@ -252,16 +299,23 @@ def _oip_and_metrics(console: Console, fleet: Fleet, res: AskResult) -> None:
             "texts": texts,
             "result_cache_hits": _metric_sum(text, "autoglm_edge_cache_hits_total"),
             "result_cache_misses": _metric_sum(text, "autoglm_edge_cache_misses_total"),
-            "semantic_cache_hits": _metric_sum(text, "autoglm_edge_agent_cache_lookups_total", 'outcome="hit"'),
+            "semantic_cache_hits": _metric_sum(
+                text, "autoglm_edge_agent_cache_lookups_total", 'outcome="hit"'
+            ),
             "agent_requests": _metric_sum(text, "autoglm_edge_agent_requests_total"),
-            "hard_examples_queued": _metric_sum(text, "autoglm_edge_agent_hard_examples_total", 'queued="true"'),
+            "hard_examples_queued": _metric_sum(
+                text, "autoglm_edge_agent_hard_examples_total", 'queued="true"'
+            ),
         }
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + v
-        console.print(f"{node_id} /metrics: {m['batches']:.0f} batches, mean batch size "
-                      f"{texts / batches if batches else 0.0:.2f} texts; result cache {m['result_cache_hits']:.0f} hits / "
-                      f"{m['result_cache_misses']:.0f} misses; semantic cache hits {m['semantic_cache_hits']:.0f}; "
-                      f"agent requests {m['agent_requests']:.0f}; hard examples queued {m['hard_examples_queued']:.0f}")
+        console.print(
+            f"{node_id} /metrics: {m['batches']:.0f} batches, mean batch size "
+            f"{texts / batches if batches else 0.0:.2f} texts; "
+            f"result cache {m['result_cache_hits']:.0f} hits / "
+            f"{m['result_cache_misses']:.0f} misses; semantic cache hits {m['semantic_cache_hits']:.0f}; "
+            f"agent requests {m['agent_requests']:.0f}; hard examples queued {m['hard_examples_queued']:.0f}"
+        )
     totals["mean_batch_size"] = totals["texts"] / totals["batches"] if totals.get("batches") else 0.0
     res.metrics = totals
 
@@ -274,10 +328,22 @@ def _burst(console: Console, url: str, n: int = 48, workers: int = 16) -> dict[s
 
     def counts() -> tuple[float, float]:
         text = httpx.get(f"{url}/metrics", timeout=10).text
-        return (_metric_sum(text, "autoglm_edge_batch_size_texts_count"), _metric_sum(text, "autoglm_edge_batch_size_texts_sum"))
+        return (
+            _metric_sum(text, "autoglm_edge_batch_size_texts_count"),
+            _metric_sum(text, "autoglm_edge_batch_size_texts_sum"),
+        )
 
     def one(i: int) -> int:
-        body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [f"burst request {i}: status of line {i % 7}"]}]}
+        body = {
+            "inputs": [
+                {
+                    "name": "text",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "data": [f"burst request {i}: status of line {i % 7}"],
+                }
+            ]
+        }
         return httpx.post(f"{url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=30).status_code
 
     b0, t0 = counts()
@@ -287,10 +353,19 @@ def _burst(console: Console, url: str, n: int = 48, workers: int = 16) -> dict[s
     wall = time.perf_counter() - started
     b1, t1 = counts()
     batches, texts = b1 - b0, t1 - t0
-    out = {"requests": float(n), "ok": float(codes.count(200)), "batches": batches,
-           "mean_batch_size": texts / batches if batches else 0.0, "wall_ms": wall * 1000}
-    console.print(f"dynamic batching: {n} concurrent OIP requests from {workers} clients → {batches:.0f} forward batches, "
-                  f"mean {out['mean_batch_size']:.1f} texts per batch, {codes.count(200)}/{n} ok in {wall * 1000:.0f} ms")
+    out = {
+        "requests": float(n),
+        "ok": float(codes.count(200)),
+        "batches": batches,
+        "mean_batch_size": texts / batches if batches else 0.0,
+        "wall_ms": wall * 1000,
+    }
+    console.print(
+        f"dynamic batching: {n} concurrent OIP requests from {workers} clients "
+        f"→ {batches:.0f} forward batches, "
+        f"mean {out['mean_batch_size']:.1f} texts per batch, "
+        f"{codes.count(200)}/{n} ok in {wall * 1000:.0f} ms"
+    )
     return out
 
 
@@ -307,7 +382,8 @@ def _offline(console: Console, fleet: Fleet, asker: Asker, res: AskResult) -> No
     res.sources |= {r["source"] for r in rows}
     calls = [st for st in rows[2]["steps"] if st.get("kind") == "cloud_call"]
     res.offline_breaker_short_circuit = bool(calls) and all(
-        st.get("breaker") == "open" and not st.get("attempts") for st in calls)
+        st.get("breaker") == "open" and not st.get("attempts") for st in calls
+    )
     _render(console, "with the cloud down", rows)
 
 
@@ -336,13 +412,28 @@ def _learned_graph_offline(console: Console, fleet: Fleet, bundle: Path) -> dict
         attach_to_bundle(heads, made)
     url = fleet.cloud.url if fleet.cloud is not None else "http://127.0.0.1:9"
     with tempfile.TemporaryDirectory(prefix="demo-heads-") as tmp:
-        agent = build_agent(AgentSettings(agent_memory_db=Path(tmp) / "m.sqlite3", agent_cloud_url=url,
-                                          agent_cloud_retries=0, agent_cloud_timeout_s=0.5), bundle_dir=heads)
+        agent = build_agent(
+            AgentSettings(
+                agent_memory_db=Path(tmp) / "m.sqlite3",
+                agent_cloud_url=url,
+                agent_cloud_retries=0,
+                agent_cloud_timeout_s=0.5,
+            ),
+            bundle_dir=heads,
+        )
         r = asyncio.run(agent.ask(AskRequest(text=REWORDED_KG)))
     kg = next((s for s in r.steps if s["kind"] == "kg_answer"), {})
-    out = {"text": REWORDED_KG, "answer": r.answer, "source": r.source.value, "scorer": kg.get("scorer", ""),
-           "path": kg.get("path", []), "latency_ms": r.latency_ms}
-    console.print(f"learned path scorer, cloud down: {REWORDED_KG!r} → [bold]{r.answer}[/] "
-                  f"(source {out['source']}, scorer {out['scorer']}, path {' → '.join(out['path'])}, "
-                  f"{r.latency_ms:.1f} ms)")
+    out = {
+        "text": REWORDED_KG,
+        "answer": r.answer,
+        "source": r.source.value,
+        "scorer": kg.get("scorer", ""),
+        "path": kg.get("path", []),
+        "latency_ms": r.latency_ms,
+    }
+    console.print(
+        f"learned path scorer, cloud down: {REWORDED_KG!r} → [bold]{r.answer}[/] "
+        f"(source {out['source']}, scorer {out['scorer']}, path {' → '.join(out['path'])}, "
+        f"{r.latency_ms:.1f} ms)"
+    )
     return out

@@ -68,11 +68,15 @@ def _keys(keys_dir: Path, console: Console) -> tuple[Path, Path]:
         return secret, public
     keys_dir.mkdir(parents=True, exist_ok=True)
     secret, public = generate_keypair(keys_dir)
-    console.print(f"signing key: generated a demo ed25519 key pair in {keys_dir} (demo only; keep real keys offline)")
+    console.print(
+        f"signing key: generated a demo ed25519 key pair in {keys_dir} (demo only; keep real keys offline)"
+    )
     return secret, public
 
 
-def _reusable(bundle: Path, update: Path, public: Path, ckpt_sha: str, precision: str, allow_degraded: bool) -> bool:
+def _reusable(
+    bundle: Path, update: Path, public: Path, ckpt_sha: str, precision: str, allow_degraded: bool
+) -> bool:
     from contracts.bundle import open_bundle
     from contracts.errors import AutoGLMError
 
@@ -102,15 +106,34 @@ def _guard_table(guard: dict[str, Any]) -> Table:
     def pct(v: Any) -> str:
         return f"{float(v):.2%}" if isinstance(v, int | float) else "-"
 
-    t.add_row("queries", str(guard.get("n", "-")), f"≥ {th.get('min_eval_size', '-')}" if "min_eval_size" in th else "")
+    t.add_row(
+        "queries",
+        str(guard.get("n", "-")),
+        f"≥ {th.get('min_eval_size', '-')}" if "min_eval_size" in th else "",
+    )
     t.add_row("route agreement", pct(guard.get("route_agreement")), f"≥ {pct(th.get('min_route_agreement'))}")
     if guard.get("accuracy") is not None:
-        t.add_row("accuracy int8 / fp32", f"{pct(guard.get('accuracy'))} / {pct(guard.get('accuracy_reference'))}", "")
-        t.add_row("accuracy drop (pt)", f"{100 * float(guard.get('accuracy_drop', 0.0)):.2f}",
-                  f"≤ {100 * float(th.get('max_accuracy_drop', 0.0)):.2f}")
+        t.add_row(
+            "accuracy int8 / fp32",
+            f"{pct(guard.get('accuracy'))} / {pct(guard.get('accuracy_reference'))}",
+            "",
+        )
+        t.add_row(
+            "accuracy drop (pt)",
+            f"{100 * float(guard.get('accuracy_drop', 0.0)):.2f}",
+            f"≤ {100 * float(th.get('max_accuracy_drop', 0.0)):.2f}",
+        )
     t.add_row("embedding cosine mean", f"{float(guard.get('cosine_mean', 0.0)):.4f}", "")
-    t.add_row("embedding cosine p1", f"{float(guard.get('cosine_p1', 0.0)):.4f}", f"≥ {th.get('min_cosine_p1', '-')}")
-    verdict = "[green]passed[/]" if not guard.get("failures") else "[red]failed: " + "; ".join(guard["failures"]) + "[/]"
+    t.add_row(
+        "embedding cosine p1",
+        f"{float(guard.get('cosine_p1', 0.0)):.4f}",
+        f"≥ {th.get('min_cosine_p1', '-')}",
+    )
+    verdict = (
+        "[green]passed[/]"
+        if not guard.get("failures")
+        else "[red]failed: " + "; ".join(guard["failures"]) + "[/]"
+    )
     t.add_row("guard", verdict, "")
     return t
 
@@ -134,7 +157,9 @@ def run_stage_export(
     from edge.runtime.bundle_session import smoke_test
     from export.pipeline import bundle_size, checkpoint_sha256, export_adapter_update, export_checkpoint
 
-    console.rule(f"[bold]Stage 2 · export: {precision} bundle {STABLE_VERSION} + adapter-only update {UPDATE_VERSION}")
+    console.rule(
+        f"[bold]Stage 2 · export: {precision} bundle {STABLE_VERSION} + adapter-only update {UPDATE_VERSION}"
+    )
     t0 = time.perf_counter()
     if not (checkpoint / "checkpoint.yaml").is_file():
         raise StageFailed("export", f"no checkpoint at {checkpoint} (run stage 1 first)")
@@ -145,19 +170,44 @@ def run_stage_export(
     reused = not reexport and _reusable(bundle, update, public, ckpt_sha, precision, allow_degraded)
     try:
         if reused:
-            console.print(f"reusing the bundles in {bundle.parent} (same checkpoint {ckpt_sha[:12]}…, signature verified)")
+            console.print(
+                f"reusing the bundles in {bundle.parent} "
+                f"(same checkpoint {ckpt_sha[:12]}…, signature verified)"
+            )
         else:
-            for stale in (update, bundle):  # from another checkpoint (or --reexport): the exporter wants empty dirs
+            for stale in (
+                update,
+                bundle,
+            ):  # from another checkpoint (or --reexport): the exporter wants empty dirs
                 if stale.exists():
                     console.print(f"replacing {stale} (exported from another checkpoint or settings)")
                     shutil.rmtree(stale)
-            console.print(f"exporting {checkpoint} → {precision} ONNX (fusions, smoothing, int8 sensitivity search, guard) …")
+            console.print(
+                f"exporting {checkpoint} → {precision} ONNX "
+                "(fusions, smoothing, int8 sensitivity search, guard) …"
+            )
             with _quiet_quantizer():
-                export_checkpoint(checkpoint, bundle, precision=precision, name=MODEL_NAME, version=STABLE_VERSION,
-                                  sign_key=secret, allow_degraded=allow_degraded, progress=True)
-            console.print(f"exporting the adapter-only update {UPDATE_VERSION} (the encoder graph is the parent's) …")
-            export_adapter_update(checkpoint, update, parent_bundle=bundle, version=UPDATE_VERSION, sign_key=secret,
-                                  public_key=public)
+                export_checkpoint(
+                    checkpoint,
+                    bundle,
+                    precision=precision,
+                    name=MODEL_NAME,
+                    version=STABLE_VERSION,
+                    sign_key=secret,
+                    allow_degraded=allow_degraded,
+                    progress=True,
+                )
+            console.print(
+                f"exporting the adapter-only update {UPDATE_VERSION} (the encoder graph is the parent's) …"
+            )
+            export_adapter_update(
+                checkpoint,
+                update,
+                parent_bundle=bundle,
+                version=UPDATE_VERSION,
+                sign_key=secret,
+                public_key=public,
+            )
         full = open_bundle(bundle, public_key=public, verify=True)
         upd = open_bundle(update, public_key=public, verify=True, parent=full)
         for set_name in full.manifest.adapter_sets:
@@ -167,21 +217,36 @@ def run_stage_export(
     guard = dict(full.manifest.metrics.parity.get("int8_vs_fp32", {}))
     fp32 = full.manifest.metrics.parity.get("fp32_vs_pytorch", {})
     for set_name, rep in fp32.items():
-        console.print(f"fp32 ONNX vs PyTorch ({set_name}): max |Δembedding| {rep.get('embedding_max_abs_diff', 0):.1e}, "
-                      f"route agreement {float(rep.get('route_agreement', 0)):.2%}")
+        console.print(
+            f"fp32 ONNX vs PyTorch ({set_name}): "
+            f"max |Δembedding| {rep.get('embedding_max_abs_diff', 0):.1e}, "
+            f"route agreement {float(rep.get('route_agreement', 0)):.2%}"
+        )
     if guard:
         console.print(_guard_table(guard))
         if guard.get("failures"):
-            console.print("[yellow]the int8 guard failed and --allow-degraded was given: serving a degraded bundle[/]")
+            console.print(
+                "[yellow]the int8 guard failed and --allow-degraded was given: serving a degraded bundle[/]"
+            )
     bundle_bytes, update_bytes = bundle_size(bundle), bundle_size(update)
-    sizes = Table(title="bundles (ed25519-signed, verified: schema, sha256 of every file, signature, ONNX Runtime smoke run)")
+    sizes = Table(
+        title="bundles (ed25519-signed, verified: schema, sha256 of every file, signature, "
+        "ONNX Runtime smoke run)"
+    )
     for col in ("bundle", "kind", "version", "size", "files"):
         sizes.add_column(col)
     sizes.add_row(str(bundle), "full", STABLE_VERSION, _mb(bundle_bytes), str(len(full.manifest.files)))
-    sizes.add_row(str(update), "adapter_update", UPDATE_VERSION, _mb(update_bytes), str(len(upd.manifest.files)))
+    sizes.add_row(
+        str(update), "adapter_update", UPDATE_VERSION, _mb(update_bytes), str(len(upd.manifest.files))
+    )
     console.print(sizes)
-    console.print(f"the update is {update_bytes / max(bundle_bytes, 1):.2%} of the full bundle "
-                  f"({_mb(update_bytes)} vs {_mb(bundle_bytes)}); it carries the same trained adapters, "
-                  f"{upd.manifest.adapter_sets[upd.manifest.default_adapter_set].encoding}-encoded, bound into 1.0.0's graph")
+    console.print(
+        f"the update is {update_bytes / max(bundle_bytes, 1):.2%} of the full bundle "
+        f"({_mb(update_bytes)} vs {_mb(bundle_bytes)}); it carries the same trained adapters, "
+        f"{upd.manifest.adapter_sets[upd.manifest.default_adapter_set].encoding}-encoded, "
+        "bound into 1.0.0's graph"
+    )
     wall = time.perf_counter() - t0
-    return ExportResult(bundle, update, public, secret, precision, bundle_bytes, update_bytes, guard, reused, wall)
+    return ExportResult(
+        bundle, update, public, secret, precision, bundle_bytes, update_bytes, guard, reused, wall
+    )

@@ -86,8 +86,16 @@ class Traffic:
         with httpx.Client(timeout=10) as c:
             while not self._stop.is_set():
                 for url in self.urls:
-                    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
-                                        "data": [f"what is the status of line {self.sent} today"]}]}
+                    body = {
+                        "inputs": [
+                            {
+                                "name": "text",
+                                "datatype": "BYTES",
+                                "shape": [1],
+                                "data": [f"what is the status of line {self.sent} today"],
+                            }
+                        ]
+                    }
                     with contextlib.suppress(httpx.HTTPError):
                         c.post(f"{url}/v2/models/{MODEL_NAME}/infer", json=body)
                     self.sent += 1
@@ -102,29 +110,58 @@ class Traffic:
         self._thread.join(10)
 
 
-def start_fleet(console: Console, run_dir: Path, export: ExportResult, *, keyword_router: bool = False,
-                prefer_embedded_broker: bool = False) -> Fleet:
+def start_fleet(
+    console: Console,
+    run_dir: Path,
+    export: ExportResult,
+    *,
+    keyword_router: bool = False,
+    prefer_embedded_broker: bool = False,
+) -> Fleet:
     """Broker → cloud controller (bundles registered) → two edge nodes (registered, online)."""
     broker = Broker(run_dir / "broker", prefer_embedded=prefer_embedded_broker)
     fleet = Fleet(broker)
     try:
         broker.start()
-        label = "[green]Mosquitto[/]" if broker.binary else "[yellow]embedded amqtt broker — DEVELOPMENT ONLY[/]"
-        console.print(f"MQTT broker: {label} on {broker.host}:{broker.port} (MQTT {'5' if broker.mqtt_v5 else '3.1.1'})")
+        label = (
+            "[green]Mosquitto[/]" if broker.binary else "[yellow]embedded amqtt broker — DEVELOPMENT ONLY[/]"
+        )
+        console.print(
+            f"MQTT broker: {label} on {broker.host}:{broker.port} (MQTT {'5' if broker.mqtt_v5 else '3.1.1'})"
+        )
         cloud = fleet.cloud = CloudController.start(run_dir / "cloud", broker, export.public_key_hex)
-        console.print(f"cloud controller: {cloud.url} (SQLite in {run_dir / 'cloud'}, admin token generated, "
-                      "signed bundles only)")
+        console.print(
+            f"cloud controller: {cloud.url} (SQLite in {run_dir / 'cloud'}, admin token generated, "
+            "signed bundles only)"
+        )
         reg = cloud.services.registry
         reg.register_dir(export.bundle, actor="demo")
         reg.register_dir(export.update, actor="demo")
         reg.set_alias(MODEL_NAME, "stable", STABLE_VERSION, actor="demo", reason="initial release")
-        console.print(f"registry: {MODEL_NAME} {STABLE_VERSION} (full, alias stable) and {UPDATE_VERSION} (adapter-only)")
+        console.print(
+            f"registry: {MODEL_NAME} {STABLE_VERSION} (full, alias stable) "
+            f"and {UPDATE_VERSION} (adapter-only)"
+        )
         for node_id in NODE_IDS:
-            node = start_edge_node(run_dir / node_id, node_id, broker, cloud, export.public_key_hex,
-                                   labels={"site": "demo"}, keyword_router=keyword_router)
+            node = start_edge_node(
+                run_dir / node_id,
+                node_id,
+                broker,
+                cloud,
+                export.public_key_hex,
+                labels={"site": "demo"},
+                keyword_router=keyword_router,
+            )
             fleet.nodes[node_id] = node
-            console.print(f"edge node {node_id}: {node.url} (registered with the bootstrap token, MQTT sync, agent on /v1/ask)")
-        wait_for(lambda: len(cloud.services.fleet.list_nodes(online=True)) == len(NODE_IDS), 30, "both nodes online")
+            console.print(
+                f"edge node {node_id}: {node.url} "
+                "(registered with the bootstrap token, MQTT sync, agent on /v1/ask)"
+            )
+        wait_for(
+            lambda: len(cloud.services.fleet.list_nodes(online=True)) == len(NODE_IDS),
+            30,
+            "both nodes online",
+        )
     except StageFailed:
         fleet.close()
         raise
@@ -142,7 +179,12 @@ def _event_row(e: dict[str, Any], t0: float) -> tuple[str, ...]:
         extra = f"analysis {a.get('verdict')} (canary {a.get('canary', {}).get('requests', 0)} requests)"
     elif d:
         extra = ", ".join(f"{k}={v}" for k, v in list(d.items())[:3])
-    return (f"{time.monotonic() - t0:5.1f}s", f"{e['from_state']} → {e['to_state']}", e.get("reason", ""), extra)
+    return (
+        f"{time.monotonic() - t0:5.1f}s",
+        f"{e['from_state']} → {e['to_state']}",
+        e.get("reason", ""),
+        extra,
+    )
 
 
 def run_stage_fleet(console: Console, fleet: Fleet, *, pause_s: float = 1.0) -> FleetResult:
@@ -154,28 +196,52 @@ def run_stage_fleet(console: Console, fleet: Fleet, *, pause_s: float = 1.0) -> 
     urls = {n: node.url for n, node in fleet.nodes.items()}
     with cloud.client() as c, Traffic(list(urls.values())):
         for node_id in fleet.nodes:
-            r = c.post(f"/api/v1/nodes/{node_id}/desired-version", json={"model": MODEL_NAME, "version": STABLE_VERSION})
+            r = c.post(
+                f"/api/v1/nodes/{node_id}/desired-version",
+                json={"model": MODEL_NAME, "version": STABLE_VERSION},
+            )
             if r.status_code != 202:
-                raise StageFailed("fleet", f"desired version for {node_id} refused: {r.status_code} {r.text[:200]}")
+                raise StageFailed(
+                    "fleet", f"desired version for {node_id} refused: {r.status_code} {r.text[:200]}"
+                )
         t0 = time.monotonic()
-        wait_for(lambda: all(served_version(u) == STABLE_VERSION for u in urls.values()), 120, f"both nodes serving {STABLE_VERSION}")
-        console.print(f"both nodes downloaded, verified and serve {STABLE_VERSION} ({time.monotonic() - t0:.1f}s)")
+        wait_for(
+            lambda: all(served_version(u) == STABLE_VERSION for u in urls.values()),
+            120,
+            f"both nodes serving {STABLE_VERSION}",
+        )
+        console.print(
+            f"both nodes downloaded, verified and serve {STABLE_VERSION} ({time.monotonic() - t0:.1f}s)"
+        )
 
         n = len(fleet.nodes)
         coarse = ", ".join(f"{p}% → {max(1, math.ceil(p * n / 100))} node(s)" for p in ROLLOUT_STEPS)
-        console.print(f"rollout {UPDATE_VERSION}: steps {ROLLOUT_STEPS} of {n} nodes is coarse: {coarse}; "
-                      f"a step that adds no node only waits its pause ({pause_s}s) and analysis")
-        body = {"model": MODEL_NAME, "version": UPDATE_VERSION, "selector": {"site": "demo"}, "steps": ROLLOUT_STEPS,
-                "pause_s": pause_s, "apply_timeout_s": 60,
-                "analysis": DEMO_ANALYSIS}
-        console.print("[yellow]demo relaxes the rollout analysis[/] (two nodes, a minute of traffic): "
-                      + "; ".join(analysis_relaxations()) + " — latency analysis is effectively off here")
+        console.print(
+            f"rollout {UPDATE_VERSION}: steps {ROLLOUT_STEPS} of {n} nodes is coarse: {coarse}; "
+            f"a step that adds no node only waits its pause ({pause_s}s) and analysis"
+        )
+        body = {
+            "model": MODEL_NAME,
+            "version": UPDATE_VERSION,
+            "selector": {"site": "demo"},
+            "steps": ROLLOUT_STEPS,
+            "pause_s": pause_s,
+            "apply_timeout_s": 60,
+            "analysis": DEMO_ANALYSIS,
+        }
+        console.print(
+            "[yellow]demo relaxes the rollout analysis[/] (two nodes, a minute of traffic): "
+            + "; ".join(analysis_relaxations())
+            + " — latency analysis is effectively off here"
+        )
         r = c.post("/api/v1/rollouts", json=body)
         if r.status_code != 201:
             raise StageFailed("fleet", f"rollout refused: {r.status_code} {r.text[:300]}")
         rid = int(r.json()["id"])
         t0 = time.monotonic()
-        console.print(f"rollout #{rid}: {MODEL_NAME} {STABLE_VERSION} → {UPDATE_VERSION} (events as they happen)")
+        console.print(
+            f"rollout #{rid}: {MODEL_NAME} {STABLE_VERSION} → {UPDATE_VERSION} (events as they happen)"
+        )
         seen = 0
         out: dict[str, Any] = {}
         deadline = time.monotonic() + 120
@@ -191,7 +257,11 @@ def run_stage_fleet(console: Console, fleet: Fleet, *, pause_s: float = 1.0) -> 
         state = str(out.get("state"))
         if state != "succeeded":
             raise StageFailed("fleet", f"rollout ended {state}: {out.get('events', [{}])[-1].get('reason')}")
-        wait_for(lambda: all(served_version(u) == UPDATE_VERSION for u in urls.values()), 60, f"both nodes serving {UPDATE_VERSION}")
+        wait_for(
+            lambda: all(served_version(u) == UPDATE_VERSION for u in urls.values()),
+            60,
+            f"both nodes serving {UPDATE_VERSION}",
+        )
         rollout_s = time.monotonic() - t0
     console.print(f"rollout succeeded in {rollout_s:.1f}s; both nodes serve {UPDATE_VERSION}")
     versions = {n: served_version(u) for n, u in urls.items()}
@@ -216,7 +286,15 @@ def print_fleet_table(console: Console, fleet: Fleet) -> None:
             v = src.get(key)
             return fmt.format(v) if isinstance(v, int | float) else "-"
 
-        t.add_row(n["node_id"], str(n.get("online")), str(n.get("current_version")), str(n.get("desired_version")),
-                  num("requests", "{:.0f}"), num("latency_p50_ms"), num("latency_p99_ms"), num("cache_hit_rate", "{:.0%}"),
-                  num("mem_mb", "{:.0f}", m.get("resources") or {}))
+        t.add_row(
+            n["node_id"],
+            str(n.get("online")),
+            str(n.get("current_version")),
+            str(n.get("desired_version")),
+            num("requests", "{:.0f}"),
+            num("latency_p50_ms"),
+            num("latency_p99_ms"),
+            num("cache_hit_rate", "{:.0%}"),
+            num("mem_mb", "{:.0f}", m.get("resources") or {}),
+        )
     console.print(t)

@@ -53,10 +53,20 @@ QUESTIONS: list[tuple[str, str]] = [
 
 # The demo's loop policy and budget (cloud/loop/settings.py LoopSettings), printed when used.
 DEMO_LOOP: dict[str, Any] = {
-    "loop_auto_approve": True, "loop_auto_approve_any_source": True, "loop_auto_approve_min_confidence": 0.0,
-    "loop_min_gain_pt": 0.0, "loop_train_steps": 30, "loop_base_samples": 600, "loop_eval_max": 400, "loop_canary_steps": [50.0, 100.0],
-    "loop_canary_pause_s": 1.0, "loop_canary_min_requests": 3, "loop_canary_max_p99_ratio": 1000.0,
-    "loop_canary_p99_slack_ms": 10000.0, "loop_canary_max_fallback_rate": 1.0, "loop_worker_poll_s": 0.2,
+    "loop_auto_approve": True,
+    "loop_auto_approve_any_source": True,
+    "loop_auto_approve_min_confidence": 0.0,
+    "loop_min_gain_pt": 0.0,
+    "loop_train_steps": 30,
+    "loop_base_samples": 600,
+    "loop_eval_max": 400,
+    "loop_canary_steps": [50.0, 100.0],
+    "loop_canary_pause_s": 1.0,
+    "loop_canary_min_requests": 3,
+    "loop_canary_max_p99_ratio": 1000.0,
+    "loop_canary_p99_slack_ms": 10000.0,
+    "loop_canary_max_fallback_rate": 1.0,
+    "loop_worker_poll_s": 0.2,
 }
 
 
@@ -92,13 +102,16 @@ def _edge_route(answer: dict[str, Any]) -> tuple[str, bool]:
 def _relaxations() -> str:
     from cloud.loop.settings import LoopSettings
 
-    shipped = {k: f.default if f.default_factory is None else f.default_factory()  # type: ignore[call-arg]
-               for k, f in LoopSettings.model_fields.items()}
+    shipped = {
+        k: f.default if f.default_factory is None else f.default_factory()  # type: ignore[call-arg]
+        for k, f in LoopSettings.model_fields.items()
+    }
     return "; ".join(f"{k} {v} (shipped {shipped[k]})" for k, v in DEMO_LOOP.items() if shipped.get(k) != v)
 
 
-def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpoint: Path, *,
-                   allow_degraded: bool = False) -> LoopResult:
+def run_stage_loop(
+    console: Console, fleet: Fleet, export: ExportResult, checkpoint: Path, *, allow_degraded: bool = False
+) -> LoopResult:
     from autoglm.demo.fleet_stage import Traffic, served_version, wait_for
     from autoglm.loop_export import guarded_update
     from cloud.loop.settings import LoopSettings
@@ -109,7 +122,10 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
         raise StageFailed("loop", "the fleet is not running")
     res = LoopResult()
     node_a = fleet.nodes["edge-a"].url
-    console.print("[yellow]demo loop policy and budget[/] (tiny training budget, labels auto-approved): " + _relaxations())
+    console.print(
+        "[yellow]demo loop policy and budget[/] (tiny training budget, labels auto-approved): "
+        + _relaxations()
+    )
 
     t0 = time.perf_counter()
     before: dict[str, str] = {}
@@ -121,17 +137,27 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
     res.accuracy_before = sum(before[t] == m for t, m in QUESTIONS) / len(QUESTIONS)
     svc = cloud.services
     if res.queued:
-        wait_for(lambda: svc.loop.queue.untriaged() >= len(res.queued), 30, "hard examples in the cloud queue", "loop")
+        wait_for(
+            lambda: svc.loop.queue.untriaged() >= len(res.queued),
+            30,
+            "hard examples in the cloud queue",
+            "loop",
+        )
     res.steps_s["ask + queue"] = time.perf_counter() - t0
-    console.print(f"edge-a was unsure of {len(res.queued)} of {len(QUESTIONS)} questions (queued as hard examples); "
-                  f"accuracy before {100 * res.accuracy_before:.1f} %", highlight=False)
+    console.print(
+        f"edge-a was unsure of {len(res.queued)} of {len(QUESTIONS)} questions (queued as hard examples); "
+        f"accuracy before {100 * res.accuracy_before:.1f} %",
+        highlight=False,
+    )
     if not res.queued:
         console.print("no hard examples: nothing for the loop to learn")
         return res
 
     wsvc = worker_services(svc.settings)
     wsvc.loop.settings = wsvc.loop.queue.settings = LoopSettings(
-        **DEMO_LOOP, loop_checkpoint_dirs=[checkpoint], loop_sign_key=export.secret_key,
+        **DEMO_LOOP,
+        loop_checkpoint_dirs=[checkpoint],
+        loop_sign_key=export.secret_key,
         loop_work_dir=svc.settings.data_dir / "loop",
     )
     worker = LoopWorker(wsvc, guarded_update, worker_id="demo-worker")
@@ -143,8 +169,14 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
             t = Table("hard example", "count", "suggested", "p", "source", "status")
             for it in items:
                 p = it["suggested_confidence"]
-                t.add_row(it["text"], str(it["count"]), it["suggested_route"] or "-", "-" if p is None else f"{p:.2f}",
-                          it["suggestion_source"], it["status"])
+                t.add_row(
+                    it["text"],
+                    str(it["count"]),
+                    it["suggested_route"] or "-",
+                    "-" if p is None else f"{p:.2f}",
+                    it["suggestion_source"],
+                    it["status"],
+                )
             console.print(t)
             res.steps_s["triage + auto-approve"] = time.perf_counter() - t0
             r = c.post("/api/v1/jobs", json={"model": MODEL_NAME, "reason": "demo loop"})
@@ -163,7 +195,9 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
                     if job["stage"] != stage or job["state"] in ("succeeded", "failed", "cancelled"):
                         now = time.perf_counter()
                         res.steps_s[f"job: {stage}"] = now - t_stage
-                        console.print(f"  job {jid}: {stage} → {job['stage']} ({now - t_stage:.1f}s)", highlight=False)
+                        console.print(
+                            f"  job {jid}: {stage} → {job['stage']} ({now - t_stage:.1f}s)", highlight=False
+                        )
                         stage, t_stage = job["stage"], now
                     if job["state"] in ("succeeded", "failed", "cancelled"):
                         break
@@ -173,10 +207,12 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
         res.version, res.error, res.metrics = job.get("version"), job.get("error", ""), job.get("metrics", {})
         m = res.metrics
         if m.get("before"):
-            console.print(f"hard set {m['before']['hard_accuracy']:.3f} → {m['after']['hard_accuracy']:.3f}, frozen "
-                          f"set ({m['frozen_n']}) {m['before']['frozen_accuracy']:.4f} → "
-                          f"{m['after']['frozen_accuracy']:.4f}; {m['steps']} steps in {m['train_wall_s']:.1f}s",
-                          highlight=False)
+            console.print(
+                f"hard set {m['before']['hard_accuracy']:.3f} → {m['after']['hard_accuracy']:.3f}, frozen "
+                f"set ({m['frozen_n']}) {m['before']['frozen_accuracy']:.4f} → "
+                f"{m['after']['frozen_accuracy']:.4f}; {m['steps']} steps in {m['train_wall_s']:.1f}s",
+                highlight=False,
+            )
         if res.outcome != "promoted":
             msg = f"job {jid} ended {res.job_state} ({res.outcome}): {res.error}"
             if not allow_degraded:
@@ -184,8 +220,12 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
             console.print(f"[yellow]{msg}[/] (allowed: degraded test model)")
             return res
         t0 = time.perf_counter()
-        wait_for(lambda: all(served_version(u) == res.version for u in urls), 60, f"both nodes serving {res.version}",
-                 "loop")
+        wait_for(
+            lambda: all(served_version(u) == res.version for u in urls),
+            60,
+            f"both nodes serving {res.version}",
+            "loop",
+        )
         after = {t: _edge_route(_ask(node_a, t))[0] for t, _ in QUESTIONS}
         res.accuracy_after = sum(after[t] == m for t, m in QUESTIONS) / len(QUESTIONS)
         res.steps_s["ask again"] = time.perf_counter() - t0
@@ -193,9 +233,12 @@ def run_stage_loop(console: Console, fleet: Fleet, export: ExportResult, checkpo
         for text, meant in QUESTIONS:
             t.add_row(text, meant, before[text], after[text])
         console.print(t)
-        console.print(f"{MODEL_NAME} {res.version} promoted; accuracy on these questions "
-                      f"{100 * res.accuracy_before:.1f} % → {100 * res.accuracy_after:.1f} %; wall time: "
-                      + ", ".join(f"{k} {v:.1f}s" for k, v in res.steps_s.items()), highlight=False)
+        console.print(
+            f"{MODEL_NAME} {res.version} promoted; accuracy on these questions "
+            f"{100 * res.accuracy_before:.1f} % → {100 * res.accuracy_after:.1f} %; wall time: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in res.steps_s.items()),
+            highlight=False,
+        )
         return res
     finally:
         worker.stop.set()

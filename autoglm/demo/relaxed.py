@@ -20,7 +20,9 @@ def analysis_relaxations() -> list[str]:
     from cloud.rollout.schemas import AnalysisConfig
 
     shipped = AnalysisConfig().model_dump()
-    return [f"{k} {v} (shipped default {shipped[k]})" for k, v in DEMO_ANALYSIS.items() if shipped.get(k) != v]
+    return [
+        f"{k} {v} (shipped default {shipped[k]})" for k, v in DEMO_ANALYSIS.items() if shipped.get(k) != v
+    ]
 
 
 def cache_relaxation() -> str | None:
@@ -30,5 +32,7 @@ def cache_relaxation() -> str | None:
     shipped = AgentSettings.model_fields["agent_cache_threshold"].default
     if shipped == DEMO_CACHE_THRESHOLD:
         return None
-    return (f"agent_cache_threshold {DEMO_CACHE_THRESHOLD} (shipped default {shipped}, chosen by the cache "
-            "benchmark's rule; `autoglm bench run cache` measures the false-hit rate at each threshold)")
+    return (
+        f"agent_cache_threshold {DEMO_CACHE_THRESHOLD} (shipped default {shipped}, chosen by the cache "
+        "benchmark's rule; `autoglm bench run cache` measures the false-hit rate at each threshold)"
+    )

@@ -72,8 +72,9 @@ def run_demo(
     threads_before = {t.ident for t in threading.enumerate()}
     t0 = time.perf_counter()
     try:
-        export = run_stage_export(console, checkpoint, root, precision=precision, allow_degraded=allow_degraded,
-                                  reexport=reexport)
+        export = run_stage_export(
+            console, checkpoint, root, precision=precision, allow_degraded=allow_degraded, reexport=reexport
+        )
     except StageFailed:
         raise
     except Exception as exc:  # name the stage and the problem; the CLI exits non-zero
@@ -94,12 +95,19 @@ def run_demo(
     try:
         console.rule("[bold]Stage 3 · fleet: broker, cloud controller, two edge nodes, gray rollout")
         t0 = time.perf_counter()
-        fleet = start_fleet(console, run_dir, export, keyword_router=keyword_router,
-                            prefer_embedded_broker=prefer_embedded_broker)
+        fleet = start_fleet(
+            console,
+            run_dir,
+            export,
+            keyword_router=keyword_router,
+            prefer_embedded_broker=prefer_embedded_broker,
+        )
         summary.broker = fleet.broker.kind
         if fleet.cloud is not None:
-            console.print(f"web console: [bold]{fleet.cloud.url}/ui[/] (log in with the admin token "
-                          f"{fleet.cloud.admin_token!r}; docs/arch/console.md)")
+            console.print(
+                f"web console: [bold]{fleet.cloud.url}/ui[/] (log in with the admin token "
+                f"{fleet.cloud.admin_token!r}; docs/arch/console.md)"
+            )
         fr = run_stage_fleet(console, fleet, pause_s=rollout_pause_s)
         summary.stage_wall_s["fleet"] = time.perf_counter() - t0
         summary.rollout_state, summary.node_versions = fr.rollout_state, fr.versions
@@ -117,8 +125,10 @@ def run_demo(
             summary.ask = run_stage_ask(console, fleet, heads_from=export.bundle)
             summary.stage_wall_s["ask"] = time.perf_counter() - t0
         if keep_running and fleet.cloud is not None:
-            console.print(f"--keep-running: the fleet stays up; console {fleet.cloud.url}/ui (admin token "
-                          f"{fleet.cloud.admin_token!r}); press Ctrl-C to shut down")
+            console.print(
+                f"--keep-running: the fleet stays up; console {fleet.cloud.url}/ui (admin token "
+                f"{fleet.cloud.admin_token!r}); press Ctrl-C to shut down"
+            )
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
     except StageFailed:
@@ -133,8 +143,10 @@ def run_demo(
             summary.broker_stopped = not fleet.broker.running
             summary.leftover_threads = _leftover_threads(threads_before)
             summary.stage_wall_s["shutdown"] = time.perf_counter() - t0
-            console.print(f"edge nodes, cloud controller and broker stopped; leftover threads: "
-                          f"{summary.leftover_threads or 'none'}")
+            console.print(
+                f"edge nodes, cloud controller and broker stopped; leftover threads: "
+                f"{summary.leftover_threads or 'none'}"
+            )
     print_summary(console, summary, root)
     return summary
 
@@ -153,9 +165,12 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
     t = Table(title="demo summary")
     t.add_column("what")
     t.add_column("result")
-    t.add_row("bundle 1.0.0", f"{s.bundle} ({s.bundle_bytes / 1e6:.2f} MB, guard "
-              f"{'passed' if s.guard_passed else 'n/a' if s.guard_passed is None else 'FAILED (degraded allowed)'}"
-              f"{', reused' if s.export_reused else ''})")
+    t.add_row(
+        "bundle 1.0.0",
+        f"{s.bundle} ({s.bundle_bytes / 1e6:.2f} MB, guard "
+        f"{'passed' if s.guard_passed else 'n/a' if s.guard_passed is None else 'FAILED (degraded allowed)'}"
+        f"{', reused' if s.export_reused else ''})",
+    )
     t.add_row("update 1.1.0", f"{s.update} ({s.update_bytes / 1e3:.1f} kB, adapter-only)")
     t.add_row("keys", str(root / "keys"))
     if s.broker:
@@ -168,16 +183,28 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
         t.add_row("hard example received by the cloud", str(a.hard_example_received))
         t.add_row("OIP v2 outputs", str(a.oip.get("outputs")))
         if a.metrics_burst:
-            t.add_row("dynamic batching", f"{a.metrics_burst['requests']:.0f} concurrent requests → {a.metrics_burst['batches']:.0f} batches "
-                      f"(mean {a.metrics_burst['mean_batch_size']:.1f} texts)")
-        t.add_row("cloud down", f"local question → {a.offline_local_source}; cloud question → {a.offline_source} "
-                  f"in ≤ {a.offline_latency_ms:.0f} ms server / {a.offline_wall_ms:.0f} ms client; repeat with the breaker "
-                  f"open: {'no network attempt' if a.offline_breaker_short_circuit else 'attempted the cloud'}")
+            t.add_row(
+                "dynamic batching",
+                f"{a.metrics_burst['requests']:.0f} concurrent requests "
+                f"→ {a.metrics_burst['batches']:.0f} batches "
+                f"(mean {a.metrics_burst['mean_batch_size']:.1f} texts)",
+            )
+        t.add_row(
+            "cloud down",
+            f"local question → {a.offline_local_source}; cloud question → {a.offline_source} "
+            f"in ≤ {a.offline_latency_ms:.0f} ms server / {a.offline_wall_ms:.0f} ms client; "
+            "repeat with the breaker "
+            f"open: {'no network attempt' if a.offline_breaker_short_circuit else 'attempted the cloud'}",
+        )
     lp = s.loop
     if lp is not None:
         after = "-" if lp.accuracy_after is None else f"{100 * lp.accuracy_after:.1f} %"
-        t.add_row("learning loop", f"{len(lp.queued)} hard examples → job {lp.job_state or '-'} ({lp.outcome or '-'}), "
-                  f"version {lp.version or '-'}; accuracy on the loop's questions {100 * lp.accuracy_before:.1f} % → {after}")
+        t.add_row(
+            "learning loop",
+            f"{len(lp.queued)} hard examples → job {lp.job_state or '-'} ({lp.outcome or '-'}), "
+            f"version {lp.version or '-'}; "
+            f"accuracy on the loop's questions {100 * lp.accuracy_before:.1f} % → {after}",
+        )
     if s.run_dir:
         t.add_row("run artefacts", f"{s.run_dir} (cloud SQLite, node caches, memory DBs, broker log)")
     t.add_row("wall time per stage", ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_wall_s.items()))

@@ -60,8 +60,11 @@ class Broker:
 
     def _conf(self) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        base = DEV_CONF.read_text(encoding="utf-8").splitlines() if DEV_CONF.is_file() else [
-            "allow_anonymous true", "persistence false", "set_tcp_nodelay true"]
+        base = (
+            DEV_CONF.read_text(encoding="utf-8").splitlines()
+            if DEV_CONF.is_file()
+            else ["allow_anonymous true", "persistence false", "set_tcp_nodelay true"]
+        )
         lines = [ln for ln in base if not ln.startswith(("listener", "log_dest"))]
         lines += [f"listener {self.port} {self.host}", f"log_dest file {self.work_dir / 'mosquitto.log'}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -76,8 +79,9 @@ class Broker:
 
             self._embedded = EmbeddedBroker(self.host, self.port).start(timeout)
             return self
-        self._proc = subprocess.Popen([self.binary, "-c", str(self._conf())],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(self._conf())], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -128,7 +132,9 @@ class CloudController:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, data_dir: Path, broker: Broker, public_key_hex: str, timeout: float = 30.0) -> CloudController:
+    def start(
+        cls, data_dir: Path, broker: Broker, public_key_hex: str, timeout: float = 30.0
+    ) -> CloudController:
         import uvicorn
 
         from cloud.api.app import create_app
@@ -140,16 +146,28 @@ class CloudController:
         admin, bootstrap = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         port = free_port()
         settings = CloudSettings(
-            data_dir=data_dir, database_url="", admin_tokens=[f"demo-admin:{admin}"], bootstrap_token=bootstrap,
-            bundle_public_key=public_key_hex, api_url=f"http://127.0.0.1:{port}", http_host="127.0.0.1",
-            http_port=port, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
-            rollout_tick_s=0.1, heartbeat_timeout_s=15.0, fleet_flush_interval_s=0.5,
+            data_dir=data_dir,
+            database_url="",
+            admin_tokens=[f"demo-admin:{admin}"],
+            bootstrap_token=bootstrap,
+            bundle_public_key=public_key_hex,
+            api_url=f"http://127.0.0.1:{port}",
+            http_host="127.0.0.1",
+            http_port=port,
+            mqtt_enabled=True,
+            mqtt_host=broker.host,
+            mqtt_port=broker.port,
+            rollout_tick_s=0.1,
+            heartbeat_timeout_s=15.0,
+            fleet_flush_interval_s=0.5,
             tool_doc_embeddings=False,  # lexical doc search: no second MiniLM in the demo process
             log_level="WARNING",
         )
         svc = CloudServices.build(settings)
         app = create_app(services=svc, run_loops=True)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
         thread = threading.Thread(target=server.run, name="demo-cloud-api", daemon=True)
         thread.start()
         deadline = time.monotonic() + timeout
@@ -173,7 +191,9 @@ class CloudController:
     def client(self) -> Any:
         import httpx
 
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30
+        )
 
     def stop(self) -> None:
         if self.thread.is_alive():
@@ -185,8 +205,16 @@ class CloudController:
             self.services = None
 
 
-def start_edge_node(home: Path, node_id: str, broker: Broker, cloud: CloudController, public_key_hex: str,
-                    *, labels: dict[str, str], keyword_router: bool = False) -> Any:
+def start_edge_node(
+    home: Path,
+    node_id: str,
+    broker: Broker,
+    cloud: CloudController,
+    public_key_hex: str,
+    *,
+    labels: dict[str, str],
+    keyword_router: bool = False,
+) -> Any:
     """An ``EdgeNode`` (OIP v2, control plane, MQTT sync) plus the reasoning agent on ``/v1/ask``.
 
     The agent is wired here (not with ``EdgeNode.build(with_agent=True)``) so that two nodes in
@@ -206,22 +234,42 @@ def start_edge_node(home: Path, node_id: str, broker: Broker, cloud: CloudContro
     from skillpack.kg.linking import EntityLinker
 
     home.mkdir(parents=True, exist_ok=True)
-    serve = ServeSettings(node_id=node_id, http_host="127.0.0.1", http_port=free_port(), providers=["cpu"],
-                          model_cache_dir=home / "model-cache", ort_intra_op_threads=1, serve_warmup_batches=1,
-                          bundle_public_key=public_key_hex,
-                          # the admin routes (repository, POST /v1/knowledge) need a token (docs/SECURITY.md)
-                          http_admin_token=secrets.token_urlsafe(24))
-    sync_settings = SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_v5=broker.mqtt_v5,
-                                 mqtt_outbox_path=home / "outbox.sqlite3", mqtt_heartbeat_interval_s=0.5)
+    serve = ServeSettings(
+        node_id=node_id,
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        providers=["cpu"],
+        model_cache_dir=home / "model-cache",
+        ort_intra_op_threads=1,
+        serve_warmup_batches=1,
+        bundle_public_key=public_key_hex,
+        # the admin routes (repository, POST /v1/knowledge) need a token (docs/SECURITY.md)
+        http_admin_token=secrets.token_urlsafe(24),
+    )
+    sync_settings = SyncSettings(
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_v5=broker.mqtt_v5,
+        mqtt_outbox_path=home / "outbox.sqlite3",
+        mqtt_heartbeat_interval_s=0.5,
+    )
     store = MemoryStore(home / "memory.sqlite3", node_id)
     sync = EdgeSync(sync_settings, node_id=node_id, store=store)
-    control = ControlSettings(control_cloud_url=cloud.url, control_bootstrap_token=cloud.bootstrap_token,
-                              control_node_labels=labels, control_apply_timeout_s=120)
+    control = ControlSettings(
+        control_cloud_url=cloud.url,
+        control_bootstrap_token=cloud.bootstrap_token,
+        control_node_labels=labels,
+        control_apply_timeout_s=120,
+    )
     node = EdgeNode.build(serve, sync_settings, control, sync=sync)
-    agent_settings = AgentSettings(agent_cloud_url=cloud.url, agent_cloud_token=cloud.admin_token,
-                                   agent_memory_db=home / "memory.sqlite3", agent_cloud_timeout_s=2.0,
-                                   # relaxed below the shipped default, printed by the ask stage
-                                   agent_cache_threshold=DEMO_CACHE_THRESHOLD)
+    agent_settings = AgentSettings(
+        agent_cloud_url=cloud.url,
+        agent_cloud_token=cloud.admin_token,
+        agent_memory_db=home / "memory.sqlite3",
+        agent_cloud_timeout_s=2.0,
+        # relaxed below the shipped default, printed by the ask stage
+        agent_cache_threshold=DEMO_CACHE_THRESHOLD,
+    )
     router = KeywordRouter(EntityLinker(default_graph())) if keyword_router else None
     agent = build_agent(agent_settings, service=node.service, sync=sync, node_id=node_id, router=router)
     node.app.include_router(make_router(agent))

@@ -47,7 +47,11 @@ def _reusable(ckpt: Path, config_sha256: str) -> dict[str, Any] | None:
             return None
     except FileNotFoundError:
         return None
-    return {"training": tr, "metrics": meta.metrics, "routes": meta.adapter_sets[next(iter(meta.adapter_sets))].routes}
+    return {
+        "training": tr,
+        "metrics": meta.metrics,
+        "routes": meta.adapter_sets[next(iter(meta.adapter_sets))].routes,
+    }
 
 
 def run_stage_train(
@@ -67,7 +71,8 @@ def run_stage_train(
     if stored is not None:
         tr = stored["training"]
         console.print(
-            f"reusing the finished checkpoint in {out} (same configuration; trained in {tr.get('wall_s', 0):.0f}s, "
+            f"reusing the finished checkpoint in {out} "
+            f"(same configuration; trained in {tr.get('wall_s', 0):.0f}s, "
             f"{tr.get('epochs_run')} epochs; pass --retrain to train again)"
         )
         render_history(console, tr.get("history", []))

@@ -31,9 +31,7 @@ from contracts.logging import get_logger
 
 log = get_logger("autoglm.cloud.api")
 
-HTTP_REQUESTS = Counter(
-    "autoglm_cloud_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("autoglm_cloud_http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_SECONDS = Histogram("autoglm_cloud_http_request_seconds", "HTTP request duration", ["method", "route"])
 
 
@@ -66,7 +64,9 @@ def create_app(
             tasks = [
                 asyncio.create_task(_loop("leader", settings.leader_lease_ttl_s / 3, svc.elect)),
                 asyncio.create_task(_loop("rollout", settings.rollout_tick_s, svc.lead_rollouts)),
-                asyncio.create_task(_loop("sweep", min(settings.heartbeat_timeout_s / 3, 5.0), svc.lead_sweep)),
+                asyncio.create_task(
+                    _loop("sweep", min(settings.heartbeat_timeout_s / 3, 5.0), svc.lead_sweep)
+                ),
                 asyncio.create_task(_loop("flush", settings.fleet_flush_interval_s, svc.sync_fleet)),
             ]
         elif sync is not None and hasattr(sync, "start"):  # the caller drives the controller itself
@@ -118,8 +118,15 @@ def create_app(
         HTTP_SECONDS.labels(method=request.method, route=label).observe(time.perf_counter() - t0)
         return response
 
-    for r in (health.router, registry.router, fleet.router, rollouts.router, tools.router, loop.hard_examples,
-              loop.jobs):
+    for r in (
+        health.router,
+        registry.router,
+        fleet.router,
+        rollouts.router,
+        tools.router,
+        loop.hard_examples,
+        loop.jobs,
+    ):
         app.include_router(r)
     mount_console(app)  # the web console at /ui (docs/arch/console.md)
     return app

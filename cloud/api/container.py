@@ -69,7 +69,9 @@ class CloudServices:
         leader = LeaderLease(db, ttl_s=settings.leader_lease_ttl_s, holder=new_holder_id(), clock=clock)
         loop_settings = LoopSettings()
         queue = HardExampleQueue(db, loop_settings, settings.data_dir)
-        loop = LoopServices(loop_settings, queue, JobStore(db, max_log_lines=loop_settings.loop_max_log_lines))
+        loop = LoopServices(
+            loop_settings, queue, JobStore(db, max_log_lines=loop_settings.loop_max_log_lines)
+        )
         services = cls(settings, db, store, registry, fleet, rollouts, tools, leader, loop)
         queue.route_check = lambda route: services.label_route_problem(route, loop_settings.loop_model)
         if channel is None and settings.mqtt_enabled:
@@ -86,14 +88,22 @@ class CloudServices:
         from cloud.db.models import Alias, Model, ModelVersion
 
         with self.db.session() as s:
-            v = s.scalar(select(ModelVersion).join(Alias, Alias.version_id == ModelVersion.id)
-                         .join(Model, Model.id == Alias.model_id).where(Model.name == model, Alias.name == "stable"))
-            ref, routes = (v.version, list((v.manifest or {}).get("routes") or [])) if v is not None else (None, [])
+            v = s.scalar(
+                select(ModelVersion)
+                .join(Alias, Alias.version_id == ModelVersion.id)
+                .join(Model, Model.id == Alias.model_id)
+                .where(Model.name == model, Alias.name == "stable")
+            )
+            ref, routes = (
+                (v.version, list((v.manifest or {}).get("routes") or [])) if v is not None else (None, [])
+            )
         if route in routes or self.tools.registry.by_route(route) is not None:
             return None
         where = f"{model}@{ref} (routes: {', '.join(routes)})" if ref else f"{model} (no stable version)"
-        return (f"route {route!r} is unknown: not a route of {where} and no tool is bound to it; "
-                "bind a tool to the route first or pick a known route")
+        return (
+            f"route {route!r} is unknown: not a route of {where} and no tool is bound to it; "
+            "bind a tool to the route first or pick a known route"
+        )
 
     # -- leader-only duties (the app's loops call these; followers skip them) -------------------
 
@@ -160,8 +170,11 @@ def attach_mqtt(settings: CloudSettings, fleet: FleetService, *, client_suffix: 
     # The hub's own database path wins when set explicitly; otherwise it lives next to ours.
     db_path = sync_settings.sync_db_path if "sync_db_path" in sync_settings.model_fields_set else None
     sync = CloudSync(
-        sync_settings, db_path or settings.data_dir / "sync.sqlite3", host=settings.mqtt_host,
-        port=settings.mqtt_port, ledger=fleet.ledger,  # one command ledger: the fleet's, in our database
+        sync_settings,
+        db_path or settings.data_dir / "sync.sqlite3",
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        ledger=fleet.ledger,  # one command ledger: the fleet's, in our database
     )
     link = MqttFleetLink(sync)
     link.attach(fleet)

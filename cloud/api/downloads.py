@@ -32,10 +32,17 @@ def _iter_file(path: Path, start: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
-def file_response(request: Request, path: Path, sha256: str, media_type: str = "application/octet-stream") -> Response:
+def file_response(
+    request: Request, path: Path, sha256: str, media_type: str = "application/octet-stream"
+) -> Response:
     size = path.stat().st_size
     etag = f'"{sha256}"'
-    headers = {"ETag": etag, "Accept-Ranges": "bytes", "X-Content-SHA256": sha256, "Cache-Control": "no-cache"}
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "X-Content-SHA256": sha256,
+        "Cache-Control": "no-cache",
+    }
     inm = request.headers.get("if-none-match")
     if inm and etag in [t.strip() for t in inm.split(",")]:
         return Response(status_code=304, headers=headers)
@@ -44,8 +51,10 @@ def file_response(request: Request, path: Path, sha256: str, media_type: str = "
     if rng and (not if_range or if_range.strip() == etag):
         m = _RANGE_RE.match(rng.strip())
         if not m or (not m.group(1) and not m.group(2)):
-            raise RangeNotSatisfiable(f"unsupported Range {rng!r} (one bytes=start-end range)",
-                                      headers={"Content-Range": f"bytes */{size}"})
+            raise RangeNotSatisfiable(
+                f"unsupported Range {rng!r} (one bytes=start-end range)",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
         if m.group(1):
             start = int(m.group(1))
             end = int(m.group(2)) if m.group(2) else size - 1
@@ -54,11 +63,14 @@ def file_response(request: Request, path: Path, sha256: str, media_type: str = "
             end = size - 1
         end = min(end, size - 1)
         if start >= size or start > end:
-            raise RangeNotSatisfiable(f"range {rng!r} is outside the file ({size} bytes)",
-                                      headers={"Content-Range": f"bytes */{size}"})
+            raise RangeNotSatisfiable(
+                f"range {rng!r} is outside the file ({size} bytes)",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
         length = end - start + 1
         headers.update({"Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(length)})
-        return StreamingResponse(_iter_file(path, start, length), status_code=206, headers=headers,
-                                 media_type=media_type)
+        return StreamingResponse(
+            _iter_file(path, start, length), status_code=206, headers=headers, media_type=media_type
+        )
     headers["Content-Length"] = str(size)
     return StreamingResponse(_iter_file(path, 0, size), headers=headers, media_type=media_type)

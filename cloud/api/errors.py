@@ -27,7 +27,9 @@ def error_body(message: str, code: str) -> dict[str, str]:
 
 def unexpected_error_response(request: Request, exc: BaseException) -> JSONResponse:
     log.error("unhandled error", extra={"path": request.url.path, "method": request.method}, exc_info=exc)
-    return JSONResponse(error_body(f"internal error ({type(exc).__name__})", "internal_error"), status_code=500)
+    return JSONResponse(
+        error_body(f"internal error ({type(exc).__name__})", "internal_error"), status_code=500
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -45,5 +47,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(str(exc.detail), code), status_code=exc.status_code,
-                            headers=dict(exc.headers or {}))
+        return JSONResponse(
+            error_body(str(exc.detail), code), status_code=exc.status_code, headers=dict(exc.headers or {})
+        )

@@ -88,7 +88,9 @@ def default_splits(seed: int = 0, spec: SplitSpec | None = None) -> dict[str, li
     for split, ids in assignment.items():
         per = spec.train_per_template if split == "train" else spec.eval_per_template
         rate = spec.augment if split == "train" else 0.0
-        examples = [ex for tid in sorted(ids) for ex in examples_for_template(tid, per, seed, augment_rate=rate)]
+        examples = [
+            ex for tid in sorted(ids) for ex in examples_for_template(tid, per, seed, augment_rate=rate)
+        ]
         random.Random(f"order:{seed}:{split}").shuffle(examples)
         out[split] = examples
     return out

@@ -49,44 +49,99 @@ def _f(fid: str, split: str, en: list[str], zh: list[str]) -> Family:
 # slots: <day>, <shift>, <person>, <line>, <period>
 NEW_ROUTE_FAMILIES: dict[str, list[Family]] = {
     NEW_ROUTE: [
-        _f("shift.when", "train",
-           ["when is my next shift?", "what time does my shift start on <day>?", "am I on the <shift> <day>?"],
-           ["我下一个班是什么时候", "我<day>几点上班", "我<day>是不是上<shift>"]),
-        _f("shift.who", "train",
-           ["who is on the <shift> on <day>?", "who works the <shift> on <line> <period>?",
-            "which crew has the <shift> on <day>?"],
-           ["<day><shift>是谁值班", "<period><line><shift>谁上", "<day>哪个班组上<shift>"]),
-        _f("shift.roster", "train",
-           ["show me the shift roster for <period>", "what does the rota look like for <day>?",
-            "print the shift plan for <line> <period>"],
-           ["给我看<period>的排班表", "<day>的排班是怎样的", "把<line><period>的排班计划打出来"]),
-        _f("shift.swap", "train",
-           ["can I swap my <shift> on <day> with <person>?", "I need to trade shifts with <person> on <day>",
-            "request a shift change for <day>"],
-           ["我<day>的<shift>能和<person>换吗", "我想跟<person>调一下<day>的班", "申请<day>调班"]),
-        _f("shift.leave", "train",
-           ["put me down as off on <day>", "I can't make my <shift> on <day>, take me off the schedule"],
-           ["<day>给我排休", "我<day>的<shift>来不了，把我从排班里去掉"]),
+        _f(
+            "shift.when",
+            "train",
+            [
+                "when is my next shift?",
+                "what time does my shift start on <day>?",
+                "am I on the <shift> <day>?",
+            ],
+            ["我下一个班是什么时候", "我<day>几点上班", "我<day>是不是上<shift>"],
+        ),
+        _f(
+            "shift.who",
+            "train",
+            [
+                "who is on the <shift> on <day>?",
+                "who works the <shift> on <line> <period>?",
+                "which crew has the <shift> on <day>?",
+            ],
+            ["<day><shift>是谁值班", "<period><line><shift>谁上", "<day>哪个班组上<shift>"],
+        ),
+        _f(
+            "shift.roster",
+            "train",
+            [
+                "show me the shift roster for <period>",
+                "what does the rota look like for <day>?",
+                "print the shift plan for <line> <period>",
+            ],
+            ["给我看<period>的排班表", "<day>的排班是怎样的", "把<line><period>的排班计划打出来"],
+        ),
+        _f(
+            "shift.swap",
+            "train",
+            [
+                "can I swap my <shift> on <day> with <person>?",
+                "I need to trade shifts with <person> on <day>",
+                "request a shift change for <day>",
+            ],
+            ["我<day>的<shift>能和<person>换吗", "我想跟<person>调一下<day>的班", "申请<day>调班"],
+        ),
+        _f(
+            "shift.leave",
+            "train",
+            ["put me down as off on <day>", "I can't make my <shift> on <day>, take me off the schedule"],
+            ["<day>给我排休", "我<day>的<shift>来不了，把我从排班里去掉"],
+        ),
         # held out: never drawn as support, never seen by any adaptation
-        _f("shift.duty", "eval",
-           ["am I working this weekend?", "which days am I scheduled for <period>?",
-            "do I have to come in on <day>?"],
-           ["我这周末要上班吗", "<period>我排了哪几天", "我<day>要来厂里吗"]),
-        _f("shift.cover", "eval",
-           ["who is covering for <person> on <day>?", "who takes over from the <shift> crew on <line>?",
-            "who relieves <person> at the end of the <shift>?"],
-           ["<day>谁替<person>的班", "<line><shift>下班后谁接班", "<shift>结束后谁来接<person>的岗"]),
-        _f("shift.hours", "eval",
-           ["how many hours am I rostered for <period>?", "when do I clock off on <day>?",
-            "how long is my <shift> on <day>?"],
-           ["<period>我排了多少小时的班", "我<day>几点下班", "我<day>的<shift>要上多久"]),
+        _f(
+            "shift.duty",
+            "eval",
+            [
+                "am I working this weekend?",
+                "which days am I scheduled for <period>?",
+                "do I have to come in on <day>?",
+            ],
+            ["我这周末要上班吗", "<period>我排了哪几天", "我<day>要来厂里吗"],
+        ),
+        _f(
+            "shift.cover",
+            "eval",
+            [
+                "who is covering for <person> on <day>?",
+                "who takes over from the <shift> crew on <line>?",
+                "who relieves <person> at the end of the <shift>?",
+            ],
+            ["<day>谁替<person>的班", "<line><shift>下班后谁接班", "<shift>结束后谁来接<person>的岗"],
+        ),
+        _f(
+            "shift.hours",
+            "eval",
+            [
+                "how many hours am I rostered for <period>?",
+                "when do I clock off on <day>?",
+                "how long is my <shift> on <day>?",
+            ],
+            ["<period>我排了多少小时的班", "我<day>几点下班", "我<day>的<shift>要上多久"],
+        ),
     ],
 }
 
 _SLOTS: dict[str, dict[str, list[str]]] = {
     "en": {
-        "day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "the 14th",
-                "the 21st"],
+        "day": [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+            "the 14th",
+            "the 21st",
+        ],
         "shift": ["night shift", "early shift", "late shift", "day shift", "weekend shift"],
         "person": ["Li Wei", "Anna Schmidt", "Zhang Min", "Tom Baker", "Wang Fang", "Maria Garcia"],
         "line": ["line 3", "the packaging line", "assembly line B", "the paint line", "line 7"],
@@ -101,8 +156,10 @@ _SLOTS: dict[str, dict[str, list[str]]] = {
     },
 }
 _SLOT = re.compile(r"<(day|shift|person|line|period)>")
-_WRAP = {"en": ["{t}", "hey, {t}", "please tell me: {t}", "quick question, {t}"],
-         "zh": ["{t}", "请问{t}", "{t}？", "麻烦问下，{t}"]}
+_WRAP = {
+    "en": ["{t}", "hey, {t}", "please tell me: {t}", "quick question, {t}"],
+    "zh": ["{t}", "请问{t}", "{t}？", "麻烦问下，{t}"],
+}
 
 
 @dataclass(frozen=True)
@@ -172,10 +229,15 @@ def support_set(k: int, route: str = NEW_ROUTE, seed: int = 0) -> list[Example]:
 
 def build_eval() -> list[RouteItem]:
     """The evaluation set (what ``--freeze`` writes)."""
-    items = [RouteItem(f"new-{i}", "new", ex.lang, ex.text, ex.route, ex.template_id)
-             for i, ex in enumerate(family_examples(NEW_ROUTE, "eval", 6, NEW_ROUTE_EVAL_SEED))]
+    items = [
+        RouteItem(f"new-{i}", "new", ex.lang, ex.text, ex.route, ex.template_id)
+        for i, ex in enumerate(family_examples(NEW_ROUTE, "eval", 6, NEW_ROUTE_EVAL_SEED))
+    ]
     test = default_splits(OTHER_SEED, OTHER_SPEC)["test"]
-    items += [RouteItem(f"other-{i}", "other", ex.lang, ex.text, ex.route, ex.template_id) for i, ex in enumerate(test)]
+    items += [
+        RouteItem(f"other-{i}", "other", ex.lang, ex.text, ex.route, ex.template_id)
+        for i, ex in enumerate(test)
+    ]
     return items
 
 
@@ -185,7 +247,9 @@ def dumps(items: list[RouteItem]) -> str:
 
 def load_frozen_new_route_eval(path: Path = FROZEN_NEW_ROUTE) -> list[RouteItem]:
     """The frozen new-route evaluation set (read-only: regenerate only by re-splitting)."""
-    rows: list[dict[str, Any]] = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows: list[dict[str, Any]] = [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line
+    ]
     return [RouteItem(**row) for row in rows]
 
 
@@ -198,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     text = dumps(build_eval())
     if "--freeze" in args:
         if FROZEN_NEW_ROUTE.exists():
-            print(f"{FROZEN_NEW_ROUTE} exists: the evaluation set is frozen (re-split with new families instead)")
+            print(
+                f"{FROZEN_NEW_ROUTE} exists: the evaluation set is frozen "
+                "(re-split with new families instead)"
+            )
             return 1
         FROZEN_NEW_ROUTE.write_text(text, encoding="utf-8")
     print(f"{len(text.splitlines())} evaluation items, sha256 {sha256_text(text)}")

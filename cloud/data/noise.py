@@ -14,8 +14,21 @@ PREFIXES_ZH = ["请问", "麻烦", "你好，", "嗯，", "那个，", "小助�
 SUFFIXES_ZH = ["，谢谢", "呢", "啊", "，麻烦了", "吧"]
 END_PUNCT_ZH = ["", "", "？", "?", "。", "！"]
 _KEYBOARD_NEIGHBOURS = {
-    "a": "sq", "e": "wr", "i": "uo", "o": "ip", "u": "yi", "s": "ad", "t": "ry", "r": "et", "n": "bm",
-    "m": "n", "l": "k", "c": "xv", "h": "gj", "p": "o", "d": "sf",
+    "a": "sq",
+    "e": "wr",
+    "i": "uo",
+    "o": "ip",
+    "u": "yi",
+    "s": "ad",
+    "t": "ry",
+    "r": "et",
+    "n": "bm",
+    "m": "n",
+    "l": "k",
+    "c": "xv",
+    "h": "gj",
+    "p": "o",
+    "d": "sf",
 }
 
 

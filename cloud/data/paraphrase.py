@@ -111,8 +111,11 @@ def kg_items(graph: KnowledgeGraph, split: str, per_pattern: int, seed: int) -> 
     rng = random.Random(f"kg:{seed}:{split}")
     out: list[ParaItem] = []
     for p_idx, (start_type, path) in enumerate(PATTERNS):
-        starts = sorted(e.id for e in graph.of_type(start_type)
-                        if entity_split(e.id) == split and len(graph.follow(e.id, path)) == 1)
+        starts = sorted(
+            e.id
+            for e in graph.of_type(start_type)
+            if entity_split(e.id) == split and len(graph.follow(e.id, path)) == 1
+        )
         implicit = _pick(IMPLICIT_FAMILIES.get((start_type, path), []), split)
         for lang in LANGS:
             seen: set[str] = set()
@@ -141,7 +144,9 @@ def kg_items(graph: KnowledgeGraph, split: str, per_pattern: int, seed: int) -> 
                         text = _tmpl(fam, lang, rng).format(x=np_text)
                     else:
                         fam = rng.choice(_pick(NP_FAMILIES[last], split))
-                        frame = rng.choice(_pick(FRAMES["person" if answer_type == "person" else "other"], split))
+                        frame = rng.choice(
+                            _pick(FRAMES["person" if answer_type == "person" else "other"], split)
+                        )
                         used += [fam.id, frame.id]
                         text = _tmpl(frame, lang, rng).format(np=_tmpl(fam, lang, rng).format(x=np_text))
                 distracted = rng.random() < 0.3
@@ -155,14 +160,34 @@ def kg_items(graph: KnowledgeGraph, split: str, per_pattern: int, seed: int) -> 
                     continue
                 seen.add(text)
                 answer = graph.follow(start.id, path)[0]
-                out.append(ParaItem(f"{split}-kg-{p_idx}-{lang}-{k}", "kg", lang, split, text, "kg_query", tuple(used),
-                                    start.id, mention, path, answer, is_implicit, distracted))
+                out.append(
+                    ParaItem(
+                        f"{split}-kg-{p_idx}-{lang}-{k}",
+                        "kg",
+                        lang,
+                        split,
+                        text,
+                        "kg_query",
+                        tuple(used),
+                        start.id,
+                        mention,
+                        path,
+                        answer,
+                        is_implicit,
+                        distracted,
+                    )
+                )
     return out
 
 
-_MONTHS = {"en": ["January", "March", "May", "July", "September", "December"], "zh": ["一月", "三月", "五月", "七月", "九月", "十二月"]}
-_CITIES = {"en": ["Beijing", "Tokyo", "London", "Berlin", "Paris", "Shanghai", "Madrid", "Seoul"],
-           "zh": ["北京", "东京", "伦敦", "柏林", "巴黎", "上海", "马德里", "首尔"]}
+_MONTHS = {
+    "en": ["January", "March", "May", "July", "September", "December"],
+    "zh": ["一月", "三月", "五月", "七月", "九月", "十二月"],
+}
+_CITIES = {
+    "en": ["Beijing", "Tokyo", "London", "Berlin", "Paris", "Shanghai", "Madrid", "Seoul"],
+    "zh": ["北京", "东京", "伦敦", "柏林", "巴黎", "上海", "马德里", "首尔"],
+}
 _SLOT = re.compile(r"<(a|b|v|code|city|month)>")
 
 
@@ -178,16 +203,30 @@ def route_items(graph: KnowledgeGraph, split: str, per_template: int, seed: int)
                     for k in range(per_template * 4):
                         if len(seen) >= per_template:
                             break
-                        values = {"a": str(rng.randint(2, 250)), "b": str(rng.randint(2, 99)), "v": str(rng.randint(1, 400)),
-                                  "code": rng.choice(codes), "city": rng.choice(_CITIES[lang]),
-                                  "month": rng.choice(_MONTHS[lang])}
+                        values = {
+                            "a": str(rng.randint(2, 250)),
+                            "b": str(rng.randint(2, 99)),
+                            "v": str(rng.randint(1, 400)),
+                            "code": rng.choice(codes),
+                            "city": rng.choice(_CITIES[lang]),
+                            "month": rng.choice(_MONTHS[lang]),
+                        }
                         text = _SLOT.sub(lambda m: values[m.group(1)], tmpl)  # noqa: B023 - used at once
                         text = _cap(text) if lang == "en" else text
                         if text in seen:
                             continue
                         seen.add(text)
-                        out.append(ParaItem(f"{split}-route-{fam.id}-{lang}-{t_idx}-{k}", "route", lang, split, text,
-                                            route, (fam.id,)))
+                        out.append(
+                            ParaItem(
+                                f"{split}-route-{fam.id}-{lang}-{t_idx}-{k}",
+                                "route",
+                                lang,
+                                split,
+                                text,
+                                route,
+                                (fam.id,),
+                            )
+                        )
     return out
 
 
@@ -200,23 +239,43 @@ def nonsense_items(split: str) -> list[ParaItem]:
         for lang in LANGS:
             for t_idx, tmpl in enumerate(fam.en if lang == "en" else fam.zh):
                 for w_idx, wrap in enumerate(_WRAP[lang]):
-                    out.append(ParaItem(f"{split}-nonsense-{fam.id}-{lang}-{t_idx}-{w_idx}", "nonsense", lang, split,
-                                        wrap.format(t=tmpl), UNSURE, (fam.id,)))
+                    out.append(
+                        ParaItem(
+                            f"{split}-nonsense-{fam.id}-{lang}-{t_idx}-{w_idx}",
+                            "nonsense",
+                            lang,
+                            split,
+                            wrap.format(t=tmpl),
+                            UNSURE,
+                            (fam.id,),
+                        )
+                    )
     return out
 
 
-def build_split(split: str, *, graph: KnowledgeGraph | None = None, kg_per_pattern: int = 8, route_per_template: int = 3,
-                seed: int = EVAL_SEED) -> list[ParaItem]:
+def build_split(
+    split: str,
+    *,
+    graph: KnowledgeGraph | None = None,
+    kg_per_pattern: int = 8,
+    route_per_template: int = 3,
+    seed: int = EVAL_SEED,
+) -> list[ParaItem]:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     graph = graph or default_graph()
-    return (kg_items(graph, split, kg_per_pattern, seed) + route_items(graph, split, route_per_template, seed)
-            + nonsense_items(split))
+    return (
+        kg_items(graph, split, kg_per_pattern, seed)
+        + route_items(graph, split, route_per_template, seed)
+        + nonsense_items(split)
+    )
 
 
 def train_items(seed: int = 0, kg_per_pattern: int = 24, route_per_template: int = 6) -> list[ParaItem]:
     """Training items (training families and entities only); any seed."""
-    return build_split("train", kg_per_pattern=kg_per_pattern, route_per_template=route_per_template, seed=seed)
+    return build_split(
+        "train", kg_per_pattern=kg_per_pattern, route_per_template=route_per_template, seed=seed
+    )
 
 
 def dumps(items: list[ParaItem]) -> str:
@@ -225,7 +284,9 @@ def dumps(items: list[ParaItem]) -> str:
 
 def load_frozen_eval(path: Path = FROZEN_EVAL) -> list[ParaItem]:
     """The frozen evaluation set (read-only: regenerate only by re-splitting)."""
-    return [ParaItem.from_dict(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [
+        ParaItem.from_dict(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line
+    ]
 
 
 def sha256_text(text: str) -> str:

@@ -53,7 +53,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime()
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime(),
     }
 
 

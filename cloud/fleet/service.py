@@ -68,16 +68,23 @@ class LiveNode:
     # Plain tuples (NodeSample's fields): exact tuples of atomic values are untracked by the cyclic GC,
     # so 512 samples x 500 nodes cost no GC pauses (as objects they stalled each full collection ~1 s).
     samples: deque[tuple[float, str, int, float, float, float]] = field(
-        default_factory=lambda: deque(maxlen=SAMPLES_PER_NODE))
+        default_factory=lambda: deque(maxlen=SAMPLES_PER_NODE)
+    )
     dirty: bool = False
     meta_dirty: bool = False  # labels / token / drain changed here and not yet written
 
     def out(self) -> NodeOut:
         return NodeOut(
-            node_id=self.node_id, labels=dict(self.labels), online=self.online, drained=self.drained,
-            current_version=self.current_version, desired_version=self.desired_version,
+            node_id=self.node_id,
+            labels=dict(self.labels),
+            online=self.online,
+            drained=self.drained,
+            current_version=self.current_version,
+            desired_version=self.desired_version,
             last_seen=datetime.fromtimestamp(self.last_seen, UTC) if self.last_seen else None,
-            metrics=dict(self.metrics), last_error=self.last_error, registered_via=self.registered_via,
+            metrics=dict(self.metrics),
+            last_error=self.last_error,
+            registered_via=self.registered_via,
         )
 
 
@@ -129,11 +136,17 @@ class FleetService:
         with self.db.session() as s:
             for n in s.scalars(select(Node)):
                 live = LiveNode(
-                    node_id=n.id, labels=dict(n.labels), token_hash=n.token_hash, registered_via=n.registered_via,
-                    current_version=n.current_version, desired_version=n.desired_version,
-                    online=False, drained=n.drained,
+                    node_id=n.id,
+                    labels=dict(n.labels),
+                    token_hash=n.token_hash,
+                    registered_via=n.registered_via,
+                    current_version=n.current_version,
+                    desired_version=n.desired_version,
+                    online=False,
+                    drained=n.drained,
                     last_seen=n.last_seen.timestamp() if n.last_seen else None,
-                    metrics=dict(n.metrics), last_error=n.last_error,
+                    metrics=dict(n.metrics),
+                    last_error=n.last_error,
                 )
                 self._nodes[n.id] = live
                 if n.token_hash:
@@ -189,8 +202,11 @@ class FleetService:
         # them, so a heartbeat flush never overwrites what another replica wrote (see refresh).
         meta = {n.node_id for n in snapshot if n.meta_dirty}
         full = [v for v in values if v["id"] in known and v["id"] in meta]
-        live = [{k: x for k, x in v.items() if k not in META_COLUMNS}
-                for v in values if v["id"] in known and v["id"] not in meta]
+        live = [
+            {k: x for k, x in v.items() if k not in META_COLUMNS}
+            for v in values
+            if v["id"] in known and v["id"] not in meta
+        ]
         for rows in (full, live):
             if rows:
                 s.execute(update(Node), rows)
@@ -202,9 +218,16 @@ class FleetService:
         follower = not self.may_send()
         with self._db_lock:
             with self.db.session() as s:
-                rows = s.execute(select(
-                    Node.id, Node.labels, Node.token_hash, Node.registered_via, Node.drained, Node.desired_version
-                )).all()
+                rows = s.execute(
+                    select(
+                        Node.id,
+                        Node.labels,
+                        Node.token_hash,
+                        Node.registered_via,
+                        Node.drained,
+                        Node.desired_version,
+                    )
+                ).all()
             with self._lock:
                 seen: set[str] = set()
                 for nid, labels, token_hash, via, drained, desired in rows:
@@ -297,8 +320,11 @@ class FleetService:
         with self._db_lock, self.db.session() as s:
             row = s.get(NodeEnrolment, node_id)
             if row is None:
-                s.add(NodeEnrolment(node_id=node_id, token_hash=hash_token(token), expires_at=expires,
-                                    created_by=actor))
+                s.add(
+                    NodeEnrolment(
+                        node_id=node_id, token_hash=hash_token(token), expires_at=expires, created_by=actor
+                    )
+                )
             else:
                 row.token_hash, row.expires_at, row.created_by = hash_token(token), expires, actor
                 row.created_at = utcnow()
@@ -310,7 +336,9 @@ class FleetService:
         if not token.startswith("enrol-"):
             return None
         with self.db.session() as s:
-            row = s.scalars(select(NodeEnrolment).where(NodeEnrolment.token_hash == hash_token(token))).first()
+            row = s.scalars(
+                select(NodeEnrolment).where(NodeEnrolment.token_hash == hash_token(token))
+            ).first()
             if row is None or row.expires_at < self.clock():
                 return None
             return row.node_id
@@ -319,11 +347,13 @@ class FleetService:
         """Use the token up (atomically: of two concurrent uses only one succeeds)."""
         with self._db_lock, self.db.session() as s:
             gone = s.execute(
-                delete(NodeEnrolment).where(
+                delete(NodeEnrolment)
+                .where(
                     NodeEnrolment.node_id == node_id,
                     NodeEnrolment.token_hash == hash_token(token),
                     NodeEnrolment.expires_at >= self.clock(),
-                ).execution_options(synchronize_session=False)
+                )
+                .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
         return bool(gone == 1)
 
@@ -382,7 +412,11 @@ class FleetService:
         gone = []
         with self._lock:
             for live in self._nodes.values():
-                if live.online and live.last_seen is not None and now - live.last_seen > self.heartbeat_timeout_s:
+                if (
+                    live.online
+                    and live.last_seen is not None
+                    and now - live.last_seen > self.heartbeat_timeout_s
+                ):
                     live.online = False
                     live.dirty = True
                     gone.append(live.node_id)
@@ -398,7 +432,11 @@ class FleetService:
             return live.out()
 
     def list_nodes(
-        self, selector: dict[str, str] | None = None, *, online: bool | None = None, drained: bool | None = None
+        self,
+        selector: dict[str, str] | None = None,
+        *,
+        online: bool | None = None,
+        drained: bool | None = None,
     ) -> list[NodeOut]:
         with self._lock:
             out = [

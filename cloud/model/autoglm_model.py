@@ -97,6 +97,8 @@ class ExportWrapper(nn.Module):
         self.model = model
         self.adapter_set = adapter_set or model.active
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(input_ids, attention_mask, self.adapter_set)
         return out.embedding, out.route_logits

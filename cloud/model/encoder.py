@@ -136,7 +136,9 @@ class Output(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, h: torch.Tensor, residual: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, residual: torch.Tensor, adapter: nn.Module | None = None
+    ) -> torch.Tensor:
         h = self.dropout(self.dense(h))
         if adapter is not None:
             h = adapter(h)
@@ -150,7 +152,9 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = Output(cfg)
 
-    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, additive_mask: torch.Tensor, adapter: nn.Module | None = None
+    ) -> torch.Tensor:
         a = self.attention(x, additive_mask)
         return self.output(self.intermediate(a), a, adapter)
 
@@ -188,7 +192,8 @@ class BertEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> BertEncoder:
-        """Load a local HF BERT directory (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
+        """Load a local HF BERT directory (``config.json`` + ``model.safetensors`` or
+        ``pytorch_model.bin``)."""
         from safetensors.torch import load_file
 
         path = Path(path)

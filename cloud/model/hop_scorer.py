@@ -48,8 +48,17 @@ from skillpack.kg.hop_features import (
     masked_question,
 )
 
-__all__ = ["CHAR_DIM", "MAX_HOPS", "RELATION_NAMES", "STOP_INDEX", "TYPE_NAMES", "GatedFusion", "HopScorer",
-           "ScopeHead", "masked_question"]
+__all__ = [
+    "CHAR_DIM",
+    "MAX_HOPS",
+    "RELATION_NAMES",
+    "STOP_INDEX",
+    "TYPE_NAMES",
+    "GatedFusion",
+    "HopScorer",
+    "ScopeHead",
+    "masked_question",
+]
 
 
 class GatedFusion(nn.Module):
@@ -71,9 +80,17 @@ class HopScorer(nn.Module):
     rel_desc: torch.Tensor
     stop_onehot: torch.Tensor
 
-    def __init__(self, relation_embeddings: torch.Tensor, hidden: int = 128, dropout: float = 0.1,
-                 embed_dropout: float = 0.2, fusion: bool = False, adaptive: bool = False,
-                 char_dim: int = CHAR_DIM, answer_type: bool = False) -> None:
+    def __init__(
+        self,
+        relation_embeddings: torch.Tensor,
+        hidden: int = 128,
+        dropout: float = 0.1,
+        embed_dropout: float = 0.2,
+        fusion: bool = False,
+        adaptive: bool = False,
+        char_dim: int = CHAR_DIM,
+        answer_type: bool = False,
+    ) -> None:
         super().__init__()
         n_out, embed_dim = relation_embeddings.shape
         if n_out != len(RELATION_NAMES) + 1:
@@ -87,8 +104,9 @@ class HopScorer(nn.Module):
         self.prev = nn.Embedding(len(RELATION_NAMES) + 1, 32)
         self.hop = nn.Embedding(MAX_HOPS + 1, 16)
         self.etype = nn.Embedding(len(TYPE_NAMES), 16)
-        self.state = nn.Sequential(nn.Linear(embed_dim + 64, hidden), nn.GELU(), nn.Dropout(dropout),
-                                   nn.Linear(hidden, hidden))
+        self.state = nn.Sequential(
+            nn.Linear(embed_dim + 64, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden)
+        )
         self.key = nn.Linear(embed_dim, hidden)
         self.rel_bias = nn.Embedding(n_out, hidden)
         nn.init.normal_(self.rel_bias.weight, std=0.02)
@@ -104,12 +122,22 @@ class HopScorer(nn.Module):
             self.edge_v = nn.Linear(hidden, n_out)
             self.alpha = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, question_embedding: torch.Tensor, char_grams: torch.Tensor, hop: torch.Tensor,
-                prev_relation: torch.Tensor, entity_type: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        question_embedding: torch.Tensor,
+        char_grams: torch.Tensor,
+        hop: torch.Tensor,
+        prev_relation: torch.Tensor,
+        entity_type: torch.Tensor,
+    ) -> torch.Tensor:
         q = self.embed_drop(question_embedding)
         u = self.fusion(q, char_grams) if self.fusion is not None else q
-        h = self.state(torch.cat([u, self.prev(prev_relation), self.hop(hop.clamp(0, MAX_HOPS)),
-                                  self.etype(entity_type)], dim=-1))
+        h = self.state(
+            torch.cat(
+                [u, self.prev(prev_relation), self.hop(hop.clamp(0, MAX_HOPS)), self.etype(entity_type)],
+                dim=-1,
+            )
+        )
         keys = self.key(self.rel_desc) + self.rel_bias.weight  # [R+1, H]
         logits = h @ keys.T / math.sqrt(self.hidden)
         if self.use_adaptive:
@@ -135,11 +163,15 @@ class HopScorer(nn.Module):
 class ScopeHead(nn.Module):
     """Logit of "unsure": the request is nonsense or outside every route."""
 
-    def __init__(self, embed_dim: int, hidden: int = 64, char_dim: int = CHAR_DIM, dropout: float = 0.2) -> None:
+    def __init__(
+        self, embed_dim: int, hidden: int = 64, char_dim: int = CHAR_DIM, dropout: float = 0.2
+    ) -> None:
         super().__init__()
         self.embed_dim, self.char_dim = embed_dim, char_dim
         self.fusion = GatedFusion(embed_dim, char_dim)
-        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, question_embedding: torch.Tensor, char_grams: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.mlp(self.fusion(question_embedding, char_grams))[:, 0]
@@ -174,19 +206,37 @@ class PathScorer(nn.Module):
     rel_keys: torch.Tensor
     path_relmat: torch.Tensor
 
-    def __init__(self, path_en: torch.Tensor, path_zh: torch.Tensor, path_rel: torch.Tensor, path_len: torch.Tensor,
-                 type_mask: torch.Tensor, path_proto: torch.Tensor | None = None, hidden: int = 128,
-                 embed_dropout: float = 0.2, zero_shot_only: bool = False,
-                 relation_keys: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        path_en: torch.Tensor,
+        path_zh: torch.Tensor,
+        path_rel: torch.Tensor,
+        path_len: torch.Tensor,
+        type_mask: torch.Tensor,
+        path_proto: torch.Tensor | None = None,
+        hidden: int = 128,
+        embed_dropout: float = 0.2,
+        zero_shot_only: bool = False,
+        relation_keys: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         n_paths, embed_dim = path_en.shape
-        self.embed_dim, self.hidden, self.n_paths, self.zero_shot_only = embed_dim, hidden, n_paths, zero_shot_only
+        self.embed_dim, self.hidden, self.n_paths, self.zero_shot_only = (
+            embed_dim,
+            hidden,
+            n_paths,
+            zero_shot_only,
+        )
         self.register_buffer("path_en", nn.functional.normalize(path_en.float(), dim=-1))
         self.register_buffer("path_zh", nn.functional.normalize(path_zh.float(), dim=-1))
         self.register_buffer("path_rel", path_rel.long())  # [P, MAX_HOPS], STOP_INDEX = padding
         self.register_buffer("path_len", path_len.long())
         self.register_buffer("type_mask", type_mask.float())  # [T, P] 0 where P leaves type T, else -1e4
-        proto = torch.zeros_like(path_en) if path_proto is None else nn.functional.normalize(path_proto.float(), dim=-1)
+        proto = (
+            torch.zeros_like(path_en)
+            if path_proto is None
+            else nn.functional.normalize(path_proto.float(), dim=-1)
+        )
         self.register_buffer("path_proto", proto)  # training-family compositions of each path (zeros: unused)
         self.tau = nn.Parameter(torch.tensor([10.0, 10.0, 10.0 if path_proto is not None else 0.0]))
         # phrase granularity: relation evidence = best window of the question for the relation's key phrases
@@ -212,15 +262,26 @@ class PathScorer(nn.Module):
             nn.init.normal_(self.rel_pos.weight, std=0.02)
             nn.init.normal_(self.len_emb.weight, std=0.02)
 
-    def forward(self, question_embedding: torch.Tensor, start_type: torch.Tensor,
-                window_embeddings: torch.Tensor | None = None, window_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        question_embedding: torch.Tensor,
+        start_type: torch.Tensor,
+        window_embeddings: torch.Tensor | None = None,
+        window_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         qn = nn.functional.normalize(question_embedding, dim=-1)
-        logits = (self.tau[0] * (qn @ self.path_en.T) + self.tau[1] * (qn @ self.path_zh.T)
-                  + self.tau[2] * (qn @ self.path_proto.T))
+        logits = (
+            self.tau[0] * (qn @ self.path_en.T)
+            + self.tau[1] * (qn @ self.path_zh.T)
+            + self.tau[2] * (qn @ self.path_proto.T)
+        )
         if not self.zero_shot_only:
             pos = torch.arange(MAX_HOPS, device=self.path_rel.device)[None, :]
-            keys = (self.v_proj(self.path_en + self.path_zh) + self.rel_pos(self.path_rel * MAX_HOPS + pos).sum(1)
-                    + self.len_emb(self.path_len))
+            keys = (
+                self.v_proj(self.path_en + self.path_zh)
+                + self.rel_pos(self.path_rel * MAX_HOPS + pos).sum(1)
+                + self.len_emb(self.path_len)
+            )
             h = self.q_proj(self.embed_drop(question_embedding))
             logits = logits + h @ keys.T / math.sqrt(self.hidden)
         if self.use_phrases and window_embeddings is not None and window_mask is not None:

@@ -72,7 +72,8 @@ class VersionOut(BaseModel):
     precision: str = ""
     variant_of: str | None = Field(default=None, description="The version this one is a precision variant of")
     variants: list[VariantOut] = Field(
-        default_factory=list, description="Precision variants of this version, itself first (empty for a variant)"
+        default_factory=list,
+        description="Precision variants of this version, itself first (empty for a variant)",
     )
 
 

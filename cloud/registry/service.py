@@ -241,12 +241,18 @@ class RegistryService:
         of = man.variant.of
         fam = self._find_version(s, m.id, of) if m is not None else None
         if fam is None:
-            raise BundleError(f"{man.name}@{man.version} is a {man.precision} variant of {of}, which is not registered")
+            raise BundleError(
+                f"{man.name}@{man.version} is a {man.precision} variant of {of}, which is not registered"
+            )
         fam_man = fam.manifest or {}
         if fam_man.get("variant"):
-            raise BundleError(f"{man.name}@{of} is itself a variant; register variants of the version they derive from")
+            raise BundleError(
+                f"{man.name}@{of} is itself a variant; register variants of the version they derive from"
+            )
         if fam_man.get("precision") == man.precision:
-            raise BundleError(f"{man.name}@{of} already is {man.precision}; a variant must differ in precision")
+            raise BundleError(
+                f"{man.name}@{of} already is {man.precision}; a variant must differ in precision"
+            )
         fam_ckpt = (fam_man.get("provenance") or {}).get("checkpoint_sha256")
         if fam_ckpt != man.provenance.checkpoint_sha256:
             raise BundleError(
@@ -267,17 +273,32 @@ class RegistryService:
         if man.get("variant"):
             return []
         precision = str(man.get("precision", ""))
-        out = [VariantOut(precision=precision, version=v.version, manifest_sha256=v.manifest_sha256,
-                          runs_on=list(DEFAULT_RUNS_ON.get(precision, ["cpu"])))]
+        out = [
+            VariantOut(
+                precision=precision,
+                version=v.version,
+                manifest_sha256=v.manifest_sha256,
+                runs_on=list(DEFAULT_RUNS_ON.get(precision, ["cpu"])),
+            )
+        ]
         prefix = f"{v.version}+"
-        rows = s.execute(select(ModelVersion.version, ModelVersion.manifest_sha256, ModelVersion.manifest).where(
-            ModelVersion.model_id == v.model_id, ModelVersion.version.startswith(prefix, autoescape=True)))
+        rows = s.execute(
+            select(ModelVersion.version, ModelVersion.manifest_sha256, ModelVersion.manifest).where(
+                ModelVersion.model_id == v.model_id, ModelVersion.version.startswith(prefix, autoescape=True)
+            )
+        )
         others = []
         for version, sha, vm in rows:
             var = (vm or {}).get("variant") or {}
             if var.get("of") == v.version:
-                others.append(VariantOut(precision=str(vm.get("precision", "")), version=version,
-                                         manifest_sha256=sha, runs_on=list(var.get("runs_on") or [])))
+                others.append(
+                    VariantOut(
+                        precision=str(vm.get("precision", "")),
+                        version=version,
+                        manifest_sha256=sha,
+                        runs_on=list(var.get("runs_on") or []),
+                    )
+                )
         return out + sorted(others, key=lambda x: x.precision)
 
     @staticmethod
@@ -300,7 +321,9 @@ class RegistryService:
         import re
 
         if not re.match(ALIAS_NAME_RE, alias) or is_semver(alias):
-            raise BadRequest(f"alias {alias!r} must be lower-case letters, digits, '-' or '_' (not a version)")
+            raise BadRequest(
+                f"alias {alias!r} must be lower-case letters, digits, '-' or '_' (not a version)"
+            )
         if not reason.strip():
             raise BadRequest("an alias move needs a reason")
         with self.db.session() as s:
@@ -317,7 +340,14 @@ class RegistryService:
                 prev = prev_v.version if prev_v else None
                 a.version_id = v.id
                 a.updated_at = utcnow()
-            ev = AliasEvent(model_id=m.id, alias=alias, from_version=prev, to_version=v.version, actor=actor, reason=reason)
+            ev = AliasEvent(
+                model_id=m.id,
+                alias=alias,
+                from_version=prev,
+                to_version=v.version,
+                actor=actor,
+                reason=reason,
+            )
             s.add(ev)
             s.flush()
             return self._event_out(m.name, ev)
@@ -331,8 +361,12 @@ class RegistryService:
             prev_v = s.get(ModelVersion, a.version_id)
             s.delete(a)
             ev = AliasEvent(
-                model_id=m.id, alias=alias, from_version=prev_v.version if prev_v else None,
-                to_version=None, actor=actor, reason=reason,
+                model_id=m.id,
+                alias=alias,
+                from_version=prev_v.version if prev_v else None,
+                to_version=None,
+                actor=actor,
+                reason=reason,
             )
             s.add(ev)
             s.flush()
@@ -366,7 +400,9 @@ class RegistryService:
 
     @staticmethod
     def _find_version(s: Session, model_id: int, version: str) -> ModelVersion | None:
-        return s.scalar(select(ModelVersion).where(ModelVersion.model_id == model_id, ModelVersion.version == version))
+        return s.scalar(
+            select(ModelVersion).where(ModelVersion.model_id == model_id, ModelVersion.version == version)
+        )
 
     def _resolve(self, s: Session, model: str, ref: str) -> ModelVersion:
         m = self._model(s, model)
@@ -381,17 +417,27 @@ class RegistryService:
     def _model_out(self, s: Session, m: Model) -> ModelOut:
         versions = list(s.scalars(select(ModelVersion).where(ModelVersion.model_id == m.id)))
         # a precision variant (1.2.0+int8) ties with its version (1.2.0) in semver order: the version wins
-        latest = (max(versions, key=lambda v: (parse_semver(v.version).sort_key(), "+" not in v.version)).version
-                  if versions else None)
+        latest = (
+            max(versions, key=lambda v: (parse_semver(v.version).sort_key(), "+" not in v.version)).version
+            if versions
+            else None
+        )
         aliases = {}
         for a in s.scalars(select(Alias).where(Alias.model_id == m.id)):
             v = s.get(ModelVersion, a.version_id)
             if v is not None:
                 aliases[a.name] = v.version
-        count = s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.model_id == m.id)) or 0
+        count = (
+            s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.model_id == m.id)) or 0
+        )
         return ModelOut(
-            name=m.name, description=m.description, tags=m.tags, created_at=m.created_at,
-            latest_version=latest, version_count=count, aliases=aliases,
+            name=m.name,
+            description=m.description,
+            tags=m.tags,
+            created_at=m.created_at,
+            latest_version=latest,
+            version_count=count,
+            aliases=aliases,
         )
 
     def _version_out(self, s: Session, v: ModelVersion, *, with_files: bool) -> VersionOut:
@@ -402,19 +448,32 @@ class RegistryService:
         if parent is not None:
             pm = s.get(Model, parent.model_id)
             parent_ref = f"{pm.name if pm else m.name}@{parent.version}"
-        aliases = [a.name for a in s.scalars(select(Alias).where(Alias.version_id == v.id).order_by(Alias.name))]
+        aliases = [
+            a.name for a in s.scalars(select(Alias).where(Alias.version_id == v.id).order_by(Alias.name))
+        ]
         files = []
         if with_files:
             files = [
                 FileOut(path=f.path, sha256=f.sha256, size=f.size, inherited=f.inherited)
-                for f in s.scalars(select(VersionFile).where(VersionFile.version_id == v.id).order_by(VersionFile.path))
+                for f in s.scalars(
+                    select(VersionFile).where(VersionFile.version_id == v.id).order_by(VersionFile.path)
+                )
             ]
         man = v.manifest or {}
         return VersionOut(
-            model=m.name, version=v.version, status=VersionStatus(v.status), kind=v.kind,
-            manifest_sha256=v.manifest_sha256, metrics=v.metrics, lineage=v.lineage, tags=v.tags,
+            model=m.name,
+            version=v.version,
+            status=VersionStatus(v.status),
+            kind=v.kind,
+            manifest_sha256=v.manifest_sha256,
+            metrics=v.metrics,
+            lineage=v.lineage,
+            tags=v.tags,
             parent=parent_ref,
-            aliases=aliases, created_by=v.created_by, created_at=v.created_at, files=files,
+            aliases=aliases,
+            created_by=v.created_by,
+            created_at=v.created_at,
+            files=files,
             precision=str(man.get("precision", "")),
             variant_of=(man.get("variant") or {}).get("of"),
             variants=self.variant_family(s, v) if with_files else [],
@@ -423,7 +482,11 @@ class RegistryService:
     @staticmethod
     def _event_out(model: str, e: AliasEvent) -> AliasEventOut:
         return AliasEventOut(
-            model=model, alias=e.alias, from_version=e.from_version, to_version=e.to_version,
-            actor=e.actor, reason=e.reason, at=e.at,
+            model=model,
+            alias=e.alias,
+            from_version=e.from_version,
+            to_version=e.to_version,
+            actor=e.actor,
+            reason=e.reason,
+            at=e.at,
         )
-

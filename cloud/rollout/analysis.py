@@ -46,8 +46,12 @@ def _by_variant(samples: list[NodeSample], variant: VariantOf) -> dict[str, list
 
 
 def _p99_by_variant(
-    canary: list[NodeSample], stable: list[NodeSample], cfg: AnalysisConfig, variant: VariantOf,
-    c: dict[str, float], s: dict[str, float],
+    canary: list[NodeSample],
+    stable: list[NodeSample],
+    cfg: AnalysisConfig,
+    variant: VariantOf,
+    c: dict[str, float],
+    s: dict[str, float],
 ) -> tuple[str, str]:
     """(failure reason or "", note): each variant's canary p99 against stable nodes of that variant."""
     notes = []
@@ -62,8 +66,10 @@ def _p99_by_variant(
         c[f"{precision}.p99_ms"], s[f"{precision}.p99_ms"] = cs["p99_ms"], ss["p99_ms"]
         bound = ss["p99_ms"] * cfg.max_p99_ratio + cfg.p99_slack_ms
         if cs["p99_ms"] > bound:
-            return (f"canary {precision} p99 {cs['p99_ms']:.1f} ms > {bound:.1f} ms "
-                    f"(stable {precision} p99 {ss['p99_ms']:.1f} ms)"), ""
+            return (
+                f"canary {precision} p99 {cs['p99_ms']:.1f} ms > {bound:.1f} ms "
+                f"(stable {precision} p99 {ss['p99_ms']:.1f} ms)"
+            ), ""
         notes.append(f"{precision} p99 {cs['p99_ms']:.1f} ms within {bound:.1f} ms")
     return "", "; ".join(notes)
 

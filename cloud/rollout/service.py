@@ -302,8 +302,14 @@ class RolloutService:
         if fam:
             return fam
         precision = str((v.manifest or {}).get("precision", ""))
-        return [VariantOut(precision=precision, version=v.version, manifest_sha256=v.manifest_sha256,
-                           runs_on=list(DEFAULT_RUNS_ON.get(precision, ["cpu"])))]
+        return [
+            VariantOut(
+                precision=precision,
+                version=v.version,
+                manifest_sha256=v.manifest_sha256,
+                runs_on=list(DEFAULT_RUNS_ON.get(precision, ["cpu"])),
+            )
+        ]
 
     def _variant_for(self, fam: list[VariantOut], nid: str) -> tuple[VariantOut | None, str]:
         try:

@@ -34,8 +34,11 @@ SHORT_PROVIDER = {
     "CPUExecutionProvider": "cpu",
 }
 PROVIDER_PREFERENCE = ("tensorrt", "cuda", "cpu")
-PRECISION_PREFERENCE = {"tensorrt": ("fp16", "fp32", "int8"), "cuda": ("fp16", "fp32", "int8"),
-                        "cpu": ("int8", "fp32", "fp16")}
+PRECISION_PREFERENCE = {
+    "tensorrt": ("fp16", "fp32", "int8"),
+    "cuda": ("fp16", "fp32", "int8"),
+    "cpu": ("int8", "fp32", "fp16"),
+}
 
 
 class Choice(NamedTuple):
@@ -62,8 +65,11 @@ def choose_variant(
     if pin:
         if pin in by_precision:
             return Choice(by_precision[pin], f"pinned by label {VARIANT_LABEL}={pin}")
-        return Choice(None, f"label {VARIANT_LABEL}={pin} pins a variant {base.version} does not have "
-                            f"(has {', '.join(sorted(by_precision))})")
+        return Choice(
+            None,
+            f"label {VARIANT_LABEL}={pin} pins a variant {base.version} does not have "
+            f"(has {', '.join(sorted(by_precision))})",
+        )
     if len(family) == 1:
         return Choice(base, "the version has no other variants")
     have = node_providers(metrics)

@@ -73,6 +73,7 @@ def fleet_share_refusal(rec: KnowledgeRecord, sender: str) -> str | None:
         return "foreign_origin"
     return None
 
+
 _TOPIC_CT = {
     UpKind.MEMORY.value: ContentType.MEMORY,
     UpKind.SESSION.value: ContentType.SESSION,
@@ -122,7 +123,9 @@ class CloudSync:
         if moved:
             log.info("moved %d commands from the hub's old table into the command ledger", moved)
         self.clock = self.repo.clock
-        self.framer = Framer(CLOUD_SENDER, self.clock, compress=s.sync_compress, max_bytes=s.sync_max_message_bytes)
+        self.framer = Framer(
+            CLOUD_SENDER, self.clock, compress=s.sync_compress, max_bytes=s.sync_max_message_bytes
+        )
         self.topics = Topics(s.sync_topic_prefix)
         self._queue: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
         self._expected: dict[str, int] = {}
@@ -258,8 +261,14 @@ class CloudSync:
         with self._ack_cv:
             return set(self._broadcast_acks.get(message_id, set()))
 
-    def _send_memory(self, recs: list[KnowledgeRecord], *, group: str | None = None, node: str | None = None,
-                     scope: str = "fleet") -> list[str]:
+    def _send_memory(
+        self,
+        recs: list[KnowledgeRecord],
+        *,
+        group: str | None = None,
+        node: str | None = None,
+        scope: str = "fleet",
+    ) -> list[str]:
         if node is not None:
             topic = self.topics.memory_down(node)
         elif group is not None:
@@ -270,7 +279,9 @@ class CloudSync:
         step = self.settings.sync_batch_max_records
         for i in range(0, len(recs), step):
             mid = new_message_id()
-            frame = self.framer.records(ContentType.MEMORY, [r.model_dump() for r in recs[i : i + step]], message_id=mid)
+            frame = self.framer.records(
+                ContentType.MEMORY, [r.model_dump() for r in recs[i : i + step]], message_id=mid
+            )
             self._conn.publish(topic, frame, qos=1)
             ids.append(mid)
         metrics.BROADCAST_RECORDS.labels(scope=scope).inc(len(recs))
@@ -289,8 +300,11 @@ class CloudSync:
             meta = {"resync": rid, "part": part, "final": final, "cursor": cursor, "snapshot": since is None}
             # the same provenance rule as the live rebroadcast: another node's anonymous or
             # foreign-origin writes are not handed out (the node's own and the cloud's are)
-            recs = [r.model_dump() for _, r, sender in rows
-                    if sender in (node_id, CLOUD_SENDER) or fleet_share_refusal(r, sender) is None]
+            recs = [
+                r.model_dump()
+                for _, r, sender in rows
+                if sender in (node_id, CLOUD_SENDER) or fleet_share_refusal(r, sender) is None
+            ]
             frame = self.framer.records(ContentType.RESYNC_RESPONSE, recs, meta=meta)
             self._conn.publish(self.topics.resync_response(node_id), frame, qos=1)
             part += 1
@@ -360,10 +374,16 @@ class CloudSync:
     def _reject(self, reason: RejectReason, topic: str, detail: str) -> None:
         self.rejected[reason.value] += 1
         metrics.REJECTED.labels(reason=reason.value).inc()
-        log.warning("rejected sync message on %s: %s", shorten(topic, 200), shorten(detail),
-                    extra={"reason": reason.value})
+        log.warning(
+            "rejected sync message on %s: %s",
+            shorten(topic, 200),
+            shorten(detail),
+            extra={"reason": reason.value},
+        )
 
-    def _process(self, topic: str, payload: bytes, retained: bool, *, acks: dict[str, list[dict[str, Any]]]) -> None:
+    def _process(
+        self, topic: str, payload: bytes, retained: bool, *, acks: dict[str, list[dict[str, Any]]]
+    ) -> None:
         parsed = self.topics.parse(topic)
         if parsed is None or parsed.direction != "up" or parsed.kind not in _TOPIC_CT:
             self._reject(RejectReason.UNKNOWN_CONTENT_TYPE, topic, "not a known sync topic")
@@ -373,23 +393,40 @@ class CloudSync:
             # Ordered bodies are validated when their turn comes (knowledge straight from JSON
             # into models, duplicates not at all); everything else is parsed here. Sizes, record
             # count, JSON values and depth are all checked before parsing.
-            env = decode(payload, max_bytes=s.sync_max_message_bytes, max_decompressed_bytes=s.sync_max_decompressed_bytes,
-                         max_records=s.sync_max_message_records, max_json_values=s.sync_max_json_values,
-                         parse_records=topic_ct not in ORDERED)
+            env = decode(
+                payload,
+                max_bytes=s.sync_max_message_bytes,
+                max_decompressed_bytes=s.sync_max_decompressed_bytes,
+                max_records=s.sync_max_message_records,
+                max_json_values=s.sync_max_json_values,
+                parse_records=topic_ct not in ORDERED,
+            )
         except EnvelopeRejected as err:
             self._reject(err.reason, topic, str(err))
             head = err.header
-            if (head is not None and topic_ct in ORDERED and head.content_type is topic_ct and head.seq >= 1
-                    and head.node_id == parsed.target and head.node_id != CLOUD_SENDER):
+            if (
+                head is not None
+                and topic_ct in ORDERED
+                and head.content_type is topic_ct
+                and head.seq >= 1
+                and head.node_id == parsed.target
+                and head.node_id != CLOUD_SENDER
+            ):
                 # A sound header with a refused body: acked "rejected" in sequence order (the
                 # node parks it as a dead letter), so that the node's stream does not stall.
                 self._ordered(head, acks)
             return
         if env.node_id != parsed.target or env.node_id == CLOUD_SENDER:
-            self._reject(RejectReason.WRONG_SENDER, topic, f"envelope node {env.node_id!r} on {parsed.target!r}'s topic")
+            self._reject(
+                RejectReason.WRONG_SENDER,
+                topic,
+                f"envelope node {env.node_id!r} on {parsed.target!r}'s topic",
+            )
             return
         if env.content_type is not _TOPIC_CT[parsed.kind]:
-            self._reject(RejectReason.MALFORMED, topic, f"content type {env.content_type} on a {parsed.kind} topic")
+            self._reject(
+                RejectReason.MALFORMED, topic, f"content type {env.content_type} on a {parsed.kind} topic"
+            )
             return
         node = env.node_id
         ct = env.content_type
@@ -412,7 +449,9 @@ class CloudSync:
         buf = self._buffers.get(node)
         if buf is None:
             s = self.settings
-            buf = self._buffers[node] = ReorderBuffer(s.sync_reorder_buffer_messages, s.sync_reorder_buffer_bytes)
+            buf = self._buffers[node] = ReorderBuffer(
+                s.sync_reorder_buffer_messages, s.sync_reorder_buffer_bytes
+            )
         return buf
 
     def _ordered(self, env: Envelope, acks: dict[str, list[dict[str, Any]]]) -> None:
@@ -437,8 +476,15 @@ class CloudSync:
                 metrics.REORDERED.inc()
             if evicted or not held:
                 metrics.REORDER_DROPPED.inc(evicted + (not held))
-                log.warning("reorder buffer of %s is full (%d messages, %d bytes): dropped %d message(s) ahead of "
-                            "seq %d; the node resends them", node, len(buf), buf.bytes, evicted + (not held), expected)
+                log.warning(
+                    "reorder buffer of %s is full (%d messages, %d bytes): dropped %d message(s) ahead of "
+                    "seq %d; the node resends them",
+                    node,
+                    len(buf),
+                    buf.bytes,
+                    evicted + (not held),
+                    expected,
+                )
         else:
             self._apply(env, acks)
             expected += 1
@@ -448,7 +494,9 @@ class CloudSync:
         self._expected[node] = expected
 
     def _validate(self, env: Envelope) -> list[Any]:
-        return validate_body(env, max_records=self.settings.sync_max_message_records, max_depth=DEFAULT_MAX_JSON_DEPTH)
+        return validate_body(
+            env, max_records=self.settings.sync_max_message_records, max_depth=DEFAULT_MAX_JSON_DEPTH
+        )
 
     def _apply(self, env: Envelope, acks: dict[str, list[dict[str, Any]]]) -> None:
         node = env.node_id
@@ -461,7 +509,11 @@ class CloudSync:
                 self._reject(err.reason, f"{node}#{env.seq}", str(err))
                 reason = str(err)
         result = self.repo.apply_message(
-            node_id=node, seq=env.seq, msg_id=env.message_id, kind=env.content_type, records=records,
+            node_id=node,
+            seq=env.seq,
+            msg_id=env.message_id,
+            kind=env.content_type,
+            records=records,
             rejected_reason=reason,
         )
         entry: dict[str, Any] = {"id": env.message_id, "status": result.status.value}
@@ -493,7 +545,9 @@ class CloudSync:
         if reason is None:
             return True
         metrics.NOT_REBROADCAST.labels(reason=reason).inc()
-        log.warning("shared record not rebroadcast", extra={"node": node, "key": rec.key[:80], "reason": reason})
+        log.warning(
+            "shared record not rebroadcast", extra={"node": node, "key": rec.key[:80], "reason": reason}
+        )
         return False
 
     def _heartbeat(self, node: str, env: Envelope, topic: str) -> None:

@@ -11,7 +11,9 @@ REJECTED = Counter(
 )
 APPLIED_RECORDS = Counter("autoglm_cloud_sync_applied_records_total", "Records applied, by kind.", ["kind"])
 DUPLICATES = Counter("autoglm_cloud_sync_duplicate_messages_total", "Messages already applied (re-acked).")
-REORDERED = Counter("autoglm_cloud_sync_reordered_messages_total", "Messages held until a sequence gap filled.")
+REORDERED = Counter(
+    "autoglm_cloud_sync_reordered_messages_total", "Messages held until a sequence gap filled."
+)
 REORDER_DROPPED = Counter(
     "autoglm_cloud_sync_reorder_dropped_messages_total",
     "Out-of-order messages refused or evicted because the node's reorder buffer was full "
@@ -25,4 +27,6 @@ NOT_REBROADCAST = Counter(
     "(anonymous: written without the edge admin token; foreign_origin: the write's HLC names another node).",
     ["reason"],
 )
-BROADCAST_RECORDS = Counter("autoglm_cloud_sync_broadcast_records_total", "Knowledge records sent down.", ["scope"])
+BROADCAST_RECORDS = Counter(
+    "autoglm_cloud_sync_broadcast_records_total", "Knowledge records sent down.", ["scope"]
+)

@@ -25,12 +25,18 @@ class CloudSyncSettings(AutoGLMSettings):
 
     sync_mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker the sync hub connects to.")
     sync_mqtt_port: int = Field(default=MQTT_PORT, ge=1, le=65535, description="MQTT broker port for sync.")
-    sync_mqtt_username: str | None = Field(default=None, description="MQTT user of the cloud (ACL: full tree).")
+    sync_mqtt_username: str | None = Field(
+        default=None, description="MQTT user of the cloud (ACL: full tree)."
+    )
     sync_mqtt_password: str | None = Field(default=None, description="MQTT password of the cloud.")
     sync_mqtt_tls: bool = Field(default=False, description="Connect to the broker with TLS.")
-    sync_mqtt_tls_ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker with.")
+    sync_mqtt_tls_ca_file: Path | None = Field(
+        default=None, description="CA bundle to verify the broker with."
+    )
     sync_mqtt_v5: bool = Field(default=True, description="Speak MQTT 5; False for MQTT 3.1.1 brokers.")
-    sync_mqtt_client_id: str = Field(default="autoglm-cloud-sync", description="MQTT client id (persistent session).")
+    sync_mqtt_client_id: str = Field(
+        default="autoglm-cloud-sync", description="MQTT client id (persistent session)."
+    )
     sync_topic_prefix: str = Field(default=MQTT_TOPIC_PREFIX, description="Root of the sync topic tree.")
     sync_db_path: Path = Field(
         default_factory=lambda: data_dir() / "cloud" / "sync.sqlite3",

@@ -31,7 +31,10 @@ def _knowledge_list(max_records: int) -> TypeAdapter[list[KnowledgeRecord]]:
 def summarize(err: ValidationError) -> str:
     """The first :data:`MAX_ERRORS` errors as ``loc: message``, each cut short, plus how many more."""
     errors = err.errors(include_url=False, include_input=False, include_context=False)
-    parts = [shorten(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}", ERROR_CHARS) for e in errors[:MAX_ERRORS]]
+    parts = [
+        shorten(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}", ERROR_CHARS)
+        for e in errors[:MAX_ERRORS]
+    ]
     more = err.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
@@ -44,11 +47,17 @@ def validate_body(env: Envelope, *, max_records: int, max_depth: int) -> list[An
         try:
             models = _knowledge_list(max_records).validate_json(env.body)
         except ValidationError as err:
-            if any(e["type"] == "json_invalid" for e in err.errors(include_url=False, include_input=False)[:1]):
-                raise EnvelopeRejected(RejectReason.MALFORMED, f"body is not JSON: {summarize(err)}") from None
+            if any(
+                e["type"] == "json_invalid" for e in err.errors(include_url=False, include_input=False)[:1]
+            ):
+                raise EnvelopeRejected(
+                    RejectReason.MALFORMED, f"body is not JSON: {summarize(err)}"
+                ) from None
             raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"memory record {summarize(err)}") from None
         if len(models) != env.n_records:
-            raise EnvelopeRejected(RejectReason.MALFORMED, f"body has {len(models)} records, header {env.n_records}")
+            raise EnvelopeRejected(
+                RejectReason.MALFORMED, f"body has {len(models)} records, header {env.n_records}"
+            )
         return models
     records = parse_body(env.body, env.n_records, max_depth=max_depth) if env.body else env.records
     try:

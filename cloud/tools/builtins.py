@@ -111,7 +111,9 @@ def doc_search_tool(embed: Callable[[list[str]], Any] | None = None) -> Tool | N
 
     def _index() -> Any:
         if not index:
-            index.append(docsearch.DocIndex(docsearch.load_documents(), embed) if embed else docsearch.default_index())
+            index.append(
+                docsearch.DocIndex(docsearch.load_documents(), embed) if embed else docsearch.default_index()
+            )
         return index[0]
 
     def run(query: str, k: int = 3, lang: str | None = None) -> Any:
@@ -152,7 +154,11 @@ def kg_query_tool() -> Tool | None:
     against the question, lexical hop scorer -- the edge agent's default), so a cloud fallback
     gives the same graph answer with the same path and hop steps. A text naming an entity but no
     relation the reasoner can follow gets the entity's facts instead (the old describe answer)."""
-    if not _has("skillpack.kg.graph") or not _has("skillpack.kg.linking") or not _has("skillpack.kg.reasoner"):
+    if (
+        not _has("skillpack.kg.graph")
+        or not _has("skillpack.kg.linking")
+        or not _has("skillpack.kg.reasoner")
+    ):
         return None
     from skillpack.kg.graph import default_graph
     from skillpack.kg.linking import EntityLinker
@@ -192,11 +198,20 @@ def kg_query_tool() -> Tool | None:
             return describe_text(question)
         graph = reasoner.graph
         start = graph.entities[ans.start.entity_id]
-        return {**ans.to_dict(), "hops": ans.hops, "reasoner": "PathReasoner",
-                "scorer": type(reasoner.scorer).__name__, "facts": [graph.describe(start.id)]}
+        return {
+            **ans.to_dict(),
+            "hops": ans.hops,
+            "reasoner": "PathReasoner",
+            "scorer": type(reasoner.scorer).__name__,
+            "facts": [graph.describe(start.id)],
+        }
 
-    def run(entity: str | None = None, path: list[str] | None = None, question: str | None = None,
-            site: str | None = None) -> Any:
+    def run(
+        entity: str | None = None,
+        path: list[str] | None = None,
+        question: str | None = None,
+        site: str | None = None,
+    ) -> Any:
         if question:
             return answer(question, site)
         assert entity is not None  # the schema requires entity or question
@@ -208,13 +223,17 @@ def kg_query_tool() -> Tool | None:
 
     return Tool(
         name="kg_query",
-        description="Plant knowledge graph: answer a (multi-hop) question with its reasoning path, describe an "
-                    "entity, or follow a given relation path.",
+        description="Plant knowledge graph: answer a (multi-hop) question with its reasoning path, "
+        "describe an entity, or follow a given relation path.",
         parameters={
             "type": "object",
             "properties": {
-                "question": {"type": "string", "minLength": 1, "maxLength": 2000,
-                             "description": "A question; answered by the multi-hop path reasoner"},
+                "question": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 2000,
+                    "description": "A question; answered by the multi-hop path reasoner",
+                },
                 "site": {"type": "string", "minLength": 1, "description": "Site context for ambiguous names"},
                 "entity": {"type": "string", "minLength": 1, "description": "Entity id, name or alias"},
                 "path": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 6},
@@ -232,7 +251,9 @@ def kg_query_tool() -> Tool | None:
 BUILDERS: list[Callable[[], Tool | None]] = [calculator_tool, unit_convert_tool, climate_tool, kg_query_tool]
 
 
-def register_builtins(registry: ToolRegistry, *, embed: Callable[[list[str]], Any] | None = None) -> list[str]:
+def register_builtins(
+    registry: ToolRegistry, *, embed: Callable[[list[str]], Any] | None = None
+) -> list[str]:
     names = []
     for build in [*BUILDERS, lambda: doc_search_tool(embed)]:
         tool = build()

@@ -95,7 +95,9 @@ class ToolService:
             raise BadRequest("text is empty")
         tool: Tool | None
         if route:
-            tool = self.registry.by_route(route) or (self.registry.get(route) if route in self._names() else None)
+            tool = self.registry.by_route(route) or (
+                self.registry.get(route) if route in self._names() else None
+            )
             if tool is None:
                 raise NotFound(f"no tool serves route {route!r}")
         else:

@@ -21,7 +21,9 @@ class EncodedSplit:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def batch(self, idx: Sequence[int] | np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(
+        self, idx: Sequence[int] | np.ndarray, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         input_ids, mask = TextTokenizer.pad([self.ids[i] for i in idx])
         labels = torch.from_numpy(self.labels[np.asarray(idx, dtype=np.int64)])
         return (torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device), labels.to(device))
@@ -55,9 +57,16 @@ def epoch_batches(
     if lengths is not None:
         lens = np.asarray(lengths)
         span = batch_size * bucket_batches
-        order = np.concatenate(
-            [chunk[np.argsort(lens[chunk], kind="stable")] for chunk in np.split(order, range(span, n, span))]
-        ) if n else order
+        order = (
+            np.concatenate(
+                [
+                    chunk[np.argsort(lens[chunk], kind="stable")]
+                    for chunk in np.split(order, range(span, n, span))
+                ]
+            )
+            if n
+            else order
+        )
     batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
     batches = [b for b in batches if len(b) >= min_size]
     if lengths is not None:

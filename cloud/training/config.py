@@ -21,8 +21,12 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_path: Path | None = Field(None, description="Base encoder directory (HF layout); default: the bundled all-MiniLM-L6-v2")
-    out_dir: Path = Field(default_factory=lambda: data_dir() / "checkpoint", description="Checkpoint directory")
+    base_path: Path | None = Field(
+        None, description="Base encoder directory (HF layout); default: the bundled all-MiniLM-L6-v2"
+    )
+    out_dir: Path = Field(
+        default_factory=lambda: data_dir() / "checkpoint", description="Checkpoint directory"
+    )
     adapter_set: str = Field("default", description="Name of the adapter set to train")
     bottleneck: int = Field(64, ge=1, description="Adapter bottleneck width")
     epochs: int = Field(6, ge=1, description="Maximum number of epochs")
@@ -33,15 +37,23 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="Seed for data generation, initialisation, shuffling and dropout")
     max_length: int = Field(64, ge=8, description="Maximum tokens per text (longer texts are truncated)")
     patience: int = Field(2, ge=1, description="Early stopping: epochs without validation improvement")
-    data_train: Path | None = Field(None, description="User training data (JSONL); default: the bundled generator")
-    data_val: Path | None = Field(None, description="User validation data (JSONL); default: 10% of data_train")
+    data_train: Path | None = Field(
+        None, description="User training data (JSONL); default: the bundled generator"
+    )
+    data_val: Path | None = Field(
+        None, description="User validation data (JSONL); default: 10% of data_train"
+    )
     data_test: Path | None = Field(None, description="User test data (JSONL); default: the validation data")
     train_per_template: int = Field(30, ge=1, description="Generator: training examples per template")
     eval_per_template: int = Field(12, ge=1, description="Generator: validation/test examples per template")
     resume: bool = Field(False, description="Continue an interrupted run from out_dir/train_state.pt")
     tiny: bool = Field(False, description="Tests: tiny random encoder (built under out_dir) and little data")
-    stop_after_epochs: int | None = Field(None, description="Tests: stop after this many epochs, as if interrupted")
-    num_threads: int | None = Field(None, description="torch intra-op threads per process (default: cores / ranks)")
+    stop_after_epochs: int | None = Field(
+        None, description="Tests: stop after this many epochs, as if interrupted"
+    )
+    num_threads: int | None = Field(
+        None, description="torch intra-op threads per process (default: cores / ranks)"
+    )
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the trained result (for reuse checks and the checkpoint)."""

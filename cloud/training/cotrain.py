@@ -72,16 +72,27 @@ class CoHopHead(nn.Module):
         self.register_buffer("adj", relation_adjacency())
         self.hidden = hidden
 
-    def forward(self, q: torch.Tensor, hop: torch.Tensor, prev: torch.Tensor, etype: torch.Tensor,
-                desc: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, hop: torch.Tensor, prev: torch.Tensor, etype: torch.Tensor, desc: torch.Tensor
+    ) -> torch.Tensor:
         keys = self.key(desc + self.adj @ self.msg(desc))  # one message-passing round over the relation graph
         h = self.state(torch.cat([q, self.prev(prev), self.hop(hop), self.etype(etype)], dim=-1))
         out: torch.Tensor = h @ keys.T / math.sqrt(self.hidden)
         return out
 
 
-def cotrain(ckpt_in: Path, out: Path, *, epochs: int = 2, seed: int = 0, batch_size: int = 32, lr: float = 1e-3,
-            router_sample: int = 1500, hop_weight: float = 1.0, kg_per_pattern: int = 24) -> dict[str, Any]:
+def cotrain(
+    ckpt_in: Path,
+    out: Path,
+    *,
+    epochs: int = 2,
+    seed: int = 0,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    router_sample: int = 1500,
+    hop_weight: float = 1.0,
+    kg_per_pattern: int = 24,
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -89,7 +100,9 @@ def cotrain(ckpt_in: Path, out: Path, *, epochs: int = 2, seed: int = 0, batch_s
     aset_name = model.active
     assert aset_name is not None
     routes = list(model.adapter_set().routes)
-    tok = TextTokenizer(Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 128))))
+    tok = TextTokenizer(
+        Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 128)))
+    )
     items = train_items(seed=0, kg_per_pattern=kg_per_pattern)
     kg = [it for it in items if it.kind == "kg"]
     texts, rows = question_states(default_graph(), kg)
@@ -132,13 +145,21 @@ def cotrain(ckpt_in: Path, out: Path, *, epochs: int = 2, seed: int = 0, batch_s
             pos = {t: k for k, t in enumerate(uniq)}
             q = F.normalize(encode([text_ids[t] for t in uniq]), dim=-1)
             desc = F.normalize(encode(desc_ids), dim=-1)
-            logits = head(q[[pos[r[0]] for r in sel]], torch.tensor([r[1] for r in sel]), torch.tensor([r[2] for r in sel]),
-                          torch.tensor([r[3] for r in sel]), desc)
+            logits = head(
+                q[[pos[r[0]] for r in sel]],
+                torch.tensor([r[1] for r in sel]),
+                torch.tensor([r[2] for r in sel]),
+                torch.tensor([r[3] for r in sel]),
+                desc,
+            )
             mask = torch.from_numpy(np.stack([r[4] for r in sel]).astype(bool))
             hop_loss = F.cross_entropy(logits.masked_fill(~mask, -1e4), torch.tensor([r[5] for r in sel]))
             ridx = r_order[b * r_bs : (b + 1) * r_bs]
-            route_loss = (F.cross_entropy(router_logits(encode([route_ids[i] for i in ridx])), route_y[ridx])
-                          if ridx else torch.zeros(()))
+            route_loss = (
+                F.cross_entropy(router_logits(encode([route_ids[i] for i in ridx])), route_y[ridx])
+                if ridx
+                else torch.zeros(())
+            )
             loss = hop_weight * hop_loss + route_loss
             opt.zero_grad()
             loss.backward()
@@ -146,24 +167,46 @@ def cotrain(ckpt_in: Path, out: Path, *, epochs: int = 2, seed: int = 0, batch_s
             n_steps += 1
             losses.append(float(loss.detach()))
             if n_steps % 20 == 0:
-                log.info("cotrain step %d/%d loss %.4f", n_steps, epochs * n_batches, float(np.mean(losses[-20:])))
-                print(f"cotrain step {n_steps}/{epochs * n_batches} loss {np.mean(losses[-20:]):.4f} "
-                      f"{time.perf_counter() - t0:.0f}s", flush=True)
+                log.info(
+                    "cotrain step %d/%d loss %.4f", n_steps, epochs * n_batches, float(np.mean(losses[-20:]))
+                )
+                print(
+                    f"cotrain step {n_steps}/{epochs * n_batches} loss {np.mean(losses[-20:]):.4f} "
+                    f"{time.perf_counter() - t0:.0f}s",
+                    flush=True,
+                )
     model.eval()
-    metrics = {"steps": n_steps, "final_loss": round(float(np.mean(losses[-20:])), 4), "epochs": epochs, "seed": seed,
-               "hop_states": len(rows), "route_examples": len(route_ex), "seconds": round(time.perf_counter() - t0, 1)}
+    metrics = {
+        "steps": n_steps,
+        "final_loss": round(float(np.mean(losses[-20:])), 4),
+        "epochs": epochs,
+        "seed": seed,
+        "hop_states": len(rows),
+        "route_examples": len(route_ex),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     _save(model, meta, out, metrics)
     return metrics
 
 
 def _save(model: AutoGLMModel, meta: Any, out: Path, metrics: dict[str, Any]) -> None:
-    save_checkpoint(model, out, base_path=Path(meta.base_path), base_hash=meta.base_sha256, base_id=meta.base_id,
-                    tokenizer=meta.tokenizer, training={**meta.training, "cotrain": metrics}, metrics=meta.metrics,
-                    temperatures={n: i.temperature for n, i in meta.adapter_sets.items()})
+    save_checkpoint(
+        model,
+        out,
+        base_path=Path(meta.base_path),
+        base_hash=meta.base_sha256,
+        base_id=meta.base_id,
+        tokenizer=meta.tokenizer,
+        training={**meta.training, "cotrain": metrics},
+        metrics=meta.metrics,
+        temperatures={n: i.temperature for n, i in meta.adapter_sets.items()},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Co-train a checkpoint's adapters with the hop scorer and the router.")
+    ap = argparse.ArgumentParser(
+        description="Co-train a checkpoint's adapters with the hop scorer and the router."
+    )
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=2)

@@ -25,7 +25,10 @@ def load_run_data(cfg: TrainConfig) -> RunData:
             raise DataError("--data-val/--data-test need --data-train")
         spec = SplitSpec(train_per_template=cfg.train_per_template, eval_per_template=cfg.eval_per_template)
         if cfg.tiny:
-            spec = SplitSpec(train_per_template=min(cfg.train_per_template, 3), eval_per_template=min(cfg.eval_per_template, 2))
+            spec = SplitSpec(
+                train_per_template=min(cfg.train_per_template, 3),
+                eval_per_template=min(cfg.eval_per_template, 2),
+            )
         splits = default_splits(cfg.seed, spec)
         routes = list(DEFAULT_ROUTES)
         source = "generator"

@@ -138,8 +138,9 @@ def word_dropout(text: str, keep: str, rng: random.Random, p: float = 0.15) -> s
     return out
 
 
-def question_states(graph: KnowledgeGraph, items: list[ParaItem], augment: int = 0
-                    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+def question_states(
+    graph: KnowledgeGraph, items: list[ParaItem], augment: int = 0
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Masked question texts and one row per search state ``(text index, hop, previous
     relation, entity type, candidate mask, target)``; ``augment`` extra copies of each question
     with word dropout (the same states), so the head leans on no single word of a family."""
@@ -163,10 +164,14 @@ def build_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed, a
     chars = np.stack([char_grams(t) for t in texts])
     idx = [r[0] for r in rows]
     return HopBatch(
-        emb=torch.from_numpy(emb[idx]), chars=torch.from_numpy(chars[idx]),
-        hop=torch.tensor([r[1] for r in rows]), prev=torch.tensor([r[2] for r in rows]),
-        etype=torch.tensor([r[3] for r in rows]), mask=torch.from_numpy(np.stack([r[4] for r in rows])),
-        target=torch.tensor([r[5] for r in rows]), answer_type=torch.tensor([r[6] for r in rows]),
+        emb=torch.from_numpy(emb[idx]),
+        chars=torch.from_numpy(chars[idx]),
+        hop=torch.tensor([r[1] for r in rows]),
+        prev=torch.tensor([r[2] for r in rows]),
+        etype=torch.tensor([r[3] for r in rows]),
+        mask=torch.from_numpy(np.stack([r[4] for r in rows])),
+        target=torch.tensor([r[5] for r in rows]),
+        answer_type=torch.tensor([r[6] for r in rows]),
     )
 
 
@@ -176,8 +181,17 @@ def _question_rows(graph: KnowledgeGraph, q: ParaItem, text_index: int, rows: li
         target = RELATION_NAMES.index(q.path[hop]) if hop < len(q.path) else STOP_INDEX
         prev = RELATION_NAMES.index(q.path[hop - 1]) if hop else STOP_INDEX
         cur_type = graph.entities[frontier[0]].type
-        rows.append((text_index, hop, prev, TYPE_NAMES.index(cur_type), candidate_mask(graph, frontier, hop), target,
-                     TYPE_NAMES.index(graph.entities[q.answer].type)))
+        rows.append(
+            (
+                text_index,
+                hop,
+                prev,
+                TYPE_NAMES.index(cur_type),
+                candidate_mask(graph, frontier, hop),
+                target,
+                TYPE_NAMES.index(graph.entities[q.answer].type),
+            )
+        )
         if hop < len(q.path):
             frontier = graph.follow(frontier[0], [q.path[hop]])
 
@@ -186,17 +200,29 @@ def relation_table(embed: Embed) -> torch.Tensor:
     return torch.from_numpy(np.asarray(embed(relation_descriptions()), dtype=np.float32))
 
 
-def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
-                     epochs: int = 80, lr: float = 3e-3, seed: int = 0, hidden: int = 128, fusion: bool = False,
-                     adaptive: bool = True, augment: int = 0, answer_type: bool = False
-                     ) -> tuple[HopScorer, dict[str, Any]]:
+def train_hop_scorer(
+    embed: Embed,
+    *,
+    graph: KnowledgeGraph | None = None,
+    items: list[ParaItem] | None = None,
+    epochs: int = 80,
+    lr: float = 3e-3,
+    seed: int = 0,
+    hidden: int = 128,
+    fusion: bool = False,
+    adaptive: bool = True,
+    augment: int = 0,
+    answer_type: bool = False,
+) -> tuple[HopScorer, dict[str, Any]]:
     """Train on the training families; returns the head and its training metrics."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
     t0 = time.perf_counter()
     items = [it for it in (items if items is not None else train_items(seed=seed)) if it.kind == "kg"]
     data = build_examples(graph, items, embed, augment=augment)  # the same augmented texts for every seed
-    model = HopScorer(relation_table(embed), hidden=hidden, fusion=fusion, adaptive=adaptive, answer_type=answer_type)
+    model = HopScorer(
+        relation_table(embed), hidden=hidden, fusion=fusion, adaptive=adaptive, answer_type=answer_type
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     n = len(data)
@@ -209,7 +235,9 @@ def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items
             logits = model(data.emb[idx], data.chars[idx], data.hop[idx], data.prev[idx], data.etype[idx])
             loss = loss_fn(logits.masked_fill(~data.mask[idx], -1e4), data.target[idx])
             if answer_type:
-                loss = loss + loss_fn(model.answer_type_logits(data.emb[idx], data.chars[idx]), data.answer_type[idx])
+                loss = loss + loss_fn(
+                    model.answer_type_logits(data.emb[idx], data.chars[idx]), data.answer_type[idx]
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -218,19 +246,37 @@ def train_hop_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items
         logits = model(data.emb, data.chars, data.hop, data.prev, data.etype).masked_fill(~data.mask, -1e4)
         acc = float((logits.argmax(-1) == data.target).float().mean())
         final_loss = float(loss_fn(logits, data.target))
-    metrics = {"train_questions": len(items), "train_states": n, "train_state_accuracy": round(acc, 4),
-               "train_loss": round(final_loss, 4), "seconds": round(time.perf_counter() - t0, 2),
-               "embed_dim": int(data.emb.shape[1]), "fusion": fusion, "adaptive": adaptive, "augment": augment, "answer_type": answer_type, "seed": seed,
-               "epochs": epochs}
+    metrics = {
+        "train_questions": len(items),
+        "train_states": n,
+        "train_state_accuracy": round(acc, 4),
+        "train_loss": round(final_loss, 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "embed_dim": int(data.emb.shape[1]),
+        "fusion": fusion,
+        "adaptive": adaptive,
+        "augment": augment,
+        "answer_type": answer_type,
+        "seed": seed,
+        "epochs": epochs,
+    }
     return model, metrics
 
 
 # ----------------------------------------------------------------------------- path scorer (/3)
 PATH_SCHEMA = "autoglm.hop_scorer/3"
 # training-only requests to describe an entity (the empty path); no evaluation family asks for one
-DESCRIBE_TRAIN = {"en": ["tell me about {x}", "what is {x}?", "show me {x}", "{x} details please",
-                         "give me an overview of {x}", "what do we have on {x}?"],
-                  "zh": ["介绍一下{x}", "{x}是什么？", "说说{x}", "{x}的详细情况", "查一下{x}的资料", "{x}有哪些信息？"]}
+DESCRIBE_TRAIN = {
+    "en": [
+        "tell me about {x}",
+        "what is {x}?",
+        "show me {x}",
+        "{x} details please",
+        "give me an overview of {x}",
+        "what do we have on {x}?",
+    ],
+    "zh": ["介绍一下{x}", "{x}是什么？", "说说{x}", "{x}的详细情况", "查一下{x}的资料", "{x}有哪些信息？"],
+}
 
 
 def describe_items(graph: KnowledgeGraph, seed: int, per_template: int = 6) -> list[ParaItem]:
@@ -238,8 +284,9 @@ def describe_items(graph: KnowledgeGraph, seed: int, per_template: int = 6) -> l
     from cloud.data.paraphrase import _surface, entity_split
 
     rng = random.Random(f"describe:{seed}")
-    starts = sorted(e.id for e in graph.entities.values()
-                    if entity_split(e.id) == "train" and graph.relations_from(e.id))
+    starts = sorted(
+        e.id for e in graph.entities.values() if entity_split(e.id) == "train" and graph.relations_from(e.id)
+    )
     out = []
     for lang, templates in DESCRIBE_TRAIN.items():
         for t_idx, tmpl in enumerate(templates):
@@ -247,14 +294,27 @@ def describe_items(graph: KnowledgeGraph, seed: int, per_template: int = 6) -> l
                 e = graph.entities[rng.choice(starts)]
                 mention = _surface(e, lang, rng)
                 text = tmpl.format(x=mention)
-                out.append(ParaItem(f"train-describe-{lang}-{t_idx}-{k}", "kg", lang, "train",
-                                    text[0].upper() + text[1:], "kg_query", (f"describe.{t_idx}",), e.id, mention,
-                                    (), e.id))
+                out.append(
+                    ParaItem(
+                        f"train-describe-{lang}-{t_idx}-{k}",
+                        "kg",
+                        lang,
+                        "train",
+                        text[0].upper() + text[1:],
+                        "kg_query",
+                        (f"describe.{t_idx}",),
+                        e.id,
+                        mention,
+                        (),
+                        e.id,
+                    )
+                )
     return out
 
 
-def path_prototype_texts(start_type: str, path: tuple[str, ...], exclude: set[str], seed: int = 0,
-                         per_lang: int = 4) -> list[str]:
+def path_prototype_texts(
+    start_type: str, path: tuple[str, ...], exclude: set[str], seed: int = 0, per_lang: int = 4
+) -> list[str]:
     """The path composed from *training* noun-phrase / question families (never evaluation ones,
     nor ``exclude``): the start entity as its type word, like the masked questions."""
     from cloud.data.paraphrase_families import NP_FAMILIES, Q_FAMILIES
@@ -268,8 +328,11 @@ def path_prototype_texts(start_type: str, path: tuple[str, ...], exclude: set[st
             text = start_type
             for j, r in enumerate(path):
                 last_q = j == len(path) - 1 and k % 2 == 1
-                fams = [f for f in (Q_FAMILIES if last_q else NP_FAMILIES).get(r, [])
-                        if f.split == "train" and f.id not in exclude]
+                fams = [
+                    f
+                    for f in (Q_FAMILIES if last_q else NP_FAMILIES).get(r, [])
+                    if f.split == "train" and f.id not in exclude
+                ]
                 if not fams:
                     fams = [f for f in NP_FAMILIES.get(r, []) if f.split == "train" and f.id not in exclude]
                 if not fams:  # a relation no family speaks of: its schema noun phrase
@@ -281,7 +344,9 @@ def path_prototype_texts(start_type: str, path: tuple[str, ...], exclude: set[st
     return out
 
 
-def path_tables(embed: Embed, prototypes: bool = False, exclude: set[str] | None = None) -> dict[str, torch.Tensor]:
+def path_tables(
+    embed: Embed, prototypes: bool = False, exclude: set[str] | None = None
+) -> dict[str, torch.Tensor]:
     """The path scorer's constant tables: verbalisation embeddings, relations per position,
     lengths and the start-type mask, in ``all_schema_paths`` order; with ``prototypes`` also the
     mean embedding of each path composed from the training families."""
@@ -294,8 +359,13 @@ def path_tables(embed: Embed, prototypes: bool = False, exclude: set[str] | None
         for j, r in enumerate(p):
             rel[i, j] = RELATION_NAMES.index(r)
         mask[TYPE_NAMES.index(t), i] = 0.0
-    out = {"path_en": torch.from_numpy(emb[:, 0]), "path_zh": torch.from_numpy(emb[:, 1]), "path_rel": rel,
-           "path_len": torch.tensor([len(p) for _, p in paths]), "type_mask": mask}
+    out = {
+        "path_en": torch.from_numpy(emb[:, 0]),
+        "path_zh": torch.from_numpy(emb[:, 1]),
+        "path_rel": rel,
+        "path_len": torch.tensor([len(p) for _, p in paths]),
+        "type_mask": mask,
+    }
     if prototypes:
         protos = [path_prototype_texts(t, p, exclude or set()) for t, p in paths]
         pe = np.asarray(embed([x for group in protos for x in group]), dtype=np.float32)
@@ -320,8 +390,9 @@ def window_tensors(texts: list[str], embed: Embed) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(out), torch.from_numpy(mask)
 
 
-def path_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed
-                  ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def path_examples(
+    graph: KnowledgeGraph, items: list[ParaItem], embed: Embed
+) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(masked questions, their embeddings, start types, gold path index, mask of the paths that
     leave the start entity in the graph)."""
     paths = all_schema_paths()
@@ -334,7 +405,9 @@ def path_examples(graph: KnowledgeGraph, items: list[ParaItem], embed: Embed
         types.append(TYPE_NAMES.index(st))
         gold.append(index[(st, tuple(q.path))])
         if q.start not in reach:
-            reach[q.start] = np.array([t == st and (not p or bool(graph.follow(q.start, p))) for t, p in paths])
+            reach[q.start] = np.array(
+                [t == st and (not p or bool(graph.follow(q.start, p))) for t, p in paths]
+            )
         masks.append(reach[q.start])
     emb = torch.from_numpy(np.asarray(embed(texts), dtype=np.float32))
     return texts, emb, torch.tensor(types), torch.tensor(gold), torch.from_numpy(np.stack(masks))
@@ -358,11 +431,23 @@ def verbalised_examples() -> tuple[list[str], torch.Tensor, torch.Tensor, torch.
     return texts, torch.tensor(types), torch.tensor(gold), torch.from_numpy(np.stack(masks))
 
 
-def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, items: list[ParaItem] | None = None,
-                      seed: int = 0, epochs: int = 60, lr: float = 2e-3, hidden: int = 128,
-                      zero_shot_only: bool = False, describe: bool = True, weight_decay: float = 1e-2,
-                      prototypes: bool = False, exclude_families: set[str] | None = None, phrases: bool = True,
-                      verbal_examples: bool = False) -> tuple[PathScorer, dict[str, Any]]:
+def train_path_scorer(
+    embed: Embed,
+    *,
+    graph: KnowledgeGraph | None = None,
+    items: list[ParaItem] | None = None,
+    seed: int = 0,
+    epochs: int = 60,
+    lr: float = 2e-3,
+    hidden: int = 128,
+    zero_shot_only: bool = False,
+    describe: bool = True,
+    weight_decay: float = 1e-2,
+    prototypes: bool = False,
+    exclude_families: set[str] | None = None,
+    phrases: bool = True,
+    verbal_examples: bool = False,
+) -> tuple[PathScorer, dict[str, Any]]:
     """Train the path scorer on the training families (+ training-only describe requests)."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
@@ -379,8 +464,17 @@ def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, item
     keys = torch.from_numpy(np.asarray(embed(relation_key_phrases()), dtype=np.float32)) if phrases else None
     win, wmask = window_tensors(texts, embed) if phrases else (None, None)
     t = path_tables(embed, prototypes, exclude_families)
-    model = PathScorer(t["path_en"], t["path_zh"], t["path_rel"], t["path_len"], t["type_mask"], t.get("path_proto"),
-                       hidden=hidden, zero_shot_only=zero_shot_only, relation_keys=keys)
+    model = PathScorer(
+        t["path_en"],
+        t["path_zh"],
+        t["path_rel"],
+        t["path_len"],
+        t["type_mask"],
+        t.get("path_proto"),
+        hidden=hidden,
+        zero_shot_only=zero_shot_only,
+        relation_keys=keys,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     n = len(gold)
@@ -390,27 +484,43 @@ def train_path_scorer(embed: Embed, *, graph: KnowledgeGraph | None = None, item
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, 64):
             idx = perm[i : i + 64]
-            logits = model(emb[idx], types[idx], *((win[idx], wmask[idx]) if win is not None and wmask is not None
-                                                   else ())).masked_fill(~mask[idx], -1e4)
+            logits = model(
+                emb[idx],
+                types[idx],
+                *((win[idx], wmask[idx]) if win is not None and wmask is not None else ()),
+            ).masked_fill(~mask[idx], -1e4)
             loss = loss_fn(logits, gold[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
     model.eval()
     with torch.no_grad():
-        logits = model(emb, types, *((win, wmask) if win is not None and wmask is not None else ())
-                       ).masked_fill(~mask, -1e4)
+        logits = model(
+            emb, types, *((win, wmask) if win is not None and wmask is not None else ())
+        ).masked_fill(~mask, -1e4)
         acc = float((logits.argmax(-1) == gold).float().mean())
         final_loss = float(loss_fn(logits, gold))
-    metrics = {"train_questions": n, "train_path_accuracy": round(acc, 4), "train_loss": round(final_loss, 4),
-               "seconds": round(time.perf_counter() - t0, 2), "embed_dim": int(emb.shape[1]), "seed": seed,
-               "epochs": epochs, "zero_shot_only": zero_shot_only, "describe": describe, "prototypes": prototypes, "phrases": phrases, "verbal_examples": verbal_examples,
-               "scorer": "path"}
+    metrics = {
+        "train_questions": n,
+        "train_path_accuracy": round(acc, 4),
+        "train_loss": round(final_loss, 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "embed_dim": int(emb.shape[1]),
+        "seed": seed,
+        "epochs": epochs,
+        "zero_shot_only": zero_shot_only,
+        "describe": describe,
+        "prototypes": prototypes,
+        "phrases": phrases,
+        "verbal_examples": verbal_examples,
+        "scorer": "path",
+    }
     return model, metrics
 
 
-def export_path_scorer(model: PathScorer, out_dir: Path, metrics: dict[str, Any] | None = None,
-                       length_bias: float = 0.0) -> tuple[Path, Path]:
+def export_path_scorer(
+    model: PathScorer, out_dir: Path, metrics: dict[str, Any] | None = None, length_bias: float = 0.0
+) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     onnx_path = out_dir / ONNX_FILE
@@ -420,23 +530,69 @@ def export_path_scorer(model: PathScorer, out_dir: Path, metrics: dict[str, Any]
     if model.use_phrases:
         args = (*args, torch.zeros(2, MAX_WINDOWS, model.embed_dim), torch.ones(2, MAX_WINDOWS))
         names += ["window_embeddings", "window_mask"]
-        axes.update({"window_embeddings": {0: "batch", 1: "windows"}, "window_mask": {0: "batch", 1: "windows"}})
-    torch.onnx.export(model, args, str(onnx_path), input_names=names, output_names=["path_logits"],
-                      opset_version=17, dynamo=False, dynamic_axes=axes)
-    meta = {"schema": PATH_SCHEMA, "role": "hop_scorer", "relations": list(RELATION_NAMES),
-            "entity_types": list(TYPE_NAMES), "embed_dim": model.embed_dim, "max_hops": MAX_HOPS,
-            "paths": [[t, *p] for t, p in all_schema_paths()],
-            "path_texts": [path_texts(t, p) for t, p in all_schema_paths()], "phrases": model.use_phrases,
-            "length_bias": length_bias,
-            "windows": "skillpack.kg.hop_features.question_windows" if model.use_phrases else None,
-            "question_text": "skillpack.kg.hop_features.masked_question", "metrics": metrics or {}}
+        axes.update(
+            {"window_embeddings": {0: "batch", 1: "windows"}, "window_mask": {0: "batch", 1: "windows"}}
+        )
+    torch.onnx.export(
+        model,
+        args,
+        str(onnx_path),
+        input_names=names,
+        output_names=["path_logits"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes=axes,
+    )
+    meta = {
+        "schema": PATH_SCHEMA,
+        "role": "hop_scorer",
+        "relations": list(RELATION_NAMES),
+        "entity_types": list(TYPE_NAMES),
+        "embed_dim": model.embed_dim,
+        "max_hops": MAX_HOPS,
+        "paths": [[t, *p] for t, p in all_schema_paths()],
+        "path_texts": [path_texts(t, p) for t, p in all_schema_paths()],
+        "phrases": model.use_phrases,
+        "length_bias": length_bias,
+        "windows": "skillpack.kg.hop_features.question_windows" if model.use_phrases else None,
+        "question_text": "skillpack.kg.hop_features.masked_question",
+        "metrics": metrics or {},
+    }
     meta_path = out_dir / META_FILE
     meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
     return onnx_path, meta_path
 
 
 # ----------------------------------------------------------------------------- scope head
-_NOISE_WORDS = ["river", "piano", "yellow", "seven", "jacket", "whisper", "mountain", "orange", "silent", "window", "candle", "tiger", "velvet", "garden", "thunder", "marble", "pencil", "ocean", "ladder", "cloud", "mirror", "dancing", "frozen", "honey", "galaxy", "button", "lemon"]
+_NOISE_WORDS = [
+    "river",
+    "piano",
+    "yellow",
+    "seven",
+    "jacket",
+    "whisper",
+    "mountain",
+    "orange",
+    "silent",
+    "window",
+    "candle",
+    "tiger",
+    "velvet",
+    "garden",
+    "thunder",
+    "marble",
+    "pencil",
+    "ocean",
+    "ladder",
+    "cloud",
+    "mirror",
+    "dancing",
+    "frozen",
+    "honey",
+    "galaxy",
+    "button",
+    "lemon",
+]
 _NOISE_ZH = "山水花鸟风月星云猫狗鱼虫桃李书画琴棋茶酒雨雪梦歌舞糖果"
 
 
@@ -447,8 +603,10 @@ def noise_items(seed: int, n: int = 96) -> list[ParaItem]:
     for k in range(n):
         kind = k % 4
         if kind == 0:
-            text = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7)))
-                            for _ in range(rng.randint(1, 4)))
+            text = " ".join(
+                "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7)))
+                for _ in range(rng.randint(1, 4))
+            )
             lang = "en"
         elif kind == 1:
             text, lang = " ".join(rng.sample(_NOISE_WORDS, rng.randint(3, 6))), "en"
@@ -486,8 +644,14 @@ def _fit_scope(emb: torch.Tensor, chars: torch.Tensor, y: torch.Tensor, seed: in
     return model
 
 
-def train_scope_head(embed: Embed, *, items: list[ParaItem] | None = None, seed: int = 0, epochs: int = 30,
-                     max_false_abstention: float = 0.01) -> tuple[ScopeHead, float, dict[str, Any]]:
+def train_scope_head(
+    embed: Embed,
+    *,
+    items: list[ParaItem] | None = None,
+    seed: int = 0,
+    epochs: int = 30,
+    max_false_abstention: float = 0.01,
+) -> tuple[ScopeHead, float, dict[str, Any]]:
     """The head, its calibrated abstention threshold (probability of "unsure") and metrics."""
     t0 = time.perf_counter()
     items = (items if items is not None else train_items(seed=seed)) + noise_items(seed)
@@ -503,10 +667,15 @@ def train_scope_head(embed: Embed, *, items: list[ParaItem] | None = None, seed:
     threshold = float(min(max(inscope[k], 0.5), 0.999))
     model = _fit_scope(emb, chars, y, seed, epochs)
     oof_abstain = float((oof[y == 1] >= threshold).float().mean())
-    metrics = {"items": len(items), "unsure_items": int(y.sum()), "threshold": round(threshold, 4),
-               "oof_nonsense_abstention": round(oof_abstain, 4),
-               "oof_false_abstention": round(float((oof[y == 0] >= threshold).float().mean()), 4),
-               "seconds": round(time.perf_counter() - t0, 2), "seed": seed}
+    metrics = {
+        "items": len(items),
+        "unsure_items": int(y.sum()),
+        "threshold": round(threshold, 4),
+        "oof_nonsense_abstention": round(oof_abstain, 4),
+        "oof_false_abstention": round(float((oof[y == 0] >= threshold).float().mean()), 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seed": seed,
+    }
     return model, threshold, metrics
 
 
@@ -528,8 +697,14 @@ def _logistic(x: torch.Tensor, y: torch.Tensor, steps: int = 500) -> torch.Tenso
     return w.detach()
 
 
-def train_scope_gate(embed: Embed, keyword_confidence: Callable[[str], float], *, items: list[ParaItem] | None = None,
-                     seed: int = 0, max_false_abstention: float = 0.01) -> tuple[ScopeGate, float, dict[str, Any]]:
+def train_scope_gate(
+    embed: Embed,
+    keyword_confidence: Callable[[str], float],
+    *,
+    items: list[ParaItem] | None = None,
+    seed: int = 0,
+    max_false_abstention: float = 0.01,
+) -> tuple[ScopeGate, float, dict[str, Any]]:
     """The kNN + keyword-router gate, its abstention threshold and metrics. The features of a
     training request are computed against the bank of the *other* fold (two folds split by
     family), so the weights and the threshold see requests of families the bank does not hold —
@@ -554,64 +729,120 @@ def train_scope_gate(embed: Embed, keyword_confidence: Callable[[str], float], *
     k_idx = min(len(inscope) - 1, math.ceil(len(inscope) * (1.0 - max_false_abstention)))
     threshold = float(min(max(inscope[k_idx], 0.5), 0.999))
     model = ScopeGate(emb[y == 0], _logistic(feats, y))
-    metrics = {"items": len(items), "unsure_items": int(y.sum()), "bank": int((y == 0).sum()),
-               "threshold": round(threshold, 4), "weights": [round(float(v), 4) for v in model.w.detach()],
-               "oof_nonsense_abstention": round(float((oof[y == 1] >= threshold).float().mean()), 4),
-               "oof_false_abstention": round(float((oof[y == 0] >= threshold).float().mean()), 4),
-               "seconds": round(time.perf_counter() - t0, 2), "seed": seed}
+    metrics = {
+        "items": len(items),
+        "unsure_items": int(y.sum()),
+        "bank": int((y == 0).sum()),
+        "threshold": round(threshold, 4),
+        "weights": [round(float(v), 4) for v in model.w.detach()],
+        "oof_nonsense_abstention": round(float((oof[y == 1] >= threshold).float().mean()), 4),
+        "oof_false_abstention": round(float((oof[y == 0] >= threshold).float().mean()), 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seed": seed,
+    }
     return model, threshold, metrics
 
 
-def export_scope_gate(model: ScopeGate, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
-                      ) -> tuple[Path, Path]:
+def export_scope_gate(
+    model: ScopeGate, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     onnx_path = out_dir / SCOPE_ONNX_FILE
-    torch.onnx.export(model, (torch.zeros(2, model.embed_dim), torch.zeros(2)), str(onnx_path),
-                      input_names=["question_embedding", "keyword_confidence"], output_names=["unsure_logit"],
-                      opset_version=17, dynamo=False,
-                      dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "keyword_confidence", "unsure_logit")})
-    meta = {"schema": SCOPE_GATE_SCHEMA, "role": "scope_head", "embed_dim": model.embed_dim, "threshold": threshold,
-            "question_text": "the raw question (the router's embedding)",
-            "keyword_confidence": "edge.agent.routing.KeywordRouter.route(text)[1]", "metrics": metrics or {}}
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, model.embed_dim), torch.zeros(2)),
+        str(onnx_path),
+        input_names=["question_embedding", "keyword_confidence"],
+        output_names=["unsure_logit"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "keyword_confidence", "unsure_logit")},
+    )
+    meta = {
+        "schema": SCOPE_GATE_SCHEMA,
+        "role": "scope_head",
+        "embed_dim": model.embed_dim,
+        "threshold": threshold,
+        "question_text": "the raw question (the router's embedding)",
+        "keyword_confidence": "edge.agent.routing.KeywordRouter.route(text)[1]",
+        "metrics": metrics or {},
+    }
     meta_path = out_dir / SCOPE_META_FILE
     meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
     return onnx_path, meta_path
 
 
 # ----------------------------------------------------------------------------- export
-def export_hop_scorer(model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None,
-                      stop_bias: float = 0.0) -> tuple[Path, Path]:
+def export_hop_scorer(
+    model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None, stop_bias: float = 0.0
+) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     d, c = model.embed_dim, model.char_dim
-    args = (torch.zeros(2, d), torch.zeros(2, c), torch.zeros(2, dtype=torch.long),
-            torch.full((2,), STOP_INDEX, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    args = (
+        torch.zeros(2, d),
+        torch.zeros(2, c),
+        torch.zeros(2, dtype=torch.long),
+        torch.full((2,), STOP_INDEX, dtype=torch.long),
+        torch.zeros(2, dtype=torch.long),
+    )
     onnx_path = out_dir / ONNX_FILE
     names = ["question_embedding", "char_grams", "hop", "prev_relation", "entity_type"]
-    torch.onnx.export(model, args, str(onnx_path), input_names=names, output_names=["relation_logits"],
-                      opset_version=17, dynamo=False,
-                      dynamic_axes={k: {0: "batch"} for k in [*names, "relation_logits"]})
-    meta = {"schema": HOP_SCHEMA, "role": "hop_scorer", "relations": list(RELATION_NAMES), "stop_index": STOP_INDEX,
-            "entity_types": list(TYPE_NAMES), "embed_dim": d, "char_dim": c, "max_hops": MAX_HOPS,
-            "relation_descriptions": relation_descriptions(),
-            "question_text": "skillpack.kg.hop_features.masked_question", "stop_bias": stop_bias,
-            "metrics": metrics or {}}
+    torch.onnx.export(
+        model,
+        args,
+        str(onnx_path),
+        input_names=names,
+        output_names=["relation_logits"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={k: {0: "batch"} for k in [*names, "relation_logits"]},
+    )
+    meta = {
+        "schema": HOP_SCHEMA,
+        "role": "hop_scorer",
+        "relations": list(RELATION_NAMES),
+        "stop_index": STOP_INDEX,
+        "entity_types": list(TYPE_NAMES),
+        "embed_dim": d,
+        "char_dim": c,
+        "max_hops": MAX_HOPS,
+        "relation_descriptions": relation_descriptions(),
+        "question_text": "skillpack.kg.hop_features.masked_question",
+        "stop_bias": stop_bias,
+        "metrics": metrics or {},
+    }
     meta_path = out_dir / META_FILE
     meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
     return onnx_path, meta_path
 
 
-def export_scope_head(model: ScopeHead, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
-                      ) -> tuple[Path, Path]:
+def export_scope_head(
+    model: ScopeHead, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     onnx_path = out_dir / SCOPE_ONNX_FILE
-    torch.onnx.export(model, (torch.zeros(2, model.embed_dim), torch.zeros(2, model.char_dim)), str(onnx_path),
-                      input_names=["question_embedding", "char_grams"], output_names=["unsure_logit"], opset_version=17,
-                      dynamo=False, dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "char_grams", "unsure_logit")})
-    meta = {"schema": SCOPE_SCHEMA, "role": "scope_head", "embed_dim": model.embed_dim, "char_dim": model.char_dim,
-            "threshold": threshold, "question_text": "the raw question (the router's embedding)", "metrics": metrics or {}}
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, model.embed_dim), torch.zeros(2, model.char_dim)),
+        str(onnx_path),
+        input_names=["question_embedding", "char_grams"],
+        output_names=["unsure_logit"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "char_grams", "unsure_logit")},
+    )
+    meta = {
+        "schema": SCOPE_SCHEMA,
+        "role": "scope_head",
+        "embed_dim": model.embed_dim,
+        "char_dim": model.char_dim,
+        "threshold": threshold,
+        "question_text": "the raw question (the router's embedding)",
+        "metrics": metrics or {},
+    }
     meta_path = out_dir / SCOPE_META_FILE
     meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
     return onnx_path, meta_path
@@ -622,30 +853,54 @@ def _signature(meta: dict[str, Any]) -> Any:
 
     d, c = int(meta["embed_dim"]), int(meta.get("char_dim", 0))
     if meta.get("schema") == PATH_SCHEMA:
-        windows = ([TensorSpec(name="window_embeddings", dtype="float32", shape=["batch", "windows", d]),
-                    TensorSpec(name="window_mask", dtype="float32", shape=["batch", "windows"])]
-                   if meta.get("phrases") else [])
-        return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
-                                 TensorSpec(name="start_type", dtype="int64", shape=["batch"]), *windows],
-                         outputs=[TensorSpec(name="path_logits", dtype="float32", shape=["batch", len(meta["paths"])])])
+        windows = (
+            [
+                TensorSpec(name="window_embeddings", dtype="float32", shape=["batch", "windows", d]),
+                TensorSpec(name="window_mask", dtype="float32", shape=["batch", "windows"]),
+            ]
+            if meta.get("phrases")
+            else []
+        )
+        return Signature(
+            inputs=[
+                TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                TensorSpec(name="start_type", dtype="int64", shape=["batch"]),
+                *windows,
+            ],
+            outputs=[TensorSpec(name="path_logits", dtype="float32", shape=["batch", len(meta["paths"])])],
+        )
     if meta.get("schema") == SCOPE_GATE_SCHEMA:
-        return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
-                                 TensorSpec(name="keyword_confidence", dtype="float32", shape=["batch"])],
-                         outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])])
+        return Signature(
+            inputs=[
+                TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                TensorSpec(name="keyword_confidence", dtype="float32", shape=["batch"]),
+            ],
+            outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])],
+        )
     if meta["role"] == "scope_head":
-        return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
-                                 TensorSpec(name="char_grams", dtype="float32", shape=["batch", c])],
-                         outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])])
+        return Signature(
+            inputs=[
+                TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                TensorSpec(name="char_grams", dtype="float32", shape=["batch", c]),
+            ],
+            outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])],
+        )
     n = len(meta["relations"]) + 1
-    return Signature(inputs=[TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
-                             TensorSpec(name="char_grams", dtype="float32", shape=["batch", c]),
-                             TensorSpec(name="hop", dtype="int64", shape=["batch"]),
-                             TensorSpec(name="prev_relation", dtype="int64", shape=["batch"]),
-                             TensorSpec(name="entity_type", dtype="int64", shape=["batch"])],
-                     outputs=[TensorSpec(name="relation_logits", dtype="float32", shape=["batch", n])])
+    return Signature(
+        inputs=[
+            TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+            TensorSpec(name="char_grams", dtype="float32", shape=["batch", c]),
+            TensorSpec(name="hop", dtype="int64", shape=["batch"]),
+            TensorSpec(name="prev_relation", dtype="int64", shape=["batch"]),
+            TensorSpec(name="entity_type", dtype="int64", shape=["batch"]),
+        ],
+        outputs=[TensorSpec(name="relation_logits", dtype="float32", shape=["batch", n])],
+    )
 
 
-def attach_to_bundle(bundle_dir: Path, heads: list[tuple[Path, Path]], signing_key: Path | None = None) -> None:
+def attach_to_bundle(
+    bundle_dir: Path, heads: list[tuple[Path, Path]], signing_key: Path | None = None
+) -> None:
     """Copy heads ``(onnx, meta)`` into the bundle and list each in the manifest under its role
     (``meta["role"]``: ``hop_scorer`` | ``scope_head``)."""
     import shutil
@@ -663,8 +918,12 @@ def attach_to_bundle(bundle_dir: Path, heads: list[tuple[Path, Path]], signing_k
                 shutil.copyfile(src, dst)
             files[src.name] = FileEntry(sha256=sha256_file(dst), size=dst.stat().st_size)
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        graphs[meta["role"]] = GraphEntry(file=onnx_path.name, sha256=files[onnx_path.name].sha256, precision="fp32",
-                                          signature=_signature(meta))
+        graphs[meta["role"]] = GraphEntry(
+            file=onnx_path.name,
+            sha256=files[onnx_path.name].sha256,
+            precision="fp32",
+            signature=_signature(meta),
+        )
     updated = manifest.model_copy(update={"files": files, "graphs": graphs})
     (bundle_dir / MANIFEST_FILE).write_text(updated.to_yaml(), encoding="utf-8")
     sig = bundle_dir / SIGNATURE_FILE
@@ -690,13 +949,17 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
     m = bundle.manifest
     set_name = adapter_set or m.default_adapter_set
     entry = m.adapter_sets[set_name]
-    tensors = decode_tensors(load_file(str(bundle.adapter_file(set_name))), entry.encoding, sorted(entry.tensors))
+    tensors = decode_tensors(
+        load_file(str(bundle.adapter_file(set_name))), entry.encoding, sorted(entry.tensors)
+    )
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     bound = [ort.OrtValue.ortvalue_from_numpy(a) for a in tensors.values()]
     for name, value in zip(tensors, bound, strict=True):
         so.add_initializer(name, value)
-    session = ort.InferenceSession(str(bundle.graph_file("encoder")), sess_options=so, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(bundle.graph_file("encoder")), sess_options=so, providers=["CPUExecutionProvider"]
+    )
     tok = tokenizer_for(bundle.tokenizer_file(), m.tokenizer)
     names = [i.name for i in session.get_inputs()]
 
@@ -718,10 +981,19 @@ DEFAULT_SCORER = "path"
 DEFAULT_LENGTH_PRIOR = {"path": 3.0, "hop": -2.0}
 
 
-def train_heads(bundle_dir: Path, *, seed: int = 0, scorer: str = DEFAULT_SCORER, prior: float | None = None,
-                phrases: bool = False, keyword_confidence: Callable[[str], float] | None = None, epochs: int = 80,
-                fusion: bool = False, adaptive: bool = True, out: Path | None = None
-                ) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
+def train_heads(
+    bundle_dir: Path,
+    *,
+    seed: int = 0,
+    scorer: str = DEFAULT_SCORER,
+    prior: float | None = None,
+    phrases: bool = False,
+    keyword_confidence: Callable[[str], float] | None = None,
+    epochs: int = 80,
+    fusion: bool = False,
+    adaptive: bool = True,
+    out: Path | None = None,
+) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
     """Train the graph scorer and the abstention head on the bundle's own encoder and export
     them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is the
     kNN + keyword gate (/2) when ``keyword_confidence`` is given (the edge keyword router's
@@ -736,8 +1008,9 @@ def train_heads(bundle_dir: Path, *, seed: int = 0, scorer: str = DEFAULT_SCORER
         path_model, metrics = train_path_scorer(embed, items=items, seed=seed, phrases=phrases)
         heads.append(export_path_scorer(path_model, out, metrics, length_bias=prior))
     else:
-        hop_model, metrics = train_hop_scorer(embed, items=items, epochs=epochs, seed=seed, fusion=fusion,
-                                              adaptive=adaptive)
+        hop_model, metrics = train_hop_scorer(
+            embed, items=items, epochs=epochs, seed=seed, fusion=fusion, adaptive=adaptive
+        )
         heads.append(export_hop_scorer(hop_model, out, metrics, stop_bias=prior))
     if keyword_confidence is not None:
         gate, threshold, scope_metrics = train_scope_gate(embed, keyword_confidence, items=items, seed=seed)
@@ -749,26 +1022,55 @@ def train_heads(bundle_dir: Path, *, seed: int = 0, scorer: str = DEFAULT_SCORER
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train the graph scorer and the abstention head and export them as ONNX.")
+    ap = argparse.ArgumentParser(
+        description="Train the graph scorer and the abstention head and export them as ONNX."
+    )
     ap.add_argument("--bundle", type=Path, required=True, help="bundle whose encoder embeds the questions")
     ap.add_argument("--out", type=Path, help="output directory (default: the bundle directory)")
-    ap.add_argument("--attach", action="store_true", help="list the heads in the bundle's manifest (hop_scorer, scope_head)")
+    ap.add_argument(
+        "--attach",
+        action="store_true",
+        help="list the heads in the bundle's manifest (hop_scorer, scope_head)",
+    )
     ap.add_argument("--sign-key", type=Path, help="re-sign the bundle after attaching")
-    ap.add_argument("--scorer", choices=["path", "hop"], default=DEFAULT_SCORER,
-                    help="whole-path scorer (schema /3) or per-hop scorer (/2)")
-    ap.add_argument("--length-prior", type=float, help="path: bias per relation; hop: STOP bias (default: the "
-                    "validation choice)")
-    ap.add_argument("--phrases", action="store_true", help="path scorer reads question windows (phrase granularity)")
+    ap.add_argument(
+        "--scorer",
+        choices=["path", "hop"],
+        default=DEFAULT_SCORER,
+        help="whole-path scorer (schema /3) or per-hop scorer (/2)",
+    )
+    ap.add_argument(
+        "--length-prior",
+        type=float,
+        help="path: bias per relation; hop: STOP bias (default: the validation choice)",
+    )
+    ap.add_argument(
+        "--phrases", action="store_true", help="path scorer reads question windows (phrase granularity)"
+    )
     ap.add_argument("--epochs", type=int, default=80, help="per-hop scorer epochs")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fusion", action="store_true", help="per-hop scorer: gated fusion with the character granularity "
-                    "(off: it did not help on the validation families, docs/arch/agent.md)")
-    ap.add_argument("--no-adaptive", action="store_true", help="per-hop scorer: no adaptive question-relation graph")
+    ap.add_argument(
+        "--fusion",
+        action="store_true",
+        help="per-hop scorer: gated fusion with the character granularity "
+        "(off: it did not help on the validation families, docs/arch/agent.md)",
+    )
+    ap.add_argument(
+        "--no-adaptive", action="store_true", help="per-hop scorer: no adaptive question-relation graph"
+    )
     args = ap.parse_args(argv)
     random.seed(args.seed)
-    heads, metrics = train_heads(args.bundle, seed=args.seed, scorer=args.scorer, prior=args.length_prior,
-                                 phrases=args.phrases, epochs=args.epochs, fusion=args.fusion,
-                                 adaptive=not args.no_adaptive, out=args.out)
+    heads, metrics = train_heads(
+        args.bundle,
+        seed=args.seed,
+        scorer=args.scorer,
+        prior=args.length_prior,
+        phrases=args.phrases,
+        epochs=args.epochs,
+        fusion=args.fusion,
+        adaptive=not args.no_adaptive,
+        out=args.out,
+    )
     if args.attach:
         attach_to_bundle(args.bundle, heads, args.sign_key)
     print(json.dumps({"heads": [str(h[0]) for h in heads], **metrics}))

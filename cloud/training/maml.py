@@ -60,9 +60,14 @@ MAML_KEY = "maml"  # checkpoint training.<key>: the meta-learnt new-row initiali
 def checkpoint_tokenizer(meta: CheckpointMeta) -> TextTokenizer:
     """The tokenizer exactly as the checkpoint was trained with."""
     tok = meta.tokenizer
-    return TextTokenizer(Path(meta.base_path), TokenizerSettings(
-        max_length=int(tok.get("max_length", 128)), lowercase=bool(tok.get("lowercase", True)),
-        oov_char_fallback=bool(tok.get("oov_char_fallback", True))))
+    return TextTokenizer(
+        Path(meta.base_path),
+        TokenizerSettings(
+            max_length=int(tok.get("max_length", 128)),
+            lowercase=bool(tok.get("lowercase", True)),
+            oov_char_fallback=bool(tok.get("oov_char_fallback", True)),
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,9 +90,14 @@ class TopFeatures:
         return len(self.ffn)
 
     def subset(self, idx: Sequence[int]) -> TopFeatures:
-        return TopFeatures([self.ffn[i] for i in idx], [self.resid[i] for i in idx], [self.routes[i] for i in idx],
-                           [self.groups[i] for i in idx], [self.langs[i] for i in idx],
-                           [self.texts[i] for i in idx] if self.texts else [])
+        return TopFeatures(
+            [self.ffn[i] for i in idx],
+            [self.resid[i] for i in idx],
+            [self.routes[i] for i in idx],
+            [self.groups[i] for i in idx],
+            [self.langs[i] for i in idx],
+            [self.texts[i] for i in idx] if self.texts else [],
+        )
 
     def relabel(self, route: str) -> TopFeatures:
         return TopFeatures(self.ffn, self.resid, [route] * len(self), self.groups, self.langs, self.texts)
@@ -102,14 +112,24 @@ class TopFeatures:
 
     @staticmethod
     def concat(parts: Sequence[TopFeatures]) -> TopFeatures:
-        return TopFeatures([t for p in parts for t in p.ffn], [t for p in parts for t in p.resid],
-                           [r for p in parts for r in p.routes], [g for p in parts for g in p.groups],
-                           [lang for p in parts for lang in p.langs], [t for p in parts for t in p.texts])
+        return TopFeatures(
+            [t for p in parts for t in p.ffn],
+            [t for p in parts for t in p.resid],
+            [r for p in parts for r in p.routes],
+            [g for p in parts for g in p.groups],
+            [lang for p in parts for lang in p.langs],
+            [t for p in parts for t in p.texts],
+        )
 
 
 @torch.inference_mode()
-def top_features(model: AutoGLMModel, adapter_set: str, tokenizer: TextTokenizer, examples: Sequence[Example],
-                 batch_size: int = 64) -> TopFeatures:
+def top_features(
+    model: AutoGLMModel,
+    adapter_set: str,
+    tokenizer: TextTokenizer,
+    examples: Sequence[Example],
+    batch_size: int = 64,
+) -> TopFeatures:
     """Encode ``examples`` up to the last layer's adapter (the part that never changes)."""
     was_training = model.training
     model.eval()
@@ -136,9 +156,14 @@ def top_features(model: AutoGLMModel, adapter_set: str, tokenizer: TextTokenizer
             ffn[ex_i] = h[j, :n].to(torch.float16).clone()
             resid[ex_i] = a[j, :n].to(torch.float16).clone()
     model.train(was_training)
-    return TopFeatures([t for t in ffn if t is not None], [t for t in resid if t is not None],
-                       [ex.route for ex in examples], [ex.template_id for ex in examples],
-                       [ex.lang for ex in examples], [ex.text for ex in examples])
+    return TopFeatures(
+        [t for t in ffn if t is not None],
+        [t for t in resid if t is not None],
+        [ex.route for ex in examples],
+        [ex.template_id for ex in examples],
+        [ex.lang for ex in examples],
+        [ex.text for ex in examples],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +173,9 @@ def top_features(model: AutoGLMModel, adapter_set: str, tokenizer: TextTokenizer
 class FastHead(nn.Module):
     """Last layer's adapter + its (frozen) LayerNorm + the router head, on cached features."""
 
-    def __init__(self, adapter: BottleneckAdapter, norm: nn.LayerNorm, head: RouterHead, routes: list[str]) -> None:
+    def __init__(
+        self, adapter: BottleneckAdapter, norm: nn.LayerNorm, head: RouterHead, routes: list[str]
+    ) -> None:
         super().__init__()
         self.adapter = adapter
         self.norm = norm
@@ -163,7 +190,9 @@ class FastHead(nn.Module):
         last: Any = list(model.encoder.encoder.layer)[-1]
         adapter, head = aset.adapters[-1], aset.heads["router"]
         assert isinstance(adapter, BottleneckAdapter) and isinstance(head, RouterHead)
-        fast = cls(copy.deepcopy(adapter), copy.deepcopy(last.output.LayerNorm), copy.deepcopy(head), aset.routes)
+        fast = cls(
+            copy.deepcopy(adapter), copy.deepcopy(last.output.LayerNorm), copy.deepcopy(head), aset.routes
+        )
         for p in fast.trainable():
             p.requires_grad_(True)
         return fast
@@ -187,7 +216,10 @@ class FastHead(nn.Module):
     def logits(self, feats: TopFeatures, batch_size: int = 512) -> torch.Tensor:
         was = self.training
         self.eval()
-        out = [self(*feats.batch(range(s, min(s + batch_size, len(feats))))) for s in range(0, len(feats), batch_size)]
+        out = [
+            self(*feats.batch(range(s, min(s + batch_size, len(feats)))))
+            for s in range(0, len(feats), batch_size)
+        ]
         self.train(was)
         return torch.cat(out) if out else torch.empty((0, len(self.routes)))
 
@@ -201,8 +233,16 @@ def default_row_init(fast: FastHead) -> tuple[float, float]:
     return float(w.norm(dim=1).mean()), float(b.mean())
 
 
-def grow(fast: FastHead, route: str, *, init: str, support: TopFeatures | None = None,
-         row_init: tuple[float, float] | None = None, drop: str | None = None, seed: int = 0) -> FastHead:
+def grow(
+    fast: FastHead,
+    route: str,
+    *,
+    init: str,
+    support: TopFeatures | None = None,
+    row_init: tuple[float, float] | None = None,
+    drop: str | None = None,
+    seed: int = 0,
+) -> FastHead:
     """A copy of ``fast`` with ``route`` appended as the last output (``drop``: remove that route's
     row first, for meta-training tasks). ``init``: ``"plain"`` (fresh row) or ``"proto"``."""
     if route in fast.routes and route != drop:
@@ -250,7 +290,9 @@ def _labels(routes: list[str], fast: FastHead) -> torch.Tensor:
     return torch.tensor([index[r] for r in routes], dtype=torch.int64)
 
 
-def adapt(fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int = 0) -> FastHead:
+def adapt(
+    fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int = 0
+) -> FastHead:
     """Fine-tune ``fast`` in place: every step sees all support examples and a replay batch."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -298,8 +340,9 @@ class MamlResult:
     history: list[dict[str, float]]
 
 
-def _task_split(feats: TopFeatures, route: str, k: int, n_query: int,
-                rng: random.Random) -> tuple[list[int], list[int]] | None:
+def _task_split(
+    feats: TopFeatures, route: str, k: int, n_query: int, rng: random.Random
+) -> tuple[list[int], list[int]] | None:
     """Support (``k`` from half the route's groups) and query (from the other half) indices."""
     by_group: dict[str, list[int]] = {}
     for i, (r, g) in enumerate(zip(feats.routes, feats.groups, strict=True)):
@@ -317,8 +360,9 @@ def _task_split(feats: TopFeatures, route: str, k: int, n_query: int,
     return rng.sample(sup_pool, k), rng.sample(qry_pool, min(n_query, len(qry_pool)))
 
 
-def meta_train_fast(fast: FastHead, feats: TopFeatures, cfg: MamlConfig,
-                    row_init: tuple[float, float] | None = None) -> tuple[FastHead, tuple[float, float], list[dict[str, float]]]:
+def meta_train_fast(
+    fast: FastHead, feats: TopFeatures, cfg: MamlConfig, row_init: tuple[float, float] | None = None
+) -> tuple[FastHead, tuple[float, float], list[dict[str, float]]]:
     """First-order MAML on cached features; returns the meta-learnt fast weights and ``(s, b)``."""
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -348,8 +392,15 @@ def meta_train_fast(fast: FastHead, feats: TopFeatures, cfg: MamlConfig,
             rep_idx, old_q = pick[: cfg.replay_size], pick[cfg.replay_size :]
             support = feats.subset(sup_idx)
             row = (float(s_param.detach()), float(b_param.detach()))
-            task = grow(fast, route, init="proto", support=support, row_init=row, drop=route,
-                        seed=rng.randrange(1 << 30))
+            task = grow(
+                fast,
+                route,
+                init="proto",
+                support=support,
+                row_init=row,
+                drop=route,
+                seed=rng.randrange(1 << 30),
+            )
             task = adapt(task, support, feats.subset(rep_idx), cfg.adapt, seed=rng.randrange(1 << 30))
             query = feats.subset([*qry_idx, *old_q])
             task.eval()
@@ -379,8 +430,14 @@ def meta_train_fast(fast: FastHead, feats: TopFeatures, cfg: MamlConfig,
         s_param.grad = torch.tensor(g_s / used)
         b_param.grad = torch.tensor(g_b / used)
         opt.step()
-        history.append({"tasks": float(done), "query_loss": float(np.mean(losses)), "s": float(s_param.detach()),
-                        "b": float(b_param.detach())})
+        history.append(
+            {
+                "tasks": float(done),
+                "query_loss": float(np.mean(losses)),
+                "s": float(s_param.detach()),
+                "b": float(b_param.detach()),
+            }
+        )
     return fast, (float(s_param.detach()), float(b_param.detach())), history
 
 
@@ -392,16 +449,32 @@ def meta_training_examples(routes: Sequence[str], seed: int = 0, per_template: i
     from skillpack.kg.graph import default_graph
 
     wanted = set(routes)
-    gen = [e for e in default_splits(seed, SplitSpec(train_per_template=per_template, eval_per_template=1))["train"]
-           if e.route in wanted]
-    para = [Example(it.text, it.route, it.lang, it.families[0])
-            for it in route_items(default_graph(), "train", 3, seed) if it.route in wanted]
+    gen = [
+        e
+        for e in default_splits(seed, SplitSpec(train_per_template=per_template, eval_per_template=1))[
+            "train"
+        ]
+        if e.route in wanted
+    ]
+    para = [
+        Example(it.text, it.route, it.lang, it.families[0])
+        for it in route_items(default_graph(), "train", 3, seed)
+        if it.route in wanted
+    ]
     return gen + para
 
 
-def write_fast_checkpoint(model: AutoGLMModel, meta: CheckpointMeta, adapter_set: str, fast: FastHead, out_dir: Path,
-                          *, training_extra: dict[str, Any], metrics_extra: dict[str, Any] | None = None,
-                          temperature: float | None = None) -> Path:
+def write_fast_checkpoint(
+    model: AutoGLMModel,
+    meta: CheckpointMeta,
+    adapter_set: str,
+    fast: FastHead,
+    out_dir: Path,
+    *,
+    training_extra: dict[str, Any],
+    metrics_extra: dict[str, Any] | None = None,
+    temperature: float | None = None,
+) -> Path:
     """Save ``model`` with ``fast`` as its last adapter and router head (the route list is
     ``fast.routes``: one longer when a route was added); other adapter sets are unchanged."""
     old = model.adapter_set(adapter_set)
@@ -421,13 +494,22 @@ def write_fast_checkpoint(model: AutoGLMModel, meta: CheckpointMeta, adapter_set
         temps[adapter_set] = temperature
     training = {**meta.training, **training_extra}
     metrics = {**meta.metrics, **(metrics_extra or {})}
-    return save_checkpoint(grown, Path(out_dir), base_path=Path(meta.base_path), base_hash=meta.base_sha256,
-                           base_id=meta.base_id, tokenizer=meta.tokenizer, training=training, metrics=metrics,
-                           temperatures=temps)
+    return save_checkpoint(
+        grown,
+        Path(out_dir),
+        base_path=Path(meta.base_path),
+        base_hash=meta.base_sha256,
+        base_id=meta.base_id,
+        tokenizer=meta.tokenizer,
+        training=training,
+        metrics=metrics,
+        temperatures=temps,
+    )
 
 
-def meta_train(base_checkpoint: Path, out_dir: Path, cfg: MamlConfig | None = None,
-               examples: list[Example] | None = None) -> MamlResult:
+def meta_train(
+    base_checkpoint: Path, out_dir: Path, cfg: MamlConfig | None = None, examples: list[Example] | None = None
+) -> MamlResult:
     """Meta-train the fast weights of ``base_checkpoint``; write a checkpoint to ``out_dir``."""
     cfg = cfg or MamlConfig()
     t0 = time.perf_counter()
@@ -441,13 +523,21 @@ def meta_train(base_checkpoint: Path, out_dir: Path, cfg: MamlConfig | None = No
     feats = top_features(model, set_name, checkpoint_tokenizer(meta), data)
     fast, row_init, history = meta_train_fast(FastHead.from_model(model, set_name), feats, cfg)
     wall = time.perf_counter() - t0
-    extra = {MAML_KEY: {
-        "row_init": {"scale": row_init[0], "bias": row_init[1]}, "parent_checkpoint": str(base_checkpoint),
-        "tasks": cfg.tasks, "meta_batch": cfg.meta_batch, "meta_lr": cfg.meta_lr, "ks": list(cfg.ks),
-        "adapt": {"steps": cfg.adapt.steps, "lr": cfg.adapt.lr, "replay_batch": cfg.adapt.replay_batch},
-        "examples": len(data), "seed": cfg.seed, "wall_s": round(wall, 2),
-        "final_query_loss": history[-1]["query_loss"] if history else None,
-    }}
+    extra = {
+        MAML_KEY: {
+            "row_init": {"scale": row_init[0], "bias": row_init[1]},
+            "parent_checkpoint": str(base_checkpoint),
+            "tasks": cfg.tasks,
+            "meta_batch": cfg.meta_batch,
+            "meta_lr": cfg.meta_lr,
+            "ks": list(cfg.ks),
+            "adapt": {"steps": cfg.adapt.steps, "lr": cfg.adapt.lr, "replay_batch": cfg.adapt.replay_batch},
+            "examples": len(data),
+            "seed": cfg.seed,
+            "wall_s": round(wall, 2),
+            "final_query_loss": history[-1]["query_loss"] if history else None,
+        }
+    }
     write_fast_checkpoint(model, meta, set_name, fast, Path(out_dir), training_extra=extra)
     log.info("maml written", extra={"out_dir": str(out_dir), "wall_s": round(wall, 1), "tasks": cfg.tasks})
     return MamlResult(Path(out_dir), row_init, wall, cfg.tasks, history)

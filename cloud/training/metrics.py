@@ -31,10 +31,17 @@ def classification_report(labels: np.ndarray, preds: np.ndarray, routes: list[st
         "accuracy": float(tp.sum() / total) if total else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_route": {
-            r: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            r: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, r in enumerate(routes)
         },
-        "confusion": {r: {c: int(cm[i, j]) for j, c in enumerate(routes) if cm[i, j]} for i, r in enumerate(routes)},
+        "confusion": {
+            r: {c: int(cm[i, j]) for j, c in enumerate(routes) if cm[i, j]} for i, r in enumerate(routes)
+        },
     }
 
 

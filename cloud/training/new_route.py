@@ -68,8 +68,11 @@ class NewRouteResult:
 
 def default_replay(routes: Sequence[str], size: int, seed: int = 0) -> list[Example]:
     """A seeded sample of the generator's training split for ``routes`` (never its test split)."""
-    pool = [e for e in default_splits(seed, SplitSpec(train_per_template=3, eval_per_template=1))["train"]
-            if e.route in set(routes)]
+    pool = [
+        e
+        for e in default_splits(seed, SplitSpec(train_per_template=3, eval_per_template=1))["train"]
+        if e.route in set(routes)
+    ]
     rng = random.Random(f"replay:{seed}")
     return rng.sample(pool, min(size, len(pool)))
 
@@ -86,13 +89,22 @@ def _support(route: str, examples: Sequence[str | Example]) -> list[Example]:
     if not out:
         raise BadRequest(f"route {route!r}: no examples (give at least 1, better 8-16)")
     if len(out) > MAX_SUPPORT:
-        raise BadRequest(f"route {route!r}: {len(out)} examples, at most {MAX_SUPPORT} (a larger set is a training job)")
+        raise BadRequest(
+            f"route {route!r}: {len(out)} examples, at most {MAX_SUPPORT} (a larger set is a training job)"
+        )
     return out
 
 
-def train_new_route(base_checkpoint: Path, route: str, examples: Sequence[str | Example], out_dir: Path, *,
-                    tool_routes: Iterable[str] | None = None, config: NewRouteConfig | None = None,
-                    replay: list[Example] | None = None) -> NewRouteResult:
+def train_new_route(
+    base_checkpoint: Path,
+    route: str,
+    examples: Sequence[str | Example],
+    out_dir: Path,
+    *,
+    tool_routes: Iterable[str] | None = None,
+    config: NewRouteConfig | None = None,
+    replay: list[Example] | None = None,
+) -> NewRouteResult:
     """Write a checkpoint to ``out_dir`` that also routes ``route`` (learnt from ``examples``).
 
     ``tool_routes``: the routes registered tools serve; given, a route none serves is refused.
@@ -106,13 +118,17 @@ def train_new_route(base_checkpoint: Path, route: str, examples: Sequence[str | 
     routes = list(meta.adapter_sets[set_name].routes)
     if tool_routes is not None:
         if not check_route_label(route, routes, tool_routes):
-            raise BadRequest(f"route {route!r} is already one of the model's routes; label examples for it and run "
-                             "a training job instead")
+            raise BadRequest(
+                f"route {route!r} is already one of the model's routes; label examples for it and run "
+                "a training job instead"
+            )
     else:
         check_route_label(route, routes, [route])  # the name's shape; an existing route is refused below
         if route in routes:
-            raise BadRequest(f"route {route!r} is already one of the model's routes; label examples for it and "
-                             "run a training job instead")
+            raise BadRequest(
+                f"route {route!r} is already one of the model's routes; label examples for it and "
+                "run a training job instead"
+            )
     support = _support(route, examples)
     rep = replay if replay is not None else default_replay(routes, cfg.replay_size, cfg.seed)
     rep = [e for e in rep if e.route in routes]
@@ -128,12 +144,24 @@ def train_new_route(base_checkpoint: Path, route: str, examples: Sequence[str | 
     with torch.no_grad():
         support_acc = float((grown.logits(sup_f).argmax(-1) == len(grown.routes) - 1).float().mean())
     wall = time.perf_counter() - t0
-    extra = {NEW_ROUTE_KEY: {
-        "route": route, "support": len(support), "init": cfg.init, "meta_row_init": row_init is not None,
-        "parent_checkpoint": str(base_checkpoint), "replay": len(rep), "steps": cfg.adapt.steps, "lr": cfg.adapt.lr,
-        "seed": cfg.seed, "support_accuracy": support_acc, "wall_s": round(wall, 2),
-    }}
+    extra = {
+        NEW_ROUTE_KEY: {
+            "route": route,
+            "support": len(support),
+            "init": cfg.init,
+            "meta_row_init": row_init is not None,
+            "parent_checkpoint": str(base_checkpoint),
+            "replay": len(rep),
+            "steps": cfg.adapt.steps,
+            "lr": cfg.adapt.lr,
+            "seed": cfg.seed,
+            "support_accuracy": support_acc,
+            "wall_s": round(wall, 2),
+        }
+    }
     write_fast_checkpoint(model, meta, set_name, grown, Path(out_dir), training_extra=extra)
     wall = time.perf_counter() - t0
     log.info("new route trained", extra={"route": route, "support": len(support), "wall_s": round(wall, 2)})
-    return NewRouteResult(Path(out_dir), grown.routes, route, len(support), wall, adapt_s, time.process_time() - c0)
+    return NewRouteResult(
+        Path(out_dir), grown.routes, route, len(support), wall, adapt_s, time.process_time() - c0
+    )

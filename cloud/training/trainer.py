@@ -71,7 +71,9 @@ def train_step(
 
 
 @torch.inference_mode()
-def predict_logits(model: AutoGLMModel, adapter_set: str, split: EncodedSplit, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def predict_logits(
+    model: AutoGLMModel, adapter_set: str, split: EncodedSplit, device: torch.device, batch_size: int = 256
+) -> torch.Tensor:
     was_training = model.training
     model.eval()
     order = np.argsort([len(x) for x in split.ids], kind="stable")  # similar lengths -> less padding
@@ -167,7 +169,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
     train_lengths = [len(x) for x in enc["train"].ids]
     steps_per_epoch = num_batches(n_train, cfg.batch_size, min_size=ctx.world_size)
     total_steps = steps_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, int(total_steps * cfg.warmup_ratio)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total_steps, int(total_steps * cfg.warmup_ratio))
+    )
 
     start_epoch, bad_epochs = 0, 0
     best: dict[str, Any] = {"accuracy": -1.0, "loss": math.inf, "epoch": 0, "state": None}
@@ -177,7 +181,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
         if st is None:
             raise BadRequest(f"{out_dir}: nothing to resume (no train_state.pt); run without --resume")
         if st["config_sha256"] != cfg.identity_sha256():
-            raise BadRequest(f"{out_dir}: the interrupted run had another configuration; resume with the same options")
+            raise BadRequest(
+                f"{out_dir}: the interrupted run had another configuration; resume with the same options"
+            )
         aset.load_state_dict(st["adapter_set"])
         optimizer.load_state_dict(st["optimizer"])
         scheduler.load_state_dict(st["scheduler"])
@@ -191,12 +197,23 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
             if bad_epochs >= cfg.patience:
                 break
             if cfg.stop_after_epochs is not None and epoch >= cfg.stop_after_epochs:
-                return TrainResult(out_dir, {}, history, epoch, best["epoch"], finished=False, wall_s=time.perf_counter() - t_start, routes=routes)
+                return TrainResult(
+                    out_dir,
+                    {},
+                    history,
+                    epoch,
+                    best["epoch"],
+                    finished=False,
+                    wall_s=time.perf_counter() - t_start,
+                    routes=routes,
+                )
             t0 = time.perf_counter()
             model.train()
             reporter.start_epoch(epoch + 1, cfg.epochs, steps_per_epoch)
             losses = []
-            for gbatch in epoch_batches(n_train, cfg.batch_size, cfg.seed, epoch, ctx.world_size, train_lengths):
+            for gbatch in epoch_batches(
+                n_train, cfg.batch_size, cfg.seed, epoch, ctx.world_size, train_lengths
+            ):
                 ids, mask, labels = enc["train"].batch(shard(gbatch, ctx), ctx.device)
                 loss = train_step(module, optimizer, ids, mask, labels)
                 scheduler.step()
@@ -207,10 +224,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
             val_labels = torch.from_numpy(enc["val"].labels)
             val_acc = float((val_logits.argmax(-1) == val_labels).float().mean())
             val_loss = nll(val_logits, val_labels)
-            report = evaluate_predictions(val_labels.numpy(), val_logits.argmax(-1).numpy(), enc["val"].langs, routes)
+            report = evaluate_predictions(
+                val_labels.numpy(), val_logits.argmax(-1).numpy(), enc["val"].langs, routes
+            )
             improved = val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
             if improved:
-                best = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch + 1, "state": copy.deepcopy(aset.state_dict())}
+                best = {
+                    "accuracy": val_acc,
+                    "loss": val_loss,
+                    "epoch": epoch + 1,
+                    "state": copy.deepcopy(aset.state_dict()),
+                }
                 bad_epochs = 0
             else:
                 bad_epochs += 1
@@ -228,12 +252,21 @@ def _train(cfg: TrainConfig, ctx: DistContext, progress: bool) -> TrainResult:
             history.append(row)
             reporter.end_epoch(row)
             if ctx.is_main:
-                save_state(out_dir, {
-                    "config_sha256": cfg.identity_sha256(), "epoch": epoch + 1, "bad_epochs": bad_epochs,
-                    "best": best, "history": history, "adapter_set": aset.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(), "finished": False,
-                })
+                save_state(
+                    out_dir,
+                    {
+                        "config_sha256": cfg.identity_sha256(),
+                        "epoch": epoch + 1,
+                        "bad_epochs": bad_epochs,
+                        "best": best,
+                        "history": history,
+                        "adapter_set": aset.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": rng_state(),
+                        "finished": False,
+                    },
+                )
     finally:
         reporter.close()
 

@@ -38,11 +38,14 @@ def line_chart(
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{escape(title)}">',
-        f'<text x="{left}" y="13" class="chart-title">{escape(title)}{escape(f" ({unit})" if unit else "")}</text>',
+        f'<text x="{left}" y="13" class="chart-title">'
+        f"{escape(title)}{escape(f' ({unit})' if unit else '')}</text>",
     ]
     if not points:
-        parts.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" class="chart-empty">'
-                     "no heartbeats yet</text></svg>")
+        parts.append(
+            f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" class="chart-empty">'
+            "no heartbeats yet</text></svg>"
+        )
         return Markup("".join(parts))
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
@@ -59,10 +62,15 @@ def line_chart(
     for frac in (0.0, 0.5, 1.0):
         y = top + ph - frac * ph
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end" class="chart-tick">{_fmt(frac * ymax)}</text>')
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end" class="chart-tick">'
+            f"{_fmt(frac * ymax)}</text>"
+        )
     for x, anchor in ((x0, "start"), (x1, "end")):
         label = datetime.fromtimestamp(x, UTC).strftime("%H:%M:%S")
-        parts.append(f'<text x="{px(x):.1f}" y="{height - 6}" text-anchor="{anchor}" class="chart-tick">{label}</text>')
+        parts.append(
+            f'<text x="{px(x):.1f}" y="{height - 6}" text-anchor="{anchor}" class="chart-tick">{label}</text>'
+        )
     coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
     parts.append(f'<polyline points="{coords}" fill="none" stroke="{escape(color)}" stroke-width="1.6"/>')
     lx, ly = points[-1]
@@ -74,8 +82,10 @@ def line_chart(
 
 def progress_bar(steps: Sequence[float], step_index: int, state: str, width: int = 360) -> Markup:
     """The rollout's steps as segments: done, current (applying / baking), to come."""
-    parts = [f'<svg class="steps" viewBox="0 0 {width} 26" width="{width}" height="26" role="img" '
-             f'aria-label="steps">']
+    parts = [
+        f'<svg class="steps" viewBox="0 0 {width} 26" width="{width}" height="26" role="img" '
+        f'aria-label="steps">'
+    ]
     prev = 0.0
     for i, pct in enumerate(steps):
         x = prev / 100 * width

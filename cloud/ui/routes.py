@@ -44,8 +44,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
 }
 
 
@@ -143,14 +143,26 @@ class ConsoleState:
         self.sessions = SessionStore(settings.console_session_ttl_s, settings.console_max_sessions)
         self.login_limiter = LoginLimiter(settings.console_login_burst, settings.console_login_refill_s)
         # Same entry format as the admin tokens; an unnamed viewer token is called viewer-<hash>.
-        self.viewer_tokens = {t: n.replace("admin-", "viewer-", 1) if n.startswith("admin-") else n
-                              for t, n in parse_admin_tokens(settings.console_viewer_tokens).items()}
+        self.viewer_tokens = {
+            t: n.replace("admin-", "viewer-", 1) if n.startswith("admin-") else n
+            for t, n in parse_admin_tokens(settings.console_viewer_tokens).items()
+        }
         self.env = Environment(
-            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            auto_reload=False,
         )
-        self.env.globals.update(ago=_ago, when=_when, num=_num, pct=_pct, metric=_metric, brief=_brief,
-                                present=_present, line_chart=line_chart,
-                                progress_bar=progress_bar)
+        self.env.globals.update(
+            ago=_ago,
+            when=_when,
+            num=_num,
+            pct=_pct,
+            metric=_metric,
+            brief=_brief,
+            present=_present,
+            line_chart=line_chart,
+            progress_bar=progress_bar,
+        )
 
 
 def mount_console(app: FastAPI, settings: ConsoleSettings | None = None) -> None:
@@ -230,7 +242,9 @@ async def _form(request: Request) -> dict[str, str]:
         if len(body) > FORM_MAX_BYTES:
             raise _Refused(413, f"form larger than {FORM_MAX_BYTES} bytes")
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=32)
+        fields = parse_qs(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=32
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Refused(400, f"unreadable form: {exc}") from None
     return {k: v[0] for k, v in fields.items()}
@@ -267,8 +281,14 @@ async def _acting(request: Request) -> tuple[ConsoleSession, dict[str, str]]:
 
 
 def _refused(request: Request, exc: _Refused) -> HTMLResponse:
-    return _html(request, "error.html", status=exc.status, sess=_session(request), status_code=exc.status,
-                 message=exc.message)
+    return _html(
+        request,
+        "error.html",
+        status=exc.status,
+        sess=_session(request),
+        status_code=exc.status,
+        message=exc.message,
+    )
 
 
 # -- sign-in --------------------------------------------------------------------------------
@@ -287,9 +307,18 @@ def ui_root() -> RedirectResponse:
 
 def _login_page(request: Request, nxt: str, error: str = "", status: int = 200) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
-    resp = _html(request, "login.html", status=status, sess=None, login_csrf=token, next=_safe_next(nxt), error=error)
-    resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", path="/ui",
-                    secure=request.url.scheme == "https", max_age=3600)
+    resp = _html(
+        request, "login.html", status=status, sess=None, login_csrf=token, next=_safe_next(nxt), error=error
+    )
+    resp.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/ui",
+        secure=request.url.scheme == "https",
+        max_age=3600,
+    )
     return resp
 
 
@@ -319,8 +348,9 @@ async def login(request: Request) -> Response:
     # Before anything is read or compared: each attempt takes one from the address's bucket.
     if (wait := st.login_limiter.take(addr)) > 0:
         CONSOLE_LOGINS.labels(result=LoginResult.RATE_LIMITED).inc()
-        limited = _login_page(request, "/ui/fleet", f"Too many sign-in attempts from {addr}; try again in "
-                              f"{wait:.0f} s.", 429)
+        limited = _login_page(
+            request, "/ui/fleet", f"Too many sign-in attempts from {addr}; try again in {wait:.0f} s.", 429
+        )
         limited.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return limited
     try:
@@ -344,13 +374,22 @@ async def login(request: Request) -> Response:
             role = Role.VIEWER
     if role is None or name is None:
         CONSOLE_LOGINS.labels(result=LoginResult.BAD_TOKEN).inc()
-        return _login_page(request, nxt, "That token is not an admin or viewer token of this controller.", 401)
+        return _login_page(
+            request, nxt, "That token is not an admin or viewer token of this controller.", 401
+        )
     st.login_limiter.give_back(addr)
     CONSOLE_LOGINS.labels(result=LoginResult.OK).inc()
     sess = st.sessions.create(role, name)
     resp = _redirect(nxt)
-    resp.set_cookie(COOKIE, sess.sid, httponly=True, samesite="strict", path="/ui",
-                    secure=request.url.scheme == "https", max_age=int(st.settings.console_session_ttl_s))
+    resp.set_cookie(
+        COOKIE,
+        sess.sid,
+        httponly=True,
+        samesite="strict",
+        path="/ui",
+        secure=request.url.scheme == "https",
+        max_age=int(st.settings.console_session_ttl_s),
+    )
     resp.delete_cookie(LOGIN_COOKIE, path="/ui")
     return resp
 
@@ -419,8 +458,14 @@ def _filter_nodes(nodes: Iterable[NodeOut], q: str, state: NodeState, version: s
 
 
 @router.get("/ui/fleet", response_model=None)
-def fleet(request: Request, q: str = "", selector: str = "", state: NodeState = NodeState.ALL,
-          version: str = "", page: int = Query(default=1, ge=1, le=100_000)) -> Response:
+def fleet(
+    request: Request,
+    q: str = "",
+    selector: str = "",
+    state: NodeState = NodeState.ALL,
+    version: str = "",
+    page: int = Query(default=1, ge=1, le=100_000),
+) -> Response:
     sess = _session(request)
     if sess is None:
         return _to_login(request)
@@ -443,9 +488,12 @@ def fleet(request: Request, q: str = "", selector: str = "", state: NodeState = 
     size = _state(request).settings.console_page_size
     pages = max(1, -(-len(matching) // size))
     page = min(page, pages)
-    shown = matching[(page - 1) * size: page * size]
-    params: dict[str, str | int] = {k: v for k, v in {"q": q, "selector": selector, "state": state.value,
-                                                      "version": version}.items() if v and v != "all"}
+    shown = matching[(page - 1) * size : page * size]
+    params: dict[str, str | int] = {
+        k: v
+        for k, v in {"q": q, "selector": selector, "state": state.value, "version": version}.items()
+        if v and v != "all"
+    }
     if page > 1:
         params["page"] = page
 
@@ -453,14 +501,28 @@ def fleet(request: Request, q: str = "", selector: str = "", state: NodeState = 
         return "/ui/fleet?" + urlencode({**{k: v for k, v in params.items() if k != "page"}, "page": n})
 
     return _page(
-        request, sess, "fleet.html", "_fleet_live.html",
-        rows=[_node_row(n) for n in shown], counts=counts, versions=sorted(versions.items()),
-        filters={"q": q, "selector": selector, "state": state.value, "version": version}, states=list(NodeState),
-        pager={"page": page, "pages": pages, "first": (page - 1) * size + 1 if shown else 0,
-               "last": (page - 1) * size + len(shown), "matching": len(matching),
-               "prev": page_url(page - 1) if page > 1 else "", "next": page_url(page + 1) if page < pages else ""},
+        request,
+        sess,
+        "fleet.html",
+        "_fleet_live.html",
+        rows=[_node_row(n) for n in shown],
+        counts=counts,
+        versions=sorted(versions.items()),
+        filters={"q": q, "selector": selector, "state": state.value, "version": version},
+        states=list(NodeState),
+        pager={
+            "page": page,
+            "pages": pages,
+            "first": (page - 1) * size + 1 if shown else 0,
+            "last": (page - 1) * size + len(shown),
+            "matching": len(matching),
+            "prev": page_url(page - 1) if page > 1 else "",
+            "next": page_url(page + 1) if page < pages else "",
+        },
         poll_url="/ui/fleet?" + urlencode({**params, "partial": "1"}),
-        here="/ui/fleet" + (f"?{urlencode(params)}" if params else ""), error=error, nav="fleet",
+        here="/ui/fleet" + (f"?{urlencode(params)}" if params else ""),
+        error=error,
+        nav="fleet",
     )
 
 
@@ -473,20 +535,39 @@ def node_detail(request: Request, node_id: str) -> Response:
     try:
         node = svc.fleet.get(node_id)
     except AutoGLMError as exc:
-        return _html(request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message)
+        return _html(
+            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
+        )
     samples = svc.fleet.samples([node_id], time.time() - HISTORY_S)
     charts = [
         line_chart([(s.ts, s.p99_ms) for s in samples], title="p99 latency", unit="ms"),
-        line_chart([(s.ts, s.error_rate * 100) for s in samples], title="error rate", unit="%", color="#dc2626"),
-        line_chart([(s.ts, float(s.requests)) for s in samples], title="requests per heartbeat", color="#059669"),
-        line_chart([(s.ts, s.fallback_rate * 100) for s in samples], title="cloud fallback", unit="%",
-                   color="#d97706"),
+        line_chart(
+            [(s.ts, s.error_rate * 100) for s in samples], title="error rate", unit="%", color="#dc2626"
+        ),
+        line_chart(
+            [(s.ts, float(s.requests)) for s in samples], title="requests per heartbeat", color="#059669"
+        ),
+        line_chart(
+            [(s.ts, s.fallback_rate * 100) for s in samples],
+            title="cloud fallback",
+            unit="%",
+            color="#d97706",
+        ),
     ]
     return _page(
-        request, sess, "node.html", "_node_live.html",
-        node=node, row=_node_row(node), charts=charts, samples=len(samples),
-        resources=node.metrics.get("resources") or {}, commands=svc.fleet.commands(node_id, limit=20),
-        poll_url=f"/ui/nodes/{node_id}?partial=1", here=f"/ui/nodes/{node_id}", nav="fleet",
+        request,
+        sess,
+        "node.html",
+        "_node_live.html",
+        node=node,
+        row=_node_row(node),
+        charts=charts,
+        samples=len(samples),
+        resources=node.metrics.get("resources") or {},
+        commands=svc.fleet.commands(node_id, limit=20),
+        poll_url=f"/ui/nodes/{node_id}?partial=1",
+        here=f"/ui/nodes/{node_id}",
+        nav="fleet",
     )
 
 
@@ -529,8 +610,16 @@ def models(request: Request) -> Response:
     sess = _session(request)
     if sess is None:
         return _to_login(request)
-    return _page(request, sess, "models.html", "_models_live.html", models=_svc(request).registry.list_models(),
-                 poll_url="/ui/models?partial=1", here="/ui/models", nav="models")
+    return _page(
+        request,
+        sess,
+        "models.html",
+        "_models_live.html",
+        models=_svc(request).registry.list_models(),
+        poll_url="/ui/models?partial=1",
+        here="/ui/models",
+        nav="models",
+    )
 
 
 def _lineage_tree(versions: list[Any]) -> list[tuple[int, Any]]:
@@ -562,11 +651,23 @@ def model_detail(request: Request, model: str) -> Response:
         versions = reg.list_versions(model)
         history = reg.alias_history(model)
     except AutoGLMError as exc:
-        return _html(request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message)
+        return _html(
+            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
+        )
     rollouts = [r for r in _svc(request).rollouts.list_rollouts() if r.model == model][:10]
-    return _page(request, sess, "model.html", "_model_live.html", model=m, tree=_lineage_tree(versions),
-                 history=list(reversed(history))[:50], rollouts=rollouts,
-                 poll_url=f"/ui/models/{model}?partial=1", here=f"/ui/models/{model}", nav="models")
+    return _page(
+        request,
+        sess,
+        "model.html",
+        "_model_live.html",
+        model=m,
+        tree=_lineage_tree(versions),
+        history=list(reversed(history))[:50],
+        rollouts=rollouts,
+        poll_url=f"/ui/models/{model}?partial=1",
+        here=f"/ui/models/{model}",
+        nav="models",
+    )
 
 
 # -- rollouts -------------------------------------------------------------------------------
@@ -577,9 +678,16 @@ def rollouts(request: Request) -> Response:
     sess = _session(request)
     if sess is None:
         return _to_login(request)
-    return _page(request, sess, "rollouts.html", "_rollouts_live.html",
-                 rollouts=_svc(request).rollouts.list_rollouts(), poll_url="/ui/rollouts?partial=1",
-                 here="/ui/rollouts", nav="rollouts")
+    return _page(
+        request,
+        sess,
+        "rollouts.html",
+        "_rollouts_live.html",
+        rollouts=_svc(request).rollouts.list_rollouts(),
+        poll_url="/ui/rollouts?partial=1",
+        here="/ui/rollouts",
+        nav="rollouts",
+    )
 
 
 @router.get("/ui/rollouts/{rollout_id}", response_model=None)
@@ -590,10 +698,21 @@ def rollout_detail(request: Request, rollout_id: int) -> Response:
     try:
         r = _svc(request).rollouts.get(rollout_id)
     except AutoGLMError as exc:
-        return _html(request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message)
-    return _page(request, sess, "rollout.html", "_rollout_live.html", r=r, actions=list(RolloutAction),
-                 events=list(reversed(r.events)), poll_url=f"/ui/rollouts/{rollout_id}?partial=1",
-                 here=f"/ui/rollouts/{rollout_id}", nav="rollouts")
+        return _html(
+            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
+        )
+    return _page(
+        request,
+        sess,
+        "rollout.html",
+        "_rollout_live.html",
+        r=r,
+        actions=list(RolloutAction),
+        events=list(reversed(r.events)),
+        poll_url=f"/ui/rollouts/{rollout_id}?partial=1",
+        here=f"/ui/rollouts/{rollout_id}",
+        nav="rollouts",
+    )
 
 
 @router.post("/ui/rollouts/{rollout_id}/{action}", response_model=None)
@@ -606,8 +725,12 @@ async def rollout_act(request: Request, rollout_id: int, action: str) -> Respons
         return _refused(request, exc)
     svc = _svc(request).rollouts
     reason = form.get("reason", "").strip()[:500] or f"{action} from the console"
-    fn = {RolloutAction.PAUSE: svc.pause, RolloutAction.RESUME: svc.resume,
-          RolloutAction.PROMOTE: svc.promote, RolloutAction.ABORT: svc.abort}[RolloutAction(action)]
+    fn = {
+        RolloutAction.PAUSE: svc.pause,
+        RolloutAction.RESUME: svc.resume,
+        RolloutAction.PROMOTE: svc.promote,
+        RolloutAction.ABORT: svc.abort,
+    }[RolloutAction(action)]
     try:
         r = fn(rollout_id, actor=sess.actor, reason=reason)
         sess.flash.append(("ok", f"rollout #{rollout_id}: {action} done, now {r.state}"))

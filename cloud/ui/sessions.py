@@ -62,7 +62,9 @@ class SessionStore:
 
     def create(self, role: Role, name: str) -> ConsoleSession:
         now = self.clock()
-        sess = ConsoleSession(secrets.token_urlsafe(32), role, name, secrets.token_urlsafe(32), now + self.ttl_s)
+        sess = ConsoleSession(
+            secrets.token_urlsafe(32), role, name, secrets.token_urlsafe(32), now + self.ttl_s
+        )
         with self._lock:
             for sid in [k for k, v in self._sessions.items() if v.expires <= now]:
                 del self._sessions[sid]
@@ -98,8 +100,13 @@ class LoginLimiter:
     ``burst`` tries, then one per ``refill_s``) while parallel guesses cannot slip past the check.
     At most ``max_clients`` addresses are tracked (least recently seen dropped first)."""
 
-    def __init__(self, burst: int, refill_s: float, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        burst: int,
+        refill_s: float,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.burst = burst
         self.refill_s = refill_s
         self.max_clients = max_clients

@@ -33,17 +33,24 @@ class ConsoleSettings(AutoGLMSettings):
         default=1000, ge=1, description="Sign-ins kept in memory; the oldest is dropped beyond this."
     )
     console_login_burst: int = Field(
-        default=10, ge=1, le=1000,
+        default=10,
+        ge=1,
+        le=1000,
         description="Sign-in attempts a client address may make at once; failed ones use it up (then 429 "
         "with Retry-After). Successful sign-ins do not count.",
     )
     console_login_refill_s: float = Field(
-        default=30.0, gt=0, le=86400,
+        default=30.0,
+        gt=0,
+        le=86400,
         description="Seconds until a client address gets one more sign-in attempt back after using up "
         "console_login_burst.",
     )
     console_page_size: int = Field(
-        default=100, ge=10, le=1000, description="Nodes per page of the fleet table (filters apply to all nodes)."
+        default=100,
+        ge=10,
+        le=1000,
+        description="Nodes per page of the fleet table (filters apply to all nodes).",
     )
     console_poll_interval_s: float = Field(
         default=3.0, gt=0, description="How often open console pages refresh their live parts."

@@ -94,17 +94,35 @@ class _Turn:
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, encoder: Encoder, *, graph: KnowledgeGraph, devices: DeviceStore,
-                 sessions: SessionStore, memory: KnowledgeMemory, cache: SemanticCache, cloud: CloudClient,
-                 prompts: PromptEngine, reasoner: PathReasoner | None = None, router: KeywordRouter | None = None,
-                 hard_examples: HardExampleSink | None = None, node_id: str = "edge-local",
-                 metrics: AgentMetrics | None = None, scope: ScopeGate | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        encoder: Encoder,
+        *,
+        graph: KnowledgeGraph,
+        devices: DeviceStore,
+        sessions: SessionStore,
+        memory: KnowledgeMemory,
+        cache: SemanticCache,
+        cloud: CloudClient,
+        prompts: PromptEngine,
+        reasoner: PathReasoner | None = None,
+        router: KeywordRouter | None = None,
+        hard_examples: HardExampleSink | None = None,
+        node_id: str = "edge-local",
+        metrics: AgentMetrics | None = None,
+        scope: ScopeGate | None = None,
+    ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.graph = graph
         self.linker = EntityLinker(graph)
-        self.reasoner = reasoner or PathReasoner(graph, linker=self.linker, beam_width=settings.agent_kg_beam_width,
-                                                 min_hop_prob=settings.agent_kg_min_hop_prob)
+        self.reasoner = reasoner or PathReasoner(
+            graph,
+            linker=self.linker,
+            beam_width=settings.agent_kg_beam_width,
+            min_hop_prob=settings.agent_kg_min_hop_prob,
+        )
         self.devices = devices
         self.tools = LocalTools(devices)
         self.sessions = sessions
@@ -118,7 +136,9 @@ class Agent:
         self.hard_examples = hard_examples
         self.node_id = node_id
         self.policies = policy_table(settings.agent_cloud_routes)
-        self._paths: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()  # question -> (start type, path)
+        self._paths: OrderedDict[str, tuple[str, tuple[str, ...]]] = (
+            OrderedDict()
+        )  # question -> (start type, path)
         self.counters: dict[str, int] = {}
         self.metrics = metrics or AgentMetrics(node_id)
 
@@ -135,12 +155,25 @@ class Agent:
             raise BadRequest("text is empty")
         rewrite = resolve_followup(text, session, self.linker)
         if rewrite is not None:
-            steps.add("coreference", original=text, rewritten=rewrite.text, replaced=rewrite.replaced, by=rewrite.by,
-                      entity=rewrite.entity)
+            steps.add(
+                "coreference",
+                original=text,
+                rewritten=rewrite.text,
+                replaced=rewrite.replaced,
+                by=rewrite.by,
+                entity=rewrite.entity,
+            )
             text = rewrite.text
         enc = (await self.encoder.encode([text], priority=req.priority))[0]
-        turn = _Turn(req, text, session, enc, self._decide(text, enc, steps), steps,
-                     question_signature(text, self.linker))
+        turn = _Turn(
+            req,
+            text,
+            session,
+            enc,
+            self._decide(text, enc, steps),
+            steps,
+            question_signature(text, self.linker),
+        )
         ans = self._from_cache(turn) or self._from_memory(turn)
         if ans is None and not turn.decision.hard:
             ans = await self._answer_confident(turn)
@@ -155,12 +188,24 @@ class Agent:
             self._remember_turn(req.session_id, session, text, ans)
         self.counters[ans.source.value] = self.counters.get(ans.source.value, 0) + 1
         cache_step = next((s for s in steps.items if s["kind"] == "cache"), None)
-        self.metrics.observe(ans.source.value, ans.route, latency_ms / 1000.0,
-                             None if cache_step is None else ("hit" if cache_step["hit"] else "miss"),
-                             self.cloud.breaker.state)
-        return AskResponse(answer=ans.text, route=ans.route, confidence=round(turn.decision.confidence, 4),
-                           source=ans.source, steps=steps.items, model_version=enc.model_version,
-                           latency_ms=round(latency_ms, 3), session_id=req.session_id, data=ans.data)
+        self.metrics.observe(
+            ans.source.value,
+            ans.route,
+            latency_ms / 1000.0,
+            None if cache_step is None else ("hit" if cache_step["hit"] else "miss"),
+            self.cloud.breaker.state,
+        )
+        return AskResponse(
+            answer=ans.text,
+            route=ans.route,
+            confidence=round(turn.decision.confidence, 4),
+            source=ans.source,
+            steps=steps.items,
+            model_version=enc.model_version,
+            latency_ms=round(latency_ms, 3),
+            session_id=req.session_id,
+            data=ans.data,
+        )
 
     async def remember(self, key: str, text: str, *, source: str = "", shared: bool = True) -> dict[str, Any]:
         """A long-term knowledge entry, embedded with the serving encoder, stored and (when
@@ -177,8 +222,12 @@ class Agent:
             return {"confirmed": False, "reason": "no graph path known for this question"}
         if req.correct:
             self.reasoner.confirm(start_type, path)
-        return {"confirmed": req.correct, "start_type": start_type, "path": list(path),
-                "prior": round(self.reasoner.prior(start_type, path), 4)}
+        return {
+            "confirmed": req.correct,
+            "start_type": start_type,
+            "path": list(path),
+            "prior": round(self.reasoner.prior(start_type, path), 4),
+        }
 
     # ------------------------------------------------------------------ stages
     def _decide(self, text: str, enc: Encoded, steps: Steps) -> RouteDecision:
@@ -195,11 +244,25 @@ class Agent:
                 self.metrics.abstentions.labels(self.node_id).inc()
         hard = abstained or confidence < self.settings.agent_confidence_threshold
         top = sorted(enc.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        extra = {} if p_unsure is None else {"p_unsure": round(p_unsure, 4), "abstain_threshold": self.scope.threshold,  # type: ignore[union-attr]
-                                             "abstained": abstained}
-        steps.add("route", route=route, probability=round(confidence, 4), router=router_name,
-                  threshold=self.settings.agent_confidence_threshold, hard_example=hard,
-                  top=[{"route": r, "p": round(p, 4)} for r, p in top], **extra)
+        extra = (
+            {}
+            if p_unsure is None
+            else {
+                "p_unsure": round(p_unsure, 4),
+                "abstain_threshold": self.scope.threshold,  # type: ignore[union-attr]
+                "abstained": abstained,
+            }
+        )
+        steps.add(
+            "route",
+            route=route,
+            probability=round(confidence, 4),
+            router=router_name,
+            threshold=self.settings.agent_confidence_threshold,
+            hard_example=hard,
+            top=[{"route": r, "p": round(p, 4)} for r, p in top],
+            **extra,
+        )
         return RouteDecision(route, confidence, router_name, hard, abstained, p_unsure)
 
     def _from_cache(self, t: _Turn) -> Answer | None:
@@ -210,23 +273,48 @@ class Agent:
         if hit is None:
             t.steps.add("cache", hit=False, best_similarity=round(best, 4), threshold=self.cache.threshold)
             return None
-        t.steps.add("cache", hit=True, similarity=round(hit.similarity, 4), age_s=round(hit.age_s, 3),
-                    origin=hit.origin, cached_question=hit.question, threshold=self.cache.threshold)
+        t.steps.add(
+            "cache",
+            hit=True,
+            similarity=round(hit.similarity, 4),
+            age_s=round(hit.age_s, 3),
+            origin=hit.origin,
+            cached_question=hit.question,
+            threshold=self.cache.threshold,
+        )
         return Answer(hit.answer, Source.SEMANTIC_CACHE, hit.route, hit.data)
 
     def _from_memory(self, t: _Turn) -> Answer | None:
-        t.memory_hits = self.memory.search(t.enc.embedding, k=3, threshold=self.settings.agent_memory_threshold)
+        t.memory_hits = self.memory.search(
+            t.enc.embedding, k=3, threshold=self.settings.agent_memory_threshold
+        )
         if not t.memory_hits:
             return None
-        t.steps.add("memory", hits=[{"key": h.key, "similarity": round(h.similarity, 4), "text": h.text[:200]}
-                                    for h in t.memory_hits])
+        t.steps.add(
+            "memory",
+            hits=[
+                {"key": h.key, "similarity": round(h.similarity, 4), "text": h.text[:200]}
+                for h in t.memory_hits
+            ],
+        )
         top = t.memory_hits[0]
-        if top.similarity < self.settings.agent_memory_answer_threshold or self.policy(t.decision.route).computed:
+        if (
+            top.similarity < self.settings.agent_memory_answer_threshold
+            or self.policy(t.decision.route).computed
+        ):
             return None
-        t.steps.add("memory_answer", key=top.key, similarity=round(top.similarity, 4),
-                    threshold=self.settings.agent_memory_answer_threshold)
-        return Answer(top.text, Source.MEMORY, t.decision.route,
-                      {"key": top.key, "similarity": round(top.similarity, 4), "origin": top.source})
+        t.steps.add(
+            "memory_answer",
+            key=top.key,
+            similarity=round(top.similarity, 4),
+            threshold=self.settings.agent_memory_answer_threshold,
+        )
+        return Answer(
+            top.text,
+            Source.MEMORY,
+            t.decision.route,
+            {"key": top.key, "similarity": round(top.similarity, 4), "origin": top.source},
+        )
 
     async def _answer_confident(self, t: _Turn) -> Answer | None:
         route = t.decision.route
@@ -254,34 +342,51 @@ class Agent:
         """The scorer is unsure: show the top candidate paths with their probabilities and ask."""
         zh = has_cjk(ans.question)
         options = ans.candidate_paths(3)
-        steps.add("kg_unsure", path_probability=round(ans.path_probability, 4),
-                  threshold=self.settings.agent_kg_unsure_threshold, candidates=options)
+        steps.add(
+            "kg_unsure",
+            path_probability=round(ans.path_probability, 4),
+            threshold=self.settings.agent_kg_unsure_threshold,
+            candidates=options,
+        )
         lines = [f"{i}. {o['text']} (p={o['p']:.2f})" for i, o in enumerate(options, start=1)]
         head = "我不确定你问的是哪一个，可能是：" if zh else "I am not sure which one you mean. Candidates:"
         tail = "请告诉我是哪一个。" if zh else "Which one did you mean?"
-        return Answer("\n".join([head, *lines, tail]), Source.KNOWLEDGE_GRAPH, route,
-                      {**ans.to_dict(), "unsure": True, "candidates": options})
+        return Answer(
+            "\n".join([head, *lines, tail]),
+            Source.KNOWLEDGE_GRAPH,
+            route,
+            {**ans.to_dict(), "unsure": True, "candidates": options},
+        )
 
     def _tool_answer(self, route: str, t: _Turn, keep_errors: bool) -> Answer | None:
         # equipment codes are names, not quantities: the arithmetic and unit tools never read them
         text = mask_codes(t.text, self.linker) if route in ("calculator", "unit_convert") else t.text
         try:
-            out = self.tools.run(route, text, t.session, confirm=t.req.confirm and self.policy(route).needs_confirmation)
+            out = self.tools.run(
+                route, text, t.session, confirm=t.req.confirm and self.policy(route).needs_confirmation
+            )
         except AutoGLMError as exc:
             t.steps.add("tool_call", tool=route, where="edge", error=exc.message, status=exc.status)
-            return Answer(exc.message, Source.LOCAL_TOOL, route, {"error": exc.message}) if keep_errors else None
+            return (
+                Answer(exc.message, Source.LOCAL_TOOL, route, {"error": exc.message}) if keep_errors else None
+            )
         self._tool_step(out, t.steps)
         return Answer(out.answer, Source.LOCAL_TOOL, route, out.data)
 
     async def _answer_from_cloud(self, t: _Turn) -> Answer:
         route, hard, steps = t.decision.route, t.decision.hard, t.steps
         zh = has_cjk(t.text)
-        prompt = self.prompts.build(route, t.text, confidence=t.enc.confidence, node=self.node_id,
-                                    language="Chinese" if zh else "English",
-                                    memory=[h.text for h in t.memory_hits],
-                                    history=[f"Q: {x.question} A: {x.answer}" for x in (t.session.turns if t.session else [])][-3:],
-                                    steps=[s for s in steps.items if s["kind"] != "route"],
-                                    followup=any(s["kind"] == "coreference" for s in steps.items))
+        prompt = self.prompts.build(
+            route,
+            t.text,
+            confidence=t.enc.confidence,
+            node=self.node_id,
+            language="Chinese" if zh else "English",
+            memory=[h.text for h in t.memory_hits],
+            history=[f"Q: {x.question} A: {x.answer}" for x in (t.session.turns if t.session else [])][-3:],
+            steps=[s for s in steps.items if s["kind"] != "route"],
+            followup=any(s["kind"] == "coreference" for s in steps.items),
+        )
         steps.add("prompt", template=prompt.template, chars=len(prompt.text), truncated=prompt.truncated)
         hint = None if hard else route
         source = Source.CLOUD_FALLBACK if hard else Source.CLOUD_TOOL
@@ -289,15 +394,28 @@ class Agent:
         try:
             res = await self.cloud.route_and_call(t.text, hint, context=prompt.text)
         except AutoGLMError as exc:
-            steps.add("cloud_call", route_hint=hint, breaker=self.cloud.breaker.state, error=exc.message,
-                      status=exc.status, attempts=getattr(exc, "attempts", []),
-                      ms=round((time.perf_counter() - t_call) * 1000, 3))
+            steps.add(
+                "cloud_call",
+                route_hint=hint,
+                breaker=self.cloud.breaker.state,
+                error=exc.message,
+                status=exc.status,
+                attempts=getattr(exc, "attempts", []),
+                ms=round((time.perf_counter() - t_call) * 1000, 3),
+            )
             if isinstance(exc, Unavailable) or exc.status >= 500:
                 return self._offline(t, zh)
             msg = f"云端无法回答：{exc.message}" if zh else f"The cloud could not answer: {exc.message}"
             return Answer(msg, source, route, {"error": exc.message})
-        steps.add("cloud_call", route_hint=hint, tool=res.tool, route=res.route, attempts=res.attempts,
-                  breaker=self.cloud.breaker.state, ms=round((time.perf_counter() - t_call) * 1000, 3))
+        steps.add(
+            "cloud_call",
+            route_hint=hint,
+            tool=res.tool,
+            route=res.route,
+            attempts=res.attempts,
+            breaker=self.cloud.breaker.state,
+            ms=round((time.perf_counter() - t_call) * 1000, 3),
+        )
         data = res.result if isinstance(res.result, dict) else {"result": res.result}
         return Answer(result_text(res.result), source, res.route or res.tool or route, data)
 
@@ -319,42 +437,79 @@ class Agent:
                 if ans is not None:
                     t.steps.add("degraded", reason="cloud unreachable; answered on the edge", route=route)
                     return ans
-        t.steps.add("degraded", reason="cloud unreachable", breaker=self.cloud.breaker.state,
-                    abstained=t.decision.abstained)
+        t.steps.add(
+            "degraded",
+            reason="cloud unreachable",
+            breaker=self.cloud.breaker.state,
+            abstained=t.decision.abstained,
+        )
         if t.decision.abstained:
-            msg = ("我不确定你的意思，也无法连接云端。可以换个说法吗？我能计算、换算单位、查询设备和工厂知识图谱。" if zh else
-                   "I am not sure what you mean, and the cloud is out of reach. Could you rephrase? I can calculate, "
-                   "convert units, report device status and answer plant knowledge-graph questions.")
+            msg = (
+                "我不确定你的意思，也无法连接云端。可以换个说法吗？我能计算、换算单位、查询设备和工厂知识图谱。"
+                if zh
+                else "I am not sure what you mean, and the cloud is out of reach. Could you rephrase? "
+                "I can calculate, "
+                "convert units, report device status and answer plant knowledge-graph questions."
+            )
             return Answer(msg, Source.OFFLINE, t.decision.route, {"offline": True, "unsure": True})
-        msg = ("云端暂时无法连接，这个问题需要云端工具，请稍后再试。本地仍可计算、换算单位、查询设备和工厂知识图谱。" if zh else
-               "I am offline from the cloud right now and cannot answer this here. Locally I can still calculate, "
-               "convert units, report device status and answer plant knowledge-graph questions.")
+        msg = (
+            "云端暂时无法连接，这个问题需要云端工具，请稍后再试。本地仍可计算、换算单位、查询设备和工厂知识图谱。"
+            if zh
+            else "I am offline from the cloud right now and cannot answer this here. "
+            "Locally I can still calculate, "
+            "convert units, report device status and answer plant knowledge-graph questions."
+        )
         return Answer(msg, Source.OFFLINE, t.decision.route, {"offline": True})
 
     def _links_entity(self, text: str, session: Session | None) -> bool:
         return any(m.score >= 0.5 for m in self.linker.link(text, context_site=self._site(session)))
 
     def _cache_answer(self, t: _Turn, ans: Answer) -> None:
-        if ans.source not in (Source.LOCAL_TOOL, Source.KNOWLEDGE_GRAPH, Source.CLOUD_TOOL, Source.CLOUD_FALLBACK):
+        if ans.source not in (
+            Source.LOCAL_TOOL,
+            Source.KNOWLEDGE_GRAPH,
+            Source.CLOUD_TOOL,
+            Source.CLOUD_FALLBACK,
+        ):
             return
         if ans.failed or not self.policy(ans.route).cacheable:
             return
-        key = self.cache.store_answer(t.text, t.enc.embedding, ans.route, t.signature, ans.text, ans.data,
-                                      source=self.node_id)
+        key = self.cache.store_answer(
+            t.text, t.enc.embedding, ans.route, t.signature, ans.text, ans.data, source=self.node_id
+        )
         if key:
             t.steps.add("cache_store", key=key, route=ans.route)
 
     # ------------------------------------------------------------------ records
     def _kg_steps(self, ans: KGAnswer, steps: Steps) -> None:
         ent = self.graph.entities[ans.start.entity_id]
-        steps.add("kg_link", entity=ent.id, type=ent.type, surface=ans.start.surface, method=ans.start.method,
-                  score=round(ans.start.score, 4))
+        steps.add(
+            "kg_link",
+            entity=ent.id,
+            type=ent.type,
+            surface=ans.start.surface,
+            method=ans.start.method,
+            score=round(ans.start.score, 4),
+        )
         for s in ans.steps:
             top = sorted(s.candidates.items(), key=lambda kv: -kv[1])[:3]
-            steps.add("kg_hop", hop=s.hop, relation=s.relation, score=round(s.score, 4), **{"from": list(s.from_entities)},
-                      to=list(s.to_entities), candidates=[{"relation": r, "score": round(p, 4)} for r, p in top])
-        steps.add("kg_answer", answers=ans.answers, path=list(ans.path), score=round(ans.score, 4), from_path_cache=ans.from_cache,
-                  scorer=type(self.reasoner.scorer).__name__)
+            steps.add(
+                "kg_hop",
+                hop=s.hop,
+                relation=s.relation,
+                score=round(s.score, 4),
+                **{"from": list(s.from_entities)},
+                to=list(s.to_entities),
+                candidates=[{"relation": r, "score": round(p, 4)} for r, p in top],
+            )
+        steps.add(
+            "kg_answer",
+            answers=ans.answers,
+            path=list(ans.path),
+            score=round(ans.score, 4),
+            from_path_cache=ans.from_cache,
+            scorer=type(self.reasoner.scorer).__name__,
+        )
         key = ans.question.strip()
         self._paths[key] = (ent.type, ans.path)
         self._paths.move_to_end(key)
@@ -363,17 +518,31 @@ class Agent:
 
     @staticmethod
     def _tool_step(out: ToolOutcome, steps: Steps) -> None:
-        steps.add("tool_call", tool=out.tool, where="edge", args=out.args,
-                  result=out.data if len(str(out.data)) < 1500 else str(out.data)[:1500], refused=out.refused)
+        steps.add(
+            "tool_call",
+            tool=out.tool,
+            where="edge",
+            args=out.args,
+            result=out.data if len(str(out.data)) < 1500 else str(out.data)[:1500],
+            refused=out.refused,
+        )
 
     def _queue_hard_example(self, t: _Turn, ans: Answer) -> None:
         d = t.decision
-        example = {"text": t.req.text, "resolved_text": t.text, "edge_route": d.route,
-                   "edge_confidence": round(d.confidence, 6),
-                   "probabilities": {k: round(v, 6) for k, v in t.enc.probabilities.items()},
-                   "model_version": t.enc.model_version, "final_route": ans.route, "answer": ans.text[:2000],
-                   "answer_source": ans.source.value, "abstained": d.abstained,
-                   "p_unsure": None if d.p_unsure is None else round(d.p_unsure, 6), "ts": time.time()}
+        example = {
+            "text": t.req.text,
+            "resolved_text": t.text,
+            "edge_route": d.route,
+            "edge_confidence": round(d.confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in t.enc.probabilities.items()},
+            "model_version": t.enc.model_version,
+            "final_route": ans.route,
+            "answer": ans.text[:2000],
+            "answer_source": ans.source.value,
+            "abstained": d.abstained,
+            "p_unsure": None if d.p_unsure is None else round(d.p_unsure, 6),
+            "ts": time.time(),
+        }
         steps = t.steps
         if self.hard_examples is None:
             steps.add("hard_example", queued=False, reason="no sync configured")
@@ -397,7 +566,11 @@ class Agent:
             m = mentions[0]
             slots["last_mention"] = m.surface
             slots["last_entity"] = m.entity_id
-            site = self.linker.site_of(m.entity_id) if self.graph.entities[m.entity_id].type != "site" else m.entity_id
+            site = (
+                self.linker.site_of(m.entity_id)
+                if self.graph.entities[m.entity_id].type != "site"
+                else m.entity_id
+            )
             slots["site"] = site
         if isinstance(data.get("device"), str) or route.startswith("device"):
             slots["last_device"] = data.get("id") or data.get("device")

@@ -86,9 +86,18 @@ _CLIENT_ERRORS: dict[int, type[AutoGLMError]] = {400: BadRequest, 404: NotFound,
 
 
 class CloudClient:
-    def __init__(self, base_url: str, token: str = "", *, timeout_s: float = 2.0, retries: int = 2,
-                 backoff_s: float = 0.1, total_budget_s: float = 5.0, breaker: CircuitBreaker | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str = "",
+        *,
+        timeout_s: float = 2.0,
+        retries: int = 2,
+        backoff_s: float = 0.1,
+        total_budget_s: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
@@ -96,8 +105,12 @@ class CloudClient:
         self.total_budget_s = total_budget_s
         self.breaker = breaker or CircuitBreaker()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.AsyncClient(base_url=self.base_url or "http://cloud.invalid", headers=headers,
-                                         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0)), transport=transport)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url or "http://cloud.invalid",
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 1.0)),
+            transport=transport,
+        )
 
     @property
     def configured(self) -> bool:
@@ -114,7 +127,9 @@ class CloudClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def route_and_call(self, text: str, route: str | None = None, *, context: str | None = None) -> CloudResult:
+    async def route_and_call(
+        self, text: str, route: str | None = None, *, context: str | None = None
+    ) -> CloudResult:
         body: dict[str, Any] = {"text": text}
         if route:
             body["route"] = route
@@ -141,12 +156,19 @@ class CloudClient:
                 break
             t0 = time.perf_counter()
             try:
-                resp = await asyncio.wait_for(self._client.post(path, json=body), timeout=min(self.timeout_s, remaining))
+                resp = await asyncio.wait_for(
+                    self._client.post(path, json=body), timeout=min(self.timeout_s, remaining)
+                )
             except (TimeoutError, httpx.HTTPError, OSError) as exc:
                 self.breaker.failure()
                 last = exc
-                attempts.append({"attempt": attempt + 1, "error": type(exc).__name__,
-                                 "ms": round((time.perf_counter() - t0) * 1000, 2)})
+                attempts.append(
+                    {
+                        "attempt": attempt + 1,
+                        "error": type(exc).__name__,
+                        "ms": round((time.perf_counter() - t0) * 1000, 2),
+                    }
+                )
             else:
                 ms = round((time.perf_counter() - t0) * 1000, 2)
                 attempts.append({"attempt": attempt + 1, "status": resp.status_code, "ms": ms})
@@ -155,7 +177,9 @@ class CloudClient:
                     doc = resp.json()
                     return CloudResult(doc.get("tool", ""), doc.get("route"), doc.get("result"), attempts)
                 message = _error_message(resp)
-                if resp.status_code in (401, 403) or (400 <= resp.status_code < 500 and resp.status_code != 429):
+                if resp.status_code in (401, 403) or (
+                    400 <= resp.status_code < 500 and resp.status_code != 429
+                ):
                     self.breaker.success()  # the cloud is up; it refused this request
                     err_cls = _CLIENT_ERRORS.get(resp.status_code, BadRequest)
                     err2 = err_cls(f"cloud: {message}")
@@ -168,8 +192,9 @@ class CloudClient:
                 pause = min(pause, max(deadline - time.monotonic(), 0))
                 if pause > 0:
                     await asyncio.sleep(pause)
-        err3: AutoGLMError = (GatewayTimeout if isinstance(last, asyncio.TimeoutError | httpx.TimeoutException)
-                              else Unavailable)(f"cloud unreachable after {len(attempts)} attempt(s): {last!r}")
+        err3: AutoGLMError = (
+            GatewayTimeout if isinstance(last, asyncio.TimeoutError | httpx.TimeoutException) else Unavailable
+        )(f"cloud unreachable after {len(attempts)} attempt(s): {last!r}")
         err3.attempts = attempts  # type: ignore[attr-defined]
         raise err3
 

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from edge.agent.memory import Session
 from skillpack.kg.linking import EntityLinker
 
-_FOLLOWUP = re.compile(r"^\s*(?:and|what about|how about|same for|and for|also)\b|^\s*(?:那|还有|那么)|呢\s*[?？]?\s*$",
-                       re.IGNORECASE)
+_FOLLOWUP = re.compile(
+    r"^\s*(?:and|what about|how about|same for|and for|also)\b|^\s*(?:那|还有|那么)|呢\s*[?？]?\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)

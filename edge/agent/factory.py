@@ -23,11 +23,21 @@ from skillpack.kg.reasoner import PathReasoner
 log = get_logger("autoglm.edge.agent.factory")
 
 
-def build_agent(settings: AgentSettings | None = None, *, service: Any = None, encoder: Encoder | None = None,
-                sync: Any = None, store: MemoryStore | None = None, node_id: str = "edge-local",
-                router: KeywordRouter | None = None, hard_examples: HardExampleSink | None = None,
-                cloud: CloudClient | None = None, graph: KnowledgeGraph | None = None,
-                bundle_dir: Path | None = None, keyword_routing: bool = False) -> Agent:
+def build_agent(
+    settings: AgentSettings | None = None,
+    *,
+    service: Any = None,
+    encoder: Encoder | None = None,
+    sync: Any = None,
+    store: MemoryStore | None = None,
+    node_id: str = "edge-local",
+    router: KeywordRouter | None = None,
+    hard_examples: HardExampleSink | None = None,
+    cloud: CloudClient | None = None,
+    graph: KnowledgeGraph | None = None,
+    bundle_dir: Path | None = None,
+    keyword_routing: bool = False,
+) -> Agent:
     """``service``: the edge InferenceService (bundle encoder + router head). Without one (or
     an ``encoder``) the agent runs on the hashing encoder with the keyword router. ``sync``: an
     ``EdgeSync`` whose store holds memory + cache and whose outbox takes memory deltas and hard
@@ -41,28 +51,44 @@ def build_agent(settings: AgentSettings | None = None, *, service: Any = None, e
     if s.agent_kg_scorer != "lexical":
         scorer = _learned_scorer(bundle_dir, required=s.agent_kg_scorer == "learned")
         if scorer is not None:
-            reasoner = PathReasoner(graph, scorer=scorer, beam_width=s.agent_kg_beam_width,
-                                    min_hop_prob=s.agent_kg_min_hop_prob)
+            reasoner = PathReasoner(
+                graph, scorer=scorer, beam_width=s.agent_kg_beam_width, min_hop_prob=s.agent_kg_min_hop_prob
+            )
     if encoder is None:
-        encoder = ServiceEncoder(service) if service is not None and not keyword_routing else HashingEncoder(KeywordRouter(EntityLinker(graph)))
+        encoder = (
+            ServiceEncoder(service)
+            if service is not None and not keyword_routing
+            else HashingEncoder(KeywordRouter(EntityLinker(graph)))
+        )
     if store is None:
         store = getattr(sync, "store", None) or MemoryStore(s.agent_memory_db, node_id)
     publish = sync.publish_memory if sync is not None else None
     if hard_examples is None and sync is not None:
         hard_examples = sync.publish_hard_example
     if cloud is None:
-        cloud = CloudClient(s.agent_cloud_url, s.agent_cloud_token, timeout_s=s.agent_cloud_timeout_s,
-                            retries=s.agent_cloud_retries, backoff_s=s.agent_cloud_backoff_s,
-                            total_budget_s=s.agent_cloud_total_budget_s,
-                            breaker=CircuitBreaker(s.agent_breaker_failures, s.agent_breaker_reset_s))
+        cloud = CloudClient(
+            s.agent_cloud_url,
+            s.agent_cloud_token,
+            timeout_s=s.agent_cloud_timeout_s,
+            retries=s.agent_cloud_retries,
+            backoff_s=s.agent_cloud_backoff_s,
+            total_budget_s=s.agent_cloud_total_budget_s,
+            breaker=CircuitBreaker(s.agent_breaker_failures, s.agent_breaker_reset_s),
+        )
     return Agent(
-        s, encoder, graph=graph,
+        s,
+        encoder,
+        graph=graph,
         devices=DeviceStore.from_graph(graph, s.agent_site or None, allow=set(s.agent_device_allow) or None),
         sessions=SessionStore(s.agent_session_ttl_s, s.agent_session_max_turns),
         memory=KnowledgeMemory(store, publish),
         cache=SemanticCache(store, s.agent_cache_threshold, DEFAULT_FRESHNESS_S, publish),
-        cloud=cloud, prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
-        router=router, hard_examples=hard_examples, node_id=node_id, reasoner=reasoner,
+        cloud=cloud,
+        prompts=PromptEngine.load(s.agent_prompt_file, s.agent_prompt_max_chars),
+        router=router,
+        hard_examples=hard_examples,
+        node_id=node_id,
+        reasoner=reasoner,
         scope=_scope_head(bundle_dir, graph) if s.agent_scope == "auto" and not keyword_routing else None,
         metrics=AgentMetrics(node_id, getattr(getattr(service, "metrics", None), "registry", None)),
     )
@@ -85,10 +111,14 @@ def _learned_scorer(bundle_dir: Path | None, required: bool) -> Any:
 
     try:
         return learned_scorer_from_bundle(bundle_dir)
-    except BundleError as exc:  # e.g. an adapter-only update that lists the parent's graph but not its metadata
+    except (
+        BundleError
+    ) as exc:  # e.g. an adapter-only update that lists the parent's graph but not its metadata
         if required:
             raise
-        log.warning("bundle %s: hop_scorer not usable (%s); the graph search uses the lexical scorer", bundle_dir, exc)
+        log.warning(
+            "bundle %s: hop_scorer not usable (%s); the graph search uses the lexical scorer", bundle_dir, exc
+        )
         return None
 
 

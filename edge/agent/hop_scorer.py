@@ -43,7 +43,9 @@ def _session(graph_file: Path) -> ort.InferenceSession:
 
 
 class OnnxHopScorer:
-    def __init__(self, graph_file: Path, meta: dict[str, object], embed: Embed, cache_size: int = 1024) -> None:
+    def __init__(
+        self, graph_file: Path, meta: dict[str, object], embed: Embed, cache_size: int = 1024
+    ) -> None:
         if list(meta.get("relations", [])) != list(RELATION_NAMES):  # type: ignore[call-overload]
             raise BundleError("hop scorer was trained on another relation vocabulary than this skill pack's")
         self.session = _session(graph_file)
@@ -79,11 +81,14 @@ class OnnxHopScorer:
     def __call__(self, state: HopState, candidates: list[str]) -> np.ndarray:
         self.calls += 1
         text = masked_question(state.question, state.mention_span, state.start_type)
-        feeds = {"question_embedding": self._embedding(text)[None, :],
-                 "hop": np.array([len(state.path)], dtype=np.int64),
-                 "prev_relation": np.array([RELATION_NAMES.index(state.path[-1]) if state.path else STOP_INDEX],
-                                           dtype=np.int64),
-                 "entity_type": np.array([TYPE_NAMES.index(state.current_type)], dtype=np.int64)}
+        feeds = {
+            "question_embedding": self._embedding(text)[None, :],
+            "hop": np.array([len(state.path)], dtype=np.int64),
+            "prev_relation": np.array(
+                [RELATION_NAMES.index(state.path[-1]) if state.path else STOP_INDEX], dtype=np.int64
+            ),
+            "entity_type": np.array([TYPE_NAMES.index(state.current_type)], dtype=np.int64),
+        }
         if "char_grams" in self.inputs:
             feeds["char_grams"] = char_grams(text)[None, :]
         if self.lexical is not None:
@@ -103,7 +108,9 @@ class OnnxPathScorer:
     of the paths that continue with r, STOP the mass of the path so far — renormalised over the
     relations that really leave the current entities."""
 
-    def __init__(self, graph_file: Path, meta: dict[str, object], embed: Embed, cache_size: int = 1024) -> None:
+    def __init__(
+        self, graph_file: Path, meta: dict[str, object], embed: Embed, cache_size: int = 1024
+    ) -> None:
         if list(meta.get("relations", [])) != list(RELATION_NAMES):  # type: ignore[call-overload]
             raise BundleError("path scorer was trained on another relation vocabulary than this skill pack's")
         self.session = _session(graph_file)
@@ -122,7 +129,10 @@ class OnnxPathScorer:
         granularity) its windows embedded in one encoder call."""
         windows = question_windows(text) if self.phrases else []
         emb = np.asarray(self.embed([text, *windows]), dtype=np.float32)
-        feeds = {"question_embedding": emb[:1], "start_type": np.array([TYPE_NAMES.index(start_type)], dtype=np.int64)}
+        feeds = {
+            "question_embedding": emb[:1],
+            "start_type": np.array([TYPE_NAMES.index(start_type)], dtype=np.int64),
+        }
         if self.phrases:
             feeds["window_embeddings"] = emb[None, 1:]
             feeds["window_mask"] = np.ones((1, len(windows)), dtype=np.float32)
@@ -165,7 +175,9 @@ class OnnxPathScorer:
         return result
 
 
-def learned_scorer_from_bundle(bundle_dir: Path, embed: Embed | None = None) -> OnnxHopScorer | OnnxPathScorer:
+def learned_scorer_from_bundle(
+    bundle_dir: Path, embed: Embed | None = None
+) -> OnnxHopScorer | OnnxPathScorer:
     """The bundle's ``hop_scorer`` graph: a path scorer (schema /3) or a per-hop scorer (/1, /2)."""
     bundle = open_bundle(bundle_dir)
     if "hop_scorer" not in bundle.manifest.graphs:
@@ -179,7 +191,9 @@ class OnnxScopeHead:
     """P(unsure) of a request from the router's embedding of it and its character granularity;
     ``threshold`` is the abstention threshold calibrated at training time (bundle metadata)."""
 
-    def __init__(self, graph_file: Path, meta: dict[str, object], keyword: Callable[[str], float] | None = None) -> None:
+    def __init__(
+        self, graph_file: Path, meta: dict[str, object], keyword: Callable[[str], float] | None = None
+    ) -> None:
         self.session = _session(graph_file)
         self.threshold = float(meta["threshold"])  # type: ignore[arg-type]
         self.embed_dim = int(meta["embed_dim"])  # type: ignore[call-overload]

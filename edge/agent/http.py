@@ -1,5 +1,6 @@
 """HTTP routes of the agent, mounted on the edge app: ``POST /v1/ask``, ``POST /v1/knowledge``
-(remember a fact: embedded, stored, synced; admin token), ``POST /v1/feedback``, ``GET /v1/agent/status``. Errors go through the edge app's single error mapping
+(remember a fact: embedded, stored, synced; admin token), ``POST /v1/feedback``, ``GET /v1/agent/status``.
+Errors go through the edge app's single error mapping
 (``edge.http.errors``); bad bodies are 400 there.
 
     app = create_app(service, serve_settings)      # edge.http.app (OIP v2)
@@ -25,12 +26,15 @@ def make_router(agent: Agent) -> APIRouter:
         return await agent.ask(body)
 
     @router.post("/v1/knowledge")
-    async def knowledge(body: KnowledgeRequest, writer: Annotated[Writer, Depends(admin_auth)]) -> dict[str, Any]:
+    async def knowledge(
+        body: KnowledgeRequest, writer: Annotated[Writer, Depends(admin_auth)]
+    ) -> dict[str, Any]:
         """Needs the edge admin token (``edge.http.auth``). The record's ``source`` says who wrote it
         (``http:admin@<node>``); only a write with the admin token is shared with the fleet — one
         made without a token (``http_insecure_dev``) stays on this node."""
-        return await agent.remember(body.key, body.text, source=f"http:{writer.name}@{agent.node_id}",
-                                    shared=writer.authenticated)
+        return await agent.remember(
+            body.key, body.text, source=f"http:{writer.name}@{agent.node_id}", shared=writer.authenticated
+        )
 
     @router.post("/v1/feedback")
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
@@ -38,10 +42,16 @@ def make_router(agent: Agent) -> APIRouter:
 
     @router.get("/v1/agent/status")
     async def status() -> dict[str, Any]:
-        return {"node_id": agent.node_id, "breaker": agent.cloud.breaker.state, "cloud": agent.cloud.base_url,
-                "sources": dict(agent.counters), "sessions": len(agent.sessions),
-                "path_cache_hits": agent.reasoner.cache_hits,
-                "confidence_threshold": agent.settings.agent_confidence_threshold,
-                "cache_threshold": agent.cache.threshold, **agent.metrics.heartbeat_fields()}
+        return {
+            "node_id": agent.node_id,
+            "breaker": agent.cloud.breaker.state,
+            "cloud": agent.cloud.base_url,
+            "sources": dict(agent.counters),
+            "sessions": len(agent.sessions),
+            "path_cache_hits": agent.reasoner.cache_hits,
+            "confidence_threshold": agent.settings.agent_confidence_threshold,
+            "cache_threshold": agent.cache.threshold,
+            **agent.metrics.heartbeat_fields(),
+        }
 
     return router

@@ -59,7 +59,9 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, ttl_s: float = 1800.0, max_turns: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl_s: float = 1800.0, max_turns: int = 20, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_turns = max_turns
         self._clock = clock
@@ -161,24 +163,47 @@ class KnowledgeMemory:
         self.publish = publish
         self._index = _VectorIndex(store, KNOWLEDGE_PREFIX)
 
-    def remember(self, key: str, text: str, embedding: np.ndarray, *, source: str = "", confidence: float = 1.0,
-                 shared: bool = True) -> None:
+    def remember(
+        self,
+        key: str,
+        text: str,
+        embedding: np.ndarray,
+        *,
+        source: str = "",
+        confidence: float = 1.0,
+        shared: bool = True,
+    ) -> None:
         """Store a knowledge entry; only a ``shared`` one is published (synced to the fleet)."""
-        rec = self.store.put(f"{KNOWLEDGE_PREFIX}{key}", text, embedding=[float(x) for x in _unit(embedding)],
-                             source=source, confidence=confidence, shared=shared)
+        rec = self.store.put(
+            f"{KNOWLEDGE_PREFIX}{key}",
+            text,
+            embedding=[float(x) for x in _unit(embedding)],
+            source=source,
+            confidence=confidence,
+            shared=shared,
+        )
         if self.publish is not None and rec.shared:
             self.publish([rec])
 
     def search(self, embedding: np.ndarray, k: int = 3, threshold: float = 0.0) -> list[MemoryHit]:
         sims = self._index.similarities(embedding)
         order: list[int] = [int(i) for i in np.argsort(-sims)[:k]] if sims.size else []
-        return [MemoryHit(self._index.keys[i], self._index.docs[i]["text"], float(sims[i]), self._index.docs[i]["_source"])
-                for i in order if sims[i] >= threshold]
+        return [
+            MemoryHit(
+                self._index.keys[i],
+                self._index.docs[i]["text"],
+                float(sims[i]),
+                self._index.docs[i]["_source"],
+            )
+            for i in order
+            if sims[i] >= threshold
+        ]
 
 
 # ----------------------------------------------------------------------------- semantic cache
 _NUM = re.compile(r"\d+(?:\.\d+)?")
-# device/sensor codes: "PR-111", "pr-111", "PR111", "PR 111" (upper case without a hyphen, so "of 240" is no code)
+# device/sensor codes: "PR-111", "pr-111", "PR111", "PR 111"
+# (upper case without a hyphen, so "of 240" is no code)
 _CODE = re.compile(r"(?<![A-Za-z])(?:([A-Za-z]{2})[_-]|([A-Z]{2})\s?)(\d{3,4})(?!\d)")
 
 
@@ -237,8 +262,14 @@ class CacheHit:
 
 
 class SemanticCache:
-    def __init__(self, store: MemoryStore, threshold: float, freshness_s: dict[str, float],
-                 publish: Callable[[list[Any]], Any] | None = None, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        threshold: float,
+        freshness_s: dict[str, float],
+        publish: Callable[[list[Any]], Any] | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.threshold = threshold
         self.freshness_s = freshness_s
@@ -249,7 +280,9 @@ class SemanticCache:
     def cacheable(self, route: str) -> bool:
         return route not in NEVER_CACHE and self.freshness_s.get(route, 0.0) > 0
 
-    def lookup(self, embedding: np.ndarray, route: str | None, signature: list[str]) -> tuple[CacheHit | None, float]:
+    def lookup(
+        self, embedding: np.ndarray, route: str | None, signature: list[str]
+    ) -> tuple[CacheHit | None, float]:
         """(hit or None, best similarity among entries of the same route and signature).
         ``route=None`` (an unsure router) accepts an entry of any cacheable route."""
         if route is not None and not self.cacheable(route):
@@ -271,21 +304,49 @@ class SemanticCache:
             sim = float(sims[i])
             best_sim = max(best_sim, sim)
             if sim >= self.threshold:
-                best = CacheHit(self._index.keys[i], doc.get("q", ""), doc.get("answer", ""), entry_route, sim, age,
-                                str(doc.get("_origin", "")), doc.get("data", {}))
+                best = CacheHit(
+                    self._index.keys[i],
+                    doc.get("q", ""),
+                    doc.get("answer", ""),
+                    entry_route,
+                    sim,
+                    age,
+                    str(doc.get("_origin", "")),
+                    doc.get("data", {}),
+                )
             break
         return best, best_sim
 
-    def store_answer(self, question: str, embedding: np.ndarray, route: str, signature: list[str], answer: str,
-                     data: dict[str, Any] | None = None, source: str = "") -> str | None:
+    def store_answer(
+        self,
+        question: str,
+        embedding: np.ndarray,
+        route: str,
+        signature: list[str],
+        answer: str,
+        data: dict[str, Any] | None = None,
+        source: str = "",
+    ) -> str | None:
         if not self.cacheable(route):
             return None
-        digest = hashlib.sha1(f"{route}|{'|'.join(signature)}|{question.strip().lower()}".encode()).hexdigest()[:20]
+        digest = hashlib.sha1(
+            f"{route}|{'|'.join(signature)}|{question.strip().lower()}".encode()
+        ).hexdigest()[:20]
         key = f"{CACHE_PREFIX}{route}:{digest}"
-        doc = {"q": question, "answer": answer, "route": route, "signature": signature, "ts": self._wall(),
-               "data": _small(data or {})}
-        rec = self.store.put(key, json.dumps(doc, ensure_ascii=False), embedding=[float(x) for x in _unit(embedding)],
-                             source=source)
+        doc = {
+            "q": question,
+            "answer": answer,
+            "route": route,
+            "signature": signature,
+            "ts": self._wall(),
+            "data": _small(data or {}),
+        }
+        rec = self.store.put(
+            key,
+            json.dumps(doc, ensure_ascii=False),
+            embedding=[float(x) for x in _unit(embedding)],
+            source=source,
+        )
         if self.publish is not None:
             self.publish([rec])
         return key

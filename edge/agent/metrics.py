@@ -15,30 +15,62 @@ class AgentMetrics:
     def __init__(self, node_id: str, registry: CollectorRegistry | None = None, window: int = 1000) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter("autoglm_edge_agent_requests_total", "Questions answered, by answer source and route.",
-                                ["node", "source", "route"], registry=r)
-        self.latency = Histogram("autoglm_edge_agent_request_seconds", "Time to answer, by answer source.",
-                                 ["node", "source"], registry=r,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
-        self.hard_examples = Counter("autoglm_edge_agent_hard_examples_total", "Hard examples, by whether they were queued.",
-                                     ["node", "queued"], registry=r)
-        self.cache_lookups = Counter("autoglm_edge_agent_cache_lookups_total", "Semantic-cache lookups by outcome.",
-                                     ["node", "outcome"], registry=r)
-        self.kg_paths = Counter("autoglm_edge_agent_kg_path_cache_total",
-                                "Graph answers by path-cache outcome (hit: the path of an earlier question of the same shape).",
-                                ["node", "outcome"], registry=r)
-        self.kg_unsure = Counter("autoglm_edge_agent_kg_unsure_total",
-                                 "Graph answers that listed candidate paths and asked, the scorer being unsure.",
-                                 ["node"], registry=r)
-        self.abstentions = Counter("autoglm_edge_agent_abstentions_total",
-                                   "Requests the scope head judged nonsense / out of scope.", ["node"], registry=r)
-        self.breaker_open = Gauge("autoglm_edge_agent_cloud_breaker_open", "1 while the cloud circuit breaker is open.",
-                                  ["node"], registry=r)
+        self.requests = Counter(
+            "autoglm_edge_agent_requests_total",
+            "Questions answered, by answer source and route.",
+            ["node", "source", "route"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "autoglm_edge_agent_request_seconds",
+            "Time to answer, by answer source.",
+            ["node", "source"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.hard_examples = Counter(
+            "autoglm_edge_agent_hard_examples_total",
+            "Hard examples, by whether they were queued.",
+            ["node", "queued"],
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "autoglm_edge_agent_cache_lookups_total",
+            "Semantic-cache lookups by outcome.",
+            ["node", "outcome"],
+            registry=r,
+        )
+        self.kg_paths = Counter(
+            "autoglm_edge_agent_kg_path_cache_total",
+            "Graph answers by path-cache outcome (hit: the path of an earlier question of the same shape).",
+            ["node", "outcome"],
+            registry=r,
+        )
+        self.kg_unsure = Counter(
+            "autoglm_edge_agent_kg_unsure_total",
+            "Graph answers that listed candidate paths and asked, the scorer being unsure.",
+            ["node"],
+            registry=r,
+        )
+        self.abstentions = Counter(
+            "autoglm_edge_agent_abstentions_total",
+            "Requests the scope head judged nonsense / out of scope.",
+            ["node"],
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            "autoglm_edge_agent_cloud_breaker_open",
+            "1 while the cloud circuit breaker is open.",
+            ["node"],
+            registry=r,
+        )
         self.node = node_id
         self._lock = threading.Lock()
         self._recent: deque[tuple[str, bool]] = deque(maxlen=window)  # (source, cache looked up)
 
-    def observe(self, source: str, route: str, seconds: float, cache_outcome: str | None, breaker_state: str) -> None:
+    def observe(
+        self, source: str, route: str, seconds: float, cache_outcome: str | None, breaker_state: str
+    ) -> None:
         self.requests.labels(self.node, source, route).inc()
         self.latency.labels(self.node, source).observe(seconds)
         if cache_outcome is not None:
@@ -54,7 +86,11 @@ class AgentMetrics:
         n = len(recent)
         looked = sum(1 for _, c in recent if c)
         return {
-            "fallback_rate": round(sum(s in ("cloud_fallback", "offline") for s, _ in recent) / n, 4) if n else 0.0,
-            "semantic_cache_hit_rate": round(sum(s == "semantic_cache" for s, _ in recent) / looked, 4) if looked else 0.0,
+            "fallback_rate": round(sum(s in ("cloud_fallback", "offline") for s, _ in recent) / n, 4)
+            if n
+            else 0.0,
+            "semantic_cache_hit_rate": round(sum(s == "semantic_cache" for s, _ in recent) / looked, 4)
+            if looked
+            else 0.0,
             "agent_requests": n,
         }

@@ -52,13 +52,19 @@ DAY = 86400.0
 POLICIES: dict[str, RoutePolicy] = {
     Route.CALCULATOR: RoutePolicy(Handler.LOCAL_TOOL, 30 * DAY, computed=True),
     Route.UNIT_CONVERT: RoutePolicy(Handler.LOCAL_TOOL, 30 * DAY, computed=True),
-    Route.CLIMATE: RoutePolicy(Handler.LOCAL_TOOL, 6 * 3600.0),  # a cloud tool by default (agent_cloud_routes)
+    Route.CLIMATE: RoutePolicy(
+        Handler.LOCAL_TOOL, 6 * 3600.0
+    ),  # a cloud tool by default (agent_cloud_routes)
     Route.KG_QUERY: RoutePolicy(Handler.GRAPH, 3600.0),
     # never cached: the twin is read locally in microseconds, and a cached status would show a
     # device still running for seconds after a confirmed stop (issue 14)
     Route.DEVICE_STATUS: RoutePolicy(Handler.LOCAL_TOOL, 0.0, computed=True, errors_answer=True),
-    Route.DEVICE_CONTROL: RoutePolicy(Handler.LOCAL_TOOL, 0.0, needs_confirmation=True, computed=True, errors_answer=True),
-    Route.MEMORY_RECALL: RoutePolicy(Handler.MEMORY, 0.0, computed=True),  # about this conversation: never shared
+    Route.DEVICE_CONTROL: RoutePolicy(
+        Handler.LOCAL_TOOL, 0.0, needs_confirmation=True, computed=True, errors_answer=True
+    ),
+    Route.MEMORY_RECALL: RoutePolicy(
+        Handler.MEMORY, 0.0, computed=True
+    ),  # about this conversation: never shared
     Route.DOC_SEARCH: RoutePolicy(Handler.LOCAL_TOOL, DAY),  # a cloud tool by default (agent_cloud_routes)
     Route.CHITCHAT: RoutePolicy(Handler.LOCAL_TOOL, DAY),
 }
@@ -67,7 +73,9 @@ UNKNOWN_ROUTE = RoutePolicy(Handler.CLOUD_TOOL)
 
 def policy_table(cloud_routes: list[str] | tuple[str, ...] = ()) -> dict[str, RoutePolicy]:
     """The table with ``cloud_routes`` answered by the cloud's tool service."""
-    return {r: (replace(p, handler=Handler.CLOUD_TOOL) if r in cloud_routes else p) for r, p in POLICIES.items()}
+    return {
+        r: (replace(p, handler=Handler.CLOUD_TOOL) if r in cloud_routes else p) for r, p in POLICIES.items()
+    }
 
 
 def freshness_table() -> dict[str, float]:

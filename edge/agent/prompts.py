@@ -56,9 +56,19 @@ class PromptEngine:
             return f"{route}.followup"
         return route if route in self.templates else "default"
 
-    def build(self, route: str, question: str, *, confidence: float = 0.0, node: str = "", language: str = "English",
-              memory: list[str] | None = None, history: list[str] | None = None, steps: list[dict[str, Any]] | None = None,
-              followup: bool = False) -> Prompt:
+    def build(
+        self,
+        route: str,
+        question: str,
+        *,
+        confidence: float = 0.0,
+        node: str = "",
+        language: str = "English",
+        memory: list[str] | None = None,
+        history: list[str] | None = None,
+        steps: list[dict[str, Any]] | None = None,
+        followup: bool = False,
+    ) -> Prompt:
         name = self.choose(route, followup)
         parts = {
             "memory": [f"- {m}" for m in (memory or [])] or ["- (none)"],
@@ -67,8 +77,14 @@ class PromptEngine:
         }
         truncated = False
         while True:
-            values = _Default(question=question, route=route, confidence=f"{confidence:.2f}", node=node or "edge",
-                              language=language, **{k: "\n".join(v) for k, v in parts.items()})
+            values = _Default(
+                question=question,
+                route=route,
+                confidence=f"{confidence:.2f}",
+                node=node or "edge",
+                language=language,
+                **{k: "\n".join(v) for k, v in parts.items()},
+            )
             text = self.templates[name].format_map(values).strip()
             if len(text) <= self.max_chars:
                 return Prompt(name, text, truncated)
@@ -81,5 +97,7 @@ class PromptEngine:
 
 def _step_line(step: dict[str, Any]) -> str:
     kind = step.get("kind", "step")
-    body = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("kind", "t_ms") and not isinstance(v, dict | list))
+    body = ", ".join(
+        f"{k}={v}" for k, v in step.items() if k not in ("kind", "t_ms") and not isinstance(v, dict | list)
+    )
     return f"{kind}: {body}"[:300]

@@ -50,38 +50,73 @@ class ServiceEncoder:
         for r in results:  # each result names the routes of the model that computed it
             probs = r.probabilities
             names = list(r.routes) if len(r.routes) == len(probs) else [str(i) for i in range(len(probs))]
-            out.append(Encoded(np.asarray(r.embedding, dtype=np.float32), r.route, float(probs[r.route_index]),
-                               {n: float(p) for n, p in zip(names, probs, strict=True)},
-                               f"{r.model_name}:{r.model_version}/{r.adapter_set}", "model"))
+            out.append(
+                Encoded(
+                    np.asarray(r.embedding, dtype=np.float32),
+                    r.route,
+                    float(probs[r.route_index]),
+                    {n: float(p) for n, p in zip(names, probs, strict=True)},
+                    f"{r.model_name}:{r.model_version}/{r.adapter_set}",
+                    "model",
+                )
+            )
         return out
 
 
 _DEVICE_CODE = re.compile(r"(?<![A-Za-z])(?:PR|RB|CV|CP|OV|CH|CN)[\s_-]?\d{3}(?!\d)", re.IGNORECASE)
 # any device-like reference: "W-48", "ex31", "TS 49", "#8", "20 号包装机", plus this node's codes
 _ANY_DEVICE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,3}[\s#_-]?\d{1,4}(?!\d)|#\s?\d{1,3}|\d{1,3}\s*号")
-_CONTROL = re.compile(r"\b(?:set|increase|decrease|reduce|raise|lower|turn (?:on|off)|switch (?:on|off)|start|stop|"
-                      r"shut ?down|restart|reset|calibrate|acknowledge|ack|clear the alarm|open|close|pause|resume)\b|"
-                      r"复位|确认.*报警|校准|设为|设置|设定|调到|调高|调低|降低|提高|降到|升到|启动|停止|关闭|打开|关掉|开启|暂停", re.IGNORECASE)
-_STATUS = re.compile(r"status|reading|online|offline|running|\brun(?:ning)?\b|alarm|state|how is|what is .* (?:at|now)|"
-                     r"current|temperature|pressure|vibration|speed|level|load|flow|show|check|"
-                     r"状态|读数|在线|离线|在运行|运行吗|报警|跳闸|故障了|温度|压力|振动|速度|现在|当前|多少", re.IGNORECASE)
-_RECALL = re.compile(r"what did i (?:just )?ask|what was my (?:last|previous)|what did you (?:just )?(?:say|answer)|"
-                     r"repeat (?:that|the last answer)|asked (?:you )?(?:so far|before|earlier)|did i (?:already )?ask|"
-                     r"remind me|how many questions|my (?:last|previous) (?:question|calculation)|(?:question|chat) history|"
-                     r"我刚才问|我上一个问题|我上一次|你刚才说|刚才的答案|上一个答案|提问记录|问过|问了几个|之前问|记住|提醒我|你关于", re.IGNORECASE)
-_DOC = re.compile(r"\bhow (?:do|to|should|can) (?:i|we|you)?\b|procedure|\bsop\b|checklist|manual|instruction|alarm code|"
-                  r"\bsafety\b|\bppe\b|lockout|tagout|\bloto\b|calibrat|troubleshoot|what does .* mean|definition|\bdefine\b|"
-                  r"\bexplain\b|\boee\b|mtbf|permit|spill|torque|recommended|rules? for|guideline|"
-                  r"怎么|如何|程序|规程|手册|作业指导|步骤|安全|校准|定义|规定|故障|扭矩|推荐|检查表|解释|劳保|穿戴|注意事项|是什么意思", re.IGNORECASE)
-_CHAT = re.compile(r"^\W*(?:hi|hello|hey|thanks|thank you|thx|good (?:job|morning|evening|night)|nice|great|who are you|"
-                   r"what can you do|how are you|bye|你好|谢谢|多谢|您好|早上好|你是谁|嗨|再见|最近怎么样|你能做什么)", re.IGNORECASE)
-_WEATHER = re.compile(r"weather|climate|temperature in|how (?:warm|cold|hot)|rain|snow|wind|sunny|cloudy|humid|\buv\b|"
-                      r"forecast|dry month|wet month|气候|天气|气温|最高温|最低温|降水|下雨|下雪|刮风|晴|阴天|湿度|预报|冷不冷|热不热", re.IGNORECASE)
-_KG = re.compile(r"\bwho (?:is|operates|maintains|supervises|runs|manages|supplied)|\bwhich (?:line|site|plant|workshop|area)|"
-                 r"belongs? to|in charge|supervisor|maintenance (?:engineer|technician)|operator|supplier|vendor|"
-                 r"\blines?\b.*\b(?:at|in)\b|谁负责|谁操作|谁维护|主管|供应商|哪家|供应的|哪条线|哪个区|哪个厂|车间|产线|生产线|厂区", re.IGNORECASE)
-_ARITH = re.compile(r"\d\s*[-+*/x×÷^]\s*\d|\b(?:plus|minus|times|divided?|multiply|average|mean|sum|total|square root|percent|"
-                    r"left|remain|difference)\b|加|减|乘|除|平均|平方|开方|总共|剩", re.IGNORECASE)
+_CONTROL = re.compile(
+    r"\b(?:set|increase|decrease|reduce|raise|lower|turn (?:on|off)|switch (?:on|off)|start|stop|"
+    r"shut ?down|restart|reset|calibrate|acknowledge|ack|clear the alarm|open|close|pause|resume)\b|"
+    r"复位|确认.*报警|校准|设为|设置|设定|调到|调高|调低|降低|提高|降到|升到|启动|停止|关闭|打开|关掉|开启|暂停",
+    re.IGNORECASE,
+)
+_STATUS = re.compile(
+    r"status|reading|online|offline|running|\brun(?:ning)?\b|alarm|state|how is|what is .* (?:at|now)|"
+    r"current|temperature|pressure|vibration|speed|level|load|flow|show|check|"
+    r"状态|读数|在线|离线|在运行|运行吗|报警|跳闸|故障了|温度|压力|振动|速度|现在|当前|多少",
+    re.IGNORECASE,
+)
+_RECALL = re.compile(
+    r"what did i (?:just )?ask|what was my (?:last|previous)|what did you (?:just )?(?:say|answer)|"
+    r"repeat (?:that|the last answer)|asked (?:you )?(?:so far|before|earlier)|did i (?:already )?ask|"
+    r"remind me|how many questions|my (?:last|previous) (?:question|calculation)|(?:question|chat) history|"
+    r"我刚才问|我上一个问题|我上一次|你刚才说|刚才的答案|上一个答案|提问记录|问过|问了几个|之前问|记住|提醒我|你关于",
+    re.IGNORECASE,
+)
+_DOC = re.compile(
+    r"\bhow (?:do|to|should|can) (?:i|we|you)?\b|procedure|\bsop\b|checklist|manual|instruction|alarm code|"
+    r"\bsafety\b|\bppe\b|lockout|tagout|\bloto\b|calibrat|troubleshoot|"
+    r"what does .* mean|definition|\bdefine\b|"
+    r"\bexplain\b|\boee\b|mtbf|permit|spill|torque|recommended|rules? for|guideline|"
+    r"怎么|如何|程序|规程|手册|作业指导|步骤|安全|校准|定义|规定|故障|扭矩|推荐|检查表|解释|劳保|穿戴|注意事项|是什么意思",
+    re.IGNORECASE,
+)
+_CHAT = re.compile(
+    r"^\W*(?:hi|hello|hey|thanks|thank you|thx|good (?:job|morning|evening|night)|nice|great|who are you|"
+    r"what can you do|how are you|bye|你好|谢谢|多谢|您好|早上好|你是谁|嗨|再见|最近怎么样|你能做什么)",
+    re.IGNORECASE,
+)
+_WEATHER = re.compile(
+    r"weather|climate|temperature in|how (?:warm|cold|hot)|rain|snow|wind|sunny|cloudy|humid|\buv\b|"
+    r"forecast|dry month|wet month|"
+    r"气候|天气|气温|最高温|最低温|降水|下雨|下雪|刮风|晴|阴天|湿度|预报|冷不冷|热不热",
+    re.IGNORECASE,
+)
+_KG = re.compile(
+    r"\bwho (?:is|operates|maintains|supervises|runs|manages|supplied)|"
+    r"\bwhich (?:line|site|plant|workshop|area)|"
+    r"belongs? to|in charge|supervisor|maintenance (?:engineer|technician)|operator|supplier|vendor|"
+    r"\blines?\b.*\b(?:at|in)\b|谁负责|谁操作|谁维护|主管|供应商|哪家|供应的|哪条线|哪个区|哪个厂|车间|产线|生产线|厂区",
+    re.IGNORECASE,
+)
+_ARITH = re.compile(
+    r"\d\s*[-+*/x×÷^]\s*\d|"
+    r"\b(?:plus|minus|times|divided?|multiply|average|mean|sum|total|square root|percent|"
+    r"left|remain|difference)\b|加|减|乘|除|平均|平方|开方|总共|剩",
+    re.IGNORECASE,
+)
 
 
 _CODE_LIKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,3}(?:-|_)\d{1,4}(?![\d.])")
@@ -97,8 +132,12 @@ def mask_codes(text: str, linker: EntityLinker | None = None) -> str:
         from skillpack.text import to_ascii
 
         if len(to_ascii(text)) == len(text):  # linker spans index the folded text
-            spans += [(m.start, m.end) for m in linker.link(text) if any(ch.isdigit() for ch in m.surface)
-                      and linker.graph.entities[m.entity_id].type in ("machine", "sensor", "line")]
+            spans += [
+                (m.start, m.end)
+                for m in linker.link(text)
+                if any(ch.isdigit() for ch in m.surface)
+                and linker.graph.entities[m.entity_id].type in ("machine", "sensor", "line")
+            ]
     if not spans:
         return text
     out, pos = [], 0
@@ -139,7 +178,9 @@ class KeywordRouter:
             return "calculator", 0.9
         except AutoGLMError:
             pass
-        if _KG.search(text) or (self.linker is not None and [m for m in self.linker.link(text) if m.score >= 0.3]):
+        if _KG.search(text) or (
+            self.linker is not None and [m for m in self.linker.link(text) if m.score >= 0.3]
+        ):
             return "kg_query", 0.8
         if _DOC.search(text):
             return "doc_search", 0.8

@@ -20,9 +20,15 @@ class Source(StrEnum):
 
 class AskRequest(BaseModel):
     text: str = Field(min_length=1, max_length=4000, description="The question or command")
-    session_id: str | None = Field(default=None, max_length=128, description="Conversation id (short-term memory)")
-    priority: int = Field(default=0, ge=0, le=15, description="0 = normal; higher is served first by the batcher")
-    confirm: StrictBool = Field(default=False, description="Explicit confirmation for device_control (JSON true only)")
+    session_id: str | None = Field(
+        default=None, max_length=128, description="Conversation id (short-term memory)"
+    )
+    priority: int = Field(
+        default=0, ge=0, le=15, description="0 = normal; higher is served first by the batcher"
+    )
+    confirm: StrictBool = Field(
+        default=False, description="Explicit confirmation for device_control (JSON true only)"
+    )
 
 
 class AskResponse(BaseModel):
@@ -34,18 +40,24 @@ class AskResponse(BaseModel):
     model_version: str
     latency_ms: float
     session_id: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict, description="Structured result of the tool / graph path")
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="Structured result of the tool / graph path"
+    )
 
 
 class KnowledgeRequest(BaseModel):
-    key: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$", description="Stable id of the entry")
+    key: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$", description="Stable id of the entry"
+    )
     text: str = Field(min_length=1, max_length=4000, description="The knowledge itself")
 
 
 class FeedbackRequest(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
     correct: StrictBool = Field(description="Whether the answer given to `text` was right")
-    path: list[str] | None = Field(default=None, description="Graph path to confirm (default: the path last used for `text`)")
+    path: list[str] | None = Field(
+        default=None, description="Graph path to confirm (default: the path last used for `text`)"
+    )
     start_type: str | None = Field(default=None)
 
 

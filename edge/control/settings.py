@@ -30,17 +30,25 @@ class ControlSettings(AutoGLMSettings):
         default=60.0, gt=0, description="Timeout of one HTTP request to the registry (connect/read)."
     )
     control_download_retries: int = Field(
-        default=3, ge=0, description="Retries of a failed file download (each resumes where the last stopped)."
+        default=3,
+        ge=0,
+        description="Retries of a failed file download (each resumes where the last stopped).",
     )
     control_apply_timeout_s: float = Field(
-        default=300.0, gt=0, description="Longest a command may take to download, verify and hot-swap a version."
+        default=300.0,
+        gt=0,
+        description="Longest a command may take to download, verify and hot-swap a version.",
     )
     control_restore_last_good: bool = Field(
-        default=True, description="At start, serve the last-known-good bundle from the model cache (no cloud needed)."
+        default=True,
+        description="At start, serve the last-known-good bundle from the model cache (no cloud needed).",
     )
     control_model_name: str = Field(
-        default="", description="Model a KubeEdge desired_model_version refers to (default: the model served now)."
+        default="",
+        description="Model a KubeEdge desired_model_version refers to (default: the model served now).",
     )
     control_keep_versions: int = Field(
-        default=4, ge=1, description="Per-version dirs kept in the model cache (older, unused ones are pruned)."
+        default=4,
+        ge=1,
+        description="Per-version dirs kept in the model cache (older, unused ones are pruned).",
     )

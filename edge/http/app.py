@@ -94,22 +94,53 @@ INFER_REQUEST_SCHEMA: dict[str, Any] = {
     "required": ["inputs"],
     "properties": {
         "id": {"type": "string"},
-        "parameters": {"type": "object", "description": "priority, timeout (µs), deadline_ms, binary_data_output"},
-        "inputs": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["name", "shape", "datatype"],
-            "properties": {"name": {"type": "string", "enum": [INPUT_NAME]},
-                           "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                           "datatype": {"type": "string", "enum": ["BYTES"]},
-                           "data": {"type": "array"},
-                           "parameters": {"type": "object"}}}},
-        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": list(OUTPUT_DTYPES)}, "parameters": {"type": "object"}}}},
+        "parameters": {
+            "type": "object",
+            "description": "priority, timeout (µs), deadline_ms, binary_data_output",
+        },
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype"],
+                "properties": {
+                    "name": {"type": "string", "enum": [INPUT_NAME]},
+                    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "datatype": {"type": "string", "enum": ["BYTES"]},
+                    "data": {"type": "array"},
+                    "parameters": {"type": "object"},
+                },
+            },
+        },
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "enum": list(OUTPUT_DTYPES)},
+                    "parameters": {"type": "object"},
+                },
+            },
+        },
     },
 }
-INFER_ERRORS = {k: {"description": v["description"], "content": {"application/json": {"schema": {
-    "type": "object", "required": ["error", "code"],
-    "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}}}}
-    for k, v in error_responses(400, 404, 413, 429, 503, 504).items()}
+INFER_ERRORS = {
+    k: {
+        "description": v["description"],
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["error", "code"],
+                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+                }
+            }
+        },
+    }
+    for k, v in error_responses(400, 404, 413, 429, 503, 504).items()
+}
 
 
 def _log_initial_load(task: asyncio.Task[LoadedModel]) -> None:
@@ -136,8 +167,12 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
                 initial.cancel()
             await service.stop()
 
-    app = EdgeApp(title="Open-AutoGLM edge inference", version=contracts.__version__, lifespan=lifespan,
-                  responses=ERROR_RESPONSES)
+    app = EdgeApp(
+        title="Open-AutoGLM edge inference",
+        version=contracts.__version__,
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
     install_error_handlers(app)
     app.state.service = service
     app.state.admin_auth = auth = EdgeAdminAuth(settings.http_admin_token, settings.http_insecure_dev)
@@ -189,9 +224,13 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     # so these handlers never run; they put the infer API (and its errors) into the OpenAPI.
     infer_doc: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": INFER_REQUEST_SCHEMA}}},
-        "responses": {"200": {"description": "Inference response (JSON, or JSON + binary tensors)",
-                              "content": {"application/json": {"schema": {"type": "object"}}}},
-                      **{str(k): v for k, v in INFER_ERRORS.items()}},
+        "responses": {
+            "200": {
+                "description": "Inference response (JSON, or JSON + binary tensors)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            **{str(k): v for k, v in INFER_ERRORS.items()},
+        },
     }
 
     @app.post("/v2/models/{name}/infer", openapi_extra=infer_doc, include_in_schema=True)
@@ -211,10 +250,19 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             a = st["active"]
             rows.append({"name": a["name"], "version": a["version"], "state": "READY", "reason": ""})
         for d in st["draining"]:
-            rows.append({"name": d["name"], "version": d["version"], "state": "UNAVAILABLE", "reason": "draining"})
+            rows.append(
+                {"name": d["name"], "version": d["version"], "state": "UNAVAILABLE", "reason": "draining"}
+            )
         last = st["last_load"]
         if last and last["state"] == "failed":
-            rows.append({"name": last["model"] or last["source"], "version": "", "state": "UNAVAILABLE", "reason": last["error"]})
+            rows.append(
+                {
+                    "name": last["model"] or last["source"],
+                    "version": "",
+                    "state": "UNAVAILABLE",
+                    "reason": last["error"],
+                }
+            )
         return _json(rows)
 
     @app.post("/v2/repository/models/{name}/load")
@@ -235,7 +283,9 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         if adapter_set is not None and not isinstance(adapter_set, str):
             raise BadRequest("parameter 'adapter_set' must be a string")
         m = await service.load(Path(bundle), adapter_set, expected_name=name)
-        return _json({"name": m.name, "version": m.version, "adapter_set": m.adapter_set, "state": m.state.value})
+        return _json(
+            {"name": m.name, "version": m.version, "adapter_set": m.adapter_set, "state": m.state.value}
+        )
 
     @app.post("/v2/repository/models/{name}/unload")
     async def repository_unload(name: str, request: Request) -> Response:

@@ -33,17 +33,23 @@ class EdgeAdminAuth:
         self.token = token.strip()
         self.insecure_dev = insecure_dev
         if not self.token and insecure_dev:
-            log.warning("AUTOGLM_EDGE_HTTP_INSECURE_DEV: admin routes are served without a token (development only)")
+            log.warning(
+                "AUTOGLM_EDGE_HTTP_INSECURE_DEV: admin routes are served without a token (development only)"
+            )
         elif not self.token:
-            log.warning("no AUTOGLM_EDGE_HTTP_ADMIN_TOKEN: the model repository and knowledge routes answer 403")
+            log.warning(
+                "no AUTOGLM_EDGE_HTTP_ADMIN_TOKEN: the model repository and knowledge routes answer 403"
+            )
 
     def __call__(self, request: Request) -> Writer:
         """FastAPI dependency: the writer, or 401 / 403."""
         if not self.token:
             if self.insecure_dev:
                 return Writer("anonymous", authenticated=False)
-            raise Forbidden("this admin route is disabled: set AUTOGLM_EDGE_HTTP_ADMIN_TOKEN "
-                            "(or AUTOGLM_EDGE_HTTP_INSECURE_DEV=true for development)")
+            raise Forbidden(
+                "this admin route is disabled: set AUTOGLM_EDGE_HTTP_ADMIN_TOKEN "
+                "(or AUTOGLM_EDGE_HTTP_INSECURE_DEV=true for development)"
+            )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise Unauthorized("this admin route needs 'Authorization: Bearer <token>'", headers=_CHALLENGE)

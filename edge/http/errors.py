@@ -37,7 +37,14 @@ def exception_response(exc: BaseException, method: str = "", path: str = "") -> 
         exc = request_validation_error(exc.errors())
     if isinstance(exc, AutoGLMError):
         if exc.status >= 500:  # 503 (no model yet) is routine during start-up and swaps
-            log.log(logging.DEBUG if exc.status == 503 else logging.WARNING, "%s %s -> %d: %s", method, path, exc.status, exc.message)
+            log.log(
+                logging.DEBUG if exc.status == 503 else logging.WARNING,
+                "%s %s -> %d: %s",
+                method,
+                path,
+                exc.status,
+                exc.message,
+            )
         return error_response(exc.status, exc.message, exc.code, exc.headers)
     if isinstance(exc, StarletteHTTPException):
         code = "not_found" if exc.status_code == 404 else "http_error"

@@ -50,7 +50,9 @@ class InferEndpoint:
     others hold the budget gets 429 at once, so memory stays bounded however many clients send
     large bodies at the same time. The queue is checked before reading too."""
 
-    def __init__(self, service: InferenceService, max_body_bytes: int, max_inflight_bytes: int | None = None) -> None:
+    def __init__(
+        self, service: InferenceService, max_body_bytes: int, max_inflight_bytes: int | None = None
+    ) -> None:
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.max_inflight_bytes = max_inflight_bytes if max_inflight_bytes is not None else 4 * max_body_bytes
@@ -86,14 +88,19 @@ class InferEndpoint:
             elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
                 encoded = True
         if declared is not None and declared > self.max_body_bytes:
-            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}")
+            raise PayloadTooLarge(
+                f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}"
+            )
         batcher = self.service.batcher
         reserve = self.max_body_bytes if encoded or declared is None else max(declared, 1)
         problem = ""
         if batcher.depth >= batcher.capacity:
             problem = f"queue full ({batcher.depth}/{batcher.capacity} texts waiting); retry later"
         elif self.inflight_bytes and self.inflight_bytes + reserve > self.max_inflight_bytes:
-            problem = f"too many request bytes in flight ({self.inflight_bytes} of {self.max_inflight_bytes}); retry later"
+            problem = (
+                f"too many request bytes in flight ({self.inflight_bytes} of {self.max_inflight_bytes}); "
+                "retry later"
+            )
         if problem:
             self.service.metrics.requests.labels(model.name, model.version, "overloaded").inc()
             raise Overloaded(problem)
@@ -151,13 +158,17 @@ class InferEndpoint:
         except zlib.error as exc:
             raise BadRequest(f"invalid {name} body: {exc}") from None
         if len(out) > self.max_body_bytes or d.unconsumed_tail:
-            raise PayloadTooLarge(f"decompressed request body exceeds the limit of {self.max_body_bytes} bytes")
+            raise PayloadTooLarge(
+                f"decompressed request body exceeds the limit of {self.max_body_bytes} bytes"
+            )
         if not d.eof:
             raise BadRequest(f"invalid {name} body: the compressed stream is incomplete")
         return out
 
     @staticmethod
-    async def _until_disconnect(receive: Any, work: asyncio.Future[list[InferenceResult]]) -> list[InferenceResult]:
+    async def _until_disconnect(
+        receive: Any, work: asyncio.Future[list[InferenceResult]]
+    ) -> list[InferenceResult]:
         """Await ``work`` unless the client disconnects first (then cancel it)."""
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()

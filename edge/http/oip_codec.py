@@ -74,7 +74,9 @@ def _flatten_strings(data: list[Any], out: list[str], max_depth: int = MAX_DATA_
                 stack.append((iter(x), depth + 1))
                 break
             else:
-                raise BadRequest(f"input {INPUT_NAME!r}: BYTES elements must be strings, got {type(x).__name__}")
+                raise BadRequest(
+                    f"input {INPUT_NAME!r}: BYTES elements must be strings, got {type(x).__name__}"
+                )
         else:
             stack.pop()
 
@@ -96,7 +98,9 @@ def decode_bytes_tensor(raw: memoryview, count: int) -> list[str]:
             raise BadRequest(f"input {INPUT_NAME!r}: element {i} is not valid UTF-8") from exc
         pos += n
     if pos != end:
-        raise BadRequest(f"input {INPUT_NAME!r}: {end - pos} bytes of binary data left after {count} elements")
+        raise BadRequest(
+            f"input {INPUT_NAME!r}: {end - pos} bytes of binary data left after {count} elements"
+        )
     return out
 
 
@@ -115,9 +119,13 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         try:
             json_len = int(header_length)
         except ValueError:
-            raise BadRequest(f"Inference-Header-Content-Length must be an integer, got {header_length!r}") from None
+            raise BadRequest(
+                f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
+            ) from None
         if not 0 < json_len <= len(body):
-            raise BadRequest(f"Inference-Header-Content-Length {json_len} does not fit a body of {len(body)} bytes")
+            raise BadRequest(
+                f"Inference-Header-Content-Length {json_len} does not fit a body of {len(body)} bytes"
+            )
     else:
         json_len = len(body)
     if json_len == 0:
@@ -149,8 +157,14 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if tensor.get("datatype") != "BYTES":
         raise BadRequest(f"input {INPUT_NAME!r} must have datatype BYTES, got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
-        raise BadRequest(f"input {INPUT_NAME!r}: shape must be a list of non-negative integers, got {shape!r}")
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)
+    ):
+        raise BadRequest(
+            f"input {INPUT_NAME!r}: shape must be a list of non-negative integers, got {shape!r}"
+        )
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise BadRequest(f"input {INPUT_NAME!r}: shape must be [n] or [n, 1], got {shape}")
     count = shape[0]
@@ -162,22 +176,31 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if "binary_data_size" in tparams:
         size = _as_int(tparams["binary_data_size"], "binary_data_size")
         if header_length is None:
-            raise BadRequest("input has binary_data_size but the Inference-Header-Content-Length header is missing")
+            raise BadRequest(
+                "input has binary_data_size but the Inference-Header-Content-Length header is missing"
+            )
         if size != len(binary):
-            raise BadRequest(f"input {INPUT_NAME!r}: binary_data_size {size} but {len(binary)} bytes follow the JSON header")
+            raise BadRequest(
+                f"input {INPUT_NAME!r}: binary_data_size {size} but {len(binary)} bytes "
+                "follow the JSON header"
+            )
         if "data" in tensor:
             raise BadRequest(f"input {INPUT_NAME!r} has both 'data' and binary_data_size")
         texts = decode_bytes_tensor(binary, count)
     else:
         if len(binary):
-            raise BadRequest(f"{len(binary)} bytes follow the JSON header but no input declares binary_data_size")
+            raise BadRequest(
+                f"{len(binary)} bytes follow the JSON header but no input declares binary_data_size"
+            )
         data = tensor.get("data")
         if not isinstance(data, list):
             raise BadRequest(f"input {INPUT_NAME!r}: 'data' must be a list of strings")
         texts = []
         _flatten_strings(data, texts)
         if len(texts) != count:
-            raise BadRequest(f"input {INPUT_NAME!r}: shape {shape} needs {count} elements, data has {len(texts)}")
+            raise BadRequest(
+                f"input {INPUT_NAME!r}: shape {shape} needs {count} elements, data has {len(texts)}"
+            )
 
     default_binary = params.get("binary_data_output", False)
     if not isinstance(default_binary, bool):
@@ -259,7 +282,11 @@ def encode_infer_response(
         shape = [len(value)] if isinstance(value, list) else list(value.shape)
         tensor: dict[str, Any] = {"name": name, "datatype": OUTPUT_DTYPES[name], "shape": shape}
         if req.outputs[name]:
-            raw = encode_bytes_tensor(value) if isinstance(value, list) else np.ascontiguousarray(value).tobytes()
+            raw = (
+                encode_bytes_tensor(value)
+                if isinstance(value, list)
+                else np.ascontiguousarray(value).tobytes()
+            )
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:

@@ -1,4 +1,5 @@
-"""Running the app under uvicorn: in the foreground (``autoglm edge serve``) or in a thread (tests, benchmarks).
+"""Running the app under uvicorn: in the foreground (``autoglm edge serve``) or in a thread
+(tests, benchmarks).
 
 uvicorn is started with uvloop and httptools when installed, access logging off, and one
 worker: the process owns one engine and one batcher; ONNX Runtime uses the cores.
@@ -55,9 +56,12 @@ def serve(settings: ServeSettings, service: InferenceService | None = None) -> N
 
 
 class BackgroundServer:
-    """A real uvicorn server on a free port in a daemon thread (``with BackgroundServer(...) as s: s.url``)."""
+    """A real uvicorn server on a free port in a daemon thread
+    (``with BackgroundServer(...) as s: s.url``)."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None, **overrides: Any
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.server = uvicorn.Server(uvicorn_config(app, host, self.port, **overrides))

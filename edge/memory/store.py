@@ -45,8 +45,17 @@ _COLS = "key, text, embedding, source, confidence, created, updated, deleted, sh
 
 def _row(rec: KnowledgeRecord) -> tuple[object, ...]:
     emb = json.dumps(rec.embedding) if rec.embedding is not None else None
-    return (rec.key, rec.text, emb, rec.source, rec.confidence, rec.created, rec.updated, int(rec.deleted),
-            int(rec.shared))
+    return (
+        rec.key,
+        rec.text,
+        emb,
+        rec.source,
+        rec.confidence,
+        rec.created,
+        rec.updated,
+        int(rec.deleted),
+        int(rec.shared),
+    )
 
 
 def _record(row: tuple[object, ...]) -> KnowledgeRecord:
@@ -124,8 +133,9 @@ class MemoryStore:
             old = self._get_any(key)
             if old is None:
                 return None
-            tomb = old.model_copy(update={"text": "", "embedding": None, "deleted": True,
-                                          "updated": self.clock.now().pack()})
+            tomb = old.model_copy(
+                update={"text": "", "embedding": None, "deleted": True, "updated": self.clock.now().pack()}
+            )
             self._write([tomb])
             return tomb
 

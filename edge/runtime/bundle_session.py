@@ -49,21 +49,31 @@ def load_adapter_tensors(path: Path, entry: AdapterSetEntry, set_name: str) -> d
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
-        raise BundleError(f"adapter set {set_name!r}: {path.name} is not a readable safetensors file ({exc})") from exc
+        raise BundleError(
+            f"adapter set {set_name!r}: {path.name} is not a readable safetensors file ({exc})"
+        ) from exc
     names = sorted(entry.tensors)
     want = expected_stored_names(names, {k: v.shape for k, v in entry.tensors.items()}, entry.encoding)
     have = set(tensors)
     if want != have:
         missing, extra = sorted(want - have), sorted(have - want)
-        raise BundleError(f"adapter set {set_name!r}: tensors differ from the manifest (missing {missing[:3]}, extra {extra[:3]})")
+        raise BundleError(
+            f"adapter set {set_name!r}: tensors differ from the manifest "
+            f"(missing {missing[:3]}, extra {extra[:3]})"
+        )
     try:
         decoded = decode_tensors(tensors, entry.encoding, names)
     except (KeyError, ValueError) as exc:
-        raise BundleError(f"adapter set {set_name!r}: cannot decode {entry.encoding} tensors ({exc})") from exc
+        raise BundleError(
+            f"adapter set {set_name!r}: cannot decode {entry.encoding} tensors ({exc})"
+        ) from exc
     for name, spec in entry.tensors.items():
         arr = decoded[name]
         if list(arr.shape) != spec.shape:
-            raise BundleError(f"adapter set {set_name!r}: tensor {name!r} has shape {list(arr.shape)}, manifest says {spec.shape}")
+            raise BundleError(
+                f"adapter set {set_name!r}: tensor {name!r} has shape {list(arr.shape)}, "
+                f"manifest says {spec.shape}"
+            )
     return decoded
 
 
@@ -103,15 +113,21 @@ class BundleSession:
         self._bound: list[ort.OrtValue] = []
         self.binding = self.graph_entry.adapter_binding if graph == "encoder" else "none"
         if graph == "encoder":  # other roles (e.g. hop_scorer) carry no adapter initializers
-            self._bind(so, load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set))
+            self._bind(
+                so, load_adapter_tensors(bundle.adapter_file(self.adapter_set), entry, self.adapter_set)
+            )
         try:
             self.session = ort.InferenceSession(str(graph_path), sess_options=so, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise BundleError(f"bundle {manifest.name}@{manifest.version}: ONNX Runtime cannot load {graph_path.name}: {exc}") from exc
+            raise BundleError(
+                f"bundle {manifest.name}@{manifest.version}: "
+                f"ONNX Runtime cannot load {graph_path.name}: {exc}"
+            ) from exc
         self.fallback = [p for p in self.requested_providers if p not in self.session.get_providers()]
         if self.fallback and strict_providers:
             raise BundleError(
-                f"bundle {manifest.name}@{manifest.version}: requested execution provider(s) {self.fallback} did not "
+                f"bundle {manifest.name}@{manifest.version}: "
+                f"requested execution provider(s) {self.fallback} did not "
                 f"start; the session runs on {self.session.get_providers()}"
             )
         sig = self.graph_entry.signature
@@ -119,11 +135,16 @@ class BundleSession:
         self.output_names = sig.output_names()
         have_in = [i.name for i in self.session.get_inputs()]
         if have_in != self.input_names:
-            raise BundleError(f"{graph_path.name}: graph inputs {have_in} differ from the manifest's {self.input_names}")
+            raise BundleError(
+                f"{graph_path.name}: graph inputs {have_in} differ from the manifest's {self.input_names}"
+            )
 
     def _bind(self, so: ort.SessionOptions, tensors: dict[str, np.ndarray]) -> None:
         m = self.bundle.manifest
-        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in tensors.values()]
+        values = [
+            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            for a in tensors.values()
+        ]
         self._bound = values
         if self.binding == "external":
             so.add_external_initializers(list(tensors), values)
@@ -132,9 +153,11 @@ class BundleSession:
         embedded = m.kind == "full" and self.adapter_set == m.default_adapter_set
         if on_gpu and not embedded:
             raise BundleError(
-                f"bundle {m.name}@{m.version}: adapter set {self.adapter_set!r} cannot be bound on {on_gpu}: the graph "
-                "stores its adapters inline (bundle from an exporter before adapter_binding: external), which only the "
-                "CPU provider can replace; re-export the bundle, or serve it on the CPU provider"
+                f"bundle {m.name}@{m.version}: adapter set {self.adapter_set!r} cannot be bound on {on_gpu}: "
+                "the graph stores its adapters inline "
+                "(bundle from an exporter before adapter_binding: external), "
+                "which only the CPU provider can replace; "
+                "re-export the bundle, or serve it on the CPU provider"
             )
         if embedded and on_gpu:
             return  # the graph already carries exactly this set
@@ -174,7 +197,9 @@ def bundle_tokenizer(bundle: Bundle) -> TextTokenizer:
     return tokenizer_for(bundle.tokenizer_file(), bundle.manifest.tokenizer)
 
 
-def smoke_test(bundle: Bundle, adapter_set: str | None = None, providers: Sequence[str] | None = None) -> dict[str, Any]:
+def smoke_test(
+    bundle: Bundle, adapter_set: str | None = None, providers: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Load the bundle's graph with ``adapter_set`` bound and run a tiny batch; raise BundleError on
     any sign of a broken bundle (wrong shapes, non-finite values, embeddings not unit length)."""
     tokenizer = bundle_tokenizer(bundle)
@@ -185,7 +210,10 @@ def smoke_test(bundle: Bundle, adapter_set: str | None = None, providers: Sequen
     where = f"bundle {bundle.manifest.name}@{bundle.manifest.version} adapter set {session.adapter_set!r}"
     hidden = bundle.manifest.base_encoder.hidden_size
     if emb.shape != (n, hidden) or logits.shape != (n, len(session.routes)):
-        raise BundleError(f"{where}: outputs {emb.shape}/{logits.shape}, expected ({n}, {hidden})/({n}, {len(session.routes)})")
+        raise BundleError(
+            f"{where}: outputs {emb.shape}/{logits.shape}, "
+            f"expected ({n}, {hidden})/({n}, {len(session.routes)})"
+        )
     if not (np.isfinite(emb).all() and np.isfinite(logits).all()):
         raise BundleError(f"{where}: non-finite outputs")
     norms = np.linalg.norm(emb, axis=1)

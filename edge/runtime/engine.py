@@ -13,4 +13,6 @@ import numpy as np
 
 
 class Engine(Protocol):
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]: ...

@@ -42,7 +42,10 @@ class ProviderChoice:
         return self.providers[0]
 
     def as_ort_args(self) -> dict[str, Any]:
-        return {"providers": list(self.providers), "provider_options": [dict(o) for o in self.provider_options]}
+        return {
+            "providers": list(self.providers),
+            "provider_options": [dict(o) for o in self.provider_options],
+        }
 
 
 def _trt_options(settings: ServeSettings) -> dict[str, Any]:

@@ -71,7 +71,9 @@ class TensorRTEngineRuntime:
     (re)allocated when a larger shape arrives. Shapes must fit the engine's optimisation profile.
     """
 
-    def __init__(self, engine_path: Path, spec: TensorRTEngine, device_id: int = 0) -> None:  # pragma: no cover - GPU
+    def __init__(
+        self, engine_path: Path, spec: TensorRTEngine, device_id: int = 0
+    ) -> None:  # pragma: no cover - GPU
         import tensorrt as trt
 
         try:
@@ -86,7 +88,9 @@ class TensorRTEngineRuntime:
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if engine is None:
-            raise BundleError(f"{engine_path}: TensorRT could not deserialize the engine (built for another GPU/version?)")
+            raise BundleError(
+                f"{engine_path}: TensorRT could not deserialize the engine (built for another GPU/version?)"
+            )
         self.engine = engine
         self.context = engine.create_execution_context()
         self.stream = self._check(cudart.cudaStreamCreate())[0]
@@ -110,7 +114,9 @@ class TensorRTEngineRuntime:
             self._buffers[name] = (ptr, nbytes)
         return int(ptr)
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - GPU
+    def __call__(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - GPU
         cudart = self._cudart
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         feeds = dict(zip(self.inputs, (input_ids, attention_mask), strict=True))

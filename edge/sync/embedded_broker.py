@@ -39,8 +39,11 @@ class EmbeddedBroker:
             raise RuntimeError(
                 "the embedded dev broker needs the 'amqtt' package (pip install amqtt)"
             ) from err
-        log.warning("starting the EMBEDDED DEVELOPMENT MQTT broker on %s:%s (not for production)",
-                    self.host, self.port)
+        log.warning(
+            "starting the EMBEDDED DEVELOPMENT MQTT broker on %s:%s (not for production)",
+            self.host,
+            self.port,
+        )
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},

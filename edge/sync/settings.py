@@ -30,15 +30,21 @@ class SyncSettings(AutoGLMSettings):
     mqtt_tls_cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
     mqtt_tls_key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
     mqtt_topic_prefix: str = Field(default=MQTT_TOPIC_PREFIX, description="Root of the sync topic tree.")
-    mqtt_node_group: str | None = Field(default=None, description="Node group whose broadcasts this node follows.")
+    mqtt_node_group: str | None = Field(
+        default=None, description="Node group whose broadcasts this node follows."
+    )
     mqtt_v5: bool = Field(
         default=True, description="Speak MQTT 5 (session expiry, reason codes); False for MQTT 3.1.1 brokers."
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive interval.")
     mqtt_session_expiry_s: int = Field(
-        default=7 * 24 * 3600, ge=0, description="MQTT 5 session expiry: how long the broker keeps our session."
+        default=7 * 24 * 3600,
+        ge=0,
+        description="MQTT 5 session expiry: how long the broker keeps our session.",
     )
-    mqtt_reconnect_min_s: float = Field(default=0.2, gt=0, description="First reconnect delay (then doubled, jittered).")
+    mqtt_reconnect_min_s: float = Field(
+        default=0.2, gt=0, description="First reconnect delay (then doubled, jittered)."
+    )
     mqtt_reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay.")
     mqtt_max_message_bytes: int = Field(
         default=DEFAULT_MAX_MESSAGE_BYTES, ge=4096, description="Largest sync message sent or accepted."
@@ -62,11 +68,17 @@ class SyncSettings(AutoGLMSettings):
         default=256 * 1024 * 1024, ge=4096, description="Disk budget of the outbox (record bytes)."
     )
     mqtt_heartbeat_interval_s: float = Field(default=15.0, gt=0, description="Seconds between heartbeats.")
-    mqtt_kubeedge_enabled: bool = Field(default=False, description="Also report status as a KubeEdge device twin.")
-    mqtt_kubeedge_host: str = Field(default="127.0.0.1", description="KubeEdge EventBus MQTT host (on the node).")
+    mqtt_kubeedge_enabled: bool = Field(
+        default=False, description="Also report status as a KubeEdge device twin."
+    )
+    mqtt_kubeedge_host: str = Field(
+        default="127.0.0.1", description="KubeEdge EventBus MQTT host (on the node)."
+    )
     mqtt_kubeedge_port: int = Field(default=1883, ge=1, le=65535, description="KubeEdge EventBus MQTT port.")
     mqtt_kubeedge_namespace: str = Field(default="default", description="Namespace of the KubeEdge Device.")
-    mqtt_kubeedge_device: str = Field(default="", description="Name of the KubeEdge Device (default: node id).")
+    mqtt_kubeedge_device: str = Field(
+        default="", description="Name of the KubeEdge Device (default: node id)."
+    )
     mqtt_embedded_broker: bool = Field(
         default=False, description="DEV ONLY: start an embedded amqtt broker when no broker is reachable."
     )

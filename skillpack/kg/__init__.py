@@ -8,5 +8,14 @@ from skillpack.kg.graph import Entity, KnowledgeGraph, default_graph
 from skillpack.kg.linking import EntityLinker, Mention
 from skillpack.kg.reasoner import KGAnswer, LexicalHopScorer, PathReasoner, solve
 
-__all__ = ["Entity", "EntityLinker", "KGAnswer", "KnowledgeGraph", "LexicalHopScorer", "Mention", "PathReasoner",
-           "default_graph", "solve"]
+__all__ = [
+    "Entity",
+    "EntityLinker",
+    "KGAnswer",
+    "KnowledgeGraph",
+    "LexicalHopScorer",
+    "Mention",
+    "PathReasoner",
+    "default_graph",
+    "solve",
+]

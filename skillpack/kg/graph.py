@@ -30,12 +30,20 @@ class Entity:
         return self.name_zh if zh else self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "name": self.name, "name_zh": self.name_zh,
-                "aliases": list(self.aliases), "attrs": dict(self.attrs)}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "name": self.name,
+            "name_zh": self.name_zh,
+            "aliases": list(self.aliases),
+            "attrs": dict(self.attrs),
+        }
 
 
 class KnowledgeGraph:
-    def __init__(self, entities: list[Entity], triples: list[tuple[str, str, str]], *, version: str = "") -> None:
+    def __init__(
+        self, entities: list[Entity], triples: list[tuple[str, str, str]], *, version: str = ""
+    ) -> None:
         self.entities: dict[str, Entity] = {}
         for e in entities:
             if e.id in self.entities:
@@ -57,9 +65,20 @@ class KnowledgeGraph:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> KnowledgeGraph:
-        ents = [Entity(e["id"], e["type"], e["name"], e["name_zh"], tuple(e.get("aliases", ())), dict(e.get("attrs", {})))
-                for e in doc["entities"]]
-        return cls(ents, [tuple(t) for t in doc["triples"]], version=f"{doc.get('schema', '')}@{doc.get('seed', '')}")  # type: ignore[misc]
+        ents = [
+            Entity(
+                e["id"],
+                e["type"],
+                e["name"],
+                e["name_zh"],
+                tuple(e.get("aliases", ())),
+                dict(e.get("attrs", {})),
+            )
+            for e in doc["entities"]
+        ]
+        return cls(
+            ents, [tuple(t) for t in doc["triples"]], version=f"{doc.get('schema', '')}@{doc.get('seed', '')}"
+        )  # type: ignore[misc]
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> KnowledgeGraph:
@@ -122,7 +141,9 @@ class KnowledgeGraph:
 
     def describe(self, entity_id: str, zh: bool = False) -> dict[str, Any]:
         e = self.get(entity_id)
-        facts = {r: [self.entities[t].label(zh) for t in ts] for r, ts in self._out.get(entity_id, {}).items()}
+        facts = {
+            r: [self.entities[t].label(zh) for t in ts] for r, ts in self._out.get(entity_id, {}).items()
+        }
         return {**e.to_dict(), "facts": facts}
 
     def stats(self) -> dict[str, Any]:
@@ -132,8 +153,13 @@ class KnowledgeGraph:
         by_rel: dict[str, int] = defaultdict(int)
         for _, r, _ in self.triples:
             by_rel[r] += 1
-        return {"entities": len(self.entities), "triples": len(self.triples), "by_type": dict(by_type),
-                "by_relation": dict(by_rel), "version": self.version}
+        return {
+            "entities": len(self.entities),
+            "triples": len(self.triples),
+            "by_type": dict(by_type),
+            "by_relation": dict(by_rel),
+            "version": self.version,
+        }
 
 
 @lru_cache(maxsize=1)

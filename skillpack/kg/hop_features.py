@@ -21,10 +21,18 @@ CHAR_DIM = 512
 
 # what the encoder embeds for each relation (EN + ZH); the learned scorer compares questions with these
 RELATION_DESCRIPTIONS_ZH: dict[str, str] = {
-    "located_on_line": "设备安装在哪条生产线上", "line_of_site": "生产线属于哪个工厂", "maintained_by": "负责设备维护保养的技术员",
-    "operated_by": "操作设备的员工", "supervised_by": "某人或某条产线的主管上级", "supplied_by": "提供设备的供应商厂家",
-    "sensor_of": "传感器安装在哪台设备上", "has_sensor": "设备上安装的传感器", "has_role": "某人的职位岗位",
-    "maintenance_interval": "设备多久做一次预防性保养", "works_at": "某人在哪个工厂工作", "based_in": "供应商总部所在的国家",
+    "located_on_line": "设备安装在哪条生产线上",
+    "line_of_site": "生产线属于哪个工厂",
+    "maintained_by": "负责设备维护保养的技术员",
+    "operated_by": "操作设备的员工",
+    "supervised_by": "某人或某条产线的主管上级",
+    "supplied_by": "提供设备的供应商厂家",
+    "sensor_of": "传感器安装在哪台设备上",
+    "has_sensor": "设备上安装的传感器",
+    "has_role": "某人的职位岗位",
+    "maintenance_interval": "设备多久做一次预防性保养",
+    "works_at": "某人在哪个工厂工作",
+    "based_in": "供应商总部所在的国家",
     "managed_by": "工厂的负责人厂长",
 }
 STOP_DESCRIPTION = "the answer has been reached 已经得到答案"
@@ -32,7 +40,9 @@ STOP_DESCRIPTION = "the answer has been reached 已经得到答案"
 
 def relation_descriptions() -> list[str]:
     """One text per output column (relations in :data:`RELATION_NAMES` order, then STOP)."""
-    return [f"{RELATIONS[r].description}. {RELATION_DESCRIPTIONS_ZH[r]}" for r in RELATION_NAMES] + [STOP_DESCRIPTION]
+    return [f"{RELATIONS[r].description}. {RELATION_DESCRIPTIONS_ZH[r]}" for r in RELATION_NAMES] + [
+        STOP_DESCRIPTION
+    ]
 
 
 def masked_question(question: str, span: tuple[int, int], entity_type: str) -> str:
@@ -71,19 +81,33 @@ def char_grams(text: str, dim: int = CHAR_DIM) -> np.ndarray:
 DESCRIBE = ()
 INVERSES = {("has_sensor", "sensor_of"), ("sensor_of", "has_sensor")}
 PATH_NP_EN: dict[str, str] = {
-    "located_on_line": "the production line of {x}", "line_of_site": "the site that {x} belongs to",
-    "maintained_by": "the maintenance technician of {x}", "operated_by": "the operator of {x}",
-    "supervised_by": "the supervisor of {x}", "supplied_by": "the supplier of {x}",
-    "sensor_of": "the machine that {x} is mounted on", "has_sensor": "the sensors of {x}",
-    "has_role": "the job role of {x}", "maintenance_interval": "the maintenance interval of {x}",
-    "works_at": "the site where {x} works", "based_in": "the country where {x} is based",
+    "located_on_line": "the production line of {x}",
+    "line_of_site": "the site that {x} belongs to",
+    "maintained_by": "the maintenance technician of {x}",
+    "operated_by": "the operator of {x}",
+    "supervised_by": "the supervisor of {x}",
+    "supplied_by": "the supplier of {x}",
+    "sensor_of": "the machine that {x} is mounted on",
+    "has_sensor": "the sensors of {x}",
+    "has_role": "the job role of {x}",
+    "maintenance_interval": "the maintenance interval of {x}",
+    "works_at": "the site where {x} works",
+    "based_in": "the country where {x} is based",
     "managed_by": "the manager of {x}",
 }
 PATH_NP_ZH: dict[str, str] = {
-    "located_on_line": "{x}所在的生产线", "line_of_site": "{x}所属的工厂", "maintained_by": "{x}的维护技术员",
-    "operated_by": "{x}的操作员", "supervised_by": "{x}的主管", "supplied_by": "{x}的供应商",
-    "sensor_of": "{x}安装在的设备", "has_sensor": "{x}的传感器", "has_role": "{x}的职位",
-    "maintenance_interval": "{x}的保养周期", "works_at": "{x}工作的工厂", "based_in": "{x}所在的国家",
+    "located_on_line": "{x}所在的生产线",
+    "line_of_site": "{x}所属的工厂",
+    "maintained_by": "{x}的维护技术员",
+    "operated_by": "{x}的操作员",
+    "supervised_by": "{x}的主管",
+    "supplied_by": "{x}的供应商",
+    "sensor_of": "{x}安装在的设备",
+    "has_sensor": "{x}的传感器",
+    "has_role": "{x}的职位",
+    "maintenance_interval": "{x}的保养周期",
+    "works_at": "{x}工作的工厂",
+    "based_in": "{x}所在的国家",
     "managed_by": "{x}的负责人",
 }
 DESCRIBE_EN = "information about {x}"
@@ -108,7 +132,9 @@ def schema_paths(start_type: str, max_hops: int = MAX_HOPS) -> list[tuple[str, .
 
 def all_schema_paths() -> list[tuple[str, tuple[str, ...]]]:
     """(start type, path) for every start type that has relations: the path scorer's output order."""
-    return [(t, p) for t in TYPE_NAMES for p in schema_paths(t) if any(t in r.head for r in RELATIONS.values())]
+    return [
+        (t, p) for t in TYPE_NAMES for p in schema_paths(t) if any(t in r.head for r in RELATIONS.values())
+    ]
 
 
 def path_texts(start_type: str, path: tuple[str, ...]) -> list[str]:

@@ -15,10 +15,30 @@ from skillpack.text import to_ascii
 
 Embed = Callable[[list[str]], np.ndarray]
 _CODE_RE = re.compile(r"(?<![A-Za-z])([A-Za-z]{2})[\s_-]?(\d{3,4})(?!\d)")
-_NUM_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-              "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_LINE_EN = re.compile(r"\bline\s*(?:no\.?\s*|number\s*|#\s*)?(\d|one|two|three|four|five|six|seven|eight|nine)\b",
-                      re.IGNORECASE)
+_NUM_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_LINE_EN = re.compile(
+    r"\bline\s*(?:no\.?\s*|number\s*|#\s*)?(\d|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE
+)
 _LINE_ZH = re.compile(r"(\d|[一二两三四五六七八九])\s*号(?:产|生产)?线|(\d)\s*(?:产|生产)?线")
 
 
@@ -32,12 +52,19 @@ class Mention:
     method: str  # alias | code | line_number | embedding
 
     def to_dict(self) -> dict[str, object]:
-        return {"entity_id": self.entity_id, "surface": self.surface, "score": round(self.score, 4), "method": self.method,
-                "span": [self.start, self.end]}
+        return {
+            "entity_id": self.entity_id,
+            "surface": self.surface,
+            "score": round(self.score, 4),
+            "method": self.method,
+            "span": [self.start, self.end],
+        }
 
 
 class EntityLinker:
-    def __init__(self, graph: KnowledgeGraph, embed: Embed | None = None, embed_threshold: float = 0.82) -> None:
+    def __init__(
+        self, graph: KnowledgeGraph, embed: Embed | None = None, embed_threshold: float = 0.82
+    ) -> None:
         self.graph = graph
         self.embed = embed
         self.embed_threshold = embed_threshold
@@ -50,7 +77,9 @@ class EntityLinker:
                 if len(n) >= 2:
                     self._aliases.append((n.lower(), e.id))
         self._aliases.sort(key=lambda a: len(a[0]), reverse=True)
-        self._codes = {str(e.attrs["code"]).upper(): e.id for e in graph.entities.values() if "code" in e.attrs}
+        self._codes = {
+            str(e.attrs["code"]).upper(): e.id for e in graph.entities.values() if "code" in e.attrs
+        }
         self._name_emb: np.ndarray | None = None
         self._name_ids: list[str] = []
 
@@ -96,7 +125,7 @@ class EntityLinker:
                 site = self.site_of(ent.id)
         for rx in (_LINE_EN, _LINE_ZH):
             for m in rx.finditer(norm):
-                if any(taken[m.start():m.end()]):
+                if any(taken[m.start() : m.end()]):
                     continue
                 raw = next(g for g in m.groups() if g)
                 number = int(raw) if raw.isdigit() else _NUM_WORDS[raw.lower()]
@@ -105,15 +134,21 @@ class EntityLinker:
                     lines = [e for e in lines if self.graph.neighbors(e.id, "line_of_site") == [site]]
                 if lines and take(m.start(), m.end()):
                     score = 1.0 if len(lines) == 1 else 1.0 / len(lines)
-                    found.extend(Mention(e.id, m.start(), m.end(), m.group(0), score, "line_number") for e in lines)
+                    found.extend(
+                        Mention(e.id, m.start(), m.end(), m.group(0), score, "line_number") for e in lines
+                    )
         if not found and self.embed is not None:
             found.extend(self._embedding_mentions(norm))
         return sorted(found, key=lambda m: (m.start, -m.score))
 
     def site_of(self, eid: str) -> str | None:
         ent = self.graph.entities[eid]
-        path = {"line": ["line_of_site"], "machine": ["located_on_line", "line_of_site"], "person": ["works_at"],
-                "sensor": ["sensor_of", "located_on_line", "line_of_site"]}.get(ent.type)
+        path = {
+            "line": ["line_of_site"],
+            "machine": ["located_on_line", "line_of_site"],
+            "person": ["works_at"],
+            "sensor": ["sensor_of", "located_on_line", "line_of_site"],
+        }.get(ent.type)
         if path is None:
             return None
         sites = self.graph.follow(eid, path)

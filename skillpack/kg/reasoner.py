@@ -52,14 +52,22 @@ class RelationScorer(Protocol):
 # --------------------------------------------------------------------------- lexical scorer
 # Cue weights: a few cues are stronger (a question word that fixes the relation) or weaker (a
 # verb that is also used loosely) than the rest.
-CUE_WEIGHTS: dict[str, float] = {"how often": 2.0, "how frequently": 2.0, "多久": 2.0, "多长时间": 2.0, "service": 0.6}
+CUE_WEIGHTS: dict[str, float] = {
+    "how often": 2.0,
+    "how frequently": 2.0,
+    "多久": 2.0,
+    "多长时间": 2.0,
+    "service": 0.6,
+}
 
 
 def _cue_patterns() -> list[tuple[re.Pattern[str], str, float]]:
     pats: list[tuple[re.Pattern[str], str, float]] = []
     for rel in RELATIONS.values():
         for cue in rel.cues_en:
-            pats.append((re.compile(rf"\b{re.escape(cue)}", re.IGNORECASE), rel.name, CUE_WEIGHTS.get(cue, 1.0)))
+            pats.append(
+                (re.compile(rf"\b{re.escape(cue)}", re.IGNORECASE), rel.name, CUE_WEIGHTS.get(cue, 1.0))
+            )
         for cue in rel.cues_zh:
             pats.append((re.compile(re.escape(cue)), rel.name, CUE_WEIGHTS.get(cue, 1.0)))
     return pats
@@ -110,8 +118,10 @@ def cue_slots(question: str, mention_span: tuple[int, int]) -> list[CueSlot]:
             continue
         merged.append(sp)
     mid = (mention_span[0] + mention_span[1]) / 2
-    slots = [CueSlot(s, e, frozenset(r), int(min(abs(s - mid), abs(e - mid))), weights.get((s, e), 1.0))
-             for s, e, r in merged]
+    slots = [
+        CueSlot(s, e, frozenset(r), int(min(abs(s - mid), abs(e - mid))), weights.get((s, e), 1.0))
+        for s, e, r in merged
+    ]
     # cues after the mention are the inner hops ("… X works", "X的维护人员的主管"); cues before it
     # wrap everything after them ("the manager of the site where X works", "管理X所在厂区的人")
     return sorted(slots, key=lambda c: (c.start < mention_span[0], c.distance))
@@ -119,8 +129,9 @@ def cue_slots(question: str, mention_span: tuple[int, int]) -> list[CueSlot]:
 
 # interrogatives that ask for an entity other than the one named ("who …", "where …", 谁, 哪):
 # such a question is no request to describe the named entity (the lexical scorer's empty path)
-_ASKS_FOR_ANOTHER = re.compile(r"\b(?:who|whom|whose|where|which|when|how often|how long)\b|谁|哪|什么时候|多久",
-                               re.IGNORECASE)
+_ASKS_FOR_ANOTHER = re.compile(
+    r"\b(?:who|whom|whose|where|which|when|how often|how long)\b|谁|哪|什么时候|多久", re.IGNORECASE
+)
 
 
 def _can_repeat(rel: str) -> bool:
@@ -161,13 +172,17 @@ class LexicalHopScorer:
         scores = []
         for rel in candidates:
             idx = next((i for i, sl in enumerate(remaining) if rel in sl.relations), None)
-            scores.append(self.miss if idx is None else min(1.0, self.hit * remaining[idx].weight * self.decay**idx))
+            scores.append(
+                self.miss if idx is None else min(1.0, self.hit * remaining[idx].weight * self.decay**idx)
+            )
         # STOP after the first hop: the question is answered once every cue is explained; STOP at
         # hop 0 is the empty path (describe the entity): likely only when no cue names a relation
         if state.path:
             stop = self.hit * self.decay ** len(remaining)
         elif remaining or _ASKS_FOR_ANOTHER.search(state.question):
-            stop = self.miss * self.decay ** len(remaining)  # a cue or "who / where …" asks for another entity
+            stop = self.miss * self.decay ** len(
+                remaining
+            )  # a cue or "who / where …" asks for another entity
         else:
             stop = self.hit
         # scores, not normalised: an unexplained cue must keep costing the paths that ignore it
@@ -205,9 +220,14 @@ class HopStep:
     candidates: dict[str, float]  # every candidate relation's probability (incl. STOP)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hop": self.hop, "relation": self.relation, "score": round(self.score, 4),
-                "from": list(self.from_entities), "to": list(self.to_entities),
-                "candidates": {k: round(v, 4) for k, v in self.candidates.items()}}
+        return {
+            "hop": self.hop,
+            "relation": self.relation,
+            "score": round(self.score, 4),
+            "from": list(self.from_entities),
+            "to": list(self.to_entities),
+            "candidates": {k: round(v, 4) for k, v in self.candidates.items()},
+        }
 
 
 @dataclass
@@ -232,15 +252,29 @@ class KGAnswer:
 
     def candidate_paths(self, k: int = 3) -> list[dict[str, Any]]:
         """The chosen path and the best alternatives with their probabilities (for asking back)."""
-        best = {"path": list(self.path), "answers": self.answers, "answer_names": self.answer_names,
-                "p": round(self.path_probability, 4), "text": self.text}
+        best = {
+            "path": list(self.path),
+            "answers": self.answers,
+            "answer_names": self.answer_names,
+            "p": round(self.path_probability, 4),
+            "text": self.text,
+        }
         return [best, *self.alternatives[: k - 1]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "start": self.start.to_dict(), "path": list(self.path),
-                "answers": self.answers, "answer_names": self.answer_names, "score": round(self.score, 4),
-                "steps": [s.to_dict() for s in self.steps], "text": self.text, "from_cache": self.from_cache,
-                "alternatives": self.alternatives, "path_probability": round(self.path_probability, 4)}
+        return {
+            "question": self.question,
+            "start": self.start.to_dict(),
+            "path": list(self.path),
+            "answers": self.answers,
+            "answer_names": self.answer_names,
+            "score": round(self.score, 4),
+            "steps": [s.to_dict() for s in self.steps],
+            "text": self.text,
+            "from_cache": self.from_cache,
+            "alternatives": self.alternatives,
+            "path_probability": round(self.path_probability, 4),
+        }
 
 
 @dataclass
@@ -252,21 +286,50 @@ class _Beam:
     done: bool = False
 
 
-_REL_EN = {"located_on_line": "is on line", "line_of_site": "belongs to site", "maintained_by": "is maintained by",
-           "operated_by": "is operated by", "supervised_by": "is supervised by", "supplied_by": "was supplied by",
-           "sensor_of": "is mounted on", "has_sensor": "has sensor", "has_role": "has the role",
-           "maintenance_interval": "is maintained", "works_at": "works at", "based_in": "is based in",
-           "managed_by": "is managed by"}
-_REL_ZH = {"located_on_line": "所在产线", "line_of_site": "所属工厂", "maintained_by": "维护人员", "operated_by": "操作员",
-           "supervised_by": "主管", "supplied_by": "供应商", "sensor_of": "所在设备", "has_sensor": "传感器",
-           "has_role": "职位", "maintenance_interval": "保养周期", "works_at": "工作地点", "based_in": "所在国家",
-           "managed_by": "负责人"}
+_REL_EN = {
+    "located_on_line": "is on line",
+    "line_of_site": "belongs to site",
+    "maintained_by": "is maintained by",
+    "operated_by": "is operated by",
+    "supervised_by": "is supervised by",
+    "supplied_by": "was supplied by",
+    "sensor_of": "is mounted on",
+    "has_sensor": "has sensor",
+    "has_role": "has the role",
+    "maintenance_interval": "is maintained",
+    "works_at": "works at",
+    "based_in": "is based in",
+    "managed_by": "is managed by",
+}
+_REL_ZH = {
+    "located_on_line": "所在产线",
+    "line_of_site": "所属工厂",
+    "maintained_by": "维护人员",
+    "operated_by": "操作员",
+    "supervised_by": "主管",
+    "supplied_by": "供应商",
+    "sensor_of": "所在设备",
+    "has_sensor": "传感器",
+    "has_role": "职位",
+    "maintenance_interval": "保养周期",
+    "works_at": "工作地点",
+    "based_in": "所在国家",
+    "managed_by": "负责人",
+}
 
 
 class PathReasoner:
-    def __init__(self, graph: KnowledgeGraph | None = None, scorer: RelationScorer | None = None,
-                 linker: EntityLinker | None = None, *, beam_width: int = 4, min_hop_prob: float = 0.05,
-                 prior_weight: float = 0.3, cache_size: int = 512) -> None:
+    def __init__(
+        self,
+        graph: KnowledgeGraph | None = None,
+        scorer: RelationScorer | None = None,
+        linker: EntityLinker | None = None,
+        *,
+        beam_width: int = 4,
+        min_hop_prob: float = 0.05,
+        prior_weight: float = 0.3,
+        cache_size: int = 512,
+    ) -> None:
         self.graph = graph or default_graph()
         self.scorer: RelationScorer = scorer or LexicalHopScorer()
         self.linker = linker or EntityLinker(self.graph)
@@ -311,8 +374,13 @@ class PathReasoner:
                 self._path_cache.popitem(last=False)
 
     # ---------------------------------------------------------------- main entry
-    def answer(self, question: str, context_site: str | None = None, start: Mention | None = None,
-               use_cache: bool = True) -> KGAnswer:
+    def answer(
+        self,
+        question: str,
+        context_site: str | None = None,
+        start: Mention | None = None,
+        use_cache: bool = True,
+    ) -> KGAnswer:
         norm = to_ascii(question)
         if start is None:
             mentions = self.linker.link(question, context_site=context_site)
@@ -338,8 +406,16 @@ class PathReasoner:
         alts = []
         for b, p in zip(beams[1:3], probs[1:3], strict=False):
             alt = self._finish(question, start, b, [])
-            alts.append({"path": list(b.path), "answers": list(b.frontier), "answer_names": alt.answer_names,
-                         "score": round(math.exp(b.logp / max(len(b.path), 1)), 4), "p": round(p, 4), "text": alt.text})
+            alts.append(
+                {
+                    "path": list(b.path),
+                    "answers": list(b.frontier),
+                    "answer_names": alt.answer_names,
+                    "score": round(math.exp(b.logp / max(len(b.path), 1)), 4),
+                    "p": round(p, 4),
+                    "text": alt.text,
+                }
+            )
         if use_cache and probs[0] >= 0.5:
             self._cache_put(key, best.path)
         ans = self._finish(question, start, best, alts)
@@ -351,7 +427,9 @@ class PathReasoner:
         most specific type (sensor > machine > person > line > supplier > site ...)."""
         rank = {"sensor": 0, "machine": 1, "person": 2, "line": 3, "supplier": 4, "site": 5}
         usable = [m for m in mentions if self.graph.relations_from(m.entity_id)] or mentions
-        return min(usable, key=lambda m: (rank.get(self.graph.entities[m.entity_id].type, 9), -m.score, m.start))
+        return min(
+            usable, key=lambda m: (rank.get(self.graph.entities[m.entity_id].type, 9), -m.score, m.start)
+        )
 
     def _candidates(self, frontier: tuple[str, ...]) -> list[str]:
         rels: list[str] = []
@@ -383,11 +461,21 @@ class PathReasoner:
                     finished.append(beam)  # nothing to follow: the path so far (or the entity itself)
                     continue
                 probs = np.asarray(self.scorer(state, cands), dtype=np.float64)
-                named = {**{c: float(p) for c, p in zip(cands, probs[:-1], strict=True)}, STOP: float(probs[-1])}
+                named = {
+                    **{c: float(p) for c, p in zip(cands, probs[:-1], strict=True)},
+                    STOP: float(probs[-1]),
+                }
                 stop_p = named[STOP]
                 if stop_p >= self.min_hop_prob:  # STOP at hop 0: the empty path, i.e. describe the entity
-                    finished.append(_Beam(beam.frontier, beam.path, beam.logp + math.log(max(stop_p, 1e-9)),
-                                          beam.steps, True))
+                    finished.append(
+                        _Beam(
+                            beam.frontier,
+                            beam.path,
+                            beam.logp + math.log(max(stop_p, 1e-9)),
+                            beam.steps,
+                            True,
+                        )
+                    )
                 # a first hop where no relation reaches min_hop_prob is not pruned at all: a question
                 # about a linked entity always gets paths (with their low probabilities shown) instead of none
                 keep_all = hop == 1 and all(named[c] < self.min_hop_prob for c in cands)
@@ -418,7 +506,11 @@ class PathReasoner:
             if rel not in cands:
                 return None
             cur_type = self.graph.entities[beam.frontier[0]].type
-            probs = np.asarray(self.scorer(HopState(question, (start.start, start.end), start_type, cur_type, beam.path), cands))
+            probs = np.asarray(
+                self.scorer(
+                    HopState(question, (start.start, start.end), start_type, cur_type, beam.path), cands
+                )
+            )
             named = {**{c: float(p) for c, p in zip(cands, probs[:-1], strict=True)}, STOP: float(probs[-1])}
             beam = self._expand(beam, rel, named[rel], hop, named)
         return beam
@@ -428,17 +520,32 @@ class PathReasoner:
         e = self.graph.entities[entity_id]
         facts = []
         for rel in self.graph.relations_from(entity_id):
-            label = ", ".join(self.graph.entities[t].label(zh) for t in self.graph.neighbors(entity_id, rel)[:5])
+            label = ", ".join(
+                self.graph.entities[t].label(zh) for t in self.graph.neighbors(entity_id, rel)[:5]
+            )
             facts.append(f"{_REL_ZH[rel]}：{label}" if zh else f"{_REL_EN[rel]} {label}")
-        return f"{e.label(zh)}：" + "；".join(facts) if zh else f"{e.label(zh)} ({e.type}): " + "; ".join(facts)
+        return (
+            f"{e.label(zh)}：" + "；".join(facts) if zh else f"{e.label(zh)} ({e.type}): " + "; ".join(facts)
+        )
 
-    def _finish(self, question: str, start: Mention, beam: _Beam, alts: list[dict[str, Any]],
-                from_cache: bool = False) -> KGAnswer:
+    def _finish(
+        self, question: str, start: Mention, beam: _Beam, alts: list[dict[str, Any]], from_cache: bool = False
+    ) -> KGAnswer:
         zh = has_cjk(question)
         if not beam.path:  # the empty path: describe the entity
             name = self.graph.entities[start.entity_id].label(zh)
-            return KGAnswer(question, start, (), [start.entity_id], [name], 1.0, [],
-                            self._describe_text(start.entity_id, zh), from_cache, alts)
+            return KGAnswer(
+                question,
+                start,
+                (),
+                [start.entity_id],
+                [name],
+                1.0,
+                [],
+                self._describe_text(start.entity_id, zh),
+                from_cache,
+                alts,
+            )
         names = [self.graph.entities[e].label(zh) for e in beam.frontier]
         chain = self.graph.entities[start.entity_id].label(zh)
         for step in beam.steps:
@@ -448,8 +555,18 @@ class PathReasoner:
         text = f"{answer}（{chain}）" if zh else f"{answer} ({chain})"
         n = max(len(beam.path), 1)
         score = math.exp(sum(math.log(max(s.score, 1e-9)) for s in beam.steps) / n)
-        return KGAnswer(question, start, beam.path, list(beam.frontier), names, score, list(beam.steps), text,
-                        from_cache, alts)
+        return KGAnswer(
+            question,
+            start,
+            beam.path,
+            list(beam.frontier),
+            names,
+            score,
+            list(beam.steps),
+            text,
+            from_cache,
+            alts,
+        )
 
 
 _DEFAULT: PathReasoner | None = None

@@ -27,20 +27,37 @@ def test_figure_checks_series_lengths() -> None:
 
 
 def test_overview_groups_numeric_metrics() -> None:
-    figs = overview({"serving": {"c1": {"rps": 10, "p99_ms": 2.5}, "ok": True}, "ratio": 7.1, "note": "x",
-                     "nan": float("nan"), "empty": {}})
+    figs = overview(
+        {
+            "serving": {"c1": {"rps": 10, "p99_ms": 2.5}, "ok": True},
+            "ratio": 7.1,
+            "note": "x",
+            "nan": float("nan"),
+            "empty": {},
+        }
+    )
     assert [f.title for f in figs] == ["serving", "scalars"]
-    assert list(figs[0].categories) == ["c1.rps", "c1.p99_ms"] and list(figs[0].series["serving"]) == [10.0, 2.5]
+    assert list(figs[0].categories) == ["c1.rps", "c1.p99_ms"] and list(figs[0].series["serving"]) == [
+        10.0,
+        2.5,
+    ]
     assert list(figs[1].categories) == ["ratio"]
 
 
 def test_render_draws_panels(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    one = render([Figure("rps", categories=["c1", "c32"], series={"naive": [38, 40], "this": [268, 352]})],
-                 tmp_path / "one.png")
-    two = render([Figure("rps", categories=["a"], series={"s": [1.0]}),
-                  Figure("p99", kind="lines", x=[1, 2, 4], series={"p99": [1.0, None, 3.0]}, logx=True)],
-                 tmp_path / "two.png", title="t")
+    one = render(
+        [Figure("rps", categories=["c1", "c32"], series={"naive": [38, 40], "this": [268, 352]})],
+        tmp_path / "one.png",
+    )
+    two = render(
+        [
+            Figure("rps", categories=["a"], series={"s": [1.0]}),
+            Figure("p99", kind="lines", x=[1, 2, 4], series={"p99": [1.0, None, 3.0]}, logx=True),
+        ],
+        tmp_path / "two.png",
+        title="t",
+    )
     assert _size(two)[0] > _size(one)[0]  # two columns
     with pytest.raises(ValueError, match="nothing to plot"):
         render([], tmp_path / "none.png")
@@ -52,8 +69,12 @@ def test_write_record_puts_a_png_beside_the_json(tmp_path: Path, capsys: pytest.
     png = path.with_suffix(".png")
     assert json.loads(path.read_text())["bench"] == "plotcheck" and _size(png)[0] > 100
     assert f"plot: {png}" in capsys.readouterr().out
-    path2 = write_record("plotcheck2", {"n": "text only"}, out_dir=tmp_path,
-                         figures=[Figure("given", categories=["a"], series={"s": [3.0]})])
+    path2 = write_record(
+        "plotcheck2",
+        {"n": "text only"},
+        out_dir=tmp_path,
+        figures=[Figure("given", categories=["a"], series={"s": [3.0]})],
+    )
     assert path2.with_suffix(".png").exists()
     path3 = write_record("plotcheck3", {"n": "text only"}, out_dir=tmp_path)
     assert not path3.with_suffix(".png").exists() and "no numeric metrics" in capsys.readouterr().out

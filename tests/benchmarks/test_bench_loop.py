@@ -32,22 +32,45 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     frozen = load_frozen_new_route_eval()
     new = [it.to_example() for it in frozen if it.kind == "new"][::3]
     other = [it.to_example() for it in frozen if it.kind == "other"][::10]
-    replay = [e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)]
+    replay = [
+        e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
+    ]
     fast = FastHead.from_model(model, "default")
-    evals = {"new": top_features(model, "default", tok, new), "other": top_features(model, "default", tok, other),
-             "para": top_features(model, "default", tok, other[:20])}
-    return {"fast": fast, "evals": evals, "replay": top_features(model, "default", tok, replay),
-            "support": top_features(model, "default", tok, support_set(16)),
-            "base_other": bl.accuracy(fast.predict(evals["other"]), evals["other"].routes)}
+    evals = {
+        "new": top_features(model, "default", tok, new),
+        "other": top_features(model, "default", tok, other),
+        "para": top_features(model, "default", tok, other[:20]),
+    }
+    return {
+        "fast": fast,
+        "evals": evals,
+        "replay": top_features(model, "default", tok, replay),
+        "support": top_features(model, "default", tok, support_set(16)),
+        "base_other": bl.accuracy(fast.predict(evals["other"]), evals["other"].routes),
+    }
 
 
 def _run(parts: dict[str, Any], adapt_fn: Any) -> Any:
-    return bl.run_one("proto", 16, 0, parts["fast"], None, NEW_ROUTE, parts["support"], parts["replay"],
-                      parts["evals"], parts["base_other"], CFG, adapt_fn=adapt_fn)
+    return bl.run_one(
+        "proto",
+        16,
+        0,
+        parts["fast"],
+        None,
+        NEW_ROUTE,
+        parts["support"],
+        parts["replay"],
+        parts["evals"],
+        parts["base_other"],
+        CFG,
+        adapt_fn=adapt_fn,
+    )
 
 
 def test_wrong_label_adaptation_misses_the_new_route_target(parts: dict[str, Any]) -> None:
-    def mislabelled(fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int) -> FastHead:
+    def mislabelled(
+        fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int
+    ) -> FastHead:
         with torch.no_grad():
             fast.head.out.bias[-1] = -1e4  # and the new output can never win
         return adapt(fast, support.relabel(DEFAULT_ROUTES[0]), replay, cfg, seed)
@@ -61,7 +84,9 @@ def test_wrong_label_adaptation_misses_the_new_route_target(parts: dict[str, Any
 
 
 def test_adaptation_that_wipes_the_old_outputs_misses_the_drop_target(parts: dict[str, Any]) -> None:
-    def wiping(fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int) -> FastHead:
+    def wiping(
+        fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int
+    ) -> FastHead:
         out = adapt(fast, support, replay, AdaptConfig(steps=0), seed)
         with torch.no_grad():
             out.head.out.weight[:-1] = 0.0
@@ -84,8 +109,11 @@ def test_targets_read_the_means_and_fail_missing_rows_or_slow_training() -> None
     assert bl.targets({"maml@16": row(0.89, 0.2)}, [40.0])["new_route"] is False
     assert bl.targets({"maml@16": row(0.95, 0.6)}, [40.0])["other_drop"] is False
     assert bl.targets(ok, [100.0, 150.0])["train_time"] is False and bl.targets(ok, [])["train_time"] is False
-    assert bl.targets({"plain@16": row(0.99, 0.0)}, [1.0]) == {"new_route": False, "other_drop": False,
-                                                               "train_time": True}
+    assert bl.targets({"plain@16": row(0.99, 0.0)}, [1.0]) == {
+        "new_route": False,
+        "other_drop": False,
+        "train_time": True,
+    }
     assert bl.mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0)
 
 

@@ -23,9 +23,20 @@ from skillpack.kg.linking import EntityLinker
 from tests.benchmarks.conftest import load_bench
 
 bm = load_bench("bench_mqtt")
-QUESTIONS = ["what is 17 times 23", "convert 12 km to miles", "Who maintains PR-111?", "15% of 240",
-             "把100公斤换算成磅", "What's the temperature of OV-122?", "hello there", "asdf qwer zxcv",
-             "what is 5 plus 9", "how many pounds is 30 kg", "Who supervises Suzhou line 2?", "计算12乘以7"]
+QUESTIONS = [
+    "what is 17 times 23",
+    "convert 12 km to miles",
+    "Who maintains PR-111?",
+    "15% of 240",
+    "把100公斤换算成磅",
+    "What's the temperature of OV-122?",
+    "hello there",
+    "asdf qwer zxcv",
+    "what is 5 plus 9",
+    "how many pounds is 30 kg",
+    "Who supervises Suzhou line 2?",
+    "计算12乘以7",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +45,13 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     store = MemoryStore(tmp / "memory.sqlite3", "edge-test")
     recorder = bm._Recorder(store)
     router = KeywordRouter(EntityLinker(default_graph()))
-    agent = build_agent(AgentSettings(agent_memory_db=tmp / "m.sqlite3", agent_cloud_url=""),
-                        encoder=HashingEncoder(router, dim=384), router=router, sync=recorder, node_id="edge-test")
+    agent = build_agent(
+        AgentSettings(agent_memory_db=tmp / "m.sqlite3", agent_cloud_url=""),
+        encoder=HashingEncoder(router, dim=384),
+        router=router,
+        sync=recorder,
+        node_id="edge-test",
+    )
 
     async def run() -> None:
         for i, q in enumerate(QUESTIONS * 3):
@@ -53,7 +69,11 @@ def test_pool_holds_the_kinds_the_edge_publishes_with_384_float_embeddings(pool:
     assert {bm.KIND_CACHE, bm.KIND_KNOWLEDGE, bm.KIND_HARD} <= kinds
     for it in pool:
         if it[0] == "memory":
-            assert isinstance(it[1], KnowledgeRecord) and it[1].embedding is not None and len(it[1].embedding) == 384
+            assert (
+                isinstance(it[1], KnowledgeRecord)
+                and it[1].embedding is not None
+                and len(it[1].embedding) == 384
+            )
     cycled = bm.cycle(pool, len(pool) * 2 + 3)
     keys = [obj.key for kind, obj in cycled if kind == "memory"]
     assert len(keys) == len(set(keys))  # fresh keys for every copy

@@ -29,7 +29,8 @@ def test_generator_is_deterministic_and_covers_categories_languages_and_chinese_
     assert [c.text for c in a] == [c.text for c in b]
     assert {(c.tool, c.category, c.lang) for c in a} == (
         {("calculator", cat, lang) for cat in qt.CALC_CATEGORIES for lang in ("en", "zh")}
-        | {("units", dim, lang) for dim in qt.UNIT_DIMENSIONS for lang in ("en", "zh")})
+        | {("units", dim, lang) for dim in qt.UNIT_DIMENSIONS for lang in ("en", "zh")}
+    )
     assert any(c.zh_numerals for c in qt.generate(10, seed=11))
 
 

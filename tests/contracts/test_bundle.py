@@ -181,9 +181,13 @@ def test_adapter_update_needs_parent_for_graph(bundle_dir: Path, tmp_path: Path)
             "kind": "adapter_update",
             "version": "1.0.1",
             "files": files,
-            "graphs": {r: g.model_copy(update={"from_parent": True}).model_dump() for r, g in m.graphs.items()},
+            "graphs": {
+                r: g.model_copy(update={"from_parent": True}).model_dump() for r, g in m.graphs.items()
+            },
             "tokenizer": {**m.tokenizer.model_dump(), "from_parent": True},
-            "parent": ParentRef(name=m.name, version=m.version, manifest_sha256=parent.manifest_sha256).model_dump(),
+            "parent": ParentRef(
+                name=m.name, version=m.version, manifest_sha256=parent.manifest_sha256
+            ).model_dump(),
         }
     )
     (update / "manifest.yaml").write_text(upd.to_yaml())

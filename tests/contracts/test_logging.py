@@ -31,8 +31,17 @@ def test_format_follows_the_terminal_unless_told(monkeypatch: pytest.MonkeyPatch
 
 
 def test_records_carry_context_in_both_formats() -> None:
-    record = logging.makeLogRecord({"name": "autoglm.x", "levelname": "INFO", "levelno": 20, "msg": "hi %s",
-                                    "args": ("there",), "created": 1_780_000_000.25, "msecs": 250.0})
+    record = logging.makeLogRecord(
+        {
+            "name": "autoglm.x",
+            "levelname": "INFO",
+            "levelno": 20,
+            "msg": "hi %s",
+            "args": ("there",),
+            "created": 1_780_000_000.25,
+            "msecs": 250.0,
+        }
+    )
     with log_context(node_id="n1"):
         doc = json.loads(JsonFormatter().format(record))
         line = ConsoleFormatter().format(record)

@@ -44,12 +44,20 @@ def test_round_trip_with_optional_parts(manifest: Manifest) -> None:
             "files": files,
             "graphs": {
                 **manifest.graphs,
-                "hop_scorer": GraphEntry(file="hop_scorer.onnx", sha256="d" * 64, precision="fp32", signature=default_signature()),
+                "hop_scorer": GraphEntry(
+                    file="hop_scorer.onnx", sha256="d" * 64, precision="fp32", signature=default_signature()
+                ),
             },
             "tensorrt": [
                 TensorRTEngine(
-                    file="engines/encoder.fp16.sm90.plan", precision="fp16", gpu_name="H200", gpu_arch="9.0",
-                    trt_version="10.3.0", min_shape=[1, 1], opt_shape=[8, 32], max_shape=[32, 128],
+                    file="engines/encoder.fp16.sm90.plan",
+                    precision="fp16",
+                    gpu_name="H200",
+                    gpu_arch="9.0",
+                    trt_version="10.3.0",
+                    min_shape=[1, 1],
+                    opt_shape=[8, 32],
+                    max_shape=[32, 128],
                 )
             ],
         }

@@ -28,8 +28,12 @@ def _yaml(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_precedence_flag_over_env_over_yaml_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _yaml(tmp_path, "edge:\n  http_port: 9001\n  node_id: from-yaml\n  serve_max_batch_size: 8\n", monkeypatch)
+def test_precedence_flag_over_env_over_yaml_over_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _yaml(
+        tmp_path, "edge:\n  http_port: 9001\n  node_id: from-yaml\n  serve_max_batch_size: 8\n", monkeypatch
+    )
     monkeypatch.setenv("AUTOGLM_EDGE_HTTP_PORT", "9002")
     s = ServeSettings(serve_max_batch_size=4)
     assert (s.http_port, s.node_id, s.serve_max_batch_size, s.http_host) == (9002, "from-yaml", 4, "0.0.0.0")
@@ -51,15 +55,20 @@ def test_env_lists_and_dicts_take_json_or_commas(monkeypatch: pytest.MonkeyPatch
         ControlSettings()
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("edge: [\n", "invalid YAML at line 2"),
-    ("- a\n- b\n", "top level must be a mapping"),
-    ("edge:\n  http_prot: 9000\n", "unknown key edge.http_prot (did you mean 'http_port'?)"),
-    ("edgee:\n  http_port: 9000\n", "unknown section 'edgee' (did you mean 'edge'?)"),
-    ("edge: 3\n", "section 'edge' must be a mapping"),
-    ("edge:\n  http_port: abc\n", "edge.http_port='abc'"),
-])
-def test_yaml_mistakes_are_one_line(text: str, needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("edge: [\n", "invalid YAML at line 2"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("edge:\n  http_prot: 9000\n", "unknown key edge.http_prot (did you mean 'http_port'?)"),
+        ("edgee:\n  http_port: 9000\n", "unknown section 'edgee' (did you mean 'edge'?)"),
+        ("edge: 3\n", "section 'edge' must be a mapping"),
+        ("edge:\n  http_port: abc\n", "edge.http_port='abc'"),
+    ],
+)
+def test_yaml_mistakes_are_one_line(
+    text: str, needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _yaml(tmp_path, text, monkeypatch)
     with pytest.raises(ConfigError) as err:
         ServeSettings()
@@ -67,7 +76,9 @@ def test_yaml_mistakes_are_one_line(text: str, needle: str, tmp_path: Path, monk
     assert err.value.message.startswith("AUTOGLM_CONFIG=")
 
 
-def test_a_key_of_another_class_of_the_section_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_key_of_another_class_of_the_section_is_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # mqtt_port belongs to SyncSettings, agent_site to AgentSettings: both are fine for ServeSettings
     _yaml(tmp_path, "edge:\n  mqtt_port: 1884\n  agent_site: site:x\n  http_port: 9100\n", monkeypatch)
     assert ServeSettings().http_port == 9100
@@ -113,6 +124,8 @@ def test_every_settings_module_is_listed_for_its_yaml_section() -> None:
         for path in (root / pkg).rglob("*.py"):
             tree = ast.parse(path.read_text(encoding="utf-8"))
             for node in ast.walk(tree):
-                if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "AutoGLMSettings" for b in node.bases):
+                if isinstance(node, ast.ClassDef) and any(
+                    getattr(b, "id", "") == "AutoGLMSettings" for b in node.bases
+                ):
                     found.add(".".join(path.relative_to(root).with_suffix("").parts))
     assert found and found <= listed, f"add to contracts.settings.SECTION_MODULES: {sorted(found - listed)}"

@@ -42,8 +42,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = io.StringIO()
     console = Console(file=out, width=160, force_terminal=False)
-    s = run_demo(console, tiny_checkpoint, tmp_path / "demo", allow_degraded=True, keyword_router=True,
-                 rollout_pause_s=1.0)
+    s = run_demo(
+        console,
+        tiny_checkpoint,
+        tmp_path / "demo",
+        allow_degraded=True,
+        keyword_router=True,
+        rollout_pause_s=1.0,
+    )
     text = out.getvalue()
     print(text)
 
@@ -72,7 +78,14 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     # ask: every answer source the story shows
     a = s.ask
     assert a is not None
-    for source in ("local_tool", "knowledge_graph", "cloud_tool", "semantic_cache", "cloud_fallback", "offline"):
+    for source in (
+        "local_tool",
+        "knowledge_graph",
+        "cloud_tool",
+        "semantic_cache",
+        "cloud_fallback",
+        "offline",
+    ):
         assert source in a.sources, (source, a.sources)
     assert a.cache_hit_on_b and a.hard_example_received
     assert {"embedding", "route_logits"} <= set(a.oip["outputs"])
@@ -90,6 +103,11 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert s.broker_stopped and s.leftover_threads == []
 
     # a second run reuses the export (same checkpoint, signature verified)
-    again = run_demo(Console(file=io.StringIO()), tiny_checkpoint, tmp_path / "demo", stages=("export",),
-                     allow_degraded=True)
+    again = run_demo(
+        Console(file=io.StringIO()),
+        tiny_checkpoint,
+        tmp_path / "demo",
+        stages=("export",),
+        allow_degraded=True,
+    )
     assert again.export_reused and again.bundle == s.bundle

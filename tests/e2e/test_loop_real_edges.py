@@ -111,7 +111,8 @@ def fleet(
         "AUTOGLM_CLOUD_LOOP_CANARY_ANALYSIS": "true",
         "AUTOGLM_CLOUD_LOOP_CANARY_MIN_REQUESTS": "5",
         "AUTOGLM_CLOUD_LOOP_CANARY_PAUSE_S": "1",
-        # the tiny model is unsure of nearly everything, on 1.0.0 as on 1.1.0: its answers fall back to the cloud
+        # the tiny model is unsure of nearly everything, on 1.0.0 as on 1.1.0:
+        # its answers fall back to the cloud
         "AUTOGLM_CLOUD_LOOP_CANARY_MAX_FALLBACK_RATE": "1.0",
         # latency on a shared 2-core test box is noise (canary 36 ms vs stable 7.5 ms seen): judge errors only
         "AUTOGLM_CLOUD_LOOP_CANARY_MAX_P99_RATIO": "1000",

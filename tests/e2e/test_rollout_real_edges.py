@@ -91,8 +91,13 @@ class World:
 def world(tmp_path: Path, bundles: Bundles, broken_bundle: Path, overlong_bundle: Path) -> Iterator[World]:
     broker = MosquittoBroker(tmp_path / "broker").start()
     settings = make_settings(
-        tmp_path, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
-        rollout_tick_s=0.1, heartbeat_timeout_s=10.0, fleet_flush_interval_s=0.5,
+        tmp_path,
+        mqtt_enabled=True,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        rollout_tick_s=0.1,
+        heartbeat_timeout_s=10.0,
+        fleet_flush_interval_s=0.5,
     )
     svc = CloudServices.build(settings)
     for b in (bundles.v1, bundles.update, broken_bundle, overlong_bundle):
@@ -104,13 +109,24 @@ def world(tmp_path: Path, bundles: Bundles, broken_bundle: Path, overlong_bundle
             for i in range(N_NODES):
                 home = tmp_path / f"node-{i}"
                 serve = settings_for(home, node_id=f"edge-{i}", http_host="127.0.0.1", http_port=free_port())
-                sync = SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port,
-                                    mqtt_outbox_path=home / "outbox.sqlite3", mqtt_heartbeat_interval_s=0.25)
-                control = ControlSettings(control_cloud_url=server.url, control_bootstrap_token=BOOTSTRAP,
-                                          control_node_labels={"site": "e2e"}, control_apply_timeout_s=60)
+                sync = SyncSettings(
+                    mqtt_host=broker.host,
+                    mqtt_port=broker.port,
+                    mqtt_outbox_path=home / "outbox.sqlite3",
+                    mqtt_heartbeat_interval_s=0.25,
+                )
+                control = ControlSettings(
+                    control_cloud_url=server.url,
+                    control_bootstrap_token=BOOTSTRAP,
+                    control_node_labels={"site": "e2e"},
+                    control_apply_timeout_s=60,
+                )
                 nodes.append(EdgeNode.build(serve, sync, control).start())
-            wait_for(lambda: len(svc.fleet.list_nodes(online=True)) == N_NODES, timeout=40.0,
-                     what="all nodes online")
+            wait_for(
+                lambda: len(svc.fleet.list_nodes(online=True)) == N_NODES,
+                timeout=40.0,
+                what="all nodes online",
+            )
             yield World(server, svc, nodes)
         finally:
             for n in nodes:
@@ -139,20 +155,33 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
     with world.admin() as c, Traffic(nodes) as traffic:
         # 0. Every node starts with nothing; the stable version is sent to each, they download it.
         for n in nodes:
-            r = c.post(f"/api/v1/nodes/{n.serve.node_id}/desired-version", json={"model": MODEL, "version": "1.0.0"})
+            r = c.post(
+                f"/api/v1/nodes/{n.serve.node_id}/desired-version", json={"model": MODEL, "version": "1.0.0"}
+            )
             assert r.status_code == 202, r.text
-        wait_for(lambda: all(served_version(n) == "1.0.0" for n in nodes), timeout=40.0,
-                 what="all nodes serving 1.0.0")
+        wait_for(
+            lambda: all(served_version(n) == "1.0.0" for n in nodes),
+            timeout=40.0,
+            what="all nodes serving 1.0.0",
+        )
 
-        # 1. v1.1.0 (an adapter-only update: only the adapter travels) goes 33% -> 67% -> 100% (1, 2, 3 nodes),
-        #    judged at each step on the nodes' heartbeats (real requests, error rate, p99).
+        # 1. v1.1.0 (an adapter-only update: only the adapter travels) goes 33% -> 67% -> 100%
+        #    (1, 2, 3 nodes), judged at each step on the nodes' heartbeats (real requests, error rate, p99).
         t0 = time.monotonic()
-        rid = _rollout(c, "1.1.0", steps=[33, 67, 100], pause_s=0.8,
-                       analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000})
+        rid = _rollout(
+            c,
+            "1.1.0",
+            steps=[33, 67, 100],
+            pause_s=0.8,
+            analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000},
+        )
         out = _final(c, rid)
         assert out["state"] == "succeeded", out["events"][-1]
-        wait_for(lambda: all(served_version(n) == "1.1.0" for n in nodes), timeout=40.0,
-                 what="all nodes serving 1.1.0")
+        wait_for(
+            lambda: all(served_version(n) == "1.1.0" for n in nodes),
+            timeout=40.0,
+            what="all nodes serving 1.1.0",
+        )
         rollout_s = time.monotonic() - t0
         steps = [e for e in out["events"] if e["from_state"] == e["to_state"] == "progressing"]
         assert len(steps) == 2  # two intermediate steps passed on analysis
@@ -180,21 +209,32 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
 
         def back_on_stable() -> bool:
             view = {x["node_id"]: x for x in c.get("/api/v1/nodes").json()}
-            return all(view[n]["desired_version"] == "1.1.0" and view[n]["current_version"] == "1.1.0"
-                       for n in canaries)
+            return all(
+                view[n]["desired_version"] == "1.1.0" and view[n]["current_version"] == "1.1.0"
+                for n in canaries
+            )
 
         wait_for(back_on_stable, timeout=40.0, what="canaries sent back to 1.1.0")
         assert all(served_version(n) == "1.1.0" for n in nodes)
-        failed_acks = [cmd for n in canaries for cmd in c.get(f"/api/v1/nodes/{n}/commands").json()
-                       if cmd["status"] == "failed"]
+        failed_acks = [
+            cmd
+            for n in canaries
+            for cmd in c.get(f"/api/v1/nodes/{n}/commands").json()
+            if cmd["status"] == "failed"
+        ]
         assert failed_acks and all("cannot load" in cmd["detail"] for cmd in failed_acks)
         assert c.get(f"/api/v1/models/{MODEL}").json()["aliases"]["stable"] == "1.1.0"
 
         # 3. A bad 4.0.0 that loads and serves short texts but fails on long ones: the canary
         #    really switches, its heartbeats report the failing requests, the analysis fails
         #    on the error rate, and the canary is switched back to 1.1.0 automatically.
-        rid = _rollout(c, "4.0.0", steps=[33, 67, 100], pause_s=0.8,
-                       analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000})
+        rid = _rollout(
+            c,
+            "4.0.0",
+            steps=[33, 67, 100],
+            pause_s=0.8,
+            analysis={"min_requests": 5, "max_p99_ratio": 1000, "p99_slack_ms": 10000},
+        )
         out = _final(c, rid)
         assert out["state"] == "aborted", out["events"][-1]
         assert "error rate" in out["events"][-1]["reason"]
@@ -210,13 +250,20 @@ def test_rollout_to_real_edges_and_automatic_rollback(world: World) -> None:
 
         # 4. The second gray mode on one node: 1.0.0 and 1.1.0 both loaded, requests split by weight.
         edge0 = nodes[0]
-        r = c.post(f"/api/v1/nodes/{edge0.serve.node_id}/traffic-split",
-                   json={"model": MODEL, "stable_version": "1.1.0", "canary_version": "1.0.0", "canary_weight": 0.5})
+        r = c.post(
+            f"/api/v1/nodes/{edge0.serve.node_id}/traffic-split",
+            json={"model": MODEL, "stable_version": "1.1.0", "canary_version": "1.0.0", "canary_weight": 0.5},
+        )
         assert r.status_code == 202, r.text
         cid = r.json()["command_id"]
-        wait_for(lambda: any(x["id"] == cid and x["status"] == "acked"
-                             for x in c.get(f"/api/v1/nodes/{edge0.serve.node_id}/commands").json()),
-                 timeout=40.0, what="traffic split acked")
+        wait_for(
+            lambda: any(
+                x["id"] == cid and x["status"] == "acked"
+                for x in c.get(f"/api/v1/nodes/{edge0.serve.node_id}/commands").json()
+            ),
+            timeout=40.0,
+            what="traffic split acked",
+        )
         with httpx.Client(timeout=10) as hc:
             versions = {infer(hc, edge0, f"split {i}").json()["model_version"] for i in range(40)}
         assert versions == {"1.0.0", "1.1.0"}

@@ -48,7 +48,9 @@ class RecordingEngine:
 
 
 def make_model(engine: RecordingEngine, overhead: int = 32) -> LoadedModel:
-    return LoadedModel("m", "1.0.0", "default", ["a", "b"], 1.0, engine, CharTokenizer(), bucket_overhead_tokens=overhead)
+    return LoadedModel(
+        "m", "1.0.0", "default", ["a", "b"], 1.0, engine, CharTokenizer(), bucket_overhead_tokens=overhead
+    )
 
 
 def expected(text: str) -> tuple[float, float]:
@@ -68,7 +70,9 @@ def test_full_batch_starts_at_once_and_respects_max_size() -> None:
         b.start()
         m = make_model(engine)
         futs = b.submit(m, [f"t{i}" for i in range(20)])
-        rows = await asyncio.wait_for(asyncio.gather(*futs[:16]), 1.5)  # long delays, yet no wait: batches are full
+        rows = await asyncio.wait_for(
+            asyncio.gather(*futs[:16]), 1.5
+        )  # long delays, yet no wait: batches are full
         for i, row in enumerate(rows):
             assert tuple(row[0]) == expected(f"t{i}")
         assert not futs[16].done()  # the partial tail waits (arrivals may continue)
@@ -100,7 +104,9 @@ def test_priority_levels_are_served_first() -> None:
     order: list[str] = []
 
     async def main() -> None:
-        b = DynamicBatcher(max_batch_size=2, max_queue_delay_s=0.0, arrival_gap_s=0.0, capacity=20, priority_levels=2)
+        b = DynamicBatcher(
+            max_batch_size=2, max_queue_delay_s=0.0, arrival_gap_s=0.0, capacity=20, priority_levels=2
+        )
         b.start()
         m = make_model(engine)
         engine.gate.clear()
@@ -108,7 +114,10 @@ def test_priority_levels_are_served_first() -> None:
         assert await asyncio.to_thread(engine.entered.wait, 10)  # blocker is in the engine; the rest queue up
         normal = b.submit(m, ["n1", "n2", "n3"], priority=0)
         critical = b.submit(m, ["c1", "c2"], priority=1)
-        for name, f in [*zip(["n1", "n2", "n3"], normal, strict=True), *zip(["c1", "c2"], critical, strict=True)]:
+        for name, f in [
+            *zip(["n1", "n2", "n3"], normal, strict=True),
+            *zip(["c1", "c2"], critical, strict=True),
+        ]:
             f.add_done_callback(lambda _f, name=name: order.append(name))
         engine.gate.set()
         await asyncio.gather(*blocker, *normal, *critical)

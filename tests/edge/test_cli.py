@@ -31,7 +31,19 @@ def test_serve_process_answers_inference(bundles: Bundles, tmp_path: Path) -> No
     port = free_port()
     env = {**os.environ, "AUTOGLM_EDGE_ORT_INTRA_OP_THREADS": "1", "AUTOGLM_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoglm", "edge", "serve", "--bundle", str(bundles.v1), "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "autoglm",
+            "edge",
+            "serve",
+            "--bundle",
+            str(bundles.v1),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -47,7 +59,9 @@ def test_serve_process_answers_inference(bundles: Bundles, tmp_path: Path) -> No
                 pass
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             time.sleep(0.1)
-        body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello from the CLI"]}]}
+        body = {
+            "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello from the CLI"]}]
+        }
         r = httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body)
         assert r.status_code == 200 and r.json()["model_version"] == "1.0.0"
     finally:

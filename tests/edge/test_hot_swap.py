@@ -46,12 +46,15 @@ def test_swap_under_load_drops_nothing(
             i += 1
 
     async def run() -> None:
-        async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=httpx.Limits(max_connections=16),
-                                     headers=ADMIN_HEADERS) as c:
+        async with httpx.AsyncClient(
+            base_url=served.url, timeout=30, limits=httpx.Limits(max_connections=16), headers=ADMIN_HEADERS
+        ) as c:
             clients = [asyncio.create_task(client(k, c)) for k in range(12)]
             while len(seen) < 24:  # traffic flows before the swap
                 await asyncio.sleep(0.01)
-            r = await c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}})
+            r = await c.post(
+                f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}}
+            )
             assert r.status_code == 200, r.text
             assert r.json()["version"] == "2.0.0"
             swap_done_at.append(time.monotonic())
@@ -95,7 +98,9 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
     assert served.service.batcher.depth == 1
     try:
         r = httpx.post(
-            f"{served.url}/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}}, timeout=60,
+            f"{served.url}/v2/repository/models/{MODEL}/load",
+            json={"parameters": {"bundle": str(bundles.v2)}},
+            timeout=60,
             headers=ADMIN_HEADERS,
         )
         assert r.status_code == 200, r.text
@@ -118,13 +123,18 @@ def test_in_flight_and_queued_requests_finish_on_their_version(
     doc = results["c"].json()
     assert doc["model_version"] == "2.0.0"
     np.testing.assert_allclose(embedding_of(doc), reference_v2("after the swap")[0], atol=1e-5)
-    wait_for(lambda: httpx.get(served.url + "/v2/edge/status").json()["draining"] == [], timeout=10.0,
-             what="the old version released")
+    wait_for(
+        lambda: httpx.get(served.url + "/v2/edge/status").json()["draining"] == [],
+        timeout=10.0,
+        what="the old version released",
+    )
 
 
 def test_failed_load_keeps_current_model_and_reports_why(served: Served, tampered_bundle: object) -> None:
     with httpx.Client(base_url=served.url, timeout=60, headers=ADMIN_HEADERS) as c:
-        r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(tampered_bundle)}})
+        r = c.post(
+            f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(tampered_bundle)}}
+        )
         assert r.status_code == 422
         assert "sha256 mismatch" in r.json()["error"]
         ok = c.post(LOAD, json=body(["still serving"]))
@@ -136,9 +146,15 @@ def test_failed_load_keeps_current_model_and_reports_why(served: Served, tampere
         assert any(row["state"] == "UNAVAILABLE" and "sha256" in row["reason"] for row in index)
         r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": "/no/such/bundle"}})
         assert r.status_code == 422 and "no such bundle directory" in r.json()["error"]
-        r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(tampered_bundle).replace("tampered", "x"), "adapter_set": 3}})
+        r = c.post(
+            f"/v2/repository/models/{MODEL}/load",
+            json={"parameters": {"bundle": str(tampered_bundle).replace("tampered", "x"), "adapter_set": 3}},
+        )
         assert r.status_code == 400
-        r = c.post("/v2/repository/models/other-name/load", json={"parameters": {"bundle": str(served.settings.bundle_dir)}})
+        r = c.post(
+            "/v2/repository/models/other-name/load",
+            json={"parameters": {"bundle": str(served.settings.bundle_dir)}},
+        )
         assert r.status_code == 422 and "not 'other-name'" in r.json()["error"]
         assert c.post(LOAD, json=body(["still serving"])).json()["model_version"] == "1.0.0"
         metrics = c.get("/metrics").text
@@ -162,14 +178,25 @@ def test_cache_is_invalidated_on_swap_and_adapter_set_change(
         other = c.post(LOAD, json=body(text)).json()
         assert other["parameters"] == {"cached": 0, "adapter_set": "other"}
         assert not np.allclose(embedding_of(other), embedding_of(v1), atol=1e-4)
-        assert c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}}).status_code == 200
+        assert (
+            c.post(
+                f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.v2)}}
+            ).status_code
+            == 200
+        )
         v2 = c.post(LOAD, json=body(text)).json()
         assert v2["model_version"] == "2.0.0" and v2["parameters"]["cached"] == 0
         np.testing.assert_allclose(embedding_of(v2), reference_v2(text[0])[0], atol=1e-5)
         assert c.post(LOAD, json=body(text)).json()["parameters"]["cached"] == 1
         metrics = c.get("/metrics").text
-    assert 'autoglm_edge_model_loaded_info{adapter_set="default",model="autoglm-router",node="edge-local",version="2.0.0"} 1.0' in metrics
-    assert 'autoglm_edge_model_loaded_info{adapter_set="default",model="autoglm-router",node="edge-local",version="1.0.0"} 0.0' in metrics
+    assert (
+        'autoglm_edge_model_loaded_info{adapter_set="default",model="autoglm-router",'
+        'node="edge-local",version="2.0.0"} 1.0' in metrics
+    )
+    assert (
+        'autoglm_edge_model_loaded_info{adapter_set="default",model="autoglm-router",'
+        'node="edge-local",version="1.0.0"} 0.0' in metrics
+    )
 
 
 def test_repository_api_needs_token_when_configured(start_server: object, bundles: Bundles) -> None:
@@ -188,7 +215,9 @@ def test_repository_api_needs_token_when_configured(start_server: object, bundle
 def test_adapter_only_update_binds_onto_the_served_bundle(served: Served, bundles: Bundles) -> None:
     ref = Reference(bundles.update, parent=bundles.v1)
     with httpx.Client(base_url=served.url, timeout=60, headers=ADMIN_HEADERS) as c:
-        r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}})
+        r = c.post(
+            f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["version"] == "1.1.0"
         doc = c.post(LOAD, json=body(["adapter update"])).json()
@@ -199,6 +228,8 @@ def test_adapter_only_update_binds_onto_the_served_bundle(served: Served, bundle
 def test_adapter_only_update_needs_its_parent_served(start_server: object, bundles: Bundles) -> None:
     s = start_server(bundle_dir=bundles.v2)  # type: ignore[operator]
     with httpx.Client(base_url=s.url, timeout=60, headers=ADMIN_HEADERS) as c:
-        r = c.post(f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}})
+        r = c.post(
+            f"/v2/repository/models/{MODEL}/load", json={"parameters": {"bundle": str(bundles.update)}}
+        )
         assert r.status_code == 422 and "parent" in r.json()["error"], r.text
         assert c.post(LOAD, json=body(["x"])).json()["model_version"] == "2.0.0"

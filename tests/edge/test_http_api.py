@@ -92,7 +92,14 @@ def test_binary_request_and_response(served: Served, reference_v1: Reference) ->
     raw = b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
     header = orjson.dumps(
         {
-            "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}],
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [2],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
             "outputs": [
                 {"name": "embedding", "parameters": {"binary_data": True}},
                 {"name": "route_label", "parameters": {"binary_data": True}},
@@ -104,7 +111,10 @@ def test_binary_request_and_response(served: Served, reference_v1: Reference) ->
         r = c.post(
             f"/v2/models/{MODEL}/infer",
             content=header + raw,
-            headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+            headers={
+                "Inference-Header-Content-Length": str(len(header)),
+                "Content-Type": "application/octet-stream",
+            },
         )
     assert r.status_code == 200, r.text
     n = int(r.headers["inference-header-content-length"])
@@ -134,17 +144,44 @@ def test_binary_request_and_response(served: Served, reference_v1: Reference) ->
         (b"not json", {}, "not valid JSON"),
         (b"[1, 2]", {}, "JSON object"),
         (orjson.dumps({"inputs": []}), {}, "non-empty list"),
-        (orjson.dumps(infer_body(["a"]) | {"inputs": [{"name": "txt", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}), {}, "unknown input 'txt'"),
-        (orjson.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]}), {}, "datatype BYTES"),
-        (orjson.dumps({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a"]}]}), {}, "needs 2 elements"),
-        (orjson.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [3]}]}), {}, "must be strings"),
-        (orjson.dumps({"inputs": [{"name": "text", "shape": [2, 3], "datatype": "BYTES", "data": ["a"] * 6}]}), {}, "[n] or [n, 1]"),
+        (
+            orjson.dumps(
+                infer_body(["a"])
+                | {"inputs": [{"name": "txt", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+            ),
+            {},
+            "unknown input 'txt'",
+        ),
+        (
+            orjson.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]}),
+            {},
+            "datatype BYTES",
+        ),
+        (
+            orjson.dumps({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a"]}]}),
+            {},
+            "needs 2 elements",
+        ),
+        (
+            orjson.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [3]}]}),
+            {},
+            "must be strings",
+        ),
+        (
+            orjson.dumps(
+                {"inputs": [{"name": "text", "shape": [2, 3], "datatype": "BYTES", "data": ["a"] * 6}]}
+            ),
+            {},
+            "[n] or [n, 1]",
+        ),
         (orjson.dumps(infer_body(["a"], outputs=[{"name": "nope"}])), {}, "unknown output 'nope'"),
         (orjson.dumps(infer_body(["a"], parameters={"priority": "high"})), {}, "priority must be an integer"),
         (orjson.dumps(infer_body(["a"])), {"Inference-Header-Content-Length": "9999"}, "does not fit"),
     ],
 )
-def test_malformed_requests_get_400_with_message(served: Served, body: bytes, headers: dict[str, str], needle: str) -> None:
+def test_malformed_requests_get_400_with_message(
+    served: Served, body: bytes, headers: dict[str, str], needle: str
+) -> None:
     with httpx.Client(base_url=served.url) as c:
         r = c.post(f"/v2/models/{MODEL}/infer", content=body, headers=headers)
     assert r.status_code == 400, r.text
@@ -160,9 +197,20 @@ def test_malformed_requests_get_400_with_message(served: Served, body: bytes, he
         (8, b"\x01\x00\x00\x00abcd", "bytes of binary data left"),
     ],
 )
-def test_malformed_binary_requests_get_400(served: Served, declared: int, payload: bytes, needle: str) -> None:
+def test_malformed_binary_requests_get_400(
+    served: Served, declared: int, payload: bytes, needle: str
+) -> None:
     header = orjson.dumps(
-        {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": declared}}]}
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": declared},
+                }
+            ]
+        }
     )
     with httpx.Client(base_url=served.url) as c:
         r = c.post(
@@ -192,7 +240,10 @@ def test_concurrent_requests_are_not_mixed(served: Served, reference_v1: Referen
     async def run() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=served.url, limits=httpx.Limits(max_connections=64)) as c:
             return await asyncio.gather(
-                *(c.post(f"/v2/models/{MODEL}/infer", json=infer_body([t], outputs=[{"name": "embedding"}])) for t in texts)
+                *(
+                    c.post(f"/v2/models/{MODEL}/infer", json=infer_body([t], outputs=[{"name": "embedding"}]))
+                    for t in texts
+                )
             )
 
     responses = asyncio.run(run())
@@ -224,7 +275,10 @@ def test_metrics_exposition(served: Served) -> None:
     assert "autoglm_edge_queue_time_seconds_bucket" in text
     assert "autoglm_edge_compute_time_seconds_bucket" in text
     assert "autoglm_edge_cache_misses_total" in text
-    assert 'autoglm_edge_model_loaded_info{adapter_set="default",model="autoglm-router",node="edge-local",version="1.0.0"} 1.0' in text
+    assert (
+        'autoglm_edge_model_loaded_info{adapter_set="default",model="autoglm-router",'
+        'node="edge-local",version="1.0.0"} 1.0' in text
+    )
 
 
 def test_no_model_is_503_and_not_ready(start_server: ServerFactory) -> None:
@@ -246,7 +300,9 @@ def test_serve_adapter_set_from_settings(start_server: ServerFactory, bundles: B
     np.testing.assert_allclose(outputs_by_name(doc)["embedding"]["data"], ref("which adapter?")[0], atol=1e-5)
 
 
-def test_body_limits_apply_before_and_after_decompression(start_server: ServerFactory, bundles: Bundles) -> None:
+def test_body_limits_apply_before_and_after_decompression(
+    start_server: ServerFactory, bundles: Bundles
+) -> None:
     import gzip
 
     s = start_server(bundle_dir=bundles.v1, http_max_body_bytes=4096)

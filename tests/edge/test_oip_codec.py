@@ -42,7 +42,11 @@ def test_binary_output_defaults_and_overrides() -> None:
 
 def test_binary_input_needs_the_header() -> None:
     raw = encode_bytes_tensor(["a"])
-    doc = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}]}
+    doc = {
+        "inputs": [
+            {"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
+        ]
+    }
     with pytest.raises(BadRequest, match="Inference-Header-Content-Length"):
         parse_infer_request(orjson.dumps(doc), None)
     header = orjson.dumps(doc)

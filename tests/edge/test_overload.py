@@ -17,7 +17,9 @@ INFER = f"/v2/models/{MODEL}/infer"
 
 
 def body(texts: list[str], **params: object) -> dict[str, object]:
-    doc: dict[str, object] = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    doc: dict[str, object] = {
+        "inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
+    }
     if params:
         doc["parameters"] = params
     return doc
@@ -53,7 +55,9 @@ def test_full_queue_answers_429_with_retry_after(start_server: ServerFactory, bu
         t.join(30)
     assert [r.status_code for r in responses] == [200, 200]
     text = httpx.get(s.url + "/metrics").text
-    assert 'autoglm_edge_requests_total{model="autoglm-router",outcome="overloaded",version="1.0.0"} 1.0' in text
+    assert (
+        'autoglm_edge_requests_total{model="autoglm-router",outcome="overloaded",version="1.0.0"} 1.0' in text
+    )
 
 
 def test_disconnected_client_costs_no_forward_pass(start_server: ServerFactory, bundles: Bundles) -> None:
@@ -62,7 +66,9 @@ def test_disconnected_client_costs_no_forward_pass(start_server: ServerFactory, 
     gate.clear()
     entered.clear()
     first: list[httpx.Response] = []
-    t = threading.Thread(target=lambda: first.append(httpx.post(s.url + INFER, json=body(["held"]), timeout=30)))
+    t = threading.Thread(
+        target=lambda: first.append(httpx.post(s.url + INFER, json=body(["held"]), timeout=30))
+    )
     t.start()
     assert entered.wait(10)
     rows_before = s.loader.rows
@@ -71,7 +77,10 @@ def test_disconnected_client_costs_no_forward_pass(start_server: ServerFactory, 
     host, port = s.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
-        f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+        (
+            f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        ).encode()
         + payload
     )
     assert wait_for(lambda: s.service.batcher.depth == 2)
@@ -90,18 +99,24 @@ def test_disconnected_client_costs_no_forward_pass(start_server: ServerFactory, 
     assert 'autoglm_edge_dropped_texts_total{reason="cancelled"} 2.0' in text
 
 
-def test_deadline_passed_in_queue_is_504_without_forward_pass(start_server: ServerFactory, bundles: Bundles) -> None:
+def test_deadline_passed_in_queue_is_504_without_forward_pass(
+    start_server: ServerFactory, bundles: Bundles
+) -> None:
     s = start_server(bundle_dir=bundles.v1, cache_max_bytes=0)
     gate, entered = s.loader.gate("1.0.0"), s.loader.entered_event("1.0.0")
     gate.clear()
     entered.clear()
     out: dict[str, httpx.Response] = {}
-    ta = threading.Thread(target=lambda: out.setdefault("a", httpx.post(s.url + INFER, json=body(["held"]), timeout=30)))
+    ta = threading.Thread(
+        target=lambda: out.setdefault("a", httpx.post(s.url + INFER, json=body(["held"]), timeout=30))
+    )
     ta.start()
     assert entered.wait(10)
     rows_before = s.loader.rows
     tb = threading.Thread(
-        target=lambda: out.setdefault("b", httpx.post(s.url + INFER, json=body(["late"], deadline_ms=50), timeout=30))
+        target=lambda: out.setdefault(
+            "b", httpx.post(s.url + INFER, json=body(["late"], deadline_ms=50), timeout=30)
+        )
     )
     tb.start()
     assert wait_for(lambda: s.service.batcher.depth == 1)

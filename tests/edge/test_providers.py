@@ -46,7 +46,10 @@ def test_cpu_only_build_skips_gpu_providers_with_reason(tmp_path: Path) -> None:
 
 def test_configured_order_is_respected_and_cpu_always_last(tmp_path: Path) -> None:
     s = ServeSettings(model_cache_dir=tmp_path, providers=["cuda"])
-    assert select_providers(s, available=GPU_BUILD).providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers(s, available=GPU_BUILD).providers == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
 
 
 def test_session_options_threads_and_no_spinning() -> None:
@@ -58,8 +61,14 @@ def test_session_options_threads_and_no_spinning() -> None:
 
 def _engine(arch: str, trt: str, precision: str = "fp16") -> TensorRTEngine:
     return TensorRTEngine(
-        file=f"engine-{arch}.plan", precision=precision, gpu_name="x", gpu_arch=arch, trt_version=trt,  # type: ignore[arg-type]
-        min_shape=[1, 1], opt_shape=[8, 32], max_shape=[32, 128],
+        file=f"engine-{arch}.plan",
+        precision=precision,
+        gpu_name="x",
+        gpu_arch=arch,
+        trt_version=trt,  # type: ignore[arg-type]
+        min_shape=[1, 1],
+        opt_shape=[8, 32],
+        max_shape=[32, 128],
     )
 
 
@@ -94,8 +103,13 @@ def test_session_reports_providers_that_ran_and_the_fallback(bundles: Any) -> No
         session = BundleSession(bundle, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert session.requested_providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert session.providers == ["CPUExecutionProvider"] and session.fallback == ["CUDAExecutionProvider"]
-    with pytest.warns(UserWarning), pytest.raises(BundleError, match=r"\['CUDAExecutionProvider'\] did not start"):
-        BundleSession(bundle, providers=["CUDAExecutionProvider", "CPUExecutionProvider"], strict_providers=True)
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(BundleError, match=r"\['CUDAExecutionProvider'\] did not start"),
+    ):
+        BundleSession(
+            bundle, providers=["CUDAExecutionProvider", "CPUExecutionProvider"], strict_providers=True
+        )
     assert BundleSession(bundle).fallback == []
 
 
@@ -105,8 +119,14 @@ def test_loader_says_when_a_requested_provider_fell_back(
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available here: no fallback to observe")
     # mocked: the build's claim to offer CUDA (a GPU build on a machine where the CUDA libs fail to load)
-    monkeypatch.setattr(providers_mod.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    settings = ServeSettings(model_cache_dir=tmp_path, providers=["tensorrt", "cuda", "cpu"], ort_intra_op_threads=1)
+    monkeypatch.setattr(
+        providers_mod.ort,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    settings = ServeSettings(
+        model_cache_dir=tmp_path, providers=["tensorrt", "cuda", "cpu"], ort_intra_op_threads=1
+    )
     with pytest.warns(UserWarning):
         model = BundleModelLoader(settings)(bundles.v1)
     assert model.providers == ["CPUExecutionProvider"]  # what really ran, not what was asked
@@ -114,7 +134,9 @@ def test_loader_says_when_a_requested_provider_fell_back(
     assert model.extra["provider_fallback"] == "CUDAExecutionProvider"
     assert model.extra["providers_skipped"] == "TensorrtExecutionProvider"
     monkeypatch.undo()
-    plain = BundleModelLoader(ServeSettings(model_cache_dir=tmp_path, providers=["cpu"], ort_intra_op_threads=1))(bundles.v1)
+    plain = BundleModelLoader(
+        ServeSettings(model_cache_dir=tmp_path, providers=["cpu"], ort_intra_op_threads=1)
+    )(bundles.v1)
     assert plain.extra["provider_fallback"] == "" and plain.providers == ["CPUExecutionProvider"]
 
 
@@ -124,6 +146,8 @@ def test_node_hardware_for_the_heartbeat(tmp_path: Path) -> None:
 
     s = ServeSettings(model_cache_dir=tmp_path)
     assert node_hardware(s) == {"providers_available": ["CPUExecutionProvider"], "device": "cpu"}
-    gpu = node_hardware(s, available=GPU_BUILD)  # a GPU build's list; no tensorrt package here to name the GPU
+    gpu = node_hardware(
+        s, available=GPU_BUILD
+    )  # a GPU build's list; no tensorrt package here to name the GPU
     assert gpu["providers_available"] == GPU_BUILD
     assert gpu["device"] == (f"cuda:{s.cuda_device_id}" if detect_gpu()[0] is None else gpu["device"])

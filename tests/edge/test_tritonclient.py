@@ -36,7 +36,9 @@ def test_health_and_metadata(client: httpclient.InferenceServerClient) -> None:
     assert [i["name"] for i in meta["inputs"]] == ["text"]
 
 
-def test_infer_default_binary_everything(client: httpclient.InferenceServerClient, reference_v1: Reference) -> None:
+def test_infer_default_binary_everything(
+    client: httpclient.InferenceServerClient, reference_v1: Reference
+) -> None:
     """tritonclient's defaults: binary input, no outputs named → all outputs in binary."""
     texts = ["turn off the conveyor", "what's 3 plus 4", "法兰克福的天气"]
     result = client.infer(MODEL, [_text_input(texts, binary=True)])
@@ -55,14 +57,18 @@ def test_infer_default_binary_everything(client: httpclient.InferenceServerClien
         assert labels[i].decode() == ROUTES[idx[i]]
 
 
-def test_infer_json_input_and_mixed_outputs(client: httpclient.InferenceServerClient, reference_v1: Reference) -> None:
+def test_infer_json_input_and_mixed_outputs(
+    client: httpclient.InferenceServerClient, reference_v1: Reference
+) -> None:
     texts = ["json in, mixed out"]
     outputs = [
         httpclient.InferRequestedOutput("embedding", binary_data=False),
         httpclient.InferRequestedOutput("route_probabilities", binary_data=True),
         httpclient.InferRequestedOutput("route_label", binary_data=False),
     ]
-    result = client.infer(MODEL, [_text_input(texts, binary=False)], outputs=outputs, model_version="1.0.0", request_id="abc")
+    result = client.infer(
+        MODEL, [_text_input(texts, binary=False)], outputs=outputs, model_version="1.0.0", request_id="abc"
+    )
     assert result.get_response()["id"] == "abc"
     np.testing.assert_allclose(result.as_numpy("embedding")[0], reference_v1(texts[0])[0], atol=1e-5)
     probs = result.as_numpy("route_probabilities")
@@ -107,4 +113,6 @@ def test_compressed_requests(client: httpclient.InferenceServerClient, reference
         result = client.infer(
             MODEL, [_text_input(["compressed request"], binary=True)], request_compression_algorithm=algorithm
         )
-        np.testing.assert_allclose(result.as_numpy("embedding")[0], reference_v1("compressed request")[0], atol=1e-5)
+        np.testing.assert_allclose(
+            result.as_numpy("embedding")[0], reference_v1("compressed request")[0], atol=1e-5
+        )

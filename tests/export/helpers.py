@@ -34,10 +34,19 @@ def make_checkpoint(
     for name, seed in (sets or {"default": 1}).items():
         model.add_adapter_set(name, routes or ROUTES)
         randomise(model, name, seed)
-    return save_checkpoint(model, root / "ckpt", base_path=base, metrics={"val_accuracy": 0.5}, temperatures={"default": 1.3})
+    return save_checkpoint(
+        model, root / "ckpt", base_path=base, metrics={"val_accuracy": 0.5}, temperatures={"default": 1.3}
+    )
 
 
-def train_tiny(model: AutoGLMModel, set_name: str, texts: list[str], labels: list[str], tokenizer_dir: Path, steps: int = 150) -> None:
+def train_tiny(
+    model: AutoGLMModel,
+    set_name: str,
+    texts: list[str],
+    labels: list[str],
+    tokenizer_dir: Path,
+    steps: int = 150,
+) -> None:
     """A few Adam steps on the adapters + head (cross-entropy), so the tiny model makes
     confident, label-related route decisions like a trained one."""
     from contracts.tokenizer import TextTokenizer

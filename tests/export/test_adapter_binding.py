@@ -53,7 +53,9 @@ PROVIDERS = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecution
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_bound_set_parity_on_each_provider(provider: str, fp32_bundle: Path, other_only_bundle: Path, tiny_ckpt: Path) -> None:
+def test_bound_set_parity_on_each_provider(
+    provider: str, fp32_bundle: Path, other_only_bundle: Path, tiny_ckpt: Path
+) -> None:
     if provider not in ort.get_available_providers():
         pytest.skip(f"{provider} is not in this onnxruntime build (GPU machines: scripts/gpu_check.py)")
     base = open_bundle(fp32_bundle)
@@ -85,7 +87,9 @@ def test_graph_adapters_are_external_data_into_the_default_adapter_file(fp32_bun
         if i.data_location == onnx.TensorProto.EXTERNAL
     }
     assert set(ext) == set(m.adapter_sets["default"].tensors)
-    assert {e["location"] for e in ext.values()} == {"adapters/default.safetensors"}  # no second copy of the data
+    assert {e["location"] for e in ext.values()} == {
+        "adapters/default.safetensors"
+    }  # no second copy of the data
     assert not [f for f in m.files if f.endswith(".bin") or f.endswith(".data")]
 
 
@@ -102,17 +106,23 @@ def _inline_copy(bundle: Path, dst: Path) -> Path:
     onnx.save(proto, str(graph))
     text = (dst / "manifest.yaml").read_text()
     assert "adapter_binding: external" in text
-    (dst / "manifest.yaml").write_text(text.replace("adapter_binding: external", "adapter_binding: initializer"))
+    (dst / "manifest.yaml").write_text(
+        text.replace("adapter_binding: external", "adapter_binding: initializer")
+    )
     return dst
 
 
-def test_inline_bundle_binds_on_cpu_and_is_refused_on_gpu_providers(fp32_bundle: Path, tmp_path: Path) -> None:
+def test_inline_bundle_binds_on_cpu_and_is_refused_on_gpu_providers(
+    fp32_bundle: Path, tmp_path: Path
+) -> None:
     old = open_bundle(_inline_copy(fp32_bundle, tmp_path / "old"), verify=False)
     new = open_bundle(fp32_bundle)
     ids, mask = TextTokenizer(new.tokenizer_file())(SAMPLE_TEXTS)
     cpu = BundleSession(old, adapter_set="other")
     assert cpu.binding == "initializer"
-    np.testing.assert_allclose(cpu.run(ids, mask)[0], BundleSession(new, adapter_set="other").run(ids, mask)[0], atol=1e-6)
+    np.testing.assert_allclose(
+        cpu.run(ids, mask)[0], BundleSession(new, adapter_set="other").run(ids, mask)[0], atol=1e-6
+    )
     # ORT's CUDA provider ignores add_initializer (it would silently serve the embedded default set):
     # refused before any session exists, so this needs no GPU.
     with pytest.raises(BundleError, match=r"cannot be bound on \['CUDAExecutionProvider'\].*re-export"):

@@ -20,7 +20,9 @@ from tests.export.helpers import make_checkpoint
 @pytest.fixture(scope="module")
 def retrained(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same base, the 'default' set retrained (new weights)."""
-    return make_checkpoint(tmp_path_factory.mktemp("retrained"), sets={"default": 7}, base_dir=tiny_ckpt.parent / "base")
+    return make_checkpoint(
+        tmp_path_factory.mktemp("retrained"), sets={"default": 7}, base_dir=tiny_ckpt.parent / "base"
+    )
 
 
 def _torch(ckpt: Path, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -36,7 +38,10 @@ def test_update_reuses_parent_graph(retrained: Path, fp32_bundle: Path, tmp_path
     m = upd.manifest
     assert m.kind == "adapter_update" and m.version == "1.2.4"
     assert m.parent is not None and m.parent.manifest_sha256 == parent.manifest_sha256
-    assert m.graphs["encoder"].from_parent and m.graphs["encoder"].sha256 == parent.manifest.graphs["encoder"].sha256
+    assert (
+        m.graphs["encoder"].from_parent
+        and m.graphs["encoder"].sha256 == parent.manifest.graphs["encoder"].sha256
+    )
     assert set(m.files) == {"adapters/default.safetensors"}
     assert not (out / "encoder.fp32.onnx").exists() and not (out / "tokenizer.json").exists()
     ratio = bundle_size(out) / bundle_size(fp32_bundle)
@@ -59,7 +64,9 @@ def test_update_without_parent_cannot_load(retrained: Path, fp32_bundle: Path, t
 
 def test_int8_encoded_update(retrained: Path, fp32_bundle: Path, tmp_path: Path) -> None:
     f32 = export_adapter_update(retrained, tmp_path / "f", parent_bundle=fp32_bundle, version="1.3.0")
-    i8 = export_adapter_update(retrained, tmp_path / "i", parent_bundle=fp32_bundle, version="1.3.0", encoding="int8")
+    i8 = export_adapter_update(
+        retrained, tmp_path / "i", parent_bundle=fp32_bundle, version="1.3.0", encoding="int8"
+    )
     assert bundle_size(i8 / "adapters") < 0.4 * bundle_size(f32 / "adapters")
     upd = open_bundle(i8, parent=fp32_bundle)
     assert upd.manifest.adapter_sets["default"].encoding == "int8"

@@ -53,7 +53,18 @@ def test_signed_export_and_verify(tmp_path: Path, tiny_ckpt: Path) -> None:
     code, out = _run("bundle", "keygen", "--out", tmp_path / "keys")
     assert code == 0, out
     key, pub = tmp_path / "keys/bundle_signing.key", tmp_path / "keys/bundle_signing.pub"
-    code, out = _run("export", tiny_ckpt, "--out", tmp_path / "b", "--sign-key", key, "--archive", "--version", "3.0.0", "-q")
+    code, out = _run(
+        "export",
+        tiny_ckpt,
+        "--out",
+        tmp_path / "b",
+        "--sign-key",
+        key,
+        "--archive",
+        "--version",
+        "3.0.0",
+        "-q",
+    )
     assert code == 0, out
     assert (tmp_path / "b/manifest.sig").is_file() and (tmp_path / "b.tar").is_file()
     code, out = _run("bundle", "verify", tmp_path / "b", "--public-key", pub)

@@ -51,7 +51,9 @@ def test_fp16_graph(fp16_bundle: Path, fp32_bundle: Path) -> None:
     assert m.metrics.parity["fp16_vs_fp32"]["cosine_p1"] > 0.999
 
 
-@pytest.mark.skipif(TRT_MISSING is None, reason="tensorrt and a GPU are present: the engine test below runs instead")
+@pytest.mark.skipif(
+    TRT_MISSING is None, reason="tensorrt and a GPU are present: the engine test below runs instead"
+)
 def test_tensorrt_skip_is_recorded(fp16_bundle: Path) -> None:
     m = open_bundle(fp16_bundle).manifest
     assert m.tensorrt == []
@@ -59,7 +61,9 @@ def test_tensorrt_skip_is_recorded(fp16_bundle: Path) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(TRT_MISSING is not None, reason=f"TensorRT engines need tensorrt and a CUDA GPU: {TRT_MISSING}")
+@pytest.mark.skipif(
+    TRT_MISSING is not None, reason=f"TensorRT engines need tensorrt and a CUDA GPU: {TRT_MISSING}"
+)
 def test_tensorrt_engines_in_manifest(fp16_bundle: Path) -> None:  # pragma: no cover - GPU machines only
     m = open_bundle(fp16_bundle).manifest
     assert m.tensorrt and m.tensorrt[0].precision == "fp16" and m.tensorrt[0].refittable

@@ -22,7 +22,14 @@ SCRIPT = ROOT / "scripts" / "gpu_check.py"
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_help() -> None:
@@ -37,7 +44,9 @@ def test_unknown_provider_is_one_clear_line() -> None:
     assert res.returncode == 2 and "unknown provider(s) ['rocm']" in res.stderr
 
 
-@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA present: no fallback to see")
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA present: no fallback to see"
+)
 def test_cpu_dry_run_and_cuda_fallback_fails_its_steps(tmp_path: Path) -> None:
     res = _run("--cpu-dry-run", "--providers", "cpu,cuda", "--out", str(tmp_path))
     report = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -47,13 +56,17 @@ def test_cpu_dry_run_and_cuda_fallback_fails_its_steps(tmp_path: Path) -> None:
     assert len(cpu) == 6 and all(v["status"] == "ok" for v in cpu.values()), json.dumps(cpu)[:2000]
     assert steps["cpu: precision variant for this node"]["variant_chosen"] == "int8"
     parity = steps["cpu: bound-set parity (fp32, set 'other')"]
-    assert parity["providers_used"] == ["CPUExecutionProvider"] and parity["parity_b32"]["max_abs_diff"] <= 1e-5
+    assert (
+        parity["providers_used"] == ["CPUExecutionProvider"] and parity["parity_b32"]["max_abs_diff"] <= 1e-5
+    )
     assert parity["vs_default_b32"] > 1e-2  # the bound set really changed the outputs
     assert steps["cpu: adapter-only update hot swap"]["vs_parent_b32"] > 1e-2
     assert steps["cpu: fp16"]["parity_b32"]["cosine_min"] >= 0.999
     cuda = {k: v for k, v in steps.items() if k.startswith("cuda:")}
     assert cuda and all(v["status"] == "failed" for v in cuda.values()), json.dumps(cuda)[:2000]
-    assert "CUDAExecutionProvider did not start" in cuda["cuda: bound-set parity (fp32, set 'other')"]["reason"]
+    assert (
+        "CUDAExecutionProvider did not start" in cuda["cuda: bound-set parity (fp32, set 'other')"]["reason"]
+    )
     assert res.returncode == 1 and set(report["failed_steps"]) == set(cuda)
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| cpu: bound-set parity (fp32, set 'other') | ok | CPUExecutionProvider |" in md

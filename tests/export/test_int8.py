@@ -27,7 +27,10 @@ from tests.export.helpers import make_checkpoint
 # the first trial on an AVX-512-VNNI CPU with onnxruntime 1.32, and the search was never exercised.
 MAX_FLOAT = 4
 SEARCH = ExportSettings(
-    int8_target_mean_cosine=1.0, int8_target_cosine_p1=1.0, int8_max_float_nodes=MAX_FLOAT, int8_sensitivity_samples=64
+    int8_target_mean_cosine=1.0,
+    int8_target_cosine_p1=1.0,
+    int8_max_float_nodes=MAX_FLOAT,
+    int8_sensitivity_samples=64,
 )
 
 
@@ -38,10 +41,17 @@ def eval_set() -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tiny_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def int8_bundle(
+    tiny_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     texts, labels = eval_set
     return export_checkpoint(
-        tiny_ckpt, tmp_path_factory.mktemp("i8") / "b", precision="int8", eval_texts=texts, eval_labels=labels, settings=SEARCH
+        tiny_ckpt,
+        tmp_path_factory.mktemp("i8") / "b",
+        precision="int8",
+        eval_texts=texts,
+        eval_labels=labels,
+        settings=SEARCH,
     )
 
 
@@ -69,9 +79,13 @@ def test_guard_passes_and_numbers_in_manifest(int8_bundle: Path) -> None:
     assert "accuracy_drop" in guard and guard["thresholds"]["min_cosine_p1"] == 0.97
     info = m.metrics.export["int8"]
     trials = info["trials"]
-    assert trials[0]["kept_float"] == 0 and trials[0]["cosine_mean"] < 1.0  # the unreachable goal forced the search
+    assert (
+        trials[0]["kept_float"] == 0 and trials[0]["cosine_mean"] < 1.0
+    )  # the unreachable goal forced the search
     assert [t["kept_float"] for t in trials] == list(range(MAX_FLOAT + 1))
-    assert len(info["sensitivity_top"]) == 8 and all(0.0 <= s["cosine_loss"] <= 1.0 for s in info["sensitivity_top"])
+    assert len(info["sensitivity_top"]) == 8 and all(
+        0.0 <= s["cosine_loss"] <= 1.0 for s in info["sensitivity_top"]
+    )
     assert not guard["goal_met"]  # reported honestly: the search goal was not met, the guard still passed
     assert info["smoothing"]["alpha"] == 0.75 and info["smoothing"]["nodes"] > 0
 
@@ -86,7 +100,9 @@ def test_int8_graph_is_quantized_and_adapters_stay_float(int8_bundle: Path) -> N
         assert inits[name].data_type == onnx.TensorProto.FLOAT, name
     fp32_size = sum(i.ByteSize() for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
     int8_size = sum(
-        i.ByteSize() for i in graph.graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+        i.ByteSize()
+        for i in graph.graph.initializer
+        if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
     )
     assert int8_size > fp32_size  # the embedding table and most weights are int8
 
@@ -102,11 +118,17 @@ def test_adapters_bind_into_int8_graph(int8_bundle: Path, fp32_bundle: Path) -> 
     assert np.abs(d8 - e8).max() > 1e-2  # and binding changed the outputs
 
 
-def test_guard_fails_loudly_on_bad_model(bad_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path: Path) -> None:
+def test_guard_fails_loudly_on_bad_model(
+    bad_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path: Path
+) -> None:
     texts, labels = eval_set
     with pytest.raises(GuardFailed) as err:
         export_checkpoint(
-            bad_ckpt, tmp_path / "b", precision="int8", eval_texts=texts, eval_labels=labels,
+            bad_ckpt,
+            tmp_path / "b",
+            precision="int8",
+            eval_texts=texts,
+            eval_labels=labels,
             settings=ExportSettings(int8_max_float_nodes=0, int8_smooth_alpha=0.0),
         )
     assert "embedding cosine 1st percentile" in err.value.message
@@ -114,21 +136,42 @@ def test_guard_fails_loudly_on_bad_model(bad_ckpt: Path, eval_set: tuple[list[st
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
 
 
-def test_guard_too_small_eval_set(tiny_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path: Path) -> None:
+def test_guard_too_small_eval_set(
+    tiny_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path: Path
+) -> None:
     texts, labels = eval_set
     with pytest.raises(GuardFailed, match="needs at least 200"):
-        export_checkpoint(tiny_ckpt, tmp_path / "b", precision="int8", eval_texts=texts[:50], eval_labels=labels[:50], settings=SEARCH)
+        export_checkpoint(
+            tiny_ckpt,
+            tmp_path / "b",
+            precision="int8",
+            eval_texts=texts[:50],
+            eval_labels=labels[:50],
+            settings=SEARCH,
+        )
 
 
 def test_cli_exit_code_and_allow_degraded(
     bad_ckpt: Path, eval_set: tuple[list[str], list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jsonl = tmp_path / "eval.jsonl"
-    jsonl.write_text("".join(json.dumps({"text": t, "route": r}) + "\n" for t, r in zip(*eval_set, strict=True)))
+    jsonl.write_text(
+        "".join(json.dumps({"text": t, "route": r}) + "\n" for t, r in zip(*eval_set, strict=True))
+    )
     monkeypatch.setenv("AUTOGLM_EXPORT_INT8_MAX_FLOAT_NODES", "0")
     monkeypatch.setenv("AUTOGLM_EXPORT_INT8_SMOOTH_ALPHA", "0")
     runner = CliRunner()
-    args = ["export", str(bad_ckpt), "--out", str(tmp_path / "b"), "--precision", "int8", "--eval-jsonl", str(jsonl), "-q"]
+    args = [
+        "export",
+        str(bad_ckpt),
+        "--out",
+        str(tmp_path / "b"),
+        "--precision",
+        "int8",
+        "--eval-jsonl",
+        str(jsonl),
+        "-q",
+    ]
     res = runner.invoke(app, args, env={"COLUMNS": "300"})
     out = " ".join(res.output.split())
     assert res.exit_code == 3, out

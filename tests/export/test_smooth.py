@@ -25,8 +25,11 @@ def test_smoothing_is_exact(tiny_ckpt: Path, tmp_path: Path) -> None:
     tok = TextTokenizer(Path(meta.base_path) / "tokenizer.json")
     ids, mask = tok(SAMPLE_TEXTS)
     info = smooth_graph(
-        tmp_path / "fp32.onnx", tmp_path / "sm.onnx", nodes=targets,
-        calib_feeds=[{"input_ids": ids, "attention_mask": mask}], alpha=0.75,
+        tmp_path / "fp32.onnx",
+        tmp_path / "sm.onnx",
+        nodes=targets,
+        calib_feeds=[{"input_ids": ids, "attention_mask": mask}],
+        alpha=0.75,
     )
     assert info["nodes"] == len(targets) > 0
     feeds = {"input_ids": ids, "attention_mask": mask}

@@ -85,7 +85,9 @@ def image_problems(text: str, *, edge: bool, port: int, health_path: str) -> lis
         if s.base in names:
             continue
         ref = s.base.rsplit("/", 1)[-1]
-        if "@sha256:" not in s.base and (":" not in ref or ref.endswith(":latest") or not re.search(r":.*\d", ref)):
+        if "@sha256:" not in s.base and (
+            ":" not in ref or ref.endswith(":latest") or not re.search(r":.*\d", ref)
+        ):
             problems.append(f"base image {s.base} is not pinned to a version")
     final = stages[-1] if stages else Stage("", None)
     users = final.all("USER")
@@ -104,9 +106,20 @@ def image_problems(text: str, *, edge: bool, port: int, health_path: str) -> lis
     for s in stages:
         for args in pip_installs(s):
             constrained = any(a in {"-c", "--constraint", "-r", "--requirement"} for a in args)
-            takes_value = {"-c", "--constraint", "-r", "--requirement", "--index-url", "-i", "--extra-index-url"}
-            pkgs = [a for i, a in enumerate(args)
-                    if not a.startswith("-") and not (i > 0 and args[i - 1] in takes_value)]
+            takes_value = {
+                "-c",
+                "--constraint",
+                "-r",
+                "--requirement",
+                "--index-url",
+                "-i",
+                "--extra-index-url",
+            }
+            pkgs = [
+                a
+                for i, a in enumerate(args)
+                if not a.startswith("-") and not (i > 0 and args[i - 1] in takes_value)
+            ]
             for p in pkgs:
                 local = p.startswith(".")
                 if local and not constrained:
@@ -115,8 +128,12 @@ def image_problems(text: str, *, edge: bool, port: int, health_path: str) -> lis
                     problems.append(f"pip install {p} is not pinned (==)")
                 if edge and re.match(rf"^({'|'.join(TORCH_LIKE)})\b", p.split("==")[0].lower()):
                     problems.append(f"edge image installs {p}")
-                if edge and local and re.search(r"\[(.*)\]", p) and set(
-                        re.search(r"\[(.*)\]", p).group(1).split(",")) - {"edge"}:  # type: ignore[union-attr]
+                if (
+                    edge
+                    and local
+                    and re.search(r"\[(.*)\]", p)
+                    and set(re.search(r"\[(.*)\]", p).group(1).split(",")) - {"edge"}
+                ):  # type: ignore[union-attr]
                     problems.append(f"edge image installs extras {p} (only [edge] has no torch)")
     return problems
 

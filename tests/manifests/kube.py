@@ -33,8 +33,18 @@ Obj = dict[str, Any]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # API groups of core Kubernetes (validated by kubernetes-validate); everything else is a CRD.
-CORE_GROUPS = {"", "apps", "autoscaling", "policy", "batch", "networking.k8s.io", "rbac.authorization.k8s.io",
-               "storage.k8s.io", "node.k8s.io", "scheduling.k8s.io"}
+CORE_GROUPS = {
+    "",
+    "apps",
+    "autoscaling",
+    "policy",
+    "batch",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "node.k8s.io",
+    "scheduling.k8s.io",
+}
 
 
 def overlay_dirs() -> list[Path]:
@@ -95,8 +105,12 @@ def find(objs: list[Obj], kind: str, name: str) -> Obj:
 
 def find_prefixed(objs: list[Obj], kind: str, prefix: str) -> Obj:
     """A generated object (ConfigMap/Secret) whose name is ``prefix`` plus kustomize's hash."""
-    hits = [o for o in objs if o["kind"] == kind and re.fullmatch(rf"{re.escape(prefix)}(-[a-z0-9]{{10}})?",
-                                                                    o["metadata"]["name"])]
+    hits = [
+        o
+        for o in objs
+        if o["kind"] == kind
+        and re.fullmatch(rf"{re.escape(prefix)}(-[a-z0-9]{{10}})?", o["metadata"]["name"])
+    ]
     assert len(hits) == 1, f"expected one {kind} named {prefix}[-hash], found {len(hits)}"
     return hits[0]
 
@@ -119,6 +133,7 @@ def containers(obj: Obj) -> list[Obj]:
 
 # --------------------------------------------------------------------------- environment variables
 
+
 def env_settings(objs: list[Obj], prefix: str = "AUTOGLM_") -> dict[str, set[str]]:
     """Every ``AUTOGLM_*`` variable the rendered objects set -> where it is set.
 
@@ -126,8 +141,11 @@ def env_settings(objs: list[Obj], prefix: str = "AUTOGLM_") -> dict[str, set[str
     container pulls in with ``envFrom`` (resolved in the same render; Secrets provided out of band
     contribute nothing here).
     """
-    by_name = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
-               for o in objs if o["kind"] in {"ConfigMap", "Secret"}}
+    by_name = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objs
+        if o["kind"] in {"ConfigMap", "Secret"}
+    }
     found: dict[str, set[str]] = {}
     for w in workloads(objs):
         ns = w["metadata"].get("namespace")
@@ -150,8 +168,11 @@ def env_settings(objs: list[Obj], prefix: str = "AUTOGLM_") -> dict[str, set[str
 def env_values(objs: list[Obj], workload: Obj, container: str) -> dict[str, str]:
     """The literal values one container gets (envFrom ConfigMaps/Secrets in this render, then env)."""
     ns = workload["metadata"].get("namespace")
-    cms = {(o["kind"], o["metadata"]["name"]): o for o in objs
-           if o["kind"] in {"ConfigMap", "Secret"} and o["metadata"].get("namespace") == ns}
+    cms = {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in objs
+        if o["kind"] in {"ConfigMap", "Secret"} and o["metadata"].get("namespace") == ns
+    }
     c = next(c for c in containers(workload) if c["name"] == container)
     values: dict[str, str] = {}
     for src in c.get("envFrom", []):
@@ -205,6 +226,7 @@ def undeclared(found: dict[str, set[str]], declared: set[str]) -> dict[str, set[
 
 
 # --------------------------------------------------------------------------- CRD objects
+
 
 def schema_name(obj: Obj) -> str:
     group = api_group(obj)

@@ -41,10 +41,13 @@ def _probe_path(c: dict[str, Any], probe: str) -> str:
 
 # --------------------------------------------------------------------------- ports and probes
 
+
 @pytest.mark.parametrize("name", RENDERED)
 def test_cloud_ports_and_probes_match_contracts(name: str) -> None:
     objs = overlay(name)
-    deps = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("autoglm-cloud")]
+    deps = [
+        o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("autoglm-cloud")
+    ]
     assert deps
     for dep in deps:
         c = next(c for c in containers(dep) if c["name"] == "controller")
@@ -91,8 +94,11 @@ def _mosquitto_conf() -> str:
 
 def _broker_listener_port() -> int:
     """The port of the production configuration's listener that is not bound to loopback."""
-    ports = [int(m.group(1)) for m in re.finditer(r"^listener\s+(\d+)(?:\s+(\S+))?\s*$", _mosquitto_conf(), re.M)
-             if m.group(2) in (None, "0.0.0.0", "::")]
+    ports = [
+        int(m.group(1))
+        for m in re.finditer(r"^listener\s+(\d+)(?:\s+(\S+))?\s*$", _mosquitto_conf(), re.M)
+        if m.group(2) in (None, "0.0.0.0", "::")
+    ]
     assert len(ports) == 1, f"expected one external listener in config/mosquitto/mosquitto.conf, got {ports}"
     return ports[0]
 
@@ -126,13 +132,15 @@ def test_metrics_are_scraped_on_the_contract_path() -> None:
     assert {e["path"] for e in sm["spec"]["endpoints"]} == {defaults.METRICS_PATH}
     assert {e["path"] for e in pm["spec"]["podMetricsEndpoints"]} == {defaults.METRICS_PATH}
     # The named ports they scrape exist on the Service / the agent container.
-    assert {e["port"] for e in sm["spec"]["endpoints"]} <= {p["name"] for p in
-                                                           find(objs, "Service", "autoglm-cloud")["spec"]["ports"]}
+    assert {e["port"] for e in sm["spec"]["endpoints"]} <= {
+        p["name"] for p in find(objs, "Service", "autoglm-cloud")["spec"]["ports"]
+    }
     agent = next(c for c in containers(find(objs, "DaemonSet", "autoglm-edge")) if c["name"] == "agent")
     assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} <= {p["name"] for p in agent["ports"]}
 
 
 # --------------------------------------------------------------------------- settings drift
+
 
 def test_settings_registry_is_found() -> None:
     classes = settings_classes()
@@ -147,13 +155,17 @@ def test_every_variable_the_manifests_set_is_a_declared_setting(name: str) -> No
     assert found, "no AUTOGLM_* variable found: the walker is broken"
     drift = undeclared(found, set(declared_env_names()))
     assert not drift, "manifests set variables no settings class declares:\n" + "\n".join(
-        f"  {k} (set in {sorted(v)})" for k, v in sorted(drift.items()))
+        f"  {k} (set in {sorted(v)})" for k, v in sorted(drift.items())
+    )
 
 
 def test_env_files_are_the_single_source_and_declared() -> None:
     """The generator inputs themselves (base/config/*.env, overlay env files) only hold settings."""
     declared = set(declared_env_names())
-    files = [*sorted((KUBEEDGE / "base" / "config").glob("*.env")), *sorted((KUBEEDGE / "overlays").rglob("*.env"))]
+    files = [
+        *sorted((KUBEEDGE / "base" / "config").glob("*.env")),
+        *sorted((KUBEEDGE / "overlays").rglob("*.env")),
+    ]
     assert len(files) >= 2
     for f in files:
         for line in f.read_text(encoding="utf-8").splitlines():
@@ -173,11 +185,14 @@ def test_drift_check_fails_on_an_undeclared_variable() -> None:
     assert set(drift) == {"AUTOGLM_EDGE_NO_SUCH_SETTING", "AUTOGLM_CLOUD_TYPO_PORT"}
 
 
-@pytest.mark.parametrize(("name", "kind", "workload", "container", "prefix"), [
-    ("dev", "Deployment", "autoglm-cloud", "controller", "AUTOGLM_CLOUD_"),
-    ("dev", "DaemonSet", "autoglm-edge", "agent", "AUTOGLM_EDGE_"),
-    ("gpu", "DaemonSet", "autoglm-edge-gpu", "agent", "AUTOGLM_EDGE_"),
-])
+@pytest.mark.parametrize(
+    ("name", "kind", "workload", "container", "prefix"),
+    [
+        ("dev", "Deployment", "autoglm-cloud", "controller", "AUTOGLM_CLOUD_"),
+        ("dev", "DaemonSet", "autoglm-edge", "agent", "AUTOGLM_EDGE_"),
+        ("gpu", "DaemonSet", "autoglm-edge-gpu", "agent", "AUTOGLM_EDGE_"),
+    ],
+)
 def test_the_values_parse_in_the_settings_classes(
     name: str, kind: str, workload: str, container: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +214,7 @@ def test_the_values_parse_in_the_settings_classes(
 
 # --------------------------------------------------------------------------- broker configuration
 
+
 def test_broker_runs_the_projects_mosquitto_configuration() -> None:
     """The ConfigMap the broker mounts holds exactly config/mosquitto/* of this repository."""
     source = ROOT / "config" / "mosquitto"
@@ -206,39 +222,53 @@ def test_broker_runs_the_projects_mosquitto_configuration() -> None:
         pytest.fail("config/mosquitto/ (the project's production Mosquitto configuration) is missing")
     objs = overlay("prod")
     cm = find_prefixed(objs, "ConfigMap", "autoglm-mqtt-config")
-    data = {**cm.get("data", {}), **{k: base64.b64decode(v).decode() for k, v in cm.get("binaryData", {}).items()}}
+    data = {
+        **cm.get("data", {}),
+        **{k: base64.b64decode(v).decode() for k, v in cm.get("binaryData", {}).items()},
+    }
     for key, content in data.items():
         assert (source / key).is_file(), f"ConfigMap key {key} has no file in config/mosquitto/"
-        assert content == (source / key).read_text(encoding="utf-8"), f"{key} differs from config/mosquitto/{key}"
+        assert content == (source / key).read_text(encoding="utf-8"), (
+            f"{key} differs from config/mosquitto/{key}"
+        )
     # Every file the configuration names is projected into the pod at exactly that path, and the
     # persistence directory is the volume claim.
     conf = data["mosquitto.conf"]
     sts = find(objs, "StatefulSet", "autoglm-mqtt")
     spec = sts["spec"]["template"]["spec"]
     c = spec["containers"][0]
-    assert c["command"][-1] == "/etc/mosquitto/mosquitto.conf" or "/etc/mosquitto/mosquitto.conf" in c["command"]
+    assert (
+        c["command"][-1] == "/etc/mosquitto/mosquitto.conf" or "/etc/mosquitto/mosquitto.conf" in c["command"]
+    )
     volumes = {v["name"]: v for v in spec["volumes"]}
     provided: set[str] = set()
     for m in c["volumeMounts"]:
         for src in volumes.get(m["name"], {}).get("projected", {}).get("sources", []):
             for kind in ("configMap", "secret"):
-                provided |= {f"{m['mountPath']}/{item['path']}" for item in src.get(kind, {}).get("items", [])}
+                provided |= {
+                    f"{m['mountPath']}/{item['path']}" for item in src.get(kind, {}).get("items", [])
+                }
     files = re.findall(r"^\s*(?:acl_file|password_file|certfile|keyfile|cafile)\s+(\S+)", conf, re.M)
     assert files
     for path in [*files, "/etc/mosquitto/mosquitto.conf"]:
         assert path in provided, f"{path} (named by mosquitto.conf) is not provided in the pod"
     [persistence] = re.findall(r"^\s*persistence_location\s+(\S+)", conf, re.M)
     claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
-    assert {m["name"]: m["mountPath"].rstrip("/") for m in c["volumeMounts"]}[claim] == persistence.rstrip("/")
+    assert {m["name"]: m["mountPath"].rstrip("/") for m in c["volumeMounts"]}[claim] == persistence.rstrip(
+        "/"
+    )
 
 
 # --------------------------------------------------------------------------- alerts and runbooks
+
 
 def _defined_metric_names() -> set[str]:
     names: set[str] = set()
     for pkg in ("cloud", "edge"):
         for path in (ROOT / pkg).rglob("*.py"):
-            names |= set(re.findall(r"[\"'](autoglm_(?:cloud|edge)_[a-z0-9_]+)[\"']", path.read_text(encoding="utf-8")))
+            names |= set(
+                re.findall(r"[\"'](autoglm_(?:cloud|edge)_[a-z0-9_]+)[\"']", path.read_text(encoding="utf-8"))
+            )
     return names
 
 
@@ -248,8 +278,12 @@ def _base_metric(name: str) -> str:
 
 def test_alert_rules_use_metrics_the_applications_define() -> None:
     rule = find(overlay("prod"), "PrometheusRule", "autoglm")
-    used = {m for g in rule["spec"]["groups"] for r in g["rules"]
-            for m in re.findall(r"\b(autoglm_(?:cloud|edge)_[a-z0-9_]+)", str(r["expr"]))}
+    used = {
+        m
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        for m in re.findall(r"\b(autoglm_(?:cloud|edge)_[a-z0-9_]+)", str(r["expr"]))
+    }
     assert used
     defined = {_base_metric(n) for n in _defined_metric_names()}
     unknown = sorted(m for m in used if _base_metric(m) not in defined)
@@ -259,8 +293,11 @@ def test_alert_rules_use_metrics_the_applications_define() -> None:
 def _metric_labels() -> dict[str, set[str]]:
     """Metric name -> label names, from the prometheus_client constructors in cloud/ and edge/."""
     found: dict[str, set[str]] = {}
-    ctor = re.compile(r"(?:Counter|Gauge|Histogram|Summary)\(\s*[\"'](autoglm_\w+)[\"']\s*,\s*(?:[\"'][^\"']*[\"']\s*)+,"
-                      r"\s*\[([^\]]*)\]", re.S)
+    ctor = re.compile(
+        r"(?:Counter|Gauge|Histogram|Summary)\(\s*[\"'](autoglm_\w+)[\"']\s*,\s*(?:[\"'][^\"']*[\"']\s*)+,"
+        r"\s*\[([^\]]*)\]",
+        re.S,
+    )
     for pkg in ("cloud", "edge"):
         for path in (ROOT / pkg).rglob("*.py"):
             for name, labels in ctor.findall(path.read_text(encoding="utf-8")):
@@ -273,11 +310,15 @@ def test_alert_selectors_use_labels_the_metrics_have() -> None:
     labels = _metric_labels()
     for g in rule["spec"]["groups"]:
         for r in g["rules"]:
-            for name, selector in re.findall(r"\b(autoglm_(?:cloud|edge)_[a-z0-9_]+)\{([^}]*)\}", str(r["expr"])):
+            for name, selector in re.findall(
+                r"\b(autoglm_(?:cloud|edge)_[a-z0-9_]+)\{([^}]*)\}", str(r["expr"])
+            ):
                 used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector))
                 known = labels.get(_base_metric(name))
                 assert known is not None, f"{name}: constructor not found"
-                assert used <= known, f"{r.get('alert') or r.get('record')}: {name} has no label {used - known}"
+                assert used <= known, (
+                    f"{r.get('alert') or r.get('record')}: {name} has no label {used - known}"
+                )
 
 
 def test_required_alerts_exist_with_runbooks_that_resolve() -> None:
@@ -289,21 +330,29 @@ def test_required_alerts_exist_with_runbooks_that_resolve() -> None:
     for needed in ("LatencyP99", "ErrorRate", "FallbackRate"):
         assert needed in text, f"no {needed} alert"
     deploy = (ROOT / "docs" / "DEPLOY.md").read_text(encoding="utf-8")
-    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-               for h in re.findall(r"^#+\s+(.+)$", deploy, re.M)}
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+\s+(.+)$", deploy, re.M)
+    }
     for name, r in alerts.items():
         url = r["annotations"]["runbook_url"]
         assert url.split("#")[0].endswith("docs/DEPLOY.md"), url
-        assert url.split("#")[1] in anchors, f"{name}: runbook anchor {url.split('#')[1]} not in docs/DEPLOY.md"
+        assert url.split("#")[1] in anchors, (
+            f"{name}: runbook anchor {url.split('#')[1]} not in docs/DEPLOY.md"
+        )
 
 
 # --------------------------------------------------------------------------- commands and GitOps
 
-@pytest.mark.parametrize(("kind", "name", "container"), [
-    ("Deployment", "autoglm-cloud", "controller"),
-    ("DaemonSet", "autoglm-edge", "agent"),
-    ("Job", "autoglm-loop-worker", "worker"),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "name", "container"),
+    [
+        ("Deployment", "autoglm-cloud", "controller"),
+        ("DaemonSet", "autoglm-edge", "agent"),
+        ("Job", "autoglm-loop-worker", "worker"),
+    ],
+)
 def test_container_commands_exist_in_the_cli(kind: str, name: str, container: str) -> None:
     from autoglm.cli import app
 

@@ -32,8 +32,14 @@ from tests.support.mosquitto import MosquittoBroker, mosquitto_binary
 DASHBOARDS = KUBEEDGE / "components" / "monitoring" / "dashboards"
 FILES = sorted(DASHBOARDS.glob("*.json"))
 METRIC = re.compile(r"\b((?:autoglm|process|python)_[a-z0-9_]+)\b")
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-            "summary": ("_sum", "_count", "_created"), "gauge": ("",), "info": ("_info",), "untyped": ("",)}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+    "untyped": ("",),
+}
 
 
 def _targets(dash: dict) -> Iterator[tuple[str, str]]:
@@ -74,7 +80,9 @@ def test_dashboards_are_well_formed() -> None:
         uids.add(dash["uid"])
         ids = [p["id"] for p in dash["panels"]]
         assert len(ids) == len(set(ids)), f"{f.name}: duplicate panel ids"
-        assert any(v["name"] == "datasource" and v["type"] == "datasource" for v in dash["templating"]["list"])
+        assert any(
+            v["name"] == "datasource" and v["type"] == "datasource" for v in dash["templating"]["list"]
+        )
         for title, expr in _targets(dash):
             assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), (f.name, title)
             assert METRIC.search(expr), f"{f.name}: panel {title!r} queries no metric of ours"
@@ -93,7 +101,8 @@ def test_monitoring_component_ships_the_dashboards() -> None:
 
 @pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto binary not installed")
 def test_every_dashboard_metric_exists_on_a_running_cloud_and_edge(
-    tmp_path: Path, bundles: Bundles  # noqa: F811
+    tmp_path: Path,
+    bundles: Bundles,  # noqa: F811
 ) -> None:
     from cloud.api.container import CloudServices
     from edge.agent.settings import AgentSettings
@@ -105,15 +114,26 @@ def test_every_dashboard_metric_exists_on_a_running_cloud_and_edge(
 
     broker = MosquittoBroker(tmp_path / "broker").start()
     try:
-        settings = make_settings(tmp_path, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
-                                 rollout_tick_s=0.2, fleet_flush_interval_s=0.5)
+        settings = make_settings(
+            tmp_path,
+            mqtt_enabled=True,
+            mqtt_host=broker.host,
+            mqtt_port=broker.port,
+            rollout_tick_s=0.2,
+            fleet_flush_interval_s=0.5,
+        )
         svc = CloudServices.build(settings)
         with LiveServer(svc, run_loops=True) as server:
             home = tmp_path / "node"
-            serve = settings_for(home, node_id="edge-dash", http_host="127.0.0.1", http_port=free_port(),
-                                 bundle_dir=bundles.v1)
-            sync = SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port,
-                                mqtt_outbox_path=home / "outbox.sqlite3", mqtt_heartbeat_interval_s=0.25)
+            serve = settings_for(
+                home, node_id="edge-dash", http_host="127.0.0.1", http_port=free_port(), bundle_dir=bundles.v1
+            )
+            sync = SyncSettings(
+                mqtt_host=broker.host,
+                mqtt_port=broker.port,
+                mqtt_outbox_path=home / "outbox.sqlite3",
+                mqtt_heartbeat_interval_s=0.25,
+            )
             control = ControlSettings(control_cloud_url=server.url, control_bootstrap_token=BOOTSTRAP)
             agent = AgentSettings(agent_memory_db=home / "memory.sqlite3")
             node = EdgeNode.build(serve, sync, control, with_agent=True, agent_settings=agent).start()

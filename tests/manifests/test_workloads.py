@@ -23,7 +23,9 @@ def test_edge_agent_is_pinned_to_edge_nodes_and_tolerates_edge_taints(name: str)
     for ds in _agents(overlay(name)):
         spec = pod_spec(ds)
         assert spec["nodeSelector"]["node-role.kubernetes.io/edge"] == ""
-        tolerated = {(t["key"], t.get("effect")) for t in spec["tolerations"] if t.get("operator") == "Exists"}
+        tolerated = {
+            (t["key"], t.get("effect")) for t in spec["tolerations"] if t.get("operator") == "Exists"
+        }
         assert ("node-role.kubernetes.io/edge", "NoSchedule") in tolerated
         # Losing the cloud marks the node unreachable: the agent must not be evicted for that.
         assert ("node.kubernetes.io/unreachable", "NoExecute") in tolerated
@@ -40,7 +42,11 @@ def test_edge_state_lives_on_the_host_so_restarts_keep_the_last_good_bundle(name
         agent = next(c for c in containers(ds) if c["name"] == "agent")
         mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
         env = env_values(objs, ds, "agent")
-        required = ("AUTOGLM_EDGE_MODEL_CACHE_DIR", "AUTOGLM_EDGE_MQTT_OUTBOX_PATH", "AUTOGLM_EDGE_AGENT_MEMORY_DB")
+        required = (
+            "AUTOGLM_EDGE_MODEL_CACHE_DIR",
+            "AUTOGLM_EDGE_MQTT_OUTBOX_PATH",
+            "AUTOGLM_EDGE_AGENT_MEMORY_DB",
+        )
         assert set(required) <= set(env)
         for key in (*required, "AUTOGLM_EDGE_BUNDLE_DIR"):
             if key not in env:
@@ -63,7 +69,9 @@ def test_containers_run_non_root_with_limits(name: str) -> None:
             assert {"cpu", "memory"} <= set(c["resources"]["requests"]), ident
             assert {"cpu", "memory"} <= set(c["resources"]["limits"]), ident
             image = c["image"]
-            assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), f"{ident}: unpinned {image}"
+            assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), (
+                f"{ident}: unpinned {image}"
+            )
 
 
 @pytest.mark.parametrize("name", RENDERED)
@@ -72,7 +80,8 @@ def test_cloud_controller_stays_off_edge_nodes_and_scales(name: str) -> None:
     dep = find(objs, "Deployment", "autoglm-cloud")
     assert dep["spec"]["replicas"] >= 2
     terms = pod_spec(dep)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"]
+        "nodeSelectorTerms"
+    ]
     # Every term (they are ORed) must exclude edge nodes.
     for term in terms:
         assert {"key": "node-role.kubernetes.io/edge", "operator": "DoesNotExist"} in term["matchExpressions"]
@@ -80,7 +89,11 @@ def test_cloud_controller_stays_off_edge_nodes_and_scales(name: str) -> None:
     for secret_var in ("AUTOGLM_CLOUD_DATABASE_URL", "AUTOGLM_CLOUD_ADMIN_TOKEN"):
         assert "secretKeyRef" in env[secret_var]["valueFrom"], f"{secret_var} must come from a Secret"
     hpa = find(objs, "HorizontalPodAutoscaler", "autoglm-cloud")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "autoglm-cloud"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "autoglm-cloud",
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 20)
     [metric] = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["averageUtilization"] == 70
@@ -104,13 +117,17 @@ def test_selectors_match_their_pods(name: str) -> None:
             assert o["spec"]["selector"]["matchLabels"].items() <= pod_spec_labels(o).items()
         if o["kind"] == "Service":
             sel = o["spec"]["selector"]
-            assert any(sel.items() <= p.items() for p in pods), f"Service {o['metadata']['name']} selects no pod"
+            assert any(sel.items() <= p.items() for p in pods), (
+                f"Service {o['metadata']['name']} selects no pod"
+            )
 
 
 def test_broker_keeps_its_data_on_a_volume_claim() -> None:
     sts = find(overlay("prod"), "StatefulSet", "autoglm-mqtt")
     [claim] = sts["spec"]["volumeClaimTemplates"]
-    mounts = {m["name"]: m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    mounts = {
+        m["name"]: m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
     assert claim["metadata"]["name"] in mounts
 
 
@@ -124,8 +141,12 @@ def test_gpu_overlay_runs_the_gpu_image_with_a_gpu_on_gpu_nodes_only() -> None:
     assert pod_spec(gpu)["nodeSelector"]["nvidia.com/gpu.present"] == "true"
     cpu_terms = pod_spec(cpu)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert {"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"} in cpu_terms["nodeSelectorTerms"][0][
-        "matchExpressions"]
-    assert "nvidia.com/gpu" not in next(c for c in containers(cpu) if c["name"] == "agent")["resources"]["limits"]
+        "matchExpressions"
+    ]
+    assert (
+        "nvidia.com/gpu"
+        not in next(c for c in containers(cpu) if c["name"] == "agent")["resources"]["limits"]
+    )
     env = env_values(objs, gpu, "agent")
     assert env["AUTOGLM_EDGE_PROVIDERS"].startswith('["tensorrt"'), env["AUTOGLM_EDGE_PROVIDERS"]
     assert env_values(objs, cpu, "agent")["AUTOGLM_EDGE_PROVIDERS"] == '["cpu"]'
@@ -145,15 +166,19 @@ def test_istio_overlay_splits_cloud_traffic_80_20_between_real_subsets() -> None
     weights = {r["destination"]["subset"]: r["weight"] for r in route["route"]}
     assert weights == {"stable": 80, "canary": 20}
     subsets = {s["name"]: s["labels"] for s in dr["spec"]["subsets"]}
-    deployments = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("autoglm-cloud")]
+    deployments = [
+        o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("autoglm-cloud")
+    ]
     for subset, labels in subsets.items():
         matching = [d for d in deployments if labels.items() <= pod_spec_labels(d).items()]
         assert len(matching) == 1, f"subset {subset} matches {len(matching)} deployments"
     # Stable and canary Deployments must not select each other's pods.
     stable, canary = (find(objs, "Deployment", n) for n in ("autoglm-cloud", "autoglm-cloud-canary"))
     assert not stable["spec"]["selector"]["matchLabels"].items() <= pod_spec_labels(canary).items()
-    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] != \
-        canary["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert (
+        stable["spec"]["template"]["spec"]["containers"][0]["image"]
+        != canary["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
     assert find(objs, "Namespace", "autoglm")["metadata"]["labels"]["istio-injection"] == "enabled"
 
 
@@ -180,8 +205,11 @@ def test_device_model_matches_what_the_agent_reports_as_twin() -> None:
     assert devices
     for dev in devices:
         assert dev["metadata"]["name"] == dev["spec"]["nodeName"]
-        assert dev["metadata"]["namespace"] == env["AUTOGLM_EDGE_MQTT_KUBEEDGE_NAMESPACE"] == \
-            model["metadata"]["namespace"]
+        assert (
+            dev["metadata"]["namespace"]
+            == env["AUTOGLM_EDGE_MQTT_KUBEEDGE_NAMESPACE"]
+            == model["metadata"]["namespace"]
+        )
         assert dev["spec"]["deviceModelRef"]["name"] == model["metadata"]["name"]
         assert {p["name"] for p in dev["spec"]["properties"]} == set(props)
     assert env["AUTOGLM_EDGE_MQTT_KUBEEDGE_ENABLED"] == "true"
@@ -193,11 +221,14 @@ def test_canary_deployment_is_the_stable_one_but_for_track_replicas_and_image() 
     stable, canary = (find(objs, "Deployment", n) for n in ("autoglm-cloud", "autoglm-cloud-canary"))
 
     def normalised(dep: Obj) -> str:
-        text = repr({k: v for k, v in dep.items() if k != "metadata"} | {"labels": dep["metadata"].get("labels")})
+        text = repr(
+            {k: v for k, v in dep.items() if k != "metadata"} | {"labels": dep["metadata"].get("labels")}
+        )
         for a, b in (("canary", "TRACK"), ("stable", "TRACK")):
             text = text.replace(a, b)
         return text.replace(dep["spec"]["template"]["spec"]["containers"][0]["image"], "IMAGE").replace(
-            f"'replicas': {dep['spec']['replicas']}", "'replicas': N")
+            f"'replicas': {dep['spec']['replicas']}", "'replicas': N"
+        )
 
     assert normalised(stable) == normalised(canary)
 

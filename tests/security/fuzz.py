@@ -45,8 +45,10 @@ class FuzzReport:
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.requests} requests over {self.operations} operations in {self.seconds:.1f}s; "
-                f"statuses {dict(sorted(self.statuses.items()))}; {len(self.problems)} problems")
+        return (
+            f"{self.requests} requests over {self.operations} operations in {self.seconds:.1f}s; "
+            f"statuses {dict(sorted(self.statuses.items()))}; {len(self.problems)} problems"
+        )
 
 
 def _documented(raw: dict[str, Any]) -> tuple[set[int], set[int]]:
@@ -64,9 +66,16 @@ def _documented(raw: dict[str, Any]) -> tuple[set[int], set[int]]:
     return exact, classes
 
 
-def fuzz(schema_doc: dict[str, Any], base_url: str, headers: dict[str, str], *, examples: int,
-         skip: frozenset[tuple[str, str]] = frozenset(),
-         path_parameters: dict[str, dict[str, str]] | None = None, repeat: int | None = None) -> FuzzReport:
+def fuzz(
+    schema_doc: dict[str, Any],
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    examples: int,
+    skip: frozenset[tuple[str, str]] = frozenset(),
+    path_parameters: dict[str, dict[str, str]] | None = None,
+    repeat: int | None = None,
+) -> FuzzReport:
     """Run every operation of ``schema_doc`` against ``base_url``; returns what happened.
     ``path_parameters`` pins path parameters of some paths (e.g. the served model's name, so that
     the bodies reach the code behind the 404)."""
@@ -82,9 +91,17 @@ def fuzz(schema_doc: dict[str, Any], base_url: str, headers: dict[str, str], *, 
     return report
 
 
-def _fuzz_round(operations: list[Any], round_: int, base_url: str, headers: dict[str, str], examples: int,
-                skip: frozenset[tuple[str, str]], path_parameters: dict[str, dict[str, str]] | None,
-                session: requests.Session, report: FuzzReport) -> None:
+def _fuzz_round(
+    operations: list[Any],
+    round_: int,
+    base_url: str,
+    headers: dict[str, str],
+    examples: int,
+    skip: frozenset[tuple[str, str]],
+    path_parameters: dict[str, dict[str, str]] | None,
+    session: requests.Session,
+    report: FuzzReport,
+) -> None:
     for op in operations:
         if (op.method.upper(), op.path) in skip:
             continue
@@ -92,23 +109,46 @@ def _fuzz_round(operations: list[Any], round_: int, base_url: str, headers: dict
         exact, classes = _documented(op.definition.raw)
         pinned = (path_parameters or {}).get(op.path)
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            run = _runner(op.as_strategy(generation_mode=mode, path_parameters=pinned),
-                          f"{op.method.upper()} {op.path} [{mode.value}]", exact, classes, examples,
-                          base_url, headers, session, report, SEED + round_)
+            run = _runner(
+                op.as_strategy(generation_mode=mode, path_parameters=pinned),
+                f"{op.method.upper()} {op.path} [{mode.value}]",
+                exact,
+                classes,
+                examples,
+                base_url,
+                headers,
+                session,
+                report,
+                SEED + round_,
+            )
             try:
                 run()
             except Unsatisfiable:  # e.g. no negative case exists for an operation without inputs
                 continue
 
 
-def _runner(strategy: Any, label: str, exact: set[int], classes: set[int], examples: int, base_url: str,
-            headers: dict[str, str], session: requests.Session, report: FuzzReport,
-            seed_value: int) -> Callable[[], None]:
+def _runner(
+    strategy: Any,
+    label: str,
+    exact: set[int],
+    classes: set[int],
+    examples: int,
+    base_url: str,
+    headers: dict[str, str],
+    session: requests.Session,
+    report: FuzzReport,
+    seed_value: int,
+) -> Callable[[], None]:
     """The hypothesis test of one operation and generation mode (records, never raises)."""
 
     @seed(seed_value)
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def run(case: Any) -> None:
         try:
@@ -121,7 +161,9 @@ def _runner(strategy: Any, label: str, exact: set[int], classes: set[int], examp
         status = response.status_code
         report.statuses[status] += 1
         if status >= 500:
-            report.problems.append(f"{label}: {status} {response.text[:200]} <- {case.as_curl_command()[:300]}")
+            report.problems.append(
+                f"{label}: {status} {response.text[:200]} <- {case.as_curl_command()[:300]}"
+            )
         elif status not in exact and status // 100 not in classes:
             report.problems.append(f"{label}: undocumented status {status} {response.text[:160]}")
         elif status >= 400:
@@ -132,6 +174,8 @@ def _runner(strategy: Any, label: str, exact: set[int], classes: set[int], examp
             except ValueError:
                 shaped = False
             if not shaped:
-                report.problems.append(f"{label}: {status} without the JSON error body: {response.text[:160]}")
+                report.problems.append(
+                    f"{label}: {status} without the JSON error body: {response.text[:160]}"
+                )
 
     return run  # type: ignore[no-any-return]

@@ -35,7 +35,9 @@ def main(argv: list[str]) -> int:
 
     kwargs: dict[str, Any] = json.loads(settings_json)
     hub = CloudSync(CloudSyncSettings(**kwargs))
-    unfinished = Gauge("test_hub_unfinished_messages", "Received messages the hub has not finished processing.")
+    unfinished = Gauge(
+        "test_hub_unfinished_messages", "Received messages the hub has not finished processing."
+    )
     unfinished.set_function(lambda: hub._queue.unfinished_tasks)
     start_http_server(int(metrics_port), addr="127.0.0.1")
     stop = threading.Event()

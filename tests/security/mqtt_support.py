@@ -42,8 +42,23 @@ def _make_certs(d: Path) -> None:
     run("req", "-x509", *ec, "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt")
     run("req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-extfile", "ext.cnf", "-out", "server.crt")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    )
 
 
 def shipped_broker(tmp_path: Path, passwords: dict[str, str], acl: str | None = None) -> MosquittoBroker:
@@ -55,14 +70,22 @@ def shipped_broker(tmp_path: Path, passwords: dict[str, str], acl: str | None = 
     certs = tmp_path / "certs"
     certs.mkdir(exist_ok=True)
     _make_certs(certs)
-    broker = MosquittoBroker(tmp_path, acl=acl if acl is not None else SHIPPED_ACL.read_text(), passwords=passwords,
-                             persistence=False)
+    broker = MosquittoBroker(
+        tmp_path,
+        acl=acl if acl is not None else SHIPPED_ACL.read_text(),
+        passwords=passwords,
+        persistence=False,
+    )
     conf = SHIPPED_CONF.read_text()
-    for old, new in (("/etc/mosquitto/certs/", f"{certs}/"), ("/etc/mosquitto/passwd", f"{broker.dir}/passwd"),
-                     ("/etc/mosquitto/acl", f"{broker.dir}/acl"), ("/var/lib/mosquitto/", f"{broker.dir}/"),
-                     ("listener 8883", f"listener {free_port()} 127.0.0.1"),
-                     ("listener 1883 127.0.0.1", f"listener {broker.port} 127.0.0.1"),
-                     ("log_dest stdout", f"log_dest file {broker.log_path}")):
+    for old, new in (
+        ("/etc/mosquitto/certs/", f"{certs}/"),
+        ("/etc/mosquitto/passwd", f"{broker.dir}/passwd"),
+        ("/etc/mosquitto/acl", f"{broker.dir}/acl"),
+        ("/var/lib/mosquitto/", f"{broker.dir}/"),
+        ("listener 8883", f"listener {free_port()} 127.0.0.1"),
+        ("listener 1883 127.0.0.1", f"listener {broker.port} 127.0.0.1"),
+        ("log_dest stdout", f"log_dest file {broker.log_path}"),
+    ):
         assert old in conf, f"{old!r} no longer in the shipped mosquitto.conf: update this helper"
         conf = conf.replace(old, new)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -75,8 +98,15 @@ def shipped_broker(tmp_path: Path, passwords: dict[str, str], acl: str | None = 
 class Client:
     """paho MQTT 5 with a persistent session; records messages and whether the broker dropped it."""
 
-    def __init__(self, broker: MosquittoBroker, client_id: str, username: str, password: str, *,
-                 clean_start: bool = False) -> None:
+    def __init__(
+        self,
+        broker: MosquittoBroker,
+        client_id: str,
+        username: str,
+        password: str,
+        *,
+        clean_start: bool = False,
+    ) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.disconnects: list[Any] = []
         self.connect_rc: Any = None
@@ -117,20 +147,37 @@ class Client:
 
 # -- the hub in its own process -------------------------------------------------------------------
 class HubProcess:
-    def __init__(self, tmp_path: Path, broker: MosquittoBroker, *, address_space_limit: int = 4 << 30,
-                 **settings: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, broker: MosquittoBroker, *, address_space_limit: int = 4 << 30, **settings: Any
+    ) -> None:
         self.dir = tmp_path / "hub"
         self.dir.mkdir()
         self.db_path = self.dir / "sync.sqlite3"
         self.log_path = self.dir / "hub.log"
         self.metrics_port = free_port()
         ready = self.dir / "ready"
-        kwargs = {"sync_mqtt_host": broker.host, "sync_mqtt_port": broker.port, "sync_db_path": str(self.db_path),
-                  "sync_mqtt_client_id": "autoglm-cloud-sync", "sync_rebroadcast": "none", **settings}
+        kwargs = {
+            "sync_mqtt_host": broker.host,
+            "sync_mqtt_port": broker.port,
+            "sync_db_path": str(self.db_path),
+            "sync_mqtt_client_id": "autoglm-cloud-sync",
+            "sync_rebroadcast": "none",
+            **settings,
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.security.hub_process", json.dumps(kwargs), str(self.metrics_port),
-             str(self.log_path), str(ready), str(address_space_limit)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(self.dir / "stderr").open("wb"),
+            [
+                sys.executable,
+                "-m",
+                "tests.security.hub_process",
+                json.dumps(kwargs),
+                str(self.metrics_port),
+                str(self.log_path),
+                str(ready),
+                str(address_space_limit),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.dir / "stderr").open("wb"),
         )
         self.ps = psutil.Process(self.proc.pid)
         wait_until(lambda: ready.exists() or self.proc.poll() is not None, 60, "hub process ready")
@@ -143,7 +190,11 @@ class HubProcess:
         return int(self.ps.memory_info().rss)
 
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
         out = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
@@ -201,10 +252,26 @@ def raw_frame(header: dict[str, Any] | bytes, payload: bytes, *, version: int = 
     return b"AGLM" + struct.pack(">BI", version, len(head)) + head + payload
 
 
-def header(node: str, seq: int, ct: str = "memory", *, n: int = 1, enc: str = "lz4", mid: str | None = None,
-           **extra: Any) -> dict[str, Any]:
-    return {"id": mid or f"{node}.{ct}.{seq}.{time.monotonic_ns()}", "node": node, "seq": seq,
-            "hlc": "0000000000001-000000-" + node, "ct": ct, "enc": enc, "n": n, **extra}
+def header(
+    node: str,
+    seq: int,
+    ct: str = "memory",
+    *,
+    n: int = 1,
+    enc: str = "lz4",
+    mid: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": mid or f"{node}.{ct}.{seq}.{time.monotonic_ns()}",
+        "node": node,
+        "seq": seq,
+        "hlc": "0000000000001-000000-" + node,
+        "ct": ct,
+        "enc": enc,
+        "n": n,
+        **extra,
+    }
 
 
 def lz4_body(body: bytes) -> bytes:

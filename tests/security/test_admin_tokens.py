@@ -58,7 +58,9 @@ def test_blank_tokens_are_refused(blank: str, name: str) -> None:
             parse_admin_tokens([entry])
 
 
-@pytest.mark.parametrize("entry", ["alice:", "alice: ", "bad name:tok", ":tok", "tok en", "alice:a\tb", "é:x"])
+@pytest.mark.parametrize(
+    "entry", ["alice:", "alice: ", "bad name:tok", ":tok", "tok en", "alice:a\tb", "é:x"]
+)
 def test_bad_entries_refuse_with_one_line(entry: str) -> None:
     with pytest.raises(AdminTokenError) as err:
         parse_admin_tokens([entry])
@@ -74,13 +76,18 @@ def test_base64_admin_token_works_and_equals_sign_is_no_password(tmp_path: Path)
     """The finding: with ``name=token`` parsing, a token ending in '==' made '=' the password."""
     token = base64.b64encode(b"\xfb\xff" * 8 + b"k").decode()
     assert token.endswith("=")
-    svc = CloudServices.build(make_settings(tmp_path, admin_tokens=[token, f"ops:{token[:-1]}x="]),
-                              channel=RecordingChannel())
+    svc = CloudServices.build(
+        make_settings(tmp_path, admin_tokens=[token, f"ops:{token[:-1]}x="]), channel=RecordingChannel()
+    )
     try:
         with LiveServer(svc) as live:
+
             def create(bearer: str, name: str) -> int:
-                r = httpx.post(f"{live.url}/api/v1/models", json={"name": name},
-                               headers={"Authorization": f"Bearer {bearer}"})
+                r = httpx.post(
+                    f"{live.url}/api/v1/models",
+                    json={"name": name},
+                    headers={"Authorization": f"Bearer {bearer}"},
+                )
                 return r.status_code
 
             assert create(token, "m-b64") == 201
@@ -92,11 +99,22 @@ def test_base64_admin_token_works_and_equals_sign_is_no_password(tmp_path: Path)
 
 
 def test_cloud_serve_refuses_blank_admin_token_with_one_line(tmp_path: Path) -> None:
-    env = {"AUTOGLM_CLOUD_ADMIN_TOKENS": '["alice:  "]', "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path),
-           "AUTOGLM_CLOUD_MQTT_ENABLED": "false", "AUTOGLM_CLOUD_HTTP_PORT": str(free_port()), "PATH": "/usr/bin:/bin",
-           "HOME": str(tmp_path)}
-    p = subprocess.run([sys.executable, "-m", "autoglm", "cloud", "serve"], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    env = {
+        "AUTOGLM_CLOUD_ADMIN_TOKENS": '["alice:  "]',
+        "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path),
+        "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
+        "AUTOGLM_CLOUD_HTTP_PORT": str(free_port()),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "autoglm", "cloud", "serve"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode != 0
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "admin token 'alice' is empty" in lines[0], p.stderr

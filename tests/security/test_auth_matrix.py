@@ -21,7 +21,11 @@ from tests.edge.conftest import ADMIN_HEADERS, EDGE_ADMIN, Bundles, ServerFactor
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # (path template) -> credential kinds besides admin that may use it
-NODE_SELF = {"/api/v1/nodes/{node_id}/heartbeat", "/api/v1/nodes/{node_id}/acks", "/api/v1/nodes/{node_id}/token"}
+NODE_SELF = {
+    "/api/v1/nodes/{node_id}/heartbeat",
+    "/api/v1/nodes/{node_id}/acks",
+    "/api/v1/nodes/{node_id}/token",
+}
 READER_ROUTES = {"/api/v1/tools/route", "/api/v1/tools/{name}/call"}  # admins and nodes
 REGISTER = "/api/v1/nodes/register"
 
@@ -50,25 +54,41 @@ def cloud(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def _post_register(live: LiveServer, token: str, node_id: str) -> httpx.Response:
-    return httpx.post(live.url + REGISTER, json={"node_id": node_id}, headers={"Authorization": f"Bearer {token}"})
+    return httpx.post(
+        live.url + REGISTER, json={"node_id": node_id}, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def test_cloud_auth_matrix(cloud: LiveServer) -> None:
     me = _post_register(cloud, BOOTSTRAP, "node-me").json()["token"]
-    enrol = httpx.post(cloud.url + "/api/v1/nodes/node-new/enrolment", json={},
-                       headers={"Authorization": f"Bearer {ADMIN}"}).json()["token"]
-    routes = [(p, m & STATE_CHANGING) for p, m in _routes(cloud.app.routes)
-              if m & STATE_CHANGING and p.startswith("/api/")]
-    documented = {(p, m.upper()) for p, ops in cloud.app.openapi()["paths"].items() for m in ops
-                  if m.upper() in STATE_CHANGING and p.startswith("/api/")}
+    enrol = httpx.post(
+        cloud.url + "/api/v1/nodes/node-new/enrolment", json={}, headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()["token"]
+    routes = [
+        (p, m & STATE_CHANGING)
+        for p, m in _routes(cloud.app.routes)
+        if m & STATE_CHANGING and p.startswith("/api/")
+    ]
+    documented = {
+        (p, m.upper())
+        for p, ops in cloud.app.openapi()["paths"].items()
+        for m in ops
+        if m.upper() in STATE_CHANGING and p.startswith("/api/")
+    }
     assert documented == {(p, m) for p, ms in routes for m in ms}
     checked = 0
     for path, methods in routes:
         for method in sorted(methods):
-            def call(token: str | None, node: str = "victim", *, path: str = path, method: str = method) -> int:
+
+            def call(
+                token: str | None, node: str = "victim", *, path: str = path, method: str = method
+            ) -> int:
                 nonlocal me
-                url = cloud.url + re.sub(r"\{(\w+)(:path)?\}", lambda m: "1" if m.group(1) == "rollout_id"
-                                         else node if m.group(1) == "node_id" else "x", path)
+                url = cloud.url + re.sub(
+                    r"\{(\w+)(:path)?\}",
+                    lambda m: "1" if m.group(1) == "rollout_id" else node if m.group(1) == "node_id" else "x",
+                    path,
+                )
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 r = httpx.request(method, url, json={}, headers=headers)
                 if path.endswith("/token") and r.status_code == 201 and node == "node-me":
@@ -107,18 +127,26 @@ def test_edge_auth_matrix(start_server: ServerFactory, bundles: Bundles) -> None
     open_routes = {"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"}
     assert {p for p, _ in routes} - open_routes == {p for p, _ in routes if p.startswith("/v2/repository")}
     admin_routes = {p for p, _ in routes if p.startswith("/v2/repository")}
-    assert admin_routes == {"/v2/repository/index", "/v2/repository/models/{name}/load",
-                            "/v2/repository/models/{name}/unload"}
+    assert admin_routes == {
+        "/v2/repository/index",
+        "/v2/repository/models/{name}/load",
+        "/v2/repository/models/{name}/unload",
+    }
     for path in sorted(admin_routes):
         url = s.url + path.replace("{name}", "autoglm-router")
         body = {"parameters": {"bundle": str(bundles.v1)}}
-        for headers, want in (({}, 401), ({"Authorization": "Bearer nope"}, 401),
-                              ({"Authorization": f"Bearer {EDGE_ADMIN}x"}, 401),
-                              ({"Authorization": f"Basic {EDGE_ADMIN}"}, 401)):
+        for headers, want in (
+            ({}, 401),
+            ({"Authorization": "Bearer nope"}, 401),
+            ({"Authorization": f"Bearer {EDGE_ADMIN}x"}, 401),
+            ({"Authorization": f"Basic {EDGE_ADMIN}"}, 401),
+        ):
             assert httpx.post(url, json=body, headers=headers).status_code == want, (path, headers)
         status = httpx.post(url, json=body, headers=ADMIN_HEADERS, timeout=60).status_code
         assert status not in (401, 403) and status < 500, (path, status)
     # inference and health stay open
-    r = httpx.post(s.url + "/v2/models/autoglm-router/infer",
-                   json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["open"]}]})
+    r = httpx.post(
+        s.url + "/v2/models/autoglm-router/infer",
+        json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["open"]}]},
+    )
     assert r.status_code == 200

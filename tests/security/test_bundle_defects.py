@@ -44,12 +44,20 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.mark.parametrize("suffix", [".tar.gz", ".tar"])
 def test_d4_truncated_upload_is_a_400_with_a_reason(live: LiveServer, tmp_path: Path, suffix: str) -> None:
     cut = _truncated(tmp_path, suffix)
-    r = httpx.post(live.url + "/api/v1/bundles", content=cut.read_bytes(),
-                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+    r = httpx.post(
+        live.url + "/api/v1/bundles",
+        content=cut.read_bytes(),
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=60,
+    )
     assert r.status_code == 400, r.text
     assert "truncated" in r.json()["error"]
-    garbage = httpx.post(live.url + "/api/v1/bundles", content=b"\x1f\x8b\x08\x00garbage" * 100,
-                         headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+    garbage = httpx.post(
+        live.url + "/api/v1/bundles",
+        content=b"\x1f\x8b\x08\x00garbage" * 100,
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=60,
+    )
     assert garbage.status_code == 400 and garbage.json()["code"] == "bad_request"
     with live.client() as admin:
         assert admin.get("/api/v1/models").json() == []  # nothing half-registered
@@ -57,7 +65,9 @@ def test_d4_truncated_upload_is_a_400_with_a_reason(live: LiveServer, tmp_path: 
 
 def _verify(*args: object) -> tuple[int, list[str]]:
     result = runner.invoke(app, ["bundle", "verify", *[str(a) for a in args]], env={"COLUMNS": "300"})
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
+        result.exception
+    )
     lines = [line for line in result.output.splitlines() if line.strip()]
     return result.exit_code, lines
 
@@ -74,8 +84,10 @@ def test_d5_verify_garbage_tokenizer_prints_one_line(tmp_path: Path) -> None:
     tok = bundle / "tokenizer.json"
     tok.write_bytes(b"{ this is not a tokenizer")
     manifest = yaml.safe_load((bundle / "manifest.yaml").read_text())
-    manifest["files"]["tokenizer.json"] = {"sha256": hashlib.sha256(tok.read_bytes()).hexdigest(),
-                                           "size": tok.stat().st_size}
+    manifest["files"]["tokenizer.json"] = {
+        "sha256": hashlib.sha256(tok.read_bytes()).hexdigest(),
+        "size": tok.stat().st_size,
+    }
     (bundle / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     code, lines = _verify(bundle)
     assert code == 1, lines

@@ -16,7 +16,9 @@ from cloud.fleet.channel import RecordingChannel
 from tests.cloud.controller.conftest import ADMIN, BOOTSTRAP, LiveServer, make_settings
 
 
-def _register(live: LiveServer, bearer: str, node_id: str, labels: dict[str, str] | None = None) -> httpx.Response:
+def _register(
+    live: LiveServer, bearer: str, node_id: str, labels: dict[str, str] | None = None
+) -> httpx.Response:
     with live.client(bearer) as c:
         return c.post("/api/v1/nodes/register", json={"node_id": node_id, "labels": labels or {}})
 
@@ -115,7 +117,9 @@ def test_d1_every_500_is_json_and_counted(sqlite_services: CloudServices) -> Non
         assert r.status_code == 500 and r.headers["content-type"] == "application/json"
         assert r.json() == {"error": "internal error (OverflowError)", "code": "internal_error"}
         metrics = httpx.get(server.url + "/metrics").text
-        assert re.search(r'autoglm_cloud_http_requests_total\{method="GET",route="/api/v1/boom",status="500"\} 1', metrics)
+        assert re.search(
+            r'autoglm_cloud_http_requests_total\{method="GET",route="/api/v1/boom",status="500"\} 1', metrics
+        )
 
 
 def test_deleted_node_commands_are_404_and_times_carry_utc(live2: LiveServer) -> None:
@@ -147,8 +151,11 @@ def test_cli_enrol_creates_a_one_time_token(live2: LiveServer) -> None:
     from autoglm.cli import app
 
     assert _register(live2, BOOTSTRAP, "node-cli").status_code == 201
-    result = CliRunner().invoke(app, ["cloud", "enrol", "node-cli", "--url", live2.url, "--token", ADMIN, "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["cloud", "enrol", "node-cli", "--url", live2.url, "--token", ADMIN, "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     token = json.loads(result.output)["token"]
     assert _register(live2, token, "node-cli").status_code == 201

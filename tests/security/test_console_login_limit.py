@@ -41,7 +41,9 @@ def _attempt(web: httpx.Client, token: str) -> httpx.Response:
 
 
 def _count(web: httpx.Client, result: str) -> float:
-    m = re.search(rf'autoglm_cloud_console_logins_total\{{result="{result}"\}} ([0-9.e+]+)', web.get("/metrics").text)
+    m = re.search(
+        rf'autoglm_cloud_console_logins_total\{{result="{result}"\}} ([0-9.e+]+)', web.get("/metrics").text
+    )
     return float(m.group(1)) if m else 0.0
 
 

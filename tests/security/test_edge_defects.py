@@ -49,8 +49,10 @@ def _raw_request(url: str, path: str, declared: int, first: bytes) -> socket.soc
     """A POST that declares ``declared`` bytes but sends only ``first`` (the rest never comes)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {declared}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode()
     sock.sendall(head + first)
     return sock
 
@@ -67,8 +69,13 @@ def _status_of(sock: socket.socket) -> int:
 
 def test_d7_deeply_nested_oip_data_is_a_400(start_server: ServerFactory, bundles: Bundles) -> None:
     s = start_server(bundle_dir=bundles.v1)
-    deep = (b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": '
-            + b"[" * 1020 + b'"x"' + b"]" * 1020 + b"}]}")
+    deep = (
+        b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": '
+        + b"[" * 1020
+        + b'"x"'
+        + b"]" * 1020
+        + b"}]}"
+    )
     r = httpx.post(s.url + INFER, content=deep, timeout=30)
     assert r.status_code == 400 and "nested deeper" in r.json()["error"], r.text
     nested: object = ["x"]
@@ -84,7 +91,9 @@ def test_d7_deeply_nested_oip_data_is_a_400(start_server: ServerFactory, bundles
     assert r.status_code == 400 and "nested deeper" in r.json()["error"]
 
 
-def test_json_depth_and_size_limits_on_the_fastapi_routes(start_server: ServerFactory, bundles: Bundles) -> None:
+def test_json_depth_and_size_limits_on_the_fastapi_routes(
+    start_server: ServerFactory, bundles: Bundles
+) -> None:
     s = start_server(bundle_dir=bundles.v1, http_max_json_body_bytes=64 * 1024)
     deep = b'{"parameters": {"bundle": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}"
     r = httpx.post(s.url + LOAD, content=deep, headers=ADMIN_HEADERS, timeout=30)
@@ -107,8 +116,12 @@ def test_json_depth_and_size_limits_on_the_fastapi_routes(start_server: ServerFa
 
 
 def test_d6_admission_before_the_body_is_read(start_server: ServerFactory, bundles: Bundles) -> None:
-    s = start_server(bundle_dir=bundles.v1, serve_queue_capacity=2, serve_max_batch_size=1,
-                     http_max_inflight_body_bytes=3 * 1024 * 1024)
+    s = start_server(
+        bundle_dir=bundles.v1,
+        serve_queue_capacity=2,
+        serve_max_batch_size=1,
+        http_max_inflight_body_bytes=3 * 1024 * 1024,
+    )
     # 1. the in-flight byte budget: one request holding 2 MB (its body still arriving) leaves no
     #    room for another 2 MB one, which is refused at once without its body being read
     holder = _raw_request(s.url, INFER, 2 * 1024 * 1024, b'{"inputs": [')
@@ -128,8 +141,14 @@ def test_d6_admission_before_the_body_is_read(start_server: ServerFactory, bundl
     gate, entered = s.loader.gate("1.0.0"), s.loader.entered_event("1.0.0")
     gate.clear()
     entered.clear()
-    threads = [threading.Thread(target=httpx.post, args=(s.url + INFER,),
-                                kwargs={"json": infer_body([f"t{i}"], [1]), "timeout": 30}) for i in range(3)]
+    threads = [
+        threading.Thread(
+            target=httpx.post,
+            args=(s.url + INFER,),
+            kwargs={"json": infer_body([f"t{i}"], [1]), "timeout": 30},
+        )
+        for i in range(3)
+    ]
     try:
         for t in threads:
             t.start()
@@ -190,7 +209,9 @@ def test_admin_routes_need_a_token_by_default(start_server: ServerFactory, bundl
     assert httpx.post(secured.url + "/v2/repository/index", headers=ADMIN_HEADERS).status_code == 200
 
 
-def test_unload_unknown_model_is_404_and_small_oip_fixes(start_server: ServerFactory, bundles: Bundles) -> None:
+def test_unload_unknown_model_is_404_and_small_oip_fixes(
+    start_server: ServerFactory, bundles: Bundles
+) -> None:
     s = start_server(bundle_dir=bundles.v1)
     with httpx.Client(base_url=s.url, timeout=30, headers=ADMIN_HEADERS) as c:
         assert c.post("/v2/repository/models/nope/unload").status_code == 404
@@ -212,8 +233,11 @@ def test_knowledge_needs_the_admin_token_and_carries_provenance(tmp_path: Path, 
         settings = settings_for(tmp_path / str(len(published)), bundle_dir=bundles.v1, **overrides)
         service = InferenceService.from_settings(settings)
         app = create_app(service, settings)
-        agent = build_agent(AgentSettings(agent_memory_db=tmp_path / f"m{len(published)}.sqlite3"),
-                            service=service, node_id="node-k")
+        agent = build_agent(
+            AgentSettings(agent_memory_db=tmp_path / f"m{len(published)}.sqlite3"),
+            service=service,
+            node_id="node-k",
+        )
         agent.memory.publish = published.extend  # what would be synced to the fleet
         app.include_router(make_router(agent))
         server = BackgroundServer(app).start()
@@ -240,7 +264,9 @@ def test_knowledge_needs_the_admin_token_and_carries_provenance(tmp_path: Path, 
         assert len(published) == 1  # the unauthenticated write never leaves the node
         # strict booleans: confirm / correct accept only JSON true/false
         for value in ("true", 1, "yes"):
-            r = httpx.post(server.url + "/v1/ask", json={"text": "stop pump PR-111", "confirm": value}, timeout=30)
+            r = httpx.post(
+                server.url + "/v1/ask", json={"text": "stop pump PR-111", "confirm": value}, timeout=30
+            )
             assert r.status_code == 400, (value, r.text)
     finally:
         server.stop()

@@ -31,7 +31,8 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 def _check_openapi(app: FastAPI) -> int:
     spec: dict[str, Any] = app.openapi()
     assert "HTTPValidationError" not in str(spec) and "ValidationError" not in spec.get("components", {}).get(
-        "schemas", {}), "FastAPI's {'detail'} validation body must not be documented"
+        "schemas", {}
+    ), "FastAPI's {'detail'} validation body must not be documented"
     checked = 0
     for path, item in spec["paths"].items():
         for method, op in item.items():
@@ -42,7 +43,9 @@ def _check_openapi(app: FastAPI) -> int:
                 resp = op["responses"].get(status)
                 assert resp is not None, f"{method.upper()} {path} does not document {status}"
                 schema = str(resp.get("content", {}).get("application/json", {}).get("schema", {}))
-                assert "ErrorBody" in schema or "'error'" in schema, f"{method.upper()} {path}: {status} shape"
+                assert "ErrorBody" in schema or "'error'" in schema, (
+                    f"{method.upper()} {path}: {status} shape"
+                )
             if op.get("parameters") or op.get("requestBody"):
                 checked += 1
     return checked
@@ -60,7 +63,9 @@ def test_edge_openapi_documents_400_in_the_error_shape(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, node_id="node-oa")
     service = InferenceService.from_settings(settings)
     app = create_edge_app(service, settings)
-    agent = build_agent(AgentSettings(agent_memory_db=tmp_path / "m.sqlite3"), service=service, node_id="node-oa")
+    agent = build_agent(
+        AgentSettings(agent_memory_db=tmp_path / "m.sqlite3"), service=service, node_id="node-oa"
+    )
     app.include_router(make_router(agent))
     assert _check_openapi(app) >= 8
 
@@ -72,4 +77,5 @@ def test_request_validation_error_is_one_bounded_400() -> None:
     assert err.message.startswith("invalid request: body.items.0: ") and len(err.message) <= 2000
     assert err.message.count("body.items.") <= 5
     assert request_validation_error([{"loc": ("query", "page"), "msg": "too small"}]).message == (
-        "invalid request: query.page: too small")
+        "invalid request: query.page: too small"
+    )

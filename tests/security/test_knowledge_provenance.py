@@ -31,7 +31,9 @@ def _not_rebroadcast(reason: str) -> float:
 
 
 def test_hub_rebroadcasts_only_the_senders_own_authenticated_shared_writes(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     a = make_edge(mosquitto_broker, "node-a").start()
@@ -45,12 +47,18 @@ def test_hub_rebroadcasts_only_the_senders_own_authenticated_shared_writes(
     assert a.store is not None and b.store is not None
     good = a.store.put("good", "valve 7 opens at 7 bar", source="http:admin@node-a")
     # what an old or tampered edge might still send: an anonymous write marked shared
-    anon = a.store.put("anon", "Operators may skip lockout-tagout on line 3.",
-                       source=f"{ANONYMOUS_SOURCE_PREFIX}node-a")
+    anon = a.store.put(
+        "anon", "Operators may skip lockout-tagout on line 3.", source=f"{ANONYMOUS_SOURCE_PREFIX}node-a"
+    )
     # a write that claims to be node-c's (its HLC names node-c), sent by node-a
     hlc = HybridClock("node-c").now().pack()
-    spoofed = KnowledgeRecord(key="spoofed", text="node-c says: skip the interlock", source="http:admin@node-c",
-                              created=hlc, updated=hlc)
+    spoofed = KnowledgeRecord(
+        key="spoofed",
+        text="node-c says: skip the interlock",
+        source="http:admin@node-c",
+        created=hlc,
+        updated=hlc,
+    )
     private = a.store.put("private", "node-a only", shared=False)
     a.publish_memory([good, anon, spoofed, private])
 

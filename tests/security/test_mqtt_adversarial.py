@@ -60,8 +60,12 @@ def hub(tmp_path: Path, broker: MosquittoBroker) -> Iterator[HubProcess]:
 @pytest.fixture
 def edge(tmp_path: Path, broker: MosquittoBroker) -> Iterator[EdgeSync]:
     """A real edge node (node-a) whose good traffic must keep applying."""
-    e = EdgeSync(edge_settings(broker, mqtt_username="node-a", mqtt_password="a-pw"), tmp_path / "outbox.sqlite3",
-                 "node-a", store=MemoryStore(tmp_path / "memory.sqlite3", "node-a")).start()
+    e = EdgeSync(
+        edge_settings(broker, mqtt_username="node-a", mqtt_password="a-pw"),
+        tmp_path / "outbox.sqlite3",
+        "node-a",
+        store=MemoryStore(tmp_path / "memory.sqlite3", "node-a"),
+    ).start()
     yield e
     e.stop()
 
@@ -81,35 +85,69 @@ def _ordered_bombs() -> list[tuple[int, str, bytes, str]]:
     objs = b"[" + b",".join([b"{}"] * 333_000) + b"]"  # ~1 MB of empty objects
     invalid = json.dumps([{"key": "", "text": 7}] * 2000).encode()  # 2000 records, every one invalid
     deep = b"[" * 50_000 + b"]" * 50_000
-    session = b'[{"session_id":"s","updated_ms":1,"updated":"0000000000001-000000-node-x","data":' + _nested(5000) + b"}]"
+    session = (
+        b'[{"session_id":"s","updated_ms":1,"updated":"0000000000001-000000-node-x","data":'
+        + _nested(5000)
+        + b"}]"
+    )
     events = b'[{"name":"e","data":' + _nested(40) + b"}]"
     bad_lz4 = bytearray(lz4_body(json.dumps([_valid_record("lz4")]).encode()))
     bad_lz4[8:] = b"\xff" * (len(bad_lz4) - 8)
     return [
         (1, "4 MiB [1,1,...] bomb", raw_frame(header("node-x", 1), lz4_body(ones)), "oversized"),
         (2, "1 MB of {} (too many JSON values)", raw_frame(header("node-x", 2), lz4_body(objs)), "oversized"),
-        (3, "2000 invalid records", raw_frame(header("node-x", 3, n=2000), lz4_body(invalid)), "invalid_record"),
+        (
+            3,
+            "2000 invalid records",
+            raw_frame(header("node-x", 3, n=2000), lz4_body(invalid)),
+            "invalid_record",
+        ),
         (4, "array nested 50,000 deep", raw_frame(header("node-x", 4), lz4_body(deep)), "malformed"),
-        (5, "session data nested 5,000 deep", raw_frame(header("node-x", 5, "session"), lz4_body(session)),
-         "malformed"),
-        (6, "one million records declared", raw_frame(header("node-x", 6, n=1_000_000), lz4_body(objs)),
-         "oversized"),
+        (
+            5,
+            "session data nested 5,000 deep",
+            raw_frame(header("node-x", 5, "session"), lz4_body(session)),
+            "malformed",
+        ),
+        (
+            6,
+            "one million records declared",
+            raw_frame(header("node-x", 6, n=1_000_000), lz4_body(objs)),
+            "oversized",
+        ),
         (7, "corrupt LZ4 block", raw_frame(header("node-x", 7), bytes(bad_lz4)), "bad_encoding"),
-        (8, "LZ4 size prefix of 100 MiB", raw_frame(header("node-x", 8), (100 << 20).to_bytes(4, "little") + b"x"),
-         "oversized"),
-        (9, "event data nested 40 deep", raw_frame(header("node-x", 9, "event"), lz4_body(events)), "malformed"),
+        (
+            8,
+            "LZ4 size prefix of 100 MiB",
+            raw_frame(header("node-x", 8), (100 << 20).to_bytes(4, "little") + b"x"),
+            "oversized",
+        ),
+        (
+            9,
+            "event data nested 40 deep",
+            raw_frame(header("node-x", 9, "event"), lz4_body(events)),
+            "malformed",
+        ),
     ]
 
 
 def _header_bombs() -> list[tuple[str, str, bytes, str]]:
     """(topic kind, what, frame, reason): frames whose header cannot be trusted (never acked)."""
     ok = header("node-x", 0, "heartbeat")
-    deep_meta = json.dumps({**ok, "meta": 0}, separators=(",", ":")).encode().replace(b'"meta":0', b'"meta":' + _nested(2000))
+    deep_meta = (
+        json.dumps({**ok, "meta": 0}, separators=(",", ":"))
+        .encode()
+        .replace(b'"meta":0', b'"meta":' + _nested(2000))
+    )
     ones = b"[" + b",".join([b"1"] * (2 * 1024 * 1024)) + b"]"
     return [
         ("heartbeat", "bad magic", b"XXXX" + raw_frame(ok, b"[]")[4:], "malformed"),
-        ("heartbeat", "header length beyond the frame", raw_frame(ok, b"")[:5] + (10**6).to_bytes(4, "big"),
-         "malformed"),
+        (
+            "heartbeat",
+            "header length beyond the frame",
+            raw_frame(ok, b"")[:5] + (10**6).to_bytes(4, "big"),
+            "malformed",
+        ),
         ("heartbeat", "header not JSON", raw_frame(b'{"id": "x", ', b"[]"), "malformed"),
         ("heartbeat", "header not an object", raw_frame(b"[1, 2, 3]", b"[]"), "malformed"),
         ("heartbeat", "header without fields", raw_frame({"id": "x"}, b"[]"), "malformed"),
@@ -159,12 +197,20 @@ def test_hostile_frames_are_rejected_counted_acked_and_memory_stays_bounded(
         attacker.publish(UP + "memory", _gap_frame(seq))
     fill = {seq: f"fill-{seq}" for seq in range(10, 20)}
     for seq, key in fill.items():  # close the gap: the buffered ones apply (and are rejected) now
-        attacker.publish(UP + "memory", raw_frame(header("node-x", seq), lz4_body(json.dumps([_valid_record(key)])
-                                                                                    .encode())))
+        attacker.publish(
+            UP + "memory",
+            raw_frame(header("node-x", seq), lz4_body(json.dumps([_valid_record(key)]).encode())),
+        )
     attacker.publish(UP + "sentinel", b"processed after everything above")
     sentinel = before.get((REJECTED, (("reason", "unknown_content_type"),)), 0.0) + 1
-    wait_until(lambda: not hub.alive() or (hub.metric(REJECTED, reason="unknown_content_type") >= sentinel
-                                           and hub.idle()), 300, "the hub to process the attack")
+    wait_until(
+        lambda: (
+            not hub.alive()
+            or (hub.metric(REJECTED, reason="unknown_content_type") >= sentinel and hub.idle())
+        ),
+        300,
+        "the hub to process the attack",
+    )
     peak = sampler.stop()
     assert hub.alive(), "the hub process died under the attack"
     after_rss, after_db = hub.rss(), hub.db_bytes()
@@ -176,11 +222,20 @@ def test_hostile_frames_are_rejected_counted_acked_and_memory_stays_bounded(
 
     buffered = delta("autoglm_cloud_sync_reordered_messages_total")
     dropped = delta("autoglm_cloud_sync_reorder_dropped_messages_total")
-    print(json.dumps({"bench": "mqtt_bomb_suite", "rss_before_mb": round(base_rss / 2**20, 1),
-                      "rss_after_mb": round(after_rss / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
-                      "rss_growth_mb": round((after_rss - base_rss) / 2**20, 1),
-                      "db_growth_mb": round((after_db - base_db) / 2**20, 2), "reorder_held": buffered,
-                      "reorder_dropped": dropped}))
+    print(
+        json.dumps(
+            {
+                "bench": "mqtt_bomb_suite",
+                "rss_before_mb": round(base_rss / 2**20, 1),
+                "rss_after_mb": round(after_rss / 2**20, 1),
+                "rss_peak_mb": round(peak / 2**20, 1),
+                "rss_growth_mb": round((after_rss - base_rss) / 2**20, 1),
+                "db_growth_mb": round((after_db - base_db) / 2**20, 2),
+                "reorder_held": buffered,
+                "reorder_dropped": dropped,
+            }
+        )
+    )
     # The reorder buffer held at most its byte budget (16 MiB default) and dropped (counted) the rest.
     assert 0 < buffered * GAP_BODY_CHARS <= 16 * 2**20 + GAP_BODY_CHARS
     assert buffered + dropped == len(GAP_SEQS)

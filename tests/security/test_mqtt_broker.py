@@ -79,8 +79,11 @@ def test_a_node_reads_only_its_own_groups_broadcasts(broker: MosquittoBroker) ->
     cloud.publish("autoglm/fleet/memory", b"fleet")  # after the group messages, in order
     wait_until(lambda: a.got("autoglm/fleet/memory") and b.got("autoglm/fleet/memory"), 15, "fleet broadcast")
     assert [t for t, _ in a.messages] == ["autoglm/groups/g1/memory", "autoglm/fleet/memory"]
-    assert [t for t, _ in b.messages] == ["autoglm/groups/g2/memory", "autoglm/groups/g3/memory",
-                                          "autoglm/fleet/memory"]
+    assert [t for t, _ in b.messages] == [
+        "autoglm/groups/g2/memory",
+        "autoglm/groups/g3/memory",
+        "autoglm/fleet/memory",
+    ]
     for c in (a, b, cloud):
         c.close()
 
@@ -98,8 +101,22 @@ def test_the_shipped_acl_grants_no_group_topic_and_sets_client_ids_from_user_nam
 def test_acl_generator_renders_members_and_refuses_names_that_could_inject_lines(tmp_path: Path) -> None:
     members = tmp_path / "members.txt"
     members.write_text("# node groups\nnode-a g1\n\nnode-b g2 g3  # two groups\n")
-    out = subprocess.run([sys.executable, "-m", "cloud.sync.broker_acl", "--base", str(SHIPPED_ACL), "--members",
-                          str(members)], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cloud.sync.broker_acl",
+            "--base",
+            str(SHIPPED_ACL),
+            "--members",
+            str(members),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert out == render_acl(SHIPPED_ACL.read_text(), MEMBERS)
     assert "user node-b\ntopic read autoglm/groups/g2/#\ntopic read autoglm/groups/g3/#\n" in out
     assert render_acl(out, {"node-c": ["g9"]}).count("user node-") == 1  # re-rendering replaces the old part
@@ -111,6 +128,11 @@ def test_acl_generator_renders_members_and_refuses_names_that_could_inject_lines
     with pytest.raises(ValueError, match="line 2"):
         parse_members("node-a g1\nnode-b g/2\n")
     members.write_text("node-a g#\n")
-    bad_run = subprocess.run([sys.executable, "-m", "cloud.sync.broker_acl", "--members", str(members)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
+    bad_run = subprocess.run(
+        [sys.executable, "-m", "cloud.sync.broker_acl", "--members", str(members)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad_run.returncode == 2 and bad_run.stderr.count("\n") == 1 and "line 1" in bad_run.stderr

@@ -26,7 +26,9 @@ def test_cloud_openapi_fuzz_has_no_server_errors(tmp_path: Path, capsys: pytest.
             with live.client(BOOTSTRAP) as c:
                 assert c.post("/api/v1/nodes/register", json={"node_id": "node-1"}).status_code == 201
             spec = httpx.get(live.url + "/openapi.json").json()
-            report = fuzz(spec, live.url, {"Authorization": f"Bearer {ADMIN}"}, examples=examples_per_operation())
+            report = fuzz(
+                spec, live.url, {"Authorization": f"Bearer {ADMIN}"}, examples=examples_per_operation()
+            )
             assert httpx.get(live.url + "/healthz").status_code == 200  # still up
     finally:
         svc.close()

@@ -21,28 +21,48 @@ from tests.security.fuzz import examples_per_operation, fuzz, rounds
 
 
 @pytest.mark.timeout(900)
-def test_edge_openapi_fuzz_has_no_server_errors(tmp_path: Path, bundles: Bundles,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_edge_openapi_fuzz_has_no_server_errors(
+    tmp_path: Path, bundles: Bundles, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = settings_for(tmp_path, bundle_dir=bundles.v1, node_id="node-fuzz")
     service = InferenceService.from_settings(settings)
     app = create_app(service, settings)
     # No cloud: cloud routes answer "offline" at once instead of waiting on a network.
-    agent = build_agent(AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3"), service=service,
-                        node_id="node-fuzz", bundle_dir=bundles.v1)
+    agent = build_agent(
+        AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3"),
+        service=service,
+        node_id="node-fuzz",
+        bundle_dir=bundles.v1,
+    )
     app.include_router(make_router(agent))
     server = BackgroundServer(app).start()
     try:
         wait_ready(server.url)
         spec = httpx.get(server.url + "/openapi.json").json()
         assert "/v2/models/{name}/infer" in spec["paths"]
-        pinned = {"/v2/models/{name}/infer": {"name": MODEL},
-                  "/v2/models/{name}/versions/{version}/infer": {"name": MODEL, "version": "1.0.0"}}
-        report = fuzz(spec, server.url, ADMIN_HEADERS, examples=examples_per_operation(), path_parameters=pinned,
-                      repeat=rounds(3))
+        pinned = {
+            "/v2/models/{name}/infer": {"name": MODEL},
+            "/v2/models/{name}/versions/{version}/infer": {"name": MODEL, "version": "1.0.0"},
+        }
+        report = fuzz(
+            spec,
+            server.url,
+            ADMIN_HEADERS,
+            examples=examples_per_operation(),
+            path_parameters=pinned,
+            repeat=rounds(3),
+        )
         ready = httpx.get(server.url + "/v2/health/ready")
         assert ready.status_code == 200, ready.text  # still serving
-        assert httpx.post(server.url + f"/v2/models/{MODEL}/infer", json={"inputs": [
-            {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["still answers"]}]}).status_code == 200
+        assert (
+            httpx.post(
+                server.url + f"/v2/models/{MODEL}/infer",
+                json={
+                    "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["still answers"]}]
+                },
+            ).status_code
+            == 200
+        )
     finally:
         server.stop()
     with capsys.disabled():

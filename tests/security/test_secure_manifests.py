@@ -42,10 +42,15 @@ def test_edge_agents_get_a_required_admin_token_and_the_fleet_public_key(name: s
 
 @pytest.mark.parametrize("name", RENDERED)
 def test_controllers_verify_bundle_signatures(name: str) -> None:
-    controllers = [o for o in overlay(name) if o["kind"] == "Deployment" and o["metadata"]["name"].startswith(
-        "autoglm-cloud")]
+    controllers = [
+        o
+        for o in overlay(name)
+        if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("autoglm-cloud")
+    ]
     assert controllers
     for dep in controllers:
         c = next(c for c in containers(dep) if c["name"] == "controller")
         entry = _env(c).get("AUTOGLM_CLOUD_BUNDLE_PUBLIC_KEY")
-        assert _required_ref(entry, "configMapKeyRef") or _required_ref(entry, "secretKeyRef"), dep["metadata"]["name"]
+        assert _required_ref(entry, "configMapKeyRef") or _required_ref(entry, "secretKeyRef"), dep[
+            "metadata"
+        ]["name"]

@@ -34,7 +34,9 @@ def test_seeded_from_the_site_machines(store: DeviceStore) -> None:
         ("turn on the compressor CP-115", "CP-115", "start", None),
     ],
 )
-def test_parse_control_requests(store: DeviceStore, text: str, device: str, action: str, value: float | None) -> None:
+def test_parse_control_requests(
+    store: DeviceStore, text: str, device: str, action: str, value: float | None
+) -> None:
     req = store.parse_control_request(text)
     assert (req.device, req.action, req.value) == (device, action, value)
 

@@ -30,9 +30,27 @@ def test_shipped_file_is_what_the_generator_makes() -> None:
 def test_graph_shape(graph: KnowledgeGraph) -> None:
     stats = graph.stats()
     assert 200 <= stats["entities"] <= 600
-    assert set(stats["by_type"]) == {"site", "line", "machine", "sensor", "person", "role", "supplier", "country", "interval"}
-    assert {"located_on_line", "line_of_site", "maintained_by", "operated_by", "supervised_by", "supplied_by",
-            "has_sensor", "maintenance_interval"} <= set(stats["by_relation"])
+    assert set(stats["by_type"]) == {
+        "site",
+        "line",
+        "machine",
+        "sensor",
+        "person",
+        "role",
+        "supplier",
+        "country",
+        "interval",
+    }
+    assert {
+        "located_on_line",
+        "line_of_site",
+        "maintained_by",
+        "operated_by",
+        "supervised_by",
+        "supplied_by",
+        "has_sensor",
+        "maintenance_interval",
+    } <= set(stats["by_relation"])
     # functional relations really have one tail per head
     for h, r, _ in graph.triples:
         if RELATIONS[r].functional:

@@ -82,7 +82,8 @@ def test_unknown_unit() -> None:
 @pytest.mark.parametrize(
     ("text", "src", "dst", "value"),
     [
-        # a one-character Chinese unit as the target after 多少 / 换算成 (found by benchmarks/quality_tools.py)
+        # a one-character Chinese unit as the target after 多少 / 换算成
+        # (found by benchmarks/quality_tools.py)
         ("3765公顷是多少亩", "ha", "mu", 3765),
         ("2364.9分钟等于多少秒", "min", "s", 2364.9),
         ("把5公斤换算成斤", "kg", "jin", 5),
@@ -96,6 +97,8 @@ def test_unknown_unit() -> None:
         ("一千一百九十分钟是多少小时", "min", "h", 1190),  # 十分 here is no idiom
     ],
 )
-def test_chinese_targets_and_number_words_before_prefixed_units(text: str, src: str, dst: str, value: float) -> None:
+def test_chinese_targets_and_number_words_before_prefixed_units(
+    text: str, src: str, dst: str, value: float
+) -> None:
     conv = units.solve(text)
     assert (conv.from_unit, conv.to_unit, conv.value) == (src, dst, value)

@@ -42,7 +42,12 @@ def mosquitto_binary() -> str | None:
 
 def mosquitto_passwd_binary() -> str | None:
     return shutil.which("mosquitto_passwd") or next(
-        (c for c in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd") if os.access(c, os.X_OK)), None
+        (
+            c
+            for c in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd")
+            if os.access(c, os.X_OK)
+        ),
+        None,
     )
 
 

@@ -49,11 +49,18 @@ def cloud_settings(broker: MosquittoBroker, tmp_path: Path, **kw: Any) -> CloudS
 def make_edge(tmp_path: Path) -> Iterator[Callable[..., EdgeSync]]:
     made: list[EdgeSync] = []
 
-    def factory(broker: MosquittoBroker, node_id: str = "node-a", *, store: bool = True, outbox: Path | None = None,
-                **kw: Any) -> EdgeSync:
+    def factory(
+        broker: MosquittoBroker,
+        node_id: str = "node-a",
+        *,
+        store: bool = True,
+        outbox: Path | None = None,
+        **kw: Any,
+    ) -> EdgeSync:
         st = MemoryStore(tmp_path / f"{node_id}-memory.sqlite3", node_id) if store else None
-        edge = EdgeSync(edge_settings(broker, **kw), outbox or tmp_path / f"{node_id}-outbox.sqlite3", node_id,
-                        store=st)
+        edge = EdgeSync(
+            edge_settings(broker, **kw), outbox or tmp_path / f"{node_id}-outbox.sqlite3", node_id, store=st
+        )
         made.append(edge)
         return edge
 
@@ -81,8 +88,13 @@ def make_cloud(tmp_path: Path) -> Iterator[Callable[..., CloudSync]]:
 class RawClient:
     """A bare paho MQTT 5 client for poking the broker (publishing hand-made frames, ACL checks)."""
 
-    def __init__(self, broker: MosquittoBroker, client_id: str, username: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        broker: MosquittoBroker,
+        client_id: str,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         import threading
 
         import paho.mqtt.client as mqtt
@@ -91,8 +103,9 @@ class RawClient:
         self.messages: list[tuple[str, bytes]] = []
         self.puback: dict[int, int] = {}
         self._cv = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.connect_rc: Any = None

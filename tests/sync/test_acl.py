@@ -32,8 +32,13 @@ def test_node_cannot_publish_or_subscribe_on_another_nodes_topics(secured: Mosqu
     node_a = RawClient(secured, "autoglm-edge-node-a", "node-a", "a-secret")
     # Forbidden first, then allowed, on one connection: Mosquitto handles them in order, so once
     # the allowed one has reached the cloud the forbidden one would have arrived before it.
-    for topic in ("autoglm/up/node-b/memory", "autoglm/up/node-b/status", "autoglm/down/node-b/commands",
-                  "autoglm/fleet/memory", "autoglm/groups/g1/commands"):
+    for topic in (
+        "autoglm/up/node-b/memory",
+        "autoglm/up/node-b/status",
+        "autoglm/down/node-b/commands",
+        "autoglm/fleet/memory",
+        "autoglm/groups/g1/commands",
+    ):
         node_a.publish(topic, b"forged")
     node_a.publish("autoglm/up/node-a/memory", b"mine")
     wait_until(lambda: cloud.messages, what="node-a's own message at the cloud")
@@ -48,7 +53,10 @@ def test_node_cannot_publish_or_subscribe_on_another_nodes_topics(secured: Mosqu
     cloud.publish("autoglm/down/node-a/commands", b"for a")
     cloud.publish("autoglm/fleet/memory", b"for all")
     wait_until(lambda: len(node_a.messages) == 2, what="node-a's downlink")
-    assert sorted(node_a.messages) == [("autoglm/down/node-a/commands", b"for a"), ("autoglm/fleet/memory", b"for all")]
+    assert sorted(node_a.messages) == [
+        ("autoglm/down/node-a/commands", b"for a"),
+        ("autoglm/fleet/memory", b"for all"),
+    ]
     node_a.close()
     cloud.close()
 

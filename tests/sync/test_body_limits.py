@@ -29,8 +29,16 @@ from edge.sync.settings import SyncSettings
 
 
 def _env(seq: int, body_bytes: int) -> Envelope:
-    return Envelope(message_id=f"m{seq}", node_id="node-a", seq=seq, hlc="0000000000001-000000-node-a",
-                    content_type=ContentType.MEMORY, records=[], body=b"x" * body_bytes, n_records=1)
+    return Envelope(
+        message_id=f"m{seq}",
+        node_id="node-a",
+        seq=seq,
+        hlc="0000000000001-000000-node-a",
+        content_type=ContentType.MEMORY,
+        records=[],
+        body=b"x" * body_bytes,
+        n_records=1,
+    )
 
 
 def test_reorder_buffer_keeps_its_byte_budget_and_evicts_the_farthest_for_a_nearer_message() -> None:
@@ -60,15 +68,31 @@ def test_reorder_buffer_keeps_its_slot_budget() -> None:
 
 def test_a_body_with_thousands_of_errors_is_summarised_in_a_short_reason() -> None:
     body = json.dumps([{"key": "", "text": 7}] * 2000).encode()
-    env = Envelope(message_id="m", node_id="node-a", seq=1, hlc="0000000000001-000000-node-a",
-                   content_type=ContentType.MEMORY, records=[], body=body, n_records=2000)
+    env = Envelope(
+        message_id="m",
+        node_id="node-a",
+        seq=1,
+        hlc="0000000000001-000000-node-a",
+        content_type=ContentType.MEMORY,
+        records=[],
+        body=body,
+        n_records=2000,
+    )
     with pytest.raises(EnvelopeRejected) as info:
         validate_body(env, max_records=2000, max_depth=32)
     reason = str(info.value)
     assert info.value.reason is RejectReason.INVALID_RECORD
     assert len(reason) <= MAX_REASON_CHARS and reason.count("; ") <= MAX_ERRORS - 1 and "more)" in reason
-    too_many = Envelope(message_id="m", node_id="node-a", seq=1, hlc="0000000000001-000000-node-a",
-                        content_type=ContentType.MEMORY, records=[], body=body, n_records=1)
+    too_many = Envelope(
+        message_id="m",
+        node_id="node-a",
+        seq=1,
+        hlc="0000000000001-000000-node-a",
+        content_type=ContentType.MEMORY,
+        records=[],
+        body=body,
+        n_records=1,
+    )
     with pytest.raises(EnvelopeRejected, match="at most 10 items"):
         validate_body(too_many, max_records=10, max_depth=32)
 
@@ -91,21 +115,39 @@ def test_the_largest_bodies_an_edge_sends_pass_the_clouds_default_limits(shape: 
     while True:
         h = clock.now().pack()
         if shape == "embeddings":  # zeros: the most JSON values per byte a record can have
-            rec = KnowledgeRecord(key=f"k{len(parts)}", created=h, updated=h, embedding=[0.0] * MAX_EMBEDDING_DIM)
+            rec = KnowledgeRecord(
+                key=f"k{len(parts)}", created=h, updated=h, embedding=[0.0] * MAX_EMBEDDING_DIM
+            )
         else:  # 64K characters of 3-byte UTF-8, the largest single record
             rec = KnowledgeRecord(key="long", created=h, updated=h, text="知" * MAX_TEXT_CHARS)
         part = rec.model_dump_json().encode()
-        if parts and (total + len(part) > edge.mqtt_batch_max_bytes or len(parts) >= edge.mqtt_batch_max_records):
+        if parts and (
+            total + len(part) > edge.mqtt_batch_max_bytes or len(parts) >= edge.mqtt_batch_max_records
+        ):
             break
         parts.append(part)
         total += len(part)
         if shape == "one_long_text":
             break
     body = join_record_bodies(parts)
-    frame = pack(message_id="m", node_id="node-a", seq=1, hlc=clock.now().pack(), content_type=ContentType.MEMORY,
-                 body=body, n_records=len(parts), encoding=Encoding.LZ4, max_bytes=edge.mqtt_max_message_bytes)
-    env = decode(frame, max_bytes=cloud.sync_max_message_bytes, max_decompressed_bytes=cloud.sync_max_decompressed_bytes,
-                 max_records=cloud.sync_max_message_records, max_json_values=cloud.sync_max_json_values,
-                 parse_records=False)
+    frame = pack(
+        message_id="m",
+        node_id="node-a",
+        seq=1,
+        hlc=clock.now().pack(),
+        content_type=ContentType.MEMORY,
+        body=body,
+        n_records=len(parts),
+        encoding=Encoding.LZ4,
+        max_bytes=edge.mqtt_max_message_bytes,
+    )
+    env = decode(
+        frame,
+        max_bytes=cloud.sync_max_message_bytes,
+        max_decompressed_bytes=cloud.sync_max_decompressed_bytes,
+        max_records=cloud.sync_max_message_records,
+        max_json_values=cloud.sync_max_json_values,
+        parse_records=False,
+    )
     models = validate_body(env, max_records=cloud.sync_max_message_records, max_depth=32)
     assert len(models) == len(parts)

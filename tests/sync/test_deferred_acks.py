@@ -24,7 +24,9 @@ def _duplicates() -> float:
 
 
 def test_pending_command_acked_later_from_another_thread(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker, sync_command_retry_s=0.3).start()
     acks: list[tuple[str, CommandAck]] = []
@@ -74,7 +76,9 @@ def test_pending_command_acked_later_from_another_thread(
 
 
 def test_deferred_error_ack_and_ack_while_disconnected(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     edge = make_edge(mosquitto_broker, "node-b", store=False)

@@ -20,8 +20,17 @@ def _metric(reason: str) -> float:
 
 
 def _command_frame(body: bytes, n: int = 1) -> bytes:
-    good = encode(Envelope(message_id="c", node_id="cloud", seq=0, hlc="0000000000001-000000-cloud",
-                           content_type=ContentType.COMMAND, records=[{}], encoding=Encoding.LZ4))
+    good = encode(
+        Envelope(
+            message_id="c",
+            node_id="cloud",
+            seq=0,
+            hlc="0000000000001-000000-cloud",
+            content_type=ContentType.COMMAND,
+            records=[{}],
+            encoding=Encoding.LZ4,
+        )
+    )
     head_len = int.from_bytes(good[5:9], "big")
     head = good[9 : 9 + head_len].replace(b'"n":1', f'"n":{n}'.encode())
     return good[:5] + len(head).to_bytes(4, "big") + head + lz4.block.compress(body, store_size=True)
@@ -37,16 +46,31 @@ def test_hostile_downlinks_are_rejected_counted_and_the_node_keeps_working(
     before = {r: _metric(r) for r in ("malformed", "oversized")}
     raw = RawClient(mosquitto_broker, "fake-cloud")
     topic = "autoglm/down/node-a/commands"
-    deep = b"{\"a\":" * 5000 + b"1" + b"}" * 5000
-    raw.publish(topic, _command_frame(b'[{"command_id":"c1","command":' + deep + b"}]"))  # RecursionError depth
-    shallow = b"{\"a\":" * 40 + b"1" + b"}" * 40
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    raw.publish(
+        topic, _command_frame(b'[{"command_id":"c1","command":' + deep + b"}]")
+    )  # RecursionError depth
+    shallow = b'{"a":' * 40 + b"1" + b"}" * 40
     raw.publish(topic, _command_frame(b'[{"command_id":"c2","command":' + shallow + b"}]"))  # > 32 levels
-    raw.publish(topic, _command_frame(b"[" + b",".join([b"{}"] * 150_000) + b"]", n=150_000))  # > 2000 records
-    raw.publish(topic, _command_frame(b'[{"command_id":"c3","command":{"v":[' + b",".join([b"1"] * 200_000)
-                                      + b"]}}]"))  # > 131,072 JSON values
-    raw.publish(topic, encode(Envelope(message_id="ok", node_id="cloud", seq=0, hlc="0000000000001-000000-cloud",
-                                       content_type=ContentType.COMMAND,
-                                       records=[{"command_id": "c-ok", "command": {"type": "ping"}}])))
+    raw.publish(
+        topic, _command_frame(b"[" + b",".join([b"{}"] * 150_000) + b"]", n=150_000)
+    )  # > 2000 records
+    raw.publish(
+        topic, _command_frame(b'[{"command_id":"c3","command":{"v":[' + b",".join([b"1"] * 200_000) + b"]}}]")
+    )  # > 131,072 JSON values
+    raw.publish(
+        topic,
+        encode(
+            Envelope(
+                message_id="ok",
+                node_id="cloud",
+                seq=0,
+                hlc="0000000000001-000000-cloud",
+                content_type=ContentType.COMMAND,
+                records=[{"command_id": "c-ok", "command": {"type": "ping"}}],
+            )
+        ),
+    )
     wait_until(lambda: len(ran) == 1, what="the valid command after the hostile ones")
     assert "c-ok" in repr(ran[0])
     assert edge.rejected == {"malformed": 2, "oversized": 2}

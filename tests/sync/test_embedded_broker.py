@@ -28,8 +28,15 @@ def test_round_trip_through_embedded_dev_broker(tmp_path: Path, make_edge: Calla
     hub = None
     try:
         assert broker_reachable("127.0.0.1", port)
-        hub = CloudSync(CloudSyncSettings(sync_mqtt_host="127.0.0.1", sync_mqtt_port=port, sync_mqtt_v5=False,
-                                          sync_db_path=tmp_path / "c.db", sync_rebroadcast="none")).start()
+        hub = CloudSync(
+            CloudSyncSettings(
+                sync_mqtt_host="127.0.0.1",
+                sync_mqtt_port=port,
+                sync_mqtt_v5=False,
+                sync_db_path=tmp_path / "c.db",
+                sync_rebroadcast="none",
+            )
+        ).start()
         edge = make_edge(_Addr("127.0.0.1", port), "node-a", mqtt_v5=False).start()
         assert hub.wait_connected(15) and edge.wait_connected(15)
         assert edge.store is not None
@@ -42,8 +49,9 @@ def test_round_trip_through_embedded_dev_broker(tmp_path: Path, make_edge: Calla
         broker.stop()
 
 
-def test_edge_starts_embedded_broker_when_none_is_reachable(tmp_path: Path,
-                                                            make_edge: Callable[..., EdgeSync]) -> None:
+def test_edge_starts_embedded_broker_when_none_is_reachable(
+    tmp_path: Path, make_edge: Callable[..., EdgeSync]
+) -> None:
     port = free_port()
     edge = make_edge(_Addr("127.0.0.1", port), "node-a", mqtt_embedded_broker=True).start()
     assert edge.wait_connected(15) and broker_reachable("127.0.0.1", port)

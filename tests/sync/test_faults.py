@@ -21,8 +21,16 @@ def _records(node: str, n: int, start: int = 0) -> list[KnowledgeRecord]:
     out = []
     for i in range(start, start + n):
         h = clock.now().pack()
-        out.append(KnowledgeRecord(key=f"{node}/k{i:05d}", text=TEXT * 2 + str(i), source=node, confidence=0.8,
-                                   created=h, updated=h))
+        out.append(
+            KnowledgeRecord(
+                key=f"{node}/k{i:05d}",
+                text=TEXT * 2 + str(i),
+                source=node,
+                confidence=0.8,
+                created=h,
+                updated=h,
+            )
+        )
     return out
 
 
@@ -41,8 +49,14 @@ def test_broker_crash_while_streaming_10k_records_applies_each_exactly_once(
     broker = MosquittoBroker(tmp_path).start()
     try:
         hub = make_cloud(broker, sync_rebroadcast="none").start()
-        edge = make_edge(broker, "node-a", store=False, mqtt_batch_max_records=200, mqtt_window_messages=8,
-                         mqtt_ack_timeout_s=2.0).start()
+        edge = make_edge(
+            broker,
+            "node-a",
+            store=False,
+            mqtt_batch_max_records=200,
+            mqtt_window_messages=8,
+            mqtt_ack_timeout_s=2.0,
+        ).start()
         assert hub.wait_connected(10) and edge.wait_connected(10)
         records = _records("node-a", 10_000)
         crashed = threading.Event()
@@ -62,7 +76,9 @@ def test_broker_crash_while_streaming_10k_records_applies_each_exactly_once(
         assert not producer.is_alive()
         assert edge.outbox.pending_records() > 0  # waiting for the broker, not lost
         broker.start()  # same port
-        wait_until(lambda: edge.outbox.pending_records() == 0, timeout=90, what="outbox drained after restart")
+        wait_until(
+            lambda: edge.outbox.pending_records() == 0, timeout=90, what="outbox drained after restart"
+        )
         wait_until(hub.idle, what="cloud worker idle")
         _assert_exactly_once(hub, "node-a", 10_000)
         assert edge.connect_count >= 2 and hub.rejected_counts() == {}

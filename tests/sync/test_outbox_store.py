@@ -15,8 +15,16 @@ from edge.sync.outbox import Outbox, OutboxFull
 
 
 def _builder(seq: int, msg_id: str, kind: ContentType, bodies: list[bytes], n: int, low: int) -> bytes:
-    return pack(message_id=msg_id, node_id="n", seq=seq, hlc=HLC(1, 0, "n").pack(), content_type=kind,
-                body=join_record_bodies(bodies), n_records=n, meta={"low": low})
+    return pack(
+        message_id=msg_id,
+        node_id="n",
+        seq=seq,
+        hlc=HLC(1, 0, "n").pack(),
+        content_type=kind,
+        body=join_record_bodies(bodies),
+        n_records=n,
+        meta={"low": low},
+    )
 
 
 def _bodies(n: int, size: int = 100, tag: str = "r") -> list[bytes]:
@@ -85,7 +93,9 @@ def test_dead_letter_releases_and_keeps_message(tmp_path: Path) -> None:
     msg = ob.seal(_builder, max_records=10, max_bytes=10**6)
     assert msg is not None
     assert ob.dead_letter(msg.msg_id, "invalid_record: x") == 2
-    assert ob.pending_records() == 0 and ob.dead_letters() == [(msg.msg_id, "hard_example", "invalid_record: x")]
+    assert ob.pending_records() == 0 and ob.dead_letters() == [
+        (msg.msg_id, "hard_example", "invalid_record: x")
+    ]
 
 
 def test_memory_store_lww_tombstones_and_cursor(tmp_path: Path) -> None:
@@ -94,10 +104,16 @@ def test_memory_store_lww_tombstones_and_cursor(tmp_path: Path) -> None:
     assert st.get("greeting") == r1 and r1.embedding == [0.1, 0.2]
     r2 = st.put("greeting", "hi")
     assert r2.updated > r1.updated and r2.created == r1.created
-    older = KnowledgeRecord(key="greeting", text="stale", created=r1.created, updated=HLC(1, 0, "node-b").pack())
+    older = KnowledgeRecord(
+        key="greeting", text="stale", created=r1.created, updated=HLC(1, 0, "node-b").pack()
+    )
     assert st.apply_remote([older]) == [] and st.get("greeting") == r2
-    newer = KnowledgeRecord(key="greeting", text="remote", created=r1.created,
-                            updated=HLC(HLC.parse(r2.updated).wall_ms + 5, 0, "node-b").pack())
+    newer = KnowledgeRecord(
+        key="greeting",
+        text="remote",
+        created=r1.created,
+        updated=HLC(HLC.parse(r2.updated).wall_ms + 5, 0, "node-b").pack(),
+    )
     assert st.apply_remote([newer]) == [newer]
     assert st.apply_remote([newer]) == []  # idempotent
     assert st.get("greeting") == newer
@@ -122,7 +138,8 @@ def test_chunked_rows_keep_order_limits_and_counts(tmp_path: Path) -> None:
     assert m1 is not None and m2 is not None and (m1.n_records, m2.n_records) == (8, 5)
     assert [r["i"] for r in decode(m1.frame).records] == list(range(8))
     assert [(r["pad"][0], r["i"]) for r in decode(m2.frame).records] == [("r", 8), ("r", 9)] + [
-        ("s", i) for i in range(3)]
+        ("s", i) for i in range(3)
+    ]
     assert ob.seal(_builder, max_records=9, max_bytes=10**6) is None
     big = Outbox(tmp_path / "b.db", chunk_records=100, chunk_bytes=400)  # bytes limit splits too
     big.put(ContentType.MEMORY, _bodies(10))  # ~120 B each -> 3 per row
@@ -142,7 +159,9 @@ def test_edge_sync_budget_errors_and_metrics(tmp_path: Path) -> None:
 
     dropped0 = metric("autoglm_edge_sync_outbox_dropped_records_total", "event")
     refused0 = metric("autoglm_edge_sync_outbox_refused_records_total", "memory")
-    edge = EdgeSync(SyncSettings(mqtt_outbox_max_bytes=8192, mqtt_max_message_bytes=4096), tmp_path / "o.db", "n1")
+    edge = EdgeSync(
+        SyncSettings(mqtt_outbox_max_bytes=8192, mqtt_max_message_bytes=4096), tmp_path / "o.db", "n1"
+    )
     try:  # never started: no broker needed, everything stays in the outbox
         for i in range(100):
             edge.publish_event("tick", {"i": i, "pad": "x" * 100})

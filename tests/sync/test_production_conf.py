@@ -24,13 +24,58 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _make_certs(d: Path) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-             "-out", "server.csr", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=d,
+    )
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt", cwd=d)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+        cwd=d,
+    )
 
 
 @pytest.fixture
@@ -43,15 +88,23 @@ def production_broker(tmp_path: Path) -> tuple[MosquittoBroker, int]:
     tls_port, plain_port = free_port(), free_port()
     # The helper writes the password file (mosquitto_passwd) and the ACL into broker.dir; the
     # conf itself is the shipped one with only paths and ports changed.
-    broker = MosquittoBroker(tmp_path, acl=(ROOT / "config/mosquitto/acl").read_text(),
-                             passwords={"autoglm-cloud": "c-pw", "node-a": "a-pw"}, port=plain_port,
-                             persistence=False)
+    broker = MosquittoBroker(
+        tmp_path,
+        acl=(ROOT / "config/mosquitto/acl").read_text(),
+        passwords={"autoglm-cloud": "c-pw", "node-a": "a-pw"},
+        port=plain_port,
+        persistence=False,
+    )
     conf = (ROOT / "config/mosquitto/mosquitto.conf").read_text()
-    for old, new in (("/etc/mosquitto/certs/", f"{certs}/"), ("/etc/mosquitto/passwd", f"{broker.dir}/passwd"),
-                     ("/etc/mosquitto/acl", f"{broker.dir}/acl"), ("/var/lib/mosquitto/", f"{broker.dir}/"),
-                     ("listener 8883", f"listener {tls_port} 127.0.0.1"),
-                     ("listener 1883 127.0.0.1", f"listener {plain_port} 127.0.0.1"),
-                     ("log_dest stdout", f"log_dest file {broker.log_path}")):
+    for old, new in (
+        ("/etc/mosquitto/certs/", f"{certs}/"),
+        ("/etc/mosquitto/passwd", f"{broker.dir}/passwd"),
+        ("/etc/mosquitto/acl", f"{broker.dir}/acl"),
+        ("/var/lib/mosquitto/", f"{broker.dir}/"),
+        ("listener 8883", f"listener {tls_port} 127.0.0.1"),
+        ("listener 1883 127.0.0.1", f"listener {plain_port} 127.0.0.1"),
+        ("log_dest stdout", f"log_dest file {broker.log_path}"),
+    ):
         assert old in conf, old
         conf = conf.replace(old, new)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -63,14 +116,23 @@ def production_broker(tmp_path: Path) -> tuple[MosquittoBroker, int]:
 
 
 def test_production_conf_tls_auth_acl(
-    production_broker: tuple[MosquittoBroker, int], tmp_path: Path,
-    make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync],
+    production_broker: tuple[MosquittoBroker, int],
+    tmp_path: Path,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     broker, tls_port = production_broker
     ca = tmp_path / "certs" / "ca.crt"
     hub = make_cloud(broker, sync_mqtt_username="autoglm-cloud", sync_mqtt_password="c-pw").start()
-    edge = make_edge(broker, "node-a", mqtt_port=tls_port, mqtt_tls=True, mqtt_tls_ca_file=ca,
-                     mqtt_username="node-a", mqtt_password="a-pw").start()
+    edge = make_edge(
+        broker,
+        "node-a",
+        mqtt_port=tls_port,
+        mqtt_tls=True,
+        mqtt_tls_ca_file=ca,
+        mqtt_username="node-a",
+        mqtt_password="a-pw",
+    ).start()
     assert hub.wait_connected(15), "cloud on the loopback listener"
     assert edge.wait_connected(15), "node over TLS with password"
     assert edge.store is not None

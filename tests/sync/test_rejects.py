@@ -20,9 +20,20 @@ def _metric(reason: str) -> float:
     return REGISTRY.get_sample_value("autoglm_cloud_sync_rejected_messages_total", {"reason": reason}) or 0.0
 
 
-def _frame(node: str, seq: int, records: list[dict], ct: ContentType = ContentType.MEMORY, mid: str = "m") -> bytes:
-    return encode(Envelope(message_id=mid, node_id=node, seq=seq, hlc=HybridClock(node).now().pack(),
-                           content_type=ct, records=records, encoding=Encoding.LZ4))
+def _frame(
+    node: str, seq: int, records: list[dict], ct: ContentType = ContentType.MEMORY, mid: str = "m"
+) -> bytes:
+    return encode(
+        Envelope(
+            message_id=mid,
+            node_id=node,
+            seq=seq,
+            hlc=HybridClock(node).now().pack(),
+            content_type=ct,
+            records=records,
+            encoding=Encoding.LZ4,
+        )
+    )
 
 
 def _record(node: str, key: str) -> dict:
@@ -31,12 +42,23 @@ def _record(node: str, key: str) -> dict:
 
 
 def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_counted(
-    mosquitto_broker: MosquittoBroker, make_cloud: Callable[..., CloudSync], make_edge: Callable[..., EdgeSync]
+    mosquitto_broker: MosquittoBroker,
+    make_cloud: Callable[..., CloudSync],
+    make_edge: Callable[..., EdgeSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker, sync_max_message_bytes=8192, sync_rebroadcast="none").start()
     assert hub.wait_connected(10)
-    before = {r: _metric(r) for r in ("malformed", "oversized", "unknown_schema_version", "wrong_sender",
-                                      "invalid_record", "unknown_content_type")}
+    before = {
+        r: _metric(r)
+        for r in (
+            "malformed",
+            "oversized",
+            "unknown_schema_version",
+            "wrong_sender",
+            "invalid_record",
+            "unknown_content_type",
+        )
+    }
     raw = RawClient(mosquitto_broker, "intruder")
     up = "autoglm/up/node-x/memory"
     good = _frame("node-x", 1, [_record("node-x", "ok-1")])
@@ -45,15 +67,21 @@ def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_count
     raw.publish(up, good[:4] + bytes([2]) + good[5:])  # unknown schema version
     raw.publish(up, b"AGLM" + struct.pack(">BI", 1, 2) + b"{}" + b"x" * 9000)  # oversized (> 8192)
     raw.publish(up, _frame("node-y", 1, [_record("node-y", "spoof")]))  # node-y's frame on node-x's topic
-    raw.publish("autoglm/up/cloud/memory", _frame("cloud", 1, [_record("cloud", "spoof2")]))  # reserved sender
+    raw.publish(
+        "autoglm/up/cloud/memory", _frame("cloud", 1, [_record("cloud", "spoof2")])
+    )  # reserved sender
     raw.publish("autoglm/up/node-x/nonsense", good)  # unknown topic kind
     raw.publish(up, _frame("node-x", 1, [{"key": "no-hlc"}], mid="bad-rec"))  # invalid record (seq 1)
     raw.publish(up, _frame("node-x", 2, [_record("node-x", "ok-2")], mid="m2"))  # still applied afterwards
     wait_until(lambda: hub.repo.knowledge("ok-2") is not None, what="valid message after the bad ones")
     wait_until(hub.idle, what="worker idle")
     assert hub.rejected_counts() == {
-        "malformed": 2, "unknown_schema_version": 1, "oversized": 1, "wrong_sender": 2,
-        "unknown_content_type": 1, "invalid_record": 1,
+        "malformed": 2,
+        "unknown_schema_version": 1,
+        "oversized": 1,
+        "wrong_sender": 2,
+        "unknown_content_type": 1,
+        "invalid_record": 1,
     }
     for reason, n in hub.rejected_counts().items():
         assert _metric(reason) - before[reason] == n
@@ -63,7 +91,9 @@ def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_count
 
 
 def test_invalid_records_are_dead_lettered_on_the_edge(
-    mosquitto_broker: MosquittoBroker, make_cloud: Callable[..., CloudSync], make_edge: Callable[..., EdgeSync]
+    mosquitto_broker: MosquittoBroker,
+    make_cloud: Callable[..., CloudSync],
+    make_edge: Callable[..., EdgeSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker, sync_rebroadcast="none").start()
     edge = make_edge(mosquitto_broker, "node-a", store=False).start()
@@ -88,8 +118,10 @@ def test_edge_rejects_downlink_not_from_the_cloud(
     edge.on_command(lambda c: ran.append(c) or {})
     assert edge.wait_connected(10)
     raw = RawClient(mosquitto_broker, "intruder")
-    raw.publish("autoglm/down/node-a/commands", _frame("node-b", 0, [{"command_id": "c1", "command": {"x": 1}}],
-                                                        ct=ContentType.COMMAND))
+    raw.publish(
+        "autoglm/down/node-a/commands",
+        _frame("node-b", 0, [{"command_id": "c1", "command": {"x": 1}}], ct=ContentType.COMMAND),
+    )
     raw.publish("autoglm/down/node-a/commands", b"junk")
     wait_until(lambda: sum(edge.rejected.values()) == 2, what="two downlink rejects")
     assert edge.rejected == {"wrong_sender": 1, "malformed": 1} and ran == []

@@ -16,7 +16,9 @@ from tests.sync.conftest import wait_until
 
 
 def test_memory_round_trip_rebroadcast_and_resync(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     a = make_edge(mosquitto_broker, "node-a").start()
@@ -47,8 +49,12 @@ def test_memory_round_trip_rebroadcast_and_resync(
 
     # Cloud-authored knowledge for the fleet; both nodes ack the broadcast.
     now = hub.clock.now().pack()
-    ids = hub.broadcast_memory([KnowledgeRecord(key="policy", text="stop line on alarm", created=now, updated=now)])
-    wait_until(lambda: all(hub.broadcast_acked_by(i) == {"node-a", "node-b"} for i in ids), what="broadcast acks")
+    ids = hub.broadcast_memory(
+        [KnowledgeRecord(key="policy", text="stop line on alarm", created=now, updated=now)]
+    )
+    wait_until(
+        lambda: all(hub.broadcast_acked_by(i) == {"node-a", "node-b"} for i in ids), what="broadcast acks"
+    )
     assert a.store.get("policy") is not None and b.store.get("policy") is not None
 
     # A node that was away resyncs: snapshot (no cursor) then deltas since its cursor.
@@ -70,7 +76,9 @@ def test_memory_round_trip_rebroadcast_and_resync(
 
 
 def test_commands_are_acked_once_and_resent_until_acked(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     acks: list[tuple[str, CommandAck]] = []
@@ -91,7 +99,9 @@ def test_commands_are_acked_once_and_resent_until_acked(
     edge.start()
     ack = hub.wait_command_ack(cid, 20)
     assert ack is not None and ack.ok and ack.result == {"applied": "1.4.0"}
-    assert [r.payload() for r in runs] == [{"type": "set_desired_model", "version": "1.4.0", "command_id": cid}]
+    assert [r.payload() for r in runs] == [
+        {"type": "set_desired_model", "version": "1.4.0", "command_id": cid}
+    ]
     # The same command id again (a resend) is not run twice, but is acked again.
     hub.send_command("node-a", {"command_id": cid, "type": "set_desired_model", "version": "1.4.0"})
     bad = hub.send_command("node-a", {"type": "explode"})
@@ -102,7 +112,9 @@ def test_commands_are_acked_once_and_resent_until_acked(
 
 
 def test_heartbeat_status_last_will_hard_examples_events(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     beats: list[tuple[str, dict[str, Any]]] = []
@@ -110,11 +122,19 @@ def test_heartbeat_status_last_will_hard_examples_events(
     hub.on_heartbeat(lambda n, p: beats.append((n, p)))
     hub.on_status(lambda n, st: statuses.append((n, st.status == "online")))
     edge = make_edge(mosquitto_broker, "node-a", store=False)
-    edge.set_heartbeat_provider(lambda: {
-        "model_version": "1.2.0", "adapters": ["intent", "slots"], "queue_depth": 3, "latency_p50_ms": 4.5,
-        "latency_p99_ms": 12.0, "error_rate": 0.01, "fallback_rate": 0.05, "cache_hit_rate": 0.4,
-        "resources": {"cpu_percent": 37.0, "mem_mb": 812.0},
-    })
+    edge.set_heartbeat_provider(
+        lambda: {
+            "model_version": "1.2.0",
+            "adapters": ["intent", "slots"],
+            "queue_depth": 3,
+            "latency_p50_ms": 4.5,
+            "latency_p99_ms": 12.0,
+            "error_rate": 0.01,
+            "fallback_rate": 0.05,
+            "cache_hit_rate": 0.4,
+            "resources": {"cpu_percent": 37.0, "mem_mb": 812.0},
+        }
+    )
     edge.start()
     assert edge.wait_connected(10)
     wait_until(lambda: ("node-a", True) in statuses, what="online status")
@@ -126,8 +146,10 @@ def test_heartbeat_status_last_will_hard_examples_events(
 
     hid = edge.publish_hard_example({"text": "is the press safe?", "top_score": 0.41, "route": "intent"})
     edge.publish_event("fallback", {"reason": "low_confidence"})
-    wait_until(lambda: hub.repo.hard_example_count("node-a") == 1 and hub.repo.event_count("node-a") == 1,
-               what="hard example and event stored")
+    wait_until(
+        lambda: hub.repo.hard_example_count("node-a") == 1 and hub.repo.event_count("node-a") == 1,
+        what="hard example and event stored",
+    )
     (ex,) = hub.repo.hard_examples("node-a")
     assert ex["id"] == hid and ex["text"] == "is the press safe?" and ex["node_id"] == "node-a"
 
@@ -137,7 +159,9 @@ def test_heartbeat_status_last_will_hard_examples_events(
 
 
 def test_group_rebroadcast_and_shared_session_state(
-    mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync]
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     from contracts.memory import SessionState
 
@@ -149,8 +173,10 @@ def test_group_rebroadcast_and_shared_session_state(
     c.on_memory(got_c.extend)
     for e in (a, b, c):
         assert e.wait_connected(10)
-    wait_until(lambda: hub.node_group("node-a") == "line-1" and hub.node_group("node-c") == "line-2",
-               what="groups learnt from status")
+    wait_until(
+        lambda: hub.node_group("node-a") == "line-1" and hub.node_group("node-c") == "line-2",
+        what="groups learnt from status",
+    )
     assert a.store is not None and b.store is not None and c.store is not None
     wait_until(lambda: all(e.resyncs_completed >= 1 for e in (a, b, c)), what="initial resyncs")
     a.publish_memory([a.store.put("jam-fix", "lower belt speed on line 1")])
@@ -166,8 +192,9 @@ def test_group_rebroadcast_and_shared_session_state(
     assert c.store.get("jam-fix") is not None
 
     now = a.clock.now()
-    shared = SessionState(session_id="s-1", data={"turns": 3}, updated_ms=now.wall_ms, updated=now.pack(),
-                          shared=True)
+    shared = SessionState(
+        session_id="s-1", data={"turns": 3}, updated_ms=now.wall_ms, updated=now.pack(), shared=True
+    )
     local = SessionState(session_id="s-2", data={}, updated_ms=now.wall_ms, updated=now.pack())
     assert a.publish_session([shared, local]) == 1  # non-shared state stays on the node
     wait_until(lambda: hub.applied_records["session"] == 1, what="shared session state applied")

@@ -33,14 +33,24 @@ def _check_kubeedge_update(doc: dict[str, Any]) -> None:
 
 def test_twin_update_matches_kubeedge_format() -> None:
     doc, skipped = build_twin_update(
-        {"model_version": "1.2.0", "queue_depth": 3, "latency_p99_ms": 12.5, "healthy": True,
-         "adapters": ["intent", "slots"], "huge": "x" * 600, "none": None},
+        {
+            "model_version": "1.2.0",
+            "queue_depth": 3,
+            "latency_p99_ms": 12.5,
+            "healthy": True,
+            "adapters": ["intent", "slots"],
+            "huge": "x" * 600,
+            "none": None,
+        },
         now_ms=1_760_000_000_123,
     )
     _check_kubeedge_update(doc)
     assert skipped == ["huge"] and "none" not in doc["twin"]
     t = doc["twin"]
-    assert t["model_version"]["actual"]["value"] == "1.2.0" and t["model_version"]["metadata"]["type"] == "string"
+    assert (
+        t["model_version"]["actual"]["value"] == "1.2.0"
+        and t["model_version"]["metadata"]["type"] == "string"
+    )
     assert t["queue_depth"]["actual"]["value"] == "3" and t["queue_depth"]["metadata"]["type"] == "int"
     assert t["latency_p99_ms"]["metadata"]["type"] == "float" and t["healthy"]["actual"]["value"] == "true"
     assert json.loads(t["adapters"]["actual"]["value"]) == ["intent", "slots"]
@@ -57,11 +67,19 @@ def test_twin_reported_and_delta_followed_over_mqtt(
 ) -> None:
     watcher = RawClient(mosquitto_broker, "eventbus-watch")
     watcher.subscribe("$hw/events/device/factory/press-7/twin/update")
-    edge = make_edge(mosquitto_broker, "node-a", store=False, mqtt_kubeedge_enabled=True,
-                     mqtt_kubeedge_host=mosquitto_broker.host, mqtt_kubeedge_port=mosquitto_broker.port,
-                     mqtt_kubeedge_namespace="factory", mqtt_kubeedge_device="press-7")
-    edge.set_heartbeat_provider(lambda: {"model_version": "2.0.1", "queue_depth": 1,
-                                         "resources": {"cpu_percent": 12.5}})
+    edge = make_edge(
+        mosquitto_broker,
+        "node-a",
+        store=False,
+        mqtt_kubeedge_enabled=True,
+        mqtt_kubeedge_host=mosquitto_broker.host,
+        mqtt_kubeedge_port=mosquitto_broker.port,
+        mqtt_kubeedge_namespace="factory",
+        mqtt_kubeedge_device="press-7",
+    )
+    edge.set_heartbeat_provider(
+        lambda: {"model_version": "2.0.1", "queue_depth": 1, "resources": {"cpu_percent": 12.5}}
+    )
     desired: list[dict[str, str]] = []
     edge.on_twin_delta(desired.append)
     edge.start()
@@ -75,9 +93,12 @@ def test_twin_reported_and_delta_followed_over_mqtt(
     assert doc["twin"]["model_version"]["actual"]["value"] == "2.0.1"
     assert doc["twin"]["resources_cpu_percent"]["actual"]["value"] == "12.5"
 
-    delta = {"event_id": "e2", "timestamp": 1_760_000_000_000,
-             "twin": {"desired_model_version": {"expected": {"value": "2.1.0"}, "metadata": {"type": "string"}}},
-             "delta": {"desired_model_version": "2.1.0"}}
+    delta = {
+        "event_id": "e2",
+        "timestamp": 1_760_000_000_000,
+        "twin": {"desired_model_version": {"expected": {"value": "2.1.0"}, "metadata": {"type": "string"}}},
+        "delta": {"desired_model_version": "2.1.0"},
+    }
     watcher.publish(twin_delta_topic("factory", "press-7"), json.dumps(delta).encode())
     wait_until(lambda: desired, what="delta handler")
     assert desired == [{"desired_model_version": "2.1.0"}]

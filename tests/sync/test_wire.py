@@ -26,8 +26,14 @@ from contracts.topics import DownKind, Topics
 
 
 def _env(records: list[dict], **kw: object) -> Envelope:
-    base: dict = dict(message_id="m1", node_id="node-a", seq=7, hlc=HLC(1, 0, "node-a").pack(),
-                      content_type=ContentType.MEMORY, records=records)
+    base: dict = dict(
+        message_id="m1",
+        node_id="node-a",
+        seq=7,
+        hlc=HLC(1, 0, "node-a").pack(),
+        content_type=ContentType.MEMORY,
+        records=records,
+    )
     base.update(kw)
     return Envelope(**base)
 
@@ -38,7 +44,12 @@ def test_envelope_round_trip(encoding: Encoding) -> None:
     frame = encode(_env(recs, encoding=encoding, meta={"low": 3}))
     env = decode(frame)
     assert (env.message_id, env.node_id, env.seq, env.content_type, env.encoding) == (
-        "m1", "node-a", 7, ContentType.MEMORY, encoding)
+        "m1",
+        "node-a",
+        7,
+        ContentType.MEMORY,
+        encoding,
+    )
     assert env.records == recs and env.meta == {"low": 3} and env.wire_bytes == len(frame)
 
 
@@ -66,7 +77,10 @@ def test_decode_rejects_each_kind_of_bad_frame() -> None:
     assert _reason(good[:4] + bytes([99]) + good[5:]) is RejectReason.UNKNOWN_SCHEMA_VERSION
     assert _reason(good[:-3]) in (RejectReason.BAD_ENCODING, RejectReason.MALFORMED)
     head = b'{"id":"m","node":"n","seq":1,"hlc":"h","ct":"nope","enc":"none","n":0}'
-    assert _reason(struct.pack(">4sBI", b"AGLM", 1, len(head)) + head + b"[]") is RejectReason.UNKNOWN_CONTENT_TYPE
+    assert (
+        _reason(struct.pack(">4sBI", b"AGLM", 1, len(head)) + head + b"[]")
+        is RejectReason.UNKNOWN_CONTENT_TYPE
+    )
     head = b'{"id":"m","node":"n","seq":1,"hlc":"h","ct":"memory","enc":"zstd","n":0}'
     assert _reason(struct.pack(">4sBI", b"AGLM", 1, len(head)) + head + b"[]") is RejectReason.BAD_ENCODING
     head = b'{"id":"m","node":"n","seq":"1","hlc":"h","ct":"memory","enc":"none","n":0}'
@@ -83,8 +97,15 @@ def test_decompression_bomb_is_refused_before_decompressing() -> None:
 
 
 def test_pack_uses_prebuilt_body() -> None:
-    frame = pack(message_id="x", node_id="n", seq=1, hlc="h", content_type=ContentType.EVENT,
-                 body=b'[{"a":1},{"b":2}]', n_records=2)
+    frame = pack(
+        message_id="x",
+        node_id="n",
+        seq=1,
+        hlc="h",
+        content_type=ContentType.EVENT,
+        body=b'[{"a":1},{"b":2}]',
+        n_records=2,
+    )
     assert decode(frame).records == [{"a": 1}, {"b": 2}]
 
 
@@ -103,7 +124,9 @@ def test_topics_tree_and_parse() -> None:
 
 
 def test_hlc_pack_order_matches_tuple_order() -> None:
-    stamps = [HLC(w, c, n) for w, c, n in itertools.product([0, 5, 1700000000000], [0, 1, 999999], ["a", "b", "ab"])]
+    stamps = [
+        HLC(w, c, n) for w, c, n in itertools.product([0, 5, 1700000000000], [0, 1, 999999], ["a", "b", "ab"])
+    ]
     assert sorted(stamps) == sorted(stamps, key=lambda h: h.pack())
     for h in stamps:
         assert HLC.parse(h.pack()) == h
@@ -128,7 +151,9 @@ def test_hybrid_clock_is_monotonic_and_moves_past_remote() -> None:
 
 
 def _rec(key: str, updated: HLC, text: str = "t", deleted: bool = False) -> KnowledgeRecord:
-    return KnowledgeRecord(key=key, text=text, created=updated.pack(), updated=updated.pack(), deleted=deleted)
+    return KnowledgeRecord(
+        key=key, text=text, created=updated.pack(), updated=updated.pack(), deleted=deleted
+    )
 
 
 def test_lww_is_deterministic_and_order_independent() -> None:

@@ -66,7 +66,9 @@ def register(
     only (409 for an id that already holds a credential); a one-time enrolment token registers
     the node id it was created for; an admin may (re-)register any id."""
     if who.kind == "enrolment":
-        if who.name != body.node_id or not svc.fleet.consume_enrolment(body.node_id, bearer_token(request) or ""):
+        if who.name != body.node_id or not svc.fleet.consume_enrolment(
+            body.node_id, bearer_token(request) or ""
+        ):
             raise Forbidden(f"this enrolment token is for node {who.name!r}, not {body.node_id!r}")
         token = svc.fleet.register(body.node_id, body.labels, via="enrolment")
     elif who.kind == "admin":
@@ -140,7 +142,10 @@ def traffic_split(node_id: str, body: TrafficSplit, svc: Svc, _: Admin) -> Comma
     for ver in (body.stable_version, body.canary_version):
         v = svc.registry.get_version(body.model, ver)
         versions[v.version] = v.manifest_sha256
-    weights = {body.stable_version: round(1.0 - body.canary_weight, 6), body.canary_version: body.canary_weight}
+    weights = {
+        body.stable_version: round(1.0 - body.canary_weight, 6),
+        body.canary_version: body.canary_weight,
+    }
     command = Command.set_traffic_split(body.model, weights, versions)
     return CommandSent(command_id=svc.fleet.send_command(node_id, command))
 

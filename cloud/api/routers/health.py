@@ -36,8 +36,12 @@ def ready(svc: Svc) -> JSONResponse:
         checks["mqtt_connected"] = connected
         mqtt_ok = connected or not bool(getattr(sync, "started", True))
     ok = bool(checks["database"]) and mqtt_ok
-    body = {"status": "ready" if ok else "not ready", "checks": checks,
-            "leader": svc.leader.is_leader, "holder": svc.leader.holder}
+    body = {
+        "status": "ready" if ok else "not ready",
+        "checks": checks,
+        "leader": svc.leader.is_leader,
+        "holder": svc.leader.holder,
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -45,7 +45,9 @@ def resume(rollout_id: RolloutId, body: RolloutAction, svc: Svc, who: Admin) -> 
 
 
 @router.post("/{rollout_id}/promote", response_model=RolloutOut)
-def promote(rollout_id: RolloutId, body: RolloutAction, svc: Svc, who: Admin, full: bool = False) -> RolloutOut:
+def promote(
+    rollout_id: RolloutId, body: RolloutAction, svc: Svc, who: Admin, full: bool = False
+) -> RolloutOut:
     """Next step after analysing the current one now; ``?full=true`` skips every remaining step (Argo)."""
     return svc.rollouts.promote(rollout_id, actor=who.actor, reason=body.reason, full=full)
 

@@ -17,7 +17,9 @@ Caller = Annotated[Principal, Depends(require_reader)]
 
 
 class ToolCall(BaseModel):
-    params: dict[str, Any] = Field(default_factory=dict, description="Parameters, checked against the tool's schema")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters, checked against the tool's schema"
+    )
 
 
 class RouteCall(BaseModel):

@@ -24,15 +24,24 @@ from autoglm.cli.bench_cmd import BENCHMARKS, report_files
 
 
 def _rec(bench: str, when: datetime, result: str, met: bool | None = None) -> BenchRecord:
-    return BenchRecord(bench=bench, created_at=when, commit="abc", dirty=False, machine=machine_info(),
-                       metrics={"x": 1}, headline=[HeadlineRow(what="w", baseline="b", result=result,
-                                                               target="t", met=met)])
+    return BenchRecord(
+        bench=bench,
+        created_at=when,
+        commit="abc",
+        dirty=False,
+        machine=machine_info(),
+        metrics={"x": 1},
+        headline=[HeadlineRow(what="w", baseline="b", result=result, target="t", met=met)],
+    )
 
 
 def test_committed_readme_and_docs_tables_equal_what_the_committed_records_render() -> None:
     latest = latest_by_bench(load_records(DEFAULT_RESULTS_DIR))
-    stale = [p.name for p in report_files(REPO_ROOT)
-             if p.is_file() and render_blocks(p.read_text(), latest, list(BENCHMARKS)) != p.read_text()]
+    stale = [
+        p.name
+        for p in report_files(REPO_ROOT)
+        if p.is_file() and render_blocks(p.read_text(), latest, list(BENCHMARKS)) != p.read_text()
+    ]
     assert not stale, f"run `autoglm bench report`: {stale}"
     assert "<!-- bench:table:start -->" in (REPO_ROOT / "README.md").read_text()
 
@@ -52,7 +61,9 @@ def test_newest_record_wins_and_missed_targets_say_so() -> None:
     assert out.startswith("intro\n") and out.endswith("outro\n")
 
 
-def test_report_check_fails_when_a_newer_record_lands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_check_fails_when_a_newer_record_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     results = tmp_path / "results"
     shutil.copytree(DEFAULT_RESULTS_DIR, results)
     runner = CliRunner()

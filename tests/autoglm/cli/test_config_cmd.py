@@ -13,7 +13,9 @@ from tests.autoglm.cli.test_bad_input_matrix import COMMAND
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
-    return subprocess.run([*COMMAND, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*COMMAND, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_every_settings_class_has_an_up_to_date_table_in_its_area_document() -> None:
@@ -27,8 +29,12 @@ def test_every_settings_class_has_an_up_to_date_table_in_its_area_document() -> 
 def test_config_show_says_where_each_value_came_from_and_masks_secrets(tmp_path: Path) -> None:
     cfg = tmp_path / "autoglm.yaml"
     cfg.write_text("cloud:\n  http_port: 9090\n  database_url: postgresql+psycopg://app:s3cret@db/autoglm\n")
-    env = {"AUTOGLM_CONFIG": str(cfg), "AUTOGLM_CLOUD_ADMIN_TOKENS": "alice:tok-1,bob:tok-2",
-           "AUTOGLM_CLOUD_BOOTSTRAP_TOKEN": "boot", "AUTOGLM_CLOUD_HTTP_PORT": "9191"}
+    env = {
+        "AUTOGLM_CONFIG": str(cfg),
+        "AUTOGLM_CLOUD_ADMIN_TOKENS": "alice:tok-1,bob:tok-2",
+        "AUTOGLM_CLOUD_BOOTSTRAP_TOKEN": "boot",
+        "AUTOGLM_CLOUD_HTTP_PORT": "9191",
+    }
     p = _run("config", "show", "cloud", "--json", env=env)
     assert p.returncode == 0, p.stderr
     rows = {r["env"]: r for r in json.loads(p.stdout)}
@@ -39,7 +45,7 @@ def test_config_show_says_where_each_value_came_from_and_masks_secrets(tmp_path:
     assert rows["AUTOGLM_CLOUD_ADMIN_TOKENS"]["value"] == ["alice:***", "bob:***"]
     assert rows["AUTOGLM_CLOUD_BOOTSTRAP_TOKEN"]["value"] == "***"
     assert rows["AUTOGLM_CLOUD_MQTT_HOST"]["origin"] == "default"
-    assert "s3cret" not in p.stdout and "tok-1" not in p.stdout and "boot\"" not in p.stdout
+    assert "s3cret" not in p.stdout and "tok-1" not in p.stdout and 'boot"' not in p.stdout
     assert "AUTOGLM_CLOUD_SYNC_MQTT_HOST" in rows  # every class of the side
 
     table = _run("config", "show", "--changed", env=env)  # all sides, a table, not truncated when piped

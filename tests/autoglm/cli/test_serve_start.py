@@ -17,8 +17,13 @@ def test_edge_serve_says_where_it_listens_and_exits_when_the_bundle_cannot_load(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGLM_")}
     env.update({"AUTOGLM_DATA_DIR": str(tmp_path / "data"), "AUTOGLM_LOG_FORMAT": "json"})
-    p = subprocess.run([*COMMAND, "edge", "serve", "--bundle", str(bundle), "--host", "127.0.0.1", "--port",
-                        str(port)], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [*COMMAND, "edge", "serve", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1, p.stderr
     assert f"listening on http://127.0.0.1:{port}" in p.stdout
     assert "Traceback" not in p.stderr

@@ -54,33 +54,42 @@ def make_bundle(
     if parent is None:
         add("encoder.onnx", encoder)
         add("tokenizer.json", b'{"model": "fake tokenizer"}')
-    adapter_sha = add(
-        "adapters/default.safetensors", f"adapter {version} {adapter_seed or 0}".encode() * 64
-    )
+    adapter_sha = add("adapters/default.safetensors", f"adapter {version} {adapter_seed or 0}".encode() * 64)
     parent_ref = None
     if parent is not None:
         pman = Manifest.from_yaml((parent / "manifest.yaml").read_bytes())
         enc_sha = pman.graphs["encoder"].sha256
         parent_ref = ParentRef(
-            name=pman.name, version=pman.version, manifest_sha256=_sha((parent / "manifest.yaml").read_bytes())
+            name=pman.name,
+            version=pman.version,
+            manifest_sha256=_sha((parent / "manifest.yaml").read_bytes()),
         )
     man = Manifest(
         kind="adapter_update" if parent is not None else "full",
         name=name,
         version=version,
         created_at=datetime.now(UTC).isoformat(),
-        base_encoder=BaseEncoder(id="tiny-random", sha256=_sha(b"base"), hidden_size=32, num_layers=2, num_heads=2),
+        base_encoder=BaseEncoder(
+            id="tiny-random", sha256=_sha(b"base"), hidden_size=32, num_layers=2, num_heads=2
+        ),
         routes=ROUTES,
         default_adapter_set="default",
         adapter_sets={
             "default": AdapterSetEntry(
-                file="adapters/default.safetensors", sha256=adapter_sha, routes=ROUTES, bottleneck=8, tensors={}
+                file="adapters/default.safetensors",
+                sha256=adapter_sha,
+                routes=ROUTES,
+                bottleneck=8,
+                tensors={},
             )
         },
         graphs={
             "encoder": GraphEntry(
-                file="encoder.onnx", sha256=enc_sha, precision="fp32",
-                signature=default_signature(32, len(ROUTES)), from_parent=parent is not None,
+                file="encoder.onnx",
+                sha256=enc_sha,
+                precision="fp32",
+                signature=default_signature(32, len(ROUTES)),
+                from_parent=parent is not None,
             )
         },
         opset=17,

@@ -79,7 +79,9 @@ def make_settings(tmp_path: Path, url: str = "", **kw: object) -> CloudSettings:
 
 @pytest.fixture
 def services(tmp_path: Path, db_target: DbTarget) -> Iterator[CloudServices]:
-    svc = CloudServices.build(make_settings(tmp_path, db_target.url), channel=RecordingChannel(), db_schema=db_target.schema)
+    svc = CloudServices.build(
+        make_settings(tmp_path, db_target.url), channel=RecordingChannel(), db_schema=db_target.schema
+    )
     yield svc
     svc.close()
 
@@ -95,7 +97,9 @@ class LiveServer:
         self.svc = svc
         self.port = free_port()
         self.app = create_app(services=svc, run_loops=run_loops)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

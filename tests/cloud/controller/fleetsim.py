@@ -75,18 +75,32 @@ class InstantFleet:
         for n in nodes:
             v = self.versions.get(n, "")
             b = self.behaviours.get(v, Behaviour())
-            self.fleet.on_heartbeat(n, {
-                "node_id": n, "ts_ms": 0, "model_version": v, "requests": b.requests,
-                "error_rate": b.error_rate, "latency_p99_ms": b.p99_ms, "fallback_rate": b.fallback_rate,
-            })
+            self.fleet.on_heartbeat(
+                n,
+                {
+                    "node_id": n,
+                    "ts_ms": 0,
+                    "model_version": v,
+                    "requests": b.requests,
+                    "error_rate": b.error_rate,
+                    "latency_p99_ms": b.p99_ms,
+                    "fallback_rate": b.fallback_rate,
+                },
+            )
 
 
 class MqttEdge:
     """One simulated edge agent: real EdgeSync, real broker; applies version commands at once."""
 
     def __init__(
-        self, node_id: str, host: str, port: int, workdir: Path, behaviours: dict[str, Behaviour],
-        version: str, heartbeat_s: float = 0.2,
+        self,
+        node_id: str,
+        host: str,
+        port: int,
+        workdir: Path,
+        behaviours: dict[str, Behaviour],
+        version: str,
+        heartbeat_s: float = 0.2,
     ) -> None:
         from edge.sync.agent import EdgeSync
         from edge.sync.settings import SyncSettings
@@ -97,7 +111,9 @@ class MqttEdge:
         self.lock = threading.Lock()
         self.applied: list[str] = []
         settings = SyncSettings(
-            mqtt_host=host, mqtt_port=port, mqtt_heartbeat_interval_s=heartbeat_s,
+            mqtt_host=host,
+            mqtt_port=port,
+            mqtt_heartbeat_interval_s=heartbeat_s,
             mqtt_outbox_path=workdir / f"{node_id}.outbox.sqlite3",
         )
         self.sync = EdgeSync(settings, node_id=node_id)
@@ -108,8 +124,13 @@ class MqttEdge:
         with self.lock:
             v = self.version
         b = self.behaviours.get(v, Behaviour())
-        return {"model_version": v, "requests": b.requests, "error_rate": b.error_rate,
-                "latency_p99_ms": b.p99_ms, "fallback_rate": b.fallback_rate}
+        return {
+            "model_version": v,
+            "requests": b.requests,
+            "error_rate": b.error_rate,
+            "latency_p99_ms": b.p99_ms,
+            "fallback_rate": b.fallback_rate,
+        }
 
     def _on_command(self, command: Command) -> dict[str, Any] | None:
         if command.kind is not CommandKind.SET_DESIRED_VERSION:

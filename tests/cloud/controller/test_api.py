@@ -56,8 +56,11 @@ def test_every_state_changing_route_needs_the_right_token(live: LiveServer) -> N
     node_token = _register_node(live, "n-auth")
     # The web console (/ui) signs in with a session cookie and checks CSRF, origin and role on every
     # form: tested in tests/cloud/ui. Everything else takes bearer tokens.
-    routes = [(p, m & STATE_CHANGING) for p, m in _all_routes(live.app.routes)
-              if m & STATE_CHANGING and not p.startswith("/ui/")]
+    routes = [
+        (p, m & STATE_CHANGING)
+        for p, m in _all_routes(live.app.routes)
+        if m & STATE_CHANGING and not p.startswith("/ui/")
+    ]
     # Cross-check with the OpenAPI description so no route can hide from the enumeration.
     documented = {
         (path, method.upper())
@@ -117,7 +120,12 @@ def test_upload_register_and_edge_download(live: LiveServer, tmp_path: Path) -> 
         sha = hashlib.sha256(man.content).hexdigest()
         assert man.headers["etag"] == f'"{sha}"'
         assert man.content == (bundle / "manifest.yaml").read_bytes()
-        assert edge.get("/api/v1/models/tiny/versions/1.0.0/manifest", headers={"If-None-Match": f'"{sha}"'}).status_code == 304
+        assert (
+            edge.get(
+                "/api/v1/models/tiny/versions/1.0.0/manifest", headers={"If-None-Match": f'"{sha}"'}
+            ).status_code
+            == 304
+        )
 
         url = "/api/v1/models/tiny/versions/1.0.0/files/encoder.onnx"
         full = (bundle / "encoder.onnx").read_bytes()
@@ -136,7 +144,12 @@ def test_upload_register_and_edge_download(live: LiveServer, tmp_path: Path) -> 
         assert blob.content == full
         assert edge.get("/api/v1/models/tiny/versions/1.0.0/files/nope.bin").status_code == 404
         # A node may read but not manage.
-        assert edge.put("/api/v1/models/tiny/aliases/stable", json={"version": "1.0.0", "reason": "x"}).status_code == 403
+        assert (
+            edge.put(
+                "/api/v1/models/tiny/aliases/stable", json={"version": "1.0.0", "reason": "x"}
+            ).status_code
+            == 403
+        )
     assert httpx.get(live.url + "/api/v1/models/tiny/versions/1.0.0/manifest").status_code == 401
 
 
@@ -152,7 +165,9 @@ def test_tampered_upload_rejected_with_reason_and_no_trace(live: LiveServer, tmp
         assert r.json()["code"] == "bad_bundle" and "sha256 mismatch" in r.json()["error"]
         assert admin.get("/api/v1/models").json() == []
         r = admin.post("/api/v1/bundles", content=b"not a tar archive at all")
-        assert r.status_code == 400 and "tar" in r.json()["error"]  # unreadable archive: a bad request (issue 14 D4)
+        assert (
+            r.status_code == 400 and "tar" in r.json()["error"]
+        )  # unreadable archive: a bad request (issue 14 D4)
         assert admin.post("/api/v1/bundles", content=b"").status_code == 400
     store = live.svc.store
     assert store.list_digests() == [] and not [p for p in store.root.rglob("*") if p.is_file()]
@@ -163,15 +178,22 @@ def test_register_from_path_and_fleet_endpoints(live: LiveServer, tmp_path: Path
     token = _register_node(live, "n1", {"site": "a", "gpu": "none"})
     _register_node(live, "n2", {"site": "b"})
     with live.client() as admin:
-        r = admin.post("/api/v1/bundles/from-path", json={"path": str(bundle), "lineage": {"dataset_sha256": "ab"}})
+        r = admin.post(
+            "/api/v1/bundles/from-path", json={"path": str(bundle), "lineage": {"dataset_sha256": "ab"}}
+        )
         assert r.status_code == 201 and r.json()["lineage"]["dataset_sha256"] == "ab"
-        assert admin.post("/api/v1/bundles/from-path", json={"path": str(tmp_path / "missing")}).status_code == 400
+        assert (
+            admin.post("/api/v1/bundles/from-path", json={"path": str(tmp_path / "missing")}).status_code
+            == 400
+        )
         nodes = admin.get("/api/v1/nodes", params={"selector": "site=a"}).json()
         assert [n["node_id"] for n in nodes] == ["n1"]
         r = admin.patch("/api/v1/nodes/n1/labels", json={"set": {"group": "line-1"}, "remove": ["gpu"]})
         assert r.json()["labels"] == {"site": "a", "group": "line-1"}
         assert admin.post("/api/v1/nodes/n2/drain", json={"drained": True}).json()["drained"] is True
-        assert [n["node_id"] for n in admin.get("/api/v1/nodes", params={"drained": "false"}).json()] == ["n1"]
+        assert [n["node_id"] for n in admin.get("/api/v1/nodes", params={"drained": "false"}).json()] == [
+            "n1"
+        ]
         r = admin.post("/api/v1/nodes/n1/desired-version", json={"model": "tiny", "version": "1.0.0"})
         assert r.status_code == 202
         cid = r.json()["command_id"]
@@ -183,16 +205,39 @@ def test_register_from_path_and_fleet_endpoints(live: LiveServer, tmp_path: Path
     with live.client() as admin:
         split = {"model": "tiny", "stable_version": "1.0.0", "canary_version": "1.1.0", "canary_weight": 0.2}
         assert admin.post("/api/v1/nodes/n1/traffic-split", json=split).status_code == 202
-        assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_weight": 1.5}).status_code == 400
-        assert admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_version": "9.9.9"}).status_code == 404
+        assert (
+            admin.post("/api/v1/nodes/n1/traffic-split", json={**split, "canary_weight": 1.5}).status_code
+            == 400
+        )
+        assert (
+            admin.post(
+                "/api/v1/nodes/n1/traffic-split", json={**split, "canary_version": "9.9.9"}
+            ).status_code
+            == 404
+        )
     cmd = sent[-1][2]
     assert cmd["type"] == "set_traffic_split" and cmd["weights"] == {"1.0.0": 0.8, "1.1.0": 0.2}
     assert set(cmd["manifests"]) == {"1.0.0", "1.1.0"}
     with live.client(token) as edge:
-        assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "model_version": "1.0.0"}).status_code == 204
+        assert (
+            edge.post(
+                "/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "model_version": "1.0.0"}
+            ).status_code
+            == 204
+        )
         assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n2", "ts_ms": 1}).status_code == 400
-        assert edge.post("/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "requests": -3}).status_code == 400
-        assert edge.post("/api/v1/nodes/n1/acks", json={"command_id": cid, "ok": True, "version": "1.0.0"}).status_code == 204
+        assert (
+            edge.post(
+                "/api/v1/nodes/n1/heartbeat", json={"node_id": "n1", "ts_ms": 1, "requests": -3}
+            ).status_code
+            == 400
+        )
+        assert (
+            edge.post(
+                "/api/v1/nodes/n1/acks", json={"command_id": cid, "ok": True, "version": "1.0.0"}
+            ).status_code
+            == 204
+        )
         node = edge.get("/api/v1/nodes/n1").json()
         assert node["online"] is True and node["current_version"] == "1.0.0"
         statuses = {c["id"]: (c["kind"], c["status"]) for c in edge.get("/api/v1/nodes/n1/commands").json()}

@@ -33,8 +33,11 @@ def test_cloud_cli_round_trip(live: LiveServer, tmp_path: Path) -> None:
     assert code == 0 and out.index("1.1.0") < out.index("1.0.0")
 
     for i in range(4):
-        httpx.post(f"{live.url}/api/v1/nodes/register", json={"node_id": f"e{i}", "labels": {"site": "x"}},
-                   headers={"Authorization": f"Bearer {BOOTSTRAP}"}).raise_for_status()
+        httpx.post(
+            f"{live.url}/api/v1/nodes/register",
+            json={"node_id": f"e{i}", "labels": {"site": "x"}},
+            headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+        ).raise_for_status()
     code, out = cli(live, "nodes", "-l", "site=x")
     assert code == 0 and "e3" in out and "4 nodes, 0 online" in out
     code, out = cli(live, "label", "e3", "gpu=orin", "site-")
@@ -44,8 +47,12 @@ def test_cloud_cli_round_trip(live: LiveServer, tmp_path: Path) -> None:
     code, out = cli(live, "drain", "e3")
     assert code == 0 and "e3: drained" in out
 
-    code, out = cli(live, "rollout", "create", "tiny", "1.1.0", "-l", "site=x", "--steps", "50,100", "--pause-s", "0")
-    assert code == 0 and "rollout #1" in out and "progressing" in out and "targets 2" in out  # 50% of 3 (e3 drained)
+    code, out = cli(
+        live, "rollout", "create", "tiny", "1.1.0", "-l", "site=x", "--steps", "50,100", "--pause-s", "0"
+    )
+    assert (
+        code == 0 and "rollout #1" in out and "progressing" in out and "targets 2" in out
+    )  # 50% of 3 (e3 drained)
     code, out = cli(live, "rollout", "pause", "1", "--reason", "lunch")
     assert code == 0 and "paused" in out and "lunch" in out
     code, out = cli(live, "rollout", "resume", "1")
@@ -91,10 +98,19 @@ def test_cloud_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
     from tests.cloud.controller.conftest import free_port
 
     port = free_port()
-    env = {**os.environ, "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path / "state"), "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
-           "AUTOGLM_CLOUD_ADMIN_TOKEN": "serve-token", "AUTOGLM_CLOUD_TOOL_DOC_EMBEDDINGS": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "autoglm", "cloud", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path / "state"),
+        "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
+        "AUTOGLM_CLOUD_ADMIN_TOKEN": "serve-token",
+        "AUTOGLM_CLOUD_TOOL_DOC_EMBEDDINGS": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoglm", "cloud", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -106,7 +122,9 @@ def test_cloud_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "serve exited"
             assert time.monotonic() < deadline, "controller did not become ready"
             time.sleep(0.2)
-        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/models", headers={"Authorization": "Bearer serve-token"})
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/models", headers={"Authorization": "Bearer serve-token"}
+        )
         assert r.status_code == 200 and r.json() == []
         assert (tmp_path / "state" / "registry.db").is_file()  # SQLite default under the data dir, migrated
     finally:

@@ -95,7 +95,7 @@ def test_ledger_migration_keeps_existing_command_rows(tmp_path: Path) -> None:
                 text(
                     "INSERT INTO commands (id, node_id, kind, payload, rollout_id, status, detail, sent_at) "
                     "VALUES ('old-1', 'n1', 'set_desired_version', "
-                    "'{\"type\": \"set_desired_version\", \"version\": \"2.0\"}', "
+                    '\'{"type": "set_desired_version", "version": "2.0"}\', '
                     "4, 'sent', '', '2026-12-01 10:00:00')"
                 )
             )

@@ -16,9 +16,13 @@ def test_heartbeats_sweep_and_restart(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, heartbeat_timeout_s=10.0)
     svc = CloudServices.build(settings, channel=RecordingChannel(), clock=clock)
     token = svc.fleet.register("a", {"site": "x", "gpu": "orin"})
-    svc.fleet.on_heartbeat("a", {"node_id": "a", "model_version": "1.0.0", "requests": 3, "latency_p99_ms": 7.5})
+    svc.fleet.on_heartbeat(
+        "a", {"node_id": "a", "model_version": "1.0.0", "requests": 3, "latency_p99_ms": 7.5}
+    )
     svc.fleet.on_status("ghost", True, {"group": "line-2"})  # never registered: appears via MQTT
-    assert svc.fleet.get("ghost").registered_via == "mqtt" and svc.fleet.get("ghost").labels == {"group": "line-2"}
+    assert svc.fleet.get("ghost").registered_via == "mqtt" and svc.fleet.get("ghost").labels == {
+        "group": "line-2"
+    }
     assert svc.fleet.get("a").online and svc.fleet.get("a").current_version == "1.0.0"
     assert [n.node_id for n in svc.fleet.list_nodes(parse_selector("gpu=orin"))] == ["a"]
     clock.advance(5)
@@ -34,7 +38,11 @@ def test_heartbeats_sweep_and_restart(tmp_path: Path) -> None:
     again = CloudServices.build(settings, channel=RecordingChannel(), clock=clock)
     try:
         a = again.fleet.get("a")
-        assert (a.labels, a.current_version, a.registered_via) == ({"site": "x", "gpu": "orin"}, "1.0.0", "bootstrap")
+        assert (a.labels, a.current_version, a.registered_via) == (
+            {"site": "x", "gpu": "orin"},
+            "1.0.0",
+            "bootstrap",
+        )
         assert again.fleet.authenticate(token) == "a"  # credentials survive a restart (stored hashed)
         assert again.fleet.get("ghost").registered_via == "mqtt"
         new_token = again.fleet.register("a", {})

@@ -112,7 +112,9 @@ def test_rollout_created_on_follower_is_driven_by_leader(pair: Pair) -> None:
         rid = r.json()["id"]
         assert r.json()["state"] == "progressing"
         # A manual command through the follower is queued in the database, not sent by it.
-        cmd = follower.client().post("/api/v1/nodes/n3/desired-version", json={"model": "tiny", "version": "1.0.0"})
+        cmd = follower.client().post(
+            "/api/v1/nodes/n3/desired-version", json={"model": "tiny", "version": "1.0.0"}
+        )
         assert cmd.status_code == 202, cmd.text
         queued_id = cmd.json()["command_id"]
     assert sim_b.sent == []  # the follower neither drove the rollout nor talked to nodes
@@ -144,9 +146,13 @@ def test_rollout_created_on_follower_is_driven_by_leader(pair: Pair) -> None:
 def test_concurrent_first_acquire_has_one_winner(tmp_path: Path, db_target: DbTarget) -> None:
     """Replicas racing for a lease that does not exist yet: the primary key lets one insert win."""
     clock = FakeClock()
-    db = Database(db_target.url if db_target.schema else f"sqlite:///{tmp_path / 'race.db'}", schema=db_target.schema)
+    db = Database(
+        db_target.url if db_target.schema else f"sqlite:///{tmp_path / 'race.db'}", schema=db_target.schema
+    )
     db.migrate()
-    leases = [LeaderLease(Database(db.url, schema=db_target.schema), ttl_s=TTL, clock=clock) for _ in range(6)]
+    leases = [
+        LeaderLease(Database(db.url, schema=db_target.schema), ttl_s=TTL, clock=clock) for _ in range(6)
+    ]
     barrier = threading.Barrier(len(leases))
     results: dict[str, bool] = {}
 

@@ -36,21 +36,28 @@ def test_real_bundle_and_adapter_update_round_trip(live: LiveServer, tmp_path: P
     from edge.runtime.bundle_session import smoke_test
 
     base = make_tiny_base(tmp_path / "base", seed=0)
-    full = pipeline.export_checkpoint(_checkpoint(tmp_path / "c1", base, 1), tmp_path / "v1", name="router", version="1.0.0")
+    full = pipeline.export_checkpoint(
+        _checkpoint(tmp_path / "c1", base, 1), tmp_path / "v1", name="router", version="1.0.0"
+    )
     update = pipeline.export_adapter_update(
         _checkpoint(tmp_path / "c2", base, 2), tmp_path / "v1a", parent_bundle=full, version="1.0.1"
     )
     with live.client() as admin:
         for b in (full, update):
-            r = admin.post("/api/v1/bundles", content=pack_bundle(b, tmp_path / f"{b.name}.tar.gz").read_bytes())
+            r = admin.post(
+                "/api/v1/bundles", content=pack_bundle(b, tmp_path / f"{b.name}.tar.gz").read_bytes()
+            )
             assert r.status_code == 201, r.text
         v = admin.get("/api/v1/models/router/versions/1.0.1").json()
     assert v["kind"] == "adapter_update" and v["parent"] == "router@1.0.0"
     inherited = [f for f in v["files"] if f["inherited"]]
     assert inherited and all(f["path"].endswith((".onnx", ".json")) for f in inherited)
 
-    token = httpx.post(f"{live.url}/api/v1/nodes/register", json={"node_id": "edge-real"},
-                       headers={"Authorization": f"Bearer {BOOTSTRAP}"}).json()["token"]
+    token = httpx.post(
+        f"{live.url}/api/v1/nodes/register",
+        json={"node_id": "edge-real"},
+        headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+    ).json()["token"]
     with live.client(token) as edge:
         for version in ("1.0.0", "1.0.1"):
             files = edge.get(f"/api/v1/models/router/versions/{version}").json()["files"]
@@ -60,7 +67,9 @@ def test_real_bundle_and_adapter_update_round_trip(live: LiveServer, tmp_path: P
                 assert hashlib.sha256(r.content).hexdigest() == f["sha256"]
                 (tmp_path / version / f["path"]).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / version / f["path"]).write_bytes(r.content)
-        parent_files = {f["path"]: f["sha256"] for f in edge.get("/api/v1/models/router/versions/1.0.0").json()["files"]}
+        parent_files = {
+            f["path"]: f["sha256"] for f in edge.get("/api/v1/models/router/versions/1.0.0").json()["files"]
+        }
     for f in inherited:  # the update shares the parent's stored files (content addressing)
         assert parent_files[f["path"]] == f["sha256"]
     # What the edge received verifies (schema + hashes) and runs: the update's adapters bound

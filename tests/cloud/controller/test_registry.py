@@ -28,7 +28,12 @@ def _counts(svc: CloudServices) -> dict[str, int]:
 def test_register_round_trip(services: CloudServices, tmp_path: Path) -> None:
     b1 = make_bundle(tmp_path / "b1", version="1.0.0")
     out = services.registry.register_dir(b1, actor="admin:alice", tags={"team": "edge"})
-    assert (out.model, out.version, out.kind, out.status) == ("tiny", "1.0.0", "full", VersionStatus.REGISTERED)
+    assert (out.model, out.version, out.kind, out.status) == (
+        "tiny",
+        "1.0.0",
+        "full",
+        VersionStatus.REGISTERED,
+    )
     assert out.manifest_sha256 == sha256_file(b1 / "manifest.yaml")
     by_path = {f.path: f for f in out.files}
     assert set(by_path) == {"manifest.yaml", "encoder.onnx", "tokenizer.json", "adapters/default.safetensors"}
@@ -41,7 +46,9 @@ def test_register_round_trip(services: CloudServices, tmp_path: Path) -> None:
     assert out.created_by == "admin:alice"
 
     services.registry.register_dir(make_bundle(tmp_path / "b2", version="1.10.0", encoder_seed=1), actor="x")
-    services.registry.register_dir(make_bundle(tmp_path / "b3", version="1.2.0-rc.1", encoder_seed=2), actor="x")
+    services.registry.register_dir(
+        make_bundle(tmp_path / "b3", version="1.2.0-rc.1", encoder_seed=2), actor="x"
+    )
     services.registry.register_dir(make_bundle(tmp_path / "b4", version="1.2.0", encoder_seed=3), actor="x")
     versions = [v.version for v in services.registry.list_versions("tiny")]
     assert versions == ["1.10.0", "1.2.0", "1.2.0-rc.1", "1.0.0"]  # semver order, not string order
@@ -49,9 +56,13 @@ def test_register_round_trip(services: CloudServices, tmp_path: Path) -> None:
     assert model.latest_version == "1.10.0" and model.version_count == 4
 
     with pytest.raises(Conflict):
-        services.registry.register_dir(make_bundle(tmp_path / "dup", version="1.0.0", adapter_seed=9), actor="x")
+        services.registry.register_dir(
+            make_bundle(tmp_path / "dup", version="1.0.0", adapter_seed=9), actor="x"
+        )
 
-    upd = services.registry.update_version("tiny", "1.0.0", VersionUpdate(status=VersionStatus.STAGING, metrics={"acc": 0.9}))
+    upd = services.registry.update_version(
+        "tiny", "1.0.0", VersionUpdate(status=VersionStatus.STAGING, metrics={"acc": 0.9})
+    )
     assert upd.status == VersionStatus.STAGING and upd.metrics["acc"] == 0.9
     assert services.registry.get_version("tiny", "1.0.0").metrics["acc"] == 0.9
     with pytest.raises(NotFound):
@@ -74,7 +85,10 @@ def test_adapter_update_shares_encoder_blob(services: CloudServices, tmp_path: P
     # Only the new adapter file and the new manifest were stored; the encoder is shared.
     assert new_blobs == {files["adapters/default.safetensors"].sha256, files["manifest.yaml"].sha256}
     path, sha = services.registry.file_blob("tiny", "1.0.1", "encoder.onnx")
-    assert sha == sha256_file(parent / "encoder.onnx") and path.read_bytes() == (parent / "encoder.onnx").read_bytes()
+    assert (
+        sha == sha256_file(parent / "encoder.onnx")
+        and path.read_bytes() == (parent / "encoder.onnx").read_bytes()
+    )
 
 
 def test_alias_moves_are_audited(services: CloudServices, tmp_path: Path) -> None:
@@ -87,7 +101,10 @@ def test_alias_moves_are_audited(services: CloudServices, tmp_path: Path) -> Non
     services.registry.delete_alias("tiny", "canary", actor="admin:carol", reason="done")
     assert services.registry.get_version("tiny", "stable").version == "1.1.0"
     assert services.registry.get_version("tiny", "1.1.0").aliases == ["stable"]
-    hist = [(e.alias, e.from_version, e.to_version, e.actor, e.reason) for e in services.registry.alias_history("tiny")]
+    hist = [
+        (e.alias, e.from_version, e.to_version, e.actor, e.reason)
+        for e in services.registry.alias_history("tiny")
+    ]
     assert hist == [
         ("stable", None, "1.0.0", "admin:alice", "first release"),
         ("stable", "1.0.0", "1.1.0", "admin:bob", "better accuracy"),
@@ -100,7 +117,9 @@ def test_alias_moves_are_audited(services: CloudServices, tmp_path: Path) -> Non
     with pytest.raises(BadRequest):
         services.registry.set_alias("tiny", "stable", "1.0.0", actor="x", reason="  ")
     with pytest.raises(BadRequest):
-        services.registry.set_alias("tiny", "1.0.0", "1.0.0", actor="x", reason="alias that looks like a version")
+        services.registry.set_alias(
+            "tiny", "1.0.0", "1.0.0", actor="x", reason="alias that looks like a version"
+        )
     with pytest.raises(NotFound):
         services.registry.set_alias("tiny", "stable", "7.0.0", actor="x", reason="no such version")
 
@@ -113,7 +132,9 @@ def _assert_empty(svc: CloudServices) -> None:
 
 def test_tampered_bundle_leaves_no_trace(services: CloudServices, tmp_path: Path) -> None:
     b = make_bundle(tmp_path / "b", version="1.0.0")
-    (b / "adapters/default.safetensors").write_bytes(b"x" * (b / "adapters/default.safetensors").stat().st_size)
+    (b / "adapters/default.safetensors").write_bytes(
+        b"x" * (b / "adapters/default.safetensors").stat().st_size
+    )
     with pytest.raises(BundleError, match="sha256 mismatch"):
         services.registry.register_dir(b, actor="x")
     _assert_empty(services)
@@ -125,7 +146,9 @@ def test_tampered_bundle_leaves_no_trace(services: CloudServices, tmp_path: Path
     _assert_empty(services)
 
 
-def test_failure_after_storing_files_removes_them(services: CloudServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_after_storing_files_removes_them(
+    services: CloudServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(*a: object, **k: object) -> dict[str, object]:
         raise RuntimeError("database went away")
 
@@ -142,7 +165,9 @@ def test_adapter_update_needs_registered_parent(services: CloudServices, tmp_pat
         services.registry.register_dir(child, actor="x")
     _assert_empty(services)
     # A parent with the same version but other content does not match the update's parent hash.
-    services.registry.register_dir(make_bundle(tmp_path / "other", version="1.0.0", encoder_seed=5), actor="x")
+    services.registry.register_dir(
+        make_bundle(tmp_path / "other", version="1.0.0", encoder_seed=5), actor="x"
+    )
     with pytest.raises(BundleError, match="does not match"):
         services.registry.register_dir(child, actor="x")
     assert [v.version for v in services.registry.list_versions("tiny")] == ["1.0.0"]

@@ -33,8 +33,13 @@ BEHAVIOURS = {
 def fleet_world(tmp_path: Path) -> Iterator[tuple[LiveServer, list[MqttEdge]]]:
     broker = MosquittoBroker(tmp_path / "broker").start()
     settings = make_settings(
-        tmp_path, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
-        rollout_tick_s=0.1, heartbeat_timeout_s=3.0, fleet_flush_interval_s=0.5,
+        tmp_path,
+        mqtt_enabled=True,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        rollout_tick_s=0.1,
+        heartbeat_timeout_s=3.0,
+        fleet_flush_interval_s=0.5,
     )
     svc = CloudServices.build(settings)
     for i, v in enumerate(BEHAVIOURS):
@@ -45,11 +50,18 @@ def fleet_world(tmp_path: Path) -> Iterator[tuple[LiveServer, list[MqttEdge]]]:
         try:
             # Half the nodes register over HTTP with labels; the rest just appear over MQTT.
             for i in range(N // 2):
-                r = httpx.post(f"{server.url}/api/v1/nodes/register", json={"node_id": f"edge-{i}", "labels": {"site": "sz"}},
-                               headers={"Authorization": f"Bearer {BOOTSTRAP}"})
+                r = httpx.post(
+                    f"{server.url}/api/v1/nodes/register",
+                    json={"node_id": f"edge-{i}", "labels": {"site": "sz"}},
+                    headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+                )
                 assert r.status_code == 201
             for i in range(N):
-                edges.append(MqttEdge(f"edge-{i}", broker.host, broker.port, tmp_path / "edges", BEHAVIOURS, "1.0.0").start())
+                edges.append(
+                    MqttEdge(
+                        f"edge-{i}", broker.host, broker.port, tmp_path / "edges", BEHAVIOURS, "1.0.0"
+                    ).start()
+                )
             wait_for(lambda: len(svc.fleet.list_nodes(online=True)) == N, what="all edges online")
             yield server, edges
         finally:
@@ -60,8 +72,14 @@ def fleet_world(tmp_path: Path) -> Iterator[tuple[LiveServer, list[MqttEdge]]]:
 
 
 def _rollout(c: httpx.Client, version: str, **kw: Any) -> int:
-    body = {"model": "tiny", "version": version, "steps": [25, 50, 100], "pause_s": 0.6,
-            "analysis": {"min_requests": 30}, **kw}
+    body = {
+        "model": "tiny",
+        "version": version,
+        "steps": [25, 50, 100],
+        "pause_s": 0.6,
+        "analysis": {"min_requests": 30},
+        **kw,
+    }
     r = c.post("/api/v1/rollouts", json=body)
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
@@ -89,8 +107,10 @@ def test_rollouts_over_real_mqtt(fleet_world: tuple[LiveServer, list[MqttEdge]])
         steps = [e["step_index"] for e in out["events"] if e["from_state"] == e["to_state"] == "progressing"]
         assert steps == [1, 2]
         assert c.get("/api/v1/models/tiny").json()["aliases"]["stable"] == "1.1.0"
-        wait_for(lambda: all(n["current_version"] == "1.1.0" for n in c.get("/api/v1/nodes").json()),
-                 what="fleet view to show 1.1.0")
+        wait_for(
+            lambda: all(n["current_version"] == "1.1.0" for n in c.get("/api/v1/nodes").json()),
+            what="fleet view to show 1.1.0",
+        )
 
         # 2. A bad version is aborted at its first step and its canaries roll back to 1.1.0.
         rid = _rollout(c, "1.2.0")

@@ -25,7 +25,9 @@ def world(tmp_path: Path, db_target: DbTarget) -> Iterator[tuple[CloudServices, 
     """Runs on SQLite and, when reachable, PostgreSQL (JSON columns, timestamps, transactions)."""
     clock = FakeClock()
     sim = InstantFleet()
-    svc = CloudServices.build(make_settings(tmp_path, db_target.url), channel=sim, clock=clock, db_schema=db_target.schema)
+    svc = CloudServices.build(
+        make_settings(tmp_path, db_target.url), channel=sim, clock=clock, db_schema=db_target.schema
+    )
     sim.fleet = svc.fleet
     for i, v in enumerate(["1.0.0", "1.1.0"]):
         svc.registry.register_dir(make_bundle(tmp_path / v, version=v, encoder_seed=i), actor="t")
@@ -82,8 +84,11 @@ def test_good_version_promotes_step_by_step(world: tuple[CloudServices, InstantF
     assert {1, 5, 9, 18} <= set(sizes)
     transitions = [(e.from_state, e.to_state, e.step_index) for e in out.events]
     assert transitions == [
-        ("pending", "pending", 0), ("pending", "progressing", 0),
-        ("progressing", "progressing", 1), ("progressing", "progressing", 2), ("progressing", "progressing", 3),
+        ("pending", "pending", 0),
+        ("pending", "progressing", 0),
+        ("progressing", "progressing", 1),
+        ("progressing", "progressing", 2),
+        ("progressing", "progressing", 3),
         ("progressing", "succeeded", 3),
     ]
     assert all(e.reason for e in out.events)
@@ -140,7 +145,9 @@ def test_no_traffic_pauses_for_a_person(world: tuple[CloudServices, InstantFleet
     assert ev and ev[0].from_state == "paused" and ev[0].reason == "traffic is back"
 
 
-def test_error_budget_aborts_when_nodes_cannot_apply(world: tuple[CloudServices, InstantFleet, FakeClock]) -> None:
+def test_error_budget_aborts_when_nodes_cannot_apply(
+    world: tuple[CloudServices, InstantFleet, FakeClock],
+) -> None:
     svc, sim, clock = world
     sim.behaviours["1.1.0"] = Behaviour(refuse="GPU out of memory")
     r = svc.rollouts.create(spec(steps=[50, 100], max_failed_nodes=2), actor="a")

@@ -33,18 +33,35 @@ def _echo(text: str, times: int = 1) -> dict[str, str]:
 def tool_server(tmp_path: Path) -> Iterator[LiveServer]:
     reg = ToolRegistry()
     register_builtins(reg)
-    reg.register(Tool(
-        name="slow", description="sleeps", func=_slow, timeout_s=0.3,
-        parameters={"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]},
-    ))
-    reg.register(Tool(
-        name="echo", description="echoes", func=_echo,
-        parameters={
-            "type": "object",
-            "properties": {"text": {"type": "string"}, "times": {"type": "integer", "minimum": 1, "maximum": 3}},
-            "required": ["text"], "additionalProperties": False,
-        },
-    ))
+    reg.register(
+        Tool(
+            name="slow",
+            description="sleeps",
+            func=_slow,
+            timeout_s=0.3,
+            parameters={
+                "type": "object",
+                "properties": {"seconds": {"type": "number"}},
+                "required": ["seconds"],
+            },
+        )
+    )
+    reg.register(
+        Tool(
+            name="echo",
+            description="echoes",
+            func=_echo,
+            parameters={
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "times": {"type": "integer", "minimum": 1, "maximum": 3},
+                },
+                "required": ["text"],
+                "additionalProperties": False,
+            },
+        )
+    )
     svc = CloudServices.build(make_settings(tmp_path), channel=RecordingChannel(), tool_registry=reg)
     RELEASE.clear()
     with LiveServer(svc) as server:
@@ -70,7 +87,10 @@ def test_call_by_name_and_schema_errors(tool_server: LiveServer) -> None:
         assert c.post("/api/v1/tools/nope/call", json={"params": {}}).status_code == 404
         r = c.post("/api/v1/tools/calculator/call", json={"params": {"expression": "__import__('os')"}})
         assert r.status_code == 400  # the calculator never evaluates Python
-        r = c.post("/api/v1/tools/unit_convert/call", json={"params": {"value": 1, "from_unit": "kg", "to_unit": "m"}})
+        r = c.post(
+            "/api/v1/tools/unit_convert/call",
+            json={"params": {"value": 1, "from_unit": "kg", "to_unit": "m"}},
+        )
         assert r.status_code == 400
 
 
@@ -97,7 +117,9 @@ def test_route_and_call_from_raw_text(tool_server: LiveServer) -> None:
         assert r.status_code == 422 and "no tool can answer" in r.json()["error"]
 
 
-@pytest.mark.skipif(not __import__("importlib").util.find_spec("skillpack.climate"), reason="skillpack.climate missing")
+@pytest.mark.skipif(
+    not __import__("importlib").util.find_spec("skillpack.climate"), reason="skillpack.climate missing"
+)
 def test_builtin_climate_doc_search_kg(tool_server: LiveServer) -> None:
     with tool_server.client() as c:
         names = {t["name"] for t in c.get("/api/v1/tools").json()}
@@ -106,7 +128,10 @@ def test_builtin_climate_doc_search_kg(tool_server: LiveServer) -> None:
             assert r.status_code == 200 and r.json()["tool"] == "climate", r.text
             assert r.json()["result"]["source"]
         if "doc_search" in names:
-            r = c.post("/api/v1/tools/doc_search/call", json={"params": {"query": "lockout tagout procedure", "k": 2}})
+            r = c.post(
+                "/api/v1/tools/doc_search/call",
+                json={"params": {"query": "lockout tagout procedure", "k": 2}},
+            )
             assert r.status_code == 200 and 1 <= len(r.json()["result"]["hits"]) <= 2
 
 
@@ -163,8 +188,11 @@ def test_edge_cloud_client_against_the_tool_service(tool_server: LiveServer) -> 
     client_mod = pytest.importorskip("edge.agent.cloud_client")
     from tests.cloud.controller.conftest import BOOTSTRAP
 
-    token = httpx.post(f"{tool_server.url}/api/v1/nodes/register", json={"node_id": "edge-tools"},
-                       headers={"Authorization": f"Bearer {BOOTSTRAP}"}).json()["token"]
+    token = httpx.post(
+        f"{tool_server.url}/api/v1/nodes/register",
+        json={"node_id": "edge-tools"},
+        headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+    ).json()["token"]
 
     async def go() -> tuple[object, object]:
         client = client_mod.CloudClient(tool_server.url, token, timeout_s=5.0, total_budget_s=10.0)

@@ -72,7 +72,10 @@ def test_routing_entity_facts_and_by_name_calls(server: LiveServer) -> None:
         assert r.status_code == 200 and r.json()["tool"] == "kg_query", r.text
         res = r.json()["result"]
         assert res["answers"] == [boss] and res["path"] == ["maintained_by", "supervised_by"]
-        assert [(s["from"], s["to"]) for s in res["steps"]] == [(["machine:PR-111"], [tech]), ([tech], [boss])]
+        assert [(s["from"], s["to"]) for s in res["steps"]] == [
+            (["machine:PR-111"], [tech]),
+            ([tech], [boss]),
+        ]
         assert res["start"]["entity_id"] == "machine:PR-111" and res["facts"][0]["id"] == "machine:PR-111"
         # An entity without a relation cue: its facts (the describe answer), not an error.
         r = c.post("/api/v1/tools/route", json={"text": "tell me about PR-111", "route": "kg_query"})
@@ -86,8 +89,10 @@ def test_routing_entity_facts_and_by_name_calls(server: LiveServer) -> None:
         assert r.status_code == 200 and r.json()["result"]["answers"] == [boss]
         r = c.post("/api/v1/tools/kg_query/call", json={"params": {"entity": "PR-111"}})
         assert r.status_code == 200 and r.json()["result"]["id"] == "machine:PR-111"
-        r = c.post("/api/v1/tools/kg_query/call",
-                   json={"params": {"entity": "machine:PR-111", "path": ["maintained_by", "supervised_by"]}})
+        r = c.post(
+            "/api/v1/tools/kg_query/call",
+            json={"params": {"entity": "machine:PR-111", "path": ["maintained_by", "supervised_by"]}},
+        )
         assert [e["id"] for e in r.json()["result"]["results"]] == [boss]
         r = c.post("/api/v1/tools/kg_query/call", json={"params": {"path": ["maintained_by"]}})
         assert r.status_code == 422
@@ -96,8 +101,11 @@ def test_routing_entity_facts_and_by_name_calls(server: LiveServer) -> None:
 def test_edge_fallback_client_gets_the_edge_answer_text(server: LiveServer, tmp_path: Path) -> None:
     from edge.agent.cloud_client import CloudClient, result_text
 
-    token = httpx.post(f"{server.url}/api/v1/nodes/register", json={"node_id": "edge-kg"},
-                       headers={"Authorization": f"Bearer {BOOTSTRAP}"}).json()["token"]
+    token = httpx.post(
+        f"{server.url}/api/v1/nodes/register",
+        json={"node_id": "edge-kg"},
+        headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+    ).json()["token"]
     zh = "PR-111的维护人员的主管是谁？"
 
     async def go() -> list[Any]:

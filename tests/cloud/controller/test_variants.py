@@ -60,14 +60,20 @@ def make_variant(root: Path, of: str, precision: str, *, encoder_seed: int = 0) 
 def register_family(svc: CloudServices, root: Path, version: str, seed: int) -> None:
     svc.registry.register_dir(make_bundle(root / version, version=version, encoder_seed=seed), actor="t")
     for p in ("int8", "fp16"):
-        svc.registry.register_dir(make_variant(root / f"{version}+{p}", version, p, encoder_seed=seed), actor="t")
+        svc.registry.register_dir(
+            make_variant(root / f"{version}+{p}", version, p, encoder_seed=seed), actor="t"
+        )
 
 
 # -- the choice, the analysis and the registry checks (no network) -------------------------------
 
 FAMILY = [
-    VariantOut(precision="fp32", version="1.1.0", manifest_sha256="a" * 64, runs_on=["cpu", "cuda", "tensorrt"]),
-    VariantOut(precision="fp16", version="1.1.0+fp16", manifest_sha256="b" * 64, runs_on=["cuda", "tensorrt"]),
+    VariantOut(
+        precision="fp32", version="1.1.0", manifest_sha256="a" * 64, runs_on=["cpu", "cuda", "tensorrt"]
+    ),
+    VariantOut(
+        precision="fp16", version="1.1.0+fp16", manifest_sha256="b" * 64, runs_on=["cuda", "tensorrt"]
+    ),
     VariantOut(precision="int8", version="1.1.0+int8", manifest_sha256="c" * 64, runs_on=["cpu"]),
 ]
 
@@ -123,7 +129,8 @@ def test_registry_checks_variants(sqlite_services: CloudServices, tmp_path: Path
     register_family(sqlite_services, tmp_path, "2.0.0", 1)
     v = reg.get_version("tiny", "2.0.0")
     assert [(x.precision, x.version, x.runs_on) for x in v.variants] == [
-        ("fp32", "2.0.0", ["cpu", "cuda", "tensorrt"]), ("fp16", "2.0.0+fp16", ["cuda", "tensorrt"]),
+        ("fp32", "2.0.0", ["cpu", "cuda", "tensorrt"]),
+        ("fp16", "2.0.0+fp16", ["cuda", "tensorrt"]),
         ("int8", "2.0.0+int8", ["cpu"]),
     ]
     var = reg.get_version("tiny", "2.0.0+int8")
@@ -144,7 +151,10 @@ def test_manifest_variant_version_must_match(tmp_path: Path) -> None:
     assert good.version == "1.0.0+int8" and good.variant is not None and good.variant.runs_on == ["cpu"]
     with pytest.raises(ValueError, match=r"must have version '1\.0\.0\+int8'"):
         Manifest.model_validate({**good.model_dump(), "version": "1.0.0+fp16"})
-    assert "variant:" not in Manifest.from_yaml((make_bundle(tmp_path / "plain") / "manifest.yaml").read_bytes()).to_yaml()
+    assert (
+        "variant:"
+        not in Manifest.from_yaml((make_bundle(tmp_path / "plain") / "manifest.yaml").read_bytes()).to_yaml()
+    )
 
 
 def test_console_and_cli_rows_show_the_variant() -> None:
@@ -153,9 +163,18 @@ def test_console_and_cli_rows_show_the_variant() -> None:
     from cloud.fleet.schemas import NodeOut
     from cloud.ui.routes import _node_row
 
-    node = NodeOut(node_id="gpu-0", labels={}, online=True, drained=False, current_version="1.1.0+fp16",
-                   desired_version="1.1.0+fp16", last_seen=datetime.now(UTC), last_error="", registered_via="mqtt",
-                   metrics={"variant": "fp16", "providers": GPU, "device": "NVIDIA H100 (sm 9.0)"})
+    node = NodeOut(
+        node_id="gpu-0",
+        labels={},
+        online=True,
+        drained=False,
+        current_version="1.1.0+fp16",
+        desired_version="1.1.0+fp16",
+        last_seen=datetime.now(UTC),
+        last_error="",
+        registered_via="mqtt",
+        metrics={"variant": "fp16", "providers": GPU, "device": "NVIDIA H100 (sm 9.0)"},
+    )
     row = _node_row(node)
     assert (row["variant"], row["provider"], row["device"]) == ("fp16", "CUDA", "NVIDIA H100 (sm 9.0)")
 
@@ -176,8 +195,13 @@ class HardwareEdge(MqttEdge):
         doc = super()._heartbeat()
         precision = doc["model_version"].partition("+")[2] or "fp32"
         device = "cpu" if self.providers == CPU else "NVIDIA H100 (sm 9.0), simulated by the heartbeat"
-        return {**doc, "providers": self.providers, "providers_available": self.providers,
-                "variant": precision, "device": device}
+        return {
+            **doc,
+            "providers": self.providers,
+            "providers_available": self.providers,
+            "variant": precision,
+            "device": device,
+        }
 
 
 NODES = {  # node -> (providers, labels)
@@ -194,8 +218,13 @@ def variant_world(tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, Hardwa
         pytest.skip("mosquitto binary not installed")
     broker = MosquittoBroker(tmp_path / "broker").start()
     settings = make_settings(
-        tmp_path, mqtt_enabled=True, mqtt_host=broker.host, mqtt_port=broker.port,
-        rollout_tick_s=0.1, heartbeat_timeout_s=3.0, fleet_flush_interval_s=0.5,
+        tmp_path,
+        mqtt_enabled=True,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        rollout_tick_s=0.1,
+        heartbeat_timeout_s=3.0,
+        fleet_flush_interval_s=0.5,
     )
     svc = CloudServices.build(settings)
     register_family(svc, tmp_path / "bundles", "1.0.0", 0)
@@ -203,25 +232,43 @@ def variant_world(tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, Hardwa
     register_family(svc, tmp_path / "bundles", "1.2.0", 2)
     svc.registry.set_alias("tiny", "stable", "1.0.0", actor="t", reason="initial")
     behaviours = {
-        "1.0.0": Behaviour(p99_ms=30.0), "1.0.0+int8": Behaviour(p99_ms=12.0), "1.0.0+fp16": Behaviour(p99_ms=2.0),
-        "1.1.0": Behaviour(p99_ms=30.0), "1.1.0+int8": Behaviour(p99_ms=12.0), "1.1.0+fp16": Behaviour(p99_ms=2.0),
-        "1.2.0": Behaviour(p99_ms=30.0), "1.2.0+int8": Behaviour(p99_ms=12.0),
+        "1.0.0": Behaviour(p99_ms=30.0),
+        "1.0.0+int8": Behaviour(p99_ms=12.0),
+        "1.0.0+fp16": Behaviour(p99_ms=2.0),
+        "1.1.0": Behaviour(p99_ms=30.0),
+        "1.1.0+int8": Behaviour(p99_ms=12.0),
+        "1.1.0+fp16": Behaviour(p99_ms=2.0),
+        "1.2.0": Behaviour(p99_ms=30.0),
+        "1.2.0+int8": Behaviour(p99_ms=12.0),
         "1.2.0+fp16": Behaviour(error_rate=0.5),  # the fp16 export of 1.2.0 is broken on GPUs
     }
     edges: dict[str, HardwareEdge] = {}
     with LiveServer(svc, run_loops=True) as server:
         try:
             for nid, (providers, labels) in NODES.items():
-                r = httpx.post(f"{server.url}/api/v1/nodes/register", json={"node_id": nid, "labels": labels},
-                               headers={"Authorization": f"Bearer {BOOTSTRAP}"})
+                r = httpx.post(
+                    f"{server.url}/api/v1/nodes/register",
+                    json={"node_id": nid, "labels": labels},
+                    headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+                )
                 assert r.status_code == 201, r.text
-                edges[nid] = HardwareEdge(nid, broker.host, broker.port, tmp_path / "edges", behaviours, "1.0.0",
-                                          providers=providers)
+                edges[nid] = HardwareEdge(
+                    nid,
+                    broker.host,
+                    broker.port,
+                    tmp_path / "edges",
+                    behaviours,
+                    "1.0.0",
+                    providers=providers,
+                )
                 edges[nid].start()
             wait_for(lambda: len(svc.fleet.list_nodes(online=True)) == len(NODES), what="all edges online")
-            # online can come from the MQTT status message before the first heartbeat (its providers) is stored
-            wait_for(lambda: all(svc.fleet.get(n).metrics.get("providers") for n in NODES),
-                     what="every edge's heartbeat with its providers stored")
+            # online can come from the MQTT status message before the first heartbeat
+            # (its providers) is stored
+            wait_for(
+                lambda: all(svc.fleet.get(n).metrics.get("providers") for n in NODES),
+                what="every edge's heartbeat with its providers stored",
+            )
             yield server, edges
         finally:
             for e in edges.values():
@@ -231,7 +278,13 @@ def variant_world(tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, Hardwa
 
 
 def _rollout(c: httpx.Client, version: str, steps: list[int]) -> dict[str, Any]:
-    body = {"model": "tiny", "version": version, "steps": steps, "pause_s": 0.6, "analysis": {"min_requests": 30}}
+    body = {
+        "model": "tiny",
+        "version": version,
+        "steps": steps,
+        "pause_s": 0.6,
+        "analysis": {"min_requests": 30},
+    }
     r = c.post("/api/v1/rollouts", json=body)
     assert r.status_code == 201, r.text
     rid = int(r.json()["id"])
@@ -244,7 +297,9 @@ def _rollout(c: httpx.Client, version: str, steps: list[int]) -> dict[str, Any]:
 
 
 @pytestmark_mqtt
-def test_rollout_sends_each_node_its_variant(variant_world: tuple[LiveServer, dict[str, HardwareEdge]]) -> None:
+def test_rollout_sends_each_node_its_variant(
+    variant_world: tuple[LiveServer, dict[str, HardwareEdge]],
+) -> None:
     server, edges = variant_world
     want = {"cpu-0": "1.1.0+int8", "cpu-1": "1.1.0+int8", "gpu-0": "1.1.0+fp16", "gpu-pinned": "1.1.0"}
     with server.client() as c:
@@ -258,13 +313,20 @@ def test_rollout_sends_each_node_its_variant(variant_world: tuple[LiveServer, di
         assert any(k.endswith(".requests") for k in analysis["canary"]), analysis
         assert c.get("/api/v1/models/tiny").json()["aliases"]["stable"] == "1.1.0"
         # the fleet view shows which variant each node runs, and on what
-        wait_for(lambda: {n["node_id"]: n["metrics"].get("variant") for n in c.get("/api/v1/nodes").json()}
-                 == {"cpu-0": "int8", "cpu-1": "int8", "gpu-0": "fp16", "gpu-pinned": "fp32"}, what="variants shown")
+        wait_for(
+            lambda: (
+                {n["node_id"]: n["metrics"].get("variant") for n in c.get("/api/v1/nodes").json()}
+                == {"cpu-0": "int8", "cpu-1": "int8", "gpu-0": "fp16", "gpu-pinned": "fp32"}
+            ),
+            what="variants shown",
+        )
 
         # 1.2.0's fp16 variant fails on the GPU node: the rollout aborts and every node goes back to
         # the stable version's variant for its hardware.
         out = _rollout(c, "1.2.0", [100])
         assert out["state"] == "aborted" and "error rate" in out["events"][-1]["reason"], out["events"][-1]
         assert out["node_variants"]["gpu-0"] == "1.2.0+fp16"
-        wait_for(lambda: {n: e.version for n, e in edges.items()} == want, what="rollback to 1.1.0's variants")
+        wait_for(
+            lambda: {n: e.version for n, e in edges.items()} == want, what="rollback to 1.1.0's variants"
+        )
         assert edges["gpu-0"].applied[-2:] == ["1.2.0+fp16", "1.1.0+fp16"]

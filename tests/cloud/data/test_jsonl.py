@@ -53,7 +53,9 @@ def test_round_trip_through_write_jsonl(tmp_path: Path) -> None:
     ],
 )
 def test_bad_line_names_file_line_and_reason(tmp_path: Path, line: str, reason: str) -> None:
-    path = _write(tmp_path, '{"text": "fine", "route": "greet"}', line, '{"text": "also fine", "route": "order"}')
+    path = _write(
+        tmp_path, '{"text": "fine", "route": "greet"}', line, '{"text": "also fine", "route": "order"}'
+    )
     with pytest.raises(DataError) as err:
         load_jsonl(path, ROUTES)
     assert f"{path}:2:" in err.value.message

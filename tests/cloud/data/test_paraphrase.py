@@ -51,7 +51,9 @@ def test_frozen_eval_is_pinned_and_reproducible() -> None:
     assert [i for i in old if i.kind != "nonsense"] == [i for i in new if i.kind != "nonsense"]
     old_ns = {f for i in old if i.kind == "nonsense" for f in i.families}
     assert old_ns and not old_ns & {f for i in new if i.kind == "nonsense" for f in i.families}
-    assert old_ns <= {f for i in train_items(seed=0, kg_per_pattern=1, route_per_template=1) for f in i.families}
+    assert old_ns <= {
+        f for i in train_items(seed=0, kg_per_pattern=1, route_per_template=1) for f in i.families
+    }
 
 
 def test_eval_is_held_out_by_family_and_entity() -> None:

@@ -52,7 +52,11 @@ def test_queue_and_jobs_over_http(live: LiveServer) -> None:
     assert admin.post("/api/v1/hard-examples/999/label", json={}).status_code == 404
     assert admin.post("/api/v1/hard-examples/datasets").status_code == 409  # nothing labelled yet
     ok = admin.post(f"/api/v1/hard-examples/{item['id']}/label", json={"reason": "looks right"})
-    assert ok.status_code == 200 and ok.json()["status"] == "labelled" and ok.json()["labelled_by"] == "admin:alice"
+    assert (
+        ok.status_code == 200
+        and ok.json()["status"] == "labelled"
+        and ok.json()["labelled_by"] == "admin:alice"
+    )
     other = listing["items"][1]
     assert admin.post(f"/api/v1/hard-examples/{other['id']}/reject", json={"reason": "noise"}).json()[
         "status"

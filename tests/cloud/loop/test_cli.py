@@ -54,15 +54,31 @@ def test_loop_cli(live: LiveServer) -> None:  # noqa: F811
     assert code == 1 and "409: job 1 is already cancelled" in out
 
 
-
 def test_worker_once_on_an_empty_controller(tmp_path: Path) -> None:
-    env = {**os.environ, "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path), "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
-           "AUTOGLM_CLOUD_TOOL_DOC_EMBEDDINGS": "false"}
-    ok = subprocess.run([sys.executable, "-m", "autoglm", "cloud", "worker", "--once"], env=env,
-                        capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "AUTOGLM_CLOUD_DATA_DIR": str(tmp_path),
+        "AUTOGLM_CLOUD_MQTT_ENABLED": "false",
+        "AUTOGLM_CLOUD_TOOL_DOC_EMBEDDINGS": "false",
+    }
+    ok = subprocess.run(
+        [sys.executable, "-m", "autoglm", "cloud", "worker", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0 and "loop worker " in ok.stdout, ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "autoglm", "cloud", "worker", "--once"],
-                         env={**env, "AUTOGLM_CLOUD_LOOP_MIN_GAIN_PT": "lots"}, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "autoglm", "cloud", "worker", "--once"],
+        env={**env, "AUTOGLM_CLOUD_LOOP_MIN_GAIN_PT": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = bad.stdout + bad.stderr
-    assert bad.returncode == 2 and "AUTOGLM_CLOUD_LOOP_MIN_GAIN_PT='lots'" in out and out.strip().count("\n") == 0
+    assert (
+        bad.returncode == 2
+        and "AUTOGLM_CLOUD_LOOP_MIN_GAIN_PT='lots'" in out
+        and out.strip().count("\n") == 0
+    )

@@ -40,7 +40,11 @@ def test_console_loop_pages(live: LiveServer) -> None:
     with httpx.Client(base_url=live.url, follow_redirects=False) as viewer:
         vcsrf = sign_in(viewer, VIEWER)
         page = viewer.get("/ui/hard-examples")
-        assert page.status_code == 200 and "count the pallets on dock 4" in page.text and "Hard examples" in page.text
+        assert (
+            page.status_code == 200
+            and "count the pallets on dock 4" in page.text
+            and "Hard examples" in page.text
+        )
         assert "Approve / relabel" not in page.text  # read-only
         r = viewer.post("/ui/hard-examples/1/label", data={"csrf": vcsrf}, headers=origin)
         assert r.status_code == 403 and "read-only" in r.text
@@ -49,14 +53,18 @@ def test_console_loop_pages(live: LiveServer) -> None:
         csrf = sign_in(admin, ADMIN)
         page = admin.get("/ui/hard-examples?status=all")
         assert 'id="label-1"' in page.text and 'id="reject-2"' in page.text
-        r = admin.post("/ui/hard-examples/1/label", data={"csrf": csrf, "route": "shift_schedule"}, headers=origin)
+        r = admin.post(
+            "/ui/hard-examples/1/label", data={"csrf": csrf, "route": "shift_schedule"}, headers=origin
+        )
         assert r.status_code == 303
         assert "route &#39;shift_schedule&#39; is unknown" in admin.get("/ui/hard-examples").text
         admin.post("/ui/hard-examples/1/label", data={"csrf": csrf}, headers=origin)
         admin.post("/ui/hard-examples/2/reject", data={"csrf": csrf, "reason": "noise"}, headers=origin)
         page = admin.get("/ui/hard-examples?status=labelled")
         assert "labelled" in page.text and "count the pallets on dock 4" in page.text
-        r = admin.post("/ui/jobs", data={"csrf": csrf, "model": MODEL, "reason": "from the console"}, headers=origin)
+        r = admin.post(
+            "/ui/jobs", data={"csrf": csrf, "model": MODEL, "reason": "from the console"}, headers=origin
+        )
         assert r.status_code == 303 and r.headers["location"] == "/ui/jobs/1"
         page = admin.get("/ui/jobs/1")
         assert "queued by admin:alice: from the console" in page.text and 'id="action-cancel"' in page.text

@@ -136,14 +136,17 @@ def test_cancel_a_running_job_stops_it(world: World) -> None:
     assert [v.version for v in world.svc.registry.list_versions(MODEL)] == ["1.0.0"]
 
 
-def test_a_job_failing_during_its_canary_aborts_the_canary(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_failing_during_its_canary_aborts_the_canary(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from export.pipeline import export_adapter_update
 
     jobs = world.svc.loop.jobs
     job, _ = jobs.create(MODEL, actor="admin:alice")
     # a version this job registered before its worker died (no fine-tune needed for this fault)
-    update = export_adapter_update(world.model.checkpoint, world.tmp / "u", parent_bundle=world.model.bundle,
-                                   version="1.1.0")
+    update = export_adapter_update(
+        world.model.checkpoint, world.tmp / "u", parent_bundle=world.model.bundle, version="1.1.0"
+    )
     world.svc.registry.register_dir(update, actor="loop-job", tags={"loop_job": str(job.id)})
     assert jobs.claim("dead") == job.id
     worker = world.worker("w2")
@@ -158,7 +161,9 @@ def test_a_job_failing_during_its_canary_aborts_the_canary(world: World, monkeyp
 
     monkeypatch.setattr(worker.pipeline.rollouts, "get", flaky_get)
     out = worker.pipeline.run(job.id)
-    assert out.state is JobState.FAILED and out.outcome is JobOutcome.ERROR and "database went away" in out.error
+    assert (
+        out.state is JobState.FAILED and out.outcome is JobOutcome.ERROR and "database went away" in out.error
+    )
     # the rollout was created, then the failure struck before the job recorded it: found by version
     assert out.version == "1.1.0" and out.rollout_id is None
     (r,) = world.svc.rollouts.list_rollouts()
@@ -180,8 +185,13 @@ def test_a_label_naming_a_tool_bound_new_route_grows_the_model(world: World) -> 
     from cloud.tools.registry import Tool
 
     def shift_tool() -> Tool:
-        return Tool("shift_schedule", "the plant's shift roster", {"type": "object"}, lambda **_: {"roster": []},
-                    route="shift_schedule")
+        return Tool(
+            "shift_schedule",
+            "the plant's shift roster",
+            {"type": "object"},
+            lambda **_: {"roster": []},
+            route="shift_schedule",
+        )
 
     world.svc.tools.registry.register(shift_tool())  # the controller: labels may name it
     worker = world.worker()
@@ -203,7 +213,9 @@ def test_a_label_naming_a_tool_bound_new_route_grows_the_model(world: World) -> 
     assert world.svc.registry.alias_target(MODEL, "stable") == "1.1.0"
 
 
-def test_the_next_job_warm_starts_from_the_loops_own_version(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_next_job_warm_starts_from_the_loops_own_version(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     worker = world.worker()
     label_all_wrong(world, worker)
     first, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")

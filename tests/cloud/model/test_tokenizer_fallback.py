@@ -29,7 +29,9 @@ def test_unknown_chinese_characters_get_distinct_stable_ids() -> None:
     for ch, i in zip(chars, ids[1:-1], strict=True):
         by_char.setdefault(ch, set()).add(i)
     assert all(len(v) == 1 for v in by_char.values())  # "度" twice -> same id
-    assert len({next(iter(v)) for c, v in by_char.items() if c != "#"}) == len(by_char) - 1  # distinct chars -> distinct ids
+    assert (
+        len({next(iter(v)) for c, v in by_char.items() if c != "#"}) == len(by_char) - 1
+    )  # distinct chars -> distinct ids
     assert tok.encode_ids(["温度"]) == tok.encode_ids(["温度"])
 
 

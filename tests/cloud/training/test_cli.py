@@ -18,14 +18,36 @@ from cloud.model.checkpoint import read_checkpoint_meta
 def test_help_explains_options() -> None:
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for option in ("--base", "--out", "--epochs", "--data-train", "--data-val", "--resume", "--seed", "--tiny"):
+    for option in (
+        "--base",
+        "--out",
+        "--epochs",
+        "--data-train",
+        "--data-val",
+        "--resume",
+        "--seed",
+        "--tiny",
+    ):
         assert option in result.output
 
 
 def test_train_command_prints_tables_and_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
     out = tmp_path / "ckpt"
     result = CliRunner().invoke(
-        app, ["train", "--base", str(tiny_base), "--out", str(out), "--tiny", "--epochs", "1", "--threads", "1", "--no-progress"],
+        app,
+        [
+            "train",
+            "--base",
+            str(tiny_base),
+            "--out",
+            str(out),
+            "--tiny",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
@@ -39,8 +61,21 @@ def test_bad_user_data_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hi", "route": "greet"}\nnot json\n', encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "autoglm", "train", "--tiny", "--out", str(tmp_path / "o"), "--data-train", str(bad)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"},
+        [
+            sys.executable,
+            "-m",
+            "autoglm",
+            "train",
+            "--tiny",
+            "--out",
+            str(tmp_path / "o"),
+            "--data-train",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
     )
     assert proc.returncode == 2
     assert "bad.jsonl:2: not valid JSON" in proc.stderr.replace("\n", "")

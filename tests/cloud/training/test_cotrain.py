@@ -30,10 +30,19 @@ def test_cotrain_moves_adapters_and_router_only(tmp_path: Path) -> None:
     ckpt = save_checkpoint(model, tmp_path / "ckpt", base_path=base, temperatures={"default": 1.3})
     before, _ = load_checkpoint(ckpt)
     metrics = cotrain(ckpt, tmp_path / "co", epochs=1, kg_per_pattern=2, router_sample=40, batch_size=16)
-    assert metrics["steps"] > 0 and metrics["hop_states"] > 0 and torch.isfinite(torch.tensor(metrics["final_loss"]))
+    assert (
+        metrics["steps"] > 0
+        and metrics["hop_states"] > 0
+        and torch.isfinite(torch.tensor(metrics["final_loss"]))
+    )
     after, meta = load_checkpoint(tmp_path / "co")  # verifies the base hash: the encoder itself did not move
-    moved = [n for (n, p), (_, q) in zip(before.adapter_set().named_parameters(), after.adapter_set().named_parameters(),
-                                         strict=True) if not torch.equal(p, q)]
+    moved = [
+        n
+        for (n, p), (_, q) in zip(
+            before.adapter_set().named_parameters(), after.adapter_set().named_parameters(), strict=True
+        )
+        if not torch.equal(p, q)
+    ]
     assert any("heads.router" in n for n in moved) and any("heads" not in n for n in moved)
     assert meta.adapter_sets["default"].temperature == 1.3
     assert read_checkpoint_meta(tmp_path / "co").training["cotrain"]["epochs"] == 1

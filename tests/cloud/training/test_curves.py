@@ -19,9 +19,18 @@ def _size(path: Path) -> tuple[int, int]:
 
 def test_curves_png_from_a_history(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    history = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "val_accuracy": 0.5 + e / 20,
-                "val_accuracy_en": 0.55 + e / 20, "val_accuracy_zh": 0.45 + e / 20, "val_macro_f1": 0.5}
-               for e in range(1, 6)]
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 2.0 / e,
+            "val_loss": 2.2 / e,
+            "val_accuracy": 0.5 + e / 20,
+            "val_accuracy_en": 0.55 + e / 20,
+            "val_accuracy_zh": 0.45 + e / 20,
+            "val_macro_f1": 0.5,
+        }
+        for e in range(1, 6)
+    ]
     out = write_training_curves(history, tmp_path / CURVES_FILE, best_epoch=5)
     assert out == tmp_path / CURVES_FILE
     w, h = _size(out)

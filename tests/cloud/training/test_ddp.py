@@ -50,7 +50,11 @@ def one_step(base: Path, ctx: DistContext, indices: np.ndarray | None = None) ->
     model.eval()  # no dropout: the ranks' forward passes are deterministic
     module = wrap_ddp(RouterLogits(model, "default"), ctx)
     optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.5)
-    data = encode_split(default_splits(0, SplitSpec(train_per_template=2, eval_per_template=1))["train"], TextTokenizer(base), list(DEFAULT_ROUTES))
+    data = encode_split(
+        default_splits(0, SplitSpec(train_per_template=2, eval_per_template=1))["train"],
+        TextTokenizer(base),
+        list(DEFAULT_ROUTES),
+    )
     global_batch = np.arange(GLOBAL_BATCH) if indices is None else indices
     ids, mask, labels = data.batch(shard(global_batch, ctx), ctx.device)
     train_step(module, optimizer, ids, mask, labels, max_grad_norm=float("inf"))
@@ -58,7 +62,13 @@ def one_step(base: Path, ctx: DistContext, indices: np.ndarray | None = None) ->
 
 
 def _worker(rank: int, world: int, port: int, base: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     ctx = init_distributed()
     assert ctx.enabled and ctx.world_size == world and ctx.rank == rank
@@ -73,23 +83,48 @@ def test_two_process_ddp_step_equals_single_process_step(tiny_base: Path, tmp_pa
     rank0, rank1 = load_file(f"{out}.rank0"), load_file(f"{out}.rank1")
     single = one_step(tiny_base, DistContext())
     half_only = one_step(tiny_base, DistContext(), np.arange(GLOBAL_BATCH // 2))
-    initial = {k: v for k, v in AutoGLMModel.from_pretrained(tiny_base).add_adapter_set("x", list(DEFAULT_ROUTES), 8).state_dict().items()}
+    initial = {
+        k: v
+        for k, v in AutoGLMModel.from_pretrained(tiny_base)
+        .add_adapter_set("x", list(DEFAULT_ROUTES), 8)
+        .state_dict()
+        .items()
+    }
     for k, v in single.items():
         assert torch.allclose(rank0[k], rank1[k], atol=1e-7), f"ranks diverged on {k}"
         assert torch.allclose(rank0[k], v, atol=1e-5), f"DDP != single process on {k}"
-    assert any(not torch.allclose(single[k], half_only[k], atol=1e-5) for k in single), "test cannot tell averaging apart"
+    assert any(not torch.allclose(single[k], half_only[k], atol=1e-5) for k in single), (
+        "test cannot tell averaging apart"
+    )
     assert any(not torch.allclose(single[k], initial[k]) for k in single if "up" in k)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun not installed",
+)
 def test_autoglm_train_under_torchrun_two_ranks(tiny_base: Path, tmp_path: Path) -> None:
     torchrun = str(Path(sys.executable).parent / "torchrun")
     if not Path(torchrun).exists():
         torchrun = shutil.which("torchrun") or "torchrun"
     out = tmp_path / "ckpt"
     cmd = [
-        torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "autoglm", "train",
-        "--base", str(tiny_base), "--out", str(out), "--tiny", "--epochs", "1", "--no-progress",
+        torchrun,
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "autoglm",
+        "train",
+        "--base",
+        str(tiny_base),
+        "--out",
+        str(out),
+        "--tiny",
+        "--epochs",
+        "1",
+        "--no-progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

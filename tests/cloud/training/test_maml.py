@@ -33,7 +33,9 @@ from contracts.routes import DEFAULT_ROUTES, check_route_label
 from tests.export.helpers import make_checkpoint
 
 FAST = NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), threads=1)
-REPLAY = [e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)]
+REPLAY = [
+    e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,10 @@ def ckpt(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cached_top_features_give_the_full_models_logits(ckpt: Path) -> None:
     model, meta = load_checkpoint(ckpt)
     tok = checkpoint_tokenizer(meta)
-    examples = [Example(t, "calculator", "en", "t") for t in ("what is 2 + 2", "hello there, who are you?", "我下周几点上班")]
+    examples = [
+        Example(t, "calculator", "en", "t")
+        for t in ("what is 2 + 2", "hello there, who are you?", "我下周几点上班")
+    ]
     feats = top_features(model, "default", tok, examples)
     fast = FastHead.from_model(model, "default")
     ids, mask = tok([e.text for e in examples])
@@ -73,8 +78,9 @@ def test_grow_keeps_old_rows_and_inits_the_new_one(ckpt: Path) -> None:
 
 def test_train_new_route_learns_the_route_and_grows_the_checkpoint(ckpt: Path, tmp_path: Path) -> None:
     support = support_set(8, seed=0)
-    res = train_new_route(ckpt, NEW_ROUTE, support, tmp_path / "grown", tool_routes=[NEW_ROUTE], config=FAST,
-                          replay=REPLAY)
+    res = train_new_route(
+        ckpt, NEW_ROUTE, support, tmp_path / "grown", tool_routes=[NEW_ROUTE], config=FAST, replay=REPLAY
+    )
     assert res.routes == [*DEFAULT_ROUTES, NEW_ROUTE] and res.support == 8
     model, meta = load_checkpoint(res.checkpoint_dir)
     assert meta.adapter_sets["default"].routes == res.routes
@@ -85,7 +91,10 @@ def test_train_new_route_learns_the_route_and_grows_the_checkpoint(ckpt: Path, t
         pred = model(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits.argmax(-1)
     assert (pred == len(res.routes) - 1).float().mean() >= 0.75
     # only the last layer's adapter and the router head changed
-    old, new = load_file(str(ckpt / "adapters.safetensors")), load_file(str(res.checkpoint_dir / "adapters.safetensors"))
+    old, new = (
+        load_file(str(ckpt / "adapters.safetensors")),
+        load_file(str(res.checkpoint_dir / "adapters.safetensors")),
+    )
     assert set(old) == set(new)
     changed = {k for k in old if old[k].shape != new[k].shape or not torch.equal(old[k], new[k])}
     assert changed and all(k.startswith(("default.adapters.1.", "default.heads.router.")) for k in changed)
@@ -100,7 +109,9 @@ def test_meta_train_writes_a_checkpoint_with_its_row_init(ckpt: Path, tmp_path: 
     _model, meta = load_checkpoint(res.checkpoint_dir)
     assert meta.adapter_sets["default"].routes == list(DEFAULT_ROUTES)
     assert row_init_of(meta) == pytest.approx(res.row_init) and row_init_of(load_checkpoint(ckpt)[1]) is None
-    grown = train_new_route(res.checkpoint_dir, NEW_ROUTE, support_set(4), tmp_path / "g", config=FAST, replay=REPLAY)
+    grown = train_new_route(
+        res.checkpoint_dir, NEW_ROUTE, support_set(4), tmp_path / "g", config=FAST, replay=REPLAY
+    )
     assert load_checkpoint(grown.checkpoint_dir)[1].training["new_route"]["meta_row_init"] is True
 
 
@@ -108,12 +119,18 @@ def test_adapt_is_deterministic(ckpt: Path) -> None:
     model, meta = load_checkpoint(ckpt)
     tok = checkpoint_tokenizer(meta)
     sup = top_features(model, "default", tok, support_set(4))
-    rep = top_features(model, "default", tok, [Example("what is 3 * 4", "calculator", "en", "r"),
-                                                Example("hello", "chitchat", "en", "r")])
+    rep = top_features(
+        model,
+        "default",
+        tok,
+        [Example("what is 3 * 4", "calculator", "en", "r"), Example("hello", "chitchat", "en", "r")],
+    )
     fast = FastHead.from_model(model, "default")
     a = adapt(grow(fast, NEW_ROUTE, init="plain", seed=1), sup, rep, AdaptConfig(steps=5), seed=2)
     b = adapt(grow(fast, NEW_ROUTE, init="plain", seed=1), sup, rep, AdaptConfig(steps=5), seed=2)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_unknown_route_without_a_tool_is_refused(ckpt: Path, tmp_path: Path) -> None:
@@ -124,7 +141,9 @@ def test_unknown_route_without_a_tool_is_refused(ckpt: Path, tmp_path: Path) -> 
     with pytest.raises(BadRequest, match="lower-case"):
         check_route_label("Shift Schedule", DEFAULT_ROUTES, ["Shift Schedule"])
     with pytest.raises(BadRequest, match="no registered tool serves it"):
-        train_new_route(ckpt, NEW_ROUTE, ["when is my next shift?"], tmp_path / "x", tool_routes=[], config=FAST)
+        train_new_route(
+            ckpt, NEW_ROUTE, ["when is my next shift?"], tmp_path / "x", tool_routes=[], config=FAST
+        )
     with pytest.raises(BadRequest, match="already one of the model's routes"):
         train_new_route(ckpt, "climate", ["is it hot"], tmp_path / "x", tool_routes=["climate"], config=FAST)
     with pytest.raises(BadRequest, match="no examples"):

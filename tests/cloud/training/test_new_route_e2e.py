@@ -31,9 +31,14 @@ from tests.export.helpers import make_checkpoint
 
 
 def _shift_tool() -> Tool:
-    return Tool("shift_roster", "The plant's shift roster", {"type": "object", "properties": {}},
-                func=lambda: {"answer": "roster"}, route=NEW_ROUTE,
-                from_text=lambda text: {"answer": f"Shift roster: you are on the early shift ({text[:20]})"})
+    return Tool(
+        "shift_roster",
+        "The plant's shift roster",
+        {"type": "object", "properties": {}},
+        func=lambda: {"answer": "roster"},
+        route=NEW_ROUTE,
+        from_text=lambda text: {"answer": f"Shift roster: you are on the early shift ({text[:20]})"},
+    )
 
 
 @pytest.fixture
@@ -44,14 +49,25 @@ def cloud(tmp_path: Path) -> Iterator[LiveServer]:
     svc.close()
 
 
-def test_new_route_flows_from_examples_to_the_edge_answer(tiny_base: Path, tmp_path: Path, cloud: LiveServer) -> None:
+def test_new_route_flows_from_examples_to_the_edge_answer(
+    tiny_base: Path, tmp_path: Path, cloud: LiveServer
+) -> None:
     cloud.svc.tools.registry.register(_shift_tool())
     tool_routes = [t.route for t in cloud.svc.tools.registry.all() if t.route]
     base = make_checkpoint(tmp_path / "c", routes=list(DEFAULT_ROUTES), base_dir=tiny_base)
     support = support_set(8, seed=0)
-    replay = [e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)]
-    res = train_new_route(base, NEW_ROUTE, support, tmp_path / "grown", tool_routes=tool_routes, replay=replay,
-                          config=NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), threads=1))
+    replay = [
+        e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
+    ]
+    res = train_new_route(
+        base,
+        NEW_ROUTE,
+        support,
+        tmp_path / "grown",
+        tool_routes=tool_routes,
+        replay=replay,
+        config=NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), threads=1),
+    )
 
     bundle_dir = export_checkpoint(res.checkpoint_dir, tmp_path / "bundle", version="1.1.0")
     bundle = open_bundle(bundle_dir)
@@ -63,11 +79,22 @@ def test_new_route_flows_from_examples_to_the_edge_answer(tiny_base: Path, tmp_p
     hits = [t for t, i in zip(support, logits.argmax(axis=1), strict=True) if session.routes[i] == NEW_ROUTE]
     assert len(hits) >= 6
 
-    settings = ServeSettings(bundle_dir=bundle_dir, ort_intra_op_threads=1, serve_warmup_batches=1,
-                             model_cache_dir=tmp_path / "mc", providers=["cpu"])
+    settings = ServeSettings(
+        bundle_dir=bundle_dir,
+        ort_intra_op_threads=1,
+        serve_warmup_batches=1,
+        model_cache_dir=tmp_path / "mc",
+        providers=["cpu"],
+    )
     service = InferenceService.from_settings(settings)
-    agent = make_agent(tmp_path, "node-s", service=service, agent_cloud_url=cloud.url, agent_cloud_token=ADMIN,
-                       agent_confidence_threshold=0.0)
+    agent = make_agent(
+        tmp_path,
+        "node-s",
+        service=service,
+        agent_cloud_url=cloud.url,
+        agent_cloud_token=ADMIN,
+        agent_confidence_threshold=0.0,
+    )
 
     async def ask_new_route() -> AskResponse:
         await service.start(str(bundle_dir))

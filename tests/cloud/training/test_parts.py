@@ -17,10 +17,18 @@ def test_report_counts_and_scores() -> None:
     rep = evaluate_predictions(labels, preds, ["en", "en", "zh", "zh", "en", "zh"], ["a", "b", "c"])
     assert rep["accuracy"] == pytest.approx(4 / 6)
     assert rep["confusion"] == {"a": {"a": 1, "b": 1}, "b": {"b": 2}, "c": {"a": 1, "c": 1}}
-    assert rep["per_route"]["b"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8), "support": 2}
+    assert rep["per_route"]["b"] == {
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "f1": pytest.approx(0.8),
+        "support": 2,
+    }
     f1s = [rep["per_route"][r]["f1"] for r in "abc"]
     assert rep["macro_f1"] == pytest.approx(sum(f1s) / 3)
-    assert rep["by_lang"] == {"en": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "zh": {"n": 3, "accuracy": pytest.approx(2 / 3)}}
+    assert rep["by_lang"] == {
+        "en": {"n": 3, "accuracy": pytest.approx(2 / 3)},
+        "zh": {"n": 3, "accuracy": pytest.approx(2 / 3)},
+    }
 
 
 def test_temperature_recovers_the_true_scale() -> None:

@@ -17,7 +17,13 @@ from contracts.routes import DEFAULT_ROUTES
 
 
 def _cfg(tiny_base: Path, out: Path, **kw: object) -> TrainConfig:
-    args: dict[str, object] = {"base_path": tiny_base, "out_dir": out, "tiny": True, "epochs": 2, "num_threads": 1}
+    args: dict[str, object] = {
+        "base_path": tiny_base,
+        "out_dir": out,
+        "tiny": True,
+        "epochs": 2,
+        "num_threads": 1,
+    }
     args.update(kw)
     return TrainConfig(**args)  # type: ignore[arg-type]
 
@@ -74,12 +80,16 @@ def test_default_threads_do_not_depend_on_machine_load(
 
 def test_resume_after_interruption_equals_uninterrupted_run(tiny_base: Path, tmp_path: Path) -> None:
     full = train(_cfg(tiny_base, tmp_path / "full", epochs=3, patience=5), progress=False)
-    part = train(_cfg(tiny_base, tmp_path / "part", epochs=3, patience=5, stop_after_epochs=1), progress=False)
+    part = train(
+        _cfg(tiny_base, tmp_path / "part", epochs=3, patience=5, stop_after_epochs=1), progress=False
+    )
     assert not part.finished and part.epochs_run == 1
     assert not (tmp_path / "part" / "checkpoint.yaml").exists()
     resumed = train(_cfg(tiny_base, tmp_path / "part", epochs=3, patience=5, resume=True), progress=False)
     assert resumed.finished and resumed.epochs_run == 3
-    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history])
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx(
+        [r["train_loss"] for r in full.history]
+    )
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 

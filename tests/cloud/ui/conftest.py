@@ -44,12 +44,25 @@ class Console:
         return self.server.url
 
     def heartbeat(self, node: str, **fields: object) -> None:
-        body = {"node_id": node, "ts_ms": 0, "model_version": self.versions.get(node, "1.0.0"),
-                "adapters": ["default"], "provider": "CPUExecutionProvider", "requests": 120,
-                "error_rate": 0.004, "latency_p99_ms": 8.0, "fallback_rate": 0.02, "outbox_records": 3,
-                "resources": {"cpu_percent": 12.5, "mem_mb": 310.0}, **fields}
-        r = self.http.post(f"/api/v1/nodes/{node}/heartbeat", json=body,
-                           headers={"Authorization": f"Bearer {self.node_tokens[node]}"})
+        body = {
+            "node_id": node,
+            "ts_ms": 0,
+            "model_version": self.versions.get(node, "1.0.0"),
+            "adapters": ["default"],
+            "provider": "CPUExecutionProvider",
+            "requests": 120,
+            "error_rate": 0.004,
+            "latency_p99_ms": 8.0,
+            "fallback_rate": 0.02,
+            "outbox_records": 3,
+            "resources": {"cpu_percent": 12.5, "mem_mb": 310.0},
+            **fields,
+        }
+        r = self.http.post(
+            f"/api/v1/nodes/{node}/heartbeat",
+            json=body,
+            headers={"Authorization": f"Bearer {self.node_tokens[node]}"},
+        )
         assert r.status_code == 204, r.text
 
 
@@ -58,8 +71,11 @@ def sign_in(client: httpx.Client, token: str) -> str:
     page = client.get("/ui/login")
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
     assert login_csrf, page.text
-    r = client.post("/ui/login", data={"token": token, "login_csrf": login_csrf.group(1), "next": "/ui/fleet"},
-                    headers={"Origin": str(client.base_url).rstrip("/")})
+    r = client.post(
+        "/ui/login",
+        data={"token": token, "login_csrf": login_csrf.group(1), "next": "/ui/fleet"},
+        headers={"Origin": str(client.base_url).rstrip("/")},
+    )
     assert r.status_code == 303, r.text
     fleet = client.get("/ui/fleet")
     csrf = re.search(r'name="csrf" value="([^"]+)"', fleet.text)
@@ -77,10 +93,14 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console
     shots = Path(os.environ.get("AUTOGLM_CONSOLE_SCREENSHOTS") or tmp_path / "shots")
     with LiveServer(svc) as server, server.client() as admin, server.client(BOOTSTRAP) as boot:
         for b, metrics in ((v1, {"accuracy": 0.962}), (v2, {"accuracy": 0.9735})):
-            r = admin.post("/api/v1/bundles/from-path", json={
-                "path": str(b), "metrics": metrics, "lineage": {"dataset_sha256": "9f2c" * 16}})
+            r = admin.post(
+                "/api/v1/bundles/from-path",
+                json={"path": str(b), "metrics": metrics, "lineage": {"dataset_sha256": "9f2c" * 16}},
+            )
             assert r.status_code == 201, r.text
-        r = admin.put(f"/api/v1/models/{MODEL}/aliases/stable", json={"version": "1.0.0", "reason": "first release"})
+        r = admin.put(
+            f"/api/v1/models/{MODEL}/aliases/stable", json={"version": "1.0.0", "reason": "first release"}
+        )
         assert r.status_code == 200, r.text
         tokens = {}
         for i in range(N_NODES):
@@ -92,9 +112,17 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console
         c = Console(server, svc, tokens, 0, shots, boot)
         for node in tokens:
             c.heartbeat(node)
-        r = admin.post("/api/v1/rollouts", json={
-            "model": MODEL, "version": "1.1.0", "steps": [10, 50, 100], "pause_s": 0, "apply_timeout_s": 3600,
-            "analysis": {"min_requests": 50}})
+        r = admin.post(
+            "/api/v1/rollouts",
+            json={
+                "model": MODEL,
+                "version": "1.1.0",
+                "steps": [10, 50, 100],
+                "pause_s": 0,
+                "apply_timeout_s": 3600,
+                "analysis": {"min_requests": 50},
+            },
+        )
         assert r.status_code == 201, r.text
         c.rollout_id = r.json()["id"]
         canary = svc.rollouts.get(c.rollout_id).targets
@@ -121,8 +149,14 @@ def browser() -> Iterator[object]:
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a driver
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1360,900", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1360,900",
+        "--force-device-scale-factor=1",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
     driver.set_page_load_timeout(30)

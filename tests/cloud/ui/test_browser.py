@@ -25,8 +25,9 @@ T = TypeVar("T")
 
 
 def wait(driver: WebDriver, cond: Any, timeout: float = 30.0) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(cond)
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(cond)
 
 
 def fresh(fn: Callable[[], T]) -> T:
@@ -82,7 +83,9 @@ def test_admin_runs_the_fleet_and_a_rollout(console: Console, browser: WebDriver
     box = d.find_element(By.ID, "filter-q")
     box.send_keys("plant-b")
     box.submit()
-    wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr[data-node]")) == N_NODES - 12)
+    wait(
+        d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr[data-node]")) == N_NODES - 12
+    )
     fresh(lambda: d.find_element(By.CSS_SELECTOR, 'tr[data-node="edge-15"] button').click())
     wait(d, lambda d: "edge-15 drained" in d.page_source)
     assert console.svc.fleet.get("edge-15").drained
@@ -107,8 +110,14 @@ def test_admin_runs_the_fleet_and_a_rollout(console: Console, browser: WebDriver
     assert text_of(d, "#verdict") == "pass"
     assert "p99_ms" in text_of(d, "#analysis-table")
     # Typing focuses the form: the poller leaves the region alone until it is submitted.
-    fresh(lambda: d.find_element(By.CSS_SELECTOR, "#action-pause").find_element(By.XPATH, "..").find_element(
-        By.NAME, "reason").send_keys("looking at the canaries"))
+    fresh(
+        lambda: (
+            d.find_element(By.CSS_SELECTOR, "#action-pause")
+            .find_element(By.XPATH, "..")
+            .find_element(By.NAME, "reason")
+            .send_keys("looking at the canaries")
+        )
+    )
     fresh(lambda: d.find_element(By.ID, "action-pause").click())
     wait(d, lambda d: text_of(d, "#rollout-state") == "paused")
     assert console.svc.rollouts.get(console.rollout_id).state == "paused"

@@ -44,8 +44,10 @@ def test_sign_in_cookie_is_http_only_and_strict(console: Console, web: httpx.Cli
     assert "httponly" in low and "samesite=strict" in low and "path=/ui" in low
     page = web.get("/ui/fleet")
     assert page.status_code == 200 and "edge-00" in page.text
-    assert page.headers["cache-control"] == "no-store" and "frame-ancestors 'none'" in page.headers[
-        "content-security-policy"]
+    assert (
+        page.headers["cache-control"] == "no-store"
+        and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    )
 
 
 def test_sign_in_refuses_bad_tokens_and_forged_forms(console: Console, web: httpx.Client) -> None:
@@ -71,8 +73,11 @@ def test_actions_need_csrf_same_origin_and_admin(console: Console, web: httpx.Cl
     assert console.svc.rollouts.get(rid).state == "progressing"
     r = web.post(f"/ui/rollouts/{rid}/explode", data={"csrf": csrf})
     assert r.status_code == 404
-    r = web.post(f"/ui/rollouts/{rid}/pause", data={"csrf": csrf, "reason": "checking"},
-                 headers={"Origin": console.url})
+    r = web.post(
+        f"/ui/rollouts/{rid}/pause",
+        data={"csrf": csrf, "reason": "checking"},
+        headers={"Origin": console.url},
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/ui/rollouts/{rid}"
     assert console.svc.rollouts.get(rid).state == "paused"
     page = web.get(f"/ui/rollouts/{rid}")
@@ -92,13 +97,22 @@ def test_actions_need_csrf_same_origin_and_admin(console: Console, web: httpx.Cl
 
 def test_viewer_reads_but_every_action_is_refused(console: Console, web: httpx.Client) -> None:
     csrf = sign_in(web, VIEWER)
-    for path in ("/ui/fleet", "/ui/nodes/edge-01", "/ui/models", "/ui/models/tiny", "/ui/rollouts",
-                 f"/ui/rollouts/{console.rollout_id}"):
+    for path in (
+        "/ui/fleet",
+        "/ui/nodes/edge-01",
+        "/ui/models",
+        "/ui/models/tiny",
+        "/ui/rollouts",
+        f"/ui/rollouts/{console.rollout_id}",
+    ):
         r = web.get(path)
         assert r.status_code == 200, path
         assert 'name="drained"' not in r.text and "action-pause" not in r.text, path
-    for path, data in ((f"/ui/rollouts/{console.rollout_id}/abort", {}), ("/ui/nodes/edge-01/drain", {"drained": "1"}),
-                       ("/ui/nodes/edge-01/labels", {"set": "a=b"})):
+    for path, data in (
+        (f"/ui/rollouts/{console.rollout_id}/abort", {}),
+        ("/ui/nodes/edge-01/drain", {"drained": "1"}),
+        ("/ui/nodes/edge-01/labels", {"set": "a=b"}),
+    ):
         r = web.post(path, data={"csrf": csrf, **data})
         assert r.status_code == 403 and "read-only" in r.text, path
     assert console.svc.rollouts.get(console.rollout_id).state == "progressing"
@@ -107,8 +121,11 @@ def test_viewer_reads_but_every_action_is_refused(console: Console, web: httpx.C
 
 def test_form_limits(console: Console, web: httpx.Client) -> None:
     csrf = sign_in(web, ADMIN)
-    r = web.post("/ui/nodes/edge-01/drain", content=b'{"csrf": "%s"}' % csrf.encode(),
-                 headers={"Content-Type": "application/json"})
+    r = web.post(
+        "/ui/nodes/edge-01/drain",
+        content=b'{"csrf": "%s"}' % csrf.encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 415
     r = web.post("/ui/nodes/edge-01/drain", data={"csrf": csrf, "pad": "x" * 9000})
     assert r.status_code == 413
@@ -139,7 +156,13 @@ def test_session_store_expires_and_bounds() -> None:
     now = [1000.0]
     store = SessionStore(ttl_s=60, max_sessions=2, clock=lambda: now[0])
     a = store.create(Role.ADMIN, "alice")
-    assert store.get(a.sid) is a and a.can_act and a.csrf_ok(a.csrf) and not a.csrf_ok("x") and not a.csrf_ok(None)
+    assert (
+        store.get(a.sid) is a
+        and a.can_act
+        and a.csrf_ok(a.csrf)
+        and not a.csrf_ok("x")
+        and not a.csrf_ok(None)
+    )
     b = store.create(Role.VIEWER, "v")
     assert not b.can_act
     c = store.create(Role.ADMIN, "carol")  # over the bound: the oldest goes
@@ -165,7 +188,11 @@ def test_fleet_pages_through_the_matching_nodes(console: Console, web: httpx.Cli
     assert 'id="page-next" ' not in first and 'href="/ui/fleet?page=2" id="page-next"' in first
     last = web.get("/ui/fleet", params={"page": 3}).text
     assert re.findall(r'<tr data-node="([^"]+)"', last) == [f"edge-{i:02d}" for i in range(16, 20)]
-    assert "page 3 / 3" in last and "page-next" not in last and 'data-poll="/ui/fleet?page=3&amp;partial=1"' in last
+    assert (
+        "page 3 / 3" in last
+        and "page-next" not in last
+        and 'data-poll="/ui/fleet?page=3&amp;partial=1"' in last
+    )
     # filters count over every node, not just one page; a page past the end shows the last one
     beyond = web.get("/ui/fleet", params={"selector": "site=plant-b", "page": 9}).text
     assert "1–8 of 8 matching" in beyond and 'id="count-total">8<' in beyond

@@ -24,7 +24,11 @@ def test_local_calculator_answer(tmp_path) -> None:
     r = ask(agent, "what is 15% of 240")
     assert r.source is Source.LOCAL_TOOL and r.route == "calculator" and "36" in r.answer
     call = step(r, "tool_call")
-    assert call["tool"] == "calculator" and call["args"] == {"expression": "15% * 240"} and call["result"]["value"] == 36
+    assert (
+        call["tool"] == "calculator"
+        and call["args"] == {"expression": "15% * 240"}
+        and call["result"]["value"] == 36
+    )
     assert step(r, "route")["router"] == "keyword"
     assert r.latency_ms > 0 and r.model_version == "hashing-encoder"
 
@@ -74,7 +78,11 @@ def test_device_control_refused_without_confirmation(tmp_path) -> None:
     assert agent.devices.status("OV-122")["setpoints"]["temperature"] == 190.0
     # never cached: asking again runs the tool again
     again = ask(agent, "set OV-122 to 190 °C", confirm=True)
-    assert again.source is Source.LOCAL_TOOL and "cache" not in kinds(again) and "cache_store" not in kinds(again)
+    assert (
+        again.source is Source.LOCAL_TOOL
+        and "cache" not in kinds(again)
+        and "cache_store" not in kinds(again)
+    )
 
 
 def test_semantic_cache_hits_only_same_signature(tmp_path) -> None:
@@ -112,8 +120,15 @@ def test_threshold_calibration_bounds_false_hits() -> None:
 
 def test_prompt_engine_bounds_size_and_picks_template() -> None:
     engine = PromptEngine.load(max_chars=400)
-    p = engine.build("kg_query", "Who maintains PR-111?", memory=["x" * 100] * 10, steps=[{"kind": "kg_link", "entity": "e"}])
-    assert p.template == "kg_query" and len(p.text) <= 400 and p.truncated and "Who maintains PR-111?" in p.text
+    p = engine.build(
+        "kg_query",
+        "Who maintains PR-111?",
+        memory=["x" * 100] * 10,
+        steps=[{"kind": "kg_link", "entity": "e"}],
+    )
+    assert (
+        p.template == "kg_query" and len(p.text) <= 400 and p.truncated and "Who maintains PR-111?" in p.text
+    )
     assert engine.build("kg_query", "and line 3?", followup=True).template == "kg_query.followup"
     assert engine.build("no_such_route", "hi").template == "default"
 
@@ -156,7 +171,11 @@ def test_feedback_confirms_the_path_and_raises_its_prior(tmp_path) -> None:
     ask(agent, q)
     before = agent.reasoner.prior("machine", ("maintained_by", "supervised_by"))
     out = agent.feedback(FeedbackRequest(text=q, correct=True))
-    assert out["confirmed"] and out["path"] == ["maintained_by", "supervised_by"] and out["start_type"] == "machine"
+    assert (
+        out["confirmed"]
+        and out["path"] == ["maintained_by", "supervised_by"]
+        and out["start_type"] == "machine"
+    )
     assert agent.reasoner.prior("machine", ("maintained_by", "supervised_by")) > before
     unknown = agent.feedback(FeedbackRequest(text="never asked", correct=True))
     assert unknown["confirmed"] is False
@@ -166,7 +185,9 @@ def test_heartbeat_rates(tmp_path) -> None:
     agent = make_agent(tmp_path, agent_cloud_url="")
     ask(agent, "what is 2 plus 2")
     ask(agent, "what is 2 plus 2")  # semantic cache
-    ask(agent, "What is the average temperature in Beijing in July?")  # climate is a cloud route: offline here
+    ask(
+        agent, "What is the average temperature in Beijing in July?"
+    )  # climate is a cloud route: offline here
     hb = agent.metrics.heartbeat_fields()
     assert hb["agent_requests"] == 3 and hb["fallback_rate"] == round(1 / 3, 4)
     assert hb["semantic_cache_hit_rate"] == round(1 / 3, 4)
@@ -177,7 +198,9 @@ def test_long_term_memory_answers_a_close_question(tmp_path) -> None:
 
     # the hashing encoder (no bundle) scores this pair at ~0.80; a sentence encoder would score it higher
     agent = make_agent(tmp_path, agent_memory_answer_threshold=0.75)
-    out = asyncio.run(agent.remember("forklift-charging", "Forklift charging station location: next to gate 4 of hall B."))
+    out = asyncio.run(
+        agent.remember("forklift-charging", "Forklift charging station location: next to gate 4 of hall B.")
+    )
     assert out["key"] == "kb:forklift-charging"
     r = ask(agent, "forklift charging station location?")
     assert r.source is Source.MEMORY and "gate 4" in r.answer

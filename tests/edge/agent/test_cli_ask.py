@@ -63,16 +63,40 @@ def test_cli_edge_agent_node_answers_acks_commands_and_reports_serving_fields(
     beats: list[dict[str, Any]] = []
     hub.on_heartbeat(lambda n, p: beats.append(p))
     port = free_port()
-    env = {**os.environ, "AUTOGLM_EDGE_PROVIDERS": '["cpu"]', "AUTOGLM_EDGE_ORT_INTRA_OP_THREADS": "1",
-           "AUTOGLM_DATA_DIR": str(tmp_path / "data"), "AUTOGLM_EDGE_MQTT_HOST": broker.host,
-           "AUTOGLM_EDGE_MQTT_PORT": str(broker.port), "AUTOGLM_EDGE_MQTT_HEARTBEAT_INTERVAL_S": "0.2"}
+    env = {
+        **os.environ,
+        "AUTOGLM_EDGE_PROVIDERS": '["cpu"]',
+        "AUTOGLM_EDGE_ORT_INTRA_OP_THREADS": "1",
+        "AUTOGLM_DATA_DIR": str(tmp_path / "data"),
+        "AUTOGLM_EDGE_MQTT_HOST": broker.host,
+        "AUTOGLM_EDGE_MQTT_PORT": str(broker.port),
+        "AUTOGLM_EDGE_MQTT_HEARTBEAT_INTERVAL_S": "0.2",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoglm", "edge", "agent", "--bundle", str(bundles.v1), "--host", "127.0.0.1",
-         "--port", str(port), "--cache-dir", str(tmp_path / "cache"), "--node-id", "edge-cli-agent"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "autoglm",
+            "edge",
+            "agent",
+            "--bundle",
+            str(bundles.v1),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--node-id",
+            "edge-cli-agent",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             try:
                 return httpx.get(url + "/v2/health/ready").status_code == 200
@@ -87,12 +111,16 @@ def test_cli_edge_agent_node_answers_acks_commands_and_reports_serving_fields(
         doc = json.loads(res.output)
         assert doc["answer"] == "37 °C = 98.6 °F" and "1.0.0" in doc["model_version"]
 
-        wait_until(lambda: any(b.get("agent_requests", 0) >= 1 for b in beats), 30, "a heartbeat with the ask")
+        wait_until(
+            lambda: any(b.get("agent_requests", 0) >= 1 for b in beats), 30, "a heartbeat with the ask"
+        )
         hb = next(b for b in beats if b.get("agent_requests", 0) >= 1)
         assert hb["model_version"] == "1.0.0" and hb["model_name"] == MODEL and hb["requests"] >= 1
         assert "fallback_rate" in hb and "latency_p99_ms" in hb
 
-        cid = hub.send_command("edge-cli-agent", {"type": "set_desired_version", "model": MODEL, "version": "1.0.0"})
+        cid = hub.send_command(
+            "edge-cli-agent", {"type": "set_desired_version", "model": MODEL, "version": "1.0.0"}
+        )
         ack = hub.wait_command_ack(cid, 30)
         assert ack is not None and ack.ok is True, ack
         assert ack.result["version"] == "1.0.0" and ack.result["detail"] == "already serving"
@@ -116,8 +144,9 @@ def test_node_with_the_agent_and_no_model_routes_by_keywords(tmp_path: Path) -> 
 
     serve = settings_for(tmp_path, node_id="edge-kw", http_host="127.0.0.1", http_port=free_port())
     agent = AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3")
-    node = EdgeNode.build(serve, control=ControlSettings(), with_sync=False, with_agent=True,
-                          agent_settings=agent).start()
+    node = EdgeNode.build(
+        serve, control=ControlSettings(), with_sync=False, with_agent=True, agent_settings=agent
+    ).start()
     try:
         r = httpx.post(f"{node.url}/v1/ask", json={"text": "what is 12 * 7"}, timeout=30)
         assert r.status_code == 200, r.text

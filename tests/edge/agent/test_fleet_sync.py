@@ -41,8 +41,11 @@ class _UnsureRouter(KeywordRouter):
 
 
 def test_cloud_answer_becomes_cache_hit_on_another_node_and_hard_examples_reach_the_cloud(
-    tmp_path: Path, cloud: LiveServer, mosquitto_broker: MosquittoBroker,
-    make_edge: Callable[..., EdgeSync], make_cloud: Callable[..., CloudSync],
+    tmp_path: Path,
+    cloud: LiveServer,
+    mosquitto_broker: MosquittoBroker,
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     sync_a = make_edge(mosquitto_broker, "node-a").start()
@@ -54,7 +57,11 @@ def test_cloud_answer_becomes_cache_hit_on_another_node_and_hard_examples_reach_
     first = ask(a, "What is the average temperature in Shanghai in July?")
     assert first.source is Source.CLOUD_TOOL and "29" in first.answer
     key = step(first, "cache_store")["key"]
-    wait_until(lambda: sync_b.store is not None and sync_b.store.get(key) is not None, 30, "cache entry synced to node-b")
+    wait_until(
+        lambda: sync_b.store is not None and sync_b.store.get(key) is not None,
+        30,
+        "cache entry synced to node-b",
+    )
 
     second = ask(b, "what is the average temperature in shanghai in july")
     assert second.source is Source.SEMANTIC_CACHE and second.answer == first.answer
@@ -62,8 +69,14 @@ def test_cloud_answer_becomes_cache_hit_on_another_node_and_hard_examples_reach_
     assert hit["origin"] == "node-a" and hit["similarity"] >= b.cache.threshold
     assert "cloud_call" not in [s["kind"] for s in second.steps]
 
-    unsure = make_agent(tmp_path, "node-a2", agent_cloud_url=cloud.url, agent_cloud_token=ADMIN, sync=sync_a,
-                        router=_UnsureRouter(EntityLinker(default_graph())))
+    unsure = make_agent(
+        tmp_path,
+        "node-a2",
+        agent_cloud_url=cloud.url,
+        agent_cloud_token=ADMIN,
+        sync=sync_a,
+        router=_UnsureRouter(EntityLinker(default_graph())),
+    )
     hard = ask(unsure, "how many psi is 2.5 bar")
     assert hard.source is Source.CLOUD_FALLBACK and "36.2594" in hard.answer
     hx = step(hard, "hard_example")
@@ -71,4 +84,6 @@ def test_cloud_answer_becomes_cache_hit_on_another_node_and_hard_examples_reach_
     wait_until(lambda: hub.repo.hard_example_count("node-a") == 1, 30, "hard example stored by the cloud")
     (ex,) = hub.repo.hard_examples("node-a")
     assert ex["id"] == hx["id"] and ex["text"] == "how many psi is 2.5 bar"
-    assert ex["edge_confidence"] == 0.25 and ex["final_route"] == "unit_convert" and ex["answer"] == hard.answer
+    assert (
+        ex["edge_confidence"] == 0.25 and ex["final_route"] == "unit_convert" and ex["answer"] == hard.answer
+    )

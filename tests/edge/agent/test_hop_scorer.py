@@ -55,13 +55,20 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
     bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
     embed = CachedEmbed(bundle_embedder(bundle_dir))
     items = train_items(seed=0, kg_per_pattern=4, route_per_template=2)
-    model, metrics = train_hop_scorer(embed, items=items, epochs=30, fusion=True, adaptive=True, answer_type=True)
+    model, metrics = train_hop_scorer(
+        embed, items=items, epochs=30, fusion=True, adaptive=True, answer_type=True
+    )
     assert metrics["train_states"] > metrics["train_questions"] > 0
     assert metrics["fusion"] and metrics["adaptive"]
-    assert metrics["train_state_accuracy"] > 0.8  # the character granularity separates the states of the tiny model
+    assert (
+        metrics["train_state_accuracy"] > 0.8
+    )  # the character granularity separates the states of the tiny model
     scope, threshold, scope_metrics = train_scope_head(embed, items=items, epochs=10)
     assert 0.5 <= threshold < 1.0 and scope_metrics["unsure_items"] > 0
-    heads = [export_hop_scorer(model, tmp_path / "out", metrics), export_scope_head(scope, threshold, tmp_path / "out")]
+    heads = [
+        export_hop_scorer(model, tmp_path / "out", metrics),
+        export_scope_head(scope, threshold, tmp_path / "out"),
+    ]
     attach_to_bundle(bundle_dir, heads)
     bundle = open_bundle(bundle_dir)  # verifies every listed file's sha256
     assert {"hop_scorer", "scope_head"} <= set(bundle.manifest.graphs)
@@ -75,9 +82,16 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
     c = torch.from_numpy(char_grams(q)[None, :])
     with torch.no_grad():
         ref = model(e, c, torch.tensor([0]), torch.tensor([STOP_INDEX]), torch.tensor([2]))[0].numpy()
-    got = scorer.session.run(["relation_logits"], {"question_embedding": e.numpy(), "char_grams": c.numpy(),
-                                                   "hop": np.array([0]), "prev_relation": np.array([STOP_INDEX]),
-                                                   "entity_type": np.array([2])})[0][0]
+    got = scorer.session.run(
+        ["relation_logits"],
+        {
+            "question_embedding": e.numpy(),
+            "char_grams": c.numpy(),
+            "hop": np.array([0]),
+            "prev_relation": np.array([STOP_INDEX]),
+            "entity_type": np.array([2]),
+        },
+    )[0][0]
     assert np.allclose(ref, got, atol=1e-4)
     gate = OnnxScopeHead.from_bundle(bundle_dir)
     with torch.no_grad():
@@ -88,12 +102,15 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
     cands = sorted(default_graph().relations_from("machine:PR-111"))
     p0 = scorer(start, cands)
     assert p0.shape == (len(cands) + 1,) and abs(p0.sum() - 1) < 1e-6 and p0[-1] < 1e-6  # no STOP at hop 0
-    p1 = scorer(HopState("Who maintains PR-111?", (14, 20), "machine", "person", ("maintained_by",)), ["has_role"])
+    p1 = scorer(
+        HopState("Who maintains PR-111?", (14, 20), "machine", "person", ("maintained_by",)), ["has_role"]
+    )
     assert abs(p1.sum() - 1) < 1e-6
 
     g = default_graph()
-    ans = PathReasoner(g, scorer=scorer).answer("Who is the supervisor of the technician who maintains PR-111?",
-                                                use_cache=False)
+    ans = PathReasoner(g, scorer=scorer).answer(
+        "Who is the supervisor of the technician who maintains PR-111?", use_cache=False
+    )
     assert ans.path and set(RELATION_NAMES) >= set(ans.path) and 0 < ans.path_probability <= 1
     assert g.follow("machine:PR-111", ans.path) == ans.answers
     assert all(STOP in s.candidates and np.isclose(sum(s.candidates.values()), 1.0) for s in ans.steps)
@@ -109,14 +126,18 @@ def test_train_export_attach_and_use(tmp_path: Path, bundles) -> None:  # type: 
 def test_scope_head_abstains_and_the_hard_example_records_it(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
     bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
     embed = CachedEmbed(bundle_embedder(bundle_dir))
-    scope, _, _ = train_scope_head(embed, items=train_items(seed=0, kg_per_pattern=2, route_per_template=1), epochs=5)
+    scope, _, _ = train_scope_head(
+        embed, items=train_items(seed=0, kg_per_pattern=2, route_per_template=1), epochs=5
+    )
     onnx_path, meta_path = export_scope_head(scope, 0.5, tmp_path / "out")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     queued: list[dict[str, object]] = []
 
     def agent_with(threshold: float, name: str):  # type: ignore[no-untyped-def]
         gate = OnnxScopeHead(onnx_path, {**meta, "threshold": threshold})
-        agent = make_agent(tmp_path, name, encoder=BundleRouteEncoder(bundle_dir), hard_examples=queued.append)
+        agent = make_agent(
+            tmp_path, name, encoder=BundleRouteEncoder(bundle_dir), hard_examples=queued.append
+        )
         agent.scope = gate
         return agent
 
@@ -124,10 +145,15 @@ def test_scope_head_abstains_and_the_hard_example_records_it(tmp_path: Path, bun
     # the abstention, and with the cloud out of reach the answer says it is unsure (not a tool answer)
     always = agent_with(0.0, "always")
     r = ask(always, "purple spreadsheet swims loudly")
-    assert always.metrics.registry.get_sample_value("autoglm_edge_agent_abstentions_total", {"node": "always"}) == 1
+    assert (
+        always.metrics.registry.get_sample_value("autoglm_edge_agent_abstentions_total", {"node": "always"})
+        == 1
+    )
     route = step(r, "route")
     assert route["abstained"] and route["hard_example"] and 0.0 <= route["p_unsure"] <= 1.0
-    assert queued and queued[-1]["abstained"] is True and abs(queued[-1]["p_unsure"] - route["p_unsure"]) < 1e-3  # type: ignore[operator]
+    assert (
+        queued and queued[-1]["abstained"] is True and abs(queued[-1]["p_unsure"] - route["p_unsure"]) < 1e-3
+    )  # type: ignore[operator]
     assert r.source.value == "offline" and r.data.get("unsure") is True
     # threshold above every probability: no abstention, the confident route answers locally
     n = len(queued)
@@ -154,8 +180,10 @@ def test_path_scorer_and_scope_gate_end_to_end(tmp_path: Path, bundles) -> None:
     keyword = KeywordRouter(EntityLinker(default_graph()))
     gate_model, threshold, gmetrics = train_scope_gate(embed, lambda t: keyword.route(t)[1], items=items)
     assert 0.5 <= threshold < 1.0 and gmetrics["bank"] > 0
-    heads = [export_path_scorer(model, tmp_path / "out", metrics, length_bias=1.0),
-             export_scope_gate(gate_model, threshold, tmp_path / "out", gmetrics)]
+    heads = [
+        export_path_scorer(model, tmp_path / "out", metrics, length_bias=1.0),
+        export_scope_gate(gate_model, threshold, tmp_path / "out", gmetrics),
+    ]
     attach_to_bundle(bundle_dir, heads)
     bundle = open_bundle(bundle_dir)
     assert "window_embeddings" in bundle.manifest.graphs["hop_scorer"].signature.input_names()
@@ -177,10 +205,14 @@ def test_path_scorer_and_scope_gate_end_to_end(tmp_path: Path, bundles) -> None:
     p0 = scorer(HopState("Who maintains PR-111?", (14, 20), "machine", "machine", ()), cands)
     assert p0.shape == (len(cands) + 1,) and abs(p0.sum() - 1) < 1e-6 and p0[-1] > 0
     probs = scorer.path_probabilities("Who maintains machine?", "machine")
-    assert set(probs) == {p for t, p in all_schema_paths() if t == "machine"} and abs(sum(probs.values()) - 1) < 1e-6
+    assert (
+        set(probs) == {p for t, p in all_schema_paths() if t == "machine"}
+        and abs(sum(probs.values()) - 1) < 1e-6
+    )
     g = default_graph()
-    ans = PathReasoner(g, scorer=scorer).answer("Who is the supervisor of the technician who maintains PR-111?",
-                                                use_cache=False)
+    ans = PathReasoner(g, scorer=scorer).answer(
+        "Who is the supervisor of the technician who maintains PR-111?", use_cache=False
+    )
     assert g.follow("machine:PR-111", ans.path) == ans.answers and 0 < ans.path_probability <= 1
 
     # the agent takes both from the bundle; the gate reads the keyword router's confidence
@@ -188,12 +220,19 @@ def test_path_scorer_and_scope_gate_end_to_end(tmp_path: Path, bundles) -> None:
     assert type(agent.reasoner.scorer).__name__ == "OnnxPathScorer" and agent.scope is not None
     e0 = np.asarray(embed(["asdkj qwpeo zmxn"]), dtype=np.float32)[0]
     with torch.no_grad():
-        p_ref = float(torch.sigmoid(gate_model(torch.from_numpy(e0[None, :]),
-                                               torch.tensor([keyword.route("asdkj qwpeo zmxn")[1]])))[0])
+        p_ref = float(
+            torch.sigmoid(
+                gate_model(
+                    torch.from_numpy(e0[None, :]), torch.tensor([keyword.route("asdkj qwpeo zmxn")[1]])
+                )
+            )[0]
+        )
     assert abs(agent.scope.p_unsure(e0, "asdkj qwpeo zmxn") - p_ref) < 1e-4
 
 
-def test_a_bundle_whose_head_metadata_is_missing_falls_back_to_the_lexical_scorer(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
+def test_a_bundle_whose_head_metadata_is_missing_falls_back_to_the_lexical_scorer(
+    tmp_path: Path, bundles
+) -> None:  # type: ignore[no-untyped-def]
     import pytest
     import yaml
 
@@ -203,11 +242,15 @@ def test_a_bundle_whose_head_metadata_is_missing_falls_back_to_the_lexical_score
     # an adapter-only update lists its parent's graphs (from_parent) but not the heads' JSON files
     bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
     embed = CachedEmbed(bundle_embedder(bundle_dir))
-    model, metrics = train_hop_scorer(embed, items=train_items(seed=0, kg_per_pattern=1, route_per_template=1), epochs=1)
+    model, metrics = train_hop_scorer(
+        embed, items=train_items(seed=0, kg_per_pattern=1, route_per_template=1), epochs=1
+    )
     attach_to_bundle(bundle_dir, [export_hop_scorer(model, tmp_path / "out", metrics)])
     doc = yaml.safe_load((bundle_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
     del doc["files"]["hop_scorer.json"]
-    (bundle_dir / MANIFEST_FILE).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (bundle_dir / MANIFEST_FILE).write_text(
+        yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     (bundle_dir / "hop_scorer.json").unlink()
     agent = make_agent(tmp_path, bundle_dir=bundle_dir)  # auto: falls back, says so in the log
     assert type(agent.reasoner.scorer).__name__ == "LexicalHopScorer"

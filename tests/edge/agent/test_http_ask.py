@@ -20,12 +20,20 @@ from edge.settings import ServeSettings
 
 
 def test_ask_over_http_with_the_bundle_router(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
-    settings = ServeSettings(bundle_dir=bundles.v1, ort_intra_op_threads=1, serve_warmup_batches=1,
-                             model_cache_dir=tmp_path / "mc", providers=["cpu"])
+    settings = ServeSettings(
+        bundle_dir=bundles.v1,
+        ort_intra_op_threads=1,
+        serve_warmup_batches=1,
+        model_cache_dir=tmp_path / "mc",
+        providers=["cpu"],
+    )
     service = InferenceService.from_settings(settings)
     app = create_app(service, settings)
-    agent = build_agent(AgentSettings(agent_memory_db=tmp_path / "m.sqlite3", agent_confidence_threshold=0.0),
-                        service=service, node_id="node-h")
+    agent = build_agent(
+        AgentSettings(agent_memory_db=tmp_path / "m.sqlite3", agent_confidence_threshold=0.0),
+        service=service,
+        node_id="node-h",
+    )
     app.include_router(make_router(agent))
     server = BackgroundServer(app).start()
     try:
@@ -39,7 +47,15 @@ def test_ask_over_http_with_the_bundle_router(tmp_path: Path, bundles) -> None: 
             r = c.post("/v1/ask", json={"text": "what is 15% of 240", "session_id": "s", "priority": 1})
             assert r.status_code == 200, r.text
             doc = r.json()
-            assert set(doc) >= {"answer", "route", "confidence", "source", "steps", "model_version", "latency_ms"}
+            assert set(doc) >= {
+                "answer",
+                "route",
+                "confidence",
+                "source",
+                "steps",
+                "model_version",
+                "latency_ms",
+            }
             assert doc["model_version"].startswith("autoglm-router:1.0.0")
             route_step = doc["steps"][0]
             assert route_step["kind"] == "route" and route_step["router"] == "model"
@@ -53,7 +69,10 @@ def test_ask_over_http_with_the_bundle_router(tmp_path: Path, bundles) -> None: 
             assert status["node_id"] == "node-h" and sum(status["sources"].values()) == 1
             assert status["agent_requests"] == 1 and 0.0 <= status["fallback_rate"] <= 1.0
             metrics = c.get("/metrics").text  # the agent's metrics share the serving registry
-            assert f'autoglm_edge_agent_requests_total{{node="node-h",route="{doc["route"]}",source="{doc["source"]}"}} 1.0' in metrics
+            assert (
+                f'autoglm_edge_agent_requests_total{{node="node-h",route="{doc["route"]}",'
+                f'source="{doc["source"]}"}} 1.0' in metrics
+            )
             assert "autoglm_edge_agent_request_seconds_bucket" in metrics
     finally:
         server.stop()

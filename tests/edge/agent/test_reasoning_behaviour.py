@@ -27,8 +27,15 @@ class UnsureRouter(KeywordRouter):
 
 
 def _dead_cloud(tmp_path: Path, name: str = "node", **kw):  # type: ignore[no-untyped-def]
-    return make_agent(tmp_path, name, agent_cloud_url=f"http://127.0.0.1:{free_port()}", agent_cloud_retries=0,
-                      agent_breaker_failures=1, agent_breaker_reset_s=60.0, **kw)
+    return make_agent(
+        tmp_path,
+        name,
+        agent_cloud_url=f"http://127.0.0.1:{free_port()}",
+        agent_cloud_retries=0,
+        agent_breaker_failures=1,
+        agent_breaker_reset_s=60.0,
+        **kw,
+    )
 
 
 def test_graph_question_without_cue_words_is_never_offline(tmp_path: Path) -> None:
@@ -50,8 +57,10 @@ def test_graph_question_without_cue_words_is_never_offline(tmp_path: Path) -> No
     assert step(again, "cache")["hit"] is False and again.source is Source.KNOWLEDGE_GRAPH
     reg = agent.metrics.registry
     assert reg.get_sample_value("autoglm_edge_agent_kg_unsure_total", {"node": "node"}) == 3
-    path_answers = sum(reg.get_sample_value("autoglm_edge_agent_kg_path_cache_total", {"node": "node", "outcome": o}) or 0
-                       for o in ("hit", "miss"))
+    path_answers = sum(
+        reg.get_sample_value("autoglm_edge_agent_kg_path_cache_total", {"node": "node", "outcome": o}) or 0
+        for o in ("hit", "miss")
+    )
     assert path_answers == 3
 
 
@@ -64,11 +73,18 @@ def test_confident_graph_answer_has_a_path_probability(tmp_path: Path) -> None:
 
 def test_equipment_code_digits_are_not_quantities(tmp_path: Path) -> None:
     linker = EntityLinker(default_graph())
-    assert mask_codes("How often is CV-314 serviced, in days?", linker) == "How often is device serviced, in days?"
+    assert (
+        mask_codes("How often is CV-314 serviced, in days?", linker)
+        == "How often is device serviced, in days?"
+    )
     assert mask_codes("convert 5 km to miles", linker) == "convert 5 km to miles"
     router = KeywordRouter(linker)
     # unmasked, "PR 142 days in days" parses as a (meaningless) conversion 142 d → d
-    for text in ("PR 142 days in days", "Who looked after CV-314 in the last 30 days?", "CV-314 every how many days?"):
+    for text in (
+        "PR 142 days in days",
+        "Who looked after CV-314 in the last 30 days?",
+        "CV-314 every how many days?",
+    ):
         assert router.route(text)[0] not in ("unit_convert", "calculator"), text
     assert router.route("convert 142 days to hours")[0] == "unit_convert"
     agent = _dead_cloud(tmp_path)

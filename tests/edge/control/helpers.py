@@ -32,7 +32,6 @@ def make_broken_bundle(src: Path, dst: Path, version: str) -> Path:
     return dst
 
 
-
 def make_overlong_bundle(src: Path, dst: Path, version: str, max_length: int = 512) -> Path:
     """A copy of ``src`` as ``version`` whose manifest tokenizer allows more tokens than the
     encoder has positions (a mis-exported bundle): it verifies, loads and warms up (short
@@ -40,8 +39,9 @@ def make_overlong_bundle(src: Path, dst: Path, version: str, max_length: int = 5
     shutil.copytree(src, dst)
     man = Manifest.from_yaml((dst / "manifest.yaml").read_bytes())
     tok = man.tokenizer.model_copy(update={"max_length": max_length})
-    (dst / "manifest.yaml").write_text(man.model_copy(update={"version": version, "tokenizer": tok}).to_yaml(),
-                                       encoding="utf-8")
+    (dst / "manifest.yaml").write_text(
+        man.model_copy(update={"version": version, "tokenizer": tok}).to_yaml(), encoding="utf-8"
+    )
     (dst / "manifest.sig").unlink(missing_ok=True)
     return dst
 
@@ -56,8 +56,11 @@ class Cloud:
         return self.server.url
 
     def node_token(self, node_id: str, labels: dict[str, str] | None = None) -> str:
-        r = httpx.post(f"{self.url}/api/v1/nodes/register", json={"node_id": node_id, "labels": labels or {}},
-                       headers={"Authorization": f"Bearer {BOOTSTRAP}"})
+        r = httpx.post(
+            f"{self.url}/api/v1/nodes/register",
+            json={"node_id": node_id, "labels": labels or {}},
+            headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+        )
         assert r.status_code == 201, r.text
         return str(r.json()["token"])
 

@@ -15,12 +15,21 @@ from tests.edge.conftest import Bundles, settings_for, wait_ready
 from tests.edge.control.helpers import Cloud
 
 
-def test_agent_uses_the_nodes_cloud_url_and_registered_token(cloud: Cloud, bundles: Bundles, tmp_path: Path) -> None:
-    serve = settings_for(tmp_path, node_id="edge-agent-reuse", http_host="127.0.0.1", http_port=free_port(),
-                         bundle_dir=bundles.v1)
+def test_agent_uses_the_nodes_cloud_url_and_registered_token(
+    cloud: Cloud, bundles: Bundles, tmp_path: Path
+) -> None:
+    serve = settings_for(
+        tmp_path,
+        node_id="edge-agent-reuse",
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        bundle_dir=bundles.v1,
+    )
     control = ControlSettings(control_cloud_url=cloud.url, control_bootstrap_token=BOOTSTRAP)
     agent = AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3")  # no agent_cloud_url / token
-    node = EdgeNode.build(serve, control=control, with_sync=False, with_agent=True, agent_settings=agent).start()
+    node = EdgeNode.build(
+        serve, control=control, with_sync=False, with_agent=True, agent_settings=agent
+    ).start()
     try:
         wait_ready(node.url)
         client = node.agent.cloud
@@ -33,12 +42,24 @@ def test_agent_uses_the_nodes_cloud_url_and_registered_token(cloud: Cloud, bundl
 
 
 def test_the_agents_own_settings_override_the_nodes(cloud: Cloud, bundles: Bundles, tmp_path: Path) -> None:
-    serve = settings_for(tmp_path, node_id="edge-agent-own", http_host="127.0.0.1", http_port=free_port(),
-                         bundle_dir=bundles.v1)
-    control = ControlSettings(control_cloud_url=cloud.url, control_node_token=cloud.node_token("edge-agent-own"))
-    agent = AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3", agent_cloud_url="http://127.0.0.1:9",
-                          agent_cloud_token="agent-token")
-    node = EdgeNode.build(serve, control=control, with_sync=False, with_agent=True, agent_settings=agent).start()
+    serve = settings_for(
+        tmp_path,
+        node_id="edge-agent-own",
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        bundle_dir=bundles.v1,
+    )
+    control = ControlSettings(
+        control_cloud_url=cloud.url, control_node_token=cloud.node_token("edge-agent-own")
+    )
+    agent = AgentSettings(
+        agent_memory_db=tmp_path / "memory.sqlite3",
+        agent_cloud_url="http://127.0.0.1:9",
+        agent_cloud_token="agent-token",
+    )
+    node = EdgeNode.build(
+        serve, control=control, with_sync=False, with_agent=True, agent_settings=agent
+    ).start()
     try:
         wait_ready(node.url)
         assert node.agent.cloud.base_url == "http://127.0.0.1:9"

@@ -42,8 +42,13 @@ class GatedDownloader(RegistryDownloader):
 
 def _command(cloud: Cloud, version: str) -> dict[str, Any]:
     base = f"/api/v1/models/{MODEL}/versions/{version}"
-    return {"type": "set_desired_version", "model": MODEL, "version": version,
-            "manifest_sha256": cloud.manifest_sha(version), "manifest_url": f"{base}/manifest"}
+    return {
+        "type": "set_desired_version",
+        "model": MODEL,
+        "version": version,
+        "manifest_sha256": cloud.manifest_sha(version),
+        "manifest_url": f"{base}/manifest",
+    }
 
 
 def _duplicates() -> float:
@@ -60,13 +65,19 @@ def test_slow_apply_does_not_block_sync_and_duplicates_apply_once(
     beats: list[dict[str, Any]] = []
     hub.on_command_ack(lambda n, ack: acks.append(ack))
     hub.on_heartbeat(lambda n, p: beats.append(p))
-    serve = settings_for(tmp_path, node_id="edge-slow", http_host="127.0.0.1", http_port=free_port(),
-                         bundle_dir=bundles.v1)
+    serve = settings_for(
+        tmp_path, node_id="edge-slow", http_host="127.0.0.1", http_port=free_port(), bundle_dir=bundles.v1
+    )
     dl = GatedDownloader.connect(cloud.url, cloud.node_token("edge-slow"), ModelCache(serve.model_cache_dir))
     assert isinstance(dl, GatedDownloader)
     dl.gate, dl.fetches = threading.Event(), []
-    sync = SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_outbox_path=tmp_path / "outbox.sqlite3",
-                        mqtt_heartbeat_interval_s=0.1, mqtt_reconnect_min_s=0.05)
+    sync = SyncSettings(
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_outbox_path=tmp_path / "outbox.sqlite3",
+        mqtt_heartbeat_interval_s=0.1,
+        mqtt_reconnect_min_s=0.05,
+    )
     node = EdgeNode.build(serve, sync, ControlSettings(), downloader=dl).start()
     try:
         wait_ready(node.url)

@@ -20,7 +20,9 @@ from tests.edge.control.helpers import Cloud
 
 
 def _dl(cloud: Cloud, tmp_path: Path, node: str = "edge-dl") -> RegistryDownloader:
-    return RegistryDownloader.connect(cloud.url, cloud.node_token(node), ModelCache(tmp_path / "cache"), retries=1)
+    return RegistryDownloader.connect(
+        cloud.url, cloud.node_token(node), ModelCache(tmp_path / "cache"), retries=1
+    )
 
 
 def test_full_version_lands_verified_and_content_addressed(cloud: Cloud, tmp_path: Path) -> None:
@@ -39,7 +41,9 @@ def test_full_version_lands_verified_and_content_addressed(cloud: Cloud, tmp_pat
     dl.close()
 
 
-def test_adapter_update_fetches_parent_and_only_new_files(cloud: Cloud, tmp_path: Path, bundles: Bundles) -> None:
+def test_adapter_update_fetches_parent_and_only_new_files(
+    cloud: Cloud, tmp_path: Path, bundles: Bundles
+) -> None:
     dl = _dl(cloud, tmp_path)
     vdir = dl.fetch_version(MODEL, "1.1.0", cloud.manifest_sha("1.1.0"))
     parent = dl.cache.find(cloud.manifest_sha("1.0.0"))
@@ -52,8 +56,12 @@ def test_adapter_update_fetches_parent_and_only_new_files(cloud: Cloud, tmp_path
     dl2.fetch_version(MODEL, "1.1.0")
     own = Manifest.from_yaml((bundles.update / "manifest.yaml").read_bytes()).files
     parent_files = Manifest.from_yaml((bundles.v1 / "manifest.yaml").read_bytes()).files
-    assert dl2.last.files_fetched == len([f for f in own.values() if f.sha256 not in {p.sha256 for p in parent_files.values()}])
-    assert dl2.last.bytes_fetched == sum(f.size for f in own.values() if f.sha256 not in {p.sha256 for p in parent_files.values()})
+    assert dl2.last.files_fetched == len(
+        [f for f in own.values() if f.sha256 not in {p.sha256 for p in parent_files.values()}]
+    )
+    assert dl2.last.bytes_fetched == sum(
+        f.size for f in own.values() if f.sha256 not in {p.sha256 for p in parent_files.values()}
+    )
     dl.close()
     dl2.close()
 
@@ -63,7 +71,9 @@ def test_partial_download_resumes_with_range(cloud: Cloud, tmp_path: Path, bundl
     man = Manifest.from_yaml((bundles.v2 / "manifest.yaml").read_bytes())
     name, entry = max(man.files.items(), key=lambda kv: kv[1].size)  # the encoder graph
     half = entry.size // 2
-    dl.cache.partial(entry.sha256).write_bytes((bundles.v2 / name).read_bytes()[:half])  # an interrupted download
+    dl.cache.partial(entry.sha256).write_bytes(
+        (bundles.v2 / name).read_bytes()[:half]
+    )  # an interrupted download
     vdir = dl.fetch_version(MODEL, "2.0.0")
     assert dl.last.bytes_resumed_from == half
     total = sum(e.size for e in man.files.values())
@@ -134,8 +144,12 @@ class _FlakyTransport(httpx.HTTPTransport):
             if not self.cut_done:
                 self.cut_done = True
                 assert isinstance(resp.stream, httpx.SyncByteStream)
-                return httpx.Response(resp.status_code, headers=resp.headers,
-                                      stream=_CutStream(resp.stream, self.cut), request=request)
+                return httpx.Response(
+                    resp.status_code,
+                    headers=resp.headers,
+                    stream=_CutStream(resp.stream, self.cut),
+                    request=request,
+                )
         return resp
 
 
@@ -146,8 +160,11 @@ def test_connection_cut_mid_file_is_retried_from_where_it_stopped(
     name, entry = max(man.files.items(), key=lambda kv: kv[1].size)
     cut = entry.size // 3
     transport = _FlakyTransport(name, cut)
-    client = httpx.Client(base_url=cloud.url, headers={"Authorization": f"Bearer {cloud.node_token('edge-cut')}"},
-                          transport=transport)
+    client = httpx.Client(
+        base_url=cloud.url,
+        headers={"Authorization": f"Bearer {cloud.node_token('edge-cut')}"},
+        transport=transport,
+    )
     dl = RegistryDownloader(client, ModelCache(tmp_path / "cache"), retries=2)
     vdir = dl.fetch_version(MODEL, "2.0.0")
     assert transport.ranges == [None, f"bytes={cut}-"]  # the retry asked only for the rest

@@ -29,12 +29,20 @@ def test_twin_desired_version_is_applied(cloud: Cloud, bundles: Bundles, tmp_pat
     broker = MosquittoBroker(tmp_path / "broker").start()
     watcher = RawClient(broker, "eventbus-watch")
     watcher.subscribe(twin_update_topic("factory", "press-7"))
-    serve = settings_for(tmp_path, node_id="edge-twin", http_host="127.0.0.1", http_port=free_port(),
-                         bundle_dir=bundles.v1)
-    sync = SyncSettings(mqtt_host=broker.host, mqtt_port=broker.port, mqtt_outbox_path=tmp_path / "outbox.sqlite3",
-                        mqtt_heartbeat_interval_s=0.2, mqtt_kubeedge_enabled=True, mqtt_kubeedge_host=broker.host,
-                        mqtt_kubeedge_port=broker.port, mqtt_kubeedge_namespace="factory",
-                        mqtt_kubeedge_device="press-7")
+    serve = settings_for(
+        tmp_path, node_id="edge-twin", http_host="127.0.0.1", http_port=free_port(), bundle_dir=bundles.v1
+    )
+    sync = SyncSettings(
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_outbox_path=tmp_path / "outbox.sqlite3",
+        mqtt_heartbeat_interval_s=0.2,
+        mqtt_kubeedge_enabled=True,
+        mqtt_kubeedge_host=broker.host,
+        mqtt_kubeedge_port=broker.port,
+        mqtt_kubeedge_namespace="factory",
+        mqtt_kubeedge_device="press-7",
+    )
     control = ControlSettings(control_cloud_url=cloud.url, control_node_token=cloud.node_token("edge-twin"))
     node = EdgeNode.build(serve, sync, control).start()
     try:
@@ -47,11 +55,18 @@ def test_twin_desired_version_is_applied(cloud: Cloud, bundles: Bundles, tmp_pat
             return str(httpx.get(f"{node.url}/v2/models/{MODEL}").json()["versions"][0])
 
         wait_until(lambda: serving() == "1.1.0", 30, "the twin's desired version to serve")
-        assert node.control.applied[-1] == {"model": MODEL, "version": "1.1.0", "ok": True, "detail": "applied"}
+        assert node.control.applied[-1] == {
+            "model": MODEL,
+            "version": "1.1.0",
+            "ok": True,
+            "detail": "applied",
+        }
 
         def reported() -> bool:  # the twin's actual value follows
-            return any(json.loads(p)["twin"].get("model_version", {}).get("actual", {}).get("value") == "1.1.0"
-                       for _, p in list(watcher.messages))
+            return any(
+                json.loads(p)["twin"].get("model_version", {}).get("actual", {}).get("value") == "1.1.0"
+                for _, p in list(watcher.messages)
+            )
 
         wait_until(reported, 10, "twin actual model_version 1.1.0")
     finally:
@@ -64,9 +79,27 @@ def test_cli_edge_run_serves_a_bundle(bundles: Bundles, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "AUTOGLM_EDGE_PROVIDERS": '["cpu"]', "AUTOGLM_EDGE_ORT_INTRA_OP_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoglm", "edge", "run", "--bundle", str(bundles.v1), "--host", "127.0.0.1",
-         "--port", str(port), "--no-sync", "--cache-dir", str(tmp_path / "cache"), "--node-id", "edge-cli"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "autoglm",
+            "edge",
+            "run",
+            "--bundle",
+            str(bundles.v1),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-sync",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--node-id",
+            "edge-cli",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -93,11 +126,13 @@ def test_cli_edge_run_serves_a_bundle(bundles: Bundles, tmp_path: Path) -> None:
 def test_node_with_agent_answers_and_reports_agent_heartbeat_fields(bundles: Bundles, tmp_path: Path) -> None:
     from edge.agent.settings import AgentSettings
 
-    serve = settings_for(tmp_path, node_id="edge-agent", http_host="127.0.0.1", http_port=free_port(),
-                         bundle_dir=bundles.v1)
+    serve = settings_for(
+        tmp_path, node_id="edge-agent", http_host="127.0.0.1", http_port=free_port(), bundle_dir=bundles.v1
+    )
     agent = AgentSettings(agent_memory_db=tmp_path / "memory.sqlite3", agent_cloud_url="http://127.0.0.1:9")
-    node = EdgeNode.build(serve, control=ControlSettings(), with_sync=False, with_agent=True,
-                          agent_settings=agent).start()
+    node = EdgeNode.build(
+        serve, control=ControlSettings(), with_sync=False, with_agent=True, agent_settings=agent
+    ).start()
     try:
         wait_ready(node.url)
         r = httpx.post(f"{node.url}/v1/ask", json={"text": "what is 12 * 7"}, timeout=30)
