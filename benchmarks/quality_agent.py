@@ -422,7 +422,10 @@ def main() -> int:
         acc = record["route_bundle"]["accuracy"]
         rows.append(
             HeadlineRow(
-                what="Route accuracy, held-out test split (EN / ZH), bundle router head",
+                what="Route accuracy, held-out test templates (EN / ZH), one bundle's router head, "
+                f"n = {sum(record['route_bundle']['n'].values())}"
+                + (" (--quick subset)" if record.get("quick") else "")
+                + "; the seed spread of training is the `training` row",
                 baseline=f"keyword router {kw.get('en', 0) * 100:.1f} / {kw.get('zh', 0) * 100:.1f} %",
                 result=f"{acc.get('en', 0) * 100:.1f} / {acc.get('zh', 0) * 100:.1f} %",
                 target="≥ 95 %",
@@ -433,12 +436,14 @@ def main() -> int:
     hops = [g.get(f"{h}hop", 0.0) for h in (1, 2, 3)]
     rows.append(
         HeadlineRow(
-            what="Graph questions hits@1, unseen phrasings, 1 / 2 / 3 hops"
-            + (" (learned hop scorer)" if "graph_learned" in record else " (lexical hop scorer)"),
+            what="Graph questions hits@1, the question generator's held-out templates, 1 / 2 / 3 hops"
+            + (" (learned hop scorer)" if "graph_learned" in record else " (lexical hop scorer)")
+            + ": NOT blind, the cue lexicon was written while reading them; the blind numbers are the "
+            "`reasoning` rows (frozen paraphrase families)",
             baseline="—",
             result=" / ".join(f"{h * 100:.1f} %" for h in hops),
-            target="≥ 95 / 90 / 80 %",
-            met=hops[0] >= 0.95 and hops[1] >= 0.90 and hops[2] >= 0.80,
+            target="— (no target: not an unseen-phrasing measure)",
+            met=None,
         )
     )
     if "reasoning" in record:
