@@ -23,11 +23,26 @@ USAGE = 2
 FAILURE = 1
 
 
+PIPED_RULE_WIDTH = 100
+
+
+class PipedConsole(Console):
+    """Console for a pipe or file: tables and lines are never wrapped or truncated (a huge width),
+    but a rule (a section divider) is drawn ``PIPED_RULE_WIDTH`` wide instead of that width."""
+
+    def rule(
+        self, title: Any = "", *, characters: str = "─", style: Any = "rule.line", align: Any = "center"
+    ) -> None:
+        from rich.rule import Rule
+
+        self.print(Rule(title=title, characters=characters, style=style, align=align), width=PIPED_RULE_WIDTH)
+
+
 def _console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
         return Console(stderr=stderr)
-    return Console(stderr=stderr, width=100_000, soft_wrap=True)  # piped: never wrap or truncate
+    return PipedConsole(stderr=stderr, width=100_000, soft_wrap=True)  # piped: never wrap or truncate
 
 
 console = _console()

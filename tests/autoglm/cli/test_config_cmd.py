@@ -68,3 +68,17 @@ def test_masking_hides_secrets_only() -> None:
     assert masked("serve_bucket_overhead_tokens", 32) == 32  # a count, not a secret
     assert masked("mqtt_tls_key_file", "/etc/k.pem") == "/etc/k.pem"  # a path
     assert masked("http_admin_token", "") == ""  # unset stays visibly unset
+
+
+def test_piped_output_never_truncates_but_rules_stay_short() -> None:
+    import io
+
+    from autoglm.cli.common import PIPED_RULE_WIDTH, PipedConsole
+
+    out = io.StringIO()
+    c = PipedConsole(file=out, width=100_000, soft_wrap=True)
+    c.rule("Stage 1")
+    c.print("x" * 500)
+    first, second = out.getvalue().splitlines()
+    assert "Stage 1" in first and len(first) == PIPED_RULE_WIDTH
+    assert second == "x" * 500
