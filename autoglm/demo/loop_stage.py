@@ -70,6 +70,10 @@ DEMO_LOOP: dict[str, Any] = {
 }
 
 
+# Outcomes where the loop refused the new version by its own rules (shown, not a demo failure).
+SAFETY_OUTCOMES = ("rejected_by_policy", "guard_failed", "aborted")
+
+
 @dataclass
 class LoopResult:
     queued: list[str] = field(default_factory=list)
@@ -213,6 +217,16 @@ def run_stage_loop(
                 f"{m['after']['frozen_accuracy']:.4f}; {m['steps']} steps in {m['train_wall_s']:.1f}s",
                 highlight=False,
             )
+        if res.outcome in SAFETY_OUTCOMES:
+            # The loop's own safety at work, not a demo failure: the offline policy, the export guard or
+            # the canary refused the new adapters, so nothing reached the fleet (or it was rolled back).
+            console.print(
+                f"[yellow]job {jid}: {res.outcome}[/] — {res.error}; the fleet keeps serving what it served. "
+                "With labels auto-approved from the cloud's suggestions (demo policy), a wrong one can "
+                "cost accuracy on the frozen set, and the policy stops it here.",
+                highlight=False,
+            )
+            return res
         if res.outcome != "promoted":
             msg = f"job {jid} ended {res.job_state} ({res.outcome}): {res.error}"
             if not allow_degraded:
