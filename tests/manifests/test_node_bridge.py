@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.manifests.kube import KUBEEDGE, ROOT
+from tests.support.certs import make_ca_and_server_cert
 from tests.support.mosquitto import free_port, mosquitto_binary, write_password_file
 from tests.support.wait import wait_for
 
@@ -67,70 +67,6 @@ class Broker:
     def log(self) -> str:
         log = self.conf.with_suffix(".log")
         return log.read_text(errors="replace") if log.exists() else ""
-
-
-def _openssl_ca_and_server(d: Path) -> tuple[Path, Path, Path]:
-    exe = shutil.which("openssl")
-    if exe is None:
-        pytest.skip("openssl not installed")
-
-    def run(*args: str) -> None:
-        subprocess.run([exe, *args], check=True, capture_output=True, timeout=60)
-
-    ca_key, ca, key, csr, crt = (
-        d / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
-    )
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=autoglm-test-ca",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-    )
-    run(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    ext = d / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(crt),
-    )
-    return ca, crt, key
 
 
 def _root_line() -> str:
@@ -224,7 +160,7 @@ class Client:
 
 @pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[tuple[Broker, Broker, Path]]:
-    ca, crt, key = _openssl_ca_and_server(tmp_path)
+    ca, crt, key = make_ca_and_server_cert(tmp_path)
     tls_port, local_port, node_port = free_port(), free_port(), free_port()
     (tmp_path / "cloud").mkdir()
     (tmp_path / "node").mkdir()

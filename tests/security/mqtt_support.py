@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -19,12 +18,12 @@ from typing import Any
 import lz4.block
 import paho.mqtt.client as mqtt
 import psutil
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.certs import make_ca_and_server_cert
 from tests.support.mosquitto import MosquittoBroker, free_port
 from tests.sync.conftest import wait_until
 
@@ -34,42 +33,13 @@ SHIPPED_ACL = ROOT / "config" / "mosquitto" / "acl"
 
 
 # -- the shipped broker ---------------------------------------------------------------------------
-def _make_certs(d: Path) -> None:
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
-
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    run("req", "-x509", *ec, "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt")
-    run("req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.crt",
-    )
-
-
 def shipped_broker(tmp_path: Path, passwords: dict[str, str], acl: str | None = None) -> MosquittoBroker:
     """config/mosquitto/mosquitto.conf as shipped, only ports and file paths rewritten; ``acl``
     defaults to the shipped config/mosquitto/acl. Clients use the loopback plain listener
     (``broker.port``); the TLS listener runs too (same global settings)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
     certs = tmp_path / "certs"
     certs.mkdir(exist_ok=True)
-    _make_certs(certs)
+    make_ca_and_server_cert(certs)
     broker = MosquittoBroker(
         tmp_path,
         acl=acl if acl is not None else SHIPPED_ACL.read_text(),

@@ -4,8 +4,6 @@ the ACL, loopback plain listener, persistence — with paths and ports pointed a
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,78 +11,18 @@ import pytest
 
 from cloud.sync.hub import CloudSync
 from edge.sync.agent import EdgeSync
+from tests.support.certs import make_ca_and_server_cert
 from tests.support.mosquitto import MosquittoBroker, free_port
 from tests.sync.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _make_certs(d: Path) -> None:
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        cwd=d,
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        cwd=d,
-    )
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.crt",
-        cwd=d,
-    )
-
-
 @pytest.fixture
 def production_broker(tmp_path: Path) -> tuple[MosquittoBroker, int]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
     certs = tmp_path / "certs"
     certs.mkdir()
-    _make_certs(certs)
+    make_ca_and_server_cert(certs)
     tls_port, plain_port = free_port(), free_port()
     # The helper writes the password file (mosquitto_passwd) and the ACL into broker.dir; the
     # conf itself is the shipped one with only paths and ports changed.
