@@ -518,12 +518,38 @@ def train_path_scorer(
     return model, metrics
 
 
+def _export_head(
+    model: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    onnx_path: Path,
+    input_names: list[str],
+    output_name: str,
+    meta_path: Path,
+    meta: dict[str, Any],
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> tuple[Path, Path]:
+    """One learned head as ONNX (opset 17, TorchScript exporter, batch axis dynamic unless
+    ``dynamic_axes`` says more) plus its JSON metadata beside it."""
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    axes = dynamic_axes or {k: {0: "batch"} for k in (*input_names, output_name)}
+    torch.onnx.export(
+        model,
+        args,
+        str(onnx_path),
+        input_names=input_names,
+        output_names=[output_name],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes=axes,
+    )
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    return onnx_path, meta_path
+
+
 def export_path_scorer(
     model: PathScorer, out_dir: Path, metrics: dict[str, Any] | None = None, length_bias: float = 0.0
 ) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    onnx_path = out_dir / ONNX_FILE
     args: tuple[torch.Tensor, ...] = (torch.zeros(2, model.embed_dim), torch.zeros(2, dtype=torch.long))
     names = ["question_embedding", "start_type"]
     axes: dict[str, dict[int, str]] = {k: {0: "batch"} for k in (*names, "path_logits")}
@@ -533,16 +559,6 @@ def export_path_scorer(
         axes.update(
             {"window_embeddings": {0: "batch", 1: "windows"}, "window_mask": {0: "batch", 1: "windows"}}
         )
-    torch.onnx.export(
-        model,
-        args,
-        str(onnx_path),
-        input_names=names,
-        output_names=["path_logits"],
-        opset_version=17,
-        dynamo=False,
-        dynamic_axes=axes,
-    )
     meta = {
         "schema": PATH_SCHEMA,
         "role": "hop_scorer",
@@ -558,9 +574,9 @@ def export_path_scorer(
         "question_text": "skillpack.kg.hop_features.masked_question",
         "metrics": metrics or {},
     }
-    meta_path = out_dir / META_FILE
-    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-    return onnx_path, meta_path
+    return _export_head(
+        model, args, out_dir / ONNX_FILE, names, "path_logits", out_dir / META_FILE, meta, axes
+    )
 
 
 # ----------------------------------------------------------------------------- scope head
@@ -746,19 +762,6 @@ def train_scope_gate(
 def export_scope_gate(
     model: ScopeGate, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    onnx_path = out_dir / SCOPE_ONNX_FILE
-    torch.onnx.export(
-        model,
-        (torch.zeros(2, model.embed_dim), torch.zeros(2)),
-        str(onnx_path),
-        input_names=["question_embedding", "keyword_confidence"],
-        output_names=["unsure_logit"],
-        opset_version=17,
-        dynamo=False,
-        dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "keyword_confidence", "unsure_logit")},
-    )
     meta = {
         "schema": SCOPE_GATE_SCHEMA,
         "role": "scope_head",
@@ -768,17 +771,17 @@ def export_scope_gate(
         "keyword_confidence": "edge.agent.routing.KeywordRouter.route(text)[1]",
         "metrics": metrics or {},
     }
-    meta_path = out_dir / SCOPE_META_FILE
-    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-    return onnx_path, meta_path
+    args = (torch.zeros(2, model.embed_dim), torch.zeros(2))
+    names = ["question_embedding", "keyword_confidence"]
+    return _export_head(
+        model, args, out_dir / SCOPE_ONNX_FILE, names, "unsure_logit", out_dir / SCOPE_META_FILE, meta
+    )
 
 
 # ----------------------------------------------------------------------------- export
 def export_hop_scorer(
     model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None, stop_bias: float = 0.0
 ) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval()
     d, c = model.embed_dim, model.char_dim
     args = (
         torch.zeros(2, d),
@@ -787,18 +790,7 @@ def export_hop_scorer(
         torch.full((2,), STOP_INDEX, dtype=torch.long),
         torch.zeros(2, dtype=torch.long),
     )
-    onnx_path = out_dir / ONNX_FILE
     names = ["question_embedding", "char_grams", "hop", "prev_relation", "entity_type"]
-    torch.onnx.export(
-        model,
-        args,
-        str(onnx_path),
-        input_names=names,
-        output_names=["relation_logits"],
-        opset_version=17,
-        dynamo=False,
-        dynamic_axes={k: {0: "batch"} for k in [*names, "relation_logits"]},
-    )
     meta = {
         "schema": HOP_SCHEMA,
         "role": "hop_scorer",
@@ -813,27 +805,12 @@ def export_hop_scorer(
         "stop_bias": stop_bias,
         "metrics": metrics or {},
     }
-    meta_path = out_dir / META_FILE
-    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-    return onnx_path, meta_path
+    return _export_head(model, args, out_dir / ONNX_FILE, names, "relation_logits", out_dir / META_FILE, meta)
 
 
 def export_scope_head(
     model: ScopeHead, threshold: float, out_dir: Path, metrics: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    onnx_path = out_dir / SCOPE_ONNX_FILE
-    torch.onnx.export(
-        model,
-        (torch.zeros(2, model.embed_dim), torch.zeros(2, model.char_dim)),
-        str(onnx_path),
-        input_names=["question_embedding", "char_grams"],
-        output_names=["unsure_logit"],
-        opset_version=17,
-        dynamo=False,
-        dynamic_axes={k: {0: "batch"} for k in ("question_embedding", "char_grams", "unsure_logit")},
-    )
     meta = {
         "schema": SCOPE_SCHEMA,
         "role": "scope_head",
@@ -843,9 +820,11 @@ def export_scope_head(
         "question_text": "the raw question (the router's embedding)",
         "metrics": metrics or {},
     }
-    meta_path = out_dir / SCOPE_META_FILE
-    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-    return onnx_path, meta_path
+    args = (torch.zeros(2, model.embed_dim), torch.zeros(2, model.char_dim))
+    names = ["question_embedding", "char_grams"]
+    return _export_head(
+        model, args, out_dir / SCOPE_ONNX_FILE, names, "unsure_logit", out_dir / SCOPE_META_FILE, meta
+    )
 
 
 def _signature(meta: dict[str, Any]) -> Any:
