@@ -164,6 +164,29 @@ def _set_threads(threads: int) -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+def oip_response(name: str, emb: Any, logits: Any) -> dict[str, Any]:
+    """The OIP v2 answer of the two baseline servers: embedding, route logits, route index."""
+    return {
+        "model_name": name,
+        "model_version": "1.0.0",
+        "outputs": [
+            {"name": "embedding", "datatype": "FP32", "shape": list(emb.shape), "data": emb.ravel().tolist()},
+            {
+                "name": "route_logits",
+                "datatype": "FP32",
+                "shape": list(logits.shape),
+                "data": logits.ravel().tolist(),
+            },
+            {
+                "name": "route_index",
+                "datatype": "INT64",
+                "shape": [len(logits)],
+                "data": logits.argmax(-1).tolist(),
+            },
+        ],
+    }
+
+
 def serve_naive(ckpt: Path, port: int, threads: int, provider: str = "cpu") -> None:
     """(a) PyTorch eager + FastAPI, one forward per request (on CUDA when ``provider`` is a GPU one)."""
     _set_threads(threads)
@@ -192,30 +215,7 @@ def serve_naive(ckpt: Path, port: int, threads: int, provider: str = "cpu") -> N
         with torch.inference_mode():
             out = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
         emb, logits = out.embedding.float().cpu().numpy(), out.route_logits.float().cpu().numpy()
-        return {
-            "model_name": name,
-            "model_version": "1.0.0",
-            "outputs": [
-                {
-                    "name": "embedding",
-                    "datatype": "FP32",
-                    "shape": list(emb.shape),
-                    "data": emb.ravel().tolist(),
-                },
-                {
-                    "name": "route_logits",
-                    "datatype": "FP32",
-                    "shape": list(logits.shape),
-                    "data": logits.ravel().tolist(),
-                },
-                {
-                    "name": "route_index",
-                    "datatype": "INT64",
-                    "shape": [len(texts)],
-                    "data": logits.argmax(-1).tolist(),
-                },
-            ],
-        }
+        return oip_response(name, emb, logits)
 
     @app.get("/v2/health/ready")
     def ready() -> dict[str, bool]:
@@ -246,30 +246,7 @@ def serve_ort(bundle: Path, port: int, threads: int, provider: str = "cpu") -> N
     def infer(name: str, body: dict = Body(...)) -> dict[str, Any]:
         texts = body["inputs"][0]["data"]
         emb, logits = session.run(*tok(texts))
-        return {
-            "model_name": name,
-            "model_version": "1.0.0",
-            "outputs": [
-                {
-                    "name": "embedding",
-                    "datatype": "FP32",
-                    "shape": list(emb.shape),
-                    "data": emb.ravel().tolist(),
-                },
-                {
-                    "name": "route_logits",
-                    "datatype": "FP32",
-                    "shape": list(logits.shape),
-                    "data": logits.ravel().tolist(),
-                },
-                {
-                    "name": "route_index",
-                    "datatype": "INT64",
-                    "shape": [len(texts)],
-                    "data": logits.argmax(-1).tolist(),
-                },
-            ],
-        }
+        return oip_response(name, emb, logits)
 
     @app.get("/v2/health/ready")
     def ready() -> dict[str, bool]:
