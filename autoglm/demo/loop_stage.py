@@ -104,13 +104,10 @@ def _edge_route(answer: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _relaxations() -> str:
+    from autoglm.demo.relaxed import relaxations
     from cloud.loop.settings import LoopSettings
 
-    shipped = {
-        k: f.default if f.default_factory is None else f.default_factory()  # type: ignore[call-arg]
-        for k, f in LoopSettings.model_fields.items()
-    }
-    return "; ".join(f"{k} {v} (shipped {shipped[k]})" for k, v in DEMO_LOOP.items() if shipped.get(k) != v)
+    return "; ".join(relaxations(LoopSettings, DEMO_LOOP))
 
 
 def run_stage_loop(

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 # Rollout analysis of the demo's 1.1.0 rollout (cloud/rollout/schemas.py AnalysisConfig).
 DEMO_ANALYSIS: dict[str, Any] = {"min_requests": 3, "max_p99_ratio": 1000, "p99_slack_ms": 10000}
 # The edge agent's semantic-cache similarity threshold (edge/agent/settings.py AgentSettings).
 DEMO_CACHE_THRESHOLD = 0.85
 
 
+def relaxations(model: type[BaseModel], values: dict[str, Any]) -> list[str]:
+    """``name value (shipped default D)`` for each of ``values`` that differs from ``model``'s default."""
+    shipped = {k: f.get_default(call_default_factory=True) for k, f in model.model_fields.items()}
+    return [f"{k} {v} (shipped default {shipped[k]})" for k, v in values.items() if shipped.get(k) != v]
+
+
 def analysis_relaxations() -> list[str]:
     """One line per analysis field the demo sets away from its shipped default."""
     from cloud.rollout.schemas import AnalysisConfig
 
-    shipped = AnalysisConfig().model_dump()
-    return [
-        f"{k} {v} (shipped default {shipped[k]})" for k, v in DEMO_ANALYSIS.items() if shipped.get(k) != v
-    ]
+    return relaxations(AnalysisConfig, DEMO_ANALYSIS)
 
 
 def cache_relaxation() -> str | None:
