@@ -86,6 +86,8 @@ class CloudServices:
         from sqlalchemy import select
 
         from cloud.db.models import Alias, Model, ModelVersion
+        from contracts.errors import BadRequest
+        from contracts.routes import check_route_label
 
         with self.db.session() as s:
             v = s.scalar(
@@ -97,8 +99,14 @@ class CloudServices:
             ref, routes = (
                 (v.version, list((v.manifest or {}).get("routes") or [])) if v is not None else (None, [])
             )
-        if route in routes or self.tools.registry.by_route(route) is not None:
+        served = [route] if self.tools.registry.by_route(route) is not None else []
+        try:
+            check_route_label(
+                route, routes, served
+            )  # the one rule: a model route, or a new one a tool serves
             return None
+        except BadRequest:
+            pass
         where = f"{model}@{ref} (routes: {', '.join(routes)})" if ref else f"{model} (no stable version)"
         return (
             f"route {route!r} is unknown: not a route of {where} and no tool is bound to it; "
