@@ -7,8 +7,11 @@ STOP) against the question and the path so far.
   distance from the entity mention. The edge agent plugs in the learned hop-scorer head from the
   bundle (ONNX) instead.
 - Beam search (width ``beam_width``), pruning of branches whose hop probability is below
-  ``min_hop_prob``, a cache of paths per question shape (question with the entity masked), and a
-  feedback prior: paths confirmed correct gain ``prior_weight * log(1 + confirmations)``.
+  ``min_hop_prob``, a cache of paths per question shape (question with the entity masked), and
+  feedback priors (:mod:`skillpack.kg.priors`): a path gains
+  ``prior_weight * (log(1 + confirmed) - log(1 + rejected))``, clipped to ``±prior_max`` so that
+  feedback never overrides the scorer completely; the edge persists the counts and syncs them with
+  the fleet.
 - Every hop is a :class:`HopStep` record (relation, score, entities) — the answer's steps.
 """
 
@@ -17,20 +20,22 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections import OrderedDict, defaultdict
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from contracts.memory import MAX_PATH_HOPS
 from skillpack.errors import UnknownEntity
 from skillpack.kg.graph import KnowledgeGraph, default_graph
 from skillpack.kg.linking import EntityLinker, Mention
+from skillpack.kg.priors import PathPriors
 from skillpack.kg.schema import RELATIONS
 from skillpack.text import has_cjk, to_ascii
 
 STOP = "STOP"
-MAX_HOPS = 3
+MAX_HOPS = MAX_PATH_HOPS
 
 
 @dataclass(frozen=True)
@@ -281,9 +286,10 @@ class KGAnswer:
 class _Beam:
     frontier: tuple[str, ...]
     path: tuple[str, ...]
-    logp: float
+    logp: float  # base + the path's feedback prior: what beams are ranked by
     steps: tuple[HopStep, ...]
     done: bool = False
+    base: float = 0.0  # the scorer's log-probability of the path alone
 
 
 _REL_EN = {
@@ -328,6 +334,8 @@ class PathReasoner:
         beam_width: int = 4,
         min_hop_prob: float = 0.05,
         prior_weight: float = 0.3,
+        prior_max: float = 1.0,
+        priors: PathPriors | None = None,
         cache_size: int = 512,
     ) -> None:
         self.graph = graph or default_graph()
@@ -335,24 +343,36 @@ class PathReasoner:
         self.linker = linker or EntityLinker(self.graph)
         self.beam_width = beam_width
         self.min_hop_prob = min_hop_prob
-        self.prior_weight = prior_weight
-        self._confirmed: dict[tuple[str, tuple[str, ...]], int] = defaultdict(int)
+        self.priors = priors or PathPriors(prior_weight, prior_max)
         self._path_cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = 0
 
     # ---------------------------------------------------------------- feedback and cache
-    def confirm(self, start_type: str, path: tuple[str, ...] | list[str], weight: int = 1) -> None:
-        """A path confirmed correct (feedback endpoint, cloud agreement) gains prior weight."""
+    def confirm(
+        self, start_type: str, path: tuple[str, ...] | list[str], weight: int = 1, *, shared: bool = False
+    ) -> None:
+        """A path confirmed correct (feedback endpoint, cloud agreement) gains prior weight;
+        ``shared``: the feedback may go to the fleet (authenticated). Raises ``BadRequest`` for a
+        path the schema does not have."""
+        self.priors.record(start_type, path, confirmed=weight, shared=shared)
+
+    def reject(
+        self, start_type: str, path: tuple[str, ...] | list[str], weight: int = 1, *, shared: bool = False
+    ) -> None:
+        """An answer on this path was wrong: the path loses prior weight, and questions whose cached
+        path it is are searched again."""
+        path = tuple(path)
+        self.priors.record(start_type, path, rejected=weight, shared=shared)
+        marker = f"<{start_type}>"
         with self._lock:
-            self._confirmed[(start_type, tuple(path))] += weight
+            for key in [k for k, p in self._path_cache.items() if p == path and marker in k]:
+                del self._path_cache[key]
 
     def prior(self, start_type: str, path: tuple[str, ...]) -> float:
-        """Log prior of a (partial) path: confirmations of every confirmed path it begins."""
-        n = len(path)
-        count = sum(c for (t, p), c in self._confirmed.items() if t == start_type and p[:n] == path)
-        return self.prior_weight * math.log1p(count)
+        """Log prior of a finished path from its feedback (bounded by ``priors.max_abs``)."""
+        return self.priors.score(start_type, tuple(path))
 
     @staticmethod
     def shape(question: str, mention: Mention, start_type: str) -> str:
@@ -446,7 +466,13 @@ class PathReasoner:
                 if t not in nxt:
                     nxt.append(t)
         step = HopStep(hop, rel, p, beam.frontier, tuple(nxt), probs)
-        return _Beam(tuple(nxt), (*beam.path, rel), beam.logp + math.log(max(p, 1e-9)), (*beam.steps, step))
+        base = beam.base + math.log(max(p, 1e-9))
+        return _Beam(tuple(nxt), (*beam.path, rel), base, (*beam.steps, step), base=base)
+
+    def _finished(self, beam: _Beam, start_type: str, stop_p: float = 1.0) -> _Beam:
+        """``beam`` as a final path: the scorer's log-probability (+ STOP) and the path's prior."""
+        base = beam.base + math.log(max(stop_p, 1e-9))
+        return replace(beam, logp=base + self.priors.score(start_type, beam.path), done=True, base=base)
 
     def _search(self, question: str, start: Mention, start_type: str) -> list[_Beam]:
         beams = [_Beam((start.entity_id,), (), 0.0, ())]
@@ -457,8 +483,8 @@ class PathReasoner:
                 cands = self._candidates(beam.frontier)
                 cur_type = self.graph.entities[beam.frontier[0]].type
                 state = HopState(question, (start.start, start.end), start_type, cur_type, beam.path)
-                if not cands:
-                    finished.append(beam)  # nothing to follow: the path so far (or the entity itself)
+                if not cands:  # nothing to follow: the path so far (or the entity itself)
+                    finished.append(self._finished(beam, start_type))
                     continue
                 probs = np.asarray(self.scorer(state, cands), dtype=np.float64)
                 named = {
@@ -467,15 +493,7 @@ class PathReasoner:
                 }
                 stop_p = named[STOP]
                 if stop_p >= self.min_hop_prob:  # STOP at hop 0: the empty path, i.e. describe the entity
-                    finished.append(
-                        _Beam(
-                            beam.frontier,
-                            beam.path,
-                            beam.logp + math.log(max(stop_p, 1e-9)),
-                            beam.steps,
-                            True,
-                        )
-                    )
+                    finished.append(self._finished(beam, start_type, stop_p))
                 # a first hop where no relation reaches min_hop_prob is not pruned at all: a question
                 # about a linked entity always gets paths (with their low probabilities shown) instead of none
                 keep_all = hop == 1 and all(named[c] < self.min_hop_prob for c in cands)
@@ -483,13 +501,13 @@ class PathReasoner:
                     if rel == STOP or (p < self.min_hop_prob and not keep_all):
                         continue  # pruned
                     child = self._expand(beam, rel, p, hop, named)
-                    child.logp += self.prior(start_type, child.path) - self.prior(start_type, beam.path)
+                    child.logp = child.base + self.priors.guide(start_type, child.path)
                     grown.append(child)
             grown.sort(key=lambda b: b.logp, reverse=True)
             beams = grown[: self.beam_width]
             if not beams:
                 break
-        finished.extend(b for b in beams if b.path)  # reached MAX_HOPS
+        finished.extend(self._finished(b, start_type) for b in beams if b.path)  # reached MAX_HOPS
         finished.sort(key=lambda b: b.logp, reverse=True)
         unique: list[_Beam] = []
         seen: set[tuple[str, ...]] = set()

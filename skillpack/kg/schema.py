@@ -184,3 +184,23 @@ INVERSE_FOR_DISPLAY = {"has_sensor": "sensor_of"}
 
 def relation(name: str) -> RelationType:
     return RELATIONS[name]
+
+
+def path_refusal(start_type: str, relations: tuple[str, ...] | list[str], max_hops: int = 3) -> str | None:
+    """Why ``relations`` is no path of this schema from an entity of ``start_type`` (None when it is):
+    an unknown entity type or relation, a relation that does not leave the type reached so far, an
+    empty path or one longer than ``max_hops``. Receivers of path priors (the cloud hub, the edge)
+    refuse anything else."""
+    if start_type not in ENTITY_TYPES:
+        return f"unknown entity type {start_type[:40]!r}"
+    if not 1 <= len(relations) <= max_hops:
+        return f"a path has 1 to {max_hops} relations, not {len(relations)}"
+    current = start_type
+    for name in relations:
+        rel = RELATIONS.get(name)
+        if rel is None:
+            return f"unknown relation {name[:40]!r}"
+        if current not in rel.head:
+            return f"relation {name!r} does not leave a {current}"
+        current = rel.tail
+    return None
