@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from contracts.errors import Unavailable
 from contracts.logging import get_logger
+from contracts.settings import ConfigError
 from edge.control.cache import ModelCache
 from edge.control.downloader import RegistryDownloader
 from edge.control.heartbeat import ServingHeartbeat
@@ -104,6 +105,14 @@ class EdgeNode:
         agent_settings: Any = None,
     ) -> EdgeNode:
         serve = serve or ServeSettings()
+        if serve.http_workers > 1:
+            # the control plane applies cloud commands (hot swaps) to its one in-process service;
+            # with worker processes they would reach one of them (edge.http.workers)
+            raise ConfigError(
+                f"AUTOGLM_EDGE_HTTP_WORKERS={serve.http_workers}: the edge node agent serves in one process "
+                "(model updates from the cloud are applied to it); several workers are only for "
+                "`autoglm edge serve`"
+            )
         cs = control or ControlSettings()
         cache = ModelCache(serve.model_cache_dir)
         service = service or build_service(serve, cache)

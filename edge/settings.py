@@ -18,6 +18,7 @@ from contracts.defaults import EDGE_HTTP_PORT
 from contracts.settings import AutoGLMSettings, data_dir
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
+IoBindingSetting = Literal["auto", "on", "off"]
 DEFAULT_PROVIDER_ORDER: tuple[ProviderName, ...] = ("tensorrt", "cuda", "cpu")
 
 
@@ -73,6 +74,15 @@ class ServeSettings(AutoGLMSettings):
         ge=1,
         description="uvicorn limit_concurrency: most connections/tasks at once; "
         "beyond it 503 at once (None: no limit).",
+    )
+    http_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes of `autoglm edge serve`, each with its own socket on the same port "
+        "(SO_REUSEPORT, Linux) and its own model, batcher, result cache and ORT session (intra-op threads "
+        "split between them when ort_intra_op_threads is 0). >1: the repository load/unload routes answer "
+        "409 (a swap would reach one worker) and `autoglm edge run` / `agent` refuse to start.",
     )
     bundle_dir: Path | None = Field(
         default=None, description="Bundle directory served at start-up (None: wait for a load)."
@@ -146,6 +156,12 @@ class ServeSettings(AutoGLMSettings):
         default=False,
         description="Let ORT worker threads spin after a run "
         "(faster on idle machines, steals CPU from the HTTP loop).",
+    )
+    ort_io_binding: IoBindingSetting = Field(
+        default="auto",
+        description="Run the ORT session through IOBinding (inputs bound from host memory, outputs kept on "
+        "the device until one copy back): on, off, or auto = on when the session's first provider is "
+        "CUDA / TensorRT.",
     )
     trt_fp16: bool = Field(default=True, description="TensorRT EP: allow fp16 kernels.")
     trt_int8: bool = Field(default=False, description="TensorRT EP: allow int8 kernels (needs a Q/DQ graph).")

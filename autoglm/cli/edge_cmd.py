@@ -81,6 +81,15 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Listen address (AUTOGLM_EDGE_HTTP_HOST)."),
     port: int | None = typer.Option(None, "--port", "-p", min=0, max=65535, help=PORT_HELP),
     adapter_set: str | None = typer.Option(None, "--adapter-set", help="Adapter set of the bundle to serve."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        "-w",
+        min=1,
+        max=64,
+        help="Worker processes on the port, each with its own model "
+        "(SO_REUSEPORT; AUTOGLM_EDGE_HTTP_WORKERS). >1: no hot swap over HTTP.",
+    ),
     log_level: str = typer.Option("INFO", "--log-level", help="Log level of the autoglm loggers."),
 ) -> None:
     """Serve a bundle: OIP v2 REST (KServe/Triton clients work), dynamic batching, result cache, /metrics.
@@ -101,6 +110,8 @@ def serve(
         overrides["http_port"] = port
     if adapter_set is not None:
         overrides["serve_adapter_set"] = adapter_set
+    if workers is not None:
+        overrides["http_workers"] = workers
     configure_logging(level_name(log_level, "--log-level"))
     settings = ServeSettings(**overrides)  # type: ignore[arg-type]
     if settings.bundle_dir is None:
@@ -111,6 +122,25 @@ def serve(
     if not (Path(settings.bundle_dir) / MANIFEST_FILE).is_file():
         usage(f"{flag} {settings.bundle_dir}: not a bundle (no {MANIFEST_FILE})")
     require_free_port(settings.http_host, settings.http_port, "--host/--port (AUTOGLM_EDGE_HTTP_HOST/_PORT)")
+
+    if settings.http_workers > 1:
+        from autoglm.cli.common import console
+        from edge.http.workers import check_workers, serve_workers
+
+        check_workers(settings)  # ConfigError: one line, exit 2
+        console.print(
+            f"starting {settings.http_workers} workers on "
+            f"{display_url(settings.http_host, settings.http_port)} (bundle {settings.bundle_dir})",
+            highlight=False,
+        )
+        code = serve_workers(
+            settings,
+            level_name(log_level, "--log-level"),
+            say=lambda line: console.print(line, highlight=False),
+        )
+        if code:
+            raise typer.Exit(code)
+        return
 
     import uvicorn  # after the checks: a mistake is one line before the heavy imports
 

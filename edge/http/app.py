@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,14 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     def require_admin(request: Request) -> None:
         auth(request)
 
+    def refuse_with_workers(what: str) -> None:
+        """A swap in one worker process would leave the others on the old model (edge.http.workers)."""
+        if settings.http_workers > 1:
+            raise Conflict(
+                f"{what} is not available: this server runs {settings.http_workers} worker processes and "
+                "the request would reach only one of them; restart the server with the new bundle"
+            )
+
     @app.get(EDGE_LIVE_PATH)
     async def live() -> Response:
         return _json({"live": True})
@@ -268,6 +277,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     @app.post("/v2/repository/models/{name}/load")
     async def repository_load(name: str, request: Request) -> Response:
         require_admin(request)
+        refuse_with_workers("repository load")
         body = await request.body()
         try:
             doc = orjson.loads(body) if body else {}
@@ -290,6 +300,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
     @app.post("/v2/repository/models/{name}/unload")
     async def repository_unload(name: str, request: Request) -> Response:
         require_admin(request)
+        refuse_with_workers("repository unload")
         active = service.active
         if active is None or active.name != name:
             raise NotFound(f"model {name!r} is not loaded")
@@ -309,6 +320,12 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         }
         st["queue_depth"] = service.batcher.depth
         st["node_id"] = settings.node_id
+        # which worker process answered (edge.http.workers; index 0 of 1 for a single-process server)
+        st["worker"] = {
+            "index": getattr(app.state, "worker_index", 0),
+            "workers": settings.http_workers,
+            "pid": os.getpid(),
+        }
         return _json(st)
 
     @app.get(METRICS_PATH)

@@ -2,7 +2,8 @@
 (tests, benchmarks).
 
 uvicorn is started with uvloop and httptools when installed, access logging off, and one
-worker: the process owns one engine and one batcher; ONNX Runtime uses the cores.
+worker: the process owns one engine and one batcher; ONNX Runtime uses the cores. Several worker
+processes on one port (``http_workers`` > 1) are :mod:`edge.http.workers`.
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ class BundleModelLoader:
             adapter_set=set_name,
             providers=list(zip(choice.providers, choice.provider_options, strict=True)),
             session_options=make_session_options(s),
+            io_binding=s.ort_io_binding,
         )
         info = {
             "providers_requested": ",".join(choice.providers),
@@ -153,5 +154,6 @@ class BundleModelLoader:
             "provider_fallback": ",".join(session.fallback),
             # configured but not in this build at all (a CPU-only onnxruntime): skipped by design
             "providers_skipped": ",".join(ORT_PROVIDER_NAMES[name] for name in choice.skipped),
+            "io_binding": "on" if session.io_binding else "off",
         }
         return session.run, session.providers, None, info

@@ -2,10 +2,16 @@
 
 Names follow ``autoglm_edge_<thing>_<unit>``; labels are ``model`` and ``version`` (plus
 ``outcome`` / ``adapter_set`` / ``node`` where they apply), so a swap shows up as a new series.
+
+Several worker processes (``edge.http.workers``): with ``PROMETHEUS_MULTIPROC_DIR`` set when the
+process starts, prometheus_client keeps every value in memory-mapped files there, and
+:meth:`ServingMetrics.render` renders the aggregate over all processes writing to that directory
+(``multiprocess_mode`` of each gauge says how gauges combine).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,6 +26,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 # process collector (CPU seconds, resident memory, open fds, start time), Python GC / platform info
 # and the module-level edge metrics (the sync outbox, ``edge.sync.metrics``).
 SHARED_PREFIXES = ("process_", "python_", "autoglm_edge_")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory of a multi-worker server (None: one process)."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class SharedMetrics(Collector):
@@ -88,14 +100,23 @@ class ServingMetrics:
         self.cache_misses = Counter(
             "autoglm_edge_cache_misses_total", "Result cache misses.", ["model", "version"], registry=r
         )
-        self.cache_bytes = Gauge("autoglm_edge_cache_bytes", "Bytes held by the result cache.", registry=r)
+        self.cache_bytes = Gauge(
+            "autoglm_edge_cache_bytes",
+            "Bytes held by the result cache.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.cache_compression_ratio = Gauge(
             "autoglm_edge_cache_compression_ratio",
             "Uncompressed / compressed bytes of cached values.",
             registry=r,
+            multiprocess_mode="liveall",
         )
         self.queue_depth = Gauge(
-            "autoglm_edge_queue_depth_texts", "Texts waiting in the batcher queue.", registry=r
+            "autoglm_edge_queue_depth_texts",
+            "Texts waiting in the batcher queue.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.dropped = Counter(
             "autoglm_edge_dropped_texts_total",
@@ -108,6 +129,7 @@ class ServingMetrics:
             "1 for the model version serving new requests, 0 for versions that served before.",
             ["node", "model", "version", "adapter_set"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.swaps = Counter(
             "autoglm_edge_model_swaps_total", "Model load attempts by result.", ["result"], registry=r
@@ -121,4 +143,12 @@ class ServingMetrics:
         self.model_info.labels(self.node_id, model, version, adapter_set).set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This service's registry; in a multi-worker server the aggregate over all workers."""
+        shared = multiprocess_dir()
+        if shared is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=shared)
+        return generate_latest(merged)
