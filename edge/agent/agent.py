@@ -214,16 +214,22 @@ class Agent:
         self.memory.remember(key, text, enc.embedding, source=source or self.node_id, shared=shared)
         return {"key": f"kb:{key}", "model_version": enc.model_version, "shared": shared}
 
-    def feedback(self, req: FeedbackRequest) -> dict[str, Any]:
+    def feedback(self, req: FeedbackRequest, *, shared: bool = False) -> dict[str, Any]:
+        """Feedback on a graph answer: its path's prior goes up (correct) or down (wrong).
+        ``shared``: given with the edge admin token, so the counts go to the fleet (MQTT path
+        priors); anonymous feedback changes only this node's priors."""
         known = self._paths.get(req.text.strip())
         path = tuple(req.path) if req.path else (known[1] if known else None)
         start_type = req.start_type or (known[0] if known else None)
         if not path or not start_type:
             return {"confirmed": False, "reason": "no graph path known for this question"}
         if req.correct:
-            self.reasoner.confirm(start_type, path)
+            self.reasoner.confirm(start_type, path, shared=shared)
+        else:
+            self.reasoner.reject(start_type, path, shared=shared)
         return {
             "confirmed": req.correct,
+            "shared": shared,
             "start_type": start_type,
             "path": list(path),
             "prior": round(self.reasoner.prior(start_type, path), 4),

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 
 from edge.agent.agent import Agent
 from edge.agent.types import AskRequest, AskResponse, FeedbackRequest, KnowledgeRequest
-from edge.http.auth import Writer, admin_auth
+from edge.http.auth import Writer, admin_auth, optional_admin_auth
 
 
 def make_router(agent: Agent) -> APIRouter:
@@ -37,8 +37,12 @@ def make_router(agent: Agent) -> APIRouter:
         )
 
     @router.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
-        return agent.feedback(body)
+    async def feedback(
+        body: FeedbackRequest, writer: Annotated[Writer, Depends(optional_admin_auth)]
+    ) -> dict[str, Any]:
+        """Open; with the edge admin token the path counts are shared with the fleet (synced over
+        MQTT), without it they change only this node's priors. A path outside the graph schema is 400."""
+        return agent.feedback(body, shared=writer.authenticated)
 
     @router.get("/v1/agent/status")
     async def status() -> dict[str, Any]:

@@ -58,6 +58,16 @@ class EdgeAdminAuth:
         return Writer("admin", authenticated=True)
 
 
+def optional_admin_auth(request: Request) -> Writer:
+    """For open routes whose effect may leave the node only when the admin token is given
+    (``POST /v1/feedback``): no ``Authorization`` header → ``anonymous``; a header must carry the
+    valid token (401 otherwise)."""
+    auth: EdgeAdminAuth = request.app.state.admin_auth
+    if not request.headers.get("authorization") or not auth.token:
+        return Writer("anonymous", authenticated=False)
+    return auth(request)
+
+
 def admin_auth(request: Request) -> Writer:
     """The app's :class:`EdgeAdminAuth` (set by ``create_app``) as a dependency for other routers."""
     auth: EdgeAdminAuth = request.app.state.admin_auth
