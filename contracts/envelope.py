@@ -63,6 +63,8 @@ class ContentType(StrEnum):
     ACK = "ack"  # acknowledges message ids / command ids
     RESYNC_REQUEST = "resync_request"
     RESYNC_RESPONSE = "resync_response"
+    PATH_PRIOR = "path_prior"  # a node's feedback counts of graph paths (contracts.memory.PathPriorRecord)
+    FLEET_PRIOR = "fleet_prior"  # the fleet's sums of them (contracts.memory.FleetPathPrior)
 
 
 class Encoding(StrEnum):

@@ -10,14 +10,17 @@ Topics are split by *direction* so that one broker ACL pattern per direction is 
     {p}/up/{node}/session          node -> cloud   shared session state        QoS 1, acked
     {p}/up/{node}/hard-examples    node -> cloud   hard examples               QoS 1, acked
     {p}/up/{node}/events           node -> cloud   telemetry events            QoS 1, acked
+    {p}/up/{node}/priors           node -> cloud   graph-path feedback counts  QoS 1, acked
     {p}/up/{node}/ack              node -> cloud   acks for commands / memory broadcasts
     {p}/up/{node}/resync           node -> cloud   resync request (since an HLC)
     {p}/down/{node}/ack            cloud -> node   acks for the node's messages
     {p}/down/{node}/commands       cloud -> node   commands (desired model version ...)
     {p}/down/{node}/memory         cloud -> node   knowledge deltas for this node
     {p}/down/{node}/resync         cloud -> node   resync response (snapshot / deltas)
+    {p}/down/{node}/priors         cloud -> node   fleet path priors (with a resync)
     {p}/fleet/commands             cloud -> all    fleet-wide commands
     {p}/fleet/memory               cloud -> all    shared knowledge broadcast
+    {p}/fleet/priors               cloud -> all    fleet path priors (sums over nodes)
     {p}/groups/{group}/memory      cloud -> group  shared knowledge for a node group
     {p}/groups/{group}/commands    cloud -> group  group commands
 """
@@ -39,6 +42,7 @@ class UpKind(StrEnum):
     SESSION = "session"
     HARD_EXAMPLES = "hard-examples"
     EVENTS = "events"
+    PRIORS = "priors"
     ACK = "ack"
     RESYNC = "resync"
 
@@ -48,6 +52,7 @@ class DownKind(StrEnum):
     COMMANDS = "commands"
     MEMORY = "memory"
     RESYNC = "resync"
+    PRIORS = "priors"
 
 
 _FORBIDDEN = set("/+#\x00")

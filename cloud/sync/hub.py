@@ -12,6 +12,10 @@ however often the node resends it.
 Knowledge that changed the merged state is rebroadcast (fleet / the sender's group / none);
 ``broadcast_memory`` sends cloud-authored knowledge; a resync request is answered with the
 shared knowledge merged after the node's cursor (everything, for a snapshot) in chunks.
+Graph-path feedback priors (a node's own counts, checked: its own, bounded, schema paths) are
+summed over the fleet by the repository; the sums they change go to the fleet
+(``{p}/fleet/priors``) and, after a resync request, the sums stamped after the node's cursor go to
+that node (``{p}/down/{node}/priors``) — ``sync_fleet_priors``.
 
 Commands: the hub is their transport. It records a command in the command ledger (the fleet
 service's table in the cloud database, :class:`cloud.fleet.ledger.CommandLedger`; a hub running
@@ -56,7 +60,7 @@ from contracts.envelope import (
 )
 from contracts.heartbeat import STATUS_ONLINE, Heartbeat, NodeStatus
 from contracts.logging import get_logger
-from contracts.memory import ANONYMOUS_SOURCE_PREFIX, KnowledgeRecord
+from contracts.memory import ANONYMOUS_SOURCE_PREFIX, FleetPathPrior, KnowledgeRecord
 from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions
 from contracts.topics import CLOUD_SENDER, DownKind, Topics, UpKind, check_segment
 
@@ -79,12 +83,21 @@ _TOPIC_CT = {
     UpKind.SESSION.value: ContentType.SESSION,
     UpKind.HARD_EXAMPLES.value: ContentType.HARD_EXAMPLE,
     UpKind.EVENTS.value: ContentType.EVENT,
+    UpKind.PRIORS.value: ContentType.PATH_PRIOR,
     UpKind.HEARTBEAT.value: ContentType.HEARTBEAT,
     UpKind.STATUS.value: ContentType.STATUS,
     UpKind.ACK.value: ContentType.ACK,
     UpKind.RESYNC.value: ContentType.RESYNC_REQUEST,
 }
-ORDERED = frozenset({ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_EXAMPLE, ContentType.EVENT})
+ORDERED = frozenset(
+    {
+        ContentType.MEMORY,
+        ContentType.SESSION,
+        ContentType.HARD_EXAMPLE,
+        ContentType.EVENT,
+        ContentType.PATH_PRIOR,
+    }
+)
 ACKS_PER_FRAME = 2000
 
 HeartbeatHook = Callable[[str, dict[str, Any]], None]
@@ -287,7 +300,23 @@ class CloudSync:
         metrics.BROADCAST_RECORDS.labels(scope=scope).inc(len(recs))
         return ids
 
+    def _send_fleet_priors(self, priors: list[FleetPathPrior], node: str | None = None) -> None:
+        """Fleet path priors to every node (or to one, after its resync request)."""
+        topic = (
+            self.topics.fleet(DownKind.PRIORS) if node is None else self.topics.down(node, DownKind.PRIORS)
+        )
+        step = self.settings.sync_batch_max_records
+        for i in range(0, len(priors), step):
+            frame = self.framer.records(
+                ContentType.FLEET_PRIOR, [p.model_dump() for p in priors[i : i + step]]
+            )
+            self._conn.publish(topic, frame, qos=1)
+
     def _send_resync(self, node_id: str, since: str | None) -> None:
+        if self.settings.sync_fleet_priors:  # before the knowledge: a finished resync has both
+            priors = self.repo.fleet_priors_since(since)
+            if priors:
+                self._send_fleet_priors(priors, node_id)
         cursor = since
         part = 0
         rid = uuid.uuid4().hex
@@ -524,6 +553,11 @@ class CloudSync:
             self.duplicates += 1
             metrics.DUPLICATES.inc()
             return
+        if result.fleet_priors:
+            send = self.settings.sync_fleet_priors
+            metrics.FLEET_PRIOR_UPDATES.labels(sent=str(send).lower()).inc(len(result.fleet_priors))
+            if send:
+                self._send_fleet_priors(result.fleet_priors)
         if result.records:
             self.applied_records[env.content_type.value] += result.records
             metrics.APPLIED_RECORDS.labels(kind=env.content_type.value).inc(result.records)

@@ -27,6 +27,12 @@ NOT_REBROADCAST = Counter(
     "(anonymous: written without the edge admin token; foreign_origin: the write's HLC names another node).",
     ["reason"],
 )
+FLEET_PRIOR_UPDATES = Counter(
+    "autoglm_cloud_sync_fleet_prior_updates_total",
+    "Fleet path priors (sums of the nodes' graph-path feedback) changed by a node's counts, by whether "
+    "they were sent to the fleet (sync_fleet_priors).",
+    ["sent"],
+)
 BROADCAST_RECORDS = Counter(
     "autoglm_cloud_sync_broadcast_records_total", "Knowledge records sent down.", ["scope"]
 )

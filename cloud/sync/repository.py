@@ -1,7 +1,10 @@
 """Persistence of the cloud sync hub's data plane, behind one small class (SQLite via ``sqlite3``).
 
 What lives here is transport and dedup state plus the merged memory: each node's stream cursor
-(``streams``), the message ids applied, knowledge, shared sessions, hard examples and events.
+(``streams``), the message ids applied, knowledge, shared sessions, hard examples, events, and
+the graph-path feedback priors: each node's own counts (``path_priors``, newest ``updated`` wins
+per node and path) and their sums over the fleet (``fleet_priors``, stamped with the cloud's HLC
+when a node's counts change them — what the fleet is sent).
 Nodes and commands are not here: the fleet service owns them in the cloud database (the
 command ledger, ``cloud.fleet.ledger``). A hub file from before that split is upgraded on open
 (``nodes`` → ``streams``; the old ``commands`` rows are handed to the ledger by the hub, see
@@ -19,7 +22,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +30,7 @@ from contracts.commands import AckStatus
 from contracts.envelope import ContentType
 from contracts.hlc import HLC, HybridClock
 from contracts.hlc import wall_clock_ms as _now_ms
-from contracts.memory import KnowledgeRecord, lww_wins
+from contracts.memory import MAX_FLEET_PRIOR_COUNT, FleetPathPrior, KnowledgeRecord, PathPriorRecord, lww_wins
 from contracts.sqlite_tx import transaction
 
 _SCHEMA = """
@@ -70,6 +73,25 @@ CREATE TABLE IF NOT EXISTS hard_examples (
     body TEXT NOT NULL,
     at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS path_priors (
+    node_id TEXT NOT NULL,
+    start_type TEXT NOT NULL,
+    path TEXT NOT NULL,
+    confirmed INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (node_id, start_type, path)
+);
+CREATE TABLE IF NOT EXISTS fleet_priors (
+    start_type TEXT NOT NULL,
+    path TEXT NOT NULL,
+    confirmed INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    nodes INTEGER NOT NULL,
+    merged TEXT NOT NULL,
+    PRIMARY KEY (start_type, path)
+);
+CREATE INDEX IF NOT EXISTS fleet_priors_merged ON fleet_priors(merged);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     node_id TEXT NOT NULL,
@@ -80,6 +102,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 _KCOLS = "key, text, embedding, source, confidence, created, updated, deleted, shared, from_node, merged"
 APPLIED_KEEP_PER_NODE = 100_000  # message ids remembered per node (older ones are below next_seq anyway)
+PATH_SEP = "/"  # between the relations of a stored path (relation names never hold it)
 
 
 def _krow(rec: KnowledgeRecord, from_node: str, merged: str) -> tuple[object, ...]:
@@ -118,6 +141,7 @@ class ApplyResult:
     status: AckStatus
     changed: list[KnowledgeRecord]
     records: int
+    fleet_priors: list[FleetPathPrior] = field(default_factory=list)  # sums this message changed
 
 
 class SyncRepository:
@@ -207,9 +231,12 @@ class SyncRepository:
             if self._db.execute("SELECT 1 FROM applied WHERE msg_id = ?", (msg_id,)).fetchone():
                 return ApplyResult(AckStatus.DUPLICATE, [], 0)
             changed: list[KnowledgeRecord] = []
+            priors: list[FleetPathPrior] = []
             now = _now_ms()
             with transaction(self._db, immediate=True):
-                if rejected_reason is None:
+                if rejected_reason is None and kind is ContentType.PATH_PRIOR:
+                    priors = self._merge_path_priors(node_id, records)
+                elif rejected_reason is None:
                     changed = self._apply_records(node_id, kind, records, now)
                 outcome = (
                     f"{AckStatus.REJECTED.value}:{rejected_reason}"
@@ -228,7 +255,7 @@ class SyncRepository:
             if seq > 0 and seq % 1000 == 0:
                 self._prune_applied(node_id, seq)
             status = AckStatus.REJECTED if rejected_reason else AckStatus.APPLIED
-            return ApplyResult(status, changed, 0 if rejected_reason else len(records))
+            return ApplyResult(status, changed, 0 if rejected_reason else len(records), priors)
 
     def skip_to(self, node_id: str, seq: int) -> None:
         """The node says everything below ``seq`` was acked already (e.g. this DB is newer)."""
@@ -294,6 +321,73 @@ class SyncRepository:
             f"INSERT OR REPLACE INTO knowledge({_KCOLS}) VALUES ({','.join('?' * 11)})", rows
         )
         return winners
+
+    def _merge_path_priors(self, node_id: str, records: list[PathPriorRecord]) -> list[FleetPathPrior]:
+        """A node's own counts (validated: its own, schema paths, bounded), newest per path wins;
+        the fleet sums of the paths that changed are recomputed and stamped."""
+        touched: set[tuple[str, str]] = set()
+        for rec in records:
+            path = PATH_SEP.join(rec.relations)
+            cur = self._db.execute(
+                "INSERT INTO path_priors(node_id, start_type, path, confirmed, rejected, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(node_id, start_type, path) DO UPDATE SET "
+                "confirmed = excluded.confirmed, rejected = excluded.rejected, updated = excluded.updated "
+                "WHERE excluded.updated > path_priors.updated",
+                (node_id, rec.start_type, path, rec.confirmed, rec.rejected, rec.updated),
+            )
+            if cur.rowcount:
+                touched.add((rec.start_type, path))
+        out: list[FleetPathPrior] = []
+        for (start_type, path), stamp in zip(sorted(touched), self.clock.now_many(len(touched)), strict=True):
+            confirmed, rejected, nodes = self._db.execute(
+                "SELECT COALESCE(SUM(confirmed), 0), COALESCE(SUM(rejected), 0), COUNT(*) FROM path_priors "
+                "WHERE start_type = ? AND path = ?",
+                (start_type, path),
+            ).fetchone()
+            fleet = FleetPathPrior(
+                start_type=start_type,
+                relations=tuple(path.split(PATH_SEP)),
+                confirmed=min(int(confirmed), MAX_FLEET_PRIOR_COUNT),
+                rejected=min(int(rejected), MAX_FLEET_PRIOR_COUNT),
+                nodes=int(nodes),
+                merged=stamp,
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO fleet_priors(start_type, path, confirmed, rejected, nodes, merged) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (start_type, path, fleet.confirmed, fleet.rejected, fleet.nodes, stamp),
+            )
+            out.append(fleet)
+        return out
+
+    def fleet_priors_since(self, cursor: str | None, limit: int | None = None) -> list[FleetPathPrior]:
+        """The fleet's path priors stamped after ``cursor`` (all for None), oldest first."""
+        q = "SELECT start_type, path, confirmed, rejected, nodes, merged FROM fleet_priors WHERE merged > ? "
+        q += "ORDER BY merged" + (" LIMIT ?" if limit is not None else "")
+        args: tuple[object, ...] = (cursor or "",) + ((limit,) if limit is not None else ())
+        with self._lock:
+            rows = self._db.execute(q, args).fetchall()
+        return [
+            FleetPathPrior(
+                start_type=r[0],
+                relations=tuple(str(r[1]).split(PATH_SEP)),
+                confirmed=r[2],
+                rejected=r[3],
+                nodes=r[4],
+                merged=r[5],
+            )
+            for r in rows
+        ]
+
+    def path_prior(self, node_id: str, start_type: str, relations: tuple[str, ...]) -> tuple[int, int] | None:
+        """One node's stored (confirmed, rejected) for a path."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT confirmed, rejected FROM path_priors "
+                "WHERE node_id = ? AND start_type = ? AND path = ?",
+                (node_id, start_type, PATH_SEP.join(relations)),
+            ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
 
     def merge_knowledge(
         self, records: list[KnowledgeRecord], from_node: str = "cloud"

@@ -51,6 +51,11 @@ class CloudSyncSettings(AutoGLMSettings):
         description="Where shared knowledge merged from a node is rebroadcast: the whole fleet, the "
         "sender's node group (fleet when it has none), or nowhere.",
     )
+    sync_fleet_priors: bool = Field(
+        default=True,
+        description="Sum the nodes' graph-path feedback counts over the fleet and send the sums to every "
+        "node (on change, and with each resync); false keeps each node's feedback on that node.",
+    )
     sync_max_decompressed_bytes: int = Field(
         default=1024 * 1024,
         ge=4096,

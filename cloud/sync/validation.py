@@ -17,10 +17,39 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from contracts.envelope import ContentType, Envelope, EnvelopeRejected, RejectReason, parse_body, shorten
-from contracts.memory import KnowledgeRecord, SessionState
+from contracts.memory import MAX_PATH_HOPS, KnowledgeRecord, PathPriorRecord, SessionState
+from skillpack.kg.schema import path_refusal
 
 MAX_ERRORS = 5
 ERROR_CHARS = 60
+
+
+@lru_cache(maxsize=4)
+def _prior_list(max_records: int) -> TypeAdapter[list[PathPriorRecord]]:
+    return TypeAdapter(Annotated[list[PathPriorRecord], Field(max_length=max_records)])
+
+
+def _path_priors(env: Envelope, max_records: int) -> list[PathPriorRecord]:
+    """A node's path priors: typed and bounded (contracts), its own (the record's node and the HLC
+    of the count name the sender: no node can write another's), and paths of the graph schema."""
+    try:
+        adapter = _prior_list(max_records)
+        models = adapter.validate_json(env.body) if env.body else adapter.validate_python(env.records)
+    except ValidationError as err:
+        raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"path prior {summarize(err)}") from None
+    if len(models) != env.n_records:
+        raise EnvelopeRejected(
+            RejectReason.MALFORMED, f"body has {len(models)} records, header {env.n_records}"
+        )
+    for rec in models:
+        if rec.node != env.node_id or rec.origin != env.node_id:
+            raise EnvelopeRejected(
+                RejectReason.WRONG_SENDER, shorten(f"path prior of {rec.node!r} (HLC {rec.origin!r})", 120)
+            )
+        refusal = path_refusal(rec.start_type, rec.relations, MAX_PATH_HOPS)
+        if refusal is not None:
+            raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"path prior: {refusal}")
+    return models
 
 
 @lru_cache(maxsize=4)
@@ -43,6 +72,8 @@ def validate_body(env: Envelope, *, max_records: int, max_depth: int) -> list[An
     """The typed records of an ordered message (knowledge, session state) or its plain records
     (hard examples, events). Raises :class:`EnvelopeRejected` (``malformed``/``invalid_record``)."""
     ct = env.content_type
+    if ct is ContentType.PATH_PRIOR:
+        return _path_priors(env, max_records)
     if ct is ContentType.MEMORY and env.body:
         try:
             models = _knowledge_list(max_records).validate_json(env.body)

@@ -8,7 +8,11 @@ state on top of it):
 * ``apply_remote(records)`` — idempotent LWW merge of records from the cloud; returns the ones
   that changed this store;
 * ``since(hlc)`` — every record (tombstones included) updated after an HLC, in HLC order;
-* ``snapshot()`` — every record, tombstones included.
+* ``snapshot()`` — every record, tombstones included;
+* ``add_path_prior(...)`` / ``apply_fleet_priors(records)`` / ``path_priors()`` — the graph
+  reasoner's feedback counts per (start entity type, relation sequence): this node's own (all, and
+  the shared part it uploads as a :class:`~contracts.memory.PathPriorRecord`) and the fleet's sums
+  (:class:`~contracts.memory.FleetPathPrior`, newest ``merged`` wins).
 
 The clock is restored from the newest stored HLC on open, so timestamps never go backwards
 across restarts.
@@ -20,10 +24,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.hlc import HLC, HybridClock
-from contracts.memory import KnowledgeRecord, lww_wins
+from contracts.memory import MAX_NODE_PRIOR_COUNT, FleetPathPrior, KnowledgeRecord, PathPriorRecord, lww_wins
 from contracts.sqlite_tx import transaction
 
 _SCHEMA = """
@@ -39,7 +44,26 @@ CREATE TABLE IF NOT EXISTS knowledge (
     shared INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS knowledge_updated ON knowledge(updated);
+CREATE TABLE IF NOT EXISTS path_priors (
+    start_type TEXT NOT NULL,
+    path TEXT NOT NULL,
+    confirmed INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    shared_confirmed INTEGER NOT NULL DEFAULT 0,
+    shared_rejected INTEGER NOT NULL DEFAULT 0,
+    updated TEXT NOT NULL DEFAULT '',
+    fleet_confirmed INTEGER NOT NULL DEFAULT 0,
+    fleet_rejected INTEGER NOT NULL DEFAULT 0,
+    fleet_nodes INTEGER NOT NULL DEFAULT 0,
+    fleet_merged TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (start_type, path)
+);
 """
+_PRIOR_COLS = (
+    "start_type, path, confirmed, rejected, shared_confirmed, shared_rejected, "
+    "fleet_confirmed, fleet_rejected"
+)
+PATH_SEP = "/"  # relation names never hold it
 _COLS = "key, text, embedding, source, confidence, created, updated, deleted, shared"
 
 
@@ -70,6 +94,25 @@ def _record(row: tuple[object, ...]) -> KnowledgeRecord:
         deleted=bool(row[7]),
         shared=bool(row[8]),
     )
+
+
+@dataclass(frozen=True)
+class StoredPrior:
+    """One path's feedback counts as stored on this node."""
+
+    start_type: str
+    relations: tuple[str, ...]
+    confirmed: int
+    rejected: int
+    shared_confirmed: int
+    shared_rejected: int
+    fleet_confirmed: int
+    fleet_rejected: int
+
+
+def _prior(row: tuple[object, ...]) -> StoredPrior:
+    n = [int(v) for v in row[2:8]]  # type: ignore[call-overload]
+    return StoredPrior(str(row[0]), tuple(str(row[1]).split(PATH_SEP)), *n)
 
 
 class MemoryStore:
@@ -183,3 +226,89 @@ class MemoryStore:
         q = "SELECT COUNT(*) FROM knowledge" + ("" if include_deleted else " WHERE deleted = 0")
         with self._lock:
             return int(self._db.execute(q).fetchone()[0])
+
+    # -- graph-path feedback priors ----------------------------------------------------------------
+    def add_path_prior(
+        self, start_type: str, relations: tuple[str, ...], *, confirmed: int, rejected: int, shared: bool
+    ) -> tuple[StoredPrior, PathPriorRecord | None]:
+        """Add this node's feedback on a path (counts saturate at ``MAX_NODE_PRIOR_COUNT``); returns
+        the stored counts and, for ``shared`` feedback, the record to upload (the shared counts, a
+        fresh HLC). The caller checked the path against the schema."""
+        path = PATH_SEP.join(relations)
+        sc, sr = (confirmed, rejected) if shared else (0, 0)
+        cap = MAX_NODE_PRIOR_COUNT
+        with self._lock, transaction(self._db):
+            now = self.clock.now().pack() if shared else ""
+            self._db.execute(
+                "INSERT INTO path_priors(start_type, path) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (start_type, path),
+            )
+            self._db.execute(
+                "UPDATE path_priors SET confirmed = MIN(?, confirmed + ?), "
+                "rejected = MIN(?, rejected + ?), shared_confirmed = MIN(?, shared_confirmed + ?), "
+                "shared_rejected = MIN(?, shared_rejected + ?), "
+                "updated = CASE WHEN ? = '' THEN updated ELSE ? END WHERE start_type = ? AND path = ?",
+                (cap, confirmed, cap, rejected, cap, sc, cap, sr, now, now, start_type, path),
+            )
+            row = self._db.execute(
+                f"SELECT {_PRIOR_COLS} FROM path_priors WHERE start_type = ? AND path = ?", (start_type, path)
+            ).fetchone()
+        stored = _prior(row)
+        if not shared:
+            return stored, None
+        return stored, PathPriorRecord(
+            node=self.node_id,
+            start_type=start_type,
+            relations=relations,
+            confirmed=stored.shared_confirmed,
+            rejected=stored.shared_rejected,
+            updated=now,
+        )
+
+    def apply_fleet_priors(self, records: Iterable[FleetPathPrior]) -> list[FleetPathPrior]:
+        """Store the fleet's sums (newest ``merged`` wins, idempotent); returns those that changed."""
+        changed: list[FleetPathPrior] = []
+        with self._lock, transaction(self._db):
+            for rec in records:
+                path = PATH_SEP.join(rec.relations)
+                cur = self._db.execute(
+                    "UPDATE path_priors SET fleet_confirmed = ?, fleet_rejected = ?, fleet_nodes = ?, "
+                    "fleet_merged = ? WHERE start_type = ? AND path = ? AND fleet_merged < ?",
+                    (rec.confirmed, rec.rejected, rec.nodes, rec.merged, rec.start_type, path, rec.merged),
+                )
+                if cur.rowcount == 0:
+                    cur = self._db.execute(
+                        "INSERT INTO path_priors(start_type, path, fleet_confirmed, fleet_rejected, "
+                        "fleet_nodes, fleet_merged) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (rec.start_type, path, rec.confirmed, rec.rejected, rec.nodes, rec.merged),
+                    )
+                if cur.rowcount:
+                    changed.append(rec)
+        return changed
+
+    def path_priors(self) -> list[StoredPrior]:
+        """Every path's counts (this node's and the fleet's)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_PRIOR_COLS} FROM path_priors ORDER BY start_type, path"
+            ).fetchall()
+        return [_prior(r) for r in rows]
+
+    def path_prior_records(self) -> list[PathPriorRecord]:
+        """This node's shared counts as upload records (e.g. to send them again)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start_type, path, shared_confirmed, shared_rejected, updated FROM path_priors "
+                "WHERE updated != ''"
+            ).fetchall()
+        return [
+            PathPriorRecord(
+                node=self.node_id,
+                start_type=r[0],
+                relations=tuple(str(r[1]).split(PATH_SEP)),
+                confirmed=r[2],
+                rejected=r[3],
+                updated=r[4],
+            )
+            for r in rows
+        ]

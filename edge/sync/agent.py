@@ -1,14 +1,16 @@
 """EdgeSync: the node's side of edge <-> cloud sync, assembled from named parts.
 
 - :class:`~edge.sync.uplink.UplinkSender` (up, node -> cloud): ``publish_memory`` /
-  ``publish_session`` / ``publish_hard_example`` / ``publish_event`` put records into the SQLite
+  ``publish_session`` / ``publish_hard_example`` / ``publish_event`` / ``publish_path_priors`` put
+  records into the SQLite
   outbox and return at once; the sender thread seals batched, LZ4-compressed envelopes (per-node
   sequence numbers) and publishes them at QoS 1 within a window of unacked messages. Only the
   cloud's ack removes them; unacked messages are sent again after a reconnect or
   ``mqtt_ack_timeout_s``.
 - :class:`~edge.sync.downlink.Downlink` (down, cloud -> node): acks of our messages, memory
   deltas / broadcasts / resync responses (applied to the attached :class:`MemoryStore`
-  idempotently, then given to ``on_memory`` handlers, acked), and the resync request.
+  idempotently, then given to ``on_memory`` handlers, acked), the fleet's path priors (stored,
+  given to ``on_fleet_priors`` handlers, acked), and the resync request.
 - :class:`~edge.sync.commands.CommandInbox`: commands (``contracts.commands``), each id run once,
   acked with a :class:`~contracts.commands.CommandAck` (``COMMAND_PENDING`` + ``ack_command`` for
   handlers that answer later).
@@ -35,14 +37,14 @@ from contracts.heartbeat import STATUS_OFFLINE, STATUS_ONLINE, Heartbeat, NodeSt
 from contracts.hlc import HybridClock
 from contracts.hlc import wall_clock_ms as now_ms
 from contracts.logging import get_logger
-from contracts.memory import KnowledgeRecord, SessionState
+from contracts.memory import KnowledgeRecord, PathPriorRecord, SessionState
 from contracts.mqtt_client import ConnectionState, MqttConnection, MqttOptions, Will
 from contracts.topics import CLOUD_SENDER, Topics, check_segment
 from edge.memory.store import MemoryStore
 from edge.sync import metrics
 from edge.sync.client import edge_mqtt_options
 from edge.sync.commands import COMMAND_PENDING, CommandHandler, CommandInbox
-from edge.sync.downlink import WATERMARK_KEY, Downlink, MemoryHandler
+from edge.sync.downlink import WATERMARK_KEY, Downlink, MemoryHandler, PriorHandler
 from edge.sync.embedded_broker import EmbeddedBroker, broker_reachable
 from edge.sync.outbox import Outbox
 from edge.sync.settings import SyncSettings
@@ -234,6 +236,10 @@ class EdgeSync:
     def on_memory(self, handler: MemoryHandler) -> None:
         self.downlink.on_memory(handler)
 
+    def on_fleet_priors(self, handler: PriorHandler) -> None:
+        """``handler(records)`` with the fleet path priors that changed the store (broadcast or resync)."""
+        self.downlink.on_fleet_priors(handler)
+
     def on_twin_delta(self, handler: Callable[[dict[str, str]], None]) -> None:
         """Desired values set through KubeEdge (e.g. ``desired_model_version``); needs
         ``mqtt_kubeedge_enabled``."""
@@ -269,6 +275,15 @@ class EdgeSync:
                 raise BadRequest(f"invalid memory record: {err}") from None
             bodies.append(model.model_dump_json().encode("utf-8"))
         return self.uplink.put(ContentType.MEMORY, bodies)
+
+    def publish_path_priors(self, records: Iterable[PathPriorRecord]) -> int:
+        """Queue this node's shared feedback counts of graph paths (newest per path wins in the cloud)."""
+        bodies = []
+        for rec in records:
+            if rec.node != self.node_id:
+                raise BadRequest(f"path prior of node {rec.node!r} is not this node's ({self.node_id!r})")
+            bodies.append(rec.model_dump_json().encode("utf-8"))
+        return self.uplink.put(ContentType.PATH_PRIOR, bodies)
 
     def publish_session(self, states: Iterable[SessionState]) -> int:
         """Queue shared session state (non-shared state never leaves the node)."""

@@ -4,7 +4,9 @@ Every downlink envelope is decoded with the size limits, must come from the clou
 dispatched: acks of our uplink messages release (or dead-letter) outbox records; commands go to
 the :class:`~edge.sync.commands.CommandInbox`; memory deltas, broadcasts and resync responses are
 applied to the attached :class:`MemoryStore` idempotently (by message id), given to the
-``on_memory`` handlers and acked. Rejects are counted by reason, never raised.
+``on_memory`` handlers and acked; fleet path priors likewise (each checked against the graph
+schema: a message with a path the schema does not have is rejected whole). Rejects are counted by
+reason, never raised.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from contracts.commands import AckKind, AckStatus
 from contracts.envelope import ContentType, Envelope, EnvelopeRejected, Framer, RejectReason, decode
 from contracts.hlc import HLC, HybridClock
 from contracts.logging import get_logger
-from contracts.memory import KnowledgeRecord
+from contracts.memory import MAX_PATH_HOPS, FleetPathPrior, KnowledgeRecord
 from contracts.topics import CLOUD_SENDER, DownKind, Topics
 from edge.memory.store import MemoryStore
 from edge.sync import metrics
 from edge.sync.commands import CommandInbox
 from edge.sync.outbox import Outbox
 from edge.sync.uplink import UplinkSender
+from skillpack.kg.schema import path_refusal
 
 log = get_logger("autoglm.edge.sync")
 
 WATERMARK_KEY = "resync_cursor"
 MemoryHandler = Callable[[list[KnowledgeRecord]], None]
+PriorHandler = Callable[[list[FleetPathPrior]], None]
 Publish = Callable[[str, bytes], bool]  # QoS 1 publish; False when not sent
 
 
@@ -60,6 +64,7 @@ class Downlink:
         self._publish = publish
         self._connected = connected
         self._memory_handlers: list[MemoryHandler] = []
+        self._prior_handlers: list[PriorHandler] = []
         self._resync_wanted = threading.Event()
         self._resync_since: str | None = None
         self.rejected: dict[str, int] = {}
@@ -67,6 +72,9 @@ class Downlink:
 
     def on_memory(self, handler: MemoryHandler) -> None:
         self._memory_handlers.append(handler)
+
+    def on_fleet_priors(self, handler: PriorHandler) -> None:
+        self._prior_handlers.append(handler)
 
     # -- resync ----------------------------------------------------------------------------------
     def request_resync(self, since: str | None = None, *, full: bool = False) -> None:
@@ -116,6 +124,8 @@ class Downlink:
                 self._inbox.handle(env)
             elif parsed.kind in (DownKind.MEMORY, DownKind.RESYNC):
                 self._handle_memory(env)
+            elif parsed.kind == DownKind.PRIORS and env.content_type is ContentType.FLEET_PRIOR:
+                self._handle_priors(env)
         except EnvelopeRejected as err:
             self._reject(err.reason, topic, str(err))
 
@@ -136,6 +146,30 @@ class Downlink:
         if released:
             metrics.ACKED_RECORDS.inc(released)
         self._uplink.wake()
+
+    def _handle_priors(self, env: Envelope) -> None:
+        seen, _ = self._outbox.seen(env.message_id)
+        if not seen:
+            try:
+                records = [FleetPathPrior.model_validate(r) for r in env.records]
+            except ValueError as err:
+                raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"fleet prior: {err}") from None
+            for rec in records:
+                refusal = path_refusal(rec.start_type, rec.relations, MAX_PATH_HOPS)
+                if refusal is not None:
+                    raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"fleet prior: {refusal}")
+            changed = self._store.apply_fleet_priors(records) if self._store is not None else records
+            for handler in list(self._prior_handlers):
+                try:
+                    handler(changed)
+                except Exception:
+                    log.exception("fleet prior handler failed")
+            self._outbox.remember(env.message_id)
+        self._ack_message(env)
+
+    def _ack_message(self, env: Envelope) -> None:
+        frame = self._framer.records(ContentType.ACK, [{"kind": AckKind.MESSAGE.value, "id": env.message_id}])
+        self._publish(self._topics.up_ack(self._node_id), frame)
 
     def _handle_memory(self, env: Envelope) -> None:
         seen, _ = self._outbox.seen(env.message_id)
@@ -161,5 +195,4 @@ class Downlink:
                     self._outbox.set_state(WATERMARK_KEY, cursor)
                 self.resyncs_completed += 1
             self._outbox.remember(env.message_id)
-        frame = self._framer.records(ContentType.ACK, [{"kind": AckKind.MESSAGE.value, "id": env.message_id}])
-        self._publish(self._topics.up_ack(self._node_id), frame)
+        self._ack_message(env)

@@ -34,7 +34,9 @@ from contracts.sqlite_tx import transaction
 
 log = get_logger("autoglm.edge.sync.outbox")
 
-DURABLE_KINDS = frozenset({ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_EXAMPLE})
+DURABLE_KINDS = frozenset(
+    {ContentType.MEMORY, ContentType.SESSION, ContentType.HARD_EXAMPLE, ContentType.PATH_PRIOR}
+)
 TELEMETRY_KINDS = frozenset({ContentType.EVENT})
 OUTBOX_KINDS = DURABLE_KINDS | TELEMETRY_KINDS
 

@@ -27,6 +27,7 @@ UP_KIND = {
     ContentType.SESSION: UpKind.SESSION,
     ContentType.HARD_EXAMPLE: UpKind.HARD_EXAMPLES,
     ContentType.EVENT: UpKind.EVENTS,
+    ContentType.PATH_PRIOR: UpKind.PRIORS,
 }
 Publish = Callable[[str, bytes], bool]  # QoS 1 publish on a topic; False when not sent
 
