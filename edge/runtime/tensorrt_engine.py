@@ -64,6 +64,29 @@ def matching_engine(
     return fits[0] if fits else None
 
 
+def refit_engine(trt: Any, engine: Any, tensors: dict[str, np.ndarray], label: str) -> float:
+    """Refit ``engine``'s weights named like the adapter initializers with ``tensors``
+    (``trt.Refitter`` → ``set_named_weights`` → ``refit_cuda_engine``); the seconds it took.
+    ``BundleError`` when a tensor is not a refittable weight of the engine or TensorRT refuses."""
+    import time
+
+    t0 = time.perf_counter()
+    refitter = trt.Refitter(engine, trt.Logger(trt.Logger.WARNING))
+    names = set(refitter.get_all_weights())
+    missing = sorted(set(tensors) - names)
+    if missing:
+        raise BundleError(f"TensorRT engine {label}: no refittable weight(s) {missing[:3]}")
+    keep = []  # TensorRT reads the host arrays during refit_cuda_engine
+    for name, arr in tensors.items():
+        host = np.ascontiguousarray(arr, dtype=np.float32)
+        keep.append(host)
+        if not refitter.set_named_weights(name, trt.Weights(host)):
+            raise BundleError(f"TensorRT engine {label}: refit refused weight {name!r} {list(host.shape)}")
+    if not refitter.refit_cuda_engine():
+        raise BundleError(f"TensorRT engine {label}: refit with the adapter set failed")
+    return time.perf_counter() - t0
+
+
 class TensorRTEngineRuntime:
     """``(input_ids, attention_mask) -> (embedding, route_logits)`` on a deserialized engine.
 
@@ -148,23 +171,11 @@ class TensorRTEngineRuntime:
         engines are built refittable, so serving another set — or an adapter-only update — is a
         refit of a few MB, not an engine rebuild. Returns the seconds it took; ``BundleError`` when
         a tensor is not a weight of the engine or TensorRT refuses."""
-        import time
+        return refit_engine(self._trt, self.engine, tensors, self.spec.file)
 
-        trt = self._trt
-        t0 = time.perf_counter()
-        refitter = trt.Refitter(self.engine, trt.Logger(trt.Logger.WARNING))
-        names = set(refitter.get_all_weights())
-        missing = sorted(set(tensors) - names)
-        if missing:
-            raise BundleError(f"TensorRT engine {self.spec.file}: no refittable weight(s) {missing[:3]}")
-        keep = []  # TensorRT reads the host arrays during refit_cuda_engine
-        for name, arr in tensors.items():
-            host = np.ascontiguousarray(arr, dtype=np.float32)
-            keep.append(host)
-            refitter.set_named_weights(name, trt.Weights(host))
-        if not refitter.refit_cuda_engine():
-            raise BundleError(f"TensorRT engine {self.spec.file}: refit with the adapter set failed")
-        return time.perf_counter() - t0
+    def serialize(self) -> bytes:  # pragma: no cover - GPU
+        """The engine as it is now (after a refit: with the new weights), for the engine cache."""
+        return bytes(self.engine.serialize())
 
     def close(self) -> None:  # pragma: no cover - GPU
         for ptr, _ in self._buffers.values():

@@ -2,9 +2,10 @@
 
 Verification (schema, hashes, optional ed25519 signature) is ``contracts.bundle.open_bundle``;
 any failure is a :class:`BundleError` naming the problem, and the caller keeps serving what it
-had. The engine is the native TensorRT runtime when the bundle carries an engine built for this
-GPU and TensorRT version, otherwise an ONNX Runtime :class:`BundleSession` on the providers
-chosen by :func:`select_providers` (TensorRT EP → CUDA EP → CPU).
+had. The engine is the native TensorRT runtime when the bundle (or, for an adapter-only update, its
+parent) carries an engine built for this GPU and TensorRT version — taken from the node's engine
+cache or refitted with the adapter set (``edge.runtime.trt_cache``) — otherwise an ONNX Runtime
+:class:`BundleSession` on the providers chosen by :func:`select_providers` (TensorRT EP → CUDA EP → CPU).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 from contracts.bundle import Bundle, open_bundle
 from contracts.errors import BundleError
 from contracts.logging import get_logger
-from contracts.manifest import MANIFEST_FILE, Manifest
+from contracts.manifest import MANIFEST_FILE, Manifest, TensorRTEngine
 from edge.runtime.bundle_session import BundleSession, bundle_tokenizer, load_adapter_tensors
 from edge.runtime.engine import Engine
 from edge.runtime.providers import ORT_PROVIDER_NAMES, make_session_options, select_providers
-from edge.runtime.tensorrt_engine import TensorRTEngineRuntime, detect_gpu, matching_engine
+from edge.runtime.tensorrt_engine import GpuInfo, TensorRTEngineRuntime, detect_gpu, matching_engine
+from edge.runtime.trt_cache import EngineCache, EngineKey, adapter_set_hash, native_engine
 from edge.serving.loaded_model import LoadedModel
 from edge.settings import ServeSettings
 
@@ -110,6 +112,42 @@ class BundleModelLoader:
             close_fn=close,
         )
 
+    def _native(
+        self, bundle: Bundle, ships: Bundle, set_name: str, spec: TensorRTEngine, gpu: GpuInfo
+    ) -> tuple[Engine, list[str], Callable[[], None] | None, dict[str, str]]:
+        """The native engine for ``set_name`` from the node's engine cache (``edge.runtime.trt_cache``:
+        cached → refit of the engine served before → the bundle's own engine)."""
+        s = self.settings
+        m = bundle.manifest
+        entry = m.adapter_sets[set_name]
+        tensors = load_adapter_tensors(bundle.adapter_file(set_name), entry, set_name)
+        sm = ships.manifest
+        default = sm.adapter_sets[sm.default_adapter_set]
+        shipped_hash = adapter_set_hash(
+            load_adapter_tensors(ships.adapter_file(sm.default_adapter_set), default, sm.default_adapter_set)
+        )
+        key = EngineKey(
+            graph_sha256=bundle.graph("encoder").sha256,
+            adapter_sha256=adapter_set_hash(tensors),
+            precision=spec.precision,
+            gpu_name=gpu.name,
+            gpu_arch=gpu.arch,
+            trt_version=gpu.trt_version,
+        )
+        if key.adapter_sha256 != shipped_hash and not spec.refittable:
+            raise BundleError(f"TensorRT engine {spec.file} is not refittable: cannot serve {set_name!r}")
+        got = native_engine(
+            EngineCache(s.model_cache_dir),
+            key,
+            tensors,
+            lambda path: TensorRTEngineRuntime(path, spec, s.cuda_device_id),
+            (ships.root / spec.file, shipped_hash),
+            label=f"{m.name}@{m.version}/{set_name}",
+        )
+        native = f"TensorRT-native({spec.gpu_arch}, {spec.precision})"
+        info = {"providers_requested": native, "provider_fallback": "", "providers_skipped": "", **got.info()}
+        return got.runtime, [native], got.runtime.close, info
+
     def _engine(
         self, bundle: Bundle, set_name: str
     ) -> tuple[Engine, list[str], Callable[[], None] | None, dict[str, str]]:
@@ -119,27 +157,26 @@ class BundleModelLoader:
         ``providers_skipped``: configured ones this onnxruntime build does not offer)."""
         s = self.settings
         m = bundle.manifest
-        wants_trt = "tensorrt" in s.providers and bool(m.tensorrt)
+        wants_trt = "tensorrt" in s.providers and bool(
+            m.tensorrt or (bundle.parent and bundle.parent.manifest.tensorrt)
+        )
         if wants_trt:
             gpu, why = detect_gpu(s.cuda_device_id)
-            spec = matching_engine(m.tensorrt, gpu)
-            if spec is not None:  # pragma: no cover - needs a GPU
-                runtime = TensorRTEngineRuntime(bundle.root / spec.file, spec, s.cuda_device_id)
-                native = f"TensorRT-native({spec.gpu_arch}, {spec.precision})"
-                info = {"providers_requested": native, "provider_fallback": "", "providers_skipped": ""}
-                if set_name != m.default_adapter_set:  # the engine holds the default set: refit, no rebuild
-                    if not spec.refittable:
-                        runtime.close()
-                        raise BundleError(
-                            f"TensorRT engine {spec.file} is not refittable: cannot serve {set_name!r}"
-                        )
-                    entry = m.adapter_sets[set_name]
-                    tensors = load_adapter_tensors(bundle.adapter_file(set_name), entry, set_name)
-                    info["trt_refit_s"] = f"{runtime.refit(tensors):.3f}"
-                return runtime, [native], runtime.close, info
-            log.debug(
-                "bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU"
-            )
+            # an adapter-only update carries no engine: its parent's engine is refitted with the new set
+            ships = bundle if m.tensorrt else bundle.parent
+            assert ships is not None
+            spec = matching_engine(ships.manifest.tensorrt, gpu)
+            if spec is not None and gpu is not None:  # pragma: no cover - needs a GPU
+                try:
+                    return self._native(bundle, ships, set_name, spec, gpu)
+                except BundleError as exc:
+                    log.warning(
+                        "native TensorRT engine not used, serving on the ONNX Runtime providers: %s", exc
+                    )
+            else:
+                log.debug(
+                    "bundle carries TensorRT engines but none runs here: %s", why or "no engine for this GPU"
+                )
         choice = select_providers(s)
         session = BundleSession(
             bundle,
