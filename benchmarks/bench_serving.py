@@ -10,6 +10,9 @@ Side by side in one run, same model (all-MiniLM-L6-v2 + router adapters), same s
               repeated with a Zipf(1.1) popularity — not comparable with the rows above)
       edge-int8 the same server on the int8 bundle of the same checkpoint (export guard numbers
               in its manifest)
+      edge-wN   the same server with N worker processes on the port (``--workers 1,N``;
+              ``edge.http.workers``, SO_REUSEPORT), each worker with ``--threads // N`` ORT threads
+      edge-iob  the same server with IOBinding on (``--io-binding``; ``ort_io_binding=on``)
   raw         the engine's limit: ``session.run`` at batch 32 on the same inputs, no HTTP
               (padded to the batch's longest text; also for int8 when edge-int8 runs)
 
@@ -20,7 +23,7 @@ PyTorch thread count (``--threads``, default 2). Prints a table, the target chec
 JSON record (also written to ``--out``).
 
     python benchmarks/bench_serving.py [--duration 4] [--concurrency 1,8,32,64] [--servers naive,ort,edge]
-                                       [--provider cpu|cuda|tensorrt]
+                                       [--provider cpu|cuda|tensorrt] [--workers 1,2] [--io-binding]
 
 ``--provider`` puts the ort, edge and raw rows on the same ONNX Runtime execution provider (the
 naive row runs PyTorch on CUDA when the provider is a GPU one and torch sees a GPU). Every row
@@ -255,19 +258,40 @@ def serve_ort(bundle: Path, port: int, threads: int, provider: str = "cpu") -> N
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_edge(bundle: Path, port: int, threads: int, cache: bool, provider: str = "cpu") -> None:
-    """(c) this server."""
+def serve_edge(
+    bundle: Path,
+    port: int,
+    threads: int,
+    cache: bool,
+    provider: str = "cpu",
+    workers: int = 1,
+    io_binding: str = "auto",
+) -> None:
+    """(c) this server; ``workers`` > 1: that many worker processes, the threads split between them."""
     from edge.http.server import serve
 
     settings = serve_settings(
         provider,
-        threads,
+        max(1, threads // workers),
         bundle_dir=bundle,
         http_host="127.0.0.1",
         http_port=port,
         cache_max_bytes=(64 << 20) if cache else 0,
+        http_workers=workers,
+        ort_io_binding=io_binding,
     )
+    if workers > 1:
+        from edge.http.workers import serve_workers
+
+        sys.exit(serve_workers(settings, "WARNING"))
     serve(settings)
+
+
+def edge_variant(kind: str) -> tuple[int, str]:
+    """``(workers, io_binding)`` of an edge server kind: ``edge-w2`` → 2 workers, ``edge-iob`` → on."""
+    if kind.startswith("edge-w"):
+        return int(kind.removeprefix("edge-w")), "auto"
+    return 1, "on" if kind == "edge-iob" else "auto"
 
 
 # --- the load generator (its own process) --------------------------------------------------------
@@ -515,7 +539,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         f"bundle {bundle} ({args.precision}), {len(texts)} distinct queries of ≤16 tokens; "
         f"threads={args.threads}"
     )
-    print(f"load average before: {os.getloadavg()}")
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before}")
     seconds = max(3.0, args.duration)
     int8_bundle = prepare_bundle("int8")[1] if "edge-int8" in args.servers.split(",") else None
     raw_runs: list[dict[str, Any]] = []
@@ -576,6 +601,12 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         },
         "threads": args.threads,
         "edge_threads": args.edge_threads or args.threads,
+        "edge_worker_threads": {
+            k: max(1, (args.edge_threads or args.threads) // edge_variant(k)[0])
+            for k in kinds
+            if k.startswith("edge")
+        },
+        "loadavg_before": load_before,
         "duration_s": args.duration,
         "queries": len(texts),
         "raw_engine": raw,
@@ -665,6 +696,23 @@ def checks(record: dict[str, Any]) -> dict[str, Any]:
     ort32 = row("ort", 32)
     if edge32 and ort32 and ort32["throughput_rps"]:
         out["edge_vs_ort_c32"] = round(edge32["throughput_rps"] / ort32["throughput_rps"], 2)
+    # issue 17 item 4: worker processes and IOBinding, each against the single-process edge row
+    for kind in servers:
+        if not (kind.startswith("edge-w") or kind == "edge-iob"):
+            continue
+        key = kind.replace("-", "_")
+        for r in servers[kind]:
+            base = row("edge", r["concurrency"])
+            if base and base["throughput_rps"]:
+                c = r["concurrency"]
+                out[f"{key}_vs_edge_c{c}"] = round(r["throughput_rps"] / base["throughput_rps"], 3)
+                out[f"{key}_p99_ms_c{c}"] = r["p99_ms"]
+        top = max(servers[kind], key=lambda r: r["concurrency"], default=None)
+        if top and record["raw_engine"]["throughput_seq_s"]:
+            c = top["concurrency"]
+            out[f"{key}_vs_raw_c{c}"] = round(
+                top["throughput_rps"] / record["raw_engine"]["throughput_seq_s"], 3
+            )
     return out
 
 
@@ -706,6 +754,12 @@ def markdown(record: dict[str, Any]) -> str:
         "edge": "(c) edge server, fp32 bundle",
         "edge-int8": "(c) edge server, int8 bundle",
         "edge-cache": "(c) edge server, cache on, Zipf(1.1)-repeated queries",
+        "edge-iob": "(c) edge server, IOBinding on",
+        **{
+            k: f"(c) edge server, {k.removeprefix('edge-w')} worker processes"
+            for k in record["servers"]
+            if k.startswith("edge-w")
+        },
     }
     conc = [r["concurrency"] for r in next(iter(record["servers"].values()))]
     head = "| server | " + " | ".join(f"c={c} req/s (p50/p99 ms)" for c in conc) + " |"
@@ -768,6 +822,24 @@ def write_serving_record(record: dict[str, Any]) -> None:
                 met=c.get("edge_vs_raw_c32_ge_80pct"),
             )
         )
+    for kind in sorted(k for k in servers if k.startswith("edge-w") or k == "edge-iob"):
+        r32 = row(kind, 32)
+        if r32 and edge32:
+            what = (
+                f"Edge server with {kind.removeprefix('edge-w')} worker processes vs 1, concurrency 32"
+                if kind.startswith("edge-w")
+                else "Edge server with IOBinding on vs off, concurrency 32"
+            )
+            rows.append(
+                HeadlineRow(
+                    what=what,
+                    baseline=f"1 process, IOBinding auto: {edge32['throughput_rps']:,.0f} req/s",
+                    result=f"{r32['throughput_rps']:,.0f} req/s "
+                    f"({c.get(kind.replace('-', '_') + '_vs_edge_c32')}x; p99 {r32['p99_ms']} ms)",
+                    target="measured (GPU target: scripts/gpu_check.py --real)",
+                    met=None,
+                )
+            )
     provider = str(record.get("provider", "cpu"))
     used = record.get("providers_used", {})
     ran = sorted(
@@ -794,7 +866,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd")
     s = sub.add_parser("_serve")
-    s.add_argument("kind", choices=["naive", "ort", "edge", "edge-cache", "edge-int8"])
+    s.add_argument("kind")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--ckpt", type=Path, required=True)
@@ -819,7 +891,15 @@ def main() -> None:
     p.add_argument(
         "--servers",
         default="naive,ort,edge,edge-int8",
-        help="comma list of naive, ort, edge, edge-int8, edge-cache",
+        help="comma list of naive, ort, edge, edge-int8, edge-cache, edge-wN (N workers), edge-iob",
+    )
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="comma list of edge worker counts: each N > 1 adds an edge-wN row beside the edge row",
+    )
+    p.add_argument(
+        "--io-binding", action="store_true", help="add an edge-iob row: the edge server with IOBinding on"
     )
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op / torch threads for every server")
     p.add_argument(
@@ -844,8 +924,15 @@ def main() -> None:
         elif args.kind == "ort":
             serve_ort(args.bundle, args.port, args.threads, args.provider)
         else:
+            workers, io_binding = edge_variant(args.kind)
             serve_edge(
-                args.bundle, args.port, args.threads, cache=args.kind == "edge-cache", provider=args.provider
+                args.bundle,
+                args.port,
+                args.threads,
+                cache=args.kind == "edge-cache",
+                provider=args.provider,
+                workers=workers,
+                io_binding=io_binding,
             )
         return
     if args.cmd == "_load":
@@ -859,6 +946,15 @@ def main() -> None:
         return
     if args.checkpoint is not None:
         CHECKPOINT_OVERRIDE.append(args.checkpoint.resolve())
+    kinds = [k for k in args.servers.split(",") if k]
+    for n in sorted({int(w) for w in args.workers.split(",") if w.strip()}):
+        if n < 1:
+            p.error(f"--workers {args.workers}: worker counts are ≥ 1")
+        if n > 1 and f"edge-w{n}" not in kinds:
+            kinds.append(f"edge-w{n}")
+    if args.io_binding and "edge-iob" not in kinds:
+        kinds.append("edge-iob")
+    args.servers = ",".join(kinds)
     record = orchestrate(args)
     print_table(record)
     print()

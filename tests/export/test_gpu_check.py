@@ -7,11 +7,13 @@ CUDA provider), and the check must report that step as failed, naming the fallba
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import pytest
@@ -71,3 +73,39 @@ def test_cpu_dry_run_and_cuda_fallback_fails_its_steps(tmp_path: Path) -> None:
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| cpu: bound-set parity (fp32, set 'other') | ok | CPUExecutionProvider |" in md
     assert "FAILED: CUDAExecutionProvider did not start" in md
+
+
+def _gpu_check_module() -> Any:
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_serving_step_runs_the_worker_and_io_binding_rows(tmp_path: Path) -> None:
+    """The GPU run's serving step (skipped in the dry run: it needs minutes) asks bench_serving for
+    the 2-worker and IOBinding rows at concurrency 256, and reads them from a real record of that
+    benchmark (a committed CPU run with those rows) into the report and the issue-17 target row."""
+    gc = _gpu_check_module()
+    cmd = gc.serving_command("cuda", 3.0, tmp_path / "s.json")
+    assert cmd[cmd.index("--workers") + 1] == "1,2" and "--io-binding" in cmd
+    assert cmd[cmd.index("--concurrency") + 1].split(",")[-1] == "256"
+    assert cmd[cmd.index("--provider") + 1] == "cuda"
+    records = sorted((ROOT / "benchmarks" / "results").glob("serving-*.json"))
+    rec = next(
+        (
+            r
+            for r in (json.loads(p.read_text())["metrics"] for p in reversed(records))
+            if "edge-w2" in r["servers"]
+        ),
+        None,
+    )
+    assert rec is not None, "no committed serving record with the edge-w2 / edge-iob rows"
+    res = gc.serving_summary(rec)
+    assert set(res["served_vs_raw_by_server"]) == {"edge", "edge-w2", "edge-iob"}
+    assert res["best_server"] in res["served_vs_raw_by_server"]
+    assert any(k.startswith("edge-w2 c=") for k in res["rows"]) and "edge_w2_vs_edge_c32" in res["checks"]
+    steps = {"cuda: serving": {"status": "ok", **res}}
+    (target,) = gc.issue_targets(steps)
+    assert "c=256" in target["what"] and res["best_server"] in target["what"]
