@@ -11,6 +11,7 @@ from edge.agent.agent import Agent, HardExampleSink
 from edge.agent.cloud_client import CircuitBreaker, CloudClient
 from edge.agent.memory import KnowledgeMemory, SemanticCache, SessionStore
 from edge.agent.metrics import AgentMetrics
+from edge.agent.priors import stored_priors
 from edge.agent.prompts import PromptEngine
 from edge.agent.routing import Encoder, HashingEncoder, KeywordRouter, ServiceEncoder
 from edge.agent.settings import DEFAULT_FRESHNESS_S, AgentSettings
@@ -47,13 +48,9 @@ def build_agent(
     the agent's metrics)."""
     s = settings or AgentSettings()
     graph = graph or KnowledgeGraph.load(s.agent_kg_path)
-    reasoner = None
+    scorer = None
     if s.agent_kg_scorer != "lexical":
         scorer = _learned_scorer(bundle_dir, required=s.agent_kg_scorer == "learned")
-        if scorer is not None:
-            reasoner = PathReasoner(
-                graph, scorer=scorer, beam_width=s.agent_kg_beam_width, min_hop_prob=s.agent_kg_min_hop_prob
-            )
     if encoder is None:
         encoder = (
             ServiceEncoder(service)
@@ -63,6 +60,18 @@ def build_agent(
     if store is None:
         store = getattr(sync, "store", None) or MemoryStore(s.agent_memory_db, node_id)
     publish = sync.publish_memory if sync is not None else None
+    metrics = AgentMetrics(node_id, getattr(getattr(service, "metrics", None), "registry", None))
+    # path priors persisted in the memory store, shared feedback synced with the fleet over MQTT
+    priors = stored_priors(
+        store, s, metrics, publish=sync.publish_path_priors if sync is not None else None, sync=sync
+    )
+    reasoner = PathReasoner(
+        graph,
+        scorer=scorer,  # None: the lexical cue scorer
+        beam_width=s.agent_kg_beam_width,
+        min_hop_prob=s.agent_kg_min_hop_prob,
+        priors=priors,
+    )
     if hard_examples is None and sync is not None:
         hard_examples = sync.publish_hard_example
     if cloud is None:
@@ -90,7 +99,7 @@ def build_agent(
         node_id=node_id,
         reasoner=reasoner,
         scope=_scope_head(bundle_dir, graph) if s.agent_scope == "auto" and not keyword_routing else None,
-        metrics=AgentMetrics(node_id, getattr(getattr(service, "metrics", None), "registry", None)),
+        metrics=metrics,
     )
 
 

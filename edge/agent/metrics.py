@@ -52,6 +52,13 @@ class AgentMetrics:
             ["node"],
             registry=r,
         )
+        self.kg_prior_updates = Counter(
+            "autoglm_edge_agent_kg_prior_updates_total",
+            "Graph-path prior updates: feedback on this node (confirmed / rejected) and fleet sums received "
+            "from the cloud that changed a path's counts (fleet).",
+            ["node", "kind"],
+            registry=r,
+        )
         self.abstentions = Counter(
             "autoglm_edge_agent_abstentions_total",
             "Requests the scope head judged nonsense / out of scope.",

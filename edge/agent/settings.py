@@ -105,6 +105,21 @@ class AgentSettings(AutoGLMSettings):
         description="Probability of the best graph path (among all paths found) below which the answer "
         "lists the top candidate paths with their probabilities and asks which one was meant.",
     )
+    agent_kg_prior_weight: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=5.0,
+        description="Weight of a graph path's feedback prior: weight * (log(1 + confirmed) - "
+        "log(1 + rejected)) is added to the scorer's log-probability of the path (counts: this node's "
+        "and the fleet's).",
+    )
+    agent_kg_prior_max: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=5.0,
+        description="Bound on a path prior (log space, either sign): feedback reorders only paths the scorer "
+        "ranks within a factor exp(2 * this) of each other and never overrides a clear scorer decision.",
+    )
     agent_scope: Literal["auto", "off"] = Field(
         default="auto",
         description="Abstention on nonsense / out-of-scope requests with the bundle's scope_head graph "

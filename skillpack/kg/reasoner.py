@@ -343,7 +343,7 @@ class PathReasoner:
         self.linker = linker or EntityLinker(self.graph)
         self.beam_width = beam_width
         self.min_hop_prob = min_hop_prob
-        self.priors = priors or PathPriors(prior_weight, prior_max)
+        self.priors = priors if priors is not None else PathPriors(prior_weight, prior_max)
         self._path_cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
