@@ -2,10 +2,14 @@
 
 A job is created ``queued``; a worker *claims* it with one conditional UPDATE (``state = 'queued'``
 and no other job running), so two workers, or two requests, never run one job twice nor two jobs
-at once. The worker reports stage, progress and log lines (each report is its heartbeat) and
-checks ``cancel_requested`` between steps. A job whose worker went silent for
-``loop_job_stale_s`` is taken over by the next worker (:meth:`JobStore.take_over`); the
-pipeline then resumes it from ``registered`` on, or fails it cleanly (docs/arch/loop.md).
+at once. On PostgreSQL claims also take turns on a transaction advisory lock: there each statement
+reads a snapshot, and a claim in flight (updated, not committed) is invisible to another worker's
+"no other job running" test (tests/cloud/loop/test_queue_jobs.py shows the interleaving).
+
+The worker reports stage, progress and log lines (each report is its heartbeat) and checks
+``cancel_requested`` between steps. A job whose worker went silent for ``loop_job_stale_s`` is
+taken over by the next worker (:meth:`JobStore.take_over`); the pipeline then resumes it from
+``registered`` on, or fails it cleanly (docs/arch/loop.md).
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from cloud.db.engine import Database
 from cloud.db.models import TrainingJob
@@ -102,6 +106,7 @@ class JobStore:
 
         One conditional UPDATE: of two workers racing for a job, exactly one sees a row changed."""
         with self.db.session() as s:
+            _claims_take_turns(s)
             job_id = s.scalar(
                 select(TrainingJob.id)
                 .where(TrainingJob.state == JobState.QUEUED.value)
@@ -245,6 +250,18 @@ class JobStore:
             finished_at=j.finished_at,
             logs=list(j.logs or []) if with_logs else [],
         )
+
+
+# the key of the claims' PostgreSQL advisory lock (any constant no other lock of this database uses)
+CLAIM_LOCK_KEY = 0x4A4F4253  # "JOBS"
+
+
+def _claims_take_turns(s: Session) -> None:
+    """PostgreSQL: wait for any other claim to commit (the lock is released with the transaction), so
+    this claim's reads see it. SQLite needs nothing: the UPDATE runs under the file's write lock and
+    sees every committed claim."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
 
 
 def _now() -> datetime:

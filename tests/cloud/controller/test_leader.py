@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 from cloud.api.container import CloudServices
 from cloud.db.engine import Database
 from cloud.leader import LeaderLease
+from tests.cloud.conftest import DbTarget
 from tests.cloud.controller.bundles import make_bundle
-from tests.cloud.controller.conftest import DbTarget, LiveServer, make_settings
+from tests.cloud.controller.conftest import LiveServer, make_settings
 from tests.cloud.controller.fleetsim import FakeClock, InstantFleet
 
 TTL = 15.0

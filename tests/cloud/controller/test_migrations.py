@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from cloud.db.engine import Database
 from cloud.db.migrate import alembic_config
 from cloud.db.models import Base
-from tests.cloud.controller.conftest import DbTarget
+from tests.cloud.conftest import DbTarget
 
 
 def test_migrations_apply_on_empty_database(db_target: DbTarget) -> None:

@@ -13,8 +13,9 @@ from cloud.registry.schemas import VersionStatus, VersionUpdate
 from cloud.rollout.schemas import AnalysisConfig, RolloutCreate
 from cloud.rollout.states import TRANSITIONS, RolloutState
 from contracts.errors import BadRequest, Conflict
+from tests.cloud.conftest import DbTarget
 from tests.cloud.controller.bundles import make_bundle
-from tests.cloud.controller.conftest import DbTarget, make_settings
+from tests.cloud.controller.conftest import make_settings
 from tests.cloud.controller.fleetsim import Behaviour, FakeClock, InstantFleet
 
 N = 20

@@ -1,26 +1,34 @@
 """The queue and the job table without a model: sightings stored once, near-duplicates merged by
 embedding, suggestions and the auto-approve policy, labels refused for routes nothing serves,
 content-addressed datasets; jobs claimed by exactly one of many racing workers, never two at
-once, cancel, take-over of a silent worker's job."""
+once (threads and processes, on SQLite and PostgreSQL), cancel, take-over of a silent worker's job.
+Every test that touches the database runs on both (``db_target``, tests/cloud/conftest.py)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event, insert
 
 from cloud.api.container import CloudServices
+from cloud.db.models import TrainingJob
 from cloud.loop.jobs import JobCancelled, JobStore
 from cloud.loop.queue import Triaged, suggest
 from cloud.loop.settings import LoopSettings
 from contracts.errors import BadRequest, Conflict
 from contracts.loop import HardExampleStatus, JobOutcome, JobStage, JobState, SuggestionSource
+from tests.cloud.conftest import DbTarget
 from tests.cloud.controller.bundles import make_bundle
 from tests.cloud.controller.conftest import make_settings
+from tests.cloud.loop.claimer import claim_in_process
 from tests.cloud.loop.conftest import records
+from tests.support.wait import wait_for
 
 
 def vec(*xs: float) -> np.ndarray:
@@ -41,8 +49,8 @@ def fake_triage(texts: list[str]) -> list[Triaged]:
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Iterator[CloudServices]:
-    s = CloudServices.build(make_settings(tmp_path))
+def svc(tmp_path: Path, db_target: DbTarget) -> Iterator[CloudServices]:
+    s = CloudServices.build(make_settings(tmp_path, db_target.url), db_schema=db_target.schema)
     s.registry.register_dir(make_bundle(tmp_path / "b", version="1.0.0"), actor="t")
     s.registry.set_alias("tiny", "stable", "1.0.0", actor="t", reason="initial")
     yield s
@@ -140,6 +148,90 @@ def test_concurrent_claims_run_each_job_once(svc: CloudServices) -> None:
     assert jobs.claim("w9") is None  # never two at once
     jobs.finish(a.id, JobState.SUCCEEDED, JobOutcome.PROMOTED)
     assert jobs.claim("w9") == b.id and jobs.get(b.id).attempts == 1
+
+
+def test_racing_worker_processes_start_one_job(svc: CloudServices, db_target: DbTarget) -> None:
+    """Four worker processes, each with its own engine, race for two queued jobs of two models:
+    one job runs, the other stays queued."""
+    jobs = JobStore(svc.db)
+    a, _ = jobs.create("tiny", actor="admin:a")
+    b, _ = jobs.create("other", actor="admin:a")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=claim_in_process, args=(svc.db.url, db_target.schema, f"p{i}", barrier, out))
+        for i in range(4)
+    ]
+    for p in procs:
+        p.start()
+    got = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert [jid for _, jid in got if jid is not None] == [a.id]
+    assert jobs.get(a.id).state is JobState.RUNNING and jobs.get(b.id).state is JobState.QUEUED
+    assert jobs.get(a.id).worker in {name for name, _ in got}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_target", ["postgres"], indirect=True)
+def test_claim_waits_for_a_claim_in_flight_on_postgres(svc: CloudServices, db_target: DbTarget) -> None:
+    """PostgreSQL's snapshots: worker 1 has claimed job Y but not committed when a job X with a
+    lower id (its insert was still open when worker 1 looked) becomes visible to worker 2. Without
+    claims taking turns, worker 2 took X (it cannot see worker 1's running Y): two jobs at once.
+    PostgreSQL only: SQLite serialises writers with its file lock, this interleaving cannot happen."""
+    from cloud.db.engine import Database
+
+    dbs = [Database(db_target.url, schema=db_target.schema) for _ in range(2)]
+    w1, w2 = (JobStore(db) for db in dbs)
+    updated, release = threading.Event(), threading.Event()
+
+    opener = dbs[1].engine.connect()  # job X's insert, open while worker 1 looks for the oldest job
+    tx = opener.begin()
+    x_id = opener.execute(
+        insert(TrainingJob)
+        .values(model="x", state="queued", stage="waiting", metrics={}, logs=[])
+        .returning(TrainingJob.id)
+    ).scalar_one()
+    y, _ = w1.create("y", actor="admin:a")
+
+    @event.listens_for(dbs[0].engine, "after_cursor_execute")
+    def _pause_after_update(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE TRAINING_JOBS"):
+            updated.set()
+            release.wait(timeout=60)  # worker 1 holds its claim uncommitted meanwhile
+
+    results: dict[str, int | None] = {}
+    t1 = threading.Thread(target=lambda: results.update(w1=w1.claim("w1")))
+    t1.start()
+    try:
+        assert updated.wait(30), "worker 1 did not claim"
+        tx.commit()  # X (the oldest job) is now visible
+        opener.close()
+        t2 = threading.Thread(target=lambda: results.update(w2=w2.claim("w2")))
+        t2.start()
+
+        def w2_done_or_waiting() -> bool:
+            if not t2.is_alive():
+                return True
+            with svc.db.engine.connect() as c:  # a backend of this database waiting on a lock
+                return bool(
+                    c.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    ).scalar()
+                )
+
+        wait_for(w2_done_or_waiting, what="worker 2 claims or waits for worker 1")
+    finally:
+        release.set()
+        t1.join(30)
+    t2.join(30)
+    assert results == {"w1": y.id, "w2": None}, results
+    running = [j.id for j in w1.all(state=JobState.RUNNING)]
+    assert running == [y.id] and w1.get(x_id).state is JobState.QUEUED
+    for db in dbs:
+        db.dispose()
 
 
 def test_cancel_and_take_over(svc: CloudServices) -> None:
