@@ -83,6 +83,8 @@ _EN_SMALL = {
     "ninety": 90,
 }
 _EN_SCALE = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+# the one-digit number words, English and Chinese (zero included): other modules read digits from these
+DIGIT_WORDS: dict[str, int] = {**{w: n for w, n in _EN_SMALL.items() if n < 10}, **_ZH_DIGITS}
 _EN_WORD = "|".join(sorted([*_EN_SMALL, *_EN_SCALE], key=len, reverse=True))
 _EN_RUN = re.compile(rf"\b(?:{_EN_WORD})(?:(?:\s+|-|\s+and\s+)(?:{_EN_WORD}))*\b", re.IGNORECASE)
 

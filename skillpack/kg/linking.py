@@ -11,35 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from skillpack.kg.graph import KnowledgeGraph
-from skillpack.text import to_ascii
+from skillpack.text import DIGIT_WORDS, to_ascii
 
 Embed = Callable[[list[str]], np.ndarray]
 _CODE_RE = re.compile(r"(?<![A-Za-z])([A-Za-z]{2})[\s_-]?(\d{3,4})(?!\d)")
-_NUM_WORDS = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_LINE_EN = re.compile(
-    r"\bline\s*(?:no\.?\s*|number\s*|#\s*)?(\d|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE
-)
-_LINE_ZH = re.compile(r"(\d|[一二两三四五六七八九])\s*号(?:产|生产)?线|(\d)\s*(?:产|生产)?线")
+# line numbers said as a word: text.py's one-digit words without zero (there is no line 0)
+_NUM_WORDS = {w: n for w, n in DIGIT_WORDS.items() if n > 0}
+_EN_NUM = "|".join(w for w in _NUM_WORDS if w.isascii())
+_ZH_NUM = "".join(w for w in _NUM_WORDS if not w.isascii())
+_LINE_EN = re.compile(rf"\bline\s*(?:no\.?\s*|number\s*|#\s*)?(\d|{_EN_NUM})\b", re.IGNORECASE)
+_LINE_ZH = re.compile(rf"(\d|[{_ZH_NUM}])\s*号(?:产|生产)?线|(\d)\s*(?:产|生产)?线")
 
 
 @dataclass(frozen=True)
