@@ -1,8 +1,9 @@
 """The console's learning-loop pages: the hard-example queue and the training jobs.
 
 Viewers read; admins approve a suggestion, relabel, reject, queue a job and cancel one, through
-the same service methods as ``/api/v1/hard-examples`` and ``/api/v1/jobs`` (POST forms with the
-CSRF token and the same-origin check of :mod:`cloud.ui.routes`).
+the same service methods as ``/api/v1/hard-examples`` and ``/api/v1/jobs``; every page takes its
+caller from :mod:`cloud.ui.routes`' ``Viewer`` / ``Admin`` dependencies (sign-in, same-origin POST
+form with the CSRF token, admin role) and raises ``PageError`` for its error page.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from cloud.ui.routes import _acting, _html, _page, _redirect, _Refused, _refused, _session, _svc, _to_login
+from cloud.ui.routes import Admin, PageError, Viewer, _page, _redirect, _svc
 from contracts.errors import AutoGLMError
 from contracts.loop import HardExampleStatus, JobState
 
@@ -19,10 +20,7 @@ PAGE = 100
 
 
 @router.get("/ui/hard-examples", response_model=None)
-def hard_examples(request: Request, status: str = "new") -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def hard_examples(request: Request, sess: Viewer, status: str = "new") -> Response:
     chosen = HardExampleStatus(status) if status in HardExampleStatus.__members__.values() else None
     listing = _svc(request).loop.queue.items(chosen, limit=PAGE)
     here = f"/ui/hard-examples?status={status}"
@@ -35,20 +33,16 @@ def hard_examples(request: Request, status: str = "new") -> Response:
         current=status,
         statuses=[s.value for s in HardExampleStatus],
         datasets=_svc(request).loop.queue.datasets()[:5],
-        poll_url=f"{here}&partial=1",
         here=here,
         nav="hard-examples",
     )
 
 
 @router.post("/ui/hard-examples/{item_id}/{action}", response_model=None)
-async def hard_example_act(request: Request, item_id: int, action: str) -> Response:
-    try:
-        sess, form = await _acting(request)
-        if action not in ("label", "reject"):
-            raise _Refused(404, f"unknown action {action!r} (label, reject)")
-    except _Refused as exc:
-        return _refused(request, exc)
+async def hard_example_act(request: Request, acting: Admin, item_id: int, action: str) -> Response:
+    sess, form = acting
+    if action not in ("label", "reject"):
+        raise PageError(404, f"unknown action {action!r} (label, reject)")
     q = _svc(request).loop.queue
     reason = form.get("reason", "").strip()[:500]
     try:
@@ -64,10 +58,7 @@ async def hard_example_act(request: Request, item_id: int, action: str) -> Respo
 
 
 @router.get("/ui/jobs", response_model=None)
-def jobs(request: Request) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def jobs(request: Request, sess: Viewer) -> Response:
     return _page(
         request,
         sess,
@@ -75,23 +66,17 @@ def jobs(request: Request) -> Response:
         "_jobs_live.html",
         jobs=_svc(request).loop.jobs.all(limit=PAGE),
         model=_svc(request).loop.settings.loop_model,
-        poll_url="/ui/jobs?partial=1",
         here="/ui/jobs",
         nav="jobs",
     )
 
 
 @router.get("/ui/jobs/{job_id}", response_model=None)
-def job_detail(request: Request, job_id: int) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def job_detail(request: Request, sess: Viewer, job_id: int) -> Response:
     try:
         job = _svc(request).loop.jobs.get(job_id)
     except AutoGLMError as exc:
-        return _html(
-            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
-        )
+        raise PageError.of(exc) from exc
     return _page(
         request,
         sess,
@@ -99,18 +84,14 @@ def job_detail(request: Request, job_id: int) -> Response:
         "_job_live.html",
         job=job,
         terminal=job.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED),
-        poll_url=f"/ui/jobs/{job_id}?partial=1",
         here=f"/ui/jobs/{job_id}",
         nav="jobs",
     )
 
 
 @router.post("/ui/jobs", response_model=None)
-async def job_create(request: Request) -> Response:
-    try:
-        sess, form = await _acting(request)
-    except _Refused as exc:
-        return _refused(request, exc)
+async def job_create(request: Request, acting: Admin) -> Response:
+    sess, form = acting
     svc = _svc(request)
     model = form.get("model", "").strip() or svc.loop.settings.loop_model
     try:
@@ -126,11 +107,8 @@ async def job_create(request: Request) -> Response:
 
 
 @router.post("/ui/jobs/{job_id}/cancel", response_model=None)
-async def job_cancel(request: Request, job_id: int) -> Response:
-    try:
-        sess, form = await _acting(request)
-    except _Refused as exc:
-        return _refused(request, exc)
+async def job_cancel(request: Request, acting: Admin, job_id: int) -> Response:
+    sess, form = acting
     try:
         job = _svc(request).loop.jobs.cancel(
             job_id, actor=sess.actor, reason=form.get("reason", "").strip()[:500]

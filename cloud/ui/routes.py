@@ -5,6 +5,11 @@ Pages are Jinja2 templates rendered on the server; each page has a live part tha
 plain POST forms (CSRF token, same-origin check, admin role) that call the same service methods
 as the HTTP API, then redirect back with a message (post / redirect / get). Domain errors
 become that message; nothing here reaches past the services.
+
+Every page takes its caller from one of two dependencies: :data:`Viewer` (a signed-in session,
+or the sign-in redirect) and :data:`Admin` (a signed-in admin's same-origin POST form with its
+CSRF token, or the error page). What they refuse, and a page's :class:`PageError`, are answered by
+the console's exception handlers (:func:`mount_console`), so no page repeats those checks.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -171,6 +176,9 @@ def mount_console(app: FastAPI, settings: ConsoleSettings | None = None) -> None
     if not settings.console_enabled:
         return
     app.state.console = ConsoleState(settings)
+    # console-private exceptions: the API's own errors are not touched
+    app.add_exception_handler(_SignIn, _sign_in_handler)
+    app.add_exception_handler(PageError, _page_error_handler)
     app.include_router(router)
     from cloud.ui.loop_routes import router as loop_router  # the learning loop's pages
 
@@ -210,8 +218,12 @@ def _html(request: Request, template: str, status: int = 200, **ctx: Any) -> HTM
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
-def _page(request: Request, sess: ConsoleSession, template: str, partial: str, **ctx: Any) -> HTMLResponse:
-    """The whole page, or only its live part when the poller asks (``?partial=1``)."""
+def _page(
+    request: Request, sess: ConsoleSession, template: str, partial: str, *, here: str, **ctx: Any
+) -> HTMLResponse:
+    """The whole page, or only its live part when the poller asks: it re-fetches ``here`` (the page's
+    own URL) with ``partial=1``."""
+    ctx.update(here=here, poll_url=here + ("&" if "?" in here else "?") + "partial=1")
     if request.query_params.get("partial"):
         return _html(request, partial, sess=sess, **ctx)
     return _html(request, template, sess=sess, flash=sess.take_flash(), partial_template=partial, **ctx)
@@ -232,29 +244,40 @@ async def _form(request: Request) -> dict[str, str]:
     """A small url-encoded form (limit checked before parsing); the first value of each field."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise _Refused(415, "forms must be sent as application/x-www-form-urlencoded")
+        raise PageError(415, "forms must be sent as application/x-www-form-urlencoded")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > FORM_MAX_BYTES):
-        raise _Refused(413, f"form larger than {FORM_MAX_BYTES} bytes")
+        raise PageError(413, f"form larger than {FORM_MAX_BYTES} bytes")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > FORM_MAX_BYTES:
-            raise _Refused(413, f"form larger than {FORM_MAX_BYTES} bytes")
+            raise PageError(413, f"form larger than {FORM_MAX_BYTES} bytes")
     try:
         fields = parse_qs(
             body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=32
         )
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _Refused(400, f"unreadable form: {exc}") from None
+        raise PageError(400, f"unreadable form: {exc}") from None
     return {k: v[0] for k, v in fields.items()}
 
 
-class _Refused(Exception):
+class PageError(Exception):
+    """A refused request or a failed page: the console's error page with ``status`` and ``message``."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+    @classmethod
+    def of(cls, exc: AutoGLMError) -> PageError:
+        """A domain error (unknown node, model, rollout, job …) with its status."""
+        return cls(exc.status, exc.message)
+
+
+class _SignIn(Exception):
+    """No console session: answered with the sign-in redirect (``_to_login``)."""
 
 
 def _same_origin(request: Request) -> bool:
@@ -265,22 +288,39 @@ def _same_origin(request: Request) -> bool:
     return f"{o.netloc}" == request.headers.get("host", "")
 
 
-async def _acting(request: Request) -> tuple[ConsoleSession, dict[str, str]]:
+class Acting(NamedTuple):
+    sess: ConsoleSession
+    form: dict[str, str]
+
+
+async def _viewer(request: Request) -> ConsoleSession:
+    """The signed-in session (admin or viewer) of a page; none: the sign-in redirect."""
+    sess = _session(request)
+    if sess is None:
+        raise _SignIn()
+    return sess
+
+
+async def _acting(request: Request) -> Acting:
     """The signed-in admin behind a POST form, with the form; refuses everything else."""
     sess = _session(request)
     if sess is None:
-        raise _Refused(401, "sign in first")
+        raise PageError(401, "sign in first")
     if not _same_origin(request):
-        raise _Refused(403, "cross-origin form refused")
+        raise PageError(403, "cross-origin form refused")
     form = await _form(request)
     if not sess.csrf_ok(form.get("csrf")):
-        raise _Refused(403, "stale or missing form token; reload the page and try again")
+        raise PageError(403, "stale or missing form token; reload the page and try again")
     if not sess.can_act:
-        raise _Refused(403, f"{sess.name} signed in with a viewer token: the console is read-only for it")
-    return sess, form
+        raise PageError(403, f"{sess.name} signed in with a viewer token: the console is read-only for it")
+    return Acting(sess, form)
 
 
-def _refused(request: Request, exc: _Refused) -> HTMLResponse:
+Viewer = Annotated[ConsoleSession, Depends(_viewer)]
+Admin = Annotated[Acting, Depends(_acting)]
+
+
+def _refused(request: Request, exc: PageError) -> HTMLResponse:
     return _html(
         request,
         "error.html",
@@ -289,6 +329,15 @@ def _refused(request: Request, exc: _Refused) -> HTMLResponse:
         status_code=exc.status,
         message=exc.message,
     )
+
+
+def _page_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    return _refused(request, exc)
+
+
+def _sign_in_handler(request: Request, exc: Exception) -> Response:
+    return _to_login(request)
 
 
 # -- sign-in --------------------------------------------------------------------------------
@@ -355,9 +404,9 @@ async def login(request: Request) -> Response:
         return limited
     try:
         if not _same_origin(request):
-            raise _Refused(403, "cross-origin sign-in refused")
+            raise PageError(403, "cross-origin sign-in refused")
         form = await _form(request)
-    except _Refused as exc:
+    except PageError as exc:
         CONSOLE_LOGINS.labels(result=LoginResult.REFUSED).inc()
         return _refused(request, exc)
     nxt = form.get("next", "/ui/fleet")
@@ -398,12 +447,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     sess = _session(request)
     if sess is not None:
-        try:
-            form = await _form(request)
-        except _Refused as exc:
-            return _refused(request, exc)
+        form = await _form(request)
         if not sess.csrf_ok(form.get("csrf")):
-            return _refused(request, _Refused(403, "stale form token"))
+            raise PageError(403, "stale form token")
         _state(request).sessions.drop(sess.sid)
     resp = RedirectResponse("/ui/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/ui")
@@ -460,15 +506,13 @@ def _filter_nodes(nodes: Iterable[NodeOut], q: str, state: NodeState, version: s
 @router.get("/ui/fleet", response_model=None)
 def fleet(
     request: Request,
+    sess: Viewer,
     q: str = "",
     selector: str = "",
     state: NodeState = NodeState.ALL,
     version: str = "",
     page: int = Query(default=1, ge=1, le=100_000),
 ) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
     svc = _svc(request)
     error = ""
     try:
@@ -519,7 +563,6 @@ def fleet(
             "prev": page_url(page - 1) if page > 1 else "",
             "next": page_url(page + 1) if page < pages else "",
         },
-        poll_url="/ui/fleet?" + urlencode({**params, "partial": "1"}),
         here="/ui/fleet" + (f"?{urlencode(params)}" if params else ""),
         error=error,
         nav="fleet",
@@ -527,17 +570,12 @@ def fleet(
 
 
 @router.get("/ui/nodes/{node_id}", response_model=None)
-def node_detail(request: Request, node_id: str) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def node_detail(request: Request, sess: Viewer, node_id: str) -> Response:
     svc = _svc(request)
     try:
         node = svc.fleet.get(node_id)
     except AutoGLMError as exc:
-        return _html(
-            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
-        )
+        raise PageError.of(exc) from exc
     samples = svc.fleet.samples([node_id], time.time() - HISTORY_S)
     charts = [
         line_chart([(s.ts, s.p99_ms) for s in samples], title="p99 latency", unit="ms"),
@@ -565,18 +603,14 @@ def node_detail(request: Request, node_id: str) -> Response:
         samples=len(samples),
         resources=node.metrics.get("resources") or {},
         commands=svc.fleet.commands(node_id, limit=20),
-        poll_url=f"/ui/nodes/{node_id}?partial=1",
         here=f"/ui/nodes/{node_id}",
         nav="fleet",
     )
 
 
 @router.post("/ui/nodes/{node_id}/drain", response_model=None)
-async def node_drain(request: Request, node_id: str) -> Response:
-    try:
-        sess, form = await _acting(request)
-    except _Refused as exc:
-        return _refused(request, exc)
+async def node_drain(request: Request, acting: Admin, node_id: str) -> Response:
+    sess, form = acting
     drained = form.get("drained", "1") == "1"
     try:
         _svc(request).fleet.set_drained(node_id, drained)
@@ -587,11 +621,8 @@ async def node_drain(request: Request, node_id: str) -> Response:
 
 
 @router.post("/ui/nodes/{node_id}/labels", response_model=None)
-async def node_labels(request: Request, node_id: str) -> Response:
-    try:
-        sess, form = await _acting(request)
-    except _Refused as exc:
-        return _refused(request, exc)
+async def node_labels(request: Request, acting: Admin, node_id: str) -> Response:
+    sess, form = acting
     try:
         set_ = parse_selector(form.get("set", ""))
         remove = [k.strip() for k in form.get("remove", "").split(",") if k.strip()]
@@ -606,17 +637,13 @@ async def node_labels(request: Request, node_id: str) -> Response:
 
 
 @router.get("/ui/models", response_model=None)
-def models(request: Request) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def models(request: Request, sess: Viewer) -> Response:
     return _page(
         request,
         sess,
         "models.html",
         "_models_live.html",
         models=_svc(request).registry.list_models(),
-        poll_url="/ui/models?partial=1",
         here="/ui/models",
         nav="models",
     )
@@ -641,19 +668,14 @@ def _lineage_tree(versions: list[Any]) -> list[tuple[int, Any]]:
 
 
 @router.get("/ui/models/{model}", response_model=None)
-def model_detail(request: Request, model: str) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def model_detail(request: Request, sess: Viewer, model: str) -> Response:
     reg = _svc(request).registry
     try:
         m = reg.get_model(model)
         versions = reg.list_versions(model)
         history = reg.alias_history(model)
     except AutoGLMError as exc:
-        return _html(
-            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
-        )
+        raise PageError.of(exc) from exc
     rollouts = [r for r in _svc(request).rollouts.list_rollouts() if r.model == model][:10]
     return _page(
         request,
@@ -664,7 +686,6 @@ def model_detail(request: Request, model: str) -> Response:
         tree=_lineage_tree(versions),
         history=list(reversed(history))[:50],
         rollouts=rollouts,
-        poll_url=f"/ui/models/{model}?partial=1",
         here=f"/ui/models/{model}",
         nav="models",
     )
@@ -674,33 +695,24 @@ def model_detail(request: Request, model: str) -> Response:
 
 
 @router.get("/ui/rollouts", response_model=None)
-def rollouts(request: Request) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def rollouts(request: Request, sess: Viewer) -> Response:
     return _page(
         request,
         sess,
         "rollouts.html",
         "_rollouts_live.html",
         rollouts=_svc(request).rollouts.list_rollouts(),
-        poll_url="/ui/rollouts?partial=1",
         here="/ui/rollouts",
         nav="rollouts",
     )
 
 
 @router.get("/ui/rollouts/{rollout_id}", response_model=None)
-def rollout_detail(request: Request, rollout_id: int) -> Response:
-    sess = _session(request)
-    if sess is None:
-        return _to_login(request)
+def rollout_detail(request: Request, sess: Viewer, rollout_id: int) -> Response:
     try:
         r = _svc(request).rollouts.get(rollout_id)
     except AutoGLMError as exc:
-        return _html(
-            request, "error.html", status=exc.status, sess=sess, status_code=exc.status, message=exc.message
-        )
+        raise PageError.of(exc) from exc
     return _page(
         request,
         sess,
@@ -709,20 +721,16 @@ def rollout_detail(request: Request, rollout_id: int) -> Response:
         r=r,
         actions=list(RolloutAction),
         events=list(reversed(r.events)),
-        poll_url=f"/ui/rollouts/{rollout_id}?partial=1",
         here=f"/ui/rollouts/{rollout_id}",
         nav="rollouts",
     )
 
 
 @router.post("/ui/rollouts/{rollout_id}/{action}", response_model=None)
-async def rollout_act(request: Request, rollout_id: int, action: str) -> Response:
-    try:
-        sess, form = await _acting(request)
-        if action not in RolloutAction.__members__.values():
-            raise _Refused(404, f"unknown rollout action {action!r} (pause, resume, promote, abort)")
-    except _Refused as exc:
-        return _refused(request, exc)
+async def rollout_act(request: Request, acting: Admin, rollout_id: int, action: str) -> Response:
+    sess, form = acting
+    if action not in RolloutAction.__members__.values():
+        raise PageError(404, f"unknown rollout action {action!r} (pause, resume, promote, abort)")
     svc = _svc(request).rollouts
     reason = form.get("reason", "").strip()[:500] or f"{action} from the console"
     fn = {

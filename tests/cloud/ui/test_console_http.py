@@ -32,6 +32,38 @@ def test_pages_need_a_sign_in(console: Console, web: httpx.Client) -> None:
     assert not console.svc.fleet.get("edge-01").drained
 
 
+def test_every_page_and_action_checks_its_caller_first(console: Console, web: httpx.Client) -> None:
+    """All /ui routes but the sign-in's, of both page modules (fleet / registry / rollouts and the
+    learning loop): signed out, a page redirects to the sign-in with ``next`` (its poller gets 401)
+    and an action is refused with the 401 error page, before path or form are looked at."""
+    from fastapi.routing import APIRoute
+
+    from cloud.ui.loop_routes import router as loop_router
+    from cloud.ui.routes import router
+
+    open_paths = {"/", "/ui", "/ui/", "/ui/login", "/ui/logout"}
+    routes = [
+        r
+        for r in [*router.routes, *loop_router.routes]
+        if isinstance(r, APIRoute) and r.path not in open_paths
+    ]
+    assert {"/ui/fleet", "/ui/hard-examples", "/ui/jobs/{job_id}"} <= {r.path for r in routes}
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "7", route.path)
+        for method in route.methods:
+            if method == "GET":
+                r = web.get(path)
+                assert r.status_code == 303, path
+                assert r.headers["location"] == f"/ui/login?next={path.replace('/', '%2F')}", path
+                assert web.get(path, params={"partial": "1"}).status_code == 401, path
+            else:
+                r = web.post(path, data={"csrf": "x"})
+                assert r.status_code == 401 and "sign in first" in r.text, (method, path)
+    sign_in(web, VIEWER)
+    r = web.get("/ui/jobs/999")  # a domain error of a loop page: the error page with its status
+    assert r.status_code == 404 and "no job 999" in r.text and "text/html" in r.headers["content-type"]
+
+
 def test_sign_in_cookie_is_http_only_and_strict(console: Console, web: httpx.Client) -> None:
     page = web.get("/ui/login")
     assert "httponly" in page.headers["set-cookie"].lower()
