@@ -2,9 +2,10 @@
 
 A job is created ``queued``; a worker *claims* it with one conditional UPDATE (``state = 'queued'``
 and no other job running), so two workers, or two requests, never run one job twice nor two jobs
-at once. On PostgreSQL claims also take turns on a transaction advisory lock: there each statement
-reads a snapshot, and a claim in flight (updated, not committed) is invisible to another worker's
-"no other job running" test (tests/cloud/loop/test_queue_jobs.py shows the interleaving).
+at once. On PostgreSQL claims (and creates) also take turns on a transaction advisory lock: there
+each statement reads a snapshot, and a claim in flight (updated, not committed) is invisible to
+another worker's "no other job running" test (tests/cloud/loop/test_queue_jobs.py shows the
+interleaving). Racing requests for one model queue one job (:meth:`JobStore.create`).
 
 The worker reports stage, progress and log lines (each report is its heartbeat) and checks
 ``cancel_requested`` between steps. A job whose worker went silent for ``loop_job_stale_s`` is
@@ -47,15 +48,13 @@ class JobStore:
 
     def create(self, model: str, *, actor: str, reason: str = "") -> tuple[JobOut, bool]:
         """Queue a job for ``model``; a job of that model still queued is returned instead (it will
-        train on every label present when it starts). Returns (job, created)."""
+        train on every label present when it starts). Returns (job, created).
+
+        Racing requests queue one job: the new row is written *before* looking for a queued one, so
+        on SQLite this transaction holds the write lock while it looks; on PostgreSQL creates and
+        claims take turns. A request that finds another queued job drops its own row."""
         with self.db.session() as s:
-            waiting = s.scalar(
-                select(TrainingJob).where(
-                    TrainingJob.model == model, TrainingJob.state == JobState.QUEUED.value
-                )
-            )
-            if waiting is not None:
-                return self._out(waiting), False
+            _take_turns(s)
             job = TrainingJob(
                 model=model,
                 state=JobState.QUEUED.value,
@@ -67,6 +66,19 @@ class JobStore:
             )
             s.add(job)
             s.flush()
+            waiting = s.scalar(
+                select(TrainingJob)
+                .where(
+                    TrainingJob.model == model,
+                    TrainingJob.state == JobState.QUEUED.value,
+                    TrainingJob.id != job.id,
+                )
+                .order_by(TrainingJob.id)
+                .limit(1)
+            )
+            if waiting is not None:
+                s.delete(job)
+                return self._out(waiting), False
             job.logs = [self._line(f"queued by {actor}" + (f": {reason}" if reason else ""))]
             return self._out(job), True
 
@@ -106,7 +118,7 @@ class JobStore:
 
         One conditional UPDATE: of two workers racing for a job, exactly one sees a row changed."""
         with self.db.session() as s:
-            _claims_take_turns(s)
+            _take_turns(s)
             job_id = s.scalar(
                 select(TrainingJob.id)
                 .where(TrainingJob.state == JobState.QUEUED.value)
@@ -252,16 +264,16 @@ class JobStore:
         )
 
 
-# the key of the claims' PostgreSQL advisory lock (any constant no other lock of this database uses)
-CLAIM_LOCK_KEY = 0x4A4F4253  # "JOBS"
+# the key of the job table's PostgreSQL advisory lock (a constant no other lock of this database uses)
+JOBS_LOCK_KEY = 0x4A4F4253  # "JOBS"
 
 
-def _claims_take_turns(s: Session) -> None:
-    """PostgreSQL: wait for any other claim to commit (the lock is released with the transaction), so
-    this claim's reads see it. SQLite needs nothing: the UPDATE runs under the file's write lock and
-    sees every committed claim."""
+def _take_turns(s: Session) -> None:
+    """PostgreSQL: wait for any other claim or create to commit (the lock is released with the
+    transaction), so this one's reads see it. SQLite needs nothing: a claim's UPDATE, and a create's
+    INSERT, run under the file's write lock and see every committed change."""
     if s.get_bind().dialect.name == "postgresql":
-        s.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+        s.execute(select(func.pg_advisory_xact_lock(JOBS_LOCK_KEY)))
 
 
 def _now() -> datetime:

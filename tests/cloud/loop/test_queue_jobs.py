@@ -1,8 +1,9 @@
 """The queue and the job table without a model: sightings stored once, near-duplicates merged by
 embedding, suggestions and the auto-approve policy, labels refused for routes nothing serves,
-content-addressed datasets; jobs claimed by exactly one of many racing workers, never two at
-once (threads and processes, on SQLite and PostgreSQL), cancel, take-over of a silent worker's job.
-Every test that touches the database runs on both (``db_target``, tests/cloud/conftest.py)."""
+content-addressed datasets; jobs claimed by exactly one of many racing workers (threads and
+processes), never two at once, racing requests queue one job, cancel, take-over of a silent
+worker's job. Every test that touches the database runs on SQLite and PostgreSQL (``db_target``,
+tests/cloud/conftest.py)."""
 
 from __future__ import annotations
 
@@ -148,6 +149,26 @@ def test_concurrent_claims_run_each_job_once(svc: CloudServices) -> None:
     assert jobs.claim("w9") is None  # never two at once
     jobs.finish(a.id, JobState.SUCCEEDED, JobOutcome.PROMOTED)
     assert jobs.claim("w9") == b.id and jobs.get(b.id).attempts == 1
+
+
+def test_racing_requests_queue_one_job(svc: CloudServices) -> None:
+    """Eight requests for one model at once: one job is queued, every request gets that job."""
+    jobs = JobStore(svc.db)
+    barrier = threading.Barrier(8)
+    got: list[tuple[int, bool]] = []
+
+    def create(i: int) -> None:
+        barrier.wait()
+        job, created = jobs.create("tiny", actor=f"admin:{i}")
+        got.append((job.id, created))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({jid for jid, _ in got}) == 1 and sorted(c for _, c in got) == [False] * 7 + [True]
+    assert [j.id for j in jobs.all(state=JobState.QUEUED)] == [got[0][0]]
 
 
 def test_racing_worker_processes_start_one_job(svc: CloudServices, db_target: DbTarget) -> None:
