@@ -27,7 +27,16 @@ class SuggestionSource(StrEnum):
     MODEL = "model"  # the full-precision model's top route
     CLOUD_TOOL = "cloud_tool"  # the route of the cloud tool that answered the edge
     AGREEMENT = "agreement"  # both said the same route
+    USER = "user"  # a user rejected the edge's answer and named the right route (POST /v1/feedback)
     NONE = "none"  # no suggestion (not triaged yet)
+
+
+class HardExampleReason(StrEnum):
+    """Why an edge queued a hard example (the record's ``reason``; counted per queue item)."""
+
+    LOW_CONFIDENCE = "low_confidence"  # the router's confidence was under agent_confidence_threshold
+    ABSTAINED = "abstained"  # the scope gate said the question is outside what the model knows
+    USER_REJECTED = "user_rejected"  # a user marked the answer wrong (POST /v1/feedback correct=false)
 
 
 class JobState(StrEnum):
@@ -78,6 +87,13 @@ class HardExampleOut(BaseModel):
     model_route: str | None = Field(description="The full-precision model's top route")
     model_confidence: float | None
     cloud_route: str | None = Field(description="The route of the cloud tool that answered the edge")
+    user_routes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Routes users named when they rejected an answer (sightings per route)",
+    )
+    reasons: dict[str, int] = Field(
+        default_factory=dict, description="Sightings per reason the edge queued them (HardExampleReason)"
+    )
     label: str | None
     labelled_by: str
     reason: str

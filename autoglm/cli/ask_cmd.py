@@ -1,4 +1,5 @@
-"""``autoglm ask``: ask the edge agent, in-process or on a running node (``--url``). Serving the
+"""``autoglm ask``: ask the edge agent, in-process or on a running node (``--url``); ``autoglm
+feedback``: tell a running node whether an answer was right (``POST /v1/feedback``). Serving the
 agent is ``autoglm edge agent`` = ``autoglm edge run --agent`` (``edge_node_cmd.py``). Wings are
 imported inside command bodies only."""
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import typer
 
-from autoglm.cli.common import console, fail, print_json, usage
+from autoglm.cli.common import FAILURE, USAGE, console, fail, print_json, usage
 
 
 def _print_answer(doc: dict[str, Any], as_json: bool) -> None:
@@ -91,5 +92,63 @@ def ask(
     _print_answer(asyncio.run(run()), as_json)
 
 
+def feedback(
+    text: str = typer.Argument(..., help="The question the answer was given to (as asked)."),
+    url: str = typer.Option(
+        ..., "--url", help="Edge node URL that answered it (e.g. http://127.0.0.1:8000)."
+    ),
+    wrong: bool = typer.Option(
+        ..., "--wrong/--right", help="Reject the answer (queued as a hard example) or confirm it."
+    ),
+    route: str | None = typer.Option(
+        None, "--route", help="With --wrong: the route the question should have taken (a training label)."
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="AUTOGLM_EDGE_HTTP_ADMIN_TOKEN",
+        help="Edge admin token: needed with --route; shares graph-path feedback with the fleet.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole response as JSON."),
+) -> None:
+    """Tell a running edge node whether its answer to TEXT was right (POST /v1/feedback): --wrong
+    queues it as a hard example for the cloud's learning loop, --route names the right route."""
+    if not text.strip():
+        usage("TEXT: the question is empty")
+    if not url.startswith(("http://", "https://")):
+        usage(f"--url {url!r}: not an http(s) URL")
+    if route is not None and not wrong:
+        usage("--route names the right route of a wrong answer: use it with --wrong")
+    import httpx
+
+    body: dict[str, Any] = {"text": text, "correct": not wrong, "route": route}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = httpx.post(f"{url.rstrip('/')}/v1/feedback", json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"edge node at {url} not reachable: {exc}")
+    if r.status_code != 200:
+        try:
+            msg = str(r.json().get("error") or r.text)
+        except ValueError:
+            msg = r.text
+        fail(f"{r.status_code}: {msg[:300]}", USAGE if r.status_code in (400, 422) else FAILURE)
+    doc = r.json()
+    if as_json:
+        print_json(doc)
+        return
+    hx = doc.get("hard_example")
+    if hx is not None:
+        console.print(
+            f"hard example queued (id {hx['id']}, answered {hx['route'] or '?'} at {hx['confidence']:.3f})"
+            if hx.get("queued")
+            else f"no hard example queued: {hx.get('reason', '')}",
+            highlight=False,
+        )
+    if doc.get("path"):
+        console.print(f"graph path {' → '.join(doc['path'])}: prior {doc['prior']}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("ask")(ask)
+    app.command("feedback")(feedback)

@@ -264,6 +264,8 @@ class HardExampleItem(Base):
     model_route: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     cloud_route: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_routes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
     label: Mapped[str | None] = mapped_column(String(64), nullable=True)
     labelled_by: Mapped[str] = mapped_column(String(128), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -285,6 +287,8 @@ class HardExampleSighting(Base):
     final_route: Mapped[str] = mapped_column(String(64), default="")
     answer_source: Mapped[str] = mapped_column(String(32), default="")
     model_version: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    user_route: Mapped[str] = mapped_column(String(64), default="")
     item_id: Mapped[int | None] = mapped_column(
         ForeignKey("hard_example_items.id", ondelete="SET NULL"), nullable=True, index=True
     )

@@ -6,7 +6,8 @@ writes a *sighting* (keyed by the edge's id, so a record arrives once however of
 into the cloud database. The worker, which holds the full-precision model, then *triages*
 sightings (:meth:`triage`): embeds them, merges each into the nearest queue item at cosine >=
 ``loop_merge_similarity`` or opens a new item, counts it per node and per edge route, and
-suggests a label (the model's route, the cloud tool's route, or both agreeing). Operators
+suggests a label (a route users named when they rejected the edge's answer first; else the
+model's route, the cloud tool's route, or both agreeing). Operators
 label / relabel / reject items; :meth:`snapshot` turns the labelled ones into a content-addressed
 dataset (``loop_datasets`` + ``{data_dir}/loop/datasets/{sha256}.jsonl``).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,9 +33,11 @@ from cloud.loop.settings import LoopSettings
 from contracts.errors import BadRequest, Conflict, NotFound
 from contracts.logging import get_logger
 from contracts.loop import (
+    ROUTE_PATTERN,
     DatasetOut,
     HardExampleList,
     HardExampleOut,
+    HardExampleReason,
     HardExampleStatus,
     SuggestionSource,
 )
@@ -44,6 +48,8 @@ MAX_TEXT = 2000
 MAX_VARIANTS = 5
 CLOUD_SOURCES = frozenset({"cloud_tool", "cloud_fallback"})
 AUTO_ACTOR = "auto-policy"
+REASONS = frozenset(r.value for r in HardExampleReason)
+_ROUTE = re.compile(ROUTE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,20 @@ RouteCheck = Callable[[str], str | None]  # None: the route may be used; else wh
 
 
 def suggest(
-    model_route: str | None, model_conf: float | None, cloud_route: str | None
+    model_route: str | None,
+    model_conf: float | None,
+    cloud_route: str | None,
+    user_routes: Mapping[str, int] | None = None,
 ) -> tuple[str | None, float | None, SuggestionSource]:
-    """Agreement of model and cloud tool -> that route; else the model when it is sure (>= 0.8), else
-    the cloud tool (confidence 0.5: one source), else the model's guess."""
+    """A route users named when they rejected the edge's answer comes first (the most named; its
+    confidence is its share of those corrections): a person who saw the answer knows better than
+    either model. Else agreement of model and cloud tool -> that route; else the model when it is
+    sure (>= 0.8), else the cloud tool (confidence 0.5: one source), else the model's guess."""
+    if user_routes:
+        total = sum(user_routes.values())
+        top = max(user_routes, key=lambda r: user_routes[r])
+        if total > 0:
+            return top, round(user_routes[top] / total, 6), SuggestionSource.USER
     if model_route and cloud_route and model_route == cloud_route:
         return model_route, max(model_conf or 0.0, 0.5), SuggestionSource.AGREEMENT
     if model_route and (model_conf or 0.0) >= 0.8:
@@ -94,6 +110,8 @@ class HardExampleQueue:
             if not rid or not text:
                 continue
             conf = r.get("edge_confidence")
+            reason = str(r.get("reason") or "")
+            user_route = str(r.get("user_route") or "")
             rows.append(
                 {
                     "id": rid,
@@ -104,6 +122,9 @@ class HardExampleQueue:
                     "final_route": str(r.get("final_route") or "")[:64],
                     "answer_source": str(r.get("answer_source") or "")[:32],
                     "model_version": str(r.get("model_version") or "")[:200],
+                    "reason": reason if reason in REASONS else "",
+                    # a malformed route is dropped here; an unknown one is refused when approved
+                    "user_route": user_route if _ROUTE.match(user_route) else "",
                 }
             )
         if not rows:
@@ -232,11 +253,23 @@ class HardExampleQueue:
         if sighting.text != item.text and sighting.text not in variants and len(variants) < MAX_VARIANTS:
             item.variants = [*variants, sighting.text]
         item.last_seen = utcnow()
-        cloud_route = sighting.final_route if sighting.answer_source in CLOUD_SOURCES else None
+        # a rejected answer's route is what the user said is wrong: not a suggestion
+        rejected = sighting.reason == HardExampleReason.USER_REJECTED.value
+        cloud_route = (
+            sighting.final_route if sighting.answer_source in CLOUD_SOURCES and not rejected else None
+        )
         item.model_route, item.model_confidence = tri.route, round(float(tri.confidence), 6)
         if cloud_route:
             item.cloud_route = cloud_route
-        route, conf, source = suggest(item.model_route, item.model_confidence, item.cloud_route)
+        if sighting.reason:
+            reasons = dict(item.reasons or {})
+            item.reasons = {**reasons, sighting.reason: int(reasons.get(sighting.reason, 0)) + 1}
+        if sighting.user_route:
+            users = dict(item.user_routes or {})
+            item.user_routes = {**users, sighting.user_route: int(users.get(sighting.user_route, 0)) + 1}
+        route, conf, source = suggest(
+            item.model_route, item.model_confidence, item.cloud_route, item.user_routes
+        )
         item.suggested_route, item.suggested_confidence, item.suggestion_source = route, conf, source.value
         if item.status is None:
             item.status = HardExampleStatus.NEW.value
@@ -248,8 +281,11 @@ class HardExampleQueue:
         for item in items:
             if item.status != HardExampleStatus.NEW.value or not item.suggested_route:
                 continue
+            by_user = item.suggestion_source == SuggestionSource.USER.value
+            if by_user and not st.loop_auto_approve_user:
+                continue
             agreed = item.suggestion_source == SuggestionSource.AGREEMENT.value
-            if not (agreed or st.loop_auto_approve_any_source):
+            if not (by_user or agreed or st.loop_auto_approve_any_source):
                 continue
             from_model = item.suggestion_source in (
                 SuggestionSource.MODEL.value,
@@ -406,6 +442,8 @@ class HardExampleQueue:
             model_route=r.model_route,
             model_confidence=r.model_confidence,
             cloud_route=r.cloud_route,
+            user_routes=dict(r.user_routes or {}),
+            reasons=dict(r.reasons or {}),
             label=r.label,
             labelled_by=r.labelled_by or "",
             reason=r.reason or "",

@@ -45,6 +45,12 @@ class LoopSettings(AutoGLMSettings):
         description="Auto-approve a suggestion from one source alone (model or cloud tool), not only "
         "when both agree (demo policy).",
     )
+    loop_auto_approve_user: bool = Field(
+        default=False,
+        description="With loop_auto_approve: also approve a route users named when they rejected an "
+        "answer (suggestion source user, POST /v1/feedback on the edge with the edge admin token), "
+        "whatever the model says (the demo turns it on).",
+    )
     loop_auto_job_min_labelled: int = Field(
         default=0,
         ge=0,

@@ -26,6 +26,7 @@ from typing import Any
 
 from contracts.errors import AutoGLMError, BadRequest, Unavailable
 from contracts.logging import get_logger
+from contracts.loop import HardExampleReason
 from edge.agent.cloud_client import CloudClient, result_text
 from edge.agent.coref import resolve_followup
 from edge.agent.memory import KnowledgeMemory, SemanticCache, Session, SessionStore, Turn, question_signature
@@ -44,6 +45,7 @@ from skillpack.text import has_cjk
 
 log = get_logger("autoglm.edge.agent")
 HardExampleSink = Callable[[dict[str, Any]], str]
+RECENT_ANSWERS = 2048  # answers remembered for POST /v1/feedback (oldest dropped)
 
 
 class ScopeGate:
@@ -77,6 +79,20 @@ class RouteDecision:
     hard: bool  # below the confidence threshold or abstained: cloud route-and-call + queued
     abstained: bool = False  # the scope head says: nonsense / out of scope
     p_unsure: float | None = None
+
+
+@dataclass
+class _Answered:
+    """What feedback needs of a recent answer (``Agent._answered``, keyed by the question's text)."""
+
+    text: str
+    resolved_text: str
+    route: str  # the router's route
+    confidence: float
+    final_route: str  # the route that answered
+    source: str
+    model_version: str
+    rejected: set[str] = field(default_factory=set)  # corrections already queued ("" = no route named)
 
 
 @dataclass
@@ -141,6 +157,8 @@ class Agent:
         )  # question -> (start type, path)
         self.counters: dict[str, int] = {}
         self.metrics = metrics or AgentMetrics(node_id)
+        self._answered: OrderedDict[str, _Answered] = OrderedDict()  # question -> answer (feedback)
+        self._model_routes: tuple[str, ...] = ()  # the bundle's routes, as the last answer named them
 
     def policy(self, route: str) -> RoutePolicy:
         return self.policies.get(route, UNKNOWN_ROUTE)
@@ -182,6 +200,7 @@ class Agent:
         if turn.decision.hard:
             self._queue_hard_example(turn, ans)
         self._cache_answer(turn, ans)
+        self._record_answer(turn, ans)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         steps.add("answer", source=ans.source.value, route=ans.route)
         if req.session_id:
@@ -215,9 +234,25 @@ class Agent:
         return {"key": f"kb:{key}", "model_version": enc.model_version, "shared": shared}
 
     def feedback(self, req: FeedbackRequest, *, shared: bool = False) -> dict[str, Any]:
-        """Feedback on a graph answer: its path's prior goes up (correct) or down (wrong).
-        ``shared``: given with the edge admin token, so the counts go to the fleet (MQTT path
-        priors); anonymous feedback changes only this node's priors."""
+        """Feedback on an answer. A graph answer's path prior goes up (correct) or down (wrong); a
+        wrong answer also becomes a hard example for the cloud's queue (reason ``user_rejected``,
+        with the route the router chose, its confidence and, when given, ``req.route`` as the
+        suggested label from the user) — a confidently wrong answer is never queued otherwise.
+        ``shared``: given with the edge admin token, so path counts go to the fleet (MQTT path
+        priors); anonymous feedback changes only this node's priors. The HTTP route asks for the
+        admin token (or insecure dev mode) before a route correction reaches here."""
+        if req.route is not None:
+            self._check_route(req.route)
+        out = self._judge_path(req, shared=shared)
+        queued = None if req.correct else self._queue_rejection(req)
+        if queued is not None:
+            out["hard_example"] = queued
+        verdict = "correct" if req.correct else ("wrong_with_route" if req.route else "wrong")
+        hard_queued = bool(queued and queued.get("queued"))
+        self.metrics.feedback.labels(self.node_id, verdict, str(hard_queued).lower()).inc()
+        return out
+
+    def _judge_path(self, req: FeedbackRequest, *, shared: bool) -> dict[str, Any]:
         known = self._paths.get(req.text.strip())
         path = tuple(req.path) if req.path else (known[1] if known else None)
         start_type = req.start_type or (known[0] if known else None)
@@ -533,6 +568,78 @@ class Agent:
             refused=out.refused,
         )
 
+    # ------------------------------------------------------------------ feedback → hard examples
+    def _record_answer(self, t: _Turn, ans: Answer) -> None:
+        """Remember the answer for feedback on it (bounded LRU by question text)."""
+        if t.enc.probabilities:
+            self._model_routes = tuple(t.enc.probabilities)
+        rec = _Answered(
+            t.req.text.strip(),
+            t.text,
+            t.decision.route,
+            round(t.decision.confidence, 6),
+            ans.route,
+            ans.source.value,
+            t.enc.model_version,
+        )
+        for key in {rec.text, rec.resolved_text}:
+            self._answered[key] = rec
+            self._answered.move_to_end(key)
+        while len(self._answered) > RECENT_ANSWERS:
+            self._answered.popitem(last=False)
+
+    def _check_route(self, route: str) -> None:
+        known = set(self._model_routes) | set(self.policies)
+        if route not in known:
+            raise BadRequest(
+                f"unknown route {route!r}: this node knows {', '.join(sorted(known))} "
+                "(the bundle's routes and the agent's policy table)"
+            )
+
+    def _queue_rejection(self, req: FeedbackRequest) -> dict[str, Any]:
+        """A rejected answer as a hard example (once per question and named route while the answer
+        is remembered); a question this node has not answered recently is still queued when the user
+        names its route (the cloud embeds and triages it)."""
+        text = req.text.strip()
+        rec = self._answered.get(text)
+        if rec is None and req.route is None:
+            return {"queued": False, "reason": "no recent answer to this question and no route named"}
+        if rec is None:
+            rec = _Answered(text, text, "", 0.0, "", "", "")
+            self._answered[text] = rec
+            while len(self._answered) > RECENT_ANSWERS:
+                self._answered.popitem(last=False)
+        correction = req.route or ""
+        if correction in rec.rejected:
+            return {"queued": False, "reason": "this rejection was already queued"}
+        example: dict[str, Any] = {
+            "text": rec.text,
+            "resolved_text": rec.resolved_text,
+            "edge_route": rec.route,
+            "edge_confidence": rec.confidence,
+            "model_version": rec.model_version,
+            "final_route": rec.final_route,
+            "answer_source": rec.source,
+            "reason": HardExampleReason.USER_REJECTED.value,
+            "user_route": correction,
+            "ts": time.time(),
+        }
+        queued, detail = self._send_hard_example(example)
+        if queued:
+            rec.rejected.add(correction)
+            return {"queued": True, "id": detail, "route": rec.route, "confidence": rec.confidence}
+        return {"queued": False, "reason": detail}
+
+    def _send_hard_example(self, example: dict[str, Any]) -> tuple[bool, str]:
+        """Hand one hard example to the sync outbox: (queued, its id or why not)."""
+        if self.hard_examples is None:
+            return False, "no sync configured"
+        try:
+            return True, self.hard_examples(example)
+        except AutoGLMError as exc:  # outbox over budget: say so, never drop silently
+            log.error("hard example not queued: %s", exc.message)
+            return False, exc.message
+
     def _queue_hard_example(self, t: _Turn, ans: Answer) -> None:
         d = t.decision
         example = {
@@ -547,22 +654,17 @@ class Agent:
             "answer_source": ans.source.value,
             "abstained": d.abstained,
             "p_unsure": None if d.p_unsure is None else round(d.p_unsure, 6),
+            "reason": HardExampleReason.ABSTAINED if d.abstained else HardExampleReason.LOW_CONFIDENCE,
             "ts": time.time(),
         }
-        steps = t.steps
-        if self.hard_examples is None:
-            steps.add("hard_example", queued=False, reason="no sync configured")
-            self.metrics.hard_examples.labels(self.node_id, "false").inc()
-            return
-        try:
-            example_id = self.hard_examples(example)
-        except AutoGLMError as exc:  # outbox over budget: say so, never drop silently
-            steps.add("hard_example", queued=False, error=exc.message)
-            self.metrics.hard_examples.labels(self.node_id, "false").inc()
-            log.error("hard example not queued: %s", exc.message)
-            return
-        steps.add("hard_example", queued=True, id=example_id)
-        self.metrics.hard_examples.labels(self.node_id, "true").inc()
+        queued, detail = self._send_hard_example(example)
+        if queued:
+            t.steps.add("hard_example", queued=True, id=detail)
+        elif self.hard_examples is None:
+            t.steps.add("hard_example", queued=False, reason=detail)
+        else:
+            t.steps.add("hard_example", queued=False, error=detail)
+        self.metrics.hard_examples.labels(self.node_id, str(queued).lower()).inc()
 
     def _remember_turn(self, session_id: str, session: Session | None, text: str, ans: Answer) -> None:
         route, data = ans.route, ans.data

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from edge.agent.agent import Agent
 from edge.agent.types import AskRequest, AskResponse, FeedbackRequest, KnowledgeRequest
@@ -38,10 +38,16 @@ def make_router(agent: Agent) -> APIRouter:
 
     @router.post("/v1/feedback")
     async def feedback(
-        body: FeedbackRequest, writer: Annotated[Writer, Depends(optional_admin_auth)]
+        body: FeedbackRequest, request: Request, writer: Annotated[Writer, Depends(optional_admin_auth)]
     ) -> dict[str, Any]:
         """Open; with the edge admin token the path counts are shared with the fleet (synced over
-        MQTT), without it they change only this node's priors. A path outside the graph schema is 400."""
+        MQTT), without it they change only this node's priors. A path outside the graph schema is 400.
+        ``correct: false`` queues the answer as a hard example for the cloud (reason ``user_rejected``);
+        naming the right ``route`` makes it a training label (suggestion source ``user``), so that
+        needs the edge admin token like ``/v1/knowledge`` (401 / 403 without it; a route this node
+        does not know is 400)."""
+        if body.route is not None and not writer.authenticated:
+            writer = admin_auth(request)  # 401 / 403; anonymous only in insecure dev mode
         return agent.feedback(body, shared=writer.authenticated)
 
     @router.get("/v1/agent/status")

@@ -59,6 +59,13 @@ class AgentMetrics:
             ["node", "kind"],
             registry=r,
         )
+        self.feedback = Counter(
+            "autoglm_edge_agent_feedback_total",
+            "POST /v1/feedback by verdict (correct / wrong / wrong_with_route: a rejection naming the right "
+            "route) and whether it queued a hard example for the cloud.",
+            ["node", "verdict", "queued"],
+            registry=r,
+        )
         self.abstentions = Counter(
             "autoglm_edge_agent_abstentions_total",
             "Requests the scope head judged nonsense / out of scope.",

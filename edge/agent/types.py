@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, model_validator
+
+from contracts.routes import ROUTE_NAME_PATTERN
 
 
 class Source(StrEnum):
@@ -59,6 +61,19 @@ class FeedbackRequest(BaseModel):
         default=None, description="Graph path to confirm (default: the path last used for `text`)"
     )
     start_type: str | None = Field(default=None)
+    route: str | None = Field(
+        default=None,
+        pattern=ROUTE_NAME_PATTERN,
+        description="With `correct: false`: the route the question should have taken (one of the "
+        "bundle's routes or a route of the policy table); queued for the cloud as the hard example's "
+        "suggested label (source `user`). Needs the edge admin token.",
+    )
+
+    @model_validator(mode="after")
+    def _route_only_when_wrong(self) -> FeedbackRequest:
+        if self.route is not None and self.correct:
+            raise ValueError("route names the right route of a wrong answer: send it with correct=false")
+        return self
 
 
 class Steps:
