@@ -1,14 +1,18 @@
 """Demo stage · loop: the closed learning loop, unattended.
 
 Questions phrased unlike the training templates go to edge-a's agent; those it is unsure of are
-queued as hard examples (edge outbox → MQTT → the hub's hook → the cloud queue). The loop worker
-(in a thread here, a process next to the API in production: ``autoglm cloud worker``) triages them
-with the full-precision model, the demo policy auto-approves the suggested labels, a job trains
-for a tiny budget (said in the output), exports with the guard, registers 1.2.0 with lineage,
-canaries it to both nodes and promotes it. The demo policy asks for no minimum gain on the hard
-set (the model may already route its few unsure questions right); the frozen-set regression limit,
-the export guard and the canary analysis still apply. Accuracy on those questions (against the routes the
-demo meant) is printed before and after, with the wall time of each step.
+queued as hard examples (edge outbox → MQTT → the hub's hook → the cloud queue). The demo's
+simulated user then rejects each wrong answer and names the route it meant (``POST /v1/feedback``
+with ``correct: false, route``, the edge admin token): confidently wrong answers, which the router
+never queues by itself, reach the queue too, labelled by the user (suggestion source ``user``).
+The loop worker (in a thread here, a process next to the API in production: ``autoglm cloud
+worker``) triages them with the full-precision model, the demo policy auto-approves the users'
+labels (and model + cloud-tool agreements at the shipped confidence), a job trains for a tiny
+budget (said in the output), exports with the guard, registers 1.2.0 with lineage, canaries it to
+both nodes and promotes it. The demo policy asks for no minimum gain on the hard set; the
+frozen-set regression limit, the export guard and the canary analysis still apply. Accuracy on
+those questions (against the routes the demo meant) is printed before and after, with the wall
+time of each step.
 """
 
 from __future__ import annotations
@@ -51,11 +55,11 @@ QUESTIONS: list[tuple[str, str]] = [
     ("cheers mate, 10 out of 10", "chitchat"),
 ]
 
-# The demo's loop policy and budget (cloud/loop/settings.py LoopSettings), printed when used.
+# The demo's loop policy and budget (cloud/loop/settings.py LoopSettings), printed when used. Labels
+# auto-approved: the users' corrections, and model + cloud tool agreeing at the shipped confidence.
 DEMO_LOOP: dict[str, Any] = {
     "loop_auto_approve": True,
-    "loop_auto_approve_any_source": True,
-    "loop_auto_approve_min_confidence": 0.0,
+    "loop_auto_approve_user": True,
     "loop_min_gain_pt": 0.0,
     "loop_train_steps": 30,
     "loop_base_samples": 600,
@@ -77,6 +81,7 @@ SAFETY_OUTCOMES = ("rejected_by_policy", "guard_failed", "aborted")
 @dataclass
 class LoopResult:
     queued: list[str] = field(default_factory=list)
+    corrected: list[str] = field(default_factory=list)  # wrong answers the user rejected with a route
     accuracy_before: float = 0.0
     accuracy_after: float | None = None
     job_state: str = ""
@@ -92,6 +97,21 @@ def _ask(url: str, text: str) -> dict[str, Any]:
 
     r = httpx.post(f"{url}/v1/ask", json={"text": text}, timeout=60)
     r.raise_for_status()
+    return dict(r.json())
+
+
+def _feedback(url: str, token: str, text: str, route: str) -> dict[str, Any]:
+    """The simulated user rejects the answer to ``text`` and names ``route`` (edge admin token)."""
+    import httpx
+
+    r = httpx.post(
+        f"{url}/v1/feedback",
+        json={"text": text, "correct": False, "route": route},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    if r.status_code != 200:
+        raise StageFailed("loop", f"feedback refused: {r.status_code} {r.text[:200]}")
     return dict(r.json())
 
 
@@ -136,21 +156,26 @@ def run_stage_loop(
         if hard:
             res.queued.append(text)
     res.accuracy_before = sum(before[t] == m for t, m in QUESTIONS) / len(QUESTIONS)
+    # The simulated user knows what each of its own questions meant (not an evaluation set): it
+    # rejects the wrong answers and names the right route; each becomes a user-labelled hard example.
+    token = fleet.nodes["edge-a"].serve.http_admin_token
+    for text, meant in QUESTIONS:
+        if before[text] != meant:
+            fb = _feedback(node_a, token, text, meant)
+            if fb.get("hard_example", {}).get("queued"):
+                res.corrected.append(text)
     svc = cloud.services
-    if res.queued:
-        wait_for(
-            lambda: svc.loop.queue.untriaged() >= len(res.queued),
-            30,
-            "hard examples in the cloud queue",
-            "loop",
-        )
-    res.steps_s["ask + queue"] = time.perf_counter() - t0
+    sent = len(res.queued) + len(res.corrected)
+    if sent:
+        wait_for(lambda: svc.loop.queue.untriaged() >= sent, 30, "hard examples in the cloud queue", "loop")
+    res.steps_s["ask + feedback + queue"] = time.perf_counter() - t0
     console.print(
         f"edge-a was unsure of {len(res.queued)} of {len(QUESTIONS)} questions (queued as hard examples); "
-        f"accuracy before {100 * res.accuracy_before:.1f} %",
+        f"the user rejected {len(res.corrected)} wrong answers with the right route (POST /v1/feedback: "
+        f"queued with a user label); accuracy before {100 * res.accuracy_before:.1f} %",
         highlight=False,
     )
-    if not res.queued:
+    if not sent:
         console.print("no hard examples: nothing for the loop to learn")
         return res
 
@@ -167,16 +192,17 @@ def run_stage_loop(
         worker.triage()
         with cloud.client() as c:
             items = c.get("/api/v1/hard-examples").json()["items"]
-            t = Table("hard example", "count", "suggested", "p", "source", "status")
+            t = Table("hard example", "count", "why", "suggested", "p", "source", "status")
             for it in items:
                 p = it["suggested_confidence"]
                 t.add_row(
                     it["text"],
                     str(it["count"]),
+                    ", ".join(sorted(it.get("reasons") or {})) or "-",
                     it["suggested_route"] or "-",
                     "-" if p is None else f"{p:.2f}",
                     it["suggestion_source"],
-                    it["status"],
+                    it["status"] + (f" ({it['reason']})" if it["status"] == "labelled" else ""),
                 )
             console.print(t)
             res.steps_s["triage + auto-approve"] = time.perf_counter() - t0
@@ -219,8 +245,8 @@ def run_stage_loop(
             # the canary refused the new adapters, so nothing reached the fleet (or it was rolled back).
             console.print(
                 f"[yellow]job {jid}: {res.outcome}[/] — {res.error}; the fleet keeps serving what it served. "
-                "With labels auto-approved from the cloud's suggestions (demo policy), a wrong one can "
-                "cost accuracy on the frozen set, and the policy stops it here.",
+                "The demo policy auto-approved the labels above (source shown); a job that costs accuracy "
+                "on the frozen set is stopped here, whatever its labels.",
                 highlight=False,
             )
             return res

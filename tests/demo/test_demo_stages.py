@@ -68,10 +68,16 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert "demo relaxes the rollout analysis" in text and "min_requests 3 (shipped default 50)" in text
     assert "demo relaxes the semantic cache" in text and "agent_cache_threshold 0.85 (shipped default" in text
 
-    # loop: the questions edge-a was unsure of became hard examples, a job ran to the end
+    # loop: the questions edge-a was unsure of, and the wrong answers its user rejected with the right
+    # route (POST /v1/feedback), became hard examples; the users' labels were auto-approved; a job ran
     lp = s.loop
     assert lp is not None and lp.queued and lp.job_state in ("succeeded", "failed")
+    assert lp.corrected and "the user rejected" in text
+    assert "user_rejected" in text and "auto-approved (user)" in text
     assert "demo loop policy and budget" in text and "loop_train_steps 30 (shipped" in text
+    flat = " ".join(text.split())  # the policy line wraps at the console's width
+    assert "loop_auto_approve_user True (shipped default False)" in flat
+    assert "loop_auto_approve_any_source" not in flat  # the demo no longer approves one-source guesses
     if lp.outcome == "promoted":  # a random tiny model may also fail the guard or the policy (allowed here)
         assert lp.version == "1.2.0" and lp.accuracy_after is not None
 
