@@ -9,6 +9,13 @@ and renamed into place only when every check passed.
 
 ``export_adapter_update`` writes an adapter-only bundle: new adapter files + a manifest that
 names the parent bundle and reuses its graph(s) and tokenizer by sha256.
+
+``graph_heads`` (both): a callable that trains the edge reasoner's learned heads on the staged
+bundle's own encoder (the int8 graph of an int8 bundle; for an update, the parent's graph with the
+new adapters) and lists them in its manifest. It runs after the manifest is written and before it
+is signed, so the signature and the file table cover the heads; its metrics land in
+``metrics.export["graph_heads"]``. ``export`` does not import the trainer (it lives in
+``cloud.training``): the CLI and the learning loop's exporter hand it in (``autoglm.graph_heads``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import datetime as dt
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +95,10 @@ SAMPLE_TEXTS = [
         "and who signs it off"
     ),
 ]
+
+
+# (staged bundle dir, parent bundle dir of an adapter update | None) -> the trainer's metrics
+GraphHeads = Callable[[Path, Path | None], dict[str, Any]]
 
 
 @dataclass
@@ -225,6 +236,7 @@ def export_checkpoint(
     tensorrt: bool = False,
     settings: ExportSettings | None = None,
     variant_of: str | None = None,
+    graph_heads: GraphHeads | None = None,
 ) -> Path:
     """Export a checkpoint to a verified bundle directory; returns ``out_dir``.
 
@@ -427,6 +439,8 @@ def export_checkpoint(
                 else None
             ),
         )
+        if graph_heads is not None:
+            manifest = _attach_graph_heads(ctx, staging, manifest, graph_heads, None)
         write_manifest(staging, manifest, Path(sign_key) if sign_key else None)
         ctx.step("verifying the written bundle")
         open_bundle(staging, _public_of(sign_key) if sign_key else None, verify=True)
@@ -438,6 +452,27 @@ def export_checkpoint(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _attach_graph_heads(
+    ctx: _Ctx, staging: Path, manifest: Manifest, graph_heads: GraphHeads, parent: Path | None
+) -> Manifest:
+    """Write the unsigned manifest, let ``graph_heads`` train and attach the heads, and return the
+    manifest it left (head files and graph roles added) with the metrics recorded."""
+    from contracts.manifest import MANIFEST_FILE
+
+    write_manifest(staging, manifest, None)
+    ctx.step("training the graph heads (path scorer + scope gate) on the exported encoder")
+    try:
+        metrics = graph_heads(staging, parent)
+    except Exception as exc:  # the trainer's own error, said in one line
+        raise ExportError(f"graph heads: training failed: {type(exc).__name__}: {exc}") from exc
+    attached = Manifest.from_yaml((staging / MANIFEST_FILE).read_bytes())
+    ctx.step(f"graph heads attached ({', '.join(metrics.get('roles', []))}) in {metrics.get('seconds')} s")
+    export_info = {**attached.metrics.export, "graph_heads": metrics}
+    return attached.model_copy(
+        update={"metrics": attached.metrics.model_copy(update={"export": export_info})}
+    )
 
 
 def _version() -> str:
@@ -600,6 +635,7 @@ def export_adapter_update(
     adapter_sets: Sequence[str] | None = None,
     encoding: AdapterEncoding | None = None,
     progress: bool = False,
+    graph_heads: GraphHeads | None = None,
 ) -> Path:
     """An adapter-only bundle: the checkpoint's adapter sets bound into the parent's graph.
 
@@ -690,6 +726,8 @@ def export_adapter_update(
             ),
             parent=ParentRef(name=pm.name, version=pm.version, manifest_sha256=parent.manifest_sha256),
         )
+        if graph_heads is not None:  # heads of its own replace the parent's (trained on other embeddings)
+            manifest = _attach_graph_heads(ctx, staging, manifest, graph_heads, Path(parent_bundle))
         write_manifest(staging, manifest, Path(sign_key) if sign_key else None)
         open_bundle(staging, _public_of(sign_key) if sign_key else None, verify=True, parent=parent)
         return publish(staging, out_dir)

@@ -52,6 +52,12 @@ class ExportSettings(AutoGLMSettings):
     int8_max_float_nodes: int = Field(
         default=12, ge=0, description="int8 search: at most this many quantizable nodes are kept in float."
     )
+    graph_heads_max_s: float = Field(
+        default=1800,
+        gt=0,
+        description="--graph-heads (and the learning loop's heads): the export fails when training the "
+        "graph heads runs longer than this (seconds; checked between embedding chunks and the two heads).",
+    )
     int8_agreement_margin: float = Field(
         default=0.003,
         ge=0,

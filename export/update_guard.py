@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -23,6 +23,9 @@ from contracts.tokenizer import tokenizer_for
 from export.errors import GuardFailed
 from export.parity import GuardThresholds, guard_failures, parity_report, run_texts
 from export.settings import ExportSettings
+
+if TYPE_CHECKING:
+    from export.pipeline import GraphHeads
 
 
 def guard_report(
@@ -56,12 +59,19 @@ def guarded_adapter_update(
     labels: list[str],
     sign_key: Path | None = None,
     settings: ExportSettings | None = None,
+    graph_heads: GraphHeads | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     from export.pipeline import export_adapter_update
 
     cfg = settings or ExportSettings()
     bundle = export_adapter_update(
-        checkpoint_dir, out_dir, parent_bundle=parent_bundle, name=name, version=version, sign_key=sign_key
+        checkpoint_dir,
+        out_dir,
+        parent_bundle=parent_bundle,
+        name=name,
+        version=version,
+        sign_key=sign_key,
+        graph_heads=graph_heads,
     )
     report = guard_report(bundle, parent_bundle, checkpoint_dir, texts, labels)
     thresholds = GuardThresholds(

@@ -37,6 +37,17 @@ def _print_guard(report: dict[str, Any]) -> None:
         console.print(f"search trial: {trial}")
 
 
+def _print_heads(m: dict[str, Any]) -> None:
+    """The graph heads' numbers, as recorded in the manifest (``metrics.export.graph_heads``)."""
+    hop, scope = m.get("hop_scorer", {}), m.get("scope_head", {})
+    console.print(
+        f"graph heads ({', '.join(m.get('roles', []))}; seed {m.get('seed')}, {m.get('seconds')} s): "
+        f"path accuracy {hop.get('train_path_accuracy')} on {hop.get('train_questions')} training questions; "
+        f"scope gate out-of-fold abstention {scope.get('oof_nonsense_abstention')}, "
+        f"false abstention {scope.get('oof_false_abstention')}, threshold {scope.get('threshold')}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Attach this side's commands to the root app."""
 
@@ -84,6 +95,15 @@ def register(app: typer.Typer) -> None:
                 "the others its variants VERSION+<p>.",
             ),
         ] = None,
+        graph_heads: Annotated[
+            bool,
+            typer.Option(
+                "--graph-heads",
+                help="Train the edge reasoner's learned heads (path scorer + scope gate) on the exported "
+                "encoder and attach them before signing.",
+            ),
+        ] = False,
+        seed: Annotated[int, typer.Option(help="Seed of the --graph-heads training.")] = 0,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
         """Export a checkpoint to an ONNX bundle (manifest, graph, adapters, tokenizer, signature)."""
@@ -91,6 +111,13 @@ def register(app: typer.Typer) -> None:
         from export.errors import ExportError, GuardFailed
         from export.pipeline import bundle_size, export_adapter_update, export_checkpoint, export_variants
 
+        heads = None
+        if graph_heads:
+            if parent is not None:
+                fail("--graph-heads needs a full export (not --parent)", 2)
+            from autoglm.graph_heads import trainer
+
+            heads = trainer(seed=seed)
         texts = labels = None
         if eval_jsonl is not None:
             from cloud.data import load_jsonl
@@ -113,6 +140,7 @@ def register(app: typer.Typer) -> None:
                     allow_degraded=allow_degraded,
                     progress=not quiet,
                     tensorrt=tensorrt,
+                    graph_heads=heads,
                 )
                 for p, path in done.items():
                     console.print(f"{p}: {path} ({bundle_size(path) / 1e6:.2f} MB)")
@@ -140,6 +168,7 @@ def register(app: typer.Typer) -> None:
                     progress=not quiet,
                     tensorrt=tensorrt,
                     variant_of=variant_of,
+                    graph_heads=heads,
                 )
         except GuardFailed as exc:
             _print_guard(exc.report)
@@ -154,6 +183,8 @@ def register(app: typer.Typer) -> None:
             _print_guard(guard)
             if not guard.get("passed", True):
                 console.print("[yellow]warning:[/] int8 guard failed; kept because of --allow-degraded")
+        if heads is not None:
+            _print_heads(bundle.manifest.metrics.export.get("graph_heads", {}))
         size = bundle_size(result)
         console.print(
             f"bundle {bundle.manifest.name}@{bundle.manifest.version} "

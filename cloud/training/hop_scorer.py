@@ -19,7 +19,9 @@ highest "unsure" probability that keeps false abstention on in-scope questions �
 
 writes ``hop_scorer.onnx`` + ``hop_scorer.json`` and ``scope_head.onnx`` + ``scope_head.json``
 and, with ``--attach``, lists them in the bundle's manifest as graph roles ``hop_scorer`` and
-``scope_head`` (re-sign the bundle after attaching).
+``scope_head`` (re-sign the bundle after attaching). ``train_and_attach`` is what
+``autoglm export --graph-heads`` and the learning loop run (through ``autoglm.graph_heads``):
+the shipped heads, attached before the export signs the manifest.
 """
 
 from __future__ import annotations
@@ -914,9 +916,10 @@ def attach_to_bundle(
 
 
 # ----------------------------------------------------------------------------- bundle encoder (ORT)
-def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
+def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None, parent: Path | None = None) -> Embed:
     """Sentence embeddings from a bundle's encoder graph with its adapters bound (ONNX Runtime),
-    tokenised as the manifest says: the numbers the edge computes."""
+    tokenised as the manifest says: the numbers the edge computes. ``parent``: the full bundle an
+    adapter update takes its graph and tokenizer from."""
     import onnxruntime as ort
     from safetensors.numpy import load_file
 
@@ -924,7 +927,7 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
     from contracts.bundle import open_bundle
     from contracts.tokenizer import tokenizer_for
 
-    bundle = open_bundle(bundle_dir)
+    bundle = open_bundle(bundle_dir, parent=parent)
     m = bundle.manifest
     set_name = adapter_set or m.default_adapter_set
     entry = m.adapter_sets[set_name]
@@ -972,13 +975,18 @@ def train_heads(
     fusion: bool = False,
     adaptive: bool = True,
     out: Path | None = None,
+    parent: Path | None = None,
+    max_s: float | None = None,
 ) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
     """Train the graph scorer and the abstention head on the bundle's own encoder and export
     them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is the
     kNN + keyword gate (/2) when ``keyword_confidence`` is given (the edge keyword router's
     confidence — the cloud wing cannot import it, the caller passes it: ``autoglm``, the
-    benchmarks), else the MLP scope head (/1)."""
-    embed = CachedEmbed(bundle_embedder(bundle_dir))
+    benchmarks), else the MLP scope head (/1). ``parent``: the full bundle of an adapter update.
+    ``max_s``: raise :class:`HeadTrainingTimeout` once training has run that long (checked after
+    every embedding chunk and between the two heads)."""
+    started = time.monotonic()
+    embed = CachedEmbed(_deadline_embed(bundle_embedder(bundle_dir, parent=parent), started, max_s))
     items = train_items(seed=seed)
     out = out or bundle_dir
     prior = DEFAULT_LENGTH_PRIOR[scorer] if prior is None else prior
@@ -991,6 +999,7 @@ def train_heads(
             embed, items=items, epochs=epochs, seed=seed, fusion=fusion, adaptive=adaptive
         )
         heads.append(export_hop_scorer(hop_model, out, metrics, stop_bias=prior))
+    _check_deadline(started, max_s)
     if keyword_confidence is not None:
         gate, threshold, scope_metrics = train_scope_gate(embed, keyword_confidence, items=items, seed=seed)
         heads.append(export_scope_gate(gate, threshold, out, scope_metrics))
@@ -998,6 +1007,48 @@ def train_heads(
         head, threshold, scope_metrics = train_scope_head(embed, items=items, seed=seed)
         heads.append(export_scope_head(head, threshold, out, scope_metrics))
     return heads, {"hop_scorer": metrics, "scope_head": scope_metrics}
+
+
+class HeadTrainingTimeout(RuntimeError):
+    """Head training ran past its time limit (``train_heads(max_s=...)``)."""
+
+
+def _check_deadline(started: float, max_s: float | None) -> None:
+    if max_s is not None and time.monotonic() - started > max_s:
+        raise HeadTrainingTimeout(f"graph-head training ran past its limit of {max_s:.0f} s")
+
+
+def _deadline_embed(embed: Embed, started: float, max_s: float | None) -> Embed:
+    def timed(texts: list[str]) -> np.ndarray:
+        _check_deadline(started, max_s)
+        return embed(texts)
+
+    return timed
+
+
+def train_and_attach(
+    bundle_dir: Path,
+    *,
+    parent: Path | None = None,
+    seed: int = 0,
+    keyword_confidence: Callable[[str], float] | None = None,
+    max_s: float | None = None,
+) -> dict[str, Any]:
+    """Train the shipped heads (default scorer and length prior) on ``bundle_dir``'s encoder —
+    for an adapter update (``parent`` given), the parent's graph with the update's adapters —
+    write them into the bundle and list them in its manifest (unsigned: the caller signs after).
+    Returns the trainers' metrics plus the wall time; what ``export --graph-heads`` and the
+    learning loop record."""
+    t0 = time.perf_counter()
+    random.seed(seed)
+    heads, metrics = train_heads(
+        bundle_dir, seed=seed, keyword_confidence=keyword_confidence, parent=parent, max_s=max_s
+    )
+    if math.isnan(float(metrics["hop_scorer"]["train_loss"])):
+        raise ValueError("graph-head training diverged (hop scorer loss is NaN)")
+    attach_to_bundle(bundle_dir, heads)
+    roles = [json.loads(meta.read_text(encoding="utf-8"))["role"] for _, meta in heads]
+    return {**metrics, "roles": roles, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

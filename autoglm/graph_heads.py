@@ -1,0 +1,44 @@
+"""The graph-head trainer that ``autoglm export --graph-heads`` and the learning loop's exporter
+hand to the export pipeline (``export.pipeline.GraphHeads``): ``cloud.training.hop_scorer``'s
+path scorer + scope gate, the gate reading the edge keyword router's confidence. It lives here
+because it joins three wings (export may not import ``cloud.training``, cloud may not import
+``edge``); wings are imported inside the function (the CLI floor rule)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from contracts.logging import get_logger
+
+if TYPE_CHECKING:
+    from export.pipeline import GraphHeads
+
+log = get_logger("autoglm.graph_heads")
+
+
+def trainer(seed: int = 0, max_s: float | None = None) -> GraphHeads:
+    """A ``GraphHeads`` callable: trains the heads on the staged bundle's encoder (``parent``: the
+    full bundle of an adapter update), seeded, failing past ``max_s`` seconds (default:
+    ``ExportSettings.graph_heads_max_s``)."""
+    from cloud.training.hop_scorer import train_and_attach
+    from edge.agent.routing import KeywordRouter
+    from export.settings import ExportSettings
+    from skillpack.kg.graph import default_graph
+    from skillpack.kg.linking import EntityLinker
+
+    limit = ExportSettings().graph_heads_max_s if max_s is None else max_s
+    keyword = KeywordRouter(EntityLinker(default_graph()))
+
+    def train(bundle_dir: Path, parent: Path | None) -> dict[str, Any]:
+        metrics = train_and_attach(
+            bundle_dir,
+            parent=parent,
+            seed=seed,
+            keyword_confidence=lambda text: keyword.route(text)[1],
+            max_s=limit,
+        )
+        log.info("graph heads trained on %s in %s s", bundle_dir, metrics["seconds"])
+        return metrics
+
+    return train
