@@ -26,7 +26,7 @@ def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
     if routes != list(pm.adapter_sets[pm.default_adapter_set].routes):
         return _full_export(req, pm.precision, routes)
     try:
-        return guarded_adapter_update(
+        bundle, report = guarded_adapter_update(
             req.checkpoint_dir,
             req.out_dir,
             parent_bundle=req.parent_bundle,
@@ -35,9 +35,28 @@ def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
             texts=req.eval_texts,
             labels=req.eval_labels,
             sign_key=req.sign_key,
+            graph_heads=_heads(req),
         )
     except GuardFailed as exc:
         raise GuardRefused(exc.message) from exc
+    return bundle, _with_heads(bundle, report)
+
+
+def _heads(req: ExportRequest) -> Any:
+    """The graph-head trainer when the job asks for heads (production carries them), else None."""
+    if not req.graph_heads:
+        return None
+    from autoglm.graph_heads import trainer
+
+    return trainer()
+
+
+def _with_heads(bundle: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The guard report with the graph heads' metrics beside it (what the job records)."""
+    from contracts.bundle import open_bundle
+
+    heads = open_bundle(bundle, verify=False).manifest.metrics.export.get("graph_heads")
+    return {**report, "graph_heads": heads} if heads else report
 
 
 def _full_export(req: ExportRequest, precision: str, routes: list[str]) -> tuple[Path, dict[str, Any]]:
@@ -56,11 +75,12 @@ def _full_export(req: ExportRequest, precision: str, routes: list[str]) -> tuple
             sign_key=req.sign_key,
             eval_texts=req.eval_texts,
             eval_labels=req.eval_labels,
+            graph_heads=_heads(req),
         )
     except GuardFailed as exc:
         raise GuardRefused(exc.message) from exc
     parity = open_bundle(bundle).manifest.metrics.parity
-    return bundle, {
+    report = {
         "passed": True,
         "full_export": True,
         "precision": precision,
@@ -68,3 +88,4 @@ def _full_export(req: ExportRequest, precision: str, routes: list[str]) -> tuple
         "parity": parity,
         "failures": [],
     }
+    return bundle, _with_heads(bundle, report)

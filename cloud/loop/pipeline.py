@@ -34,7 +34,7 @@ from cloud.rollout.schemas import AnalysisConfig, RolloutCreate
 from cloud.rollout.service import RolloutService
 from cloud.rollout.states import RolloutState
 from cloud.store.cas import BlobStore
-from contracts.bundle import sha256_file
+from contracts.bundle import open_bundle, sha256_file
 from contracts.errors import AutoGLMError
 from contracts.logging import get_logger
 from contracts.loop import JobOut, JobOutcome, JobStage, JobState
@@ -64,6 +64,7 @@ class ExportRequest:
     eval_texts: list[str]
     eval_labels: list[str]
     sign_key: Path | None
+    graph_heads: bool = False  # train the graph heads on the new encoder (production carries them)
 
 
 class Exporter(Protocol):
@@ -91,6 +92,13 @@ def checkpoint_sha256(ckpt_dir: Path) -> str:
     for name in (CHECKPOINT_FILE, WEIGHTS_FILE):
         h.update(f"{name}:{sha256_file(ckpt_dir / name)}\n".encode())
     return h.hexdigest()
+
+
+def _carries_heads(production: VersionOut, full_dir: Path) -> bool:
+    """Production ships the learned graph heads: its own (an update with heads) or its full
+    ancestor's (materialised in ``full_dir``)."""
+    own = any(f.path == "hop_scorer.json" for f in production.files)
+    return own or "hop_scorer" in open_bundle(full_dir, verify=False).manifest.graphs
 
 
 def next_minor(versions: list[str]) -> str:
@@ -260,6 +268,7 @@ class LoopPipeline:
                 eval_texts=res.eval_texts,
                 eval_labels=res.eval_labels,
                 sign_key=st.loop_sign_key,
+                graph_heads=st.loop_graph_heads and _carries_heads(parent, parent_dir),
             )
         )
         metrics = {**metrics, "guard": guard}

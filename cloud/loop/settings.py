@@ -88,6 +88,11 @@ class LoopSettings(AutoGLMSettings):
         description="Directories holding production checkpoints (each a checkpoint or a folder of them); the "
         "worker warm-starts from the one whose sha256 the parent version's lineage names.",
     )
+    loop_graph_heads: bool = Field(
+        default=True,
+        description="When the production bundle carries the learned graph heads (hop_scorer), train new "
+        "ones on the job's encoder (its adapters shift the embeddings) and ship them in the new version.",
+    )
     loop_sign_key: Path | None = Field(
         default=None,
         description="Ed25519 key the worker signs new bundles with (needed when bundle_public_key is set).",
