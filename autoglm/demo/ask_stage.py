@@ -79,6 +79,8 @@ class AskResult:
     learned_graph: dict[str, Any] = field(
         default_factory=dict
     )  # the reworded question, learned scorer, cloud down
+    # the user confirms edge-a's graph answer; the path's prior on edge-b before / after the fleet sync
+    prior_on_b: tuple[float, float] | None = None
     wall_s: float = 0.0
 
 
@@ -247,6 +249,7 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
                 f"—{s.get('relation')} ({s.get('score')})→ {s.get('to')}"
                 + (f"   candidates: {cands}" if cands else "")
             )
+    res.prior_on_b = _confirm_path(console, fleet, asker, kg)
     relaxed = cache_relaxation()
     if relaxed:
         console.print(f"[yellow]demo relaxes the semantic cache[/]: {relaxed}")
@@ -259,6 +262,47 @@ def _ask_online(console: Console, fleet: Fleet, asker: Asker, res: AskResult) ->
             else f"[yellow]not raised (the model was confident: {hard['route']} {hard['confidence']:.2f})[/]"
         )
     )
+
+
+def _confirm_path(
+    console: Console, fleet: Fleet, asker: Asker, kg: dict[str, Any]
+) -> tuple[float, float] | None:
+    """The user confirms edge-a's graph answer (``POST /v1/feedback``, edge admin token, so the count
+    is shared): edge-a's path prior rises, the cloud hub sums it over the fleet and edge-b's prior
+    for the same path rises too (docs/arch/agent.md, "Path priors from feedback")."""
+    node_a = fleet.nodes[kg["node"]]
+    other_id, other = next((name, n) for name, n in fleet.nodes.items() if name != kg["node"])
+    link = next(s for s in kg["steps"] if s.get("kind") == "kg_link")
+    answered = next(s for s in kg["steps"] if s.get("kind") == "kg_answer")
+    start, path = str(link["type"]), tuple(answered["path"])
+    before = float(other.agent.reasoner.prior(start, path))
+    t0 = time.monotonic()
+    r = asker.client.post(
+        f"{node_a.url}/v1/feedback",
+        json={"text": kg["text"], "correct": True},
+        headers={"Authorization": f"Bearer {node_a.serve.http_admin_token}"},
+    )
+    if r.status_code != 200:
+        raise StageFailed("ask", f"feedback on the graph answer refused: {r.status_code} {r.text[:200]}")
+    out = r.json()
+    if not out.get("confirmed"):
+        console.print(f"[yellow]graph answer not confirmed[/]: {out.get('reason', out)}")
+        return None
+    if (out.get("start_type"), tuple(out.get("path") or ())) != (start, path):
+        raise StageFailed("ask", f"feedback confirmed another path than the answer's: {out}")
+    wait_for(
+        lambda: other.agent.reasoner.prior(start, path) > before,
+        30,
+        "the confirmed path's prior to reach the other node over MQTT",
+        "ask",
+    )
+    after = float(other.agent.reasoner.prior(start, path))
+    console.print(
+        f"user confirmed the graph answer on {kg['node']} (POST /v1/feedback, shared): path "
+        f"{start} —{' → '.join(path)} prior {out['prior']:+.3f} there; on {other_id} "
+        f"{before:+.3f} → {after:+.3f} after {(time.monotonic() - t0) * 1000:.0f} ms (cloud hub fleet sums)"
+    )
+    return before, after
 
 
 def _oip_and_metrics(console: Console, fleet: Fleet, res: AskResult) -> None:

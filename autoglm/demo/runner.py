@@ -181,6 +181,11 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
         t.add_row("answer sources seen", ", ".join(sorted(a.sources)))
         t.add_row("cloud answer → cache hit on edge-b", str(a.cache_hit_on_b))
         t.add_row("hard example received by the cloud", str(a.hard_example_received))
+        if a.prior_on_b is not None:
+            t.add_row(
+                "confirmed graph path → prior on edge-b",
+                f"{a.prior_on_b[0]:+.3f} → {a.prior_on_b[1]:+.3f} (fleet path priors over MQTT)",
+            )
         t.add_row("OIP v2 outputs", str(a.oip.get("outputs")))
         if a.metrics_burst:
             t.add_row(
