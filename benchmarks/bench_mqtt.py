@@ -182,6 +182,10 @@ class _Recorder:
         self.items.append(("hard_example", dict(example)))
         return f"hx-{len(self.items)}"
 
+    def publish_path_priors(self, records: Any) -> int:
+        self.items += [("path_prior", r) for r in records]
+        return len(records)
+
 
 def minilm_bundle() -> Path:
     """The demo's trained bundle when present, else all-MiniLM-L6-v2 with untrained adapters
