@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from contracts.commands import AckKind, AckStatus
 from contracts.envelope import ContentType, Envelope, EnvelopeRejected, Framer, RejectReason, decode
@@ -34,6 +37,8 @@ WATERMARK_KEY = "resync_cursor"
 MemoryHandler = Callable[[list[KnowledgeRecord]], None]
 PriorHandler = Callable[[list[FleetPathPrior]], None]
 Publish = Callable[[str, bytes], bool]  # QoS 1 publish; False when not sent
+M = TypeVar("M", bound=BaseModel)  # a contracts record model
+R = TypeVar("R")
 
 
 class Downlink:
@@ -123,9 +128,9 @@ class Downlink:
             elif parsed.kind == DownKind.COMMANDS:
                 self._inbox.handle(env)
             elif parsed.kind in (DownKind.MEMORY, DownKind.RESYNC):
-                self._handle_memory(env)
+                self._handle_once(env, self._apply_memory)
             elif parsed.kind == DownKind.PRIORS and env.content_type is ContentType.FLEET_PRIOR:
-                self._handle_priors(env)
+                self._handle_once(env, self._apply_priors)
         except EnvelopeRejected as err:
             self._reject(err.reason, topic, str(err))
 
@@ -147,23 +152,13 @@ class Downlink:
             metrics.ACKED_RECORDS.inc(released)
         self._uplink.wake()
 
-    def _handle_priors(self, env: Envelope) -> None:
+    def _handle_once(self, env: Envelope, apply: Callable[[Envelope], None]) -> None:
+        """``apply`` a message not seen before (by message id) and remember it; ack it either way,
+        so a redelivery is acked again but not applied twice. A message ``apply`` rejects
+        (:class:`EnvelopeRejected`) is neither remembered nor acked."""
         seen, _ = self._outbox.seen(env.message_id)
         if not seen:
-            try:
-                records = [FleetPathPrior.model_validate(r) for r in env.records]
-            except ValueError as err:
-                raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"fleet prior: {err}") from None
-            for rec in records:
-                refusal = path_refusal(rec.start_type, rec.relations, MAX_PATH_HOPS)
-                if refusal is not None:
-                    raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"fleet prior: {refusal}")
-            changed = self._store.apply_fleet_priors(records) if self._store is not None else records
-            for handler in list(self._prior_handlers):
-                try:
-                    handler(changed)
-                except Exception:
-                    log.exception("fleet prior handler failed")
+            apply(env)
             self._outbox.remember(env.message_id)
         self._ack_message(env)
 
@@ -171,28 +166,44 @@ class Downlink:
         frame = self._framer.records(ContentType.ACK, [{"kind": AckKind.MESSAGE.value, "id": env.message_id}])
         self._publish(self._topics.up_ack(self._node_id), frame)
 
-    def _handle_memory(self, env: Envelope) -> None:
-        seen, _ = self._outbox.seen(env.message_id)
-        if not seen:
+    @staticmethod
+    def _validated(env: Envelope, model: type[M], what: str) -> list[M]:
+        """The message's records as ``model``; one that does not validate rejects the whole message
+        (INVALID_RECORD, detail ``"<what>: <error>"``)."""
+        try:
+            return [model.model_validate(r) for r in env.records]
+        except ValueError as err:
+            raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"{what}: {err}") from None
+
+    @staticmethod
+    def _notify(handlers: list[Callable[[list[R]], None]], records: list[R], failed: str) -> None:
+        """Give ``records`` to each handler; one that raises is logged (``failed``) and skipped."""
+        for handler in list(handlers):
             try:
-                records = [KnowledgeRecord.model_validate(r) for r in env.records]
-            except ValueError as err:
-                raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"memory record: {err}") from None
-            if self._store is not None:
-                self._store.apply_remote(records)
-            else:
-                for rec in records:
-                    with contextlib.suppress(ValueError):
-                        self._clock.observe(HLC.parse(rec.updated))
-            for handler in list(self._memory_handlers):
-                try:
-                    handler(records)
-                except Exception:
-                    log.exception("memory handler failed")
-            if env.content_type is ContentType.RESYNC_RESPONSE and env.meta.get("final"):
-                cursor = env.meta.get("cursor")
-                if isinstance(cursor, str) and cursor:
-                    self._outbox.set_state(WATERMARK_KEY, cursor)
-                self.resyncs_completed += 1
-            self._outbox.remember(env.message_id)
-        self._ack_message(env)
+                handler(records)
+            except Exception:
+                log.exception(failed)
+
+    def _apply_priors(self, env: Envelope) -> None:
+        records = self._validated(env, FleetPathPrior, "fleet prior")
+        for rec in records:
+            refusal = path_refusal(rec.start_type, rec.relations, MAX_PATH_HOPS)
+            if refusal is not None:
+                raise EnvelopeRejected(RejectReason.INVALID_RECORD, f"fleet prior: {refusal}")
+        changed = self._store.apply_fleet_priors(records) if self._store is not None else records
+        self._notify(self._prior_handlers, changed, "fleet prior handler failed")
+
+    def _apply_memory(self, env: Envelope) -> None:
+        records = self._validated(env, KnowledgeRecord, "memory record")
+        if self._store is not None:
+            self._store.apply_remote(records)
+        else:
+            for rec in records:
+                with contextlib.suppress(ValueError):
+                    self._clock.observe(HLC.parse(rec.updated))
+        self._notify(self._memory_handlers, records, "memory handler failed")
+        if env.content_type is ContentType.RESYNC_RESPONSE and env.meta.get("final"):
+            cursor = env.meta.get("cursor")
+            if isinstance(cursor, str) and cursor:
+                self._outbox.set_state(WATERMARK_KEY, cursor)
+            self.resyncs_completed += 1
