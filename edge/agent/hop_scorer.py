@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from contracts.bundle import open_bundle
+from contracts.bundle import Bundle, open_bundle
 from contracts.errors import BundleError
 from skillpack.kg.hop_features import (
     RELATION_NAMES,
@@ -34,6 +34,12 @@ from skillpack.kg.reasoner import HopState, LexicalHopScorer
 from skillpack.text import to_ascii
 
 Embed = Callable[[list[str]], np.ndarray]
+
+
+def _opened(bundle: Path | Bundle) -> Bundle:
+    """A bundle directory opened (verified), or a :class:`Bundle` the caller opened (an
+    adapter-only update opened with its parent)."""
+    return bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
 
 
 def _session(graph_file: Path) -> ort.InferenceSession:
@@ -176,15 +182,17 @@ class OnnxPathScorer:
 
 
 def learned_scorer_from_bundle(
-    bundle_dir: Path, embed: Embed | None = None
+    bundle_dir: Path | Bundle, embed: Embed | None = None, *, adapter_set: str | None = None
 ) -> OnnxHopScorer | OnnxPathScorer:
-    """The bundle's ``hop_scorer`` graph: a path scorer (schema /3) or a per-hop scorer (/1, /2)."""
-    bundle = open_bundle(bundle_dir)
+    """The bundle's ``hop_scorer`` graph: a path scorer (schema /3) or a per-hop scorer (/1, /2);
+    its question embeddings from the bundle's encoder with ``adapter_set`` (default: the
+    manifest's). An adapter-only update is passed opened with its parent."""
+    bundle = _opened(bundle_dir)
     if "hop_scorer" not in bundle.manifest.graphs:
-        raise BundleError(f"bundle {bundle_dir} has no hop_scorer graph")
+        raise BundleError(f"bundle {bundle.root} has no hop_scorer graph")
     meta = json.loads(bundle.file("hop_scorer.json").read_text(encoding="utf-8"))
     cls = OnnxPathScorer if str(meta.get("schema", "")).endswith("/3") else OnnxHopScorer
-    return cls(bundle.graph_file("hop_scorer"), meta, embed or bundle_embed(bundle_dir))
+    return cls(bundle.graph_file("hop_scorer"), meta, embed or bundle_embed(bundle, adapter_set))
 
 
 class OnnxScopeHead:
@@ -209,10 +217,12 @@ class OnnxScopeHead:
             self.keyword = lambda text: router.route(text)[1]
 
     @classmethod
-    def from_bundle(cls, bundle_dir: Path, keyword: Callable[[str], float] | None = None) -> OnnxScopeHead:
-        bundle = open_bundle(bundle_dir)
+    def from_bundle(
+        cls, bundle_dir: Path | Bundle, keyword: Callable[[str], float] | None = None
+    ) -> OnnxScopeHead:
+        bundle = _opened(bundle_dir)
         if "scope_head" not in bundle.manifest.graphs:
-            raise BundleError(f"bundle {bundle_dir} has no scope_head graph")
+            raise BundleError(f"bundle {bundle.root} has no scope_head graph")
         meta = json.loads(bundle.file("scope_head.json").read_text(encoding="utf-8"))
         return cls(bundle.graph_file("scope_head"), meta, keyword)
 
@@ -229,11 +239,12 @@ class OnnxScopeHead:
         return 1.0 / (1.0 + float(np.exp(-logit)))
 
 
-def bundle_embed(bundle_dir: Path, adapter_set: str | None = None) -> Embed:
-    """Embeddings from the bundle's encoder (its own small ORT session, outside the batcher)."""
+def bundle_embed(bundle_dir: Path | Bundle, adapter_set: str | None = None) -> Embed:
+    """Embeddings from the bundle's encoder (its own small ORT session, outside the batcher); an
+    adapter-only update is passed opened with its parent (its encoder graph lives there)."""
     from edge.runtime.bundle_session import BundleSession, bundle_tokenizer
 
-    bundle = open_bundle(bundle_dir)
+    bundle = _opened(bundle_dir)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     session = BundleSession(bundle, adapter_set, session_options=so)
