@@ -16,12 +16,11 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
-from cloud.sync.hub import CloudSync
 from contracts.hlc import HybridClock
 from contracts.memory import ANONYMOUS_SOURCE_PREFIX, KnowledgeRecord
 from edge.sync.agent import EdgeSync
 from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import wait_until
+from tests.sync.conftest import TwoNodes, wait_until
 
 METRIC = "autoglm_cloud_sync_not_rebroadcast_records_total"
 
@@ -31,16 +30,11 @@ def _not_rebroadcast(reason: str) -> float:
 
 
 def test_hub_rebroadcasts_only_the_senders_own_authenticated_shared_writes(
-    mosquitto_broker: MosquittoBroker,
-    make_edge: Callable[..., EdgeSync],
-    make_cloud: Callable[..., CloudSync],
+    two_nodes: TwoNodes, mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync]
 ) -> None:
-    hub = make_cloud(mosquitto_broker).start()
-    a = make_edge(mosquitto_broker, "node-a").start()
-    b = make_edge(mosquitto_broker, "node-b").start()
+    hub, a, b = two_nodes
     got_b: list[KnowledgeRecord] = []
     b.on_memory(got_b.extend)
-    assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
     wait_until(lambda: set(hub.online_nodes()) == {"node-a", "node-b"}, what="both nodes online")
     anon0, foreign0 = _not_rebroadcast("anonymous"), _not_rebroadcast("foreign_origin")
 

@@ -1,11 +1,12 @@
-"""Fixtures of the sync tests: a real Mosquitto per test, edge/cloud factories, waiting helpers."""
+"""Fixtures of the sync tests: a real Mosquitto per test, edge/cloud factories, a started hub with two
+nodes, waiting helpers."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -83,6 +84,27 @@ def make_cloud(tmp_path: Path) -> Iterator[Callable[..., CloudSync]]:
     for h in made:
         with contextlib.suppress(Exception):
             h.stop()
+
+
+class TwoNodes(NamedTuple):
+    hub: CloudSync
+    a: EdgeSync  # node-a
+    b: EdgeSync  # node-b
+
+
+@pytest.fixture
+def two_nodes(
+    mosquitto_broker: MosquittoBroker,  # noqa: F811  (the fixture imported above)
+    make_edge: Callable[..., EdgeSync],
+    make_cloud: Callable[..., CloudSync],
+) -> TwoNodes:
+    """A started cloud hub and two started nodes, node-a and node-b (each with a memory store), all
+    connected to the test's broker."""
+    hub = make_cloud(mosquitto_broker).start()
+    a = make_edge(mosquitto_broker, "node-a").start()
+    b = make_edge(mosquitto_broker, "node-b").start()
+    assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
+    return TwoNodes(hub, a, b)
 
 
 class RawClient:

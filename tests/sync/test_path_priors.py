@@ -17,7 +17,7 @@ from contracts.memory import FleetPathPrior
 from edge.memory.store import MemoryStore
 from edge.sync.agent import EdgeSync
 from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import RawClient, wait_until
+from tests.sync.conftest import RawClient, TwoNodes, wait_until
 
 PATH = ("maintained_by", "supervised_by")
 
@@ -31,16 +31,11 @@ def _fleet(edge: EdgeSync, start_type: str = "machine", path: tuple[str, ...] = 
 
 
 def test_a_nodes_feedback_reaches_the_fleet_through_the_cloud(
-    mosquitto_broker: MosquittoBroker,
-    make_edge: Callable[..., EdgeSync],
-    make_cloud: Callable[..., CloudSync],
+    two_nodes: TwoNodes, mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync]
 ) -> None:
-    hub = make_cloud(mosquitto_broker).start()
-    a = make_edge(mosquitto_broker, "node-a").start()
-    b = make_edge(mosquitto_broker, "node-b").start()
+    hub, a, b = two_nodes
     got_b: list[FleetPathPrior] = []
     b.on_fleet_priors(got_b.extend)
-    assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
     assert a.store is not None and b.store is not None
 
     _, rec = a.store.add_path_prior("machine", PATH, confirmed=3, rejected=0, shared=True)

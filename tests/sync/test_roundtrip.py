@@ -12,20 +12,15 @@ from contracts.hlc import HLC
 from contracts.memory import KnowledgeRecord
 from edge.sync.agent import EdgeSync
 from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import wait_until
+from tests.sync.conftest import TwoNodes, wait_until
 
 
 def test_memory_round_trip_rebroadcast_and_resync(
-    mosquitto_broker: MosquittoBroker,
-    make_edge: Callable[..., EdgeSync],
-    make_cloud: Callable[..., CloudSync],
+    two_nodes: TwoNodes, mosquitto_broker: MosquittoBroker, make_edge: Callable[..., EdgeSync]
 ) -> None:
-    hub = make_cloud(mosquitto_broker).start()
-    a = make_edge(mosquitto_broker, "node-a").start()
-    b = make_edge(mosquitto_broker, "node-b").start()
+    hub, a, b = two_nodes
     got_b: list[KnowledgeRecord] = []
     b.on_memory(got_b.extend)
-    assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
     wait_until(lambda: set(hub.online_nodes()) == {"node-a", "node-b"}, what="both nodes online")
 
     assert a.store is not None and b.store is not None

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# fixtures shared with the sync tests (real Mosquitto, edge/cloud sync factories)
+# fixtures shared with the sync tests (real Mosquitto, edge/cloud sync factories, hub + two nodes)
 from tests.support.mosquitto import mosquitto_broker  # noqa: E402
-from tests.sync.conftest import make_cloud, make_edge  # noqa: E402
+from tests.sync.conftest import make_cloud, make_edge, two_nodes  # noqa: E402
 
-__all__ = ["make_cloud", "make_edge", "mosquitto_broker"]
+__all__ = ["make_cloud", "make_edge", "mosquitto_broker", "two_nodes"]

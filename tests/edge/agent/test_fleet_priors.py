@@ -11,22 +11,18 @@ uvicorn server for the admin-token rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client import generate_latest
 
-from cloud.sync.hub import CloudSync
 from edge.agent.http import make_router
 from edge.agent.types import FeedbackRequest, Source
 from edge.http.auth import EdgeAdminAuth
 from edge.http.errors import install_error_handlers
 from edge.http.server import BackgroundServer
-from edge.sync.agent import EdgeSync
-from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import wait_until
+from tests.sync.conftest import TwoNodes, wait_until
 
 from .helpers import ask, make_agent
 
@@ -41,14 +37,9 @@ def _sample(agent: object, name: str, **labels: str) -> float:
 
 def test_a_confirmed_path_on_node_a_raises_node_bs_prior(
     tmp_path: Path,
-    mosquitto_broker: MosquittoBroker,
-    make_edge: Callable[..., EdgeSync],
-    make_cloud: Callable[..., CloudSync],
+    two_nodes: TwoNodes,
 ) -> None:
-    hub = make_cloud(mosquitto_broker).start()
-    sync_a = make_edge(mosquitto_broker, "node-a").start()
-    sync_b = make_edge(mosquitto_broker, "node-b").start()
-    assert sync_a.wait_connected(10) and sync_b.wait_connected(10) and hub.wait_connected(10)
+    hub, sync_a, sync_b = two_nodes
     a = make_agent(tmp_path, "node-a", agent_cloud_url="", sync=sync_a)
     b = make_agent(tmp_path, "node-b", agent_cloud_url="", sync=sync_b)
 

@@ -7,22 +7,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloud.api.container import CloudServices
 from cloud.fleet.channel import RecordingChannel
-from cloud.sync.hub import CloudSync
 from edge.agent.routing import KeywordRouter
 from edge.agent.types import Source
-from edge.sync.agent import EdgeSync
 from skillpack.kg.graph import default_graph
 from skillpack.kg.linking import EntityLinker
 from tests.cloud.controller.conftest import ADMIN, LiveServer, make_settings
-from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import wait_until
+from tests.sync.conftest import TwoNodes, wait_until
 
 from .helpers import ask, make_agent, step
 
@@ -43,14 +40,9 @@ class _UnsureRouter(KeywordRouter):
 def test_cloud_answer_becomes_cache_hit_on_another_node_and_hard_examples_reach_the_cloud(
     tmp_path: Path,
     cloud: LiveServer,
-    mosquitto_broker: MosquittoBroker,
-    make_edge: Callable[..., EdgeSync],
-    make_cloud: Callable[..., CloudSync],
+    two_nodes: TwoNodes,
 ) -> None:
-    hub = make_cloud(mosquitto_broker).start()
-    sync_a = make_edge(mosquitto_broker, "node-a").start()
-    sync_b = make_edge(mosquitto_broker, "node-b").start()
-    assert sync_a.wait_connected(10) and sync_b.wait_connected(10) and hub.wait_connected(10)
+    hub, sync_a, sync_b = two_nodes
     a = make_agent(tmp_path, "node-a", agent_cloud_url=cloud.url, agent_cloud_token=ADMIN, sync=sync_a)
     b = make_agent(tmp_path, "node-b", agent_cloud_url=cloud.url, agent_cloud_token=ADMIN, sync=sync_b)
 
