@@ -1,5 +1,5 @@
 """Fixtures of the sync tests: a real Mosquitto per test, edge/cloud factories, a started hub with two
-nodes, waiting helpers."""
+nodes, waiting helpers, hand-made frames of a node and the cloud's reject counter."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from prometheus_client import REGISTRY
 
 from cloud.sync.hub import CloudSync
 from cloud.sync.settings import CloudSyncSettings
+from contracts.envelope import ContentType, Encoding, Envelope, encode
+from contracts.hlc import HybridClock
 from edge.memory.store import MemoryStore
 from edge.sync.agent import EdgeSync
 from edge.sync.settings import SyncSettings
@@ -105,6 +108,28 @@ def two_nodes(
     b = make_edge(mosquitto_broker, "node-b").start()
     assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
     return TwoNodes(hub, a, b)
+
+
+def node_frame(
+    node: str, seq: int, records: list[dict], ct: ContentType = ContentType.MEMORY, mid: str = "m"
+) -> bytes:
+    """A hand-made LZ4 frame as ``node`` would send it (stamped with a fresh clock of ``node``)."""
+    return encode(
+        Envelope(
+            message_id=mid,
+            node_id=node,
+            seq=seq,
+            hlc=HybridClock(node).now().pack(),
+            content_type=ct,
+            records=records,
+            encoding=Encoding.LZ4,
+        )
+    )
+
+
+def cloud_rejected(reason: str) -> float:
+    """The cloud hub's count of refused sync messages for ``reason`` (process-wide Prometheus)."""
+    return REGISTRY.get_sample_value("autoglm_cloud_sync_rejected_messages_total", {"reason": reason}) or 0.0
 
 
 class RawClient:

@@ -8,16 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import REGISTRY
-
 from cloud.sync.hub import CloudSync
-from contracts.envelope import ContentType, Encoding, Envelope, encode
+from contracts.envelope import ContentType, Envelope, encode
 from contracts.hlc import HybridClock
 from contracts.memory import FleetPathPrior
 from edge.memory.store import MemoryStore
 from edge.sync.agent import EdgeSync
 from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import RawClient, TwoNodes, wait_until
+from tests.sync.conftest import RawClient, TwoNodes, cloud_rejected, node_frame, wait_until
 
 PATH = ("maintained_by", "supervised_by")
 
@@ -68,24 +66,6 @@ def test_a_nodes_feedback_reaches_the_fleet_through_the_cloud(
     assert hub.rejected_counts() == {} and a.rejected == {} and b.rejected == {} and c.rejected == {}
 
 
-def _metric(reason: str) -> float:
-    return REGISTRY.get_sample_value("autoglm_cloud_sync_rejected_messages_total", {"reason": reason}) or 0.0
-
-
-def _frame(node: str, seq: int, records: list[dict], mid: str) -> bytes:
-    return encode(
-        Envelope(
-            message_id=mid,
-            node_id=node,
-            seq=seq,
-            hlc=HybridClock(node).now().pack(),
-            content_type=ContentType.PATH_PRIOR,
-            records=records,
-            encoding=Encoding.LZ4,
-        )
-    )
-
-
 def _prior(
     node: str, relations: list[str], confirmed: int = 1, *, hlc_node: str | None = None, **kw: object
 ) -> dict:
@@ -108,7 +88,7 @@ def test_forged_oversized_and_unknown_relation_priors_are_rejected_and_counted(
     hub = make_cloud(mosquitto_broker).start()
     b = make_edge(mosquitto_broker, "node-b").start()
     assert hub.wait_connected(10) and b.wait_connected(10)
-    before = {r: _metric(r) for r in ("wrong_sender", "invalid_record")}
+    before = {r: cloud_rejected(r) for r in ("wrong_sender", "invalid_record")}
     raw = RawClient(mosquitto_broker, "node-x")
     up = "autoglm/up/node-x/priors"
     bad = [
@@ -121,16 +101,16 @@ def test_forged_oversized_and_unknown_relation_priors_are_rejected_and_counted(
         [_prior("node-x", list(PATH), extra="field")],  # not the contract
     ]
     for seq, records in enumerate(bad, start=1):
-        raw.publish(up, _frame("node-x", seq, records, mid=f"bad-{seq}"))
+        raw.publish(up, node_frame("node-x", seq, records, ContentType.PATH_PRIOR, mid=f"bad-{seq}"))
     good = _prior("node-x", list(PATH), confirmed=2)
-    raw.publish(up, _frame("node-x", len(bad) + 1, [good], mid="good"))
+    raw.publish(up, node_frame("node-x", len(bad) + 1, [good], ContentType.PATH_PRIOR, mid="good"))
     wait_until(
         lambda: hub.repo.path_prior("node-x", "machine", PATH) == (2, 0), what="the good message applied"
     )
     wait_until(hub.idle, what="worker idle")
     assert hub.rejected_counts() == {"wrong_sender": 2, "invalid_record": 5}
-    assert _metric("wrong_sender") - before["wrong_sender"] == 2
-    assert _metric("invalid_record") - before["invalid_record"] == 5
+    assert cloud_rejected("wrong_sender") - before["wrong_sender"] == 2
+    assert cloud_rejected("invalid_record") - before["invalid_record"] == 5
     assert hub.repo.path_prior("node-y", "machine", PATH) is None
     # only the good count went to the fleet
     wait_until(lambda: _fleet(b) == (2, 0), what="the good sum on node-b")

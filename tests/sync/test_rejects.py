@@ -5,35 +5,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from prometheus_client import REGISTRY
-
 from cloud.sync.hub import CloudSync
-from contracts.envelope import ContentType, Encoding, Envelope, encode
+from contracts.envelope import ContentType
 from contracts.hlc import HybridClock
 from contracts.memory import KnowledgeRecord
 from edge.sync.agent import EdgeSync
 from tests.support.mosquitto import MosquittoBroker
-from tests.sync.conftest import RawClient, wait_until
-
-
-def _metric(reason: str) -> float:
-    return REGISTRY.get_sample_value("autoglm_cloud_sync_rejected_messages_total", {"reason": reason}) or 0.0
-
-
-def _frame(
-    node: str, seq: int, records: list[dict], ct: ContentType = ContentType.MEMORY, mid: str = "m"
-) -> bytes:
-    return encode(
-        Envelope(
-            message_id=mid,
-            node_id=node,
-            seq=seq,
-            hlc=HybridClock(node).now().pack(),
-            content_type=ct,
-            records=records,
-            encoding=Encoding.LZ4,
-        )
-    )
+from tests.sync.conftest import RawClient, cloud_rejected, node_frame, wait_until
 
 
 def _record(node: str, key: str) -> dict:
@@ -49,7 +27,7 @@ def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_count
     hub = make_cloud(mosquitto_broker, sync_max_message_bytes=8192, sync_rebroadcast="none").start()
     assert hub.wait_connected(10)
     before = {
-        r: _metric(r)
+        r: cloud_rejected(r)
         for r in (
             "malformed",
             "oversized",
@@ -61,18 +39,20 @@ def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_count
     }
     raw = RawClient(mosquitto_broker, "intruder")
     up = "autoglm/up/node-x/memory"
-    good = _frame("node-x", 1, [_record("node-x", "ok-1")])
+    good = node_frame("node-x", 1, [_record("node-x", "ok-1")])
     raw.publish(up, b"\x00garbage that is not a frame")  # malformed
     raw.publish(up, b'{"json": "but not a frame"}')  # malformed
     raw.publish(up, good[:4] + bytes([2]) + good[5:])  # unknown schema version
     raw.publish(up, b"AGLM" + struct.pack(">BI", 1, 2) + b"{}" + b"x" * 9000)  # oversized (> 8192)
-    raw.publish(up, _frame("node-y", 1, [_record("node-y", "spoof")]))  # node-y's frame on node-x's topic
+    # node-y's frame on node-x's topic
+    raw.publish(up, node_frame("node-y", 1, [_record("node-y", "spoof")]))
     raw.publish(
-        "autoglm/up/cloud/memory", _frame("cloud", 1, [_record("cloud", "spoof2")])
+        "autoglm/up/cloud/memory", node_frame("cloud", 1, [_record("cloud", "spoof2")])
     )  # reserved sender
     raw.publish("autoglm/up/node-x/nonsense", good)  # unknown topic kind
-    raw.publish(up, _frame("node-x", 1, [{"key": "no-hlc"}], mid="bad-rec"))  # invalid record (seq 1)
-    raw.publish(up, _frame("node-x", 2, [_record("node-x", "ok-2")], mid="m2"))  # still applied afterwards
+    raw.publish(up, node_frame("node-x", 1, [{"key": "no-hlc"}], mid="bad-rec"))  # invalid record (seq 1)
+    # still applied afterwards
+    raw.publish(up, node_frame("node-x", 2, [_record("node-x", "ok-2")], mid="m2"))
     wait_until(lambda: hub.repo.knowledge("ok-2") is not None, what="valid message after the bad ones")
     wait_until(hub.idle, what="worker idle")
     assert hub.rejected_counts() == {
@@ -84,7 +64,7 @@ def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_count
         "invalid_record": 1,
     }
     for reason, n in hub.rejected_counts().items():
-        assert _metric(reason) - before[reason] == n
+        assert cloud_rejected(reason) - before[reason] == n
     assert hub.repo.knowledge("spoof") is None and hub.repo.knowledge("spoof2") is None
     assert hub.repo.next_seq("node-x") == 3  # the invalid message was dead-lettered, not a gap
     raw.close()
@@ -120,7 +100,7 @@ def test_edge_rejects_downlink_not_from_the_cloud(
     raw = RawClient(mosquitto_broker, "intruder")
     raw.publish(
         "autoglm/down/node-a/commands",
-        _frame("node-b", 0, [{"command_id": "c1", "command": {"x": 1}}], ct=ContentType.COMMAND),
+        node_frame("node-b", 0, [{"command_id": "c1", "command": {"x": 1}}], ct=ContentType.COMMAND),
     )
     raw.publish("autoglm/down/node-a/commands", b"junk")
     wait_until(lambda: sum(edge.rejected.values()) == 2, what="two downlink rejects")
