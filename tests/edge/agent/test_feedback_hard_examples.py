@@ -50,8 +50,9 @@ PARAPHRASE = "48 times 12 please"  # never asked on the node
 MEANT = "unit_convert"  # what the (test's) user says the question meant
 
 
-def _sample(agent: Any, name: str, **labels: str) -> float:
-    return agent.metrics.registry.get_sample_value(name, labels) or 0.0
+def _feedback_total(agent: Any, node: str, verdict: str, *, queued: bool) -> float:
+    labels = {"node": node, "verdict": verdict, "queued": str(queued).lower()}
+    return agent.metrics.registry.get_sample_value("autoglm_edge_agent_feedback_total", labels) or 0.0
 
 
 def _model_says_calculator(texts: list[str]) -> list[Triaged]:
@@ -100,26 +101,8 @@ def test_a_rejected_confident_answer_reaches_the_cloud_queue_with_the_users_labe
     # without a route and without a recent answer there is nothing to queue
     nothing = agent.feedback(FeedbackRequest(text="never asked", correct=False))
     assert nothing["hard_example"]["queued"] is False
-    assert (
-        _sample(
-            agent,
-            "autoglm_edge_agent_feedback_total",
-            node="node-a",
-            verdict="wrong_with_route",
-            queued="true",
-        )
-        == 2
-    )
-    assert (
-        _sample(
-            agent,
-            "autoglm_edge_agent_feedback_total",
-            node="node-a",
-            verdict="wrong_with_route",
-            queued="false",
-        )
-        == 1
-    )
+    assert _feedback_total(agent, "node-a", "wrong_with_route", queued=True) == 2
+    assert _feedback_total(agent, "node-a", "wrong_with_route", queued=False) == 1
 
     wait_for(lambda: queue.untriaged() == 2, 30, "both rejections in the cloud queue")
     (row,) = [r for r in hub.repo.hard_examples("node-a") if r["text"] == Q]
@@ -216,14 +199,8 @@ def test_feedback_over_http_route_corrections_need_the_admin_token(tmp_path: Pat
         ("convert 3 m to feet", "", "user_rejected"),
     ]
     assert sent[0]["edge_route"] == "calculator" and sent[0]["answer_source"] == "local_tool"
-    assert (
-        _sample(agent, "autoglm_edge_agent_feedback_total", node="node-h", verdict="wrong", queued="true")
-        == 1
-    )
-    assert (
-        _sample(agent, "autoglm_edge_agent_feedback_total", node="node-h", verdict="wrong", queued="false")
-        == 1
-    )
+    assert _feedback_total(agent, "node-h", "wrong", queued=True) == 1
+    assert _feedback_total(agent, "node-h", "wrong", queued=False) == 1
 
     closed = FastAPI()  # no admin token configured: route corrections are off (403), like /v1/knowledge
     install_error_handlers(closed)
