@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contracts.errors import AutoGLMError, BadRequest, Unavailable
@@ -29,6 +29,7 @@ from contracts.logging import get_logger
 from contracts.loop import HardExampleReason
 from edge.agent.cloud_client import CloudClient, result_text
 from edge.agent.coref import resolve_followup
+from edge.agent.heads import GraphHeads, HeadsSwapper
 from edge.agent.memory import KnowledgeMemory, SemanticCache, Session, SessionStore, Turn, question_signature
 from edge.agent.metrics import AgentMetrics
 from edge.agent.policy import UNKNOWN_ROUTE, Handler, RoutePolicy, policy_table
@@ -106,6 +107,7 @@ class _Turn:
     decision: RouteDecision
     steps: Steps
     signature: list[str]
+    heads: GraphHeads  # the path scorer + scope gate this question uses throughout
     memory_hits: list[Any] = field(default_factory=list)
 
 
@@ -133,12 +135,19 @@ class Agent:
         self.encoder = encoder
         self.graph = graph
         self.linker = EntityLinker(graph)
-        self.reasoner = reasoner or PathReasoner(
-            graph,
-            linker=self.linker,
-            beam_width=settings.agent_kg_beam_width,
-            min_hop_prob=settings.agent_kg_min_hop_prob,
+        # path scorer (in the reasoner) + scope gate: one frozen pair, replaced in one assignment
+        # when the served bundle changes (edge.agent.heads.HeadsSwapper)
+        self.heads = GraphHeads(
+            reasoner
+            or PathReasoner(
+                graph,
+                linker=self.linker,
+                beam_width=settings.agent_kg_beam_width,
+                min_hop_prob=settings.agent_kg_min_hop_prob,
+            ),
+            scope,
         )
+        self.heads_swapper: HeadsSwapper | None = None  # set by the factory for a swapping service
         self.devices = devices
         self.tools = LocalTools(devices)
         self.sessions = sessions
@@ -148,7 +157,6 @@ class Agent:
         self.prompts = prompts
         self.router = router  # when set, decides the route instead of the bundle's head
         self.keyword = router or KeywordRouter(self.linker)  # the offline fallback's router
-        self.scope = scope
         self.hard_examples = hard_examples
         self.node_id = node_id
         self.policies = policy_table(settings.agent_cloud_routes)
@@ -162,6 +170,19 @@ class Agent:
 
     def policy(self, route: str) -> RoutePolicy:
         return self.policies.get(route, UNKNOWN_ROUTE)
+
+    @property
+    def reasoner(self) -> PathReasoner:
+        return self.heads.reasoner
+
+    @property
+    def scope(self) -> ScopeGate | None:
+        scope: ScopeGate | None = self.heads.scope
+        return scope
+
+    @scope.setter
+    def scope(self, gate: ScopeGate | None) -> None:
+        self.heads = replace(self.heads, scope=gate)
 
     # ------------------------------------------------------------------ public
     async def ask(self, req: AskRequest) -> AskResponse:
@@ -183,14 +204,16 @@ class Agent:
             )
             text = rewrite.text
         enc = (await self.encoder.encode([text], priority=req.priority))[0]
+        heads = self.heads
         turn = _Turn(
             req,
             text,
             session,
             enc,
-            self._decide(text, enc, steps),
+            self._decide(text, enc, steps, heads.scope),
             steps,
             question_signature(text, self.linker),
+            heads,
         )
         ans = self._from_cache(turn) or self._from_memory(turn)
         if ans is None and not turn.decision.hard:
@@ -271,16 +294,16 @@ class Agent:
         }
 
     # ------------------------------------------------------------------ stages
-    def _decide(self, text: str, enc: Encoded, steps: Steps) -> RouteDecision:
+    def _decide(self, text: str, enc: Encoded, steps: Steps, scope: ScopeGate | None) -> RouteDecision:
         route, confidence, router_name = enc.route, enc.confidence, enc.router
         if self.router is not None:
             route, confidence = self.router.route(text)
             router_name = "keyword"
         p_unsure = None
         abstained = False
-        if self.scope is not None and enc.router == "model":
-            p_unsure = self.scope.p_unsure(enc.embedding, text)
-            abstained = p_unsure >= self.scope.threshold
+        if scope is not None and enc.router == "model":
+            p_unsure = scope.p_unsure(enc.embedding, text)
+            abstained = p_unsure >= scope.threshold
             if abstained:
                 self.metrics.abstentions.labels(self.node_id).inc()
         hard = abstained or confidence < self.settings.agent_confidence_threshold
@@ -290,7 +313,7 @@ class Agent:
             if p_unsure is None
             else {
                 "p_unsure": round(p_unsure, 4),
-                "abstain_threshold": self.scope.threshold,  # type: ignore[union-attr]
+                "abstain_threshold": scope.threshold,  # type: ignore[union-attr]
                 "abstained": abstained,
             }
         )
@@ -361,18 +384,20 @@ class Agent:
         route = t.decision.route
         handler = self.policy(route).handler
         if handler == Handler.GRAPH:
-            return self._graph_answer(t.text, t.session, t.steps, route)
+            return self._graph_answer(t.text, t.session, t.steps, route, t.heads.reasoner)
         if handler in (Handler.LOCAL_TOOL, Handler.MEMORY) and self.tools.handles(route):
             return self._tool_answer(route, t, keep_errors=self.policy(route).errors_answer)
         return None  # a cloud route: handled by _answer_from_cloud
 
-    def _graph_answer(self, text: str, session: Session | None, steps: Steps, route: str) -> Answer | None:
+    def _graph_answer(
+        self, text: str, session: Session | None, steps: Steps, route: str, reasoner: PathReasoner
+    ) -> Answer | None:
         try:
-            ans = self.reasoner.answer(text, context_site=self._site(session))
+            ans = reasoner.answer(text, context_site=self._site(session))
         except AutoGLMError as exc:
             steps.add("kg", error=exc.message)
             return None
-        self._kg_steps(ans, steps)
+        self._kg_steps(ans, steps, reasoner)
         self.metrics.kg_paths.labels(self.node_id, "hit" if ans.from_cache else "miss").inc()
         if ans.path_probability < self.settings.agent_kg_unsure_threshold:
             self.metrics.kg_unsure.labels(self.node_id).inc()
@@ -470,7 +495,7 @@ class Agent:
                 tries.append("kg_query")
             for route in tries:
                 if self.policy(route).handler == Handler.GRAPH:
-                    ans = self._graph_answer(t.text, t.session, t.steps, route)
+                    ans = self._graph_answer(t.text, t.session, t.steps, route, t.heads.reasoner)
                 elif self.tools.handles(route):
                     ans = self._tool_answer(route, t, keep_errors=False)
                 else:
@@ -522,7 +547,7 @@ class Agent:
             t.steps.add("cache_store", key=key, route=ans.route)
 
     # ------------------------------------------------------------------ records
-    def _kg_steps(self, ans: KGAnswer, steps: Steps) -> None:
+    def _kg_steps(self, ans: KGAnswer, steps: Steps, reasoner: PathReasoner) -> None:
         ent = self.graph.entities[ans.start.entity_id]
         steps.add(
             "kg_link",
@@ -549,7 +574,7 @@ class Agent:
             path=list(ans.path),
             score=round(ans.score, 4),
             from_path_cache=ans.from_cache,
-            scorer=type(self.reasoner.scorer).__name__,
+            scorer=type(reasoner.scorer).__name__,
         )
         key = ans.question.strip()
         self._paths[key] = (ent.type, ans.path)

@@ -9,6 +9,7 @@ from typing import Any
 from contracts.logging import get_logger
 from edge.agent.agent import Agent, HardExampleSink
 from edge.agent.cloud_client import CircuitBreaker, CloudClient
+from edge.agent.heads import HeadsPolicy, HeadsSwapper
 from edge.agent.memory import KnowledgeMemory, SemanticCache, SessionStore
 from edge.agent.metrics import AgentMetrics
 from edge.agent.priors import stored_priors
@@ -43,14 +44,19 @@ def build_agent(
     an ``encoder``) the agent runs on the hashing encoder with the keyword router. ``sync``: an
     ``EdgeSync`` whose store holds memory + cache and whose outbox takes memory deltas and hard
     examples. ``bundle_dir``: the served bundle, whose ``hop_scorer`` graph (if any) scores the
-    graph search's hops (``agent_kg_scorer``). ``keyword_routing``: use the hashing encoder +
+    graph search's hops (``agent_kg_scorer``) and whose ``scope_head`` gates nonsense
+    (``agent_scope``); with a ``service`` that swaps models, the heads follow the served bundle
+    (:class:`~edge.agent.heads.HeadsSwapper`). ``keyword_routing``: use the hashing encoder +
     keyword router even with a service (a node with no model to serve; the service still hosts
     the agent's metrics)."""
     s = settings or AgentSettings()
     graph = graph or KnowledgeGraph.load(s.agent_kg_path)
-    scorer = None
-    if s.agent_kg_scorer != "lexical":
-        scorer = _learned_scorer(bundle_dir, required=s.agent_kg_scorer == "learned")
+    policy = HeadsPolicy(s.agent_kg_scorer, s.agent_scope == "auto" and not keyword_routing)
+    bundle = None
+    if bundle_dir is not None and (policy.scorer != "lexical" or policy.scope):
+        from contracts.bundle import open_bundle
+
+        bundle = open_bundle(bundle_dir)
     if encoder is None:
         encoder = (
             ServiceEncoder(service)
@@ -65,12 +71,13 @@ def build_agent(
     priors = stored_priors(
         store, s, metrics, publish=sync.publish_path_priors if sync is not None else None, sync=sync
     )
-    reasoner = PathReasoner(
+    # the bundle's path scorer + scope gate (the lexical scorer / no gate without them)
+    heads = policy.load(
+        bundle,
         graph,
-        scorer=scorer,  # None: the lexical cue scorer
-        beam_width=s.agent_kg_beam_width,
-        min_hop_prob=s.agent_kg_min_hop_prob,
-        priors=priors,
+        PathReasoner(
+            graph, beam_width=s.agent_kg_beam_width, min_hop_prob=s.agent_kg_min_hop_prob, priors=priors
+        ),
     )
     if hard_examples is None and sync is not None:
         hard_examples = sync.publish_hard_example
@@ -84,7 +91,7 @@ def build_agent(
             total_budget_s=s.agent_cloud_total_budget_s,
             breaker=CircuitBreaker(s.agent_breaker_failures, s.agent_breaker_reset_s),
         )
-    return Agent(
+    agent = Agent(
         s,
         encoder,
         graph=graph,
@@ -97,55 +104,11 @@ def build_agent(
         router=router,
         hard_examples=hard_examples,
         node_id=node_id,
-        reasoner=reasoner,
-        scope=_scope_head(bundle_dir, graph) if s.agent_scope == "auto" and not keyword_routing else None,
         metrics=metrics,
     )
-
-
-def _learned_scorer(bundle_dir: Path | None, required: bool) -> Any:
-    from contracts.errors import BundleError
-
-    if bundle_dir is None:
-        if required:
-            raise BundleError("agent_kg_scorer=learned needs a bundle with a hop_scorer graph")
-        return None
-    from contracts.bundle import open_bundle
-
-    if "hop_scorer" not in open_bundle(bundle_dir).manifest.graphs:
-        if required:
-            raise BundleError(f"bundle {bundle_dir} carries no hop_scorer graph")
-        return None
-    from edge.agent.hop_scorer import learned_scorer_from_bundle
-
-    try:
-        return learned_scorer_from_bundle(bundle_dir)
-    except (
-        BundleError
-    ) as exc:  # e.g. an adapter-only update that lists the parent's graph but not its metadata
-        if required:
-            raise
-        log.warning(
-            "bundle %s: hop_scorer not usable (%s); the graph search uses the lexical scorer", bundle_dir, exc
-        )
-        return None
-
-
-def _scope_head(bundle_dir: Path | None, graph: KnowledgeGraph) -> Any:
-    """The bundle's scope head (abstention on nonsense), when it carries one; a /2 gate reads the
-    keyword router's confidence (over the agent's graph)."""
-    if bundle_dir is None:
-        return None
-    from contracts.bundle import open_bundle
-
-    if "scope_head" not in open_bundle(bundle_dir).manifest.graphs:
-        return None
-    from contracts.errors import BundleError
-    from edge.agent.hop_scorer import OnnxScopeHead
-
-    keyword = KeywordRouter(EntityLinker(graph))
-    try:
-        return OnnxScopeHead.from_bundle(bundle_dir, keyword=lambda text: keyword.route(text)[1])
-    except BundleError as exc:
-        log.warning("bundle %s: scope_head not usable (%s); no abstention head", bundle_dir, exc)
-        return None
+    agent.heads = heads
+    if service is not None and hasattr(service, "on_swap"):
+        # a rollout / canary promote / repository load swaps the served bundle: its heads follow
+        agent.heads_swapper = HeadsSwapper(agent, policy, graph, metrics)
+        service.on_swap(agent.heads_swapper)
+    return agent

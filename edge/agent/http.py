@@ -61,6 +61,11 @@ def make_router(agent: Agent) -> APIRouter:
             "path_cache_hits": agent.reasoner.cache_hits,
             "confidence_threshold": agent.settings.agent_confidence_threshold,
             "cache_threshold": agent.cache.threshold,
+            # the path scorer + scope gate in use: kind, the bundle they came from, their digest
+            "graph_heads": {
+                **agent.heads.status(),
+                **(agent.heads_swapper.status() if agent.heads_swapper is not None else {}),
+            },
             **agent.metrics.heartbeat_fields(),
         }
 

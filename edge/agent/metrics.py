@@ -72,6 +72,14 @@ class AgentMetrics:
             ["node"],
             registry=r,
         )
+        self.heads_swaps = Counter(
+            "autoglm_edge_agent_heads_swaps_total",
+            "Rebuilds of the graph heads (path scorer + scope gate) after a swap of the served model, by "
+            "result: learned / lexical (installed, by the scorer kind), failed (the heads in use kept), "
+            "stale (a newer swap's heads were installed instead).",
+            ["node", "result"],
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "autoglm_edge_agent_cloud_breaker_open",
             "1 while the cloud circuit breaker is open.",

@@ -102,6 +102,7 @@ class BundleModelLoader:
             bucket_overhead_tokens=s.serve_bucket_overhead_tokens,
             embedding_dim=m.base_encoder.hidden_size,
             source=Path(source),
+            parent=bundle.parent.root if bundle.parent is not None else None,
             providers=providers,
             extra={
                 "precision": m.precision,

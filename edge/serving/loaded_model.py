@@ -53,6 +53,7 @@ class LoadedModel:
     bucket_overhead_tokens: int = 32
     embedding_dim: int = 0
     source: Path | None = None
+    parent: Path | None = None  # the full bundle an adapter-only update was opened with
     providers: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # manifest facts for metadata
     close_fn: Callable[[], None] | None = None

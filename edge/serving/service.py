@@ -205,6 +205,11 @@ class InferenceService:
     def clear_split(self) -> None:
         self._manager.clear_split()
 
+    def on_swap(self, listener: Callable[[LoadedModel | None, LoadedModel], None]) -> None:
+        """``listener(old, new)`` after every switch of the served model, on the event loop
+        (``ModelManager.on_swap``; it must not block)."""
+        self._manager.on_swap(listener)
+
     def _on_swap(self, old: LoadedModel | None, new: LoadedModel) -> None:
         self.cache.clear()
         self.metrics.cache_bytes.set(0)
