@@ -13,6 +13,7 @@ input) still loads: its head is fed the lexical cue scores it was trained with.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,7 @@ class OnnxHopScorer:
         self.lexical = LexicalHopScorer() if "cue_scores" in self.inputs else None  # only for /1 heads
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()  # prefetch() fills the cache from the agent's worker thread
         self.calls = 0
         # added to STOP's logit after the first hop (chosen on validation families at training time)
         self.stop_bias = float(meta.get("stop_bias", 0.0))  # type: ignore[arg-type]
@@ -74,15 +76,21 @@ class OnnxHopScorer:
         return cls(bundle.graph_file("hop_scorer"), meta, embed or bundle_embed(bundle_dir))
 
     def _embedding(self, text: str) -> np.ndarray:
-        hit = self._cache.get(text)
-        if hit is None:
-            hit = np.asarray(self.embed([text]), dtype=np.float32)[0]
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        hit = np.asarray(self.embed([text]), dtype=np.float32)[0]
+        with self._lock:
             self._cache[text] = hit
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(text)
         return hit
+
+    def prefetch(self, state: HopState) -> None:
+        """Embed the state's masked question ahead of the search (cached; thread-safe)."""
+        self._embedding(masked_question(state.question, state.mention_span, state.start_type))
 
     def __call__(self, state: HopState, candidates: list[str]) -> np.ndarray:
         self.calls += 1
@@ -125,6 +133,7 @@ class OnnxPathScorer:
         self.paths: list[tuple[str, tuple[str, ...]]] = [(str(p[0]), tuple(p[1:])) for p in meta["paths"]]  # type: ignore[attr-defined]
         self._cache: OrderedDict[tuple[str, str], dict[tuple[str, ...], float]] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()  # prefetch() fills the cache from the agent's worker thread
         self.calls = 0
         # added per relation of a path to its logit (a length prior chosen on validation families)
         self.length_bias = float(meta.get("length_bias", 0.0))  # type: ignore[arg-type]
@@ -147,20 +156,29 @@ class OnnxPathScorer:
 
     def path_probabilities(self, text: str, start_type: str) -> dict[tuple[str, ...], float]:
         key = (text, start_type)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
         logits = self.logits(text, start_type)
         cols = [i for i, (t, _) in enumerate(self.paths) if t == start_type]
         z = logits[cols] + self.length_bias * np.array([len(self.paths[i][1]) for i in cols])
         z = np.exp(z - z.max())
         z /= z.sum()
         probs = {self.paths[i][1]: float(p) for i, p in zip(cols, z, strict=True)}
-        self._cache[key] = probs
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = probs
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return probs
+
+    def prefetch(self, state: HopState) -> None:
+        """The question's path distribution ahead of the search: its one encoder call and graph
+        run, cached for the beam search's hops (thread-safe)."""
+        self.path_probabilities(
+            masked_question(state.question, state.mention_span, state.start_type), state.start_type
+        )
 
     def __call__(self, state: HopState, candidates: list[str]) -> np.ndarray:
         self.calls += 1

@@ -348,6 +348,8 @@ class PathReasoner:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = 0
+        # start entities found by prefetch(), taken by the answer() of the same question
+        self._starts: OrderedDict[tuple[str, str | None], Mention] = OrderedDict()
 
     # ---------------------------------------------------------------- feedback and cache
     def confirm(
@@ -403,11 +405,9 @@ class PathReasoner:
     ) -> KGAnswer:
         norm = to_ascii(question)
         if start is None:
-            mentions = self.linker.link(question, context_site=context_site)
-            mentions = [m for m in mentions if m.score >= 0.5 or m.method == "embedding"]
-            if not mentions:
+            start = self._start(question, norm, context_site, reuse=True)
+            if start is None:
                 raise UnknownEntity(f"no knowledge-graph entity found in {question[:80]!r}")
-            start = self._pick_start(norm, mentions)
         start_type = self.graph.get(start.entity_id).type
         key = self.shape(norm, start, start_type)
         cached = self._cache_get(key) if use_cache else None
@@ -441,6 +441,43 @@ class PathReasoner:
         ans = self._finish(question, start, best, alts)
         ans.path_probability = probs[0]
         return ans
+
+    def prefetch(self, question: str, context_site: str | None = None) -> bool:
+        """What :meth:`answer` will ask of a learned scorer, computed ahead — the agent runs it in a
+        worker thread while the router encodes: link the question and pick its start entity
+        exactly as ``answer`` does (``answer`` reuses that start), then let the scorer cache the
+        first hop's state (``scorer.prefetch``: for the bundle's scorers, the one encoder run of
+        the masked question). Nothing that ``answer`` returns changes: it computes the same
+        values, some of them from caches. False when the scorer has no ``prefetch`` or nothing
+        links."""
+        warm = getattr(self.scorer, "prefetch", None)
+        if warm is None:
+            return False
+        norm = to_ascii(question)
+        start = self._start(question, norm, context_site, reuse=False)
+        if start is None:
+            return False
+        start_type = self.graph.get(start.entity_id).type
+        warm(HopState(norm, (start.start, start.end), start_type, start_type, ()))
+        return True
+
+    def _start(self, question: str, norm: str, context_site: str | None, *, reuse: bool) -> Mention | None:
+        """The question's start entity (None: nothing links). ``reuse``: take (and drop) the one a
+        :meth:`prefetch` of the same question and site found, instead of linking again."""
+        key = (question, context_site)
+        with self._lock:
+            found = self._starts.pop(key, None) if reuse else None
+        if found is not None:
+            return found
+        mentions = self.linker.link(question, context_site=context_site)
+        mentions = [m for m in mentions if m.score >= 0.5 or m.method == "embedding"]
+        start = self._pick_start(norm, mentions) if mentions else None
+        if start is not None and not reuse:
+            with self._lock:
+                self._starts[key] = start
+                while len(self._starts) > 64:
+                    self._starts.popitem(last=False)
+        return start
 
     def _pick_start(self, question: str, mentions: list[Mention]) -> Mention:
         """The question's topic entity: the mention that has relations to follow, preferring the
