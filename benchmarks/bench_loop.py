@@ -1,6 +1,7 @@
 """New route from k examples: MAML initialisation vs plain fine-tuning from the current adapters.
 
     python benchmarks/bench_loop.py [--base-checkpoint DIR] [--seeds 0 1 2] [--ks 4 8 16]
+        [--deep-ks 16] [--methods plain proto maml deep deep_sc] [--dev]
 
 Side by side in one run, every method with the same adaptation budget (``AdaptConfig``: steps,
 learning rate, replay batch) on the same support examples and the same cached features:
@@ -9,7 +10,13 @@ learning rate, replay batch) on the same support examples and the same cached fe
 - ``proto``: the current adapters, the new output initialised from the support examples' mean
   (scale and bias: the mean of the existing outputs) -- the ablation without meta-learning;
 - ``maml``: the first-order-MAML checkpoint (``cloud.training.maml.meta_train`` on the current
-  adapters; its top adapter, head and new-output scale/bias are meta-learnt).
+  adapters; its top adapter, head and new-output scale/bias are meta-learnt);
+- ``deep`` / ``deep_sc``: every layer's adapter + the head end to end (``adapt_deep``, its own
+  budget ``DeepAdaptConfig``), proto initialisation; ``deep_sc`` adds a supervised-contrastive loss.
+
+``--dev`` runs the method-selection protocol instead (docs/EVALUATION.md, "New-route method
+selection"): leave one *training* family out, other-route drop on the generator's validation
+templates; it never reads the frozen file and writes its record under ``benchmarks/results/dev/``.
 
 Evaluation data (frozen before anything was tuned, ``cloud/data/frozen/new_route_eval.jsonl``):
 ``shift_schedule``'s held-out paraphrase families (104 EN/ZH items, never support), and the
@@ -47,10 +54,14 @@ from autoglm.bench.records import HeadlineRow, write_record  # noqa: E402
 from cloud.data import Example  # noqa: E402
 from cloud.training.maml import (  # noqa: E402
     AdaptConfig,
+    DeepAdaptConfig,
+    DeepHead,
     FastHead,
+    LayerFeatures,
     MamlConfig,
     TopFeatures,
     adapt,
+    adapt_deep,
     grow,
 )
 
@@ -63,7 +74,15 @@ BASE_RECIPE: dict[str, Any] = {
     "seed": 0,
     "patience": 2,
 }
-METHODS = ("plain", "proto", "maml")
+TOP_METHODS = ("plain", "proto", "maml")  # last adapter + head on cached features (``adapt``)
+# every layer's adapter + head end to end (``adapt_deep``), proto initialisation; ``deep_sc`` adds a
+# supervised-contrastive loss on the pooled states. Fixed before the dev run (docs/EVALUATION.md).
+DEEP_METHODS: dict[str, DeepAdaptConfig] = {
+    "deep": DeepAdaptConfig(),
+    "deep_sc": DeepAdaptConfig(supcon=0.5),
+}
+METHODS = (*TOP_METHODS, *DEEP_METHODS)
+NEW_ROUTE_METHOD = {"plain": "top", "proto": "top", "maml": "top", "deep": "deep", "deep_sc": "deep"}
 TARGET_NEW = 0.90
 TARGET_DROP_PT = 0.5
 TARGET_TRAIN_S = 120.0
@@ -130,6 +149,40 @@ def run_one(
     )
 
 
+def run_one_deep(
+    method: str,
+    k: int,
+    seed: int,
+    deep: DeepHead,
+    route: str,
+    support: LayerFeatures,
+    replay: LayerFeatures,
+    evals: dict[str, LayerFeatures],
+    base_other_acc: float,
+    cfg: DeepAdaptConfig,
+) -> Run:
+    """:func:`run_one` for the deep methods: every adapter from ``deep.start`` up + the head."""
+    t0 = time.perf_counter()
+    grown = adapt_deep(
+        deep.grown(route, init="proto", support=support, seed=seed), support, replay, cfg, seed
+    )
+    adapt_s = time.perf_counter() - t0
+    new, other, para = evals["new"], evals["other"], evals.get("para")
+    pred_other = grown.predict(other)
+    other_acc = accuracy(pred_other, other.routes)
+    return Run(
+        method,
+        k,
+        seed,
+        accuracy(grown.predict(new), new.routes),
+        other_acc,
+        100.0 * (base_other_acc - other_acc),
+        accuracy(grown.predict(para), para.routes) if para is not None and len(para) else float("nan"),
+        sum(p == route for p in pred_other) / max(1, len(pred_other)),
+        adapt_s,
+    )
+
+
 def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key in sorted({(r.method, r.k) for r in runs}):
@@ -191,6 +244,73 @@ def ensure_maml(base: Path, cfg: MamlConfig) -> tuple[Path, bool]:
     return out, False
 
 
+# --------------------------------------------------------------------------------------------
+# dev protocol (docs/EVALUATION.md, "New-route method selection"): the five *training* families only
+
+DEV_QUERY_SEED = 101  # slot fillings of the held-back training family (never a support seed)
+DEV_OTHER_SEED = 0  # the generator's validation templates of seed 0 (not the frozen test templates)
+
+
+def dev_families() -> list[str]:
+    from cloud.data.new_route import NEW_ROUTE, NEW_ROUTE_FAMILIES
+
+    return [f.id for f in NEW_ROUTE_FAMILIES[NEW_ROUTE] if f.split == "train"]
+
+
+def dev_support(k: int, held: str, seed: int) -> list[Example]:
+    """``k`` support examples from the training families other than ``held``: the same
+    round-robin over (family, language) as ``support_set``, with ``held`` left out."""
+    import random
+
+    from cloud.data.new_route import NEW_ROUTE, support_pool
+
+    by_key: dict[tuple[str, str], list[Example]] = {}
+    for ex in support_pool(NEW_ROUTE, seed):
+        if ex.template_id != held:
+            by_key.setdefault((ex.template_id, ex.lang), []).append(ex)
+    keys = sorted(by_key)
+    random.Random(f"support-order:{NEW_ROUTE}:{seed}").shuffle(keys)
+    out: list[Example] = []
+    i = 0
+    while len(out) < k and any(by_key.values()):
+        bucket = by_key[keys[i % len(keys)]]
+        if bucket:
+            out.append(bucket.pop(0))
+        i += 1
+    return out
+
+
+def dev_queries(held: str) -> list[Example]:
+    from cloud.data.new_route import NEW_ROUTE, family_examples
+
+    return [e for e in family_examples(NEW_ROUTE, "train", 6, DEV_QUERY_SEED) if e.template_id == held]
+
+
+def dev_other(routes: Sequence[str]) -> list[Example]:
+    from cloud.data import SplitSpec, default_splits
+
+    return [
+        e for e in default_splits(DEV_OTHER_SEED, SplitSpec(eval_per_template=4))["val"] if e.route in routes
+    ]
+
+
+def select(summary: dict[str, dict[str, Any]], k: int = 16) -> str | None:
+    """The rule written before the dev run: highest mean held-back-family accuracy among the
+    methods whose mean other-route drop is <= the target; a method within 1 pt of the best that
+    is cheaper (top before deep) wins the tie."""
+    ok = {
+        key.split("@")[0]: row["new_acc"]["mean"]
+        for key, row in summary.items()
+        if key.endswith(f"@{k}") and row["drop_pt"]["mean"] <= TARGET_DROP_PT
+    }
+    if not ok:
+        return None
+    best = max(ok.values())
+    near = [m for m in METHODS if m in ok and ok[m] >= best - 0.01]
+    top = [m for m in near if m in TOP_METHODS]
+    return (top or near)[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -198,6 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ks", type=int, nargs="+", default=[4, 8, 16])
+    ap.add_argument(
+        "--deep-ks", type=int, nargs="+", default=[16], help="k values of the deep methods (slower)"
+    )
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument(
+        "--dev",
+        action="store_true",
+        help="the method-selection protocol on the training families only (no frozen item is read)",
+    )
     ap.add_argument("--maml-tasks", type=int, default=MamlConfig().tasks)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the 120 s target is for 2 cores)")
     ap.add_argument("--no-record", action="store_true")
@@ -208,111 +337,192 @@ def main(argv: list[str] | None = None) -> int:
     from cloud.data.new_route import NEW_ROUTE, load_frozen_new_route_eval, support_set
     from cloud.data.paraphrase import load_frozen_eval
     from cloud.model.checkpoint import load_checkpoint
-    from cloud.training.maml import checkpoint_tokenizer, row_init_of, top_features
+    from cloud.training.maml import (
+        checkpoint_tokenizer,
+        first_adapted_layer,
+        layer_features,
+        row_init_of,
+        top_features,
+    )
     from cloud.training.new_route import NewRouteConfig, default_replay, train_new_route
 
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
     base = ensure_base(args.base_checkpoint, args.threads)
-    t0 = time.perf_counter()
-    maml_cfg = MamlConfig(tasks=args.maml_tasks)
-    maml_dir, reused = ensure_maml(base, maml_cfg)
-    maml_s = time.perf_counter() - t0
-    print(
-        f"maml checkpoint: {maml_dir} ({'reused' if reused else f'meta-trained in {maml_s:.0f} s'})",
-        flush=True,
-    )
+    methods = [m for m in METHODS if m in args.methods]
+    if args.dev and "maml" in methods:
+        methods.remove("maml")  # a meta-trained init is selected on its own tasks, not here
+    maml_dir: Path | None = None
+    reused = False
+    maml_meta = None
+    maml_model = None
+    if "maml" in methods:
+        t0 = time.perf_counter()
+        maml_dir, reused = ensure_maml(base, MamlConfig(tasks=args.maml_tasks))
+        maml_s = time.perf_counter() - t0
+        print(
+            f"maml checkpoint: {maml_dir} ({'reused' if reused else f'meta-trained in {maml_s:.0f} s'})",
+            flush=True,
+        )
+        maml_model, maml_meta = load_checkpoint(maml_dir)
 
     model, meta = load_checkpoint(base)
-    maml_model, maml_meta = load_checkpoint(maml_dir)
     set_name = next(iter(meta.adapter_sets))
     routes = list(meta.adapter_sets[set_name].routes)
-    base_sd, maml_sd = model.adapter_set(set_name).state_dict(), maml_model.adapter_set(set_name).state_dict()
-    last = f"adapters.{model.config.num_hidden_layers - 1}."
-    assert all(
-        torch.equal(v, maml_sd[k])
-        for k, v in base_sd.items()
-        if k.startswith("adapters.") and not k.startswith(last)
-    ), "the MAML checkpoint must share the lower adapters (the cached features are the same)"
+    if maml_model is not None:
+        base_sd = model.adapter_set(set_name).state_dict()
+        maml_sd = maml_model.adapter_set(set_name).state_dict()
+        last = f"adapters.{model.config.num_hidden_layers - 1}."
+        assert all(
+            torch.equal(v, maml_sd[k])
+            for k, v in base_sd.items()
+            if k.startswith("adapters.") and not k.startswith(last)
+        ), "the MAML checkpoint must share the lower adapters (the cached features are the same)"
     tok = checkpoint_tokenizer(meta)
-    frozen = load_frozen_new_route_eval()
-    para = [
-        Example(it.text, it.route, it.lang, it.families[0]) for it in load_frozen_eval() if it.kind == "route"
-    ]
+    deep_methods = [m for m in methods if m in DEEP_METHODS]
+    starts = {first_adapted_layer(model, DEEP_METHODS[m].layers) for m in deep_methods}
+    start = min(starts) if starts else 0
+    assert len(starts) <= 1, "deep methods of one run share their cached layer"
+    rep_ex = default_replay(routes, NewRouteConfig().replay_size, 0)
+
+    # the evaluation data: per "case" (frozen: one; dev: one per held-back training family)
+    cases: dict[str, tuple[list[Example], list[Example], list[Example]]]
+    if args.dev:
+        other_ex = dev_other(routes)
+        cases = {f: (dev_queries(f), other_ex, []) for f in dev_families()}
+    else:
+        frozen = load_frozen_new_route_eval()
+        para = [
+            Example(it.text, it.route, it.lang, it.families[0])
+            for it in load_frozen_eval()
+            if it.kind == "route"
+        ]
+        cases = {
+            "frozen": (
+                [it.to_example() for it in frozen if it.kind == "new"],
+                [it.to_example() for it in frozen if it.kind == "other"],
+                para,
+            )
+        }
+
+    def support_of(case: str, k: int, s: int) -> list[Example]:
+        return dev_support(k, case, s) if args.dev else support_set(k, seed=s)
+
     t0 = time.perf_counter()
-    evals = {
-        "new": top_features(model, set_name, tok, [it.to_example() for it in frozen if it.kind == "new"]),
-        "other": top_features(model, set_name, tok, [it.to_example() for it in frozen if it.kind == "other"]),
-        "para": top_features(model, set_name, tok, para),
+    other_t = top_features(model, set_name, tok, next(iter(cases.values()))[1])
+    top_evals = {
+        c: {
+            "new": top_features(model, set_name, tok, new),
+            "other": other_t,
+            "para": top_features(model, set_name, tok, para) if para else other_t.subset([]),
+        }
+        for c, (new, _o, para) in cases.items()
     }
-    replay = top_features(model, set_name, tok, default_replay(routes, NewRouteConfig().replay_size, 0))
-    supports = {
-        (k, s): top_features(model, set_name, tok, support_set(k, seed=s))
-        for k in args.ks
-        for s in args.seeds
-    }
+    replay_t = top_features(model, set_name, tok, rep_ex)
+    deep_evals: dict[str, dict[str, LayerFeatures]] = {}
+    replay_l: LayerFeatures | None = None
+    if deep_methods:
+        other_l = layer_features(model, set_name, tok, next(iter(cases.values()))[1], start)
+        deep_evals = {
+            c: {
+                "new": layer_features(model, set_name, tok, new, start),
+                "other": other_l,
+                "para": layer_features(model, set_name, tok, para, start) if para else other_l.subset([]),
+            }
+            for c, (new, _o, para) in cases.items()
+        }
+        replay_l = layer_features(model, set_name, tok, rep_ex, start)
     encode_s = time.perf_counter() - t0
     fast_base = FastHead.from_model(model, set_name)
-    fast_maml = FastHead.from_model(maml_model, set_name)
-    base_other = accuracy(fast_base.predict(evals["other"]), evals["other"].routes)
-    base_para = accuracy(fast_base.predict(evals["para"]), evals["para"].routes)
-    maml_other = accuracy(fast_maml.predict(evals["other"]), evals["other"].routes)
+    first = next(iter(cases))
+    base_other = accuracy(fast_base.predict(top_evals[first]["other"]), top_evals[first]["other"].routes)
+    base_para = (
+        accuracy(fast_base.predict(top_evals[first]["para"]), top_evals[first]["para"].routes)
+        if len(top_evals[first]["para"])
+        else float("nan")
+    )
+    deep_base = DeepHead.from_model(model, set_name, start) if deep_methods else None
+    base_other_deep = (
+        accuracy(deep_base.predict(deep_evals[first]["other"]), deep_evals[first]["other"].routes)
+        if deep_base is not None
+        else base_other
+    )
+    maml_other = float("nan")
+    fast_maml = FastHead.from_model(maml_model, set_name) if maml_model is not None else None
+    if fast_maml is not None:
+        maml_other = accuracy(fast_maml.predict(top_evals[first]["other"]), top_evals[first]["other"].routes)
     print(
-        f"current checkpoint: other routes {base_other:.2%} (unseen templates), {base_para:.2%} (held-out "
-        f"paraphrase families); MAML init before adding the route: {maml_other:.2%}; "
-        f"encoding {encode_s:.0f} s",
+        f"{'DEV protocol (training families only)' if args.dev else 'frozen evaluation'}: current "
+        f"checkpoint {base}: other routes {base_other:.2%} ({'validation' if args.dev else 'unseen'} "
+        f"templates, deep path {base_other_deep:.2%}), {base_para:.2%} (held-out paraphrase families); "
+        f"encoding {encode_s:.0f} s; methods {methods}",
         flush=True,
     )
 
     cfg = AdaptConfig()
     runs: list[Run] = []
-    for method in METHODS:
-        fast = fast_maml if method == "maml" else fast_base
-        row_init = row_init_of(maml_meta) if method == "maml" else None
-        for k in args.ks:
-            for s in args.seeds:
-                runs.append(
-                    run_one(
-                        method,
-                        k,
-                        s,
-                        fast,
-                        row_init,
-                        NEW_ROUTE,
-                        supports[(k, s)],
-                        replay,
-                        evals,
-                        base_other,
-                        cfg,
+    per_case: list[dict[str, Any]] = []
+    for method in methods:
+        for case in cases:
+            for k in args.deep_ks if method in DEEP_METHODS else args.ks:
+                for s in args.seeds:
+                    sup = support_of(case, k, s)
+                    if method in DEEP_METHODS:
+                        assert deep_base is not None and replay_l is not None
+                        run = run_one_deep(
+                            method,
+                            k,
+                            s,
+                            deep_base,
+                            NEW_ROUTE,
+                            layer_features(model, set_name, tok, sup, start),
+                            replay_l,
+                            deep_evals[case],
+                            base_other_deep,
+                            DEEP_METHODS[method],
+                        )
+                    else:
+                        fast = fast_maml if method == "maml" and fast_maml is not None else fast_base
+                        run = run_one(
+                            method,
+                            k,
+                            s,
+                            fast,
+                            row_init_of(maml_meta) if method == "maml" and maml_meta is not None else None,
+                            NEW_ROUTE,
+                            top_features(model, set_name, tok, sup),
+                            replay_t,
+                            top_evals[case],
+                            base_other,
+                            cfg,
+                        )
+                    per_case.append({"case": case, **asdict(run)})
+                    print(
+                        f"  {method}@{k} seed {s} {case}: new {run.new_acc:.1%}, drop {run.drop_pt:+.2f} pt, "
+                        f"{run.adapt_s:.1f} s",
+                        flush=True,
                     )
+                    runs.append(run)
+    if args.dev:
+        # one number per (method, k, seed): the mean over the held-back families
+        merged: list[Run] = []
+        for mks in sorted({(r.method, r.k, r.seed) for r in runs}):
+            rs = [r for r in runs if (r.method, r.k, r.seed) == mks]
+            merged.append(
+                Run(
+                    mks[0],
+                    mks[1],
+                    mks[2],
+                    *(
+                        statistics.fmean(getattr(r, f) for r in rs)
+                        for f in ("new_acc", "other_acc", "drop_pt", "para_acc", "false_new", "adapt_s")
+                    ),
                 )
+            )
+        runs = merged
     summary = summarise(runs)
-
-    # the time target: the public path end to end (load, encode, adapt, write), 2 threads
-    train_s: list[float] = []
-    train_cpu_s: list[float] = []
-    for s in args.seeds:
-        res = train_new_route(
-            maml_dir,
-            NEW_ROUTE,
-            support_set(16, seed=s),
-            WORK / f"grown-{s}",
-            config=NewRouteConfig(seed=s, threads=args.threads),
-        )
-        train_s.append(res.wall_s)
-        train_cpu_s.append(res.cpu_s)
-    # the written checkpoint routes like the fast weights it was made from (full forward, seed 0)
-    grown_model, _ = load_checkpoint(WORK / f"grown-{args.seeds[0]}")
-    texts = [it.text for it in frozen if it.kind == "new"]
-    ids, mask = tok(texts)
-    with torch.no_grad():
-        logits = grown_model(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
-    grown_routes = grown_model.adapter_set(set_name).routes
-    written_new_acc = sum(grown_routes[i] == NEW_ROUTE for i in logits.argmax(-1).tolist()) / len(texts)
-
-    met = targets(summary, train_s)
     print(
-        f"\n{'method@k':<10} {'held-out new route':>20} {'other-route drop (pt)':>22} "
+        f"\n{'method@k':<12} {'held-out new route':>20} {'other-route drop (pt)':>22} "
         f"{'paraphrase other':>18} "
         f"{'false new':>10} {'adapt s':>8}"
     )
@@ -323,45 +533,115 @@ def main(argv: list[str] | None = None) -> int:
             return f"{m:.1%} ± {s:.1%}" if pct else f"{m:+.2f} ± {s:.2f}"
 
         print(
-            f"{key:<10} {f('new_acc'):>20} {f('drop_pt', False):>22} {f('para_acc'):>18} "
+            f"{key:<12} {f('new_acc'):>20} {f('drop_pt', False):>22} {f('para_acc'):>18} "
             f"{f('false_new'):>10} "
             f"{row['adapt_s']['mean']:>8.2f}"
         )
-    tm, tsd = mean_sd(train_s)
-    cm, _ = mean_sd(train_cpu_s)
+    load = list(os.getloadavg())
+    if args.dev:
+        chosen = select(summary)
+        print(f"selected on dev (rule in docs/EVALUATION.md): {chosen}; load {load}")
+        if not args.no_record:
+            write_record(
+                "loop",
+                {
+                    "protocol": "dev",
+                    "base_checkpoint": str(base),
+                    "methods": methods,
+                    "deep": {m: asdict(c) for m, c in DEEP_METHODS.items() if m in methods},
+                    "adapt": asdict(cfg),
+                    "seeds": args.seeds,
+                    "ks": args.ks,
+                    "deep_ks": args.deep_ks,
+                    "families": list(cases),
+                    "dev_query_seed": DEV_QUERY_SEED,
+                    "dev_other": {"generator_seed": DEV_OTHER_SEED, "split": "val", "n": len(other_t)},
+                    "base_other_accuracy": base_other,
+                    "summary": summary,
+                    "selected": chosen,
+                    "runs": per_case,
+                    "load_average": load,
+                    "wall_s": time.perf_counter() - t_all,
+                },
+                [],
+                out_dir=ROOT / "benchmarks" / "results" / "dev",
+            )
+        return 0
+
+    # the time target: the public path end to end (load, encode, adapt, write), 2 threads, for the
+    # production method (NewRouteConfig's default) and the old one side by side
+    prod = NewRouteConfig().method
+    timed = [prod] + [m for m in ("top", "deep") if m != prod]
+    train_s: dict[str, list[float]] = {m: [] for m in timed}
+    train_cpu_s: dict[str, list[float]] = {m: [] for m in timed}
+    for s in args.seeds:
+        for m in timed:
+            res = train_new_route(
+                base,
+                NEW_ROUTE,
+                support_set(16, seed=s),
+                WORK / f"grown-{m}-{s}",
+                config=NewRouteConfig(method=m, seed=s, threads=args.threads),
+            )
+            train_s[m].append(res.wall_s)
+            train_cpu_s[m].append(res.cpu_s)
+            print(
+                f"  train_new_route {m} seed {s}: {res.wall_s:.1f} s wall, {res.cpu_s:.1f} s CPU", flush=True
+            )
+    # the written checkpoint (production method, first seed) routes like its fast weights: full forward
+    grown_model, _ = load_checkpoint(WORK / f"grown-{prod}-{args.seeds[0]}")
+    texts = [e.text for e in cases["frozen"][0]]
+    ids, mask = tok(texts)
+    with torch.no_grad():
+        logits = grown_model(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
+    grown_routes = grown_model.adapter_set(set_name).routes
+    written_new_acc = sum(grown_routes[i] == NEW_ROUTE for i in logits.argmax(-1).tolist()) / len(texts)
+
+    prod_method = "deep" if prod == "deep" else "proto"
+    met = targets(summary, train_s[prod], method=prod_method)
+    tm, tsd = mean_sd(train_s[prod])
+    cm, _ = mean_sd(train_cpu_s[prod])
+    for m in timed:
+        a, b = mean_sd(train_s[m])
+        print(f"train_new_route ({m}, k=16, {args.threads} threads): {a:.1f} ± {b:.1f} s wall")
     print(
-        f"train_new_route (MAML checkpoint, k=16, {args.threads} threads): {tm:.1f} ± {tsd:.1f} s wall, "
-        f"{cm:.1f} s CPU; written "
-        f"checkpoint (seed {args.seeds[0]}) full forward: {written_new_acc:.1%} on the held-out families"
+        f"written checkpoint ({prod}, seed {args.seeds[0]}) full forward: {written_new_acc:.1%} on the "
+        f"held-out families"
     )
     print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in met.items()))
     if args.no_record:
         return 0
 
     def ms(key: str, name: str, pct: bool = True) -> str:
+        if key not in summary:
+            return "—"
         m, s = summary[key][name]["mean"], summary[key][name]["sd"]
         return f"{m:.1%} ± {s:.1%}" if pct else f"{m:.2f} ± {s:.2f} pt"
 
     n = len(args.seeds)
+    maml_note = "" if "maml" in methods else " (MAML not rerun: see the earlier record)"
     headline = []
-    if "maml@16" in summary:
+    if f"{prod_method}@16" in summary:
         headline.append(
             HeadlineRow(
                 what="New route `shift_schedule` from 16 examples (`loop`): held-out paraphrase families, "
                 f"mean ± sd over {n} seeds",
-                baseline=f"plain fine-tuning {ms('plain@16', 'new_acc')}",
-                result=f"MAML {ms('maml@16', 'new_acc')}; "
-                f"other routes' drop {ms('maml@16', 'drop_pt', False)}",
+                baseline=f"last adapter + head: plain {ms('plain@16', 'new_acc')}, proto "
+                f"{ms('proto@16', 'new_acc')}{maml_note}",
+                result=f"{prod_method} (every adapter + head) {ms(f'{prod_method}@16', 'new_acc')}; "
+                f"other routes' drop {ms(f'{prod_method}@16', 'drop_pt', False)}",
                 target=">= 90 %, <= 0.5 pt drop",
                 met=met["new_route"] and met["other_drop"],
             )
         )
+    old = "top" if prod != "top" else "deep"
+    ob, osd = mean_sd(train_s[old])
     headline.append(
         HeadlineRow(
-            what=f"New route training time (`train_new_route`, k=16, {args.threads} threads)",
-            baseline="—",
-            result=f"{tm:.1f} ± {tsd:.1f} s wall, {cm:.1f} s CPU (MAML meta-training once: "
-            f"{maml_meta.training.get('maml', {}).get('wall_s', 0):.0f} s)",
+            what=f"New route training time (`train_new_route` method {prod}, k=16, {args.threads} threads, "
+            f"load {load[0]:.1f})",
+            baseline=f"method {old}: {ob:.1f} ± {osd:.1f} s",
+            result=f"{tm:.1f} ± {tsd:.1f} s wall, {cm:.1f} s CPU",
             target="<= 120 s",
             met=met["train_time"],
         )
@@ -377,25 +657,32 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     metrics = {
+        "protocol": "frozen",
         "route": NEW_ROUTE,
         "base_checkpoint": str(base),
-        "maml_checkpoint": str(maml_dir),
+        "methods": methods,
+        "production_method": prod,
+        "maml_checkpoint": str(maml_dir) if maml_dir else None,
         "maml_reused": reused,
+        "maml_note": maml_note.strip(" ()") or None,
         "base_training": meta.training.get("config", {}),
-        "maml": maml_meta.training.get("maml", {}),
+        "maml": maml_meta.training.get("maml", {}) if maml_meta is not None else {},
         "adapt": asdict(cfg),
+        "deep": {m: asdict(c) for m, c in DEEP_METHODS.items() if m in methods},
         "seeds": args.seeds,
         "ks": args.ks,
+        "deep_ks": args.deep_ks,
         "threads": args.threads,
-        "eval_sizes": {k: len(v) for k, v in evals.items()},
+        "eval_sizes": {k: len(v) for k, v in top_evals["frozen"].items()},
         "base_other_accuracy": base_other,
+        "base_other_accuracy_deep_path": base_other_deep,
         "base_paraphrase_accuracy": base_para,
         "maml_init_other_accuracy": maml_other,
         "summary": summary,
         "runs": [asdict(r) for r in runs],
         "train_new_route_s": train_s,
         "train_new_route_cpu_s": train_cpu_s,
-        "load_average": list(os.getloadavg()),
+        "load_average": load,
         "written_checkpoint_new_accuracy": written_new_acc,
         "encode_s": encode_s,
         "targets": met,

@@ -227,10 +227,51 @@ class FastHead(nn.Module):
         return [self.routes[i] for i in self.logits(feats).argmax(-1).tolist()]
 
 
-def default_row_init(fast: FastHead) -> tuple[float, float]:
+def default_row_init(fast: FastHead | RouterHead) -> tuple[float, float]:
     """``(s, b)`` of the proto initialisation when none is meta-learnt: mean row norm and bias."""
-    w, b = fast.head.out.weight.detach(), fast.head.out.bias.detach()
+    head = fast.head if isinstance(fast, FastHead) else fast
+    w, b = head.out.weight.detach(), head.out.bias.detach()
     return float(w.norm(dim=1).mean()), float(b.mean())
+
+
+def grow_head(
+    head: RouterHead,
+    routes: Sequence[str],
+    route: str,
+    *,
+    init: str,
+    head_feats: torch.Tensor | None = None,
+    row_init: tuple[float, float] | None = None,
+    drop: str | None = None,
+    seed: int = 0,
+) -> tuple[RouterHead, list[str]]:
+    """A new router head with ``route`` appended as the last output (``drop``: remove that
+    route's row first). ``head_feats``: the support examples' ``tanh(dense(pooled))`` (``proto``)."""
+    if route in routes and route != drop:
+        raise ValueError(f"route {route!r} already exists")
+    keep = [i for i, r in enumerate(routes) if r != drop]
+    new_routes = [routes[i] for i in keep] + [route]
+    hidden = head.dense.in_features
+    new = RouterHead(hidden, len(new_routes), dropout=float(head.dropout.p))
+    with torch.no_grad():
+        new.dense.load_state_dict(head.dense.state_dict())
+        new.out.weight[:-1] = head.out.weight[keep]
+        new.out.bias[:-1] = head.out.bias[keep]
+        if init == "plain":
+            g = torch.Generator().manual_seed(seed)
+            bound = 1.0 / math.sqrt(hidden)  # nn.Linear's default initialisation of one row
+            new.out.weight[-1] = (torch.rand(hidden, generator=g) * 2 - 1) * bound
+            new.out.bias[-1] = (torch.rand(1, generator=g) * 2 - 1) * bound
+        elif init == "proto":
+            if head_feats is None or not len(head_feats):
+                raise ValueError("proto initialisation needs support examples")
+            s, b = row_init or default_row_init(head)
+            mu = head_feats.mean(0)
+            new.out.weight[-1] = s * mu / mu.norm().clamp(min=1e-6)
+            new.out.bias[-1] = b
+        else:
+            raise ValueError(f"init must be 'plain' or 'proto', not {init!r}")
+    return new, new_routes
 
 
 def grow(
@@ -245,30 +286,12 @@ def grow(
 ) -> FastHead:
     """A copy of ``fast`` with ``route`` appended as the last output (``drop``: remove that route's
     row first, for meta-training tasks). ``init``: ``"plain"`` (fresh row) or ``"proto"``."""
-    if route in fast.routes and route != drop:
-        raise ValueError(f"route {route!r} already exists")
-    keep = [i for i, r in enumerate(fast.routes) if r != drop]
-    routes = [fast.routes[i] for i in keep] + [route]
-    hidden = fast.head.dense.in_features
-    head = RouterHead(hidden, len(routes), dropout=float(fast.head.dropout.p))
-    with torch.no_grad():
-        head.dense.load_state_dict(fast.head.dense.state_dict())
-        head.out.weight[:-1] = fast.head.out.weight[keep]
-        head.out.bias[:-1] = fast.head.out.bias[keep]
-        if init == "plain":
-            g = torch.Generator().manual_seed(seed)
-            bound = 1.0 / math.sqrt(hidden)  # nn.Linear's default initialisation of one row
-            head.out.weight[-1] = (torch.rand(hidden, generator=g) * 2 - 1) * bound
-            head.out.bias[-1] = (torch.rand(1, generator=g) * 2 - 1) * bound
-        elif init == "proto":
-            if support is None or not len(support):
-                raise ValueError("proto initialisation needs support examples")
-            s, b = row_init or default_row_init(fast)
-            mu = fast.head_features(support).mean(0)
-            head.out.weight[-1] = s * mu / mu.norm().clamp(min=1e-6)
-            head.out.bias[-1] = b
-        else:
-            raise ValueError(f"init must be 'plain' or 'proto', not {init!r}")
+    if init == "proto" and (support is None or not len(support)):
+        raise ValueError("proto initialisation needs support examples")
+    feats = fast.head_features(support) if init == "proto" and support is not None else None
+    head, routes = grow_head(
+        fast.head, fast.routes, route, init=init, head_feats=feats, row_init=row_init, drop=drop, seed=seed
+    )
     new = FastHead(copy.deepcopy(fast.adapter), copy.deepcopy(fast.norm), head, routes)
     for p in new.trainable():
         p.requires_grad_(True)
@@ -312,6 +335,244 @@ def adapt(
         opt.step()
     fast.eval()
     return fast
+
+
+# --------------------------------------------------------------------------------------------
+# deep fast weights: the adapters of the top ``n`` layers (all of them by default) + the head
+
+
+@dataclass
+class LayerFeatures:
+    """Per example: the hidden states entering layer ``start`` (``[tokens, hidden]`` float16)."""
+
+    x: list[torch.Tensor]
+    routes: list[str]
+    start: int
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, idx: Sequence[int]) -> LayerFeatures:
+        return LayerFeatures([self.x[i] for i in idx], [self.routes[i] for i in idx], self.start)
+
+    def batch(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, mask)``: float32 ``[n, tokens, hidden]`` padded, mask ``[n, tokens]``."""
+        x = pad_sequence([self.x[i] for i in idx], batch_first=True).float()
+        lens = torch.tensor([self.x[i].shape[0] for i in idx])
+        return x, (torch.arange(x.shape[1])[None, :] < lens[:, None]).to(torch.int64)
+
+    @staticmethod
+    def concat(parts: Sequence[LayerFeatures]) -> LayerFeatures:
+        starts = {p.start for p in parts}
+        if len(starts) > 1:
+            raise ValueError(f"features of different layers: {sorted(starts)}")
+        return LayerFeatures(
+            [t for p in parts for t in p.x],
+            [r for p in parts for r in p.routes],
+            parts[0].start if parts else 0,
+        )
+
+
+def first_adapted_layer(model: AutoGLMModel, layers: int) -> int:
+    """Index of the lowest layer whose adapter adapts when the top ``layers`` do (0: all)."""
+    n = model.config.num_hidden_layers
+    return 0 if layers <= 0 or layers >= n else n - layers
+
+
+@torch.inference_mode()
+def layer_features(
+    model: AutoGLMModel,
+    adapter_set: str,
+    tokenizer: TextTokenizer,
+    examples: Sequence[Example],
+    start: int,
+    batch_size: int = 64,
+) -> LayerFeatures:
+    """Encode ``examples`` up to layer ``start`` (embeddings and the layers below, with their adapters)."""
+    was_training = model.training
+    model.eval()
+    enc = model.encoder
+    adapters = model.adapter_set(adapter_set).adapters
+    layers: list[Any] = list(enc.encoder.layer)
+    ids_all = tokenizer.encode_ids([ex.text for ex in examples])
+    order = np.argsort([len(x) for x in ids_all], kind="stable")
+    out: list[torch.Tensor | None] = [None] * len(examples)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        ids_np, mask_np = TextTokenizer.pad([ids_all[i] for i in idx])
+        ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+        x = enc.embeddings(ids)
+        additive = (1.0 - mask.to(x.dtype))[:, None, None, :] * -10000.0
+        for i, layer in enumerate(layers[:start]):
+            x = layer(x, additive, adapters[i])
+        for j, ex_i in enumerate(idx):
+            out[ex_i] = x[j, : int(mask[j].sum())].to(torch.float16).clone()
+    model.train(was_training)
+    return LayerFeatures([t for t in out if t is not None], [ex.route for ex in examples], start)
+
+
+class DeepHead(nn.Module):
+    """Layers ``start``.. of the frozen encoder with their (trainable) adapters + the router head.
+
+    The encoder layers are shared with the model and stay in eval mode (no dropout, no grad);
+    the adapters are copies, so the model is unchanged until the checkpoint is written."""
+
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        adapters: Sequence[BottleneckAdapter],
+        head: RouterHead,
+        routes: list[str],
+        start: int,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.adapters = nn.ModuleList(adapters)
+        self.head = head
+        self.routes = list(routes)
+        self.start = start
+        for p in self.layers.parameters():
+            p.requires_grad_(False)
+        for p in self.trainable():
+            p.requires_grad_(True)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: AutoGLMModel,
+        adapter_set: str,
+        start: int,
+        head: RouterHead | None = None,
+        routes: Sequence[str] | None = None,
+    ) -> DeepHead:
+        aset = model.adapter_set(adapter_set)
+        layers: list[Any] = list(model.encoder.encoder.layer)
+        adapters = [
+            a for a in map(copy.deepcopy, list(aset.adapters)[start:]) if isinstance(a, BottleneckAdapter)
+        ]
+        assert len(adapters) == len(layers) - start
+        rh = head if head is not None else copy.deepcopy(aset.heads["router"])
+        assert isinstance(rh, RouterHead)
+        return cls(layers[start:], adapters, rh, list(routes if routes is not None else aset.routes), start)
+
+    def train(self, mode: bool = True) -> DeepHead:
+        super().train(mode)
+        self.layers.eval()
+        return self
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [*self.adapters.parameters(), *self.head.parameters()]
+
+    def pooled(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        additive = (1.0 - mask.to(x.dtype))[:, None, None, :] * -10000.0
+        for layer, adapter in zip(self.layers, self.adapters, strict=True):
+            x = layer(x, additive, adapter)
+        return mean_pool(x, mask)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(x, mask))  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def head_features(self, feats: LayerFeatures) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        out = torch.tanh(self.head.dense(self.pooled(*feats.batch(range(len(feats))))))
+        self.train(was)
+        return out
+
+    @torch.no_grad()
+    def logits(self, feats: LayerFeatures, batch_size: int = 128) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        out = [
+            self(*feats.batch(range(s, min(s + batch_size, len(feats)))))
+            for s in range(0, len(feats), batch_size)
+        ]
+        self.train(was)
+        return torch.cat(out) if out else torch.empty((0, len(self.routes)))
+
+    def predict(self, feats: LayerFeatures) -> list[str]:
+        return [self.routes[i] for i in self.logits(feats).argmax(-1).tolist()]
+
+    def grown(
+        self,
+        route: str,
+        *,
+        init: str,
+        support: LayerFeatures | None = None,
+        row_init: tuple[float, float] | None = None,
+        seed: int = 0,
+    ) -> DeepHead:
+        """A copy with ``route`` appended as the last output (:func:`grow_head`)."""
+        if init == "proto" and (support is None or not len(support)):
+            raise ValueError("proto initialisation needs support examples")
+        feats = self.head_features(support) if init == "proto" and support is not None else None
+        head, routes = grow_head(
+            self.head, self.routes, route, init=init, head_feats=feats, row_init=row_init, seed=seed
+        )
+        adapters = [a for a in map(copy.deepcopy, self.adapters) if isinstance(a, BottleneckAdapter)]
+        return DeepHead(list(self.layers), adapters, head, routes, self.start)
+
+    def adapter_states(self) -> dict[int, dict[str, torch.Tensor]]:
+        return {self.start + i: a.state_dict() for i, a in enumerate(self.adapters)}
+
+
+@dataclass(frozen=True)
+class DeepAdaptConfig:
+    """Budget of the deep adaptation (every step a forward/backward through the adapted layers)."""
+
+    layers: int = 0  # adapt the top ``layers`` layers' adapters; 0: all layers
+    steps: int = 24
+    lr: float = 2e-3
+    replay_batch: int = 32
+    max_grad_norm: float = 1.0
+    supcon: float = 0.0  # weight of a supervised-contrastive loss on the pooled states (0: off)
+    temperature: float = 0.1  # of the supervised-contrastive loss
+
+
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over L2-normalised ``z``; anchors
+    without a positive in the batch are skipped."""
+    z = F.normalize(z, dim=-1)
+    sim = z @ z.T / temperature
+    n = z.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    sim = sim.masked_fill(eye, -1e9)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    has = pos.any(1)
+    if not bool(has.any()):
+        return z.sum() * 0.0
+    per = (log_prob * pos).sum(1)[has] / pos.sum(1)[has]
+    return -per.mean()
+
+
+def adapt_deep(
+    deep: DeepHead, support: LayerFeatures, replay: LayerFeatures, cfg: DeepAdaptConfig, seed: int = 0
+) -> DeepHead:
+    """Fine-tune ``deep`` in place: every step sees all support examples and a replay batch."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(deep.trainable(), lr=cfg.lr)
+    deep.train()
+    both = LayerFeatures.concat([support, replay])
+    index = {r: i for i, r in enumerate(deep.routes)}
+    labels_all = torch.tensor([index[r] for r in both.routes], dtype=torch.int64)
+    n_rep = min(cfg.replay_batch, len(replay))
+    sup_idx = list(range(len(support)))
+    for _ in range(cfg.steps):
+        rep = (rng.choice(len(replay), n_rep, replace=False) + len(support)).tolist() if n_rep else []
+        idx = sup_idx + rep
+        pooled = deep.pooled(*both.batch(idx))
+        loss = F.cross_entropy(deep.head(pooled), labels_all[idx])
+        if cfg.supcon > 0:
+            loss = loss + cfg.supcon * supcon_loss(pooled, labels_all[idx], cfg.temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(deep.trainable(), cfg.max_grad_norm)
+        opt.step()
+    deep.eval()
+    return deep
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,21 +729,27 @@ def write_fast_checkpoint(
     model: AutoGLMModel,
     meta: CheckpointMeta,
     adapter_set: str,
-    fast: FastHead,
+    fast: FastHead | DeepHead,
     out_dir: Path,
     *,
     training_extra: dict[str, Any],
     metrics_extra: dict[str, Any] | None = None,
     temperature: float | None = None,
 ) -> Path:
-    """Save ``model`` with ``fast`` as its last adapter and router head (the route list is
-    ``fast.routes``: one longer when a route was added); other adapter sets are unchanged."""
+    """Save ``model`` with ``fast``'s adapters (the last layer's, or every layer a
+    :class:`DeepHead` holds) and router head (the route list is ``fast.routes``: one longer when a
+    route was added); other adapter sets are unchanged."""
     old = model.adapter_set(adapter_set)
     cfg = model.config
     new = AdapterSet(adapter_set, cfg.hidden_size, cfg.num_hidden_layers, fast.routes, old.bottleneck)
     state = {k: v for k, v in old.state_dict().items() if not k.startswith("heads.router.")}
-    last = f"adapters.{cfg.num_hidden_layers - 1}."
-    state.update({last + k: v for k, v in fast.adapter.state_dict().items()})
+    layer_states = (
+        fast.adapter_states()
+        if isinstance(fast, DeepHead)
+        else {cfg.num_hidden_layers - 1: fast.adapter.state_dict()}
+    )
+    for i, sd in layer_states.items():
+        state.update({f"adapters.{i}." + k: v for k, v in sd.items()})
     state.update({"heads.router." + k: v for k, v in fast.head.state_dict().items()})
     new.load_state_dict(state, strict=True)
     grown = AutoGLMModel(model.encoder)

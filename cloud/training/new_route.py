@@ -4,11 +4,13 @@
 learning loop calls when an operator adds a route (docs/arch/model-training.md, "New routes and
 MAML"). It refuses a malformed name, a route the checkpoint already has, and — when
 ``tool_routes`` is given — a route no registered tool serves (:func:`contracts.routes.check_route_label`).
-Then: encode the support examples and a replay sample of the checkpoint's own routes up to the
-last layer's adapter (once), initialise the new output (``proto``: from the support examples,
-scaled as the MAML checkpoint learnt, or ``plain``), adapt the last adapter + head
-(:func:`cloud.training.maml.adapt`) and write an ordinary checkpoint whose route list is one
-longer. The export pipeline writes that list into the manifest and the router head's output
+Then: encode the support examples and a replay sample of the checkpoint's own routes once (up
+to the last layer's adapter for ``method="top"``, up to the first adapted layer for ``"deep"``),
+initialise the new output (``proto``: from the support examples, scaled as the MAML checkpoint
+learnt, or ``plain``), adapt — ``top``: the last adapter + head
+(:func:`cloud.training.maml.adapt`); ``deep``: every layer's adapter + head end to end
+(:func:`cloud.training.maml.adapt_deep`) — and write an ordinary checkpoint whose route list is
+one longer. The export pipeline writes that list into the manifest and the router head's output
 size; the edge names routes from the manifest, and a route without a local tool is answered by
 the cloud's tool service (``edge.agent.policy.UNKNOWN_ROUTE``).
 """
@@ -27,10 +29,15 @@ from cloud.data import Example, SplitSpec, default_splits, detect_lang
 from cloud.model.checkpoint import load_checkpoint
 from cloud.training.maml import (
     AdaptConfig,
+    DeepAdaptConfig,
+    DeepHead,
     FastHead,
     adapt,
+    adapt_deep,
     checkpoint_tokenizer,
+    first_adapted_layer,
     grow,
+    layer_features,
     row_init_of,
     top_features,
     write_fast_checkpoint,
@@ -46,10 +53,17 @@ MAX_SUPPORT = 256
 NEW_ROUTE_KEY = "new_route"  # checkpoint training.<key>
 
 
+NEW_ROUTE_METHODS = ("top", "deep")
+
+
 @dataclass(frozen=True)
 class NewRouteConfig:
+    # "top": the last layer's adapter + head on cached features (``adapt``); "deep": every
+    # layer's adapter + head end to end (``adapt_deep``, budget ``deep``)
+    method: str = "top"
     init: str = "proto"  # "proto" (meta-learnt scale when the checkpoint is a MAML one) | "plain"
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    deep: DeepAdaptConfig = field(default_factory=DeepAdaptConfig)
     replay_size: int = 900  # examples of the checkpoint's routes replayed so they are not forgotten
     seed: int = 0
     threads: int | None = None  # default: all cores (the 120 s target is for 2 cores)
@@ -133,27 +147,46 @@ def train_new_route(
     rep = replay if replay is not None else default_replay(routes, cfg.replay_size, cfg.seed)
     rep = [e for e in rep if e.route in routes]
     tokenizer = checkpoint_tokenizer(meta)
-    sup_f = top_features(model, set_name, tokenizer, support)
-    rep_f = top_features(model, set_name, tokenizer, rep)
-    fast = FastHead.from_model(model, set_name)
     row_init = row_init_of(meta)
-    t_adapt = time.perf_counter()
-    grown = grow(fast, route, init=cfg.init, support=sup_f, row_init=row_init, seed=cfg.seed)
-    grown = adapt(grown, sup_f, rep_f, cfg.adapt, seed=cfg.seed)
-    adapt_s = time.perf_counter() - t_adapt
-    with torch.no_grad():
-        support_acc = float((grown.logits(sup_f).argmax(-1) == len(grown.routes) - 1).float().mean())
+    grown: FastHead | DeepHead
+    if cfg.method == "top":
+        sup_f = top_features(model, set_name, tokenizer, support)
+        rep_f = top_features(model, set_name, tokenizer, rep)
+        fast = FastHead.from_model(model, set_name)
+        t_adapt = time.perf_counter()
+        grown = grow(fast, route, init=cfg.init, support=sup_f, row_init=row_init, seed=cfg.seed)
+        grown = adapt(grown, sup_f, rep_f, cfg.adapt, seed=cfg.seed)
+        adapt_s = time.perf_counter() - t_adapt
+        with torch.no_grad():
+            support_acc = float((grown.logits(sup_f).argmax(-1) == len(grown.routes) - 1).float().mean())
+        steps, lr = cfg.adapt.steps, cfg.adapt.lr
+    elif cfg.method == "deep":
+        start = first_adapted_layer(model, cfg.deep.layers)
+        sup_l = layer_features(model, set_name, tokenizer, support, start)
+        rep_l = layer_features(model, set_name, tokenizer, rep, start)
+        t_adapt = time.perf_counter()
+        deep = DeepHead.from_model(model, set_name, start)
+        grown = deep.grown(route, init=cfg.init, support=sup_l, row_init=row_init, seed=cfg.seed)
+        grown = adapt_deep(grown, sup_l, rep_l, cfg.deep, seed=cfg.seed)
+        adapt_s = time.perf_counter() - t_adapt
+        support_acc = float((grown.logits(sup_l).argmax(-1) == len(grown.routes) - 1).float().mean())
+        steps, lr = cfg.deep.steps, cfg.deep.lr
+    else:
+        raise BadRequest(f"new-route method must be one of {list(NEW_ROUTE_METHODS)}, not {cfg.method!r}")
     wall = time.perf_counter() - t0
     extra = {
         NEW_ROUTE_KEY: {
             "route": route,
             "support": len(support),
+            "method": cfg.method,
             "init": cfg.init,
+            "adapted_layers": cfg.deep.layers if cfg.method == "deep" else 1,
+            "supcon": cfg.deep.supcon if cfg.method == "deep" else 0.0,
             "meta_row_init": row_init is not None,
             "parent_checkpoint": str(base_checkpoint),
             "replay": len(rep),
-            "steps": cfg.adapt.steps,
-            "lr": cfg.adapt.lr,
+            "steps": steps,
+            "lr": lr,
             "seed": cfg.seed,
             "support_accuracy": support_acc,
             "wall_s": round(wall, 2),

@@ -121,3 +121,91 @@ def test_bench_script_is_registered() -> None:
     from autoglm.cli.bench_cmd import BENCHMARKS
 
     assert BENCHMARKS["loop"][0] == "bench_loop.py" and Path(str(bl.__file__)).name == "bench_loop.py"
+
+
+def test_dev_protocol_uses_training_families_only_and_never_the_frozen_items() -> None:
+    from cloud.data.new_route import NEW_ROUTE_FAMILIES
+
+    train_fams = [f.id for f in NEW_ROUTE_FAMILIES[NEW_ROUTE] if f.split == "train"]
+    assert bl.dev_families() == train_fams and len(train_fams) == 5
+    frozen = load_frozen_new_route_eval()
+    frozen_texts = {it.text for it in frozen}
+    frozen_templates = {it.family for it in frozen if it.kind == "other"}
+    for held in train_fams:
+        for seed in (0, 1, 2):
+            sup = bl.dev_support(16, held, seed)
+            assert len(sup) == 16 and held not in {e.template_id for e in sup}
+            assert {e.template_id for e in sup} == set(train_fams) - {held}
+            assert {e.lang for e in sup} == {"en", "zh"}
+        queries = bl.dev_queries(held)
+        assert (
+            queries
+            and {e.template_id for e in queries} == {held}
+            and not frozen_texts & {e.text for e in queries}
+        )
+    other = bl.dev_other(list(DEFAULT_ROUTES))
+    assert len(other) > 400 and not frozen_templates & {e.template_id for e in other}
+
+
+def test_dev_selection_rule() -> None:
+    def row(new: float, drop: float) -> dict[str, object]:
+        return {"new_acc": {"mean": new, "sd": 0.0}, "drop_pt": {"mean": drop, "sd": 0.0}}
+
+    # the best within the drop target wins; a cheaper method within 1 pt wins the tie
+    assert (
+        bl.select({"proto@16": row(0.70, 0.0), "deep@16": row(0.85, 0.3), "deep_sc@16": row(0.95, 0.9)})
+        == "deep"
+    )
+    assert bl.select({"proto@16": row(0.845, 0.0), "deep@16": row(0.85, 0.3)}) == "proto"
+    assert bl.select({"deep@16": row(0.99, 2.0)}) is None
+
+
+def test_deep_adaptation_under_a_wrong_label_misses_the_new_route(
+    parts: dict[str, Any], tmp_path: Path
+) -> None:
+    from cloud.training.maml import DeepAdaptConfig, DeepHead, layer_features
+
+    ckpt = make_checkpoint(tmp_path, routes=list(DEFAULT_ROUTES))
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    frozen = load_frozen_new_route_eval()
+    new = [it.to_example() for it in frozen if it.kind == "new"][::3]
+    other = [it.to_example() for it in frozen if it.kind == "other"][::20]
+    evals = {
+        "new": layer_features(model, "default", tok, new, 0),
+        "other": layer_features(model, "default", tok, other, 0),
+    }
+    deep = DeepHead.from_model(model, "default", 0)
+    base_other = bl.accuracy(deep.predict(evals["other"]), evals["other"].routes)
+    replay = [
+        e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
+    ]
+    sup = support_set(16)
+    cfg = DeepAdaptConfig(steps=30, lr=1e-2)
+    rep_l = layer_features(model, "default", tok, replay, 0)
+    good = bl.run_one_deep(
+        "deep",
+        16,
+        0,
+        deep,
+        NEW_ROUTE,
+        layer_features(model, "default", tok, sup, 0),
+        rep_l,
+        evals,
+        base_other,
+        cfg,
+    )
+    wrong = [type(e)(e.text, DEFAULT_ROUTES[0], e.lang, e.template_id) for e in sup]
+    broken = bl.run_one_deep(
+        "deep",
+        16,
+        0,
+        deep,
+        NEW_ROUTE,
+        layer_features(model, "default", tok, wrong, 0),
+        rep_l,
+        evals,
+        base_other,
+        cfg,
+    )
+    assert broken.new_acc < good.new_acc and broken.new_acc <= 0.1

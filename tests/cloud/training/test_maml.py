@@ -17,11 +17,15 @@ from cloud.data.new_route import NEW_ROUTE, support_set
 from cloud.model.checkpoint import load_checkpoint
 from cloud.training.maml import (
     AdaptConfig,
+    DeepAdaptConfig,
+    DeepHead,
     FastHead,
     MamlConfig,
     adapt,
     checkpoint_tokenizer,
+    first_adapted_layer,
     grow,
+    layer_features,
     meta_train,
     meta_training_examples,
     row_init_of,
@@ -32,7 +36,8 @@ from contracts.errors import BadRequest
 from contracts.routes import DEFAULT_ROUTES, check_route_label
 from tests.export.helpers import make_checkpoint
 
-FAST = NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), threads=1)
+FAST = NewRouteConfig(method="top", adapt=AdaptConfig(steps=80, lr=1e-2), threads=1)
+DEEP = NewRouteConfig(method="deep", deep=DeepAdaptConfig(steps=60, lr=1e-2), threads=1)
 REPLAY = [
     e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
 ]
@@ -56,6 +61,20 @@ def test_cached_top_features_give_the_full_models_logits(ckpt: Path) -> None:
     with torch.no_grad():
         full = model(torch.from_numpy(ids), torch.from_numpy(mask), "default").route_logits
     assert torch.allclose(fast.logits(feats), full, atol=2e-2)  # the cache is float16
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_cached_layer_features_give_the_full_models_logits(ckpt: Path, layers: int) -> None:
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    texts = ("what is 2 + 2", "hello there, who are you?", "我下周几点上班")
+    start = first_adapted_layer(model, layers)
+    assert start == (0 if layers == 0 else model.config.num_hidden_layers - layers)
+    feats = layer_features(model, "default", tok, [Example(t, "calculator", "en", "t") for t in texts], start)
+    ids, mask = tok(list(texts))
+    with torch.no_grad():
+        full = model(torch.from_numpy(ids), torch.from_numpy(mask), "default").route_logits
+    assert torch.allclose(DeepHead.from_model(model, "default", start).logits(feats), full, atol=2e-2)
 
 
 def test_grow_keeps_old_rows_and_inits_the_new_one(ckpt: Path) -> None:
@@ -151,3 +170,55 @@ def test_unknown_route_without_a_tool_is_refused(ckpt: Path, tmp_path: Path) -> 
     with pytest.raises(BadRequest, match="empty"):
         train_new_route(ckpt, NEW_ROUTE, ["  "], tmp_path / "x", tool_routes=[NEW_ROUTE], config=FAST)
     assert not (tmp_path / "x").exists()
+
+
+def test_train_new_route_deep_adapts_every_adapter_and_keeps_the_other_routes(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    support = support_set(8, seed=0)
+    res = train_new_route(
+        ckpt, NEW_ROUTE, support, tmp_path / "deep", tool_routes=[NEW_ROUTE], config=DEEP, replay=REPLAY
+    )
+    assert res.routes == [*DEFAULT_ROUTES, NEW_ROUTE] and res.support == 8
+    model, meta = load_checkpoint(res.checkpoint_dir)
+    info = meta.training["new_route"]
+    assert meta.adapter_sets["default"].routes == res.routes
+    assert info["method"] == "deep" and info["adapted_layers"] == 0 and info["support_accuracy"] >= 0.75
+    tok = checkpoint_tokenizer(meta)
+
+    def routes_of(m: torch.nn.Module, texts: list[str], routes: list[str]) -> list[str]:
+        ids, mask = tok(texts)
+        with torch.no_grad():
+            logits = m(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
+        return [routes[i] for i in logits.argmax(-1).tolist()]
+
+    # the written checkpoint (full forward) routes its support to the new route ...
+    assert routes_of(model, [e.text for e in support], res.routes).count(NEW_ROUTE) >= 6
+    # ... and the replayed routes' examples to their own routes, no worse than the parent did
+    parent, _ = load_checkpoint(ckpt)
+    texts, gold = [e.text for e in REPLAY], [e.route for e in REPLAY]
+    after = routes_of(model, texts, res.routes)
+    before = routes_of(parent, texts, list(DEFAULT_ROUTES))
+    assert after.count(NEW_ROUTE) <= len(texts) // 10
+    assert sum(a == g for a, g in zip(after, gold, strict=True)) >= sum(
+        b == g for b, g in zip(before, gold, strict=True)
+    )
+    # every layer's adapter changed (not only the last), the other adapter set did not
+    old = load_file(str(ckpt / "adapters.safetensors"))
+    new = load_file(str(res.checkpoint_dir / "adapters.safetensors"))
+    changed = {k for k in old if old[k].shape != new[k].shape or not torch.equal(old[k], new[k])}
+    assert any(k.startswith("default.adapters.0.") for k in changed)
+    assert any(k.startswith("default.adapters.1.") for k in changed)
+    assert not any(k.startswith("other.") for k in changed)
+
+
+def test_unknown_new_route_method_is_refused(ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match="new-route method must be one of"):
+        train_new_route(
+            ckpt,
+            NEW_ROUTE,
+            support_set(4),
+            tmp_path / "x",
+            config=NewRouteConfig(method="everything"),
+            replay=REPLAY,
+        )
