@@ -62,8 +62,7 @@ class GraphHeads:
             "scorer_class": type(self.reasoner.scorer).__name__,
             "scope_head": self.scope is not None,
             "digest": self.digest,
-            "model": self.model,
-            "source": self.source,
+            "model": self.model,  # which bundle (not its path: the status is open)
             "adapter_set": self.adapter_set,
         }
 
@@ -217,7 +216,7 @@ class HeadsSwapper:
         except Exception as exc:  # keep serving with the heads in use
             if gen == self.generation:
                 self.settled = gen
-                self.last_error = f"{model.label}: {exc}"
+                self.last_error = f"{model.label}: {type(exc).__name__} (details in the node's log)"
                 log.error(
                     "graph heads of %s could not be built (%s); keeping %s",
                     model.label,

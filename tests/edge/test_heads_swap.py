@@ -152,7 +152,7 @@ def test_the_heads_follow_the_served_bundle(
     )
     assert learned["scorer"] == "learned" and learned["scorer_class"] == "OnnxPathScorer"
     assert learned["scope_head"] and learned["model"] == f"{MODEL}:1.1.0/default"
-    assert learned["source"] == str(heads_bundles.update) and not learned["rebuilding"]
+    assert not learned["rebuilding"] and node.agent.heads.source == str(heads_bundles.update)
     assert (
         _graph_scorer(node, "Who is the supervisor of the person who maintains PR-111?") == "OnnxPathScorer"
     )
