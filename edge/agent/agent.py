@@ -18,9 +18,11 @@ Flow (every stage appends a step record; every route rule comes from the policy 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,6 +111,7 @@ class _Turn:
     signature: list[str]
     heads: GraphHeads  # the path scorer + scope gate this question uses throughout
     memory_hits: list[Any] = field(default_factory=list)
+    prefetch: Future[bool] | None = None  # the graph search's first hop state, computed meanwhile
 
 
 class Agent:
@@ -166,7 +169,10 @@ class Agent:
         self.counters: dict[str, int] = {}
         self.metrics = metrics or AgentMetrics(node_id)
         self._answered: OrderedDict[str, _Answered] = OrderedDict()  # question -> answer (feedback)
-        self._model_routes: tuple[str, ...] = ()  # the bundle's routes, as the last answer named them
+        self._model_routes: tuple[str, ...] = ()
+        self._kg_pool: ThreadPoolExecutor | None = (
+            None  # graph prefetch (agent_kg_prefetch)  # the bundle's routes, as the last answer named them
+        )
 
     def policy(self, route: str) -> RoutePolicy:
         return self.policies.get(route, UNKNOWN_ROUTE)
@@ -203,8 +209,9 @@ class Agent:
                 entity=rewrite.entity,
             )
             text = rewrite.text
-        enc = (await self.encoder.encode([text], priority=req.priority))[0]
         heads = self.heads
+        prefetch = self._prefetch_graph(heads.reasoner, text, session)
+        enc = (await self.encoder.encode([text], priority=req.priority))[0]
         turn = _Turn(
             req,
             text,
@@ -214,7 +221,12 @@ class Agent:
             steps,
             question_signature(text, self.linker),
             heads,
+            prefetch=prefetch,
         )
+        if prefetch is not None and (
+            turn.decision.hard or self.policy(turn.decision.route).handler != Handler.GRAPH
+        ):
+            prefetch.cancel()  # no confident graph answer ahead: drop it unless it already started
         ans = self._from_cache(turn) or self._from_memory(turn)
         if ans is None and not turn.decision.hard:
             ans = await self._answer_confident(turn)
@@ -384,10 +396,35 @@ class Agent:
         route = t.decision.route
         handler = self.policy(route).handler
         if handler == Handler.GRAPH:
+            await self._prefetched(t)
             return self._graph_answer(t.text, t.session, t.steps, route, t.heads.reasoner)
         if handler in (Handler.LOCAL_TOOL, Handler.MEMORY) and self.tools.handles(route):
             return self._tool_answer(route, t, keep_errors=self.policy(route).errors_answer)
         return None  # a cloud route: handled by _answer_from_cloud
+
+    def _prefetch_graph(
+        self, reasoner: PathReasoner, text: str, session: Session | None
+    ) -> Future[bool] | None:
+        """With a learned scorer (``agent_kg_prefetch``): ``reasoner.prefetch`` in the agent's one
+        worker thread — linking and the scorer's encoder call on the masked question run while the
+        router encodes (ONNX Runtime releases the GIL), and the search later finds them cached."""
+        if not self.settings.agent_kg_prefetch or not hasattr(reasoner.scorer, "prefetch"):
+            return None
+        if self._kg_pool is None:
+            self._kg_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kg-prefetch")
+        return self._kg_pool.submit(reasoner.prefetch, text, self._site(session))
+
+    @staticmethod
+    async def _prefetched(t: _Turn) -> None:
+        """Wait for this question's prefetch; one still queued behind another question's is
+        cancelled (the search computes the same values itself)."""
+        fut = t.prefetch
+        if fut is None or fut.cancel():
+            return
+        try:
+            await asyncio.wrap_future(fut)
+        except Exception as exc:  # the search raises what matters (e.g. nothing links)
+            log.debug("graph prefetch failed: %s", exc)
 
     def _graph_answer(
         self, text: str, session: Session | None, steps: Steps, route: str, reasoner: PathReasoner

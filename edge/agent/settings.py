@@ -95,6 +95,12 @@ class AgentSettings(AutoGLMSettings):
         description="Hop scorer of the graph search: the bundle's learned hop_scorer head "
         "('auto': when the bundle carries one), or the lexical cue scorer.",
     )
+    agent_kg_prefetch: bool = Field(
+        default=True,
+        description="With a learned hop scorer: link the question and run the scorer's encoder call on "
+        "its masked question in a worker thread while the router encodes (answers unchanged; a question "
+        "naming a graph entity that is routed elsewhere wastes that call). Off: the old sequential path.",
+    )
     agent_kg_min_hop_prob: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Hop score below which a branch is pruned."
     )

@@ -91,3 +91,21 @@ def test_prefetch_needs_a_linked_entity_and_a_learned_scorer(heads_bundle: Path)
     assert not PathReasoner(default_graph(), scorer=scorer).prefetch("what is 3 plus 4")
     assert embeds.calls == 0
     assert not PathReasoner(default_graph()).prefetch("Who maintains PR-111?")  # lexical: nothing to do
+
+
+def test_agent_answers_the_same_with_and_without_the_prefetch(heads_bundle: Path, tmp_path: Path) -> None:
+    from .helpers import ask, make_agent, step
+
+    kw = {"bundle_dir": heads_bundle, "agent_cache_enabled": False, "agent_confidence_threshold": 0.0}
+    before = make_agent(tmp_path, "sequential", agent_kg_prefetch=False, **kw)
+    after = make_agent(tmp_path, "prefetch", agent_kg_prefetch=True, **kw)
+    assert type(after.reasoner.scorer).__name__ == "OnnxPathScorer"
+    graph_answers = 0
+    for q in QUESTIONS:
+        a, b = ask(before, q), ask(after, q)
+        assert (a.route, a.source, a.answer, a.data) == (b.route, b.source, b.answer, b.data)
+        if b.source.value == "knowledge_graph":
+            graph_answers += 1
+            assert step(a, "kg_answer")["path"] == step(b, "kg_answer")["path"]
+    assert graph_answers >= 4
+    assert before._kg_pool is None and after._kg_pool is not None  # the old path starts no thread
