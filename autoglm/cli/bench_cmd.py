@@ -49,6 +49,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "graph hits@1 on frozen paraphrase families: lexical vs learned scorers, "
         "3 seeds; router; abstention; ask latency",
     ),
+    "ask_latency": (
+        "bench_ask.py",
+        "Agent.ask latency on graph questions: lexical vs learned scorer, sequential vs prefetch "
+        "path, hashing or served-bundle routing; same answers checked",
+    ),
     "edge_body_memory": (
         "bench_edge_body_memory.py",
         "edge RSS under 80 concurrent 8 MB bodies: this tree vs a baseline commit",

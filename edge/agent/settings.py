@@ -96,10 +96,11 @@ class AgentSettings(AutoGLMSettings):
         "('auto': when the bundle carries one), or the lexical cue scorer.",
     )
     agent_kg_prefetch: bool = Field(
-        default=True,
+        default=False,
         description="With a learned hop scorer: link the question and run the scorer's encoder call on "
         "its masked question in a worker thread while the router encodes (answers unchanged; a question "
-        "naming a graph entity that is routed elsewhere wastes that call). Off: the old sequential path.",
+        "naming a graph entity that is routed elsewhere wastes that call). Off by default: no gain "
+        "measured on 2 cores (benchmarks/bench_ask.py, docs/arch/agent.md).",
     )
     agent_kg_min_hop_prob: float = Field(
         default=0.05, ge=0.0, le=1.0, description="Hop score below which a branch is pruned."
