@@ -104,6 +104,9 @@ class Run:
 
 
 def mean_sd(xs: Sequence[float]) -> tuple[float, float]:
+    xs = [x for x in xs if x == x]  # NaN: not measured (the dev protocol has no paraphrase set)
+    if not xs:
+        return float("nan"), 0.0
     return float(statistics.fmean(xs)), float(statistics.stdev(xs)) if len(xs) > 1 else 0.0
 
 
