@@ -1,7 +1,7 @@
 """New route from k examples: MAML initialisation vs plain fine-tuning from the current adapters.
 
     python benchmarks/bench_loop.py [--base-checkpoint DIR] [--seeds 0 1 2] [--ks 4 8 16]
-        [--deep-ks 16] [--methods plain proto maml deep deep_sc] [--dev]
+        [--deep-ks 16] [--methods plain proto maml top_kd deep deep_sc deep_kd deep_kd_aug] [--dev]
 
 Side by side in one run, every method with the same adaptation budget (``AdaptConfig``: steps,
 learning rate, replay batch) on the same support examples and the same cached features:
@@ -12,7 +12,10 @@ learning rate, replay batch) on the same support examples and the same cached fe
 - ``maml``: the first-order-MAML checkpoint (``cloud.training.maml.meta_train`` on the current
   adapters; its top adapter, head and new-output scale/bias are meta-learnt);
 - ``deep`` / ``deep_sc``: every layer's adapter + the head end to end (``adapt_deep``, its own
-  budget ``DeepAdaptConfig``), proto initialisation; ``deep_sc`` adds a supervised-contrastive loss.
+  budget ``DeepAdaptConfig``), proto initialisation; ``deep_sc`` adds a supervised-contrastive loss;
+- ``top_kd`` / ``deep_kd``: ``proto`` / ``deep`` plus distillation of the parent's old-route logits
+  on the replay batch and an L2 anchor to the parent's weights (``deep_kd``: 64 replay/step);
+  ``deep_kd_aug``: ``deep_kd`` plus 2 seeded word/character-drop variants of every support example.
 
 ``--dev`` runs the method-selection protocol instead (docs/EVALUATION.md, "New-route method
 selection"): leave one *training* family out, other-route drop on the generator's validation
@@ -52,6 +55,7 @@ if str(ROOT) not in sys.path:
 
 from autoglm.bench.records import HeadlineRow, write_record  # noqa: E402
 from cloud.data import Example  # noqa: E402
+from cloud.training.augment import augment_support  # noqa: E402
 from cloud.training.maml import (  # noqa: E402
     AdaptConfig,
     DeepAdaptConfig,
@@ -64,6 +68,7 @@ from cloud.training.maml import (  # noqa: E402
     adapt_deep,
     grow,
 )
+from cloud.training.new_route import NewRouteConfig  # noqa: E402
 
 WORK = ROOT / ".autoglm" / "bench" / "loop"
 BASE_RECIPE: dict[str, Any] = {
@@ -74,15 +79,56 @@ BASE_RECIPE: dict[str, Any] = {
     "seed": 0,
     "patience": 2,
 }
-TOP_METHODS = ("plain", "proto", "maml")  # last adapter + head on cached features (``adapt``)
+# last adapter + head on cached features (``adapt``); ``top_kd`` adds distillation + anchor.
+# Fixed before the dev runs (docs/EVALUATION.md, "New-route method selection"; top_kd and the
+# *_kd* deep methods: its second round).
+KD, ANCHOR = 1.0, 1e-2
+TOP_METHODS: dict[str, AdaptConfig] = {
+    "plain": AdaptConfig(),
+    "proto": AdaptConfig(),
+    "maml": AdaptConfig(),
+    "top_kd": AdaptConfig(kd=KD, anchor=ANCHOR),
+}
 # every layer's adapter + head end to end (``adapt_deep``), proto initialisation; ``deep_sc`` adds a
-# supervised-contrastive loss on the pooled states. Fixed before the dev run (docs/EVALUATION.md).
+# supervised-contrastive loss on the pooled states; ``deep_kd`` distillation + anchor, 64 replay/step.
 DEEP_METHODS: dict[str, DeepAdaptConfig] = {
     "deep": DeepAdaptConfig(),
     "deep_sc": DeepAdaptConfig(supcon=0.5),
+    "deep_kd": DeepAdaptConfig(replay_batch=64, kd=KD, anchor=ANCHOR),
+    "deep_kd_aug": DeepAdaptConfig(replay_batch=64, kd=KD, anchor=ANCHOR),
 }
-METHODS = (*TOP_METHODS, *DEEP_METHODS)
-NEW_ROUTE_METHOD = {"plain": "top", "proto": "top", "maml": "top", "deep": "deep", "deep_sc": "deep"}
+AUGMENT = {"deep_kd_aug": 2}  # altered copies of every support example (cloud.training.augment)
+METHODS = (*TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
+
+
+def new_route_config(method: str, seed: int = 0, threads: int | None = None) -> NewRouteConfig:
+    """The ``train_new_route`` settings of a benchmark method (``maml``: its checkpoint's, ``proto``)."""
+    if method in DEEP_METHODS:
+        return NewRouteConfig(
+            method="deep",
+            deep=DEEP_METHODS[method],
+            augment=AUGMENT.get(method, 0),
+            seed=seed,
+            threads=threads,
+        )
+    return NewRouteConfig(
+        method="top",
+        init="plain" if method == "plain" else "proto",
+        adapt=TOP_METHODS[method],
+        augment=AUGMENT.get(method, 0),
+        seed=seed,
+        threads=threads,
+    )
+
+
+def production_method() -> str:
+    """The benchmark method ``train_new_route``'s default settings are (``NewRouteConfig()``)."""
+    for m in METHODS:
+        if m != "maml" and new_route_config(m) == NewRouteConfig():
+            return m
+    raise AssertionError("NewRouteConfig's default is none of the benchmark's methods")
+
+
 TARGET_NEW = 0.90
 TARGET_DROP_PT = 0.5
 TARGET_TRAIN_S = 120.0
@@ -163,11 +209,21 @@ def run_one_deep(
     evals: dict[str, LayerFeatures],
     base_other_acc: float,
     cfg: DeepAdaptConfig,
+    augmented: LayerFeatures | None = None,
+    teacher: Any = None,
 ) -> Run:
-    """:func:`run_one` for the deep methods: every adapter from ``deep.start`` up + the head."""
+    """:func:`run_one` for the deep methods: every adapter from ``deep.start`` up + the head.
+    ``augmented``: altered support copies, trained on with the support (the new output's
+    initialisation reads ``support`` only); ``teacher``: the parent's logits on ``replay``."""
     t0 = time.perf_counter()
+    train = LayerFeatures.concat([support, augmented]) if augmented is not None else support
     grown = adapt_deep(
-        deep.grown(route, init="proto", support=support, seed=seed), support, replay, cfg, seed
+        deep.grown(route, init="proto", support=support, seed=seed),
+        train,
+        replay,
+        cfg,
+        seed,
+        teacher=teacher,
     )
     adapt_s = time.perf_counter() - t0
     new, other, para = evals["new"], evals["other"], evals.get("para")
@@ -347,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         row_init_of,
         top_features,
     )
-    from cloud.training.new_route import NewRouteConfig, default_replay, train_new_route
+    from cloud.training.new_route import default_replay, train_new_route
 
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
@@ -445,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         else float("nan")
     )
     deep_base = DeepHead.from_model(model, set_name, start) if deep_methods else None
+    # the parent's logits on the replay (the distillation target), once for every run
+    deep_teacher = (
+        deep_base.logits(replay_l)
+        if deep_base is not None and replay_l is not None and any(DEEP_METHODS[m].kd for m in deep_methods)
+        else None
+    )
     base_other_deep = (
         accuracy(deep_base.predict(deep_evals[first]["other"]), deep_evals[first]["other"].routes)
         if deep_base is not None
@@ -462,7 +524,6 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    cfg = AdaptConfig()
     runs: list[Run] = []
     per_case: list[dict[str, Any]] = []
     for method in methods:
@@ -472,17 +533,21 @@ def main(argv: list[str] | None = None) -> int:
                     sup = support_of(case, k, s)
                     if method in DEEP_METHODS:
                         assert deep_base is not None and replay_l is not None
+                        aug = augment_support(sup, AUGMENT[method], s) if method in AUGMENT else []
+                        sup_all = layer_features(model, set_name, tok, sup + aug, start)
                         run = run_one_deep(
                             method,
                             k,
                             s,
                             deep_base,
                             NEW_ROUTE,
-                            layer_features(model, set_name, tok, sup, start),
+                            sup_all.subset(range(len(sup))),
                             replay_l,
                             deep_evals[case],
                             base_other_deep,
                             DEEP_METHODS[method],
+                            augmented=sup_all.subset(range(len(sup), len(sup_all))) if aug else None,
+                            teacher=deep_teacher if DEEP_METHODS[method].kd else None,
                         )
                     else:
                         fast = fast_maml if method == "maml" and fast_maml is not None else fast_base
@@ -497,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                             replay_t,
                             top_evals[case],
                             base_other,
-                            cfg,
+                            TOP_METHODS[method],
                         )
                     per_case.append({"case": case, **asdict(run)})
                     print(
@@ -552,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
                     "base_checkpoint": str(base),
                     "methods": methods,
                     "deep": {m: asdict(c) for m, c in DEEP_METHODS.items() if m in methods},
-                    "adapt": asdict(cfg),
+                    "adapt": {m: asdict(c) for m, c in TOP_METHODS.items() if m in methods},
+                    "augment": {m: v for m, v in AUGMENT.items() if m in methods},
                     "seeds": args.seeds,
                     "ks": args.ks,
                     "deep_ks": args.deep_ks,
@@ -572,9 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # the time target: the public path end to end (load, encode, adapt, write), 2 threads, for the
-    # production method (NewRouteConfig's default) and the old one side by side
-    prod = NewRouteConfig().method
-    timed = [prod] + [m for m in ("top", "deep") if m != prod]
+    # production method (NewRouteConfig's default) and every other method of the run side by side
+    prod = production_method()
+    timed = [prod] + [m for m in methods if m not in (prod, "maml")]
     train_s: dict[str, list[float]] = {m: [] for m in timed}
     train_cpu_s: dict[str, list[float]] = {m: [] for m in timed}
     for s in args.seeds:
@@ -584,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                 NEW_ROUTE,
                 support_set(16, seed=s),
                 WORK / f"grown-{m}-{s}",
-                config=NewRouteConfig(method=m, seed=s, threads=args.threads),
+                config=new_route_config(m, s, args.threads),
             )
             train_s[m].append(res.wall_s)
             train_cpu_s[m].append(res.cpu_s)
@@ -600,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     grown_routes = grown_model.adapter_set(set_name).routes
     written_new_acc = sum(grown_routes[i] == NEW_ROUTE for i in logits.argmax(-1).tolist()) / len(texts)
 
-    prod_method = "deep" if prod == "deep" else "proto"
+    prod_method = prod
     met = targets(summary, train_s[prod], method=prod_method)
     tm, tsd = mean_sd(train_s[prod])
     cm, _ = mean_sd(train_cpu_s[prod])
@@ -641,13 +707,15 @@ def main(argv: list[str] | None = None) -> int:
                 met=met["new_route"] and met["other_drop"],
             )
         )
-    old = "top" if prod != "top" else "deep"
-    ob, osd = mean_sd(train_s[old])
+    old = [m for m in timed if m != prod]
     headline.append(
         HeadlineRow(
             what=f"New route training time (`train_new_route` method {prod}, k=16, {args.threads} threads, "
             f"load {load[0]:.1f})",
-            baseline=f"method {old}: {ob:.1f} ± {osd:.1f} s",
+            baseline="; ".join(
+                f"{m}: {mean_sd(train_s[m])[0]:.1f} ± {mean_sd(train_s[m])[1]:.1f} s" for m in old
+            )
+            or "—",
             result=f"{tm:.1f} ± {tsd:.1f} s wall, {cm:.1f} s CPU",
             target="<= 120 s",
             met=met["train_time"],
@@ -674,8 +742,9 @@ def main(argv: list[str] | None = None) -> int:
         "maml_note": maml_note.strip(" ()") or None,
         "base_training": meta.training.get("config", {}),
         "maml": maml_meta.training.get("maml", {}) if maml_meta is not None else {},
-        "adapt": asdict(cfg),
+        "adapt": {m: asdict(c) for m, c in TOP_METHODS.items() if m in methods},
         "deep": {m: asdict(c) for m, c in DEEP_METHODS.items() if m in methods},
+        "augment": {m: v for m, v in AUGMENT.items() if m in methods},
         "seeds": args.seeds,
         "ks": args.ks,
         "deep_ks": args.deep_ks,

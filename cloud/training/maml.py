@@ -306,6 +306,42 @@ class AdaptConfig:
     lr: float = 3e-3
     replay_batch: int = 64
     max_grad_norm: float = 1.0
+    kd: float = 0.0  # weight of the distillation of the parent's old-route logits on replay (0: off)
+    kd_temperature: float = 2.0
+    anchor: float = 0.0  # weight of the L2 pull of every trained weight back to the parent's (0: off)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T² · KL(p_teacher ‖ q_student)`` per example, averaged: ``teacher`` holds the parent's
+    logits over the old routes, ``student`` the adapted model's over the old routes and possibly
+    more (a new route, last). ``q`` is the softmax over *all* the student's outputs restricted to
+    the old ones, so mass the new output takes on an old-route example counts as a loss too.
+    Zero when the student's logits are the teacher's."""
+    n_old = teacher.shape[1]
+    p = F.softmax(teacher / temperature, dim=-1)
+    log_q = F.log_softmax(student / temperature, dim=-1)[:, :n_old]
+    kl = (p * (torch.log(p.clamp(min=1e-12)) - log_q)).sum(-1)
+    return temperature**2 * kl.mean()
+
+
+class ParentAnchor:
+    """``Σ (θ − θ_parent)²`` over the trainable weights of a grown fast model, taken when it is
+    made (still the parent's); the new output (the head's last row and bias) is left free."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.ref = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+    def __call__(self, module: nn.Module) -> torch.Tensor:
+        total = torch.zeros(())
+        for n, p in module.named_parameters():
+            if n not in self.ref:
+                continue
+            cur: torch.Tensor = p
+            ref = self.ref[n]
+            if n in ("head.out.weight", "head.out.bias"):
+                cur, ref = p[:-1], ref[:-1]
+            total = total + ((cur - ref) ** 2).sum()
+        return total
 
 
 def _labels(routes: list[str], fast: FastHead) -> torch.Tensor:
@@ -314,11 +350,23 @@ def _labels(routes: list[str], fast: FastHead) -> torch.Tensor:
 
 
 def adapt(
-    fast: FastHead, support: TopFeatures, replay: TopFeatures, cfg: AdaptConfig, seed: int = 0
+    fast: FastHead,
+    support: TopFeatures,
+    replay: TopFeatures,
+    cfg: AdaptConfig,
+    seed: int = 0,
+    teacher: torch.Tensor | None = None,
 ) -> FastHead:
-    """Fine-tune ``fast`` in place: every step sees all support examples and a replay batch."""
+    """Fine-tune ``fast`` in place: every step sees all support examples and a replay batch.
+
+    ``fast`` is a grown copy of the parent (new route last). With ``cfg.kd``: the parent's
+    old-route logits on ``replay`` (``teacher``, else computed here from ``fast`` before any step)
+    are distilled on each replay batch (:func:`kd_loss`); with ``cfg.anchor``: :class:`ParentAnchor`."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    if cfg.kd > 0 and teacher is None:
+        teacher = fast.logits(replay)[:, :-1]
+    anchor = ParentAnchor(fast) if cfg.anchor > 0 else None
     opt = torch.optim.Adam(fast.trainable(), lr=cfg.lr)
     fast.train()
     sup_idx = list(range(len(support)))
@@ -326,9 +374,17 @@ def adapt(
     labels_all = _labels(both.routes, fast)
     n_rep = min(cfg.replay_batch, len(replay))
     for _ in range(cfg.steps):
-        rep = (rng.choice(len(replay), n_rep, replace=False) + len(support)).tolist() if n_rep else []
+        rep_rows = rng.choice(len(replay), n_rep, replace=False) if n_rep else np.zeros(0, dtype=np.int64)
+        rep = (rep_rows + len(support)).tolist()
         idx = sup_idx + rep
-        loss = F.cross_entropy(fast(*both.batch(idx)), labels_all[idx])
+        logits = fast(*both.batch(idx))
+        loss = F.cross_entropy(logits, labels_all[idx])
+        if cfg.kd > 0 and teacher is not None and n_rep:
+            loss = loss + cfg.kd * kd_loss(
+                logits[len(sup_idx) :], teacher[torch.from_numpy(rep_rows)], cfg.kd_temperature
+            )
+        if anchor is not None:
+            loss = loss + cfg.anchor * anchor(fast)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(fast.trainable(), cfg.max_grad_norm)
@@ -528,6 +584,9 @@ class DeepAdaptConfig:
     max_grad_norm: float = 1.0
     supcon: float = 0.0  # weight of a supervised-contrastive loss on the pooled states (0: off)
     temperature: float = 0.1  # of the supervised-contrastive loss
+    kd: float = 0.0  # weight of the distillation of the parent's old-route logits on replay (0: off)
+    kd_temperature: float = 2.0
+    anchor: float = 0.0  # weight of the L2 pull of every trained weight back to the parent's (0: off)
 
 
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -548,11 +607,21 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> to
 
 
 def adapt_deep(
-    deep: DeepHead, support: LayerFeatures, replay: LayerFeatures, cfg: DeepAdaptConfig, seed: int = 0
+    deep: DeepHead,
+    support: LayerFeatures,
+    replay: LayerFeatures,
+    cfg: DeepAdaptConfig,
+    seed: int = 0,
+    teacher: torch.Tensor | None = None,
 ) -> DeepHead:
-    """Fine-tune ``deep`` in place: every step sees all support examples and a replay batch."""
+    """Fine-tune ``deep`` in place: every step sees all support examples and a replay batch.
+
+    ``cfg.kd`` / ``cfg.anchor`` and ``teacher``: as in :func:`adapt`."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    if cfg.kd > 0 and teacher is None:
+        teacher = deep.logits(replay)[:, :-1]
+    anchor = ParentAnchor(deep) if cfg.anchor > 0 else None
     opt = torch.optim.Adam(deep.trainable(), lr=cfg.lr)
     deep.train()
     both = LayerFeatures.concat([support, replay])
@@ -561,12 +630,20 @@ def adapt_deep(
     n_rep = min(cfg.replay_batch, len(replay))
     sup_idx = list(range(len(support)))
     for _ in range(cfg.steps):
-        rep = (rng.choice(len(replay), n_rep, replace=False) + len(support)).tolist() if n_rep else []
+        rep_rows = rng.choice(len(replay), n_rep, replace=False) if n_rep else np.zeros(0, dtype=np.int64)
+        rep = (rep_rows + len(support)).tolist()
         idx = sup_idx + rep
         pooled = deep.pooled(*both.batch(idx))
-        loss = F.cross_entropy(deep.head(pooled), labels_all[idx])
+        logits = deep.head(pooled)
+        loss = F.cross_entropy(logits, labels_all[idx])
         if cfg.supcon > 0:
             loss = loss + cfg.supcon * supcon_loss(pooled, labels_all[idx], cfg.temperature)
+        if cfg.kd > 0 and teacher is not None and n_rep:
+            loss = loss + cfg.kd * kd_loss(
+                logits[len(sup_idx) :], teacher[torch.from_numpy(rep_rows)], cfg.kd_temperature
+            )
+        if anchor is not None:
+            loss = loss + cfg.anchor * anchor(deep)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(deep.trainable(), cfg.max_grad_norm)

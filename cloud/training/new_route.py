@@ -9,10 +9,13 @@ to the last layer's adapter for ``method="top"``, up to the first adapted layer 
 initialise the new output (``proto``: from the support examples, scaled as the MAML checkpoint
 learnt, or ``plain``), adapt — ``top``: the last adapter + head
 (:func:`cloud.training.maml.adapt`); ``deep``: every layer's adapter + head end to end
-(:func:`cloud.training.maml.adapt_deep`) — and write an ordinary checkpoint whose route list is
-one longer. The export pipeline writes that list into the manifest and the router head's output
-size; the edge names routes from the manifest, and a route without a local tool is answered by
-the cloud's tool service (``edge.agent.policy.UNKNOWN_ROUTE``).
+(:func:`cloud.training.maml.adapt_deep`); either optionally distils the parent's old-route logits
+on the replay batch and anchors the weights to the parent's (``kd`` / ``anchor`` of its config),
+and ``augment`` adds seeded altered copies of the support (:mod:`cloud.training.augment`) — and
+write an ordinary checkpoint whose route list is one longer. The export pipeline writes that
+list into the manifest and the router head's output size; the edge names routes from the
+manifest, and a route without a local tool is answered by the cloud's tool service
+(``edge.agent.policy.UNKNOWN_ROUTE``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 
 from cloud.data import Example, SplitSpec, default_splits, detect_lang
 from cloud.model.checkpoint import load_checkpoint
+from cloud.training.augment import augment_support
 from cloud.training.maml import (
     AdaptConfig,
     DeepAdaptConfig,
@@ -65,6 +69,7 @@ class NewRouteConfig:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     deep: DeepAdaptConfig = field(default_factory=DeepAdaptConfig)
     replay_size: int = 900  # examples of the checkpoint's routes replayed so they are not forgotten
+    augment: int = 0  # altered copies of every support example added to the support (cloud.training.augment)
     seed: int = 0
     threads: int | None = None  # default: all cores (the 120 s target is for 2 cores)
 
@@ -144,30 +149,33 @@ def train_new_route(
                 "run a training job instead"
             )
     support = _support(route, examples)
+    extra_support = augment_support(support, cfg.augment, cfg.seed) if cfg.augment > 0 else []
     rep = replay if replay is not None else default_replay(routes, cfg.replay_size, cfg.seed)
     rep = [e for e in rep if e.route in routes]
     tokenizer = checkpoint_tokenizer(meta)
     row_init = row_init_of(meta)
     grown: FastHead | DeepHead
     if cfg.method == "top":
-        sup_f = top_features(model, set_name, tokenizer, support)
+        train_f = top_features(model, set_name, tokenizer, support + extra_support)
+        sup_f = train_f.subset(range(len(support)))
         rep_f = top_features(model, set_name, tokenizer, rep)
         fast = FastHead.from_model(model, set_name)
         t_adapt = time.perf_counter()
         grown = grow(fast, route, init=cfg.init, support=sup_f, row_init=row_init, seed=cfg.seed)
-        grown = adapt(grown, sup_f, rep_f, cfg.adapt, seed=cfg.seed)
+        grown = adapt(grown, train_f, rep_f, cfg.adapt, seed=cfg.seed)
         adapt_s = time.perf_counter() - t_adapt
         with torch.no_grad():
             support_acc = float((grown.logits(sup_f).argmax(-1) == len(grown.routes) - 1).float().mean())
         steps, lr = cfg.adapt.steps, cfg.adapt.lr
     elif cfg.method == "deep":
         start = first_adapted_layer(model, cfg.deep.layers)
-        sup_l = layer_features(model, set_name, tokenizer, support, start)
+        train_l = layer_features(model, set_name, tokenizer, support + extra_support, start)
+        sup_l = train_l.subset(range(len(support)))
         rep_l = layer_features(model, set_name, tokenizer, rep, start)
         t_adapt = time.perf_counter()
         deep = DeepHead.from_model(model, set_name, start)
         grown = deep.grown(route, init=cfg.init, support=sup_l, row_init=row_init, seed=cfg.seed)
-        grown = adapt_deep(grown, sup_l, rep_l, cfg.deep, seed=cfg.seed)
+        grown = adapt_deep(grown, train_l, rep_l, cfg.deep, seed=cfg.seed)
         adapt_s = time.perf_counter() - t_adapt
         support_acc = float((grown.logits(sup_l).argmax(-1) == len(grown.routes) - 1).float().mean())
         steps, lr = cfg.deep.steps, cfg.deep.lr
@@ -182,6 +190,9 @@ def train_new_route(
             "init": cfg.init,
             "adapted_layers": cfg.deep.layers if cfg.method == "deep" else 1,
             "supcon": cfg.deep.supcon if cfg.method == "deep" else 0.0,
+            "kd": cfg.deep.kd if cfg.method == "deep" else cfg.adapt.kd,
+            "anchor": cfg.deep.anchor if cfg.method == "deep" else cfg.adapt.anchor,
+            "augmented": len(extra_support),
             "meta_row_init": row_init is not None,
             "parent_checkpoint": str(base_checkpoint),
             "replay": len(rep),

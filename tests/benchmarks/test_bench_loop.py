@@ -209,3 +209,23 @@ def test_deep_adaptation_under_a_wrong_label_misses_the_new_route(
         cfg,
     )
     assert broken.new_acc < good.new_acc and broken.new_acc <= 0.1
+
+
+def test_methods_map_to_train_new_route_settings_and_the_production_default() -> None:
+    from cloud.training.new_route import NewRouteConfig
+
+    assert bl.production_method() == "proto" and bl.new_route_config("proto") == NewRouteConfig()
+    kd = bl.new_route_config("deep_kd_aug", seed=2, threads=2)
+    assert kd.method == "deep" and kd.augment == 2 and kd.deep.kd == 1.0 and kd.deep.anchor == 1e-2
+    assert kd.deep.replay_batch == 64 and kd.seed == 2 and kd.threads == 2
+    top = bl.new_route_config("top_kd")
+    assert top.method == "top" and top.adapt.kd == 1.0 and top.augment == 0
+    assert bl.new_route_config("plain").init == "plain"
+
+    def row(new: float, drop: float) -> dict[str, object]:
+        return {"new_acc": {"mean": new, "sd": 0.0}, "drop_pt": {"mean": drop, "sd": 0.0}}
+
+    # tie order: a last-adapter method first, then the deep ones in their written order
+    assert bl.select({"top_kd@16": row(0.80, 0.4), "deep_kd@16": row(0.805, 0.2)}) == "top_kd"
+    assert bl.select({"deep_kd@16": row(0.80, 0.4), "deep_kd_aug@16": row(0.805, 0.2)}) == "deep_kd"
+    assert bl.select({"deep_kd@16": row(0.80, 0.4), "deep_kd_aug@16": row(0.82, 0.2)}) == "deep_kd_aug"

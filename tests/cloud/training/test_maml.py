@@ -21,10 +21,13 @@ from cloud.training.maml import (
     DeepHead,
     FastHead,
     MamlConfig,
+    ParentAnchor,
     adapt,
+    adapt_deep,
     checkpoint_tokenizer,
     first_adapted_layer,
     grow,
+    kd_loss,
     layer_features,
     meta_train,
     meta_training_examples,
@@ -38,6 +41,12 @@ from tests.export.helpers import make_checkpoint
 
 FAST = NewRouteConfig(method="top", adapt=AdaptConfig(steps=80, lr=1e-2), threads=1)
 DEEP = NewRouteConfig(method="deep", deep=DeepAdaptConfig(steps=60, lr=1e-2), threads=1)
+DEEP_KD_AUG = NewRouteConfig(
+    method="deep",
+    deep=DeepAdaptConfig(steps=60, lr=1e-2, replay_batch=64, kd=1.0, anchor=1e-2),
+    augment=2,
+    threads=1,
+)
 REPLAY = [
     e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
 ]
@@ -222,3 +231,86 @@ def test_unknown_new_route_method_is_refused(ckpt: Path, tmp_path: Path) -> None
             config=NewRouteConfig(method="everything"),
             replay=REPLAY,
         )
+
+
+def test_kd_loss_is_zero_for_the_parent_and_penalises_drift_and_new_route_mass() -> None:
+    g = torch.Generator().manual_seed(0)
+    parent = torch.randn(6, 9, generator=g) * 3
+    assert float(kd_loss(parent, parent, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    # a grown student whose new output never fires is still the parent
+    grown = torch.cat([parent, torch.full((6, 1), -1e4)], dim=1)
+    assert float(kd_loss(grown, parent, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    # mass on the new output, or other old-route logits, cost
+    assert float(kd_loss(torch.cat([parent, parent.max(1, keepdim=True).values], dim=1), parent, 2.0)) > 0.1
+    assert float(kd_loss(parent + torch.randn(6, 9, generator=g), parent, 2.0)) > 0.01
+
+
+def test_parent_anchor_is_zero_at_the_parent_and_leaves_the_new_row_free(ckpt: Path) -> None:
+    model, _meta = load_checkpoint(ckpt)
+    deep = DeepHead.from_model(model, "default", 0)
+    anchor = ParentAnchor(deep)
+    assert float(anchor(deep).detach()) == 0.0
+    assert not any(n.startswith("layers.") for n in anchor.ref)  # the frozen encoder is not anchored
+    with torch.no_grad():
+        deep.head.out.weight[-1] += 1.0  # the last row (the new route's once grown) is free
+        deep.head.out.bias[-1] += 1.0
+    assert float(anchor(deep).detach()) == 0.0
+    with torch.no_grad():
+        deep.adapters[0].up.weight += 0.1
+    assert float(anchor(deep).detach()) == pytest.approx(0.01 * deep.adapters[0].up.weight.numel(), rel=1e-3)
+
+
+def test_distillation_and_anchor_keep_the_old_routes_logits_closer_to_the_parent(ckpt: Path) -> None:
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    sup = layer_features(model, "default", tok, support_set(8), 0)
+    rep = layer_features(model, "default", tok, REPLAY, 0)
+    deep = DeepHead.from_model(model, "default", 0)
+    parent = deep.logits(rep)
+    drift = {}
+    for name, cfg in {
+        "ce": DeepAdaptConfig(steps=60, lr=1e-2, replay_batch=64),
+        "kd": DeepAdaptConfig(steps=60, lr=1e-2, replay_batch=64, kd=1.0, anchor=1e-2),
+    }.items():
+        grown = adapt_deep(deep.grown(NEW_ROUTE, init="proto", support=sup), sup, rep, cfg, seed=0)
+        drift[name] = float((grown.logits(rep)[:, :-1] - parent).abs().mean())
+        assert (grown.logits(sup).argmax(-1) == len(grown.routes) - 1).float().mean() >= 0.75
+    assert drift["kd"] < drift["ce"]
+    # a precomputed teacher is the same as the one adapt_deep computes itself
+    cfg = DeepAdaptConfig(steps=3, lr=1e-2, replay_batch=16, kd=1.0, anchor=1e-2)
+    a = adapt_deep(deep.grown(NEW_ROUTE, init="proto", support=sup), sup, rep, cfg, seed=1)
+    b = adapt_deep(deep.grown(NEW_ROUTE, init="proto", support=sup), sup, rep, cfg, seed=1, teacher=parent)
+    assert all(
+        torch.allclose(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_train_new_route_with_distillation_and_augmentation_grows_and_keeps_the_other_routes(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    support = support_set(8, seed=0)
+    res = train_new_route(
+        ckpt, NEW_ROUTE, support, tmp_path / "kd", tool_routes=[NEW_ROUTE], config=DEEP_KD_AUG, replay=REPLAY
+    )
+    assert res.routes == [*DEFAULT_ROUTES, NEW_ROUTE] and res.support == 8
+    model, meta = load_checkpoint(res.checkpoint_dir)
+    info = meta.training["new_route"]
+    assert meta.adapter_sets["default"].routes == res.routes
+    assert info["kd"] == 1.0 and info["anchor"] == 1e-2 and 8 <= info["augmented"] <= 16
+    tok = checkpoint_tokenizer(meta)
+
+    def routes_of(m: torch.nn.Module, texts: list[str], routes: list[str]) -> list[str]:
+        ids, mask = tok(texts)
+        with torch.no_grad():
+            logits = m(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
+        return [routes[i] for i in logits.argmax(-1).tolist()]
+
+    assert routes_of(model, [e.text for e in support], res.routes).count(NEW_ROUTE) >= 6
+    parent, _ = load_checkpoint(ckpt)
+    texts, gold = [e.text for e in REPLAY], [e.route for e in REPLAY]
+    after = routes_of(model, texts, res.routes)
+    before = routes_of(parent, texts, list(DEFAULT_ROUTES))
+    assert after.count(NEW_ROUTE) <= len(texts) // 10
+    assert sum(a == g for a, g in zip(after, gold, strict=True)) >= sum(
+        b == g for b, g in zip(before, gold, strict=True)
+    )
