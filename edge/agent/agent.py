@@ -6,7 +6,9 @@ Flow (every stage appends a step record; every route rule comes from the policy 
 2. encode + route with the bundle's router head (calibrated probability; below
    ``agent_confidence_threshold`` the request is a *hard example*); the bundle's scope head
    (when it carries one) makes the router *abstain* on nonsense above its calibrated threshold
-   — also a hard example;
+   — also a hard example; it reads only embeddings of the model it was built from (another
+   model's — a swap whose heads are not built yet, the split's second slot — route as without
+   a gate, counted in ``autoglm_edge_agent_scope_skipped_total``);
 3. semantic cache (same route and signature, fresh, cosine ≥ threshold) → ``semantic_cache``;
 4. long-term memory search (hits with similarity, given to the prompt);
 5. confident route → knowledge graph (multi-hop reasoner) / local tool / cloud tool;
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from contracts.errors import AutoGLMError, BadRequest, Unavailable
 from contracts.logging import get_logger
@@ -217,7 +221,7 @@ class Agent:
             text,
             session,
             enc,
-            self._decide(text, enc, steps, heads.scope),
+            self._decide(text, enc, steps, heads),
             steps,
             question_signature(text, self.linker),
             heads,
@@ -306,29 +310,44 @@ class Agent:
         }
 
     # ------------------------------------------------------------------ stages
-    def _decide(self, text: str, enc: Encoded, steps: Steps, scope: ScopeGate | None) -> RouteDecision:
+    def _decide(self, text: str, enc: Encoded, steps: Steps, heads: GraphHeads) -> RouteDecision:
         route, confidence, router_name = enc.route, enc.confidence, enc.router
         if self.router is not None:
             route, confidence = self.router.route(text)
             router_name = "keyword"
         p_unsure = None
         abstained = False
-        if scope is not None and enc.router == "model":
+        scope: ScopeGate | None = None
+        skipped: str | None = None
+        if enc.router == "model":
+            # the gate reads only embeddings of the model its bank was built from; another model's
+            # (heads still being built after a swap, a failed rebuild, the split's second slot) is
+            # routed as without a gate
+            scope, skipped = heads.gate_for(enc.model_version, int(np.shape(enc.embedding)[-1]))
+            if skipped is not None:
+                self.metrics.scope_skipped.labels(self.node_id, skipped).inc()
+        if scope is not None:
             p_unsure = scope.p_unsure(enc.embedding, text)
             abstained = p_unsure >= scope.threshold
             if abstained:
                 self.metrics.abstentions.labels(self.node_id).inc()
         hard = abstained or confidence < self.settings.agent_confidence_threshold
         top = sorted(enc.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        extra = (
+        extra: dict[str, Any] = (
             {}
-            if p_unsure is None
+            if p_unsure is None or scope is None
             else {
                 "p_unsure": round(p_unsure, 4),
-                "abstain_threshold": scope.threshold,  # type: ignore[union-attr]
+                "abstain_threshold": scope.threshold,
                 "abstained": abstained,
             }
         )
+        if skipped is not None:
+            extra["scope_skipped"] = {
+                "reason": skipped,
+                "heads_model": heads.model,
+                "model": enc.model_version,
+            }
         steps.add(
             "route",
             route=route,

@@ -13,6 +13,11 @@ loader used, its embeddings with the served adapter set) and installs them on th
 bundle without heads (or with heads the bundle cannot use, as at start) gives the lexical scorer
 and no gate; a rebuild that fails keeps the heads in use. Only the newest swap's heads are
 installed.
+
+The scope gate reads only embeddings of the model its bank was built from
+(:meth:`GraphHeads.gate_for`, by the ``name:version/adapter_set`` label the inference result
+carries): while a swap's heads are being built, after a failed rebuild, and for the traffic
+split's second slot the agent routes as without a gate and counts the skip.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
 log = get_logger("autoglm.edge.agent.heads")
 
 HEAD_ROLES = ("hop_scorer", "scope_head")
+SKIP_MODEL_MISMATCH = "model_mismatch"  # the embedding came from another model than the gate's
+SKIP_WIDTH_MISMATCH = "width_mismatch"  # the embedding has another width than the gate reads
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,21 @@ class GraphHeads:
     @property
     def scorer_kind(self) -> str:
         return "lexical" if isinstance(self.reasoner.scorer, LexicalHopScorer) else "learned"
+
+    def gate_for(self, model: str, width: int) -> tuple[Any, str | None]:
+        """The scope gate to apply to an embedding of ``width`` computed by ``model``
+        (``name:version/adapter_set``), or None and why not: the gate reads only embeddings of the
+        model its bank was built from (``model_mismatch``: a swap whose heads are being built or
+        failed to build, the traffic split's second slot) and of its width (``width_mismatch``).
+        Heads of unknown origin (``model`` None: a gate passed in by hand) are not checked by model."""
+        if self.scope is None:
+            return None, None
+        if self.model is not None and model != self.model:
+            return None, SKIP_MODEL_MISMATCH
+        want = getattr(self.scope, "embed_dim", None)
+        if want is not None and int(want) != width:
+            return None, SKIP_WIDTH_MISMATCH
+        return self.scope, None
 
     def status(self) -> dict[str, Any]:
         """For ``GET /v1/agent/status``."""
@@ -151,12 +173,15 @@ class HeadsPolicy:
         )
         if bundle is None:
             return GraphHeads(reasoner, gate)
+        m = bundle.manifest
+        served_set = adapter_set or m.default_adapter_set
         return GraphHeads(
             reasoner,
             gate,
             heads_digest(bundle, roles),
+            model=f"{m.name}:{m.version}/{served_set}",  # as LoadedModel.label names it
             source=str(bundle.root),
-            adapter_set=adapter_set or bundle.manifest.default_adapter_set,
+            adapter_set=served_set,
         )
 
 
@@ -181,11 +206,13 @@ class HeadsSwapper:
         self.generation = 0  # swaps seen
         self.settled = 0  # the newest swap whose rebuild finished (installed, failed)
         self.last_error: str | None = None
+        self.served: str | None = None  # the label of the model the newest swap activated
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, old: LoadedModel | None, new: LoadedModel) -> None:
         self.generation += 1
         gen = self.generation
+        self.served = new.label
         heads: GraphHeads = self.target.heads
         if (
             gen == 1
@@ -250,5 +277,21 @@ class HeadsSwapper:
 
     def status(self) -> dict[str, Any]:
         """``rebuilding``: the newest swap's heads are being built; ``last_error``: why the
-        newest rebuild failed (the heads before it are in use), None after a success."""
-        return {"rebuilding": self.settled != self.generation, "last_error": self.last_error}
+        newest rebuild failed (the heads before it are in use), None after a success;
+        ``served_model``: the model the newest swap activated; ``scope_gate``: whether the gate in
+        use reads the served model's embeddings (``applied``), is skipped for them because it was
+        built from another model (``skipped_model_mismatch``: while rebuilding, after a failed
+        rebuild), or there is none (``none``)."""
+        heads: GraphHeads = self.target.heads
+        if heads.scope is None:
+            gate = "none"
+        elif self.served is None or heads.model is None or heads.model == self.served:
+            gate = "applied"
+        else:
+            gate = f"skipped_{SKIP_MODEL_MISMATCH}"
+        return {
+            "rebuilding": self.settled != self.generation,
+            "last_error": self.last_error,
+            "served_model": self.served,
+            "scope_gate": gate,
+        }

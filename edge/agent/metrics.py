@@ -72,6 +72,15 @@ class AgentMetrics:
             ["node"],
             registry=r,
         )
+        self.scope_skipped = Counter(
+            "autoglm_edge_agent_scope_skipped_total",
+            "Requests whose scope gate was not applied (the router's threshold alone decided), by reason: "
+            "model_mismatch (the embedding came from another model than the one the gate's bank was built "
+            "from: a swap whose heads are being built or failed to build, the traffic split's second slot), "
+            "width_mismatch (an embedding of another width than the gate reads).",
+            ["node", "reason"],
+            registry=r,
+        )
         self.heads_swaps = Counter(
             "autoglm_edge_agent_heads_swaps_total",
             "Rebuilds of the graph heads (path scorer + scope gate) after a swap of the served model, by "
