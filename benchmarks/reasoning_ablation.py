@@ -231,11 +231,20 @@ def mean_spread(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     }
 
 
-def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: int = 80) -> dict[str, Any]:
+def run_ablation(
+    bundle: Path, seeds: list[int], quick: bool = False, epochs: int = 80, abstention_only: bool = False
+) -> dict[str, Any]:
+    """The whole ablation; ``abstention_only``: the scope heads (/1, /2, /3) and the router
+    baselines only (no variant selection, graph hits or latency)."""
     from cloud.training.hop_scorer import (
+        SCOPE_GATE3_FEATURES,
+        SCOPE_GATE3_MODEL,
+        encoder_vocabulary,
         export_scope_gate,
+        export_scope_gate3,
         export_scope_head,
         train_scope_gate,
+        train_scope_gate3,
         train_scope_head,
     )
     from edge.agent.hop_scorer import OnnxScopeHead
@@ -262,15 +271,18 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
         "embed_seconds": round(time.perf_counter() - t0, 2),
         "not_built": NOT_BUILT,
     }
-    out["validation"] = select_variant(enc, train, epochs)
-    enc.save()
-    out["graph"] = {"lexical": graph_hits(PathReasoner(graph), kg_eval)}
-    print("graph hits@1, lexical:", out["graph"]["lexical"], flush=True)
+    if not abstention_only:
+        out["validation"] = select_variant(enc, train, epochs)
+        enc.save()
+        out["graph"] = {"lexical": graph_hits(PathReasoner(graph), kg_eval)}
+        print("graph hits@1, lexical:", out["graph"]["lexical"], flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="reasoning-ablation-"))
-    scope_runs: dict[str, list[dict[str, float]]] = {"scope_head": [], "scope_gate": []}
+    scope_runs: dict[str, list[dict[str, float]]] = {"scope_head": [], "scope_gate": [], "scope_gate3": []}
     keyword = KeywordRouter(EntityLinker(graph))
+    vocabulary = encoder_vocabulary(bundle)
+    out["scope_gate3"] = {"features": list(SCOPE_GATE3_FEATURES), "model": SCOPE_GATE3_MODEL}
     try:
-        for name, flags in VARIANTS.items():
+        for name, flags in ({} if abstention_only else VARIANTS).items():
             runs = []
             for seed in seeds:
                 scorer = train_variant(
@@ -281,13 +293,18 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
             out["graph"][name] = mean_spread(runs)
             print(f"graph hits@1, {name}:", {k: v["mean"] for k, v in out["graph"][name].items()}, flush=True)
         # abstention per seed, thresholds calibrated out of fold on training families: the /1 scope
-        # head (MLP on embedding + character n-grams) and the /2 gate (kNN distance + keyword router)
+        # head (MLP on embedding + character n-grams), the /2 gate (kNN distance + keyword router)
+        # and the /3 gate (the features the selection on training families chose)
         real_emb, ns_emb = enc([it.text for it in real]), enc([it.text for it in nonsense])
+        scope_seconds: dict[str, list[float]] = defaultdict(list)
         for seed in seeds:
+            t_head = time.perf_counter()
             head, threshold, smetrics = train_scope_head(enc, items=train, seed=seed)
             heads = [
                 ("scope_head", export_scope_head(head, threshold, tmp / f"scope-{seed}", smetrics), threshold)
             ]
+            scope_seconds["scope_head"].append(time.perf_counter() - t_head)
+            t_head = time.perf_counter()
             g_model, g_threshold, g_metrics = train_scope_gate(
                 enc, lambda t: keyword.route(t)[1], items=train, seed=seed
             )
@@ -298,24 +315,47 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
                     g_threshold,
                 )
             )
+            scope_seconds["scope_gate"].append(time.perf_counter() - t_head)
+            t_head = time.perf_counter()
+            g3_model, g3_threshold, g3_metrics = train_scope_gate3(
+                enc, lambda t: keyword.route(t)[1], vocabulary, items=train, seed=seed
+            )
+            heads.append(
+                (
+                    "scope_gate3",
+                    export_scope_gate3(g3_model, g3_threshold, vocabulary, tmp / f"gate3-{seed}", g3_metrics),
+                    g3_threshold,
+                )
+            )
+            scope_seconds["scope_gate3"].append(time.perf_counter() - t_head)
             for kind, (onnx_path, meta_path), thr in heads:
                 gate = OnnxScopeHead(
                     onnx_path,
                     json.loads(meta_path.read_text(encoding="utf-8")),
                     keyword=lambda t: keyword.route(t)[1],
                 )
+                t_call = time.perf_counter()
                 p_real = [gate.p_unsure(e, it.text) for e, it in zip(real_emb, real, strict=True)]
                 p_ns = [gate.p_unsure(e, it.text) for e, it in zip(ns_emb, nonsense, strict=True)]
+                per_call_ms = (time.perf_counter() - t_call) * 1e3 / (len(real) + len(nonsense))
                 scope_runs[kind].append(
                     {
                         "threshold": thr,
                         "nonsense_abstention": float(np.mean([p >= thr for p in p_ns])),
                         "false_abstention": float(np.mean([p >= thr for p in p_real])),
+                        "p_unsure_ms": per_call_ms,
                     }
                 )
-        out["abstention_scope_head"] = mean_spread(scope_runs["scope_head"])
-        out["abstention_scope_gate"] = mean_spread(scope_runs["scope_gate"])
-        print("abstention:", out["abstention_scope_head"], out["abstention_scope_gate"], flush=True)
+        for kind in scope_runs:
+            out[f"abstention_{kind}"] = mean_spread(scope_runs[kind])
+            out[f"abstention_{kind}"]["train_export_seconds"] = mean_spread(
+                [{"s": v} for v in scope_seconds[kind]]
+            )["s"]
+        print(
+            "abstention:",
+            {k: out[f"abstention_{k}"] for k in scope_runs},
+            flush=True,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     # router accuracy on the frozen route families + graph questions; baseline abstention by probability
@@ -342,6 +382,8 @@ def run_ablation(bundle: Path, seeds: list[int], quick: bool = False, epochs: in
         }
         for name, d in abst.items()
     }
+    if abstention_only:
+        return out
     selected = out["validation"]["selected"]
     out["ask_latency_ms"] = ask_latency(
         bundle,
@@ -422,11 +464,11 @@ def _pct(v: dict[str, float] | float) -> str:
 def headline(rec: dict[str, Any]) -> list[Any]:
     from autoglm.bench.records import HeadlineRow
 
-    g = rec["graph"]
-    best = rec["validation"]["selected"]  # chosen on validation families, never on the evaluation set
+    g = rec.get("graph", {})
+    best = rec.get("validation", {}).get("selected")  # chosen on validation families, never on evaluation
     n = len(rec["seeds"])
     rows = []
-    for lang in ("en", "zh"):
+    for lang in ("en", "zh") if g else ():
         lex = " / ".join(f"{g['lexical'].get(f'{h}hop_{lang}', 0.0) * 100:.1f}" for h in (1, 2, 3))
         for name in [v for v in VARIANTS if v in g]:
             got = [g[name].get(f"{h}hop_{lang}", {"mean": 0.0, "sd": 0.0}) for h in (1, 2, 3)]
@@ -444,9 +486,15 @@ def headline(rec: dict[str, Any]) -> list[Any]:
                 )
             )
     base = rec["abstention_router_probability_0.6"]["keyword"]
+    g3 = rec.get("scope_gate3", {})
     for key, label in (
         ("abstention_scope_head", "scope head /1 (MLP on embedding + char n-grams)"),
         ("abstention_scope_gate", "scope gate /2 (kNN distance + keyword-router confidence)"),
+        (
+            "abstention_scope_gate3",
+            f"scope gate /3 ({g3.get('model', '')}: {', '.join(g3.get('features', []))}; "
+            "selected out of fold on training families)",
+        ),
     ):
         if key not in rec:
             continue
@@ -454,7 +502,7 @@ def headline(rec: dict[str, Any]) -> list[Any]:
         rows.append(
             HeadlineRow(
                 what="Abstention on held-out nonsense / false abstention on real questions %, "
-                f"{label} (mean ± sd)",
+                f"{label} (mean ± sd, {n} seeds)" + (f" ({rec['label']})" if rec.get("label") else ""),
                 baseline=f"keyword router p<0.6: {base['nonsense_abstention'] * 100:.1f} / "
                 f"{base['false_abstention'] * 100:.1f}",
                 result=f"{_pct(a['nonsense_abstention'])} / {_pct(a['false_abstention'])}",
@@ -492,6 +540,12 @@ def main() -> int:
     )
     ap.add_argument("--label", default="", help="what the bundle is, written into the headline rows")
     ap.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
+    ap.add_argument(
+        "--abstention-only",
+        action="store_true",
+        help="only the scope heads /1, /2, /3 and the router baselines (record name: "
+        "reasoning_abstention unless --record-name says otherwise)",
+    )
     args = ap.parse_args()
     if args.variants:
         keep = args.variants.split(",")
@@ -504,12 +558,17 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)  # small heads; a shared 2-core machine thrashes with more threads
-    rec = run_ablation(args.bundle, [int(s) for s in args.seeds.split(",")], args.quick, args.epochs)
+    rec = run_ablation(
+        args.bundle, [int(s) for s in args.seeds.split(",")], args.quick, args.epochs, args.abstention_only
+    )
     if not args.no_record:
         from autoglm.bench.records import write_record
 
         rec["label"] = args.label
-        write_record(args.record_name, rec, headline(rec))
+        name = args.record_name
+        if args.abstention_only and name == "reasoning":
+            name = "reasoning_abstention"
+        write_record(name, rec, headline(rec))
     print(json.dumps(rec, ensure_ascii=False))
     return 0
 

@@ -319,3 +319,86 @@ class ScopeGate(nn.Module):
         s = self.max_similarity(question_embedding)
         out: torch.Tensor = self.w[0] + self.w[1] * s + self.w[2] * keyword_confidence
         return out
+
+
+def bank_features(
+    question_embedding: torch.Tensor,
+    bank: torch.Tensor,
+    centroids: torch.Tensor,
+    names: list[str],
+    top_k: int = 5,
+) -> torch.Tensor:
+    """The embedding features of the scope gate /3, ``names`` ⊂ (``top1``, ``top5``,
+    ``centroid``): highest cosine to the (normalised) bank, mean of its ``top_k`` (≤ bank size)
+    highest, highest cosine to the (normalised) route centroids. [B, len(names)]"""
+    q = nn.functional.normalize(question_embedding, dim=-1)
+    sims = q @ bank.T
+    cols = []
+    for name in names:
+        if name == "top1":
+            cols.append(sims.amax(-1))
+        elif name == "top5":
+            cols.append(torch.topk(sims, top_k, dim=-1).values.mean(-1))
+        elif name == "centroid":
+            cols.append((q @ centroids.T).amax(-1))
+        else:
+            raise ValueError(f"unknown embedding feature {name!r}")
+    return torch.stack(cols, dim=-1)
+
+
+class ScopeGate3(nn.Module):
+    """Logit of "unsure" (schema ``autoglm.scope_head/3``) from a small feature vector: embedding
+    features against constants of the graph (``bank_features``: the in-scope training requests'
+    embeddings and their route centroids) followed by text features the edge computes
+    (``skillpack.kg.scope_features``), standardised with the training mean / sd, into a logistic
+    regression (``weights`` = [bias, w…]) or a tiny MLP (``mlp``)."""
+
+    bank: torch.Tensor
+    centroids: torch.Tensor
+    mean: torch.Tensor
+    sd: torch.Tensor
+
+    def __init__(
+        self,
+        bank: torch.Tensor,
+        centroids: torch.Tensor,
+        embedding_features: list[str],
+        text_features: list[str],
+        mean: torch.Tensor,
+        sd: torch.Tensor,
+        weights: torch.Tensor | None = None,
+        mlp: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if (weights is None) == (mlp is None):
+            raise ValueError("give exactly one of weights (logistic) or mlp")
+        self.embed_dim = int(bank.shape[1])
+        self.top_k = min(5, int(bank.shape[0]))
+        self.embedding_features = list(embedding_features)
+        self.text_features = list(text_features)
+        self.register_buffer("bank", nn.functional.normalize(bank.float(), dim=-1))
+        self.register_buffer("centroids", nn.functional.normalize(centroids.float(), dim=-1))
+        self.register_buffer("mean", mean.float().clone())
+        self.register_buffer("sd", sd.float().clone())
+        self.w = nn.Parameter(weights.float().clone()) if weights is not None else None
+        self.mlp = mlp
+
+    def features(self, question_embedding: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        parts = [text_features.float()]
+        if self.embedding_features:
+            parts.insert(
+                0,
+                bank_features(
+                    question_embedding, self.bank, self.centroids, self.embedding_features, self.top_k
+                ),
+            )
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, question_embedding: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        x = (self.features(question_embedding, text_features) - self.mean) / self.sd
+        if self.w is not None:
+            out: torch.Tensor = self.w[0] + x @ self.w[1:]
+            return out
+        assert self.mlp is not None
+        mlp_out: torch.Tensor = self.mlp(x)[:, 0]
+        return mlp_out

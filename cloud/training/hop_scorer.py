@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from cloud.data.paraphrase import UNSURE, ParaItem, train_items
-from cloud.model.hop_scorer import HopScorer, PathScorer, ScopeGate, ScopeHead
+from cloud.model.hop_scorer import HopScorer, PathScorer, ScopeGate, ScopeGate3, ScopeHead
 from contracts.logging import get_logger
 from skillpack.kg.graph import KnowledgeGraph, default_graph
 from skillpack.kg.hop_features import (
@@ -780,6 +780,381 @@ def export_scope_gate(
     )
 
 
+# ----------------------------------------------------------------------------- scope gate (/3)
+SCOPE_GATE3_SCHEMA = "autoglm.scope_head/3"
+SCOPE_BASE = ("top1", "keyword")  # the /2 gate's two signals
+# the optional feature groups of the /3 selection (docs/EVALUATION.md, "Scope gate /3")
+SCOPE_GROUPS: dict[str, tuple[str, ...]] = {
+    "T5": ("top5",),
+    "C": ("centroid",),
+    "L": ("link", "code"),
+    "V": ("en_vocab", "cjk_vocab"),
+    "N": ("length",),
+}
+SCOPE_MODELS = ("logistic", "mlp")
+
+
+def scope_candidates() -> list[tuple[str, tuple[str, ...], str]]:
+    """The 33 candidates of the /3 selection: (name, features, model) — the base plus every subset
+    of the groups (logistic regression), and all groups with the tiny MLP."""
+    out = []
+    groups = list(SCOPE_GROUPS)
+    for r in range(len(groups) + 1):
+        for combo in itertools.combinations(groups, r):
+            feats = SCOPE_BASE + tuple(f for g in combo for f in SCOPE_GROUPS[g])
+            out.append(("+".join(("base", *combo)), ordered_features(feats), "logistic"))
+    everything = SCOPE_BASE + tuple(f for g in groups for f in SCOPE_GROUPS[g])
+    out.append(("+".join(("base", *groups, "mlp")), ordered_features(everything), "mlp"))
+    return out
+
+
+def ordered_features(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Embedding features first, then text features, each in its canonical order (the order of the
+    graph's feature vector)."""
+    from skillpack.kg.scope_features import EMBEDDING_FEATURES, TEXT_FEATURES
+
+    unknown = set(names) - set(EMBEDDING_FEATURES) - set(TEXT_FEATURES)
+    if unknown:
+        raise ValueError(f"unknown scope-gate features {sorted(unknown)}")
+    return tuple(f for f in (*EMBEDDING_FEATURES, *TEXT_FEATURES) if f in names)
+
+
+def encoder_vocabulary(bundle_dir: Path, parent: Path | None = None) -> Any:
+    """The :class:`skillpack.kg.scope_features.Vocabulary` of a bundle's tokenizer (its WordPiece
+    vocabulary's whole English words and CJK ideographs)."""
+    from contracts.bundle import open_bundle
+    from skillpack.kg.scope_features import Vocabulary
+
+    bundle = open_bundle(bundle_dir, parent=parent)
+    tok = json.loads(Path(bundle.tokenizer_file()).read_text(encoding="utf-8"))
+    return Vocabulary.from_tokens(dict(tok["model"]["vocab"]))
+
+
+@dataclass
+class ScopeData:
+    """The scope gate's training requests: normalised embeddings, labels (1 = unsure), family,
+    route, whether the request is from a training nonsense family (scored by the selection), and
+    every text feature (``skillpack.kg.scope_features.TEXT_FEATURES`` order)."""
+
+    items: list[ParaItem]
+    emb: np.ndarray
+    y: np.ndarray
+    nonsense_family: np.ndarray
+    text: np.ndarray
+
+    def fold(self, split: int = 0) -> np.ndarray:
+        """Two folds by family: split 0 is the /2 gate's (``crc32(family) % 2``)."""
+        keys = [it.families[0] if split == 0 else f"{split}:{it.families[0]}" for it in self.items]
+        return np.array([zlib.crc32(k.encode("utf-8")) % 2 for k in keys])
+
+
+def scope_data(
+    items: list[ParaItem], embed: Embed, keyword_confidence: Callable[[str], float], vocabulary: Any
+) -> ScopeData:
+    from skillpack.kg.scope_features import TEXT_FEATURES, TextFeatures
+
+    texts = [it.text for it in items]
+    emb = np.asarray(embed(texts), dtype=np.float32)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    feats = TextFeatures(TEXT_FEATURES, keyword=keyword_confidence, vocabulary=vocabulary)
+    return ScopeData(
+        items,
+        emb,
+        np.array([1.0 if it.route == UNSURE else 0.0 for it in items], dtype=np.float32),
+        np.array([it.kind == "nonsense" and it.families[0].startswith("ns.") for it in items]),
+        feats.many(texts),
+    )
+
+
+def _embedding_features(q: np.ndarray, bank: np.ndarray, bank_routes: list[str]) -> np.ndarray:
+    """[top1, top5, centroid] of normalised ``q`` against a normalised bank (numpy; the graph's
+    ``bank_features``)."""
+    sims = q @ bank.T
+    k = min(5, bank.shape[0])
+    top5 = -np.sort(-sims, axis=1)[:, :k].mean(1)
+    cents = centroids_of(bank, bank_routes)[0]
+    return np.stack([sims.max(1), top5, (q @ cents.T).max(1)], axis=1).astype(np.float32)
+
+
+def centroids_of(bank: np.ndarray, routes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """L2-normalised mean of the (normalised) bank embeddings of each route, routes sorted."""
+    names = sorted(set(routes))
+    r = np.array(routes)
+    cents = np.stack([bank[r == name].mean(0) for name in names])
+    return cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12), names
+
+
+def oof_scope_features(data: ScopeData, fold: np.ndarray) -> np.ndarray:
+    """Every feature (embedding features then text features) of each request, the embedding ones
+    against the in-scope requests of the *other* fold. [N, 3 + len(TEXT_FEATURES)]"""
+    out = np.zeros((len(data.items), 3), dtype=np.float32)
+    routes = [it.route for it in data.items]
+    for k in (0, 1):
+        bank_mask = (fold != k) & (data.y == 0)
+        out[fold == k] = _embedding_features(
+            data.emb[fold == k], data.emb[bank_mask], [r for r, m in zip(routes, bank_mask, strict=True) if m]
+        )
+    return np.concatenate([out, data.text], axis=1)
+
+
+def _columns(names: tuple[str, ...]) -> list[int]:
+    from skillpack.kg.scope_features import EMBEDDING_FEATURES, TEXT_FEATURES
+
+    allf = (*EMBEDDING_FEATURES, *TEXT_FEATURES)
+    return [allf.index(n) for n in names]
+
+
+@dataclass
+class ScopeClassifier:
+    """A fitted /3 classifier on standardised features."""
+
+    mean: torch.Tensor
+    sd: torch.Tensor
+    weights: torch.Tensor | None = None
+    mlp: nn.Module | None = None
+
+    def logits(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        z = (torch.as_tensor(x, dtype=torch.float32) - self.mean) / self.sd
+        with torch.no_grad():
+            if self.weights is not None:
+                out: torch.Tensor = self.weights[0] + z @ self.weights[1:]
+                return out
+            assert self.mlp is not None
+            mlp_out: torch.Tensor = self.mlp(z)[:, 0]
+            return mlp_out
+
+
+def fit_scope_classifier(x: np.ndarray, y: np.ndarray, model: str, seed: int = 0) -> ScopeClassifier:
+    """Class-balanced logistic regression (L2 1e-3, LBFGS) or tiny MLP (8 tanh units, Adam lr
+    1e-2, weight decay 1e-3, 300 full-batch steps) on features standardised with their mean / sd."""
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    mean = xt.mean(0)
+    sd = xt.std(0)
+    sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+    z = (xt - mean) / sd
+    if model == "logistic":
+        return ScopeClassifier(mean, sd, weights=_logistic(z, yt))
+    if model != "mlp":
+        raise ValueError(f"unknown scope-gate model {model!r}")
+    torch.manual_seed(seed)
+    mlp = nn.Sequential(nn.Linear(z.shape[1], 8), nn.Tanh(), nn.Linear(8, 1))
+    pos = float(yt.sum())
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(max((len(yt) - pos) / max(pos, 1.0), 1.0)))
+    opt = torch.optim.Adam(mlp.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = loss_fn(mlp(z)[:, 0], yt)
+        loss.backward()
+        opt.step()
+    mlp.eval()
+    return ScopeClassifier(mean, sd, mlp=mlp)
+
+
+def abstention_threshold(oof: np.ndarray, y: np.ndarray, max_false_abstention: float = 0.01) -> float:
+    """The /2 rule: the out-of-fold "unsure" probability that keeps ≤ ``max_false_abstention`` of
+    in-scope requests at or above it, floor 0.5, cap 0.999."""
+    inscope = np.sort(oof[y == 0])
+    k = min(len(inscope) - 1, math.ceil(len(inscope) * (1.0 - max_false_abstention)))
+    return float(min(max(inscope[k], 0.5), 0.999))
+
+
+def oof_scope_run(
+    data: ScopeData,
+    features: tuple[str, ...],
+    model: str,
+    split: int = 0,
+    seed: int = 0,
+    max_false_abstention: float = 0.01,
+    all_features: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """One out-of-fold run: probabilities, the threshold and the abstention it gives
+    (``all_features``: ``oof_scope_features`` of this split, when the caller has them)."""
+    fold = data.fold(split)
+    x_all = oof_scope_features(data, fold) if all_features is None else all_features
+    x = x_all[:, _columns(features)]
+    oof = np.zeros(len(data.items))
+    for k in (0, 1):
+        clf = fit_scope_classifier(x[fold != k], data.y[fold != k], model, seed)
+        oof[fold == k] = torch.sigmoid(clf.logits(x[fold == k])).numpy()
+    thr = abstention_threshold(oof, data.y, max_false_abstention)
+    return {
+        "threshold": thr,
+        "oof": oof,
+        "nonsense_family_abstention": float((oof[data.nonsense_family] >= thr).mean()),
+        "unsure_abstention": float((oof[data.y == 1] >= thr).mean()),
+        "false_abstention": float((oof[data.y == 0] >= thr).mean()),
+    }
+
+
+def select_scope_rule(table: dict[str, dict[str, Any]], tie_pt: float = 1.0) -> str:
+    """The written rule: among candidates with mean OOF false abstention ≤ 1 %, the highest mean
+    score; one within ``tie_pt`` points of it with fewer features wins instead (fewest features,
+    then the higher score, logistic before MLP)."""
+    ok = {n: r for n, r in table.items() if r["false_abstention"]["mean"] <= 0.01}
+    if not ok:
+        raise ValueError("no scope-gate candidate keeps out-of-fold false abstention ≤ 1 %")
+    best = max(r["score"]["mean"] for r in ok.values())
+    near = [n for n, r in ok.items() if r["score"]["mean"] >= best - tie_pt / 100.0]
+    return min(
+        near,
+        key=lambda n: (len(ok[n]["features"]), -ok[n]["score"]["mean"], ok[n]["model"] != "logistic"),
+    )
+
+
+def select_scope_features(
+    embed: Embed,
+    keyword_confidence: Callable[[str], float],
+    vocabulary: Any,
+    *,
+    items: list[ParaItem] | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    splits: int = 5,
+    candidates: list[tuple[str, tuple[str, ...], str]] | None = None,
+) -> dict[str, Any]:
+    """The /3 selection protocol (docs/EVALUATION.md): every candidate over seeds × family splits,
+    out of fold on training requests only; returns the table and the selected candidate."""
+    base = items if items is not None else train_items(seed=0, kg_per_pattern=24)
+    table: dict[str, dict[str, Any]] = {}
+    cands = candidates or scope_candidates()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in cands}
+    for seed in seeds:
+        data = scope_data(base + noise_items(seed), embed, keyword_confidence, vocabulary)
+        for split in range(splits):
+            x_all = oof_scope_features(data, data.fold(split))
+            for name, feats, model in cands:
+                r = oof_scope_run(data, feats, model, split, seed, all_features=x_all)
+                runs[name].append({k: v for k, v in r.items() if k != "oof"} | {"seed": seed, "split": split})
+    for name, feats, model in cands:
+        rs = runs[name]
+
+        def stat(key: str, rs: list[dict[str, Any]] = rs) -> dict[str, float]:
+            v = [r[key] for r in rs]
+            return {
+                "mean": round(float(np.mean(v)), 4),
+                "sd": round(float(np.std(v, ddof=1)), 4) if len(v) > 1 else 0.0,
+                "min": round(float(np.min(v)), 4),
+                "max": round(float(np.max(v)), 4),
+            }
+
+        table[name] = {
+            "features": list(feats),
+            "model": model,
+            "score": stat("nonsense_family_abstention"),
+            "unsure_abstention": stat("unsure_abstention"),
+            "false_abstention": stat("false_abstention"),
+            "threshold": stat("threshold"),
+            "runs": len(rs),
+        }
+    return {"candidates": table, "selected": select_scope_rule(table), "seeds": list(seeds), "splits": splits}
+
+
+# the /3 selection's winner by the written rule (docs/EVALUATION.md; record
+# benchmarks/results/dev/scope_gate-20261206T020148Z.json: all nine features, tiny MLP, 97.1 ± 1.0 %
+# out-of-fold nonsense-family abstention at 0.95 % false abstention; best logistic set 95.4 %,
+# the /2 base 93.2 %)
+SCOPE_GATE3_FEATURES: tuple[str, ...] = (
+    "top1",
+    "top5",
+    "centroid",
+    "keyword",
+    "link",
+    "code",
+    "en_vocab",
+    "cjk_vocab",
+    "length",
+)
+SCOPE_GATE3_MODEL = "mlp"
+# the gate train_heads ships with a keyword router (``autoglm export --graph-heads``, the loop):
+# /3, since it won the selection on training families
+SHIPPED_SCOPE_GATE = 3
+
+
+def train_scope_gate3(
+    embed: Embed,
+    keyword_confidence: Callable[[str], float],
+    vocabulary: Any,
+    *,
+    features: tuple[str, ...] | None = None,
+    model: str | None = None,
+    items: list[ParaItem] | None = None,
+    seed: int = 0,
+    max_false_abstention: float = 0.01,
+) -> tuple[ScopeGate3, float, dict[str, Any]]:
+    """The /3 gate on every training request (bank and route centroids: all in-scope requests),
+    its threshold from split 0's out-of-fold probabilities (the /2 rule) and metrics."""
+    from skillpack.kg.scope_features import EMBEDDING_FEATURES
+
+    t0 = time.perf_counter()
+    feats = ordered_features(features or SCOPE_GATE3_FEATURES)
+    model = model or SCOPE_GATE3_MODEL
+    items = (items if items is not None else train_items(seed=seed)) + noise_items(seed)
+    data = scope_data(items, embed, keyword_confidence, vocabulary)
+    oof = oof_scope_run(data, feats, model, 0, seed, max_false_abstention)
+    threshold = float(oof["threshold"])
+    inscope = data.y == 0
+    bank = data.emb[inscope]
+    routes = [it.route for it, m in zip(items, inscope, strict=True) if m]
+    x_emb = _embedding_features(data.emb, bank, routes)
+    x = np.concatenate([x_emb, data.text], axis=1)[:, _columns(feats)]
+    clf = fit_scope_classifier(x, data.y, model, seed)
+    cents, cent_routes = centroids_of(bank, routes)
+    gate = ScopeGate3(
+        torch.from_numpy(bank),
+        torch.from_numpy(cents),
+        [f for f in feats if f in EMBEDDING_FEATURES],
+        [f for f in feats if f not in EMBEDDING_FEATURES],
+        clf.mean,
+        clf.sd,
+        weights=clf.weights,
+        mlp=clf.mlp,
+    )
+    gate.eval()
+    metrics = {
+        "items": len(items),
+        "unsure_items": int(data.y.sum()),
+        "bank": int(inscope.sum()),
+        "centroid_routes": cent_routes,
+        "features": list(feats),
+        "model": model,
+        "threshold": round(threshold, 4),
+        "weights": [round(float(v), 4) for v in clf.weights] if clf.weights is not None else None,
+        "oof_nonsense_family_abstention": round(oof["nonsense_family_abstention"], 4),
+        "oof_nonsense_abstention": round(oof["unsure_abstention"], 4),
+        "oof_false_abstention": round(oof["false_abstention"], 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seed": seed,
+    }
+    return gate, threshold, metrics
+
+
+def export_scope_gate3(
+    model: ScopeGate3,
+    threshold: float,
+    vocabulary: Any,
+    out_dir: Path,
+    metrics: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    meta = {
+        "schema": SCOPE_GATE3_SCHEMA,
+        "role": "scope_head",
+        "embed_dim": model.embed_dim,
+        "threshold": threshold,
+        "question_text": "the raw question (the router's embedding)",
+        "embedding_features": model.embedding_features,
+        "text_features": model.text_features,
+        "text_feature_code": "skillpack.kg.scope_features.TextFeatures",
+        "keyword_confidence": "edge.agent.routing.KeywordRouter.route(text)[1]",
+        "vocabulary": vocabulary.to_meta(),
+        "metrics": metrics or {},
+    }
+    args = (torch.zeros(2, model.embed_dim), torch.zeros(2, len(model.text_features)))
+    names = ["question_embedding", "text_features"]
+    return _export_head(
+        model, args, out_dir / SCOPE_ONNX_FILE, names, "unsure_logit", out_dir / SCOPE_META_FILE, meta
+    )
+
+
 # ----------------------------------------------------------------------------- export
 def export_hop_scorer(
     model: HopScorer, out_dir: Path, metrics: dict[str, Any] | None = None, stop_bias: float = 0.0
@@ -849,6 +1224,16 @@ def _signature(meta: dict[str, Any]) -> Any:
                 *windows,
             ],
             outputs=[TensorSpec(name="path_logits", dtype="float32", shape=["batch", len(meta["paths"])])],
+        )
+    if meta.get("schema") == SCOPE_GATE3_SCHEMA:
+        return Signature(
+            inputs=[
+                TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
+                TensorSpec(
+                    name="text_features", dtype="float32", shape=["batch", len(meta["text_features"])]
+                ),
+            ],
+            outputs=[TensorSpec(name="unsure_logit", dtype="float32", shape=["batch"])],
         )
     if meta.get("schema") == SCOPE_GATE_SCHEMA:
         return Signature(
@@ -977,12 +1362,14 @@ def train_heads(
     out: Path | None = None,
     parent: Path | None = None,
     max_s: float | None = None,
+    scope_gate: int | None = None,
 ) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
     """Train the graph scorer and the abstention head on the bundle's own encoder and export
-    them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is the
-    kNN + keyword gate (/2) when ``keyword_confidence`` is given (the edge keyword router's
-    confidence — the cloud wing cannot import it, the caller passes it: ``autoglm``, the
-    benchmarks), else the MLP scope head (/1). ``parent``: the full bundle of an adapter update.
+    them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is a
+    gate when ``keyword_confidence`` is given (the edge keyword router's confidence — the cloud
+    wing cannot import it, the caller passes it: ``autoglm``, the benchmarks): ``scope_gate`` 3
+    (the selected feature gate) or 2 (kNN + keyword), default ``SHIPPED_SCOPE_GATE``; else the
+    MLP scope head (/1). ``parent``: the full bundle of an adapter update.
     ``max_s``: raise :class:`HeadTrainingTimeout` once training has run that long (checked after
     every embedding chunk and between the two heads)."""
     started = time.monotonic()
@@ -1000,7 +1387,14 @@ def train_heads(
         )
         heads.append(export_hop_scorer(hop_model, out, metrics, stop_bias=prior))
     _check_deadline(started, max_s)
-    if keyword_confidence is not None:
+    version = SHIPPED_SCOPE_GATE if scope_gate is None else scope_gate
+    if keyword_confidence is not None and version == 3:
+        vocabulary = encoder_vocabulary(bundle_dir, parent)
+        gate3, threshold, scope_metrics = train_scope_gate3(
+            embed, keyword_confidence, vocabulary, items=items, seed=seed
+        )
+        heads.append(export_scope_gate3(gate3, threshold, vocabulary, out, scope_metrics))
+    elif keyword_confidence is not None:
         gate, threshold, scope_metrics = train_scope_gate(embed, keyword_confidence, items=items, seed=seed)
         heads.append(export_scope_gate(gate, threshold, out, scope_metrics))
     else:

@@ -32,6 +32,7 @@ from skillpack.kg.hop_features import (
     question_windows,
 )
 from skillpack.kg.reasoner import HopState, LexicalHopScorer
+from skillpack.kg.scope_features import TextFeatures, Vocabulary
 from skillpack.text import to_ascii
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -214,25 +215,42 @@ def learned_scorer_from_bundle(
 
 
 class OnnxScopeHead:
-    """P(unsure) of a request from the router's embedding of it and its character granularity;
-    ``threshold`` is the abstention threshold calibrated at training time (bundle metadata)."""
+    """P(unsure) of a request from the router's embedding of it and its text; ``threshold`` is
+    the abstention threshold calibrated at training time (bundle metadata). Schemas: ``/1`` (MLP
+    on the embedding + character n-grams), ``/2`` (kNN + keyword gate: reads the keyword router's
+    confidence), ``/3`` (small feature gate: the text features named in its metadata, computed by
+    ``skillpack.kg.scope_features.TextFeatures`` with the vocabulary stored there)."""
 
     def __init__(
         self, graph_file: Path, meta: dict[str, object], keyword: Callable[[str], float] | None = None
     ) -> None:
         self.session = _session(graph_file)
+        self.schema = str(meta.get("schema", "autoglm.scope_head/1"))
         self.threshold = float(meta["threshold"])  # type: ignore[arg-type]
         self.embed_dim = int(meta["embed_dim"])  # type: ignore[call-overload]
         self.inputs = {i.name for i in self.session.get_inputs()}
-        # schema /2 (kNN + keyword gate) reads the keyword router's confidence of the text
+        names = [str(n) for n in meta.get("text_features", [])]  # type: ignore[attr-defined]
+        if "text_features" in self.inputs and not names:
+            raise BundleError("scope head /3 metadata names no text_features")
         self.keyword = keyword
-        if "keyword_confidence" in self.inputs and keyword is None:
+        linker = None
+        if keyword is None and ("keyword_confidence" in self.inputs or "keyword" in names):
             from edge.agent.routing import KeywordRouter
             from skillpack.kg.graph import default_graph
             from skillpack.kg.linking import EntityLinker
 
-            router = KeywordRouter(EntityLinker(default_graph()))
+            linker = EntityLinker(default_graph())
+            router = KeywordRouter(linker)
             self.keyword = lambda text: router.route(text)[1]
+        self.text_features: TextFeatures | None = None
+        if "text_features" in self.inputs:
+            vocab = meta.get("vocabulary") or {}
+            self.text_features = TextFeatures(
+                names,
+                keyword=self.keyword,
+                vocabulary=Vocabulary.from_meta(vocab),  # type: ignore[arg-type]
+                linker=linker,
+            )
 
     @classmethod
     def from_bundle(
@@ -253,6 +271,8 @@ class OnnxScopeHead:
             feeds["char_grams"] = char_grams(to_ascii(text))[None, :]
         if self.keyword is not None and "keyword_confidence" in self.inputs:
             feeds["keyword_confidence"] = np.array([self.keyword(text)], dtype=np.float32)
+        if self.text_features is not None:
+            feeds["text_features"] = self.text_features(text)[None, :]
         logit = float(self.session.run(["unsure_logit"], feeds)[0][0])
         return 1.0 / (1.0 + float(np.exp(-logit)))
 
