@@ -1081,8 +1081,9 @@ def train_scope_gate3(
     seed: int = 0,
     max_false_abstention: float = 0.01,
 ) -> tuple[ScopeGate3, float, dict[str, Any]]:
-    """The /3 gate on every training request (bank and route centroids: all in-scope requests),
-    its threshold from split 0's out-of-fold probabilities (the /2 rule) and metrics."""
+    """The /3 gate: the classifier fit on every training request's out-of-fold features (split 0,
+    as /2), the graph's bank and route centroids all in-scope requests; its threshold from split
+    0's out-of-fold probabilities (the /2 rule) and metrics."""
     from skillpack.kg.scope_features import EMBEDDING_FEATURES
 
     t0 = time.perf_counter()
@@ -1090,14 +1091,17 @@ def train_scope_gate3(
     model = model or SCOPE_GATE3_MODEL
     items = (items if items is not None else train_items(seed=seed)) + noise_items(seed)
     data = scope_data(items, embed, keyword_confidence, vocabulary)
-    oof = oof_scope_run(data, feats, model, 0, seed, max_false_abstention)
+    # as /2: the classifier is fit on every request's *out-of-fold* features (split 0: its bank
+    # and centroids hold only the other fold's in-scope requests, as an unseen request's bank
+    # holds none of its family); features against the full bank would give every in-scope
+    # training request top1 = 1 (itself) and teach the classifier a gap no new request has
+    x_oof = oof_scope_features(data, data.fold(0))
+    oof = oof_scope_run(data, feats, model, 0, seed, max_false_abstention, all_features=x_oof)
     threshold = float(oof["threshold"])
     inscope = data.y == 0
     bank = data.emb[inscope]
     routes = [it.route for it, m in zip(items, inscope, strict=True) if m]
-    x_emb = _embedding_features(data.emb, bank, routes)
-    x = np.concatenate([x_emb, data.text], axis=1)[:, _columns(feats)]
-    clf = fit_scope_classifier(x, data.y, model, seed)
+    clf = fit_scope_classifier(x_oof[:, _columns(feats)], data.y, model, seed)
     cents, cent_routes = centroids_of(bank, routes)
     gate = ScopeGate3(
         torch.from_numpy(bank),

@@ -150,3 +150,32 @@ def test_selection_protocol_runs_on_training_families_only(bundles) -> None:  # 
     for row in out["candidates"].values():
         assert row["runs"] == 2 and 0.0 <= row["score"]["mean"] <= 1.0
         assert row["false_abstention"]["mean"] <= 0.05
+
+
+def test_gate3_classifier_is_fit_on_out_of_fold_bank_features(
+    bundles,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No in-scope training request sees itself in the bank the classifier's features come from
+    (with the full bank every one has top1 = 1, a gap no new request has: the first frozen run's
+    bug, 27.7 % false abstention)."""
+    import cloud.training.hop_scorer as hs
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    real_fit = hs.fit_scope_classifier
+
+    def spy(x: np.ndarray, y: np.ndarray, model: str, seed: int = 0) -> hs.ScopeClassifier:
+        seen.append((np.asarray(x).copy(), np.asarray(y).copy()))
+        return real_fit(x, y, model, seed)
+
+    monkeypatch.setattr(hs, "fit_scope_classifier", spy)
+    embed = CachedEmbed(bundle_embedder(bundles.v1))
+    items = train_items(seed=0, kg_per_pattern=2, route_per_template=1)
+    keyword = KeywordRouter(EntityLinker(default_graph()))
+    vocab = encoder_vocabulary(bundles.v1)
+    hs.train_scope_gate3(
+        embed, lambda t: keyword.route(t)[1], vocab, features=("top1", "keyword"), items=items
+    )
+    final_x, final_y = seen[-1]
+    assert len(final_y) == len(items) + len(hs.noise_items(0))
+    assert float((final_x[final_y == 0, 0] > 0.9999).mean()) < 0.5
