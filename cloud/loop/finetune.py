@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cloud.data import Example, default_splits, detect_lang
 from cloud.loop.settings import LoopSettings
@@ -77,6 +78,38 @@ def _accuracy(model: Any, set_name: str, split: EncodedSplit, device: torch.devi
     return float((logits.argmax(-1).numpy() == split.labels).mean())
 
 
+def distill_step(
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    teacher: torch.Tensor,
+    st: LoopSettings,
+    max_grad_norm: float = 1.0,
+) -> float:
+    """One step of cross-entropy on every row plus ``T² · KL(teacher ‖ model)`` on the first
+    ``len(teacher)`` rows (the base examples), weighted by ``loop_distill_weight``."""
+    optimizer.zero_grad(set_to_none=True)
+    logits = module(ids, mask)
+    loss = F.cross_entropy(logits, labels)
+    n = teacher.shape[0]
+    if n:
+        t = st.loop_distill_temperature
+        kl = F.kl_div(
+            F.log_softmax(logits[:n] / t, dim=-1),
+            F.log_softmax(teacher / t, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        loss = loss + st.loop_distill_weight * t * t * kl
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    return float(loss.detach())
+
+
 def finetune(
     parent_ckpt: Path,
     hard: list[tuple[str, str]],
@@ -125,6 +158,12 @@ def finetune(
     for p in aset.parameters():
         p.requires_grad_(True)
     module = RouterLogits(model, set_name)
+    # the parent's logits on the base examples, once, before any step (distillation targets)
+    parent_base = (
+        predict_logits(model, set_name, enc_base, device)
+        if st.loop_distill_weight > 0 and len(enc_base)
+        else None
+    )
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=st.loop_train_lr, weight_decay=0.01)
     bs = st.loop_train_batch_size
     n_hard = max(1, round(bs * st.loop_hard_share)) if len(hard_ex) else 0
@@ -140,7 +179,11 @@ def finetune(
         ids = torch.cat([torch.nn.functional.pad(p[0], (0, width - p[0].shape[1])) for p in parts])
         mask = torch.cat([torch.nn.functional.pad(p[1], (0, width - p[1].shape[1])) for p in parts])
         labels = torch.cat([p[2] for p in parts])
-        losses.append(train_step(module, optimizer, ids, mask, labels))
+        if parent_base is None:
+            losses.append(train_step(module, optimizer, ids, mask, labels))
+        else:  # base rows come first in the batch (parts' order)
+            teacher = parent_base[torch.from_numpy(idx_b)]
+            losses.append(distill_step(module, optimizer, ids, mask, labels, teacher, st))
         if step % 10 == 9 or step == st.loop_train_steps - 1:
             report(
                 0.15 + 0.7 * (step + 1) / st.loop_train_steps,
@@ -170,6 +213,8 @@ def finetune(
             "lr": st.loop_train_lr,
             "batch_size": bs,
             "hard_share": st.loop_hard_share,
+            "distill_weight": st.loop_distill_weight,
+            "distill_temperature": st.loop_distill_temperature,
             "base_samples": len(base_train),
             "hard_examples": len(hard_ex),
             "seed": st.loop_seed,

@@ -73,6 +73,17 @@ class LoopSettings(AutoGLMSettings):
         default=5e-4, gt=0, description="Learning rate of the warm-started fine-tune."
     )
     loop_train_batch_size: int = Field(default=32, ge=2, description="Batch size of the fine-tune.")
+    loop_distill_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight of the distillation term on the base rows of every batch: "
+        "T^2 * KL(parent || new) on the parent's logits (computed once), so rehearsal keeps the old "
+        "answers, not just the labels "
+        "(0: off; chosen on the dev protocol of docs/EVALUATION.md, 'Loop fine-tune: distillation').",
+    )
+    loop_distill_temperature: float = Field(
+        default=2.0, gt=0, description="Softmax temperature of the distillation term."
+    )
     loop_base_samples: int = Field(
         default=2000, ge=0, description="Examples of the base training data mixed into every job (rehearsal)."
     )
