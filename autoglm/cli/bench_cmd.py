@@ -49,6 +49,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "graph hits@1 on frozen paraphrase families: lexical vs learned scorers, "
         "3 seeds; router; abstention; ask latency",
     ),
+    "reasoning_abstention": (
+        "reasoning_abstention.py",
+        "abstention on frozen nonsense / false abstention on real questions: scope heads /1, /2, /3 "
+        "side by side, 3 seeds (reasoning_ablation.py --abstention-only)",
+    ),
     "ask_latency": (
         "bench_ask.py",
         "Agent.ask latency on graph questions: lexical vs learned scorer, sequential vs prefetch "
