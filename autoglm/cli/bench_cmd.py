@@ -54,6 +54,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "abstention on frozen nonsense / false abstention on real questions: scope heads /1, /2, /3 "
         "side by side, 3 seeds (reasoning_ablation.py --abstention-only)",
     ),
+    "reasoning_trained": (
+        "reasoning_ablation.py",
+        "the reasoning ablation on a trained bundle (the demo's int8 MiniLM bundle): "
+        "--record-name reasoning_trained",
+    ),
     "reasoning_abstention_trained": (
         "reasoning_abstention.py",
         "the same abstention run on a trained bundle (the demo's int8 MiniLM bundle): "
