@@ -59,6 +59,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "the reasoning ablation on a trained bundle (the demo's int8 MiniLM bundle): "
         "--record-name reasoning_trained",
     ),
+    "reasoning_cotrained": (
+        "reasoning_ablation.py",
+        "the reasoning ablation on a co-trained bundle (cloud.training.cotrain on the demo checkpoint, "
+        "int8 export): --record-name reasoning_cotrained",
+    ),
     "reasoning_abstention_trained": (
         "reasoning_abstention.py",
         "the same abstention run on a trained bundle (the demo's int8 MiniLM bundle): "
