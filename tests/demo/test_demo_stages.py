@@ -74,7 +74,8 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert lp is not None and lp.queued and lp.job_state in ("succeeded", "failed")
     assert lp.corrected and "the user rejected" in text
     assert "user_rejected" in text and "auto-approved (user)" in text
-    assert "demo loop policy and budget" in text and "loop_train_steps 30 (shipped" in text
+    assert "demo loop policy and budget" in text and "loop_min_gain_pt 0.0 (shipped" in text
+    assert "loop_train_steps" not in text  # the job trains with the shipped budget
     flat = " ".join(text.split())  # the policy line wraps at the console's width
     assert "loop_auto_approve_user True (shipped default False)" in flat
     assert "loop_auto_approve_any_source" not in flat  # the demo no longer approves one-source guesses
