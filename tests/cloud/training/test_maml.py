@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from cloud.data import Example
 from cloud.data.generator import examples_for_template
 from cloud.data.new_route import NEW_ROUTE, support_set
-from cloud.model.checkpoint import load_checkpoint
+from cloud.model.checkpoint import CheckpointMeta, load_checkpoint
 from cloud.training.maml import (
     AdaptConfig,
     DeepAdaptConfig,
@@ -55,6 +55,30 @@ REPLAY = [
 @pytest.fixture(scope="module")
 def ckpt(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("maml"), routes=list(DEFAULT_ROUTES), base_dir=tiny_base)
+
+
+def _assert_learns_support_keeps_replay(
+    model: torch.nn.Module, meta: CheckpointMeta, parent_ckpt: Path, support: list[Example], routes: list[str]
+) -> None:
+    """The written checkpoint (full forward) routes its support to the new route, and the replayed
+    routes' examples to their own routes, no worse than the parent did."""
+    tok = checkpoint_tokenizer(meta)
+
+    def routes_of(m: torch.nn.Module, texts: list[str], names: list[str]) -> list[str]:
+        ids, mask = tok(texts)
+        with torch.no_grad():
+            logits = m(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
+        return [names[i] for i in logits.argmax(-1).tolist()]
+
+    assert routes_of(model, [e.text for e in support], routes).count(NEW_ROUTE) >= 6
+    parent, _ = load_checkpoint(parent_ckpt)
+    texts, gold = [e.text for e in REPLAY], [e.route for e in REPLAY]
+    after = routes_of(model, texts, routes)
+    before = routes_of(parent, texts, list(DEFAULT_ROUTES))
+    assert after.count(NEW_ROUTE) <= len(texts) // 10
+    assert sum(a == g for a, g in zip(after, gold, strict=True)) >= sum(
+        b == g for b, g in zip(before, gold, strict=True)
+    )
 
 
 def test_cached_top_features_give_the_full_models_logits(ckpt: Path) -> None:
@@ -193,25 +217,7 @@ def test_train_new_route_deep_adapts_every_adapter_and_keeps_the_other_routes(
     info = meta.training["new_route"]
     assert meta.adapter_sets["default"].routes == res.routes
     assert info["method"] == "deep" and info["adapted_layers"] == 0 and info["support_accuracy"] >= 0.75
-    tok = checkpoint_tokenizer(meta)
-
-    def routes_of(m: torch.nn.Module, texts: list[str], routes: list[str]) -> list[str]:
-        ids, mask = tok(texts)
-        with torch.no_grad():
-            logits = m(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
-        return [routes[i] for i in logits.argmax(-1).tolist()]
-
-    # the written checkpoint (full forward) routes its support to the new route ...
-    assert routes_of(model, [e.text for e in support], res.routes).count(NEW_ROUTE) >= 6
-    # ... and the replayed routes' examples to their own routes, no worse than the parent did
-    parent, _ = load_checkpoint(ckpt)
-    texts, gold = [e.text for e in REPLAY], [e.route for e in REPLAY]
-    after = routes_of(model, texts, res.routes)
-    before = routes_of(parent, texts, list(DEFAULT_ROUTES))
-    assert after.count(NEW_ROUTE) <= len(texts) // 10
-    assert sum(a == g for a, g in zip(after, gold, strict=True)) >= sum(
-        b == g for b, g in zip(before, gold, strict=True)
-    )
+    _assert_learns_support_keeps_replay(model, meta, ckpt, support, res.routes)
     # every layer's adapter changed (not only the last), the other adapter set did not
     old = load_file(str(ckpt / "adapters.safetensors"))
     new = load_file(str(res.checkpoint_dir / "adapters.safetensors"))
@@ -297,20 +303,4 @@ def test_train_new_route_with_distillation_and_augmentation_grows_and_keeps_the_
     info = meta.training["new_route"]
     assert meta.adapter_sets["default"].routes == res.routes
     assert info["kd"] == 1.0 and info["anchor"] == 1e-2 and 8 <= info["augmented"] <= 16
-    tok = checkpoint_tokenizer(meta)
-
-    def routes_of(m: torch.nn.Module, texts: list[str], routes: list[str]) -> list[str]:
-        ids, mask = tok(texts)
-        with torch.no_grad():
-            logits = m(torch.from_numpy(ids), torch.from_numpy(mask)).route_logits
-        return [routes[i] for i in logits.argmax(-1).tolist()]
-
-    assert routes_of(model, [e.text for e in support], res.routes).count(NEW_ROUTE) >= 6
-    parent, _ = load_checkpoint(ckpt)
-    texts, gold = [e.text for e in REPLAY], [e.route for e in REPLAY]
-    after = routes_of(model, texts, res.routes)
-    before = routes_of(parent, texts, list(DEFAULT_ROUTES))
-    assert after.count(NEW_ROUTE) <= len(texts) // 10
-    assert sum(a == g for a, g in zip(after, gold, strict=True)) >= sum(
-        b == g for b, g in zip(before, gold, strict=True)
-    )
+    _assert_learns_support_keeps_replay(model, meta, ckpt, support, res.routes)
