@@ -231,6 +231,7 @@ class Agent:
             turn.decision.hard or self.policy(turn.decision.route).handler != Handler.GRAPH
         ):
             prefetch.cancel()  # no confident graph answer ahead: drop it unless it already started
+        await self._embed_new_knowledge()
         ans = self._from_cache(turn) or self._from_memory(turn)
         if ans is None and not turn.decision.hard:
             ans = await self._answer_confident(turn)
@@ -378,6 +379,22 @@ class Agent:
             threshold=self.cache.threshold,
         )
         return Answer(hit.answer, Source.SEMANTIC_CACHE, hit.route, hit.data)
+
+    async def _embed_new_knowledge(self) -> None:
+        """Knowledge that arrived without an embedding (the cloud broadcasts text) is embedded with
+        the serving encoder before the memory is searched, at most 64 entries per request; a
+        failure leaves them for the next request."""
+        pending = self.memory.unembedded()
+        if not pending:
+            return
+        try:
+            encs = await self.encoder.encode([text for _, _, text in pending])
+        except Exception:
+            log.warning("embedding %d arrived knowledge entries failed", len(pending), exc_info=True)
+            return
+        done = self.memory.fill(pending, [e.embedding for e in encs])
+        if done:
+            self.metrics.knowledge_embedded.labels(self.node_id).inc(done)
 
     def _from_memory(self, t: _Turn) -> Answer | None:
         t.memory_hits = self.memory.search(

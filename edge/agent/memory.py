@@ -109,6 +109,7 @@ class _VectorIndex:
         self.store = store
         self.prefix = prefix
         self._stamp: tuple[str | None, int] | None = None
+        self.unembedded: list[tuple[str, str, str]] = []  # (key, updated, text) stored without embedding
         self.keys: list[str] = []
         self.docs: list[dict[str, Any]] = []
         self.matrix = np.zeros((0, 0), dtype=np.float32)
@@ -120,8 +121,13 @@ class _VectorIndex:
             if stamp == self._stamp:
                 return
             keys, docs, vecs = [], [], []
+            unembedded: list[tuple[str, str, str]] = []
             for rec in self.store.snapshot():
-                if rec.deleted or not rec.key.startswith(self.prefix) or not rec.embedding:
+                if rec.deleted or not rec.key.startswith(self.prefix):
+                    continue
+                if not rec.embedding:
+                    if rec.text.strip():
+                        unembedded.append((rec.key, rec.updated, rec.text))
                     continue
                 try:
                     doc = json.loads(rec.text) if self.prefix == CACHE_PREFIX else {"text": rec.text}
@@ -138,7 +144,12 @@ class _VectorIndex:
             self.keys = [keys[i] for i in keep]
             self.docs = [docs[i] for i in keep]
             self.matrix = np.stack([vecs[i] for i in keep]) if keep else np.zeros((0, dim), dtype=np.float32)
+            self.unembedded = unembedded
             self._stamp = stamp
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._stamp = None
 
     def similarities(self, query: np.ndarray) -> np.ndarray:
         self.refresh()
@@ -184,6 +195,23 @@ class KnowledgeMemory:
         )
         if self.publish is not None and rec.shared:
             self.publish([rec])
+
+    def unembedded(self, limit: int = 64) -> list[tuple[str, str, str]]:
+        """Knowledge entries stored without an embedding — the cloud broadcasts text only — as
+        (key, stored version, text), at most ``limit``: :meth:`fill` them before searching."""
+        self._index.refresh()
+        return self._index.unembedded[:limit]
+
+    def fill(self, entries: list[tuple[str, str, str]], embeddings: list[np.ndarray]) -> int:
+        """Attach this node's embeddings to ``entries`` (from :meth:`unembedded`); returns how many
+        were attached (an entry replaced meanwhile is skipped: its new version is embedded next)."""
+        done = sum(
+            self.store.set_local_embedding(key, updated, [float(x) for x in _unit(emb)])
+            for (key, updated, _), emb in zip(entries, embeddings, strict=True)
+        )
+        if done:
+            self._index.invalidate()
+        return done
 
     def search(self, embedding: np.ndarray, k: int = 3, threshold: float = 0.0) -> list[MemoryHit]:
         sims = self._index.similarities(embedding)

@@ -46,6 +46,13 @@ class AgentMetrics:
             ["node", "outcome"],
             registry=r,
         )
+        self.knowledge_embedded = Counter(
+            "autoglm_edge_agent_knowledge_embedded_total",
+            "Knowledge entries that arrived without an embedding (cloud broadcasts) and were embedded "
+            "on this node before a memory search.",
+            ["node"],
+            registry=r,
+        )
         self.kg_unsure = Counter(
             "autoglm_edge_agent_kg_unsure_total",
             "Graph answers that listed candidate paths and asked, the scorer being unsure.",

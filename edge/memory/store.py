@@ -182,6 +182,17 @@ class MemoryStore:
             self._write([tomb])
             return tomb
 
+    def set_local_embedding(self, key: str, updated: str, embedding: list[float]) -> bool:
+        """Attach an embedding computed on this node to the stored version ``updated`` of ``key``
+        (knowledge that arrived without one). Derived data, not a write: the HLC stays, so nothing is
+        published and a newer version from elsewhere still wins. False when that version is gone."""
+        with self._lock:
+            rec = self._get_any(key)
+            if rec is None or rec.deleted or rec.updated != updated or rec.embedding:
+                return False
+            self._write([rec.model_copy(update={"embedding": embedding})])
+            return True
+
     def apply_remote(self, records: Iterable[KnowledgeRecord]) -> list[KnowledgeRecord]:
         """LWW-merge records from elsewhere; idempotent. Returns those that changed the store."""
         changed: list[KnowledgeRecord] = []
