@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cloud.data import Example, default_splits, detect_lang
 from cloud.loop.settings import LoopSettings
@@ -29,6 +28,7 @@ from cloud.training.batches import EncodedSplit, encode_split
 from cloud.training.calibration import fit_temperature
 from cloud.training.config import TrainConfig
 from cloud.training.data_source import load_run_data
+from cloud.training.maml import kd_loss
 from cloud.training.trainer import (
     RouterLogits,
     default_threads,
@@ -78,36 +78,17 @@ def _accuracy(model: Any, set_name: str, split: EncodedSplit, device: torch.devi
     return float((logits.argmax(-1).numpy() == split.labels).mean())
 
 
-def distill_step(
-    module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    labels: torch.Tensor,
-    teacher: torch.Tensor,
-    st: LoopSettings,
-    max_grad_norm: float = 1.0,
-) -> float:
-    """One step of cross-entropy on every row plus ``T² · KL(teacher ‖ model)`` on the first
-    ``len(teacher)`` rows (the base examples), weighted by ``loop_distill_weight``."""
-    optimizer.zero_grad(set_to_none=True)
-    logits = module(ids, mask)
-    loss = F.cross_entropy(logits, labels)
+def distill_term(teacher: torch.Tensor, st: LoopSettings) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The extra loss of a fine-tune step (``train_step(extra_loss=…)``): ``loop_distill_weight ·
+    T² · KL(teacher ‖ model)`` on the batch's first ``len(teacher)`` rows (the base examples)."""
     n = teacher.shape[0]
-    if n:
-        t = st.loop_distill_temperature
-        kl = F.kl_div(
-            F.log_softmax(logits[:n] / t, dim=-1),
-            F.log_softmax(teacher / t, dim=-1),
-            reduction="batchmean",
-            log_target=True,
-        )
-        loss = loss + st.loop_distill_weight * t * t * kl
-    loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    return float(loss.detach())
+
+    def term(logits: torch.Tensor) -> torch.Tensor:
+        if not n:
+            return logits.sum() * 0.0
+        return st.loop_distill_weight * kd_loss(logits[:n], teacher, st.loop_distill_temperature)
+
+    return term
 
 
 def finetune(
@@ -179,11 +160,9 @@ def finetune(
         ids = torch.cat([torch.nn.functional.pad(p[0], (0, width - p[0].shape[1])) for p in parts])
         mask = torch.cat([torch.nn.functional.pad(p[1], (0, width - p[1].shape[1])) for p in parts])
         labels = torch.cat([p[2] for p in parts])
-        if parent_base is None:
-            losses.append(train_step(module, optimizer, ids, mask, labels))
-        else:  # base rows come first in the batch (parts' order)
-            teacher = parent_base[torch.from_numpy(idx_b)]
-            losses.append(distill_step(module, optimizer, ids, mask, labels, teacher, st))
+        # base rows come first in the batch (parts' order)
+        extra = None if parent_base is None else distill_term(parent_base[torch.from_numpy(idx_b)], st)
+        losses.append(train_step(module, optimizer, ids, mask, labels, extra_loss=extra))
         if step % 10 == 9 or step == st.loop_train_steps - 1:
             report(
                 0.15 + 0.7 * (step + 1) / st.loop_train_steps,

@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,15 @@ def train_step(
     attention_mask: torch.Tensor,
     labels: torch.Tensor,
     max_grad_norm: float = 1.0,
+    extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """One optimiser step on this rank's share of a global batch; returns the local loss."""
+    """One optimiser step on this rank's share of a global batch; returns the local loss.
+    ``extra_loss(logits)``: a term added to the cross-entropy (the loop's distillation)."""
     optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(module(input_ids, attention_mask), labels)
+    logits = module(input_ids, attention_mask)
+    loss = F.cross_entropy(logits, labels)
+    if extra_loss is not None:
+        loss = loss + extra_loss(logits)
     loss.backward()  # under DDP: gradients AllReduce-averaged across ranks here
     params = [p for group in optimizer.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from cloud.data import default_splits
-from cloud.loop.finetune import distill_step, finetune
+from cloud.loop.finetune import distill_term, finetune
 from cloud.loop.settings import LoopSettings
 from cloud.model.checkpoint import load_checkpoint
 from cloud.training.batches import encode_split
-from cloud.training.trainer import predict_logits
+from cloud.training.trainer import predict_logits, train_step
 from contracts.tokenizer import TextTokenizer, TokenizerSettings
 from tests.cloud.loop.conftest import TinyModel
 
@@ -45,10 +45,14 @@ def test_distill_term_is_zero_against_own_logits_and_positive_otherwise() -> Non
         ce = float(F.cross_entropy(m(ids, mask), labels))
     st = LoopSettings(loop_distill_weight=1.0)
     opt = torch.optim.SGD(m.parameters(), lr=0.0)  # lr 0: the step reports the loss, changes nothing
-    assert distill_step(m, opt, ids, mask, labels, own, st) == pytest.approx(ce, abs=1e-6)
+    assert train_step(m, opt, ids, mask, labels, extra_loss=distill_term(own, st)) == pytest.approx(
+        ce, abs=1e-6
+    )
     other = own.flip(-1) * 3
-    assert distill_step(m, opt, ids, mask, labels, other, st) > ce + 0.1
-    assert distill_step(m, opt, ids, mask, labels, other[:0], st) == pytest.approx(ce, abs=1e-6)
+    assert train_step(m, opt, ids, mask, labels, extra_loss=distill_term(other, st)) > ce + 0.1
+    assert train_step(m, opt, ids, mask, labels, extra_loss=distill_term(other[:0], st)) == pytest.approx(
+        ce, abs=1e-6
+    )
 
 
 def _base_agreement(parent: Path, child: Path) -> float:
