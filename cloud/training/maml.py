@@ -344,6 +344,26 @@ class ParentAnchor:
         return total
 
 
+def _parent_terms(
+    cfg: AdaptConfig | DeepAdaptConfig,
+    module: nn.Module,
+    replay_logits: torch.Tensor,
+    teacher: torch.Tensor | None,
+    rep_rows: np.ndarray,
+    anchor: ParentAnchor | None,
+) -> torch.Tensor:
+    """The terms that keep an adapted model near its parent: ``cfg.kd`` · :func:`kd_loss` of the
+    replay rows against the parent's logits on them, and ``cfg.anchor`` · :class:`ParentAnchor`."""
+    total = torch.zeros(())
+    if cfg.kd > 0 and teacher is not None and len(rep_rows):
+        total = total + cfg.kd * kd_loss(
+            replay_logits, teacher[torch.from_numpy(rep_rows)], cfg.kd_temperature
+        )
+    if anchor is not None:
+        total = total + cfg.anchor * anchor(module)
+    return total
+
+
 def _labels(routes: list[str], fast: FastHead) -> torch.Tensor:
     index = {r: i for i, r in enumerate(fast.routes)}
     return torch.tensor([index[r] for r in routes], dtype=torch.int64)
@@ -379,12 +399,7 @@ def adapt(
         idx = sup_idx + rep
         logits = fast(*both.batch(idx))
         loss = F.cross_entropy(logits, labels_all[idx])
-        if cfg.kd > 0 and teacher is not None and n_rep:
-            loss = loss + cfg.kd * kd_loss(
-                logits[len(sup_idx) :], teacher[torch.from_numpy(rep_rows)], cfg.kd_temperature
-            )
-        if anchor is not None:
-            loss = loss + cfg.anchor * anchor(fast)
+        loss = loss + _parent_terms(cfg, fast, logits[len(sup_idx) :], teacher, rep_rows, anchor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(fast.trainable(), cfg.max_grad_norm)
@@ -638,12 +653,7 @@ def adapt_deep(
         loss = F.cross_entropy(logits, labels_all[idx])
         if cfg.supcon > 0:
             loss = loss + cfg.supcon * supcon_loss(pooled, labels_all[idx], cfg.temperature)
-        if cfg.kd > 0 and teacher is not None and n_rep:
-            loss = loss + cfg.kd * kd_loss(
-                logits[len(sup_idx) :], teacher[torch.from_numpy(rep_rows)], cfg.kd_temperature
-            )
-        if anchor is not None:
-            loss = loss + cfg.anchor * anchor(deep)
+        loss = loss + _parent_terms(cfg, deep, logits[len(sup_idx) :], teacher, rep_rows, anchor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(deep.trainable(), cfg.max_grad_norm)
