@@ -231,8 +231,10 @@ class Agent:
             turn.decision.hard or self.policy(turn.decision.route).handler != Handler.GRAPH
         ):
             prefetch.cancel()  # no confident graph answer ahead: drop it unless it already started
-        await self._embed_new_knowledge()
-        ans = self._from_cache(turn) or self._from_memory(turn)
+        ans = self._from_cache(turn)
+        if ans is None:
+            await self._embed_new_knowledge()  # only a memory search needs it
+            ans = self._from_memory(turn)
         if ans is None and not turn.decision.hard:
             ans = await self._answer_confident(turn)
         if ans is None:
