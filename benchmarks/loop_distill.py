@@ -36,16 +36,13 @@ def _val_accuracy(ckpt: Path, examples: list[Any]) -> float:
 
     from cloud.model.checkpoint import load_checkpoint
     from cloud.training.batches import encode_split
+    from cloud.training.maml import checkpoint_tokenizer
     from cloud.training.trainer import predict_logits
-    from contracts.tokenizer import TextTokenizer, TokenizerSettings
 
     model, meta = load_checkpoint(ckpt)
     set_name = next(iter(meta.adapter_sets))
     names = list(meta.adapter_sets[set_name].routes)
-    tok = TextTokenizer(
-        Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 64)))
-    )
-    enc = encode_split(examples, tok, names)
+    enc = encode_split(examples, checkpoint_tokenizer(meta), names)
     logits = predict_logits(model, set_name, enc, torch.device("cpu"))
     return float((logits.argmax(-1).numpy() == enc.labels).mean())
 

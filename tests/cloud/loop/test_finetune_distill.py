@@ -16,8 +16,8 @@ from cloud.loop.finetune import distill_term, finetune
 from cloud.loop.settings import LoopSettings
 from cloud.model.checkpoint import load_checkpoint
 from cloud.training.batches import encode_split
+from cloud.training.maml import checkpoint_tokenizer
 from cloud.training.trainer import predict_logits, train_step
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
 from tests.cloud.loop.conftest import TinyModel
 
 
@@ -62,7 +62,7 @@ def _base_agreement(parent: Path, child: Path) -> float:
         model, meta = load_checkpoint(ckpt)
         set_name = next(iter(meta.adapter_sets))
         routes = list(meta.adapter_sets[set_name].routes)
-        tok = TextTokenizer(Path(meta.base_path), TokenizerSettings(max_length=32))
+        tok = checkpoint_tokenizer(meta)
         val = [e for e in default_splits(0)["val"] if e.route in routes][:300]
         logits = predict_logits(model, set_name, encode_split(val, tok, routes), torch.device("cpu"))
         preds.append(logits.argmax(-1).numpy())
