@@ -1,7 +1,8 @@
 """New route from k examples: MAML initialisation vs plain fine-tuning from the current adapters.
 
     python benchmarks/bench_loop.py [--base-checkpoint DIR] [--seeds 0 1 2] [--ks 4 8 16]
-        [--deep-ks 16] [--methods plain proto maml top_kd deep deep_sc deep_kd deep_kd_aug] [--dev]
+        [--deep-ks 16] [--methods gate_proto gate_knn gate_lr plain proto proto_margin maml top_kd deep
+        deep_sc deep_kd deep_kd_aug] [--dev]
 
 Side by side in one run, every method with the same adaptation budget (``AdaptConfig``: steps,
 learning rate, replay batch) on the same support examples and the same cached features:
@@ -15,7 +16,13 @@ learning rate, replay batch) on the same support examples and the same cached fe
   budget ``DeepAdaptConfig``), proto initialisation; ``deep_sc`` adds a supervised-contrastive loss;
 - ``top_kd`` / ``deep_kd``: ``proto`` / ``deep`` plus distillation of the parent's old-route logits
   on the replay batch and an L2 anchor to the parent's weights (``deep_kd``: 64 replay/step);
-  ``deep_kd_aug``: ``deep_kd`` plus 2 seeded word/character-drop variants of every support example.
+  ``deep_kd_aug``: ``deep_kd`` plus 2 seeded word/character-drop variants of every support example;
+- ``gate_proto`` / ``gate_knn`` / ``gate_lr``: every parent weight untouched; a side scorer on the
+  parent's centred embedding (cosine to the support mean / to the nearest support example / a
+  class-balanced logistic regression) claims a request for the new route when its score is above a
+  threshold that claims at most 0.2 % of the replay (``cloud.training.route_gate``);
+- ``proto_margin``: ``proto``, then the new output's bias lowered until at most 0.2 % of the replay
+  is routed to it.
 
 ``--dev`` runs the method-selection protocol instead (docs/EVALUATION.md, "New-route method
 selection"): leave one *training* family out, other-route drop on the generator's validation
@@ -69,6 +76,7 @@ from cloud.training.maml import (  # noqa: E402
     grow,
 )
 from cloud.training.new_route import NewRouteConfig  # noqa: E402
+from cloud.training.route_gate import GateConfig, embeddings, fit_gate, lower_new_bias  # noqa: E402
 
 WORK = ROOT / ".autoglm" / "bench" / "loop"
 BASE_RECIPE: dict[str, Any] = {
@@ -86,6 +94,7 @@ KD, ANCHOR = 1.0, 1e-2
 TOP_METHODS: dict[str, AdaptConfig] = {
     "plain": AdaptConfig(),
     "proto": AdaptConfig(),
+    "proto_margin": AdaptConfig(),
     "maml": AdaptConfig(),
     "top_kd": AdaptConfig(kd=KD, anchor=ANCHOR),
 }
@@ -98,11 +107,22 @@ DEEP_METHODS: dict[str, DeepAdaptConfig] = {
     "deep_kd_aug": DeepAdaptConfig(replay_batch=64, kd=KD, anchor=ANCHOR),
 }
 AUGMENT = {"deep_kd_aug": 2}  # altered copies of every support example (cloud.training.augment)
-METHODS = (*TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
+# third round (docs/EVALUATION.md, "Third selection round"): parent weights untouched, a gate claims
+# at most CLAIM_RATE of the replay; ``proto_margin``: proto's new bias lowered to the same rate
+CLAIM_RATE = 0.002
+GATE_METHODS: dict[str, GateConfig] = {
+    "gate_proto": GateConfig(kind="proto", claim_rate=CLAIM_RATE),
+    "gate_knn": GateConfig(kind="knn", claim_rate=CLAIM_RATE),
+    "gate_lr": GateConfig(kind="lr", claim_rate=CLAIM_RATE),
+}
+MARGIN = {"proto_margin": CLAIM_RATE}
+METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
 
 
 def new_route_config(method: str, seed: int = 0, threads: int | None = None) -> NewRouteConfig:
     """The ``train_new_route`` settings of a benchmark method (``maml``: its checkpoint's, ``proto``)."""
+    if method in GATE_METHODS:
+        return NewRouteConfig(method="gate", gate=GATE_METHODS[method], seed=seed, threads=threads)
     if method in DEEP_METHODS:
         return NewRouteConfig(
             method="deep",
@@ -116,6 +136,7 @@ def new_route_config(method: str, seed: int = 0, threads: int | None = None) -> 
         init="plain" if method == "plain" else "proto",
         adapt=TOP_METHODS[method],
         augment=AUGMENT.get(method, 0),
+        margin_rate=MARGIN.get(method),
         seed=seed,
         threads=threads,
     )
@@ -173,14 +194,18 @@ def run_one(
     base_other_acc: float,
     cfg: AdaptConfig,
     adapt_fn: AdaptFn = adapt,
+    margin_rate: float | None = None,
 ) -> Run:
-    """Grow ``fast`` by ``route``, adapt on ``support`` + replay, evaluate on ``evals``."""
+    """Grow ``fast`` by ``route``, adapt on ``support`` + replay, evaluate on ``evals``
+    (``margin_rate``: then lower the new output's bias to claim at most that share of the replay)."""
     t0 = time.perf_counter()
     init = "plain" if method == "plain" else "proto"
     grown = grow(
         fast, route, init=init, support=support, row_init=row_init if method == "maml" else None, seed=seed
     )
     grown = adapt_fn(grown, support, replay, cfg, seed)
+    if margin_rate is not None:
+        lower_new_bias(grown, replay, margin_rate)
     adapt_s = time.perf_counter() - t0
     new, other, para = evals["new"], evals["other"], evals["para"]
     pred_other = grown.predict(other)
@@ -193,6 +218,45 @@ def run_one(
         other_acc,
         100.0 * (base_other_acc - other_acc),
         accuracy(grown.predict(para), para.routes) if len(para) else float("nan"),
+        sum(p == route for p in pred_other) / max(1, len(pred_other)),
+        adapt_s,
+    )
+
+
+def run_one_gate(
+    method: str,
+    k: int,
+    seed: int,
+    route: str,
+    support_emb: Any,
+    replay_emb: Any,
+    evals: dict[str, tuple[Any, list[str], list[str]]],
+    base_other_acc: float,
+    cfg: GateConfig,
+) -> Run:
+    """:func:`run_one` for the gated methods: the parent's weights untouched, a gate fitted on the
+    parent's embeddings of the support and the replay. ``evals``: per set, ``(embeddings, the
+    parent's routes, gold routes)``."""
+    t0 = time.perf_counter()
+    gate = fit_gate(route, support_emb, replay_emb, cfg, seed=seed)
+    adapt_s = time.perf_counter() - t0
+
+    def acc(name: str) -> tuple[float, list[str]]:
+        emb, parent, gold = evals[name]
+        pred = gate.routed(emb, parent)
+        return (accuracy(pred, gold) if gold else float("nan")), pred
+
+    new_acc, _ = acc("new")
+    other_acc, pred_other = acc("other")
+    para_acc, _ = acc("para")
+    return Run(
+        method,
+        k,
+        seed,
+        new_acc,
+        other_acc,
+        100.0 * (base_other_acc - other_acc),
+        para_acc,
         sum(p == route for p in pred_other) / max(1, len(pred_other)),
         adapt_s,
     )
@@ -356,7 +420,7 @@ def dev_other(routes: Sequence[str]) -> list[Example]:
 def select(summary: dict[str, dict[str, Any]], k: int = 16) -> str | None:
     """The rule written before the dev run: highest mean held-back-family accuracy among the
     methods whose mean other-route drop is <= the target; a method within 1 pt of the best that
-    is cheaper (top before deep) wins the tie."""
+    is cheaper (gates, then last adapter + head, then every adapter: ``METHODS``' order) wins the tie."""
     ok = {
         key.split("@")[0]: row["new_acc"]["mean"]
         for key, row in summary.items()
@@ -366,8 +430,8 @@ def select(summary: dict[str, dict[str, Any]], k: int = 16) -> str | None:
         return None
     best = max(ok.values())
     near = [m for m in METHODS if m in ok and ok[m] >= best - 0.01]
-    top = [m for m in near if m in TOP_METHODS]
-    return (top or near)[0]
+    cheap = [m for m in near if m in GATE_METHODS or m in TOP_METHODS]
+    return (cheap or near)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,6 +572,18 @@ def main(argv: list[str] | None = None) -> int:
         else float("nan")
     )
     deep_base = DeepHead.from_model(model, set_name, start) if deep_methods else None
+    # the gated methods read the parent's embeddings (and its routing) of every set, once
+    gate_evals: dict[str, dict[str, tuple[Any, list[str], list[str]]]] = {}
+    replay_emb = embeddings(fast_base, replay_t) if any(m in GATE_METHODS for m in methods) else None
+    if replay_emb is not None:
+        seen: dict[int, tuple[Any, list[str], list[str]]] = {}
+
+        def parent_view(feats: TopFeatures) -> tuple[Any, list[str], list[str]]:
+            if id(feats) not in seen:
+                seen[id(feats)] = (embeddings(fast_base, feats), fast_base.predict(feats), feats.routes)
+            return seen[id(feats)]
+
+        gate_evals = {c: {n: parent_view(f) for n, f in ev.items()} for c, ev in top_evals.items()}
     # the parent's logits on the replay (the distillation target), once for every run
     deep_teacher = (
         deep_base.logits(replay_l)
@@ -538,7 +614,20 @@ def main(argv: list[str] | None = None) -> int:
             for k in args.deep_ks if method in DEEP_METHODS else args.ks:
                 for s in args.seeds:
                     sup = support_of(case, k, s)
-                    if method in DEEP_METHODS:
+                    if method in GATE_METHODS:
+                        assert replay_emb is not None
+                        run = run_one_gate(
+                            method,
+                            k,
+                            s,
+                            NEW_ROUTE,
+                            embeddings(fast_base, top_features(model, set_name, tok, sup)),
+                            replay_emb,
+                            gate_evals[case],
+                            base_other,
+                            GATE_METHODS[method],
+                        )
+                    elif method in DEEP_METHODS:
                         assert deep_base is not None and replay_l is not None
                         aug = augment_support(sup, AUGMENT[method], s) if method in AUGMENT else []
                         sup_all = layer_features(model, set_name, tok, sup + aug, start)
@@ -570,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
                             top_evals[case],
                             base_other,
                             TOP_METHODS[method],
+                            margin_rate=MARGIN.get(method),
                         )
                     per_case.append({"case": case, **asdict(run)})
                     print(
@@ -626,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
                     "deep": {m: asdict(c) for m, c in DEEP_METHODS.items() if m in methods},
                     "adapt": {m: asdict(c) for m, c in TOP_METHODS.items() if m in methods},
                     "augment": {m: v for m, v in AUGMENT.items() if m in methods},
+                    "gate": {m: asdict(c) for m, c in GATE_METHODS.items() if m in methods},
+                    "margin": {m: v for m, v in MARGIN.items() if m in methods},
                     "seeds": args.seeds,
                     "ks": args.ks,
                     "deep_ks": args.deep_ks,
@@ -752,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
         "adapt": {m: asdict(c) for m, c in TOP_METHODS.items() if m in methods},
         "deep": {m: asdict(c) for m, c in DEEP_METHODS.items() if m in methods},
         "augment": {m: v for m, v in AUGMENT.items() if m in methods},
+        "gate": {m: asdict(c) for m, c in GATE_METHODS.items() if m in methods},
+        "margin": {m: v for m, v in MARGIN.items() if m in methods},
         "seeds": args.seeds,
         "ks": args.ks,
         "deep_ks": args.deep_ks,

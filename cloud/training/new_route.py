@@ -7,12 +7,17 @@ MAML"). It refuses a malformed name, a route the checkpoint already has, and —
 Then: encode the support examples and a replay sample of the checkpoint's own routes once (up
 to the last layer's adapter for ``method="top"``, up to the first adapted layer for ``"deep"``),
 initialise the new output (``proto``: from the support examples, scaled as the MAML checkpoint
-learnt, or ``plain``), adapt — ``top``: the last adapter + head
+learnt, or ``plain``; ``margin_rate``: afterwards lower its bias until at most that share of the
+replay is routed to it), adapt — ``top``: the last adapter + head
 (:func:`cloud.training.maml.adapt`); ``deep``: every layer's adapter + head end to end
 (:func:`cloud.training.maml.adapt_deep`); either optionally distils the parent's old-route logits
 on the replay batch and anchors the weights to the parent's (``kd`` / ``anchor`` of its config),
-and ``augment`` adds seeded altered copies of the support (:mod:`cloud.training.augment`) — and
-write an ordinary checkpoint whose route list is one longer. The export pipeline writes that
+and ``augment`` adds seeded altered copies of the support (:mod:`cloud.training.augment`);
+``gate``: no parent weight changes — the router head gets an inert output for the route and a
+calibrated side scorer on the parent's embedding (:mod:`cloud.training.route_gate`, stored under
+``training.new_route.gate``) claims requests for it — and write an ordinary checkpoint whose route
+list is one longer. A gated route is only ever chosen where the gate is applied (it is not exported
+to the edge yet: without it the checkpoint routes exactly as its parent). The export pipeline writes that
 list into the manifest and the router head's output size; the edge names routes from the
 manifest, and a route without a local tool is answered by the cloud's tool service
 (``edge.agent.policy.UNKNOWN_ROUTE``).
@@ -46,6 +51,7 @@ from cloud.training.maml import (
     top_features,
     write_fast_checkpoint,
 )
+from cloud.training.route_gate import GateConfig, embeddings, fit_gate, inert_grown, lower_new_bias
 from cloud.training.trainer import default_threads, make_deterministic
 from contracts.errors import BadRequest
 from contracts.logging import get_logger
@@ -57,17 +63,21 @@ MAX_SUPPORT = 256
 NEW_ROUTE_KEY = "new_route"  # checkpoint training.<key>
 
 
-NEW_ROUTE_METHODS = ("top", "deep")
+NEW_ROUTE_METHODS = ("top", "deep", "gate")
 
 
 @dataclass(frozen=True)
 class NewRouteConfig:
     # "top": the last layer's adapter + head on cached features (``adapt``); "deep": every
-    # layer's adapter + head end to end (``adapt_deep``, budget ``deep``)
+    # layer's adapter + head end to end (``adapt_deep``, budget ``deep``); "gate": parent weights
+    # untouched, a calibrated side scorer claims the route (``route_gate``, settings ``gate``)
     method: str = "top"
     init: str = "proto"  # "proto" (meta-learnt scale when the checkpoint is a MAML one) | "plain"
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     deep: DeepAdaptConfig = field(default_factory=DeepAdaptConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    # "top": lower the new output's bias until at most this share of the replay is routed to it
+    margin_rate: float | None = None
     replay_size: int = 900  # examples of the checkpoint's routes replayed so they are not forgotten
     augment: int = 0  # altered copies of every support example added to the support (cloud.training.augment)
     seed: int = 0
@@ -155,6 +165,7 @@ def train_new_route(
     tokenizer = checkpoint_tokenizer(meta)
     row_init = row_init_of(meta)
     grown: FastHead | DeepHead
+    extra_info: dict[str, object] = {}
     if cfg.method == "top":
         train_f = top_features(model, set_name, tokenizer, support + extra_support)
         sup_f = train_f.subset(range(len(support)))
@@ -163,6 +174,8 @@ def train_new_route(
         t_adapt = time.perf_counter()
         grown = grow(fast, route, init=cfg.init, support=sup_f, row_init=row_init, seed=cfg.seed)
         grown = adapt(grown, train_f, rep_f, cfg.adapt, seed=cfg.seed)
+        if cfg.margin_rate is not None:
+            extra_info["bias_lowered"] = lower_new_bias(grown, rep_f, cfg.margin_rate)
         adapt_s = time.perf_counter() - t_adapt
         with torch.no_grad():
             support_acc = float((grown.logits(sup_f).argmax(-1) == len(grown.routes) - 1).float().mean())
@@ -179,6 +192,18 @@ def train_new_route(
         adapt_s = time.perf_counter() - t_adapt
         support_acc = float((grown.logits(sup_l).argmax(-1) == len(grown.routes) - 1).float().mean())
         steps, lr = cfg.deep.steps, cfg.deep.lr
+    elif cfg.method == "gate":
+        train_f = top_features(model, set_name, tokenizer, support + extra_support)
+        rep_f = top_features(model, set_name, tokenizer, rep)
+        fast = FastHead.from_model(model, set_name)
+        t_adapt = time.perf_counter()
+        sup_e = embeddings(fast, train_f)
+        gate = fit_gate(route, sup_e, embeddings(fast, rep_f), cfg.gate, seed=cfg.seed)
+        grown = inert_grown(fast, route)
+        adapt_s = time.perf_counter() - t_adapt
+        support_acc = float(gate.claims(sup_e[: len(support)]).float().mean())
+        extra_info["gate"] = gate.to_dict()
+        steps, lr = 0, 0.0
     else:
         raise BadRequest(f"new-route method must be one of {list(NEW_ROUTE_METHODS)}, not {cfg.method!r}")
     wall = time.perf_counter() - t0
@@ -188,7 +213,7 @@ def train_new_route(
             "support": len(support),
             "method": cfg.method,
             "init": cfg.init,
-            "adapted_layers": cfg.deep.layers if cfg.method == "deep" else 1,
+            "adapted_layers": {"deep": cfg.deep.layers, "gate": 0}.get(cfg.method, 1),
             "supcon": cfg.deep.supcon if cfg.method == "deep" else 0.0,
             "kd": cfg.deep.kd if cfg.method == "deep" else cfg.adapt.kd,
             "anchor": cfg.deep.anchor if cfg.method == "deep" else cfg.adapt.anchor,
@@ -201,6 +226,8 @@ def train_new_route(
             "seed": cfg.seed,
             "support_accuracy": support_acc,
             "wall_s": round(wall, 2),
+            **({"margin_rate": cfg.margin_rate} if cfg.margin_rate is not None else {}),
+            **extra_info,
         }
     }
     write_fast_checkpoint(model, meta, set_name, grown, Path(out_dir), training_extra=extra)

@@ -229,3 +229,55 @@ def test_methods_map_to_train_new_route_settings_and_the_production_default() ->
     assert bl.select({"top_kd@16": row(0.80, 0.4), "deep_kd@16": row(0.805, 0.2)}) == "top_kd"
     assert bl.select({"deep_kd@16": row(0.80, 0.4), "deep_kd_aug@16": row(0.805, 0.2)}) == "deep_kd"
     assert bl.select({"deep_kd@16": row(0.80, 0.4), "deep_kd_aug@16": row(0.82, 0.2)}) == "deep_kd_aug"
+
+
+def _gate_run(parts: dict[str, Any], support: TopFeatures, cfg: Any) -> Any:
+    from cloud.training.route_gate import embeddings
+
+    fast = parts["fast"]
+    evals = {n: (embeddings(fast, f), fast.predict(f), f.routes) for n, f in parts["evals"].items()}
+    return bl.run_one_gate(
+        "gate_proto",
+        16,
+        0,
+        NEW_ROUTE,
+        embeddings(fast, support),
+        embeddings(fast, parts["replay"]),
+        evals,
+        parts["base_other"],
+        cfg,
+    )
+
+
+def test_gates_that_claim_too_much_or_learn_another_route_miss_their_targets(parts: dict[str, Any]) -> None:
+    from cloud.training.route_gate import GateConfig
+
+    good = _gate_run(parts, parts["support"], bl.GATE_METHODS["gate_proto"])
+    loose = _gate_run(parts, parts["support"], GateConfig(kind="proto", claim_rate=0.5))
+    assert loose.false_new > 0.25 and loose.drop_pt > 5.0
+    assert good.false_new < loose.false_new and good.drop_pt < loose.drop_pt
+    summary = bl.summarise([loose])
+    summary["maml@16"] = summary.pop("gate_proto@16")
+    assert bl.targets(summary, [10.0])["other_drop"] is False
+    # a gate fitted on another route's examples as "support" does not find the held-out families
+    wide = GateConfig(kind="proto", claim_rate=0.05)
+    right = _gate_run(parts, parts["support"], wide)
+    wrong = _gate_run(parts, parts["replay"].subset(range(16)), wide)
+    assert wrong.new_acc < right.new_acc
+
+
+def test_gated_and_margin_methods_map_to_train_new_route_settings() -> None:
+    g = bl.new_route_config("gate_lr", seed=1)
+    assert g.method == "gate" and g.gate.kind == "lr" and g.gate.claim_rate == 0.002 and g.seed == 1
+    assert bl.new_route_config("gate_knn").gate.kind == "knn"
+    m = bl.new_route_config("proto_margin")
+    assert m.method == "top" and m.init == "proto" and m.margin_rate == 0.002
+
+    def row(new: float, drop: float) -> dict[str, object]:
+        return {"new_acc": {"mean": new, "sd": 0.0}, "drop_pt": {"mean": drop, "sd": 0.0}}
+
+    # tie order: the gates first (gate_proto, gate_knn, gate_lr), then the last-adapter methods
+    assert bl.select({"proto@16": row(0.80, 0.4), "gate_lr@16": row(0.795, 0.2)}) == "gate_lr"
+    assert bl.select({"gate_knn@16": row(0.80, 0.4), "gate_proto@16": row(0.795, 0.2)}) == "gate_proto"
+    assert bl.select({"gate_proto@16": row(0.70, 0.4), "proto_margin@16": row(0.80, 0.2)}) == "proto_margin"
+    assert bl.select({"gate_proto@16": row(0.99, 0.6)}) is None

@@ -1,0 +1,232 @@
+"""A new route as a gated side scorer: the parent's weights stay untouched, a calibrated gate claims.
+
+The parent routes a request as before unless the gate claims it for the new route; the other
+routes can then only lose what the gate claims falsely, and its threshold is calibrated so that at
+most a share ``claim_rate`` of the replay (examples of the parent's own routes) is claimed
+(docs/EVALUATION.md, "Third selection round").
+
+**Feature.** The parent's ``embedding`` (the L2-normalised mean-pooled last-layer state: the router
+head's input, normalised, and the exported graph's first output), centred on the replay and
+renormalised: ``z = (e - c) / |e - c|``. A gate is data — centre, vector(s), bias, threshold — so
+it can be applied to the embedding an edge already computes.
+
+**Kinds.** ``proto``: cosine of ``z`` with the normalised mean of the support ``z``; ``knn``: the
+largest cosine with any support example; ``lr``: a class-balanced L2-regularised logistic
+regression (support vs replay), its threshold from out-of-fold replay scores (2 folds).
+
+**Calibration.** With ``n`` calibration scores, ``m = floor(claim_rate * n)``; the threshold is the
+(m+1)-th largest score and the gate claims iff its score is *above* it, so at most ``m``
+calibration examples are claimed. :func:`lower_new_bias` applies the same rule to a grown router
+head's new output (``proto_margin``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from cloud.training.maml import FastHead, TopFeatures, grow
+
+GATE_KINDS = ("proto", "knn", "lr")
+GATE_KEY = "gate"  # checkpoint training.new_route.<key>: the gate's data
+INERT_BIAS = -30.0  # bias of a gated route's router-head output (weight 0): never the argmax
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    kind: str = "proto"  # "proto" | "knn" | "lr"
+    claim_rate: float = 0.002  # share of the calibration examples the gate may claim (q)
+    l2: float = 1e-3  # ``lr``: weight of |w|^2
+    lbfgs_iters: int = 100  # ``lr``: L-BFGS iterations
+    folds: int = 2  # ``lr``: folds of the replay for the out-of-fold calibration scores
+
+
+@dataclass
+class RouteGate:
+    """The new route's claim rule on the parent's embeddings."""
+
+    route: str
+    kind: str
+    centre: torch.Tensor  # [hidden]
+    vectors: torch.Tensor  # proto / lr: [1, hidden]; knn: [support, hidden]
+    bias: float
+    threshold: float
+    claim_rate: float
+    calibration_size: int
+    calibration_claimed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def scores(self, emb: torch.Tensor) -> torch.Tensor:
+        """The gate's score per row of ``emb`` (the parent's L2-normalised embeddings)."""
+        z = centred(emb, self.centre)
+        sims = z @ self.vectors.T
+        if self.kind == "knn":
+            return sims.max(dim=1).values
+        return sims[:, 0] + self.bias
+
+    def claims(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.scores(emb) > self.threshold
+
+    def routed(self, emb: torch.Tensor, parent_routes: Sequence[str]) -> list[str]:
+        """The gated routing: the new route where the gate claims, else the parent's route."""
+        claimed = self.claims(emb).tolist()
+        return [self.route if c else r for c, r in zip(claimed, parent_routes, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "kind": self.kind,
+            "centre": [round(float(x), 7) for x in self.centre],
+            "vectors": [[round(float(x), 7) for x in row] for row in self.vectors],
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "claim_rate": self.claim_rate,
+            "calibration_size": self.calibration_size,
+            "calibration_claimed": self.calibration_claimed,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RouteGate:
+        if d.get("kind") not in GATE_KINDS:
+            raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {d.get('kind')!r}")
+        return cls(
+            route=str(d["route"]),
+            kind=str(d["kind"]),
+            centre=torch.tensor(d["centre"], dtype=torch.float32),
+            vectors=torch.tensor(d["vectors"], dtype=torch.float32),
+            bias=float(d["bias"]),
+            threshold=float(d["threshold"]),
+            claim_rate=float(d["claim_rate"]),
+            calibration_size=int(d["calibration_size"]),
+            calibration_claimed=int(d.get("calibration_claimed", 0)),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+def centred(emb: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    return F.normalize(emb.float() - centre, p=2, dim=-1)
+
+
+@torch.no_grad()
+def embeddings(fast: FastHead, feats: TopFeatures, batch_size: int = 512) -> torch.Tensor:
+    """The parent's ``embedding`` output (L2-normalised mean-pooled last-layer state) from cached
+    top features: what the exported graph returns for the same texts."""
+    was = fast.training
+    fast.eval()
+    out = [
+        F.normalize(fast.pooled(*feats.batch(range(s, min(s + batch_size, len(feats))))), p=2, dim=-1)
+        for s in range(0, len(feats), batch_size)
+    ]
+    fast.train(was)
+    return torch.cat(out) if out else torch.empty((0, fast.head.dense.in_features))
+
+
+def claim_threshold(scores: torch.Tensor, claim_rate: float) -> tuple[float, int]:
+    """``(threshold, m)``: the (m+1)-th largest score, ``m = floor(claim_rate * n)``; a score above
+    the threshold is claimed, so at most ``m`` of ``scores`` are."""
+    n = int(scores.numel())
+    if n == 0:
+        raise ValueError("calibration needs at least one score")
+    if not 0.0 <= claim_rate < 1.0:
+        raise ValueError(f"claim_rate must be in [0, 1), not {claim_rate}")
+    m = math.floor(claim_rate * n + 1e-9)
+    ordered = torch.sort(scores.flatten().float(), descending=True).values
+    return float(ordered[m]), m
+
+
+def fit_logistic(pos: torch.Tensor, neg: torch.Tensor, l2: float, iters: int) -> tuple[torch.Tensor, float]:
+    """``(w, b)`` of a class-balanced logistic regression ``pos`` vs ``neg`` (the mean loss of each
+    class, averaged) with ``l2 * |w|^2``; full-batch L-BFGS from zero (deterministic)."""
+    w = torch.zeros(pos.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+    pos, neg = pos.float(), neg.float()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * (F.softplus(-(pos @ w + b)).mean() + F.softplus(neg @ w + b).mean()) + l2 * (w * w).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    return w.detach(), float(b.detach())
+
+
+def fit_gate(
+    route: str, support: torch.Tensor, replay: torch.Tensor, cfg: GateConfig, seed: int = 0
+) -> RouteGate:
+    """A gate for ``route`` from the parent's embeddings of its ``support`` examples and of the
+    ``replay`` (the parent's routes), calibrated on the replay."""
+    if cfg.kind not in GATE_KINDS:
+        raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {cfg.kind!r}")
+    if not len(support) or not len(replay):
+        raise ValueError("a gate needs support and replay examples")
+    centre = replay.float().mean(0)
+    zs, zr = centred(support, centre), centred(replay, centre)
+    extra: dict[str, Any] = {}
+    if cfg.kind == "proto":
+        vectors, bias = F.normalize(zs.mean(0), p=2, dim=0)[None, :], 0.0
+        cal = zr @ vectors[0]
+    elif cfg.kind == "knn":
+        vectors, bias = zs.clone(), 0.0
+        cal = (zr @ vectors.T).max(dim=1).values
+    else:
+        folds = max(2, cfg.folds)
+        order = np.random.default_rng(seed).permutation(len(zr))
+        cal = torch.empty(len(zr))
+        for f in range(folds):
+            held = torch.from_numpy(order[f::folds].copy())
+            keep = torch.from_numpy(np.setdiff1d(order, order[f::folds]))
+            w_f, b_f = fit_logistic(zs, zr[keep], cfg.l2, cfg.lbfgs_iters)
+            cal[held] = zr[held] @ w_f + b_f
+        w, bias = fit_logistic(zs, zr, cfg.l2, cfg.lbfgs_iters)
+        vectors = w[None, :]
+        extra["support_scores_min"] = float((zs @ w + bias).min())
+    threshold, m = claim_threshold(cal, cfg.claim_rate)
+    gate = RouteGate(
+        route=route,
+        kind=cfg.kind,
+        centre=centre,
+        vectors=vectors,
+        bias=bias,
+        threshold=threshold,
+        claim_rate=cfg.claim_rate,
+        calibration_size=len(zr),
+        calibration_claimed=int((cal > threshold).sum()),
+        extra=extra,
+    )
+    assert gate.calibration_claimed <= m
+    return gate
+
+
+@torch.no_grad()
+def lower_new_bias(fast: FastHead, replay: TopFeatures, claim_rate: float) -> float:
+    """Lower the last (new) output's bias of a grown ``fast`` in place until at most
+    ``floor(claim_rate * n)`` of the ``n`` replay examples have it as their argmax; returns the
+    amount it was lowered by (0 when it already was)."""
+    logits = fast.logits(replay)
+    margin = logits[:, -1] - logits[:, :-1].max(dim=1).values
+    kth, _m = claim_threshold(margin, claim_rate)
+    if kth < 0:
+        return 0.0
+    delta = kth + 1e-4
+    fast.head.out.bias[-1] -= delta
+    return float(delta)
+
+
+def inert_grown(fast: FastHead, route: str) -> FastHead:
+    """``fast`` (the parent's weights, untouched) with ``route`` appended as an inert output
+    (weight 0, bias :data:`INERT_BIAS`): the route list is one longer, the parent's routing and
+    its probabilities are unchanged, and only the gate sends a request to ``route``."""
+    grown = grow(fast, route, init="plain")
+    with torch.no_grad():
+        grown.head.out.weight[-1].zero_()
+        grown.head.out.bias[-1] = INERT_BIAS
+    return grown

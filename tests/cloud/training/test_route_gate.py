@@ -1,0 +1,163 @@
+"""cloud.training.route_gate: the threshold claims at most the calibrated share, each gate kind
+claims a new cluster and not the replay, a gate survives its checkpoint round trip, the bias of a
+grown output is lowered to the same rate, and ``train_new_route(method="gate")`` writes a
+checkpoint one route longer that routes every request exactly as its parent (on a tiny encoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.nn import functional as F
+
+from cloud.data.generator import examples_for_template
+from cloud.data.new_route import NEW_ROUTE, support_set
+from cloud.model.checkpoint import load_checkpoint
+from cloud.training.maml import AdaptConfig, FastHead, checkpoint_tokenizer, grow, top_features
+from cloud.training.new_route import NewRouteConfig, train_new_route
+from cloud.training.route_gate import (
+    GATE_KEY,
+    INERT_BIAS,
+    GateConfig,
+    RouteGate,
+    claim_threshold,
+    embeddings,
+    fit_gate,
+    lower_new_bias,
+)
+from contracts.routes import DEFAULT_ROUTES
+from tests.export.helpers import make_checkpoint
+
+REPLAY = [
+    e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
+]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("gate"), routes=list(DEFAULT_ROUTES), base_dir=tiny_base)
+
+
+def _clusters(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unit vectors: 900 replay around several old directions, 16 support + 40 held-out new ones
+    around a new direction, all sharing a common offset (what centring removes)."""
+    dirs = torch.Generator().manual_seed(0)  # the same routes for every seed; ``seed``: other draws
+    g = torch.Generator().manual_seed(100 + seed)
+    dim = 32
+    common = torch.zeros(dim)
+    common[0] = 3.0
+    olds = torch.randn(6, dim, generator=dirs)
+    new_dir = torch.randn(dim, generator=dirs)
+    replay = common + olds[torch.arange(900) % 6] + 0.6 * torch.randn(900, dim, generator=g)
+    new = common + new_dir + 0.6 * torch.randn(56, dim, generator=g)
+    return F.normalize(replay, dim=-1), F.normalize(new[:16], dim=-1), F.normalize(new[16:], dim=-1)
+
+
+def test_claim_threshold_claims_at_most_the_share() -> None:
+    scores = torch.arange(900, dtype=torch.float32)
+    tau, m = claim_threshold(scores, 0.002)
+    assert m == 1 and int((scores > tau).sum()) == 1 and tau == 898.0
+    tau0, m0 = claim_threshold(scores, 0.0)
+    assert m0 == 0 and int((scores > tau0).sum()) == 0
+    assert int((torch.ones(50) > claim_threshold(torch.ones(50), 0.1)[0]).sum()) == 0  # ties: none
+    with pytest.raises(ValueError):
+        claim_threshold(torch.empty(0), 0.01)
+    with pytest.raises(ValueError):
+        claim_threshold(scores, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["proto", "knn", "lr"])
+def test_each_gate_claims_the_new_cluster_and_at_most_the_share_of_replay(kind: str) -> None:
+    replay, support, held = _clusters()
+    gate = fit_gate(NEW_ROUTE, support, replay, GateConfig(kind=kind, claim_rate=0.01), seed=0)
+    assert gate.calibration_claimed <= 9 and gate.calibration_size == 900
+    assert float(gate.claims(held).float().mean()) >= 0.9
+    fresh, _, _ = _clusters(seed=1)  # other draws of the old routes: not calibrated on
+    assert float(gate.claims(fresh).float().mean()) <= 0.05
+    if kind != "lr":  # the lr gate's threshold is out-of-fold: its own replay is fitted
+        assert int(gate.claims(replay).sum()) == gate.calibration_claimed
+    back = RouteGate.from_dict(gate.to_dict())
+    assert torch.allclose(back.scores(held), gate.scores(held), atol=1e-5)
+    parent = ["calculator"] * len(held)
+    assert gate.routed(held, parent) == [NEW_ROUTE if c else "calculator" for c in gate.claims(held).tolist()]
+
+
+def test_a_wrong_kind_is_refused() -> None:
+    replay, support, _ = _clusters()
+    with pytest.raises(ValueError, match="gate kind"):
+        fit_gate(NEW_ROUTE, support, replay, GateConfig(kind="svm"))
+    with pytest.raises(ValueError, match="gate kind"):
+        RouteGate.from_dict({**fit_gate(NEW_ROUTE, support, replay, GateConfig()).to_dict(), "kind": "x"})
+
+
+def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    fast = FastHead.from_model(model, "default")
+    sup = top_features(model, "default", tok, support_set(8))
+    rep = top_features(model, "default", tok, REPLAY)
+    grown = grow(fast, NEW_ROUTE, init="proto", support=sup)
+    with torch.no_grad():
+        grown.head.out.bias[-1] += 50.0  # the new output wins everything
+    assert grown.predict(rep).count(NEW_ROUTE) == len(rep)
+    delta = lower_new_bias(grown, rep, 0.05)
+    m = int(0.05 * len(rep))
+    assert delta > 0 and grown.predict(rep).count(NEW_ROUTE) <= m
+    assert lower_new_bias(grown, rep, 0.05) == 0.0  # already calibrated
+
+
+def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    support = support_set(16)
+    res = train_new_route(
+        ckpt,
+        NEW_ROUTE,
+        support,
+        tmp_path / "gated",
+        tool_routes=[NEW_ROUTE],
+        config=NewRouteConfig(method="gate", gate=GateConfig(kind="proto", claim_rate=0.01), threads=1),
+        replay=REPLAY,
+    )
+    assert res.routes == [*DEFAULT_ROUTES, NEW_ROUTE]
+    model, meta = load_checkpoint(res.checkpoint_dir)
+    parent, _ = load_checkpoint(ckpt)
+    after = load_file(str(res.checkpoint_dir / "adapters.safetensors"))
+    before = load_file(str(ckpt / "adapters.safetensors"))
+    assert set(after) == set(before)
+    out_w, out_b = "default.heads.router.out.weight", "default.heads.router.out.bias"
+    for k, v in before.items():
+        assert torch.equal(after[k][:-1], v) if k in (out_w, out_b) else torch.equal(after[k], v), k
+    assert float(after[out_w][-1].abs().sum()) == 0.0 and float(after[out_b][-1]) == INERT_BIAS
+    tok = checkpoint_tokenizer(meta)
+    texts = [e.text for e in REPLAY + support]
+    ids, mask = tok(texts)
+    with torch.no_grad():
+        out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+        ref = parent(torch.from_numpy(ids), torch.from_numpy(mask))
+    assert torch.equal(out.route_logits.argmax(-1), ref.route_logits.argmax(-1))  # the parent's routing
+    info = meta.training["new_route"]
+    gate = RouteGate.from_dict(info[GATE_KEY])
+    assert info["method"] == "gate" and info["adapted_layers"] == 0 and gate.kind == "proto"
+    assert info["support_accuracy"] >= 0.25  # tiny random encoder, 1 % of 108 replay claimable
+    # the stored gate applied to the full model's embedding output (what an edge gets) claims like
+    # the cached features it was fitted on
+    claims = gate.claims(out.embedding)
+    n_rep = len(REPLAY)
+    assert float(claims[n_rep:].float().mean()) == pytest.approx(info["support_accuracy"], abs=1 / 16)
+    assert int(claims[:n_rep].sum()) <= int(0.01 * n_rep) + 1
+    fast = FastHead.from_model(parent, "default")
+    cached = embeddings(fast, top_features(parent, "default", tok, REPLAY))
+    assert torch.allclose(cached, out.embedding[:n_rep], atol=2e-2)
+
+
+def test_train_new_route_margin_rate_keeps_the_new_output_off_the_replay(ckpt: Path, tmp_path: Path) -> None:
+    cfg = NewRouteConfig(adapt=AdaptConfig(steps=80, lr=1e-2), margin_rate=0.0, threads=1)
+    res = train_new_route(ckpt, NEW_ROUTE, support_set(16), tmp_path / "m", config=cfg, replay=REPLAY)
+    model, meta = load_checkpoint(res.checkpoint_dir)
+    fast = FastHead.from_model(model, "default")
+    rep = top_features(model, "default", checkpoint_tokenizer(meta), REPLAY)
+    assert fast.predict(rep).count(NEW_ROUTE) == 0
+    assert meta.training["new_route"]["margin_rate"] == 0.0 and "bias_lowered" in meta.training["new_route"]
