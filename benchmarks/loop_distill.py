@@ -34,9 +34,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
 def _val_accuracy(ckpt: Path, examples: list[Any]) -> float:
     import torch
 
-    from cloud.model.checkpoint import load_checkpoint
+    from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
     from cloud.training.batches import encode_split
-    from cloud.training.maml import checkpoint_tokenizer
     from cloud.training.trainer import predict_logits
 
     model, meta = load_checkpoint(ckpt)

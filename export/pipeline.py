@@ -207,16 +207,14 @@ def _load(checkpoint_dir: Path) -> tuple[Any, Any]:
         raise ExportError(f"{checkpoint_dir}: cannot load checkpoint: {exc}") from exc
 
 
-def _tokenizer(base_path: Path, tok_cfg: dict[str, Any]) -> tuple[Path, TextTokenizer, TokenizerSpec]:
+def _tokenizer(base_path: Path, settings: TokenizerSettings) -> tuple[Path, TextTokenizer, TokenizerSpec]:
     tok_file = base_path / "tokenizer.json"
     if not tok_file.is_file():
         raise ExportError(f"base encoder {base_path} has no tokenizer.json (the edge needs it)")
-    known = set(TokenizerSettings.__dataclass_fields__)
-    settings = TokenizerSettings(**{k: v for k, v in tok_cfg.items() if k in known})
     spec = TokenizerSpec(
         max_length=settings.max_length,
         lowercase=settings.lowercase,
-        oov_char_fallback=bool(getattr(settings, "oov_char_fallback", False)),
+        oov_char_fallback=settings.oov_char_fallback,
     )
     return tok_file, TextTokenizer(tok_file, settings), spec
 
@@ -264,7 +262,7 @@ def export_checkpoint(
     set_names = list(meta.adapter_sets)
     default_set = set_names[0]
     mcfg = model.config
-    tok_file, tokenizer, tok_spec = _tokenizer(base_path, meta.tokenizer)
+    tok_file, tokenizer, tok_spec = _tokenizer(base_path, meta.tokenizer_settings())
 
     staging = prepare_out_dir(out_dir)
     work = Path(tempfile.mkdtemp(prefix="autoglm-export-"))

@@ -23,7 +23,7 @@ import torch
 
 from cloud.data import Example, default_splits, detect_lang
 from cloud.loop.settings import LoopSettings
-from cloud.model.checkpoint import load_checkpoint, save_checkpoint
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint, save_checkpoint
 from cloud.training.batches import EncodedSplit, encode_split
 from cloud.training.calibration import fit_temperature
 from cloud.training.config import TrainConfig
@@ -38,7 +38,6 @@ from cloud.training.trainer import (
 )
 from contracts.errors import BadRequest
 from contracts.logging import get_logger
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
 
 log = get_logger("autoglm.cloud.loop.finetune")
 
@@ -112,9 +111,7 @@ def finetune(
     if unknown:  # the pipeline grows the head first (cloud.training.new_route); this is a programming error
         raise BadRequest(f"labels {unknown} are not routes of the checkpoint ({routes})")
     splits = _base_data(meta.training, routes, out_dir / "data")
-    tokenizer = TextTokenizer(
-        Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 64)))
-    )
+    tokenizer = checkpoint_tokenizer(meta)
     rng = random.Random(st.loop_seed)
     frozen = [e for e in splits["test"] if e.route in routes]
     if st.loop_eval_max and len(frozen) > st.loop_eval_max:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from cloud.loop.queue import Triaged
-from cloud.model.checkpoint import load_checkpoint
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
+from contracts.tokenizer import TextTokenizer
 
 
 class ModelTriage:
@@ -20,9 +20,7 @@ class ModelTriage:
         self.set_name = next(iter(meta.adapter_sets))
         info = meta.adapter_sets[self.set_name]
         self.routes, self.temperature = list(info.routes), float(info.temperature) or 1.0
-        self.tokenizer = TextTokenizer(
-            Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 64)))
-        )
+        self.tokenizer = checkpoint_tokenizer(meta)
         self.batch_size = batch_size
 
     @torch.inference_mode()

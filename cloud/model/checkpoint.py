@@ -22,6 +22,7 @@ import yaml
 from cloud.model.autoglm_model import AutoGLMModel
 from cloud.model.base import base_sha256
 from cloud.model.encoder import BertConfig
+from contracts.tokenizer import TextTokenizer, TokenizerSettings
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.yaml"
@@ -51,6 +52,17 @@ class CheckpointMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     format: int = CHECKPOINT_FORMAT
+
+    def tokenizer_settings(self) -> TokenizerSettings:
+        """The tokenizer settings the checkpoint was trained with (``tokenizer`` in checkpoint.yaml;
+        a key it does not record takes :class:`TokenizerSettings`' default, unknown keys are ignored)."""
+        tok = self.tokenizer
+        default = TokenizerSettings()
+        return TokenizerSettings(
+            max_length=int(tok.get("max_length", default.max_length)),
+            lowercase=bool(tok.get("lowercase", default.lowercase)),
+            oov_char_fallback=bool(tok.get("oov_char_fallback", default.oov_char_fallback)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +108,14 @@ class CheckpointMeta:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{where}: malformed checkpoint.yaml ({exc!r})") from exc
+
+
+def checkpoint_tokenizer(meta: CheckpointMeta) -> TextTokenizer:
+    """The tokenizer exactly as the checkpoint was trained with: its base encoder's vocabulary and the
+    settings it recorded. Everything that encodes text for a checkpoint (training, the loop's
+    fine-tune and triage, co-training, export) builds its tokenizer here, so a checkpoint trained
+    with other settings (no lower-casing, no OOV character fallback) is never read with the defaults."""
+    return TextTokenizer(Path(meta.base_path), meta.tokenizer_settings())
 
 
 def save_checkpoint(

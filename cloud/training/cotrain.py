@@ -37,10 +37,10 @@ from torch.nn import functional as F
 
 from cloud.data.paraphrase import train_items
 from cloud.model.autoglm_model import AutoGLMModel, mean_pool
-from cloud.model.checkpoint import load_checkpoint, save_checkpoint
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint, save_checkpoint
 from cloud.training.hop_scorer import question_states
 from contracts.logging import get_logger
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
+from contracts.tokenizer import TextTokenizer
 from skillpack.kg.graph import default_graph
 from skillpack.kg.hop_features import MAX_HOPS, RELATION_NAMES, STOP_INDEX, TYPE_NAMES, relation_descriptions
 from skillpack.kg.schema import RELATIONS
@@ -100,9 +100,7 @@ def cotrain(
     aset_name = model.active
     assert aset_name is not None
     routes = list(model.adapter_set().routes)
-    tok = TextTokenizer(
-        Path(meta.base_path), TokenizerSettings(max_length=int(meta.tokenizer.get("max_length", 128)))
-    )
+    tok = checkpoint_tokenizer(meta)
     items = train_items(seed=0, kg_per_pattern=kg_per_pattern)
     kg = [it for it in items if it.kind == "kg"]
     texts, rows = question_states(default_graph(), kg)

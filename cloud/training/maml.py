@@ -47,27 +47,14 @@ from torch.nn.utils.rnn import pad_sequence
 from cloud.data import Example
 from cloud.model.adapters import AdapterSet, BottleneckAdapter, RouterHead
 from cloud.model.autoglm_model import AutoGLMModel, mean_pool
-from cloud.model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from cloud.model.checkpoint import CheckpointMeta, checkpoint_tokenizer, load_checkpoint, save_checkpoint
 from contracts.errors import BadRequest
 from contracts.logging import get_logger
-from contracts.tokenizer import TextTokenizer, TokenizerSettings
+from contracts.tokenizer import TextTokenizer
 
 log = get_logger("autoglm.cloud.training.maml")
 
 MAML_KEY = "maml"  # checkpoint training.<key>: the meta-learnt new-row initialisation
-
-
-def checkpoint_tokenizer(meta: CheckpointMeta) -> TextTokenizer:
-    """The tokenizer exactly as the checkpoint was trained with."""
-    tok = meta.tokenizer
-    return TextTokenizer(
-        Path(meta.base_path),
-        TokenizerSettings(
-            max_length=int(tok.get("max_length", 128)),
-            lowercase=bool(tok.get("lowercase", True)),
-            oov_char_fallback=bool(tok.get("oov_char_fallback", True)),
-        ),
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from cloud.data import default_splits
 from cloud.loop.finetune import distill_term, finetune
 from cloud.loop.settings import LoopSettings
-from cloud.model.checkpoint import load_checkpoint
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
 from cloud.training.batches import encode_split
-from cloud.training.maml import checkpoint_tokenizer
 from cloud.training.trainer import predict_logits, train_step
 from tests.cloud.loop.conftest import TinyModel
 

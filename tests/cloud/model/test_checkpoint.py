@@ -70,3 +70,31 @@ def test_missing_or_broken_checkpoint_is_named(tmp_path: Path, tiny_base: Path) 
     (ckpt / "adapters.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"missing adapters\.safetensors"):
         load_checkpoint(ckpt)
+
+
+def test_every_reader_tokenizes_as_the_checkpoint_recorded(tiny_base: Path, tmp_path: Path) -> None:
+    """Training, the loop's triage and fine-tune, co-training and export all build their tokenizer
+    with ``checkpoint_tokenizer``: a checkpoint recorded without lower-casing and without the OOV
+    character fallback must not be read with the defaults (the loop's triage used to lower-case)."""
+    from cloud.loop.triage import ModelTriage
+    from cloud.model.checkpoint import checkpoint_tokenizer
+    from contracts.tokenizer import TokenizerSettings
+
+    recorded = {"max_length": 24, "lowercase": False, "oov_char_fallback": False}
+    ckpt = save_checkpoint(
+        _trained_like(tiny_base), tmp_path / "ckpt", base_path=tiny_base, tokenizer=recorded
+    )
+    meta = read_checkpoint_meta(ckpt)
+    want = TokenizerSettings(max_length=24, lowercase=False, oov_char_fallback=False)
+    assert meta.tokenizer_settings() == want
+    tok = checkpoint_tokenizer(meta)
+    assert tok.settings == want
+    assert ModelTriage(ckpt).tokenizer.settings == want
+    text = "START PRESS P-12 " * 10
+    assert tok.encode_ids([text])[0] != TextTokenizer(tiny_base).encode_ids([text])[0]
+    assert len(tok.encode_ids([text])[0]) == 24
+
+    older = save_checkpoint(
+        _trained_like(tiny_base), tmp_path / "old", base_path=tiny_base, tokenizer={"max_length": 32}
+    )
+    assert read_checkpoint_meta(older).tokenizer_settings() == TokenizerSettings(max_length=32)
