@@ -466,9 +466,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from cloud.data.new_route import NEW_ROUTE, load_frozen_new_route_eval, support_set
     from cloud.data.paraphrase import load_frozen_eval
-    from cloud.model.checkpoint import load_checkpoint
+    from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
     from cloud.training.maml import (
-        checkpoint_tokenizer,
         first_adapted_layer,
         layer_features,
         row_init_of,

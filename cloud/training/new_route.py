@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from cloud.data import Example, SplitSpec, default_splits, detect_lang
-from cloud.model.checkpoint import load_checkpoint
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
 from cloud.training.augment import augment_support
 from cloud.training.maml import (
     AdaptConfig,
@@ -43,7 +43,6 @@ from cloud.training.maml import (
     FastHead,
     adapt,
     adapt_deep,
-    checkpoint_tokenizer,
     first_adapted_layer,
     grow,
     layer_features,

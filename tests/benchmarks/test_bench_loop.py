@@ -14,8 +14,8 @@ import torch
 
 from cloud.data.generator import examples_for_template
 from cloud.data.new_route import NEW_ROUTE, load_frozen_new_route_eval, support_set
-from cloud.model.checkpoint import load_checkpoint
-from cloud.training.maml import AdaptConfig, FastHead, TopFeatures, adapt, checkpoint_tokenizer, top_features
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
+from cloud.training.maml import AdaptConfig, FastHead, TopFeatures, adapt, top_features
 from contracts.routes import DEFAULT_ROUTES
 from tests.benchmarks.conftest import load_bench
 from tests.export.helpers import make_checkpoint

@@ -14,8 +14,8 @@ from torch.nn import functional as F
 
 from cloud.data.generator import examples_for_template
 from cloud.data.new_route import NEW_ROUTE, support_set
-from cloud.model.checkpoint import load_checkpoint
-from cloud.training.maml import AdaptConfig, FastHead, checkpoint_tokenizer, grow, top_features
+from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
+from cloud.training.maml import AdaptConfig, FastHead, grow, top_features
 from cloud.training.new_route import NewRouteConfig, train_new_route
 from cloud.training.route_gate import (
     GATE_KEY,
