@@ -57,6 +57,13 @@ OFFLINE_CLOUD = Question("cloud down: climate", "What is the average temperature
 OFFLINE_CLOUD2 = Question(
     "cloud down: again (breaker open)", "What is the average temperature in Harbin in January?"
 )
+# Knowledge the cloud broadcasts as text only (no embedding): edge-b embeds it with its own encoder
+# before its next memory search and can then find it (docs/arch/agent.md, "Long-term knowledge").
+KNOWLEDGE_KEY = "kb:demo-night-shift-handover"
+KNOWLEDGE_TEXT = "The night shift handover for Suzhou line 2 is at 22:00 in the line 2 control room."
+KNOWLEDGE_Q = Question(
+    "cloud-broadcast knowledge on B", "When is the night shift handover for Suzhou line 2?", node="edge-b"
+)
 # a reworded 2-hop graph question (not the wording of QUESTIONS), answered with the learned path scorer;
 # picked among 5 rewordings tried on the MiniLM bundle, 3 of which it answered right (docs/arch/agent.md)
 REWORDED_KG = "PR-111 keeps breaking - who supervises the guy who repairs it?"
@@ -81,6 +88,8 @@ class AskResult:
     )  # the reworded question, learned scorer, cloud down
     # the user confirms edge-a's graph answer; the path's prior on edge-b before / after the fleet sync
     prior_on_b: tuple[float, float] | None = None
+    # the cloud's text-only knowledge on edge-b: embedded there, found by the memory search
+    knowledge: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
@@ -191,6 +200,7 @@ def run_stage_ask(console: Console, fleet: Fleet, heads_from: Path | None = None
     asker = Asker(fleet)
     try:
         _ask_online(console, fleet, asker, res)
+        res.knowledge = _broadcast_knowledge(console, fleet, asker)
         _oip_and_metrics(console, fleet, res)
         _offline(console, fleet, asker, res)
         if heads_from is not None:
@@ -303,6 +313,71 @@ def _confirm_path(
         f"{before:+.3f} → {after:+.3f} after {(time.monotonic() - t0) * 1000:.0f} ms (cloud hub fleet sums)"
     )
     return before, after
+
+
+def _broadcast_knowledge(console: Console, fleet: Fleet, asker: Asker) -> dict[str, Any]:
+    """The cloud broadcasts a knowledge entry as text only; it reaches edge-b over MQTT without an
+    embedding, and edge-b embeds it with its serving encoder before its next memory search (the
+    embedding is local, derived data: the entry's version stays, nothing is re-published). Then a
+    question about it is asked on edge-b; the memory step shows whether the search found it."""
+    import httpx
+
+    from contracts.memory import KnowledgeRecord
+
+    hub = fleet.cloud.hub if fleet.cloud else None
+    if hub is None:
+        return {}
+    node = fleet.nodes[KNOWLEDGE_Q.node]
+    store = node.sync.store
+
+    def embedded() -> float:
+        text = httpx.get(f"{node.url}/metrics", timeout=10).text
+        return _metric_sum(text, "autoglm_edge_agent_knowledge_embedded_total")
+
+    before = embedded()
+    now = hub.clock.now().pack()
+    t0 = time.monotonic()
+    hub.broadcast_memory(
+        [
+            KnowledgeRecord(
+                key=KNOWLEDGE_KEY, text=KNOWLEDGE_TEXT, source="cloud:demo", created=now, updated=now
+            )
+        ]
+    )
+    arrived = wait_for(
+        lambda: store.get(KNOWLEDGE_KEY), 30, "the broadcast knowledge to reach edge-b over MQTT", "ask"
+    )
+    arrival_ms = (time.monotonic() - t0) * 1000
+    ans = asker.ask(KNOWLEDGE_Q)
+    stored = store.get(KNOWLEDGE_KEY)
+    hits = next((s.get("hits") or [] for s in ans["steps"] if s.get("kind") == "memory"), [])
+    hit = next((h for h in hits if h.get("key") == KNOWLEDGE_KEY), None)
+    out = {
+        "arrived_without_embedding": arrived.embedding is None,
+        "embedded": embedded() - before,
+        "embedded_locally": stored is not None and stored.embedding is not None,
+        "version_kept": stored is not None and stored.updated == arrived.updated,
+        "source": ans["source"],
+        "similarity": None if hit is None else hit.get("similarity"),
+        "arrival_ms": arrival_ms,
+    }
+    console.print(
+        f"cloud broadcast {KNOWLEDGE_KEY!r} (text only) → edge-b in {arrival_ms:.0f} ms, "
+        f"embedding {'none' if out['arrived_without_embedding'] else 'sent'}; edge-b embedded "
+        f"{out['embedded']:.0f} entr{'y' if out['embedded'] == 1 else 'ies'} before its memory search "
+        f"(version kept: {out['version_kept']})"
+    )
+    found = (
+        f"[green]memory hit[/] similarity {hit['similarity']}"
+        if hit is not None
+        else "[yellow]no memory hit[/] (below agent_memory_threshold)"
+    )
+    console.print(
+        f"  edge-b: {KNOWLEDGE_Q.text!r} → {found}; answered from [bold]{ans['source']}[/] "
+        f"({str(ans['answer'])[:120]!r})",
+        highlight=False,
+    )
+    return out
 
 
 def _oip_and_metrics(console: Console, fleet: Fleet, res: AskResult) -> None:

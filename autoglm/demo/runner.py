@@ -186,6 +186,13 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
                 "confirmed graph path → prior on edge-b",
                 f"{a.prior_on_b[0]:+.3f} → {a.prior_on_b[1]:+.3f} (fleet path priors over MQTT)",
             )
+        if a.knowledge:
+            k = a.knowledge
+            sim = "no memory hit" if k["similarity"] is None else f"memory hit {k['similarity']}"
+            t.add_row(
+                "cloud knowledge (text only) → edge-b",
+                f"embedded there: {k['embedded_locally']}; question → {sim}, answered {k['source']}",
+            )
         t.add_row("OIP v2 outputs", str(a.oip.get("outputs")))
         if a.metrics_burst:
             t.add_row(

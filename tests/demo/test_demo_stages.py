@@ -97,6 +97,11 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert a.cache_hit_on_b and a.hard_example_received
     # the user confirmed edge-a's graph answer: its path's prior rose on edge-b through the cloud hub
     assert a.prior_on_b is not None and a.prior_on_b[1] > a.prior_on_b[0]
+    # knowledge the cloud broadcast as text only was embedded on edge-b before its memory search,
+    # keeping its version (the tiny random model decides nothing about whether it is then found)
+    k = a.knowledge
+    assert k["arrived_without_embedding"] and k["embedded_locally"] and k["version_kept"]
+    assert k["embedded"] == 1
     assert {"embedding", "route_logits"} <= set(a.oip["outputs"])
     assert a.metrics["semantic_cache_hits"] >= 1 and a.metrics["hard_examples_queued"] >= 1
     assert a.metrics_burst["ok"] == a.metrics_burst["requests"] and a.metrics_burst["batches"] >= 1
