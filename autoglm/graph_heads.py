@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any
 from contracts.logging import get_logger
 
 if TYPE_CHECKING:
+    from contracts.memory import FleetPathPrior
     from export.pipeline import GraphHeads
 
 log = get_logger("autoglm.graph_heads")
 
 
-def trainer(seed: int = 0, max_s: float | None = None) -> GraphHeads:
+def trainer(
+    seed: int = 0, max_s: float | None = None, priors: list[FleetPathPrior] | None = None
+) -> GraphHeads:
     """A ``GraphHeads`` callable: trains the heads on the staged bundle's encoder (``parent``: the
     full bundle of an adapter update), seeded, failing past ``max_s`` seconds (default:
-    ``ExportSettings.graph_heads_max_s``)."""
+    ``ExportSettings.graph_heads_max_s``); ``priors``: the fleet's path feedback sums the path
+    scorer trains with (``cloud.training.path_priors``)."""
     from cloud.training.hop_scorer import train_and_attach
     from edge.agent.routing import KeywordRouter
     from export.settings import ExportSettings
@@ -37,6 +41,7 @@ def trainer(seed: int = 0, max_s: float | None = None) -> GraphHeads:
             seed=seed,
             keyword_confidence=lambda text: keyword.route(text)[1],
             max_s=limit,
+            priors=priors,
         )
         log.info("graph heads trained on %s in %s s", bundle_dir, metrics["seconds"])
         return metrics

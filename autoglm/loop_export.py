@@ -48,7 +48,7 @@ def _heads(req: ExportRequest) -> Any:
         return None
     from autoglm.graph_heads import trainer
 
-    return trainer()
+    return trainer(priors=req.fleet_priors)
 
 
 def _with_heads(bundle: Path, report: dict[str, Any]) -> dict[str, Any]:

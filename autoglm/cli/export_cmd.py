@@ -46,6 +46,14 @@ def _print_heads(m: dict[str, Any]) -> None:
         f"scope gate out-of-fold abstention {scope.get('oof_nonsense_abstention')}, "
         f"false abstention {scope.get('oof_false_abstention')}, threshold {scope.get('threshold')}"
     )
+    fleet = hop.get("fleet_priors")
+    if fleet is not None:
+        console.print(
+            f"fleet path priors: {fleet['paths']} paths read (digest {fleet['digest']}); "
+            f"{fleet['weighted_questions']} questions weighted up "
+            f"({fleet['confirmed_paths']} confirmed paths), {fleet['margin_questions']} "
+            f"with a rejected path's margin ({fleet['rejected_paths']} rejected paths)"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -104,6 +112,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         seed: Annotated[int, typer.Option(help="Seed of the --graph-heads training.")] = 0,
+        fleet_priors_db: Annotated[
+            Path | None,
+            typer.Option(
+                "--fleet-priors-db",
+                help="With --graph-heads: train the path scorer with the fleet's path feedback sums "
+                "read from the cloud sync hub's SQLite file (sync_db_path).",
+            ),
+        ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
         """Export a checkpoint to an ONNX bundle (manifest, graph, adapters, tokenizer, signature)."""
@@ -117,7 +133,17 @@ def register(app: typer.Typer) -> None:
                 fail("--graph-heads needs a full export (not --parent)", 2)
             from autoglm.graph_heads import trainer
 
-            heads = trainer(seed=seed)
+            priors = None
+            if fleet_priors_db is not None:
+                from cloud.sync.repository import read_fleet_priors
+
+                try:
+                    priors = read_fleet_priors(fleet_priors_db)
+                except FileNotFoundError as exc:
+                    fail(str(exc), 2)
+            heads = trainer(seed=seed, priors=priors)
+        elif fleet_priors_db is not None:
+            fail("--fleet-priors-db needs --graph-heads", 2)
         texts = labels = None
         if eval_jsonl is not None:
             from cloud.data import load_jsonl

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud.db.engine import Database
 from cloud.fleet.channel import CommandChannel
@@ -22,6 +24,9 @@ from cloud.store.cas import BlobStore
 from cloud.tools.builtins import register_builtins
 from cloud.tools.registry import ToolRegistry
 from cloud.tools.service import ToolService
+
+if TYPE_CHECKING:
+    from cloud.sync.settings import CloudSyncSettings
 
 
 @dataclass
@@ -162,6 +167,16 @@ class CloudServices:
         self.db.dispose()
 
 
+def hub_db_path(settings: CloudSettings, sync_settings: CloudSyncSettings | None = None) -> Path:
+    """The sync hub's database file: ``sync_db_path`` when set explicitly, else next to ours
+    (``data_dir/sync.sqlite3``). The hub opens it; the loop worker reads the fleet's path
+    priors from it."""
+    from cloud.sync.settings import CloudSyncSettings
+
+    s = sync_settings or CloudSyncSettings()
+    return s.sync_db_path if "sync_db_path" in s.model_fields_set else settings.data_dir / "sync.sqlite3"
+
+
 def attach_mqtt(settings: CloudSettings, fleet: FleetService, *, client_suffix: str = "") -> object:
     """Create the MQTT sync hub for ``settings`` and attach the fleet to it (started by the app).
 
@@ -175,11 +190,9 @@ def attach_mqtt(settings: CloudSettings, fleet: FleetService, *, client_suffix: 
     if client_suffix:
         client_id = f"{sync_settings.sync_mqtt_client_id}-{client_suffix}"
         sync_settings = sync_settings.model_copy(update={"sync_mqtt_client_id": client_id})
-    # The hub's own database path wins when set explicitly; otherwise it lives next to ours.
-    db_path = sync_settings.sync_db_path if "sync_db_path" in sync_settings.model_fields_set else None
     sync = CloudSync(
         sync_settings,
-        db_path or settings.data_dir / "sync.sqlite3",
+        hub_db_path(settings, sync_settings),
         host=settings.mqtt_host,
         port=settings.mqtt_port,
         ledger=fleet.ledger,  # one command ledger: the fleet's, in our database

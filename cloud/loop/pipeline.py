@@ -34,10 +34,12 @@ from cloud.rollout.schemas import AnalysisConfig, RolloutCreate
 from cloud.rollout.service import RolloutService
 from cloud.rollout.states import RolloutState
 from cloud.store.cas import BlobStore
+from cloud.training.path_priors import prior_summary
 from contracts.bundle import open_bundle, sha256_file
 from contracts.errors import AutoGLMError
 from contracts.logging import get_logger
 from contracts.loop import JobOut, JobOutcome, JobStage, JobState
+from contracts.memory import FleetPathPrior
 
 log = get_logger("autoglm.cloud.loop.pipeline")
 
@@ -65,6 +67,7 @@ class ExportRequest:
     eval_labels: list[str]
     sign_key: Path | None
     graph_heads: bool = False  # train the graph heads on the new encoder (production carries them)
+    fleet_priors: list[FleetPathPrior] | None = None  # the fleet's path feedback sums, for the heads
 
 
 class Exporter(Protocol):
@@ -99,6 +102,14 @@ def _carries_heads(production: VersionOut, full_dir: Path) -> bool:
     ancestor's (materialised in ``full_dir``)."""
     own = any(f.path == "hop_scorer.json" for f in production.files)
     return own or "hop_scorer" in open_bundle(full_dir, verify=False).manifest.graphs
+
+
+def _priors_used(priors: list[FleetPathPrior], guard: dict[str, Any]) -> dict[str, Any]:
+    """What the version's lineage records of the fleet priors: the head trainer's account (paths
+    read, digest, how many acted) from the export report, else the count and digest read."""
+    heads = guard.get("graph_heads") or {}
+    used = (heads.get("hop_scorer") or {}).get("fleet_priors")
+    return dict(used) if used else prior_summary(priors)
 
 
 def next_minor(versions: list[str]) -> str:
@@ -138,6 +149,7 @@ class LoopPipeline:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         tool_routes: Callable[[], list[str]] | None = None,
+        fleet_priors: Callable[[], list[FleetPathPrior]] | None = None,
     ) -> None:
         self.jobs, self.queue, self.registry, self.rollouts = jobs, queue, registry, rollouts
         self.fleet, self.store, self.settings = fleet, store, settings
@@ -151,6 +163,7 @@ class LoopPipeline:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.tool_routes: Callable[[], list[str]] = tool_routes or (lambda: [])
+        self.fleet_priors = fleet_priors  # the sync hub's path-prior sums (the worker wires its file)
         self.actor = "loop"
 
     # -- entry --------------------------------------------------------------------------------------
@@ -211,6 +224,8 @@ class LoopPipeline:
         ckpt = self.find_checkpoint(str(parent.lineage.get("checkpoint_sha256") or ""), parent)
         full = self._full_ancestor(parent)
         parent_dir = self._materialise(full, work / "parent")
+        heads = st.loop_graph_heads and _carries_heads(parent, parent_dir)
+        priors = self._read_fleet_priors(jid) if heads else None
         self.jobs.report(
             jid,
             stage=JobStage.TRAINING,
@@ -268,10 +283,12 @@ class LoopPipeline:
                 eval_texts=res.eval_texts,
                 eval_labels=res.eval_labels,
                 sign_key=st.loop_sign_key,
-                graph_heads=st.loop_graph_heads and _carries_heads(parent, parent_dir),
+                graph_heads=heads,
+                fleet_priors=priors,
             )
         )
         metrics = {**metrics, "guard": guard}
+        lineage_priors = {} if priors is None else {"fleet_priors": _priors_used(priors, guard)}
         self.jobs.report(
             jid, stage=JobStage.REGISTERING, progress=0.75, metrics=metrics, message="guard passed"
         )
@@ -285,6 +302,7 @@ class LoopPipeline:
                 "dataset_version": dataset.version,
                 "loop_job": jid,
                 "loop_metrics": metrics,
+                **lineage_priors,
             },
             tags={"loop_job": str(jid)},
         )
@@ -297,6 +315,19 @@ class LoopPipeline:
         )
         shutil.rmtree(work, ignore_errors=True)
         return self._canary(self.jobs.get(jid))
+
+    def _read_fleet_priors(self, jid: int) -> list[FleetPathPrior] | None:
+        """The fleet's path feedback sums at the job's start (``loop_fleet_priors``), for the heads."""
+        if not self.settings.loop_fleet_priors or self.fleet_priors is None:
+            return None
+        priors = self.fleet_priors()
+        s = prior_summary(priors)
+        self.jobs.report(
+            jid,
+            message=f"fleet path priors: {s['paths']} paths ({s['confirmed']} confirmations, "
+            f"{s['rejected']} rejections; digest {s['digest']}) for the graph heads",
+        )
+        return priors
 
     def _grow_routes(self, jid: int, ckpt: Path, hard: list[tuple[str, str]]) -> Path:
         """Labels naming routes the production model lacks (the queue let them in because a tool

@@ -104,6 +104,12 @@ class LoopSettings(AutoGLMSettings):
         description="When the production bundle carries the learned graph heads (hop_scorer), train new "
         "ones on the job's encoder (its adapters shift the embeddings) and ship them in the new version.",
     )
+    loop_fleet_priors: bool = Field(
+        default=True,
+        description="A job that trains graph heads reads the fleet's path feedback sums from the sync hub's "
+        "database at its start and trains the path scorer with them (confirmed paths weighted up, rejected "
+        "ones a margin); the new version's lineage records their count and digest.",
+    )
     loop_sign_key: Path | None = Field(
         default=None,
         description="Ed25519 key the worker signs new bundles with (needed when bundle_public_key is set).",

@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from cloud.api.container import CloudServices
+from cloud.api.container import CloudServices, hub_db_path
 from cloud.loop.pipeline import Exporter, Finetuner, LoopPipeline
 from cloud.loop.queue import TriageFn
 from cloud.settings import CloudSettings
+from cloud.sync.repository import read_fleet_priors
 from contracts.logging import get_logger
 from contracts.loop import JobState
+from contracts.memory import FleetPathPrior
 
 log = get_logger("autoglm.cloud.loop.worker")
 
@@ -32,6 +34,16 @@ def worker_services(settings: CloudSettings) -> CloudServices:
     svc.fleet.may_send = lambda: False  # commands wait in the ledger (queued) for the leader
     svc.rollouts.leading = lambda: False  # the leader's loop drives the rollout
     return svc
+
+
+def hub_fleet_priors(settings: CloudSettings) -> list[FleetPathPrior]:
+    """The fleet's path feedback sums in the sync hub's database (``cloud.api.container.hub_db_path``),
+    read through its repository; none when no hub has written that file yet."""
+    path = hub_db_path(settings)
+    if not path.is_file():
+        log.info("no sync hub database at %s: no fleet path priors", path)
+        return []
+    return read_fleet_priors(path)
 
 
 def new_worker_id() -> str:
@@ -67,6 +79,7 @@ class LoopWorker:
             finetuner=finetuner,
             stop=self.stop,
             tool_routes=lambda: [t.route for t in svc.tools.registry.all() if t.route],
+            fleet_priors=lambda: hub_fleet_priors(svc.settings),
         )
         if triage_factory is None:
             from cloud.loop.triage import ModelTriage

@@ -379,6 +379,10 @@ class SyncRepository:
             for r in rows
         ]
 
+    def fleet_priors(self) -> list[FleetPathPrior]:
+        """Every path's fleet sum, ordered by (start type, path): what a training run reads."""
+        return sorted(self.fleet_priors_since(None), key=lambda p: (p.start_type, p.relations))
+
     def path_prior(self, node_id: str, start_type: str, relations: tuple[str, ...]) -> tuple[int, int] | None:
         """One node's stored (confirmed, rejected) for a path."""
         with self._lock:
@@ -439,3 +443,17 @@ class SyncRepository:
             q, a = q + " WHERE node_id = ?", (node_id,)
         with self._lock:
             return int(self._db.execute(q, a).fetchone()[0])
+
+
+def read_fleet_priors(path: Path | str) -> list[FleetPathPrior]:
+    """The fleet's path-prior sums stored in the hub's file at ``path`` (opened through this
+    repository, read, closed): what a training run outside the hub's process reads
+    (``cloud.loop``, ``autoglm export --graph-heads --fleet-priors-db``). A missing file is an
+    error (:class:`FileNotFoundError`): it would be created empty."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no sync hub database at {path}")
+    repo = SyncRepository(path)
+    try:
+        return repo.fleet_priors()
+    finally:
+        repo.close()

@@ -45,7 +45,9 @@ from torch import nn
 
 from cloud.data.paraphrase import UNSURE, ParaItem, train_items
 from cloud.model.hop_scorer import HopScorer, PathScorer, ScopeGate, ScopeGate3, ScopeHead
+from cloud.training.path_priors import training_plan, weighted_loss
 from contracts.logging import get_logger
+from contracts.memory import FleetPathPrior
 from skillpack.kg.graph import KnowledgeGraph, default_graph
 from skillpack.kg.hop_features import (
     MAX_HOPS,
@@ -449,8 +451,12 @@ def train_path_scorer(
     exclude_families: set[str] | None = None,
     phrases: bool = True,
     verbal_examples: bool = False,
+    priors: list[FleetPathPrior] | None = None,
 ) -> tuple[PathScorer, dict[str, Any]]:
-    """Train the path scorer on the training families (+ training-only describe requests)."""
+    """Train the path scorer on the training families (+ training-only describe requests).
+    ``priors``: the fleet's path feedback sums (``cloud.training.path_priors``: questions of
+    confirmed paths weighted up, rejected paths a margin where they compete; bounded); ``None``
+    or priors that touch no training question train exactly as without."""
     torch.manual_seed(seed)
     graph = graph or default_graph()
     t0 = time.perf_counter()
@@ -463,6 +469,9 @@ def train_path_scorer(
         texts = texts + v_texts
         emb = torch.cat([emb, torch.from_numpy(np.asarray(embed(v_texts), dtype=np.float32))])
         types, gold, mask = torch.cat([types, v_types]), torch.cat([gold, v_gold]), torch.cat([mask, v_mask])
+    plan, prior_metrics = (
+        (None, None) if priors is None else training_plan(priors, all_schema_paths(), gold, mask)
+    )
     keys = torch.from_numpy(np.asarray(embed(relation_key_phrases()), dtype=np.float32)) if phrases else None
     win, wmask = window_tensors(texts, embed) if phrases else (None, None)
     t = path_tables(embed, prototypes, exclude_families)
@@ -490,8 +499,14 @@ def train_path_scorer(
                 emb[idx],
                 types[idx],
                 *((win[idx], wmask[idx]) if win is not None and wmask is not None else ()),
-            ).masked_fill(~mask[idx], -1e4)
-            loss = loss_fn(logits, gold[idx])
+            )
+            if plan is not None:  # rejected paths compete with a margin (logit-adjusted loss)
+                logits = logits + plan.margins[idx]
+            logits = logits.masked_fill(~mask[idx], -1e4)
+            if plan is None:
+                loss = loss_fn(logits, gold[idx])
+            else:
+                loss = weighted_loss(logits, gold[idx], plan.weights[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -517,6 +532,8 @@ def train_path_scorer(
         "verbal_examples": verbal_examples,
         "scorer": "path",
     }
+    if prior_metrics is not None:
+        metrics["fleet_priors"] = prior_metrics
     return model, metrics
 
 
@@ -1367,6 +1384,7 @@ def train_heads(
     parent: Path | None = None,
     max_s: float | None = None,
     scope_gate: int | None = None,
+    priors: list[FleetPathPrior] | None = None,
 ) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
     """Train the graph scorer and the abstention head on the bundle's own encoder and export
     them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is a
@@ -1375,7 +1393,10 @@ def train_heads(
     (the selected feature gate) or 2 (kNN + keyword), default ``SHIPPED_SCOPE_GATE``; else the
     MLP scope head (/1). ``parent``: the full bundle of an adapter update.
     ``max_s``: raise :class:`HeadTrainingTimeout` once training has run that long (checked after
-    every embedding chunk and between the two heads)."""
+    every embedding chunk and between the two heads). ``priors``: the fleet's path feedback
+    sums for the path scorer (``train_path_scorer``); the per-hop scorer does not read them."""
+    if priors and scorer != "path":
+        raise ValueError("fleet path priors are read by the path scorer only (scorer='path')")
     started = time.monotonic()
     embed = CachedEmbed(_deadline_embed(bundle_embedder(bundle_dir, parent=parent), started, max_s))
     items = train_items(seed=seed)
@@ -1383,7 +1404,7 @@ def train_heads(
     prior = DEFAULT_LENGTH_PRIOR[scorer] if prior is None else prior
     heads: list[tuple[Path, Path]] = []
     if scorer == "path":
-        path_model, metrics = train_path_scorer(embed, items=items, seed=seed, phrases=phrases)
+        path_model, metrics = train_path_scorer(embed, items=items, seed=seed, phrases=phrases, priors=priors)
         heads.append(export_path_scorer(path_model, out, metrics, length_bias=prior))
     else:
         hop_model, metrics = train_hop_scorer(
@@ -1431,16 +1452,23 @@ def train_and_attach(
     seed: int = 0,
     keyword_confidence: Callable[[str], float] | None = None,
     max_s: float | None = None,
+    priors: list[FleetPathPrior] | None = None,
 ) -> dict[str, Any]:
     """Train the shipped heads (default scorer and length prior) on ``bundle_dir``'s encoder —
     for an adapter update (``parent`` given), the parent's graph with the update's adapters —
     write them into the bundle and list them in its manifest (unsigned: the caller signs after).
+    ``priors``: the fleet's path feedback sums (recorded in ``hop_scorer.fleet_priors``).
     Returns the trainers' metrics plus the wall time; what ``export --graph-heads`` and the
     learning loop record."""
     t0 = time.perf_counter()
     random.seed(seed)
     heads, metrics = train_heads(
-        bundle_dir, seed=seed, keyword_confidence=keyword_confidence, parent=parent, max_s=max_s
+        bundle_dir,
+        seed=seed,
+        keyword_confidence=keyword_confidence,
+        parent=parent,
+        max_s=max_s,
+        priors=priors,
     )
     if math.isnan(float(metrics["hop_scorer"]["train_loss"])):
         raise ValueError("graph-head training diverged (hop scorer loss is NaN)")
@@ -1486,8 +1514,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-adaptive", action="store_true", help="per-hop scorer: no adaptive question-relation graph"
     )
+    ap.add_argument(
+        "--fleet-priors-db",
+        type=Path,
+        help="path scorer: train with the fleet's path feedback sums read from the cloud sync hub's "
+        "SQLite file (sync_db_path)",
+    )
     args = ap.parse_args(argv)
     random.seed(args.seed)
+    priors = None
+    if args.fleet_priors_db is not None:
+        from cloud.sync.repository import read_fleet_priors
+
+        priors = read_fleet_priors(args.fleet_priors_db)
     heads, metrics = train_heads(
         args.bundle,
         seed=args.seed,
@@ -1498,6 +1537,7 @@ def main(argv: list[str] | None = None) -> int:
         fusion=args.fusion,
         adaptive=not args.no_adaptive,
         out=args.out,
+        priors=priors,
     )
     if args.attach:
         attach_to_bundle(args.bundle, heads, args.sign_key)

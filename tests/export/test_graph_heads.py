@@ -1,7 +1,8 @@
 """`autoglm export --graph-heads` through the real CLI: the learned graph heads (path scorer +
 scope gate) are trained on the freshly exported encoder and attached before signing, so the
 signed bundle verifies with the heads in its file table; the edge agent loads the learned
-scorer from it; a failing trainer stops the export with one line and leaves no bundle."""
+scorer from it; a failing trainer stops the export with one line and leaves no bundle; with
+``--fleet-priors-db`` the path scorer trains with the fleet's path feedback sums."""
 
 from __future__ import annotations
 
@@ -69,3 +70,52 @@ def test_graph_heads_time_limit(tmp_path: Path, tiny_ckpt: Path, monkeypatch: py
     code, out = _run("export", tiny_ckpt, "--out", tmp_path / "b", "--graph-heads", "-q")
     assert code == 2 and "graph heads: training failed: HeadTrainingTimeout" in out, out
     assert "past its limit" in out and not (tmp_path / "b").exists()
+
+
+def test_export_reads_the_fleets_path_priors_from_the_hub_database(
+    tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--fleet-priors-db``: the path scorer trains with the fleet sums stored in the sync hub's
+    file (written through its repository, as the hub does); the manifest records their count and
+    digest. Fewer training questions (one per pattern): the wiring is the point."""
+    import functools
+
+    from cloud.data.paraphrase import train_items
+    from cloud.sync.repository import SyncRepository
+    from cloud.training.path_priors import priors_digest
+    from contracts.envelope import ContentType
+    from contracts.hlc import HybridClock
+    from contracts.memory import PathPriorRecord
+
+    monkeypatch.setattr(
+        "cloud.training.hop_scorer.train_items",
+        functools.partial(train_items, kg_per_pattern=1, route_per_template=1),
+    )
+    db = tmp_path / "sync.sqlite3"
+    code, out = _run("export", tiny_ckpt, "--out", tmp_path / "x", "--graph-heads", "--fleet-priors-db", db)
+    assert code == 2 and "no sync hub database" in out and not db.exists(), out
+    code, out = _run("export", tiny_ckpt, "--out", tmp_path / "x", "--fleet-priors-db", db)
+    assert code == 2 and "--fleet-priors-db needs --graph-heads" in out, out
+
+    repo = SyncRepository(db)
+    clock = HybridClock("node-a")
+    records = [
+        PathPriorRecord(
+            node="node-a",
+            start_type="machine",
+            relations=path,
+            confirmed=c,
+            rejected=r,
+            updated=clock.now().pack(),
+        )
+        for path, c, r in ((("maintained_by",), 12, 0), (("operated_by",), 0, 7))
+    ]
+    repo.apply_message(node_id="node-a", seq=1, msg_id="m1", kind=ContentType.PATH_PRIOR, records=records)
+    digest = priors_digest(repo.fleet_priors())
+    repo.close()
+
+    code, out = _run("export", tiny_ckpt, "--out", tmp_path / "b", "--graph-heads", "--fleet-priors-db", db)
+    assert code == 0, out
+    assert f"fleet path priors: 2 paths read (digest {digest})" in out
+    fleet = open_bundle(tmp_path / "b").manifest.metrics.export["graph_heads"]["hop_scorer"]["fleet_priors"]
+    assert fleet["digest"] == digest and fleet["weighted_questions"] >= 1 and fleet["margin_questions"] >= 1

@@ -1,17 +1,22 @@
 """The learning loop keeps the learned graph heads: when the production bundle carries them, the
 job's new version (an adapter update: new adapters shift the embeddings the heads read) ships
 heads of its own, trained on the parent's graph with the new adapters, covered by the update's
-manifest; the edge's learned scorer loads from the materialised version."""
+manifest; the edge's learned scorer loads from the materialised version. The job reads the fleet's
+path feedback sums at its start from the sync hub's database (filled by a node over a real
+Mosquitto, the normal ingestion path) and trains the path scorer with them: the version's
+lineage records how many there were, their digest and how many training questions they moved."""
 
 from __future__ import annotations
 
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cloud.data.paraphrase import train_items
+from cloud.sync.hub import CloudSync
 from cloud.training.hop_scorer import (
     CachedEmbed,
     attach_to_bundle,
@@ -21,14 +26,18 @@ from cloud.training.hop_scorer import (
     train_path_scorer,
     train_scope_head,
 )
+from cloud.training.path_priors import priors_digest
 from contracts.bundle import open_bundle
 from contracts.loop import JobOutcome, JobState
 from contracts.manifest import MANIFEST_FILE, Manifest
 from edge.agent.hop_scorer import learned_scorer_from_bundle
+from edge.sync.agent import EdgeSync
 from skillpack.kg.graph import default_graph
 from skillpack.kg.reasoner import PathReasoner
 from tests.cloud.loop.conftest import MODEL, World
 from tests.cloud.loop.test_pipeline import label_all_wrong
+from tests.support.mosquitto import MosquittoBroker
+from tests.sync.conftest import make_cloud, make_edge, mosquitto_broker, wait_until  # noqa: F401  (fixtures)
 
 
 def _production_with_heads(world: World) -> Path:
@@ -51,13 +60,41 @@ def _production_with_heads(world: World) -> Path:
     return src
 
 
+def _fleet_feedback(
+    world: World,
+    broker: MosquittoBroker,
+    new_cloud: Callable[..., CloudSync],
+    new_edge: Callable[..., EdgeSync],
+    monkeypatch: pytest.MonkeyPatch,
+) -> CloudSync:
+    """The cloud's sync hub (its database where the worker looks: ``sync_db_path``) and a node
+    whose shared feedback confirmed machine→maintained_by 30 times and rejected
+    machine→operated_by 30 times; returns the hub once it holds both fleet sums."""
+    db = world.tmp / "hub-sync.sqlite3"
+    monkeypatch.setenv("AUTOGLM_CLOUD_SYNC_DB_PATH", str(db))
+    hub = new_cloud(broker, sync_db_path=db).start()
+    node = new_edge(broker, "node-a").start()
+    assert hub.wait_connected(10) and node.wait_connected(10) and node.store is not None
+    _, good = node.store.add_path_prior("machine", ("maintained_by",), confirmed=30, rejected=0, shared=True)
+    _, bad = node.store.add_path_prior("machine", ("operated_by",), confirmed=0, rejected=30, shared=True)
+    assert good is not None and bad is not None
+    node.publish_path_priors([good, bad])
+    wait_until(lambda: len(hub.repo.fleet_priors()) == 2, 30, "the fleet sums in the hub's store")
+    return hub
+
+
 def test_a_production_bundle_with_heads_gives_a_version_with_new_heads(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto_broker: MosquittoBroker,  # noqa: F811  (the fixture imported above)
+    make_cloud: Callable[..., CloudSync],  # noqa: F811
+    make_edge: Callable[..., EdgeSync],  # noqa: F811
 ) -> None:
     # the job runs the shipped trainer on fewer training questions (one per pattern / template):
     # the full set is what `autoglm export --graph-heads` tests; here the wiring is the point
     small = functools.partial(train_items, kg_per_pattern=1, route_per_template=1)
     monkeypatch.setattr("cloud.training.hop_scorer.train_items", small)
+    hub = _fleet_feedback(world, mosquitto_broker, make_cloud, make_edge, monkeypatch)
     prod = _production_with_heads(world)
     worker = world.worker()
     label_all_wrong(world, worker)
@@ -68,6 +105,14 @@ def test_a_production_bundle_with_heads_gives_a_version_with_new_heads(
     assert heads["roles"] == ["hop_scorer", "scope_head"] and heads["seconds"] > 0
 
     v = world.svc.registry.get_version(MODEL, out.version or "")
+    # the fleet's feedback reached this training run, and the lineage says so
+    fleet = v.lineage["fleet_priors"]
+    assert fleet["paths"] == 2 and fleet["digest"] == priors_digest(hub.repo.fleet_priors())
+    assert (fleet["confirmed"], fleet["rejected"]) == (30, 30)
+    assert fleet["confirmed_paths"] == 1 and fleet["weighted_questions"] >= 1
+    assert fleet["rejected_paths"] == 1 and fleet["margin_questions"] >= 1
+    assert heads["hop_scorer"]["fleet_priors"] == fleet
+    assert any(fleet["digest"] in line for line in out.logs), out.logs
     assert v.kind == "adapter_update" and v.parent == f"{MODEL}@1.0.1"
     dest = world.tmp / "materialised"
     for f in v.files:
