@@ -70,12 +70,17 @@ class GraphHeads:
         Heads of unknown origin (``model`` None: a gate passed in by hand) are not checked by model."""
         if self.scope is None:
             return None, None
-        if self.model is not None and model != self.model:
+        if not self.built_from(model):
             return None, SKIP_MODEL_MISMATCH
         want = getattr(self.scope, "embed_dim", None)
         if want is not None and int(want) != width:
             return None, SKIP_WIDTH_MISMATCH
         return self.scope, None
+
+    def built_from(self, model: str | None) -> bool:
+        """Whether these heads were built from ``model`` (a ``name:version/adapter_set`` label);
+        heads of unknown origin, or an unknown model, are not told apart."""
+        return self.model is None or model is None or model == self.model
 
     def status(self) -> dict[str, Any]:
         """For ``GET /v1/agent/status``."""
@@ -285,7 +290,7 @@ class HeadsSwapper:
         heads: GraphHeads = self.target.heads
         if heads.scope is None:
             gate = "none"
-        elif self.served is None or heads.model is None or heads.model == self.served:
+        elif heads.built_from(self.served):
             gate = "applied"
         else:
             gate = f"skipped_{SKIP_MODEL_MISMATCH}"
