@@ -6,6 +6,7 @@ scorer from it; a failing trainer stops the export with one line and leaves no b
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def test_graph_heads_time_limit(tmp_path: Path, tiny_ckpt: Path, monkeypatch: py
 
 
 def test_export_reads_the_fleets_path_priors_from_the_hub_database(
-    tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--fleet-priors-db``: the path scorer trains with the fleet sums stored in the sync hub's
     file (written through its repository, as the hub does); the manifest records their count and
@@ -119,3 +120,19 @@ def test_export_reads_the_fleets_path_priors_from_the_hub_database(
     assert f"fleet path priors: 2 paths read (digest {digest})" in out
     fleet = open_bundle(tmp_path / "b").manifest.metrics.export["graph_heads"]["hop_scorer"]["fleet_priors"]
     assert fleet["digest"] == digest and fleet["weighted_questions"] >= 1 and fleet["margin_questions"] >= 1
+
+    # the training module's own CLI reads the same file (its /1 scope head: one epoch here)
+    from cloud.training.hop_scorer import main, train_scope_head
+
+    monkeypatch.setattr(
+        "cloud.training.hop_scorer.train_scope_head", functools.partial(train_scope_head, epochs=1)
+    )
+
+    assert (
+        main(
+            ["--bundle", str(tmp_path / "b"), "--out", str(tmp_path / "heads"), "--fleet-priors-db", str(db)]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["hop_scorer"]["fleet_priors"] == fleet
