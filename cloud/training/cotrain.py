@@ -13,11 +13,21 @@ embedding already holds. Here the adapters (and the router head) of a checkpoint
 - loss = InfoNCE over the candidate relations + STOP (the hard negatives of the search) +
   router cross-entropy on route examples (training families + a sample of the router's own
   training split), so the router head stays a router.
+- ``--entity-gnn`` (off by default): a graph encoder over the plant graph's *entities*
+  (``cloud.training.entity_gnn``: 2 relation-typed R-GCN rounds, inverse relations as types of
+  their own, basis-decomposed weights) is trained with it. Entity features are the encoder's
+  embeddings of ``"<type>: <name>"``, computed without gradient at the start of every epoch
+  (294 texts through the encoder in every step is too slow on a 2-core CPU), so gradients reach
+  the adapters through the questions and the relation keys, not through the entity texts. The
+  score of relation ``r`` in a search state gains ``⟨U z, k_r⟩/√d``, ``z`` the mean graph
+  embedding of the state's frontier entities. The graph encoder is not exported: the shipped
+  scorer is trained afterwards on the frozen co-trained encoder, so it changes what ships only
+  through the adapters.
 
 The result is a checkpoint like any other: export it (``autoglm export``), then train the
 shipped hop scorer / scope head on its embeddings (``python -m cloud.training.hop_scorer``).
 
-    python -m cloud.training.cotrain --checkpoint IN --out OUT [--epochs 2] [--seed 0]
+    python -m cloud.training.cotrain --checkpoint IN --out OUT [--epochs 2] [--seed 0] [--entity-gnn]
 """
 
 from __future__ import annotations
@@ -38,6 +48,14 @@ from torch.nn import functional as F
 from cloud.data.paraphrase import train_items
 from cloud.model.autoglm_model import AutoGLMModel, mean_pool
 from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint, save_checkpoint
+from cloud.training.entity_gnn import (
+    EntityGraphEncoder,
+    describe,
+    entity_texts,
+    frontier_pool,
+    state_frontiers,
+    typed_adjacency,
+)
 from cloud.training.hop_scorer import question_states
 from contracts.logging import get_logger
 from contracts.tokenizer import TextTokenizer
@@ -61,7 +79,10 @@ def relation_adjacency() -> torch.Tensor:
 
 
 class CoHopHead(nn.Module):
-    def __init__(self, hidden_size: int, hidden: int = 128) -> None:
+    """Hop scorer of co-training; with ``entity_dim`` the score of relation ``r`` also gets
+    ``⟨U z, k_r⟩/√hidden`` from the frontier's graph embedding ``z`` (``--entity-gnn``)."""
+
+    def __init__(self, hidden_size: int, hidden: int = 128, entity_dim: int | None = None) -> None:
         super().__init__()
         self.prev = nn.Embedding(len(RELATION_NAMES) + 1, 32)
         self.hop = nn.Embedding(MAX_HOPS + 1, 16)
@@ -71,12 +92,23 @@ class CoHopHead(nn.Module):
         self.key = nn.Linear(hidden_size, hidden)
         self.register_buffer("adj", relation_adjacency())
         self.hidden = hidden
+        self.entity = nn.Linear(entity_dim, hidden, bias=False) if entity_dim is not None else None
 
     def forward(
-        self, q: torch.Tensor, hop: torch.Tensor, prev: torch.Tensor, etype: torch.Tensor, desc: torch.Tensor
+        self,
+        q: torch.Tensor,
+        hop: torch.Tensor,
+        prev: torch.Tensor,
+        etype: torch.Tensor,
+        desc: torch.Tensor,
+        ent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         keys = self.key(desc + self.adj @ self.msg(desc))  # one message-passing round over the relation graph
         h = self.state(torch.cat([q, self.prev(prev), self.hop(hop), self.etype(etype)], dim=-1))
+        if self.entity is not None:
+            if ent is None:
+                raise ValueError("this head reads the frontier's graph embedding: pass ent")
+            h = h + self.entity(ent)  # ⟨s, k_r⟩ + ⟨U z, k_r⟩
         out: torch.Tensor = h @ keys.T / math.sqrt(self.hidden)
         return out
 
@@ -92,6 +124,7 @@ def cotrain(
     router_sample: int = 1500,
     hop_weight: float = 1.0,
     kg_per_pattern: int = 24,
+    entity_gnn: bool = False,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -103,7 +136,8 @@ def cotrain(
     tok = checkpoint_tokenizer(meta)
     items = train_items(seed=0, kg_per_pattern=kg_per_pattern)
     kg = [it for it in items if it.kind == "kg"]
-    texts, rows = question_states(default_graph(), kg)
+    graph = default_graph()
+    texts, rows = question_states(graph, kg)
     from cloud.data.generator import default_splits
 
     route_ex = [(it.text, it.route) for it in items if it.route in routes]
@@ -113,14 +147,34 @@ def cotrain(
     text_ids = tok.encode_ids(texts)
     route_ids = tok.encode_ids([t for t, _ in route_ex])
     route_y = torch.tensor([routes.index(r) for _, r in route_ex])
-    head = CoHopHead(model.config.hidden_size)
-    params = model.trainable_parameters() + list(head.parameters())
+    gnn: EntityGraphEncoder | None = None
+    if entity_gnn:
+        ent_ids, ent_texts = entity_texts(graph)
+        ent_tok = tok.encode_ids(ent_texts)
+        frontiers = state_frontiers(graph, kg)
+        if len(frontiers) != len(rows):
+            raise RuntimeError("frontiers and search states disagree")
+        pool = frontier_pool(frontiers, {e: k for k, e in enumerate(ent_ids)}, len(ent_ids))
+        gnn = EntityGraphEncoder(model.config.hidden_size, typed_adjacency(graph, ent_ids))
+        head = CoHopHead(model.config.hidden_size, entity_dim=gnn.dim)
+        params = model.trainable_parameters() + list(head.parameters()) + list(gnn.parameters())
+    else:
+        head = CoHopHead(model.config.hidden_size)
+        params = model.trainable_parameters() + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
 
     def encode(ids: list[list[int]]) -> torch.Tensor:
         input_ids, mask = TextTokenizer.pad(ids)
         it, mk = torch.from_numpy(input_ids), torch.from_numpy(mask)
         return mean_pool(model.encode(it, mk), mk)
+
+    def entity_features() -> torch.Tensor:
+        """The entities' initial features from the current adapters (eval mode, no gradient)."""
+        model.eval()
+        with torch.no_grad():
+            feats = torch.cat([encode(ent_tok[k : k + 64]) for k in range(0, len(ent_tok), 64)])
+        model.train()
+        return F.normalize(feats, dim=-1)
 
     def router_logits(pooled: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = model.adapter_set().heads["router"](pooled)
@@ -130,6 +184,7 @@ def cotrain(
     losses: list[float] = []
     model.train()
     for _epoch in range(epochs):
+        feats = entity_features() if gnn is not None else None
         order = list(range(len(rows)))
         rng.shuffle(order)
         r_order = list(range(len(route_ex)))
@@ -149,6 +204,7 @@ def cotrain(
                 torch.tensor([r[2] for r in sel]),
                 torch.tensor([r[3] for r in sel]),
                 desc,
+                pool[idx] @ gnn(feats) if gnn is not None and feats is not None else None,
             )
             mask = torch.from_numpy(np.stack([r[4] for r in sel]).astype(bool))
             hop_loss = F.cross_entropy(logits.masked_fill(~mask, -1e4), torch.tensor([r[5] for r in sel]))
@@ -174,7 +230,7 @@ def cotrain(
                     flush=True,
                 )
     model.eval()
-    metrics = {
+    metrics: dict[str, Any] = {
         "steps": n_steps,
         "final_loss": round(float(np.mean(losses[-20:])), 4),
         "epochs": epochs,
@@ -183,6 +239,8 @@ def cotrain(
         "route_examples": len(route_ex),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    if gnn is not None:
+        metrics["entity_gnn"] = describe(gnn)
     _save(model, meta, out, metrics)
     return metrics
 
@@ -210,8 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--entity-gnn",
+        action="store_true",
+        help="Also train a relation-typed graph encoder over the plant graph's entities (off by default).",
+    )
     args = ap.parse_args(argv)
-    metrics = cotrain(args.checkpoint, args.out, epochs=args.epochs, seed=args.seed, lr=args.lr)
+    metrics = cotrain(
+        args.checkpoint, args.out, epochs=args.epochs, seed=args.seed, lr=args.lr, entity_gnn=args.entity_gnn
+    )
     print(json.dumps(metrics))
     return 0
 
