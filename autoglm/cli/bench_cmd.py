@@ -64,6 +64,12 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "the reasoning ablation on a co-trained bundle (cloud.training.cotrain on the demo checkpoint, "
         "int8 export): --record-name reasoning_cotrained",
     ),
+    "reasoning_cotrained_gnn": (
+        "reasoning_ablation.py",
+        "the reasoning ablation on a bundle co-trained with the entity graph encoder "
+        "(cloud.training.cotrain --entity-gnn on the demo checkpoint, int8 export): "
+        "--record-name reasoning_cotrained_gnn",
+    ),
     "reasoning_abstention_trained": (
         "reasoning_abstention.py",
         "the same abstention run on a trained bundle (the demo's int8 MiniLM bundle): "
