@@ -322,7 +322,7 @@ def _confirm_path(
 
 
 def _broadcast_knowledge(console: Console, fleet: Fleet, asker: Asker) -> dict[str, Any]:
-    """The cloud broadcasts a knowledge entry as text only; it reaches edge-b over MQTT without an
+    """The cloud sends a knowledge entry as text only; it reaches edge-b over MQTT without an
     embedding, and edge-b embeds it with its serving encoder before its next memory search (the
     embedding is local, derived data: the entry's version stays, nothing is re-published). Then a
     question about it is asked on edge-b; the memory step shows whether the search found it."""
@@ -343,13 +343,11 @@ def _broadcast_knowledge(console: Console, fleet: Fleet, asker: Asker) -> dict[s
     before = embedded()
     now = hub.clock.now().pack()
     t0 = time.monotonic()
-    hub.broadcast_memory(
-        [
-            KnowledgeRecord(
-                key=KNOWLEDGE_KEY, text=KNOWLEDGE_TEXT, source="cloud:demo", created=now, updated=now
-            )
-        ]
+    record = KnowledgeRecord(
+        key=KNOWLEDGE_KEY, text=KNOWLEDGE_TEXT, source="cloud:demo", created=now, updated=now
     )
+    # to edge-b only (its own memory topic): edge-a's later questions are not answered from it
+    hub.broadcast_memory([record], node=KNOWLEDGE_Q.node)
     arrived = wait_for(
         lambda: store.get(KNOWLEDGE_KEY), 30, "the broadcast knowledge to reach edge-b over MQTT", "ask"
     )
@@ -368,7 +366,7 @@ def _broadcast_knowledge(console: Console, fleet: Fleet, asker: Asker) -> dict[s
         "arrival_ms": arrival_ms,
     }
     console.print(
-        f"cloud broadcast {KNOWLEDGE_KEY!r} (text only) → edge-b in {arrival_ms:.0f} ms, "
+        f"cloud sent {KNOWLEDGE_KEY!r} (text only) to edge-b: arrived in {arrival_ms:.0f} ms, "
         f"embedding {'none' if out['arrived_without_embedding'] else 'sent'}; edge-b embedded "
         f"{out['embedded']:.0f} entr{'y' if out['embedded'] == 1 else 'ies'} before its memory search "
         f"(version kept: {out['version_kept']})"

@@ -263,12 +263,15 @@ class CloudSync:
             self._ack_cv.wait_for(lambda: self.ledger.ack(command_id) is not None, timeout)
         return self.ledger.ack(command_id)
 
-    def broadcast_memory(self, records: Iterable[KnowledgeRecord], group: str | None = None) -> list[str]:
-        """Merge cloud-authored knowledge and send it to the fleet (or one node group).
-        Returns the message ids (see :meth:`broadcast_acked_by`)."""
+    def broadcast_memory(
+        self, records: Iterable[KnowledgeRecord], group: str | None = None, *, node: str | None = None
+    ) -> list[str]:
+        """Merge cloud-authored knowledge and send it to the fleet, one node group or one node
+        (``node`` wins over ``group``). Returns the message ids (see :meth:`broadcast_acked_by`)."""
         recs = list(records)
         self.repo.merge_knowledge(recs, CLOUD_SENDER)
-        return self._send_memory(recs, group=group, scope="group" if group else "fleet")
+        scope = "node" if node else "group" if group else "fleet"
+        return self._send_memory(recs, group=None if node else group, node=node, scope=scope)
 
     def broadcast_acked_by(self, message_id: str) -> set[str]:
         with self._ack_cv:

@@ -193,3 +193,24 @@ def test_group_rebroadcast_and_shared_session_state(
     local = SessionState(session_id="s-2", data={}, updated_ms=now.wall_ms, updated=now.pack())
     assert a.publish_session([shared, local]) == 1  # non-shared state stays on the node
     wait_until(lambda: hub.applied_records["session"] == 1, what="shared session state applied")
+
+
+def test_cloud_knowledge_for_one_node_reaches_only_that_node(two_nodes: TwoNodes) -> None:
+    """``broadcast_memory(..., node=)`` sends on the node's own memory topic: the other node does
+    not get it (live); a fleet broadcast sent after it reaches both and serves as the barrier."""
+    hub, a, b = two_nodes
+    assert a.store is not None and b.store is not None
+    wait_until(lambda: set(hub.online_nodes()) == {"node-a", "node-b"}, what="both nodes online")
+    now = hub.clock.now().pack()
+    ids = hub.broadcast_memory(
+        [KnowledgeRecord(key="kb:b-only", text="for b", created=now, updated=now)], node="node-b"
+    )
+    wait_until(lambda: b.store is not None and b.store.get("kb:b-only") is not None, what="node-b got it")
+    later = hub.clock.now().pack()
+    hub.broadcast_memory([KnowledgeRecord(key="kb:all", text="for all", created=later, updated=later)])
+    wait_until(
+        lambda: a.store is not None and a.store.get("kb:all") is not None, what="fleet record on node-a"
+    )
+    assert a.store.get("kb:b-only") is None
+    assert hub.repo.knowledge("kb:b-only") is not None  # merged in the cloud's store all the same
+    wait_until(lambda: all(hub.broadcast_acked_by(i) == {"node-b"} for i in ids), what="node-b's ack")
