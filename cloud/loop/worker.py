@@ -39,11 +39,11 @@ def worker_services(settings: CloudSettings) -> CloudServices:
 def hub_fleet_priors(settings: CloudSettings) -> list[FleetPathPrior]:
     """The fleet's path feedback sums in the sync hub's database (``cloud.api.container.hub_db_path``),
     read through its repository; none when no hub has written that file yet."""
-    path = hub_db_path(settings)
-    if not path.is_file():
-        log.info("no sync hub database at %s: no fleet path priors", path)
+    try:
+        return read_fleet_priors(hub_db_path(settings))
+    except FileNotFoundError as exc:  # read_fleet_priors' own check: it would create the file
+        log.info("%s: no fleet path priors", exc)
         return []
-    return read_fleet_priors(path)
 
 
 def new_worker_id() -> str:
