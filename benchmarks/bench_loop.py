@@ -76,7 +76,14 @@ from cloud.training.maml import (  # noqa: E402
     grow,
 )
 from cloud.training.new_route import NewRouteConfig  # noqa: E402
-from cloud.training.route_gate import GateConfig, embeddings, fit_gate, lower_new_bias  # noqa: E402
+from cloud.training.route_gate import (  # noqa: E402
+    GateConfig,
+    base_embeddings,
+    embeddings,
+    fit_gate,
+    gate_input,
+    lower_new_bias,
+)
 
 WORK = ROOT / ".autoglm" / "bench" / "loop"
 BASE_RECIPE: dict[str, Any] = {
@@ -114,6 +121,10 @@ GATE_METHODS: dict[str, GateConfig] = {
     "gate_proto": GateConfig(kind="proto", claim_rate=CLAIM_RATE),
     "gate_knn": GateConfig(kind="knn", claim_rate=CLAIM_RATE),
     "gate_lr": GateConfig(kind="lr", claim_rate=CLAIM_RATE),
+    # fourth round (docs/EVALUATION.md, "Fourth selection round"): the lr gate on the adapter-free
+    # base encoder's embedding, and on both side by side
+    "gate_lr_base": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="base"),
+    "gate_lr_cat": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="cat"),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
@@ -228,22 +239,23 @@ def run_one_gate(
     k: int,
     seed: int,
     route: str,
-    support_emb: Any,
-    replay_emb: Any,
-    evals: dict[str, tuple[Any, list[str], list[str]]],
+    support_emb: tuple[Any, Any],
+    replay_emb: tuple[Any, Any],
+    evals: dict[str, tuple[Any, Any, list[str], list[str]]],
     base_other_acc: float,
     cfg: GateConfig,
 ) -> Run:
     """:func:`run_one` for the gated methods: the parent's weights untouched, a gate fitted on the
-    parent's embeddings of the support and the replay. ``evals``: per set, ``(embeddings, the
-    parent's routes, gold routes)``."""
+    embeddings of the support and the replay (each ``(parent's, base encoder's or None)``).
+    ``evals``: per set, ``(parent's embeddings, base embeddings, the parent's routes, gold routes)``."""
     t0 = time.perf_counter()
-    gate = fit_gate(route, support_emb, replay_emb, cfg, seed=seed)
+    sup, rep = gate_input(cfg.feature, *support_emb), gate_input(cfg.feature, *replay_emb)
+    gate = fit_gate(route, sup, rep, cfg, seed=seed)
     adapt_s = time.perf_counter() - t0
 
     def acc(name: str) -> tuple[float, list[str]]:
-        emb, parent, gold = evals[name]
-        pred = gate.routed(emb, parent)
+        emb, base, parent, gold = evals[name]
+        pred = gate.routed(gate_input(cfg.feature, emb, base), parent)
         return (accuracy(pred, gold) if gold else float("nan")), pred
 
     new_acc, _ = acc("new")
@@ -572,14 +584,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     deep_base = DeepHead.from_model(model, set_name, start) if deep_methods else None
     # the gated methods read the parent's embeddings (and its routing) of every set, once
-    gate_evals: dict[str, dict[str, tuple[Any, list[str], list[str]]]] = {}
-    replay_emb = embeddings(fast_base, replay_t) if any(m in GATE_METHODS for m in methods) else None
-    if replay_emb is not None:
-        seen: dict[int, tuple[Any, list[str], list[str]]] = {}
+    # (the base encoder's too when a gate reads it)
+    gate_evals: dict[str, dict[str, tuple[Any, Any, list[str], list[str]]]] = {}
+    gated = [m for m in methods if m in GATE_METHODS]
+    want_base = any(GATE_METHODS[m].feature != "embedding" for m in gated)
 
-        def parent_view(feats: TopFeatures) -> tuple[Any, list[str], list[str]]:
+    def base_of(feats: TopFeatures) -> Any:
+        return base_embeddings(model, tok, feats.texts) if want_base else None
+
+    replay_emb = (embeddings(fast_base, replay_t), base_of(replay_t)) if gated else None
+    if replay_emb is not None:
+        seen: dict[int, tuple[Any, Any, list[str], list[str]]] = {}
+
+        def parent_view(feats: TopFeatures) -> tuple[Any, Any, list[str], list[str]]:
             if id(feats) not in seen:
-                seen[id(feats)] = (embeddings(fast_base, feats), fast_base.predict(feats), feats.routes)
+                seen[id(feats)] = (
+                    embeddings(fast_base, feats),
+                    base_of(feats),
+                    fast_base.predict(feats),
+                    feats.routes,
+                )
             return seen[id(feats)]
 
         gate_evals = {c: {n: parent_view(f) for n, f in ev.items()} for c, ev in top_evals.items()}
@@ -615,12 +639,13 @@ def main(argv: list[str] | None = None) -> int:
                     sup = support_of(case, k, s)
                     if method in GATE_METHODS:
                         assert replay_emb is not None
+                        sup_t = top_features(model, set_name, tok, sup)
                         run = run_one_gate(
                             method,
                             k,
                             s,
                             NEW_ROUTE,
-                            embeddings(fast_base, top_features(model, set_name, tok, sup)),
+                            (embeddings(fast_base, sup_t), base_of(sup_t)),
                             replay_emb,
                             gate_evals[case],
                             base_other,

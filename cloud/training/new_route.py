@@ -50,7 +50,15 @@ from cloud.training.maml import (
     top_features,
     write_fast_checkpoint,
 )
-from cloud.training.route_gate import GateConfig, embeddings, fit_gate, inert_grown, lower_new_bias
+from cloud.training.route_gate import (
+    GateConfig,
+    base_embeddings,
+    embeddings,
+    fit_gate,
+    gate_input,
+    inert_grown,
+    lower_new_bias,
+)
 from cloud.training.trainer import default_threads, make_deterministic
 from contracts.errors import BadRequest
 from contracts.logging import get_logger
@@ -196,8 +204,16 @@ def train_new_route(
         rep_f = top_features(model, set_name, tokenizer, rep)
         fast = FastHead.from_model(model, set_name)
         t_adapt = time.perf_counter()
-        sup_e = embeddings(fast, train_f)
-        gate = fit_gate(route, sup_e, embeddings(fast, rep_f), cfg.gate, seed=cfg.seed)
+        feat = cfg.gate.feature
+        sup_e, rep_e = (
+            gate_input(
+                feat,
+                embeddings(fast, f) if feat != "base" else None,
+                base_embeddings(model, tokenizer, f.texts) if feat != "embedding" else None,
+            )
+            for f in (train_f, rep_f)
+        )
+        gate = fit_gate(route, sup_e, rep_e, cfg.gate, seed=cfg.seed)
         grown = inert_grown(fast, route)
         adapt_s = time.perf_counter() - t_adapt
         support_acc = float(gate.claims(sup_e[: len(support)]).float().mean())

@@ -10,6 +10,11 @@ head's input, normalised, and the exported graph's first output), centred on the
 renormalised: ``z = (e - c) / |e - c|``. A gate is data — centre, vector(s), bias, threshold — so
 it can be applied to the embedding an edge already computes.
 
+**Features** (``GateConfig.feature``): ``embedding`` (above); ``base``: the same computed by the
+base encoder with no adapter (the bundled sentence encoder's own embedding, never narrowed to the
+parent's routes; a second encoder pass per request); ``cat``: both, each centred and normalised on
+its own, concatenated and divided by sqrt(2) (docs/EVALUATION.md, "Fourth selection round").
+
 **Kinds.** ``proto``: cosine of ``z`` with the normalised mean of the support ``z``; ``knn``: the
 largest cosine with any support example; ``lr``: a class-balanced L2-regularised logistic
 regression (support vs replay), its threshold from out-of-fold replay scores (2 folds).
@@ -31,9 +36,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from cloud.model.autoglm_model import AutoGLMModel, mean_pool
 from cloud.training.maml import FastHead, TopFeatures, grow
+from contracts.tokenizer import TextTokenizer
 
 GATE_KINDS = ("proto", "knn", "lr")
+GATE_FEATURES = ("embedding", "base", "cat")
 GATE_KEY = "gate"  # checkpoint training.new_route.<key>: the gate's data
 INERT_BIAS = -30.0  # bias of a gated route's router-head output (weight 0): never the argmax
 
@@ -45,6 +53,7 @@ class GateConfig:
     l2: float = 1e-3  # ``lr``: weight of |w|^2
     lbfgs_iters: int = 100  # ``lr``: L-BFGS iterations
     folds: int = 2  # ``lr``: folds of the replay for the out-of-fold calibration scores
+    feature: str = "embedding"  # "embedding" | "base" | "cat": what the gate reads (module doc)
 
 
 @dataclass
@@ -61,10 +70,12 @@ class RouteGate:
     calibration_size: int
     calibration_claimed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    feature: str = "embedding"
 
     def scores(self, emb: torch.Tensor) -> torch.Tensor:
-        """The gate's score per row of ``emb`` (the parent's L2-normalised embeddings)."""
-        z = centred(emb, self.centre)
+        """The gate's score per row of ``emb`` (its feature: :func:`gate_input` of the parent's and/or
+        the base encoder's L2-normalised embeddings)."""
+        z = centred(emb, self.centre, parts=feature_parts(self.feature))
         sims = z @ self.vectors.T
         if self.kind == "knn":
             return sims.max(dim=1).values
@@ -82,6 +93,7 @@ class RouteGate:
         return {
             "route": self.route,
             "kind": self.kind,
+            "feature": self.feature,
             "centre": [round(float(x), 7) for x in self.centre],
             "vectors": [[round(float(x), 7) for x in row] for row in self.vectors],
             "bias": self.bias,
@@ -96,6 +108,9 @@ class RouteGate:
     def from_dict(cls, d: dict[str, Any]) -> RouteGate:
         if d.get("kind") not in GATE_KINDS:
             raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {d.get('kind')!r}")
+        feature = d.get("feature", "embedding")
+        if feature not in GATE_FEATURES:
+            raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
         return cls(
             route=str(d["route"]),
             kind=str(d["kind"]),
@@ -107,11 +122,53 @@ class RouteGate:
             calibration_size=int(d["calibration_size"]),
             calibration_claimed=int(d.get("calibration_claimed", 0)),
             extra=dict(d.get("extra", {})),
+            feature=str(feature),
         )
 
 
-def centred(emb: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    return F.normalize(emb.float() - centre, p=2, dim=-1)
+def feature_parts(feature: str) -> int:
+    """How many embeddings a gate feature concatenates (``cat``: 2)."""
+    return 2 if feature == "cat" else 1
+
+
+def gate_input(feature: str, parent: torch.Tensor | None, base: torch.Tensor | None) -> torch.Tensor:
+    """The rows a gate of ``feature`` reads: the parent's embeddings, the base encoder's, or both
+    side by side (``cat``; centred part by part by :func:`centred`)."""
+    if feature not in GATE_FEATURES:
+        raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
+    need = {"embedding": (parent,), "base": (base,), "cat": (parent, base)}[feature]
+    if any(x is None for x in need):
+        raise ValueError(f"a {feature!r} gate needs {'both embeddings' if feature == 'cat' else feature}")
+    return torch.cat([x.float() for x in need if x is not None], dim=1)
+
+
+def centred(emb: torch.Tensor, centre: torch.Tensor, parts: int = 1) -> torch.Tensor:
+    """``normalise(e - c)``; with ``parts`` > 1 the row is split in equal parts, each centred and
+    normalised on its own, and the concatenation divided by sqrt(parts) (unit norm again)."""
+    if parts == 1:
+        return F.normalize(emb.float() - centre, p=2, dim=-1)
+    chunks = zip(emb.float().chunk(parts, dim=-1), centre.chunk(parts, dim=-1), strict=True)
+    return torch.cat([F.normalize(e - c, p=2, dim=-1) for e, c in chunks], dim=-1) / math.sqrt(parts)
+
+
+@torch.no_grad()
+def base_embeddings(
+    model: AutoGLMModel, tokenizer: TextTokenizer, texts: Sequence[str], batch_size: int = 64
+) -> torch.Tensor:
+    """The base encoder's sentence embedding (no adapter: mean-pooled last layer, L2-normalised)."""
+    was = model.training
+    model.eval()
+    ids_all = tokenizer.encode_ids(list(texts))
+    out = torch.empty((len(ids_all), model.config.hidden_size))
+    order = np.argsort([len(x) for x in ids_all], kind="stable")
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        ids_np, mask_np = TextTokenizer.pad([ids_all[i] for i in idx])
+        ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+        pooled = mean_pool(model.encoder(ids, mask, None), mask)
+        out[torch.from_numpy(idx.copy())] = F.normalize(pooled, p=2, dim=-1)
+    model.train(was)
+    return out
 
 
 @torch.no_grad()
@@ -168,8 +225,13 @@ def fit_gate(
         raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {cfg.kind!r}")
     if not len(support) or not len(replay):
         raise ValueError("a gate needs support and replay examples")
+    if cfg.feature not in GATE_FEATURES:
+        raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {cfg.feature!r}")
+    parts = feature_parts(cfg.feature)
+    if support.shape[1] != replay.shape[1] or support.shape[1] % parts:
+        raise ValueError(f"a {cfg.feature!r} gate's rows must be {parts} embeddings wide")
     centre = replay.float().mean(0)
-    zs, zr = centred(support, centre), centred(replay, centre)
+    zs, zr = centred(support, centre, parts), centred(replay, centre, parts)
     extra: dict[str, Any] = {}
     if cfg.kind == "proto":
         vectors, bias = F.normalize(zs.mean(0), p=2, dim=0)[None, :], 0.0
@@ -201,6 +263,7 @@ def fit_gate(
         calibration_size=len(zr),
         calibration_claimed=int((cal > threshold).sum()),
         extra=extra,
+        feature=cfg.feature,
     )
     assert gate.calibration_claimed <= m
     return gate

@@ -22,9 +22,12 @@ from cloud.training.route_gate import (
     INERT_BIAS,
     GateConfig,
     RouteGate,
+    base_embeddings,
+    centred,
     claim_threshold,
     embeddings,
     fit_gate,
+    gate_input,
     lower_new_bias,
 )
 from contracts.routes import DEFAULT_ROUTES
@@ -92,6 +95,52 @@ def test_a_wrong_kind_is_refused() -> None:
         RouteGate.from_dict({**fit_gate(NEW_ROUTE, support, replay, GateConfig()).to_dict(), "kind": "x"})
 
 
+def test_a_cat_gate_centres_each_part_on_its_own() -> None:
+    replay, support, held = _clusters()
+    noise = F.normalize(torch.randn(900 + 56, 32, generator=torch.Generator().manual_seed(5)), dim=-1)
+    rep2, sup2, held2 = noise[:900], noise[900:916], noise[916:]  # a second view that says nothing
+    cat = gate_input("cat", replay, rep2)
+    assert cat.shape == (900, 64)
+    centre = cat.mean(0)
+    z = centred(cat, centre, parts=2)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(900), atol=1e-5)
+    assert torch.allclose(z[:, :32] * 2**0.5, centred(replay, replay.mean(0)), atol=1e-5)
+    cfg = GateConfig(kind="lr", claim_rate=0.01, feature="cat")
+    gate = fit_gate(NEW_ROUTE, gate_input("cat", support, sup2), cat, cfg, seed=0)
+    assert gate.feature == "cat" and gate.calibration_claimed <= 9
+    held_cat = gate_input("cat", held, held2)
+    assert float(gate.claims(held_cat).float().mean()) >= 0.9  # the informative half carries it
+    back = RouteGate.from_dict(gate.to_dict())
+    assert back.feature == "cat" and torch.allclose(back.scores(held_cat), gate.scores(held_cat), atol=1e-5)
+    with pytest.raises(ValueError, match="2 embeddings wide"):
+        fit_gate(NEW_ROUTE, support[:, :31], replay[:, :31], cfg)
+    with pytest.raises(ValueError, match="needs both"):
+        gate_input("cat", replay, None)
+    with pytest.raises(ValueError, match="gate feature"):
+        gate_input("pooled", replay, None)
+    with pytest.raises(ValueError, match="gate feature"):
+        RouteGate.from_dict({**gate.to_dict(), "feature": "pooled"})
+    old_record = {k: v for k, v in gate.to_dict().items() if k != "feature"}  # round 3's gates
+    assert RouteGate.from_dict(old_record).feature == "embedding"
+
+
+def test_base_embeddings_are_the_encoder_without_adapters(ckpt: Path) -> None:
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    texts = [e.text for e in REPLAY[:20]]
+    got = base_embeddings(model, tok, texts, batch_size=7)  # several batches, sorted by length
+    for p in model.adapter_set("default").adapters.parameters():  # a trained adapter must not count
+        assert p.abs().sum() > 0
+    ids, mask = tok(texts)
+    with torch.no_grad():
+        hidden = model.encoder(torch.from_numpy(ids), torch.from_numpy(mask), None)
+        m = torch.from_numpy(mask).unsqueeze(-1).float()
+        ref = F.normalize((hidden * m).sum(1) / m.sum(1), dim=-1)
+        adapted = model(torch.from_numpy(ids), torch.from_numpy(mask)).embedding
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert not torch.allclose(got, adapted, atol=1e-3)
+
+
 def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
     model, meta = load_checkpoint(ckpt)
     tok = checkpoint_tokenizer(meta)
@@ -108,17 +157,19 @@ def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
     assert lower_new_bias(grown, rep, 0.05) == 0.0  # already calibrated
 
 
+@pytest.mark.parametrize("feature", ["embedding", "cat"])
 def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent(
-    ckpt: Path, tmp_path: Path
+    ckpt: Path, tmp_path: Path, feature: str
 ) -> None:
     support = support_set(16)
+    gate_cfg = GateConfig(kind="proto", claim_rate=0.01, feature=feature)
     res = train_new_route(
         ckpt,
         NEW_ROUTE,
         support,
         tmp_path / "gated",
         tool_routes=[NEW_ROUTE],
-        config=NewRouteConfig(method="gate", gate=GateConfig(kind="proto", claim_rate=0.01), threads=1),
+        config=NewRouteConfig(method="gate", gate=gate_cfg, threads=1),
         replay=REPLAY,
     )
     assert res.routes == [*DEFAULT_ROUTES, NEW_ROUTE]
@@ -141,10 +192,12 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent
     info = meta.training["new_route"]
     gate = RouteGate.from_dict(info[GATE_KEY])
     assert info["method"] == "gate" and info["adapted_layers"] == 0 and gate.kind == "proto"
+    assert gate.feature == feature
     assert info["support_accuracy"] >= 0.25  # tiny random encoder, 1 % of 108 replay claimable
-    # the stored gate applied to the full model's embedding output (what an edge gets) claims like
-    # the cached features it was fitted on
-    claims = gate.claims(out.embedding)
+    # the stored gate applied to the full model's embedding output (what an edge gets; ``cat``:
+    # with the base encoder's) claims like the cached features it was fitted on
+    base = base_embeddings(parent, tok, texts) if feature == "cat" else None
+    claims = gate.claims(gate_input(feature, out.embedding, base))
     n_rep = len(REPLAY)
     assert float(claims[n_rep:].float().mean()) == pytest.approx(info["support_accuracy"], abs=1 / 16)
     assert int(claims[:n_rep].sum()) <= int(0.01 * n_rep) + 1
