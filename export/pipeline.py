@@ -200,11 +200,21 @@ def _load(checkpoint_dir: Path) -> tuple[Any, Any]:
     from cloud.model.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        return load_checkpoint(checkpoint_dir)
+        model, meta = load_checkpoint(checkpoint_dir)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise ExportError(f"{checkpoint_dir}: cannot load checkpoint: {exc}") from exc
+    grown = (meta.training or {}).get("new_route") or {}
+    if isinstance(grown, dict) and grown.get("gate"):
+        # the route's output is inert and its gate is data the graph does not apply (yet): the
+        # bundle would list the route and never choose it
+        raise ExportError(
+            f"{checkpoint_dir}: route {grown.get('route')!r} was added as a gated route "
+            "(train_new_route method 'gate'), which the export cannot apply yet: the bundle would never "
+            "route to it; grow the route with method 'top' or 'deep' to export it"
+        )
+    return model, meta
 
 
 def _tokenizer(base_path: Path, settings: TokenizerSettings) -> tuple[Path, TextTokenizer, TokenizerSpec]:

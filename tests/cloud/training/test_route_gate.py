@@ -31,6 +31,8 @@ from cloud.training.route_gate import (
     lower_new_bias,
 )
 from contracts.routes import DEFAULT_ROUTES
+from export.errors import ExportError
+from export.pipeline import export_checkpoint
 from tests.export.helpers import make_checkpoint
 
 REPLAY = [
@@ -204,6 +206,10 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent
     fast = FastHead.from_model(parent, "default")
     cached = embeddings(fast, top_features(parent, "default", tok, REPLAY))
     assert torch.allclose(cached, out.embedding[:n_rep], atol=2e-2)
+    # the export refuses it (the bundle would list the route and never choose it), in one line
+    with pytest.raises(ExportError, match=r"route 'shift_schedule' was added as a gated route.*cannot apply"):
+        export_checkpoint(res.checkpoint_dir, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists() or not any((tmp_path / "bundle").iterdir())
 
 
 def test_train_new_route_margin_rate_keeps_the_new_output_off_the_replay(ckpt: Path, tmp_path: Path) -> None:
