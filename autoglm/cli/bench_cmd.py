@@ -70,6 +70,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "(cloud.training.cotrain --entity-gnn on the demo checkpoint, int8 export): "
         "--record-name reasoning_cotrained_gnn",
     ),
+    "reasoning_priors": (
+        "reasoning_priors.py",
+        "fleet path priors: graph hits@1 without / with the fleet's feedback in training and at answer "
+        "time (simulated fleet on the validation families), 3 seeds",
+    ),
     "reasoning_abstention_trained": (
         "reasoning_abstention.py",
         "the same abstention run on a trained bundle (the demo's int8 MiniLM bundle): "
