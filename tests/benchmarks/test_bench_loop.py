@@ -235,14 +235,15 @@ def _gate_run(parts: dict[str, Any], support: TopFeatures, cfg: Any) -> Any:
     from cloud.training.route_gate import embeddings
 
     fast = parts["fast"]
-    evals = {n: (embeddings(fast, f), fast.predict(f), f.routes) for n, f in parts["evals"].items()}
+    # (the parent's embeddings, no base-encoder view: these configs read feature "embedding")
+    evals = {n: (embeddings(fast, f), None, fast.predict(f), f.routes) for n, f in parts["evals"].items()}
     return bl.run_one_gate(
         "gate_proto",
         16,
         0,
         NEW_ROUTE,
-        embeddings(fast, support),
-        embeddings(fast, parts["replay"]),
+        (embeddings(fast, support), None),
+        (embeddings(fast, parts["replay"]), None),
         evals,
         parts["base_other"],
         cfg,
@@ -270,6 +271,10 @@ def test_gated_and_margin_methods_map_to_train_new_route_settings() -> None:
     g = bl.new_route_config("gate_lr", seed=1)
     assert g.method == "gate" and g.gate.kind == "lr" and g.gate.claim_rate == 0.002 and g.seed == 1
     assert bl.new_route_config("gate_knn").gate.kind == "knn"
+    cat = bl.new_route_config("gate_lr_cat").gate
+    assert cat.kind == "lr" and cat.feature == "cat"
+    assert bl.new_route_config("gate_lr_base").gate.feature == "base"
+    assert g.gate.feature == "embedding"
     m = bl.new_route_config("proto_margin")
     assert m.method == "top" and m.init == "proto" and m.margin_rate == 0.002
 
