@@ -205,15 +205,6 @@ def _load(checkpoint_dir: Path) -> tuple[Any, Any]:
         raise ExportError(str(exc)) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise ExportError(f"{checkpoint_dir}: cannot load checkpoint: {exc}") from exc
-    grown = (meta.training or {}).get("new_route") or {}
-    if isinstance(grown, dict) and grown.get("gate"):
-        # the route's output is inert and its gate is data the graph does not apply (yet): the
-        # bundle would list the route and never choose it
-        raise ExportError(
-            f"{checkpoint_dir}: route {grown.get('route')!r} was added as a gated route "
-            "(train_new_route method 'gate'), which the export cannot apply yet: the bundle would never "
-            "route to it; grow the route with method 'top' or 'deep' to export it"
-        )
     return model, meta
 
 
@@ -331,6 +322,11 @@ def export_checkpoint(
         adapter_names = set(shapes)
         adapter_nodes = nodes_consuming(fp32, adapter_names)
         export_info: dict[str, Any] = {"fusions": fusions, "adapter_float_nodes": len(adapter_nodes)}
+        if model.route_gates:  # the graph routes with the gate (AutoGLMModel.forward)
+            export_info["route_gate"] = {
+                s: {"route": g.route, "kind": g.kind, "feature": g.feature, "threshold": g.threshold}
+                for s, g in model.route_gates.items()
+            }
         graph_name = f"encoder.{precision}.onnx"
         graph_path = staging / graph_name
         if precision == "fp32":
@@ -660,6 +656,16 @@ def export_adapter_update(
         raise ExportError(f"parent bundle {parent_bundle} is itself an adapter update; use its full parent")
     _validate_args(pm.precision, name or pm.name, version)
     model, meta = _load(checkpoint_dir)
+    if model.route_gates:
+        raise ExportError(
+            f"{checkpoint_dir}: route {next(iter(model.route_gates.values())).route!r} is gated; its gate "
+            "lives in the graph, not in the adapter tensors: export a full bundle, not an adapter update"
+        )
+    if pm.metrics.export.get("route_gate"):
+        raise ExportError(
+            f"parent bundle {parent_bundle} routes with a gate calibrated on its own adapters; new adapters "
+            "would move the embedding it reads: export a full bundle instead of an adapter update"
+        )
     if meta.base_sha256 != pm.base_encoder.sha256:
         raise ExportError(
             f"checkpoint was trained on base {meta.base_sha256[:12]}…, "

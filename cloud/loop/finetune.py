@@ -105,6 +105,13 @@ def finetune(
     make_deterministic(st.loop_seed, default_threads(1))
     device = torch.device("cpu")
     model, meta = load_checkpoint(parent_ckpt)
+    if model.route_gates:  # fine-tuning moves the embedding the gate was calibrated on
+        gated = ", ".join(repr(g.route) for g in model.route_gates.values())
+        raise BadRequest(
+            f"the parent checkpoint routes {gated} with a gate calibrated on its current adapters; "
+            "the loop's fine-tune would move the embedding it reads: grow the route with method "
+            "'top' or 'deep' (or retrain) before running the loop on it"
+        )
     set_name = next(iter(meta.adapter_sets))
     routes = list(meta.adapter_sets[set_name].routes)
     unknown = sorted({r for _, r in hard if r not in routes})

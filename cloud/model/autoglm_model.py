@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from cloud.model.adapters import AdapterSet
 from cloud.model.encoder import BertConfig, BertEncoder
+from cloud.model.route_gate import RouteGate, gated_logits
 
 
 @dataclass
@@ -37,6 +38,9 @@ class AutoGLMModel(nn.Module):
         self.encoder = encoder
         self.adapter_sets = nn.ModuleDict()
         self.active: str | None = None
+        # a gated route per adapter set (its router head's last output is inert; the gate decides):
+        # set by the checkpoint loader from ``training.new_route.gate``, applied by :meth:`forward`
+        self.route_gates: dict[str, RouteGate] = {}
         self.freeze_base()
 
     @property
@@ -86,6 +90,13 @@ class AutoGLMModel(nn.Module):
         pooled = mean_pool(hidden, attention_mask)
         embedding = F.normalize(pooled, p=2, dim=-1)
         logits = aset.heads["router"](pooled)
+        gate = self.route_gates.get(aset.name)
+        if gate is not None:
+            base = None
+            if gate.feature != "embedding":  # the adapter-free encoder's view: a second pass
+                base_pooled = mean_pool(self.encoder(input_ids, attention_mask, None), attention_mask)
+                base = F.normalize(base_pooled, p=2, dim=-1)
+            logits = gated_logits(gate, logits, embedding, base)
         return ModelOutput(embedding=embedding, route_logits=logits, pooled=pooled)
 
 

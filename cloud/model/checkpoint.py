@@ -209,6 +209,30 @@ def load_checkpoint(
             aset.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{ckpt_dir}: adapter set {name!r} weights do not fit: {exc}") from exc
+    _attach_route_gate(ckpt_dir, model, meta)
     model.freeze_base()
     model.eval()
     return model, meta
+
+
+def _attach_route_gate(ckpt_dir: Path, model: AutoGLMModel, meta: CheckpointMeta) -> None:
+    """A route grown as a gate (``training.new_route.gate``, cloud.training.route_gate) is applied
+    by the model's forward on the adapter set whose last route it is."""
+    from cloud.model.route_gate import RouteGate, feature_parts
+
+    grown = meta.training.get("new_route")
+    if not isinstance(grown, dict) or not grown.get("gate"):
+        return
+    try:
+        gate = RouteGate.from_dict(grown["gate"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt_dir}: training.new_route.gate is not a valid gate: {exc}") from exc
+    owners = [n for n, info in meta.adapter_sets.items() if info.routes and info.routes[-1] == gate.route]
+    if len(owners) != 1:
+        raise CheckpointError(
+            f"{ckpt_dir}: gated route {gate.route!r} must be the last route of exactly one adapter set"
+        )
+    width = model.config.hidden_size * feature_parts(gate.feature)
+    if tuple(gate.centre.shape) != (width,) or gate.vectors.ndim != 2 or gate.vectors.shape[1] != width:
+        raise CheckpointError(f"{ckpt_dir}: gate for {gate.route!r} does not fit the encoder (width {width})")
+    model.route_gates[owners[0]] = gate

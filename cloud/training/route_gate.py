@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,11 +37,36 @@ import torch
 from torch.nn import functional as F
 
 from cloud.model.autoglm_model import AutoGLMModel, mean_pool
+from cloud.model.route_gate import (  # the gate's data and inference (re-exported here)
+    GATE_FEATURES,
+    GATE_KINDS,
+    RouteGate,
+    centred,
+    feature_parts,
+    gate_input,
+)
 from cloud.training.maml import FastHead, TopFeatures, grow
 from contracts.tokenizer import TextTokenizer
 
-GATE_KINDS = ("proto", "knn", "lr")
-GATE_FEATURES = ("embedding", "base", "cat")
+__all__ = [
+    "GATE_FEATURES",
+    "GATE_KEY",
+    "GATE_KINDS",
+    "INERT_BIAS",
+    "GateConfig",
+    "RouteGate",
+    "base_embeddings",
+    "centred",
+    "claim_threshold",
+    "embeddings",
+    "feature_parts",
+    "fit_gate",
+    "fit_logistic",
+    "gate_input",
+    "inert_grown",
+    "lower_new_bias",
+]
+
 GATE_KEY = "gate"  # checkpoint training.new_route.<key>: the gate's data
 INERT_BIAS = -30.0  # bias of a gated route's router-head output (weight 0): never the argmax
 
@@ -54,101 +79,6 @@ class GateConfig:
     lbfgs_iters: int = 100  # ``lr``: L-BFGS iterations
     folds: int = 2  # ``lr``: folds of the replay for the out-of-fold calibration scores
     feature: str = "embedding"  # "embedding" | "base" | "cat": what the gate reads (module doc)
-
-
-@dataclass
-class RouteGate:
-    """The new route's claim rule on the parent's embeddings."""
-
-    route: str
-    kind: str
-    centre: torch.Tensor  # [hidden]
-    vectors: torch.Tensor  # proto / lr: [1, hidden]; knn: [support, hidden]
-    bias: float
-    threshold: float
-    claim_rate: float
-    calibration_size: int
-    calibration_claimed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-    feature: str = "embedding"
-
-    def scores(self, emb: torch.Tensor) -> torch.Tensor:
-        """The gate's score per row of ``emb`` (its feature: :func:`gate_input` of the parent's and/or
-        the base encoder's L2-normalised embeddings)."""
-        z = centred(emb, self.centre, parts=feature_parts(self.feature))
-        sims = z @ self.vectors.T
-        if self.kind == "knn":
-            return sims.max(dim=1).values
-        return sims[:, 0] + self.bias
-
-    def claims(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.scores(emb) > self.threshold
-
-    def routed(self, emb: torch.Tensor, parent_routes: Sequence[str]) -> list[str]:
-        """The gated routing: the new route where the gate claims, else the parent's route."""
-        claimed = self.claims(emb).tolist()
-        return [self.route if c else r for c, r in zip(claimed, parent_routes, strict=True)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "route": self.route,
-            "kind": self.kind,
-            "feature": self.feature,
-            "centre": [round(float(x), 7) for x in self.centre],
-            "vectors": [[round(float(x), 7) for x in row] for row in self.vectors],
-            "bias": self.bias,
-            "threshold": self.threshold,
-            "claim_rate": self.claim_rate,
-            "calibration_size": self.calibration_size,
-            "calibration_claimed": self.calibration_claimed,
-            **({"extra": self.extra} if self.extra else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RouteGate:
-        if d.get("kind") not in GATE_KINDS:
-            raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {d.get('kind')!r}")
-        feature = d.get("feature", "embedding")
-        if feature not in GATE_FEATURES:
-            raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
-        return cls(
-            route=str(d["route"]),
-            kind=str(d["kind"]),
-            centre=torch.tensor(d["centre"], dtype=torch.float32),
-            vectors=torch.tensor(d["vectors"], dtype=torch.float32),
-            bias=float(d["bias"]),
-            threshold=float(d["threshold"]),
-            claim_rate=float(d["claim_rate"]),
-            calibration_size=int(d["calibration_size"]),
-            calibration_claimed=int(d.get("calibration_claimed", 0)),
-            extra=dict(d.get("extra", {})),
-            feature=str(feature),
-        )
-
-
-def feature_parts(feature: str) -> int:
-    """How many embeddings a gate feature concatenates (``cat``: 2)."""
-    return 2 if feature == "cat" else 1
-
-
-def gate_input(feature: str, parent: torch.Tensor | None, base: torch.Tensor | None) -> torch.Tensor:
-    """The rows a gate of ``feature`` reads: the parent's embeddings, the base encoder's, or both
-    side by side (``cat``; centred part by part by :func:`centred`)."""
-    if feature not in GATE_FEATURES:
-        raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
-    need = {"embedding": (parent,), "base": (base,), "cat": (parent, base)}[feature]
-    if any(x is None for x in need):
-        raise ValueError(f"a {feature!r} gate needs {'both embeddings' if feature == 'cat' else feature}")
-    return torch.cat([x.float() for x in need if x is not None], dim=1)
-
-
-def centred(emb: torch.Tensor, centre: torch.Tensor, parts: int = 1) -> torch.Tensor:
-    """``normalise(e - c)``; with ``parts`` > 1 the row is split in equal parts, each centred and
-    normalised on its own, and the concatenation divided by sqrt(parts) (unit norm again)."""
-    if parts == 1:
-        return F.normalize(emb.float() - centre, p=2, dim=-1)
-    chunks = zip(emb.float().chunk(parts, dim=-1), centre.chunk(parts, dim=-1), strict=True)
-    return torch.cat([F.normalize(e - c, p=2, dim=-1) for e, c in chunks], dim=-1) / math.sqrt(parts)
 
 
 @torch.no_grad()

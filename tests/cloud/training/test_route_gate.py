@@ -5,16 +5,21 @@ checkpoint one route longer that routes every request exactly as its parent (on 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from cloud.data.generator import examples_for_template
 from cloud.data.new_route import NEW_ROUTE, support_set
-from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
+from cloud.loop.finetune import finetune
+from cloud.loop.settings import LoopSettings
+from cloud.model.checkpoint import CheckpointError, checkpoint_tokenizer, load_checkpoint
 from cloud.training.maml import AdaptConfig, FastHead, grow, top_features
 from cloud.training.new_route import NewRouteConfig, train_new_route
 from cloud.training.route_gate import (
@@ -30,9 +35,12 @@ from cloud.training.route_gate import (
     gate_input,
     lower_new_bias,
 )
+from contracts.bundle import open_bundle
+from contracts.errors import BadRequest
 from contracts.routes import DEFAULT_ROUTES
+from edge.runtime.bundle_session import BundleSession
 from export.errors import ExportError
-from export.pipeline import export_checkpoint
+from export.pipeline import export_adapter_update, export_checkpoint
 from tests.export.helpers import make_checkpoint
 
 REPLAY = [
@@ -160,7 +168,7 @@ def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
 
 
 @pytest.mark.parametrize("feature", ["embedding", "cat"])
-def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent(
+def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_with_the_gate(
     ckpt: Path, tmp_path: Path, feature: str
 ) -> None:
     support = support_set(16)
@@ -190,14 +198,15 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent
     with torch.no_grad():
         out = model(torch.from_numpy(ids), torch.from_numpy(mask))
         ref = parent(torch.from_numpy(ids), torch.from_numpy(mask))
-    assert torch.equal(out.route_logits.argmax(-1), ref.route_logits.argmax(-1))  # the parent's routing
+    assert torch.equal(out.embedding, ref.embedding) and not parent.route_gates
     info = meta.training["new_route"]
     gate = RouteGate.from_dict(info[GATE_KEY])
+    assert model.route_gates["default"].to_dict() == gate.to_dict()
     assert info["method"] == "gate" and info["adapted_layers"] == 0 and gate.kind == "proto"
     assert gate.feature == feature
     assert info["support_accuracy"] >= 0.25  # tiny random encoder, 1 % of 108 replay claimable
-    # the stored gate applied to the full model's embedding output (what an edge gets; ``cat``:
-    # with the base encoder's) claims like the cached features it was fitted on
+    # the stored gate applied to the full model's embedding output (``cat``: with the base
+    # encoder's) claims like the cached features it was fitted on
     base = base_embeddings(parent, tok, texts) if feature == "cat" else None
     claims = gate.claims(gate_input(feature, out.embedding, base))
     n_rep = len(REPLAY)
@@ -206,10 +215,41 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_routes_as_the_parent
     fast = FastHead.from_model(parent, "default")
     cached = embeddings(fast, top_features(parent, "default", tok, REPLAY))
     assert torch.allclose(cached, out.embedding[:n_rep], atol=2e-2)
-    # the export refuses it (the bundle would list the route and never choose it), in one line
-    with pytest.raises(ExportError, match=r"route 'shift_schedule' was added as a gated route.*cannot apply"):
-        export_checkpoint(res.checkpoint_dir, tmp_path / "bundle")
-    assert not (tmp_path / "bundle").exists() or not any((tmp_path / "bundle").iterdir())
+    # the loaded model routes with the gate: the new route exactly where it claims, else the parent's
+    parent_routes = [DEFAULT_ROUTES[i] for i in ref.route_logits.argmax(-1).tolist()]
+    gated = [res.routes[i] for i in out.route_logits.argmax(-1).tolist()]
+    assert gated == gate.routed(gate_input(feature, out.embedding, base), parent_routes)
+    assert 0 < gated.count(NEW_ROUTE) < len(gated)
+    assert torch.equal(out.route_logits[:, :-1], ref.route_logits)  # the old routes' logits untouched
+    # exported, the ONNX graph (ONNX Runtime, as the edge runs it) routes the same way
+    bundle = export_checkpoint(res.checkpoint_dir, tmp_path / "bundle")
+    opened = open_bundle(bundle)
+    assert opened.manifest.routes == res.routes
+    assert opened.manifest.metrics.export["route_gate"]["default"]["feature"] == feature
+    emb, logits = BundleSession(opened).run(ids, mask)
+    assert [res.routes[i] for i in np.asarray(logits).argmax(-1).tolist()] == gated
+    assert np.allclose(emb, out.embedding.numpy(), atol=1e-4)
+    # an adapter-only update cannot carry the gate (it is graph, not adapter tensors), and new
+    # adapters under a gated parent would move the embedding its gate was calibrated on
+    with pytest.raises(ExportError, match=r"route 'shift_schedule' is gated.*full bundle"):
+        export_adapter_update(res.checkpoint_dir, tmp_path / "update", parent_bundle=bundle, version="0.2.0")
+    with pytest.raises(ExportError, match=r"routes with a gate calibrated on its own adapters"):
+        export_adapter_update(ckpt, tmp_path / "update2", parent_bundle=bundle, version="0.2.0")
+    # and the learning loop does not fine-tune under it (same reason), in one line
+    with pytest.raises(BadRequest, match=r"routes 'shift_schedule' with a gate calibrated"):
+        finetune(res.checkpoint_dir, [], tmp_path / "ft", LoopSettings())
+    # a gate that does not fit the encoder, or names a route that is not last, is refused on load
+    broken = tmp_path / "broken"
+    shutil.copytree(res.checkpoint_dir, broken)
+    doc = yaml.safe_load((broken / "checkpoint.yaml").read_text(encoding="utf-8"))
+    doc["training"]["new_route"]["gate"]["centre"] = [0.0] * 3
+    (broken / "checkpoint.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="does not fit the encoder"):
+        load_checkpoint(broken)
+    doc["training"]["new_route"]["gate"]["route"] = "calculator"
+    (broken / "checkpoint.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="last route of exactly one adapter set"):
+        load_checkpoint(broken)
 
 
 def test_train_new_route_margin_rate_keeps_the_new_output_off_the_replay(ckpt: Path, tmp_path: Path) -> None:

@@ -1,0 +1,130 @@
+"""A gated route's claim rule at inference: the data a gate is (centre, vector(s), bias,
+threshold, what it reads) and the router logits it produces.
+
+Fitted by :mod:`cloud.training.route_gate` (docs/arch/model-training.md, "Gated route"); stored in
+the checkpoint under ``training.new_route.gate``; applied by :class:`cloud.model.autoglm_model.AutoGLMModel`
+(so the exported ONNX graph routes with it) through :func:`gated_logits`: the gated route's logit is
+``max(other logits) + κ · (score − threshold)``, so the argmax is the new route exactly when the gate
+claims the request (``score > threshold``) and the parent's otherwise; κ (:data:`LOGIT_SCALE`, per
+kind: the lr score is a logit, the proto / knn scores are cosines) sets how sure the claim looks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+GATE_KINDS = ("proto", "knn", "lr")
+GATE_FEATURES = ("embedding", "base", "cat")
+LOGIT_SCALE = {"lr": 10.0, "proto": 100.0, "knn": 100.0}
+
+
+@dataclass
+class RouteGate:
+    """The new route's claim rule on the parent's embeddings."""
+
+    route: str
+    kind: str
+    centre: torch.Tensor  # [hidden]
+    vectors: torch.Tensor  # proto / lr: [1, hidden]; knn: [support, hidden]
+    bias: float
+    threshold: float
+    claim_rate: float
+    calibration_size: int
+    calibration_claimed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    feature: str = "embedding"
+
+    def scores(self, emb: torch.Tensor) -> torch.Tensor:
+        """The gate's score per row of ``emb`` (its feature: :func:`gate_input` of the parent's and/or
+        the base encoder's L2-normalised embeddings)."""
+        z = centred(emb, self.centre, parts=feature_parts(self.feature))
+        sims = z @ self.vectors.T
+        if self.kind == "knn":
+            return sims.max(dim=1).values
+        return sims[:, 0] + self.bias
+
+    def claims(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.scores(emb) > self.threshold
+
+    def routed(self, emb: torch.Tensor, parent_routes: Sequence[str]) -> list[str]:
+        """The gated routing: the new route where the gate claims, else the parent's route."""
+        claimed = self.claims(emb).tolist()
+        return [self.route if c else r for c, r in zip(claimed, parent_routes, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "kind": self.kind,
+            "feature": self.feature,
+            "centre": [round(float(x), 7) for x in self.centre],
+            "vectors": [[round(float(x), 7) for x in row] for row in self.vectors],
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "claim_rate": self.claim_rate,
+            "calibration_size": self.calibration_size,
+            "calibration_claimed": self.calibration_claimed,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RouteGate:
+        if d.get("kind") not in GATE_KINDS:
+            raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {d.get('kind')!r}")
+        feature = d.get("feature", "embedding")
+        if feature not in GATE_FEATURES:
+            raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
+        return cls(
+            route=str(d["route"]),
+            kind=str(d["kind"]),
+            centre=torch.tensor(d["centre"], dtype=torch.float32),
+            vectors=torch.tensor(d["vectors"], dtype=torch.float32),
+            bias=float(d["bias"]),
+            threshold=float(d["threshold"]),
+            claim_rate=float(d["claim_rate"]),
+            calibration_size=int(d["calibration_size"]),
+            calibration_claimed=int(d.get("calibration_claimed", 0)),
+            extra=dict(d.get("extra", {})),
+            feature=str(feature),
+        )
+
+
+def feature_parts(feature: str) -> int:
+    """How many embeddings a gate feature concatenates (``cat``: 2)."""
+    return 2 if feature == "cat" else 1
+
+
+def gate_input(feature: str, parent: torch.Tensor | None, base: torch.Tensor | None) -> torch.Tensor:
+    """The rows a gate of ``feature`` reads: the parent's embeddings, the base encoder's, or both
+    side by side (``cat``; centred part by part by :func:`centred`)."""
+    if feature not in GATE_FEATURES:
+        raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
+    need = {"embedding": (parent,), "base": (base,), "cat": (parent, base)}[feature]
+    if any(x is None for x in need):
+        raise ValueError(f"a {feature!r} gate needs {'both embeddings' if feature == 'cat' else feature}")
+    return torch.cat([x.float() for x in need if x is not None], dim=1)
+
+
+def centred(emb: torch.Tensor, centre: torch.Tensor, parts: int = 1) -> torch.Tensor:
+    """``normalise(e - c)``; with ``parts`` > 1 the row is split in equal parts, each centred and
+    normalised on its own, and the concatenation divided by sqrt(parts) (unit norm again)."""
+    if parts == 1:
+        return F.normalize(emb.float() - centre, p=2, dim=-1)
+    chunks = zip(emb.float().chunk(parts, dim=-1), centre.chunk(parts, dim=-1), strict=True)
+    return torch.cat([F.normalize(e - c, p=2, dim=-1) for e, c in chunks], dim=-1) / math.sqrt(parts)
+
+
+def gated_logits(
+    gate: RouteGate, logits: torch.Tensor, embedding: torch.Tensor, base: torch.Tensor | None
+) -> torch.Tensor:
+    """``logits`` with the last column (the gated route's inert output) replaced by the gate's logit
+    ``max(other logits) + κ (score − threshold)``: argmax = the gated routing."""
+    score = gate.scores(gate_input(gate.feature, embedding, base))
+    others = logits[:, :-1]
+    new = others.max(dim=1).values + LOGIT_SCALE[gate.kind] * (score - gate.threshold)
+    return torch.cat([others, new[:, None].to(logits.dtype)], dim=1)
