@@ -19,6 +19,7 @@ from autoglm.cli import (
     edge_cmd,
     edge_node_cmd,
     export_cmd,
+    route_cmd,
     train_cmd,
 )
 from autoglm.cli.common import run_cli
@@ -55,6 +56,7 @@ def root(
 
 for module in (
     train_cmd,
+    route_cmd,
     export_cmd,
     bundle_cmd,
     cloud_cmd,

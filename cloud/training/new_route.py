@@ -16,8 +16,8 @@ and ``augment`` adds seeded altered copies of the support (:mod:`cloud.training.
 ``gate``: no parent weight changes — the router head gets an inert output for the route and a
 calibrated side scorer on the parent's embedding (:mod:`cloud.training.route_gate`, stored under
 ``training.new_route.gate``) claims requests for it — and write an ordinary checkpoint whose route
-list is one longer. A gated route is only ever chosen where the gate is applied (it is not exported
-to the edge yet: without it the checkpoint routes exactly as its parent). The export pipeline writes that
+list is one longer; ``load_checkpoint`` attaches the gate to the model, so PyTorch and the exported
+graph route with it (:mod:`cloud.model.route_gate`). The export pipeline writes that
 list into the manifest and the router head's output size; the edge names routes from the
 manifest, and a route without a local tool is answered by the cloud's tool service
 (``edge.agent.policy.UNKNOWN_ROUTE``).
@@ -150,6 +150,12 @@ def train_new_route(
     t0, c0 = time.perf_counter(), time.process_time()
     make_deterministic(cfg.seed, cfg.threads or default_threads(1))
     model, meta = load_checkpoint(Path(base_checkpoint))
+    if model.route_gates:  # the grown checkpoint's training.new_route would replace the gate: its route dies
+        gated = next(iter(model.route_gates.values())).route
+        raise BadRequest(
+            f"{base_checkpoint}: route {gated!r} is gated and a checkpoint holds one gated route; growing "
+            "another would drop its gate: grow both from the gate's parent checkpoint, or retrain"
+        )
     set_name = next(iter(meta.adapter_sets))
     routes = list(meta.adapter_sets[set_name].routes)
     if tool_routes is not None:

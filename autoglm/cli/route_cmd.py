@@ -1,0 +1,139 @@
+"""`autoglm add-route CHECKPOINT ROUTE --examples FILE --out DIR`: grow a checkpoint by one route
+learnt from a handful of examples (``cloud.training.new_route.train_new_route``), outside the loop.
+
+``--method proto`` is what the learning loop does (the top adapter + head adapted from the support,
+replaying the old routes); ``--method gate`` leaves every parent weight untouched and adds a
+calibrated side scorer that the exported graph applies (docs/arch/model-training.md, "Gated
+route"): the other routes' routing changes only where the gate claims a request. Export the result
+with ``autoglm export`` (a full bundle: an adapter-only update cannot carry a gate).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from autoglm.cli.common import console, fail, usage
+
+MAX_EXAMPLES_BYTES = 1 << 20  # checked before the file is read
+MAX_EXAMPLE_CHARS = 1000
+
+
+class RouteMethod(StrEnum):
+    PROTO = "proto"  # the loop's: top adapter + head, prototype-initialised output
+    GATE = "gate"  # parent untouched; an lr gate claims the route
+
+
+class GateFeature(StrEnum):
+    EMBEDDING = "embedding"
+    BASE = "base"
+    CAT = "cat"
+
+
+def read_examples(path: Path) -> list[str]:
+    """One example per line (blank lines skipped); a file too big, not UTF-8 or with an overlong
+    line is a usage error naming it."""
+    if not path.is_file():
+        usage(f"--examples {path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_EXAMPLES_BYTES:
+        usage(f"--examples {path}: {size} bytes, at most {MAX_EXAMPLES_BYTES} (one example per line)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        usage(f"--examples {path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if len(line) > MAX_EXAMPLE_CHARS:
+            usage(f"--examples {path}: line {n} has {len(line)} characters, at most {MAX_EXAMPLE_CHARS}")
+        if line.strip():
+            out.append(line.strip())
+    if not out:
+        usage(f"--examples {path}: no examples (one per line; give at least 1, better 8-16)")
+    return out
+
+
+def add_route(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory to grow (it is not changed).")],
+    route: Annotated[str, typer.Argument(help="The new route's name (lowercase, digits, underscores).")],
+    examples: Annotated[Path, typer.Option(help="Text file: one example request per line (UTF-8).")],
+    out: Annotated[Path, typer.Option(help="Directory to write the grown checkpoint to (new or empty).")],
+    method: Annotated[
+        RouteMethod,
+        typer.Option(
+            help="proto: adapt the top adapter + head (the loop's method); gate: parent weights untouched, "
+            "a calibrated gate claims the route (lower drop on the other routes, costs a second encoder "
+            "pass with --gate-feature base/cat)."
+        ),
+    ] = RouteMethod.PROTO,
+    gate_feature: Annotated[
+        GateFeature,
+        typer.Option(help="What the gate reads: the parent's embedding, the base encoder's, or both."),
+    ] = GateFeature.CAT,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the replay sample and the adaptation.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document, not a summary.")] = False,
+) -> None:
+    """Grow CHECKPOINT by ROUTE, learnt from the examples; export the result with `autoglm export`."""
+    if not (checkpoint / "checkpoint.yaml").is_file():
+        usage(f"{checkpoint}: not a checkpoint directory (no checkpoint.yaml)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        usage(f"--out {out}: exists and is not an empty directory (nothing is overwritten)")
+    texts = read_examples(examples)
+
+    from cloud.model.checkpoint import CheckpointError
+    from cloud.training.new_route import NewRouteConfig, train_new_route
+    from cloud.training.route_gate import GateConfig
+    from contracts.errors import AutoGLMError
+
+    if method is RouteMethod.GATE:
+        cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", feature=gate_feature.value), seed=seed)
+    else:
+        cfg = NewRouteConfig(seed=seed)
+    try:
+        res = train_new_route(checkpoint, route, texts, out, config=cfg)
+    except AutoGLMError as exc:
+        fail(exc.message, 2 if exc.status < 500 else 1)
+    except CheckpointError as exc:
+        fail(str(exc), 2)
+    doc: dict[str, Any] = {
+        "checkpoint": str(res.checkpoint_dir),
+        "route": res.route,
+        "routes": res.routes,
+        "support": res.support,
+        "method": method.value,
+        "wall_s": round(res.wall_s, 2),
+    }
+    if method is RouteMethod.GATE:
+        from cloud.model.checkpoint import read_checkpoint_meta
+
+        gate = read_checkpoint_meta(out).training["new_route"]["gate"]
+        keys = ("kind", "feature", "threshold", "claim_rate", "calibration_claimed")
+        doc["gate"] = {k: gate[k] for k in keys}
+    if as_json:
+        print(json.dumps(doc))
+        return
+    console.print(
+        f"route [bold]{res.route}[/] added ({method.value}) from {res.support} examples in "
+        f"{res.wall_s:.1f}s; routes now {len(res.routes)}"
+    )
+    if "gate" in doc:
+        g = doc["gate"]
+        console.print(
+            f"gate: {g['kind']} on {g['feature']}, threshold {g['threshold']:.4f} (claims "
+            f"{g['calibration_claimed']} of the replay, at most {g['claim_rate']:.2%})"
+        )
+    console.print(
+        f"checkpoint: [bold]{res.checkpoint_dir.resolve()}[/] · next: autoglm export {res.checkpoint_dir}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this side's commands to the root app."""
+    app.command(
+        "add-route",
+        help="Grow a checkpoint by one route learnt from a handful of examples (proto, or a gate).",
+    )(add_route)
