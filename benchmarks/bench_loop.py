@@ -125,6 +125,9 @@ GATE_METHODS: dict[str, GateConfig] = {
     # base encoder's embedding, and on both side by side
     "gate_lr_base": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="base"),
     "gate_lr_cat": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="cat"),
+    # fifth round (docs/EVALUATION.md, "Fifth selection round"): the cat gate's claim rate
+    "gate_lr_cat_q03": GateConfig(kind="lr", claim_rate=0.003, feature="cat"),
+    "gate_lr_cat_q05": GateConfig(kind="lr", claim_rate=0.005, feature="cat"),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
