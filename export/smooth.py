@@ -56,31 +56,42 @@ def smooth_graph(
             targets.append(node)
     acts = sorted({n.input[0] for n in targets})
     maxima = _activation_maxima(proto, acts, calib_feeds)
+    # Nodes that share one weight initializer (the encoder run twice in one graph, as a gated route
+    # with a ``base`` / ``cat`` gate does) get one scale from the maximum of all their inputs: the
+    # weight is scaled once and every sharer divides its own input by the same ``s``. Scaling it once
+    # per node would leave each node's weight scaled by the other's ``s`` too.
+    groups: dict[str, list[onnx.NodeProto]] = {}
+    for node in targets:
+        groups.setdefault(node.input[1], []).append(node)
     stats: dict[str, Any] = {}
-    new_nodes: list[onnx.NodeProto] = []
-    target_ids = {id(n) for n in targets}
-    for node in proto.graph.node:
-        if id(node) in target_ids:
-            w_init = inits[node.input[1]]
-            w = numpy_helper.to_array(w_init).astype(np.float32)
-            a = maxima[node.input[0]].astype(np.float32)
-            wmax = np.abs(w).max(axis=1)
-            s = np.power(np.maximum(a, 1e-5), alpha) / np.power(np.maximum(wmax, 1e-5), 1.0 - alpha)
-            s = np.where(np.isfinite(s) & (s > 0), s, 1.0).astype(np.float32)
-            w_init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w * s[:, None]), w_init.name))
-            scale_name = f"{node.name}_smooth_inv_scale"
-            proto.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), scale_name))
-            smoothed = f"{node.input[0]}_smoothed_for_{node.name}"
-            new_nodes.append(
-                onnx.helper.make_node(
-                    "Mul", [node.input[0], scale_name], [smoothed], name=f"{node.name}_smooth"
-                )
-            )
-            node.input[0] = smoothed
+    inv_scale: dict[int, str] = {}
+    for w_name, sharers in groups.items():
+        w_init = inits[w_name]
+        w = numpy_helper.to_array(w_init).astype(np.float32)
+        a = np.max(np.stack([maxima[n.input[0]] for n in sharers]), axis=0).astype(np.float32)
+        wmax = np.abs(w).max(axis=1)
+        sc = np.power(np.maximum(a, 1e-5), alpha) / np.power(np.maximum(wmax, 1e-5), 1.0 - alpha)
+        sc = np.where(np.isfinite(sc) & (sc > 0), sc, 1.0).astype(np.float32)
+        w_init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w * sc[:, None]), w_init.name))
+        scale_name = f"{sharers[0].name}_smooth_inv_scale"
+        proto.graph.initializer.append(numpy_helper.from_array((1.0 / sc).astype(np.float32), scale_name))
+        for node in sharers:
+            inv_scale[id(node)] = scale_name
             stats[node.name] = {
                 "act_max": float(a.max()),
                 "act_max_over_median": float(a.max() / max(float(np.median(a)), 1e-6)),
+                "shared_by": len(sharers),
             }
+    new_nodes: list[onnx.NodeProto] = []
+    for node in proto.graph.node:
+        if id(node) in inv_scale:
+            smoothed = f"{node.input[0]}_smoothed_for_{node.name}"
+            new_nodes.append(
+                onnx.helper.make_node(
+                    "Mul", [node.input[0], inv_scale[id(node)]], [smoothed], name=f"{node.name}_smooth"
+                )
+            )
+            node.input[0] = smoothed
         new_nodes.append(node)
     del proto.graph.node[:]
     proto.graph.node.extend(new_nodes)
@@ -89,4 +100,5 @@ def smooth_graph(
         "alpha": alpha,
         "nodes": len(targets),
         "outlier_ratio_max": max((v["act_max_over_median"] for v in stats.values()), default=0.0),
+        "shared_weights": sum(1 for g in groups.values() if len(g) > 1),
     }
