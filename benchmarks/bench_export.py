@@ -10,6 +10,11 @@ numbers against the goal (mean cosine >= 0.995, p1 >= 0.98, >= 2x fp32 at batch 
     python benchmarks/bench_export.py [--checkpoint DIR] [--tiny] [--threads 1] [--rounds 3]
                                       [--seconds 1.5] [--json-out FILE] [--options] [--no-torch]
 
+``--gated-checkpoint DIR`` adds the int8 bundle of a checkpoint grown by a gated route
+(``autoglm add-route … --method gate``; a ``cat`` / ``base`` gate runs the encoder a second time
+inside the graph) as one more engine, timed in the same rounds; its guard and its p50 relative to
+the plain int8 bundle are printed and recorded (headline: the guard must pass).
+
 ``--options`` adds int8 variants built from the same fp32 graph, timed in the same rounds and
 scored on the same test queries (the speed-vs-accuracy table of docs/arch/bundle.md): dynamic
 int8 with every node quantized (smoothed, no search) and static QDQ (u8s8, per-channel,
@@ -36,6 +41,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from autoglm.bench.records import HeadlineRow, write_record
 from cloud.data import default_splits
 from cloud.model.autoglm_model import AutoGLMModel
 from cloud.model.base import default_base_path, make_tiny_base
@@ -46,6 +52,7 @@ from edge.runtime.bundle_session import bundle_tokenizer
 from export.pipeline import bundle_size, export_adapter_update, export_checkpoint
 
 BATCHES = (1, 8, 32)
+GATED = "ort int8 gated"  # --gated-checkpoint
 
 
 def random_checkpoint(root: Path, tiny: bool) -> Path:
@@ -152,6 +159,9 @@ def main() -> None:
         "--options", action="store_true", help="also time/score int8 variants (speed vs accuracy table)"
     )
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager row")
+    ap.add_argument(
+        "--gated-checkpoint", type=Path, help="a checkpoint grown by a gated route (autoglm add-route)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
@@ -175,6 +185,19 @@ def main() -> None:
         ckpt, work / "int8", precision="int8", eval_texts=texts, eval_labels=labels, allow_degraded=True
     )
     t_int8 = time.perf_counter() - t
+    gated = None
+    t_gated = 0.0
+    if args.gated_checkpoint is not None:
+        t = time.perf_counter()
+        gated = export_checkpoint(
+            args.gated_checkpoint,
+            work / "int8-gated",
+            precision="int8",
+            eval_texts=texts,
+            eval_labels=labels,
+            allow_degraded=True,
+        )
+        t_gated = time.perf_counter() - t
     upd32 = export_adapter_update(ckpt, work / "upd32", parent_bundle=fp32, version="0.1.1")
     upd8 = export_adapter_update(ckpt, work / "upd8", parent_bundle=int8, version="0.1.1")
 
@@ -186,6 +209,9 @@ def main() -> None:
         "ort fp32": ort_runner(fp32 / b32.manifest.graphs["encoder"].file, args.threads),
         "ort int8": ort_runner(int8 / b8.manifest.graphs["encoder"].file, args.threads),
     }
+    bg = open_bundle(gated) if gated is not None else None
+    if gated is not None and bg is not None:
+        engines[GATED] = ort_runner(gated / bg.manifest.graphs["encoder"].file, args.threads)
     option_graphs = int8_options(fp32, b32, tok, work) if args.options else {}
     for name, graph in option_graphs.items():
         engines[name] = ort_runner(graph, args.threads)
@@ -307,6 +333,42 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()},
         "options_accuracy": accuracy,
     }
+    gated_rows: list[Any] = []
+    if bg is not None:
+        g_guard = bg.manifest.metrics.parity["int8_vs_fp32"]
+        ratio = {
+            bs: round(
+                statistics.median(samples[(GATED, bs)]) / statistics.median(samples[("ort int8", bs)]), 3
+            )
+            for bs in BATCHES
+        }
+        record["gated"] = {
+            "checkpoint": str(args.gated_checkpoint),
+            "route_gate": bg.manifest.metrics.export.get("route_gate"),
+            "routes": list(bg.manifest.routes),
+            "export_s": round(t_gated, 1),
+            "int8_parity": {k: v for k, v in g_guard.items() if k != "thresholds"},
+            "smoothing": bg.manifest.metrics.export["int8"].get("smoothing"),
+            "p50_vs_int8": ratio,
+        }
+        print(
+            f"\ngated int8 ({record['gated']['route_gate']}): export {t_gated:.1f} s, guard "
+            f"{'passed' if g_guard['passed'] else 'FAILED: ' + '; '.join(g_guard['failures'])} (route "
+            f"agreement {g_guard['route_agreement']:.4f}, cosine p1 {g_guard['cosine_p1']:.4f}); "
+            "p50 latency, gated / plain int8: " + ", ".join(f"batch {bs} {r:.2f}x" for bs, r in ratio.items())
+        )
+        gated_rows.append(
+            HeadlineRow(
+                what="int8 bundle of a gated route (`add-route --method gate`, the gate in the graph): guard "
+                f"and latency, {args.threads} thread(s)",
+                baseline="--checkpoint (the gate's parent) as a plain int8 bundle, same rounds",
+                result=f"guard {'passed' if g_guard['passed'] else 'FAILED'} (agreement "
+                f"{g_guard['route_agreement']:.4f}); p50 latency gated / plain "
+                + ", ".join(f"batch {bs} {r:.2f}x" for bs, r in ratio.items()),
+                target="guard passing",
+                met=bool(g_guard["passed"]),
+            )
+        )
     if accuracy:
         print(
             f"\n{'option':34s} {'x fp32 @32':>10s} {'cos mean':>9s} {'cos p1':>8s} "
@@ -323,7 +385,6 @@ def main() -> None:
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(record, indent=2))
-    from autoglm.bench.records import HeadlineRow, write_record
 
     fp32_b32 = next(r["p50_ms"] for r in rows if r["engine"] == "ort fp32" and r["batch"] == 32)
     write_record(
@@ -353,6 +414,7 @@ def main() -> None:
                 f"update {sizes['update_int8_share']:.2%} of it",
             ),
             *option_rows(rows, accuracy, round_speedups),
+            *gated_rows,
         ],
     )
 
