@@ -28,10 +28,10 @@ def demo(
     stages: Annotated[
         str,
         typer.Option(
-            help="Comma-separated stages to run: train,export,fleet,loop,ask "
+            help="Comma-separated stages to run: train,export,route,fleet,loop,ask "
             "(later ones need export and fleet)."
         ),
-    ] = "train,export,fleet,loop,ask",
+    ] = "train,export,route,fleet,loop,ask",
     allow_degraded: Annotated[
         bool, typer.Option("--allow-degraded", help="Keep an int8 bundle that fails the accuracy guard.")
     ] = False,

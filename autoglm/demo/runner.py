@@ -23,8 +23,9 @@ from autoglm.demo.errors import StageFailed
 if TYPE_CHECKING:
     from autoglm.demo.ask_stage import AskResult
     from autoglm.demo.loop_stage import LoopResult
+    from autoglm.demo.route_stage import RouteResult
 
-STAGES = ("export", "fleet", "loop", "ask")
+STAGES = ("export", "route", "fleet", "loop", "ask")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DemoSummary:
     node_versions: dict[str, str | None] = field(default_factory=dict)
     ask: AskResult | None = None  # stage 4's result as it came back
     loop: LoopResult | None = None  # the learning loop's result
+    route: RouteResult | None = None  # the gated new route's result
     leftover_threads: list[str] = field(default_factory=list)
     broker_stopped: bool = False
     run_dir: str = ""
@@ -84,6 +86,16 @@ def run_demo(
     summary.bundle_bytes, summary.update_bytes = export.bundle_bytes, export.update_bytes
     summary.export_reused = export.reused
     summary.guard_passed = (not export.guard.get("failures")) if export.guard else None
+    if "route" in stages:
+        from autoglm.demo.route_stage import run_stage_route
+
+        console.rule("[bold]Stage · new route: 16 examples → a gated route in the exported graph")
+        t0 = time.perf_counter()
+        try:
+            summary.route = run_stage_route(console, checkpoint, root)
+        except Exception as exc:
+            raise StageFailed("route", f"{type(exc).__name__}: {exc}") from exc
+        summary.stage_wall_s["route"] = time.perf_counter() - t0
     if not {"fleet", "loop", "ask"} & set(stages):
         return summary
 
@@ -207,6 +219,14 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
             f"in ≤ {a.offline_latency_ms:.0f} ms server / {a.offline_wall_ms:.0f} ms client; "
             "repeat with the breaker "
             f"open: {'no network attempt' if a.offline_breaker_short_circuit else 'attempted the cloud'}",
+        )
+    rt = s.route
+    if rt is not None:
+        claimed = sum(g == rt.route for _, _, g in rt.answers)
+        t.add_row(
+            "new route (gate)",
+            f"{rt.route} from {rt.support} examples: {claimed} of {len(rt.answers)} demo questions routed "
+            f"to it; {rt.other_changed} of {rt.other_n} other-route questions changed route",
         )
     lp = s.loop
     if lp is not None:

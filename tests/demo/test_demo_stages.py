@@ -68,6 +68,15 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert "demo relaxes the rollout analysis" in text and "min_requests 3 (shipped default 50)" in text
     assert "demo relaxes the semantic cache" in text and "agent_cache_threshold 0.85 (shipped default" in text
 
+    # route: shift_schedule grown as a gate and exported; the graph's old outputs are the parent's,
+    # so its routing changes only where the gate claims (a tiny random model claims what it claims)
+    rt = s.route
+    assert rt is not None and rt.support == 16 and not rt.reused and rt.other_n == 400
+    assert rt.gate["kind"] == "lr" and rt.gate["feature"] == "cat"
+    assert len(rt.answers) == 6 and all(g in (p, "shift_schedule") for _, p, g in rt.answers)
+    assert "new route (gate)" in text and "route shift_schedule added as a gate" in text
+    assert Path(rt.bundle, "manifest.yaml").is_file()
+
     # loop: the questions edge-a was unsure of, and the wrong answers its user rejected with the right
     # route (POST /v1/feedback), became hard examples; the users' labels were auto-approved; a job ran
     lp = s.loop
@@ -121,7 +130,8 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
         Console(file=io.StringIO()),
         tiny_checkpoint,
         tmp_path / "demo",
-        stages=("export",),
+        stages=("export", "route"),
         allow_degraded=True,
     )
     assert again.export_reused and again.bundle == s.bundle
+    assert again.route is not None and again.route.reused and again.route.answers == rt.answers
