@@ -38,6 +38,13 @@ from contracts.logging import get_logger
 log = get_logger("autoglm.cloud.fleet")
 
 HEARTBEATS = Counter("autoglm_cloud_heartbeats_total", "Heartbeats ingested from edge nodes")
+# a heartbeat older than the newest taken by at most this much is a late one; older still, the
+# node's clock went back (reset, re-imaged device) and it is taken as the new reference
+STALE_HEARTBEAT_WINDOW_MS = 120_000
+HEARTBEATS_STALE = Counter(
+    "autoglm_cloud_heartbeats_stale_total",
+    "Heartbeats built before the node's newest one seen (their model version is not taken)",
+)
 NODES = Gauge("autoglm_cloud_nodes", "Known nodes by state", ["state"])
 COMMANDS = Counter("autoglm_cloud_commands_total", "Commands sent to nodes", ["kind", "outcome"])
 
@@ -65,6 +72,7 @@ class LiveNode:
     last_seen: float | None = None  # epoch seconds
     metrics: dict[str, Any] = field(default_factory=dict)
     last_error: str = ""
+    last_heartbeat_ts_ms: int = 0  # the node's clock: the newest heartbeat taken (0: none, or untimed)
     # Plain tuples (NodeSample's fields): exact tuples of atomic values are untracked by the cyclic GC,
     # so 512 samples x 500 nodes cost no GC pauses (as objects they stalled each full collection ~1 s).
     samples: deque[tuple[float, str, int, float, float, float]] = field(
@@ -396,13 +404,24 @@ class FleetService:
             p99_ms=float(payload.get("latency_p99_ms", 0.0) or 0.0),
             fallback_rate=float(payload.get("fallback_rate", 0.0) or 0.0),
         )
+        try:
+            ts_ms = int(payload.get("ts_ms") or 0)
+        except (TypeError, ValueError):
+            ts_ms = 0
         with self._lock:
             live = self._ensure(node_id)
             live.online = True
             live.last_seen = now
-            if version:
-                live.current_version = version
-            live.metrics = {k: v for k, v in payload.items() if k not in ("node_id",)}
+            # a heartbeat built before the newest one taken (delivered late, or replayed) keeps its
+            # traffic sample but must not rewind the node's version or metrics
+            behind = live.last_heartbeat_ts_ms - ts_ms
+            if ts_ms > 0 and 0 < behind <= STALE_HEARTBEAT_WINDOW_MS:
+                HEARTBEATS_STALE.inc()
+            else:
+                live.last_heartbeat_ts_ms = ts_ms
+                if version:
+                    live.current_version = version
+                live.metrics = {k: v for k, v in payload.items() if k not in ("node_id",)}
             live.samples.append(tuple(sample))  # type: ignore[arg-type]
             live.dirty = True
 

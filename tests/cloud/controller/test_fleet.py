@@ -49,3 +49,33 @@ def test_heartbeats_sweep_and_restart(tmp_path: Path) -> None:
         assert again.fleet.authenticate(token) is None and again.fleet.authenticate(new_token) == "a"
     finally:
         again.close()
+
+
+def test_a_late_heartbeat_does_not_rewind_the_node_version(tmp_path: Path) -> None:
+    """A heartbeat built before the newest one taken (delivered late) keeps its traffic sample but
+    not its model version; a clock that went back by more than the window is taken as is."""
+    from cloud.fleet.service import STALE_HEARTBEAT_WINDOW_MS
+
+    clock = FakeClock()
+    svc = CloudServices.build(make_settings(tmp_path), channel=RecordingChannel(), clock=clock)
+    try:
+        svc.fleet.register("a", {})
+
+        def beat(ts_ms: int, version: str, requests: int = 1) -> None:
+            svc.fleet.on_heartbeat(
+                "a", {"node_id": "a", "ts_ms": ts_ms, "model_version": version, "requests": requests}
+            )
+
+        beat(1_000_000, "1.1.0")
+        beat(1_005_000, "4.0.0", 7)
+        beat(1_002_000, "1.1.0", 2)  # built before the 4.0.0 one, processed after it
+        assert svc.fleet.get("a").current_version == "4.0.0"
+        assert [s.requests for s in svc.fleet.samples(["a"], since=0)] == [1, 7, 2]  # traffic kept
+        beat(1_010_000, "1.1.0")  # a newer one moves it
+        assert svc.fleet.get("a").current_version == "1.1.0"
+        beat(1_010_000 - STALE_HEARTBEAT_WINDOW_MS - 1, "1.2.0")  # the node's clock went back
+        assert svc.fleet.get("a").current_version == "1.2.0"
+        beat(0, "1.3.0")  # untimed heartbeats are taken in arrival order
+        assert svc.fleet.get("a").current_version == "1.3.0"
+    finally:
+        svc.close()
