@@ -222,11 +222,16 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
         )
     rt = s.route
     if rt is not None:
-        claimed = sum(g == rt.route for _, _, g in rt.answers)
+        from autoglm.demo.route_stage import QUESTIONS
+
+        meant = [m == rt.route for _, m in QUESTIONS]
+        hit = sum(g == rt.route for (_, _, g), m in zip(rt.answers, meant, strict=True) if m)
+        false = sum(g == rt.route for (_, _, g), m in zip(rt.answers, meant, strict=True) if not m)
         t.add_row(
             "new route (gate)",
-            f"{rt.route} from {rt.support} examples: {claimed} of {len(rt.answers)} demo questions routed "
-            f"to it; {rt.other_changed} of {rt.other_n} other-route questions changed route",
+            f"{rt.route} from {rt.support} examples: {hit} of the {sum(meant)} questions meant for it "
+            f"routed to it ({false} of {len(meant) - sum(meant)} others); {rt.other_changed} of "
+            f"{rt.other_n} other-route test questions changed route",
         )
     lp = s.loop
     if lp is not None:
