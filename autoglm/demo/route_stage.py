@@ -77,6 +77,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     from cloud.model.checkpoint import read_checkpoint_meta
     from cloud.training.new_route import NewRouteConfig, train_new_route
     from cloud.training.route_gate import GateConfig
+    from contracts.bundle import BundleError, open_bundle
     from export.pipeline import checkpoint_sha256, export_checkpoint
 
     res = RouteResult()
@@ -86,11 +87,11 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     support = [e.text for e in support_set(16, seed=SUPPORT_SEED)]
     res.support = len(support)
     try:
-        res.reused = (
-            json.loads(marker.read_text())["parent_sha256"] == parent_sha
-            and (bundle / "manifest.yaml").is_file()
-        )
-    except (OSError, ValueError, KeyError):
+        res.reused = json.loads(marker.read_text())["parent_sha256"] == parent_sha
+        if res.reused:
+            open_bundle(bundle)  # verifies the files against the manifest (a damaged one is rebuilt)
+            read_checkpoint_meta(grown)
+    except (OSError, ValueError, KeyError, BundleError):
         res.reused = False
     if not res.reused:
         shutil.rmtree(work, ignore_errors=True)

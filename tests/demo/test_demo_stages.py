@@ -135,3 +135,8 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     )
     assert again.export_reused and again.bundle == s.bundle
     assert again.route is not None and again.route.reused and again.route.answers == rt.answers
+    # a damaged gated bundle is not reused: grown and exported again, same routing
+    graph = next(Path(rt.bundle).glob("encoder.*.onnx"))
+    graph.write_bytes(graph.read_bytes()[:100])
+    third = run_demo(Console(file=io.StringIO()), tiny_checkpoint, tmp_path / "demo", stages=("route",))
+    assert third.route is not None and not third.route.reused and third.route.answers == rt.answers
