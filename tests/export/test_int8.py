@@ -13,8 +13,13 @@ from typer.testing import CliRunner
 
 from autoglm.cli import app
 from cloud.data import default_splits
+from cloud.data.generator import examples_for_template
+from cloud.data.new_route import NEW_ROUTE, support_set
 from cloud.model.base import make_tiny_base
+from cloud.training.new_route import NewRouteConfig, train_new_route
+from cloud.training.route_gate import GateConfig
 from contracts.bundle import open_bundle
+from contracts.routes import DEFAULT_ROUTES
 from edge.runtime.bundle_session import BundleSession, bundle_tokenizer
 from export.errors import GuardFailed
 from export.pipeline import export_checkpoint
@@ -180,3 +185,24 @@ def test_cli_exit_code_and_allow_degraded(
     assert res.exit_code == 0, res.output
     guard = open_bundle(tmp_path / "b").manifest.metrics.parity["int8_vs_fp32"]
     assert guard["passed"] is False and guard["failures"]
+
+
+def test_gated_two_pass_graph_passes_the_int8_guard(
+    tmp_path: Path, eval_set: tuple[list[str], list[str]]
+) -> None:
+    """A ``cat`` gate runs the encoder twice in one graph (shared weights): its int8 export passes
+    the default guard and ONNX Runtime routes like the fp32 graph (the smoothing once scaled the
+    shared weights per pass: the guard then failed at 0.18 agreement on the demo checkpoint)."""
+    ckpt = make_checkpoint(tmp_path / "c", routes=list(DEFAULT_ROUTES))
+    replay = [e for r in DEFAULT_ROUTES for e in examples_for_template(f"en.{r}.00", 6)]
+    cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", feature="cat"))
+    res = train_new_route(ckpt, NEW_ROUTE, support_set(8), tmp_path / "gated", config=cfg, replay=replay)
+    texts, labels = eval_set
+    bundle = export_checkpoint(
+        res.checkpoint_dir, tmp_path / "b8", precision="int8", eval_texts=texts, eval_labels=labels
+    )
+    opened = open_bundle(bundle)
+    guard = opened.manifest.metrics.parity["int8_vs_fp32"]
+    assert guard["passed"] and guard["route_agreement"] >= 0.99, guard
+    assert opened.manifest.metrics.export["int8"]["smoothing"]["shared_weights"] > 0
+    assert opened.manifest.routes == res.routes
