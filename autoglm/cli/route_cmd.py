@@ -71,9 +71,12 @@ def add_route(
         ),
     ] = RouteMethod.PROTO,
     gate_feature: Annotated[
-        GateFeature,
-        typer.Option(help="What the gate reads: the parent's embedding, the base encoder's, or both."),
-    ] = GateFeature.CAT,
+        GateFeature | None,
+        typer.Option(
+            help="--method gate: what the gate reads: the parent's embedding, the base encoder's, or both "
+            "(default cat)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the replay sample and the adaptation.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document, not a summary.")] = False,
 ) -> None:
@@ -82,6 +85,10 @@ def add_route(
         usage(f"{checkpoint}: not a checkpoint directory (no checkpoint.yaml)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         usage(f"--out {out}: exists and is not an empty directory (nothing is overwritten)")
+    if gate_feature is not None and method is not RouteMethod.GATE:
+        usage(
+            f"--gate-feature {gate_feature.value} needs --method gate (--method {method.value} has no gate)"
+        )
     texts = read_examples(examples)
 
     from cloud.model.checkpoint import CheckpointError
@@ -90,7 +97,8 @@ def add_route(
     from contracts.errors import AutoGLMError
 
     if method is RouteMethod.GATE:
-        cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", feature=gate_feature.value), seed=seed)
+        feature = (gate_feature or GateFeature.CAT).value
+        cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", feature=feature), seed=seed)
     else:
         cfg = NewRouteConfig(seed=seed)
     try:

@@ -92,6 +92,7 @@ def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> Non
         ("out_not_empty", "not an empty directory"),
         ("gated_parent", "is gated"),
         ("not_a_checkpoint", "not a checkpoint directory"),
+        ("feature_without_gate", "--gate-feature base needs --method gate"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -124,7 +125,8 @@ def test_bad_input_is_one_line(
         route = "another_route"
     elif case == "not_a_checkpoint":
         parent = tmp_path
-    r = _run("add-route", str(parent), route, "--examples", str(ex), "--out", str(out))
+    extra = ["--gate-feature", "base"] if case == "feature_without_gate" else []
+    r = _run("add-route", str(parent), route, "--examples", str(ex), "--out", str(out), *extra)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert len(lines) == 1 and names in lines[0], r.stderr
