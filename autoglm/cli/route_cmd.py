@@ -91,14 +91,15 @@ def add_route(
         )
     texts = read_examples(examples)
 
+    from dataclasses import replace
+
     from cloud.model.checkpoint import CheckpointError
-    from cloud.training.new_route import NewRouteConfig, train_new_route
-    from cloud.training.route_gate import GateConfig
+    from cloud.training.new_route import OPERATOR_GATE, NewRouteConfig, train_new_route
     from contracts.errors import AutoGLMError
 
     if method is RouteMethod.GATE:
-        feature = (gate_feature or GateFeature.CAT).value
-        cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", feature=feature), seed=seed)
+        gate = OPERATOR_GATE if gate_feature is None else replace(OPERATOR_GATE, feature=gate_feature.value)
+        cfg = NewRouteConfig(method="gate", gate=gate, seed=seed)
     else:
         cfg = NewRouteConfig(seed=seed)
     try:

@@ -71,6 +71,10 @@ NEW_ROUTE_KEY = "new_route"  # checkpoint training.<key>
 
 
 NEW_ROUTE_METHODS = ("top", "deep", "gate")
+# the gate an operator grows outside the loop (``autoglm add-route --method gate``, the demo's route
+# stage): an lr gate on the parent's and the base encoder's embeddings, round 4's selection
+# (docs/arch/loop.md); the claim rate is GateConfig's default (round 5 kept it)
+OPERATOR_GATE = GateConfig(kind="lr", feature="cat")
 
 
 @dataclass(frozen=True)
