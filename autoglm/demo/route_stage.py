@@ -18,9 +18,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from contracts.bundle import Bundle
 
 ROUTE = "shift_schedule"
 SUPPORT_SEED = 0
@@ -49,15 +53,22 @@ class RouteResult:
     other_changed: int = 0
     bundle: str = ""
 
+    def claims(self, meant_for_route: bool) -> tuple[int, int]:
+        """(routed to the new route, asked) among the demo questions meant for it, or the others."""
+        picked = [
+            g
+            for (_, _, g), (_, m) in zip(self.answers, QUESTIONS, strict=True)
+            if (m == ROUTE) is meant_for_route
+        ]
+        return sum(g == self.route for g in picked), len(picked)
 
-def _routes_of(bundle: Path, texts: list[str]) -> tuple[list[str], list[str]]:
+
+def _routes_of(opened: Bundle, texts: list[str]) -> tuple[list[str], list[str]]:
     """(the parent's routing: argmax over the old routes' outputs, the gated routing: argmax)."""
     import numpy as np
 
-    from contracts.bundle import open_bundle
     from edge.runtime.bundle_session import BundleSession, bundle_tokenizer
 
-    opened = open_bundle(bundle)
     sess, tok = BundleSession(opened), bundle_tokenizer(opened)
     parent: list[str] = []
     gated: list[str] = []
@@ -75,8 +86,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     from cloud.data import default_splits
     from cloud.data.new_route import support_set
     from cloud.model.checkpoint import read_checkpoint_meta
-    from cloud.training.new_route import NewRouteConfig, train_new_route
-    from cloud.training.route_gate import GateConfig
+    from cloud.training.new_route import OPERATOR_GATE, NewRouteConfig, train_new_route
     from contracts.bundle import BundleError, open_bundle
     from export.pipeline import checkpoint_sha256, export_checkpoint
 
@@ -86,14 +96,15 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     parent_sha = checkpoint_sha256(checkpoint)
     support = [e.text for e in support_set(16, seed=SUPPORT_SEED)]
     res.support = len(support)
+    opened: Bundle | None = None
     try:
-        res.reused = json.loads(marker.read_text())["parent_sha256"] == parent_sha
-        if res.reused:
-            open_bundle(bundle)  # verifies the files against the manifest (a damaged one is rebuilt)
+        if json.loads(marker.read_text())["parent_sha256"] == parent_sha:
             read_checkpoint_meta(grown)
+            opened = open_bundle(bundle)  # verifies the files against the manifest (a damaged one is rebuilt)
     except (OSError, ValueError, KeyError, BundleError):
-        res.reused = False
-    if not res.reused:
+        opened = None
+    res.reused = opened is not None
+    if opened is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "examples.txt").write_text("\n".join(support) + "\n", encoding="utf-8")
@@ -103,11 +114,11 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
             "--method gate)"
         )
         t = time.perf_counter()
-        cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", feature="cat"), seed=SUPPORT_SEED)
+        cfg = NewRouteConfig(method="gate", gate=OPERATOR_GATE, seed=SUPPORT_SEED)
         train_new_route(checkpoint, ROUTE, support, grown, config=cfg)
         res.grow_s = time.perf_counter() - t
         t = time.perf_counter()
-        export_checkpoint(grown, bundle, precision="fp32", version="1.3.0")
+        opened = open_bundle(export_checkpoint(grown, bundle, precision="fp32", version="1.3.0"))
         res.export_s = time.perf_counter() - t
         marker.write_text(json.dumps({"parent_sha256": parent_sha}))
     else:
@@ -118,7 +129,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
 
     questions = [q for q, _ in QUESTIONS]
     others = [e.text for e in default_splits(0)["test"][:OTHER_SAMPLE]]
-    parent_routes, gated_routes = _routes_of(bundle, questions + others)
+    parent_routes, gated_routes = _routes_of(opened, questions + others)
     n = len(questions)
     res.answers = list(zip(questions, parent_routes[:n], gated_routes[:n], strict=True))
     res.other_n = len(others)

@@ -222,15 +222,11 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
         )
     rt = s.route
     if rt is not None:
-        from autoglm.demo.route_stage import QUESTIONS
-
-        meant = [m == rt.route for _, m in QUESTIONS]
-        hit = sum(g == rt.route for (_, _, g), m in zip(rt.answers, meant, strict=True) if m)
-        false = sum(g == rt.route for (_, _, g), m in zip(rt.answers, meant, strict=True) if not m)
+        (hit, meant), (false, others) = rt.claims(True), rt.claims(False)
         t.add_row(
             "new route (gate)",
-            f"{rt.route} from {rt.support} examples: {hit} of the {sum(meant)} questions meant for it "
-            f"routed to it ({false} of {len(meant) - sum(meant)} others); {rt.other_changed} of "
+            f"{rt.route} from {rt.support} examples: {hit} of the {meant} questions meant for it "
+            f"routed to it ({false} of {others} others); {rt.other_changed} of "
             f"{rt.other_n} other-route test questions changed route",
         )
     lp = s.loop
