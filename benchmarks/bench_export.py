@@ -210,8 +210,8 @@ def main() -> None:
         "ort int8": ort_runner(int8 / b8.manifest.graphs["encoder"].file, args.threads),
     }
     bg = open_bundle(gated) if gated is not None else None
-    if gated is not None and bg is not None:
-        engines[GATED] = ort_runner(gated / bg.manifest.graphs["encoder"].file, args.threads)
+    if bg is not None:
+        engines[GATED] = ort_runner(bg.root / bg.manifest.graphs["encoder"].file, args.threads)
     option_graphs = int8_options(fp32, b32, tok, work) if args.options else {}
     for name, graph in option_graphs.items():
         engines[name] = ort_runner(graph, args.threads)
@@ -333,7 +333,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg()},
         "options_accuracy": accuracy,
     }
-    gated_rows: list[Any] = []
+    gated_rows: list[HeadlineRow] = []
     if bg is not None:
         g_guard = bg.manifest.metrics.parity["int8_vs_fp32"]
         ratio = {
@@ -342,6 +342,7 @@ def main() -> None:
             )
             for bs in BATCHES
         }
+        ratio_text = ", ".join(f"batch {bs} {r:.2f}x" for bs, r in ratio.items())
         record["gated"] = {
             "checkpoint": str(args.gated_checkpoint),
             "route_gate": bg.manifest.metrics.export.get("route_gate"),
@@ -355,7 +356,7 @@ def main() -> None:
             f"\ngated int8 ({record['gated']['route_gate']}): export {t_gated:.1f} s, guard "
             f"{'passed' if g_guard['passed'] else 'FAILED: ' + '; '.join(g_guard['failures'])} (route "
             f"agreement {g_guard['route_agreement']:.4f}, cosine p1 {g_guard['cosine_p1']:.4f}); "
-            "p50 latency, gated / plain int8: " + ", ".join(f"batch {bs} {r:.2f}x" for bs, r in ratio.items())
+            f"p50 latency, gated / plain int8: {ratio_text}"
         )
         gated_rows.append(
             HeadlineRow(
@@ -363,8 +364,7 @@ def main() -> None:
                 f"and latency, {args.threads} thread(s)",
                 baseline="--checkpoint (the gate's parent) as a plain int8 bundle, same rounds",
                 result=f"guard {'passed' if g_guard['passed'] else 'FAILED'} (agreement "
-                f"{g_guard['route_agreement']:.4f}); p50 latency gated / plain "
-                + ", ".join(f"batch {bs} {r:.2f}x" for bs, r in ratio.items()),
+                f"{g_guard['route_agreement']:.4f}); p50 latency gated / plain {ratio_text}",
                 target="guard passing",
                 met=bool(g_guard["passed"]),
             )
