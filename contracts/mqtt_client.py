@@ -17,6 +17,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -67,6 +68,10 @@ class MqttOptions:
     will: Will | None = None
     mqtt5: bool = True  # False: MQTT 3.1.1 (e.g. the embedded dev broker), clean_session=False
     subscriptions: tuple[str, ...] = field(default_factory=tuple)
+    # A broker that takes the TCP connection but never sends CONNACK (or never the SUBACK of
+    # our subscriptions) would leave us "connecting" forever: after this many seconds the
+    # attempt is dropped and retried with backoff.
+    ack_timeout_s: float = 10.0
 
 
 def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random | None = None) -> float:
@@ -98,6 +103,7 @@ class MqttConnection:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connects = 0
+        self.ack_timeouts = 0
         self._attempt = 0
         self._sub_mid = -1
         self._session_present = False
@@ -217,9 +223,22 @@ class MqttConnection:
                 self._stop.wait(delay)
                 continue
             self._set_nodelay()
+            ack_deadline = time.monotonic() + o.ack_timeout_s
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.05)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self._state is ConnectionState.CONNECTING and time.monotonic() > ack_deadline:
+                    self.ack_timeouts += 1
+                    log.warning(
+                        "%s: %s:%s took the connection but did not acknowledge it (CONNACK/SUBACK) "
+                        "within %.1fs; reconnecting",
+                        self._name,
+                        o.host,
+                        o.port,
+                        o.ack_timeout_s,
+                    )
+                    self._drop_socket()
                     break
             if self._stop.is_set():
                 break
@@ -233,6 +252,12 @@ class MqttConnection:
             self._attempt += 1
             log.info("%s: connection lost; reconnecting in %.2fs", self._name, delay)
             self._stop.wait(delay)
+
+    def _drop_socket(self) -> None:
+        sock = self._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _set_nodelay(self) -> None:
         """paho leaves Nagle on; with small acks/publishes that costs ~40 ms per round trip."""
