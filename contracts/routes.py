@@ -29,6 +29,16 @@ class Route(StrEnum):
 
 DEFAULT_ROUTES: tuple[str, ...] = tuple(r.value for r in Route)
 
+
+class GateFeature(StrEnum):
+    """What a gated route's claim rule reads (a grown checkpoint's ``training.new_route.gate.feature``,
+    ``autoglm add-route --gate-feature``; docs/arch/model-training.md, "Gated route")."""
+
+    EMBEDDING = "embedding"  # the parent's (adapted) sentence embedding
+    BASE = "base"  # the base encoder's, without adapters (a second encoder pass)
+    CAT = "cat"  # both side by side, each centred and normalised on its own
+
+
 ROUTE_DESCRIPTIONS: dict[str, str] = {
     Route.CALCULATOR: "arithmetic on numbers given in the request",
     Route.UNIT_CONVERT: "converting a quantity between units",

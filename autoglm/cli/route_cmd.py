@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from autoglm.cli.common import console, fail, usage
+from contracts.routes import GateFeature
 
 MAX_EXAMPLES_BYTES = 1 << 20  # checked before the file is read
 MAX_EXAMPLE_CHARS = 1000
@@ -26,12 +27,6 @@ MAX_EXAMPLE_CHARS = 1000
 class RouteMethod(StrEnum):
     PROTO = "proto"  # the loop's: top adapter + head, prototype-initialised output
     GATE = "gate"  # parent untouched; an lr gate claims the route
-
-
-class GateFeature(StrEnum):
-    EMBEDDING = "embedding"
-    BASE = "base"
-    CAT = "cat"
 
 
 def read_examples(path: Path) -> list[str]:
@@ -116,12 +111,9 @@ def add_route(
         "method": method.value,
         "wall_s": round(res.wall_s, 2),
     }
-    if method is RouteMethod.GATE:
-        from cloud.model.checkpoint import read_checkpoint_meta
-
-        gate = read_checkpoint_meta(out).training["new_route"]["gate"]
+    if res.gate is not None:
         keys = ("kind", "feature", "threshold", "claim_rate", "calibration_claimed")
-        doc["gate"] = {k: gate[k] for k in keys}
+        doc["gate"] = {k: res.gate[k] for k in keys}
     if as_json:
         print(json.dumps(doc))
         return

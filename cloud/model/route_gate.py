@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from contracts.routes import GateFeature
+
 GATE_KINDS = ("proto", "knn", "lr")
-GATE_FEATURES = ("embedding", "base", "cat")
+GATE_FEATURES = tuple(f.value for f in GateFeature)
 LOGIT_SCALE = {"lr": 10.0, "proto": 100.0, "knn": 100.0}
 
 
@@ -96,7 +98,7 @@ class RouteGate:
 
 def feature_parts(feature: str) -> int:
     """How many embeddings a gate feature concatenates (``cat``: 2)."""
-    return 2 if feature == "cat" else 1
+    return 2 if feature == GateFeature.CAT else 1
 
 
 def gate_input(feature: str, parent: torch.Tensor | None, base: torch.Tensor | None) -> torch.Tensor:

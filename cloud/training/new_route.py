@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -104,6 +105,7 @@ class NewRouteResult:
     wall_s: float
     adapt_s: float
     cpu_s: float = 0.0  # CPU time of this process during the call (wall_s includes waiting for a busy CPU)
+    gate: dict[str, Any] | None = None  # method "gate": the fitted gate (RouteGate.to_dict), as stored
 
 
 def default_replay(routes: Sequence[str], size: int, seed: int = 0) -> list[Example]:
@@ -258,6 +260,14 @@ def train_new_route(
     write_fast_checkpoint(model, meta, set_name, grown, Path(out_dir), training_extra=extra)
     wall = time.perf_counter() - t0
     log.info("new route trained", extra={"route": route, "support": len(support), "wall_s": round(wall, 2)})
+    gate_doc = extra_info.get("gate")
     return NewRouteResult(
-        Path(out_dir), grown.routes, route, len(support), wall, adapt_s, time.process_time() - c0
+        Path(out_dir),
+        grown.routes,
+        route,
+        len(support),
+        wall,
+        adapt_s,
+        time.process_time() - c0,
+        gate=gate_doc if isinstance(gate_doc, dict) else None,
     )

@@ -106,7 +106,7 @@ def two_nodes(
     hub = make_cloud(mosquitto_broker).start()
     a = make_edge(mosquitto_broker, "node-a").start()
     b = make_edge(mosquitto_broker, "node-b").start()
-    assert a.wait_connected(10) and b.wait_connected(10) and hub.wait_connected(10)
+    assert a.wait_connected(30) and b.wait_connected(30) and hub.wait_connected(30)
     return TwoNodes(hub, a, b)
 
 

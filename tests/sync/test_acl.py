@@ -75,7 +75,7 @@ def test_real_sync_works_under_the_acl(
 ) -> None:
     hub = make_cloud(secured, sync_mqtt_username="autoglm-cloud", sync_mqtt_password="cloud-secret").start()
     edge = make_edge(secured, "node-a", mqtt_username="node-a", mqtt_password="a-secret").start()
-    assert hub.wait_connected(10) and edge.wait_connected(10)
+    assert hub.wait_connected(30) and edge.wait_connected(30)
     edge.on_command(lambda c: {"ok": True})
     assert edge.store is not None
     edge.publish_memory([edge.store.put("k", "v")])

@@ -48,7 +48,7 @@ def test_pending_command_acked_later_from_another_thread(
 
     edge.on_command(handler)
     edge.start()
-    assert edge.wait_connected(10) and hub.wait_connected(10)
+    assert edge.wait_connected(30) and hub.wait_connected(30)
     dup0 = _duplicates()
     cid = hub.send_command("node-a", {"type": "set_desired_version", "version": "2.0.0"})
     wait_until(lambda: runs == [cid], what="handler started")
@@ -90,7 +90,7 @@ def test_deferred_error_ack_and_ack_while_disconnected(
 
     edge.on_command(handler)
     edge.start()
-    assert edge.wait_connected(10) and hub.wait_connected(10)
+    assert edge.wait_connected(30) and hub.wait_connected(30)
     bad = hub.send_command("node-b", {"type": "set_desired_version", "version": "3.0.0"})
     wait_until(lambda: got == [bad], what="command delivered")
     assert edge.ack_command(bad, error=RuntimeError("cannot load 3.0.0"))

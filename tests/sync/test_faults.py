@@ -57,7 +57,7 @@ def test_broker_crash_while_streaming_10k_records_applies_each_exactly_once(
             mqtt_window_messages=8,
             mqtt_ack_timeout_s=2.0,
         ).start()
-        assert hub.wait_connected(10) and edge.wait_connected(10)
+        assert hub.wait_connected(30) and edge.wait_connected(30)
         records = _records("node-a", 10_000)
         crashed = threading.Event()
 
@@ -92,7 +92,7 @@ def test_records_wait_in_outbox_while_broker_is_away_and_survive_edge_restart(
     broker = MosquittoBroker(tmp_path).start()
     try:
         hub = make_cloud(broker, sync_rebroadcast="none").start()
-        assert hub.wait_connected(10)
+        assert hub.wait_connected(30)
         broker.stop()
         outbox = tmp_path / "node-a-outbox.sqlite3"
         edge = make_edge(broker, "node-a", store=False, outbox=outbox).start()
@@ -122,7 +122,7 @@ def test_cloud_restart_keeps_cursor_and_dedups_resends(
     try:
         hub = make_cloud(broker, sync_rebroadcast="none").start()
         edge = make_edge(broker, "node-a", store=False).start()
-        assert hub.wait_connected(10) and edge.wait_connected(10)
+        assert hub.wait_connected(30) and edge.wait_connected(30)
         edge.publish_memory(_records("node-a", 400))
         wait_until(lambda: edge.outbox.pending_records() == 0, what="first batch acked")
         hub.stop()

@@ -87,7 +87,7 @@ def test_forged_oversized_and_unknown_relation_priors_are_rejected_and_counted(
 ) -> None:
     hub = make_cloud(mosquitto_broker).start()
     b = make_edge(mosquitto_broker, "node-b").start()
-    assert hub.wait_connected(10) and b.wait_connected(10)
+    assert hub.wait_connected(30) and b.wait_connected(30)
     before = {r: cloud_rejected(r) for r in ("wrong_sender", "invalid_record")}
     raw = RawClient(mosquitto_broker, "node-x")
     up = "autoglm/up/node-x/priors"

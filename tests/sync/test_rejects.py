@@ -25,7 +25,7 @@ def test_malformed_oversized_unknown_version_wrong_sender_are_rejected_and_count
     make_edge: Callable[..., EdgeSync],
 ) -> None:
     hub = make_cloud(mosquitto_broker, sync_max_message_bytes=8192, sync_rebroadcast="none").start()
-    assert hub.wait_connected(10)
+    assert hub.wait_connected(30)
     before = {
         r: cloud_rejected(r)
         for r in (
@@ -77,7 +77,7 @@ def test_invalid_records_are_dead_lettered_on_the_edge(
 ) -> None:
     hub = make_cloud(mosquitto_broker, sync_rebroadcast="none").start()
     edge = make_edge(mosquitto_broker, "node-a", store=False).start()
-    assert hub.wait_connected(10) and edge.wait_connected(10)
+    assert hub.wait_connected(30) and edge.wait_connected(30)
     # A session-state record the cloud cannot validate (bypassing the edge's own checks).
     edge.uplink.put(ContentType.SESSION, [b'{"session_id": "s1"}'])
     wait_until(lambda: edge.outbox.dead_letters(), what="dead letter")
@@ -96,7 +96,7 @@ def test_edge_rejects_downlink_not_from_the_cloud(
     edge = make_edge(mosquitto_broker, "node-a").start()
     ran: list[dict] = []
     edge.on_command(lambda c: ran.append(c) or {})
-    assert edge.wait_connected(10)
+    assert edge.wait_connected(30)
     raw = RawClient(mosquitto_broker, "intruder")
     raw.publish(
         "autoglm/down/node-a/commands",

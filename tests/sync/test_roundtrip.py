@@ -78,7 +78,7 @@ def test_commands_are_acked_once_and_resent_until_acked(
     hub = make_cloud(mosquitto_broker).start()
     acks: list[tuple[str, CommandAck]] = []
     hub.on_command_ack(lambda n, ack: acks.append((n, ack)))
-    assert hub.wait_connected(10)
+    assert hub.wait_connected(30)
     # Sent while the node is not even running: it stays pending and is resent.
     cid = hub.send_command("node-a", {"type": "set_desired_model", "version": "1.4.0"})
     edge = make_edge(mosquitto_broker, "node-a")
@@ -131,7 +131,7 @@ def test_heartbeat_status_last_will_hard_examples_events(
         }
     )
     edge.start()
-    assert edge.wait_connected(10)
+    assert edge.wait_connected(30)
     wait_until(lambda: ("node-a", True) in statuses, what="online status")
     assert edge.send_heartbeat()
     wait_until(lambda: beats, what="heartbeat")
@@ -167,7 +167,7 @@ def test_group_rebroadcast_and_shared_session_state(
     got_c: list[KnowledgeRecord] = []
     c.on_memory(got_c.extend)
     for e in (a, b, c):
-        assert e.wait_connected(10)
+        assert e.wait_connected(30)
     wait_until(
         lambda: hub.node_group("node-a") == "line-1" and hub.node_group("node-c") == "line-2",
         what="groups learnt from status",

@@ -83,7 +83,7 @@ def test_twin_reported_and_delta_followed_over_mqtt(
     desired: list[dict[str, str]] = []
     edge.on_twin_delta(desired.append)
     edge.start()
-    assert edge.wait_connected(10) and edge.twin is not None and edge.twin.wait_connected(10)
+    assert edge.wait_connected(30) and edge.twin is not None and edge.twin.wait_connected(30)
     edge.send_heartbeat()
     wait_until(lambda: watcher.messages, what="twin update on the EventBus topic")
     topic, payload = watcher.messages[0]

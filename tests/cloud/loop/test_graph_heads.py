@@ -74,7 +74,7 @@ def _fleet_feedback(
     monkeypatch.setenv("AUTOGLM_CLOUD_SYNC_DB_PATH", str(db))
     hub = new_cloud(broker, sync_db_path=db).start()
     node = new_edge(broker, "node-a").start()
-    assert hub.wait_connected(10) and node.wait_connected(10) and node.store is not None
+    assert hub.wait_connected(30) and node.wait_connected(30) and node.store is not None
     _, good = node.store.add_path_prior("machine", ("maintained_by",), confirmed=30, rejected=0, shared=True)
     _, bad = node.store.add_path_prior("machine", ("operated_by",), confirmed=0, rejected=30, shared=True)
     assert good is not None and bad is not None

@@ -201,7 +201,7 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     assert torch.equal(out.embedding, ref.embedding) and not parent.route_gates
     info = meta.training["new_route"]
     gate = RouteGate.from_dict(info[GATE_KEY])
-    assert model.route_gates["default"].to_dict() == gate.to_dict()
+    assert model.route_gates["default"].to_dict() == gate.to_dict() == res.gate
     assert info["method"] == "gate" and info["adapted_layers"] == 0 and gate.kind == "proto"
     assert gate.feature == feature
     assert info["support_accuracy"] >= 0.25  # tiny random encoder, 1 % of 108 replay claimable

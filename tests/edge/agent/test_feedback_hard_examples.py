@@ -83,7 +83,7 @@ def test_a_rejected_confident_answer_reaches_the_cloud_queue_with_the_users_labe
     hub.on_hard_examples(feed)
     hub.start()
     sync_a = make_edge(mosquitto_broker, "node-a").start()
-    assert sync_a.wait_connected(10) and hub.wait_connected(10)
+    assert sync_a.wait_connected(30) and hub.wait_connected(30)
     agent = make_agent(tmp_path, "node-a", agent_cloud_url="", sync=sync_a)
 
     answered = ask(agent, Q)

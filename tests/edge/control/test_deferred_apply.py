@@ -81,7 +81,7 @@ def test_slow_apply_does_not_block_sync_and_duplicates_apply_once(
     node = EdgeNode.build(serve, sync, ControlSettings(), downloader=dl).start()
     try:
         wait_ready(node.url)
-        assert node.sync is not None and node.sync.wait_connected(10) and hub.wait_connected(10)
+        assert node.sync is not None and node.sync.wait_connected(30) and hub.wait_connected(30)
         dup0 = _duplicates()
         cid = hub.send_command("edge-slow", _command(cloud, "1.1.0"))
         wait_until(lambda: dl.fetches == ["1.1.0"], 30, "the apply to start downloading")

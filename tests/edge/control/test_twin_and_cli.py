@@ -47,7 +47,7 @@ def test_twin_desired_version_is_applied(cloud: Cloud, bundles: Bundles, tmp_pat
     node = EdgeNode.build(serve, sync, control).start()
     try:
         wait_ready(node.url)
-        assert node.sync is not None and node.sync.twin is not None and node.sync.twin.wait_connected(10)
+        assert node.sync is not None and node.sync.twin is not None and node.sync.twin.wait_connected(30)
         delta = {"event_id": "e1", "timestamp": 1, "twin": {}, "delta": {"desired_model_version": "1.1.0"}}
         watcher.publish(twin_delta_topic("factory", "press-7"), json.dumps(delta).encode())
 
