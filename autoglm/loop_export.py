@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
     """An adapter-only update with the guard; a full export (same precision as the parent, its own
-    guard) when the route list grew (a new route changes the head's shape: no update fits)."""
+    guard) when the route list grew (a new route changes the head's shape: no update fits) or the
+    checkpoint has a gated route (its gate is part of the graph, refitted by the fine-tune)."""
     from cloud.loop.pipeline import GuardRefused
     from cloud.model.checkpoint import read_checkpoint_meta
     from contracts.bundle import open_bundle
@@ -23,7 +24,9 @@ def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
     pm = open_bundle(req.parent_bundle).manifest
     meta = read_checkpoint_meta(req.checkpoint_dir)
     routes = list(next(iter(meta.adapter_sets.values())).routes)
-    if routes != list(pm.adapter_sets[pm.default_adapter_set].routes):
+    grown = meta.training.get("new_route")
+    gated = isinstance(grown, dict) and bool(grown.get("gate"))
+    if gated or routes != list(pm.adapter_sets[pm.default_adapter_set].routes):
         return _full_export(req, pm.precision, routes)
     try:
         bundle, report = guarded_adapter_update(

@@ -29,6 +29,8 @@ from cloud.training.calibration import fit_temperature
 from cloud.training.config import TrainConfig
 from cloud.training.data_source import load_run_data
 from cloud.training.maml import kd_loss
+from cloud.training.new_route import NEW_ROUTE_KEY, SUPPORT_TEXTS_KEY, refit_route_gate
+from cloud.training.route_gate import INERT_BIAS
 from cloud.training.trainer import (
     RouterLogits,
     default_threads,
@@ -90,6 +92,15 @@ def distill_term(teacher: torch.Tensor, st: LoopSettings) -> Callable[[torch.Ten
     return term
 
 
+def keep_inert(model: Any, set_name: str) -> None:
+    """The gated route's router-head output back to inert (weight 0, bias ``INERT_BIAS``): the
+    fine-tune's weight decay and softmax gradients nudge it; the gate alone routes to it."""
+    out = model.adapter_set(set_name).heads.router.out
+    with torch.no_grad():
+        out.weight[-1].zero_()
+        out.bias[-1] = INERT_BIAS
+
+
 def finetune(
     parent_ckpt: Path,
     hard: list[tuple[str, str]],
@@ -98,21 +109,28 @@ def finetune(
     *,
     on_progress: Progress | None = None,
     extra_training: dict[str, Any] | None = None,
+    baseline_ckpt: Path | None = None,
 ) -> FinetuneResult:
+    """Fine-tune ``parent_ckpt`` on the base data + ``hard``; ``before`` is measured on
+    ``baseline_ckpt`` when given (the production checkpoint, when the job grew routes into
+    ``parent_ckpt`` first: the gain and the regression are against what the fleet runs)."""
     t0 = time.perf_counter()
     report = on_progress or (lambda _p, _m: None)
     st = settings
     make_deterministic(st.loop_seed, default_threads(1))
     device = torch.device("cpu")
     model, meta = load_checkpoint(parent_ckpt)
-    if model.route_gates:  # fine-tuning moves the embedding the gate was calibrated on
-        gated = ", ".join(repr(g.route) for g in model.route_gates.values())
-        raise BadRequest(
-            f"the parent checkpoint routes {gated} with a gate calibrated on its current adapters; "
-            "the loop's fine-tune would move the embedding it reads: grow the route with method "
-            "'top' or 'deep' (or retrain) before running the loop on it"
-        )
     set_name = next(iter(meta.adapter_sets))
+    # a gated route (grown with ``method="gate"``): the fine-tune moves the embedding its gate was
+    # calibrated on, so the gate is fitted again afterwards (its stored support + its labelled
+    # hard examples); it sits out the training, and its labelled examples go to the refit
+    gate = model.route_gates.get(set_name)
+    if gate is not None and not meta.training.get(NEW_ROUTE_KEY, {}).get(SUPPORT_TEXTS_KEY):
+        raise BadRequest(
+            f"the parent checkpoint routes {gate.route!r} with a gate, but does not keep the examples "
+            "it was grown from, so the gate cannot follow the fine-tune: grow the route again with "
+            "`autoglm add-route --method gate` and register that before running the loop on it"
+        )
     routes = list(meta.adapter_sets[set_name].routes)
     unknown = sorted({r for _, r in hard if r not in routes})
     if unknown:  # the pipeline grows the head first (cloud.training.new_route); this is a programming error
@@ -127,17 +145,31 @@ def finetune(
     if st.loop_base_samples and len(base_train) > st.loop_base_samples:
         base_train = rng.sample(base_train, st.loop_base_samples)
     hard_ex = [Example(t, r, detect_lang(t), "hard") for t, r in hard]
+    hard_train = [e for e in hard_ex if gate is None or e.route != gate.route]
     val = [e for e in splits["val"] if e.route in routes][: min(600, st.loop_eval_max or 600)]
     enc_frozen = encode_split(frozen, tokenizer, routes)
     enc_hard = encode_split(hard_ex, tokenizer, routes)
+    enc_hard_train = (
+        enc_hard if len(hard_train) == len(hard_ex) else encode_split(hard_train, tokenizer, routes)
+    )
     enc_base = encode_split(base_train, tokenizer, routes)
     report(0.02, f"data: {len(base_train)} base + {len(hard_ex)} hard examples; frozen eval {len(frozen)}")
 
+    judge = model
+    if baseline_ckpt is not None:  # the production model the job started from, before any growth
+        judge, base_meta = load_checkpoint(baseline_ckpt)
+        base_routes = list(base_meta.adapter_sets[set_name].routes)
+        if routes[: len(base_routes)] != base_routes:
+            raise BadRequest(f"{parent_ckpt}: its routes do not extend the baseline's ({base_routes})")
+    # (a baseline without a grown route never predicts its index: its examples count as wrong)
     before = {
-        "frozen_accuracy": _accuracy(model, set_name, enc_frozen, device),
-        "hard_accuracy": _accuracy(model, set_name, enc_hard, device),
+        "frozen_accuracy": _accuracy(judge, set_name, enc_frozen, device),
+        "hard_accuracy": _accuracy(judge, set_name, enc_hard, device),
     }
+    del judge
     report(0.15, f"before: frozen {before['frozen_accuracy']:.4f}, hard {before['hard_accuracy']:.4f}")
+    if gate is not None:
+        del model.route_gates[set_name]  # trained (and distilled) on the plain head; refitted below
 
     aset = model.adapter_set(set_name)
     for p in aset.parameters():
@@ -151,15 +183,15 @@ def finetune(
     )
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=st.loop_train_lr, weight_decay=0.01)
     bs = st.loop_train_batch_size
-    n_hard = max(1, round(bs * st.loop_hard_share)) if len(hard_ex) else 0
+    n_hard = max(1, round(bs * st.loop_hard_share)) if len(hard_train) else 0
     n_base = bs - n_hard if len(base_train) else 0
     gen = np.random.default_rng(st.loop_seed)
     model.train()
     losses: list[float] = []
     for step in range(st.loop_train_steps):
         idx_b = gen.integers(0, len(enc_base), n_base) if n_base else np.zeros(0, dtype=np.int64)
-        idx_h = gen.integers(0, len(enc_hard), n_hard) if n_hard else np.zeros(0, dtype=np.int64)
-        parts = [sp.batch(ix, device) for sp, ix in ((enc_base, idx_b), (enc_hard, idx_h)) if len(ix)]
+        idx_h = gen.integers(0, len(enc_hard_train), n_hard) if n_hard else np.zeros(0, dtype=np.int64)
+        parts = [sp.batch(ix, device) for sp, ix in ((enc_base, idx_b), (enc_hard_train, idx_h)) if len(ix)]
         width = max(p[0].shape[1] for p in parts)
         ids = torch.cat([torch.nn.functional.pad(p[0], (0, width - p[0].shape[1])) for p in parts])
         mask = torch.cat([torch.nn.functional.pad(p[1], (0, width - p[1].shape[1])) for p in parts])
@@ -173,6 +205,18 @@ def finetune(
                 f"step {step + 1}/{st.loop_train_steps} loss {np.mean(losses[-10:]):.4f}",
             )
     model.eval()
+    refit = None
+    if gate is not None:
+        keep_inert(model, set_name)
+        report(0.9, f"refitting the gate of route {gate.route!r} on the new adapters")
+        refit = refit_route_gate(
+            model,
+            meta.training,
+            set_name,
+            tokenizer,
+            [e.text for e in hard_ex if e.route == gate.route],
+            seed=st.loop_seed,
+        )
     temperature = float(meta.adapter_sets[set_name].temperature)
     if val:
         enc_val = encode_split(val, tokenizer, routes)
@@ -189,6 +233,7 @@ def finetune(
     temps[set_name] = temperature
     training = {
         **meta.training,
+        **({NEW_ROUTE_KEY: refit.info} if refit is not None else {}),
         "finished": True,
         "loop": {
             "parent_checkpoint": str(parent_ckpt),
@@ -202,6 +247,11 @@ def finetune(
             "hard_examples": len(hard_ex),
             "seed": st.loop_seed,
             "wall_s": round(wall, 2),
+            **(
+                {"gate_refit": {"route": refit.gate.route, "support": refit.support, "added": refit.added}}
+                if refit is not None
+                else {}
+            ),
             **(extra_training or {}),
         },
     }

@@ -86,6 +86,7 @@ class Finetuner(Protocol):
         *,
         on_progress: Callable[[float, str], None] | None = None,
         extra_training: dict[str, Any] | None = None,
+        baseline_ckpt: Path | None = None,
     ) -> Any: ...
 
 
@@ -233,6 +234,7 @@ class LoopPipeline:
             message=f"warm start from checkpoint {ckpt}; export parent {full.model}@{full.version}",
         )
 
+        production = ckpt
         ckpt = self._grow_routes(jid, ckpt, hard)
 
         def on_progress(p: float, msg: str) -> None:
@@ -247,6 +249,7 @@ class LoopPipeline:
             st,
             on_progress=on_progress,
             extra_training={"dataset_sha256_loop": dataset.sha256, "job": jid},
+            baseline_ckpt=production if ckpt != production else None,
         )
         self.jobs.report(jid, stage=JobStage.EVALUATING, progress=0.62, message="policy check")
         gates, fails = policy_check(res.before, res.after, st)
@@ -341,16 +344,24 @@ class LoopPipeline:
         new_routes = sorted({r for _, r in hard if r not in known})
         if not new_routes:
             return ckpt
-        from cloud.training.new_route import train_new_route
+        from cloud.training.new_route import OPERATOR_GATE, NewRouteConfig, train_new_route
 
+        gate = self.settings.loop_new_route_method == "gate"
+        if gate and len(new_routes) > 1:
+            raise PolicyRefused(
+                f"labels name {len(new_routes)} new routes {new_routes}; with loop_new_route_method=gate a "
+                "job grows one (a checkpoint holds one gated route): reject or relabel the others"
+            )
+        cfg = NewRouteConfig(method="gate", gate=OPERATOR_GATE) if gate else NewRouteConfig()
         for route in new_routes:
             out = self.work_dir / "checkpoints" / f"job-{jid}-route-{route}"
             shutil.rmtree(out, ignore_errors=True)
             support = [t for t, r in hard if r == route]
-            res = train_new_route(ckpt, route, support, out, tool_routes=self.tool_routes())
+            res = train_new_route(ckpt, route, support, out, tool_routes=self.tool_routes(), config=cfg)
+            how = f"gate ({OPERATOR_GATE.kind} on {OPERATOR_GATE.feature})" if gate else "head grown"
             self.jobs.report(
                 jid,
-                message=f"new route {route!r}: head grown from {res.support} examples "
+                message=f"new route {route!r}: {how} from {res.support} examples "
                 f"in {res.wall_s:.1f}s (routes now {len(res.routes)})",
             )
             ckpt = out

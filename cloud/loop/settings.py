@@ -99,6 +99,14 @@ class LoopSettings(AutoGLMSettings):
         description="Directories holding production checkpoints (each a checkpoint or a folder of them); the "
         "worker warm-starts from the one whose sha256 the parent version's lineage names.",
     )
+    loop_new_route_method: Literal["proto", "gate"] = Field(
+        default="proto",
+        description="How a job grows a route its labels name and the model lacks: proto (the top adapter + "
+        "head, then trained with the rest; round 3's method) or gate (the parent's routing untouched, an lr "
+        "gate on the parent's and the base encoder's embeddings claims the route, as `autoglm add-route "
+        "--method gate`; the job's fine-tune fits it again on the new adapters, and a gated model cannot "
+        "grow a second route). docs/arch/loop.md, 'Gated routes in the loop'.",
+    )
     loop_graph_heads: bool = Field(
         default=True,
         description="When the production bundle carries the learned graph heads (hop_scorer), train new "

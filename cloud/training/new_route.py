@@ -28,13 +28,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cloud.data import Example, SplitSpec, default_splits, detect_lang
+from cloud.model.autoglm_model import AutoGLMModel
 from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint
 from cloud.training.augment import augment_support
 from cloud.training.maml import (
@@ -53,6 +54,7 @@ from cloud.training.maml import (
 )
 from cloud.training.route_gate import (
     GateConfig,
+    RouteGate,
     base_embeddings,
     embeddings,
     fit_gate,
@@ -64,11 +66,14 @@ from cloud.training.trainer import default_threads, make_deterministic
 from contracts.errors import BadRequest
 from contracts.logging import get_logger
 from contracts.routes import check_route_label
+from contracts.tokenizer import TextTokenizer
 
 log = get_logger("autoglm.cloud.training.new_route")
 
 MAX_SUPPORT = 256
 NEW_ROUTE_KEY = "new_route"  # checkpoint training.<key>
+SUPPORT_TEXTS_KEY = "support_texts"  # training.new_route.<key> of a gated route: its examples (refits)
+GATE_CONFIG_KEY = "gate_config"  # training.new_route.<key> of a gated route: its GateConfig
 
 
 NEW_ROUTE_METHODS = ("top", "deep", "gate")
@@ -212,24 +217,17 @@ def train_new_route(
         support_acc = float((grown.logits(sup_l).argmax(-1) == len(grown.routes) - 1).float().mean())
         steps, lr = cfg.deep.steps, cfg.deep.lr
     elif cfg.method == "gate":
-        train_f = top_features(model, set_name, tokenizer, support + extra_support)
-        rep_f = top_features(model, set_name, tokenizer, rep)
-        fast = FastHead.from_model(model, set_name)
         t_adapt = time.perf_counter()
-        feat = cfg.gate.feature
-        sup_e, rep_e = (
-            gate_input(
-                feat,
-                embeddings(fast, f) if feat != "base" else None,
-                base_embeddings(model, tokenizer, f.texts) if feat != "embedding" else None,
-            )
-            for f in (train_f, rep_f)
-        )
+        sup_e = gate_rows(model, set_name, tokenizer, cfg.gate.feature, support + extra_support)
+        rep_e = gate_rows(model, set_name, tokenizer, cfg.gate.feature, rep)
         gate = fit_gate(route, sup_e, rep_e, cfg.gate, seed=cfg.seed)
-        grown = inert_grown(fast, route)
+        grown = inert_grown(FastHead.from_model(model, set_name), route)
         adapt_s = time.perf_counter() - t_adapt
         support_acc = float(gate.claims(sup_e[: len(support)]).float().mean())
         extra_info["gate"] = gate.to_dict()
+        # what a refit needs when the loop's fine-tune moves the embedding the gate reads
+        extra_info[GATE_CONFIG_KEY] = asdict(cfg.gate)
+        extra_info[SUPPORT_TEXTS_KEY] = [e.text for e in support]
         steps, lr = 0, 0.0
     else:
         raise BadRequest(f"new-route method must be one of {list(NEW_ROUTE_METHODS)}, not {cfg.method!r}")
@@ -271,3 +269,76 @@ def train_new_route(
         time.process_time() - c0,
         gate=gate_doc if isinstance(gate_doc, dict) else None,
     )
+
+
+def gate_rows(
+    model: AutoGLMModel, set_name: str, tokenizer: TextTokenizer, feature: str, examples: Sequence[Example]
+) -> torch.Tensor:
+    """The rows a gate of ``feature`` reads for ``examples``: the model's embedding output (from
+    the cached top features), the base encoder's, or both (:func:`gate_input`)."""
+    feats = top_features(model, set_name, tokenizer, examples)
+    return gate_input(
+        feature,
+        embeddings(FastHead.from_model(model, set_name), feats) if feature != "base" else None,
+        base_embeddings(model, tokenizer, feats.texts) if feature != "embedding" else None,
+    )
+
+
+@dataclass
+class GateRefit:
+    info: dict[str, Any]  # the checkpoint's new ``training.new_route`` (gate and support replaced)
+    gate: RouteGate
+    support: int
+    added: int  # labelled examples of the route added to the stored support
+
+
+def refit_route_gate(
+    model: AutoGLMModel,
+    training: dict[str, Any],
+    set_name: str,
+    tokenizer: TextTokenizer,
+    labelled: Sequence[str] = (),
+    *,
+    seed: int = 0,
+) -> GateRefit:
+    """Fit the gated route's gate again on ``model`` (whose adapters a fine-tune moved, so the
+    embedding the old gate was calibrated on is gone), from the support stored at growth plus
+    ``labelled`` examples of the route (the loop's labelled hard examples; at most
+    :data:`MAX_SUPPORT` in all, the stored ones first), with the same kind, feature and claim
+    rate, calibrated on a fresh replay of the other routes. Attaches the gate to ``model``."""
+    info = dict(training.get(NEW_ROUTE_KEY) or {})
+    old = RouteGate.from_dict(info["gate"])
+    stored = info.get(SUPPORT_TEXTS_KEY)
+    if not isinstance(stored, list) or not stored:
+        raise BadRequest(
+            f"route {old.route!r} is gated, but its checkpoint does not keep the examples it was grown "
+            "from, so the gate cannot follow a fine-tune: grow it again with `autoglm add-route "
+            "--method gate` from the parent and register that"
+        )
+    texts = list(dict.fromkeys([*map(str, stored), *(t.strip() for t in labelled if t.strip())]))
+    texts = texts[:MAX_SUPPORT]
+    fields = GateConfig.__dataclass_fields__
+    saved = info.get(GATE_CONFIG_KEY)
+    cfg = (
+        GateConfig(**{k: v for k, v in saved.items() if k in fields})
+        if isinstance(saved, dict)
+        else GateConfig(kind=old.kind, claim_rate=old.claim_rate, feature=old.feature)
+    )
+    routes = [r for r in model.adapter_set(set_name).routes if r != old.route]
+    rep = default_replay(routes, int(info.get("replay") or 900), seed)
+    support = [Example(t, old.route, detect_lang(t), "support") for t in texts]
+    sup_e = gate_rows(model, set_name, tokenizer, cfg.feature, support)
+    rep_e = gate_rows(model, set_name, tokenizer, cfg.feature, rep)
+    gate = fit_gate(old.route, sup_e, rep_e, cfg, seed=seed)
+    model.route_gates[set_name] = gate
+    info.update(
+        {
+            "gate": gate.to_dict(),
+            GATE_CONFIG_KEY: asdict(cfg),
+            SUPPORT_TEXTS_KEY: texts,
+            "support": len(texts),
+            "support_accuracy": float(gate.claims(sup_e).float().mean()),
+            "refits": int(info.get("refits") or 0) + 1,
+        }
+    )
+    return GateRefit(info, gate, len(texts), len(texts) - min(len(set(map(str, stored))), len(texts)))

@@ -181,8 +181,14 @@ SHIFT = [
 ]
 
 
-def test_a_label_naming_a_tool_bound_new_route_grows_the_model(world: World) -> None:
+@pytest.mark.parametrize("method", ["proto", "gate"])
+def test_a_label_naming_a_tool_bound_new_route_grows_the_model(
+    world: World, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    from cloud.model.checkpoint import load_checkpoint
     from cloud.tools.registry import Tool
+
+    monkeypatch.setenv("AUTOGLM_CLOUD_LOOP_NEW_ROUTE_METHOD", method)
 
     def shift_tool() -> Tool:
         return Tool(
@@ -205,11 +211,21 @@ def test_a_label_naming_a_tool_bound_new_route_grows_the_model(world: World) -> 
     out = world.run_job(worker, job.id)
     assert out.state is JobState.SUCCEEDED and out.outcome is JobOutcome.PROMOTED, (out.error, out.logs)
     logs = world.svc.loop.jobs.get(job.id).logs
-    assert any("new route 'shift_schedule': head grown from 6 examples" in line for line in logs)
+    how = "gate (lr on cat)" if method == "gate" else "head grown"
+    assert any(f"new route 'shift_schedule': {how} from 6 examples" in line for line in logs), logs
+    model, meta = load_checkpoint(worker.pipeline.work_dir / "checkpoints" / f"job-{job.id}")
+    if method == "gate":  # grown as a gate, then fitted again on the job's fine-tuned adapters
+        assert meta.training["new_route"]["refits"] == 1 and model.route_gates["default"].feature == "cat"
+        assert sorted(meta.training["new_route"]["support_texts"]) == sorted(SHIFT)
+    else:
+        assert not model.route_gates
     v = world.svc.registry.get_version(MODEL, "1.1.0")
     assert v.kind == "full" and v.lineage["parent"] == f"{MODEL}@1.0.0"  # the head grew: a full bundle
     assert out.metrics["guard"]["full_export"] is True and "shift_schedule" in out.metrics["guard"]["routes"]
-    assert out.metrics["after"]["hard_accuracy"] >= 0.5
+    # the production model has no such route: every example was wrong before the job
+    assert out.metrics["before"]["hard_accuracy"] == 0.0
+    # (a gate claims at most 0.2 % of the replay: on the tiny encoder that is few of its own examples)
+    assert out.metrics["after"]["hard_accuracy"] >= (0.5 if method == "proto" else 0.15)
     assert world.svc.registry.alias_target(MODEL, "stable") == "1.1.0"
 
 
@@ -230,3 +246,50 @@ def test_the_next_job_warm_starts_from_the_loops_own_version(
     assert v.parent == f"{MODEL}@1.0.0"  # the update binds into the full ancestor's graph
     logs = world.svc.loop.jobs.get(second.id).logs
     assert any("checkpoints/job-1" in line for line in logs)  # warm start from job 1's checkpoint
+
+
+def test_a_gated_production_model_goes_through_a_job_with_its_gate_refitted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production routes shift_schedule with a gate (``autoglm add-route --method gate``): a job
+    fine-tunes the adapters, fits the gate again on the new embedding (its stored examples + the
+    route's labelled hard examples) and ships a full bundle (the gate is graph, not adapters)."""
+    from cloud.model.checkpoint import load_checkpoint
+    from cloud.training.new_route import NewRouteConfig, train_new_route
+    from cloud.training.route_gate import GateConfig
+    from contracts.bundle import open_bundle
+    from export.pipeline import export_checkpoint
+
+    gated = world.tmp / "gated"
+    cfg = NewRouteConfig(method="gate", gate=GateConfig(kind="lr", claim_rate=0.01), threads=1)
+    train_new_route(world.model.checkpoint, "shift_schedule", SHIFT[:4], gated, config=cfg)
+    bundle = export_checkpoint(gated, world.tmp / "v11", name=MODEL, version="1.1.0", precision="fp32")
+    world.svc.registry.register_dir(bundle, actor="t")
+    world.svc.registry.set_alias(MODEL, "stable", "1.1.0", actor="t", reason="operator added a route")
+    monkeypatch.setenv("AUTOGLM_CLOUD_LOOP_CHECKPOINT_DIRS", f'["{world.model.checkpoint}", "{gated}"]')
+    worker = world.worker()
+    labels = label_all_wrong(world, worker)
+    q = world.svc.loop.queue
+    q.ingest("n00", records(SHIFT[4:], prefix="s"))
+    worker.triage()
+    shift_labelled = []
+    for item in q.items(status=HardExampleStatus.NEW).items:  # (one may merge into an earlier item)
+        q.label(item.id, "shift_schedule", actor="admin:alice")
+        shift_labelled.append(item.text)
+    assert shift_labelled
+    job, _ = world.svc.loop.jobs.create(MODEL, actor="admin:alice")
+    out = world.run_job(worker, job.id)
+    assert out.state is JobState.SUCCEEDED and out.outcome is JobOutcome.PROMOTED, (out.error, out.logs)
+    assert out.parent_version == "1.1.0" and out.version == "1.2.0"
+    v = world.svc.registry.get_version(MODEL, "1.2.0")
+    assert v.kind == "full" and out.metrics["guard"]["full_export"] is True
+    assert any("refitting the gate of route 'shift_schedule'" in line for line in out.logs)
+    model, meta = load_checkpoint(worker.pipeline.work_dir / "checkpoints" / f"job-{job.id}")
+    info = meta.training["new_route"]
+    assert info["refits"] == 1 and info["support_texts"][:4] == SHIFT[:4]
+    assert sorted(info["support_texts"][4:]) == sorted(shift_labelled)
+    assert model.route_gates["default"].to_dict() == info["gate"]
+    assert len(labels) == 4
+    shipped = world.tmp / "shipped"
+    dest = worker.pipeline._materialise(v, shipped)
+    assert open_bundle(dest).manifest.metrics.export["route_gate"]["default"]["route"] == "shift_schedule"

@@ -235,9 +235,6 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
         export_adapter_update(res.checkpoint_dir, tmp_path / "update", parent_bundle=bundle, version="0.2.0")
     with pytest.raises(ExportError, match=r"routes with a gate calibrated on its own adapters"):
         export_adapter_update(ckpt, tmp_path / "update2", parent_bundle=bundle, version="0.2.0")
-    # and the learning loop does not fine-tune under it (same reason), in one line
-    with pytest.raises(BadRequest, match=r"routes 'shift_schedule' with a gate calibrated"):
-        finetune(res.checkpoint_dir, [], tmp_path / "ft", LoopSettings())
     # a gate that does not fit the encoder, or names a route that is not last, is refused on load
     broken = tmp_path / "broken"
     shutil.copytree(res.checkpoint_dir, broken)
@@ -250,6 +247,75 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     (broken / "checkpoint.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
     with pytest.raises(CheckpointError, match="last route of exactly one adapter set"):
         load_checkpoint(broken)
+
+
+@pytest.mark.parametrize("feature", ["embedding", "cat"])
+def test_the_loops_fine_tune_refits_a_gated_route(ckpt: Path, tmp_path: Path, feature: str) -> None:
+    """The loop fine-tunes under a gate: the adapters move, the gate is fitted again on the new
+    embedding from its stored support plus the route's labelled hard examples, and the grown
+    output stays inert (only the gate routes to it)."""
+    gate_cfg = GateConfig(kind="lr", claim_rate=0.01, feature=feature)
+    res = train_new_route(
+        ckpt,
+        NEW_ROUTE,
+        support_set(16),
+        tmp_path / "gated",
+        config=NewRouteConfig(method="gate", gate=gate_cfg, threads=1),
+        replay=REPLAY,
+    )
+    grown = load_checkpoint(res.checkpoint_dir)[1].training["new_route"]
+    assert grown["support_texts"] == [e.text for e in support_set(16)]
+    assert grown["gate_config"]["feature"] == feature and grown["gate_config"]["claim_rate"] == 0.01
+    labelled = [e.text for e in support_set(24, seed=7)][-6:]
+    hard = [("crunch 48 by 12 for me", "calculator"), ("kill the lights over bay 3", "device_control")] * 3
+    hard += [(t, NEW_ROUTE) for t in labelled]
+    st = LoopSettings(loop_train_steps=12, loop_train_lr=2e-2, loop_base_samples=120, loop_eval_max=60)
+    ft = finetune(res.checkpoint_dir, hard, tmp_path / "ft", st)
+    model, meta = load_checkpoint(ft.checkpoint_dir)
+    info = meta.training["new_route"]
+    old, new = RouteGate.from_dict(grown[GATE_KEY]), model.route_gates["default"]
+    assert new.to_dict() == info[GATE_KEY] and (new.kind, new.feature, new.claim_rate) == (
+        "lr",
+        feature,
+        0.01,
+    )
+    assert not torch.equal(new.centre, old.centre)  # calibrated on the fine-tuned embedding
+    added = [t for t in dict.fromkeys(labelled) if t not in grown["support_texts"]]
+    assert info["support_texts"] == grown["support_texts"] + added and info["refits"] == 1
+    assert meta.training["loop"]["gate_refit"] == {
+        "route": NEW_ROUTE,
+        "support": 16 + len(added),
+        "added": len(added),
+    }
+    after = load_file(str(ft.checkpoint_dir / "adapters.safetensors"))
+    before = load_file(str(res.checkpoint_dir / "adapters.safetensors"))
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert moved  # the fine-tune did train
+    out_w, out_b = "default.heads.router.out.weight", "default.heads.router.out.bias"
+    assert float(after[out_w][-1].abs().sum()) == 0.0 and float(after[out_b][-1]) == INERT_BIAS
+    # the loaded model routes the new route exactly where the refitted gate claims
+    tok = checkpoint_tokenizer(meta)
+    texts = [e.text for e in REPLAY] + info["support_texts"]
+    ids, mask = tok(texts)
+    with torch.no_grad():
+        out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+    base = base_embeddings(model, tok, texts) if feature == "cat" else None
+    claims = new.claims(gate_input(feature, out.embedding, base))
+    routed = [ft.routes[i] for i in out.route_logits.argmax(-1).tolist()]
+    assert [r == NEW_ROUTE for r in routed] == claims.tolist()
+    n_rep = len(REPLAY)
+    assert float(claims[n_rep:].float().mean()) == pytest.approx(info["support_accuracy"], abs=1e-6)
+    assert info["support_accuracy"] > 0  # tiny random encoder: few, but some (6 % before the refit)
+    assert int(claims[:n_rep].sum()) <= int(0.01 * n_rep) + 1  # the claim rate holds on the replay
+    # a gated checkpoint that does not keep its examples (grown before they were stored) is
+    # refused in one line, naming the way out
+    bare = tmp_path / "bare"
+    shutil.copytree(res.checkpoint_dir, bare)
+    doc = yaml.safe_load((bare / "checkpoint.yaml").read_text(encoding="utf-8"))
+    del doc["training"]["new_route"]["support_texts"]
+    (bare / "checkpoint.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(BadRequest, match=r"routes 'shift_schedule' with a gate.*add-route --method gate"):
+        finetune(bare, hard, tmp_path / "ft2", st)
 
 
 def test_train_new_route_margin_rate_keeps_the_new_output_off_the_replay(ckpt: Path, tmp_path: Path) -> None:
