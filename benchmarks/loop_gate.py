@@ -1,0 +1,226 @@
+"""Does a gated route survive a learning-loop job? (issue 15; docs/arch/loop.md, "Gated routes in
+the loop"; protocol written before the first run: docs/EVALUATION.md, "Gated route across a loop
+job").
+
+Per seed ``s``: an operator grows ``shift_schedule`` on the parent checkpoint from 16 examples as
+the operator's gate (``autoglm add-route --method gate``: ``OPERATOR_GATE``, an ``lr`` gate on
+``cat``); then one loop job runs on it with the shipped ``LoopSettings`` (its frozen-set report
+capped at 300 items, which only shortens the job's own before/after): the labelled hard examples
+are 32 seeded items of the generator's *validation* split of the other routes plus 8 more
+``shift_schedule`` examples of the *training* families (``support_set(24, seed=s)[16:]``). Every
+arm is evaluated with the full PyTorch forward on the frozen new-route set
+(``cloud/data/frozen/new_route_eval.jsonl``: the 104 held-out-family items, the 1,847 other-route
+items; its ninth look, nothing is tuned on it):
+
+- ``grown``: the gate as the operator grew it (before the job);
+- ``refit`` (the loop's path): the job's fine-tuned adapters with the gate fitted again from the
+  stored 16 + the 8 labelled examples;
+- ``stale`` (baseline, same run): the same fine-tuned adapters under the *old* gate (what a loop
+  that kept the gate without refitting would ship);
+- ``proto`` (baseline, same run; the loop's default): the route grown with ``proto`` and the same
+  job run on it.
+
+The rule (written first): the refit survives when its mean new-route accuracy is at least the
+grown gate's minus 5 pt and its other items sent to the new route stay at most 0.5 %.
+``--break-refit`` makes the ``refit`` arm keep the stale gate, so the rule must fail.
+
+    python benchmarks/loop_gate.py [--checkpoint .autoglm/demo/checkpoint] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RULE_PT = 5.0  # the refit may lose at most this much new-route accuracy against the grown gate
+MAX_FALSE_CLAIMS = 0.005  # share of the other items the refitted gate may send to the new route
+HARD_OTHER, HARD_NEW = 32, 8
+
+
+def _routes_of(model: Any, meta: Any, texts: list[str]) -> list[str]:
+    import torch
+
+    from cloud.data import Example
+    from cloud.model.checkpoint import checkpoint_tokenizer
+    from cloud.training.batches import encode_split
+    from cloud.training.trainer import predict_logits
+
+    set_name = next(iter(meta.adapter_sets))
+    routes = list(model.adapter_set(set_name).routes)
+    enc = encode_split(
+        [Example(t, routes[0], "en", "eval") for t in texts], checkpoint_tokenizer(meta), routes
+    )
+    logits = predict_logits(model, set_name, enc, torch.device("cpu"))
+    return [routes[i] for i in logits.argmax(-1).tolist()]
+
+
+def _score(pred: list[str], new_gold: list[str], other_gold: list[str], route: str) -> dict[str, float]:
+    n = len(new_gold)
+    new_pred, other_pred = pred[:n], pred[n:]
+    return {
+        "new_acc": 100.0 * sum(p == g for p, g in zip(new_pred, new_gold, strict=True)) / max(1, n),
+        "other_acc": 100.0
+        * sum(p == g for p, g in zip(other_pred, other_gold, strict=True))
+        / max(1, len(other_gold)),
+        "false_claims": 100.0 * sum(p == route for p in other_pred) / max(1, len(other_pred)),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from cloud.data import default_splits
+    from cloud.data.new_route import NEW_ROUTE, load_frozen_new_route_eval, support_set
+    from cloud.loop.finetune import finetune
+    from cloud.loop.settings import LoopSettings
+    from cloud.model.checkpoint import load_checkpoint
+    from cloud.training.new_route import OPERATOR_GATE, NewRouteConfig, train_new_route
+
+    torch.set_num_threads(args.threads)
+    parent = Path(args.checkpoint)
+    frozen = load_frozen_new_route_eval()
+    new_items = [it for it in frozen if it.kind == "new"]
+    other_items = [it for it in frozen if it.kind == "other"]
+    texts = [it.text for it in new_items] + [it.text for it in other_items]
+    new_gold = [it.route for it in new_items]
+    other_gold = [it.route for it in other_items]
+    base_model, base_meta = load_checkpoint(parent)
+    routes = list(next(iter(base_meta.adapter_sets.values())).routes)
+    base_pred = _routes_of(base_model, base_meta, [it.text for it in other_items])
+    base_other = 100.0 * sum(p == g for p, g in zip(base_pred, other_gold, strict=True)) / len(other_gold)
+    del base_model
+    val = [e for e in default_splits(0)["val"] if e.route in routes]
+    st = LoopSettings(loop_eval_max=300)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="loop-gate-") as tmp:
+        work = Path(tmp)
+        for seed in args.seeds:
+            support = [e.text for e in support_set(16, seed=seed)]
+            extra = [e.text for e in support_set(16 + HARD_NEW, seed=seed)][16:]
+            hard = [(e.text, e.route) for e in random.Random(f"loop-gate:{seed}").sample(val, HARD_OTHER)]
+            hard += [(t, NEW_ROUTE) for t in extra]
+            row: dict[str, Any] = {"seed": seed, "labelled_new": len(extra)}
+            t0 = time.perf_counter()
+            gated = work / f"gated-{seed}"
+            gate_cfg = NewRouteConfig(method="gate", gate=OPERATOR_GATE, seed=seed, threads=args.threads)
+            train_new_route(parent, NEW_ROUTE, support, gated, config=gate_cfg)
+            model, meta = load_checkpoint(gated)
+            old_gate = model.route_gates["default"]
+            row["grown"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
+            job = finetune(gated, hard, work / f"job-{seed}", st)
+            model, meta = load_checkpoint(job.checkpoint_dir)
+            if args.break_refit:  # the deliberately broken loop: the old gate on the new adapters
+                model.route_gates["default"] = old_gate
+            row["refit"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
+            model.route_gates["default"] = old_gate
+            row["stale"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
+            row["gate_job_s"] = round(job.wall_s, 1)
+            row["gate_s"] = round(time.perf_counter() - t0, 1)
+            t0 = time.perf_counter()
+            grown = work / f"proto-{seed}"
+            train_new_route(parent, NEW_ROUTE, support, grown, config=NewRouteConfig(seed=seed))
+            pjob = finetune(grown, hard, work / f"pjob-{seed}", st, baseline_ckpt=parent)
+            model, meta = load_checkpoint(pjob.checkpoint_dir)
+            row["proto"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
+            row["proto_s"] = round(time.perf_counter() - t0, 1)
+            for arm in ("grown", "refit", "stale", "proto"):
+                row[arm]["drop_pt"] = base_other - row[arm]["other_acc"]
+            runs.append(row)
+            print(
+                f"seed {seed}: new-route accuracy grown {row['grown']['new_acc']:.1f} %, refit "
+                f"{row['refit']['new_acc']:.1f} %, stale {row['stale']['new_acc']:.1f} %, proto "
+                f"{row['proto']['new_acc']:.1f} %; other-route drop grown {row['grown']['drop_pt']:.2f}, "
+                f"refit {row['refit']['drop_pt']:.2f}, stale {row['stale']['drop_pt']:.2f}, proto "
+                f"{row['proto']['drop_pt']:.2f} pt ({row['gate_s']:.0f} s + {row['proto_s']:.0f} s)",
+                flush=True,
+            )
+    summary: dict[str, dict[str, Any]] = {}
+    for arm in ("grown", "refit", "stale", "proto"):
+        summary[arm] = {}
+        for key in ("new_acc", "other_acc", "drop_pt", "false_claims"):
+            xs = [r[arm][key] for r in runs]
+            summary[arm][key] = {
+                "mean": statistics.fmean(xs),
+                "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                "runs": xs,
+            }
+    survives = (
+        summary["refit"]["new_acc"]["mean"] >= summary["grown"]["new_acc"]["mean"] - RULE_PT
+        and summary["refit"]["false_claims"]["mean"] <= 100.0 * MAX_FALSE_CLAIMS
+    )
+    return {
+        "parent": str(parent),
+        "routes": routes,
+        "new_items": len(new_items),
+        "other_items": len(other_items),
+        "base_other_acc": base_other,
+        "hard_other": HARD_OTHER,
+        "hard_new": HARD_NEW,
+        "seeds": args.seeds,
+        "break_refit": args.break_refit,
+        "runs": runs,
+        "summary": summary,
+        "survives": survives,
+        "rule": {"max_loss_pt": RULE_PT, "max_false_claims_pct": 100.0 * MAX_FALSE_CLAIMS},
+    }
+
+
+def headline(rec: dict[str, Any]) -> Any:
+    from autoglm.bench.records import HeadlineRow
+
+    s = rec["summary"]
+
+    def pct(arm: str, key: str = "new_acc") -> str:
+        return f"{s[arm][key]['mean']:.1f} ± {s[arm][key]['sd']:.1f} %"
+
+    def drop(arm: str) -> str:
+        return f"{s[arm]['drop_pt']['mean']:.2f} pt"
+
+    broken = " (**--break-refit**: the refit arm keeps the stale gate)" if rec["break_refit"] else ""
+    return HeadlineRow(
+        what=f"Gated route across one loop job (`loop_gate`): `shift_schedule` from 16 examples as the "
+        f"operator's gate, then a job on {rec['hard_other']} + {rec['hard_new']} labelled examples; "
+        f"new-route accuracy on the held-out families / other-route drop, {len(rec['seeds'])} seeds{broken}",
+        baseline=f"old gate on the new adapters {pct('stale')} / {drop('stale')}; the loop's proto "
+        f"{pct('proto')} / {drop('proto')}",
+        result=f"grown {pct('grown')} / {drop('grown')} → refit after the job {pct('refit')} / "
+        f"{drop('refit')}; false claims {s['refit']['false_claims']['mean']:.2f} %",
+        target=f"refit ≥ grown − {RULE_PT:.0f} pt, false claims ≤ {100 * MAX_FALSE_CLAIMS:.1f} %",
+        met=bool(rec["survives"]),
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=str(ROOT / ".autoglm" / "demo" / "checkpoint"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--break-refit", action="store_true", help="keep the stale gate: the rule must fail")
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    if not (Path(args.checkpoint) / "checkpoint.yaml").is_file():
+        print(f"error: {args.checkpoint}: not a checkpoint (run `autoglm demo` first)", file=sys.stderr)
+        return 2
+    rec = run(args)
+    row = headline(rec)
+    print(f"{row.what}\n  baseline: {row.baseline}\n  result: {row.result}\n  met: {row.met}")
+    if not args.no_record:
+        from autoglm.bench.records import write_record
+
+        out = ROOT / "benchmarks" / "results" / ("dev" if args.break_refit else "")
+        write_record("loop_gate", rec, [row], out_dir=out)
+    return 0 if rec["survives"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
