@@ -95,6 +95,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "new route from k = 4/8/16 examples: MAML init vs plain fine-tuning, held-out "
         "families, other routes' drop, training time; 3 seeds",
     ),
+    "loop_gate": (
+        "loop_gate.py",
+        "a gated route across one loop job: grown gate vs refitted gate vs the old gate on the new "
+        "adapters vs the loop's proto, frozen new-route set, 3 seeds",
+    ),
     "loop_fleet": (
         "bench_loop_fleet.py",
         "learning loop: first hard example -> promoted version on 50 simulated "
