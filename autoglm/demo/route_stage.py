@@ -9,6 +9,11 @@ they are not the frozen evaluation set (docs/EVALUATION.md), on which ``bench_lo
 method (docs/arch/loop.md). The parent's routing is the same graph's argmax over the old routes'
 outputs, which the gate leaves untouched (``cloud.model.route_gate.gated_logits``). Reused when the
 gated bundle on disk was grown from the same parent checkpoint.
+
+Then one learning-loop job runs on the gated model (``cloud.loop.finetune.finetune``, the demo's
+short budget: 30 steps), which moves the adapters the gate reads, so the job fits the gate again
+from its 16 examples plus the job's labelled ones (docs/arch/loop.md, "Gated routes in the loop");
+the job's checkpoint is exported and routes the same questions.
 """
 
 from __future__ import annotations
@@ -38,6 +43,36 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
     ("convert 30 psi to bar", "other"),
 )
 OTHER_SAMPLE = 400  # generator test items whose routing is compared, parent vs gated graph
+# the loop job on the gated model: two more labelled phrasings of the route (training data of the
+# job, not questions it is judged on; written after the stage's first run left the Chinese question
+# unclaimed, so its claim after the job demonstrates learning from labels, it is no evidence) and a
+# few generator validation items of the other routes
+JOB_LABELLED = ("print the rota for the packing crew next month", "谁来顶替周三的早班？")
+JOB_OTHER = 8
+JOB_STEPS = 30  # the demo's short budget (the shipped loop_train_steps is 120)
+
+
+def _claims(routed: list[str], meant_for_route: bool) -> tuple[int, int]:
+    """(routed to the new route, asked) among the demo questions meant for it, or the others."""
+    picked = [r for r, (_, m) in zip(routed, QUESTIONS, strict=True) if (m == ROUTE) is meant_for_route]
+    return sum(r == ROUTE for r in picked), len(picked)
+
+
+@dataclass
+class JobOnGate:
+    """The loop job on the gated model: its labelled examples, the refitted gate's support, the
+    routing of :data:`QUESTIONS` by the job's graph."""
+
+    steps: int = JOB_STEPS
+    labelled: int = 0  # the job's labelled examples of the gated route
+    support_after: int = 0  # the refitted gate's support (stored examples + labelled)
+    reused: bool = False
+    wall_s: float = 0.0
+    answers: list[str] = field(default_factory=list)  # routing of QUESTIONS after the job
+    other_claimed: int = 0  # of the OTHER_SAMPLE other-route items, routed to the new route
+
+    def claims(self, meant_for_route: bool) -> tuple[int, int]:
+        return _claims(self.answers, meant_for_route)
 
 
 @dataclass
@@ -52,15 +87,10 @@ class RouteResult:
     other_n: int = 0
     other_changed: int = 0
     bundle: str = ""
+    job: JobOnGate | None = None  # the loop job on the gated model
 
     def claims(self, meant_for_route: bool) -> tuple[int, int]:
-        """(routed to the new route, asked) among the demo questions meant for it, or the others."""
-        picked = [
-            g
-            for (_, _, g), (_, m) in zip(self.answers, QUESTIONS, strict=True)
-            if (m == ROUTE) is meant_for_route
-        ]
-        return sum(g == self.route for g in picked), len(picked)
+        return _claims([g for _, _, g in self.answers], meant_for_route)
 
 
 def _routes_of(opened: Bundle, texts: list[str]) -> tuple[list[str], list[str]]:
@@ -99,7 +129,9 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     opened: Bundle | None = None
     try:
         if json.loads(marker.read_text())["parent_sha256"] == parent_sha:
-            read_checkpoint_meta(grown)
+            # grown before gated checkpoints kept their examples (2026-12-06): the loop job below
+            # could not refit its gate, so it is grown again
+            read_checkpoint_meta(grown).training["new_route"]["support_texts"]
             opened = open_bundle(bundle)  # verifies the files against the manifest (a damaged one is rebuilt)
     except (OSError, ValueError, KeyError, BundleError):
         opened = None
@@ -135,13 +167,18 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     res.other_n = len(others)
     res.other_changed = sum(a != b for a, b in zip(parent_routes[n:], gated_routes[n:], strict=True))
 
+    res.job = _job_on_gate(grown, work, questions + others, reuse=res.reused)
+    job_answers = res.job.answers
+    res.job.answers, res.job.other_claimed = job_answers[:n], sum(a == ROUTE for a in job_answers[n:])
+
     tbl = Table(title=f"route {ROUTE} added as a gate: ONNX Runtime on the exported graph (fp32)")
     tbl.add_column("question")
     tbl.add_column("meant")
     tbl.add_column("parent's routing")
     tbl.add_column("with the gated route")
-    for (q, p, g), (_, meant) in zip(res.answers, QUESTIONS, strict=True):
-        tbl.add_row(q, meant, p, f"[bold]{g}[/]" if g == ROUTE else g)
+    tbl.add_column("after a loop job (gate refitted)")
+    for (q, p, g), (_, meant), j in zip(res.answers, QUESTIONS, res.job.answers, strict=True):
+        tbl.add_row(q, meant, p, f"[bold]{g}[/]" if g == ROUTE else g, f"[bold]{j}[/]" if j == ROUTE else j)
     console.print(tbl)
     timing = "reused" if res.reused else f"grown in {res.grow_s:.1f}s, exported in {res.export_s:.1f}s"
     console.print(
@@ -149,4 +186,53 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         f"questions of the other routes, {res.other_changed} changed route (the gate claims at most "
         f"{float(str(res.gate['claim_rate'])):.1%} of its calibration set); the parent weights are untouched"
     )
+    job = res.job
+    job_timing = "reused" if job.reused else f"{job.wall_s:.1f}s with the export"
+    console.print(
+        f"a loop job on the gated model ({job.steps} steps, the demo's budget; {job.labelled} more labelled "
+        f"{ROUTE} questions + {JOB_OTHER} other-route examples; {job_timing}) moved the adapters the gate "
+        f"reads, so it fitted the gate again from {job.support_after} examples; afterwards "
+        f"{job.other_claimed} of the {res.other_n} other-route questions go to {ROUTE}"
+    )
     return res
+
+
+def _job_on_gate(grown: Path, work: Path, texts: list[str], *, reuse: bool) -> JobOnGate:
+    """One loop fine-tune of the gated checkpoint (its gate refitted), exported; the routing of
+    ``texts`` by the job's graph. Reused with the stage when its bundle verifies."""
+    import random
+
+    from cloud.data import default_splits
+    from cloud.data.new_route import NEW_ROUTE
+    from cloud.loop.finetune import finetune
+    from cloud.loop.settings import LoopSettings
+    from cloud.model.checkpoint import read_checkpoint_meta
+    from contracts.bundle import BundleError, open_bundle
+    from export.pipeline import export_checkpoint
+
+    assert NEW_ROUTE == ROUTE
+    job = JobOnGate(labelled=len(JOB_LABELLED))
+    ckpt, bundle = work / "job-checkpoint", work / "job-bundle"
+    opened = None
+    if reuse:
+        try:
+            read_checkpoint_meta(ckpt)
+            opened = open_bundle(bundle)
+        except (OSError, ValueError, KeyError, BundleError):
+            opened = None
+    job.reused = opened is not None
+    if opened is None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+        t = time.perf_counter()
+        routes = set(read_checkpoint_meta(grown).adapter_sets["default"].routes) - {ROUTE}
+        val = [e for e in default_splits(0)["val"] if e.route in routes]
+        hard = [(q, ROUTE) for q in JOB_LABELLED]
+        hard += [(e.text, e.route) for e in random.Random("demo-job-on-gate").sample(val, JOB_OTHER)]
+        st = LoopSettings(loop_train_steps=JOB_STEPS, loop_base_samples=600, loop_eval_max=200)
+        finetune(grown, hard, ckpt, st)
+        opened = open_bundle(export_checkpoint(ckpt, bundle, precision="fp32", version="1.3.1"))
+        job.wall_s = time.perf_counter() - t
+    job.support_after = int(read_checkpoint_meta(ckpt).training["new_route"]["support"])
+    job.answers = _routes_of(opened, texts)[1]
+    return job

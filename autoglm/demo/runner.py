@@ -227,7 +227,13 @@ def print_summary(console: Console, s: DemoSummary, root: Path) -> None:
             "new route (gate)",
             f"{rt.route} from {rt.support} examples: {hit} of the {meant} questions meant for it "
             f"routed to it ({false} of {others} others); {rt.other_changed} of "
-            f"{rt.other_n} other-route test questions changed route",
+            f"{rt.other_n} other-route test questions changed route"
+            + (
+                f"; after a loop job on it (gate refitted from {rt.job.support_after} examples): "
+                f"{rt.job.claims(True)[0]} of {meant}, {rt.job.other_claimed} of {rt.other_n} others"
+                if rt.job is not None
+                else ""
+            ),
         )
     lp = s.loop
     if lp is not None:

@@ -76,6 +76,14 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     assert len(rt.answers) == 6 and all(g in (p, "shift_schedule") for _, p, g in rt.answers)
     assert "new route (gate)" in text and "route shift_schedule added as a gate" in text
     assert Path(rt.bundle, "manifest.yaml").is_file()
+    # a loop job on the gated model: the adapters moved, the gate was fitted again from the 16
+    # stored examples + the job's 2 labelled ones, and the job's graph routes the questions with it
+    job = rt.job
+    assert job is not None and not job.reused and job.steps == 30 and job.labelled == 2
+    assert job.support_after == 18 and len(job.answers) == 6
+    assert "a loop job on the gated model" in text and "after a loop job on it (gate refitted" in " ".join(
+        text.split()
+    )
 
     # loop: the questions edge-a was unsure of, and the wrong answers its user rejected with the right
     # route (POST /v1/feedback), became hard examples; the users' labels were auto-approved; a job ran
@@ -135,8 +143,12 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     )
     assert again.export_reused and again.bundle == s.bundle
     assert again.route is not None and again.route.reused and again.route.answers == rt.answers
+    assert again.route.job is not None and again.route.job.reused and again.route.job.answers == job.answers
     # a damaged gated bundle is not reused: grown and exported again, same routing
     graph = next(Path(rt.bundle).glob("encoder.*.onnx"))
     graph.write_bytes(graph.read_bytes()[:100])
     third = run_demo(Console(file=io.StringIO()), tiny_checkpoint, tmp_path / "demo", stages=("route",))
     assert third.route is not None and not third.route.reused and third.route.answers == rt.answers
+    assert (
+        third.route.job is not None and not third.route.job.reused and third.route.job.answers == job.answers
+    )
