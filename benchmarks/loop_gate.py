@@ -123,8 +123,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seed in args.seeds:
             support = [e.text for e in support_set(16, seed=seed)]
             extra = [e.text for e in support_set(16 + HARD_NEW, seed=seed)][16:]
-            hard = [(e.text, e.route) for e in random.Random(f"loop-gate:{seed}").sample(val, HARD_OTHER)]
-            hard += [(t, NEW_ROUTE) for t in extra]
+            # the labelled dataset of each job: cumulative (the loop's), 32 more other-route items a job
+            hards: list[list[tuple[str, str]]] = []
+            others: list[tuple[str, str]] = []
+            for j in range(args.jobs):
+                rng = random.Random(f"loop-gate:{seed}" if j == 0 else f"loop-gate:{seed}:{j}")
+                others += [(e.text, e.route) for e in rng.sample(val, HARD_OTHER)]
+                hards.append(others + [(t, NEW_ROUTE) for t in extra])
+            hard = hards[0]
             row: dict[str, Any] = {"seed": seed, "labelled_new": len(extra)}
             t0 = time.perf_counter()
             gated = work / f"gated-{seed}"
@@ -137,7 +143,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 wrong = [t for t, r in hard if r != NEW_ROUTE]
                 ft_mod.refit_route_gate = _wrong_support_refit(refit_route_gate, wrong)
             try:
-                job = finetune(gated, hard, work / f"job-{seed}", st)
+                ckpt = gated
+                for j, hard_j in enumerate(hards):  # each job warm-starts from the previous job's model
+                    job = finetune(ckpt, hard_j, work / f"job-{seed}-{j}", st)
+                    ckpt = job.checkpoint_dir
             finally:
                 ft_mod.refit_route_gate = refit_route_gate
             model, meta = load_checkpoint(job.checkpoint_dir)
@@ -146,12 +155,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row["refit"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
             model.route_gates["default"] = old_gate
             row["stale"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
-            row["gate_job_s"] = round(job.wall_s, 1)
+            row["gate_job_s"] = round(job.wall_s, 1)  # the last job's
             row["gate_s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
             grown = work / f"proto-{seed}"
             train_new_route(parent, NEW_ROUTE, support, grown, config=NewRouteConfig(seed=seed))
-            pjob = finetune(grown, hard, work / f"pjob-{seed}", st, baseline_ckpt=parent)
+            pjob = finetune(grown, hard, work / f"pjob-{seed}-0", st, baseline_ckpt=parent)
+            for j, hard_j in enumerate(hards[1:], 1):
+                pjob = finetune(pjob.checkpoint_dir, hard_j, work / f"pjob-{seed}-{j}", st)
             model, meta = load_checkpoint(pjob.checkpoint_dir)
             row["proto"] = _score(_routes_of(model, meta, texts), new_gold, other_gold, NEW_ROUTE)
             row["proto_s"] = round(time.perf_counter() - t0, 1)
@@ -189,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "hard_other": HARD_OTHER,
         "hard_new": HARD_NEW,
         "seeds": args.seeds,
+        "jobs": args.jobs,
         "break_refit": args.break_refit,
         "break_refit_support": args.break_refit_support,
         "runs": runs,
@@ -212,13 +224,22 @@ def headline(rec: dict[str, Any]) -> Any:
     broken = " (**--break-refit**: the refit arm keeps the stale gate)" if rec["break_refit"] else ""
     if rec.get("break_refit_support"):
         broken = " (**--break-refit-support**: the gate refitted on the other routes' examples)"
-    return HeadlineRow(
-        what=f"Gated route across one loop job (`loop_gate`): `shift_schedule` from 16 examples as the "
+    jobs = int(rec.get("jobs", 1))
+    what = (
+        f"Gated route across one loop job (`loop_gate`): `shift_schedule` from 16 examples as the "
         f"operator's gate, then a job on {rec['hard_other']} + {rec['hard_new']} labelled examples; "
-        f"new-route accuracy on the held-out families / other-route drop, {len(rec['seeds'])} seeds{broken}",
+        if jobs == 1
+        else f"Gated route across {jobs} successive loop jobs (`loop_gate_jobs`): `shift_schedule` from 16 "
+        f"examples as the operator's gate, then {jobs} jobs, each on the previous one's model, the labelled "
+        f"set growing by {rec['hard_other']} other-route items a job (+ {rec['hard_new']} of the route); "
+    )
+    return HeadlineRow(
+        what=what + f"new-route accuracy on the held-out families / other-route drop, "
+        f"{len(rec['seeds'])} seeds{broken}",
         baseline=f"old gate on the new adapters {pct('stale')} / {drop('stale')}; the loop's proto "
         f"{pct('proto')} / {drop('proto')}",
-        result=f"grown {pct('grown')} / {drop('grown')} → refit after the job {pct('refit')} / "
+        result=f"grown {pct('grown')} / {drop('grown')} → refit after the "
+        f"{'job' if jobs == 1 else f'{jobs} jobs'} {pct('refit')} / "
         f"{drop('refit')}; false claims {s['refit']['false_claims']['mean']:.2f} %",
         target=f"refit ≥ grown − {RULE_PT:.0f} pt, false claims ≤ {100 * MAX_FALSE_CLAIMS:.1f} %",
         met=bool(rec["survives"]),
@@ -230,6 +251,9 @@ def main() -> int:
     ap.add_argument("--checkpoint", default=str(ROOT / ".autoglm" / "demo" / "checkpoint"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="successive loop jobs, each on the previous job's model"
+    )
     ap.add_argument("--break-refit", action="store_true", help="keep the stale gate: the rule must fail")
     ap.add_argument(
         "--break-refit-support",
@@ -250,7 +274,7 @@ def main() -> int:
         out = (
             ROOT / "benchmarks" / "results" / ("dev" if args.break_refit or args.break_refit_support else "")
         )
-        write_record("loop_gate", rec, [row], out_dir=out)
+        write_record("loop_gate" if args.jobs == 1 else "loop_gate_jobs", rec, [row], out_dir=out)
     return 0 if rec["survives"] else 1
 
 

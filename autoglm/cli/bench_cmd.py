@@ -100,6 +100,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "a gated route across one loop job: grown gate vs refitted gate vs the old gate on the new "
         "adapters vs the loop's proto, frozen new-route set, 3 seeds",
     ),
+    "loop_gate_jobs": (
+        "loop_gate.py",
+        "the same over 3 successive loop jobs, each on the previous job's model: --jobs 3",
+    ),
     "loop_fleet": (
         "bench_loop_fleet.py",
         "learning loop: first hard example -> promoted version on 50 simulated "
