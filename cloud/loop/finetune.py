@@ -216,6 +216,7 @@ def finetune(
             tokenizer,
             [e.text for e in hard_ex if e.route == gate.route],
             seed=st.loop_seed,
+            fallback_replay=base_train,
         )
     temperature = float(meta.adapter_sets[set_name].temperature)
     if val:

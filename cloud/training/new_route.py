@@ -71,6 +71,7 @@ from contracts.tokenizer import TextTokenizer
 log = get_logger("autoglm.cloud.training.new_route")
 
 MAX_SUPPORT = 256
+MIN_REPLAY = 100  # a gate's claim rate is calibrated on at least this many other-route examples
 NEW_ROUTE_KEY = "new_route"  # checkpoint training.<key>
 SUPPORT_TEXTS_KEY = "support_texts"  # training.new_route.<key> of a gated route: its examples (refits)
 GATE_CONFIG_KEY = "gate_config"  # training.new_route.<key> of a gated route: its GateConfig
@@ -300,12 +301,15 @@ def refit_route_gate(
     labelled: Sequence[str] = (),
     *,
     seed: int = 0,
+    fallback_replay: Sequence[Example] = (),
 ) -> GateRefit:
     """Fit the gated route's gate again on ``model`` (whose adapters a fine-tune moved, so the
     embedding the old gate was calibrated on is gone), from the support stored at growth plus
     ``labelled`` examples of the route (the loop's labelled hard examples; at most
     :data:`MAX_SUPPORT` in all, the stored ones first), with the same kind, feature and claim
-    rate, calibrated on a fresh replay of the other routes. Attaches the gate to ``model``."""
+    rate, calibrated on a fresh replay of the other routes (the generator's, as at growth; a model
+    whose routes the generator does not know uses ``fallback_replay``, e.g. its own run's training
+    data). Attaches the gate to ``model``."""
     info = dict(training.get(NEW_ROUTE_KEY) or {})
     old = RouteGate.from_dict(info["gate"])
     stored = info.get(SUPPORT_TEXTS_KEY)
@@ -326,6 +330,13 @@ def refit_route_gate(
     )
     routes = [r for r in model.adapter_set(set_name).routes if r != old.route]
     rep = default_replay(routes, int(info.get("replay") or 900), seed)
+    if len(rep) < MIN_REPLAY:
+        rep = [e for e in fallback_replay if e.route in set(routes)]
+    if len(rep) < MIN_REPLAY:
+        raise BadRequest(
+            f"route {old.route!r}: {len(rep)} examples of the other routes to calibrate its gate on, "
+            f"at least {MIN_REPLAY}"
+        )
     support = [Example(t, old.route, detect_lang(t), "support") for t in texts]
     sup_e = gate_rows(model, set_name, tokenizer, cfg.feature, support)
     rep_e = gate_rows(model, set_name, tokenizer, cfg.feature, rep)

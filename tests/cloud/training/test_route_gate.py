@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
+from cloud.data import Example
 from cloud.data.generator import examples_for_template
 from cloud.data.new_route import NEW_ROUTE, support_set
 from cloud.loop.finetune import finetune
@@ -326,3 +327,24 @@ def test_train_new_route_margin_rate_keeps_the_new_output_off_the_replay(ckpt: P
     rep = top_features(model, "default", checkpoint_tokenizer(meta), REPLAY)
     assert fast.predict(rep).count(NEW_ROUTE) == 0
     assert meta.training["new_route"]["margin_rate"] == 0.0 and "bias_lowered" in meta.training["new_route"]
+
+
+def test_a_gate_on_routes_the_generator_does_not_know_needs_replay_to_refit(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    """The refit calibrates on the generator's examples of the other routes, else on the job's own
+    base data; a model with neither (custom routes, no run data) is refused in one line."""
+    custom = ["alpha_desk", "beta_desk"]
+    ckpt = make_checkpoint(tmp_path / "custom", routes=custom, base_dir=tiny_base)
+    replay = [Example(f"{r} request number {i}", r, "en", "x") for r in custom for i in range(60)]
+    res = train_new_route(
+        ckpt,
+        NEW_ROUTE,
+        support_set(8),
+        tmp_path / "gated",
+        config=NewRouteConfig(method="gate", gate=GateConfig(kind="lr", claim_rate=0.01), threads=1),
+        replay=replay,
+    )
+    st = LoopSettings(loop_train_steps=2, loop_base_samples=50, loop_eval_max=20)
+    with pytest.raises(BadRequest, match=r"0 examples of the other routes to calibrate its gate on"):
+        finetune(res.checkpoint_dir, [("alpha_desk request", "alpha_desk")] * 4, tmp_path / "ft", st)
