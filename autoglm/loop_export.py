@@ -24,9 +24,7 @@ def guarded_update(req: ExportRequest) -> tuple[Path, dict[str, Any]]:
     pm = open_bundle(req.parent_bundle).manifest
     meta = read_checkpoint_meta(req.checkpoint_dir)
     routes = list(next(iter(meta.adapter_sets.values())).routes)
-    grown = meta.training.get("new_route")
-    gated = isinstance(grown, dict) and bool(grown.get("gate"))
-    if gated or routes != list(pm.adapter_sets[pm.default_adapter_set].routes):
+    if meta.route_gate_doc() is not None or routes != list(pm.adapter_sets[pm.default_adapter_set].routes):
         return _full_export(req, pm.precision, routes)
     try:
         bundle, report = guarded_adapter_update(

@@ -128,10 +128,10 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     res.support = len(support)
     opened: Bundle | None = None
     try:
-        if json.loads(marker.read_text())["parent_sha256"] == parent_sha:
-            # grown before gated checkpoints kept their examples (2026-12-06): the loop job below
-            # could not refit its gate, so it is grown again
-            read_checkpoint_meta(grown).training["new_route"]["support_texts"]
+        same_parent = json.loads(marker.read_text())["parent_sha256"] == parent_sha
+        # a gated checkpoint grown before it kept its examples (2026-12-06) cannot have its gate
+        # refitted by the loop job below: it is grown again
+        if same_parent and read_checkpoint_meta(grown).training["new_route"].get("support_texts"):
             opened = open_bundle(bundle)  # verifies the files against the manifest (a damaged one is rebuilt)
     except (OSError, ValueError, KeyError, BundleError):
         opened = None
@@ -155,7 +155,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         marker.write_text(json.dumps({"parent_sha256": parent_sha}))
     else:
         console.print(f"reusing the gated route's bundle {bundle} (grown from the same checkpoint)")
-    gate = read_checkpoint_meta(grown).training["new_route"]["gate"]
+    gate = read_checkpoint_meta(grown).route_gate_doc() or {}
     res.gate = {k: gate[k] for k in ("kind", "feature", "threshold", "claim_rate")}
     res.bundle = str(bundle)
 
@@ -167,9 +167,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     res.other_n = len(others)
     res.other_changed = sum(a != b for a, b in zip(parent_routes[n:], gated_routes[n:], strict=True))
 
-    res.job = _job_on_gate(grown, work, questions + others, reuse=res.reused)
-    job_answers = res.job.answers
-    res.job.answers, res.job.other_claimed = job_answers[:n], sum(a == ROUTE for a in job_answers[n:])
+    res.job = _job_on_gate(grown, work, questions, others, reuse=res.reused)
 
     tbl = Table(title=f"route {ROUTE} added as a gate: ONNX Runtime on the exported graph (fp32)")
     tbl.add_column("question")
@@ -197,20 +195,21 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     return res
 
 
-def _job_on_gate(grown: Path, work: Path, texts: list[str], *, reuse: bool) -> JobOnGate:
-    """One loop fine-tune of the gated checkpoint (its gate refitted), exported; the routing of
-    ``texts`` by the job's graph. Reused with the stage when its bundle verifies."""
+def _job_on_gate(
+    grown: Path, work: Path, questions: list[str], others: list[str], *, reuse: bool
+) -> JobOnGate:
+    """One loop fine-tune of the gated checkpoint (its gate refitted), exported; the job's graph
+    routes ``questions`` and counts the ``others`` it claims. Reused with the stage when its bundle
+    verifies."""
     import random
 
     from cloud.data import default_splits
-    from cloud.data.new_route import NEW_ROUTE
     from cloud.loop.finetune import finetune
     from cloud.loop.settings import LoopSettings
     from cloud.model.checkpoint import read_checkpoint_meta
     from contracts.bundle import BundleError, open_bundle
     from export.pipeline import export_checkpoint
 
-    assert NEW_ROUTE == ROUTE
     job = JobOnGate(labelled=len(JOB_LABELLED))
     ckpt, bundle = work / "job-checkpoint", work / "job-bundle"
     opened = None
@@ -234,5 +233,7 @@ def _job_on_gate(grown: Path, work: Path, texts: list[str], *, reuse: bool) -> J
         opened = open_bundle(export_checkpoint(ckpt, bundle, precision="fp32", version="1.3.1"))
         job.wall_s = time.perf_counter() - t
     job.support_after = int(read_checkpoint_meta(ckpt).training["new_route"]["support"])
-    job.answers = _routes_of(opened, texts)[1]
+    routed = _routes_of(opened, questions + others)[1]
+    job.answers = routed[: len(questions)]
+    job.other_claimed = sum(r == ROUTE for r in routed[len(questions) :])
     return job

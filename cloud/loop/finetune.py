@@ -29,7 +29,7 @@ from cloud.training.calibration import fit_temperature
 from cloud.training.config import TrainConfig
 from cloud.training.data_source import load_run_data
 from cloud.training.maml import kd_loss
-from cloud.training.new_route import NEW_ROUTE_KEY, SUPPORT_TEXTS_KEY, refit_route_gate
+from cloud.training.new_route import NEW_ROUTE_KEY, refit_route_gate, stored_gate_support
 from cloud.training.route_gate import INERT_BIAS
 from cloud.training.trainer import (
     RouterLogits,
@@ -125,12 +125,8 @@ def finetune(
     # calibrated on, so the gate is fitted again afterwards (its stored support + its labelled
     # hard examples); it sits out the training, and its labelled examples go to the refit
     gate = model.route_gates.get(set_name)
-    if gate is not None and not meta.training.get(NEW_ROUTE_KEY, {}).get(SUPPORT_TEXTS_KEY):
-        raise BadRequest(
-            f"the parent checkpoint routes {gate.route!r} with a gate, but does not keep the examples "
-            "it was grown from, so the gate cannot follow the fine-tune: grow the route again with "
-            "`autoglm add-route --method gate` and register that before running the loop on it"
-        )
+    if gate is not None:
+        stored_gate_support(meta.training, gate.route)  # refused before any training, not after
     routes = list(meta.adapter_sets[set_name].routes)
     unknown = sorted({r for _, r in hard if r not in routes})
     if unknown:  # the pipeline grows the head first (cloud.training.new_route); this is a programming error

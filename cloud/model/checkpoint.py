@@ -64,6 +64,13 @@ class CheckpointMeta:
             oov_char_fallback=bool(tok.get("oov_char_fallback", default.oov_char_fallback)),
         )
 
+    def route_gate_doc(self) -> dict[str, Any] | None:
+        """The stored gate of a route grown as a gate (``training.new_route.gate``), else None."""
+        grown = self.training.get("new_route")
+        if not isinstance(grown, dict) or not grown.get("gate"):
+            return None
+        return dict(grown["gate"])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": self.format,
@@ -220,11 +227,11 @@ def _attach_route_gate(ckpt_dir: Path, model: AutoGLMModel, meta: CheckpointMeta
     by the model's forward on the adapter set whose last route it is."""
     from cloud.model.route_gate import RouteGate, feature_parts
 
-    grown = meta.training.get("new_route")
-    if not isinstance(grown, dict) or not grown.get("gate"):
+    doc = meta.route_gate_doc()
+    if doc is None:
         return
     try:
-        gate = RouteGate.from_dict(grown["gate"])
+        gate = RouteGate.from_dict(doc)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{ckpt_dir}: training.new_route.gate is not a valid gate: {exc}") from exc
     owners = [n for n, info in meta.adapter_sets.items() if info.routes and info.routes[-1] == gate.route]

@@ -285,6 +285,19 @@ def gate_rows(
     )
 
 
+def stored_gate_support(training: dict[str, Any], route: str) -> list[str]:
+    """The examples gated ``route`` was grown from (``training.new_route.support_texts``): what a
+    refit needs. A checkpoint grown before they were stored is refused in one line."""
+    stored = (training.get(NEW_ROUTE_KEY) or {}).get(SUPPORT_TEXTS_KEY)
+    if not isinstance(stored, list) or not stored:
+        raise BadRequest(
+            f"the checkpoint routes {route!r} with a gate, but does not keep the examples it was grown "
+            "from, so the gate cannot follow a fine-tune: grow the route again with `autoglm add-route "
+            "--method gate` and register that before running the loop on it"
+        )
+    return [str(t) for t in stored]
+
+
 @dataclass
 class GateRefit:
     info: dict[str, Any]  # the checkpoint's new ``training.new_route`` (gate and support replaced)
@@ -312,15 +325,8 @@ def refit_route_gate(
     data). Attaches the gate to ``model``."""
     info = dict(training.get(NEW_ROUTE_KEY) or {})
     old = RouteGate.from_dict(info["gate"])
-    stored = info.get(SUPPORT_TEXTS_KEY)
-    if not isinstance(stored, list) or not stored:
-        raise BadRequest(
-            f"route {old.route!r} is gated, but its checkpoint does not keep the examples it was grown "
-            "from, so the gate cannot follow a fine-tune: grow it again with `autoglm add-route "
-            "--method gate` from the parent and register that"
-        )
-    texts = list(dict.fromkeys([*map(str, stored), *(t.strip() for t in labelled if t.strip())]))
-    texts = texts[:MAX_SUPPORT]
+    stored = stored_gate_support(training, old.route)
+    texts = list(dict.fromkeys([*stored, *(t.strip() for t in labelled if t.strip())]))[:MAX_SUPPORT]
     fields = GateConfig.__dataclass_fields__
     saved = info.get(GATE_CONFIG_KEY)
     cfg = (
@@ -352,4 +358,5 @@ def refit_route_gate(
             "refits": int(info.get("refits") or 0) + 1,
         }
     )
-    return GateRefit(info, gate, len(texts), len(texts) - min(len(set(map(str, stored))), len(texts)))
+    known = set(stored)
+    return GateRefit(info, gate, len(texts), sum(t not in known for t in texts))
