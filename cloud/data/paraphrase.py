@@ -31,6 +31,7 @@ from cloud.data.paraphrase_families import (
     NONSENSE_FAMILIES,
     NP_FAMILIES,
     Q_FAMILIES,
+    RESPLIT,
     ROUTE_FAMILIES,
     Family,
 )
@@ -45,8 +46,12 @@ FROZEN_DIR = Path(__file__).with_name("frozen")
 FROZEN_EVAL_V1 = FROZEN_DIR / "reasoning_eval.jsonl"
 FROZEN_EVAL_V1_SHA256 = "131bb362583b180a52b09658cdf7cacee20e4430df9a3f5661acc20b967091b0"
 # re-split 2: the same graph and route items, new nonsense families (the old ones moved to training)
-FROZEN_EVAL = FROZEN_DIR / "reasoning_eval_v2.jsonl"
-FROZEN_EVAL_SHA256 = "a4c942f43f5d16aa82deb0e11a7ad1419f2133f7a2e5191062377f9be4a11ff5"
+FROZEN_EVAL_V2 = FROZEN_DIR / "reasoning_eval_v2.jsonl"
+FROZEN_EVAL_V2_SHA256 = "a4c942f43f5d16aa82deb0e11a7ad1419f2133f7a2e5191062377f9be4a11ff5"
+# re-split 3: new graph families (v2's graph families moved to training); route and nonsense items
+# are v2's, byte for byte
+FROZEN_EVAL = FROZEN_DIR / "reasoning_eval_v3.jsonl"
+FROZEN_EVAL_SHA256 = "a354f6824a368d9f6d00b839c825ff1354300f295d1ae3c39c22609a233156b9"
 EVAL_SEED = 20261204
 
 
@@ -86,8 +91,8 @@ def entity_split(entity_id: str) -> str:
     return "eval" if zlib.crc32(entity_id.encode("utf-8")) % 10 < 3 else "train"
 
 
-def _pick(families: list[Family], split: str) -> list[Family]:
-    return [f for f in families if f.split == split]
+def _pick(families: list[Family], split: str, resplit: int = RESPLIT) -> list[Family]:
+    return [f for f in families if f.split_at(resplit) == split]
 
 
 def _surface(e: Entity, lang: str, rng: random.Random) -> str:
@@ -107,7 +112,10 @@ def _cap(text: str) -> str:
     return text[0].upper() + text[1:] if text else text
 
 
-def kg_items(graph: KnowledgeGraph, split: str, per_pattern: int, seed: int) -> list[ParaItem]:
+def kg_items(
+    graph: KnowledgeGraph, split: str, per_pattern: int, seed: int, resplit: int = RESPLIT
+) -> list[ParaItem]:
+    """Graph questions of ``split`` from the families as of re-split ``resplit``."""
     rng = random.Random(f"kg:{seed}:{split}")
     out: list[ParaItem] = []
     for p_idx, (start_type, path) in enumerate(PATTERNS):
@@ -116,7 +124,7 @@ def kg_items(graph: KnowledgeGraph, split: str, per_pattern: int, seed: int) -> 
             for e in graph.of_type(start_type)
             if entity_split(e.id) == split and len(graph.follow(e.id, path)) == 1
         )
-        implicit = _pick(IMPLICIT_FAMILIES.get((start_type, path), []), split)
+        implicit = _pick(IMPLICIT_FAMILIES.get((start_type, path), []), split, resplit)
         for lang in LANGS:
             seen: set[str] = set()
             for k in range(per_pattern * 6):
@@ -133,17 +141,17 @@ def kg_items(graph: KnowledgeGraph, split: str, per_pattern: int, seed: int) -> 
                 else:
                     np_text = mention
                     for rel in path[:-1]:
-                        fam = rng.choice(_pick(NP_FAMILIES[rel], split))
+                        fam = rng.choice(_pick(NP_FAMILIES[rel], split, resplit))
                         used.append(fam.id)
                         np_text = _tmpl(fam, lang, rng).format(x=np_text)
                     last = path[-1]
                     answer_type = graph.entities[graph.follow(start.id, path)[0]].type
                     if rng.random() < 0.5:
-                        fam = rng.choice(_pick(Q_FAMILIES[last], split))
+                        fam = rng.choice(_pick(Q_FAMILIES[last], split, resplit))
                         used.append(fam.id)
                         text = _tmpl(fam, lang, rng).format(x=np_text)
                     else:
-                        fam = rng.choice(_pick(NP_FAMILIES[last], split))
+                        fam = rng.choice(_pick(NP_FAMILIES[last], split, resplit))
                         frame = rng.choice(
                             _pick(FRAMES["person" if answer_type == "person" else "other"], split)
                         )
@@ -260,21 +268,29 @@ def build_split(
     kg_per_pattern: int = 8,
     route_per_template: int = 3,
     seed: int = EVAL_SEED,
+    resplit: int = RESPLIT,
 ) -> list[ParaItem]:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     graph = graph or default_graph()
     return (
-        kg_items(graph, split, kg_per_pattern, seed)
+        kg_items(graph, split, kg_per_pattern, seed, resplit)
         + route_items(graph, split, route_per_template, seed)
         + nonsense_items(split)
     )
 
 
-def train_items(seed: int = 0, kg_per_pattern: int = 24, route_per_template: int = 6) -> list[ParaItem]:
-    """Training items (training families and entities only); any seed."""
+def train_items(
+    seed: int = 0, kg_per_pattern: int = 24, route_per_template: int = 6, resplit: int = RESPLIT
+) -> list[ParaItem]:
+    """Training items (training families and entities only); any seed. ``resplit``: the
+    training families as of that re-split (2: those of ``reasoning_eval_v2.jsonl``)."""
     return build_split(
-        "train", kg_per_pattern=kg_per_pattern, route_per_template=route_per_template, seed=seed
+        "train",
+        kg_per_pattern=kg_per_pattern,
+        route_per_template=route_per_template,
+        seed=seed,
+        resplit=resplit,
     )
 
 

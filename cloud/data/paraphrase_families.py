@@ -26,6 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the re-split the tables are at (docs/EVALUATION.md, "Reasoning evaluation"): 2 = the families
+# of reasoning_eval_v2.jsonl, 3 = re-split 3 (new graph families, the old graph ones in training)
+RESPLIT = 3
+
 
 @dataclass(frozen=True)
 class Family:
@@ -33,10 +37,16 @@ class Family:
     split: str  # "train" | "eval"
     en: tuple[str, ...]
     zh: tuple[str, ...]
+    since: int = 0  # the re-split that wrote the family or moved it to its split (0: the first set)
+    before: str = ""  # its split before ``since`` ("": not written yet)
+
+    def split_at(self, resplit: int) -> str:
+        """The family's split as of re-split ``resplit`` ("" where it did not exist yet)."""
+        return self.split if resplit >= self.since else self.before
 
 
-def _f(fid: str, split: str, en: list[str], zh: list[str]) -> Family:
-    return Family(fid, split, tuple(en), tuple(zh))
+def _f(fid: str, split: str, en: list[str], zh: list[str], since: int = 0, before: str = "") -> Family:
+    return Family(fid, split, tuple(en), tuple(zh), since, before)
 
 
 NP_FAMILIES: dict[str, list[Family]] = {
@@ -55,9 +65,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "line.home",
-            "eval",
+            "train",
             ["the line that {x} lives on", "the assembly run {x} is part of"],
             ["{x}待的那条线", "{x}归属的那条流水线"],
+            3,
+            "eval",
         ),
     ],
     "line_of_site": [
@@ -75,9 +87,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "site.home",
-            "eval",
+            "train",
             ["the location {x} is part of", "the works that {x} is at"],
             ["{x}隶属的基地", "{x}落在的那个园区"],
+            3,
+            "eval",
         ),
     ],
     "maintained_by": [
@@ -95,9 +109,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "maint.care",
-            "eval",
+            "train",
             ["the person who keeps {x} in good shape", "the one who looks after upkeep of {x}"],
             ["照看{x}的师傅", "给{x}做保养的师傅"],
+            3,
+            "eval",
         ),
     ],
     "operated_by": [
@@ -115,9 +131,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "oper.drive",
-            "eval",
+            "train",
             ["the person at the controls of {x}", "the one who drives {x} day to day"],
             ["在{x}上干活的人", "守着{x}的员工"],
+            3,
+            "eval",
         ),
     ],
     "supervised_by": [
@@ -130,9 +148,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         _f("sup.boss", "train", ["the boss of {x}", "the person {x} reports to"], ["{x}的领导", "管{x}的人"]),
         _f(
             "sup.over",
-            "eval",
+            "train",
             ["the person above {x}", "the one who oversees {x}"],
             ["{x}的顶头上司", "带{x}的那个头儿"],
+            3,
+            "eval",
         ),
     ],
     "supplied_by": [
@@ -150,9 +170,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "supp.buy",
-            "eval",
+            "train",
             ["the firm we bought {x} from", "the brand behind {x}"],
             ["{x}是从哪家买的那家公司", "{x}的出厂品牌"],
+            3,
+            "eval",
         ),
     ],
     "sensor_of": [
@@ -170,9 +192,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "sens.host",
-            "eval",
+            "train",
             ["the unit that {x} sits on", "the asset {x} is wired into"],
             ["{x}挂在的那台设备", "{x}接在哪台机器上的那台机器"],
+            3,
+            "eval",
         ),
     ],
     "has_role": [
@@ -180,9 +204,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         _f("role.job", "train", ["the position of {x}", "the job {x} holds"], ["{x}的角色", "{x}担任的职务"]),
         _f(
             "role.does",
-            "eval",
+            "train",
             ["what {x} does for a living here", "the line of work of {x}"],
             ["{x}是干什么的", "{x}平时干的活"],
+            3,
+            "eval",
         ),
     ],
     "maintenance_interval": [
@@ -200,9 +226,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "intv.due",
-            "eval",
+            "train",
             ["the gap between upkeep visits for {x}", "the cadence of preventive work on {x}"],
             ["{x}隔多少天要保养", "{x}的定期保养节奏"],
+            3,
+            "eval",
         ),
     ],
     "works_at": [
@@ -220,9 +248,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "work.shows",
-            "eval",
+            "train",
             ["the site {x} clocks in at", "the place {x} reports for duty"],
             ["{x}打卡的地方", "{x}每天去的那个厂"],
+            3,
+            "eval",
         ),
     ],
     "based_in": [
@@ -240,9 +270,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "ctry.origin",
-            "eval",
+            "train",
             ["the homeland of {x}", "where in the world {x} is from"],
             ["{x}的老家在哪个国", "{x}属于哪国的企业"],
+            3,
+            "eval",
         ),
     ],
     "managed_by": [
@@ -260,9 +292,11 @@ NP_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "mgr.top",
-            "eval",
+            "train",
             ["the top person at {x}", "who calls the shots at {x}"],
             ["{x}的一把手", "{x}说了算的人"],
+            3,
+            "eval",
         ),
     ],
 }
@@ -277,9 +311,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.line.find",
-            "eval",
+            "train",
             ["Where on the floor would I find {x}, which line?", "{x} runs on what line?"],
             ["去哪条线能找到{x}？", "{x}放在哪条流水线？"],
+            3,
+            "eval",
         ),
     ],
     "line_of_site": [
@@ -291,9 +327,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.site.where",
-            "eval",
+            "train",
             ["Where is {x} located, which works?", "{x} is at which location?"],
             ["{x}落在哪个基地？", "{x}是哪个园区的？"],
+            3,
+            "eval",
         ),
     ],
     "maintained_by": [
@@ -311,18 +349,22 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.maint.care",
-            "eval",
+            "train",
             ["Who keeps {x} in working order?", "Who takes care of {x}'s upkeep?"],
             ["{x}坏了找谁修？", "谁照看{x}？"],
+            3,
+            "eval",
         ),
     ],
     "operated_by": [
         _f("q.oper.who", "train", ["Who operates {x}?", "Who runs {x}?"], ["谁操作{x}？", "{x}是谁在开？"]),
         _f(
             "q.oper.shift",
-            "eval",
+            "train",
             ["Who is at the controls of {x}?", "Who mans {x}?"],
             ["谁在{x}上干活？", "{x}平时谁守着？"],
+            3,
+            "eval",
         ),
     ],
     "supervised_by": [
@@ -340,9 +382,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.sup.over",
-            "eval",
+            "train",
             ["Who oversees {x}?", "Who is above {x}?"],
             ["谁带{x}？", "{x}的顶头上司是谁？"],
+            3,
+            "eval",
         ),
     ],
     "supplied_by": [
@@ -354,9 +398,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.supp.buy",
-            "eval",
+            "train",
             ["Which firm did we buy {x} from?", "What brand is {x}?"],
             ["{x}是从哪家买的？", "{x}是什么牌子的？"],
+            3,
+            "eval",
         ),
     ],
     "sensor_of": [
@@ -368,9 +414,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.sens.host",
-            "eval",
+            "train",
             ["{x} is wired into which unit?", "What asset does {x} sit on?"],
             ["{x}挂在哪台设备上？", "{x}接的是哪台机器？"],
+            3,
+            "eval",
         ),
     ],
     "has_role": [
@@ -382,9 +430,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.role.does",
-            "eval",
+            "train",
             ["What does {x} do here?", "What's {x}'s line of work?"],
             ["{x}是干什么的？", "{x}平时干什么活？"],
+            3,
+            "eval",
         ),
     ],
     "maintenance_interval": [
@@ -396,9 +446,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.intv.due",
-            "eval",
+            "train",
             ["How long between upkeep visits for {x}?", "At what cadence does {x} get preventive work?"],
             ["{x}隔多少天要保养？", "{x}多长时间要做一次定期保养？"],
+            3,
+            "eval",
         ),
     ],
     "works_at": [
@@ -410,9 +462,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.work.clock",
-            "eval",
+            "train",
             ["Where does {x} clock in?", "Which site does {x} report to each day?"],
             ["{x}在哪儿打卡？", "{x}每天去哪个厂？"],
+            3,
+            "eval",
         ),
     ],
     "based_in": [
@@ -424,9 +478,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.ctry.origin",
-            "eval",
+            "train",
             ["What's the homeland of {x}?", "Where in the world is {x} from?"],
             ["{x}老家是哪国？", "{x}是哪国企业？"],
+            3,
+            "eval",
         ),
     ],
     "managed_by": [
@@ -438,9 +494,11 @@ Q_FAMILIES: dict[str, list[Family]] = {
         ),
         _f(
             "q.mgr.top",
-            "eval",
+            "train",
             ["Who calls the shots at {x}?", "Who is the top person at {x}?"],
             ["{x}谁说了算？", "{x}的一把手是谁？"],
+            3,
+            "eval",
         ),
     ],
 }
@@ -456,9 +514,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.m.site.where",
-            "eval",
+            "train",
             ["{x} is at which location?", "Where is {x}, which works?"],
             ["{x}落在哪个基地？", "{x}放在哪个园区？"],
+            3,
+            "eval",
         ),
     ],
     ("machine", ("supplied_by", "based_in")): [
@@ -470,9 +530,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.m.ctry.origin",
-            "eval",
+            "train",
             ["Where in the world does {x} come from?", "What's the homeland of {x}?"],
             ["{x}老家是哪国？", "{x}是进口自哪国的？"],
+            3,
+            "eval",
         ),
     ],
     ("sensor", ("sensor_of", "located_on_line")): [
@@ -484,9 +546,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.s.line.find",
-            "eval",
+            "train",
             ["Where on the floor is {x}, which line?", "{x} runs on what line?"],
             ["去哪条线能找到{x}？", "{x}放在哪条流水线？"],
+            3,
+            "eval",
         ),
     ],
     ("sensor", ("sensor_of", "maintained_by")): [
@@ -498,9 +562,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.s.maint.care",
-            "eval",
+            "train",
             ["Who keeps {x} in working order?", "Who takes care of {x}'s upkeep?"],
             ["{x}坏了找谁修？", "谁照看{x}？"],
+            3,
+            "eval",
         ),
     ],
     ("sensor", ("sensor_of", "located_on_line", "line_of_site")): [
@@ -512,9 +578,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.s.site.where",
-            "eval",
+            "train",
             ["{x} is at which location?", "Where is {x}, which works?"],
             ["{x}落在哪个基地？", "{x}放在哪个园区？"],
+            3,
+            "eval",
         ),
     ],
     ("machine", ("located_on_line", "line_of_site", "managed_by")): [
@@ -526,9 +594,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.m.mgr.top",
-            "eval",
+            "train",
             ["Who calls the shots at the place where {x} is?", "Who is the top person where {x} sits?"],
             ["{x}那边谁说了算？", "{x}所在地方的一把手是谁？"],
+            3,
+            "eval",
         ),
     ],
     ("person", ("works_at", "managed_by")): [
@@ -540,9 +610,11 @@ IMPLICIT_FAMILIES: dict[tuple[str, tuple[str, ...]], list[Family]] = {
         ),
         _f(
             "imp.p.mgr.top",
-            "eval",
+            "train",
             ["Who calls the shots where {x} clocks in?", "Who is the top person at {x}'s workplace?"],
             ["{x}那个厂谁说了算？", "{x}单位的一把手是谁？"],
+            3,
+            "eval",
         ),
     ],
 }
@@ -796,3 +868,843 @@ NONSENSE_FAMILIES: list[Family] = [
         ["推荐一部今晚看的电影", "把你好翻译成法语"],
     ),
 ]
+
+# ---------------------------------------------------------------------------------------------
+# Re-split 3 (2026-12-06, docs/EVALUATION.md "Reasoning evaluation"): two training families per
+# relation were too few to learn a meaning from (validation ≈ 80 %, evaluation ≈ 60 %). New
+# graph families were written here in one sitting, before any model was trained or evaluated on
+# them: three more training families per relation (noun phrase and question), and one new
+# evaluation family per relation and per implicit path, frozen in ``reasoning_eval_v3.jsonl``.
+# The graph evaluation families of v2 moved into training (``since=3, before="eval"`` above);
+# frames, distractors, routes and nonsense are unchanged. ``Family.split_at(2)`` gives the
+# training data of v2 back, for the same-run comparison (benchmarks/reasoning_families.py).
+# ---------------------------------------------------------------------------------------------
+
+
+def _r3(fid: str, split: str, en: list[str], zh: list[str]) -> Family:
+    return _f(fid, split, en, zh, 3, "")
+
+
+_NP_RESPLIT3: dict[str, list[Family]] = {
+    "located_on_line": [
+        _r3(
+            "line.belong",
+            "train",
+            [
+                "the line {x} belongs to",
+                "the production line that includes {x}",
+                "the line {x} is assigned to",
+            ],
+            ["{x}属于的那条线", "包含{x}的生产线", "{x}分配到的产线"],
+        ),
+        _r3(
+            "line.stand",
+            "train",
+            ["the line {x} stands on", "the line where {x} is set up", "the line {x} was put on"],
+            ["{x}摆在的那条线", "安置{x}的产线", "{x}被放到的那条线"],
+        ),
+        _r3(
+            "line.runs",
+            "train",
+            [
+                "the manufacturing line {x} works in",
+                "the line {x} runs in",
+                "the assembly line containing {x}",
+            ],
+            ["{x}干活的那条产线", "{x}运转的那条生产线", "有{x}的装配线"],
+        ),
+        _r3(
+            "line.r3",
+            "eval",
+            ["the line {x} is stationed along", "the run of stations that holds {x}"],
+            ["{x}被安排在的那条线", "{x}落脚的那条线体"],
+        ),
+    ],
+    "line_of_site": [
+        _r3(
+            "site.belong",
+            "train",
+            ["the factory {x} belongs to", "the facility that {x} is part of", "the plant containing {x}"],
+            ["{x}归属的厂", "包含{x}的工厂", "{x}所在的生产基地"],
+        ),
+        _r3(
+            "site.has",
+            "train",
+            ["the plant {x} is in", "the site that hosts {x}", "the site that has {x}"],
+            ["{x}在的那个厂区", "有{x}的那个工厂", "{x}设在的厂"],
+        ),
+        _r3(
+            "site.campus",
+            "train",
+            ["the campus {x} is on", "the location of {x}", "the premises {x} is at"],
+            ["{x}所在的园区", "{x}的所在地", "{x}在的厂址"],
+        ),
+        _r3(
+            "site.r3",
+            "eval",
+            ["the compound where {x} operates", "the establishment {x} is found in"],
+            ["{x}所处的厂房", "{x}坐落的那个厂"],
+        ),
+    ],
+    "maintained_by": [
+        _r3(
+            "maint.service",
+            "train",
+            [
+                "the person who services {x}",
+                "the technician responsible for servicing {x}",
+                "whoever does the servicing on {x}",
+            ],
+            ["负责给{x}做检修的人", "给{x}检修的技术员", "保养{x}的人"],
+        ),
+        _r3(
+            "maint.mech",
+            "train",
+            [
+                "the mechanic for {x}",
+                "the engineer assigned to maintain {x}",
+                "the maintenance contact for {x}",
+            ],
+            ["{x}的机修师傅", "{x}的维修工", "{x}的维保负责人"],
+        ),
+        _r3(
+            "maint.fix",
+            "train",
+            [
+                "the one who patches up {x}",
+                "the person who gets {x} running again after a fault",
+                "the go-to repair person for {x}",
+            ],
+            ["{x}出问题时修理它的人", "把{x}修好的人", "{x}的维修联系人"],
+        ),
+        _r3(
+            "maint.r3",
+            "eval",
+            ["the person who tends to {x} when it acts up", "the caretaker of {x}"],
+            ["{x}闹毛病时来处理的人", "管{x}修修补补的人"],
+        ),
+    ],
+    "operated_by": [
+        _r3(
+            "oper.use",
+            "train",
+            ["the person who uses {x} every day", "the user of {x}", "the worker assigned to operate {x}"],
+            ["每天用{x}的人", "{x}的使用人", "被分配操作{x}的工人"],
+        ),
+        _r3(
+            "oper.handle",
+            "train",
+            ["the one who handles {x}", "the person working {x}", "the machinist on {x}"],
+            ["负责开动{x}的人", "操控{x}的工人", "{x}的机手"],
+        ),
+        _r3(
+            "oper.station",
+            "train",
+            [
+                "the worker stationed at {x}",
+                "the person who runs {x} during production",
+                "the crew member on {x}",
+            ],
+            ["在{x}岗位上的工人", "生产时开{x}的人", "{x}的当班操作工"],
+        ),
+        _r3(
+            "oper.r3",
+            "eval",
+            ["the one who feeds and starts {x}", "the person tending {x} during the shift"],
+            ["在{x}前面干活的操作手", "当班时摆弄{x}的人"],
+        ),
+    ],
+    "supervised_by": [
+        _r3(
+            "sup.lead",
+            "train",
+            ["the line manager of {x}", "the team lead of {x}", "the superior of {x}"],
+            ["{x}的直属领导", "{x}的组长", "{x}的上司"],
+        ),
+        _r3(
+            "sup.answer",
+            "train",
+            ["the person {x} answers to", "whoever {x} works under", "the one who gives {x} orders"],
+            ["给{x}布置任务的人", "{x}听命的人", "{x}头上的领导"],
+        ),
+        _r3(
+            "sup.charge",
+            "train",
+            ["the person in charge of {x}", "the person responsible for {x}'s work", "the foreman over {x}"],
+            ["负责管{x}的人", "{x}的工头", "对{x}负责的领导"],
+        ),
+        _r3(
+            "sup.r3",
+            "eval",
+            ["the person who signs off on {x}'s timesheet", "the one {x} takes direction from"],
+            ["安排{x}干活的人", "给{x}批假的人"],
+        ),
+    ],
+    "supplied_by": [
+        _r3(
+            "supp.vendor",
+            "train",
+            ["the vendor of {x}", "the company that sold us {x}", "the maker of {x}"],
+            ["卖给我们{x}的公司", "{x}的厂商", "{x}的卖家"],
+        ),
+        _r3(
+            "supp.produce",
+            "train",
+            ["the company that produced {x}", "the firm that delivered {x}", "the OEM of {x}"],
+            ["生产{x}的公司", "交付{x}的厂家", "{x}的原厂"],
+        ),
+        _r3(
+            "supp.source",
+            "train",
+            ["the source of {x}", "the company we got {x} from", "the supplier company behind {x}"],
+            ["{x}的来源公司", "我们采购{x}的那家公司", "{x}的货源厂家"],
+        ),
+        _r3(
+            "supp.r3",
+            "eval",
+            ["the outfit that shipped {x} to us", "the company whose product {x} is"],
+            ["把{x}运给我们的那家公司", "出品{x}的企业"],
+        ),
+    ],
+    "sensor_of": [
+        _r3(
+            "sens.on",
+            "train",
+            ["the machine {x} is on", "the machine {x} belongs to", "the device that {x} is installed on"],
+            ["{x}所属的机器", "{x}安装在的那台机器", "{x}属于的设备"],
+        ),
+        _r3(
+            "sens.monitor",
+            "train",
+            ["the machine that {x} monitors", "the equipment {x} measures", "the machine {x} watches"],
+            ["{x}监测的设备", "{x}测量的那台机器", "{x}监控的机台"],
+        ),
+        _r3(
+            "sens.fit",
+            "train",
+            ["the machine with {x} installed", "the equipment that has {x}", "the machine housing {x}"],
+            ["带有{x}的设备", "装着{x}的那台机器", "有{x}的机台"],
+        ),
+        _r3(
+            "sens.r3",
+            "eval",
+            ["the machine that {x} keeps an eye on", "the host equipment of {x}"],
+            ["{x}盯着的那台设备", "{x}的宿主设备"],
+        ),
+    ],
+    "has_role": [
+        _r3(
+            "role.title",
+            "train",
+            ["the title of {x}", "the official position of {x}", "the role {x} has"],
+            ["{x}的头衔", "{x}的正式职位", "{x}的身份"],
+        ),
+        _r3(
+            "role.work",
+            "train",
+            ["the work {x} does", "the job of {x}", "the function {x} performs"],
+            ["{x}做的工作", "{x}的工作", "{x}负责的职能"],
+        ),
+        _r3(
+            "role.occup",
+            "train",
+            ["the occupation of {x}", "the profession of {x}", "what {x} is employed as"],
+            ["{x}的职业", "{x}的工种", "{x}受雇担任的角色"],
+        ),
+        _r3(
+            "role.r3",
+            "eval",
+            ["the kind of work {x} is hired for", "the trade of {x}"],
+            ["{x}干的那一行", "{x}的本职工作"],
+        ),
+    ],
+    "maintenance_interval": [
+        _r3(
+            "intv.period",
+            "train",
+            [
+                "the service period of {x}",
+                "the maintenance cycle of {x}",
+                "the interval between services of {x}",
+            ],
+            ["{x}的维护周期", "{x}的保养间隔", "{x}两次保养之间的间隔"],
+        ),
+        _r3(
+            "intv.freq",
+            "train",
+            [
+                "the servicing frequency of {x}",
+                "how regularly {x} is serviced",
+                "how many days pass between maintenance for {x}",
+            ],
+            ["{x}的检修频率", "{x}多少天保养一次", "{x}的保养频次"],
+        ),
+        _r3(
+            "intv.plan",
+            "train",
+            [
+                "the planned maintenance interval for {x}",
+                "the scheduled service cycle of {x}",
+                "the required maintenance timing for {x}",
+            ],
+            ["{x}的计划保养时间间隔", "{x}的定检周期", "{x}规定的维护时间"],
+        ),
+        _r3(
+            "intv.r3",
+            "eval",
+            ["the wait until {x} needs its next tune-up", "how long {x} can go before a checkup"],
+            ["{x}下一次保养要等多久", "{x}保养的时间间距"],
+        ),
+    ],
+    "works_at": [
+        _r3(
+            "work.job",
+            "train",
+            ["the site {x} is employed at", "the plant {x} works for", "the factory where {x} has a job"],
+            ["{x}受雇的厂", "{x}工作的厂区", "{x}上班的地方"],
+        ),
+        _r3(
+            "work.base",
+            "train",
+            [
+                "the location {x} is based at",
+                "the facility {x} is assigned to",
+                "the plant {x} is stationed at",
+            ],
+            ["{x}驻点的工厂", "{x}被派驻的厂区", "{x}常驻的工厂"],
+        ),
+        _r3(
+            "work.go",
+            "train",
+            [
+                "the site {x} goes to for work",
+                "the place where {x} spends the workday",
+                "the factory {x} commutes to",
+            ],
+            ["{x}去上班的工厂", "{x}白天待的厂", "{x}通勤去的工厂"],
+        ),
+        _r3(
+            "work.r3",
+            "eval",
+            ["the plant that has {x} on its payroll", "the premises {x} punches in at"],
+            ["发{x}工资的那个厂", "{x}干活的那个地方"],
+        ),
+    ],
+    "based_in": [
+        _r3(
+            "ctry.located",
+            "train",
+            ["the country {x} is located in", "the country of {x}", "the nation where {x} operates"],
+            ["{x}所在国", "{x}的国别", "{x}经营所在的国家"],
+        ),
+        _r3(
+            "ctry.hq",
+            "train",
+            [
+                "the country of {x}'s headquarters",
+                "the country where {x} has its head office",
+                "the home base country of {x}",
+            ],
+            ["{x}总部所在地的国家", "{x}总公司在的国家", "{x}的大本营所在国"],
+        ),
+        _r3(
+            "ctry.nation",
+            "train",
+            ["the nationality of {x}", "the country {x} is registered in", "the country {x} belongs to"],
+            ["{x}的国籍", "{x}注册所在的国家", "{x}属于的国家"],
+        ),
+        _r3(
+            "ctry.r3",
+            "eval",
+            ["the flag {x} flies under", "the country {x} calls home"],
+            ["{x}出身的国家", "{x}扎根的国家"],
+        ),
+    ],
+    "managed_by": [
+        _r3(
+            "mgr.plant",
+            "train",
+            ["the plant manager of {x}", "the general manager of {x}", "the person running {x}"],
+            ["{x}的总经理", "运营{x}的负责人", "{x}的主管经理"],
+        ),
+        _r3(
+            "mgr.lead",
+            "train",
+            ["the leader of {x}", "the person who leads {x}", "the chief of {x}"],
+            ["{x}的领导人", "领导{x}的人", "{x}的头儿"],
+        ),
+        _r3(
+            "mgr.resp",
+            "train",
+            ["the person responsible for {x}", "the director of {x}", "the boss at {x}"],
+            ["对{x}负总责的人", "{x}的总监", "{x}的老板"],
+        ),
+        _r3(
+            "mgr.r3",
+            "eval",
+            ["the one steering operations at {x}", "whoever {x} is run by"],
+            ["掌管{x}的人", "{x}当家的人"],
+        ),
+    ],
+}
+
+_Q_RESPLIT3: dict[str, list[Family]] = {
+    "located_on_line": [
+        _r3(
+            "q.line.on",
+            "train",
+            [
+                "What production line is {x} installed on?",
+                "Which line does {x} belong to?",
+                "On which line is {x}?",
+            ],
+            ["{x}装在哪条生产线上？", "{x}属于哪条线？", "{x}在几号线？"],
+        ),
+        _r3(
+            "q.line.tell",
+            "train",
+            [
+                "Tell me the line of {x}.",
+                "Do you know which line {x} is part of?",
+                "Which assembly line includes {x}?",
+            ],
+            ["告诉我{x}在哪条线。", "你知道{x}是哪条线的吗？", "哪条装配线上有{x}？"],
+        ),
+        _r3(
+            "q.line.set",
+            "train",
+            ["Where is {x} set up, what line?", "{x} sits on which line?", "Which line was {x} put on?"],
+            ["{x}安在哪条线？", "{x}被放到哪条线上了？", "{x}归哪条线？"],
+        ),
+        _r3(
+            "q.line.r3",
+            "eval",
+            ["What line should I walk to if I want to see {x}?", "{x} is stationed along which line?"],
+            ["想看{x}得去哪条线？", "{x}被安排在哪条线体？"],
+        ),
+    ],
+    "line_of_site": [
+        _r3(
+            "q.site.belong",
+            "train",
+            [
+                "Which factory does {x} belong to?",
+                "What plant contains {x}?",
+                "Which facility is {x} part of?",
+            ],
+            ["{x}归哪个工厂？", "哪个厂有{x}？", "{x}是哪个厂区的？"],
+        ),
+        _r3(
+            "q.site.tell",
+            "train",
+            [
+                "Tell me the site of {x}.",
+                "In which plant can I find {x}?",
+                "Do you know what factory {x} is in?",
+            ],
+            ["告诉我{x}在哪个厂。", "在哪个工厂能找到{x}？", "你知道{x}在哪个厂吗？"],
+        ),
+        _r3(
+            "q.site.loc",
+            "train",
+            ["Where is {x}?", "What's the location of {x}?", "Which campus is {x} on?"],
+            ["{x}在哪里？", "{x}在哪个园区？", "{x}设在哪个厂？"],
+        ),
+        _r3(
+            "q.site.r3",
+            "eval",
+            ["In what establishment would I find {x}?", "Which compound houses {x}?"],
+            ["{x}坐落在哪个厂？", "{x}位于哪个厂房？"],
+        ),
+    ],
+    "maintained_by": [
+        _r3(
+            "q.maint.service",
+            "train",
+            [
+                "Who services {x}?",
+                "Who is the technician for {x}?",
+                "Who is responsible for maintaining {x}?",
+            ],
+            ["谁负责{x}的保养？", "{x}的维修工是谁？", "谁给{x}做检修？"],
+        ),
+        _r3(
+            "q.maint.contact",
+            "train",
+            [
+                "Who should I contact when {x} fails?",
+                "Who's the mechanic on {x}?",
+                "Which engineer maintains {x}?",
+            ],
+            ["{x}故障了联系谁？", "{x}的机修师傅是谁？", "哪个工程师维护{x}？"],
+        ),
+        _r3(
+            "q.maint.fixit",
+            "train",
+            [
+                "Who patches up {x}?",
+                "Who gets {x} running again after a fault?",
+                "Who's the repair person for {x}?",
+            ],
+            ["{x}坏了谁来修？", "谁能把{x}修好？", "{x}的维修负责人是谁？"],
+        ),
+        _r3(
+            "q.maint.r3",
+            "eval",
+            ["Who tends to {x} when it acts up?", "Who's the caretaker of {x}?"],
+            ["{x}闹毛病了谁处理？", "{x}平时谁来修修补补？"],
+        ),
+    ],
+    "operated_by": [
+        _r3(
+            "q.oper.use",
+            "train",
+            ["Who uses {x}?", "Who works {x}?", "Who is assigned to operate {x}?"],
+            ["谁用{x}？", "{x}由谁操作？", "谁被安排开{x}？"],
+        ),
+        _r3(
+            "q.oper.handle",
+            "train",
+            ["Who handles {x}?", "Who is the operator on {x}?", "Who's running {x} today?"],
+            ["谁负责开动{x}？", "{x}的操作工是谁？", "今天谁在开{x}？"],
+        ),
+        _r3(
+            "q.oper.station",
+            "train",
+            [
+                "Which worker is stationed at {x}?",
+                "Who runs {x} during production?",
+                "Who is on {x} this shift?",
+            ],
+            ["哪个工人在{x}岗位上？", "生产时谁开{x}？", "这个班谁在{x}上？"],
+        ),
+        _r3(
+            "q.oper.r3",
+            "eval",
+            ["Whose hands are on {x} during the shift?", "Who feeds and starts {x}?"],
+            ["当班时谁摆弄{x}？", "谁在{x}前面开工？"],
+        ),
+    ],
+    "supervised_by": [
+        _r3(
+            "q.sup.lead",
+            "train",
+            ["Who is {x}'s team lead?", "Who is {x}'s superior?", "Who is the line manager of {x}?"],
+            ["{x}的组长是谁？", "{x}的上司是谁？", "{x}的直属领导是谁？"],
+        ),
+        _r3(
+            "q.sup.under",
+            "train",
+            ["Who does {x} work under?", "Who gives {x} orders?", "Who does {x} answer to?"],
+            ["{x}在谁手下干活？", "谁给{x}布置任务？", "{x}听谁指挥？"],
+        ),
+        _r3(
+            "q.sup.charge",
+            "train",
+            ["Who is responsible for {x}'s work?", "Who is the foreman over {x}?", "Who manages {x}?"],
+            ["谁负责管{x}？", "{x}的工头是谁？", "谁对{x}负责？"],
+        ),
+        _r3(
+            "q.sup.r3",
+            "eval",
+            ["Who signs off on {x}'s timesheet?", "Who does {x} take direction from?"],
+            ["谁给{x}批假？", "{x}听谁安排？"],
+        ),
+    ],
+    "supplied_by": [
+        _r3(
+            "q.supp.vendor",
+            "train",
+            ["Who is the vendor of {x}?", "Which company sold us {x}?", "Who is the maker of {x}?"],
+            ["{x}的厂商是谁？", "哪家公司卖给我们{x}？", "{x}的卖家是谁？"],
+        ),
+        _r3(
+            "q.supp.produce",
+            "train",
+            ["Which company produced {x}?", "Who delivered {x}?", "Who is the OEM of {x}?"],
+            ["{x}是哪家公司生产的？", "{x}是谁交付的？", "{x}的原厂是哪家？"],
+        ),
+        _r3(
+            "q.supp.source",
+            "train",
+            ["Which company did we get {x} from?", "Which supplier provides {x}?", "Who manufactured {x}?"],
+            ["我们从哪家采购的{x}？", "哪个供应商提供{x}？", "{x}的货源是哪家？"],
+        ),
+        _r3(
+            "q.supp.r3",
+            "eval",
+            ["Which outfit shipped {x} to us?", "Whose product is {x}?"],
+            ["{x}是哪家出品的？", "{x}是谁家的产品？"],
+        ),
+    ],
+    "sensor_of": [
+        _r3(
+            "q.sens.on",
+            "train",
+            [
+                "Which machine is {x} on?",
+                "What machine does {x} belong to?",
+                "Which device is {x} installed on?",
+            ],
+            ["{x}是哪台机器的？", "{x}安装在哪台机器上？", "{x}属于哪台设备？"],
+        ),
+        _r3(
+            "q.sens.monitor",
+            "train",
+            [
+                "Which machine does {x} monitor?",
+                "What equipment does {x} measure?",
+                "Which machine is {x} watching?",
+            ],
+            ["{x}监测哪台设备？", "{x}测的是哪台机器？", "{x}监控的是哪个机台？"],
+        ),
+        _r3(
+            "q.sens.fit",
+            "train",
+            ["Which machine has {x} installed?", "What equipment has {x}?", "Which machine houses {x}?"],
+            ["哪台设备带有{x}？", "哪台机器装着{x}？", "哪个机台有{x}？"],
+        ),
+        _r3(
+            "q.sens.r3",
+            "eval",
+            ["Which machine does {x} keep an eye on?", "What's the host equipment of {x}?"],
+            ["{x}盯着哪台设备？", "{x}的宿主设备是哪台？"],
+        ),
+    ],
+    "has_role": [
+        _r3(
+            "q.role.title",
+            "train",
+            ["What is {x}'s title?", "What role does {x} have?", "What is the official position of {x}?"],
+            ["{x}的头衔是什么？", "{x}是什么身份？", "{x}的正式职位是什么？"],
+        ),
+        _r3(
+            "q.role.work",
+            "train",
+            ["What work does {x} do?", "What is {x}'s function?", "What job does {x} have?"],
+            ["{x}做什么工作？", "{x}负责什么职能？", "{x}的工作是什么？"],
+        ),
+        _r3(
+            "q.role.occup",
+            "train",
+            ["What is {x}'s occupation?", "What is {x} employed as?", "What's the profession of {x}?"],
+            ["{x}的职业是什么？", "{x}是什么工种？", "{x}受雇做什么？"],
+        ),
+        _r3(
+            "q.role.r3",
+            "eval",
+            ["What kind of work is {x} hired for?", "What's {x}'s trade?"],
+            ["{x}干的是哪一行？", "{x}的本职是什么？"],
+        ),
+    ],
+    "maintenance_interval": [
+        _r3(
+            "q.intv.period",
+            "train",
+            [
+                "What is the service period of {x}?",
+                "What's the maintenance cycle of {x}?",
+                "What's the interval between services of {x}?",
+            ],
+            ["{x}的维护周期是多少？", "{x}的保养间隔是多久？", "{x}两次保养隔多久？"],
+        ),
+        _r3(
+            "q.intv.freq",
+            "train",
+            [
+                "How regularly is {x} serviced?",
+                "How many days between maintenance for {x}?",
+                "How frequently does {x} need service?",
+            ],
+            ["{x}多少天保养一次？", "{x}的检修频率是多少？", "{x}多久需要维护一次？"],
+        ),
+        _r3(
+            "q.intv.plan",
+            "train",
+            [
+                "How long is the scheduled service cycle of {x}?",
+                "What's the planned maintenance interval for {x}?",
+                "How often must {x} be maintained?",
+            ],
+            ["{x}的定检周期是多久？", "{x}规定多长时间维护一次？", "{x}的计划保养间隔是多少？"],
+        ),
+        _r3(
+            "q.intv.r3",
+            "eval",
+            [
+                "How long can {x} go before a checkup?",
+                "How long until {x} needs its next tune-up, typically?",
+            ],
+            ["{x}下一次保养一般要等多久？", "{x}保养的时间间距是多少？"],
+        ),
+    ],
+    "works_at": [
+        _r3(
+            "q.work.employ",
+            "train",
+            [
+                "Which site is {x} employed at?",
+                "Which plant does {x} work for?",
+                "Where does {x} have a job?",
+            ],
+            ["{x}受雇于哪个厂？", "{x}在哪个厂区工作？", "{x}在哪上班？"],
+        ),
+        _r3(
+            "q.work.base",
+            "train",
+            [
+                "Where is {x} stationed?",
+                "Which facility is {x} assigned to?",
+                "Which plant is {x} posted at?",
+            ],
+            ["{x}驻点在哪个工厂？", "{x}被派到哪个厂区？", "{x}常驻哪个工厂？"],
+        ),
+        _r3(
+            "q.work.go",
+            "train",
+            [
+                "Where does {x} go to work?",
+                "Which factory does {x} commute to?",
+                "Where does {x} spend the workday?",
+            ],
+            ["{x}去哪个工厂上班？", "{x}每天通勤去哪个厂？", "{x}白天待在哪个厂？"],
+        ),
+        _r3(
+            "q.work.r3",
+            "eval",
+            ["Which plant has {x} on its payroll?", "Where does {x} punch in?"],
+            ["哪个厂给{x}发工资？", "{x}在哪个地方干活？"],
+        ),
+    ],
+    "based_in": [
+        _r3(
+            "q.ctry.located",
+            "train",
+            [
+                "What country is {x} located in?",
+                "Which nation does {x} operate from?",
+                "What's the country of {x}?",
+            ],
+            ["{x}在哪个国家？", "{x}的国别是什么？", "{x}在哪国经营？"],
+        ),
+        _r3(
+            "q.ctry.hq",
+            "train",
+            [
+                "In which country does {x} have its head office?",
+                "Where is {x}'s headquarters, which country?",
+                "Which country is {x}'s home base?",
+            ],
+            ["{x}总公司在哪个国家？", "{x}的总部设在哪国？", "{x}的大本营在哪个国家？"],
+        ),
+        _r3(
+            "q.ctry.nation",
+            "train",
+            [
+                "What nationality is {x}?",
+                "Which country is {x} registered in?",
+                "Which country does {x} belong to?",
+            ],
+            ["{x}是什么国籍？", "{x}在哪个国家注册？", "{x}属于哪个国家？"],
+        ),
+        _r3(
+            "q.ctry.r3",
+            "eval",
+            ["What flag does {x} fly under?", "Which country does {x} call home?"],
+            ["{x}出身哪个国家？", "{x}扎根在哪国？"],
+        ),
+    ],
+    "managed_by": [
+        _r3(
+            "q.mgr.plant",
+            "train",
+            ["Who is the plant manager of {x}?", "Who is the general manager of {x}?", "Who is running {x}?"],
+            ["{x}的总经理是谁？", "谁在运营{x}？", "{x}的主管经理是谁？"],
+        ),
+        _r3(
+            "q.mgr.lead",
+            "train",
+            ["Who leads {x}?", "Who is the chief of {x}?", "Who is the leader at {x}?"],
+            ["谁领导{x}？", "{x}的头儿是谁？", "{x}的领导人是谁？"],
+        ),
+        _r3(
+            "q.mgr.resp",
+            "train",
+            ["Who is responsible for {x}?", "Who is the director of {x}?", "Who is the boss at {x}?"],
+            ["谁对{x}负总责？", "{x}的总监是谁？", "{x}的老板是谁？"],
+        ),
+        _r3(
+            "q.mgr.r3",
+            "eval",
+            ["Who is steering operations at {x}?", "Whom is {x} run by?"],
+            ["谁掌管{x}？", "{x}谁当家？"],
+        ),
+    ],
+}
+
+_IMPLICIT_RESPLIT3: dict[tuple[str, tuple[str, ...]], list[Family]] = {
+    ("machine", ("located_on_line", "line_of_site")): [
+        _r3(
+            "imp.m.site.r3",
+            "eval",
+            ["Which compound is {x} housed in?", "{x} is found in what establishment?"],
+            ["{x}坐落在哪个厂？", "{x}位于哪个厂房？"],
+        ),
+    ],
+    ("machine", ("supplied_by", "based_in")): [
+        _r3(
+            "imp.m.ctry.r3",
+            "eval",
+            ["{x} was shipped from which country originally?", "What country does {x} call home?"],
+            ["{x}原产于哪个国家？", "{x}出身哪个国家？"],
+        ),
+    ],
+    ("sensor", ("sensor_of", "located_on_line")): [
+        _r3(
+            "imp.s.line.r3",
+            "eval",
+            ["What line should I walk to if I want to see {x}?", "{x} is stationed along which line?"],
+            ["想看{x}得去哪条线？", "{x}被安排在哪条线体？"],
+        ),
+    ],
+    ("sensor", ("sensor_of", "maintained_by")): [
+        _r3(
+            "imp.s.maint.r3",
+            "eval",
+            ["Who tends to {x} when it acts up?", "Who's the caretaker of {x}?"],
+            ["{x}闹毛病了谁处理？", "{x}平时谁来修修补补？"],
+        ),
+    ],
+    ("sensor", ("sensor_of", "located_on_line", "line_of_site")): [
+        _r3(
+            "imp.s.site.r3",
+            "eval",
+            ["Which compound houses {x}?", "In what establishment would I find {x}?"],
+            ["{x}坐落在哪个厂？", "{x}位于哪个厂房？"],
+        ),
+    ],
+    ("machine", ("located_on_line", "line_of_site", "managed_by")): [
+        _r3(
+            "imp.m.mgr.r3",
+            "eval",
+            ["Who is steering operations at the place {x} is in?", "Whom is {x}'s plant run by?"],
+            ["谁掌管{x}所在的厂？", "{x}那个厂谁当家？"],
+        ),
+    ],
+    ("person", ("works_at", "managed_by")): [
+        _r3(
+            "imp.p.mgr.r3",
+            "eval",
+            ["Who is steering operations where {x} punches in?", "Whom is {x}'s workplace run by?"],
+            ["谁掌管{x}上班的地方？", "给{x}发工资的那个厂谁当家？"],
+        ),
+    ],
+}
+
+for _table, _added in (
+    (NP_FAMILIES, _NP_RESPLIT3),
+    (Q_FAMILIES, _Q_RESPLIT3),
+    (IMPLICIT_FAMILIES, _IMPLICIT_RESPLIT3),
+):
+    for _key, _fams in _added.items():
+        _table[_key].extend(_fams)  # type: ignore[index]

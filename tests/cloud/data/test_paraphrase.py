@@ -10,6 +10,8 @@ from cloud.data.paraphrase import (
     FROZEN_EVAL_SHA256,
     FROZEN_EVAL_V1,
     FROZEN_EVAL_V1_SHA256,
+    FROZEN_EVAL_V2,
+    FROZEN_EVAL_V2_SHA256,
     UNSURE,
     build_split,
     dumps,
@@ -26,6 +28,7 @@ from cloud.data.paraphrase_families import (
     NP_FAMILIES,
     Q_FAMILIES,
     ROUTE_FAMILIES,
+    Family,
 )
 from skillpack.kg.graph import default_graph
 
@@ -44,16 +47,46 @@ def test_frozen_eval_is_pinned_and_reproducible() -> None:
     text = FROZEN_EVAL.read_text(encoding="utf-8")
     assert sha256_text(text) == FROZEN_EVAL_SHA256, "the frozen evaluation set was edited: re-split instead"
     assert dumps(build_split("eval")) == text, "the generator no longer reproduces the frozen evaluation set"
-    # the first frozen set stays byte for byte; re-split 2 changed only its nonsense families
-    v1 = FROZEN_EVAL_V1.read_text(encoding="utf-8")
-    assert sha256_text(v1) == FROZEN_EVAL_V1_SHA256
-    old, new = load_frozen_eval(FROZEN_EVAL_V1), load_frozen_eval()
-    assert [i for i in old if i.kind != "nonsense"] == [i for i in new if i.kind != "nonsense"]
+    # the earlier frozen sets stay byte for byte, and the generator still gives v2 back at re-split 2
+    v1, v2 = (p.read_text(encoding="utf-8") for p in (FROZEN_EVAL_V1, FROZEN_EVAL_V2))
+    assert sha256_text(v1) == FROZEN_EVAL_V1_SHA256 and sha256_text(v2) == FROZEN_EVAL_V2_SHA256
+    assert dumps(build_split("eval", resplit=2)) == v2
+    # re-split 2 changed only the nonsense families of v1
+    old, mid = load_frozen_eval(FROZEN_EVAL_V1), load_frozen_eval(FROZEN_EVAL_V2)
+    assert [i for i in old if i.kind != "nonsense"] == [i for i in mid if i.kind != "nonsense"]
     old_ns = {f for i in old if i.kind == "nonsense" for f in i.families}
-    assert old_ns and not old_ns & {f for i in new if i.kind == "nonsense" for f in i.families}
+    assert old_ns and not old_ns & {f for i in mid if i.kind == "nonsense" for f in i.families}
     assert old_ns <= {
         f for i in train_items(seed=0, kg_per_pattern=1, route_per_template=1) for f in i.families
     }
+
+
+def test_resplit_3_changed_only_graph_families() -> None:
+    """Re-split 3: new graph evaluation families; v2's graph evaluation families are training
+    now; the route and nonsense items are v2's; training as of re-split 2 uses no family that
+    re-split 3 wrote or moved."""
+    mid, new = load_frozen_eval(FROZEN_EVAL_V2), load_frozen_eval()
+    assert [i for i in mid if i.kind != "kg"] == [i for i in new if i.kind != "kg"]
+    v2_graph = {f for i in mid if i.kind == "kg" for f in i.families}
+    v3_graph = {f for i in new if i.kind == "kg" for f in i.families}
+    frames = {f.id for lst in FRAMES.values() for f in lst} | {f.id for f in DISTRACTORS}
+    fams: list[Family] = [
+        f for g in (NP_FAMILIES, Q_FAMILIES, IMPLICIT_FAMILIES) for lst in g.values() for f in lst
+    ]
+    split = {f.id: f.split for f in fams}
+    assert v2_graph - frames and all(split[f] == "train" for f in v2_graph - frames)
+    assert v3_graph - frames and all(split[f] == "eval" for f in v3_graph - frames)
+    since3 = {f.id for f in fams if f.since == 3}
+    old_train = {
+        f for i in train_items(seed=0, kg_per_pattern=4, route_per_template=1, resplit=2) for f in i.families
+    }
+    assert since3 and not since3 & old_train
+    # every relation gained training families and kept one evaluation family
+    for rel, lst in NP_FAMILIES.items():
+        assert sum(f.split_at(3) == "train" for f in lst) > sum(f.split_at(2) == "train" for f in lst), rel
+        assert [f.id for f in lst if f.split == "eval"] == [
+            f.id for f in lst if f.since == 3 and f.split == "eval"
+        ]
 
 
 def test_eval_is_held_out_by_family_and_entity() -> None:
