@@ -75,6 +75,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "fleet path priors: graph hits@1 without / with the fleet's feedback in training and at answer "
         "time (simulated fleet on the validation families), 3 seeds",
     ),
+    "reasoning_families": (
+        "reasoning_families.py",
+        "graph hits@1 on the re-split 3 evaluation families: the shipped path scorer trained on "
+        "re-split 3 families vs re-split 2 families (same size), 3 seeds; lexical baseline",
+    ),
     "reasoning_abstention_trained": (
         "reasoning_abstention.py",
         "the same abstention run on a trained bundle (the demo's int8 MiniLM bundle): "

@@ -1,0 +1,184 @@
+"""More ways of saying each relation: graph hits@1 of the shipped path scorer trained on the
+families of re-split 2 vs re-split 3, on the re-split 3 evaluation families (issue 13, item 4).
+
+``python benchmarks/reasoning_families.py --bundle DIR [--seeds 0,1,2] [--break-labels]``
+(``autoglm bench run reasoning_families -- --bundle DIR``). Protocol written before the first run:
+docs/EVALUATION.md, "Re-split 3".
+
+Both arms train the path scorer exactly as ``cloud.training.hop_scorer.train_heads`` ships it
+(variant ``path``, default epochs, no phrase windows, length prior ``DEFAULT_LENGTH_PRIOR``) on
+the same number of training questions (``train_items(seed, resplit=R)``): re-split 2 draws them
+from two training families per relation, re-split 3 from five to six. Both are scored through the
+exported ONNX graph the edge runs, on the graph questions of ``reasoning_eval_v3.jsonl``, whose
+families neither arm saw; the lexical cue scorer is the untrained baseline of the same run.
+``--break-labels`` (a deliberately broken component, to show the benchmark can fail): the
+re-split 3 arm's training questions get the gold path of another question.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.reasoning_ablation import BundleEncoder, graph_hits  # noqa: E402
+from cloud.data.paraphrase import FROZEN_EVAL, ParaItem, load_frozen_eval, train_items  # noqa: E402
+from skillpack.kg.graph import default_graph  # noqa: E402
+from skillpack.kg.reasoner import PathReasoner  # noqa: E402
+
+ARMS = {"resplit2": 2, "resplit3": 3}
+KEYS = ("1hop_en", "2hop_en", "3hop_en", "1hop_zh", "2hop_zh", "3hop_zh", "all")
+TARGETS = {"1hop": 0.95, "2hop": 0.92, "3hop": 0.88}
+
+
+def broken(items: list[ParaItem], seed: int) -> list[ParaItem]:
+    """Every kg question keeps its entity and gets the path (and answer) of a question about
+    another relation from an entity of the same type; questions with no such path are dropped."""
+    graph = default_graph()
+    rng = random.Random(f"break:{seed}")
+    kg = [it for it in items if it.kind == "kg"]
+    paths: dict[str, set[tuple[str, ...]]] = {}
+    for it in kg:
+        paths.setdefault(graph.entities[it.start].type, set()).add(it.path)
+    moved = []
+    for q in kg:
+        other = sorted(
+            p
+            for p in paths[graph.entities[q.start].type]
+            if p != q.path and len(graph.follow(q.start, p)) == 1
+        )
+        if other:
+            p = rng.choice(other)
+            moved.append(replace(q, path=p, answer=graph.follow(q.start, p)[0]))
+    return [it for it in items if it.kind != "kg"] + moved
+
+
+def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path) -> Any:
+    from cloud.training.hop_scorer import DEFAULT_LENGTH_PRIOR, export_path_scorer, train_path_scorer
+    from edge.agent.hop_scorer import OnnxPathScorer
+
+    model, metrics = train_path_scorer(enc, items=items, seed=seed, phrases=False)
+    onnx_path, meta_path = export_path_scorer(model, out, metrics, length_bias=DEFAULT_LENGTH_PRIOR["path"])
+    return OnnxPathScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
+
+
+def mean_sd(xs: list[float]) -> dict[str, float]:
+    return {
+        "mean": round(statistics.fmean(xs), 4),
+        "sd": round(statistics.stdev(xs), 4) if len(xs) > 1 else 0.0,
+    }
+
+
+def run(bundle: Path, seeds: list[int], break_labels: bool = False) -> dict[str, Any]:
+    graph = default_graph()
+    enc = BundleEncoder(bundle, ROOT / ".autoglm" / "bench" / "reasoning")
+    kg_eval = [it for it in load_frozen_eval() if it.kind == "kg"]
+    t_all = time.perf_counter()
+    lexical = graph_hits(PathReasoner(graph), kg_eval)
+    print("lexical:", {k: lexical[k] for k in KEYS}, flush=True)
+    per_seed: list[dict[str, Any]] = []
+    families: dict[str, int] = {}
+    for seed in seeds:
+        row: dict[str, Any] = {"seed": seed}
+        for arm, resplit in ARMS.items():
+            items = train_items(seed=seed, resplit=resplit)
+            if break_labels and arm == "resplit3":
+                items = broken(items, seed)
+            kg = [it for it in items if it.kind == "kg"]
+            families[arm] = len({f for it in kg for f in it.families})
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="reasoning-families-") as tmp:
+                scorer = scorer_of(enc, items, seed, Path(tmp))
+                row[arm] = graph_hits(PathReasoner(graph, scorer=scorer), kg_eval)
+            row[arm + "_train_questions"] = len(kg)
+            row[arm + "_seconds"] = round(time.perf_counter() - t0, 1)
+            enc.save()
+            print(f"seed {seed} {arm}: " + ", ".join(f"{k} {row[arm][k]:.3f}" for k in KEYS), flush=True)
+        per_seed.append(row)
+    summary = {arm: {k: mean_sd([r[arm][k] for r in per_seed]) for k in KEYS} for arm in ARMS}
+    gain = mean_sd([100 * (r["resplit3"]["all"] - r["resplit2"]["all"]) for r in per_seed])
+    return {
+        "bundle": str(bundle),
+        "eval_file": FROZEN_EVAL.name,
+        "eval_items": len(kg_eval),
+        "seeds": seeds,
+        "break_labels": break_labels,
+        "families_in_training": families,
+        "lexical": {k: lexical[k] for k in KEYS},
+        "per_seed": per_seed,
+        "summary": summary,
+        "gain_all_pt": gain,
+        "wall_s": round(time.perf_counter() - t_all, 1),
+    }
+
+
+def _pct(v: dict[str, float]) -> str:
+    return f"{100 * v['mean']:.1f} ± {100 * v['sd']:.1f}"
+
+
+def headline(rec: dict[str, Any]) -> list[Any]:
+    from autoglm.bench.records import HeadlineRow
+
+    s, lex, gain = rec["summary"], rec["lexical"], rec["gain_all_pt"]
+    note = " (--break-labels: the re-split 3 arm's labels shuffled)" if rec["break_labels"] else ""
+    rows = [
+        HeadlineRow(
+            what=f"Graph hits@1 %, all {rec['eval_items']} questions of {rec['eval_file']} "
+            f"(held-out families), shipped path scorer trained on re-split 3 families vs re-split 2 "
+            f"families, same training size, "
+            f"mean ± sd over {len(rec['seeds'])} seeds{note}",
+            baseline=f"re-split 2 data {_pct(s['resplit2']['all'])}; lexical {100 * lex['all']:.1f}",
+            result=f"{_pct(s['resplit3']['all'])} ({gain['mean']:+.1f} ± {gain['sd']:.1f} pt)",
+            target="gain beyond the seeds' spread",
+            met=gain["mean"] > max(gain["sd"], 0.0),
+        )
+    ]
+    for lang in ("en", "zh"):
+        r3 = " / ".join(_pct(s["resplit3"][f"{h}hop_{lang}"]) for h in (1, 2, 3))
+        r2 = " / ".join(_pct(s["resplit2"][f"{h}hop_{lang}"]) for h in (1, 2, 3))
+        rows.append(
+            HeadlineRow(
+                what=f"Graph hits@1 %, {lang.upper()}, 1 / 2 / 3 hops, {rec['eval_file']}, "
+                f"shipped path scorer on re-split 3 families{note}",
+                baseline=f"re-split 2 data {r2}",
+                result=r3,
+                target="≥ 95 / 92 / 88",
+                met=all(s["resplit3"][f"{h}hop_{lang}"]["mean"] >= TARGETS[f"{h}hop"] for h in (1, 2, 3)),
+            )
+        )
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--break-labels", action="store_true", help="shuffle the re-split 3 arm's labels")
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    rec = run(args.bundle, [int(s) for s in args.seeds.split(",")], args.break_labels)
+    if not args.no_record:
+        from autoglm.bench.records import write_record
+
+        out = ROOT / "benchmarks" / "results" / ("dev" if args.break_labels else "")
+        write_record("reasoning_families", rec, headline(rec), out_dir=out)
+    print(json.dumps({"summary": rec["summary"], "gain_all_pt": rec["gain_all_pt"]}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
