@@ -18,6 +18,7 @@ re-split 3 arm's training questions get the gold path of another question.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import random
 import statistics
@@ -64,13 +65,56 @@ def broken(items: list[ParaItem], seed: int) -> list[ParaItem]:
     return [it for it in items if it.kind != "kg"] + moved
 
 
-def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path) -> Any:
+def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int | None = None) -> Any:
     from cloud.training.hop_scorer import DEFAULT_LENGTH_PRIOR, export_path_scorer, train_path_scorer
     from edge.agent.hop_scorer import OnnxPathScorer
 
-    model, metrics = train_path_scorer(enc, items=items, seed=seed, phrases=False)
+    if epochs is None:  # what train_heads ships: train_path_scorer's own default
+        epochs = inspect.signature(train_path_scorer).parameters["epochs"].default
+    model, metrics = train_path_scorer(enc, items=items, seed=seed, phrases=False, epochs=epochs)
     onnx_path, meta_path = export_path_scorer(model, out, metrics, length_bias=DEFAULT_LENGTH_PRIOR["path"])
     return OnnxPathScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
+
+
+# the training-size grid of --select (questions per pattern and language; epochs of the path scorer)
+SELECT_GRID = [(24, 60), (48, 60), (96, 60), (24, 150), (96, 150)]
+
+
+def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
+    """Choose the training size on the *validation* families (the last training family of each
+    relation / implicit path, held out of the fit; ``validation_families``), never on the
+    evaluation set: re-split 3 data, seed 0, hits@1 on every other validation question."""
+    from benchmarks.reasoning_ablation import validation_families
+
+    graph = default_graph()
+    enc = BundleEncoder(bundle, ROOT / ".autoglm" / "bench" / "reasoning")
+    val_fams = validation_families()
+    curve: dict[str, Any] = {}
+    for per_pattern, epochs in SELECT_GRID:
+        kg = [it for it in train_items(seed=seed, kg_per_pattern=per_pattern) if it.kind == "kg"]
+        fit = [it for it in kg if not set(it.families) & val_fams]
+        val = [it for it in kg if set(it.families) & val_fams][::2]
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="reasoning-families-select-") as tmp:
+            scorer = scorer_of(enc, fit, seed, Path(tmp), epochs)
+            hits = graph_hits(PathReasoner(graph, scorer=scorer), val)
+        enc.save()
+        key = f"{per_pattern}x{epochs}"
+        curve[key] = {
+            "fit": len(fit),
+            "validation": len(val),
+            "hits": {k: hits[k] for k in ("1hop", "2hop", "3hop", "all")},
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"validation {key}: {curve[key]}", flush=True)
+    best = max(curve, key=lambda k: curve[k]["hits"]["all"])
+    return {
+        "bundle": str(bundle),
+        "seed": seed,
+        "validation_families": sorted(val_fams),
+        "curve": curve,
+        "best": best,
+    }
 
 
 def mean_sd(xs: list[float]) -> dict[str, float]:
@@ -165,11 +209,20 @@ def main() -> int:
     ap.add_argument("--bundle", type=Path, required=True)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--break-labels", action="store_true", help="shuffle the re-split 3 arm's labels")
+    ap.add_argument("--select", action="store_true", help="choose the training size on validation families")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    if args.select:
+        sel = select(args.bundle)
+        if not args.no_record:
+            from autoglm.bench.records import write_record
+
+            write_record("reasoning_families_select", sel, out_dir=ROOT / "benchmarks" / "results" / "dev")
+        print(json.dumps({"best": sel["best"]}))
+        return 0
     rec = run(args.bundle, [int(s) for s in args.seeds.split(",")], args.break_labels)
     if not args.no_record:
         from autoglm.bench.records import write_record
