@@ -90,10 +90,13 @@ def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
     enc = BundleEncoder(bundle, ROOT / ".autoglm" / "bench" / "reasoning")
     val_fams = validation_families()
     curve: dict[str, Any] = {}
+    # one validation set for every grid point (the largest draw's validation-family questions)
+    largest = max(n for n, _ in SELECT_GRID)
+    pool = [it for it in train_items(seed=seed, kg_per_pattern=largest) if it.kind == "kg"]
+    val = [it for it in pool if set(it.families) & val_fams][::3]
     for per_pattern, epochs in SELECT_GRID:
         kg = [it for it in train_items(seed=seed, kg_per_pattern=per_pattern) if it.kind == "kg"]
         fit = [it for it in kg if not set(it.families) & val_fams]
-        val = [it for it in kg if set(it.families) & val_fams][::2]
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="reasoning-families-select-") as tmp:
             scorer = scorer_of(enc, fit, seed, Path(tmp), epochs)
