@@ -77,7 +77,7 @@ def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int
 
 
 # the training-size grid of --select (questions per pattern and language; epochs of the path scorer)
-SELECT_GRID = [(24, 60), (48, 60), (96, 60), (24, 150), (96, 150)]
+SELECT_GRID = [(24, 60), (48, 60), (96, 60), (24, 150), (96, 150), (192, 150), (96, 300), (192, 300)]
 
 
 def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
