@@ -1367,6 +1367,12 @@ def bundle_embedder(bundle_dir: Path, adapter_set: str | None = None, parent: Pa
 # (record benchmarks/results/reasoning-*.json, "validation": variant and length prior)
 DEFAULT_SCORER = "path"
 DEFAULT_LENGTH_PRIOR = {"path": 3.0, "hop": -2.0}
+# the shipped path scorer's training size: questions per pattern and language, and epochs — chosen
+# on the validation families after re-split 3 (benchmarks/reasoning_families.py --select, record
+# benchmarks/results/dev/reasoning_families_select-20261206T225501Z: 24 x 60 gave 76.2 %, 192 x 150
+# 91.9 %, 192 x 300 91.5 %); the scope heads keep ``train_items``' default size
+PATH_TRAIN_PER_PATTERN = 192
+PATH_TRAIN_EPOCHS = 150
 
 
 def train_heads(
@@ -1404,7 +1410,14 @@ def train_heads(
     prior = DEFAULT_LENGTH_PRIOR[scorer] if prior is None else prior
     heads: list[tuple[Path, Path]] = []
     if scorer == "path":
-        path_model, metrics = train_path_scorer(embed, items=items, seed=seed, phrases=phrases, priors=priors)
+        path_model, metrics = train_path_scorer(
+            embed,
+            items=train_items(seed=seed, kg_per_pattern=PATH_TRAIN_PER_PATTERN),
+            seed=seed,
+            epochs=PATH_TRAIN_EPOCHS,
+            phrases=phrases,
+            priors=priors,
+        )
         heads.append(export_path_scorer(path_model, out, metrics, length_bias=prior))
     else:
         hop_model, metrics = train_hop_scorer(
