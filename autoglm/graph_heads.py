@@ -24,14 +24,16 @@ def trainer(
     """A ``GraphHeads`` callable: trains the heads on the staged bundle's encoder (``parent``: the
     full bundle of an adapter update), seeded, failing past ``max_s`` seconds (default:
     ``ExportSettings.graph_heads_max_s``); ``priors``: the fleet's path feedback sums the path
-    scorer trains with (``cloud.training.path_priors``)."""
+    scorer trains with (``cloud.training.path_priors``). The path scorer's training size:
+    ``ExportSettings.graph_heads_path_questions`` / ``graph_heads_path_epochs`` (unset: shipped)."""
     from cloud.training.hop_scorer import train_and_attach
     from edge.agent.routing import KeywordRouter
     from export.settings import ExportSettings
     from skillpack.kg.graph import default_graph
     from skillpack.kg.linking import EntityLinker
 
-    limit = ExportSettings().graph_heads_max_s if max_s is None else max_s
+    settings = ExportSettings()
+    limit = settings.graph_heads_max_s if max_s is None else max_s
     keyword = KeywordRouter(EntityLinker(default_graph()))
 
     def train(bundle_dir: Path, parent: Path | None) -> dict[str, Any]:
@@ -42,6 +44,8 @@ def trainer(
             keyword_confidence=lambda text: keyword.route(text)[1],
             max_s=limit,
             priors=priors,
+            path_per_pattern=settings.graph_heads_path_questions,
+            path_epochs=settings.graph_heads_path_epochs,
         )
         log.info("graph heads trained on %s in %s s", bundle_dir, metrics["seconds"])
         return metrics

@@ -58,6 +58,21 @@ class ExportSettings(AutoGLMSettings):
         description="--graph-heads (and the learning loop's heads): the export fails when training the "
         "graph heads runs longer than this (seconds; checked between embedding chunks and the two heads).",
     )
+    graph_heads_path_questions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="--graph-heads (and the learning loop's heads): training questions per question pattern "
+        "and language for the path scorer; unset: the shipped size "
+        "(cloud.training.hop_scorer.PATH_TRAIN_PER_PATTERN, chosen on the validation families).",
+    )
+    graph_heads_path_epochs: int | None = Field(
+        default=None,
+        ge=1,
+        le=2000,
+        description="--graph-heads (and the learning loop's heads): the path scorer's training epochs; "
+        "unset: the shipped number (cloud.training.hop_scorer.PATH_TRAIN_EPOCHS).",
+    )
     int8_agreement_margin: float = Field(
         default=0.003,
         ge=0,

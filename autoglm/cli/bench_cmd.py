@@ -75,6 +75,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "fleet path priors: graph hits@1 without / with the fleet's feedback in training and at answer "
         "time (simulated fleet on the validation families), 3 seeds",
     ),
+    "reasoning_v3": (
+        "reasoning_ablation.py",
+        "the reasoning ablation on re-split 3 (reasoning_eval_v3, the demo's int8 bundle, variants at the "
+        "ablation's own size, 24 questions per pattern): --record-name reasoning_v3",
+    ),
     "reasoning_families": (
         "reasoning_families.py",
         "graph hits@1 on the re-split 3 evaluation families: the shipped path scorer trained on "

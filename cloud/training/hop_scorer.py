@@ -1391,6 +1391,8 @@ def train_heads(
     max_s: float | None = None,
     scope_gate: int | None = None,
     priors: list[FleetPathPrior] | None = None,
+    path_per_pattern: int | None = None,
+    path_epochs: int | None = None,
 ) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
     """Train the graph scorer and the abstention head on the bundle's own encoder and export
     them (ONNX + JSON) into ``out`` (default: the bundle directory). The abstention head is a
@@ -1400,7 +1402,9 @@ def train_heads(
     MLP scope head (/1). ``parent``: the full bundle of an adapter update.
     ``max_s``: raise :class:`HeadTrainingTimeout` once training has run that long (checked after
     every embedding chunk and between the two heads). ``priors``: the fleet's path feedback
-    sums for the path scorer (``train_path_scorer``); the per-hop scorer does not read them."""
+    sums for the path scorer (``train_path_scorer``); the per-hop scorer does not read them.
+    ``path_per_pattern`` / ``path_epochs``: the path scorer's training size (default the shipped
+    :data:`PATH_TRAIN_PER_PATTERN` x :data:`PATH_TRAIN_EPOCHS`)."""
     if priors and scorer != "path":
         raise ValueError("fleet path priors are read by the path scorer only (scorer='path')")
     started = time.monotonic()
@@ -1412,9 +1416,9 @@ def train_heads(
     if scorer == "path":
         path_model, metrics = train_path_scorer(
             embed,
-            items=train_items(seed=seed, kg_per_pattern=PATH_TRAIN_PER_PATTERN),
+            items=train_items(seed=seed, kg_per_pattern=path_per_pattern or PATH_TRAIN_PER_PATTERN),
             seed=seed,
-            epochs=PATH_TRAIN_EPOCHS,
+            epochs=path_epochs or PATH_TRAIN_EPOCHS,
             phrases=phrases,
             priors=priors,
         )
@@ -1466,6 +1470,8 @@ def train_and_attach(
     keyword_confidence: Callable[[str], float] | None = None,
     max_s: float | None = None,
     priors: list[FleetPathPrior] | None = None,
+    path_per_pattern: int | None = None,
+    path_epochs: int | None = None,
 ) -> dict[str, Any]:
     """Train the shipped heads (default scorer and length prior) on ``bundle_dir``'s encoder —
     for an adapter update (``parent`` given), the parent's graph with the update's adapters —
@@ -1482,6 +1488,8 @@ def train_and_attach(
         parent=parent,
         max_s=max_s,
         priors=priors,
+        path_per_pattern=path_per_pattern,
+        path_epochs=path_epochs,
     )
     if math.isnan(float(metrics["hop_scorer"]["train_loss"])):
         raise ValueError("graph-head training diverged (hop scorer loss is NaN)")

@@ -20,6 +20,15 @@ from export.pipeline import export_checkpoint
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _small_path_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the wiring, not the scorer's accuracy: the path scorer trains at the
+    size it shipped with before re-split 3 (24 questions per pattern, 60 epochs) instead of the
+    shipped 192 x 150, which benchmarks/reasoning_families.py measures."""
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_QUESTIONS", "24")
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_EPOCHS", "60")
+
+
 def _run(*args: object) -> tuple[int, str]:
     result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
     return result.exit_code, " ".join(result.output.split())
@@ -92,6 +101,7 @@ def test_export_reads_the_fleets_path_priors_from_the_hub_database(
         "cloud.training.hop_scorer.train_items",
         functools.partial(train_items, kg_per_pattern=1, route_per_template=1),
     )
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_QUESTIONS", "1")
     db = tmp_path / "sync.sqlite3"
     code, out = _run("export", tiny_ckpt, "--out", tmp_path / "x", "--graph-heads", "--fleet-priors-db", db)
     assert code == 2 and "no sync hub database" in out and not db.exists(), out
@@ -127,6 +137,9 @@ def test_export_reads_the_fleets_path_priors_from_the_hub_database(
     monkeypatch.setattr(
         "cloud.training.hop_scorer.train_scope_head", functools.partial(train_scope_head, epochs=1)
     )
+    # the module's CLI trains at the shipped size (no export settings): the same small size here
+    monkeypatch.setattr("cloud.training.hop_scorer.PATH_TRAIN_PER_PATTERN", 1)
+    monkeypatch.setattr("cloud.training.hop_scorer.PATH_TRAIN_EPOCHS", 60)
 
     assert (
         main(

@@ -40,6 +40,15 @@ from tests.support.mosquitto import MosquittoBroker
 from tests.sync.conftest import make_cloud, make_edge, mosquitto_broker, wait_until  # noqa: F401  (fixtures)
 
 
+@pytest.fixture(autouse=True)
+def _small_path_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the wiring, not the scorer's accuracy: the jobs' path scorer trains on
+    one question per pattern (as ``train_items`` is patched below), 60 epochs, instead of the
+    shipped 192 x 150, which benchmarks/reasoning_families.py measures."""
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_QUESTIONS", "1")
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_EPOCHS", "60")
+
+
 def _production_with_heads(world: World) -> Path:
     """1.0.1 = the tiny 1.0.0 bundle + graph heads, made the stable version."""
     src = Path(shutil.copytree(world.model.bundle, world.tmp / "prod"))
