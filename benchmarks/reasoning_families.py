@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.reasoning_ablation import BundleEncoder, graph_hits  # noqa: E402
+from benchmarks.reasoning_priors import mean_sd  # noqa: E402
 from cloud.data.paraphrase import FROZEN_EVAL, ParaItem, load_frozen_eval, train_items  # noqa: E402
 from skillpack.kg.graph import default_graph  # noqa: E402
 from skillpack.kg.reasoner import PathReasoner  # noqa: E402
@@ -125,13 +125,6 @@ def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
         "validation_families": sorted(val_fams),
         "curve": curve,
         "best": best,
-    }
-
-
-def mean_sd(xs: list[float]) -> dict[str, float]:
-    return {
-        "mean": round(statistics.fmean(xs), 4),
-        "sd": round(statistics.stdev(xs), 4) if len(xs) > 1 else 0.0,
     }
 
 
