@@ -32,7 +32,7 @@ Evaluation data (frozen before anything was tuned, ``cloud/data/frozen/new_route
 ``shift_schedule``'s held-out paraphrase families (104 EN/ZH items, never support), and the
 nine other routes' unseen generator templates (1847 items); the drop on the other routes is
 measured against the current checkpoint on the same items. Also reported: the other routes'
-held-out paraphrase families of ``reasoning_eval_v2.jsonl`` (72 items).
+held-out paraphrase families of ``reasoning_eval_v2.jsonl`` (72 items; ``_v3`` holds the same ones).
 
 Targets (issue 15): from 16 examples >= 90 % on the held-out families and <= 0.5 pt drop on the
 other routes (mean over seeds), <= 120 s of training on 2 CPU cores -- measured end to end by
