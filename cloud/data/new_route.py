@@ -14,9 +14,10 @@ model was adapted or evaluated on it (docs/EVALUATION.md, "New-route evaluation"
 - ``kind="other"``: the test split of the default generator (seed 0, 12 examples per held-out
   template: the phrasings a seed-0 checkpoint never trained on) for the nine other routes.
 
-The paraphrase route items of ``reasoning_eval_v2.jsonl`` (already frozen; ``_v3`` holds the same) are a second set for
-the other routes. The rule: never edit these families after looking at evaluation errors;
-re-split instead (new held-out families, a new frozen file, numbers reported next to the old).
+The paraphrase route items of ``reasoning_eval_v2.jsonl`` (already frozen; ``_v3`` holds the
+same) are a second set for the other routes. The rule: never edit these families after looking
+at evaluation errors; re-split instead (new held-out families, a new frozen file, numbers
+reported next to the old).
 """
 
 from __future__ import annotations
