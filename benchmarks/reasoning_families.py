@@ -1,5 +1,5 @@
 """More ways of saying each relation: graph hits@1 of the shipped path scorer trained on the
-families of re-split 2 vs re-split 3, on the re-split 3 evaluation families (issue 13, item 4).
+families of successive rounds, on the re-split 3 evaluation families (issue 13, item 4).
 
 ``python benchmarks/reasoning_families.py --bundle DIR [--seeds 0,1,2] [--break-labels]``
 (``autoglm bench run reasoning_families -- --bundle DIR``). Protocol written before the first run:
@@ -7,14 +7,15 @@ docs/EVALUATION.md, "Re-split 3".
 
 Every arm trains the path scorer as ``cloud.training.hop_scorer.train_heads`` does (variant
 ``path``, no phrase windows, length prior ``DEFAULT_LENGTH_PRIOR``): ``before`` as it shipped
-before re-split 3 (re-split 2 families, 24 questions per pattern, 60 epochs); ``resplit2`` and
-``resplit3`` at the shipped size (``PATH_TRAIN_PER_PATTERN`` x ``PATH_TRAIN_EPOCHS``, chosen on
-validation families by ``--select``) on the families of re-split 2 (two training families per
-relation) and of re-split 3 (five to six). All are scored through the exported ONNX graph the edge
+before re-split 3 (re-split 2 families, 24 questions per pattern, 60 epochs); ``resplitN`` at
+the shipped size (``PATH_TRAIN_PER_PATTERN`` x ``PATH_TRAIN_EPOCHS``, chosen on validation
+families by ``--select``) on the training families as of round N (``train_items(resplit=N)``:
+2 = two training families per relation, 3 = five to six, 4 = seven to eight and more frames;
+``--arms``, default ``before,resplit3,resplit4``). All are scored through the exported ONNX graph the edge
 runs, on the graph questions of ``reasoning_eval_v3.jsonl``, whose families no arm saw; the
 lexical cue scorer is the untrained baseline of the same run.
 ``--break-labels`` (a deliberately broken component, to show the benchmark can fail): the
-re-split 3 arm's training questions get the gold path of another question.
+last arm's training questions get the gold path of another question.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from cloud.data.paraphrase import FROZEN_EVAL, ParaItem, load_frozen_eval, train
 from skillpack.kg.graph import default_graph  # noqa: E402
 from skillpack.kg.reasoner import PathReasoner  # noqa: E402
 
-ARMS = ("before", "resplit2", "resplit3")
+ARMS = ("before", "resplit3", "resplit4")
 KEYS = ("1hop_en", "2hop_en", "3hop_en", "1hop_zh", "2hop_zh", "3hop_zh", "all")
 TARGETS = {"1hop": 0.95, "2hop": 0.92, "3hop": 0.88}
 
@@ -72,7 +73,9 @@ def arm_config(arm: str) -> tuple[int, int, int]:
 
     if arm == "before":
         return 2, 24, 60
-    return (2 if arm == "resplit2" else 3), PATH_TRAIN_PER_PATTERN, PATH_TRAIN_EPOCHS
+    if not arm.startswith("resplit") or not arm[7:].isdigit():
+        raise ValueError(f"arm {arm!r}: 'before' or 'resplitN'")
+    return int(arm[7:]), PATH_TRAIN_PER_PATTERN, PATH_TRAIN_EPOCHS
 
 
 def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int) -> Any:
@@ -91,7 +94,7 @@ SELECT_GRID = [(24, 60), (48, 60), (96, 60), (24, 150), (96, 150), (192, 150), (
 def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
     """Choose the training size on the *validation* families (the last training family of each
     relation / implicit path, held out of the fit; ``validation_families``), never on the
-    evaluation set: re-split 3 data, seed 0, hits@1 on every other validation question."""
+    evaluation set: the current families, seed 0, hits@1 on every third validation question."""
     from benchmarks.reasoning_ablation import validation_families
 
     graph = default_graph()
@@ -128,7 +131,11 @@ def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def run(bundle: Path, seeds: list[int], break_labels: bool = False) -> dict[str, Any]:
+def run(
+    bundle: Path, seeds: list[int], break_labels: bool = False, arms: tuple[str, ...] = ARMS
+) -> dict[str, Any]:
+    """Every arm, every seed; ``gain``: the last arm over the one before it (the last round's
+    families at the same size), ``gain_over_before``: the last arm over ``arms[0]``."""
     graph = default_graph()
     enc = BundleEncoder(bundle, ROOT / ".autoglm" / "bench" / "reasoning")
     kg_eval = [it for it in load_frozen_eval() if it.kind == "kg"]
@@ -139,10 +146,10 @@ def run(bundle: Path, seeds: list[int], break_labels: bool = False) -> dict[str,
     families: dict[str, int] = {}
     for seed in seeds:
         row: dict[str, Any] = {"seed": seed}
-        for arm in ARMS:
+        for arm in arms:
             resplit, per_pattern, epochs = arm_config(arm)
             items = train_items(seed=seed, resplit=resplit, kg_per_pattern=per_pattern)
-            if break_labels and arm == "resplit3":
+            if break_labels and arm == arms[-1]:
                 items = broken(items, seed)
             kg = [it for it in items if it.kind == "kg"]
             families[arm] = len({f for it in kg for f in it.families})
@@ -155,13 +162,15 @@ def run(bundle: Path, seeds: list[int], break_labels: bool = False) -> dict[str,
             enc.save()
             print(f"seed {seed} {arm}: " + ", ".join(f"{k} {row[arm][k]:.3f}" for k in KEYS), flush=True)
         per_seed.append(row)
-    summary = {arm: {k: mean_sd([r[arm][k] for r in per_seed]) for k in KEYS} for arm in ARMS}
-    gain = mean_sd([100 * (r["resplit3"]["all"] - r["resplit2"]["all"]) for r in per_seed])
-    shipped_gain = mean_sd([100 * (r["resplit3"]["all"] - r["before"]["all"]) for r in per_seed])
+    summary = {arm: {k: mean_sd([r[arm][k] for r in per_seed]) for k in KEYS} for arm in arms}
+    last, prev, first = arms[-1], arms[-2], arms[0]
+    gain = mean_sd([100 * (r[last]["all"] - r[prev]["all"]) for r in per_seed])
+    shipped_gain = mean_sd([100 * (r[last]["all"] - r[first]["all"]) for r in per_seed])
     return {
         "arms": {
-            arm: dict(zip(("resplit", "per_pattern", "epochs"), arm_config(arm), strict=True)) for arm in ARMS
+            arm: dict(zip(("resplit", "per_pattern", "epochs"), arm_config(arm), strict=True)) for arm in arms
         },
+        "arm_order": list(arms),
         "bundle": str(bundle),
         "eval_file": FROZEN_EVAL.name,
         "eval_items": len(kg_eval),
@@ -185,38 +194,45 @@ def headline(rec: dict[str, Any]) -> list[Any]:
     from autoglm.bench.records import HeadlineRow
 
     s, lex, gain, over = rec["summary"], rec["lexical"], rec["gain_all_pt"], rec["gain_over_before_pt"]
-    note = " (--break-labels: the re-split 3 arm's labels shuffled)" if rec["break_labels"] else ""
+    order = rec.get("arm_order") or ["before", "resplit2", "resplit3"]  # records before round 4
+    last, prev, first = order[-1], order[-2], order[0]
+
+    def arm_name(arm: str) -> str:
+        if arm == "before":
+            return "as shipped before (re-split 2 families, 24 per pattern, 60 epochs)"
+        return f"round {arm[7:]} families"
+
+    note = " (--break-labels: the last arm's labels shuffled)" if rec["break_labels"] else ""
     rows = [
         HeadlineRow(
             what=f"Graph hits@1 %, all {rec['eval_items']} questions of {rec['eval_file']} "
-            f"(held-out families), shipped path scorer trained on re-split 3 families vs re-split 2 "
-            f"families, same training size, "
-            f"mean ± sd over {len(rec['seeds'])} seeds{note}",
-            baseline=f"re-split 2 data {_pct(s['resplit2']['all'])}; lexical {100 * lex['all']:.1f}",
-            result=f"{_pct(s['resplit3']['all'])} ({gain['mean']:+.1f} ± {gain['sd']:.1f} pt)",
+            f"(held-out families), shipped path scorer trained on {arm_name(last)} vs {arm_name(prev)}, "
+            f"same training size, mean ± sd over {len(rec['seeds'])} seeds{note}",
+            baseline=f"{arm_name(prev)} {_pct(s[prev]['all'])}; lexical {100 * lex['all']:.1f}",
+            result=f"{_pct(s[last]['all'])} ({gain['mean']:+.1f} ± {gain['sd']:.1f} pt)",
             target="gain beyond the seeds' spread",
             met=gain["mean"] > max(gain["sd"], 0.0),
         ),
         HeadlineRow(
             what=f"Graph hits@1 %, all {rec['eval_items']} questions of {rec['eval_file']}: the path scorer "
-            f"as shipped now (re-split 3 families, larger training size) vs as shipped before{note}",
-            baseline=f"before (re-split 2 families, 24 per pattern, 60 epochs) {_pct(s['before']['all'])}",
-            result=f"{_pct(s['resplit3']['all'])} ({over['mean']:+.1f} ± {over['sd']:.1f} pt)",
+            f"as shipped now ({arm_name(last)}, larger training size) vs {arm_name(first)}{note}",
+            baseline=f"{_pct(s[first]['all'])}",
+            result=f"{_pct(s[last]['all'])} ({over['mean']:+.1f} ± {over['sd']:.1f} pt)",
             target="gain beyond the seeds' spread",
             met=over["mean"] > max(over["sd"], 0.0),
         ),
     ]
     for lang in ("en", "zh"):
-        r3 = " / ".join(_pct(s["resplit3"][f"{h}hop_{lang}"]) for h in (1, 2, 3))
-        r2 = " / ".join(_pct(s["before"][f"{h}hop_{lang}"]) for h in (1, 2, 3))
+        now = " / ".join(_pct(s[last][f"{h}hop_{lang}"]) for h in (1, 2, 3))
+        then = " / ".join(_pct(s[first][f"{h}hop_{lang}"]) for h in (1, 2, 3))
         rows.append(
             HeadlineRow(
                 what=f"Graph hits@1 %, {lang.upper()}, 1 / 2 / 3 hops, {rec['eval_file']}, "
-                f"shipped path scorer on re-split 3 families{note}",
-                baseline=f"before {r2}",
-                result=r3,
+                f"shipped path scorer on {arm_name(last)}{note}",
+                baseline=f"{first} {then}",
+                result=now,
                 target="≥ 95 / 92 / 88",
-                met=all(s["resplit3"][f"{h}hop_{lang}"]["mean"] >= TARGETS[f"{h}hop"] for h in (1, 2, 3)),
+                met=all(s[last][f"{h}hop_{lang}"]["mean"] >= TARGETS[f"{h}hop"] for h in (1, 2, 3)),
             )
         )
     return rows
@@ -226,7 +242,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--break-labels", action="store_true", help="shuffle the re-split 3 arm's labels")
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated: before, resplitN …")
+    ap.add_argument("--break-labels", action="store_true", help="wrong paths for the last arm's questions")
     ap.add_argument("--select", action="store_true", help="choose the training size on validation families")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -241,7 +258,10 @@ def main() -> int:
             write_record("reasoning_families_select", sel, out_dir=ROOT / "benchmarks" / "results" / "dev")
         print(json.dumps({"best": sel["best"]}))
         return 0
-    rec = run(args.bundle, [int(s) for s in args.seeds.split(",")], args.break_labels)
+    arms = tuple(args.arms.split(","))
+    for arm in arms:
+        arm_config(arm)  # a bad name fails here, before any training
+    rec = run(args.bundle, [int(s) for s in args.seeds.split(",")], args.break_labels, arms)
     if not args.no_record:
         from autoglm.bench.records import write_record
 

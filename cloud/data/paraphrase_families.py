@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# the re-split the tables are at (docs/EVALUATION.md, "Reasoning evaluation"): 2 = the families
-# of reasoning_eval_v2.jsonl, 3 = re-split 3 (new graph families, the old graph ones in training)
-RESPLIT = 3
+# the round the tables are at (docs/EVALUATION.md, "Reasoning evaluation"): 2 = the families of
+# reasoning_eval_v2.jsonl, 3 = re-split 3 (new graph families, the old graph ones in training;
+# reasoning_eval_v3.jsonl), 4 = more training families, the evaluation families of v3 unchanged
+RESPLIT = 4
 
 
 @dataclass(frozen=True)
@@ -1708,3 +1709,395 @@ for _table, _added in (
 ):
     for _key, _fams in _added.items():
         _table[_key].extend(_fams)  # type: ignore[index]
+
+# ---------------------------------------------------------------------------------------------
+# Round 4 (2026-12-06, later the same session): more *training* families only — two more noun
+# phrase and two more question families per relation, two more frames per answer kind and one
+# more distractor — written after the first re-split 3 runs had been measured (their aggregate
+# numbers only: no item and no error of reasoning_eval_v3.jsonl was read). The evaluation
+# families are untouched, so the frozen set stays v3 (``build_split("eval", resplit=4)`` is v3,
+# a test checks it); ``split_at(3)`` leaves these out, for the same-run comparison.
+# ---------------------------------------------------------------------------------------------
+
+
+def _r4(fid: str, en: list[str], zh: list[str]) -> Family:
+    return _f(fid, "train", en, zh, 4, "")
+
+
+_NP_ROUND4: dict[str, list[Family]] = {
+    "located_on_line": [
+        _r4(
+            "line.r4.part",
+            ["the line that {x} is a part of", "the production line {x} sits in", "the line hosting {x}"],
+            ["{x}所在的那一条线", "{x}挂靠的生产线", "承载{x}的产线"],
+        ),
+        _r4(
+            "line.r4.terse",
+            ["{x}'s line", "the line for {x}", "the line number of {x}"],
+            ["{x}的产线", "{x}那条线", "{x}的线号"],
+        ),
+    ],
+    "line_of_site": [
+        _r4(
+            "site.r4.part",
+            ["the plant that {x} is a part of", "the factory site of {x}", "the facility hosting {x}"],
+            ["{x}所在的厂", "{x}所属的厂区", "{x}所在的那座工厂"],
+        ),
+        _r4(
+            "site.r4.terse",
+            ["{x}'s plant", "the factory for {x}", "the site {x} is located at"],
+            ["{x}的工厂", "{x}那个厂", "{x}的厂区位置"],
+        ),
+    ],
+    "maintained_by": [
+        _r4(
+            "maint.r4.upkeep",
+            [
+                "the person in charge of upkeep for {x}",
+                "the person doing maintenance on {x}",
+                "the fixer of {x}",
+            ],
+            ["负责{x}日常维护的人", "给{x}做维护的人", "管{x}维修的人"],
+        ),
+        _r4(
+            "maint.r4.terse",
+            ["{x}'s maintainer", "{x}'s repair technician", "the service tech for {x}"],
+            ["{x}的维护员", "{x}的检修员", "{x}的维修技师"],
+        ),
+    ],
+    "operated_by": [
+        _r4(
+            "oper.r4.control",
+            ["the person controlling {x}", "the person who runs {x} on the floor", "the one operating {x}"],
+            ["控制{x}的人", "在车间里开{x}的人", "正在操作{x}的人"],
+        ),
+        _r4(
+            "oper.r4.terse",
+            ["{x}'s operator", "{x}'s machine operator", "the driver of {x}"],
+            ["{x}的操作人员", "{x}的开机人", "{x}的司机"],
+        ),
+    ],
+    "supervised_by": [
+        _r4(
+            "sup.r4.manage",
+            ["the person who manages {x}", "the manager {x} has", "the one supervising {x}'s work"],
+            ["管理{x}的领导", "{x}的管理者", "监督{x}工作的人"],
+        ),
+        _r4(
+            "sup.r4.terse",
+            ["{x}'s boss", "{x}'s supervisor", "{x}'s direct manager"],
+            ["{x}的老板", "{x}的主管人", "{x}的直接上级"],
+        ),
+    ],
+    "supplied_by": [
+        _r4(
+            "supp.r4.from",
+            ["the company {x} was bought from", "the supplier that sells {x}", "the firm behind {x}"],
+            ["购买{x}的那家公司", "销售{x}的供应商", "{x}背后的厂家"],
+        ),
+        _r4(
+            "supp.r4.terse",
+            ["{x}'s supplier", "{x}'s manufacturer", "{x}'s vendor company"],
+            ["{x}的供货商", "{x}的生产商", "{x}的供货公司"],
+        ),
+    ],
+    "sensor_of": [
+        _r4(
+            "sens.r4.attached",
+            [
+                "the machine {x} is fixed to",
+                "the equipment where {x} is mounted",
+                "the machine that carries {x}",
+            ],
+            ["固定{x}的设备", "{x}安在的设备", "带着{x}的那台机器"],
+        ),
+        _r4(
+            "sens.r4.terse",
+            ["{x}'s machine", "the equipment of {x}", "the device hosting {x}"],
+            ["{x}的设备", "{x}对应的机器", "{x}所在的机台"],
+        ),
+    ],
+    "has_role": [
+        _r4(
+            "role.r4.position",
+            ["the position {x} works in", "the role {x} plays at work", "the job {x} is doing"],
+            ["{x}担任的岗位", "{x}在单位的角色", "{x}现在做的工作"],
+        ),
+        _r4(
+            "role.r4.terse",
+            ["{x}'s role", "{x}'s job title", "{x}'s position"],
+            ["{x}的职务", "{x}的工作岗位", "{x}的职称"],
+        ),
+    ],
+    "maintenance_interval": [
+        _r4(
+            "intv.r4.every",
+            [
+                "how many days between services for {x}",
+                "the time between maintenance jobs on {x}",
+                "how long {x} runs between services",
+            ],
+            ["{x}每次保养隔几天", "{x}两次维护间隔多少天", "{x}运行多久保养一次"],
+        ),
+        _r4(
+            "intv.r4.terse",
+            ["{x}'s maintenance interval", "{x}'s service interval", "the upkeep frequency of {x}"],
+            ["{x}的维护间隔", "{x}的保养频率", "{x}的维修周期"],
+        ),
+    ],
+    "works_at": [
+        _r4(
+            "work.r4.employ",
+            ["the plant where {x} is working", "the facility that employs {x}", "the site {x} is working at"],
+            ["{x}正在工作的工厂", "雇用{x}的工厂", "{x}所在的工作单位"],
+        ),
+        _r4(
+            "work.r4.terse",
+            ["{x}'s workplace", "{x}'s plant", "{x}'s work site"],
+            ["{x}的单位", "{x}的厂", "{x}的工作地"],
+        ),
+    ],
+    "based_in": [
+        _r4(
+            "ctry.r4.origin",
+            [
+                "the country {x} is from",
+                "the country where {x} is headquartered",
+                "the nation {x} comes from",
+            ],
+            ["{x}来自的那个国家", "{x}总部所在的国家", "{x}所属的国家"],
+        ),
+        _r4(
+            "ctry.r4.terse",
+            ["{x}'s country", "{x}'s home country", "the country of origin of {x}"],
+            ["{x}的国家", "{x}的母国", "{x}的原产国"],
+        ),
+    ],
+    "managed_by": [
+        _r4(
+            "mgr.r4.run",
+            ["the person who manages {x}", "the manager running {x}", "the head of operations at {x}"],
+            ["管理{x}的那个人", "负责运营{x}的经理", "{x}的运营负责人"],
+        ),
+        _r4(
+            "mgr.r4.terse",
+            ["{x}'s manager", "{x}'s plant head", "{x}'s director"],
+            ["{x}的管理者", "{x}的厂领导", "{x}的主任"],
+        ),
+    ],
+}
+
+_Q_ROUND4: dict[str, list[Family]] = {
+    "located_on_line": [
+        _r4(
+            "q.line.r4.ask",
+            ["Can you tell me which line {x} is on?", "I need the line of {x}.", "What line is {x} part of?"],
+            ["能告诉我{x}在哪条线吗？", "我想知道{x}的产线。", "{x}是哪条线上的？"],
+        ),
+        _r4(
+            "q.line.r4.terse",
+            ["{x} line?", "Line of {x}?", "Which line, {x}?"],
+            ["{x}哪条线？", "{x}的产线？", "{x}在哪条线"],
+        ),
+    ],
+    "line_of_site": [
+        _r4(
+            "q.site.r4.ask",
+            [
+                "Can you tell me which plant {x} is at?",
+                "I need the site of {x}.",
+                "What factory is {x} part of?",
+            ],
+            ["能告诉我{x}在哪个厂吗？", "我想知道{x}的厂区。", "{x}是哪个工厂的？"],
+        ),
+        _r4(
+            "q.site.r4.terse",
+            ["{x} plant?", "Site of {x}?", "Which factory, {x}?"],
+            ["{x}哪个厂？", "{x}的工厂？", "{x}在哪个厂区"],
+        ),
+    ],
+    "maintained_by": [
+        _r4(
+            "q.maint.r4.ask",
+            [
+                "Can you tell me who maintains {x}?",
+                "I need whoever services {x}.",
+                "Who does the upkeep on {x}?",
+            ],
+            ["能告诉我谁维护{x}吗？", "我要找{x}的维修人员。", "{x}的日常维护谁负责？"],
+        ),
+        _r4(
+            "q.maint.r4.terse",
+            ["{x} maintainer?", "Repair person for {x}?", "Who fixes {x}, anyone?"],
+            ["{x}谁维修？", "{x}的维护员？", "{x}找谁修"],
+        ),
+    ],
+    "operated_by": [
+        _r4(
+            "q.oper.r4.ask",
+            ["Can you tell me who operates {x}?", "I need the operator of {x}.", "Who controls {x}?"],
+            ["能告诉我谁操作{x}吗？", "我要找{x}的操作员。", "{x}由谁控制？"],
+        ),
+        _r4(
+            "q.oper.r4.terse",
+            ["{x} operator?", "Who's on {x}?", "Operator for {x}?"],
+            ["{x}谁在操作？", "{x}的操作员？", "{x}谁开"],
+        ),
+    ],
+    "supervised_by": [
+        _r4(
+            "q.sup.r4.ask",
+            ["Can you tell me who {x} reports to?", "I need {x}'s supervisor.", "Who is {x}'s manager?"],
+            ["能告诉我{x}的上级是谁吗？", "我要找{x}的主管。", "{x}归哪个领导管？"],
+        ),
+        _r4(
+            "q.sup.r4.terse",
+            ["{x}'s boss?", "Supervisor of {x}?", "Who's over {x}?"],
+            ["{x}的领导？", "{x}上面是谁？", "{x}的主管是谁"],
+        ),
+    ],
+    "supplied_by": [
+        _r4(
+            "q.supp.r4.ask",
+            ["Can you tell me who supplied {x}?", "I need the manufacturer of {x}.", "Who sold us {x}?"],
+            ["能告诉我{x}是谁供应的吗？", "我想知道{x}的生产商。", "{x}是谁卖给我们的？"],
+        ),
+        _r4(
+            "q.supp.r4.terse",
+            ["{x} supplier?", "Maker of {x}?", "Who built {x}?"],
+            ["{x}供应商？", "{x}谁生产的？", "{x}的厂家是哪个"],
+        ),
+    ],
+    "sensor_of": [
+        _r4(
+            "q.sens.r4.ask",
+            [
+                "Can you tell me which machine {x} is on?",
+                "I need the machine of {x}.",
+                "Where is {x} mounted?",
+            ],
+            ["能告诉我{x}装在哪台机器上吗？", "我想知道{x}对应的设备。", "{x}安在哪？"],
+        ),
+        _r4(
+            "q.sens.r4.terse",
+            ["{x} machine?", "Machine for {x}?", "Which unit has {x}?"],
+            ["{x}哪台设备？", "{x}的机器？", "{x}在哪台机上"],
+        ),
+    ],
+    "has_role": [
+        _r4(
+            "q.role.r4.ask",
+            ["Can you tell me what {x} does?", "I need the role of {x}.", "What is {x}'s position here?"],
+            ["能告诉我{x}是做什么的吗？", "我想知道{x}的职务。", "{x}在这里担任什么？"],
+        ),
+        _r4(
+            "q.role.r4.terse",
+            ["{x}'s job?", "Role of {x}?", "What does {x} work as?"],
+            ["{x}的岗位？", "{x}是做什么的", "{x}什么职务？"],
+        ),
+    ],
+    "maintenance_interval": [
+        _r4(
+            "q.intv.r4.ask",
+            [
+                "Can you tell me how often {x} is serviced?",
+                "I need the service interval of {x}.",
+                "Every how many days is {x} maintained?",
+            ],
+            ["能告诉我{x}多久保养一次吗？", "我想知道{x}的维护间隔。", "{x}每隔几天维护？"],
+        ),
+        _r4(
+            "q.intv.r4.terse",
+            ["{x} service interval?", "How often for {x}?", "Maintenance cycle of {x}?"],
+            ["{x}多久保养？", "{x}的保养周期？", "{x}几天一保养"],
+        ),
+    ],
+    "works_at": [
+        _r4(
+            "q.work.r4.ask",
+            [
+                "Can you tell me where {x} works?",
+                "I need the workplace of {x}.",
+                "Which site is {x} working at?",
+            ],
+            ["能告诉我{x}在哪工作吗？", "我想知道{x}的单位。", "{x}在哪个厂干活？"],
+        ),
+        _r4(
+            "q.work.r4.terse",
+            ["{x}'s plant?", "Workplace of {x}?", "Where's {x} working?"],
+            ["{x}在哪上班？", "{x}的单位？", "{x}哪个厂的"],
+        ),
+    ],
+    "based_in": [
+        _r4(
+            "q.ctry.r4.ask",
+            [
+                "Can you tell me where {x} is based?",
+                "I need the country of {x}.",
+                "Which country does {x} come from?",
+            ],
+            ["能告诉我{x}是哪国的吗？", "我想知道{x}的国家。", "{x}来自哪个国家？"],
+        ),
+        _r4(
+            "q.ctry.r4.terse",
+            ["{x} country?", "Home country of {x}?", "Where's {x} from?"],
+            ["{x}哪国的？", "{x}的国家？", "{x}是哪里的公司"],
+        ),
+    ],
+    "managed_by": [
+        _r4(
+            "q.mgr.r4.ask",
+            ["Can you tell me who manages {x}?", "I need the manager of {x}.", "Who is in charge at {x}?"],
+            ["能告诉我{x}谁管理吗？", "我想知道{x}的经理。", "{x}谁负责？"],
+        ),
+        _r4(
+            "q.mgr.r4.terse",
+            ["{x} manager?", "Head of {x}?", "Who runs {x}, the manager?"],
+            ["{x}的经理？", "{x}谁是头？", "{x}的负责人是谁"],
+        ),
+    ],
+}
+
+_FRAMES_ROUND4: dict[str, list[Family]] = {
+    "person": [
+        _r4(
+            "fr.p.r4.ask",
+            ["Could you tell me {np}?", "I'm looking for {np}.", "Who would be {np}?"],
+            ["能告诉我{np}吗？", "我在找{np}。", "谁会是{np}？"],
+        ),
+        _r4(
+            "fr.p.r4.terse",
+            ["{np}?", "{np} — who is it?", "Need to reach {np}."],
+            ["{np}？", "{np}是谁啊", "要联系{np}。"],
+        ),
+    ],
+    "other": [
+        _r4(
+            "fr.o.r4.ask",
+            ["Could you tell me {np}?", "I'm looking for {np}.", "What would be {np}?"],
+            ["能告诉我{np}吗？", "我在找{np}。", "{np}会是哪个？"],
+        ),
+        _r4(
+            "fr.o.r4.terse",
+            ["{np}?", "{np} — which is it?", "Need {np}."],
+            ["{np}？", "{np}是哪个啊", "需要知道{np}。"],
+        ),
+    ],
+}
+
+_DISTRACTORS_ROUND4: list[Family] = [
+    _r4(
+        "dis.r4.ticket",
+        ["Ticket 4471, priority 2: {q}", "{q} Asking before the 8 am meeting."],
+        ["工单4471，优先级2：{q}", "{q}早上8点开会前要知道。"],
+    ),
+]
+
+for _table, _added in (
+    (NP_FAMILIES, _NP_ROUND4),
+    (Q_FAMILIES, _Q_ROUND4),
+    (FRAMES, _FRAMES_ROUND4),
+):
+    for _key, _fams in _added.items():
+        _table[_key].extend(_fams)  # type: ignore[index]
+DISTRACTORS.extend(_DISTRACTORS_ROUND4)

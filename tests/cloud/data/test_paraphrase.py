@@ -51,6 +51,8 @@ def test_frozen_eval_is_pinned_and_reproducible() -> None:
     v1, v2 = (p.read_text(encoding="utf-8") for p in (FROZEN_EVAL_V1, FROZEN_EVAL_V2))
     assert sha256_text(v1) == FROZEN_EVAL_V1_SHA256 and sha256_text(v2) == FROZEN_EVAL_V2_SHA256
     assert dumps(build_split("eval", resplit=2)) == v2
+    # round 4 added training families only: its evaluation set is still v3
+    assert dumps(build_split("eval", resplit=3)) == text
     # re-split 2 changed only the nonsense families of v1
     old, mid = load_frozen_eval(FROZEN_EVAL_V1), load_frozen_eval(FROZEN_EVAL_V2)
     assert [i for i in old if i.kind != "nonsense"] == [i for i in mid if i.kind != "nonsense"]
