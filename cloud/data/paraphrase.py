@@ -153,13 +153,13 @@ def kg_items(
                     else:
                         fam = rng.choice(_pick(NP_FAMILIES[last], split, resplit))
                         frame = rng.choice(
-                            _pick(FRAMES["person" if answer_type == "person" else "other"], split)
+                            _pick(FRAMES["person" if answer_type == "person" else "other"], split, resplit)
                         )
                         used += [fam.id, frame.id]
                         text = _tmpl(frame, lang, rng).format(np=_tmpl(fam, lang, rng).format(x=np_text))
                 distracted = rng.random() < 0.3
                 if distracted:
-                    dis = rng.choice(_pick(DISTRACTORS, split))
+                    dis = rng.choice(_pick(DISTRACTORS, split, resplit))
                     used.append(dis.id)
                     text = _tmpl(dis, lang, rng).format(q=text)
                 if lang == "en":

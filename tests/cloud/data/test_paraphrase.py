@@ -53,6 +53,28 @@ def test_frozen_eval_is_pinned_and_reproducible() -> None:
     assert dumps(build_split("eval", resplit=2)) == v2
     # round 4 added training families only: its evaluation set is still v3
     assert dumps(build_split("eval", resplit=3)) == text
+
+
+def test_training_as_of_a_round_uses_only_that_rounds_families() -> None:
+    """``train_items(resplit=N)`` draws from the families that were training at round N — noun
+    phrases, questions, implicit paths, frames and distractors alike — so an arm of an earlier
+    round is that round's data, not today's."""
+    fams = [
+        f for g in (NP_FAMILIES, Q_FAMILIES, IMPLICIT_FAMILIES, FRAMES) for lst in g.values() for f in lst
+    ]
+    fams += DISTRACTORS
+    for rnd in (2, 3, 4):
+        allowed = {f.id for f in fams if f.split_at(rnd) == "train"}
+        used = {
+            f
+            for i in train_items(seed=0, kg_per_pattern=24, route_per_template=1, resplit=rnd)
+            if i.kind == "kg"
+            for f in i.families
+            if not f.startswith("describe.")
+        }
+        assert used <= allowed, (rnd, sorted(used - allowed)[:5])
+        later = {f.id for f in fams if f.since > rnd}
+        assert not used & later
     # re-split 2 changed only the nonsense families of v1
     old, mid = load_frozen_eval(FROZEN_EVAL_V1), load_frozen_eval(FROZEN_EVAL_V2)
     assert [i for i in old if i.kind != "nonsense"] == [i for i in mid if i.kind != "nonsense"]
