@@ -36,13 +36,13 @@ def _rec(r2: float, r3s: list[float]) -> dict[str, Any]:
     per_seed = [
         {
             "before": dict.fromkeys(keys, r2),
-            "resplit3": dict.fromkeys(keys, r2),
-            "resplit4": dict.fromkeys(keys, r3),
+            rf.ARMS[1]: dict.fromkeys(keys, r2),
+            rf.ARMS[2]: dict.fromkeys(keys, r3),
         }
         for r3 in r3s
     ]
     summary = {arm: {k: rf.mean_sd([r[arm][k] for r in per_seed]) for k in keys} for arm in rf.ARMS}
-    gain = rf.mean_sd([100 * (r["resplit4"]["all"] - r["resplit3"]["all"]) for r in per_seed])
+    gain = rf.mean_sd([100 * (r[rf.ARMS[2]]["all"] - r[rf.ARMS[1]]["all"]) for r in per_seed])
     return {
         "summary": summary,
         "gain_all_pt": gain,
