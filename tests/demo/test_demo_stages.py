@@ -7,7 +7,10 @@ SQLite and its MQTT hub, two ``EdgeNode``s with ONNX Runtime and the agent on re
 Test-only choices, because the checkpoint is a TINY RANDOM encoder with random adapters:
 ``allow_degraded=True`` (such a model cannot pass the int8 accuracy guard; the guard still
 runs and its numbers are still written) and ``keyword_router=True`` (a random router head is
-never confident, so every question would be a hard example); the demo itself uses neither.
+never confident, so every question would be a hard example); the demo itself uses neither. The
+ask stage's learned heads train at the size the path scorer shipped with before re-split 3 (24
+questions per pattern, 60 epochs; the export settings the demo reads) — the stage's wiring is
+the point here; benchmarks/reasoning_families.py measures the shipped size.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for p in model.adapter_sets.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
     return save_checkpoint(model, root / "checkpoint", base_path=base, temperatures={"default": 1.0})
+
+
+@pytest.fixture(autouse=True)
+def _small_path_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_QUESTIONS", "24")
+    monkeypatch.setenv("AUTOGLM_EXPORT_GRAPH_HEADS_PATH_EPOCHS", "60")
 
 
 def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: Path) -> None:
