@@ -246,7 +246,7 @@ def render_headline_table(latest: dict[str, BenchRecord], order: list[str]) -> s
 
 
 _BLOCK = re.compile(
-    r"(<!-- bench:(?P<name>[a-z_]+):start -->\n)(?P<body>.*?)(<!-- bench:(?P=name):end -->)", re.S
+    r"(<!-- bench:(?P<name>[a-z][a-z0-9_]*):start -->\n)(?P<body>.*?)(<!-- bench:(?P=name):end -->)", re.S
 )
 
 

@@ -61,6 +61,14 @@ def test_newest_record_wins_and_missed_targets_say_so() -> None:
     assert out.startswith("intro\n") and out.endswith("outro\n")
 
 
+def test_a_block_of_a_name_with_digits_is_rendered() -> None:
+    """Benchmark names may hold digits (``reasoning_v3``); their blocks render like any other
+    (they were once left empty, and ``--check`` passed over them)."""
+    rec = _rec("reasoning_v3", datetime(2026, 1, 1, tzinfo=UTC), "a v3 number")
+    text = "<!-- bench:reasoning_v3:start -->\n<!-- bench:reasoning_v3:end -->\n"
+    assert "a v3 number" in render_blocks(text, latest_by_bench([rec]), ["reasoning_v3"])
+
+
 def test_report_check_fails_when_a_newer_record_lands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
