@@ -7,7 +7,7 @@ because it joins three wings (export may not import ``cloud.training``, cloud ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from contracts.logging import get_logger
 
@@ -16,6 +16,22 @@ if TYPE_CHECKING:
     from export.pipeline import GraphHeads
 
 log = get_logger("autoglm.graph_heads")
+
+
+class PathScorerSize(TypedDict):
+    path_per_pattern: int | None
+    path_epochs: int | None
+
+
+def path_scorer_size() -> PathScorerSize:
+    """The path scorer's training size from the export settings, as ``train_heads`` keywords
+    (``ExportSettings.graph_heads_path_questions`` / ``graph_heads_path_epochs``; None: shipped)."""
+    from export.settings import ExportSettings
+
+    settings = ExportSettings()
+    return PathScorerSize(
+        path_per_pattern=settings.graph_heads_path_questions, path_epochs=settings.graph_heads_path_epochs
+    )
 
 
 def trainer(
@@ -32,8 +48,8 @@ def trainer(
     from skillpack.kg.graph import default_graph
     from skillpack.kg.linking import EntityLinker
 
-    settings = ExportSettings()
-    limit = settings.graph_heads_max_s if max_s is None else max_s
+    limit = ExportSettings().graph_heads_max_s if max_s is None else max_s
+    size = path_scorer_size()
     keyword = KeywordRouter(EntityLinker(default_graph()))
 
     def train(bundle_dir: Path, parent: Path | None) -> dict[str, Any]:
@@ -44,8 +60,7 @@ def trainer(
             keyword_confidence=lambda text: keyword.route(text)[1],
             max_s=limit,
             priors=priors,
-            path_per_pattern=settings.graph_heads_path_questions,
-            path_epochs=settings.graph_heads_path_epochs,
+            **size,
         )
         log.info("graph heads trained on %s in %s s", bundle_dir, metrics["seconds"])
         return metrics

@@ -517,12 +517,12 @@ def _learned_graph_offline(console: Console, fleet: Fleet, bundle: Path) -> dict
     import asyncio
     import shutil
 
+    from autoglm.graph_heads import path_scorer_size
     from cloud.training.hop_scorer import attach_to_bundle, train_heads
     from edge.agent.factory import build_agent
     from edge.agent.routing import KeywordRouter
     from edge.agent.settings import AgentSettings
     from edge.agent.types import AskRequest
-    from export.settings import ExportSettings
     from skillpack.kg.graph import default_graph
     from skillpack.kg.linking import EntityLinker
 
@@ -532,13 +532,7 @@ def _learned_graph_offline(console: Console, fleet: Fleet, bundle: Path) -> dict
         shutil.rmtree(heads, ignore_errors=True)
         shutil.copytree(bundle, heads)
         keyword = KeywordRouter(EntityLinker(default_graph()))
-        size = ExportSettings()  # the export's knobs for the path scorer's training size (unset: shipped)
-        made, _ = train_heads(
-            heads,
-            keyword_confidence=lambda t: keyword.route(t)[1],
-            path_per_pattern=size.graph_heads_path_questions,
-            path_epochs=size.graph_heads_path_epochs,
-        )
+        made, _ = train_heads(heads, keyword_confidence=lambda t: keyword.route(t)[1], **path_scorer_size())
         attach_to_bundle(heads, made)
     url = fleet.cloud.url if fleet.cloud is not None else "http://127.0.0.1:9"
     with tempfile.TemporaryDirectory(prefix="demo-heads-") as tmp:

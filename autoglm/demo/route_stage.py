@@ -116,7 +116,13 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     from cloud.data import default_splits
     from cloud.data.new_route import support_set
     from cloud.model.checkpoint import read_checkpoint_meta
-    from cloud.training.new_route import OPERATOR_GATE, NewRouteConfig, train_new_route
+    from cloud.training.new_route import (
+        NEW_ROUTE_KEY,
+        OPERATOR_GATE,
+        SUPPORT_TEXTS_KEY,
+        NewRouteConfig,
+        train_new_route,
+    )
     from contracts.bundle import BundleError, open_bundle
     from export.pipeline import checkpoint_sha256, export_checkpoint
 
@@ -131,7 +137,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         same_parent = json.loads(marker.read_text())["parent_sha256"] == parent_sha
         # a gated checkpoint grown before it kept its examples (2026-12-06) cannot have its gate
         # refitted by the loop job below: it is grown again
-        if same_parent and read_checkpoint_meta(grown).training["new_route"].get("support_texts"):
+        if same_parent and read_checkpoint_meta(grown).training[NEW_ROUTE_KEY].get(SUPPORT_TEXTS_KEY):
             opened = open_bundle(bundle)  # verifies the files against the manifest (a damaged one is rebuilt)
     except (OSError, ValueError, KeyError, BundleError):
         opened = None
@@ -207,6 +213,7 @@ def _job_on_gate(
     from cloud.loop.finetune import finetune
     from cloud.loop.settings import LoopSettings
     from cloud.model.checkpoint import read_checkpoint_meta
+    from cloud.training.new_route import NEW_ROUTE_KEY
     from contracts.bundle import BundleError, open_bundle
     from export.pipeline import export_checkpoint
 
@@ -232,7 +239,7 @@ def _job_on_gate(
         finetune(grown, hard, ckpt, st)
         opened = open_bundle(export_checkpoint(ckpt, bundle, precision="fp32", version="1.3.1"))
         job.wall_s = time.perf_counter() - t
-    job.support_after = int(read_checkpoint_meta(ckpt).training["new_route"]["support"])
+    job.support_after = int(read_checkpoint_meta(ckpt).training[NEW_ROUTE_KEY]["support"])
     routed = _routes_of(opened, questions + others)[1]
     job.answers = routed[: len(questions)]
     job.other_claimed = sum(r == ROUTE for r in routed[len(questions) :])

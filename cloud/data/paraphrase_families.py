@@ -25,6 +25,9 @@ families were written and before any model or rule was evaluated on them (docs/E
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+K = TypeVar("K")
 
 # the round the tables are at (docs/EVALUATION.md, "Reasoning evaluation"): 2 = the families of
 # reasoning_eval_v2.jsonl, 3 = re-split 3 (new graph families, the old graph ones in training;
@@ -1704,13 +1707,16 @@ _IMPLICIT_RESPLIT3: dict[tuple[str, tuple[str, ...]], list[Family]] = {
     ],
 }
 
-for _table, _added in (
-    (NP_FAMILIES, _NP_RESPLIT3),
-    (Q_FAMILIES, _Q_RESPLIT3),
-    (IMPLICIT_FAMILIES, _IMPLICIT_RESPLIT3),
-):
-    for _key, _fams in _added.items():
-        _table[_key].extend(_fams)  # type: ignore[index]
+
+def _extend(table: dict[K, list[Family]], added: dict[K, list[Family]]) -> None:
+    """Append a round's families to the tables' lists (one home for every round)."""
+    for key, fams in added.items():
+        table[key].extend(fams)
+
+
+_extend(NP_FAMILIES, _NP_RESPLIT3)
+_extend(Q_FAMILIES, _Q_RESPLIT3)
+_extend(IMPLICIT_FAMILIES, _IMPLICIT_RESPLIT3)
 
 # ---------------------------------------------------------------------------------------------
 # Round 4 (2026-12-06, later the same session): more *training* families only — two more noun
@@ -2095,11 +2101,7 @@ _DISTRACTORS_ROUND4: list[Family] = [
     ),
 ]
 
-for _table, _added in (
-    (NP_FAMILIES, _NP_ROUND4),
-    (Q_FAMILIES, _Q_ROUND4),
-    (FRAMES, _FRAMES_ROUND4),
-):
-    for _key, _fams in _added.items():
-        _table[_key].extend(_fams)  # type: ignore[index]
+_extend(NP_FAMILIES, _NP_ROUND4)
+_extend(Q_FAMILIES, _Q_ROUND4)
+_extend(FRAMES, _FRAMES_ROUND4)
 DISTRACTORS.extend(_DISTRACTORS_ROUND4)
