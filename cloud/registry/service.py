@@ -9,8 +9,10 @@ at the very same blobs.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,12 @@ class RegistryService:
         with self.db.session() as s:
             return self._version_out(s, self._resolve(s, model, ref), with_files=True)
 
-    def update_version(self, model: str, version: str, patch: VersionUpdate) -> VersionOut:
-        with self.db.session() as s:
+    def update_version(
+        self, model: str, version: str, patch: VersionUpdate, *, session: Session | None = None
+    ) -> VersionOut:
+        """``session``: run inside the caller's transaction (a rollout commits its verdict and
+        the version's status together) instead of one of the registry's own."""
+        with self._tx(session) as s:
             v = self._resolve(s, model, version)
             if patch.status is not None:
                 v.status = patch.status.value
@@ -315,9 +321,28 @@ class RegistryService:
         lineage.update(extra)
         return lineage
 
+    @contextlib.contextmanager
+    def _tx(self, session: Session | None) -> Iterator[Session]:
+        """The caller's transaction when it passes one (it commits), else one of our own."""
+        if session is not None:
+            yield session
+            return
+        with self.db.session() as s:
+            yield s
+
     # -- aliases ------------------------------------------------------------------------------
 
-    def set_alias(self, model: str, alias: str, version: str, *, actor: str, reason: str) -> AliasEventOut:
+    def set_alias(
+        self,
+        model: str,
+        alias: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        session: Session | None = None,
+    ) -> AliasEventOut:
+        """``session``: as for :meth:`update_version`."""
         import re
 
         if not re.match(ALIAS_NAME_RE, alias) or is_semver(alias):
@@ -326,7 +351,7 @@ class RegistryService:
             )
         if not reason.strip():
             raise BadRequest("an alias move needs a reason")
-        with self.db.session() as s:
+        with self._tx(session) as s:
             m = self._model(s, model)
             v = self._find_version(s, m.id, version)
             if v is None:
@@ -352,8 +377,11 @@ class RegistryService:
             s.flush()
             return self._event_out(m.name, ev)
 
-    def delete_alias(self, model: str, alias: str, *, actor: str, reason: str) -> AliasEventOut:
-        with self.db.session() as s:
+    def delete_alias(
+        self, model: str, alias: str, *, actor: str, reason: str, session: Session | None = None
+    ) -> AliasEventOut:
+        """``session``: as for :meth:`update_version`."""
+        with self._tx(session) as s:
             m = self._model(s, model)
             a = s.scalar(select(Alias).where(Alias.model_id == m.id, Alias.name == alias))
             if a is None:

@@ -91,7 +91,6 @@ class RolloutService:
         self._lock = threading.RLock()
         # Commands decided inside a database transaction are sent after it commits (the fleet
         # writes the node's desired version in its own transaction; SQLite allows one writer).
-        self._outbox: list[Callable[[], None]] = []  # effects to run after the transaction commits
         self._commands: list[tuple[str, Command, int]] = []  # commands to send after it commits
         self._ack_failures: dict[int, dict[str, str]] = {}
         # Whether this replica drives rollouts (the leader); set by the container.
@@ -163,9 +162,9 @@ class RolloutService:
             s.flush()
             self._event(s, r, RolloutState.PENDING, RolloutState.PENDING, f"created by {actor}", actor)
             rid = r.id
-        self.registry.set_alias(
-            spec.model, "canary", target.version, actor=actor, reason=f"rollout #{rid} created"
-        )
+            self.registry.set_alias(  # with the rollout, in one transaction
+                spec.model, "canary", target.version, actor=actor, reason=f"rollout #{rid} created", session=s
+            )
         if spec.start:
             self._act(rid, RolloutState.PROGRESSING, actor, "started")
         return self.get(rid)
@@ -222,7 +221,7 @@ class RolloutService:
 
     def _act(self, rollout_id: int, dst: RolloutState, actor: str, reason: str) -> None:
         with self._lock:
-            mark, cmark = len(self._outbox), len(self._commands)
+            cmark = len(self._commands)
             try:
                 with self.db.session() as s:
                     r = self._row(s, rollout_id)
@@ -233,10 +232,9 @@ class RolloutService:
                             r.phase_started_at = self._now_dt()  # a fresh bake window / apply timeout
                         self._transition(s, r, dst, reason, actor)
             except BaseException:
-                del self._outbox[mark:]  # nothing decided in a failed transaction is sent
-                del self._commands[cmark:]
+                del self._commands[cmark:]  # nothing decided in a failed transaction is sent
                 raise
-            self._send_outbox()
+            self._send_commands()
             if dst == RolloutState.PROGRESSING and self.leading():
                 self.tick()  # followers leave the driving to the leader's loop
 
@@ -250,7 +248,7 @@ class RolloutService:
                     s.scalars(select(Rollout.id).where(Rollout.state == RolloutState.PROGRESSING.value))
                 )
             for rid in ids:
-                mark, cmark = len(self._outbox), len(self._commands)
+                cmark = len(self._commands)
                 try:
                     with self.db.session() as s:  # one transaction per rollout
                         r = self._row(s, rid)
@@ -261,17 +259,16 @@ class RolloutService:
                         else:
                             self._tick_baking(s, r)
                 except Exception:  # one broken rollout must not stop the others
-                    del self._outbox[mark:]
                     del self._commands[cmark:]
                     log.exception("rollout tick failed", extra={"rollout_id": rid})
-            self._send_outbox()
+            self._send_commands()
 
     def _queue_command(self, node_id: str, command: Command, rollout_id: int) -> str:
         cid = uuid.uuid4().hex
         self._commands.append((node_id, command.with_id(cid), rollout_id))
         return cid
 
-    def _send_outbox(self) -> None:
+    def _send_commands(self) -> None:
         commands, self._commands = self._commands, []
         by_rollout: dict[int, list[tuple[str, Command]]] = {}
         for node_id, command, rid in commands:
@@ -281,12 +278,6 @@ class RolloutService:
                 self.fleet.send_commands(items, rollout_id=rid)  # one batch per rollout
             except Exception:
                 log.exception("sending rollout commands failed", extra={"rollout_id": rid})
-        todo, self._outbox = self._outbox, []
-        for effect in todo:
-            try:
-                effect()
-            except Exception:
-                log.exception("a rollout side effect failed")
 
     def _names(self, s: Session, r: Rollout) -> tuple[str, str, str | None, str]:
         m = s.get(Model, r.model_id)
@@ -461,16 +452,16 @@ class RolloutService:
             )
 
     def _finish_success(self, s: Session, r: Rollout, model: str, version: str) -> None:
+        """The aliases move in the verdict's own transaction: nobody reads "succeeded" beside
+        the old stable alias, or a canary alias that should be gone."""
         reason = f"rollout #{r.id} succeeded"
         actor = f"rollout#{r.id}"
-
-        def move_aliases() -> None:  # the registry uses its own transactions: after ours commits
-            self.registry.set_alias(model, "stable", version, actor=actor, reason=reason)
-            self.registry.update_version(model, version, VersionUpdate(status=VersionStatus.PRODUCTION))
-            with contextlib.suppress(NotFound):
-                self.registry.delete_alias(model, "canary", actor=actor, reason=reason)
-
-        self._outbox.append(move_aliases)
+        self.registry.set_alias(model, "stable", version, actor=actor, reason=reason, session=s)
+        self.registry.update_version(
+            model, version, VersionUpdate(status=VersionStatus.PRODUCTION), session=s
+        )
+        with contextlib.suppress(NotFound):
+            self.registry.delete_alias(model, "canary", actor=actor, reason=reason, session=s)
 
     def _abort(
         self, s: Session, r: Rollout, reason: str, actor: str, details: dict[str, Any] | None = None
@@ -499,15 +490,10 @@ class RolloutService:
         self._transition(
             s, r, RolloutState.ABORTED, reason + note, actor, {**(details or {}), "rolled_back": rolled_back}
         )
-        rid = r.id
-
-        def drop_canary() -> None:
-            with contextlib.suppress(NotFound):
-                self.registry.delete_alias(
-                    model, "canary", actor=actor, reason=f"rollout #{rid} aborted: {reason}"
-                )
-
-        self._outbox.append(drop_canary)
+        with contextlib.suppress(NotFound):  # in the verdict's transaction, as on success
+            self.registry.delete_alias(
+                model, "canary", actor=actor, reason=f"rollout #{r.id} aborted: {reason}", session=s
+            )
 
     # -- state machine plumbing ---------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,3 +226,32 @@ def test_promote_moves_one_step_after_analysis_and_full_skips_the_rest(
     assert any("promoted by admin:x" in e.reason for e in out.events)
     svc.rollouts.promote(r.id, actor="admin:x", full=True)  # `promote --full`: every remaining step
     assert drive(svc, sim, clock, r.id) == "succeeded"
+
+
+def test_verdict_and_aliases_commit_together(
+    world: tuple[CloudServices, InstantFleet, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever sees a rollout's verdict sees the aliases that go with it: the alias moves are in
+    the verdict's transaction, so when the rollback commands leave (after that commit) the canary
+    alias is already gone. (It used to be dropped after the commands were sent; an edge could roll
+    back and a client read "aborted" beside ``canary: 1.1.0``.)"""
+    svc, sim, clock = world
+    sim.behaviours["1.1.0"] = Behaviour(error_rate=0.3)
+    seen: list[tuple[str | None, str | None]] = []
+    send = svc.fleet.send_commands
+
+    def spying(items: Any, **kw: Any) -> Any:
+        seen.append((svc.registry.alias_target("tiny", "canary"), svc.rollouts.get(r.id).state))
+        return send(items, **kw)
+
+    r = svc.rollouts.create(spec(steps=[25, 100]), actor="admin:alice")
+    monkeypatch.setattr(svc.fleet, "send_commands", spying)
+    assert drive(svc, sim, clock, r.id) == "aborted"
+    assert seen and seen[-1] == (None, "aborted")  # the rollback batch
+    # A good one: "succeeded" is never seen beside the old stable alias.
+    sim.behaviours.clear()
+    sim.deliver()
+    r = svc.rollouts.create(spec(), actor="admin:alice")
+    assert drive(svc, sim, clock, r.id) == "succeeded"
+    events = svc.registry.alias_history("tiny", "stable")
+    assert events[-1].to_version == "1.1.0" and events[-1].actor == f"rollout#{r.id}"
