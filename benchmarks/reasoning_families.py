@@ -70,21 +70,27 @@ def broken(items: list[ParaItem], seed: int) -> list[ParaItem]:
 
 
 def arm_config(arm: str) -> tuple[int, int, int]:
-    """(re-split, questions per pattern, epochs) of an arm."""
+    """(re-split, questions per pattern, epochs) of an arm (``resplitN+chars``: with the
+    character granularity, :func:`arm_chars`)."""
     from cloud.training.hop_scorer import PATH_TRAIN_EPOCHS, PATH_TRAIN_PER_PATTERN
 
     if arm == "before":
         return 2, 24, 60
-    if not arm.startswith("resplit") or not arm[7:].isdigit():
-        raise ValueError(f"arm {arm!r}: 'before' or 'resplitN'")
-    return int(arm[7:]), PATH_TRAIN_PER_PATTERN, PATH_TRAIN_EPOCHS
+    base = arm.removesuffix("+chars")
+    if not base.startswith("resplit") or not base[7:].isdigit():
+        raise ValueError(f"arm {arm!r}: 'before', 'resplitN' or 'resplitN+chars'")
+    return int(base[7:]), PATH_TRAIN_PER_PATTERN, PATH_TRAIN_EPOCHS
 
 
-def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int) -> Any:
+def arm_chars(arm: str) -> bool:
+    return arm.endswith("+chars")
+
+
+def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int, chars: bool = False) -> Any:
     from cloud.training.hop_scorer import DEFAULT_LENGTH_PRIOR, export_path_scorer, train_path_scorer
     from edge.agent.hop_scorer import OnnxPathScorer
 
-    model, metrics = train_path_scorer(enc, items=items, seed=seed, phrases=False, epochs=epochs)
+    model, metrics = train_path_scorer(enc, items=items, seed=seed, phrases=False, epochs=epochs, chars=chars)
     onnx_path, meta_path = export_path_scorer(model, out, metrics, length_bias=DEFAULT_LENGTH_PRIOR["path"])
     return OnnxPathScorer(onnx_path, json.loads(meta_path.read_text(encoding="utf-8")), enc)
 
@@ -133,6 +139,59 @@ def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def select_granularity(bundle: Path, seeds: list[int]) -> dict[str, Any]:
+    """The character granularity on or off, chosen like the training size: at the shipped size,
+    on the validation families (held out of the fit), each seed its own draw; every validation
+    question, per hop and language. Rule (docs/EVALUATION.md, "Character granularity"): on only
+    if its mean over the seeds beats off by more than 1 pt on all, and no language drops."""
+    from benchmarks.reasoning_ablation import validation_families
+    from cloud.training.hop_scorer import PATH_TRAIN_EPOCHS, PATH_TRAIN_PER_PATTERN
+
+    graph = default_graph()
+    enc = BundleEncoder(bundle, ROOT / ".autoglm" / "bench" / "reasoning")
+    val_fams = validation_families()
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        kg = [it for it in train_items(seed=seed, kg_per_pattern=PATH_TRAIN_PER_PATTERN) if it.kind == "kg"]
+        fit = [it for it in kg if not set(it.families) & val_fams]
+        val = [it for it in kg if set(it.families) & val_fams]
+        row: dict[str, Any] = {"seed": seed, "fit": len(fit), "validation": len(val)}
+        for name, chars in (("off", False), ("chars", True)):
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="reasoning-families-chars-") as tmp:
+                scorer = scorer_of(enc, fit, seed, Path(tmp), PATH_TRAIN_EPOCHS, chars=chars)
+                hits = graph_hits(PathReasoner(graph, scorer=scorer), val)
+            enc.save()
+            row[name] = {k: hits[k] for k in KEYS}
+            row[name + "_seconds"] = round(time.perf_counter() - t0, 1)
+            print(f"validation seed {seed} {name}: {row[name]}", flush=True)
+        rows.append(row)
+    summary = {v: {k: mean_sd([r[v][k] for r in rows]) for k in KEYS} for v in ("off", "chars")}
+    gain = mean_sd([100 * (r["chars"]["all"] - r["off"]["all"]) for r in rows])
+    lang_gain = {
+        lang: mean_sd(
+            [
+                100 * sum(r["chars"][f"{h}hop_{lang}"] - r["off"][f"{h}hop_{lang}"] for h in (1, 2, 3)) / 3
+                for r in rows
+            ]
+        )
+        for lang in ("en", "zh")
+    }
+    chosen = gain["mean"] > 1.0 and all(g["mean"] >= 0.0 for g in lang_gain.values())
+    return {
+        "bundle": str(bundle),
+        "seeds": seeds,
+        "per_pattern": PATH_TRAIN_PER_PATTERN,
+        "epochs": PATH_TRAIN_EPOCHS,
+        "validation_families": sorted(val_fams),
+        "per_seed": rows,
+        "summary": summary,
+        "gain_all_pt": gain,
+        "gain_by_language_pt": lang_gain,
+        "chosen": "chars" if chosen else "off",
+    }
+
+
 def run(
     bundle: Path, seeds: list[int], break_labels: bool = False, arms: tuple[str, ...] = ARMS
 ) -> dict[str, Any]:
@@ -157,7 +216,7 @@ def run(
             families[arm] = len({f for it in kg for f in it.families})
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="reasoning-families-") as tmp:
-                scorer = scorer_of(enc, items, seed, Path(tmp), epochs)
+                scorer = scorer_of(enc, items, seed, Path(tmp), epochs, chars=arm_chars(arm))
                 row[arm] = graph_hits(PathReasoner(graph, scorer=scorer), kg_eval)
             row[arm + "_train_questions"] = len(kg)
             row[arm + "_seconds"] = round(time.perf_counter() - t0, 1)
@@ -202,7 +261,7 @@ def headline(rec: dict[str, Any]) -> list[Any]:
     def arm_name(arm: str) -> str:
         if arm == "before":
             return "as shipped before (re-split 2 families, 24 per pattern, 60 epochs)"
-        return f"round {arm[7:]} families"
+        return f"round {arm_config(arm)[0]} families" + (" + character granularity" if arm_chars(arm) else "")
 
     note = " (--break-labels: the last arm's labels shuffled)" if rec["break_labels"] else ""
     rows = [
@@ -247,6 +306,11 @@ def main() -> int:
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated: before, resplitN …")
     ap.add_argument("--break-labels", action="store_true", help="wrong paths for the last arm's questions")
     ap.add_argument("--select", action="store_true", help="choose the training size on validation families")
+    ap.add_argument(
+        "--select-granularity",
+        action="store_true",
+        help="character granularity on/off (validation)",
+    )
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     import torch
@@ -259,6 +323,16 @@ def main() -> int:
 
             write_record("reasoning_families_select", sel, out_dir=ROOT / "benchmarks" / "results" / "dev")
         print(json.dumps({"best": sel["best"]}))
+        return 0
+    if args.select_granularity:
+        gran = select_granularity(args.bundle, [int(s) for s in args.seeds.split(",")])
+        if not args.no_record:
+            from autoglm.bench.records import write_record
+
+            write_record(
+                "reasoning_granularity_select", gran, out_dir=ROOT / "benchmarks" / "results" / "dev"
+            )
+        print(json.dumps({k: gran[k] for k in ("gain_all_pt", "gain_by_language_pt", "chosen")}))
         return 0
     arms = tuple(args.arms.split(","))
     for arm in arms:

@@ -192,6 +192,9 @@ class PathScorer(nn.Module):
         k_P     = W_v v_P + Σ_i E[r_i, i] + L[|P|]  (compositional key: relation at position i)
         logit_P = τ · z_P + <W_q q, k_P> / √H     (+ −1e4 where P does not leave the start type)
 
+    With ``char_dim`` > 0 (character granularity) the question vector the keys read is
+    ``GatedFusion(q, char_grams)`` instead of q, an extra graph input ``char_grams`` [B, C].
+
     ``zero_shot_only`` keeps only τ · z_P (τ learned). Trained with InfoNCE over the paths that
     really leave the start entity; the edge marginalises the path distribution into per-hop
     relation / STOP probabilities for the beam search.
@@ -218,6 +221,7 @@ class PathScorer(nn.Module):
         embed_dropout: float = 0.2,
         zero_shot_only: bool = False,
         relation_keys: torch.Tensor | None = None,
+        char_dim: int = 0,
     ) -> None:
         super().__init__()
         n_paths, embed_dim = path_en.shape
@@ -254,6 +258,12 @@ class PathScorer(nn.Module):
             self.phrase_weight = nn.Parameter(torch.tensor(5.0))
             self.phrase_bias = nn.Parameter(torch.full((n_rel,), 0.5))
         self.embed_drop = nn.Dropout(embed_dropout)
+        # character granularity (``char_dim`` > 0): hashed characters / character pairs of the
+        # masked question (``hop_features.char_grams``; Chinese characters the bundled MiniLM
+        # vocabulary lacks), gated into the question vector the compositional keys read
+        self.char_dim = 0 if zero_shot_only else char_dim
+        if self.char_dim:
+            self.fusion = GatedFusion(embed_dim, self.char_dim)
         if not zero_shot_only:
             self.q_proj = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
             self.v_proj = nn.Linear(embed_dim, hidden)
@@ -268,6 +278,7 @@ class PathScorer(nn.Module):
         start_type: torch.Tensor,
         window_embeddings: torch.Tensor | None = None,
         window_mask: torch.Tensor | None = None,
+        char_grams: torch.Tensor | None = None,
     ) -> torch.Tensor:
         qn = nn.functional.normalize(question_embedding, dim=-1)
         logits = (
@@ -282,7 +293,12 @@ class PathScorer(nn.Module):
                 + self.rel_pos(self.path_rel * MAX_HOPS + pos).sum(1)
                 + self.len_emb(self.path_len)
             )
-            h = self.q_proj(self.embed_drop(question_embedding))
+            u = self.embed_drop(question_embedding)
+            if self.char_dim:
+                if char_grams is None:
+                    raise ValueError("this path scorer reads char_grams")
+                u = self.fusion(u, char_grams)
+            h = self.q_proj(u)
             logits = logits + h @ keys.T / math.sqrt(self.hidden)
         if self.use_phrases and window_embeddings is not None and window_mask is not None:
             wn = nn.functional.normalize(window_embeddings, dim=-1)  # [B, W, D]

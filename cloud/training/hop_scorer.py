@@ -50,6 +50,7 @@ from contracts.logging import get_logger
 from contracts.memory import FleetPathPrior
 from skillpack.kg.graph import KnowledgeGraph, default_graph
 from skillpack.kg.hop_features import (
+    CHAR_DIM,
     MAX_HOPS,
     MAX_WINDOWS,
     PATH_NP_EN,
@@ -452,8 +453,10 @@ def train_path_scorer(
     phrases: bool = True,
     verbal_examples: bool = False,
     priors: list[FleetPathPrior] | None = None,
+    chars: bool = False,
 ) -> tuple[PathScorer, dict[str, Any]]:
     """Train the path scorer on the training families (+ training-only describe requests).
+    ``chars``: the character granularity (``PathScorer(char_dim=CHAR_DIM)``).
     ``priors``: the fleet's path feedback sums (``cloud.training.path_priors``: questions of
     confirmed paths weighted up, rejected paths a margin where they compete; bounded); ``None``
     or priors that touch no training question train exactly as without."""
@@ -474,6 +477,7 @@ def train_path_scorer(
     )
     keys = torch.from_numpy(np.asarray(embed(relation_key_phrases()), dtype=np.float32)) if phrases else None
     win, wmask = window_tensors(texts, embed) if phrases else (None, None)
+    cg = torch.from_numpy(np.stack([char_grams(x) for x in texts])) if chars else None
     t = path_tables(embed, prototypes, exclude_families)
     model = PathScorer(
         t["path_en"],
@@ -485,7 +489,17 @@ def train_path_scorer(
         hidden=hidden,
         zero_shot_only=zero_shot_only,
         relation_keys=keys,
+        char_dim=CHAR_DIM if chars else 0,
     )
+
+    def extra(idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if win is not None and wmask is not None:
+            out |= {"window_embeddings": win[idx], "window_mask": wmask[idx]}
+        if cg is not None:
+            out["char_grams"] = cg[idx]
+        return out
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     n = len(gold)
@@ -495,11 +509,7 @@ def train_path_scorer(
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, 64):
             idx = perm[i : i + 64]
-            logits = model(
-                emb[idx],
-                types[idx],
-                *((win[idx], wmask[idx]) if win is not None and wmask is not None else ()),
-            )
+            logits = model(emb[idx], types[idx], **extra(idx))
             if plan is not None:  # rejected paths compete with a margin (logit-adjusted loss)
                 logits = logits + plan.margins[idx]
             logits = logits.masked_fill(~mask[idx], -1e4)
@@ -512,9 +522,7 @@ def train_path_scorer(
             opt.step()
     model.eval()
     with torch.no_grad():
-        logits = model(
-            emb, types, *((win, wmask) if win is not None and wmask is not None else ())
-        ).masked_fill(~mask, -1e4)
+        logits = model(emb, types, **extra(slice(None))).masked_fill(~mask, -1e4)
         acc = float((logits.argmax(-1) == gold).float().mean())
         final_loss = float(loss_fn(logits, gold))
     metrics = {
@@ -529,6 +537,7 @@ def train_path_scorer(
         "describe": describe,
         "prototypes": prototypes,
         "phrases": phrases,
+        "chars": chars,
         "verbal_examples": verbal_examples,
         "scorer": "path",
     }
@@ -566,6 +575,19 @@ def _export_head(
     return onnx_path, meta_path
 
 
+class _NamedInputs(nn.Module):
+    """A head whose optional inputs are keyword arguments, traced with its graph inputs in
+    ``names`` order (the first two positional)."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(xs[0], xs[1], **dict(zip(self.names[2:], xs[2:], strict=True)))
+        return out
+
+
 def export_path_scorer(
     model: PathScorer, out_dir: Path, metrics: dict[str, Any] | None = None, length_bias: float = 0.0
 ) -> tuple[Path, Path]:
@@ -578,23 +600,36 @@ def export_path_scorer(
         axes.update(
             {"window_embeddings": {0: "batch", 1: "windows"}, "window_mask": {0: "batch", 1: "windows"}}
         )
+    if model.char_dim:
+        args = (*args, torch.zeros(2, model.char_dim))
+        names.append("char_grams")
+        axes["char_grams"] = {0: "batch"}
     meta = {
         "schema": PATH_SCHEMA,
         "role": "hop_scorer",
         "relations": list(RELATION_NAMES),
         "entity_types": list(TYPE_NAMES),
         "embed_dim": model.embed_dim,
+        "char_dim": model.char_dim,
         "max_hops": MAX_HOPS,
         "paths": [[t, *p] for t, p in all_schema_paths()],
         "path_texts": [path_texts(t, p) for t, p in all_schema_paths()],
         "phrases": model.use_phrases,
         "length_bias": length_bias,
         "windows": "skillpack.kg.hop_features.question_windows" if model.use_phrases else None,
+        "char_grams": "skillpack.kg.hop_features.char_grams" if model.char_dim else None,
         "question_text": "skillpack.kg.hop_features.masked_question",
         "metrics": metrics or {},
     }
     return _export_head(
-        model, args, out_dir / ONNX_FILE, names, "path_logits", out_dir / META_FILE, meta, axes
+        _NamedInputs(model, names),
+        args,
+        out_dir / ONNX_FILE,
+        names,
+        "path_logits",
+        out_dir / META_FILE,
+        meta,
+        axes,
     )
 
 
@@ -1238,11 +1273,13 @@ def _signature(meta: dict[str, Any]) -> Any:
             if meta.get("phrases")
             else []
         )
+        chars = [TensorSpec(name="char_grams", dtype="float32", shape=["batch", c])] if c else []
         return Signature(
             inputs=[
                 TensorSpec(name="question_embedding", dtype="float32", shape=["batch", d]),
                 TensorSpec(name="start_type", dtype="int64", shape=["batch"]),
                 *windows,
+                *chars,
             ],
             outputs=[TensorSpec(name="path_logits", dtype="float32", shape=["batch", len(meta["paths"])])],
         )

@@ -138,7 +138,9 @@ class OnnxPathScorer:
         self.calls = 0
         # added per relation of a path to its logit (a length prior chosen on validation families)
         self.length_bias = float(meta.get("length_bias", 0.0))  # type: ignore[arg-type]
-        self.phrases = "window_embeddings" in {i.name for i in self.session.get_inputs()}
+        inputs = {i.name for i in self.session.get_inputs()}
+        self.phrases = "window_embeddings" in inputs
+        self.char_dim = int(meta.get("char_dim", 0) or 0) if "char_grams" in inputs else 0  # type: ignore[call-overload]
 
     def logits(self, text: str, start_type: str) -> np.ndarray:
         """The graph's path logits for a masked question: the question and (with the phrase
@@ -152,6 +154,8 @@ class OnnxPathScorer:
         if self.phrases:
             feeds["window_embeddings"] = emb[None, 1:]
             feeds["window_mask"] = np.ones((1, len(windows)), dtype=np.float32)
+        if self.char_dim:
+            feeds["char_grams"] = char_grams(text, self.char_dim)[None]
         out: np.ndarray = np.asarray(self.session.run(["path_logits"], feeds)[0][0], dtype=np.float64)
         return out
 
