@@ -170,15 +170,18 @@ def graph_hits(reasoner: PathReasoner, items: list[ParaItem]) -> dict[str, float
     return {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
 
 
-def validation_families() -> set[str]:
-    """Model selection never looks at the evaluation set: the last *training* family of every
-    relation / implicit path that has two or more becomes a validation family."""
-    from cloud.data.paraphrase_families import IMPLICIT_FAMILIES, NP_FAMILIES, Q_FAMILIES
+def validation_families(resplit: int | None = None) -> set[str]:
+    """Model selection never looks at the evaluation set: the last *training* family (as of
+    re-split ``resplit``, default the shipped ``RESPLIT``) of every relation / implicit path that
+    has two or more becomes a validation family. (A family written for a later round is not in
+    this round's training data, so it cannot be this round's validation family.)"""
+    from cloud.data.paraphrase_families import IMPLICIT_FAMILIES, NP_FAMILIES, Q_FAMILIES, RESPLIT
 
+    at = RESPLIT if resplit is None else resplit
     out: set[str] = set()
     for group in (NP_FAMILIES, Q_FAMILIES, IMPLICIT_FAMILIES):
         for fams in group.values():
-            train = [f.id for f in fams if f.split == "train"]
+            train = [f.id for f in fams if f.split_at(at) == "train"]
             if len(train) >= 2:
                 out.add(train[-1])
     return out

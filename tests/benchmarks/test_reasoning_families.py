@@ -61,3 +61,19 @@ def test_headline_needs_a_gain_beyond_the_spread_and_the_issue_targets() -> None
     assert [r.met for r in rows] == [True, True, False, False]
     assert rf.headline(_rec(0.6, [0.58, 0.63, 0.6]))[0].met is False  # inside the spread
     assert rf.headline(_rec(0.6, [0.96, 0.96, 0.96]))[2].met is True
+
+
+def test_validation_families_are_in_the_shipped_rounds_training_data() -> None:
+    """The validation families are training families *of the shipped round*: a family written
+    for a later round (round 4's, kept in the file) is not, and picking it as a relation's "last
+    training family" left the 1-hop questions without any validation question."""
+    from benchmarks.reasoning_ablation import validation_families
+    from cloud.data.paraphrase_families import RESPLIT
+
+    vf = validation_families()
+    kg = [it for it in train_items(seed=0, kg_per_pattern=48, resplit=RESPLIT) if it.kind == "kg"]
+    drawn = {f for it in kg for f in it.families}
+    assert vf and vf <= drawn
+    val = [it for it in kg if set(it.families) & vf]
+    assert {(it.hops, it.lang) for it in val} == {(h, lang) for h in (1, 2, 3) for lang in ("en", "zh")}
+    assert validation_families(RESPLIT + 1) != vf  # a later round has other last families
