@@ -70,23 +70,30 @@ def broken(items: list[ParaItem], seed: int) -> list[ParaItem]:
 
 
 def arm_config(arm: str) -> tuple[int, int, int]:
-    """(re-split, questions per pattern, epochs) of an arm (``resplitN+chars``: with the
-    character granularity, :func:`arm_chars`)."""
+    """(re-split, questions per pattern, epochs) of an arm (``resplitN+MODE``: with the
+    character granularity of that ``PathScorer`` char mode, :func:`arm_chars`)."""
     from cloud.training.hop_scorer import PATH_TRAIN_EPOCHS, PATH_TRAIN_PER_PATTERN
 
     if arm == "before":
         return 2, 24, 60
-    base = arm.removesuffix("+chars")
+    base = arm.split("+", 1)[0]
     if not base.startswith("resplit") or not base[7:].isdigit():
-        raise ValueError(f"arm {arm!r}: 'before', 'resplitN' or 'resplitN+chars'")
+        raise ValueError(f"arm {arm!r}: 'before', 'resplitN' or 'resplitN+MODE'")
+    arm_chars(arm)
     return int(base[7:]), PATH_TRAIN_PER_PATTERN, PATH_TRAIN_EPOCHS
 
 
-def arm_chars(arm: str) -> bool:
-    return arm.endswith("+chars")
+def arm_chars(arm: str) -> str:
+    """The arm's character granularity ("" = off)."""
+    from cloud.model.hop_scorer import CHAR_MODES
+
+    mode = arm.split("+", 1)[1] if "+" in arm else ""
+    if mode and mode not in CHAR_MODES:
+        raise ValueError(f"arm {arm!r}: character mode {mode!r} is not one of {CHAR_MODES}")
+    return mode
 
 
-def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int, chars: bool = False) -> Any:
+def scorer_of(enc: Any, items: list[ParaItem], seed: int, out: Path, epochs: int, chars: str = "") -> Any:
     from cloud.training.hop_scorer import DEFAULT_LENGTH_PRIOR, export_path_scorer, train_path_scorer
     from edge.agent.hop_scorer import OnnxPathScorer
 
@@ -139,26 +146,29 @@ def select(bundle: Path, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def select_granularity(bundle: Path, seeds: list[int]) -> dict[str, Any]:
-    """The character granularity on or off, chosen like the training size: at the shipped size,
-    on the validation families (held out of the fit), each seed its own draw; every validation
-    question, per hop and language. Rule (docs/EVALUATION.md, "Character granularity"): on only
-    if its mean over the seeds beats off by more than 1 pt on all, and no language drops."""
+def select_granularity(bundle: Path, seeds: list[int], modes: tuple[str, ...] = ("gated",)) -> dict[str, Any]:
+    """The character granularity off or in one of ``modes``, chosen like the training size: at
+    the shipped size, on the validation families (held out of the fit), each seed its own draw;
+    every validation question, per hop and language. Rule (docs/EVALUATION.md, "Character
+    granularity"): the mode with the highest mean gain on all, if that gain is more than 1 pt and
+    neither language's mean per-hop change is negative; else off."""
     from benchmarks.reasoning_ablation import validation_families
     from cloud.training.hop_scorer import PATH_TRAIN_EPOCHS, PATH_TRAIN_PER_PATTERN
 
     graph = default_graph()
     enc = BundleEncoder(bundle, ROOT / ".autoglm" / "bench" / "reasoning")
     val_fams = validation_families()
+    variants = ("off", *modes)
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         kg = [it for it in train_items(seed=seed, kg_per_pattern=PATH_TRAIN_PER_PATTERN) if it.kind == "kg"]
         fit = [it for it in kg if not set(it.families) & val_fams]
         val = [it for it in kg if set(it.families) & val_fams]
         row: dict[str, Any] = {"seed": seed, "fit": len(fit), "validation": len(val)}
-        for name, chars in (("off", False), ("chars", True)):
+        for name in variants:
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="reasoning-families-chars-") as tmp:
+                chars = "" if name == "off" else name
                 scorer = scorer_of(enc, fit, seed, Path(tmp), PATH_TRAIN_EPOCHS, chars=chars)
                 hits = graph_hits(PathReasoner(graph, scorer=scorer), val)
             enc.save()
@@ -166,29 +176,40 @@ def select_granularity(bundle: Path, seeds: list[int]) -> dict[str, Any]:
             row[name + "_seconds"] = round(time.perf_counter() - t0, 1)
             print(f"validation seed {seed} {name}: {row[name]}", flush=True)
         rows.append(row)
-    summary = {v: {k: mean_sd([r[v][k] for r in rows]) for k in KEYS} for v in ("off", "chars")}
-    gain = mean_sd([100 * (r["chars"]["all"] - r["off"]["all"]) for r in rows])
-    lang_gain = {
-        lang: mean_sd(
-            [
-                100 * sum(r["chars"][f"{h}hop_{lang}"] - r["off"][f"{h}hop_{lang}"] for h in (1, 2, 3)) / 3
-                for r in rows
-            ]
-        )
-        for lang in ("en", "zh")
-    }
-    chosen = gain["mean"] > 1.0 and all(g["mean"] >= 0.0 for g in lang_gain.values())
+    summary = {v: {k: mean_sd([r[v][k] for r in rows]) for k in KEYS} for v in variants}
+    gains: dict[str, Any] = {}
+    for mode in modes:
+        gains[mode] = {
+            "all_pt": mean_sd([100 * (r[mode]["all"] - r["off"]["all"]) for r in rows]),
+            "by_language_pt": {
+                lang: mean_sd(
+                    [
+                        100
+                        * sum(r[mode][f"{h}hop_{lang}"] - r["off"][f"{h}hop_{lang}"] for h in (1, 2, 3))
+                        / 3
+                        for r in rows
+                    ]
+                )
+                for lang in ("en", "zh")
+            },
+        }
+    ok = [
+        m
+        for m in modes
+        if gains[m]["all_pt"]["mean"] > 1.0
+        and all(g["mean"] >= 0.0 for g in gains[m]["by_language_pt"].values())
+    ]
     return {
         "bundle": str(bundle),
         "seeds": seeds,
         "per_pattern": PATH_TRAIN_PER_PATTERN,
         "epochs": PATH_TRAIN_EPOCHS,
         "validation_families": sorted(val_fams),
+        "modes": list(modes),
         "per_seed": rows,
         "summary": summary,
-        "gain_all_pt": gain,
-        "gain_by_language_pt": lang_gain,
-        "chosen": "chars" if chosen else "off",
+        "gains": gains,
+        "chosen": max(ok, key=lambda m: gains[m]["all_pt"]["mean"]) if ok else "off",
     }
 
 
@@ -261,7 +282,8 @@ def headline(rec: dict[str, Any]) -> list[Any]:
     def arm_name(arm: str) -> str:
         if arm == "before":
             return "as shipped before (re-split 2 families, 24 per pattern, 60 epochs)"
-        return f"round {arm_config(arm)[0]} families" + (" + character granularity" if arm_chars(arm) else "")
+        mode = arm_chars(arm)
+        return f"round {arm_config(arm)[0]} families" + (f" + character granularity ({mode})" if mode else "")
 
     note = " (--break-labels: the last arm's labels shuffled)" if rec["break_labels"] else ""
     rows = [
@@ -311,6 +333,7 @@ def main() -> int:
         action="store_true",
         help="character granularity on/off (validation)",
     )
+    ap.add_argument("--char-modes", default="gated", help="with --select-granularity: modes to try")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     import torch
@@ -325,14 +348,15 @@ def main() -> int:
         print(json.dumps({"best": sel["best"]}))
         return 0
     if args.select_granularity:
-        gran = select_granularity(args.bundle, [int(s) for s in args.seeds.split(",")])
+        modes = tuple(args.char_modes.split(","))
+        gran = select_granularity(args.bundle, [int(s) for s in args.seeds.split(",")], modes)
         if not args.no_record:
             from autoglm.bench.records import write_record
 
             write_record(
                 "reasoning_granularity_select", gran, out_dir=ROOT / "benchmarks" / "results" / "dev"
             )
-        print(json.dumps({k: gran[k] for k in ("gain_all_pt", "gain_by_language_pt", "chosen")}))
+        print(json.dumps({k: gran[k] for k in ("gains", "chosen")}))
         return 0
     arms = tuple(args.arms.split(","))
     for arm in arms:

@@ -182,6 +182,9 @@ def type_index(entity_type: str) -> int:
     return TYPE_NAMES.index(entity_type)
 
 
+CHAR_MODES = ("gated", "cjk")
+
+
 class PathScorer(nn.Module):
     """Scores whole relation paths (schema ``autoglm.hop_scorer/3``): one logit per path of
     ``skillpack.kg.hop_features.all_schema_paths`` (the empty path = describe the entity), masked
@@ -192,8 +195,9 @@ class PathScorer(nn.Module):
         k_P     = W_v v_P + Σ_i E[r_i, i] + L[|P|]  (compositional key: relation at position i)
         logit_P = τ · z_P + <W_q q, k_P> / √H     (+ −1e4 where P does not leave the start type)
 
-    With ``char_dim`` > 0 (character granularity) the question vector the keys read is
-    ``GatedFusion(q, char_grams)`` instead of q, an extra graph input ``char_grams`` [B, C].
+    With ``char_dim`` > 0 (character granularity, an extra graph input ``char_grams`` [B, C]):
+    ``char_mode`` "gated" reads ``GatedFusion(q, char_grams)`` instead of q; "cjk" (Chinese
+    characters and pairs only) adds ``W_c char_grams`` to ``W_q q``.
 
     ``zero_shot_only`` keeps only τ · z_P (τ learned). Trained with InfoNCE over the paths that
     really leave the start entity; the edge marginalises the path distribution into per-hop
@@ -222,6 +226,7 @@ class PathScorer(nn.Module):
         zero_shot_only: bool = False,
         relation_keys: torch.Tensor | None = None,
         char_dim: int = 0,
+        char_mode: str = "gated",
     ) -> None:
         super().__init__()
         n_paths, embed_dim = path_en.shape
@@ -260,10 +265,18 @@ class PathScorer(nn.Module):
         self.embed_drop = nn.Dropout(embed_dropout)
         # character granularity (``char_dim`` > 0): hashed characters / character pairs of the
         # masked question (``hop_features.char_grams``; Chinese characters the bundled MiniLM
-        # vocabulary lacks), gated into the question vector the compositional keys read
+        # vocabulary lacks). "gated": every n-gram, gated into the question vector the keys read;
+        # "cjk": Chinese characters and pairs only, a residual on the question state (zero-initialised)
+        if char_mode not in CHAR_MODES:
+            raise ValueError(f"char_mode {char_mode!r}: one of {CHAR_MODES}")
         self.char_dim = 0 if zero_shot_only else char_dim
-        if self.char_dim:
+        self.char_mode = char_mode
+        if self.char_dim and char_mode == "gated":
             self.fusion = GatedFusion(embed_dim, self.char_dim)
+        elif self.char_dim:
+            self.char_proj = nn.Linear(self.char_dim, hidden)
+            nn.init.zeros_(self.char_proj.weight)
+            nn.init.zeros_(self.char_proj.bias)
         if not zero_shot_only:
             self.q_proj = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
             self.v_proj = nn.Linear(embed_dim, hidden)
@@ -294,11 +307,13 @@ class PathScorer(nn.Module):
                 + self.len_emb(self.path_len)
             )
             u = self.embed_drop(question_embedding)
-            if self.char_dim:
-                if char_grams is None:
-                    raise ValueError("this path scorer reads char_grams")
+            if self.char_dim and char_grams is None:
+                raise ValueError("this path scorer reads char_grams")
+            if self.char_dim and self.char_mode == "gated":
                 u = self.fusion(u, char_grams)
             h = self.q_proj(u)
+            if self.char_dim and self.char_mode == "cjk":
+                h = h + self.char_proj(char_grams)
             logits = logits + h @ keys.T / math.sqrt(self.hidden)
         if self.use_phrases and window_embeddings is not None and window_mask is not None:
             wn = nn.functional.normalize(window_embeddings, dim=-1)  # [B, W, D]

@@ -453,10 +453,10 @@ def train_path_scorer(
     phrases: bool = True,
     verbal_examples: bool = False,
     priors: list[FleetPathPrior] | None = None,
-    chars: bool = False,
+    chars: str = "",
 ) -> tuple[PathScorer, dict[str, Any]]:
     """Train the path scorer on the training families (+ training-only describe requests).
-    ``chars``: the character granularity (``PathScorer(char_dim=CHAR_DIM)``).
+    ``chars``: the character granularity, "" (off) or a ``PathScorer`` ``char_mode``.
     ``priors``: the fleet's path feedback sums (``cloud.training.path_priors``: questions of
     confirmed paths weighted up, rejected paths a margin where they compete; bounded); ``None``
     or priors that touch no training question train exactly as without."""
@@ -477,7 +477,7 @@ def train_path_scorer(
     )
     keys = torch.from_numpy(np.asarray(embed(relation_key_phrases()), dtype=np.float32)) if phrases else None
     win, wmask = window_tensors(texts, embed) if phrases else (None, None)
-    cg = torch.from_numpy(np.stack([char_grams(x) for x in texts])) if chars else None
+    cg = torch.from_numpy(np.stack([char_grams(x, words=chars != "cjk") for x in texts])) if chars else None
     t = path_tables(embed, prototypes, exclude_families)
     model = PathScorer(
         t["path_en"],
@@ -490,6 +490,7 @@ def train_path_scorer(
         zero_shot_only=zero_shot_only,
         relation_keys=keys,
         char_dim=CHAR_DIM if chars else 0,
+        char_mode=chars or "gated",
     )
 
     def extra(idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
@@ -618,6 +619,7 @@ def export_path_scorer(
         "length_bias": length_bias,
         "windows": "skillpack.kg.hop_features.question_windows" if model.use_phrases else None,
         "char_grams": "skillpack.kg.hop_features.char_grams" if model.char_dim else None,
+        "char_words": model.char_mode != "cjk",  # English word 3-grams in char_grams
         "question_text": "skillpack.kg.hop_features.masked_question",
         "metrics": metrics or {},
     }

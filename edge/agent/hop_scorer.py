@@ -141,6 +141,7 @@ class OnnxPathScorer:
         inputs = {i.name for i in self.session.get_inputs()}
         self.phrases = "window_embeddings" in inputs
         self.char_dim = int(meta.get("char_dim", 0) or 0) if "char_grams" in inputs else 0  # type: ignore[call-overload]
+        self.char_words = bool(meta.get("char_words", True))
 
     def logits(self, text: str, start_type: str) -> np.ndarray:
         """The graph's path logits for a masked question: the question and (with the phrase
@@ -155,7 +156,7 @@ class OnnxPathScorer:
             feeds["window_embeddings"] = emb[None, 1:]
             feeds["window_mask"] = np.ones((1, len(windows)), dtype=np.float32)
         if self.char_dim:
-            feeds["char_grams"] = char_grams(text, self.char_dim)[None]
+            feeds["char_grams"] = char_grams(text, self.char_dim, words=self.char_words)[None]
         out: np.ndarray = np.asarray(self.session.run(["path_logits"], feeds)[0][0], dtype=np.float64)
         return out
 

@@ -54,9 +54,9 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z]+")
 
 
-def char_grams(text: str, dim: int = CHAR_DIM) -> np.ndarray:
+def char_grams(text: str, dim: int = CHAR_DIM, words: bool = True) -> np.ndarray:
     """Hashed character n-grams (crc32, deterministic across processes), L2-normalised:
-    Chinese characters and character pairs, and character 3-grams of English words."""
+    Chinese characters and character pairs, and (``words``) character 3-grams of English words."""
     v = np.zeros(dim, dtype=np.float32)
     low = text.lower()
     for run in _CJK.findall(low):
@@ -64,7 +64,7 @@ def char_grams(text: str, dim: int = CHAR_DIM) -> np.ndarray:
             v[zlib.crc32(("c:" + ch).encode("utf-8")) % dim] += 1.0
             if i + 1 < len(run):
                 v[zlib.crc32(("b:" + run[i : i + 2]).encode("utf-8")) % dim] += 1.0
-    for word in _WORD.findall(low):
+    for word in _WORD.findall(low) if words else []:
         w = f"<{word}>"
         for i in range(max(len(w) - 2, 1)):
             v[zlib.crc32(("w:" + w[i : i + 3]).encode("utf-8")) % dim] += 1.0

@@ -259,10 +259,12 @@ def test_a_bundle_whose_head_metadata_is_missing_falls_back_to_the_lexical_score
         make_agent(tmp_path, "strict", bundle_dir=bundle_dir, agent_kg_scorer="learned")
 
 
-def test_path_scorer_with_character_granularity(tmp_path: Path, bundles) -> None:  # type: ignore[no-untyped-def]
-    """``chars=True``: the graph reads the hashed characters of the masked question as a third
-    input; the manifest signature lists it, the edge computes it, ONNX Runtime matches torch, and
-    the characters do change the logits (a Chinese question whose characters the encoder hashes)."""
+@pytest.mark.parametrize("mode", ["gated", "cjk"])
+def test_path_scorer_with_character_granularity(tmp_path: Path, bundles, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """``chars``: the graph reads the hashed characters of the masked question as a third input;
+    the manifest signature lists it, the edge computes it as the trainer did (``cjk``: Chinese
+    characters only), ONNX Runtime matches torch, and the characters do change the logits (a
+    Chinese question whose characters the encoder hashes)."""
     from cloud.training.hop_scorer import export_path_scorer, train_path_scorer
     from edge.agent.hop_scorer import OnnxPathScorer, learned_scorer_from_bundle
     from skillpack.kg.hop_features import CHAR_DIM
@@ -270,16 +272,17 @@ def test_path_scorer_with_character_granularity(tmp_path: Path, bundles) -> None
     bundle_dir = Path(shutil.copytree(bundles.v1, tmp_path / "bundle"))
     embed = CachedEmbed(bundle_embedder(bundle_dir))
     items = train_items(seed=0, kg_per_pattern=4, route_per_template=2)
-    model, metrics = train_path_scorer(embed, items=items, epochs=10, phrases=False, chars=True)
-    assert metrics["chars"] and model.char_dim == CHAR_DIM
+    model, metrics = train_path_scorer(embed, items=items, epochs=10, phrases=False, chars=mode)
+    assert metrics["chars"] == mode and model.char_dim == CHAR_DIM
     attach_to_bundle(bundle_dir, [export_path_scorer(model, tmp_path / "out", metrics)])
     names = open_bundle(bundle_dir).manifest.graphs["hop_scorer"].signature.input_names()
     assert names == ["question_embedding", "start_type", "char_grams"]
     scorer = learned_scorer_from_bundle(bundle_dir)
     assert isinstance(scorer, OnnxPathScorer) and scorer.char_dim == CHAR_DIM
+    assert scorer.char_words == (mode == "gated")
     q = "谁负责保养machine？"
     e = torch.from_numpy(np.asarray(embed([q]), dtype=np.float32))
-    c = torch.from_numpy(char_grams(q)[None])
+    c = torch.from_numpy(char_grams(q, words=mode == "gated")[None])
     with torch.no_grad():
         ref = model(e, torch.tensor([2]), char_grams=c)[0].numpy()
         other = model(e, torch.tensor([2]), char_grams=torch.zeros_like(c))[0].numpy()
