@@ -193,8 +193,16 @@ def test_admin_labels_a_hard_example(console: Console, browser: WebDriver) -> No
     assert "labelled" in row and "calculator" in row
     shot(d, console, "hard-examples")
     # relabel item 2 to a route nobody serves: refused, the reason is shown, the item stays unlabelled
-    form = fresh(lambda: d.find_element(By.ID, "label-2").find_element(By.XPATH, ".."))
-    form.find_element(By.NAME, "route").send_keys("shift_schedule")
+    # found and typed into in one retried step: a poll that was in flight may still replace the
+    # table once; after that the typed field keeps the poller off the region (console.js, busy())
+    fresh(
+        lambda: (
+            d.find_element(By.ID, "label-2")
+            .find_element(By.XPATH, "..")
+            .find_element(By.NAME, "route")
+            .send_keys("shift_schedule")
+        )
+    )
     fresh(lambda: d.find_element(By.ID, "label-2").click())
     wait(d, lambda d: "is unknown" in d.page_source)
     d.get(f"{console.url}/ui/hard-examples?status=all")
