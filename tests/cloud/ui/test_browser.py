@@ -47,6 +47,19 @@ def text_of(driver: WebDriver, css: str) -> str:
     return fresh(lambda: str(driver.find_element(By.CSS_SELECTOR, css).text))
 
 
+def type_into(driver: WebDriver, button_css: str, field: str, text: str) -> None:
+    """Type into the field named ``field`` of the form holding ``button_css``: found and typed
+    in one retried step, as a poll already in flight may replace the region once."""
+    fresh(
+        lambda: (
+            driver.find_element(By.CSS_SELECTOR, button_css)
+            .find_element(By.XPATH, "..")
+            .find_element(By.NAME, field)
+            .send_keys(text)
+        )
+    )
+
+
 def sign_in(driver: WebDriver, console: Console, token: str, start: str = "/ui/fleet") -> None:
     driver.get(console.url + start)
     wait(driver, lambda d: "/ui/login" in d.current_url)
@@ -110,14 +123,7 @@ def test_admin_runs_the_fleet_and_a_rollout(console: Console, browser: WebDriver
     assert text_of(d, "#verdict") == "pass"
     assert "p99_ms" in text_of(d, "#analysis-table")
     # Typing focuses the form: the poller leaves the region alone until it is submitted.
-    fresh(
-        lambda: (
-            d.find_element(By.CSS_SELECTOR, "#action-pause")
-            .find_element(By.XPATH, "..")
-            .find_element(By.NAME, "reason")
-            .send_keys("looking at the canaries")
-        )
-    )
+    type_into(d, "#action-pause", "reason", "looking at the canaries")
     fresh(lambda: d.find_element(By.ID, "action-pause").click())
     wait(d, lambda d: text_of(d, "#rollout-state") == "paused")
     assert console.svc.rollouts.get(console.rollout_id).state == "paused"
@@ -195,14 +201,7 @@ def test_admin_labels_a_hard_example(console: Console, browser: WebDriver) -> No
     # relabel item 2 to a route nobody serves: refused, the reason is shown, the item stays unlabelled
     # found and typed into in one retried step: a poll that was in flight may still replace the
     # table once; after that the typed field keeps the poller off the region (console.js, busy())
-    fresh(
-        lambda: (
-            d.find_element(By.ID, "label-2")
-            .find_element(By.XPATH, "..")
-            .find_element(By.NAME, "route")
-            .send_keys("shift_schedule")
-        )
-    )
+    type_into(d, "#label-2", "route", "shift_schedule")
     fresh(lambda: d.find_element(By.ID, "label-2").click())
     wait(d, lambda d: "is unknown" in d.page_source)
     d.get(f"{console.url}/ui/hard-examples?status=all")
