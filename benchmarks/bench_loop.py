@@ -83,6 +83,7 @@ from cloud.training.route_gate import (  # noqa: E402
     fit_gate,
     gate_input,
     lower_new_bias,
+    parent_confidence,
 )
 
 WORK = ROOT / ".autoglm" / "bench" / "loop"
@@ -128,6 +129,10 @@ GATE_METHODS: dict[str, GateConfig] = {
     # fifth round (docs/EVALUATION.md, "Fifth selection round"): the cat gate's claim rate
     "gate_lr_cat_q03": GateConfig(kind="lr", claim_rate=0.003, feature="cat"),
     "gate_lr_cat_q05": GateConfig(kind="lr", claim_rate=0.005, feature="cat"),
+    # sixth round (docs/EVALUATION.md, "Sixth selection round"): the cat gate also reads the
+    # parent's largest old-route probability
+    "gate_lr_cat_conf": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True),
+    "gate_lr_cat_conf_q03": GateConfig(kind="lr", claim_rate=0.003, feature="cat", confidence=True),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
@@ -242,23 +247,24 @@ def run_one_gate(
     k: int,
     seed: int,
     route: str,
-    support_emb: tuple[Any, Any],
-    replay_emb: tuple[Any, Any],
-    evals: dict[str, tuple[Any, Any, list[str], list[str]]],
+    support_emb: tuple[Any, Any, Any],
+    replay_emb: tuple[Any, Any, Any],
+    evals: dict[str, tuple[Any, Any, Any, list[str], list[str]]],
     base_other_acc: float,
     cfg: GateConfig,
 ) -> Run:
     """:func:`run_one` for the gated methods: the parent's weights untouched, a gate fitted on the
-    embeddings of the support and the replay (each ``(parent's, base encoder's or None)``).
-    ``evals``: per set, ``(parent's embeddings, base embeddings, the parent's routes, gold routes)``."""
+    embeddings of the support and the replay (each ``(parent's, base encoder's or None, the parent's
+    largest old-route probability)``). ``evals``: per set, ``(parent's embeddings, base embeddings,
+    the parent's confidence, the parent's routes, gold routes)``."""
     t0 = time.perf_counter()
-    sup, rep = gate_input(cfg.feature, *support_emb), gate_input(cfg.feature, *replay_emb)
-    gate = fit_gate(route, sup, rep, cfg, seed=seed)
+    sup, rep = gate_input(cfg.feature, *support_emb[:2]), gate_input(cfg.feature, *replay_emb[:2])
+    gate = fit_gate(route, sup, rep, cfg, seed=seed, confidence=(support_emb[2], replay_emb[2]))
     adapt_s = time.perf_counter() - t0
 
     def acc(name: str) -> tuple[float, list[str]]:
-        emb, base, parent, gold = evals[name]
-        pred = gate.routed(gate_input(cfg.feature, emb, base), parent)
+        emb, base, conf, parent, gold = evals[name]
+        pred = gate.routed(gate_input(cfg.feature, emb, base), parent, conf)
         return (accuracy(pred, gold) if gold else float("nan")), pred
 
     new_acc, _ = acc("new")
@@ -588,22 +594,26 @@ def main(argv: list[str] | None = None) -> int:
     deep_base = DeepHead.from_model(model, set_name, start) if deep_methods else None
     # the gated methods read the parent's embeddings (and its routing) of every set, once
     # (the base encoder's too when a gate reads it)
-    gate_evals: dict[str, dict[str, tuple[Any, Any, list[str], list[str]]]] = {}
+    gate_evals: dict[str, dict[str, tuple[Any, Any, Any, list[str], list[str]]]] = {}
     gated = [m for m in methods if m in GATE_METHODS]
     want_base = any(GATE_METHODS[m].feature != "embedding" for m in gated)
 
     def base_of(feats: TopFeatures) -> Any:
         return base_embeddings(model, tok, feats.texts) if want_base else None
 
-    replay_emb = (embeddings(fast_base, replay_t), base_of(replay_t)) if gated else None
-    if replay_emb is not None:
-        seen: dict[int, tuple[Any, Any, list[str], list[str]]] = {}
+    def conf_of(feats: TopFeatures) -> Any:
+        return parent_confidence(fast_base.logits(feats))
 
-        def parent_view(feats: TopFeatures) -> tuple[Any, Any, list[str], list[str]]:
+    replay_emb = (embeddings(fast_base, replay_t), base_of(replay_t), conf_of(replay_t)) if gated else None
+    if replay_emb is not None:
+        seen: dict[int, tuple[Any, Any, Any, list[str], list[str]]] = {}
+
+        def parent_view(feats: TopFeatures) -> tuple[Any, Any, Any, list[str], list[str]]:
             if id(feats) not in seen:
                 seen[id(feats)] = (
                     embeddings(fast_base, feats),
                     base_of(feats),
+                    conf_of(feats),
                     fast_base.predict(feats),
                     feats.routes,
                 )
@@ -648,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                             k,
                             s,
                             NEW_ROUTE,
-                            (embeddings(fast_base, sup_t), base_of(sup_t)),
+                            (embeddings(fast_base, sup_t), base_of(sup_t), conf_of(sup_t)),
                             replay_emb,
                             gate_evals[case],
                             base_other,

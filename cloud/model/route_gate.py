@@ -7,6 +7,10 @@ the checkpoint under ``training.new_route.gate``; applied by :class:`cloud.model
 ``max(other logits) + κ · (score − threshold)``, so the argmax is the new route exactly when the gate
 claims the request (``score > threshold``) and the parent's otherwise; κ (:data:`LOGIT_SCALE`, per
 kind: the lr score is a logit, the proto / knn scores are cosines) sets how sure the claim looks.
+
+An ``lr`` gate may also read the parent's own confidence, its largest softmax probability over the
+old routes (``confidence_weight`` ≠ 0: the score adds ``confidence_weight · p_max``; a request the
+parent routes with assurance is harder to claim; docs/EVALUATION.md, "Sixth selection round").
 """
 
 from __future__ import annotations
@@ -41,22 +45,31 @@ class RouteGate:
     calibration_claimed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     feature: str = "embedding"
+    confidence_weight: float = 0.0  # lr only: weight of the parent's largest old-route probability
 
-    def scores(self, emb: torch.Tensor) -> torch.Tensor:
+    def scores(self, emb: torch.Tensor, confidence: torch.Tensor | None = None) -> torch.Tensor:
         """The gate's score per row of ``emb`` (its feature: :func:`gate_input` of the parent's and/or
-        the base encoder's L2-normalised embeddings)."""
+        the base encoder's L2-normalised embeddings); ``confidence``: the parent's largest old-route
+        probability per row (:func:`parent_confidence`), required when the gate reads it."""
         z = centred(emb, self.centre, parts=feature_parts(self.feature))
         sims = z @ self.vectors.T
         if self.kind == "knn":
             return sims.max(dim=1).values
-        return sims[:, 0] + self.bias
+        score = sims[:, 0] + self.bias
+        if self.confidence_weight:
+            if confidence is None:
+                raise ValueError("this gate reads the parent's confidence: pass it")
+            score = score + self.confidence_weight * confidence.float()
+        return score
 
-    def claims(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.scores(emb) > self.threshold
+    def claims(self, emb: torch.Tensor, confidence: torch.Tensor | None = None) -> torch.Tensor:
+        return self.scores(emb, confidence) > self.threshold
 
-    def routed(self, emb: torch.Tensor, parent_routes: Sequence[str]) -> list[str]:
+    def routed(
+        self, emb: torch.Tensor, parent_routes: Sequence[str], confidence: torch.Tensor | None = None
+    ) -> list[str]:
         """The gated routing: the new route where the gate claims, else the parent's route."""
-        claimed = self.claims(emb).tolist()
+        claimed = self.claims(emb, confidence).tolist()
         return [self.route if c else r for c, r in zip(claimed, parent_routes, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +85,7 @@ class RouteGate:
             "calibration_size": self.calibration_size,
             "calibration_claimed": self.calibration_claimed,
             **({"extra": self.extra} if self.extra else {}),
+            **({"confidence_weight": self.confidence_weight} if self.confidence_weight else {}),
         }
 
     @classmethod
@@ -81,6 +95,9 @@ class RouteGate:
         feature = d.get("feature", "embedding")
         if feature not in GATE_FEATURES:
             raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
+        confidence_weight = float(d.get("confidence_weight", 0.0))
+        if confidence_weight and d["kind"] != "lr":
+            raise ValueError("only an lr gate reads the parent's confidence")
         return cls(
             route=str(d["route"]),
             kind=str(d["kind"]),
@@ -93,6 +110,7 @@ class RouteGate:
             calibration_claimed=int(d.get("calibration_claimed", 0)),
             extra=dict(d.get("extra", {})),
             feature=str(feature),
+            confidence_weight=confidence_weight,
         )
 
 
@@ -121,12 +139,18 @@ def centred(emb: torch.Tensor, centre: torch.Tensor, parts: int = 1) -> torch.Te
     return torch.cat([F.normalize(e - c, p=2, dim=-1) for e, c in chunks], dim=-1) / math.sqrt(parts)
 
 
+def parent_confidence(logits: torch.Tensor) -> torch.Tensor:
+    """The parent's largest softmax probability per row of its router ``logits`` (old routes only)."""
+    return F.softmax(logits.float(), dim=-1).max(dim=-1).values
+
+
 def gated_logits(
     gate: RouteGate, logits: torch.Tensor, embedding: torch.Tensor, base: torch.Tensor | None
 ) -> torch.Tensor:
     """``logits`` with the last column (the gated route's inert output) replaced by the gate's logit
     ``max(other logits) + κ (score − threshold)``: argmax = the gated routing."""
-    score = gate.scores(gate_input(gate.feature, embedding, base))
     others = logits[:, :-1]
+    conf = parent_confidence(others) if gate.confidence_weight else None
+    score = gate.scores(gate_input(gate.feature, embedding, base), conf)
     new = others.max(dim=1).values + LOGIT_SCALE[gate.kind] * (score - gate.threshold)
     return torch.cat([others, new[:, None].to(logits.dtype)], dim=1)

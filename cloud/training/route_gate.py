@@ -14,6 +14,8 @@ it can be applied to the embedding an edge already computes.
 base encoder with no adapter (the bundled sentence encoder's own embedding, never narrowed to the
 parent's routes; a second encoder pass per request); ``cat``: both, each centred and normalised on
 its own, concatenated and divided by sqrt(2) (docs/EVALUATION.md, "Fourth selection round").
+With ``GateConfig.confidence`` an ``lr`` gate also reads the parent's largest old-route softmax
+probability as one more input column (docs/EVALUATION.md, "Sixth selection round").
 
 **Kinds.** ``proto``: cosine of ``z`` with the normalised mean of the support ``z``; ``knn``: the
 largest cosine with any support example; ``lr``: a class-balanced L2-regularised logistic
@@ -44,6 +46,7 @@ from cloud.model.route_gate import (  # the gate's data and inference (re-export
     centred,
     feature_parts,
     gate_input,
+    parent_confidence,
 )
 from cloud.training.maml import FastHead, TopFeatures, grow
 from contracts.tokenizer import TextTokenizer
@@ -65,6 +68,7 @@ __all__ = [
     "gate_input",
     "inert_grown",
     "lower_new_bias",
+    "parent_confidence",
 ]
 
 GATE_KEY = "gate"  # checkpoint training.new_route.<key>: the gate's data
@@ -79,6 +83,7 @@ class GateConfig:
     lbfgs_iters: int = 100  # ``lr``: L-BFGS iterations
     folds: int = 2  # ``lr``: folds of the replay for the out-of-fold calibration scores
     feature: str = "embedding"  # "embedding" | "base" | "cat": what the gate reads (module doc)
+    confidence: bool = False  # ``lr``: also read the parent's largest old-route probability
 
 
 @torch.no_grad()
@@ -147,10 +152,21 @@ def fit_logistic(pos: torch.Tensor, neg: torch.Tensor, l2: float, iters: int) ->
 
 
 def fit_gate(
-    route: str, support: torch.Tensor, replay: torch.Tensor, cfg: GateConfig, seed: int = 0
+    route: str,
+    support: torch.Tensor,
+    replay: torch.Tensor,
+    cfg: GateConfig,
+    seed: int = 0,
+    confidence: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> RouteGate:
     """A gate for ``route`` from the parent's embeddings of its ``support`` examples and of the
-    ``replay`` (the parent's routes), calibrated on the replay."""
+    ``replay`` (the parent's routes), calibrated on the replay. ``confidence``: the parent's largest
+    old-route probability on the support and on the replay (:func:`parent_confidence`), needed
+    when ``cfg.confidence``."""
+    if cfg.confidence and cfg.kind != "lr":
+        raise ValueError("only an lr gate reads the parent's confidence")
+    if cfg.confidence and confidence is None:
+        raise ValueError("a gate that reads the parent's confidence needs it for the support and the replay")
     if cfg.kind not in GATE_KINDS:
         raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {cfg.kind!r}")
     if not len(support) or not len(replay):
@@ -163,6 +179,7 @@ def fit_gate(
     centre = replay.float().mean(0)
     zs, zr = centred(support, centre, parts), centred(replay, centre, parts)
     extra: dict[str, Any] = {}
+    conf_weight = 0.0
     if cfg.kind == "proto":
         vectors, bias = F.normalize(zs.mean(0), p=2, dim=0)[None, :], 0.0
         cal = zr @ vectors[0]
@@ -170,6 +187,12 @@ def fit_gate(
         vectors, bias = zs.clone(), 0.0
         cal = (zr @ vectors.T).max(dim=1).values
     else:
+        if cfg.confidence:
+            assert confidence is not None
+            cs, cr = (c.float().reshape(-1, 1) for c in confidence)
+            if len(cs) != len(zs) or len(cr) != len(zr):
+                raise ValueError("one confidence per support and per replay example")
+            zs, zr = torch.cat([zs, cs], dim=1), torch.cat([zr, cr], dim=1)
         folds = max(2, cfg.folds)
         order = np.random.default_rng(seed).permutation(len(zr))
         cal = torch.empty(len(zr))
@@ -179,8 +202,10 @@ def fit_gate(
             w_f, b_f = fit_logistic(zs, zr[keep], cfg.l2, cfg.lbfgs_iters)
             cal[held] = zr[held] @ w_f + b_f
         w, bias = fit_logistic(zs, zr, cfg.l2, cfg.lbfgs_iters)
-        vectors = w[None, :]
         extra["support_scores_min"] = float((zs @ w + bias).min())
+        if cfg.confidence:
+            w, conf_weight = w[:-1], float(w[-1])
+        vectors = w[None, :]
     threshold, m = claim_threshold(cal, cfg.claim_rate)
     gate = RouteGate(
         route=route,
@@ -194,6 +219,7 @@ def fit_gate(
         calibration_claimed=int((cal > threshold).sum()),
         extra=extra,
         feature=cfg.feature,
+        confidence_weight=conf_weight,
     )
     assert gate.calibration_claimed <= m
     return gate
