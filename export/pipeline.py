@@ -324,7 +324,13 @@ def export_checkpoint(
         export_info: dict[str, Any] = {"fusions": fusions, "adapter_float_nodes": len(adapter_nodes)}
         if model.route_gates:  # the graph routes with the gate (AutoGLMModel.forward)
             export_info["route_gate"] = {
-                s: {"route": g.route, "kind": g.kind, "feature": g.feature, "threshold": g.threshold}
+                s: {
+                    "route": g.route,
+                    "kind": g.kind,
+                    "feature": g.feature,
+                    "threshold": g.threshold,
+                    **({"confidence_weight": g.confidence_weight} if g.confidence_weight else {}),
+                }
                 for s, g in model.route_gates.items()
             }
         graph_name = f"encoder.{precision}.onnx"

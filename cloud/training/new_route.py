@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -61,6 +61,7 @@ from cloud.training.route_gate import (
     gate_input,
     inert_grown,
     lower_new_bias,
+    parent_confidence,
 )
 from cloud.training.trainer import default_threads, make_deterministic
 from contracts.errors import BadRequest
@@ -219,12 +220,15 @@ def train_new_route(
         steps, lr = cfg.deep.steps, cfg.deep.lr
     elif cfg.method == "gate":
         t_adapt = time.perf_counter()
-        sup_e = gate_rows(model, set_name, tokenizer, cfg.gate.feature, support + extra_support)
-        rep_e = gate_rows(model, set_name, tokenizer, cfg.gate.feature, rep)
-        gate = fit_gate(route, sup_e, rep_e, cfg.gate, seed=cfg.seed)
+        sup_e = gate_rows(model, set_name, tokenizer, cfg.gate, support + extra_support)
+        rep_e = gate_rows(model, set_name, tokenizer, cfg.gate, rep)
+        conf = (sup_e.confidence, rep_e.confidence) if cfg.gate.confidence else None
+        gate = fit_gate(route, sup_e.rows, rep_e.rows, cfg.gate, seed=cfg.seed, confidence=conf)
         grown = inert_grown(FastHead.from_model(model, set_name), route)
         adapt_s = time.perf_counter() - t_adapt
-        support_acc = float(gate.claims(sup_e[: len(support)]).float().mean())
+        n = len(support)
+        sup_conf = sup_e.confidence[:n] if sup_e.confidence is not None else None
+        support_acc = float(gate.claims(sup_e.rows[:n], sup_conf).float().mean())
         extra_info["gate"] = gate.to_dict()
         # what a refit needs when the loop's fine-tune moves the embedding the gate reads
         extra_info[GATE_CONFIG_KEY] = asdict(cfg.gate)
@@ -272,17 +276,32 @@ def train_new_route(
     )
 
 
+class GateRows(NamedTuple):
+    rows: torch.Tensor  # what the gate's feature reads (:func:`gate_input`)
+    confidence: torch.Tensor | None  # the parent's largest old-route probability (when the gate reads it)
+
+
 def gate_rows(
-    model: AutoGLMModel, set_name: str, tokenizer: TextTokenizer, feature: str, examples: Sequence[Example]
-) -> torch.Tensor:
-    """The rows a gate of ``feature`` reads for ``examples``: the model's embedding output (from
-    the cached top features), the base encoder's, or both (:func:`gate_input`)."""
+    model: AutoGLMModel,
+    set_name: str,
+    tokenizer: TextTokenizer,
+    cfg: GateConfig,
+    examples: Sequence[Example],
+    old_routes: int | None = None,
+) -> GateRows:
+    """The rows a gate of ``cfg.feature`` reads for ``examples``: the model's embedding output (from
+    the cached top features), the base encoder's, or both (:func:`gate_input`); with
+    ``cfg.confidence`` also the parent's largest probability over its first ``old_routes`` router
+    outputs (all of them by default; a gated model's last output is its inert row)."""
     feats = top_features(model, set_name, tokenizer, examples)
-    return gate_input(
-        feature,
-        embeddings(FastHead.from_model(model, set_name), feats) if feature != "base" else None,
-        base_embeddings(model, tokenizer, feats.texts) if feature != "embedding" else None,
+    fast = FastHead.from_model(model, set_name)
+    rows = gate_input(
+        cfg.feature,
+        embeddings(fast, feats) if cfg.feature != "base" else None,
+        base_embeddings(model, tokenizer, feats.texts) if cfg.feature != "embedding" else None,
     )
+    conf = parent_confidence(fast.logits(feats)[:, :old_routes]) if cfg.confidence else None
+    return GateRows(rows, conf)
 
 
 def stored_gate_support(training: dict[str, Any], route: str) -> list[str]:
@@ -344,9 +363,11 @@ def refit_route_gate(
             f"at least {MIN_REPLAY}"
         )
     support = [Example(t, old.route, detect_lang(t), "support") for t in texts]
-    sup_e = gate_rows(model, set_name, tokenizer, cfg.feature, support)
-    rep_e = gate_rows(model, set_name, tokenizer, cfg.feature, rep)
-    gate = fit_gate(old.route, sup_e, rep_e, cfg, seed=seed)
+    n_old = len(model.adapter_set(set_name).routes) - 1  # the gated route's output is the last, inert
+    sup_e = gate_rows(model, set_name, tokenizer, cfg, support, n_old)
+    rep_e = gate_rows(model, set_name, tokenizer, cfg, rep, n_old)
+    conf = (sup_e.confidence, rep_e.confidence) if cfg.confidence else None
+    gate = fit_gate(old.route, sup_e.rows, rep_e.rows, cfg, seed=seed, confidence=conf)
     model.route_gates[set_name] = gate
     info.update(
         {
@@ -354,7 +375,7 @@ def refit_route_gate(
             GATE_CONFIG_KEY: asdict(cfg),
             SUPPORT_TEXTS_KEY: texts,
             "support": len(texts),
-            "support_accuracy": float(gate.claims(sup_e).float().mean()),
+            "support_accuracy": float(gate.claims(sup_e.rows, sup_e.confidence).float().mean()),
             "refits": int(info.get("refits") or 0) + 1,
         }
     )

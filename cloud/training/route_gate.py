@@ -157,7 +157,7 @@ def fit_gate(
     replay: torch.Tensor,
     cfg: GateConfig,
     seed: int = 0,
-    confidence: tuple[torch.Tensor, torch.Tensor] | None = None,
+    confidence: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
 ) -> RouteGate:
     """A gate for ``route`` from the parent's embeddings of its ``support`` examples and of the
     ``replay`` (the parent's routes), calibrated on the replay. ``confidence``: the parent's largest
@@ -165,7 +165,7 @@ def fit_gate(
     when ``cfg.confidence``."""
     if cfg.confidence and cfg.kind != "lr":
         raise ValueError("only an lr gate reads the parent's confidence")
-    if cfg.confidence and confidence is None:
+    if cfg.confidence and (confidence is None or confidence[0] is None or confidence[1] is None):
         raise ValueError("a gate that reads the parent's confidence needs it for the support and the replay")
     if cfg.kind not in GATE_KINDS:
         raise ValueError(f"gate kind must be one of {list(GATE_KINDS)}, not {cfg.kind!r}")
@@ -188,8 +188,8 @@ def fit_gate(
         cal = (zr @ vectors.T).max(dim=1).values
     else:
         if cfg.confidence:
-            assert confidence is not None
-            cs, cr = (c.float().reshape(-1, 1) for c in confidence)
+            assert confidence is not None and confidence[0] is not None and confidence[1] is not None
+            cs, cr = confidence[0].float().reshape(-1, 1), confidence[1].float().reshape(-1, 1)
             if len(cs) != len(zs) or len(cr) != len(zr):
                 raise ValueError("one confidence per support and per replay example")
             zs, zr = torch.cat([zs, cs], dim=1), torch.cat([zr, cr], dim=1)

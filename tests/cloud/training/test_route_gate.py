@@ -21,6 +21,7 @@ from cloud.data.new_route import NEW_ROUTE, support_set
 from cloud.loop.finetune import finetune
 from cloud.loop.settings import LoopSettings
 from cloud.model.checkpoint import CheckpointError, checkpoint_tokenizer, load_checkpoint
+from cloud.model.route_gate import gated_logits
 from cloud.training.maml import AdaptConfig, FastHead, grow, top_features
 from cloud.training.new_route import NewRouteConfig, train_new_route
 from cloud.training.route_gate import (
@@ -35,6 +36,7 @@ from cloud.training.route_gate import (
     fit_gate,
     gate_input,
     lower_new_bias,
+    parent_confidence,
 )
 from contracts.bundle import open_bundle
 from contracts.errors import BadRequest
@@ -106,6 +108,58 @@ def test_a_wrong_kind_is_refused() -> None:
         RouteGate.from_dict({**fit_gate(NEW_ROUTE, support, replay, GateConfig()).to_dict(), "kind": "x"})
 
 
+def test_a_gate_that_reads_the_parents_confidence_claims_what_the_parent_hesitates_on() -> None:
+    """Some old-route requests look like the new intent (50 of the replay sit on its direction) but
+    the parent routes them with assurance, while it hesitates on the new intent: the embedding alone
+    cannot claim the new cluster without those, the gate that reads ``p_max`` can."""
+    replay, support, held = _clusters()
+    g = torch.Generator().manual_seed(7)
+    replay = replay.clone()
+    _, look_alike, more = _clusters(seed=2)  # drawn as the new intent is
+    replay[:50] = torch.cat([look_alike, more])[:50]
+    conf_replay = 0.9 + 0.09 * torch.rand(900, generator=g)
+    conf_support, conf_held = 0.3 + 0.2 * torch.rand(16, generator=g), 0.3 + 0.2 * torch.rand(40, generator=g)
+    plain = fit_gate(NEW_ROUTE, support, replay, GateConfig(kind="lr", claim_rate=0.01), seed=0)
+    cfg = GateConfig(kind="lr", claim_rate=0.01, confidence=True)
+    gate = fit_gate(NEW_ROUTE, support, replay, cfg, seed=0, confidence=(conf_support, conf_replay))
+    assert gate.confidence_weight < 0 and plain.confidence_weight == 0.0
+    assert gate.calibration_claimed <= 9
+    assert float(plain.claims(held).float().mean()) <= 0.4
+    assert float(gate.claims(held, conf_held).float().mean()) >= 0.9
+    assert int(gate.claims(replay[:50], conf_replay[:50]).sum()) <= 9  # no more than the calibrated share
+    back = RouteGate.from_dict(gate.to_dict())
+    assert back.confidence_weight == gate.confidence_weight
+    assert torch.allclose(back.scores(held, conf_held), gate.scores(held, conf_held), atol=1e-5)
+    with pytest.raises(ValueError, match="reads the parent's confidence"):
+        gate.scores(held)
+    with pytest.raises(ValueError, match="needs it"):
+        fit_gate(NEW_ROUTE, support, replay, cfg)
+    with pytest.raises(ValueError, match="only an lr gate"):
+        fit_gate(NEW_ROUTE, support, replay, GateConfig(kind="proto", confidence=True))
+    with pytest.raises(ValueError, match="only an lr gate"):
+        RouteGate.from_dict({**gate.to_dict(), "kind": "proto"})
+    with pytest.raises(ValueError, match="one confidence per"):
+        fit_gate(NEW_ROUTE, support, replay, cfg, confidence=(conf_support[:3], conf_replay))
+    assert "confidence_weight" not in plain.to_dict()  # earlier gates' records are unchanged
+
+
+def test_gated_logits_feed_the_gate_the_parents_confidence() -> None:
+    """The graph's rule: the new route's logit is max(old) + κ (score − τ), the score computed with
+    the parent's largest softmax probability over the old routes (the inert column excluded)."""
+    replay, support, held = _clusters()
+    g = torch.Generator().manual_seed(3)
+    conf_replay, conf_support = 0.9 + 0.05 * torch.rand(900, generator=g), 0.4 * torch.ones(16)
+    cfg = GateConfig(kind="lr", claim_rate=0.01, confidence=True)
+    gate = fit_gate(NEW_ROUTE, support, replay, cfg, seed=0, confidence=(conf_support, conf_replay))
+    old = torch.randn(len(held), 4, generator=g) * 3
+    logits = torch.cat([old, torch.full((len(held), 1), INERT_BIAS)], dim=1)
+    out = gated_logits(gate, logits, held, None)
+    assert torch.equal(out[:, :-1], old)
+    want = gate.claims(held, parent_confidence(old))
+    assert torch.equal(out.argmax(1) == 4, want)
+    assert torch.allclose(parent_confidence(old), F.softmax(old, dim=1).max(1).values)
+
+
 def test_a_cat_gate_centres_each_part_on_its_own() -> None:
     replay, support, held = _clusters()
     noise = F.normalize(torch.randn(900 + 56, 32, generator=torch.Generator().manual_seed(5)), dim=-1)
@@ -168,12 +222,14 @@ def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
     assert lower_new_bias(grown, rep, 0.05) == 0.0  # already calibrated
 
 
-@pytest.mark.parametrize("feature", ["embedding", "cat"])
+@pytest.mark.parametrize(("feature", "confidence"), [("embedding", False), ("cat", False), ("cat", True)])
 def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_with_the_gate(
-    ckpt: Path, tmp_path: Path, feature: str
+    ckpt: Path, tmp_path: Path, feature: str, confidence: bool
 ) -> None:
     support = support_set(16)
-    gate_cfg = GateConfig(kind="proto", claim_rate=0.01, feature=feature)
+    kind = "lr" if confidence else "proto"  # only an lr gate reads the parent's confidence
+    rate = 0.05 if kind == "lr" else 0.01  # an lr gate on the tiny encoder claims no support at 1 %
+    gate_cfg = GateConfig(kind=kind, claim_rate=rate, feature=feature, confidence=confidence)
     res = train_new_route(
         ckpt,
         NEW_ROUTE,
@@ -203,30 +259,34 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     info = meta.training["new_route"]
     gate = RouteGate.from_dict(info[GATE_KEY])
     assert model.route_gates["default"].to_dict() == gate.to_dict() == res.gate
-    assert info["method"] == "gate" and info["adapted_layers"] == 0 and gate.kind == "proto"
-    assert gate.feature == feature
-    assert info["support_accuracy"] >= 0.25  # tiny random encoder, 1 % of 108 replay claimable
+    assert info["method"] == "gate" and info["adapted_layers"] == 0 and gate.kind == kind
+    assert gate.feature == feature and (gate.confidence_weight != 0) == confidence
+    assert info["support_accuracy"] >= 0.25  # tiny random encoder, 1 % (lr: 5 %) of 108 replay claimable
     # the stored gate applied to the full model's embedding output (``cat``: with the base
-    # encoder's) claims like the cached features it was fitted on
+    # encoder's; with the parent's confidence when it reads it) claims like the cached features
+    # it was fitted on
     base = base_embeddings(parent, tok, texts) if feature == "cat" else None
-    claims = gate.claims(gate_input(feature, out.embedding, base))
+    conf = parent_confidence(ref.route_logits) if confidence else None
+    claims = gate.claims(gate_input(feature, out.embedding, base), conf)
     n_rep = len(REPLAY)
     assert float(claims[n_rep:].float().mean()) == pytest.approx(info["support_accuracy"], abs=1 / 16)
-    assert int(claims[:n_rep].sum()) <= int(0.01 * n_rep) + 1
+    assert int(claims[:n_rep].sum()) <= int(rate * n_rep) + 1
     fast = FastHead.from_model(parent, "default")
     cached = embeddings(fast, top_features(parent, "default", tok, REPLAY))
     assert torch.allclose(cached, out.embedding[:n_rep], atol=2e-2)
     # the loaded model routes with the gate: the new route exactly where it claims, else the parent's
     parent_routes = [DEFAULT_ROUTES[i] for i in ref.route_logits.argmax(-1).tolist()]
     gated = [res.routes[i] for i in out.route_logits.argmax(-1).tolist()]
-    assert gated == gate.routed(gate_input(feature, out.embedding, base), parent_routes)
+    assert gated == gate.routed(gate_input(feature, out.embedding, base), parent_routes, conf)
     assert 0 < gated.count(NEW_ROUTE) < len(gated)
     assert torch.equal(out.route_logits[:, :-1], ref.route_logits)  # the old routes' logits untouched
     # exported, the ONNX graph (ONNX Runtime, as the edge runs it) routes the same way
     bundle = export_checkpoint(res.checkpoint_dir, tmp_path / "bundle")
     opened = open_bundle(bundle)
     assert opened.manifest.routes == res.routes
-    assert opened.manifest.metrics.export["route_gate"]["default"]["feature"] == feature
+    exported_gate = opened.manifest.metrics.export["route_gate"]["default"]
+    assert exported_gate["feature"] == feature
+    assert exported_gate.get("confidence_weight", 0.0) == gate.confidence_weight
     emb, logits = BundleSession(opened).run(ids, mask)
     assert [res.routes[i] for i in np.asarray(logits).argmax(-1).tolist()] == gated
     assert np.allclose(emb, out.embedding.numpy(), atol=1e-4)
@@ -250,12 +310,15 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
         load_checkpoint(broken)
 
 
-@pytest.mark.parametrize("feature", ["embedding", "cat"])
-def test_the_loops_fine_tune_refits_a_gated_route(ckpt: Path, tmp_path: Path, feature: str) -> None:
+@pytest.mark.parametrize(("feature", "confidence"), [("embedding", False), ("cat", False), ("cat", True)])
+def test_the_loops_fine_tune_refits_a_gated_route(
+    ckpt: Path, tmp_path: Path, feature: str, confidence: bool
+) -> None:
     """The loop fine-tunes under a gate: the adapters move, the gate is fitted again on the new
-    embedding from its stored support plus the route's labelled hard examples, and the grown
-    output stays inert (only the gate routes to it)."""
-    gate_cfg = GateConfig(kind="lr", claim_rate=0.01, feature=feature)
+    embedding (and, when it reads it, the parent's confidence over the old routes, never the inert
+    row) from its stored support plus the route's labelled hard examples, and the grown output
+    stays inert (only the gate routes to it)."""
+    gate_cfg = GateConfig(kind="lr", claim_rate=0.01, feature=feature, confidence=confidence)
     res = train_new_route(
         ckpt,
         NEW_ROUTE,
@@ -267,6 +330,7 @@ def test_the_loops_fine_tune_refits_a_gated_route(ckpt: Path, tmp_path: Path, fe
     grown = load_checkpoint(res.checkpoint_dir)[1].training["new_route"]
     assert grown["support_texts"] == [e.text for e in support_set(16)]
     assert grown["gate_config"]["feature"] == feature and grown["gate_config"]["claim_rate"] == 0.01
+    assert grown["gate_config"]["confidence"] is confidence
     labelled = [e.text for e in support_set(24, seed=7)][-6:]
     hard = [("crunch 48 by 12 for me", "calculator"), ("kill the lights over bay 3", "device_control")] * 3
     hard += [(t, NEW_ROUTE) for t in labelled]
@@ -301,7 +365,9 @@ def test_the_loops_fine_tune_refits_a_gated_route(ckpt: Path, tmp_path: Path, fe
     with torch.no_grad():
         out = model(torch.from_numpy(ids), torch.from_numpy(mask))
     base = base_embeddings(model, tok, texts) if feature == "cat" else None
-    claims = new.claims(gate_input(feature, out.embedding, base))
+    assert (new.confidence_weight != 0) == confidence
+    conf = parent_confidence(out.route_logits[:, :-1]) if confidence else None
+    claims = new.claims(gate_input(feature, out.embedding, base), conf)
     routed = [ft.routes[i] for i in out.route_logits.argmax(-1).tolist()]
     assert [r == NEW_ROUTE for r in routed] == claims.tolist()
     n_rep = len(REPLAY)
