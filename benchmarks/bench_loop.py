@@ -82,6 +82,7 @@ from cloud.training.route_gate import (  # noqa: E402
     embeddings,
     fit_gate,
     gate_input,
+    gate_replay,
     lower_new_bias,
     parent_confidence,
 )
@@ -133,6 +134,12 @@ GATE_METHODS: dict[str, GateConfig] = {
     # parent's largest old-route probability
     "gate_lr_cat_conf": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True),
     "gate_lr_cat_conf_q03": GateConfig(kind="lr", claim_rate=0.003, feature="cat", confidence=True),
+    # seventh round (docs/EVALUATION.md, "Seventh selection round"): fitted and calibrated on the
+    # replay and one altered copy of every replay example
+    "gate_lr_cat_aug": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="cat", replay_variants=1),
+    "gate_lr_cat_conf_aug": GateConfig(
+        kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, replay_variants=1
+    ),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
@@ -605,6 +612,19 @@ def main(argv: list[str] | None = None) -> int:
         return parent_confidence(fast_base.logits(feats))
 
     replay_emb = (embeddings(fast_base, replay_t), base_of(replay_t), conf_of(replay_t)) if gated else None
+    # the replay and its altered copies (one per example, seed 0 as the replay), for the gates
+    # that are calibrated on them too
+    variants = {GATE_METHODS[m].replay_variants for m in gated} - {0}
+    assert len(variants) <= 1, "the gates of one run share their altered replay"
+    replay_var_emb: tuple[Any, Any, Any] | None = None
+    if replay_emb is not None and variants:
+        var_t = top_features(model, set_name, tok, gate_replay(rep_ex, variants.pop(), 0)[len(rep_ex) :])
+        var_emb = (embeddings(fast_base, var_t), base_of(var_t), conf_of(var_t))
+        cat_rows = [
+            torch.cat([a, b]) if a is not None and b is not None else None
+            for a, b in zip(replay_emb, var_emb, strict=True)
+        ]
+        replay_var_emb = (cat_rows[0], cat_rows[1], cat_rows[2])
     if replay_emb is not None:
         seen: dict[int, tuple[Any, Any, Any, list[str], list[str]]] = {}
 
@@ -652,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
                     sup = support_of(case, k, s)
                     if method in GATE_METHODS:
                         assert replay_emb is not None
+                        rep_gate = replay_var_emb if GATE_METHODS[method].replay_variants else replay_emb
+                        assert rep_gate is not None
                         sup_t = top_features(model, set_name, tok, sup)
                         run = run_one_gate(
                             method,
@@ -659,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
                             s,
                             NEW_ROUTE,
                             (embeddings(fast_base, sup_t), base_of(sup_t), conf_of(sup_t)),
-                            replay_emb,
+                            rep_gate,
                             gate_evals[case],
                             base_other,
                             GATE_METHODS[method],

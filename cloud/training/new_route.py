@@ -59,6 +59,7 @@ from cloud.training.route_gate import (
     embeddings,
     fit_gate,
     gate_input,
+    gate_replay,
     inert_grown,
     lower_new_bias,
     parent_confidence,
@@ -221,7 +222,8 @@ def train_new_route(
     elif cfg.method == "gate":
         t_adapt = time.perf_counter()
         sup_e = gate_rows(model, set_name, tokenizer, cfg.gate, support + extra_support)
-        rep_e = gate_rows(model, set_name, tokenizer, cfg.gate, rep)
+        rep_g = gate_replay(rep, cfg.gate.replay_variants, cfg.seed)
+        rep_e = gate_rows(model, set_name, tokenizer, cfg.gate, rep_g)
         conf = (sup_e.confidence, rep_e.confidence) if cfg.gate.confidence else None
         gate = fit_gate(route, sup_e.rows, rep_e.rows, cfg.gate, seed=cfg.seed, confidence=conf)
         grown = inert_grown(FastHead.from_model(model, set_name), route)
@@ -365,7 +367,7 @@ def refit_route_gate(
     support = [Example(t, old.route, detect_lang(t), "support") for t in texts]
     n_old = len(model.adapter_set(set_name).routes) - 1  # the gated route's output is the last, inert
     sup_e = gate_rows(model, set_name, tokenizer, cfg, support, n_old)
-    rep_e = gate_rows(model, set_name, tokenizer, cfg, rep, n_old)
+    rep_e = gate_rows(model, set_name, tokenizer, cfg, gate_replay(rep, cfg.replay_variants, seed), n_old)
     conf = (sup_e.confidence, rep_e.confidence) if cfg.confidence else None
     gate = fit_gate(old.route, sup_e.rows, rep_e.rows, cfg, seed=seed, confidence=conf)
     model.route_gates[set_name] = gate

@@ -16,6 +16,8 @@ parent's routes; a second encoder pass per request); ``cat``: both, each centred
 its own, concatenated and divided by sqrt(2) (docs/EVALUATION.md, "Fourth selection round").
 With ``GateConfig.confidence`` an ``lr`` gate also reads the parent's largest old-route softmax
 probability as one more input column (docs/EVALUATION.md, "Sixth selection round").
+With ``GateConfig.replay_variants`` the replay the gate is fitted and calibrated on also holds that
+many altered copies of every example (:func:`gate_replay`; "Seventh selection round").
 
 **Kinds.** ``proto``: cosine of ``z`` with the normalised mean of the support ``z``; ``knn``: the
 largest cosine with any support example; ``lr``: a class-balanced L2-regularised logistic
@@ -38,6 +40,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from cloud.data import Example
 from cloud.model.autoglm_model import AutoGLMModel, mean_pool
 from cloud.model.route_gate import (  # the gate's data and inference (re-exported here)
     GATE_FEATURES,
@@ -48,6 +51,7 @@ from cloud.model.route_gate import (  # the gate's data and inference (re-export
     gate_input,
     parent_confidence,
 )
+from cloud.training.augment import augment_support
 from cloud.training.maml import FastHead, TopFeatures, grow
 from contracts.tokenizer import TextTokenizer
 
@@ -66,6 +70,7 @@ __all__ = [
     "fit_gate",
     "fit_logistic",
     "gate_input",
+    "gate_replay",
     "inert_grown",
     "lower_new_bias",
     "parent_confidence",
@@ -84,6 +89,16 @@ class GateConfig:
     folds: int = 2  # ``lr``: folds of the replay for the out-of-fold calibration scores
     feature: str = "embedding"  # "embedding" | "base" | "cat": what the gate reads (module doc)
     confidence: bool = False  # ``lr``: also read the parent's largest old-route probability
+    replay_variants: int = 0  # altered copies of every replay example added to negatives and calibration
+
+
+def gate_replay(replay: Sequence[Example], variants: int, seed: int = 0) -> list[Example]:
+    """The examples a gate is fitted and calibrated on: ``replay`` and up to ``variants`` seeded
+    altered copies of each (word drop and an adjacent swap for English, character drop for Chinese;
+    :mod:`cloud.training.augment`), so the calibration also sees phrasings the parent did not train on."""
+    if variants < 0:
+        raise ValueError(f"replay_variants must be >= 0, not {variants}")
+    return [*replay, *augment_support(replay, variants, seed)] if variants else list(replay)
 
 
 @torch.no_grad()

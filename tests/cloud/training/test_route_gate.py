@@ -35,6 +35,7 @@ from cloud.training.route_gate import (
     embeddings,
     fit_gate,
     gate_input,
+    gate_replay,
     lower_new_bias,
     parent_confidence,
 )
@@ -143,6 +144,18 @@ def test_a_gate_that_reads_the_parents_confidence_claims_what_the_parent_hesitat
     assert "confidence_weight" not in plain.to_dict()  # earlier gates' records are unchanged
 
 
+def test_gate_replay_adds_seeded_altered_copies_of_the_replay() -> None:
+    replay = REPLAY[:40]
+    assert gate_replay(replay, 0) == replay
+    got = gate_replay(replay, 1, seed=3)
+    assert got[:40] == replay and 0 < len(got) - 40 <= 40
+    assert got == gate_replay(replay, 1, seed=3)  # seeded
+    originals = {e.text for e in replay}
+    assert all(e.text not in originals and e.route in DEFAULT_ROUTES for e in got[40:])
+    with pytest.raises(ValueError, match="replay_variants"):
+        gate_replay(replay, -1)
+
+
 def test_gated_logits_feed_the_gate_the_parents_confidence() -> None:
     """The graph's rule: the new route's logit is max(old) + κ (score − τ), the score computed with
     the parent's largest softmax probability over the old routes (the inert column excluded)."""
@@ -229,7 +242,10 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     support = support_set(16)
     kind = "lr" if confidence else "proto"  # only an lr gate reads the parent's confidence
     rate = 0.05 if kind == "lr" else 0.01  # an lr gate on the tiny encoder claims no support at 1 %
-    gate_cfg = GateConfig(kind=kind, claim_rate=rate, feature=feature, confidence=confidence)
+    variants = 1 if confidence else 0  # calibrated on altered replay copies too
+    gate_cfg = GateConfig(
+        kind=kind, claim_rate=rate, feature=feature, confidence=confidence, replay_variants=variants
+    )
     res = train_new_route(
         ckpt,
         NEW_ROUTE,
@@ -270,7 +286,8 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     claims = gate.claims(gate_input(feature, out.embedding, base), conf)
     n_rep = len(REPLAY)
     assert float(claims[n_rep:].float().mean()) == pytest.approx(info["support_accuracy"], abs=1 / 16)
-    assert int(claims[:n_rep].sum()) <= int(rate * n_rep) + 1
+    assert int(claims[:n_rep].sum()) <= int(rate * gate.calibration_size) + 1
+    assert (gate.calibration_size > n_rep) == bool(variants)
     fast = FastHead.from_model(parent, "default")
     cached = embeddings(fast, top_features(parent, "default", tok, REPLAY))
     assert torch.allclose(cached, out.embedding[:n_rep], atol=2e-2)
