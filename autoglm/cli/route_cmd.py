@@ -72,6 +72,24 @@ def add_route(
             "(default cat)."
         ),
     ] = None,
+    gate_confidence: Annotated[
+        bool,
+        typer.Option(
+            "--gate-confidence",
+            help="--method gate: the gate also reads the parent's largest old-route probability (claims "
+            "more of the new intent's phrasings and more of the other routes' unfamiliar ones; "
+            "docs/arch/loop.md, rounds 6-7).",
+        ),
+    ] = False,
+    replay_variants: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=4,
+            help="--method gate: altered copies of every replay example the gate is also fitted and "
+            "calibrated on (default 0).",
+        ),
+    ] = 0,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the replay sample and the adaptation.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document, not a summary.")] = False,
 ) -> None:
@@ -84,6 +102,9 @@ def add_route(
         usage(
             f"--gate-feature {gate_feature.value} needs --method gate (--method {method.value} has no gate)"
         )
+    if method is not RouteMethod.GATE and (gate_confidence or replay_variants):
+        given = "--gate-confidence" if gate_confidence else f"--replay-variants {replay_variants}"
+        usage(f"{given} needs --method gate (--method {method.value} has no gate)")
     texts = read_examples(examples)
 
     from dataclasses import replace
@@ -93,7 +114,12 @@ def add_route(
     from contracts.errors import AutoGLMError
 
     if method is RouteMethod.GATE:
-        gate = OPERATOR_GATE if gate_feature is None else replace(OPERATOR_GATE, feature=gate_feature.value)
+        gate = replace(
+            OPERATOR_GATE,
+            feature=OPERATOR_GATE.feature if gate_feature is None else gate_feature.value,
+            confidence=gate_confidence,
+            replay_variants=replay_variants,
+        )
         cfg = NewRouteConfig(method="gate", gate=gate, seed=seed)
     else:
         cfg = NewRouteConfig(seed=seed)
@@ -112,8 +138,9 @@ def add_route(
         "wall_s": round(res.wall_s, 2),
     }
     if res.gate is not None:
-        keys = ("kind", "feature", "threshold", "claim_rate", "calibration_claimed")
+        keys = ("kind", "feature", "threshold", "claim_rate", "calibration_claimed", "calibration_size")
         doc["gate"] = {k: res.gate[k] for k in keys}
+        doc["gate"]["confidence_weight"] = res.gate.get("confidence_weight", 0.0)
     if as_json:
         print(json.dumps(doc))
         return
@@ -124,8 +151,10 @@ def add_route(
     if "gate" in doc:
         g = doc["gate"]
         console.print(
-            f"gate: {g['kind']} on {g['feature']}, threshold {g['threshold']:.4f} (claims "
-            f"{g['calibration_claimed']} of the replay, at most {g['claim_rate']:.2%})"
+            f"gate: {g['kind']} on {g['feature']}"
+            f"{' + the parent confidence' if g['confidence_weight'] else ''}, threshold "
+            f"{g['threshold']:.4f} (claims {g['calibration_claimed']} of {g['calibration_size']} "
+            f"calibration examples, at most {g['claim_rate']:.2%})"
         )
     console.print(
         f"checkpoint: [bold]{res.checkpoint_dir.resolve()}[/] · next: autoglm export {res.checkpoint_dir}"

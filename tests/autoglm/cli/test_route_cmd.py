@@ -69,6 +69,19 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
     assert next(iter(read_checkpoint_meta(ckpt).adapter_sets.values())).routes == list(DEFAULT_ROUTES)
 
 
+def test_a_gate_that_reads_the_parents_confidence(ckpt: Path, examples: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    r = _run("add-route", str(ckpt), "shift_schedule", "--examples", str(examples), "--out", str(out),
+             "--method", "gate", "--gate-confidence", "--replay-variants", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "+ the parent confidence" in r.stdout
+    model, meta = load_checkpoint(out)
+    (gate,) = model.route_gates.values()
+    assert gate.confidence_weight != 0.0 and gate.kind == "lr"
+    assert meta.training["new_route"]["gate_config"]["replay_variants"] == 1
+    assert gate.calibration_size > 900  # the replay and its altered copies
+
+
 def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     r = _run("add-route", str(ckpt), "shift_schedule", "--examples", str(examples), "--out", str(out))
@@ -93,6 +106,8 @@ def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> Non
         ("gated_parent", "is gated"),
         ("not_a_checkpoint", "not a checkpoint directory"),
         ("feature_without_gate", "--gate-feature base needs --method gate"),
+        ("confidence_without_gate", "--gate-confidence needs --method gate"),
+        ("variants_without_gate", "--replay-variants 1 needs --method gate"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -125,7 +140,11 @@ def test_bad_input_is_one_line(
         route = "another_route"
     elif case == "not_a_checkpoint":
         parent = tmp_path
-    extra = ["--gate-feature", "base"] if case == "feature_without_gate" else []
+    extra = {
+        "feature_without_gate": ["--gate-feature", "base"],
+        "confidence_without_gate": ["--gate-confidence"],
+        "variants_without_gate": ["--replay-variants", "1"],
+    }.get(case, [])
     r = _run("add-route", str(parent), route, "--examples", str(ex), "--out", str(out), *extra)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, (r.returncode, r.stderr)
