@@ -140,6 +140,11 @@ GATE_METHODS: dict[str, GateConfig] = {
     "gate_lr_cat_conf_aug": GateConfig(
         kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, replay_variants=1
     ),
+    # eighth round (docs/EVALUATION.md, "Eighth selection round"): the request's word pieces too
+    "gate_lr_cat_tok": GateConfig(kind="lr", claim_rate=CLAIM_RATE, feature="cat", tokens=True),
+    "gate_lr_cat_conf_tok": GateConfig(
+        kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, tokens=True
+    ),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
@@ -254,24 +259,34 @@ def run_one_gate(
     k: int,
     seed: int,
     route: str,
-    support_emb: tuple[Any, Any, Any],
-    replay_emb: tuple[Any, Any, Any],
-    evals: dict[str, tuple[Any, Any, Any, list[str], list[str]]],
+    support_emb: tuple[Any, Any, Any, Any],
+    replay_emb: tuple[Any, Any, Any, Any],
+    evals: dict[str, tuple[Any, Any, Any, Any, list[str], list[str]]],
     base_other_acc: float,
     cfg: GateConfig,
+    special: Sequence[int] = (),
 ) -> Run:
     """:func:`run_one` for the gated methods: the parent's weights untouched, a gate fitted on the
     embeddings of the support and the replay (each ``(parent's, base encoder's or None, the parent's
-    largest old-route probability)``). ``evals``: per set, ``(parent's embeddings, base embeddings,
-    the parent's confidence, the parent's routes, gold routes)``."""
+    largest old-route probability, token ids)``). ``evals``: per set, ``(parent's embeddings, base
+    embeddings, the parent's confidence, token ids, the parent's routes, gold routes)``."""
     t0 = time.perf_counter()
     sup, rep = gate_input(cfg.feature, *support_emb[:2]), gate_input(cfg.feature, *replay_emb[:2])
-    gate = fit_gate(route, sup, rep, cfg, seed=seed, confidence=(support_emb[2], replay_emb[2]))
+    gate = fit_gate(
+        route,
+        sup,
+        rep,
+        cfg,
+        seed=seed,
+        confidence=(support_emb[2], replay_emb[2]),
+        tokens=(support_emb[3], replay_emb[3]),
+        special=special,
+    )
     adapt_s = time.perf_counter() - t0
 
     def acc(name: str) -> tuple[float, list[str]]:
-        emb, base, conf, parent, gold = evals[name]
-        pred = gate.routed(gate_input(cfg.feature, emb, base), parent, conf)
+        emb, base, conf, ids, parent, gold = evals[name]
+        pred = gate.routed(gate_input(cfg.feature, emb, base), parent, conf, ids)
         return (accuracy(pred, gold) if gold else float("nan")), pred
 
     new_acc, _ = acc("new")
@@ -601,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     deep_base = DeepHead.from_model(model, set_name, start) if deep_methods else None
     # the gated methods read the parent's embeddings (and its routing) of every set, once
     # (the base encoder's too when a gate reads it)
-    gate_evals: dict[str, dict[str, tuple[Any, Any, Any, list[str], list[str]]]] = {}
+    gate_evals: dict[str, dict[str, tuple[Any, Any, Any, Any, list[str], list[str]]]] = {}
     gated = [m for m in methods if m in GATE_METHODS]
     want_base = any(GATE_METHODS[m].feature != "embedding" for m in gated)
 
@@ -611,29 +626,37 @@ def main(argv: list[str] | None = None) -> int:
     def conf_of(feats: TopFeatures) -> Any:
         return parent_confidence(fast_base.logits(feats))
 
-    replay_emb = (embeddings(fast_base, replay_t), base_of(replay_t), conf_of(replay_t)) if gated else None
+    def ids_of(feats: TopFeatures) -> list[list[int]]:
+        return tok.encode_ids(feats.texts)
+
+    replay_emb = (
+        (embeddings(fast_base, replay_t), base_of(replay_t), conf_of(replay_t), ids_of(replay_t))
+        if gated
+        else None
+    )
     # the replay and its altered copies (one per example, seed 0 as the replay), for the gates
     # that are calibrated on them too
     variants = {GATE_METHODS[m].replay_variants for m in gated} - {0}
     assert len(variants) <= 1, "the gates of one run share their altered replay"
-    replay_var_emb: tuple[Any, Any, Any] | None = None
+    replay_var_emb: tuple[Any, Any, Any, Any] | None = None
     if replay_emb is not None and variants:
         var_t = top_features(model, set_name, tok, gate_replay(rep_ex, variants.pop(), 0)[len(rep_ex) :])
         var_emb = (embeddings(fast_base, var_t), base_of(var_t), conf_of(var_t))
         cat_rows = [
             torch.cat([a, b]) if a is not None and b is not None else None
-            for a, b in zip(replay_emb, var_emb, strict=True)
+            for a, b in zip(replay_emb[:3], var_emb, strict=True)
         ]
-        replay_var_emb = (cat_rows[0], cat_rows[1], cat_rows[2])
+        replay_var_emb = (cat_rows[0], cat_rows[1], cat_rows[2], replay_emb[3] + ids_of(var_t))
     if replay_emb is not None:
-        seen: dict[int, tuple[Any, Any, Any, list[str], list[str]]] = {}
+        seen: dict[int, tuple[Any, Any, Any, Any, list[str], list[str]]] = {}
 
-        def parent_view(feats: TopFeatures) -> tuple[Any, Any, Any, list[str], list[str]]:
+        def parent_view(feats: TopFeatures) -> tuple[Any, Any, Any, Any, list[str], list[str]]:
             if id(feats) not in seen:
                 seen[id(feats)] = (
                     embeddings(fast_base, feats),
                     base_of(feats),
                     conf_of(feats),
+                    ids_of(feats),
                     fast_base.predict(feats),
                     feats.routes,
                 )
@@ -680,11 +703,12 @@ def main(argv: list[str] | None = None) -> int:
                             k,
                             s,
                             NEW_ROUTE,
-                            (embeddings(fast_base, sup_t), base_of(sup_t), conf_of(sup_t)),
+                            (embeddings(fast_base, sup_t), base_of(sup_t), conf_of(sup_t), ids_of(sup_t)),
                             rep_gate,
                             gate_evals[case],
                             base_other,
                             GATE_METHODS[method],
+                            special=tok.special_ids,
                         )
                     elif method in DEEP_METHODS:
                         assert deep_base is not None and replay_l is not None

@@ -67,6 +67,9 @@ class TextTokenizer:
         self._tok.no_padding()
         self.pad_id = 0
         self.unk_id = self._tok.token_to_id("[UNK]")
+        # ids that frame every request ([CLS], [SEP]) or fill it (padding): not words of it
+        framing = (self._tok.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+        self.special_ids = sorted({self.pad_id, *(i for i in framing if i is not None)})
         vocab = self._tok.get_vocab()
         table = sorted(i for t, i in vocab.items() if len(t) >= 4 and t.isascii() and t.isalpha())
         self.fallback_ids = table if self.settings.oov_char_fallback else []

@@ -10,7 +10,9 @@ kind: the lr score is a logit, the proto / knn scores are cosines) sets how sure
 
 An ``lr`` gate may also read the parent's own confidence, its largest softmax probability over the
 old routes (``confidence_weight`` ≠ 0: the score adds ``confidence_weight · p_max``; a request the
-parent routes with assurance is harder to claim; docs/EVALUATION.md, "Sixth selection round").
+parent routes with assurance is harder to claim; docs/EVALUATION.md, "Sixth selection round"),
+and the request's word pieces (``token_weights`` non-empty: the score adds ``Σ_id w_id · c_id / |c|``
+over the counts ``c`` of its tokenizer ids, ``token_special`` left out; "Eighth selection round").
 """
 
 from __future__ import annotations
@@ -46,11 +48,19 @@ class RouteGate:
     extra: dict[str, Any] = field(default_factory=dict)
     feature: str = "embedding"
     confidence_weight: float = 0.0  # lr only: weight of the parent's largest old-route probability
+    token_weights: dict[int, float] = field(default_factory=dict)  # lr only: weight per word-piece id
+    token_special: tuple[int, ...] = ()  # ids that are not words of a request ([CLS], [SEP], padding)
 
-    def scores(self, emb: torch.Tensor, confidence: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(
+        self,
+        emb: torch.Tensor,
+        confidence: torch.Tensor | None = None,
+        token_ids: Sequence[Sequence[int]] | None = None,
+    ) -> torch.Tensor:
         """The gate's score per row of ``emb`` (its feature: :func:`gate_input` of the parent's and/or
         the base encoder's L2-normalised embeddings); ``confidence``: the parent's largest old-route
-        probability per row (:func:`parent_confidence`), required when the gate reads it."""
+        probability per row (:func:`parent_confidence`), ``token_ids``: each request's tokenizer
+        ids — each required when the gate reads it."""
         z = centred(emb, self.centre, parts=feature_parts(self.feature))
         sims = z @ self.vectors.T
         if self.kind == "knn":
@@ -60,16 +70,31 @@ class RouteGate:
             if confidence is None:
                 raise ValueError("this gate reads the parent's confidence: pass it")
             score = score + self.confidence_weight * confidence.float()
+        if self.token_weights:
+            if token_ids is None:
+                raise ValueError("this gate reads the request's word pieces: pass its token ids")
+            vocab = sorted(self.token_weights)
+            w = torch.tensor([self.token_weights[i] for i in vocab], dtype=torch.float32)
+            score = score + token_bag(token_ids, vocab, self.token_special) @ w
         return score
 
-    def claims(self, emb: torch.Tensor, confidence: torch.Tensor | None = None) -> torch.Tensor:
-        return self.scores(emb, confidence) > self.threshold
+    def claims(
+        self,
+        emb: torch.Tensor,
+        confidence: torch.Tensor | None = None,
+        token_ids: Sequence[Sequence[int]] | None = None,
+    ) -> torch.Tensor:
+        return self.scores(emb, confidence, token_ids) > self.threshold
 
     def routed(
-        self, emb: torch.Tensor, parent_routes: Sequence[str], confidence: torch.Tensor | None = None
+        self,
+        emb: torch.Tensor,
+        parent_routes: Sequence[str],
+        confidence: torch.Tensor | None = None,
+        token_ids: Sequence[Sequence[int]] | None = None,
     ) -> list[str]:
         """The gated routing: the new route where the gate claims, else the parent's route."""
-        claimed = self.claims(emb, confidence).tolist()
+        claimed = self.claims(emb, confidence, token_ids).tolist()
         return [self.route if c else r for c, r in zip(claimed, parent_routes, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +111,14 @@ class RouteGate:
             "calibration_claimed": self.calibration_claimed,
             **({"extra": self.extra} if self.extra else {}),
             **({"confidence_weight": self.confidence_weight} if self.confidence_weight else {}),
+            **(
+                {
+                    "token_weights": {str(i): round(w, 7) for i, w in sorted(self.token_weights.items())},
+                    "token_special": list(self.token_special),
+                }
+                if self.token_weights
+                else {}
+            ),
         }
 
     @classmethod
@@ -98,6 +131,10 @@ class RouteGate:
         confidence_weight = float(d.get("confidence_weight", 0.0))
         if confidence_weight and d["kind"] != "lr":
             raise ValueError("only an lr gate reads the parent's confidence")
+        raw_tokens = d.get("token_weights") or {}
+        if not isinstance(raw_tokens, dict) or (raw_tokens and d["kind"] != "lr"):
+            raise ValueError("only an lr gate reads word pieces, as a mapping of token id to weight")
+        token_weights = {int(k): float(v) for k, v in raw_tokens.items()}
         return cls(
             route=str(d["route"]),
             kind=str(d["kind"]),
@@ -111,6 +148,8 @@ class RouteGate:
             extra=dict(d.get("extra", {})),
             feature=str(feature),
             confidence_weight=confidence_weight,
+            token_weights=token_weights,
+            token_special=tuple(int(i) for i in d.get("token_special") or ()),
         )
 
 
@@ -137,6 +176,26 @@ def centred(emb: torch.Tensor, centre: torch.Tensor, parts: int = 1) -> torch.Te
         return F.normalize(emb.float() - centre, p=2, dim=-1)
     chunks = zip(emb.float().chunk(parts, dim=-1), centre.chunk(parts, dim=-1), strict=True)
     return torch.cat([F.normalize(e - c, p=2, dim=-1) for e, c in chunks], dim=-1) / math.sqrt(parts)
+
+
+def token_bag(
+    token_ids: Sequence[Sequence[int]], vocab: Sequence[int], special: Sequence[int] = ()
+) -> torch.Tensor:
+    """``[n, len(vocab)]``: each request's counts of the ids in ``vocab`` divided by the L2 norm of
+    all its counts (every id but ``special``; ids outside ``vocab`` count in the norm only)."""
+    col = {t: j for j, t in enumerate(vocab)}
+    skip = set(special)
+    out = torch.zeros((len(token_ids), len(vocab)))
+    for i, ids in enumerate(token_ids):
+        counts: dict[int, int] = {}
+        for t in ids:
+            if t not in skip:
+                counts[t] = counts.get(t, 0) + 1
+        norm = math.sqrt(sum(c * c for c in counts.values())) or 1.0
+        for t, c in counts.items():
+            if t in col:
+                out[i, col[t]] = c / norm
+    return out
 
 
 def parent_confidence(logits: torch.Tensor) -> torch.Tensor:

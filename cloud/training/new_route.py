@@ -220,6 +220,8 @@ def train_new_route(
         support_acc = float((grown.logits(sup_l).argmax(-1) == len(grown.routes) - 1).float().mean())
         steps, lr = cfg.deep.steps, cfg.deep.lr
     elif cfg.method == "gate":
+        if cfg.gate.tokens:  # bench_loop measures it; the exported graph does not compute it
+            raise BadRequest("a gate that reads word pieces is measured by bench_loop only: it is not in the graph")
         t_adapt = time.perf_counter()
         sup_e = gate_rows(model, set_name, tokenizer, cfg.gate, support + extra_support)
         rep_g = gate_replay(rep, cfg.gate.replay_variants, cfg.seed)

@@ -50,6 +50,7 @@ from cloud.model.route_gate import (  # the gate's data and inference (re-export
     feature_parts,
     gate_input,
     parent_confidence,
+    token_bag,
 )
 from cloud.training.augment import augment_support
 from cloud.training.maml import FastHead, TopFeatures, grow
@@ -74,6 +75,7 @@ __all__ = [
     "inert_grown",
     "lower_new_bias",
     "parent_confidence",
+    "token_bag",
 ]
 
 GATE_KEY = "gate"  # checkpoint training.new_route.<key>: the gate's data
@@ -90,6 +92,7 @@ class GateConfig:
     feature: str = "embedding"  # "embedding" | "base" | "cat": what the gate reads (module doc)
     confidence: bool = False  # ``lr``: also read the parent's largest old-route probability
     replay_variants: int = 0  # altered copies of every replay example added to negatives and calibration
+    tokens: bool = False  # ``lr``: also read the request's word pieces (a bag of tokenizer ids)
 
 
 def gate_replay(replay: Sequence[Example], variants: int, seed: int = 0) -> list[Example]:
@@ -173,11 +176,18 @@ def fit_gate(
     cfg: GateConfig,
     seed: int = 0,
     confidence: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+    tokens: tuple[Sequence[Sequence[int]], Sequence[Sequence[int]]] | None = None,
+    special: Sequence[int] = (),
 ) -> RouteGate:
     """A gate for ``route`` from the parent's embeddings of its ``support`` examples and of the
     ``replay`` (the parent's routes), calibrated on the replay. ``confidence``: the parent's largest
     old-route probability on the support and on the replay (:func:`parent_confidence`), needed
-    when ``cfg.confidence``."""
+    when ``cfg.confidence``; ``tokens``: their tokenizer ids (``special``: the ids that are not
+    words), needed when ``cfg.tokens``."""
+    if cfg.tokens and cfg.kind != "lr":
+        raise ValueError("only an lr gate reads word pieces")
+    if cfg.tokens and tokens is None:
+        raise ValueError("a gate that reads word pieces needs the token ids of the support and the replay")
     if cfg.confidence and cfg.kind != "lr":
         raise ValueError("only an lr gate reads the parent's confidence")
     if cfg.confidence and (confidence is None or confidence[0] is None or confidence[1] is None):
@@ -195,6 +205,7 @@ def fit_gate(
     zs, zr = centred(support, centre, parts), centred(replay, centre, parts)
     extra: dict[str, Any] = {}
     conf_weight = 0.0
+    token_weights: dict[int, float] = {}
     if cfg.kind == "proto":
         vectors, bias = F.normalize(zs.mean(0), p=2, dim=0)[None, :], 0.0
         cal = zr @ vectors[0]
@@ -208,6 +219,15 @@ def fit_gate(
             if len(cs) != len(zs) or len(cr) != len(zr):
                 raise ValueError("one confidence per support and per replay example")
             zs, zr = torch.cat([zs, cs], dim=1), torch.cat([zr, cr], dim=1)
+        vocab: list[int] = []
+        if cfg.tokens:
+            assert tokens is not None
+            if len(tokens[0]) != len(zs) or len(tokens[1]) != len(zr):
+                raise ValueError("one token id list per support and per replay example")
+            skip = set(special)
+            vocab = sorted({t for ids in (*tokens[0], *tokens[1]) for t in ids if t not in skip})
+            zs = torch.cat([zs, token_bag(tokens[0], vocab, special)], dim=1)
+            zr = torch.cat([zr, token_bag(tokens[1], vocab, special)], dim=1)
         folds = max(2, cfg.folds)
         order = np.random.default_rng(seed).permutation(len(zr))
         cal = torch.empty(len(zr))
@@ -218,6 +238,9 @@ def fit_gate(
             cal[held] = zr[held] @ w_f + b_f
         w, bias = fit_logistic(zs, zr, cfg.l2, cfg.lbfgs_iters)
         extra["support_scores_min"] = float((zs @ w + bias).min())
+        if vocab:
+            w, w_tok = w[: -len(vocab)], w[-len(vocab) :]
+            token_weights = {t: float(x) for t, x in zip(vocab, w_tok.tolist(), strict=True) if x != 0.0}
         if cfg.confidence:
             w, conf_weight = w[:-1], float(w[-1])
         vectors = w[None, :]
@@ -235,6 +258,8 @@ def fit_gate(
         extra=extra,
         feature=cfg.feature,
         confidence_weight=conf_weight,
+        token_weights=token_weights,
+        token_special=tuple(sorted(set(special))) if token_weights else (),
     )
     assert gate.calibration_claimed <= m
     return gate

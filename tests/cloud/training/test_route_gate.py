@@ -38,6 +38,7 @@ from cloud.training.route_gate import (
     gate_replay,
     lower_new_bias,
     parent_confidence,
+    token_bag,
 )
 from contracts.bundle import open_bundle
 from contracts.errors import BadRequest
@@ -142,6 +143,42 @@ def test_a_gate_that_reads_the_parents_confidence_claims_what_the_parent_hesitat
     with pytest.raises(ValueError, match="one confidence per"):
         fit_gate(NEW_ROUTE, support, replay, cfg, confidence=(conf_support[:3], conf_replay))
     assert "confidence_weight" not in plain.to_dict()  # earlier gates' records are unchanged
+
+
+def test_a_gate_that_reads_word_pieces_claims_what_the_embedding_cannot_tell() -> None:
+    """The new intent and 50 of the replay share one embedding direction; only a word (id 7)
+    tells them apart: the embedding alone cannot claim the new cluster without those, the gate
+    that also reads the word pieces can. [CLS]/[SEP] (ids 1, 2) are not words."""
+    replay, support, held = _clusters()
+    replay = replay.clone()
+    _, look_alike, more = _clusters(seed=2)
+    replay[:50] = torch.cat([look_alike, more])[:50]
+    g = np.random.default_rng(0)
+
+    def ids(n: int, word: int | None) -> list[list[int]]:
+        return [[1, *([word] if word else []), *g.integers(10, 40, size=5).tolist(), 2] for _ in range(n)]
+
+    rep_ids, sup_ids, held_ids = ids(900, None), ids(16, 7), ids(40, 7)
+    plain = fit_gate(NEW_ROUTE, support, replay, GateConfig(kind="lr", claim_rate=0.01), seed=0)
+    cfg = GateConfig(kind="lr", claim_rate=0.01, tokens=True)
+    gate = fit_gate(NEW_ROUTE, support, replay, cfg, seed=0, tokens=(sup_ids, rep_ids), special=(0, 1, 2))
+    assert gate.token_weights[7] > 0 and not {0, 1, 2} & set(gate.token_weights)
+    assert gate.token_special == (0, 1, 2)
+    assert float(plain.claims(held).float().mean()) <= 0.4
+    assert float(gate.claims(held, token_ids=held_ids).float().mean()) >= 0.9
+    back = RouteGate.from_dict(gate.to_dict())
+    assert back.token_weights == pytest.approx(gate.token_weights, abs=1e-6)
+    assert torch.allclose(back.scores(held, None, held_ids), gate.scores(held, None, held_ids), atol=1e-5)
+    bag = token_bag([[1, 7, 7, 9, 2], [1, 2]], [7, 9], special=(1, 2))
+    assert torch.allclose(bag, torch.tensor([[2 / 5**0.5, 1 / 5**0.5], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="word pieces"):
+        gate.scores(held)
+    with pytest.raises(ValueError, match="needs the token ids"):
+        fit_gate(NEW_ROUTE, support, replay, cfg)
+    with pytest.raises(ValueError, match="one token id list"):
+        fit_gate(NEW_ROUTE, support, replay, cfg, tokens=(sup_ids[:3], rep_ids))
+    with pytest.raises(ValueError, match="only an lr gate"):
+        RouteGate.from_dict({**gate.to_dict(), "kind": "proto"})
 
 
 def test_gate_replay_adds_seeded_altered_copies_of_the_replay() -> None:
