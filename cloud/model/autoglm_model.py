@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from cloud.model.adapters import AdapterSet
 from cloud.model.encoder import BertConfig, BertEncoder
-from cloud.model.route_gate import RouteGate, gated_logits
+from cloud.model.route_gate import RouteGate, TokenBatch, gated_logits
 
 
 @dataclass
@@ -96,7 +96,10 @@ class AutoGLMModel(nn.Module):
             if gate.feature != "embedding":  # the adapter-free encoder's view: a second pass
                 base_pooled = mean_pool(self.encoder(input_ids, attention_mask, None), attention_mask)
                 base = F.normalize(base_pooled, p=2, dim=-1)
-            logits = gated_logits(gate, logits, embedding, base)
+            tokens = (
+                TokenBatch(input_ids, attention_mask, self.config.vocab_size) if gate.token_weights else None
+            )
+            logits = gated_logits(gate, logits, embedding, base, tokens)
         return ModelOutput(embedding=embedding, route_logits=logits, pooled=pooled)
 
 

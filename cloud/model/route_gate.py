@@ -28,8 +28,31 @@ from torch.nn import functional as F
 from contracts.routes import GateFeature
 
 GATE_KINDS = ("proto", "knn", "lr")
+__all__ = [
+    "GATE_FEATURES",
+    "GATE_KINDS",
+    "LOGIT_SCALE",
+    "RouteGate",
+    "TokenBatch",
+    "centred",
+    "feature_parts",
+    "gate_input",
+    "gated_logits",
+    "parent_confidence",
+    "token_bag",
+]
 GATE_FEATURES = tuple(f.value for f in GateFeature)
 LOGIT_SCALE = {"lr": 10.0, "proto": 100.0, "knn": 100.0}
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """A padded batch as the graph gets it (``input_ids``, ``attention_mask`` ``[B, L]``) and the
+    encoder's vocabulary size (the word-piece table's length)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    vocab_size: int
 
 
 @dataclass
@@ -51,16 +74,23 @@ class RouteGate:
     token_weights: dict[int, float] = field(default_factory=dict)  # lr only: weight per word-piece id
     token_special: tuple[int, ...] = ()  # ids that are not words of a request ([CLS], [SEP], padding)
 
+    def __post_init__(self) -> None:  # the word-piece weights as tensors, built once (not in a trace)
+        keys = sorted(self.token_weights)
+        self._token_table = (
+            torch.tensor(keys, dtype=torch.long),
+            torch.tensor([self.token_weights[k] for k in keys], dtype=torch.float32),
+        )
+
     def scores(
         self,
         emb: torch.Tensor,
         confidence: torch.Tensor | None = None,
-        token_ids: Sequence[Sequence[int]] | None = None,
+        token_ids: Sequence[Sequence[int]] | TokenBatch | None = None,
     ) -> torch.Tensor:
         """The gate's score per row of ``emb`` (its feature: :func:`gate_input` of the parent's and/or
         the base encoder's L2-normalised embeddings); ``confidence``: the parent's largest old-route
         probability per row (:func:`parent_confidence`), ``token_ids``: each request's tokenizer
-        ids — each required when the gate reads it."""
+        ids, or the padded batch (:class:`TokenBatch`) — each required when the gate reads it."""
         z = centred(emb, self.centre, parts=feature_parts(self.feature))
         sims = z @ self.vectors.T
         if self.kind == "knn":
@@ -73,16 +103,36 @@ class RouteGate:
         if self.token_weights:
             if token_ids is None:
                 raise ValueError("this gate reads the request's word pieces: pass its token ids")
-            vocab = sorted(self.token_weights)
-            w = torch.tensor([self.token_weights[i] for i in vocab], dtype=torch.float32)
-            score = score + token_bag(token_ids, vocab, self.token_special) @ w
+            if isinstance(token_ids, TokenBatch):
+                score = score + self.token_scores(token_ids)
+            else:
+                vocab = sorted(self.token_weights)
+                w = torch.tensor([self.token_weights[i] for i in vocab], dtype=torch.float32)
+                score = score + token_bag(token_ids, vocab, self.token_special) @ w
         return score
+
+    def token_scores(self, batch: TokenBatch) -> torch.Tensor:
+        """The word-piece part of the score from padded ``input_ids`` / ``attention_mask`` with tensor
+        operations only (what the exported graph computes): ``Σ_t m_t W[id_t] / sqrt(max(1, Σ_t Σ_s
+        m_t m_s [id_t = id_s]))``, ``m`` = the mask without the special ids, ``W`` a table over the
+        vocabulary (0 for ids the gate has no weight for)."""
+        ids = batch.input_ids.long()
+        keys, values = self._token_table
+        size = max(batch.vocab_size, max(self.token_weights) + 1)
+        table = torch.zeros(size).index_put((keys,), values)
+        m = batch.attention_mask.float()
+        for special in self.token_special:
+            m = m * (ids != special).float()
+        weighted = (table[ids.clamp(0, size - 1)] * m).sum(dim=1)
+        same = (ids[:, :, None] == ids[:, None, :]).float() * m[:, :, None] * m[:, None, :]
+        norm = torch.sqrt(same.sum(dim=(1, 2)).clamp(min=1.0))
+        return weighted / norm
 
     def claims(
         self,
         emb: torch.Tensor,
         confidence: torch.Tensor | None = None,
-        token_ids: Sequence[Sequence[int]] | None = None,
+        token_ids: Sequence[Sequence[int]] | TokenBatch | None = None,
     ) -> torch.Tensor:
         return self.scores(emb, confidence, token_ids) > self.threshold
 
@@ -204,12 +254,17 @@ def parent_confidence(logits: torch.Tensor) -> torch.Tensor:
 
 
 def gated_logits(
-    gate: RouteGate, logits: torch.Tensor, embedding: torch.Tensor, base: torch.Tensor | None
+    gate: RouteGate,
+    logits: torch.Tensor,
+    embedding: torch.Tensor,
+    base: torch.Tensor | None,
+    tokens: TokenBatch | None = None,
 ) -> torch.Tensor:
     """``logits`` with the last column (the gated route's inert output) replaced by the gate's logit
-    ``max(other logits) + κ (score − threshold)``: argmax = the gated routing."""
+    ``max(other logits) + κ (score − threshold)``: argmax = the gated routing. ``tokens``: the
+    request batch, needed by a gate that reads word pieces."""
     others = logits[:, :-1]
     conf = parent_confidence(others) if gate.confidence_weight else None
-    score = gate.scores(gate_input(gate.feature, embedding, base), conf)
+    score = gate.scores(gate_input(gate.feature, embedding, base), conf, tokens)
     new = others.max(dim=1).values + LOGIT_SCALE[gate.kind] * (score - gate.threshold)
     return torch.cat([others, new[:, None].to(logits.dtype)], dim=1)

@@ -220,19 +220,17 @@ def train_new_route(
         support_acc = float((grown.logits(sup_l).argmax(-1) == len(grown.routes) - 1).float().mean())
         steps, lr = cfg.deep.steps, cfg.deep.lr
     elif cfg.method == "gate":
-        if cfg.gate.tokens:  # bench_loop measures it; the exported graph does not compute it
-            raise BadRequest("a gate that reads word pieces is measured by bench_loop only: it is not in the graph")
         t_adapt = time.perf_counter()
         sup_e = gate_rows(model, set_name, tokenizer, cfg.gate, support + extra_support)
         rep_g = gate_replay(rep, cfg.gate.replay_variants, cfg.seed)
         rep_e = gate_rows(model, set_name, tokenizer, cfg.gate, rep_g)
-        conf = (sup_e.confidence, rep_e.confidence) if cfg.gate.confidence else None
-        gate = fit_gate(route, sup_e.rows, rep_e.rows, cfg.gate, seed=cfg.seed, confidence=conf)
+        gate = fit_gate_on(route, sup_e, rep_e, cfg.gate, cfg.seed, tokenizer.special_ids)
         grown = inert_grown(FastHead.from_model(model, set_name), route)
         adapt_s = time.perf_counter() - t_adapt
         n = len(support)
         sup_conf = sup_e.confidence[:n] if sup_e.confidence is not None else None
-        support_acc = float(gate.claims(sup_e.rows[:n], sup_conf).float().mean())
+        sup_ids = sup_e.token_ids[:n] if sup_e.token_ids is not None else None
+        support_acc = float(gate.claims(sup_e.rows[:n], sup_conf, sup_ids).float().mean())
         extra_info["gate"] = gate.to_dict()
         # what a refit needs when the loop's fine-tune moves the embedding the gate reads
         extra_info[GATE_CONFIG_KEY] = asdict(cfg.gate)
@@ -283,6 +281,7 @@ def train_new_route(
 class GateRows(NamedTuple):
     rows: torch.Tensor  # what the gate's feature reads (:func:`gate_input`)
     confidence: torch.Tensor | None  # the parent's largest old-route probability (when the gate reads it)
+    token_ids: list[list[int]] | None  # each example's tokenizer ids (when the gate reads word pieces)
 
 
 def gate_rows(
@@ -296,7 +295,8 @@ def gate_rows(
     """The rows a gate of ``cfg.feature`` reads for ``examples``: the model's embedding output (from
     the cached top features), the base encoder's, or both (:func:`gate_input`); with
     ``cfg.confidence`` also the parent's largest probability over its first ``old_routes`` router
-    outputs (all of them by default; a gated model's last output is its inert row)."""
+    outputs (all of them by default; a gated model's last output is its inert row), and with
+    ``cfg.tokens`` each example's tokenizer ids."""
     feats = top_features(model, set_name, tokenizer, examples)
     fast = FastHead.from_model(model, set_name)
     rows = gate_input(
@@ -305,7 +305,24 @@ def gate_rows(
         base_embeddings(model, tokenizer, feats.texts) if cfg.feature != "embedding" else None,
     )
     conf = parent_confidence(fast.logits(feats)[:, :old_routes]) if cfg.confidence else None
-    return GateRows(rows, conf)
+    return GateRows(rows, conf, tokenizer.encode_ids(feats.texts) if cfg.tokens else None)
+
+
+def fit_gate_on(
+    route: str, support: GateRows, replay: GateRows, cfg: GateConfig, seed: int, special: Sequence[int]
+) -> RouteGate:
+    """:func:`fit_gate` on what :func:`gate_rows` computed for the support and the replay."""
+    conf = (support.confidence, replay.confidence) if cfg.confidence else None
+    tokens = None
+    if cfg.tokens:
+        if support.token_ids is None or replay.token_ids is None:
+            raise ValueError(
+                "a gate that reads word pieces needs the token ids of the support and the replay"
+            )
+        tokens = (support.token_ids, replay.token_ids)
+    return fit_gate(
+        route, support.rows, replay.rows, cfg, seed=seed, confidence=conf, tokens=tokens, special=special
+    )
 
 
 def stored_gate_support(training: dict[str, Any], route: str) -> list[str]:
@@ -370,8 +387,7 @@ def refit_route_gate(
     n_old = len(model.adapter_set(set_name).routes) - 1  # the gated route's output is the last, inert
     sup_e = gate_rows(model, set_name, tokenizer, cfg, support, n_old)
     rep_e = gate_rows(model, set_name, tokenizer, cfg, gate_replay(rep, cfg.replay_variants, seed), n_old)
-    conf = (sup_e.confidence, rep_e.confidence) if cfg.confidence else None
-    gate = fit_gate(old.route, sup_e.rows, rep_e.rows, cfg, seed=seed, confidence=conf)
+    gate = fit_gate_on(old.route, sup_e, rep_e, cfg, seed, tokenizer.special_ids)
     model.route_gates[set_name] = gate
     info.update(
         {
@@ -379,7 +395,9 @@ def refit_route_gate(
             GATE_CONFIG_KEY: asdict(cfg),
             SUPPORT_TEXTS_KEY: texts,
             "support": len(texts),
-            "support_accuracy": float(gate.claims(sup_e.rows, sup_e.confidence).float().mean()),
+            "support_accuracy": float(
+                gate.claims(sup_e.rows, sup_e.confidence, sup_e.token_ids).float().mean()
+            ),
             "refits": int(info.get("refits") or 0) + 1,
         }
     )

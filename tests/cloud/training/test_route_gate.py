@@ -21,7 +21,7 @@ from cloud.data.new_route import NEW_ROUTE, support_set
 from cloud.loop.finetune import finetune
 from cloud.loop.settings import LoopSettings
 from cloud.model.checkpoint import CheckpointError, checkpoint_tokenizer, load_checkpoint
-from cloud.model.route_gate import gated_logits
+from cloud.model.route_gate import TokenBatch, gated_logits
 from cloud.training.maml import AdaptConfig, FastHead, grow, top_features
 from cloud.training.new_route import NewRouteConfig, train_new_route
 from cloud.training.route_gate import (
@@ -169,6 +169,12 @@ def test_a_gate_that_reads_word_pieces_claims_what_the_embedding_cannot_tell() -
     back = RouteGate.from_dict(gate.to_dict())
     assert back.token_weights == pytest.approx(gate.token_weights, abs=1e-6)
     assert torch.allclose(back.scores(held, None, held_ids), gate.scores(held, None, held_ids), atol=1e-5)
+    # the graph's tensor form (padded batch, a table over the vocabulary) scores as the lists do
+    padded = [[*x, *[0] * (9 - len(x))] for x in held_ids]
+    batch = TokenBatch(
+        torch.tensor(padded), torch.tensor([[1] * len(x) + [0] * (9 - len(x)) for x in held_ids]), 50
+    )
+    assert torch.allclose(gate.scores(held, None, batch), gate.scores(held, None, held_ids), atol=1e-5)
     bag = token_bag([[1, 7, 7, 9, 2], [1, 2]], [7, 9], special=(1, 2))
     assert torch.allclose(bag, torch.tensor([[2 / 5**0.5, 1 / 5**0.5], [0.0, 0.0]]))
     with pytest.raises(ValueError, match="word pieces"):
@@ -272,16 +278,24 @@ def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
     assert lower_new_bias(grown, rep, 0.05) == 0.0  # already calibrated
 
 
-@pytest.mark.parametrize(("feature", "confidence"), [("embedding", False), ("cat", False), ("cat", True)])
+@pytest.mark.parametrize(
+    ("feature", "confidence", "tokens"),
+    [("embedding", False, False), ("cat", False, False), ("cat", True, False), ("cat", False, True)],
+)
 def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_with_the_gate(
-    ckpt: Path, tmp_path: Path, feature: str, confidence: bool
+    ckpt: Path, tmp_path: Path, feature: str, confidence: bool, tokens: bool
 ) -> None:
     support = support_set(16)
-    kind = "lr" if confidence else "proto"  # only an lr gate reads the parent's confidence
+    kind = "lr" if confidence or tokens else "proto"  # only an lr gate reads confidence / word pieces
     rate = 0.05 if kind == "lr" else 0.01  # an lr gate on the tiny encoder claims no support at 1 %
     variants = 1 if confidence else 0  # calibrated on altered replay copies too
     gate_cfg = GateConfig(
-        kind=kind, claim_rate=rate, feature=feature, confidence=confidence, replay_variants=variants
+        kind=kind,
+        claim_rate=rate,
+        feature=feature,
+        confidence=confidence,
+        replay_variants=variants,
+        tokens=tokens,
     )
     res = train_new_route(
         ckpt,
@@ -320,7 +334,11 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     # it was fitted on
     base = base_embeddings(parent, tok, texts) if feature == "cat" else None
     conf = parent_confidence(ref.route_logits) if confidence else None
-    claims = gate.claims(gate_input(feature, out.embedding, base), conf)
+    token_ids = tok.encode_ids(texts) if tokens else None
+    assert bool(gate.token_weights) == tokens and not set(gate.token_special) ^ (
+        set(tok.special_ids) if tokens else set()
+    )
+    claims = gate.claims(gate_input(feature, out.embedding, base), conf, token_ids)
     n_rep = len(REPLAY)
     assert float(claims[n_rep:].float().mean()) == pytest.approx(info["support_accuracy"], abs=1 / 16)
     assert int(claims[:n_rep].sum()) <= int(rate * gate.calibration_size) + 1
@@ -331,7 +349,7 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     # the loaded model routes with the gate: the new route exactly where it claims, else the parent's
     parent_routes = [DEFAULT_ROUTES[i] for i in ref.route_logits.argmax(-1).tolist()]
     gated = [res.routes[i] for i in out.route_logits.argmax(-1).tolist()]
-    assert gated == gate.routed(gate_input(feature, out.embedding, base), parent_routes, conf)
+    assert gated == gate.routed(gate_input(feature, out.embedding, base), parent_routes, conf, token_ids)
     assert 0 < gated.count(NEW_ROUTE) < len(gated)
     assert torch.equal(out.route_logits[:, :-1], ref.route_logits)  # the old routes' logits untouched
     # exported, the ONNX graph (ONNX Runtime, as the edge runs it) routes the same way
@@ -364,15 +382,18 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
         load_checkpoint(broken)
 
 
-@pytest.mark.parametrize(("feature", "confidence"), [("embedding", False), ("cat", False), ("cat", True)])
+@pytest.mark.parametrize(
+    ("feature", "confidence", "tokens"),
+    [("embedding", False, False), ("cat", False, False), ("cat", True, False), ("cat", False, True)],
+)
 def test_the_loops_fine_tune_refits_a_gated_route(
-    ckpt: Path, tmp_path: Path, feature: str, confidence: bool
+    ckpt: Path, tmp_path: Path, feature: str, confidence: bool, tokens: bool
 ) -> None:
     """The loop fine-tunes under a gate: the adapters move, the gate is fitted again on the new
     embedding (and, when it reads it, the parent's confidence over the old routes, never the inert
     row) from its stored support plus the route's labelled hard examples, and the grown output
     stays inert (only the gate routes to it)."""
-    gate_cfg = GateConfig(kind="lr", claim_rate=0.01, feature=feature, confidence=confidence)
+    gate_cfg = GateConfig(kind="lr", claim_rate=0.01, feature=feature, confidence=confidence, tokens=tokens)
     res = train_new_route(
         ckpt,
         NEW_ROUTE,
@@ -421,7 +442,10 @@ def test_the_loops_fine_tune_refits_a_gated_route(
     base = base_embeddings(model, tok, texts) if feature == "cat" else None
     assert (new.confidence_weight != 0) == confidence
     conf = parent_confidence(out.route_logits[:, :-1]) if confidence else None
-    claims = new.claims(gate_input(feature, out.embedding, base), conf)
+    assert bool(new.token_weights) == tokens
+    claims = new.claims(
+        gate_input(feature, out.embedding, base), conf, tok.encode_ids(texts) if tokens else None
+    )
     routed = [ft.routes[i] for i in out.route_logits.argmax(-1).tolist()]
     assert [r == NEW_ROUTE for r in routed] == claims.tolist()
     n_rep = len(REPLAY)
