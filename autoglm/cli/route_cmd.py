@@ -81,6 +81,14 @@ def add_route(
             "docs/arch/loop.md, rounds 6-7).",
         ),
     ] = False,
+    gate_tokens: Annotated[
+        bool | None,
+        typer.Option(
+            "--gate-tokens/--no-gate-tokens",
+            help="--method gate: the gate also reads the request's word pieces (default: the operator's "
+            "gate, docs/arch/loop.md round 8).",
+        ),
+    ] = None,
     replay_variants: Annotated[
         int,
         typer.Option(
@@ -102,8 +110,16 @@ def add_route(
         usage(
             f"--gate-feature {gate_feature.value} needs --method gate (--method {method.value} has no gate)"
         )
-    if method is not RouteMethod.GATE and (gate_confidence or replay_variants):
-        given = "--gate-confidence" if gate_confidence else f"--replay-variants {replay_variants}"
+    if method is not RouteMethod.GATE and (gate_confidence or replay_variants or gate_tokens is not None):
+        given = (
+            "--gate-confidence"
+            if gate_confidence
+            else f"--replay-variants {replay_variants}"
+            if replay_variants
+            else "--gate-tokens"
+            if gate_tokens
+            else "--no-gate-tokens"
+        )
         usage(f"{given} needs --method gate (--method {method.value} has no gate)")
     texts = read_examples(examples)
 
@@ -119,6 +135,7 @@ def add_route(
             feature=OPERATOR_GATE.feature if gate_feature is None else gate_feature.value,
             confidence=gate_confidence,
             replay_variants=replay_variants,
+            tokens=OPERATOR_GATE.tokens if gate_tokens is None else gate_tokens,
         )
         cfg = NewRouteConfig(method="gate", gate=gate, seed=seed)
     else:
@@ -141,6 +158,7 @@ def add_route(
         keys = ("kind", "feature", "threshold", "claim_rate", "calibration_claimed", "calibration_size")
         doc["gate"] = {k: res.gate[k] for k in keys}
         doc["gate"]["confidence_weight"] = res.gate.get("confidence_weight", 0.0)
+        doc["gate"]["word_pieces"] = len(res.gate.get("token_weights") or {})
     if as_json:
         print(json.dumps(doc))
         return
@@ -150,11 +168,15 @@ def add_route(
     )
     if "gate" in doc:
         g = doc["gate"]
+        reads = [str(g["feature"])]
+        if g["confidence_weight"]:
+            reads.append("the parent confidence")
+        if g["word_pieces"]:
+            reads.append(f"{g['word_pieces']} word pieces")
         console.print(
-            f"gate: {g['kind']} on {g['feature']}"
-            f"{' + the parent confidence' if g['confidence_weight'] else ''}, threshold "
-            f"{g['threshold']:.4f} (claims {g['calibration_claimed']} of {g['calibration_size']} "
-            f"calibration examples, at most {g['claim_rate']:.2%})"
+            f"gate: {g['kind']} on {' + '.join(reads)}, threshold {g['threshold']:.4f} (claims "
+            f"{g['calibration_claimed']} of {g['calibration_size']} calibration examples, at most "
+            f"{g['claim_rate']:.2%})"
         )
     console.print(
         f"checkpoint: [bold]{res.checkpoint_dir.resolve()}[/] · next: autoglm export {res.checkpoint_dir}"
