@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,7 +134,8 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     res.support = len(support)
     opened: Bundle | None = None
     try:
-        same_parent = json.loads(marker.read_text())["parent_sha256"] == parent_sha
+        mark = json.loads(marker.read_text())
+        same_parent = mark["parent_sha256"] == parent_sha and mark.get("gate") == asdict(OPERATOR_GATE)
         # a gated checkpoint grown before it kept its examples (2026-12-06) cannot have its gate
         # refitted by the loop job below: it is grown again
         if same_parent and read_checkpoint_meta(grown).training[NEW_ROUTE_KEY].get(SUPPORT_TEXTS_KEY):
@@ -149,7 +150,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         console.print(
             f"an operator adds route [bold]{ROUTE}[/] from {len(support)} examples as a gate "
             f"(autoglm add-route {checkpoint} {ROUTE} --examples {work / 'examples.txt'} --out {grown} "
-            "--method gate)"
+            "--method gate; the gate reads both embeddings and the word pieces)"
         )
         t = time.perf_counter()
         cfg = NewRouteConfig(method="gate", gate=OPERATOR_GATE, seed=SUPPORT_SEED)
@@ -158,11 +159,12 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         t = time.perf_counter()
         opened = open_bundle(export_checkpoint(grown, bundle, precision="fp32", version="1.3.0"))
         res.export_s = time.perf_counter() - t
-        marker.write_text(json.dumps({"parent_sha256": parent_sha}))
+        marker.write_text(json.dumps({"parent_sha256": parent_sha, "gate": asdict(OPERATOR_GATE)}))
     else:
         console.print(f"reusing the gated route's bundle {bundle} (grown from the same checkpoint)")
     gate = read_checkpoint_meta(grown).route_gate_doc() or {}
     res.gate = {k: gate[k] for k in ("kind", "feature", "threshold", "claim_rate")}
+    res.gate["word_pieces"] = len(gate.get("token_weights") or {})
     res.bundle = str(bundle)
 
     questions = [q for q, _ in QUESTIONS]
@@ -186,8 +188,9 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     console.print(tbl)
     timing = "reused" if res.reused else f"grown in {res.grow_s:.1f}s, exported in {res.export_s:.1f}s"
     console.print(
-        f"gate {res.gate['kind']} on {res.gate['feature']} ({timing}); of {res.other_n} generator test "
-        f"questions of the other routes, {res.other_changed} changed route (the gate claims at most "
+        f"gate {res.gate['kind']} on {res.gate['feature']} + {res.gate['word_pieces']} word pieces "
+        f"({timing}); of {res.other_n} generator test questions of the other routes, {res.other_changed} "
+        "changed route (the gate claims at most "
         f"{float(str(res.gate['claim_rate'])):.1%} of its calibration set); the parent weights are untouched"
     )
     job = res.job
