@@ -145,6 +145,13 @@ GATE_METHODS: dict[str, GateConfig] = {
     "gate_lr_cat_conf_tok": GateConfig(
         kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, tokens=True
     ),
+    # ninth round (docs/EVALUATION.md, "Ninth selection round"): altered replay for the word-piece gates
+    "gate_lr_cat_tok_aug": GateConfig(
+        kind="lr", claim_rate=CLAIM_RATE, feature="cat", tokens=True, replay_variants=1
+    ),
+    "gate_lr_cat_conf_tok_aug": GateConfig(
+        kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, tokens=True, replay_variants=1
+    ),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
