@@ -90,14 +90,14 @@ def add_route(
         ),
     ] = None,
     replay_variants: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             max=4,
             help="--method gate: altered copies of every replay example the gate is also fitted and "
-            "calibrated on (default 0).",
+            "calibrated on (default: the operator's gate, 1).",
         ),
-    ] = 0,
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the replay sample and the adaptation.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document, not a summary.")] = False,
 ) -> None:
@@ -106,21 +106,15 @@ def add_route(
         usage(f"{checkpoint}: not a checkpoint directory (no checkpoint.yaml)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         usage(f"--out {out}: exists and is not an empty directory (nothing is overwritten)")
-    if gate_feature is not None and method is not RouteMethod.GATE:
-        usage(
-            f"--gate-feature {gate_feature.value} needs --method gate (--method {method.value} has no gate)"
-        )
-    if method is not RouteMethod.GATE and (gate_confidence or replay_variants or gate_tokens is not None):
-        given = (
-            "--gate-confidence"
-            if gate_confidence
-            else f"--replay-variants {replay_variants}"
-            if replay_variants
-            else "--gate-tokens"
-            if gate_tokens
-            else "--no-gate-tokens"
-        )
-        usage(f"{given} needs --method gate (--method {method.value} has no gate)")
+    gate_options = [
+        f"--gate-feature {gate_feature.value}" if gate_feature is not None else "",
+        "--gate-confidence" if gate_confidence else "",
+        ("--gate-tokens" if gate_tokens else "--no-gate-tokens") if gate_tokens is not None else "",
+        f"--replay-variants {replay_variants}" if replay_variants is not None else "",
+    ]
+    given = [o for o in gate_options if o]
+    if given and method is not RouteMethod.GATE:
+        usage(f"{given[0]} needs --method gate (--method {method.value} has no gate)")
     texts = read_examples(examples)
 
     from dataclasses import replace
@@ -134,7 +128,7 @@ def add_route(
             OPERATOR_GATE,
             feature=OPERATOR_GATE.feature if gate_feature is None else gate_feature.value,
             confidence=gate_confidence,
-            replay_variants=replay_variants,
+            replay_variants=OPERATOR_GATE.replay_variants if replay_variants is None else replay_variants,
             tokens=OPERATOR_GATE.tokens if gate_tokens is None else gate_tokens,
         )
         cfg = NewRouteConfig(method="gate", gate=gate, seed=seed)

@@ -61,6 +61,8 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
     assert doc["routes"] == [*DEFAULT_ROUTES, "shift_schedule"]
     assert doc["support"] == len(EXAMPLES)
     assert doc["gate"]["kind"] == "lr" and doc["gate"]["feature"] == "cat"
+    assert doc["gate"]["word_pieces"] > 0  # the operator's gate reads them (round 8)
+    assert doc["gate"]["calibration_size"] > 900  # and calibrates on altered replay copies (round 9)
     meta = read_checkpoint_meta(out)
     assert meta.training["new_route"]["method"] == "gate"
     model, _ = load_checkpoint(out)
@@ -71,13 +73,13 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
 
 def test_a_gate_that_reads_the_parents_confidence(ckpt: Path, examples: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    r = _run("add-route", str(ckpt), "shift_schedule", "--examples", str(examples), "--out", str(out),
-             "--method", "gate", "--gate-confidence", "--replay-variants", "1")  # fmt: skip
+    flags = ["--method", "gate", "--gate-confidence", "--no-gate-tokens", "--replay-variants", "1"]
+    r = _run("add-route", str(ckpt), "shift_schedule", "--examples", str(examples), "--out", str(out), *flags)
     assert r.returncode == 0, r.stderr
     assert "+ the parent confidence" in r.stdout
     model, meta = load_checkpoint(out)
     (gate,) = model.route_gates.values()
-    assert gate.confidence_weight != 0.0 and gate.kind == "lr"
+    assert gate.confidence_weight != 0.0 and gate.kind == "lr" and not gate.token_weights
     assert meta.training["new_route"]["gate_config"]["replay_variants"] == 1
     assert gate.calibration_size > 900  # the replay and its altered copies
 
@@ -108,6 +110,7 @@ def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> Non
         ("feature_without_gate", "--gate-feature base needs --method gate"),
         ("confidence_without_gate", "--gate-confidence needs --method gate"),
         ("variants_without_gate", "--replay-variants 1 needs --method gate"),
+        ("tokens_without_gate", "--no-gate-tokens needs --method gate"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -144,6 +147,7 @@ def test_bad_input_is_one_line(
         "feature_without_gate": ["--gate-feature", "base"],
         "confidence_without_gate": ["--gate-confidence"],
         "variants_without_gate": ["--replay-variants", "1"],
+        "tokens_without_gate": ["--no-gate-tokens"],
     }.get(case, [])
     r = _run("add-route", str(parent), route, "--examples", str(ex), "--out", str(out), *extra)
     lines = r.stderr.strip().splitlines()
