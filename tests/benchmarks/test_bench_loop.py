@@ -235,15 +235,19 @@ def _gate_run(parts: dict[str, Any], support: TopFeatures, cfg: Any) -> Any:
     from cloud.training.route_gate import embeddings
 
     fast = parts["fast"]
-    # (the parent's embeddings, no base-encoder view: these configs read feature "embedding")
-    evals = {n: (embeddings(fast, f), None, fast.predict(f), f.routes) for n, f in parts["evals"].items()}
+    # (the parent's embeddings; no base-encoder view, confidence or word pieces: these configs read
+    # feature "embedding" only)
+    evals = {
+        n: (embeddings(fast, f), None, None, None, fast.predict(f), f.routes)
+        for n, f in parts["evals"].items()
+    }
     return bl.run_one_gate(
         "gate_proto",
         16,
         0,
         NEW_ROUTE,
-        (embeddings(fast, support), None),
-        (embeddings(fast, parts["replay"]), None),
+        (embeddings(fast, support), None, None, None),
+        (embeddings(fast, parts["replay"]), None, None, None),
         evals,
         parts["base_other"],
         cfg,
