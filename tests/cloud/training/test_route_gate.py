@@ -48,6 +48,11 @@ from export.errors import ExportError
 from export.pipeline import export_adapter_update, export_checkpoint
 from tests.export.helpers import make_checkpoint
 
+# what a grown gate reads: (feature, the parent's confidence, word pieces)
+GATE_VIEWS = pytest.mark.parametrize(
+    ("feature", "confidence", "tokens"),
+    [("embedding", False, False), ("cat", False, False), ("cat", True, False), ("cat", False, True)],
+)
 REPLAY = [
     e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
 ]
@@ -278,10 +283,7 @@ def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
     assert lower_new_bias(grown, rep, 0.05) == 0.0  # already calibrated
 
 
-@pytest.mark.parametrize(
-    ("feature", "confidence", "tokens"),
-    [("embedding", False, False), ("cat", False, False), ("cat", True, False), ("cat", False, True)],
-)
+@GATE_VIEWS
 def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_with_the_gate(
     ckpt: Path, tmp_path: Path, feature: str, confidence: bool, tokens: bool
 ) -> None:
@@ -382,10 +384,7 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
         load_checkpoint(broken)
 
 
-@pytest.mark.parametrize(
-    ("feature", "confidence", "tokens"),
-    [("embedding", False, False), ("cat", False, False), ("cat", True, False), ("cat", False, True)],
-)
+@GATE_VIEWS
 def test_the_loops_fine_tune_refits_a_gated_route(
     ckpt: Path, tmp_path: Path, feature: str, confidence: bool, tokens: bool
 ) -> None:
