@@ -152,6 +152,13 @@ GATE_METHODS: dict[str, GateConfig] = {
     "gate_lr_cat_conf_tok_aug": GateConfig(
         kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, tokens=True, replay_variants=1
     ),
+    # tenth round (docs/EVALUATION.md, "Tenth selection round"): fewer false claims for the last one
+    "gate_lr_cat_conf_tok_aug_q01": GateConfig(
+        kind="lr", claim_rate=0.001, feature="cat", confidence=True, tokens=True, replay_variants=1
+    ),
+    "gate_lr_cat_conf_tok_aug2": GateConfig(
+        kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, tokens=True, replay_variants=2
+    ),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
 METHODS = (*GATE_METHODS, *TOP_METHODS, *DEEP_METHODS)  # also the tie order of ``select`` (cheaper first)
@@ -641,19 +648,18 @@ def main(argv: list[str] | None = None) -> int:
         if gated
         else None
     )
-    # the replay and its altered copies (one per example, seed 0 as the replay), for the gates
+    # the replay and its altered copies (that many per example, seed 0 as the replay), for the gates
     # that are calibrated on them too
-    variants = {GATE_METHODS[m].replay_variants for m in gated} - {0}
-    assert len(variants) <= 1, "the gates of one run share their altered replay"
-    replay_var_emb: tuple[Any, Any, Any, Any] | None = None
-    if replay_emb is not None and variants:
-        var_t = top_features(model, set_name, tok, gate_replay(rep_ex, variants.pop(), 0)[len(rep_ex) :])
+    replay_var_emb: dict[int, tuple[Any, Any, Any, Any]] = {}
+    for v in sorted({GATE_METHODS[m].replay_variants for m in gated} - {0}):
+        assert replay_emb is not None
+        var_t = top_features(model, set_name, tok, gate_replay(rep_ex, v, 0)[len(rep_ex) :])
         var_emb = (embeddings(fast_base, var_t), base_of(var_t), conf_of(var_t))
         cat_rows = [
             torch.cat([a, b]) if a is not None and b is not None else None
             for a, b in zip(replay_emb[:3], var_emb, strict=True)
         ]
-        replay_var_emb = (cat_rows[0], cat_rows[1], cat_rows[2], replay_emb[3] + ids_of(var_t))
+        replay_var_emb[v] = (cat_rows[0], cat_rows[1], cat_rows[2], replay_emb[3] + ids_of(var_t))
     if replay_emb is not None:
         seen: dict[int, tuple[Any, Any, Any, Any, list[str], list[str]]] = {}
 
@@ -702,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                     sup = support_of(case, k, s)
                     if method in GATE_METHODS:
                         assert replay_emb is not None
-                        rep_gate = replay_var_emb if GATE_METHODS[method].replay_variants else replay_emb
+                        rep_gate = replay_var_emb.get(GATE_METHODS[method].replay_variants, replay_emb)
                         assert rep_gate is not None
                         sup_t = top_features(model, set_name, tok, sup)
                         run = run_one_gate(
