@@ -73,14 +73,23 @@ def add_route(
         ),
     ] = None,
     gate_confidence: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--gate-confidence",
+            "--gate-confidence/--no-gate-confidence",
             help="--method gate: the gate also reads the parent's largest old-route probability (claims "
-            "more of the new intent's phrasings and more of the other routes' unfamiliar ones; "
-            "docs/arch/loop.md, rounds 6-7).",
+            "more of the new intent's phrasings and more of the other routes' unfamiliar ones; default: "
+            "the operator's gate, docs/arch/loop.md rounds 6-10).",
         ),
-    ] = False,
+    ] = None,
+    claim_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=0.05,
+            help="--method gate: the share of the calibration examples the gate may claim (default: the "
+            "operator's gate, 0.001).",
+        ),
+    ] = None,
     gate_tokens: Annotated[
         bool | None,
         typer.Option(
@@ -108,7 +117,10 @@ def add_route(
         usage(f"--out {out}: exists and is not an empty directory (nothing is overwritten)")
     gate_options = [
         f"--gate-feature {gate_feature.value}" if gate_feature is not None else "",
-        "--gate-confidence" if gate_confidence else "",
+        ("--gate-confidence" if gate_confidence else "--no-gate-confidence")
+        if gate_confidence is not None
+        else "",
+        f"--claim-rate {claim_rate}" if claim_rate is not None else "",
         ("--gate-tokens" if gate_tokens else "--no-gate-tokens") if gate_tokens is not None else "",
         f"--replay-variants {replay_variants}" if replay_variants is not None else "",
     ]
@@ -127,7 +139,8 @@ def add_route(
         gate = replace(
             OPERATOR_GATE,
             feature=OPERATOR_GATE.feature if gate_feature is None else gate_feature.value,
-            confidence=gate_confidence,
+            confidence=OPERATOR_GATE.confidence if gate_confidence is None else gate_confidence,
+            claim_rate=OPERATOR_GATE.claim_rate if claim_rate is None else claim_rate,
             replay_variants=OPERATOR_GATE.replay_variants if replay_variants is None else replay_variants,
             tokens=OPERATOR_GATE.tokens if gate_tokens is None else gate_tokens,
         )

@@ -103,8 +103,8 @@ class LoopSettings(AutoGLMSettings):
         default="proto",
         description="How a job grows a route its labels name and the model lacks: proto (the top adapter + "
         "head, then trained with the rest; round 3's method) or gate (the parent's routing untouched, an lr "
-        "gate on the parent's and the base encoder's embeddings and the request's word pieces claims the "
-        "route, as `autoglm add-route "
+        "gate on the parent's and the base encoder's embeddings, the request's word pieces and the parent's "
+        "confidence claims the route, as `autoglm add-route "
         "--method gate`; the job's fine-tune fits it again on the new adapters, and a gated model cannot "
         "grow a second route). docs/arch/loop.md, 'Gated routes in the loop'.",
     )

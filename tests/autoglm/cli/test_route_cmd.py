@@ -63,6 +63,7 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
     assert doc["gate"]["kind"] == "lr" and doc["gate"]["feature"] == "cat"
     assert doc["gate"]["word_pieces"] > 0  # the operator's gate reads them (round 8)
     assert doc["gate"]["calibration_size"] > 900  # and calibrates on altered replay copies (round 9)
+    assert doc["gate"]["confidence_weight"] != 0 and doc["gate"]["claim_rate"] == 0.001  # (round 10)
     meta = read_checkpoint_meta(out)
     assert meta.training["new_route"]["method"] == "gate"
     model, _ = load_checkpoint(out)
@@ -74,6 +75,7 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
 def test_a_gate_that_reads_the_parents_confidence(ckpt: Path, examples: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     flags = ["--method", "gate", "--gate-confidence", "--no-gate-tokens", "--replay-variants", "1"]
+    flags += ["--claim-rate", "0.005"]
     r = _run("add-route", str(ckpt), "shift_schedule", "--examples", str(examples), "--out", str(out), *flags)
     assert r.returncode == 0, r.stderr
     assert "+ the parent confidence" in r.stdout
@@ -82,6 +84,7 @@ def test_a_gate_that_reads_the_parents_confidence(ckpt: Path, examples: Path, tm
     assert gate.confidence_weight != 0.0 and gate.kind == "lr" and not gate.token_weights
     assert meta.training["new_route"]["gate_config"]["replay_variants"] == 1
     assert gate.calibration_size > 900  # the replay and its altered copies
+    assert gate.claim_rate == 0.005
 
 
 def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> None:
@@ -111,6 +114,7 @@ def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> Non
         ("confidence_without_gate", "--gate-confidence needs --method gate"),
         ("variants_without_gate", "--replay-variants 1 needs --method gate"),
         ("tokens_without_gate", "--no-gate-tokens needs --method gate"),
+        ("rate_without_gate", "--claim-rate 0.01 needs --method gate"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -148,6 +152,7 @@ def test_bad_input_is_one_line(
         "confidence_without_gate": ["--gate-confidence"],
         "variants_without_gate": ["--replay-variants", "1"],
         "tokens_without_gate": ["--no-gate-tokens"],
+        "rate_without_gate": ["--claim-rate", "0.01"],
     }.get(case, [])
     r = _run("add-route", str(parent), route, "--examples", str(ex), "--out", str(out), *extra)
     lines = r.stderr.strip().splitlines()
