@@ -165,6 +165,9 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     gate = read_checkpoint_meta(grown).route_gate_doc() or {}
     res.gate = {k: gate[k] for k in ("kind", "feature", "threshold", "claim_rate")}
     res.gate["word_pieces"] = len(gate.get("token_weights") or {})
+    res.gate["reads"] = " + ".join(
+        [str(gate["feature"]), *(["the parent's confidence"] if gate.get("confidence_weight") else [])]
+    )
     res.bundle = str(bundle)
 
     questions = [q for q, _ in QUESTIONS]
@@ -188,7 +191,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     console.print(tbl)
     timing = "reused" if res.reused else f"grown in {res.grow_s:.1f}s, exported in {res.export_s:.1f}s"
     console.print(
-        f"gate {res.gate['kind']} on {res.gate['feature']} + {res.gate['word_pieces']} word pieces "
+        f"gate {res.gate['kind']} on {res.gate['reads']} + {res.gate['word_pieces']} word pieces "
         f"({timing}); of {res.other_n} generator test questions of the other routes, {res.other_changed} "
         "changed route (the gate claims at most "
         f"{float(str(res.gate['claim_rate'])):.1%} of its calibration set); the parent weights are untouched"
