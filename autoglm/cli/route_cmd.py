@@ -173,15 +173,12 @@ def add_route(
         f"route [bold]{res.route}[/] added ({method.value}) from {res.support} examples in "
         f"{res.wall_s:.1f}s; routes now {len(res.routes)}"
     )
-    if "gate" in doc:
-        g = doc["gate"]
-        reads = [str(g["feature"])]
-        if g["confidence_weight"]:
-            reads.append("the parent confidence")
-        if g["word_pieces"]:
-            reads.append(f"{g['word_pieces']} word pieces")
+    if res.gate is not None:
+        from cloud.model.route_gate import RouteGate
+
+        g, reads = doc["gate"], RouteGate.from_dict(res.gate).inputs()
         console.print(
-            f"gate: {g['kind']} on {' + '.join(reads)}, threshold {g['threshold']:.4f} (claims "
+            f"gate: {g['kind']} on {reads}, threshold {g['threshold']:.4f} (claims "
             f"{g['calibration_claimed']} of {g['calibration_size']} calibration examples, at most "
             f"{g['claim_rate']:.2%})"
         )

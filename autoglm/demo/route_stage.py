@@ -116,6 +116,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     from cloud.data import default_splits
     from cloud.data.new_route import support_set
     from cloud.model.checkpoint import read_checkpoint_meta
+    from cloud.model.route_gate import RouteGate
     from cloud.training.new_route import (
         NEW_ROUTE_KEY,
         OPERATOR_GATE,
@@ -164,10 +165,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         console.print(f"reusing the gated route's bundle {bundle} (grown from the same checkpoint)")
     gate = read_checkpoint_meta(grown).route_gate_doc() or {}
     res.gate = {k: gate[k] for k in ("kind", "feature", "threshold", "claim_rate")}
-    res.gate["word_pieces"] = len(gate.get("token_weights") or {})
-    res.gate["reads"] = " + ".join(
-        [str(gate["feature"]), *(["the parent's confidence"] if gate.get("confidence_weight") else [])]
-    )
+    res.gate["reads"] = RouteGate.from_dict(gate).inputs()
     res.bundle = str(bundle)
 
     questions = [q for q, _ in QUESTIONS]
@@ -191,9 +189,8 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
     console.print(tbl)
     timing = "reused" if res.reused else f"grown in {res.grow_s:.1f}s, exported in {res.export_s:.1f}s"
     console.print(
-        f"gate {res.gate['kind']} on {res.gate['reads']} + {res.gate['word_pieces']} word pieces "
-        f"({timing}); of {res.other_n} generator test questions of the other routes, {res.other_changed} "
-        "changed route (the gate claims at most "
+        f"gate {res.gate['kind']} on {res.gate['reads']} ({timing}); of {res.other_n} generator test "
+        f"questions of the other routes, {res.other_changed} changed route (the gate claims at most "
         f"{float(str(res.gate['claim_rate'])):.1%} of its calibration set); the parent weights are untouched"
     )
     job = res.job

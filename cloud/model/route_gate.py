@@ -27,7 +27,6 @@ from torch.nn import functional as F
 
 from contracts.routes import GateFeature
 
-GATE_KINDS = ("proto", "knn", "lr")
 __all__ = [
     "GATE_FEATURES",
     "GATE_KINDS",
@@ -41,6 +40,8 @@ __all__ = [
     "parent_confidence",
     "token_bag",
 ]
+
+GATE_KINDS = ("proto", "knn", "lr")
 GATE_FEATURES = tuple(f.value for f in GateFeature)
 LOGIT_SCALE = {"lr": 10.0, "proto": 100.0, "knn": 100.0}
 
@@ -106,9 +107,8 @@ class RouteGate:
             if isinstance(token_ids, TokenBatch):
                 score = score + self.token_scores(token_ids)
             else:
-                vocab = sorted(self.token_weights)
-                w = torch.tensor([self.token_weights[i] for i in vocab], dtype=torch.float32)
-                score = score + token_bag(token_ids, vocab, self.token_special) @ w
+                keys, values = self._token_table
+                score = score + token_bag(token_ids, keys.tolist(), self.token_special) @ values
         return score
 
     def token_scores(self, batch: TokenBatch) -> torch.Tensor:
@@ -146,6 +146,15 @@ class RouteGate:
         """The gated routing: the new route where the gate claims, else the parent's route."""
         claimed = self.claims(emb, confidence, token_ids).tolist()
         return [self.route if c else r for c, r in zip(claimed, parent_routes, strict=True)]
+
+    def inputs(self) -> str:
+        """What the gate reads, for people: ``"cat + the parent confidence + 1507 word pieces"``."""
+        reads = [self.feature]
+        if self.confidence_weight:
+            reads.append("the parent confidence")
+        if self.token_weights:
+            reads.append(f"{len(self.token_weights)} word pieces")
+        return " + ".join(reads)
 
     def to_dict(self) -> dict[str, Any]:
         return {

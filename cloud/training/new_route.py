@@ -231,10 +231,7 @@ def train_new_route(
         gate = fit_gate_on(route, sup_e, rep_e, cfg.gate, cfg.seed, tokenizer.special_ids)
         grown = inert_grown(FastHead.from_model(model, set_name), route)
         adapt_s = time.perf_counter() - t_adapt
-        n = len(support)
-        sup_conf = sup_e.confidence[:n] if sup_e.confidence is not None else None
-        sup_ids = sup_e.token_ids[:n] if sup_e.token_ids is not None else None
-        support_acc = float(gate.claims(sup_e.rows[:n], sup_conf, sup_ids).float().mean())
+        support_acc = float(gate.claims(*sup_e.first(len(support))).float().mean())
         extra_info["gate"] = gate.to_dict()
         # what a refit needs when the loop's fine-tune moves the embedding the gate reads
         extra_info[GATE_CONFIG_KEY] = asdict(cfg.gate)
@@ -283,9 +280,18 @@ def train_new_route(
 
 
 class GateRows(NamedTuple):
+    """What a gate reads for some examples, in :meth:`RouteGate.claims`' argument order."""
+
     rows: torch.Tensor  # what the gate's feature reads (:func:`gate_input`)
     confidence: torch.Tensor | None  # the parent's largest old-route probability (when the gate reads it)
     token_ids: list[list[int]] | None  # each example's tokenizer ids (when the gate reads word pieces)
+
+    def first(self, n: int) -> GateRows:
+        return GateRows(
+            self.rows[:n],
+            None if self.confidence is None else self.confidence[:n],
+            None if self.token_ids is None else self.token_ids[:n],
+        )
 
 
 def gate_rows(
@@ -316,16 +322,15 @@ def fit_gate_on(
     route: str, support: GateRows, replay: GateRows, cfg: GateConfig, seed: int, special: Sequence[int]
 ) -> RouteGate:
     """:func:`fit_gate` on what :func:`gate_rows` computed for the support and the replay."""
-    conf = (support.confidence, replay.confidence) if cfg.confidence else None
-    tokens = None
-    if cfg.tokens:
-        if support.token_ids is None or replay.token_ids is None:
-            raise ValueError(
-                "a gate that reads word pieces needs the token ids of the support and the replay"
-            )
-        tokens = (support.token_ids, replay.token_ids)
     return fit_gate(
-        route, support.rows, replay.rows, cfg, seed=seed, confidence=conf, tokens=tokens, special=special
+        route,
+        support.rows,
+        replay.rows,
+        cfg,
+        seed=seed,
+        confidence=(support.confidence, replay.confidence),
+        tokens=(support.token_ids, replay.token_ids),
+        special=special,
     )
 
 
@@ -399,9 +404,7 @@ def refit_route_gate(
             GATE_CONFIG_KEY: asdict(cfg),
             SUPPORT_TEXTS_KEY: texts,
             "support": len(texts),
-            "support_accuracy": float(
-                gate.claims(sup_e.rows, sup_e.confidence, sup_e.token_ids).float().mean()
-            ),
+            "support_accuracy": float(gate.claims(*sup_e).float().mean()),
             "refits": int(info.get("refits") or 0) + 1,
         }
     )

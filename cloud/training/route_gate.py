@@ -176,7 +176,7 @@ def fit_gate(
     cfg: GateConfig,
     seed: int = 0,
     confidence: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
-    tokens: tuple[Sequence[Sequence[int]], Sequence[Sequence[int]]] | None = None,
+    tokens: tuple[Sequence[Sequence[int]] | None, Sequence[Sequence[int]] | None] | None = None,
     special: Sequence[int] = (),
 ) -> RouteGate:
     """A gate for ``route`` from the parent's embeddings of its ``support`` examples and of the
@@ -186,7 +186,7 @@ def fit_gate(
     words), needed when ``cfg.tokens``."""
     if cfg.tokens and cfg.kind != "lr":
         raise ValueError("only an lr gate reads word pieces")
-    if cfg.tokens and tokens is None:
+    if cfg.tokens and (tokens is None or tokens[0] is None or tokens[1] is None):
         raise ValueError("a gate that reads word pieces needs the token ids of the support and the replay")
     if cfg.confidence and cfg.kind != "lr":
         raise ValueError("only an lr gate reads the parent's confidence")
@@ -221,13 +221,14 @@ def fit_gate(
             zs, zr = torch.cat([zs, cs], dim=1), torch.cat([zr, cr], dim=1)
         vocab: list[int] = []
         if cfg.tokens:
-            assert tokens is not None
-            if len(tokens[0]) != len(zs) or len(tokens[1]) != len(zr):
+            assert tokens is not None and tokens[0] is not None and tokens[1] is not None
+            ts, tr = tokens[0], tokens[1]
+            if len(ts) != len(zs) or len(tr) != len(zr):
                 raise ValueError("one token id list per support and per replay example")
             skip = set(special)
-            vocab = sorted({t for ids in (*tokens[0], *tokens[1]) for t in ids if t not in skip})
-            zs = torch.cat([zs, token_bag(tokens[0], vocab, special)], dim=1)
-            zr = torch.cat([zr, token_bag(tokens[1], vocab, special)], dim=1)
+            vocab = sorted({t for ids in (*ts, *tr) for t in ids if t not in skip})
+            zs = torch.cat([zs, token_bag(ts, vocab, special)], dim=1)
+            zr = torch.cat([zr, token_bag(tr, vocab, special)], dim=1)
         folds = max(2, cfg.folds)
         order = np.random.default_rng(seed).permutation(len(zr))
         cal = torch.empty(len(zr))
