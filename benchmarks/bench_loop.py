@@ -77,6 +77,7 @@ from cloud.training.maml import (  # noqa: E402
 )
 from cloud.training.new_route import NewRouteConfig  # noqa: E402
 from cloud.training.route_gate import (  # noqa: E402
+    BASE_VIEWS,
     GateConfig,
     base_embeddings,
     embeddings,
@@ -158,6 +159,14 @@ GATE_METHODS: dict[str, GateConfig] = {
     ),
     "gate_lr_cat_conf_tok_aug2": GateConfig(
         kind="lr", claim_rate=CLAIM_RATE, feature="cat", confidence=True, tokens=True, replay_variants=2
+    ),
+    # eleventh round (docs/EVALUATION.md, "Eleventh selection round"): the operator's gate with one
+    # more view of the base encoder — its max-pooled token states, or its word pieces' input embeddings
+    "gate_lr_catmax_conf_tok_aug_q01": GateConfig(
+        kind="lr", claim_rate=0.001, feature="cat_max", confidence=True, tokens=True, replay_variants=1
+    ),
+    "gate_lr_catpieces_conf_tok_aug_q01": GateConfig(
+        kind="lr", claim_rate=0.001, feature="cat_pieces", confidence=True, tokens=True, replay_variants=1
     ),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
@@ -285,7 +294,11 @@ def run_one_gate(
     largest old-route probability, token ids)``). ``evals``: per set, ``(parent's embeddings, base
     embeddings, the parent's confidence, token ids, the parent's routes, gold routes)``."""
     t0 = time.perf_counter()
-    sup, rep = gate_input(cfg.feature, *support_emb[:2]), gate_input(cfg.feature, *replay_emb[:2])
+
+    def rows(emb: Any, base: dict[tuple[str, ...], Any] | None) -> Any:
+        return gate_input(cfg.feature, emb, base[BASE_VIEWS[cfg.feature]] if base else None)
+
+    sup, rep = rows(*support_emb[:2]), rows(*replay_emb[:2])
     gate = fit_gate(
         route,
         sup,
@@ -300,7 +313,7 @@ def run_one_gate(
 
     def acc(name: str) -> tuple[float, list[str]]:
         emb, base, conf, ids, parent, gold = evals[name]
-        pred = gate.routed(gate_input(cfg.feature, emb, base), parent, conf, ids)
+        pred = gate.routed(rows(emb, base), parent, conf, ids)
         return (accuracy(pred, gold) if gold else float("nan")), pred
 
     new_acc, _ = acc("new")
@@ -632,10 +645,16 @@ def main(argv: list[str] | None = None) -> int:
     # (the base encoder's too when a gate reads it)
     gate_evals: dict[str, dict[str, tuple[Any, Any, Any, Any, list[str], list[str]]]] = {}
     gated = [m for m in methods if m in GATE_METHODS]
-    want_base = any(GATE_METHODS[m].feature != "embedding" for m in gated)
+    # one feature per distinct set of base-encoder views the gates read (cat and base share one)
+    base_features = {BASE_VIEWS[GATE_METHODS[m].feature]: GATE_METHODS[m].feature for m in gated}
+    base_features.pop((), None)
 
-    def base_of(feats: TopFeatures) -> Any:
-        return base_embeddings(model, tok, feats.texts) if want_base else None
+    def base_of(feats: TopFeatures) -> dict[tuple[str, ...], Any] | None:
+        return (
+            {v: base_embeddings(model, tok, feats.texts, feature=f) for v, f in base_features.items()}
+            if base_features
+            else None
+        )
 
     def conf_of(feats: TopFeatures) -> Any:
         return parent_confidence(fast_base.logits(feats))
@@ -655,11 +674,17 @@ def main(argv: list[str] | None = None) -> int:
         assert replay_emb is not None
         var_t = top_features(model, set_name, tok, gate_replay(rep_ex, v, 0)[len(rep_ex) :])
         var_emb = (embeddings(fast_base, var_t), base_of(var_t), conf_of(var_t))
-        cat_rows = [
-            torch.cat([a, b]) if a is not None and b is not None else None
-            for a, b in zip(replay_emb[:3], var_emb, strict=True)
-        ]
-        replay_var_emb[v] = (cat_rows[0], cat_rows[1], cat_rows[2], replay_emb[3] + ids_of(var_t))
+        base_rows = (
+            {views: torch.cat([replay_emb[1][views], var_emb[1][views]]) for views in replay_emb[1]}
+            if replay_emb[1] is not None and var_emb[1] is not None
+            else None
+        )
+        replay_var_emb[v] = (
+            torch.cat([replay_emb[0], var_emb[0]]),
+            base_rows,
+            torch.cat([replay_emb[2], var_emb[2]]),
+            replay_emb[3] + ids_of(var_t),
+        )
     if replay_emb is not None:
         seen: dict[int, tuple[Any, Any, Any, Any, list[str], list[str]]] = {}
 

@@ -37,6 +37,8 @@ class GateFeature(StrEnum):
     EMBEDDING = "embedding"  # the parent's (adapted) sentence embedding
     BASE = "base"  # the base encoder's, without adapters (a second encoder pass)
     CAT = "cat"  # both side by side, each centred and normalised on its own
+    CAT_MAX = "cat_max"  # cat and the base encoder's max-pooled token states (the strongest word)
+    CAT_PIECES = "cat_pieces"  # cat and the mean of the request's word-piece input embeddings
 
 
 ROUTE_DESCRIPTIONS: dict[str, str] = {

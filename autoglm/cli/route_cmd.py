@@ -62,14 +62,15 @@ def add_route(
         typer.Option(
             help="proto: adapt the top adapter + head (the loop's method); gate: parent weights untouched, "
             "a calibrated gate claims the route (lower drop on the other routes, costs a second encoder "
-            "pass with --gate-feature base/cat)."
+            "pass with any --gate-feature but embedding)."
         ),
     ] = RouteMethod.PROTO,
     gate_feature: Annotated[
         GateFeature | None,
         typer.Option(
-            help="--method gate: what the gate reads: the parent's embedding, the base encoder's, or both "
-            "(default cat)."
+            help="--method gate: what the gate reads: the parent's embedding, the base encoder's, both "
+            "(cat), or both and the base encoder's max-pooled token states (cat_max) or its word pieces' "
+            "input embeddings (cat_pieces) (default cat)."
         ),
     ] = None,
     gate_confidence: Annotated[

@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from cloud.model.adapters import AdapterSet
-from cloud.model.encoder import BertConfig, BertEncoder
-from cloud.model.route_gate import RouteGate, TokenBatch, gated_logits
+from cloud.model.encoder import BertConfig, BertEncoder, mean_pool
+from cloud.model.route_gate import BASE_VIEWS, RouteGate, TokenBatch, base_side, gated_logits
 
 
 @dataclass
@@ -19,11 +19,6 @@ class ModelOutput:
     embedding: torch.Tensor  # [batch, hidden], L2-normalised mean pooling
     route_logits: torch.Tensor  # [batch, num_routes]
     pooled: torch.Tensor  # [batch, hidden], mean pooling before normalisation
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 class AutoGLMModel(nn.Module):
@@ -93,9 +88,10 @@ class AutoGLMModel(nn.Module):
         gate = self.route_gates.get(aset.name)
         if gate is not None:
             base = None
-            if gate.feature != "embedding":  # the adapter-free encoder's view: a second pass
-                base_pooled = mean_pool(self.encoder(input_ids, attention_mask, None), attention_mask)
-                base = F.normalize(base_pooled, p=2, dim=-1)
+            if BASE_VIEWS[gate.feature]:  # the adapter-free encoder's views: a second pass
+                table = self.encoder.embeddings.word_embeddings.weight
+                hidden_base = self.encoder(input_ids, attention_mask, None)
+                base = base_side(gate.feature, hidden_base, input_ids, attention_mask, table)
             tokens = (
                 TokenBatch(input_ids, attention_mask, self.config.vocab_size) if gate.token_weights else None
             )

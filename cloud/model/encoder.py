@@ -56,6 +56,12 @@ class BertConfig:
         return {**asdict(self), "model_type": "bert", "hidden_act": "gelu", "architectures": ["BertModel"]}
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``hidden`` ``[B, L, H]`` over the positions ``attention_mask`` keeps."""
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
 class Embeddings(nn.Module):
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()

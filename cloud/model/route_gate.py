@@ -25,14 +25,17 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from cloud.model.encoder import mean_pool
 from contracts.routes import GateFeature
 
 __all__ = [
+    "BASE_VIEWS",
     "GATE_FEATURES",
     "GATE_KINDS",
     "LOGIT_SCALE",
     "RouteGate",
     "TokenBatch",
+    "base_side",
     "centred",
     "feature_parts",
     "gate_input",
@@ -212,19 +215,61 @@ class RouteGate:
         )
 
 
+BASE_VIEWS: dict[str, tuple[str, ...]] = {  # the base encoder's views a gate feature reads, in order
+    GateFeature.EMBEDDING: (),
+    GateFeature.BASE: ("mean",),
+    GateFeature.CAT: ("mean",),
+    GateFeature.CAT_MAX: ("mean", "max"),
+    GateFeature.CAT_PIECES: ("mean", "pieces"),
+}
+
+
 def feature_parts(feature: str) -> int:
-    """How many embeddings a gate feature concatenates (``cat``: 2)."""
-    return 2 if feature == GateFeature.CAT else 1
+    """How many embeddings a gate feature concatenates (``cat``: 2, ``cat_max``: 3)."""
+    return len(BASE_VIEWS[feature]) + (feature != GateFeature.BASE)
+
+
+def base_side(
+    feature: str,
+    hidden: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    word_table: torch.Tensor,
+) -> torch.Tensor | None:
+    """The base encoder's part of a ``feature`` gate's row from its last states ``hidden``
+    ``[B, L, H]`` (no adapter) of a padded batch: the views of :data:`BASE_VIEWS` side by side, each
+    L2-normalised — ``mean``: the mean-pooled states (the base sentence embedding), ``max``: their
+    element-wise maximum over the tokens (one strong word is not averaged away), ``pieces``: the mean
+    of the tokens' input embeddings (``word_table[input_ids]``: what each word piece is before any
+    context, so an unseen word near a support word scores near it). None for ``embedding``."""
+    views = BASE_VIEWS[feature]
+    if not views:
+        return None
+    out = []
+    for view in views:
+        if view == "mean":
+            v = mean_pool(hidden, attention_mask)
+        elif view == "max":
+            keep = attention_mask.unsqueeze(-1) > 0
+            v = hidden.masked_fill(~keep, -1e4).max(dim=1).values
+        else:
+            v = mean_pool(word_table[input_ids.long()], attention_mask)
+        out.append(F.normalize(v.float(), p=2, dim=-1))
+    return torch.cat(out, dim=1)
 
 
 def gate_input(feature: str, parent: torch.Tensor | None, base: torch.Tensor | None) -> torch.Tensor:
-    """The rows a gate of ``feature`` reads: the parent's embeddings, the base encoder's, or both
-    side by side (``cat``; centred part by part by :func:`centred`)."""
+    """The rows a gate of ``feature`` reads: the parent's embeddings, the base encoder's views
+    (:func:`base_side`), or both side by side (centred part by part by :func:`centred`)."""
     if feature not in GATE_FEATURES:
         raise ValueError(f"gate feature must be one of {list(GATE_FEATURES)}, not {feature!r}")
-    need = {"embedding": (parent,), "base": (base,), "cat": (parent, base)}[feature]
+    if feature == GateFeature.BASE:
+        need: tuple[torch.Tensor | None, ...] = (base,)
+    else:
+        need = (parent,) if feature == GateFeature.EMBEDDING else (parent, base)
     if any(x is None for x in need):
-        raise ValueError(f"a {feature!r} gate needs {'both embeddings' if feature == 'cat' else feature}")
+        what = "both embeddings" if len(need) == 2 else "its embeddings"
+        raise ValueError(f"a {feature!r} gate needs {what}")
     return torch.cat([x.float() for x in need if x is not None], dim=1)
 
 

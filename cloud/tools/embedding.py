@@ -34,7 +34,7 @@ class BaseEncoderEmbedder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        from cloud.model.autoglm_model import mean_pool
+        from cloud.model.encoder import mean_pool
 
         with self._lock:
             if self._model is None:

@@ -46,8 +46,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from cloud.data.paraphrase import train_items
-from cloud.model.autoglm_model import AutoGLMModel, mean_pool
+from cloud.model.autoglm_model import AutoGLMModel
 from cloud.model.checkpoint import checkpoint_tokenizer, load_checkpoint, save_checkpoint
+from cloud.model.encoder import mean_pool
 from cloud.training.entity_gnn import (
     EntityGraphEncoder,
     describe,

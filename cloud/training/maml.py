@@ -46,8 +46,9 @@ from torch.nn.utils.rnn import pad_sequence
 
 from cloud.data import Example
 from cloud.model.adapters import AdapterSet, BottleneckAdapter, RouterHead
-from cloud.model.autoglm_model import AutoGLMModel, mean_pool
+from cloud.model.autoglm_model import AutoGLMModel
 from cloud.model.checkpoint import CheckpointMeta, checkpoint_tokenizer, load_checkpoint, save_checkpoint
+from cloud.model.encoder import mean_pool
 from contracts.errors import BadRequest
 from contracts.logging import get_logger
 from contracts.tokenizer import TextTokenizer

@@ -53,6 +53,7 @@ from cloud.training.maml import (
     write_fast_checkpoint,
 )
 from cloud.training.route_gate import (
+    BASE_VIEWS,
     GateConfig,
     RouteGate,
     base_embeddings,
@@ -309,11 +310,12 @@ def gate_rows(
     ``cfg.tokens`` each example's tokenizer ids."""
     feats = top_features(model, set_name, tokenizer, examples)
     fast = FastHead.from_model(model, set_name)
-    rows = gate_input(
-        cfg.feature,
-        embeddings(fast, feats) if cfg.feature != "base" else None,
-        base_embeddings(model, tokenizer, feats.texts) if cfg.feature != "embedding" else None,
+    base = (
+        base_embeddings(model, tokenizer, feats.texts, feature=cfg.feature)
+        if BASE_VIEWS[cfg.feature]
+        else None
     )
+    rows = gate_input(cfg.feature, embeddings(fast, feats) if cfg.feature != "base" else None, base)
     conf = parent_confidence(fast.logits(feats)[:, :old_routes]) if cfg.confidence else None
     return GateRows(rows, conf, tokenizer.encode_ids(feats.texts) if cfg.tokens else None)
 

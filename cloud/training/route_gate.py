@@ -41,11 +41,13 @@ import torch
 from torch.nn import functional as F
 
 from cloud.data import Example
-from cloud.model.autoglm_model import AutoGLMModel, mean_pool
+from cloud.model.autoglm_model import AutoGLMModel
 from cloud.model.route_gate import (  # the gate's data and inference (re-exported here)
+    BASE_VIEWS,
     GATE_FEATURES,
     GATE_KINDS,
     RouteGate,
+    base_side,
     centred,
     feature_parts,
     gate_input,
@@ -54,6 +56,7 @@ from cloud.model.route_gate import (  # the gate's data and inference (re-export
 )
 from cloud.training.augment import augment_support
 from cloud.training.maml import FastHead, TopFeatures, grow
+from contracts.routes import GateFeature
 from contracts.tokenizer import TextTokenizer
 
 __all__ = [
@@ -89,7 +92,7 @@ class GateConfig:
     l2: float = 1e-3  # ``lr``: weight of |w|^2
     lbfgs_iters: int = 100  # ``lr``: L-BFGS iterations
     folds: int = 2  # ``lr``: folds of the replay for the out-of-fold calibration scores
-    feature: str = "embedding"  # "embedding" | "base" | "cat": what the gate reads (module doc)
+    feature: str = "embedding"  # a GateFeature: what the gate reads (module doc)
     confidence: bool = False  # ``lr``: also read the parent's largest old-route probability
     replay_variants: int = 0  # altered copies of every replay example added to negatives and calibration
     tokens: bool = False  # ``lr``: also read the request's word pieces (a bag of tokenizer ids)
@@ -106,20 +109,30 @@ def gate_replay(replay: Sequence[Example], variants: int, seed: int = 0) -> list
 
 @torch.no_grad()
 def base_embeddings(
-    model: AutoGLMModel, tokenizer: TextTokenizer, texts: Sequence[str], batch_size: int = 64
+    model: AutoGLMModel,
+    tokenizer: TextTokenizer,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    feature: str = GateFeature.BASE,
 ) -> torch.Tensor:
-    """The base encoder's sentence embedding (no adapter: mean-pooled last layer, L2-normalised)."""
+    """The base encoder's part of a ``feature`` gate's rows (no adapter; :func:`base_side`; for
+    ``base`` / ``cat`` the mean-pooled last layer, L2-normalised: the base sentence embedding)."""
+    width = model.config.hidden_size * len(BASE_VIEWS[feature])
+    if not width:
+        raise ValueError(f"a {feature!r} gate reads nothing of the base encoder")
     was = model.training
     model.eval()
     ids_all = tokenizer.encode_ids(list(texts))
-    out = torch.empty((len(ids_all), model.config.hidden_size))
+    out = torch.empty((len(ids_all), width))
+    table = model.encoder.embeddings.word_embeddings.weight
     order = np.argsort([len(x) for x in ids_all], kind="stable")
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         ids_np, mask_np = TextTokenizer.pad([ids_all[i] for i in idx])
         ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
-        pooled = mean_pool(model.encoder(ids, mask, None), mask)
-        out[torch.from_numpy(idx.copy())] = F.normalize(pooled, p=2, dim=-1)
+        side = base_side(feature, model.encoder(ids, mask, None), ids, mask, table)
+        assert side is not None
+        out[torch.from_numpy(idx.copy())] = side
     model.train(was)
     return out
 

@@ -25,6 +25,7 @@ from cloud.model.route_gate import TokenBatch, gated_logits
 from cloud.training.maml import AdaptConfig, FastHead, grow, top_features
 from cloud.training.new_route import NewRouteConfig, train_new_route
 from cloud.training.route_gate import (
+    BASE_VIEWS,
     GATE_KEY,
     INERT_BIAS,
     GateConfig,
@@ -33,6 +34,7 @@ from cloud.training.route_gate import (
     centred,
     claim_threshold,
     embeddings,
+    feature_parts,
     fit_gate,
     gate_input,
     gate_replay,
@@ -51,7 +53,14 @@ from tests.export.helpers import make_checkpoint
 # what a grown gate reads: (feature, the parent's confidence, word pieces)
 GATE_VIEWS = pytest.mark.parametrize(
     ("feature", "confidence", "tokens"),
-    [("embedding", False, False), ("cat", False, False), ("cat", True, False), ("cat", False, True)],
+    [
+        ("embedding", False, False),
+        ("cat", False, False),
+        ("cat", True, False),
+        ("cat", False, True),
+        ("cat_max", False, False),
+        ("cat_pieces", False, False),
+    ],
 )
 REPLAY = [
     e for r in DEFAULT_ROUTES for lang in ("en", "zh") for e in examples_for_template(f"{lang}.{r}.00", 6)
@@ -242,6 +251,8 @@ def test_a_cat_gate_centres_each_part_on_its_own() -> None:
         fit_gate(NEW_ROUTE, support[:, :31], replay[:, :31], cfg)
     with pytest.raises(ValueError, match="needs both"):
         gate_input("cat", replay, None)
+    with pytest.raises(ValueError, match="needs both"):
+        gate_input("cat_max", None, torch.cat([rep2, rep2], dim=1))
     with pytest.raises(ValueError, match="gate feature"):
         gate_input("pooled", replay, None)
     with pytest.raises(ValueError, match="gate feature"):
@@ -265,6 +276,29 @@ def test_base_embeddings_are_the_encoder_without_adapters(ckpt: Path) -> None:
         adapted = model(torch.from_numpy(ids), torch.from_numpy(mask)).embedding
     assert torch.allclose(got, ref, atol=1e-5)
     assert not torch.allclose(got, adapted, atol=1e-3)
+
+
+def test_the_base_views_are_the_max_and_the_word_piece_mean_over_real_tokens(ckpt: Path) -> None:
+    """``cat_max`` / ``cat_pieces`` read, besides the mean, the element-wise maximum of the base
+    encoder's token states and the mean of the tokens' input embeddings — padding never counts, so
+    a text's view is the same alone as in a batch of longer ones."""
+    model, meta = load_checkpoint(ckpt)
+    tok = checkpoint_tokenizer(meta)
+    texts = ["swap my shift", "who covers the night rota at line 3 next week please"]
+    table = model.encoder.embeddings.word_embeddings.weight
+    for feature, view in (("cat_max", "max"), ("cat_pieces", "pieces")):
+        assert BASE_VIEWS[feature] == ("mean", view) and feature_parts(feature) == 3
+        got = base_embeddings(model, tok, texts, feature=feature, batch_size=2)
+        h = model.config.hidden_size
+        assert got.shape == (2, 2 * h)
+        assert torch.allclose(got[:, :h], base_embeddings(model, tok, texts), atol=1e-5)
+        ids = torch.tensor([tok.encode_ids(texts[:1])[0]])
+        with torch.no_grad():
+            hidden = model.encoder(ids, torch.ones_like(ids), None)[0]
+        ref = hidden.max(dim=0).values if view == "max" else table[ids[0]].mean(dim=0)
+        assert torch.allclose(got[0, h:], F.normalize(ref, dim=-1), atol=1e-5)  # alone = padded
+    with pytest.raises(ValueError, match="reads nothing of the base encoder"):
+        base_embeddings(model, tok, texts, feature="embedding")
 
 
 def test_lower_new_bias_keeps_the_new_output_off_the_replay(ckpt: Path) -> None:
@@ -334,7 +368,7 @@ def test_train_new_route_gate_keeps_every_parent_weight_and_its_graph_routes_wit
     # the stored gate applied to the full model's embedding output (``cat``: with the base
     # encoder's; with the parent's confidence when it reads it) claims like the cached features
     # it was fitted on
-    base = base_embeddings(parent, tok, texts) if feature == "cat" else None
+    base = base_embeddings(parent, tok, texts, feature=feature) if feature != "embedding" else None
     conf = parent_confidence(ref.route_logits) if confidence else None
     token_ids = tok.encode_ids(texts) if tokens else None
     assert bool(gate.token_weights) == tokens and not set(gate.token_special) ^ (
@@ -438,7 +472,7 @@ def test_the_loops_fine_tune_refits_a_gated_route(
     ids, mask = tok(texts)
     with torch.no_grad():
         out = model(torch.from_numpy(ids), torch.from_numpy(mask))
-    base = base_embeddings(model, tok, texts) if feature == "cat" else None
+    base = base_embeddings(model, tok, texts, feature=feature) if feature != "embedding" else None
     assert (new.confidence_weight != 0) == confidence
     conf = parent_confidence(out.route_logits[:, :-1]) if confidence else None
     assert bool(new.token_weights) == tokens
