@@ -13,7 +13,10 @@ it can be applied to the embedding an edge already computes.
 **Features** (``GateConfig.feature``): ``embedding`` (above); ``base``: the same computed by the
 base encoder with no adapter (the bundled sentence encoder's own embedding, never narrowed to the
 parent's routes; a second encoder pass per request); ``cat``: both, each centred and normalised on
-its own, concatenated and divided by sqrt(2) (docs/EVALUATION.md, "Fourth selection round").
+its own, concatenated and divided by sqrt(2) (docs/EVALUATION.md, "Fourth selection round");
+``cat_max`` / ``cat_pieces``: ``cat`` and a third part from the same base pass, the element-wise
+maximum of its token states or the mean of the tokens' input embeddings (:func:`base_side`;
+"Eleventh selection round").
 With ``GateConfig.confidence`` an ``lr`` gate also reads the parent's largest old-route softmax
 probability as one more input column (docs/EVALUATION.md, "Sixth selection round").
 With ``GateConfig.replay_variants`` the replay the gate is fitted and calibrated on also holds that
