@@ -27,7 +27,16 @@ still *passed*, −2.9 pt: one job of this size moves the embedding little, so t
 not broken enough to fail); ``--break-refit-support`` refits the gate on the job's other-route
 examples instead of the route's own (a refit fed the wrong rows), which the rule must fail.
 
+``--method NAME`` grows a ``bench_loop`` gate method instead of the operator's gate. ``--dev`` runs
+the same arms on the dev protocol's sets, never the frozen ones (docs/EVALUATION.md, "Twelfth
+selection round"): seed ``s`` holds back the training family ``dev_families()[s % 5]``, grows the
+route from ``dev_support`` (the other training families), labels 8 more of their examples, scores
+the new route on the held-back family's queries and the other routes on ``dev_other`` (the
+generator's validation split of seed 0); the job's other-route examples are drawn from that split
+with ``dev_other``'s texts left out. Its record goes under ``benchmarks/results/dev``.
+
     python benchmarks/loop_gate.py [--checkpoint .autoglm/demo/checkpoint] [--seeds 0 1 2]
+        [--method gate_lr_cat_conf_tok_aug_q01] [--dev]
 """
 
 from __future__ import annotations
@@ -91,38 +100,67 @@ def _score(pred: list[str], new_gold: list[str], other_gold: list[str], route: s
     }
 
 
+def _bench_loop() -> Any:
+    """``benchmarks/bench_loop.py`` (its gate methods and dev sets), imported once."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import bench_loop
+
+    return bench_loop
+
+
+def _sets(dev: bool, seed: int, routes: list[str]) -> tuple[list[Any], list[Any], list[str], list[str], str]:
+    """``(new items, other items, support texts, labelled new texts, what)`` for one seed: the frozen
+    set and ``support_set`` (frozen), or the held-back training family's queries, ``dev_other`` and
+    ``dev_support`` of the other training families (``--dev``)."""
+    from cloud.data.new_route import load_frozen_new_route_eval, support_set
+
+    if not dev:
+        frozen = load_frozen_new_route_eval()
+        support = [e.text for e in support_set(16 + HARD_NEW, seed=seed)]
+        new = [it.to_example() for it in frozen if it.kind == "new"]
+        other = [it.to_example() for it in frozen if it.kind == "other"]
+        return new, other, support[:16], support[16:], "frozen"
+    bl = _bench_loop()
+    families = bl.dev_families()
+    held = families[seed % len(families)]
+    support = [e.text for e in bl.dev_support(16 + HARD_NEW, held, seed)]
+    return bl.dev_queries(held), bl.dev_other(routes), support[:16], support[16:], held
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import cloud.loop.finetune as ft_mod
     from cloud.data import default_splits
-    from cloud.data.new_route import NEW_ROUTE, load_frozen_new_route_eval, support_set
+    from cloud.data.new_route import NEW_ROUTE
     from cloud.loop.finetune import finetune
     from cloud.loop.settings import LoopSettings
     from cloud.model.checkpoint import load_checkpoint
     from cloud.training.new_route import OPERATOR_GATE, NewRouteConfig, refit_route_gate, train_new_route
 
     torch.set_num_threads(args.threads)
+    gate = _bench_loop().GATE_METHODS[args.method] if args.method else OPERATOR_GATE
     parent = Path(args.checkpoint)
-    frozen = load_frozen_new_route_eval()
-    new_items = [it for it in frozen if it.kind == "new"]
-    other_items = [it for it in frozen if it.kind == "other"]
-    texts = [it.text for it in new_items] + [it.text for it in other_items]
-    new_gold = [it.route for it in new_items]
-    other_gold = [it.route for it in other_items]
     base_model, base_meta = load_checkpoint(parent)
     routes = list(next(iter(base_meta.adapter_sets.values())).routes)
-    base_pred = _routes_of(base_model, base_meta, [it.text for it in other_items])
+    # the other routes' items are one set for every seed (the frozen set's, or dev_other)
+    _n, other_items, _s, _x, _h = _sets(args.dev, args.seeds[0], routes)
+    other_gold = [e.route for e in other_items]
+    base_pred = _routes_of(base_model, base_meta, [e.text for e in other_items])
     base_other = 100.0 * sum(p == g for p, g in zip(base_pred, other_gold, strict=True)) / len(other_gold)
     del base_model
-    val = [e for e in default_splits(0)["val"] if e.route in routes]
+    eval_texts = {e.text for e in other_items} if args.dev else set()
+    val = [e for e in default_splits(0)["val"] if e.route in routes and e.text not in eval_texts]
     st = LoopSettings(loop_eval_max=300)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="loop-gate-") as tmp:
         work = Path(tmp)
         for seed in args.seeds:
-            support = [e.text for e in support_set(16, seed=seed)]
-            extra = [e.text for e in support_set(16 + HARD_NEW, seed=seed)][16:]
+            new_items, _o, support, extra, held = _sets(args.dev, seed, routes)
+            texts = [e.text for e in new_items] + [e.text for e in other_items]
+            new_gold = [e.route for e in new_items]
             # the labelled dataset of each job: cumulative (the loop's), 32 more other-route items a job
             hards: list[list[tuple[str, str]]] = []
             others: list[tuple[str, str]] = []
@@ -131,10 +169,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 others += [(e.text, e.route) for e in rng.sample(val, HARD_OTHER)]
                 hards.append(others + [(t, NEW_ROUTE) for t in extra])
             hard = hards[0]
-            row: dict[str, Any] = {"seed": seed, "labelled_new": len(extra)}
+            row: dict[str, Any] = {
+                "seed": seed,
+                "labelled_new": len(extra),
+                "new_family": held,
+                "new_items": len(new_items),
+            }
             t0 = time.perf_counter()
             gated = work / f"gated-{seed}"
-            gate_cfg = NewRouteConfig(method="gate", gate=OPERATOR_GATE, seed=seed, threads=args.threads)
+            gate_cfg = NewRouteConfig(method="gate", gate=gate, seed=seed, threads=args.threads)
             train_new_route(parent, NEW_ROUTE, support, gated, config=gate_cfg)
             model, meta = load_checkpoint(gated)
             old_gate = model.route_gates["default"]
@@ -194,6 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "parent": str(parent),
         "routes": routes,
+        "dev": args.dev,
+        "method": args.method or "operator",
         "new_items": len(new_items),
         "other_items": len(other_items),
         "base_other_acc": base_other,
@@ -260,10 +305,15 @@ def main() -> int:
         action="store_true",
         help="refit the gate on the job's other-route examples: the rule must fail",
     )
+    ap.add_argument("--method", default=None, help="a bench_loop gate method (default: the operator's gate)")
+    ap.add_argument("--dev", action="store_true", help="the dev protocol's sets, never the frozen ones")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     if not (Path(args.checkpoint) / "checkpoint.yaml").is_file():
         print(f"error: {args.checkpoint}: not a checkpoint (run `autoglm demo` first)", file=sys.stderr)
+        return 2
+    if args.method and args.method not in _bench_loop().GATE_METHODS:
+        print(f"error: --method {args.method!r} is not a bench_loop gate method", file=sys.stderr)
         return 2
     rec = run(args)
     row = headline(rec)
@@ -272,7 +322,10 @@ def main() -> int:
         from autoglm.bench.records import write_record
 
         out = (
-            ROOT / "benchmarks" / "results" / ("dev" if args.break_refit or args.break_refit_support else "")
+            ROOT
+            / "benchmarks"
+            / "results"
+            / ("dev" if args.dev or args.break_refit or args.break_refit_support else "")
         )
         write_record("loop_gate" if args.jobs == 1 else "loop_gate_jobs", rec, [row], out_dir=out)
     return 0 if rec["survives"] else 1

@@ -47,3 +47,25 @@ def test_the_rule_fails_a_refit_that_loses_the_route(
     row = lg.headline(_rec(grown, refit, false_claims))
     assert row.met is met
     assert f"refit after the job {refit:.1f}" in row.result and "old gate on the new adapters" in row.baseline
+
+
+def test_dev_sets_hold_back_one_training_family_per_seed_and_never_read_the_frozen_set() -> None:
+    from cloud.data.new_route import FROZEN_NEW_ROUTE, NEW_ROUTE, support_set
+    from contracts.routes import DEFAULT_ROUTES
+
+    routes = list(DEFAULT_ROUTES)
+    frozen_texts = set(FROZEN_NEW_ROUTE.read_text(encoding="utf-8").split("\n"))
+    seen = set()
+    for seed in (0, 1, 2):
+        new, other, support, extra, held = lg._sets(True, seed, routes)
+        seen.add(held)
+        assert len(support) == 16 and len(extra) == lg.HARD_NEW
+        assert new and all(e.route == NEW_ROUTE and e.template_id == held for e in new)
+        pool = lg._bench_loop().dev_support(24, held, seed)
+        assert [e.text for e in pool] == support + extra and all(e.template_id != held for e in pool)
+        assert other and NEW_ROUTE not in {e.route for e in other}
+        assert not any(e.text in line for e in new + other for line in frozen_texts if line)
+    assert len(seen) == 3  # a different held-back family per seed
+    new, other, support, extra, held = lg._sets(False, 1, routes)  # the frozen protocol, unchanged
+    assert held == "frozen" and support + extra == [e.text for e in support_set(24, seed=1)]
+    assert {e.route for e in new} == {NEW_ROUTE} and len(other) == 1847
