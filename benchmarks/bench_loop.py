@@ -83,9 +83,9 @@ from cloud.training.route_gate import (  # noqa: E402
     embeddings,
     fit_gate,
     gate_input,
-    gate_replay,
     lower_new_bias,
     parent_confidence,
+    with_altered_copies,
 )
 
 WORK = ROOT / ".autoglm" / "bench" / "loop"
@@ -167,6 +167,26 @@ GATE_METHODS: dict[str, GateConfig] = {
     ),
     "gate_lr_catpieces_conf_tok_aug_q01": GateConfig(
         kind="lr", claim_rate=0.001, feature="cat_pieces", confidence=True, tokens=True, replay_variants=1
+    ),
+    # thirteenth round (docs/EVALUATION.md, "Thirteenth selection round"): altered copies of the
+    # support among the gate's positives too
+    "gate_lr_catpieces_conf_tok_aug_q01_sup1": GateConfig(
+        kind="lr",
+        claim_rate=0.001,
+        feature="cat_pieces",
+        confidence=True,
+        tokens=True,
+        replay_variants=1,
+        support_variants=1,
+    ),
+    "gate_lr_catpieces_conf_tok_aug_q01_sup2": GateConfig(
+        kind="lr",
+        claim_rate=0.001,
+        feature="cat_pieces",
+        confidence=True,
+        tokens=True,
+        replay_variants=1,
+        support_variants=2,
     ),
 }
 MARGIN = {"proto_margin": CLAIM_RATE}
@@ -672,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     replay_var_emb: dict[int, tuple[Any, Any, Any, Any]] = {}
     for v in sorted({GATE_METHODS[m].replay_variants for m in gated} - {0}):
         assert replay_emb is not None
-        var_t = top_features(model, set_name, tok, gate_replay(rep_ex, v, 0)[len(rep_ex) :])
+        var_t = top_features(model, set_name, tok, with_altered_copies(rep_ex, v, 0)[len(rep_ex) :])
         var_emb = (embeddings(fast_base, var_t), base_of(var_t), conf_of(var_t))
         base_rows = (
             {views: torch.cat([replay_emb[1][views], var_emb[1][views]]) for views in replay_emb[1]}
@@ -735,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
                         assert replay_emb is not None
                         rep_gate = replay_var_emb.get(GATE_METHODS[method].replay_variants, replay_emb)
                         assert rep_gate is not None
-                        sup_t = top_features(model, set_name, tok, sup)
+                        sup_g = with_altered_copies(sup, GATE_METHODS[method].support_variants, s)
+                        sup_t = top_features(model, set_name, tok, sup_g)
                         run = run_one_gate(
                             method,
                             k,

@@ -108,6 +108,15 @@ def add_route(
             "calibrated on (default: the operator's gate, 1).",
         ),
     ] = None,
+    support_variants: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=4,
+            help="--method gate: altered copies of every example the gate also takes as the route's "
+            "(default: the operator's gate, 0).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the replay sample and the adaptation.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document, not a summary.")] = False,
 ) -> None:
@@ -124,6 +133,7 @@ def add_route(
         f"--claim-rate {claim_rate}" if claim_rate is not None else "",
         ("--gate-tokens" if gate_tokens else "--no-gate-tokens") if gate_tokens is not None else "",
         f"--replay-variants {replay_variants}" if replay_variants is not None else "",
+        f"--support-variants {support_variants}" if support_variants is not None else "",
     ]
     given = [o for o in gate_options if o]
     if given and method is not RouteMethod.GATE:
@@ -144,6 +154,7 @@ def add_route(
             claim_rate=OPERATOR_GATE.claim_rate if claim_rate is None else claim_rate,
             replay_variants=OPERATOR_GATE.replay_variants if replay_variants is None else replay_variants,
             tokens=OPERATOR_GATE.tokens if gate_tokens is None else gate_tokens,
+            support_variants=OPERATOR_GATE.support_variants if support_variants is None else support_variants,
         )
         cfg = NewRouteConfig(method="gate", gate=gate, seed=seed)
     else:

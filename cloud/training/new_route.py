@@ -60,10 +60,10 @@ from cloud.training.route_gate import (
     embeddings,
     fit_gate,
     gate_input,
-    gate_replay,
     inert_grown,
     lower_new_bias,
     parent_confidence,
+    with_altered_copies,
 )
 from cloud.training.trainer import default_threads, make_deterministic
 from contracts.errors import BadRequest
@@ -227,8 +227,9 @@ def train_new_route(
         steps, lr = cfg.deep.steps, cfg.deep.lr
     elif cfg.method == "gate":
         t_adapt = time.perf_counter()
-        sup_e = gate_rows(model, set_name, tokenizer, cfg.gate, support + extra_support)
-        rep_g = gate_replay(rep, cfg.gate.replay_variants, cfg.seed)
+        sup_g = with_altered_copies(support + extra_support, cfg.gate.support_variants, cfg.seed)
+        sup_e = gate_rows(model, set_name, tokenizer, cfg.gate, sup_g)
+        rep_g = with_altered_copies(rep, cfg.gate.replay_variants, cfg.seed)
         rep_e = gate_rows(model, set_name, tokenizer, cfg.gate, rep_g)
         gate = fit_gate_on(route, sup_e, rep_e, cfg.gate, cfg.seed, tokenizer.special_ids)
         grown = inert_grown(FastHead.from_model(model, set_name), route)
@@ -397,8 +398,11 @@ def refit_route_gate(
         )
     support = [Example(t, old.route, detect_lang(t), "support") for t in texts]
     n_old = len(model.adapter_set(set_name).routes) - 1  # the gated route's output is the last, inert
-    sup_e = gate_rows(model, set_name, tokenizer, cfg, support, n_old)
-    rep_e = gate_rows(model, set_name, tokenizer, cfg, gate_replay(rep, cfg.replay_variants, seed), n_old)
+    sup_g = with_altered_copies(support, cfg.support_variants, seed)
+    sup_e = gate_rows(model, set_name, tokenizer, cfg, sup_g, n_old)
+    rep_e = gate_rows(
+        model, set_name, tokenizer, cfg, with_altered_copies(rep, cfg.replay_variants, seed), n_old
+    )
     gate = fit_gate_on(old.route, sup_e, rep_e, cfg, seed, tokenizer.special_ids)
     model.route_gates[set_name] = gate
     info.update(
@@ -407,7 +411,7 @@ def refit_route_gate(
             GATE_CONFIG_KEY: asdict(cfg),
             SUPPORT_TEXTS_KEY: texts,
             "support": len(texts),
-            "support_accuracy": float(gate.claims(*sup_e).float().mean()),
+            "support_accuracy": float(gate.claims(*sup_e.first(len(support))).float().mean()),
             "refits": int(info.get("refits") or 0) + 1,
         }
     )

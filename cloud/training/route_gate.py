@@ -20,7 +20,8 @@ maximum of its token states or the mean of the tokens' input embeddings (:func:`
 With ``GateConfig.confidence`` an ``lr`` gate also reads the parent's largest old-route softmax
 probability as one more input column (docs/EVALUATION.md, "Sixth selection round").
 With ``GateConfig.replay_variants`` the replay the gate is fitted and calibrated on also holds that
-many altered copies of every example (:func:`gate_replay`; "Seventh selection round").
+many altered copies of every example (:func:`with_altered_copies`; "Seventh selection round"), and
+with ``GateConfig.support_variants`` the support as well ("Thirteenth selection round").
 
 **Kinds.** ``proto``: cosine of ``z`` with the normalised mean of the support ``z``; ``knn``: the
 largest cosine with any support example; ``lr``: a class-balanced L2-regularised logistic
@@ -77,11 +78,11 @@ __all__ = [
     "fit_gate",
     "fit_logistic",
     "gate_input",
-    "gate_replay",
     "inert_grown",
     "lower_new_bias",
     "parent_confidence",
     "token_bag",
+    "with_altered_copies",
 ]
 
 GATE_KEY = "gate"  # checkpoint training.new_route.<key>: the gate's data
@@ -99,15 +100,18 @@ class GateConfig:
     confidence: bool = False  # ``lr``: also read the parent's largest old-route probability
     replay_variants: int = 0  # altered copies of every replay example added to negatives and calibration
     tokens: bool = False  # ``lr``: also read the request's word pieces (a bag of tokenizer ids)
+    support_variants: int = 0  # altered copies of every support example added to the gate's positives
 
 
-def gate_replay(replay: Sequence[Example], variants: int, seed: int = 0) -> list[Example]:
-    """The examples a gate is fitted and calibrated on: ``replay`` and up to ``variants`` seeded
-    altered copies of each (word drop and an adjacent swap for English, character drop for Chinese;
-    :mod:`cloud.training.augment`), so the calibration also sees phrasings the parent did not train on."""
+def with_altered_copies(examples: Sequence[Example], variants: int, seed: int = 0) -> list[Example]:
+    """What a gate is fitted (and, for the replay, calibrated) on: ``examples`` and up to ``variants``
+    seeded altered copies of each (word drop and an adjacent swap for English, character drop for
+    Chinese; :mod:`cloud.training.augment`) — for the replay so that the calibration also sees
+    phrasings the parent did not train on (``replay_variants``), for the support so that the gate's
+    positives are not only the operator's exact sentences (``support_variants``)."""
     if variants < 0:
-        raise ValueError(f"replay_variants must be >= 0, not {variants}")
-    return [*replay, *augment_support(replay, variants, seed)] if variants else list(replay)
+        raise ValueError(f"altered copies must be >= 0, not {variants}")
+    return [*examples, *augment_support(examples, variants, seed)] if variants else list(examples)
 
 
 @torch.no_grad()
@@ -219,7 +223,7 @@ def fit_gate(
         raise ValueError(f"a {cfg.feature!r} gate's rows must be {parts} embeddings wide")
     centre = replay.float().mean(0)
     zs, zr = centred(support, centre, parts), centred(replay, centre, parts)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"positives": len(zs)}
     conf_weight = 0.0
     token_weights: dict[int, float] = {}
     if cfg.kind == "proto":

@@ -75,7 +75,7 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
 def test_a_gate_that_reads_the_parents_confidence(ckpt: Path, examples: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     flags = ["--method", "gate", "--gate-confidence", "--no-gate-tokens", "--replay-variants", "1"]
-    flags += ["--claim-rate", "0.005"]
+    flags += ["--claim-rate", "0.005", "--support-variants", "2"]
     r = _run("add-route", str(ckpt), "shift_schedule", "--examples", str(examples), "--out", str(out), *flags)
     assert r.returncode == 0, r.stderr
     assert "+ the parent confidence" in r.stdout
@@ -83,6 +83,7 @@ def test_a_gate_that_reads_the_parents_confidence(ckpt: Path, examples: Path, tm
     (gate,) = model.route_gates.values()
     assert gate.confidence_weight != 0.0 and gate.kind == "lr" and not gate.token_weights
     assert meta.training["new_route"]["gate_config"]["replay_variants"] == 1
+    assert meta.training["new_route"]["gate_config"]["support_variants"] == 2
     assert gate.calibration_size > 900  # the replay and its altered copies
     assert gate.claim_rate == 0.005
 
@@ -115,6 +116,7 @@ def test_proto_is_the_default(ckpt: Path, examples: Path, tmp_path: Path) -> Non
         ("variants_without_gate", "--replay-variants 1 needs --method gate"),
         ("tokens_without_gate", "--no-gate-tokens needs --method gate"),
         ("rate_without_gate", "--claim-rate 0.01 needs --method gate"),
+        ("support_variants_without_gate", "--support-variants 2 needs --method gate"),
     ],
 )
 def test_bad_input_is_one_line(
@@ -153,6 +155,7 @@ def test_bad_input_is_one_line(
         "variants_without_gate": ["--replay-variants", "1"],
         "tokens_without_gate": ["--no-gate-tokens"],
         "rate_without_gate": ["--claim-rate", "0.01"],
+        "support_variants_without_gate": ["--support-variants", "2"],
     }.get(case, [])
     r = _run("add-route", str(parent), route, "--examples", str(ex), "--out", str(out), *extra)
     lines = r.stderr.strip().splitlines()

@@ -37,10 +37,10 @@ from cloud.training.route_gate import (
     feature_parts,
     fit_gate,
     gate_input,
-    gate_replay,
     lower_new_bias,
     parent_confidence,
     token_bag,
+    with_altered_copies,
 )
 from contracts.bundle import open_bundle
 from contracts.errors import BadRequest
@@ -203,14 +203,37 @@ def test_a_gate_that_reads_word_pieces_claims_what_the_embedding_cannot_tell() -
 
 def test_gate_replay_adds_seeded_altered_copies_of_the_replay() -> None:
     replay = REPLAY[:40]
-    assert gate_replay(replay, 0) == replay
-    got = gate_replay(replay, 1, seed=3)
+    assert with_altered_copies(replay, 0) == replay
+    got = with_altered_copies(replay, 1, seed=3)
     assert got[:40] == replay and 0 < len(got) - 40 <= 40
-    assert got == gate_replay(replay, 1, seed=3)  # seeded
+    assert got == with_altered_copies(replay, 1, seed=3)  # seeded
     originals = {e.text for e in replay}
     assert all(e.text not in originals and e.route in DEFAULT_ROUTES for e in got[40:])
-    with pytest.raises(ValueError, match="replay_variants"):
-        gate_replay(replay, -1)
+    with pytest.raises(ValueError, match="altered copies must be >= 0"):
+        with_altered_copies(replay, -1)
+
+
+def test_support_variants_add_altered_copies_to_the_positives_only(ckpt: Path, tmp_path: Path) -> None:
+    """``support_variants``: the gate's positives are the support and its altered copies; the
+    support accuracy it reports still counts the operator's own examples, and the loop's refit
+    reads the setting back from the checkpoint."""
+    sizes = {}
+    for v in (0, 2):
+        cfg = GateConfig(kind="lr", claim_rate=0.01, support_variants=v)
+        res = train_new_route(
+            ckpt,
+            NEW_ROUTE,
+            support_set(16),
+            tmp_path / f"v{v}",
+            config=NewRouteConfig(method="gate", gate=cfg, threads=1),
+            replay=REPLAY,
+        )
+        info = load_checkpoint(res.checkpoint_dir)[1].training["new_route"]
+        sizes[v] = info[GATE_KEY]["extra"]["positives"]
+        assert info["gate_config"]["support_variants"] == v
+        assert info["support_accuracy"] * 16 == pytest.approx(round(info["support_accuracy"] * 16))
+        assert info[GATE_KEY]["calibration_size"] == len(REPLAY)  # the replay is not touched
+    assert sizes[0] == 16 and 16 < sizes[2] <= 48
 
 
 def test_gated_logits_feed_the_gate_the_parents_confidence() -> None:
