@@ -270,16 +270,20 @@ def headline(rec: dict[str, Any]) -> Any:
     if rec.get("break_refit_support"):
         broken = " (**--break-refit-support**: the gate refitted on the other routes' examples)"
     jobs = int(rec.get("jobs", 1))
+    method = rec.get("method", "operator")
+    gate = "the operator's gate" if method == "operator" else f"`{method}`"
     what = (
-        f"Gated route across one loop job (`loop_gate`): `shift_schedule` from 16 examples as the "
-        f"operator's gate, then a job on {rec['hard_other']} + {rec['hard_new']} labelled examples; "
+        f"Gated route across one loop job (`loop_gate`): `shift_schedule` from 16 examples as "
+        f"{gate}, then a job on {rec['hard_other']} + {rec['hard_new']} labelled examples; "
         if jobs == 1
         else f"Gated route across {jobs} successive loop jobs (`loop_gate_jobs`): `shift_schedule` from 16 "
-        f"examples as the operator's gate, then {jobs} jobs, each on the previous one's model, the labelled "
+        f"examples as {gate}, then {jobs} jobs, each on the previous one's model, the labelled "
         f"set growing by {rec['hard_other']} other-route items a job (+ {rec['hard_new']} of the route); "
     )
     return HeadlineRow(
-        what=what + f"new-route accuracy on the held-out families / other-route drop, "
+        what=what
+        + ("**dev sets** (a held-back training family per seed, `dev_other`): " if rec.get("dev") else "")
+        + f"new-route accuracy on the held-out families / other-route drop, "
         f"{len(rec['seeds'])} seeds{broken}",
         baseline=f"old gate on the new adapters {pct('stale')} / {drop('stale')}; the loop's proto "
         f"{pct('proto')} / {drop('proto')}",
