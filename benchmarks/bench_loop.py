@@ -170,19 +170,19 @@ GATE_METHODS: dict[str, GateConfig] = {
     ),
     # thirteenth round (docs/EVALUATION.md, "Thirteenth selection round"): altered copies of the
     # support among the gate's positives too
-    "gate_lr_catpieces_conf_tok_aug_q01_sup1": GateConfig(
+    "gate_lr_cat_conf_tok_aug_q01_sup1": GateConfig(
         kind="lr",
         claim_rate=0.001,
-        feature="cat_pieces",
+        feature="cat",
         confidence=True,
         tokens=True,
         replay_variants=1,
         support_variants=1,
     ),
-    "gate_lr_catpieces_conf_tok_aug_q01_sup2": GateConfig(
+    "gate_lr_cat_conf_tok_aug_q01_sup2": GateConfig(
         kind="lr",
         claim_rate=0.001,
-        feature="cat_pieces",
+        feature="cat",
         confidence=True,
         tokens=True,
         replay_variants=1,

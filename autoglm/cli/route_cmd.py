@@ -70,7 +70,7 @@ def add_route(
         typer.Option(
             help="--method gate: what the gate reads: the parent's embedding, the base encoder's, both "
             "(cat), or both and the base encoder's max-pooled token states (cat_max) or its word pieces' "
-            "input embeddings (cat_pieces) (default: the operator's gate, cat_pieces)."
+            "input embeddings (cat_pieces) (default: the operator's gate, cat)."
         ),
     ] = None,
     gate_confidence: Annotated[

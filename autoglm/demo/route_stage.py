@@ -151,7 +151,7 @@ def run_stage_route(console: Console, checkpoint: Path, root: Path) -> RouteResu
         console.print(
             f"an operator adds route [bold]{ROUTE}[/] from {len(support)} examples as a gate "
             f"(autoglm add-route {checkpoint} {ROUTE} --examples {work / 'examples.txt'} --out {grown} "
-            "--method gate; the gate reads both embeddings, the word pieces and their input embeddings)"
+            "--method gate; the gate reads both embeddings and the word pieces)"
         )
         t = time.perf_counter()
         cfg = NewRouteConfig(method="gate", gate=OPERATOR_GATE, seed=SUPPORT_SEED)

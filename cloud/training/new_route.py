@@ -82,13 +82,13 @@ GATE_CONFIG_KEY = "gate_config"  # training.new_route.<key> of a gated route: it
 
 NEW_ROUTE_METHODS = ("top", "deep", "gate")
 # the gate an operator grows outside the loop (``autoglm add-route --method gate``, the demo's route
-# stage): an lr gate on the parent's and the base encoder's embeddings (round 4's selection) and the
-# mean of the request's word-piece input embeddings (round 11's: ``cat_pieces``), the request's word
-# pieces (round 8's) and the parent's confidence, fitted and calibrated on the replay and one altered
-# copy of each replay example (round 9's), claiming at most 0.1 % of it (round 10's;
-# docs/arch/loop.md)
+# stage): an lr gate on the parent's and the base encoder's embeddings (round 4's selection), the
+# request's word pieces (round 8's) and the parent's confidence, fitted and calibrated on the replay
+# and one altered copy of each replay example (round 9's), claiming at most 0.1 % of it (round 10's;
+# round 11's ``cat_pieces`` was selected on dev and withdrawn by round 12: its refit after a loop job
+# lost 5.7 pt on dev; docs/arch/loop.md)
 OPERATOR_GATE = GateConfig(
-    kind="lr", claim_rate=0.001, feature="cat_pieces", confidence=True, tokens=True, replay_variants=1
+    kind="lr", claim_rate=0.001, feature="cat", confidence=True, tokens=True, replay_variants=1
 )
 
 

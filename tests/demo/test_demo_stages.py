@@ -81,7 +81,7 @@ def test_demo_stages_export_fleet_ask_shutdown(tiny_checkpoint: Path, tmp_path: 
     # so its routing changes only where the gate claims (a tiny random model claims what it claims)
     rt = s.route
     assert rt is not None and rt.support == 16 and not rt.reused and rt.other_n == 400
-    assert rt.gate["kind"] == "lr" and rt.gate["feature"] == "cat_pieces"
+    assert rt.gate["kind"] == "lr" and rt.gate["feature"] == "cat"
     assert len(rt.answers) == 6 and all(g in (p, "shift_schedule") for _, p, g in rt.answers)
     assert "new route (gate)" in text and "route shift_schedule added as a gate" in text
     assert Path(rt.bundle, "manifest.yaml").is_file()

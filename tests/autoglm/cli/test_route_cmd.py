@@ -60,7 +60,7 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
     out, doc = gated
     assert doc["routes"] == [*DEFAULT_ROUTES, "shift_schedule"]
     assert doc["support"] == len(EXAMPLES)
-    assert doc["gate"]["kind"] == "lr" and doc["gate"]["feature"] == "cat_pieces"
+    assert doc["gate"]["kind"] == "lr" and doc["gate"]["feature"] == "cat"
     assert doc["gate"]["word_pieces"] > 0  # the operator's gate reads them (round 8)
     assert doc["gate"]["calibration_size"] > 900  # and calibrates on altered replay copies (round 9)
     assert doc["gate"]["confidence_weight"] != 0 and doc["gate"]["claim_rate"] == 0.001  # (round 10)
@@ -68,7 +68,7 @@ def test_gate_grows_the_checkpoint(ckpt: Path, gated: tuple[Path, dict]) -> None
     assert meta.training["new_route"]["method"] == "gate"
     model, _ = load_checkpoint(out)
     (gate,) = model.route_gates.values()
-    assert gate.route == "shift_schedule" and gate.feature == "cat_pieces"
+    assert gate.route == "shift_schedule" and gate.feature == "cat"
     assert next(iter(read_checkpoint_meta(ckpt).adapter_sets.values())).routes == list(DEFAULT_ROUTES)
 
 

@@ -211,12 +211,12 @@ def test_a_label_naming_a_tool_bound_new_route_grows_the_model(
     out = world.run_job(worker, job.id)
     assert out.state is JobState.SUCCEEDED and out.outcome is JobOutcome.PROMOTED, (out.error, out.logs)
     logs = world.svc.loop.jobs.get(job.id).logs
-    how = "gate (lr on cat_pieces)" if method == "gate" else "head grown"
+    how = "gate (lr on cat)" if method == "gate" else "head grown"
     assert any(f"new route 'shift_schedule': {how} from 6 examples" in line for line in logs), logs
     model, meta = load_checkpoint(worker.pipeline.work_dir / "checkpoints" / f"job-{job.id}")
     if method == "gate":  # grown as a gate, then fitted again on the job's fine-tuned adapters
         assert meta.training["new_route"]["refits"] == 1
-        assert model.route_gates["default"].feature == "cat_pieces"
+        assert model.route_gates["default"].feature == "cat"
         assert sorted(meta.training["new_route"]["support_texts"]) == sorted(SHIFT)
     else:
         assert not model.route_gates
