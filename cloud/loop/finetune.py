@@ -213,6 +213,7 @@ def finetune(
             [e.text for e in hard_ex if e.route == gate.route],
             seed=st.loop_seed,
             fallback_replay=base_train,
+            negatives=[e for e in hard_ex if e.route != gate.route] if st.loop_gate_hard_negatives else (),
         )
     temperature = float(meta.adapter_sets[set_name].temperature)
     if val:

@@ -108,6 +108,12 @@ class LoopSettings(AutoGLMSettings):
         "--method gate`; the job's fine-tune fits it again on the new adapters, and a gated model cannot "
         "grow a second route). docs/arch/loop.md, 'Gated routes in the loop'.",
     )
+    loop_gate_hard_negatives: bool = Field(
+        default=False,
+        description="When a job refits a gated route's gate, also fit and calibrate it on the job's "
+        "labelled examples of the other routes (the hard examples the fleet sent, with the gate's altered "
+        "copies), not only on the generator's replay. docs/EVALUATION.md, 'Fourteenth selection round'.",
+    )
     loop_graph_heads: bool = Field(
         default=True,
         description="When the production bundle carries the learned graph heads (hop_scorer), train new "

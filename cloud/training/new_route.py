@@ -368,6 +368,7 @@ def refit_route_gate(
     *,
     seed: int = 0,
     fallback_replay: Sequence[Example] = (),
+    negatives: Sequence[Example] = (),
 ) -> GateRefit:
     """Fit the gated route's gate again on ``model`` (whose adapters a fine-tune moved, so the
     embedding the old gate was calibrated on is gone), from the support stored at growth plus
@@ -375,7 +376,8 @@ def refit_route_gate(
     :data:`MAX_SUPPORT` in all, the stored ones first), with the same kind, feature and claim
     rate, calibrated on a fresh replay of the other routes (the generator's, as at growth; a model
     whose routes the generator does not know uses ``fallback_replay``, e.g. its own run's training
-    data). Attaches the gate to ``model``."""
+    data) and on ``negatives`` (labelled examples of the other routes: the loop's hard examples,
+    with ``loop_gate_hard_negatives``). Attaches the gate to ``model``."""
     info = dict(training.get(NEW_ROUTE_KEY) or {})
     old = RouteGate.from_dict(info["gate"])
     stored = stored_gate_support(training, old.route)
@@ -400,9 +402,14 @@ def refit_route_gate(
     n_old = len(model.adapter_set(set_name).routes) - 1  # the gated route's output is the last, inert
     sup_g = with_altered_copies(support, cfg.support_variants, seed)
     sup_e = gate_rows(model, set_name, tokenizer, cfg, sup_g, n_old)
-    rep_e = gate_rows(
-        model, set_name, tokenizer, cfg, with_altered_copies(rep, cfg.replay_variants, seed), n_old
-    )
+    wrong = [e.route for e in negatives if e.route == old.route or e.route not in set(routes)]
+    if wrong:
+        raise BadRequest(
+            f"route {old.route!r}: a negative for its gate must name another of the model's routes, "
+            f"not {wrong[0]!r}"
+        )
+    rep_g = with_altered_copies([*rep, *negatives], cfg.replay_variants, seed)
+    rep_e = gate_rows(model, set_name, tokenizer, cfg, rep_g, n_old)
     gate = fit_gate_on(old.route, sup_e, rep_e, cfg, seed, tokenizer.special_ids)
     model.route_gates[set_name] = gate
     info.update(

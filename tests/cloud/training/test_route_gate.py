@@ -23,7 +23,7 @@ from cloud.loop.settings import LoopSettings
 from cloud.model.checkpoint import CheckpointError, checkpoint_tokenizer, load_checkpoint
 from cloud.model.route_gate import TokenBatch, gated_logits
 from cloud.training.maml import AdaptConfig, FastHead, grow, top_features
-from cloud.training.new_route import NewRouteConfig, train_new_route
+from cloud.training.new_route import NewRouteConfig, refit_route_gate, train_new_route
 from cloud.training.route_gate import (
     BASE_VIEWS,
     GATE_KEY,
@@ -234,6 +234,43 @@ def test_support_variants_add_altered_copies_to_the_positives_only(ckpt: Path, t
         assert info["support_accuracy"] * 16 == pytest.approx(round(info["support_accuracy"] * 16))
         assert info[GATE_KEY]["calibration_size"] == len(REPLAY)  # the replay is not touched
     assert sizes[0] == 16 and 16 < sizes[2] <= 48
+
+
+def test_a_refit_with_hard_negatives_is_fitted_and_calibrated_on_them(ckpt: Path, tmp_path: Path) -> None:
+    """``negatives`` (the loop's labelled examples of other routes, ``loop_gate_hard_negatives``)
+    join the replay the refit fits and calibrates on: at claim rate 0 none of them is claimed; a
+    negative that names the gated route, or a route the model lacks, is refused."""
+    cfg = GateConfig(kind="lr", claim_rate=0.0, tokens=True)
+    res = train_new_route(
+        ckpt,
+        NEW_ROUTE,
+        support_set(16),
+        tmp_path / "g",
+        config=NewRouteConfig(method="gate", gate=cfg, threads=1),
+        replay=REPLAY,
+    )
+    model, meta = load_checkpoint(res.checkpoint_dir)
+    tok = checkpoint_tokenizer(meta)
+    # the hard negatives: other-route requests phrased like the route (the support's words)
+    negatives = [
+        Example(f"{e.text} calculator 12 * 7", "calculator", e.lang, "hard") for e in support_set(24)[16:]
+    ]
+    ids, mask = tok([e.text for e in negatives])
+    routes = meta.adapter_sets["default"].routes
+
+    def claimed() -> int:
+        with torch.no_grad():
+            out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+        return sum(routes[i] == NEW_ROUTE for i in out.route_logits.argmax(-1).tolist())
+
+    plain = refit_route_gate(model, meta.training, "default", tok)
+    assert claimed() > 0  # the gate fitted without them takes some for the route
+    hard = refit_route_gate(model, meta.training, "default", tok, negatives=negatives)
+    assert hard.gate.calibration_size == plain.gate.calibration_size + len(negatives)
+    assert claimed() == 0
+    for bad in ("shift_schedule", "no_such_route"):
+        with pytest.raises(BadRequest, match="must name another of the model's routes"):
+            refit_route_gate(model, meta.training, "default", tok, negatives=[Example("x y", bad, "en", "h")])
 
 
 def test_gated_logits_feed_the_gate_the_parents_confidence() -> None:
