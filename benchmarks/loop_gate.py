@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     del base_model
     eval_texts = {e.text for e in other_items} if args.dev else set()
     val = [e for e in default_splits(0)["val"] if e.route in routes and e.text not in eval_texts]
-    st = LoopSettings(loop_eval_max=300, loop_gate_hard_negatives=args.hard_negatives)
+    negatives = {} if args.hard_negatives is None else {"loop_gate_hard_negatives": args.hard_negatives}
+    st = LoopSettings(loop_eval_max=300, **negatives)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="loop-gate-") as tmp:
         work = Path(tmp)
@@ -238,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "parent": str(parent),
         "routes": routes,
         "dev": args.dev,
-        "hard_negatives": args.hard_negatives,
+        "hard_negatives": st.loop_gate_hard_negatives,
         "method": args.method or "operator",
         "new_items": len(new_items),
         "other_items": len(other_items),
@@ -314,8 +315,10 @@ def main() -> int:
     ap.add_argument("--dev", action="store_true", help="the dev protocol's sets, never the frozen ones")
     ap.add_argument(
         "--hard-negatives",
-        action="store_true",
-        help="the job's refit also fits and calibrates the gate on its labelled other-route examples",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the job's refit also fits and calibrates the gate on its labelled other-route examples "
+        "(default: LoopSettings.loop_gate_hard_negatives)",
     )
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()

@@ -109,7 +109,7 @@ class LoopSettings(AutoGLMSettings):
         "grow a second route). docs/arch/loop.md, 'Gated routes in the loop'.",
     )
     loop_gate_hard_negatives: bool = Field(
-        default=False,
+        default=True,
         description="When a job refits a gated route's gate, also fit and calibrate it on the job's "
         "labelled examples of the other routes (the hard examples the fleet sent, with the gate's altered "
         "copies), not only on the generator's replay. docs/EVALUATION.md, 'Fourteenth selection round'.",
